@@ -1,0 +1,164 @@
+package rest
+
+import (
+	"bytes"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/store"
+)
+
+// view is what _summary and _elements ask of the returned resources.
+type view struct {
+	count    bool            // _summary=count: the total only
+	elements map[string]bool // _elements: these top-level elements only
+	noText   bool            // _summary=data: everything but the narrative
+}
+
+// subsets reports whether resources are to be cut down (and tagged).
+func (v view) subsets() bool { return v.elements != nil || v.noText }
+
+func (v view) keep(key string) bool {
+	if v.noText && key == "text" {
+		return false
+	}
+	return v.elements == nil || v.elements[key]
+}
+
+// view reads _summary and _elements. _summary=true and =text need the
+// summary flags of the element definitions, which this package does not
+// have yet; they are refused rather than silently ignored.
+func (s *Server) view(req *Request, search bool) (view, error) {
+	var v view
+	switch summary := req.Params.Get("_summary"); summary {
+	case "", "false":
+	case "count":
+		if !search {
+			return v, fhir.Errorf(http.StatusBadRequest, "invalid", "_summary=count applies to searches only")
+		}
+		v.count = true
+	case "data":
+		v.noText = true
+	case "true", "text":
+		return v, fhir.Errorf(http.StatusBadRequest, "not-supported", "_summary=%s is not supported yet", summary)
+	default:
+		return v, fhir.Errorf(http.StatusBadRequest, "invalid", "_summary must be one of true, text, data, count, false")
+	}
+	for _, list := range req.Params["_elements"] {
+		for _, e := range strings.Split(list, ",") {
+			e = strings.TrimSpace(e)
+			e = strings.TrimPrefix(e, req.Type+".")
+			if e == "" {
+				continue
+			}
+			if v.elements == nil {
+				v.elements = make(map[string]bool)
+			}
+			v.elements[e] = true
+		}
+	}
+	return v, nil
+}
+
+// subsettedTag is the meta.tag coding that marks a resource as incomplete.
+func (s *Server) subsettedTag() []byte {
+	if s.version == fhir.R4 {
+		return []byte(`{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"SUBSETTED","display":"subsetted"}`)
+	}
+	return []byte(`{"system":"http://hl7.org/fhir/v3/ObservationValue","code":"SUBSETTED","display":"subsetted"}`)
+}
+
+// bundle writes a searchset Bundle for page. The stored resource bodies are
+// copied in as they are; only _elements/_summary=data matches are rewritten.
+func (s *Server) bundle(req *Request, page store.Page, v view) ([]byte, error) {
+	path := req.Base + "/" + req.Type
+	if req.Operation != "" {
+		path += "/" + req.Operation
+	}
+	size := 256
+	if !v.count {
+		for _, r := range page.Matches {
+			size += len(r.Body) + len(req.Base) + len(r.Type) + len(r.ID) + 64
+		}
+		for _, r := range page.Included {
+			size += len(r.Body) + len(req.Base) + len(r.Type) + len(r.ID) + 64
+		}
+	}
+	var buf bytes.Buffer
+	buf.Grow(size)
+	buf.WriteString(`{"resourceType":"Bundle","type":"searchset","total":`)
+	buf.WriteString(strconv.Itoa(page.Total))
+	buf.WriteString(`,"link":[{"relation":"self","url":`)
+	appendString(&buf, withQuery(path, req.Params))
+	buf.WriteByte('}')
+	if page.NextOffset >= 0 && !v.count {
+		next := make(url.Values, len(req.Params))
+		for k, vs := range req.Params {
+			next[k] = vs
+		}
+		next["_offset"] = []string{strconv.Itoa(page.NextOffset)}
+		buf.WriteString(`,{"relation":"next","url":`)
+		appendString(&buf, withQuery(path, next))
+		buf.WriteByte('}')
+	}
+	buf.WriteByte(']')
+	if v.count {
+		buf.WriteByte('}')
+		return buf.Bytes(), nil
+	}
+	buf.WriteString(`,"entry":[`)
+	first := true
+	entry := func(r store.Resource, mode string, body []byte) {
+		if !first {
+			buf.WriteByte(',')
+		}
+		first = false
+		buf.WriteString(`{"fullUrl":`)
+		appendString(&buf, req.Base+"/"+r.Type+"/"+r.ID)
+		buf.WriteString(`,"resource":`)
+		buf.Write(body)
+		buf.WriteString(`,"search":{"mode":"`)
+		buf.WriteString(mode)
+		buf.WriteString(`"}}`)
+	}
+	for _, r := range page.Matches {
+		body := []byte(r.Body)
+		if v.subsets() {
+			var err error
+			if body, err = subset(body, v.keep, s.subsettedTag()); err != nil {
+				return nil, err
+			}
+		}
+		entry(r, "match", body)
+	}
+	for _, r := range page.Included {
+		entry(r, "include", r.Body)
+	}
+	if len(page.Ignored) > 0 {
+		// Lenient mode: tell the client which parameters had no effect.
+		issues := make([]fhir.Issue, len(page.Ignored))
+		for i, p := range page.Ignored {
+			issues[i] = fhir.Issue{Severity: "warning", Code: "not-supported", Diagnostics: "search parameter " + clip(p) + " is not supported and was ignored"}
+		}
+		if !first {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(`{"resource":`)
+		buf.Write(fhir.OperationOutcome(issues...))
+		buf.WriteString(`,"search":{"mode":"outcome"}}`)
+	}
+	buf.WriteString("]}")
+	return buf.Bytes(), nil
+}
+
+// withQuery is path with params as its query, in the normal form of
+// url.Values.Encode (sorted by key).
+func withQuery(path string, params url.Values) string {
+	if len(params) == 0 {
+		return path
+	}
+	return path + "?" + params.Encode()
+}

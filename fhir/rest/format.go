@@ -1,0 +1,153 @@
+package rest
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/schakel-nl/schakel/fhir"
+)
+
+// codec is a wire format of FHIR resources. Inside the server every resource
+// is FHIR JSON; a codec converts at the edge. Adding XML means adding an
+// xmlCodec (over the fhir package's XML<->JSON conversion) to codecs and
+// formatNames and removing it from notYet.
+type codec interface {
+	// contentType is the Content-Type of responses for FHIR version v.
+	contentType(v fhir.Version) string
+	// encode converts a FHIR JSON document to this format.
+	encode(doc []byte) ([]byte, error)
+	// decode converts a request body in this format to FHIR JSON.
+	decode(body []byte) ([]byte, error)
+}
+
+// jsonCodec is FHIR JSON: both conversions are the identity.
+type jsonCodec struct{}
+
+func (jsonCodec) contentType(v fhir.Version) string {
+	if v == fhir.R4 {
+		return "application/fhir+json; fhirVersion=4.0; charset=utf-8"
+	}
+	return "application/fhir+json; fhirVersion=3.0; charset=utf-8"
+}
+
+func (jsonCodec) encode(doc []byte) ([]byte, error)  { return doc, nil }
+func (jsonCodec) decode(body []byte) ([]byte, error) { return body, nil }
+
+// codecs are the supported formats by mime type (lower case, no parameters).
+var codecs = map[string]codec{
+	"application/fhir+json": jsonCodec{},
+	"application/json+fhir": jsonCodec{}, // the DSTU2 name, still sent by STU3 clients
+	"application/json":      jsonCodec{},
+}
+
+// formatNames are the short _format values.
+var formatNames = map[string]string{
+	"json": "application/fhir+json",
+}
+
+// notYet are the FHIR formats we know of but do not serve, with the name to
+// show in the OperationOutcome.
+var notYet = map[string]string{
+	"xml":                  "XML",
+	"text/xml":             "XML",
+	"application/xml":      "XML",
+	"application/fhir+xml": "XML",
+	"application/xml+fhir": "XML",
+	"ttl":                  "RDF Turtle",
+	"text/turtle":          "RDF Turtle",
+}
+
+// negotiate picks the response format from _format (which wins, as the spec
+// says) or else the Accept header.
+func negotiate(accept, format string, v fhir.Version) (codec, error) {
+	if format != "" {
+		mt, params, _ := strings.Cut(format, ";")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+		if full, ok := formatNames[mt]; ok {
+			mt = full
+		}
+		if c, ok := codecs[mt]; ok && versionMatches(params, v) {
+			return c, nil
+		}
+		return nil, notAcceptable(mt)
+	}
+	if accept == "" {
+		return jsonCodec{}, nil
+	}
+	var (
+		best      codec
+		bestQ     = -1.0
+		unserved  string
+		remaining = accept
+	)
+	for remaining != "" {
+		var rng string
+		rng, remaining, _ = strings.Cut(remaining, ",")
+		mt, params, _ := strings.Cut(rng, ";")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+		q := quality(params)
+		if q <= 0 || mt == "" {
+			continue
+		}
+		c, ok := codecs[mt]
+		switch {
+		case ok:
+			if !versionMatches(params, v) {
+				continue
+			}
+		case mt == "*/*" || mt == "application/*":
+			c = jsonCodec{}
+		default:
+			if unserved == "" {
+				unserved = mt
+			}
+			continue
+		}
+		if q > bestQ {
+			best, bestQ = c, q
+		}
+	}
+	if best == nil {
+		return nil, notAcceptable(unserved)
+	}
+	return best, nil
+}
+
+// quality returns the q parameter of a media range's parameters (1 when
+// absent or malformed).
+func quality(params string) float64 {
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		k, val, _ := strings.Cut(p, "=")
+		if strings.TrimSpace(k) == "q" {
+			if q, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+				return q
+			}
+		}
+	}
+	return 1
+}
+
+// versionMatches reports whether a fhirVersion media type parameter, when
+// present, names version v.
+func versionMatches(params string, v fhir.Version) bool {
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		k, val, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "fhirVersion") {
+			got, err := fhir.ParseVersion(strings.Trim(strings.TrimSpace(val), `"`))
+			return err == nil && got == v
+		}
+	}
+	return true
+}
+
+func notAcceptable(mt string) error {
+	if name, ok := notYet[mt]; ok {
+		return fhir.Errorf(http.StatusNotAcceptable, "not-supported", "%s is not supported on this endpoint yet; ask for application/fhir+json", name)
+	}
+	return fhir.Errorf(http.StatusNotAcceptable, "not-supported", "no acceptable format is served; ask for application/fhir+json (fhirVersion as this endpoint)")
+}

@@ -1,0 +1,160 @@
+// Package node is the GtK: its listeners (public mTLS for peers, internal for
+// the participants' own systems), its participants, and the wiring of the
+// FHIR store, authorization server, Notified Pull and audit log.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/schakel-nl/schakel/nl"
+)
+
+// Config is a node's configuration, loaded file → environment → flags.
+type Config struct {
+	// Name identifies the node in logs and audit records.
+	Name string `koanf:"name"`
+	// DataDir holds the node's stores.
+	DataDir string `koanf:"datadir"`
+	// Public is the listener for other GtKs: TLS 1.3, client certificate required.
+	Public ListenerConfig `koanf:"public"`
+	// Internal is the listener for the participants' own systems.
+	Internal ListenerConfig `koanf:"internal"`
+	// TLS is the node's certificate and the CAs it trusts for peers.
+	TLS TLSConfig `koanf:"tls"`
+	// SigningKeyFile is the key the authorization server signs access tokens with.
+	SigningKeyFile string `koanf:"signingkeyfile"`
+	// AddressbookURL is the FHIR base of the addressbook.
+	AddressbookURL string `koanf:"addressbookurl"`
+	// Participants are the organisations this node serves.
+	Participants []ParticipantConfig `koanf:"participants"`
+	// TokenTTL is the lifetime of access tokens this node issues.
+	TokenTTL time.Duration `koanf:"tokenttl"`
+	// ClockSkew is the tolerance on peers' assertion times.
+	ClockSkew time.Duration `koanf:"clockskew"`
+	// ReferralValidity is how long a receiver may pull a referral's data.
+	ReferralValidity time.Duration `koanf:"referralvalidity"`
+	// MaxBodyBytes limits FHIR request bodies.
+	MaxBodyBytes int64 `koanf:"maxbodybytes"`
+}
+
+// ListenerConfig is one HTTP listener.
+type ListenerConfig struct {
+	// Addr is host:port to listen on; port 0 picks a free port.
+	Addr string `koanf:"addr"`
+	// URL is the address peers use, when it differs from https://Addr.
+	URL string `koanf:"url"`
+}
+
+// TLSConfig names PEM files.
+type TLSConfig struct {
+	CertFile string   `koanf:"certfile"`
+	KeyFile  string   `koanf:"keyfile"`
+	CAFiles  []string `koanf:"cafiles"`
+}
+
+// ParticipantConfig is one Deelnemer served by the node.
+type ParticipantConfig struct {
+	URA  string `koanf:"ura"`
+	Name string `koanf:"name"`
+	// SystemUZI is the UZI number of the participant's system (requester.agent).
+	SystemUZI string `koanf:"systemuzi"`
+	// CertFile/KeyFile: the participant's UZI server certificate, presented
+	// when the node acts for it; the node's certificate when empty.
+	CertFile string `koanf:"certfile"`
+	KeyFile  string `koanf:"keyfile"`
+	// SigningKeyFile is the key the participant's client assertions are signed with.
+	SigningKeyFile string `koanf:"signingkeyfile"`
+	// InternalToken authenticates the participant's systems on the internal
+	// listener. A secret: set it through the environment or a file, never a flag.
+	InternalToken string `koanf:"internaltoken"`
+	// InternalTokenFile holds the token instead (read at start).
+	InternalTokenFile string `koanf:"internaltokenfile"`
+}
+
+// Redacted returns a copy safe to print.
+func (c Config) Redacted() Config {
+	out := c
+	out.Participants = append([]ParticipantConfig(nil), c.Participants...)
+	for i := range out.Participants {
+		if out.Participants[i].InternalToken != "" {
+			out.Participants[i].InternalToken = "[redacted]"
+		}
+	}
+	return out
+}
+
+// Validate checks the configuration before anything starts.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("name is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("datadir is required"))
+	}
+	if _, _, err := net.SplitHostPort(c.Public.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("public.addr: %w", err))
+	}
+	if _, _, err := net.SplitHostPort(c.Internal.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("internal.addr: %w", err))
+	}
+	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" || len(c.TLS.CAFiles) == 0 {
+		errs = append(errs, errors.New("tls.certfile, tls.keyfile and tls.cafiles are required"))
+	}
+	if c.SigningKeyFile == "" {
+		errs = append(errs, errors.New("signingkeyfile is required"))
+	}
+	if !strings.HasPrefix(c.AddressbookURL, "https://") {
+		errs = append(errs, errors.New("addressbookurl must be an https URL"))
+	}
+	if len(c.Participants) == 0 {
+		errs = append(errs, errors.New("at least one participant is required"))
+	}
+	seen := map[string]bool{}
+	tokens := map[string]bool{}
+	for i := range c.Participants {
+		p := &c.Participants[i]
+		if p.InternalToken == "" && p.InternalTokenFile != "" {
+			b, err := os.ReadFile(p.InternalTokenFile)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("participants[%d].internaltokenfile: %w", i, err))
+			}
+			p.InternalToken = strings.TrimSpace(string(b))
+		}
+		if err := nl.ValidateURA(p.URA); err != nil {
+			errs = append(errs, fmt.Errorf("participants[%d].ura: %w", i, err))
+		}
+		if seen[p.URA] {
+			errs = append(errs, fmt.Errorf("participants[%d]: URA %s listed twice", i, p.URA))
+		}
+		seen[p.URA] = true
+		if p.SigningKeyFile == "" {
+			errs = append(errs, fmt.Errorf("participants[%d].signingkeyfile is required", i))
+		}
+		if len(p.InternalToken) < 16 {
+			errs = append(errs, fmt.Errorf("participants[%d].internaltoken must be at least 16 characters", i))
+		}
+		if tokens[p.InternalToken] {
+			errs = append(errs, fmt.Errorf("participants[%d].internaltoken is shared with another participant", i))
+		}
+		tokens[p.InternalToken] = true
+		if (p.CertFile == "") != (p.KeyFile == "") {
+			errs = append(errs, fmt.Errorf("participants[%d]: certfile and keyfile go together", i))
+		}
+	}
+	if c.TokenTTL == 0 {
+		c.TokenTTL = 5 * time.Minute
+	}
+	if c.ClockSkew == 0 {
+		c.ClockSkew = 30 * time.Second
+	}
+	if c.ReferralValidity == 0 {
+		c.ReferralValidity = 7 * 24 * time.Hour
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,234 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/rest"
+	"github.com/schakel-nl/schakel/notifiedpull"
+)
+
+type participantKey struct{}
+
+func tokenHash(t string) [32]byte { return sha256.Sum256([]byte(t)) }
+
+// internalRoutes serve the participants' own systems. Every route but
+// health and metrics needs the participant's bearer token.
+func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": n.cfg.Name})
+	})
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	}
+	own := rest.New(rest.Config{
+		Store: n.stu3, Version: fhir.STU3, MaxBodyBytes: n.cfg.MaxBodyBytes, Logger: n.log,
+		Observe: func(ctx context.Context, req *rest.Request, res rest.Result) {
+			p := ctx.Value(participantKey{}).(*participant)
+			n.auditFHIR(ctx, req, res, p.URA, p.SystemUZI, "")
+		},
+	})
+	mux.Handle("/internal/fhir/{path...}", n.authInternal(func(w http.ResponseWriter, r *http.Request, p *participant) {
+		own.Serve(w, r, p.URA, n.InternalURL()+"/internal/fhir", r.PathValue("path"))
+	}))
+	mux.Handle("POST /internal/referrals", n.authInternal(n.createReferral))
+	mux.Handle("GET /internal/referrals", n.authInternal(n.listReferrals))
+	mux.Handle("GET /internal/referrals/{id}", n.authInternal(n.getReferral))
+	mux.Handle("POST /internal/referrals/{id}/cancel", n.authInternal(n.cancelReferral))
+	mux.Handle("GET /internal/referrals/{id}/data", n.authInternal(n.referralData))
+	return mux
+}
+
+func (n *Node) authInternal(h func(http.ResponseWriter, *http.Request, *participant)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		var p *participant
+		if ok {
+			h := tokenHash(token)
+			for k, cand := range n.tokens {
+				if subtle.ConstantTimeCompare(k[:], h[:]) == 1 {
+					p = cand
+				}
+			}
+		}
+		if p == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="schakel-internal"`)
+			writeProblem(w, http.StatusUnauthorized, "unauthorized", "a participant's internal API token is required")
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), participantKey{}, p)), p)
+	})
+}
+
+// Referral is the internal API's view of a referral, sent or received.
+type Referral struct {
+	ID           string                     `json:"id"`
+	Identifier   string                     `json:"identifier"` // the notification identifier both sides share
+	Direction    string                     `json:"direction"`  // sent | received
+	Status       string                     `json:"status"`
+	StatusReason string                     `json:"statusReason,omitempty"`
+	Patient      string                     `json:"patient"`
+	Partner      string                     `json:"partner"` // the other organisation's URA
+	Application  string                     `json:"application,omitempty"`
+	WorkflowTask string                     `json:"workflowTask,omitempty"`
+	Expires      time.Time                  `json:"expires"`
+	Created      time.Time                  `json:"created"`
+	Updated      time.Time                  `json:"updated"`
+	Data         string                     `json:"data,omitempty"` // local Bundle id of pulled data
+	Results      []notifiedpull.QueryResult `json:"results,omitempty"`
+}
+
+func sentView(g notifiedpull.Grant) Referral {
+	return Referral{ID: g.ID, Identifier: g.ID, Direction: "sent", Status: g.Status, StatusReason: g.StatusReason, Patient: g.PatientBSN,
+		Partner: g.ReceiverURA, Application: g.Application, WorkflowTask: "Task/" + g.WorkflowTask, Expires: g.Expires,
+		Created: g.Created, Updated: g.Updated}
+}
+
+func receivedView(r notifiedpull.Received) Referral {
+	return Referral{ID: r.ID, Identifier: r.Identifier, Direction: "received", Status: r.Status, StatusReason: r.StatusReason, Patient: r.PatientBSN,
+		Partner: r.SenderURA, WorkflowTask: r.WorkflowTask, Expires: r.Expires, Created: r.Created, Updated: r.Updated,
+		Data: r.ResultBundle, Results: r.Summary}
+}
+
+func (n *Node) createReferral(w http.ResponseWriter, r *http.Request, p *participant) {
+	var req notifiedpull.ReferRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+		writeProblem(w, http.StatusBadRequest, "invalid-body", "expected JSON {\"patient\": BSN, \"receiver\": URA, \"application\": \"bgz\"}")
+		return
+	}
+	g, err := n.np.Refer(r.Context(), p.URA, req)
+	if err != nil {
+		n.internalError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, sentView(g))
+}
+
+func (n *Node) listReferrals(w http.ResponseWriter, r *http.Request, p *participant) {
+	out := []Referral{}
+	dir := r.URL.Query().Get("direction")
+	if dir == "" || dir == "sent" {
+		gs, err := n.np.Sent(r.Context(), p.URA)
+		if err != nil {
+			n.internalError(w, err)
+			return
+		}
+		for _, g := range gs {
+			out = append(out, sentView(g))
+		}
+	}
+	if dir == "" || dir == "received" {
+		rs, err := n.np.Received(r.Context(), p.URA)
+		if err != nil {
+			n.internalError(w, err)
+			return
+		}
+		for _, x := range rs {
+			out = append(out, receivedView(x))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (n *Node) getReferral(w http.ResponseWriter, r *http.Request, p *participant) {
+	id := r.PathValue("id")
+	if g, err := n.np.SentOne(r.Context(), p.URA, id); err == nil {
+		writeJSON(w, http.StatusOK, sentView(g))
+		return
+	}
+	x, err := n.np.ReceivedOne(r.Context(), p.URA, id)
+	if err != nil {
+		n.internalError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, receivedView(x))
+}
+
+func (n *Node) cancelReferral(w http.ResponseWriter, r *http.Request, p *participant) {
+	g, err := n.np.Cancel(r.Context(), p.URA, r.PathValue("id"))
+	if err != nil {
+		n.internalError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sentView(g))
+}
+
+// referralData returns the Bundle pulled for a received referral.
+func (n *Node) referralData(w http.ResponseWriter, r *http.Request, p *participant) {
+	x, err := n.np.ReceivedOne(r.Context(), p.URA, r.PathValue("id"))
+	if err != nil {
+		n.internalError(w, err)
+		return
+	}
+	if x.ResultBundle == "" {
+		writeProblem(w, http.StatusConflict, "not-ready", "no data pulled yet; referral status is "+x.Status)
+		return
+	}
+	res, err := n.stu3.Read(r.Context(), p.URA, "Bundle", x.ResultBundle)
+	if err != nil {
+		n.internalError(w, err)
+		return
+	}
+	n.appendAudit(r.Context(), audit.Record{Action: audit.ActionRead, Interaction: "read", Outcome: http.StatusOK, Tenant: p.URA,
+		ActorURA: p.URA, ActorSystem: p.SystemUZI, Address: r.RemoteAddr, Patient: x.PatientBSN, Types: []string{"Bundle"},
+		Resources: []string{"Bundle/" + res.ID}, Task: x.Identifier})
+	w.Header().Set("Content-Type", "application/fhir+json; fhirVersion=3.0; charset=utf-8")
+	_, _ = w.Write(res.Body)
+}
+
+// internalError translates an error once, at the edge of the internal API.
+func (n *Node) internalError(w http.ResponseWriter, err error) {
+	if fe := fhir.AsError(err); fe != nil {
+		writeProblem(w, fe.Status, "rejected", fe.Error())
+		return
+	}
+	switch {
+	case errors.Is(err, notifiedpull.ErrUnknownReferral):
+		writeProblem(w, http.StatusNotFound, "not-found", "no such referral for this participant")
+	case errors.Is(err, notifiedpull.ErrUnknownParticipant):
+		writeProblem(w, http.StatusNotFound, "not-found", "unknown participant")
+	default:
+		n.log.Error("internal API", "err", err)
+		writeProblem(w, http.StatusBadGateway, "exchange-failed", exchangeError(err))
+	}
+}
+
+// exchangeError keeps what the participant's system needs to know about a
+// failed exchange with a partner (which step failed and the partner's answer).
+func exchangeError(err error) string {
+	msg := err.Error()
+	if len(msg) > 500 {
+		msg = msg[:500]
+	}
+	return msg
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// writeProblem answers with RFC 9457 problem details.
+func writeProblem(w http.ResponseWriter, status int, typ, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"type": "https://schakel.dev/problems/" + typ, "title": http.StatusText(status), "status": status, "detail": detail,
+	})
+}

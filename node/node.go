@@ -1,0 +1,337 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/notifiedpull"
+	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/pki"
+)
+
+// participant is a Deelnemer with its credentials loaded.
+type participant struct {
+	ParticipantConfig
+	cert    tls.Certificate
+	signing jwk.Key
+	party   *notifiedpull.Party
+}
+
+// Node is one running GtK.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	roots  *x509.CertPool
+	cert   tls.Certificate
+	parts  map[string]*participant
+	tokens map[[32]byte]*participant // sha256(internal token) → participant
+
+	publicLn, internalLn net.Listener
+	publicURL            string
+
+	stu3     store.Store
+	auditLog *audit.Store
+	npDB     *notifiedpull.DB
+	np       *notifiedpull.Service
+	as       *oauth.Server
+	dir      *addressbook.Client
+	metrics  *metrics
+
+	publicSrv, internalSrv *http.Server
+	events                 func(notifiedpull.Event)
+	wg                     sync.WaitGroup
+}
+
+// Options are the node's collaborators that are not configuration.
+type Options struct {
+	Logger *slog.Logger
+	// Events receives each Notified Pull step as it happens.
+	Events func(notifiedpull.Event)
+	// Registry receives the node's metrics; a fresh one when nil.
+	Registry prometheus.Registerer
+}
+
+// New validates cfg, loads credentials, opens the stores and binds the
+// listeners (so their addresses are known before Serve).
+func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node %s: invalid configuration:\n%w", cfg.Name, err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	n = &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: map[string]*participant{}, tokens: map[[32]byte]*participant{}, events: opts.Events}
+	defer func() {
+		if err != nil {
+			n.closeStores()
+		}
+	}()
+	if n.roots, err = loadRoots(cfg.TLS.CAFiles); err != nil {
+		return nil, err
+	}
+	if n.cert, err = tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	for _, pc := range cfg.Participants {
+		p := &participant{ParticipantConfig: pc, cert: n.cert}
+		if pc.CertFile != "" {
+			if p.cert, err = tls.LoadX509KeyPair(pc.CertFile, pc.KeyFile); err != nil {
+				return nil, fmt.Errorf("participant %s certificate: %w", pc.URA, err)
+			}
+		}
+		leaf, err := x509.ParseCertificate(p.cert.Certificate[0])
+		if err != nil {
+			return nil, err
+		}
+		id, err := pki.ParseUZIServerID(leaf)
+		if err != nil {
+			return nil, fmt.Errorf("participant %s certificate: %w", pc.URA, err)
+		}
+		if id.URA != pc.URA {
+			return nil, fmt.Errorf("participant %s: its certificate carries URA %s", pc.URA, id.URA)
+		}
+		if p.signing, err = pki.LoadOrCreateSigningKey(pc.SigningKeyFile); err != nil {
+			return nil, fmt.Errorf("participant %s signing key: %w", pc.URA, err)
+		}
+		n.parts[pc.URA] = p
+		n.tokens[tokenHash(pc.InternalToken)] = p
+	}
+
+	if n.publicLn, err = net.Listen("tcp", cfg.Public.Addr); err != nil {
+		return nil, fmt.Errorf("public listener: %w", err)
+	}
+	if n.internalLn, err = net.Listen("tcp", cfg.Internal.Addr); err != nil {
+		n.publicLn.Close()
+		return nil, fmt.Errorf("internal listener: %w", err)
+	}
+	n.publicURL = cfg.Public.URL
+	if n.publicURL == "" {
+		n.publicURL = "https://" + n.publicLn.Addr().String()
+	}
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	if n.stu3, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "fhir-stu3.db"), fhir.STU3); err != nil {
+		return nil, fmt.Errorf("FHIR store: %w", err)
+	}
+	if n.auditLog, err = audit.Open(ctx, filepath.Join(cfg.DataDir, "audit.db"), cfg.Name); err != nil {
+		return nil, err
+	}
+	if n.npDB, err = notifiedpull.OpenDB(ctx, filepath.Join(cfg.DataDir, "exchange.db")); err != nil {
+		return nil, err
+	}
+
+	clientTLS := pki.ClientTLSConfig(n.cert, n.roots)
+	n.dir = &addressbook.Client{Base: cfg.AddressbookURL, HTTP: httpClient(clientTLS)}
+	for _, p := range n.parts {
+		hc := httpClient(pki.ClientTLSConfig(p.cert, n.roots))
+		p.party = &notifiedpull.Party{URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, HTTP: hc,
+			OAuth: &oauth.Client{ClientID: p.URA, Key: p.signing, HTTP: hc}}
+	}
+
+	signing, err := pki.LoadOrCreateSigningKey(cfg.SigningKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("authorization server key: %w", err)
+	}
+	n.np = notifiedpull.New(notifiedpull.Config{
+		Node: cfg.Name, DB: n.npDB, Store: n.stu3, Directory: n.dir,
+		Parties: func(ura string) (*notifiedpull.Party, bool) {
+			p, ok := n.parts[ura]
+			if !ok {
+				return nil, false
+			}
+			return p.party, true
+		},
+		FHIRBase: n.fhirBase,
+		Issuer:   n.publicURL,
+		PeerURA:  func(r *http.Request) (string, error) { return pki.PeerURA(r.TLS) },
+		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.as.Verify(r, aud) },
+		Audit:    n.auditLog, Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
+	})
+	n.as, err = oauth.NewServer(oauth.ServerConfig{
+		Issuer:     n.publicURL,
+		SigningKey: signing,
+		Clients:    &clientKeys{dir: n.dir, http: httpClient(clientTLS)},
+		Grants:     n.np,
+		PeerURA:    pki.PeerURA,
+		TokenTTL:   cfg.TokenTTL,
+		ClockSkew:  cfg.ClockSkew,
+		// Verification is per request; ES256 checks dominate without a cache.
+		VerifiedTokenCacheSize: 10000,
+		Logger:                 n.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("authorization server: %w", err)
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	n.metrics = newMetrics(reg)
+	n.publicSrv = &http.Server{
+		Handler:           n.metrics.wrap("public", n.logRequests("public", n.publicRoutes())),
+		TLSConfig:         pki.ServerTLSConfig(n.cert, n.roots),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	n.internalSrv = &http.Server{
+		Handler:           n.metrics.wrap("internal", n.logRequests("internal", n.internalRoutes(reg))),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	return n, nil
+}
+
+// PublicURL is the base URL peers reach this node at.
+func (n *Node) PublicURL() string { return n.publicURL }
+
+// InternalURL is the base URL of the internal listener.
+func (n *Node) InternalURL() string { return "http://" + n.internalLn.Addr().String() }
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Store is the node's STU3 FHIR store (for loading a participant's data).
+func (n *Node) Store() store.Store { return n.stu3 }
+
+// Audit is the node's audit log.
+func (n *Node) Audit() *audit.Store { return n.auditLog }
+
+// fhirBase is the public STU3 FHIR base of a participant.
+func (n *Node) fhirBase(tenant string) string { return n.publicURL + "/fhir/stu3/" + tenant }
+
+// AddressbookEntries are the directory entries that make this node's
+// participants reachable: notification endpoint, FHIR base, authorization
+// server and client keys.
+func (n *Node) AddressbookEntries() []addressbook.Entry {
+	var out []addressbook.Entry
+	for _, p := range n.cfg.Participants {
+		out = append(out, addressbook.Entry{
+			ID: "org-" + p.URA, URA: p.URA, Name: p.Name,
+			Endpoints: []addressbook.EndpointSpec{
+				{ID: "ep-" + p.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: n.fhirBase(p.URA) + "/Task", FHIRVersion: "3.0"},
+				{ID: "ep-" + p.URA + "-bgz", PayloadType: addressbook.PayloadBgZServer, Address: n.fhirBase(p.URA), FHIRVersion: "3.0"},
+				{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: n.publicURL},
+				{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: n.publicURL + "/jwks/" + p.URA},
+			},
+		})
+	}
+	return out
+}
+
+// Serve runs the node until ctx ends, then shuts down gracefully.
+func (n *Node) Serve(ctx context.Context) error {
+	if err := n.np.Start(ctx); err != nil {
+		return err
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- n.publicSrv.ServeTLS(n.publicLn, "", "") }()
+	go func() { errc <- n.internalSrv.Serve(n.internalLn) }()
+	n.log.Info("node started", "public", n.PublicURL(), "internal", n.InternalURL(), "participants", len(n.parts))
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = n.publicSrv.Shutdown(shutdownCtx)
+	_ = n.internalSrv.Shutdown(shutdownCtx)
+	n.np.Wait()
+	n.closeStores()
+	n.log.Info("node stopped")
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (n *Node) closeStores() {
+	for _, c := range []interface{ Close() error }{n.stu3, n.auditLog, n.npDB} {
+		if c != nil && !isNilCloser(c) {
+			_ = c.Close()
+		}
+	}
+	if n.publicLn != nil {
+		n.publicLn.Close()
+	}
+	if n.internalLn != nil {
+		n.internalLn.Close()
+	}
+}
+
+func isNilCloser(c interface{ Close() error }) bool {
+	switch v := c.(type) {
+	case *audit.Store:
+		return v == nil
+	case *notifiedpull.DB:
+		return v == nil
+	}
+	return false
+}
+
+func (n *Node) emit(e notifiedpull.Event) {
+	n.metrics.events.WithLabelValues(e.Step).Inc()
+	if n.events != nil {
+		n.events(e)
+	}
+}
+
+func loadRoots(files []string) (*x509.CertPool, error) {
+	var cas []*x509.Certificate
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("trusted CA: %w", err)
+		}
+		for {
+			var blk *pem.Block
+			blk, b = pem.Decode(b)
+			if blk == nil {
+				break
+			}
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("trusted CA %s: %w", f, err)
+			}
+			cas = append(cas, c)
+		}
+	}
+	if len(cas) == 0 {
+		return nil, errors.New("no trusted CA certificates in tls.cafiles")
+	}
+	return pki.CertPool(cas...), nil
+}
+
+func httpClient(cfg *tls.Config) *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:     cfg,
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}

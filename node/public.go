@@ -1,0 +1,186 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/rest"
+	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/pki"
+)
+
+type tokenKey struct{}
+
+func tokenFrom(ctx context.Context) *oauth.AccessToken {
+	t, _ := ctx.Value(tokenKey{}).(*oauth.AccessToken)
+	return t
+}
+
+// publicRoutes are what peers reach over mTLS.
+func (n *Node) publicRoutes() http.Handler {
+	mux := http.NewServeMux()
+	n.as.Routes(mux)
+	mux.HandleFunc("GET /jwks/{ura}", n.serveClientJWKS)
+	data := rest.New(rest.Config{
+		Store: n.stu3, Version: fhir.STU3, MaxBodyBytes: n.cfg.MaxBodyBytes, Logger: n.log,
+		Authorize: func(ctx context.Context, req *rest.Request) error {
+			return n.np.AuthorizeData(ctx, tokenFrom(ctx), req)
+		},
+		Observe: func(ctx context.Context, req *rest.Request, res rest.Result) {
+			tok := tokenFrom(ctx)
+			n.np.AfterData(ctx, tok, req, res.Status)
+			n.auditFHIR(ctx, req, res, tok.Subject, tok.ClientID, "")
+		},
+	})
+	mux.HandleFunc("/fhir/stu3/{ura}/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		ura, path := r.PathValue("ura"), r.PathValue("path")
+		if _, ok := n.parts[ura]; !ok {
+			writeOutcome(w, fhir.Errorf(http.StatusNotFound, "not-found", "no participant %s on this node", ura))
+			return
+		}
+		if path == "Task" && (r.Method == http.MethodPost || (r.Method == http.MethodPut && r.URL.Query().Has("identifier"))) {
+			n.np.HandleNotification(w, r, ura)
+			return
+		}
+		base := n.fhirBase(ura)
+		if path == "metadata" {
+			data.Serve(w, r, ura, base, path)
+			return
+		}
+		tok, err := n.as.Verify(r, base)
+		if err != nil {
+			peer, _ := pki.PeerURA(r.TLS)
+			n.appendAudit(r.Context(), audit.Record{Action: actionFor(r.Method), Interaction: "access", Outcome: http.StatusUnauthorized,
+				OutcomeText: "no valid access token", Tenant: ura, ActorURA: peer, Address: r.RemoteAddr, Query: path})
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			writeOutcome(w, &fhir.Error{Status: http.StatusUnauthorized, Cause: err, Issues: []fhir.Issue{{Severity: "error", Code: "login",
+				Diagnostics: "a valid access token for this endpoint, bound to your client certificate, is required"}}})
+			return
+		}
+		data.Serve(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)), ura, base, path)
+	})
+	return mux
+}
+
+// serveClientJWKS publishes the keys a participant signs its client
+// assertions with; peers find this address in the addressbook.
+func (n *Node) serveClientJWKS(w http.ResponseWriter, r *http.Request) {
+	p, ok := n.parts[r.PathValue("ura")]
+	if !ok {
+		http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
+		return
+	}
+	set, err := pki.PublicJWKS(p.signing)
+	if err != nil {
+		n.log.Error("publish JWKS", "err", err)
+		http.Error(w, `{"error":"server_error"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "max-age=300")
+	_ = json.NewEncoder(w).Encode(set)
+}
+
+// auditFHIR records one FHIR interaction on patient data.
+func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result, actorURA, actorSystem, user string) {
+	if req == nil || req.Interaction == rest.InteractionCapabilities {
+		return
+	}
+	rec := audit.Record{Action: actionFor(req.HTTP.Method), Interaction: req.Interaction, Outcome: res.Status,
+		Tenant: req.Tenant, ActorURA: actorURA, ActorSystem: actorSystem, ActorUser: user, Address: req.HTTP.RemoteAddr,
+		Query: queryText(req)}
+	if res.Err != nil {
+		if fe := fhir.AsError(res.Err); fe != nil && len(fe.Issues) > 0 {
+			rec.OutcomeText = fe.Issues[0].Diagnostics
+		} else {
+			rec.OutcomeText = "error"
+		}
+	}
+	if req.Type != "" {
+		rec.Types = append(rec.Types, req.Type)
+	}
+	for _, r := range res.Resources {
+		rec.Types = append(rec.Types, r.Type)
+		rec.Resources = append(rec.Resources, r.Type+"/"+r.ID)
+		if r.Type == "Patient" && rec.Patient == "" {
+			rec.Patient = patientBSN(r.Body)
+		}
+	}
+	if rec.Patient == "" {
+		rec.Patient = bsnFromQuery(req)
+	}
+	if tok := tokenFrom(ctx); tok != nil {
+		rec.Task = tok.StringClaim("twiin_task")
+	}
+	n.appendAudit(ctx, rec)
+}
+
+func (n *Node) appendAudit(ctx context.Context, rec audit.Record) {
+	if err := n.auditLog.Append(context.WithoutCancel(ctx), rec); err != nil {
+		n.log.Error("audit append failed", "interaction", rec.Interaction, "err", err)
+	}
+}
+
+func actionFor(method string) string {
+	switch method {
+	case http.MethodPost:
+		return audit.ActionCreate
+	case http.MethodPut, http.MethodPatch:
+		return audit.ActionUpdate
+	case http.MethodDelete:
+		return audit.ActionDelete
+	}
+	return audit.ActionRead
+}
+
+func queryText(req *rest.Request) string {
+	s := req.Type
+	if req.ID != "" {
+		s += "/" + req.ID
+	}
+	if req.Operation != "" {
+		s += "/" + req.Operation
+	}
+	if len(req.Params) > 0 {
+		s += "?" + req.Params.Encode()
+	}
+	return s
+}
+
+// bsnFromQuery finds the BSN a search is about, for the audit record.
+func bsnFromQuery(req *rest.Request) string {
+	for k, vs := range req.Params {
+		if k == "identifier" || strings.HasSuffix(k, ".identifier") {
+			for _, v := range vs {
+				if sys, val, ok := strings.Cut(v, "|"); ok && strings.HasSuffix(sys, "/bsn") {
+					return val
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func patientBSN(body []byte) string {
+	var p struct {
+		Identifier []struct{ System, Value string }
+	}
+	if json.Unmarshal(body, &p) == nil {
+		for _, id := range p.Identifier {
+			if strings.HasSuffix(id.System, "/bsn") || strings.HasSuffix(id.System, "2.16.840.1.113883.2.4.6.3") {
+				return id.Value
+			}
+		}
+	}
+	return ""
+}
+
+func writeOutcome(w http.ResponseWriter, fe *fhir.Error) {
+	w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
+	w.WriteHeader(fe.Status)
+	_, _ = w.Write(fhir.OperationOutcome(fe.Issues...))
+}

@@ -1,0 +1,243 @@
+package notifiedpull
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/schakel-nl/schakel/internal/sqlitedb"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// DB keeps the state of Notified Pull exchanges on both sides.
+type DB struct{ db *sql.DB }
+
+// OpenDB opens the exchange state database at path.
+func OpenDB(ctx context.Context, path string) (*DB, error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlitedb.Open(ctx, path, sub)
+	if err != nil {
+		return nil, fmt.Errorf("notified pull store: %w", err)
+	}
+	return &DB{db: db}, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error { return d.db.Close() }
+
+var errNoRow = errors.New("not found")
+
+// Grant is the sender's record of a referral: who may pull what until when.
+type Grant struct {
+	ID              string
+	Tenant          string
+	ReceiverURA     string
+	PatientBSN      string
+	WorkflowTask    string
+	AuthBaseHash    string
+	Application     string
+	Queries         []string
+	Expires         time.Time
+	Status          string
+	StatusReason    string
+	NotificationURL string
+	Created         time.Time
+	Updated         time.Time
+}
+
+const ts = time.RFC3339Nano
+
+func (d *DB) insertGrant(ctx context.Context, g Grant) error {
+	q, _ := json.Marshal(g.Queries)
+	_, err := d.db.ExecContext(ctx, `INSERT INTO np_grant (id, tenant, receiver_ura, patient_bsn, workflow_task,
+		auth_base_hash, application, queries, expires_at, status, status_reason, notification_url, created_at, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		g.ID, g.Tenant, g.ReceiverURA, g.PatientBSN, g.WorkflowTask, g.AuthBaseHash, g.Application, string(q),
+		g.Expires.UTC().Format(ts), g.Status, g.StatusReason, g.NotificationURL, g.Created.UTC().Format(ts), g.Updated.UTC().Format(ts))
+	return err
+}
+
+const grantCols = `id, tenant, receiver_ura, patient_bsn, workflow_task, auth_base_hash, application, queries,
+	expires_at, status, status_reason, notification_url, created_at, updated_at`
+
+func scanGrant(row interface{ Scan(...any) error }) (Grant, error) {
+	var g Grant
+	var q, exp, created, updated string
+	err := row.Scan(&g.ID, &g.Tenant, &g.ReceiverURA, &g.PatientBSN, &g.WorkflowTask, &g.AuthBaseHash, &g.Application,
+		&q, &exp, &g.Status, &g.StatusReason, &g.NotificationURL, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return g, errNoRow
+	}
+	if err != nil {
+		return g, err
+	}
+	_ = json.Unmarshal([]byte(q), &g.Queries)
+	g.Expires, _ = time.Parse(ts, exp)
+	g.Created, _ = time.Parse(ts, created)
+	g.Updated, _ = time.Parse(ts, updated)
+	return g, nil
+}
+
+func (d *DB) grantByHash(ctx context.Context, hash string) (Grant, error) {
+	return scanGrant(d.db.QueryRowContext(ctx, `SELECT `+grantCols+` FROM np_grant WHERE auth_base_hash = ?`, hash))
+}
+
+func (d *DB) grantByTask(ctx context.Context, tenant, taskID string) (Grant, error) {
+	return scanGrant(d.db.QueryRowContext(ctx, `SELECT `+grantCols+` FROM np_grant WHERE tenant = ? AND workflow_task = ?`, tenant, taskID))
+}
+
+func (d *DB) grant(ctx context.Context, tenant, id string) (Grant, error) {
+	return scanGrant(d.db.QueryRowContext(ctx, `SELECT `+grantCols+` FROM np_grant WHERE tenant = ? AND id = ?`, tenant, id))
+}
+
+func (d *DB) grants(ctx context.Context, tenant string) ([]Grant, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT `+grantCols+` FROM np_grant WHERE tenant = ? ORDER BY created_at`, tenant)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Grant
+	for rows.Next() {
+		g, err := scanGrant(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+func (d *DB) setGrantStatus(ctx context.Context, id, status, reason string, now time.Time) error {
+	_, err := d.db.ExecContext(ctx, `UPDATE np_grant SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?`,
+		status, reason, now.UTC().Format(ts), id)
+	return err
+}
+
+func (d *DB) setGrantNotificationURL(ctx context.Context, id, u string) error {
+	_, err := d.db.ExecContext(ctx, `UPDATE np_grant SET notification_url = ? WHERE id = ?`, u, id)
+	return err
+}
+
+// Received is the receiver's record of a notification.
+type Received struct {
+	ID           string
+	Tenant       string
+	Identifier   string
+	SenderURA    string
+	SenderSystem string
+	PatientBSN   string
+	WorkflowTask string
+	AuthBase     string
+	Expires      time.Time
+	Status       string
+	StatusReason string
+	ResultBundle string
+	Summary      []QueryResult
+	Created      time.Time
+	Updated      time.Time
+}
+
+// QueryResult is what one query of a pull returned.
+type QueryResult struct {
+	Block    string `json:"block"`
+	Code     string `json:"code"`
+	Query    string `json:"query"`
+	Matches  int    `json:"matches"`
+	Included int    `json:"included"`
+	Status   int    `json:"status"`
+}
+
+const receivedCols = `id, tenant, identifier, sender_ura, sender_system, patient_bsn, workflow_task, auth_base,
+	expires_at, status, status_reason, result_bundle, summary, created_at, updated_at`
+
+func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
+	var r Received
+	var exp, summary, created, updated string
+	err := row.Scan(&r.ID, &r.Tenant, &r.Identifier, &r.SenderURA, &r.SenderSystem, &r.PatientBSN, &r.WorkflowTask,
+		&r.AuthBase, &exp, &r.Status, &r.StatusReason, &r.ResultBundle, &summary, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, errNoRow
+	}
+	if err != nil {
+		return r, err
+	}
+	if summary != "" {
+		_ = json.Unmarshal([]byte(summary), &r.Summary)
+	}
+	r.Expires, _ = time.Parse(ts, exp)
+	r.Created, _ = time.Parse(ts, created)
+	r.Updated, _ = time.Parse(ts, updated)
+	return r, nil
+}
+
+// insertReceived stores r; false when the sender already notified this identifier.
+func (d *DB) insertReceived(ctx context.Context, r Received) (bool, error) {
+	res, err := d.db.ExecContext(ctx, `INSERT INTO np_received (id, tenant, identifier, sender_ura, sender_system, patient_bsn,
+		workflow_task, auth_base, expires_at, status, status_reason, created_at, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sender_ura, identifier) DO NOTHING`,
+		r.ID, r.Tenant, r.Identifier, r.SenderURA, r.SenderSystem, r.PatientBSN, r.WorkflowTask, r.AuthBase,
+		r.Expires.UTC().Format(ts), r.Status, r.StatusReason, r.Created.UTC().Format(ts), r.Updated.UTC().Format(ts))
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+func (d *DB) received(ctx context.Context, tenant, id string) (Received, error) {
+	return scanReceived(d.db.QueryRowContext(ctx, `SELECT `+receivedCols+` FROM np_received WHERE tenant = ? AND id = ?`, tenant, id))
+}
+
+func (d *DB) receivedByIdentifier(ctx context.Context, senderURA, identifier string) (Received, error) {
+	return scanReceived(d.db.QueryRowContext(ctx, `SELECT `+receivedCols+` FROM np_received WHERE sender_ura = ? AND identifier = ?`, senderURA, identifier))
+}
+
+func (d *DB) receivedList(ctx context.Context, tenant string) ([]Received, error) {
+	q := `SELECT ` + receivedCols + ` FROM np_received WHERE tenant = ? ORDER BY created_at`
+	args := []any{tenant}
+	if tenant == "" {
+		q = `SELECT ` + receivedCols + ` FROM np_received ORDER BY created_at`
+		args = nil
+	}
+	rows, err := d.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Received
+	for rows.Next() {
+		r, err := scanReceived(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (d *DB) setReceivedStatus(ctx context.Context, id, status, reason string, now time.Time) error {
+	clear := ""
+	if Final(status) {
+		// The secret is of no further use once the exchange has ended.
+		clear = ", auth_base = ''"
+	}
+	_, err := d.db.ExecContext(ctx, `UPDATE np_received SET status = ?, status_reason = ?, updated_at = ?`+clear+` WHERE id = ?`,
+		status, reason, now.UTC().Format(ts), id)
+	return err
+}
+
+func (d *DB) setReceivedResult(ctx context.Context, id, bundleID string, summary []QueryResult) error {
+	s, _ := json.Marshal(summary)
+	_, err := d.db.ExecContext(ctx, `UPDATE np_received SET result_bundle = ?, summary = ? WHERE id = ?`, bundleID, string(s), id)
+	return err
+}

@@ -1,0 +1,115 @@
+package notifiedpull
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+
+	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/rest"
+	"github.com/schakel-nl/schakel/oauth"
+)
+
+// paging parameters a receiver may add to an allowed search.
+var pagingParams = []string{"_count", "_offset", "_format"}
+
+// AuthorizeData decides whether a request on the sender's FHIR endpoint is
+// covered by the referral its access token was issued for: the workflow Task
+// itself, a status update of it, or exactly one of its queries, while the
+// referral is neither withdrawn nor expired.
+func (s *Service) AuthorizeData(ctx context.Context, tok *oauth.AccessToken, req *rest.Request) error {
+	deny := func(format string, args ...any) error {
+		return &fhir.Error{Status: http.StatusForbidden, Cause: ErrForbidden,
+			Issues: []fhir.Issue{{Severity: "error", Code: "forbidden", Diagnostics: fmt.Sprintf(format, args...)}}}
+	}
+	grantID := tok.StringClaim(ClaimGrant)
+	if grantID == "" {
+		return deny("the access token was not issued for a referral")
+	}
+	g, err := s.cfg.DB.grant(ctx, req.Tenant, grantID)
+	if errors.Is(err, errNoRow) {
+		return deny("the access token's referral is not held by this participant")
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case g.ReceiverURA != tok.Subject:
+		return deny("the referral was not made to your organisation")
+	case g.Status == StatusCancelled || g.Status == StatusFailed || g.Status == StatusRejected:
+		return deny("the referral is %s", g.Status)
+	case !s.cfg.Now().Before(g.Expires):
+		return deny("the referral has expired")
+	case !tok.HasScope(g.Application):
+		return deny("the access token lacks scope %s", g.Application)
+	}
+	switch req.Interaction {
+	case rest.InteractionRead:
+		if req.Type == "Task" && req.ID == g.WorkflowTask {
+			return nil
+		}
+		return deny("only the workflow Task and its queries may be read")
+	case rest.InteractionUpdate:
+		if req.Type != "Task" || req.ID != g.WorkflowTask {
+			return deny("only the workflow Task's status may be updated")
+		}
+		cur, err := s.cfg.Store.Read(ctx, req.Tenant, "Task", g.WorkflowTask)
+		if err != nil {
+			return err
+		}
+		status, ok := OnlyStatusChanged(cur.Body, req.Body)
+		if !ok || !slices.Contains([]string{StatusInProgress, StatusCompleted, StatusFailed}, status) {
+			return deny("a receiver may only set the workflow Task's status to in-progress, completed or failed")
+		}
+		return nil
+	case rest.InteractionSearchType, rest.InteractionOperation:
+		q := searchString(req)
+		n, err := bgz.Normalize(q)
+		if err != nil || !slices.Contains(g.Queries, n) {
+			return deny("this search is not one of the queries the workflow Task makes available")
+		}
+		return nil
+	}
+	return deny("interaction %s is not allowed under a referral", req.Interaction)
+}
+
+// AfterData keeps the grant in step with a successful status update of the
+// workflow Task by the receiver.
+func (s *Service) AfterData(ctx context.Context, tok *oauth.AccessToken, req *rest.Request, status int) {
+	if req.Interaction != rest.InteractionUpdate || status/100 != 2 || tok == nil {
+		return
+	}
+	grantID := tok.StringClaim(ClaimGrant)
+	g, err := s.cfg.DB.grant(ctx, req.Tenant, grantID)
+	if err != nil || req.ID != g.WorkflowTask {
+		return
+	}
+	next, ok := OnlyStatusChanged(req.Body, req.Body)
+	if !ok {
+		return
+	}
+	if next != g.Status && !Final(g.Status) {
+		_ = s.cfg.DB.setGrantStatus(ctx, g.ID, next, "reported by the receiver", s.cfg.Now())
+		s.event(g.Tenant, g.ID, "status", fmt.Sprintf("receiver reported the workflow Task %s", next), nil)
+	}
+}
+
+// searchString rebuilds the search of req as a relative URL, without the
+// paging parameters a receiver may add.
+func searchString(req *rest.Request) string {
+	p := url.Values{}
+	for k, v := range req.Params {
+		if !slices.Contains(pagingParams, k) {
+			p[k] = v
+		}
+	}
+	path := req.Type
+	if req.Operation != "" {
+		path += "/" + req.Operation
+	}
+	return path + "?" + p.Encode()
+}

@@ -1,0 +1,499 @@
+// Package notifiedpull implements the Twiin TA Notified Pull (SPEC §4) on
+// both sides: the sender makes a patient's data available to one receiver
+// and notifies it with a Task; the receiver validates the notification, gets
+// a token from the sender with the authorization base, and pulls the data.
+package notifiedpull
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/nl"
+	"github.com/schakel-nl/schakel/oauth"
+)
+
+// OAuth scopes of the exchange.
+const (
+	ScopeNotify      = "twiin-ta-notification" // may POST notification Tasks
+	GrantTypeJWT     = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	GrantTypeClient  = "client_credentials"
+	ClaimGrant       = "twiin_grant" // access-token claim: the referral the token serves
+	ClaimTask        = "twiin_task"  // access-token claim: the workflow Task
+	ApplicationBgZ   = "bgz"         // care application (and its scope)
+	defaultValidity  = 7 * 24 * time.Hour
+	maxResponseBytes = 32 << 20
+)
+
+// Errors of the exchange. The HTTP edges translate them once.
+var (
+	ErrUnknownPatient     = errors.New("patient not found")
+	ErrUnknownParticipant = errors.New("not a participant of this node")
+	ErrUnknownReferral    = errors.New("referral not found")
+	ErrForbidden          = errors.New("not allowed by the referral")
+)
+
+// Party is a participant this node acts for, as the exchange needs it.
+type Party struct {
+	URA       string
+	Name      string
+	SystemUZI string       // UZI number of the participant's system, requester.agent
+	HTTP      *http.Client // mTLS client presenting this participant's certificate
+	OAuth     *oauth.Client
+}
+
+// Directory resolves a partner's endpoint (the addressbook client).
+type Directory interface {
+	Endpoint(ctx context.Context, ura, payloadType, fhirVersion string) (string, error)
+}
+
+// Addressbook payload types the exchange looks up.
+const (
+	PayloadNotification = "Twiin-TA-notification"
+	PayloadBgZServer    = "http://nictiz.nl/fhir/CapabilityStatement/bgz2017-servercapabilities"
+	PayloadAuthServer   = "oauth-authorization-server"
+)
+
+// Event is one step of an exchange, reported as it happens.
+type Event struct {
+	Time     time.Time
+	Node     string
+	Tenant   string
+	Referral string
+	Step     string
+	Detail   string
+	Err      error
+}
+
+// Config wires the service.
+type Config struct {
+	Node      string
+	DB        *DB
+	Store     store.Store // the node's STU3 store
+	Directory Directory
+	Parties   func(ura string) (*Party, bool)
+	// FHIRBase is the public STU3 FHIR base of a tenant on this node.
+	FHIRBase func(tenant string) string
+	// Issuer is this node's authorization server issuer (public base URL).
+	Issuer   string
+	PeerURA  func(r *http.Request) (string, error)
+	Verify   func(r *http.Request, audience string) (*oauth.AccessToken, error)
+	Audit    audit.Log
+	Events   func(Event)
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Validity time.Duration
+	Workers  int
+}
+
+// Service runs both sides of the Notified Pull for every participant of a node.
+type Service struct {
+	cfg   Config
+	log   *slog.Logger
+	queue chan pullJob
+	wg    sync.WaitGroup
+}
+
+type pullJob struct{ tenant, id string }
+
+// New builds the service; Start runs its pull workers.
+func New(cfg Config) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Validity == 0 {
+		cfg.Validity = defaultValidity
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Events == nil {
+		cfg.Events = func(Event) {}
+	}
+	return &Service{cfg: cfg, log: cfg.Logger.With("component", "notifiedpull"), queue: make(chan pullJob, 1024)}
+}
+
+// Start runs the pull workers until ctx ends, and resumes every accepted
+// notification whose pull had not finished (nothing accepted is lost).
+func (s *Service) Start(ctx context.Context) error {
+	for i := 0; i < s.cfg.Workers; i++ {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case j := <-s.queue:
+					s.pull(ctx, j.tenant, j.id)
+				}
+			}
+		}()
+	}
+	pending, err := s.cfg.DB.receivedList(ctx, "")
+	if err != nil {
+		return fmt.Errorf("resume pulls: %w", err)
+	}
+	for _, r := range pending {
+		if !Final(r.Status) {
+			s.enqueue(r.Tenant, r.ID)
+		}
+	}
+	return nil
+}
+
+// Wait blocks until the workers have stopped (after the Start context ended).
+func (s *Service) Wait() { s.wg.Wait() }
+
+func (s *Service) enqueue(tenant, id string) {
+	select {
+	case s.queue <- pullJob{tenant, id}:
+	default:
+		// Full queue: the row stays pending and is resumed at the next start.
+		s.log.Warn("pull queue full; notification will be resumed at restart", "referral", id)
+	}
+}
+
+func (s *Service) event(tenant, referral, step, detail string, err error) {
+	s.cfg.Events(Event{Time: s.cfg.Now(), Node: s.cfg.Node, Tenant: tenant, Referral: referral, Step: step, Detail: detail, Err: err})
+}
+
+func newSecret() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+func hashSecret(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// ReferRequest is the participant system's request to make a patient's data
+// available to another organisation.
+type ReferRequest struct {
+	PatientBSN  string `json:"patient"`
+	ReceiverURA string `json:"receiver"`
+	Application string `json:"application"` // "bgz"
+	Description string `json:"description,omitempty"`
+}
+
+// Refer runs the sender side: workflow Task, grant, notification (SPEC §4 steps 1–2).
+func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (Grant, error) {
+	party, ok := s.cfg.Parties(tenant)
+	if !ok {
+		return Grant{}, fmt.Errorf("%w: %s", ErrUnknownParticipant, tenant)
+	}
+	if req.Application == "" {
+		req.Application = ApplicationBgZ
+	}
+	if req.Application != ApplicationBgZ {
+		return Grant{}, fhir.Errorf(http.StatusBadRequest, "not-supported", "care application %q is not supported; supported: bgz", req.Application)
+	}
+	if err := nl.ValidateBSN(req.PatientBSN); err != nil {
+		return Grant{}, fhir.Errorf(http.StatusBadRequest, "value", "patient: %v", err)
+	}
+	if err := nl.ValidateURA(req.ReceiverURA); err != nil {
+		return Grant{}, fhir.Errorf(http.StatusBadRequest, "value", "receiver: %v", err)
+	}
+	page, err := s.cfg.Store.Search(ctx, tenant, store.Query{Type: "Patient", Params: url.Values{"identifier": {nl.SystemBSN + "|" + req.PatientBSN}}})
+	if err != nil {
+		return Grant{}, fmt.Errorf("find patient: %w", err)
+	}
+	if len(page.Matches) == 0 {
+		return Grant{}, fhir.Errorf(http.StatusNotFound, "not-found", "no patient with this BSN in the participant's record")
+	}
+	patientID := page.Matches[0].ID
+	now := s.cfg.Now()
+	expires := now.Add(s.cfg.Validity)
+	id := "urn:uuid:" + newUUID()
+	secret := newSecret()
+
+	var inputs []WorkflowInput
+	var queries []string
+	for _, b := range bgz.Queries() {
+		q := b.Query(req.PatientBSN)
+		n, err := bgz.Normalize(q)
+		if err != nil {
+			return Grant{}, fmt.Errorf("normalise %s: %w", b.Name, err)
+		}
+		inputs = append(inputs, WorkflowInput{System: b.Code.System, Code: b.Code.Code, Display: b.Name, Query: q})
+		queries = append(queries, n)
+	}
+	wf := BuildWorkflowTask(WorkflowSpec{
+		Identifier: id, PatientID: patientID, PatientBSN: req.PatientBSN,
+		SenderURA: tenant, SenderName: party.Name, SenderSystem: party.SystemUZI,
+		ReceiverURA: req.ReceiverURA, Code: coding{System: "http://snomed.info/sct", Code: "3457005", Display: "Patient referral"},
+		Expires: expires, Authored: now, Inputs: inputs,
+	})
+	wfRes, err := s.cfg.Store.Create(ctx, tenant, wf)
+	if err != nil {
+		return Grant{}, fmt.Errorf("store workflow Task: %w", err)
+	}
+	g := Grant{ID: id, Tenant: tenant, ReceiverURA: req.ReceiverURA, PatientBSN: req.PatientBSN, WorkflowTask: wfRes.ID,
+		AuthBaseHash: hashSecret(secret), Application: req.Application, Queries: queries, Expires: expires,
+		Status: StatusRequested, Created: now, Updated: now}
+	if err := s.cfg.DB.insertGrant(ctx, g); err != nil {
+		return Grant{}, fmt.Errorf("store grant: %w", err)
+	}
+	s.audit(ctx, audit.Record{Action: audit.ActionCreate, Interaction: "refer", Outcome: http.StatusCreated, Tenant: tenant,
+		ActorURA: tenant, ActorSystem: party.SystemUZI, Patient: req.PatientBSN, Types: []string{"Task"},
+		Resources: []string{"Task/" + wfRes.ID}, Task: id})
+	s.event(tenant, id, "workflow-task", fmt.Sprintf("workflow Task/%s created with %d queries for receiver %s", wfRes.ID, len(inputs), req.ReceiverURA), nil)
+
+	notification := NotificationSpec{Identifier: id, GroupIdentifier: id, PatientBSN: req.PatientBSN, SenderURA: tenant,
+		SenderName: party.Name, SenderSystem: party.SystemUZI, ReceiverURA: req.ReceiverURA,
+		WorkflowTask: s.cfg.FHIRBase(tenant) + "/Task/" + wfRes.ID, AuthBase: secret, Expires: expires, Authored: now,
+		Description: req.Description}
+	taskURL, err := s.notify(ctx, party, req.ReceiverURA, http.MethodPost, "", BuildNotification(notification))
+	if err != nil {
+		s.fail(ctx, g, err)
+		return g, err
+	}
+	_ = s.cfg.DB.setGrantNotificationURL(ctx, g.ID, taskURL)
+	return s.cfg.DB.grant(ctx, tenant, g.ID)
+}
+
+// notify delivers a notification Task to the receiver's Task endpoint with a
+// token from the receiver's authorization server; it returns the endpoint URL.
+func (s *Service) notify(ctx context.Context, party *Party, receiverURA, method, query string, body []byte) (string, error) {
+	taskURL, err := s.cfg.Directory.Endpoint(ctx, receiverURA, PayloadNotification, "3.0")
+	if err != nil {
+		return "", fmt.Errorf("find receiver's notification endpoint: %w", err)
+	}
+	s.event(party.URA, "", "resolve", fmt.Sprintf("addressbook: %s receives notifications at %s", receiverURA, taskURL), nil)
+	tok, err := s.token(ctx, party, receiverURA, oauth.TokenRequest{GrantType: GrantTypeClient, Scope: []string{ScopeNotify}})
+	if err != nil {
+		return "", fmt.Errorf("token for notification: %w", err)
+	}
+	target := taskURL
+	if query != "" {
+		target += "?" + query
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, bytesReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/fhir+json; fhirVersion=3.0")
+	req.Header.Set("Accept", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err := party.HTTP.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("deliver notification: %w", err)
+	}
+	defer resp.Body.Close()
+	answer, _ := readLimited(resp, 1<<20)
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("receiver refused the notification: %s: %s", resp.Status, outcomeText(answer))
+	}
+	s.event(party.URA, "", "notify", fmt.Sprintf("%s %s → %s", method, taskURL, resp.Status), nil)
+	return taskURL, nil
+}
+
+// token gets an access token from a partner's authorization server.
+func (s *Service) token(ctx context.Context, party *Party, partnerURA string, req oauth.TokenRequest) (*oauth.Token, error) {
+	issuer, err := s.cfg.Directory.Endpoint(ctx, partnerURA, PayloadAuthServer, "")
+	if err != nil {
+		return nil, fmt.Errorf("find authorization server of %s: %w", partnerURA, err)
+	}
+	md, err := party.OAuth.Metadata(ctx, issuer)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := party.OAuth.Token(ctx, md.TokenEndpoint, req)
+	if err != nil {
+		return nil, err
+	}
+	s.event(party.URA, "", "token", fmt.Sprintf("access token from %s (grant %s, scope %s, %ds)", md.TokenEndpoint, shortGrant(req.GrantType), tok.Scope, tok.ExpiresIn), nil)
+	return tok, nil
+}
+
+func shortGrant(g string) string {
+	if g == GrantTypeJWT {
+		return "jwt-bearer"
+	}
+	return g
+}
+
+func (s *Service) fail(ctx context.Context, g Grant, cause error) {
+	now := s.cfg.Now()
+	_ = s.cfg.DB.setGrantStatus(ctx, g.ID, StatusFailed, cause.Error(), now)
+	s.setWorkflowStatus(ctx, g.Tenant, g.WorkflowTask, StatusFailed)
+	s.event(g.Tenant, g.ID, "failed", "", cause)
+}
+
+func (s *Service) setWorkflowStatus(ctx context.Context, tenant, taskID, status string) {
+	cur, err := s.cfg.Store.Read(ctx, tenant, "Task", taskID)
+	if err != nil {
+		s.log.Error("read workflow Task", "task", taskID, "err", err)
+		return
+	}
+	body, err := SetStatus(cur.Body, status)
+	if err == nil {
+		_, _, err = s.cfg.Store.Update(ctx, tenant, body, "")
+	}
+	if err != nil {
+		s.log.Error("update workflow Task status", "task", taskID, "err", err)
+	}
+}
+
+// Cancel withdraws a referral: the grant ends, the workflow Task is cancelled,
+// and the receiver's notification Task is set to cancelled by a conditional update.
+func (s *Service) Cancel(ctx context.Context, tenant, id string) (Grant, error) {
+	party, ok := s.cfg.Parties(tenant)
+	if !ok {
+		return Grant{}, fmt.Errorf("%w: %s", ErrUnknownParticipant, tenant)
+	}
+	g, err := s.cfg.DB.grant(ctx, tenant, id)
+	if errors.Is(err, errNoRow) {
+		return Grant{}, fmt.Errorf("%w: %s", ErrUnknownReferral, id)
+	}
+	if err != nil {
+		return Grant{}, err
+	}
+	now := s.cfg.Now()
+	if err := s.cfg.DB.setGrantStatus(ctx, g.ID, StatusCancelled, "withdrawn by the sender", now); err != nil {
+		return Grant{}, err
+	}
+	s.setWorkflowStatus(ctx, tenant, g.WorkflowTask, StatusCancelled)
+	s.event(tenant, id, "cancel", "referral withdrawn; tokens for it are refused from now on", nil)
+	body := BuildNotification(NotificationSpec{Identifier: g.ID, GroupIdentifier: g.ID, PatientBSN: g.PatientBSN,
+		SenderURA: tenant, SenderName: party.Name, SenderSystem: party.SystemUZI, ReceiverURA: g.ReceiverURA,
+		WorkflowTask: s.cfg.FHIRBase(tenant) + "/Task/" + g.WorkflowTask, Expires: g.Expires, Authored: g.Created})
+	body, _ = SetStatus(body, StatusCancelled)
+	q := url.Values{"identifier": {SystemRFC3986 + "|" + g.ID}}.Encode()
+	if _, err := s.notify(ctx, party, g.ReceiverURA, http.MethodPut, q, body); err != nil {
+		// The grant is cancelled regardless: the receiver can no longer pull.
+		s.log.Warn("receiver not told of the cancellation", "referral", g.ID, "err", err)
+	}
+	return s.cfg.DB.grant(ctx, tenant, id)
+}
+
+// Sent lists the referrals a participant made.
+func (s *Service) Sent(ctx context.Context, tenant string) ([]Grant, error) {
+	return s.cfg.DB.grants(ctx, tenant)
+}
+
+// SentOne returns one referral a participant made.
+func (s *Service) SentOne(ctx context.Context, tenant, id string) (Grant, error) {
+	g, err := s.cfg.DB.grant(ctx, tenant, id)
+	if errors.Is(err, errNoRow) {
+		return g, fmt.Errorf("%w: %s", ErrUnknownReferral, id)
+	}
+	return g, err
+}
+
+// Received lists the notifications a participant received.
+func (s *Service) Received(ctx context.Context, tenant string) ([]Received, error) {
+	return s.cfg.DB.receivedList(ctx, tenant)
+}
+
+// ReceivedOne returns one received notification.
+func (s *Service) ReceivedOne(ctx context.Context, tenant, id string) (Received, error) {
+	r, err := s.cfg.DB.received(ctx, tenant, id)
+	if errors.Is(err, errNoRow) {
+		return r, fmt.Errorf("%w: %s", ErrUnknownReferral, id)
+	}
+	return r, err
+}
+
+// ResolveGrant is the authorization server's decision on a token request
+// (oauth.GrantResolver): notification tokens for any authenticated partner,
+// data tokens only against a valid authorization base (SPEC §4 step 4).
+func (s *Service) ResolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.Grant, error) {
+	switch req.GrantType {
+	case GrantTypeClient:
+		if len(req.Scope) != 1 || req.Scope[0] != ScopeNotify {
+			return oauth.Grant{}, fmt.Errorf("%w: client_credentials grants only scope %s", oauth.ErrInvalidScope, ScopeNotify)
+		}
+		return oauth.Grant{Audience: s.cfg.Issuer, Scope: []string{ScopeNotify}, Subject: req.ClientID}, nil
+	case GrantTypeJWT:
+		if req.AuthorizationBase == "" {
+			return oauth.Grant{}, fmt.Errorf("%w: authorization_base is required", oauth.ErrInvalidGrant)
+		}
+		g, err := s.cfg.DB.grantByHash(ctx, hashSecret(req.AuthorizationBase))
+		if errors.Is(err, errNoRow) {
+			return oauth.Grant{}, fmt.Errorf("%w: unknown authorization_base", oauth.ErrInvalidGrant)
+		}
+		if err != nil {
+			return oauth.Grant{}, err
+		}
+		if g.ReceiverURA != req.ClientID {
+			return oauth.Grant{}, fmt.Errorf("%w: authorization_base was not issued to this client", oauth.ErrInvalidGrant)
+		}
+		if g.Status == StatusCancelled || g.Status == StatusFailed || g.Status == StatusRejected {
+			return oauth.Grant{}, fmt.Errorf("%w: the referral is %s", oauth.ErrInvalidGrant, g.Status)
+		}
+		if !s.cfg.Now().Before(g.Expires) {
+			return oauth.Grant{}, fmt.Errorf("%w: the referral has expired", oauth.ErrInvalidGrant)
+		}
+		if g.Status == StatusRequested {
+			_ = s.cfg.DB.setGrantStatus(ctx, g.ID, StatusInProgress, "", s.cfg.Now())
+			s.setWorkflowStatus(ctx, g.Tenant, g.WorkflowTask, StatusInProgress)
+		}
+		s.event(g.Tenant, g.ID, "grant", fmt.Sprintf("authorization_base accepted: %s may pull until %s", req.ClientID, g.Expires.Format(time.RFC3339)), nil)
+		return oauth.Grant{
+			Audience: s.cfg.FHIRBase(g.Tenant),
+			Scope:    []string{g.Application},
+			Subject:  req.ClientID,
+			Claims:   map[string]any{ClaimGrant: g.ID, ClaimTask: "Task/" + g.WorkflowTask},
+			NotAfter: g.Expires,
+		}, nil
+	}
+	return oauth.Grant{}, fmt.Errorf("%w: grant type %s", oauth.ErrInvalidGrant, req.GrantType)
+}
+
+func (s *Service) audit(ctx context.Context, r audit.Record) {
+	if s.cfg.Audit == nil {
+		return
+	}
+	if err := s.cfg.Audit.Append(ctx, r); err != nil {
+		s.log.Error("audit append failed", "interaction", r.Interaction, "err", err)
+	}
+}
+
+func outcomeText(body []byte) string {
+	var oo struct {
+		ResourceType string
+		Issue        []struct{ Diagnostics string }
+		Error        string `json:"error"`
+		Description  string `json:"error_description"`
+	}
+	if json.Unmarshal(body, &oo) == nil {
+		if len(oo.Issue) > 0 {
+			return oo.Issue[0].Diagnostics
+		}
+		if oo.Error != "" {
+			return oo.Error + ": " + oo.Description
+		}
+	}
+	if len(body) > 200 {
+		body = body[:200]
+	}
+	return string(body)
+}
