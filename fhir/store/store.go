@@ -68,6 +68,47 @@ type Store interface {
 	Close() error
 }
 
+// Historian is a store that keeps history (every backend does; it is a
+// separate interface while backends grow into it).
+type Historian interface {
+	// History lists versions, newest first: of one resource (Type and ID
+	// set), of a type (Type set) or of the whole tenant.
+	History(ctx context.Context, tenant string, q HistoryQuery) (HistoryPage, error)
+}
+
+// Transactional is a store that can run several writes atomically.
+type Transactional interface {
+	// InTx runs fn in one transaction: every write fn makes through tx is
+	// committed together, or none is when fn (or the commit) fails.
+	InTx(ctx context.Context, tenant string, fn func(tx Tx) error) error
+}
+
+// Tx is the view of a store inside InTx, for one tenant. Reads see the
+// transaction's own writes.
+type Tx interface {
+	Create(ctx context.Context, body json.RawMessage) (Resource, error)
+	Update(ctx context.Context, body json.RawMessage, ifMatch string) (res Resource, created bool, err error)
+	Delete(ctx context.Context, typ, id string) error
+	Read(ctx context.Context, typ, id string) (Resource, error)
+	Search(ctx context.Context, q Query) (Page, error)
+}
+
+// HistoryQuery selects versions for History.
+type HistoryQuery struct {
+	Type, ID string
+	Since    time.Time // only versions updated at or after Since (_since)
+	Count    int       // page size; 0 = default
+	Offset   int
+}
+
+// HistoryPage is one page of versions, newest first; deleted versions have
+// Deleted set and an empty Body.
+type HistoryPage struct {
+	Versions   []Resource
+	Total      int
+	NextOffset int // -1 when this is the last page
+}
+
 // Errors a Store returns, wrapped with detail. The FHIR HTTP layer maps them
 // to status codes once, at the edge.
 var (
