@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
@@ -58,7 +57,7 @@ type Node struct {
 
 	publicSrv, internalSrv *http.Server
 	events                 func(notifiedpull.Event)
-	wg                     sync.WaitGroup
+	clients                []*http.Client // outgoing mTLS clients, for CloseIdleConnections
 }
 
 // Options are the node's collaborators that are not configuration.
@@ -143,9 +142,9 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	}
 
 	clientTLS := pki.ClientTLSConfig(n.cert, n.roots)
-	n.dir = &addressbook.Client{Base: cfg.AddressbookURL, HTTP: httpClient(clientTLS)}
+	n.dir = &addressbook.Client{Base: cfg.AddressbookURL, HTTP: n.httpClient(clientTLS)}
 	for _, p := range n.parts {
-		hc := httpClient(pki.ClientTLSConfig(p.cert, n.roots))
+		hc := n.httpClient(pki.ClientTLSConfig(p.cert, n.roots))
 		p.party = &notifiedpull.Party{URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, HTTP: hc,
 			OAuth: &oauth.Client{ClientID: p.URA, Key: p.signing, HTTP: hc}}
 	}
@@ -172,7 +171,7 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	n.as, err = oauth.NewServer(oauth.ServerConfig{
 		Issuer:     n.publicURL,
 		SigningKey: signing,
-		Clients:    &clientKeys{dir: n.dir, http: httpClient(clientTLS)},
+		Clients:    &clientKeys{dir: n.dir, http: n.httpClient(clientTLS)},
 		Grants:     n.np,
 		PeerURA:    pki.PeerURA,
 		TokenTTL:   cfg.TokenTTL,
@@ -323,8 +322,16 @@ func loadRoots(files []string) (*x509.CertPool, error) {
 	return pki.CertPool(cas...), nil
 }
 
-func httpClient(cfg *tls.Config) *http.Client {
-	return &http.Client{
+// CloseIdleConnections drops the node's idle outgoing connections, so the
+// next exchange starts with fresh TLS handshakes.
+func (n *Node) CloseIdleConnections() {
+	for _, c := range n.clients {
+		c.CloseIdleConnections()
+	}
+}
+
+func (n *Node) httpClient(cfg *tls.Config) *http.Client {
+	c := &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
 			TLSClientConfig:     cfg,
@@ -334,4 +341,6 @@ func httpClient(cfg *tls.Config) *http.Client {
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	n.clients = append(n.clients, c)
+	return c
 }

@@ -2,6 +2,7 @@ package notifiedpull
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -88,10 +89,11 @@ func (s *Service) AfterData(ctx context.Context, tok *oauth.AccessToken, req *re
 	if err != nil || req.ID != g.WorkflowTask {
 		return
 	}
-	next, ok := OnlyStatusChanged(req.Body, req.Body)
-	if !ok {
+	var t struct{ Status string }
+	if json.Unmarshal(req.Body, &t) != nil || t.Status == "" {
 		return
 	}
+	next := t.Status
 	if next != g.Status && !Final(g.Status) {
 		_ = s.cfg.DB.setGrantStatus(ctx, g.ID, next, "reported by the receiver", s.cfg.Now())
 		s.event(g.Tenant, g.ID, "status", fmt.Sprintf("receiver reported the workflow Task %s", next), nil)

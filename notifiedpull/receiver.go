@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/fhir"
@@ -288,27 +289,35 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	if err := s.setReceived(ctx, row, StatusInProgress, ""); err != nil {
 		return err
 	}
+	// The queries are independent: run a few at a time over the (HTTP/2)
+	// connection, then merge the answers in the workflow Task's order.
+	parts := make([]*collection, len(inputs))
+	summary := make([]QueryResult, len(inputs))
+	errs := make([]error, len(inputs))
+	sem := make(chan struct{}, parallelQueries)
+	var wg sync.WaitGroup
+	for i, in := range inputs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			parts[i] = newCollection()
+			summary[i], errs[i] = c.run(ctx, in, parts[i])
+			if errs[i] == nil {
+				qr := summary[i]
+				s.event(row.Tenant, row.ID, "query", fmt.Sprintf("%-28s %3d match(es) %3d included", qr.Block, qr.Matches, qr.Included), nil)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
 	collected := newCollection()
-	var summary []QueryResult
-	for _, in := range inputs {
-		qr := QueryResult{Block: in.Display, Code: in.Code, Query: in.Query}
-		if in.Reference != "" {
-			qr.Query = in.Reference
-			body, err := c.get(ctx, base+"/"+in.Reference)
-			if err != nil {
-				return fmt.Errorf("read %s: %w", in.Reference, err)
-			}
-			collected.add(base+"/"+in.Reference, body)
-			qr.Matches, qr.Status = 1, http.StatusOK
-		} else {
-			m, inc, err := c.search(ctx, base+"/"+in.Query, collected)
-			if err != nil {
-				return fmt.Errorf("query %s: %w", in.Display, err)
-			}
-			qr.Matches, qr.Included, qr.Status = m, inc, http.StatusOK
+	for _, p := range parts {
+		for _, u := range p.order {
+			collected.add(u, p.byURL[u])
 		}
-		summary = append(summary, qr)
-		s.event(row.Tenant, row.ID, "query", fmt.Sprintf("%-28s %3d match(es) %3d included", qr.Block, qr.Matches, qr.Included), nil)
 	}
 	cur, _ := s.cfg.DB.received(ctx, row.Tenant, row.ID)
 	if cur.Status == StatusCancelled {
@@ -336,6 +345,30 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	}
 	s.event(row.Tenant, row.ID, "completed", fmt.Sprintf("%d resources stored as Bundle/%s", collected.len(), res.ID), nil)
 	return nil
+}
+
+// parallelQueries bounds the searches a pull runs at the same time.
+const parallelQueries = 6
+
+// run executes one workflow input: a search (following next links) or a read.
+func (f *fetcher) run(ctx context.Context, in WorkflowInput, into *collection) (QueryResult, error) {
+	qr := QueryResult{Block: in.Display, Code: in.Code, Query: in.Query}
+	if in.Reference != "" {
+		qr.Query = in.Reference
+		body, err := f.get(ctx, f.base+"/"+in.Reference)
+		if err != nil {
+			return qr, fmt.Errorf("read %s: %w", in.Reference, err)
+		}
+		into.add(f.base+"/"+in.Reference, body)
+		qr.Matches, qr.Status = 1, http.StatusOK
+		return qr, nil
+	}
+	m, inc, err := f.search(ctx, f.base+"/"+in.Query, into)
+	if err != nil {
+		return qr, fmt.Errorf("query %s: %w", in.Display, err)
+	}
+	qr.Matches, qr.Included, qr.Status = m, inc, http.StatusOK
+	return qr, nil
 }
 
 // fetcher reads from the sender's FHIR endpoint with the access token.

@@ -36,9 +36,10 @@ func Open(ctx context.Context, path string, migrations fs.FS) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	if memory {
-		db.SetMaxOpenConns(1)
-	}
+	// One connection: these are small, write-mostly databases. Go's pool
+	// queues writers cheaply, where concurrent SQLite connections would
+	// collide and sleep in SQLite's busy handler.
+	db.SetMaxOpenConns(1)
 	if err := Migrate(ctx, db, migrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)

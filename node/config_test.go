@@ -1,0 +1,83 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func validConfig(t *testing.T) Config {
+	return Config{
+		Name: "n", DataDir: t.TempDir(),
+		Public:         ListenerConfig{Addr: "127.0.0.1:0"},
+		Internal:       ListenerConfig{Addr: "127.0.0.1:0"},
+		TLS:            TLSConfig{CertFile: "c.pem", KeyFile: "k.pem", CAFiles: []string{"ca.pem"}},
+		SigningKeyFile: "as.pem", AddressbookURL: "https://ab/fhir",
+		Participants: []ParticipantConfig{{URA: "90000001", SigningKeyFile: "p.pem", InternalToken: "0123456789abcdef0123"}},
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if c := validConfig(t); c.Validate() != nil {
+		t.Fatalf("valid config refused: %v", c.Validate())
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("from-a-file-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want string // part of the error; empty = valid
+	}{
+		{"no name", func(c *Config) { c.Name = "" }, "name is required"},
+		{"bad public addr", func(c *Config) { c.Public.Addr = "8443" }, "public.addr"},
+		{"plain http addressbook", func(c *Config) { c.AddressbookURL = "http://ab" }, "addressbookurl"},
+		{"no participants", func(c *Config) { c.Participants = nil }, "at least one participant"},
+		{"bad URA", func(c *Config) { c.Participants[0].URA = "123" }, "participants[0].ura"},
+		{"short token", func(c *Config) { c.Participants[0].InternalToken = "short" }, "at least 16"},
+		{"duplicate participant", func(c *Config) {
+			p := c.Participants[0]
+			p.InternalToken = "another-token-0123456"
+			c.Participants = append(c.Participants, p)
+		}, "listed twice"},
+		{"shared token", func(c *Config) {
+			p := c.Participants[0]
+			p.URA = "90000002"
+			c.Participants = append(c.Participants, p)
+		}, "shared with another participant"},
+		{"token from file", func(c *Config) {
+			c.Participants[0].InternalToken = ""
+			c.Participants[0].InternalTokenFile = tokenFile
+		}, ""},
+		{"missing token file", func(c *Config) {
+			c.Participants[0].InternalToken = ""
+			c.Participants[0].InternalTokenFile = "/nonexistent/token"
+		}, "internaltokenfile"},
+		{"cert without key", func(c *Config) { c.Participants[0].CertFile = "x.pem" }, "go together"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validConfig(t)
+			tc.mod(&c)
+			err := c.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRedactedHidesTokens(t *testing.T) {
+	c := validConfig(t)
+	r := c.Redacted()
+	if strings.Contains(r.Participants[0].InternalToken, "0123456789") || c.Participants[0].InternalToken == r.Participants[0].InternalToken {
+		t.Error("token not redacted, or the original was changed")
+	}
+}

@@ -1,0 +1,164 @@
+package notifiedpull
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/schakel-nl/schakel/fhir"
+)
+
+func validSpec(now time.Time) NotificationSpec {
+	return NotificationSpec{Identifier: "urn:uuid:1", GroupIdentifier: "urn:uuid:1", PatientBSN: "999911259",
+		SenderURA: "90000001", SenderSystem: "900000011", ReceiverURA: "90000002",
+		WorkflowTask: "https://sender.example/fhir/stu3/90000001/Task/abc", AuthBase: "s3cret",
+		Expires: now.Add(time.Hour), Authored: now}
+}
+
+// mutate decodes a valid notification, applies fn to it and encodes it again.
+func mutate(t *testing.T, now time.Time, fn func(m map[string]any)) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(BuildNotification(validSpec(now)), &m); err != nil {
+		t.Fatal(err)
+	}
+	fn(m)
+	b, _ := json.Marshal(m)
+	return b
+}
+
+func TestParseNotification(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	n, err := ParseNotification(BuildNotification(validSpec(now)), now)
+	if err != nil {
+		t.Fatalf("valid notification refused: %v", err)
+	}
+	want := Notification{Identifier: "urn:uuid:1", GroupIdentifier: "urn:uuid:1", PatientBSN: "999911259", SenderURA: "90000001",
+		SenderSystem: "900000011", OwnerURA: "90000002", WorkflowTask: "https://sender.example/fhir/stu3/90000001/Task/abc",
+		AuthorizationBase: "s3cret", GetWorkflowTask: true, Expires: now.Add(time.Hour), Status: StatusRequested}
+	if n != want {
+		t.Errorf("parsed %+v\nwant   %+v", n, want)
+	}
+
+	tests := []struct {
+		name     string
+		body     []byte
+		location string
+	}{
+		{"malformed JSON", []byte(`{"resourceType":"Task",`), ""},
+		{"not a Task", mutate(t, now, func(m map[string]any) { m["resourceType"] = "Patient" }), "resourceType"},
+		{"invalid BSN", mutate(t, now, func(m map[string]any) {
+			m["for"] = map[string]any{"identifier": map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "123456789"}}
+		}), "Task.for.identifier.value"},
+		{"BSN in OID form is accepted as BSN system but still checked", mutate(t, now, func(m map[string]any) {
+			m["for"] = map[string]any{"identifier": map[string]any{"system": "urn:oid:2.16.840.1.113883.2.4.6.3", "value": "999911250"}}
+		}), "Task.for.identifier.value"},
+		{"no patient", mutate(t, now, func(m map[string]any) { delete(m, "for") }), "Task.for.identifier"},
+		{"wrong intent", mutate(t, now, func(m map[string]any) { m["intent"] = "order" }), "Task.intent"},
+		{"wrong code", mutate(t, now, func(m map[string]any) { m["code"] = map[string]any{"text": "x"} }), "Task.code"},
+		{"no owner", mutate(t, now, func(m map[string]any) { delete(m, "owner") }), "Task.owner.identifier"},
+		{"no sender", mutate(t, now, func(m map[string]any) { delete(m, "requester") }), "Task.requester.onBehalfOf.identifier"},
+		{"relative basedOn", mutate(t, now, func(m map[string]any) { m["basedOn"] = []any{map[string]any{"reference": "Task/abc"}} }), "Task.basedOn.reference"},
+		{"no basedOn", mutate(t, now, func(m map[string]any) { delete(m, "basedOn") }), "Task.basedOn"},
+		{"no period end", mutate(t, now, func(m map[string]any) { delete(m, "restriction") }), "Task.restriction.period.end"},
+		{"expired", mutate(t, now, func(m map[string]any) {
+			m["restriction"] = map[string]any{"period": map[string]any{"end": now.Add(-time.Second).Format(time.RFC3339)}}
+		}), "Task.restriction.period.end"},
+		{"no inputs", mutate(t, now, func(m map[string]any) { delete(m, "input") }), "Task.input"},
+		{"empty authorization base", mutate(t, now, func(m map[string]any) {
+			in := m["input"].([]any)
+			in[0].(map[string]any)["valueString"] = ""
+		}), "Task.input[0].valueString"},
+		{"no identifier", mutate(t, now, func(m map[string]any) { delete(m, "identifier") }), "Task.identifier"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseNotification(tc.body, now)
+			fe := fhir.AsError(err)
+			if fe == nil {
+				t.Fatalf("accepted, want a 400 OperationOutcome")
+			}
+			if fe.Status != http.StatusBadRequest || !errors.Is(err, ErrInvalidNotification) {
+				t.Errorf("status %d (%v), want 400 wrapping ErrInvalidNotification", fe.Status, err)
+			}
+			if tc.location == "" {
+				return
+			}
+			found := false
+			for _, is := range fe.Issues {
+				for _, l := range is.Location {
+					found = found || l == tc.location
+				}
+			}
+			if !found {
+				t.Errorf("no issue at %s: %+v", tc.location, fe.Issues)
+			}
+		})
+	}
+}
+
+func TestParseNotificationReportsEveryProblem(t *testing.T) {
+	now := time.Now()
+	body := mutate(t, now, func(m map[string]any) {
+		delete(m, "owner")
+		delete(m, "basedOn")
+		m["intent"] = "plan"
+	})
+	_, err := ParseNotification(body, now)
+	if fe := fhir.AsError(err); fe == nil || len(fe.Issues) != 3 {
+		t.Fatalf("want 3 issues, got %v", err)
+	}
+}
+
+func TestWorkflowTaskRoundTrip(t *testing.T) {
+	now := time.Now()
+	body := BuildWorkflowTask(WorkflowSpec{Identifier: "urn:uuid:2", PatientID: "p1", PatientBSN: "999911259",
+		SenderURA: "90000001", ReceiverURA: "90000002", Code: coding{System: "http://snomed.info/sct", Code: "3457005"},
+		Expires: now.Add(time.Hour), Authored: now, Inputs: []WorkflowInput{
+			{System: "http://loinc.org", Code: "11450-4", Display: "Problem", Query: "Condition?patient.identifier=x|1"},
+			{System: "http://loinc.org", Code: "1", Display: "Doc", Reference: "DocumentReference/9"},
+		}})
+	status, inputs, err := ParseWorkflowInputs(body)
+	if err != nil || status != StatusRequested || len(inputs) != 2 {
+		t.Fatalf("status %q, %d inputs, err %v", status, len(inputs), err)
+	}
+	if inputs[0].Query != "Condition?patient.identifier=x|1" || inputs[1].Reference != "DocumentReference/9" {
+		t.Errorf("inputs %+v", inputs)
+	}
+}
+
+func TestOnlyStatusChanged(t *testing.T) {
+	cur := []byte(`{"resourceType":"Task","id":"1","meta":{"versionId":"2"},"status":"in-progress","intent":"order","input":[{"valueString":"a"}]}`)
+	for _, tc := range []struct {
+		next string
+		ok   bool
+	}{
+		{`{"resourceType":"Task","id":"1","status":"completed","intent":"order","input":[{"valueString":"a"}]}`, true},
+		{`{"resourceType":"Task","id":"1","meta":{"versionId":"9"},"status":"failed","input":[{"valueString":"a"}],"intent":"order"}`, true},
+		{`{"resourceType":"Task","id":"1","status":"completed","intent":"order","input":[{"valueString":"b"}]}`, false},
+		{`{"resourceType":"Task","id":"1","status":"completed","intent":"order"}`, false},
+		{`{"resourceType":"Task","id":"1","status":"completed","intent":"order","input":[{"valueString":"a"}],"owner":{}}`, false},
+		{`not json`, false},
+	} {
+		if _, ok := OnlyStatusChanged(cur, []byte(tc.next)); ok != tc.ok {
+			t.Errorf("OnlyStatusChanged(%s) = %v, want %v", tc.next, ok, tc.ok)
+		}
+	}
+}
+
+func TestRedactAuthBase(t *testing.T) {
+	raw := BuildNotification(validSpec(time.Now()))
+	out, err := redactAuthBase(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "s3cret") {
+		t.Error("the stored notification still holds the authorization base")
+	}
+	if !strings.Contains(string(out), ProfileNotification) {
+		t.Error("the profile was dropped")
+	}
+}
