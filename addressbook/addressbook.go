@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,22 +37,77 @@ const (
 // ErrNotFound is returned when the directory has no usable endpoint.
 var ErrNotFound = errors.New("no usable endpoint in the addressbook")
 
-// EndpointSpec describes one Endpoint of an organisation.
+// EndpointResolver finds the address of an organisation's endpoint. Client
+// (live queries), Replica (a local copy) and Resolver (several directories)
+// implement it.
+type EndpointResolver interface {
+	Endpoint(ctx context.Context, ura, payloadType, fhirVersion string) (string, error)
+}
+
+var (
+	_ EndpointResolver = (*Client)(nil)
+	_ EndpointResolver = (*Replica)(nil)
+	_ EndpointResolver = (*Resolver)(nil)
+)
+
+// EndpointSpec describes one Endpoint of an organisation. The JSON names are
+// those of `schakel addressbook load` files.
 type EndpointSpec struct {
-	ID          string
-	PayloadType string
-	Address     string
-	FHIRVersion string // "3.0" or "4.0" for FHIR endpoints, empty otherwise
-	Status      string // default active
-	Start, End  time.Time
+	ID          string    `json:"id"`
+	PayloadType string    `json:"payloadType"`
+	Address     string    `json:"address"`
+	FHIRVersion string    `json:"fhirVersion,omitempty"` // "3.0" or "4.0" for FHIR endpoints, empty otherwise
+	Status      string    `json:"status,omitempty"`      // default active
+	Start       time.Time `json:"start,omitzero"`
+	End         time.Time `json:"end,omitzero"`
 }
 
 // Entry is an organisation and its endpoints.
 type Entry struct {
-	ID        string // Organization id in the directory
-	URA       string
-	Name      string
-	Endpoints []EndpointSpec
+	ID        string         `json:"id"` // Organization id in the directory
+	URA       string         `json:"ura"`
+	Name      string         `json:"name"`
+	Endpoints []EndpointSpec `json:"endpoints,omitempty"`
+}
+
+// Validate checks what Resources needs: ids the store accepts, a well-formed
+// URA, and endpoints with an id, a payload type and an address.
+func (e Entry) Validate() error {
+	if !validID(e.ID) {
+		return fmt.Errorf("entry %q: id must be 1-64 of A-Z a-z 0-9 - .", e.ID)
+	}
+	if err := nl.ValidateURA(e.URA); err != nil {
+		return fmt.Errorf("entry %s: %w", e.ID, err)
+	}
+	seen := map[string]bool{}
+	for _, ep := range e.Endpoints {
+		switch {
+		case !validID(ep.ID):
+			return fmt.Errorf("entry %s: endpoint id %q must be 1-64 of A-Z a-z 0-9 - .", e.ID, ep.ID)
+		case seen[ep.ID]:
+			return fmt.Errorf("entry %s: endpoint id %s given twice", e.ID, ep.ID)
+		case ep.PayloadType == "" || ep.Address == "":
+			return fmt.Errorf("entry %s: endpoint %s needs a payloadType and an address", e.ID, ep.ID)
+		case !ep.End.IsZero() && !ep.Start.IsZero() && !ep.End.After(ep.Start):
+			return fmt.Errorf("entry %s: endpoint %s ends before it starts", e.ID, ep.ID)
+		}
+		seen[ep.ID] = true
+	}
+	return nil
+}
+
+// validID is the FHIR id rule.
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // Resources renders e as R4 Organization and Endpoint resources.
@@ -135,6 +192,11 @@ type endpoint struct {
 	Mime        []string
 	Status      string
 	Start, End  time.Time
+	// Managing is the managingOrganization reference, "" when absent.
+	Managing string
+	// BadPeriod is set when period could not be read: such an endpoint is
+	// never used, rather than taken as valid forever.
+	BadPeriod bool
 }
 
 // Endpoint returns the address of the organisation's usable endpoint of the
@@ -145,12 +207,16 @@ func (c *Client) Endpoint(ctx context.Context, ura, payloadType, fhirVersion str
 	if err != nil {
 		return "", err
 	}
-	now := c.now()
+	return pick(eps, ura, payloadType, fhirVersion, c.now())
+}
+
+// pick chooses the first usable endpoint of a payload type.
+func pick(eps []endpoint, ura, payloadType, fhirVersion string, now time.Time) (string, error) {
 	for _, ep := range eps {
 		if ep.Status != "active" || (!ep.Start.IsZero() && now.Before(ep.Start)) || (!ep.End.IsZero() && !now.Before(ep.End)) {
 			continue
 		}
-		if !contains(ep.PayloadType, payloadType) {
+		if ep.BadPeriod || ep.Address == "" || !slices.Contains(ep.PayloadType, payloadType) {
 			continue
 		}
 		if fhirVersion != "" && !mimeHasVersion(ep.Mime, fhirVersion) {
@@ -214,97 +280,171 @@ func (c *Client) endpoints(ctx context.Context, ura string) ([]endpoint, error) 
 }
 
 // parseEndpoints takes the endpoints of the Organization carrying ura from a
-// searchset. Endpoints not referenced by that Organization are ignored, so a
-// directory entry cannot lend its endpoints to another URA.
+// searchset. Endpoints not referenced by that Organization, or managed by
+// another one, are ignored, so a directory entry cannot lend its endpoints to
+// another URA.
 func parseEndpoints(body []byte, ura string) ([]endpoint, error) {
 	var bundle struct {
-		Entry []struct {
-			FullURL  string          `json:"fullUrl"`
+		ResourceType string `json:"resourceType"`
+		Entry        []struct {
 			Resource json.RawMessage `json:"resource"`
 		} `json:"entry"`
 	}
-	if err := json.Unmarshal(body, &bundle); err != nil {
-		return nil, fmt.Errorf("addressbook answer is not a Bundle: %w", err)
+	if err := json.Unmarshal(body, &bundle); err != nil || bundle.ResourceType != "Bundle" {
+		return nil, errors.New("addressbook answer is not a Bundle")
 	}
-	type ref struct {
-		Reference string `json:"reference"`
-	}
-	var orgRefs map[string]bool
+	orgRefs := map[string]string{} // Endpoint/id → the owning Organization/id
+	found := false
 	byID := map[string]endpoint{}
 	for _, e := range bundle.Entry {
-		var head struct {
-			ResourceType string `json:"resourceType"`
-			ID           string `json:"id"`
-			Identifier   []struct {
-				System, Value string
-			} `json:"identifier"`
-			Endpoint    []ref `json:"endpoint"`
-			Status      string
-			Address     string
-			PayloadType []struct {
-				Coding []struct{ System, Code string } `json:"coding"`
-			} `json:"payloadType"`
-			PayloadMimeType []string `json:"payloadMimeType"`
-			Period          *struct{ Start, End string }
-		}
+		var head orgHead
 		if err := json.Unmarshal(e.Resource, &head); err != nil {
-			return nil, fmt.Errorf("addressbook entry: %w", err)
+			return nil, fmt.Errorf("addressbook answer has a malformed entry")
 		}
 		switch head.ResourceType {
 		case "Organization":
-			owns := false
-			for _, id := range head.Identifier {
-				if nl.CanonicalSystem(id.System) == nl.SystemURA && id.Value == ura {
-					owns = true
-				}
-			}
-			if !owns {
+			if !slices.Contains(head.uras(), ura) {
 				continue
 			}
-			if orgRefs == nil {
-				orgRefs = map[string]bool{}
-			}
+			found = true
 			for _, r := range head.Endpoint {
-				orgRefs[r.Reference] = true
+				orgRefs[r.Reference] = "Organization/" + head.ID
 			}
 		case "Endpoint":
-			ep := endpoint{Address: head.Address, Mime: head.PayloadMimeType, Status: head.Status}
-			for _, pt := range head.PayloadType {
-				for _, c := range pt.Coding {
-					ep.PayloadType = append(ep.PayloadType, c.Code)
-				}
+			if ep, ok := parseEndpoint(e.Resource); ok {
+				byID["Endpoint/"+head.ID] = ep
 			}
-			if head.Period != nil {
-				ep.Start, _ = time.Parse(time.RFC3339, head.Period.Start)
-				ep.End, _ = time.Parse(time.RFC3339, head.Period.End)
-			}
-			byID["Endpoint/"+head.ID] = ep
 		}
 	}
-	if orgRefs == nil {
+	if !found {
 		return nil, fmt.Errorf("%w: organisation %s is not in the addressbook", ErrNotFound, ura)
 	}
 	var out []endpoint
-	for r := range orgRefs {
-		if ep, ok := byID[r]; ok {
+	for r, org := range orgRefs {
+		if ep, ok := byID[r]; ok && managedBy(ep, org) {
 			out = append(out, ep)
 		}
 	}
+	// Map order is random; resolution must not be.
+	slices.SortFunc(out, func(a, b endpoint) int { return strings.Compare(a.Address, b.Address) })
 	return out, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+// orgHead is what resolution reads of an Organization.
+type orgHead struct {
+	ResourceType string `json:"resourceType"`
+	ID           string `json:"id"`
+	Identifier   []struct {
+		System string `json:"system"`
+		Value  string `json:"value"`
+	} `json:"identifier"`
+	Endpoint []struct {
+		Reference string `json:"reference"`
+	} `json:"endpoint"`
 }
 
+// uras lists the URA identifiers of the Organization.
+func (o orgHead) uras() []string {
+	var out []string
+	for _, id := range o.Identifier {
+		if nl.CanonicalSystem(id.System) == nl.SystemURA {
+			out = append(out, id.Value)
+		}
+	}
+	return out
+}
+
+// managedBy tells whether ep may serve as an endpoint of org ("Organization/id"):
+// an Endpoint that names a managing organisation must name this one.
+func managedBy(ep endpoint, org string) bool {
+	if ep.Managing == "" {
+		return true
+	}
+	return ep.Managing == org || strings.HasSuffix(ep.Managing, "/"+org)
+}
+
+// parseEndpoint reads the parts of an Endpoint resolution needs.
+func parseEndpoint(b []byte) (endpoint, bool) {
+	var r struct {
+		ResourceType string `json:"resourceType"`
+		Status       string `json:"status"`
+		Address      string `json:"address"`
+		PayloadType  []struct {
+			Coding []struct {
+				System string `json:"system"`
+				Code   string `json:"code"`
+			} `json:"coding"`
+		} `json:"payloadType"`
+		PayloadMimeType      []string `json:"payloadMimeType"`
+		ManagingOrganization *struct {
+			Reference string `json:"reference"`
+		} `json:"managingOrganization"`
+		Period *struct {
+			Start string `json:"start"`
+			End   string `json:"end"`
+		} `json:"period"`
+	}
+	if json.Unmarshal(b, &r) != nil || r.ResourceType != "Endpoint" {
+		return endpoint{}, false
+	}
+	ep := endpoint{Address: r.Address, Mime: r.PayloadMimeType, Status: r.Status}
+	if r.ManagingOrganization != nil {
+		ep.Managing = r.ManagingOrganization.Reference
+	}
+	for _, pt := range r.PayloadType {
+		for _, c := range pt.Coding {
+			ep.PayloadType = append(ep.PayloadType, c.Code)
+		}
+	}
+	if r.Period != nil {
+		var err1, err2 error
+		ep.Start, err1 = fhirInstant(r.Period.Start, false)
+		ep.End, err2 = fhirInstant(r.Period.End, true)
+		ep.BadPeriod = err1 != nil || err2 != nil
+	}
+	return ep, true
+}
+
+// fhirInstant reads a FHIR dateTime (YYYY, YYYY-MM, YYYY-MM-DD or a full
+// instant) as the first instant it covers, or, for the end of a period, the
+// first instant after it: a period ending "2025-06-30" includes that day.
+// Partial dates are taken in UTC. Empty is the zero time.
+func fhirInstant(s string, end bool) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	for _, f := range []struct {
+		layout string
+		next   func(time.Time) time.Time
+	}{
+		{"2006-01-02", func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }},
+		{"2006-01", func(t time.Time) time.Time { return t.AddDate(0, 1, 0) }},
+		{"2006", func(t time.Time) time.Time { return t.AddDate(1, 0, 0) }},
+	} {
+		if t, err := time.Parse(f.layout, s); err == nil {
+			if end {
+				return f.next(t), nil
+			}
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a FHIR dateTime", s)
+}
+
+// mimeHasVersion tells whether one of the payload MIME types declares the
+// FHIR version: "application/fhir+json; fhirVersion=4.0" serves 4.0 (and a
+// declared 4.0.1 serves 4.0 too, the same release).
 func mimeHasVersion(mimes []string, version string) bool {
 	for _, m := range mimes {
-		if strings.Contains(strings.ReplaceAll(m, " ", ""), "fhirVersion="+version) {
+		_, params, err := mime.ParseMediaType(m)
+		if err != nil {
+			continue
+		}
+		v := params["fhirversion"] // ParseMediaType lower-cases parameter names
+		if v == version || strings.HasPrefix(v, version+".") {
 			return true
 		}
 	}

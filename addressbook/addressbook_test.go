@@ -12,6 +12,7 @@ import (
 
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/nl"
 )
 
 // directory starts a real addressbook (R4 store + FHIR API) with entries.
@@ -93,5 +94,55 @@ func TestDirectoryIsReadOnlyForPeers(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("delete answered %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestEndpointPeriodAndVersion(t *testing.T) {
+	now := time.Date(2025, 6, 30, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		period string
+		mime   string
+		want   bool
+	}{
+		{"open", ``, `application/fhir+json; fhirVersion=3.0`, true},
+		{"ends today, date only", `{"end":"2025-06-30"}`, `application/fhir+json; fhirVersion=3.0`, true},
+		{"ended yesterday", `{"end":"2025-06-29"}`, `application/fhir+json; fhirVersion=3.0`, false},
+		{"ends this month", `{"end":"2025-06"}`, `application/fhir+json;fhirVersion=3.0`, true},
+		{"starts next year", `{"start":"2026"}`, `application/fhir+json; fhirVersion=3.0`, false},
+		{"started an hour ago", `{"start":"2025-06-30T11:00:00Z"}`, `application/fhir+json; fhirVersion=3.0`, true},
+		{"unreadable period", `{"end":"soon"}`, `application/fhir+json; fhirVersion=3.0`, false},
+		{"patch version", ``, `application/fhir+json; fhirVersion=3.0.2`, true},
+		{"other version", ``, `application/fhir+json; fhirVersion=4.0`, false},
+		{"3.01 is not 3.0", ``, `application/fhir+json; fhirVersion=3.01`, false},
+		{"no version", ``, `application/fhir+json`, false},
+	} {
+		doc := `{"resourceType":"Endpoint","status":"active","address":"https://x","payloadType":[{"coding":[{"code":"` + PayloadNotification + `"}]}],"payloadMimeType":["` + tc.mime + `"]`
+		if tc.period != "" {
+			doc += `,"period":` + tc.period
+		}
+		ep, ok := parseEndpoint([]byte(doc + `}`))
+		if !ok {
+			t.Fatalf("%s: not parsed", tc.name)
+		}
+		_, err := pick([]endpoint{ep}, "90000001", PayloadNotification, "3.0", now)
+		if (err == nil) != tc.want {
+			t.Errorf("%s: usable = %v, want %v", tc.name, err == nil, tc.want)
+		}
+	}
+}
+
+func TestEndpointManagedByAnotherOrganisationIsNotLent(t *testing.T) {
+	body, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "entry": []any{
+		map[string]any{"resource": map[string]any{"resourceType": "Organization", "id": "thief",
+			"identifier": []any{map[string]any{"system": nl.SystemURA, "value": "90000001"}},
+			"endpoint":   []any{map[string]any{"reference": "Endpoint/theirs"}}}},
+		map[string]any{"resource": map[string]any{"resourceType": "Endpoint", "id": "theirs", "status": "active", "address": "https://victim",
+			"managingOrganization": map[string]any{"reference": "Organization/victim"},
+			"payloadType":          []any{map[string]any{"coding": []any{map[string]any{"code": PayloadNotification}}}}}},
+	}})
+	eps, err := parseEndpoints(body, "90000001")
+	if err != nil || len(eps) != 0 {
+		t.Errorf("endpoints = %v, %v; want none", eps, err)
 	}
 }

@@ -1,18 +1,26 @@
-// Package audit keeps the node's record of every access to patient data and
-// every refusal: its own append-only store, never the application log. This is
-// the minimal, real log; the full NEN 7513 log builds on the same sink.
+// Package audit keeps the node's NEN 7513 log: one record for every access
+// to patient data and every refusal, in its own append-only store, never the
+// application log. Records are hash-chained and the chain is anchored by
+// signed checkpoints, so changes, removals, insertions and reorderings are
+// detectable (Verify). Append returns only once the record is durable;
+// concurrent Appends share one transaction (group commit). The design and
+// threat model are in docs/audit.md.
 package audit
 
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
-	"embed"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/schakel-nl/schakel/internal/sqlitedb"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/schakel-nl/schakel/pki"
 )
 
 // Actions, as FHIR AuditEvent.action.
@@ -24,27 +32,52 @@ const (
 	ActionExecute = "E"
 )
 
-// Record is one audited event: who did what to whose data, when, and with
-// what outcome.
+// ErrUnavailable is returned (wrapped) by Append when the record could not be
+// made durable: the store is full, read-only, broken or closed. The node
+// refuses the data access on this error: no access without an audit record.
+var ErrUnavailable = errors.New("audit store unavailable")
+
+// Record is one audited event: who did what to whose data, when, under which
+// protocols, and with what outcome.
 type Record struct {
+	Seq int64 // position in the chain; set by the store, ignored by Append
+
+	// Event.
 	EventID     string    // set by Append when empty
 	Time        time.Time // set by Append when zero
-	Action      string
-	Interaction string // read, search-type, notify, token, refer, ...
-	Outcome     int    // HTTP status the requester got
-	OutcomeText string // the reason given for a refusal
-	Node        string
-	Tenant      string // URA of the participant whose data was touched
-	ActorURA    string // requesting organisation
-	ActorSystem string // requesting system (UZI system number or client id)
-	ActorUser   string // requesting user, when known
-	ActorRole   string // user's role code, when known
-	Address     string // network address of the requester
+	Action      string    // C R U D E
+	Type        string    // event type: "rest" for FHIR interactions (the default then), else e.g. "notify", "token"
+	Interaction string    // subtype: read, search-type, notify, token, refer, pull, access, ...
+	Outcome     int       // HTTP status the requester got
+	OutcomeText string    // the reason given for a refusal
+
+	// Source: where the event was recorded.
+	Node   string
+	Tenant string // URA of the participant whose data was touched
+
+	// User: the requesting party.
+	ActorURA     string // requesting organisation
+	ActorSystem  string // requesting system (UZI system number or client id)
+	ActorUser    string // requesting user (UZI/Dezi number), when known
+	ActorAltID   string // the user's alternate id (e.g. local account), when known
+	ActorName    string // the user's name, when known
+	ActorRole    string // user's role code (UZI role code), when known
+	PurposeOfUse string // e.g. TREAT (v3 ActReason)
+	NotRequestor bool   // the user did not initiate the event (e.g. a job on their behalf)
+	Address      string // network address of the requester
+
+	// Objects.
 	Patient     string // BSN
 	Types       []string
 	Resources   []string // Type/id
 	Query       string
+	Sensitivity string // confidentiality of the data, e.g. N, R, V
 	Task        string // workflow or notification Task the access was made under
+
+	// Protocols applied.
+	AuthzProtocol  string   // e.g. "np-authorization-base", "bilateral-list"
+	ConsentProfile string   // e.g. "mitz", "presumed-referral", "local"
+	Checks         []string // checks performed, free form (e.g. "mtls", "token-cnf", "bsn-11proef")
 }
 
 // Log is where audit records go.
@@ -52,35 +85,168 @@ type Log interface {
 	Append(ctx context.Context, r Record) error
 }
 
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// Store is the SQLite audit log. Records cannot be changed or removed: the
-// table refuses UPDATE and DELETE.
-type Store struct {
-	db   *sql.DB
-	node string
-	now  func() time.Time
+// Filter selects records; empty fields match everything.
+type Filter struct {
+	Patient  string
+	Tenant   string
+	Since    time.Time // recorded at or after
+	Until    time.Time // recorded before
+	ActorURA string
+	Outcome  []string // FHIR AuditEvent.outcome codes: 0, 4, 8, 12
+	Action   string
+	EventID  string
+	Limit    int
+	Offset   int
+	Newest   bool // newest first; default is the order written
 }
 
-// Open opens the audit store at path for the named node.
+// Config opens a store. Exactly one of Path (SQLite) and Postgres is set.
+type Config struct {
+	Path     string // SQLite file, or ":memory:"
+	Postgres string // PostgreSQL connection string
+	Schema   string // PostgreSQL schema holding the tables (default "audit")
+
+	Node string // name of the node, recorded in every record
+
+	// Key signs checkpoints (its alg, or pki.SigningAlgorithm, and kid are
+	// used). Required unless ReadOnly.
+	Key jwk.Key
+
+	// Checkpoint after this many records or this much time with unanchored
+	// records, whichever comes first; defaults 1000 and 10s.
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
+
+	// Group commit: a batch closes when every waiting Append is in it, at
+	// MaxBatch records, or MaxDelay after its first record; defaults 256, 2ms.
+	MaxBatch int
+	MaxDelay time.Duration
+
+	ReadOnly bool         // open for List and Verify only (no migration, no writer)
+	Logger   *slog.Logger // checkpoints are logged here as an external witness; never record content
+}
+
+// Store is the audit log. Records cannot be changed or removed: the tables
+// refuse UPDATE and DELETE, and Verify detects tampering below SQL.
+type Store struct {
+	be   backend
+	cfg  Config
+	log  *slog.Logger
+	now  func() time.Time
+	sign func(cp checkpointClaims) (string, error)
+
+	queue    chan *pending
+	inflight atomic.Int64
+	mu       sync.RWMutex // held for reading while enqueueing; Close takes it to stop intake
+	closed   bool
+	quit     chan struct{}
+	done     chan struct{}
+
+	// Owned by the committer goroutine.
+	seq       int64
+	head      [32]byte
+	cpSeq     int64
+	cpTime    time.Time
+	batches   atomic.Int64
+	committed atomic.Int64
+}
+
+// Open opens (creating when needed) the SQLite audit store at path for the
+// named node. Checkpoints are signed with the key in the file path+".key"
+// (PEM, created on first use; an in-memory key for ":memory:"). That key is
+// only as safe as the directory it lives in: production passes its own key
+// with OpenWith and publishes the public half for verifiers.
 func Open(ctx context.Context, path, node string) (*Store, error) {
-	sub, err := subFS()
-	if err != nil {
-		return nil, err
+	var key jwk.Key
+	var err error
+	if path == ":memory:" {
+		key, err = ephemeralKey()
+	} else {
+		key, err = pki.LoadOrCreateSigningKey(path + ".key")
 	}
-	db, err := sqlitedb.Open(ctx, path, sub)
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoint key: %w", err)
+	}
+	return OpenWith(ctx, Config{Path: path, Node: node, Key: key})
+}
+
+// OpenWith opens the store cfg describes and, unless it is read-only,
+// starts its committer.
+func OpenWith(ctx context.Context, cfg Config) (*Store, error) {
+	if (cfg.Path == "") == (cfg.Postgres == "") {
+		return nil, errors.New("audit store: set exactly one of Path and Postgres")
+	}
+	if cfg.Key == nil && !cfg.ReadOnly {
+		return nil, errors.New("audit store: a checkpoint signing key is required")
+	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = 1000
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = 10 * time.Second
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 256
+	}
+	if cfg.MaxDelay <= 0 {
+		cfg.MaxDelay = 2 * time.Millisecond
+	}
+	if cfg.Schema == "" {
+		cfg.Schema = "audit"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	var be backend
+	var err error
+	if cfg.Path != "" {
+		be, err = openSQLite(ctx, cfg.Path, cfg.ReadOnly)
+	} else {
+		be, err = openPostgres(ctx, cfg.Postgres, cfg.Schema, cfg.ReadOnly)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("audit store: %w", err)
 	}
-	return &Store{db: db, node: node, now: time.Now}, nil
+	s := &Store{be: be, cfg: cfg, log: log, now: time.Now, queue: make(chan *pending, cfg.MaxBatch),
+		quit: make(chan struct{}), done: make(chan struct{})}
+	if cfg.ReadOnly {
+		s.closed = true
+		close(s.done)
+		return s, nil
+	}
+	if s.sign, err = checkpointSigner(cfg.Key); err != nil {
+		be.close()
+		return nil, fmt.Errorf("audit store: %w", err)
+	}
+	if s.seq, s.head, err = be.head(ctx); err != nil {
+		be.close()
+		return nil, fmt.Errorf("audit store: %w", err)
+	}
+	if s.cpSeq, err = be.lastCheckpoint(ctx); err != nil {
+		be.close()
+		return nil, fmt.Errorf("audit store: %w", err)
+	}
+	s.cpTime = s.now()
+	go s.commitLoop()
+	return s, nil
 }
 
-// Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops accepting records, commits those already queued, anchors the
+// chain with a final checkpoint and closes the store.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.quit)
+	}
+	s.mu.Unlock()
+	<-s.done
+	return s.be.close()
+}
 
 // Append writes r durably; the caller answers the requester only after it
-// returns without error.
+// returns without error. Errors wrap ErrUnavailable.
 func (s *Store) Append(ctx context.Context, r Record) error {
 	if r.EventID == "" {
 		r.EventID = newID()
@@ -89,84 +255,82 @@ func (s *Store) Append(ctx context.Context, r Record) error {
 		r.Time = s.now()
 	}
 	if r.Node == "" {
-		r.Node = s.node
+		r.Node = s.cfg.Node
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO audit_event
-		(event_id, recorded_at, action, interaction, outcome, outcome_text, node, tenant,
-		 actor_ura, actor_system, actor_user, actor_role, network_address, patient,
-		 resource_types, resources, query, task)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		r.EventID, r.Time.UTC().Format(time.RFC3339Nano), r.Action, r.Interaction, r.Outcome, r.OutcomeText,
-		r.Node, r.Tenant, r.ActorURA, r.ActorSystem, r.ActorUser, r.ActorRole, r.Address, r.Patient,
-		strings.Join(dedupe(r.Types), " "), strings.Join(r.Resources, " "), r.Query, r.Task)
-	if err != nil {
-		return fmt.Errorf("append audit record: %w", err)
+	p := &pending{rec: r, done: make(chan error, 1)}
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return fmt.Errorf("%w: store closed or read-only", ErrUnavailable)
 	}
-	return nil
+	select {
+	case s.queue <- p:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+	s.mu.RUnlock()
+	// Once queued the record is committed or refused within one batch; the
+	// caller must learn which, so ctx no longer applies.
+	return <-p.done
 }
 
-// Filter selects records; empty fields match everything.
-type Filter struct {
-	Patient string
-	Tenant  string
-	Since   time.Time
-	Limit   int
-}
-
-// List returns records in the order they were written.
+// List returns the records f selects, in the order they were written (or
+// newest first).
 func (s *Store) List(ctx context.Context, f Filter) ([]Record, error) {
-	q := `SELECT event_id, recorded_at, action, interaction, outcome, outcome_text, node, tenant,
-		actor_ura, actor_system, actor_user, actor_role, network_address, patient,
-		resource_types, resources, query, task FROM audit_event WHERE 1=1`
-	var args []any
-	if f.Patient != "" {
-		q += " AND patient = ?"
-		args = append(args, f.Patient)
-	}
-	if f.Tenant != "" {
-		q += " AND tenant = ?"
-		args = append(args, f.Tenant)
-	}
-	if !f.Since.IsZero() {
-		q += " AND recorded_at >= ?"
-		args = append(args, f.Since.UTC().Format(time.RFC3339Nano))
-	}
-	q += " ORDER BY seq"
-	if f.Limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d", f.Limit)
-	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.be.query(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("list audit records: %w", err)
 	}
-	defer rows.Close()
-	var out []Record
-	for rows.Next() {
-		var r Record
-		var at, types, resources string
-		if err := rows.Scan(&r.EventID, &at, &r.Action, &r.Interaction, &r.Outcome, &r.OutcomeText, &r.Node, &r.Tenant,
-			&r.ActorURA, &r.ActorSystem, &r.ActorUser, &r.ActorRole, &r.Address, &r.Patient,
-			&types, &resources, &r.Query, &r.Task); err != nil {
-			return nil, err
+	out := make([]Record, 0, len(rows))
+	for _, row := range rows {
+		r, err := recordOf(row)
+		if err != nil {
+			return nil, fmt.Errorf("list audit records: seq %d: %w", row.seq, err)
 		}
-		r.Time, _ = time.Parse(time.RFC3339Nano, at)
-		r.Types = strings.Fields(types)
-		r.Resources = strings.Fields(resources)
+		r.Seq = row.seq
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
-func dedupe(in []string) []string {
-	seen := make(map[string]bool, len(in))
-	out := in[:0:0]
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
+// Count returns how many records f selects, ignoring Limit and Offset.
+func (s *Store) Count(ctx context.Context, f Filter) (int, error) {
+	n, err := s.be.count(ctx, f)
+	if err != nil {
+		return 0, fmt.Errorf("count audit records: %w", err)
 	}
-	return out
+	return n, nil
+}
+
+// Stats are the group commit figures since Open.
+type Stats struct {
+	Records int64 // records committed
+	Batches int64 // transactions (each one durable commit: one WAL fsync in SQLite)
+}
+
+// Stats returns the group commit figures since Open.
+func (s *Store) Stats() Stats {
+	return Stats{Records: s.committed.Load(), Batches: s.batches.Load()}
+}
+
+// recordOf decodes a stored row; legacy rows (written before the chain) have
+// no body and are read from their columns.
+func recordOf(rw row) (Record, error) {
+	if rw.body == nil {
+		c := rw.cols
+		t, err := time.Parse(time.RFC3339Nano, c.RecordedAt)
+		if err != nil {
+			return Record{}, fmt.Errorf("legacy record time: %w", err)
+		}
+		return Record{EventID: c.EventID, Time: t, Action: c.Action, Interaction: c.Interaction, Outcome: c.Outcome,
+			OutcomeText: c.OutcomeText, Node: c.Node, Tenant: c.Tenant, ActorURA: c.ActorURA, ActorSystem: c.ActorSystem,
+			ActorUser: c.ActorUser, ActorRole: c.ActorRole, Address: c.Address, Patient: c.Patient,
+			Types: strings.Fields(c.Types), Resources: strings.Fields(c.Resources), Query: c.Query, Task: c.Task}, nil
+	}
+	return decodeBody(rw.body)
 }
 
 func newID() string {

@@ -26,6 +26,9 @@ type Summary struct {
 	Resources map[string]int // resource type → count in the pulled Bundle
 	Total     int
 	Took      time.Duration
+	// Holders are the organisations the referral index names for the
+	// patient afterwards, as far as the patient's consent permits.
+	Holders []string
 }
 
 // xis is a participant's own system talking to its node's internal API —
@@ -143,6 +146,20 @@ func (nw *Network) Exchange(ctx context.Context) (*Summary, error) {
 	if s.Sender != notifiedpull.StatusCompleted {
 		return s, fmt.Errorf("the sender's referral ended %q", s.Sender)
 	}
+	// Later, a specialist at the hospital asks which organisations hold data
+	// of the patient: the referral index answers, filtered by consent.
+	var loc struct {
+		Holders []struct {
+			URA string `json:"URA"`
+		}
+		Warnings []string
+	}
+	if err := hosp.do(ctx, http.MethodPost, "/internal/localize", node.LocalizeRequest{Patient: patient.BSN, Role: "01.016", UZI: "900012345"}, &loc); err != nil {
+		return s, fmt.Errorf("localize: %w", err)
+	}
+	for _, h := range loc.Holders {
+		s.Holders = append(s.Holders, h.URA)
+	}
 	return s, nil
 }
 
@@ -166,4 +183,5 @@ func (nw *Network) PrintSummary(s *Summary) {
 		nw.printf("%s %d", t, s.Resources[t])
 	}
 	nw.printf(")\n  status: receiver %s, sender %s; took %s\n", s.Status, s.Sender, s.Took.Round(time.Millisecond))
+	nw.printf("  referral index, filtered by consent: the patient's data is held by %v\n", s.Holders)
 }

@@ -22,25 +22,32 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/pki"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 // Participant is an organisation in the demo network.
 type Participant struct {
 	URA, Name, SystemUZI, AGB string
+	// FacilityType is the provider type in consent questions and the index.
+	FacilityType string
 }
 
 // The demo network's organisations.
 var (
-	GP       = Participant{URA: "90000001", Name: "Huisartsenpraktijk De Linde", SystemUZI: "900000011", AGB: "01000001"}
-	Hospital = Participant{URA: "90000002", Name: "Ziekenhuis Rijnstroom", SystemUZI: "900000022", AGB: "06000002"}
-	dirOrg   = Participant{URA: "90000999", Name: "Schakel addressbook", SystemUZI: "900009999", AGB: "00000000"}
+	GP         = Participant{URA: "90000001", Name: "Huisartsenpraktijk De Linde", SystemUZI: "900000011", AGB: "01000001", FacilityType: "Z1"}
+	Hospital   = Participant{URA: "90000002", Name: "Ziekenhuis Rijnstroom", SystemUZI: "900000022", AGB: "06000002", FacilityType: "Z3"}
+	dirOrg     = Participant{URA: "90000999", Name: "Schakel addressbook", SystemUZI: "900009999", AGB: "00000000"}
+	consentOrg = Participant{URA: "90000998", Name: "Schakel consent service", SystemUZI: "900009988", AGB: "00000000"}
+	indexOrg   = Participant{URA: "90000997", Name: "Schakel referral index", SystemUZI: "900009977", AGB: "00000000"}
 )
 
 // Options configure a network.
@@ -51,6 +58,9 @@ type Options struct {
 	Patients int
 	// Host is the address listeners bind to; 127.0.0.1 by default.
 	Host string
+	// Agreements are extra partner agreements every node gets, besides the
+	// plateau-1 agreement the GP practice and the hospital have with each other.
+	Agreements []plateau.PartnerConfig
 	// Out receives the progress lines; nil discards them.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -58,23 +68,25 @@ type Options struct {
 
 // Network is a running local network.
 type Network struct {
-	opts      Options
-	out       io.Writer
-	mu        sync.Mutex
-	Nodes     []*node.Node
-	GPNode    *node.Node
-	HospNode  *node.Node
-	tokens    map[string]string // URA → internal API token
-	dirStore  store.Store
-	dirSrv    *http.Server
-	dirLn     net.Listener
-	dirURL    string
-	dir       *addressbook.Server
-	done      chan notifiedpull.Event // completed/failed pulls, for waiters
-	CA        *pki.CA
-	Patients  []demo.Patient
-	serveDone chan struct{}
-	nodeErrs  chan error
+	opts                 Options
+	out                  io.Writer
+	mu                   sync.Mutex
+	Nodes                []*node.Node
+	GPNode               *node.Node
+	HospNode             *node.Node
+	tokens               map[string]string // URA → internal API token
+	dirStore             store.Store
+	services             []*service // addressbook, consent, localization
+	closers              []io.Closer
+	dirURL               string
+	consentURL, indexURL string
+	consent              *consent.Server
+	dir                  *addressbook.Server
+	done                 chan notifiedpull.Event // completed/failed pulls, for waiters
+	CA                   *pki.CA
+	Patients             []demo.Patient
+	serveDone            chan struct{}
+	nodeErrs             chan error
 }
 
 // Up prepares the network: PKI, addressbook, nodes and demo data. Listeners
@@ -115,25 +127,34 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	if nw.dirStore, err = sqlite.Open(ctx, filepath.Join(dirDir, "fhir-r4.db"), fhir.R4); err != nil {
 		return nil, fmt.Errorf("addressbook store: %w", err)
 	}
-	if nw.dirLn, err = net.Listen("tcp", net.JoinHostPort(opts.Host, "0")); err != nil {
+	dirSvc, err := nw.listen("addressbook", dirCert)
+	if err != nil {
 		return nil, err
 	}
-	nw.dirURL = "https://" + nw.dirLn.Addr().String() + "/fhir"
+	nw.dirURL = dirSvc.url + "/fhir"
 	dir := addressbook.NewServer(nw.dirStore, nw.dirURL, opts.Logger.With("component", "addressbook"))
 	nw.dir = dir
-	nw.dirSrv = &http.Server{Handler: dir.Handler(), TLSConfig: pki.ServerTLSConfig(dirCert, pki.CertPool(nw.CA.Cert)),
-		ReadHeaderTimeout: 10 * time.Second}
+	dirSvc.srv.Handler = dir.Handler()
+
+	// The consent service (Mitz-compatible) and the referral index.
+	if err := nw.startGenericServices(opts); err != nil {
+		return nil, err
+	}
 
 	// The nodes.
 	events := func(e notifiedpull.Event) { nw.printEvent(e) }
 	for _, spec := range []struct {
-		name string
-		p    Participant
-	}{{"gp-node", GP}, {"hospital-node", Hospital}} {
+		name    string
+		p, peer Participant
+	}{{"gp-node", GP, Hospital}, {"hospital-node", Hospital, GP}} {
 		cfg, err := nw.nodeConfig(spec.name, spec.p, caFile)
 		if err != nil {
 			return nil, err
 		}
+		// Plateau 1: mutual trust between the two parties, by certificate,
+		// and a bilateral list of who may ask for what.
+		cfg.Partners.Agreements = append([]plateau.PartnerConfig{{URA: spec.peer.URA, Name: spec.peer.Name,
+			Plateaus: plateau.Uniform(1), Applications: []string{"bgz"}}}, opts.Agreements...)
 		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events})
 		if err != nil {
 			return nil, err
@@ -155,6 +176,12 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 				return nil, fmt.Errorf("load demo data: %w", err)
 			}
 		}
+	}
+	// The first patient has registered consent for the GP practice's data to
+	// be seen by other providers (as through Mitz); the rest registered none.
+	if _, err := nw.consent.Store().Register(ctx, consent.Registration{PatientBSN: nw.Patients[0].BSN, Effect: consent.Permit,
+		HolderURA: GP.URA, Source: "network demo", RegisteredBy: GP.URA}); err != nil {
+		return nil, fmt.Errorf("register demo consent: %w", err)
 	}
 	return nw, nil
 }
@@ -180,6 +207,8 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string) (node.C
 	}
 	nw.tokens[p.URA] = token
 	return node.Config{
+		Consent:        node.ConsentConfig{URL: nw.consentURL},
+		Localization:   node.LocalizationConfig{URL: nw.indexURL + "/fhir"},
 		Name:           name,
 		DataDir:        filepath.Join(dir, "data"),
 		Public:         node.ListenerConfig{Addr: net.JoinHostPort(nw.opts.Host, "0")},
@@ -188,7 +217,7 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string) (node.C
 		SigningKeyFile: filepath.Join(dir, "keys", "authorization-server.pem"),
 		AddressbookURL: nw.dirURL,
 		Participants: []node.ParticipantConfig{{
-			URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI,
+			URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, FacilityType: p.FacilityType,
 			SigningKeyFile: filepath.Join(dir, "keys", "client-"+p.URA+".pem"),
 			InternalToken:  token,
 		}},
@@ -213,16 +242,24 @@ func (nw *Network) Start(ctx context.Context) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		errc := make(chan error, 1)
-		go func() { errc <- nw.dirSrv.ServeTLS(nw.dirLn, "", "") }()
+		errc := make(chan error, len(nw.services))
+		for _, svc := range nw.services {
+			go func() {
+				if err := svc.srv.ServeTLS(svc.ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+					errc <- fmt.Errorf("%s: %w", svc.name, err)
+				}
+			}()
+		}
 		select {
 		case <-ctx.Done():
 		case err := <-errc:
-			nw.nodeErrs <- fmt.Errorf("addressbook: %w", err)
+			nw.nodeErrs <- err
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = nw.dirSrv.Shutdown(sctx)
+		for _, svc := range nw.services {
+			_ = svc.srv.Shutdown(sctx)
+		}
 	}()
 	for _, n := range nw.Nodes {
 		wg.Add(1)
@@ -235,9 +272,7 @@ func (nw *Network) Start(ctx context.Context) {
 	}
 	go func() {
 		wg.Wait()
-		if nw.dirStore != nil {
-			nw.dirStore.Close()
-		}
+		nw.closeAll()
 		close(nw.serveDone)
 	}()
 }
@@ -255,11 +290,16 @@ func (nw *Network) Wait() error {
 }
 
 func (nw *Network) closeAll() {
+	for _, svc := range nw.services {
+		svc.ln.Close()
+	}
+	for i := len(nw.closers) - 1; i >= 0; i-- {
+		nw.closers[i].Close()
+	}
+	nw.closers = nil
 	if nw.dirStore != nil {
 		nw.dirStore.Close()
-	}
-	if nw.dirLn != nil {
-		nw.dirLn.Close()
+		nw.dirStore = nil
 	}
 }
 
@@ -267,6 +307,8 @@ func (nw *Network) closeAll() {
 func (nw *Network) PrintListeners() {
 	nw.printf("Twiin network on %s (data in %s)\n", nw.opts.Host, nw.opts.DataDir)
 	nw.printf("  addressbook          %s   (mTLS)\n", nw.dirURL)
+	nw.printf("  consent (Mitz-like)  %s/geslotenautorisatievraag/xacml3   (mTLS)\n", nw.consentURL)
+	nw.printf("  referral index       %s/fhir   (mTLS)\n", nw.indexURL)
 	for i, n := range nw.Nodes {
 		p := []Participant{GP, Hospital}[i]
 		nw.printf("  %-20s public   %s   (mTLS, TLS 1.3)\n", n.Name(), n.PublicURL())
@@ -309,3 +351,64 @@ func loadOrCreateSecret(path string) (string, error) {
 	}
 	return s, os.WriteFile(path, []byte(s+"\n"), 0o600)
 }
+
+// service is one of the network's TLS services.
+type service struct {
+	name string
+	url  string
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// listen binds a service's mTLS listener; the handler is set by the caller.
+func (nw *Network) listen(name string, cert tls.Certificate) (*service, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(nw.opts.Host, "0"))
+	if err != nil {
+		return nil, err
+	}
+	svc := &service{name: name, url: "https://" + ln.Addr().String(), ln: ln,
+		srv: &http.Server{TLSConfig: pki.ServerTLSConfig(cert, pki.CertPool(nw.CA.Cert)), ReadHeaderTimeout: 10 * time.Second}}
+	nw.services = append(nw.services, svc)
+	return svc, nil
+}
+
+// startGenericServices builds the consent service and the referral index.
+func (nw *Network) startGenericServices(opts Options) error {
+	roots := pki.CertPool(nw.CA.Cert)
+	consentDir := filepath.Join(opts.DataDir, "consent")
+	cert, err := nw.issue(consentDir, "consent", consentOrg)
+	if err != nil {
+		return err
+	}
+	svc, err := nw.listen("consent", cert)
+	if err != nil {
+		return err
+	}
+	nw.consent, err = consent.NewServer(consent.ServerConfig{DataDir: consentDir, ClientTLS: pki.ClientTLSConfig(cert, roots),
+		Logger: opts.Logger.With("component", "consent")})
+	if err != nil {
+		return fmt.Errorf("consent service: %w", err)
+	}
+	nw.closers = append(nw.closers, nw.consent)
+	svc.srv.Handler = nw.consent.Handler()
+	nw.consentURL = svc.url
+
+	indexDir := filepath.Join(opts.DataDir, "localization")
+	if cert, err = nw.issue(indexDir, "index", indexOrg); err != nil {
+		return err
+	}
+	if svc, err = nw.listen("localization", cert); err != nil {
+		return err
+	}
+	idx, err := localization.NewServer(localization.ServerConfig{DataDir: indexDir, Logger: opts.Logger.With("component", "localization")})
+	if err != nil {
+		return fmt.Errorf("referral index: %w", err)
+	}
+	nw.closers = append(nw.closers, idx)
+	svc.srv.Handler = idx.Handler()
+	nw.indexURL = svc.url
+	return nil
+}
+
+// Consent is the network's consent service, for registering consents.
+func (nw *Network) Consent() *consent.Server { return nw.consent }

@@ -30,13 +30,18 @@ import (
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/pki"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 // startNetwork brings a network up on 127.0.0.1 and stops it at cleanup.
-func startNetwork(t testing.TB, patients int) *Network {
+func startNetwork(t testing.TB, patients int, agreements ...plateau.PartnerConfig) *Network {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: patients})
+	if agreements == nil {
+		// The test peer (see newPeer) is a plateau-1 partner of both nodes.
+		agreements = []plateau.PartnerConfig{{URA: peerURA, Name: "Testpraktijk", Plateaus: plateau.Uniform(1)}}
+	}
+	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: patients, Agreements: agreements})
 	if err != nil {
 		t.Fatal(err)
 	}

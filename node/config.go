@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/nl"
+	"github.com/schakel-nl/schakel/pki"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 // Config is a node's configuration, loaded file → environment → flags.
@@ -24,8 +26,22 @@ type Config struct {
 	Public ListenerConfig `koanf:"public"`
 	// Internal is the listener for the participants' own systems.
 	Internal ListenerConfig `koanf:"internal"`
-	// TLS is the node's certificate and the CAs it trusts for peers.
+	// TLS is the node's certificate (and, for simple setups, the CAs it trusts).
 	TLS TLSConfig `koanf:"tls"`
+	// Trust is the full trust list: CAs (plateau 3–4), pinned partner
+	// certificates (plateau 1–2), CRLs and denied serials. tls.cafiles are
+	// added to its CAs.
+	Trust pki.TrustConfig `koanf:"trust"`
+	// Partners are the agreements with partner organisations: the plateau
+	// per generic function that each request is held to.
+	Partners plateau.Config `koanf:"partners"`
+	// Audit configures the NEN 7513 audit log.
+	Audit AuditConfig `koanf:"audit"`
+	// Consent is the Mitz-compatible consent service the node asks before
+	// data is made consultable (not for referrals, where consent is presumed).
+	Consent ConsentConfig `koanf:"consent"`
+	// Localization is the referral index the node registers with and asks.
+	Localization LocalizationConfig `koanf:"localization"`
 	// SigningKeyFile is the key the authorization server signs access tokens with.
 	SigningKeyFile string `koanf:"signingkeyfile"`
 	// AddressbookURL is the FHIR base of the addressbook.
@@ -40,6 +56,29 @@ type Config struct {
 	ReferralValidity time.Duration `koanf:"referralvalidity"`
 	// MaxBodyBytes limits FHIR request bodies.
 	MaxBodyBytes int64 `koanf:"maxbodybytes"`
+}
+
+// AuditConfig configures the audit log.
+type AuditConfig struct {
+	// CheckpointKeyFile signs the log's checkpoints (created if absent;
+	// default <datadir>/audit-checkpoint-key.pem).
+	CheckpointKeyFile string `koanf:"checkpointkeyfile"`
+}
+
+// ConsentConfig points at a Mitz-compatible consent service.
+type ConsentConfig struct {
+	// URL is the service base (closed question at URL/geslotenautorisatievraag/xacml3).
+	URL string `koanf:"url"`
+	// Timeout bounds one question (default 5s): a slow service means no access.
+	Timeout time.Duration `koanf:"timeout"`
+	// CacheTTL keeps answers this long (default 30s; keep it short).
+	CacheTTL time.Duration `koanf:"cachettl"`
+}
+
+// LocalizationConfig points at a referral index.
+type LocalizationConfig struct {
+	// URL is the index's FHIR base.
+	URL string `koanf:"url"`
 }
 
 // ListenerConfig is one HTTP listener.
@@ -74,6 +113,17 @@ type ParticipantConfig struct {
 	InternalToken string `koanf:"internaltoken"`
 	// InternalTokenFile holds the token instead (read at start).
 	InternalTokenFile string `koanf:"internaltokenfile"`
+	// FacilityType is the participant's provider type (zorgaanbiedertype,
+	// 2.16.840.1.113883.2.4.15.1060, e.g. Z3 hospital), used in consent
+	// questions and localization registrations.
+	FacilityType string `koanf:"facilitytype"`
+}
+
+// trust is the trust list with tls.cafiles included.
+func (c Config) trust() pki.TrustConfig {
+	t := c.Trust
+	t.CAFiles = append(append([]string(nil), c.TLS.CAFiles...), t.CAFiles...)
+	return t
 }
 
 // Redacted returns a copy safe to print.
@@ -103,8 +153,15 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Internal.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("internal.addr: %w", err))
 	}
-	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" || len(c.TLS.CAFiles) == 0 {
-		errs = append(errs, errors.New("tls.certfile, tls.keyfile and tls.cafiles are required"))
+	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+		errs = append(errs, errors.New("tls.certfile and tls.keyfile are required"))
+	}
+	trust := c.trust()
+	if err := trust.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Partners.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.SigningKeyFile == "" {
 		errs = append(errs, errors.New("signingkeyfile is required"))
@@ -145,6 +202,18 @@ func (c *Config) Validate() error {
 		tokens[p.InternalToken] = true
 		if (p.CertFile == "") != (p.KeyFile == "") {
 			errs = append(errs, fmt.Errorf("participants[%d]: certfile and keyfile go together", i))
+		}
+	}
+	for _, u := range []struct{ key, v string }{{"consent.url", c.Consent.URL}, {"localization.url", c.Localization.URL}} {
+		if u.v != "" && !strings.HasPrefix(u.v, "https://") {
+			errs = append(errs, fmt.Errorf("%s must be an https URL", u.key))
+		}
+	}
+	if c.Localization.URL != "" || c.Consent.URL != "" {
+		for i, p := range c.Participants {
+			if p.FacilityType == "" {
+				errs = append(errs, fmt.Errorf("participants[%d].facilitytype is required with consent or localization", i))
+			}
 		}
 	}
 	if c.TokenTTL == 0 {

@@ -36,9 +36,9 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	}
 	own := rest.New(rest.Config{
 		Store: n.stu3, Version: fhir.STU3, MaxBodyBytes: n.cfg.MaxBodyBytes, Logger: n.log,
-		Observe: func(ctx context.Context, req *rest.Request, res rest.Result) {
+		Commit: func(ctx context.Context, req *rest.Request, res rest.Result) error {
 			p := ctx.Value(participantKey{}).(*participant)
-			n.auditFHIR(ctx, req, res, p.URA, p.SystemUZI, "")
+			return n.auditFHIR(ctx, req, res, actor{ura: p.URA, system: p.SystemUZI, protocol: "internal API, participant token"})
 		},
 	})
 	mux.Handle("/internal/fhir/{path...}", n.authInternal(func(w http.ResponseWriter, r *http.Request, p *participant) {
@@ -49,6 +49,19 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	mux.Handle("GET /internal/referrals/{id}", n.authInternal(n.getReferral))
 	mux.Handle("POST /internal/referrals/{id}/cancel", n.authInternal(n.cancelReferral))
 	mux.Handle("GET /internal/referrals/{id}/data", n.authInternal(n.referralData))
+	mux.Handle("POST /internal/localize", n.authInternal(n.localize))
+	// The participant's own audit trail, as FHIR R4 AuditEvent ("who looked
+	// at my patient's record"), limited to the participant's records.
+	auditAPI := audit.FHIRHandler(n.auditLog, fhir.R4, func(r *http.Request) string {
+		p, _ := r.Context().Value(participantKey{}).(*participant)
+		if p == nil {
+			return ""
+		}
+		return p.URA
+	})
+	mux.Handle("GET /internal/audit/{path...}", n.authInternal(func(w http.ResponseWriter, r *http.Request, _ *participant) {
+		auditAPI.ServeHTTP(w, r)
+	}))
 	return mux
 }
 
@@ -182,9 +195,12 @@ func (n *Node) referralData(w http.ResponseWriter, r *http.Request, p *participa
 		n.internalError(w, err)
 		return
 	}
-	n.appendAudit(r.Context(), audit.Record{Action: audit.ActionRead, Interaction: "read", Outcome: http.StatusOK, Tenant: p.URA,
+	if err := n.auditLog.Append(r.Context(), audit.Record{Action: audit.ActionRead, Interaction: "read", Outcome: http.StatusOK, Tenant: p.URA,
 		ActorURA: p.URA, ActorSystem: p.SystemUZI, Address: r.RemoteAddr, Patient: x.PatientBSN, Types: []string{"Bundle"},
-		Resources: []string{"Bundle/" + res.ID}, Task: x.Identifier})
+		Resources: []string{"Bundle/" + res.ID}, Task: x.Identifier}); err != nil {
+		writeProblem(w, http.StatusServiceUnavailable, "audit-unavailable", "the audit log is unavailable; nothing was returned")
+		return
+	}
 	w.Header().Set("Content-Type", "application/fhir+json; fhirVersion=3.0; charset=utf-8")
 	_, _ = w.Write(res.Body)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,12 +18,16 @@ import (
 
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/pki"
+	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/policy"
 )
 
 // participant is a Deelnemer with its credentials loaded.
@@ -33,13 +36,14 @@ type participant struct {
 	cert    tls.Certificate
 	signing jwk.Key
 	party   *notifiedpull.Party
+	index   *localization.Client // referral index, when configured
 }
 
 // Node is one running GtK.
 type Node struct {
 	cfg    Config
 	log    *slog.Logger
-	roots  *x509.CertPool
+	trust  *pki.Trust
 	cert   tls.Certificate
 	parts  map[string]*participant
 	tokens map[[32]byte]*participant // sha256(internal token) → participant
@@ -53,6 +57,8 @@ type Node struct {
 	np       *notifiedpull.Service
 	as       *oauth.Server
 	dir      *addressbook.Client
+	plateaus *plateau.Enforcer
+	consent  *consent.Client
 	metrics  *metrics
 
 	publicSrv, internalSrv *http.Server
@@ -85,7 +91,16 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 			n.closeStores()
 		}
 	}()
-	if n.roots, err = loadRoots(cfg.TLS.CAFiles); err != nil {
+	trustCfg := cfg.trust()
+	trustCfg.Logger = n.log
+	if n.trust, err = pki.LoadTrust(trustCfg); err != nil {
+		return nil, fmt.Errorf("trust list: %w", err)
+	}
+	policies, err := policy.Load(cfg.Partners.PolicyDir)
+	if err != nil {
+		return nil, fmt.Errorf("authorization policies: %w", err)
+	}
+	if n.plateaus, err = plateau.New(cfg.Partners, policies); err != nil {
 		return nil, err
 	}
 	if n.cert, err = tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
@@ -134,17 +149,26 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	if n.stu3, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "fhir-stu3.db"), fhir.STU3); err != nil {
 		return nil, fmt.Errorf("FHIR store: %w", err)
 	}
-	if n.auditLog, err = audit.Open(ctx, filepath.Join(cfg.DataDir, "audit.db"), cfg.Name); err != nil {
+	keyFile := cfg.Audit.CheckpointKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(cfg.DataDir, "audit-checkpoint-key.pem")
+	}
+	checkpointKey, err := pki.LoadOrCreateSigningKey(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoint key: %w", err)
+	}
+	if n.auditLog, err = audit.OpenWith(ctx, audit.Config{Path: filepath.Join(cfg.DataDir, "audit.db"), Node: cfg.Name,
+		Key: checkpointKey, Logger: n.log}); err != nil {
 		return nil, err
 	}
 	if n.npDB, err = notifiedpull.OpenDB(ctx, filepath.Join(cfg.DataDir, "exchange.db")); err != nil {
 		return nil, err
 	}
 
-	clientTLS := pki.ClientTLSConfig(n.cert, n.roots)
+	clientTLS := n.trust.ClientTLSConfig(n.cert)
 	n.dir = &addressbook.Client{Base: cfg.AddressbookURL, HTTP: n.httpClient(clientTLS)}
 	for _, p := range n.parts {
-		hc := n.httpClient(pki.ClientTLSConfig(p.cert, n.roots))
+		hc := n.httpClient(n.trust.ClientTLSConfig(p.cert))
 		p.party = &notifiedpull.Party{URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, HTTP: hc,
 			OAuth: &oauth.Client{ClientID: p.URA, Key: p.signing, HTTP: hc}}
 	}
@@ -164,16 +188,20 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 		},
 		FHIRBase: n.fhirBase,
 		Issuer:   n.publicURL,
-		PeerURA:  func(r *http.Request) (string, error) { return pki.PeerURA(r.TLS) },
+		PeerURA:  func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
 		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.as.Verify(r, aud) },
 		Audit:    n.auditLog, Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
+		Holding: n.holding,
 	})
+	if err := n.setupGeneric(); err != nil {
+		return nil, err
+	}
 	n.as, err = oauth.NewServer(oauth.ServerConfig{
 		Issuer:     n.publicURL,
 		SigningKey: signing,
 		Clients:    &clientKeys{dir: n.dir, http: n.httpClient(clientTLS)},
-		Grants:     n.np,
-		PeerURA:    pki.PeerURA,
+		Grants:     oauth.GrantResolverFunc(n.resolveGrant),
+		PeerURA:    n.trust.PeerURA,
 		TokenTTL:   cfg.TokenTTL,
 		ClockSkew:  cfg.ClockSkew,
 		// Verification is per request; ES256 checks dominate without a cache.
@@ -190,7 +218,7 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	n.metrics = newMetrics(reg)
 	n.publicSrv = &http.Server{
 		Handler:           n.metrics.wrap("public", n.logRequests("public", n.publicRoutes())),
-		TLSConfig:         pki.ServerTLSConfig(n.cert, n.roots),
+		TLSConfig:         n.trust.ServerTLSConfig(n.cert),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
@@ -289,37 +317,15 @@ func isNilCloser(c interface{ Close() error }) bool {
 	return false
 }
 
+func eventf(node, tenant, step, format string, args ...any) notifiedpull.Event {
+	return notifiedpull.Event{Time: time.Now(), Node: node, Tenant: tenant, Step: step, Detail: fmt.Sprintf(format, args...)}
+}
+
 func (n *Node) emit(e notifiedpull.Event) {
 	n.metrics.events.WithLabelValues(e.Step).Inc()
 	if n.events != nil {
 		n.events(e)
 	}
-}
-
-func loadRoots(files []string) (*x509.CertPool, error) {
-	var cas []*x509.Certificate
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("trusted CA: %w", err)
-		}
-		for {
-			var blk *pem.Block
-			blk, b = pem.Decode(b)
-			if blk == nil {
-				break
-			}
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("trusted CA %s: %w", f, err)
-			}
-			cas = append(cas, c)
-		}
-	}
-	if len(cas) == 0 {
-		return nil, errors.New("no trusted CA certificates in tls.cafiles")
-	}
-	return pki.CertPool(cas...), nil
 }
 
 // CloseIdleConnections drops the node's idle outgoing connections, so the

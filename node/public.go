@@ -11,6 +11,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/pki"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 type tokenKey struct{}
@@ -28,12 +29,31 @@ func (n *Node) publicRoutes() http.Handler {
 	data := rest.New(rest.Config{
 		Store: n.stu3, Version: fhir.STU3, MaxBodyBytes: n.cfg.MaxBodyBytes, Logger: n.log,
 		Authorize: func(ctx context.Context, req *rest.Request) error {
-			return n.np.AuthorizeData(ctx, tokenFrom(ctx), req)
+			tok := tokenFrom(ctx)
+			authn, user, role := plateau.TokenUser(tok.Claims)
+			app := ""
+			if len(tok.Scope) > 0 {
+				app = tok.Scope[0]
+			}
+			if err := n.plateaus.CheckAccess(ctx, plateau.AccessContext{PartnerURA: tok.Subject, Authenticated: authn,
+				UserID: user, UserRole: role, Application: app, Interaction: req.Interaction, ResourceType: req.Type,
+				Operation: req.Operation, Params: req.Params, Patient: bsnFromQuery(req)}); err != nil {
+				if r := plateau.AsRefusal(err); r != nil {
+					return r.FHIRError()
+				}
+				return err
+			}
+			return n.np.AuthorizeData(ctx, tok, req)
+		},
+		// The answer leaves only after its audit record is committed.
+		Commit: func(ctx context.Context, req *rest.Request, res rest.Result) error {
+			tok := tokenFrom(ctx)
+			_, user, role := plateau.TokenUser(tok.Claims)
+			return n.auditFHIR(ctx, req, res, actor{ura: tok.Subject, system: tok.ClientID, user: user, role: role,
+				protocol: "Twiin TA Notified Pull; access token " + strings.Join(tok.Scope, " ")})
 		},
 		Observe: func(ctx context.Context, req *rest.Request, res rest.Result) {
-			tok := tokenFrom(ctx)
-			n.np.AfterData(ctx, tok, req, res.Status)
-			n.auditFHIR(ctx, req, res, tok.Subject, tok.ClientID, "")
+			n.np.AfterData(ctx, tokenFrom(ctx), req, res.Status)
 		},
 	})
 	mux.HandleFunc("/fhir/stu3/{ura}/{path...}", func(w http.ResponseWriter, r *http.Request) {
@@ -53,9 +73,12 @@ func (n *Node) publicRoutes() http.Handler {
 		}
 		tok, err := n.as.Verify(r, base)
 		if err != nil {
-			peer, _ := pki.PeerURA(r.TLS)
-			n.appendAudit(r.Context(), audit.Record{Action: actionFor(r.Method), Interaction: "access", Outcome: http.StatusUnauthorized,
-				OutcomeText: "no valid access token", Tenant: ura, ActorURA: peer, Address: r.RemoteAddr, Query: path})
+			peer, _ := n.trust.PeerURA(r.TLS)
+			if aerr := n.auditLog.Append(r.Context(), audit.Record{Action: actionFor(r.Method), Interaction: "access", Outcome: http.StatusUnauthorized,
+				OutcomeText: "no valid access token", Tenant: ura, ActorURA: peer, Address: r.RemoteAddr, Query: path}); aerr != nil {
+				writeOutcome(w, auditUnavailable(aerr))
+				return
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			writeOutcome(w, &fhir.Error{Status: http.StatusUnauthorized, Cause: err, Issues: []fhir.Issue{{Severity: "error", Code: "login",
 				Diagnostics: "a valid access token for this endpoint, bound to your client certificate, is required"}}})
@@ -85,14 +108,20 @@ func (n *Node) serveClientJWKS(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(set)
 }
 
-// auditFHIR records one FHIR interaction on patient data.
-func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result, actorURA, actorSystem, user string) {
+// actor is who made a request, as the audit record names them.
+type actor struct {
+	ura, system, user, role, protocol string
+}
+
+// auditFHIR records one FHIR interaction on patient data. An error means
+// the record was not written: the caller must not answer with the data.
+func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result, who actor) error {
 	if req == nil || req.Interaction == rest.InteractionCapabilities {
-		return
+		return nil
 	}
-	rec := audit.Record{Action: actionFor(req.HTTP.Method), Interaction: req.Interaction, Outcome: res.Status,
-		Tenant: req.Tenant, ActorURA: actorURA, ActorSystem: actorSystem, ActorUser: user, Address: req.HTTP.RemoteAddr,
-		Query: queryText(req)}
+	rec := audit.Record{Action: actionFor(req.HTTP.Method), Interaction: req.Interaction, Type: "rest", Outcome: res.Status,
+		Tenant: req.Tenant, ActorURA: who.ura, ActorSystem: who.system, ActorUser: who.user, ActorRole: who.role,
+		Address: req.HTTP.RemoteAddr, Query: queryText(req), AuthzProtocol: who.protocol, PurposeOfUse: "TREAT"}
 	if res.Err != nil {
 		if fe := fhir.AsError(res.Err); fe != nil && len(fe.Issues) > 0 {
 			rec.OutcomeText = fe.Issues[0].Diagnostics
@@ -116,13 +145,22 @@ func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result
 	if tok := tokenFrom(ctx); tok != nil {
 		rec.Task = tok.StringClaim("twiin_task")
 	}
-	n.appendAudit(ctx, rec)
+	return n.auditLog.Append(ctx, rec)
 }
 
+// appendAudit writes a record whose failure cannot change the answer any
+// more (it has been given); the failure is logged.
 func (n *Node) appendAudit(ctx context.Context, rec audit.Record) {
 	if err := n.auditLog.Append(context.WithoutCancel(ctx), rec); err != nil {
 		n.log.Error("audit append failed", "interaction", rec.Interaction, "err", err)
 	}
+}
+
+// auditUnavailable is the answer when the audit log cannot record an access:
+// the node refuses rather than serve unlogged.
+func auditUnavailable(err error) *fhir.Error {
+	return &fhir.Error{Status: http.StatusServiceUnavailable, Cause: err, Issues: []fhir.Issue{{Severity: "error", Code: "transient",
+		Diagnostics: "the audit log is unavailable; nothing was returned"}}}
 }
 
 func actionFor(method string) string {

@@ -343,6 +343,9 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	if err := s.setReceived(ctx, row, StatusCompleted, ""); err != nil {
 		return err
 	}
+	if s.cfg.Holding != nil {
+		s.cfg.Holding(ctx, row.Tenant, row.PatientBSN, ApplicationBgZ)
+	}
 	s.event(row.Tenant, row.ID, "completed", fmt.Sprintf("%d resources stored as Bundle/%s", collected.len(), res.ID), nil)
 	return nil
 }

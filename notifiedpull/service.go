@@ -98,6 +98,10 @@ type Config struct {
 	Now      func() time.Time
 	Validity time.Duration
 	Workers  int
+	// Holding, when set, is told that a participant holds data of a patient
+	// for a care application: the sender when it makes data available, the
+	// receiver once it stored what it pulled (for the referral index).
+	Holding func(ctx context.Context, tenant, bsn, application string)
 }
 
 // Service runs both sides of the Notified Pull for every participant of a node.
@@ -276,6 +280,9 @@ func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (G
 		return g, err
 	}
 	_ = s.cfg.DB.setGrantNotificationURL(ctx, g.ID, taskURL)
+	if s.cfg.Holding != nil {
+		s.cfg.Holding(ctx, tenant, req.PatientBSN, req.Application)
+	}
 	return s.cfg.DB.grant(ctx, tenant, g.ID)
 }
 

@@ -39,6 +39,9 @@ type TokenRequest struct {
 	Scope             []string       // requested scope
 	AuthorizationBase string         // Twiin Notified Pull authorization_base, if any
 	AssertionClaims   map[string]any // extra claims for the grant assertion (jwt-bearer)
+	// UserIdentity is a user identity token (plateau 4) to carry in the
+	// grant assertion as ClaimUserIdentity (jwt-bearer only).
+	UserIdentity string
 }
 
 // Token is an RFC 6749 §5.1 access token response.
@@ -106,8 +109,19 @@ func (c *Client) TokenForm(tokenEndpoint string, req TokenRequest) (url.Values, 
 	form.Set("grant_type", req.GrantType)
 	switch req.GrantType {
 	case GrantTypeClientCredentials:
+		if req.UserIdentity != "" {
+			return nil, errors.New("oauth: a user identity needs the jwt-bearer grant")
+		}
 	case GrantTypeJWTBearer:
-		a, err := c.Assertion(tokenEndpoint, req.AssertionClaims)
+		claims := req.AssertionClaims
+		if req.UserIdentity != "" {
+			claims = make(map[string]any, len(req.AssertionClaims)+1)
+			for k, v := range req.AssertionClaims {
+				claims[k] = v
+			}
+			claims[ClaimUserIdentity] = req.UserIdentity
+		}
+		a, err := c.Assertion(tokenEndpoint, claims)
 		if err != nil {
 			return nil, err
 		}

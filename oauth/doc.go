@@ -34,6 +34,9 @@
 // agreement's exact parameter names are not public; the standard RFC 7523
 // names above are used. Signature algorithms accepted: PS256, ES256, ES384,
 // ES512, RS256; never none or HMAC. The grant assertion's iss must be the
-// client itself for now; third-party identity assertions (plateau 4) will
-// relax that.
+// client itself. From plateau 4 it carries the user's identity token, signed
+// by a configured identity issuer (Dezi-style), as the claim user_identity;
+// its verified content reaches the GrantResolver as GrantRequest.User (see
+// identity.go and docs/security.md for the claim mapping). Server.Rotate
+// replaces the signing key without downtime.
 package oauth

@@ -202,3 +202,10 @@ func (e *ErrorResponse) Unwrap() error {
 	}
 	return nil
 }
+
+// RefuseGrant is how a GrantResolver refuses with a reason the client may
+// see: RFC 6749 §5.2 invalid_grant with description as error_description.
+// Put nothing internal in description; cause is only logged.
+func RefuseGrant(description string, cause error) error {
+	return newError(ErrInvalidGrant, description, cause)
+}

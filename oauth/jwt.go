@@ -2,6 +2,8 @@ package oauth
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/cert"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -43,6 +46,7 @@ type unverifiedJWT struct {
 	kid    string
 	typ    string
 	claims map[string]any
+	x5c    []*x509.Certificate // x5c header, leaf first; nil when absent
 
 	issuer, subject, id string
 	audience            []string
@@ -84,6 +88,11 @@ func parseJWT(raw string) (*unverifiedJWT, error) {
 	t := &unverifiedJWT{raw: b, alg: allowed}
 	t.kid, _ = h.KeyID()
 	t.typ, _ = h.Type()
+	if chain, ok := h.X509CertChain(); ok && chain != nil {
+		if t.x5c, err = decodeX5C(chain); err != nil {
+			return nil, fmt.Errorf("%w: x5c: %v", errMalformed, err)
+		}
+	}
 
 	dec := json.NewDecoder(bytes.NewReader(msg.Payload()))
 	if err := dec.Decode(&t.claims); err != nil || t.claims == nil {
@@ -93,6 +102,30 @@ func parseJWT(raw string) (*unverifiedJWT, error) {
 		return nil, fmt.Errorf("%w: %v", errMalformed, err)
 	}
 	return t, nil
+}
+
+// maxX5C bounds the certificate chain a JWT header may carry.
+const maxX5C = 5
+
+// decodeX5C parses an x5c header (RFC 7515 §4.1.6: base64, not base64url, DER).
+func decodeX5C(chain *cert.Chain) ([]*x509.Certificate, error) {
+	if chain.Len() == 0 || chain.Len() > maxX5C {
+		return nil, fmt.Errorf("want 1 to %d certificates, got %d", maxX5C, chain.Len())
+	}
+	out := make([]*x509.Certificate, 0, chain.Len())
+	for i := range chain.Len() {
+		b64, _ := chain.Get(i)
+		der, err := base64.StdEncoding.DecodeString(string(b64))
+		if err != nil {
+			return nil, err
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // readRegisteredClaims copies the RFC 7519 §4.1 claims into typed fields.

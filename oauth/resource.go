@@ -105,7 +105,7 @@ func (s *Server) parseAccessToken(raw string) (*AccessToken, error) {
 	if !strings.EqualFold(t.typ, "at+jwt") && !strings.EqualFold(t.typ, "application/at+jwt") {
 		return nil, invalidToken("the token is not an RFC 9068 access token (typ at+jwt)", nil)
 	}
-	k, ok := s.verifyKeys[t.kid]
+	k, ok := s.keyState().verifyKeys[t.kid]
 	if !ok || k.alg != t.alg {
 		return nil, invalidToken("the access token is not signed by a key of this server", nil)
 	}

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -49,6 +51,13 @@ type GrantRequest struct {
 	Scope             []string       // requested scope, possibly empty
 	AuthorizationBase string         // Twiin Notified Pull authorization_base, if sent
 	Assertion         map[string]any // verified claims of the grant assertion (jwt-bearer only)
+	// User is the verified user identity carried in the grant assertion's
+	// user_identity claim (plateau 4); nil when none was sent. Whether a
+	// user is required, and in which role, is the resolver's decision.
+	User *UserIdentity
+	// TLS is the request's connection, e.g. for pki.Trust.Peer, which tells
+	// by which trust route (pinned or CA) the client was admitted.
+	TLS *tls.ConnectionState
 }
 
 // Grant is what a GrantResolver allows: the content of the access token.
@@ -115,7 +124,18 @@ type ServerConfig struct {
 	MayIntrospect func(callerURA string, t *AccessToken) bool
 	// Logger receives refused requests (info) and server errors (error).
 	Logger *slog.Logger
+
+	// IdentityIssuers are trusted for user identity tokens (plateau 4)
+	// carried in grant assertions; none means such tokens are refused.
+	IdentityIssuers []IdentityIssuer
+	// MinUserAssurance is the lowest eIDAS level accepted on a user identity
+	// (default AssuranceHigh, as plateau 4 requires).
+	MinUserAssurance Assurance
 }
+
+// MaxTokenTTL bounds TokenTTL: bound tokens are still bearer tokens to
+// anyone holding the client's TLS key, so they stay short-lived.
+const MaxTokenTTL = time.Hour
 
 // withDefaults fills in zero fields.
 func (c ServerConfig) withDefaults() ServerConfig {
@@ -136,6 +156,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	}
 	if c.Replay == nil {
 		c.Replay = NewMemoryReplayCache(0, c.Now)
+	}
+	if c.MinUserAssurance == 0 {
+		c.MinUserAssurance = AssuranceHigh
 	}
 	if c.MayIntrospect == nil {
 		c.MayIntrospect = func(caller string, t *AccessToken) bool { return caller == t.ClientID }
@@ -172,6 +195,17 @@ func (c ServerConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))
 		}
 	}
+	if c.TokenTTL > MaxTokenTTL {
+		errs = append(errs, fmt.Errorf("TokenTTL %s exceeds %s", c.TokenTTL, MaxTokenTTL))
+	}
+	for i, iss := range c.IdentityIssuers {
+		if iss.Issuer == "" || (iss.Keys == nil && iss.Roots == nil) {
+			errs = append(errs, fmt.Errorf("identity issuer #%d needs Issuer and Keys or Roots", i))
+		}
+	}
+	if c.MinUserAssurance < 0 || c.MinUserAssurance > AssuranceHigh {
+		errs = append(errs, fmt.Errorf("MinUserAssurance %d is not a level", c.MinUserAssurance))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("oauth: invalid server config: %w", err)
 	}
@@ -187,21 +221,32 @@ type Server struct {
 	tokenEndpoint      string
 	introspectEndpoint string
 
+	keys     atomic.Pointer[keyState]
+	rotateMu sync.Mutex // serializes Rotate and pruning
+
+	metadata []byte
+	cache    *tokenCache // nil when disabled
+}
+
+// keyState is an immutable snapshot of the signing and verification keys;
+// Rotate and pruning swap it whole, so requests never see half a rotation.
+type keyState struct {
 	alg        jwa.SignatureAlgorithm
 	kid        string
 	signer     any                  // raw private key
 	verifyKeys map[string]verifyKey // kid → public key, current and previous
-
-	jwks     []byte
-	metadata []byte
-	cache    *tokenCache // nil when disabled
+	order      []string             // kids, current first, for the JWKS
+	jwks       []byte
+	nextRetire time.Time // earliest retireAt; zero when no key retires
 }
 
 // verifyKey is one of the server's own public keys, exported to its raw
 // form once so verification does not convert it per request.
 type verifyKey struct {
-	alg jwa.SignatureAlgorithm
-	key any
+	alg      jwa.SignatureAlgorithm
+	key      any
+	pub      jwk.Key
+	retireAt time.Time // zero: kept until removed from the configuration
 }
 
 // NewServer validates cfg and prepares the keys, JWKS and metadata.
@@ -217,48 +262,157 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		issuer:             issuer,
 		tokenEndpoint:      issuer + TokenPath,
 		introspectEndpoint: issuer + IntrospectionPath,
-		verifyKeys:         make(map[string]verifyKey),
 	}
 	if cfg.VerifiedTokenCacheSize > 0 {
 		s.cache = newTokenCache(cfg.VerifiedTokenCacheSize)
 	}
 
-	isPrivate, err := jwk.IsPrivateKey(cfg.SigningKey)
-	if err != nil || !isPrivate {
-		return nil, errors.New("oauth: signing key must be a private asymmetric key")
+	signer, alg, kid, pub, err := privateSigningKey(cfg.SigningKey)
+	if err != nil {
+		return nil, err
 	}
-	if err := jwk.Export(cfg.SigningKey, &s.signer); err != nil {
-		return nil, fmt.Errorf("oauth: export signing key: %w", err)
+	st := &keyState{alg: alg, kid: kid, signer: signer, verifyKeys: map[string]verifyKey{}}
+	if err := st.add(pub, time.Time{}); err != nil {
+		return nil, fmt.Errorf("oauth: key #0: %w", err)
 	}
-	jwks := jwk.NewSet()
-	for i, k := range append([]jwk.Key{cfg.SigningKey}, cfg.PreviousKeys...) {
-		pub, alg, err := publicSigningKey(k)
+	for i, k := range cfg.PreviousKeys {
+		pub, _, err := publicSigningKey(k)
 		if err != nil {
-			return nil, fmt.Errorf("oauth: key #%d: %w", i, err)
+			return nil, fmt.Errorf("oauth: key #%d: %w", i+1, err)
 		}
-		kid, _ := pub.KeyID()
-		if _, dup := s.verifyKeys[kid]; dup {
-			return nil, fmt.Errorf("oauth: key #%d: duplicate kid %q", i, kid)
-		}
-		var raw any
-		if err := jwk.Export(pub, &raw); err != nil {
-			return nil, fmt.Errorf("oauth: key #%d: export: %w", i, err)
-		}
-		s.verifyKeys[kid] = verifyKey{alg: alg, key: raw}
-		if i == 0 {
-			s.alg, s.kid = alg, kid
-		}
-		if err := jwks.AddKey(pub); err != nil {
-			return nil, fmt.Errorf("oauth: key #%d: %w", i, err)
+		if err := st.add(pub, time.Time{}); err != nil {
+			return nil, fmt.Errorf("oauth: key #%d: %w", i+1, err)
 		}
 	}
-	if s.jwks, err = json.Marshal(jwks); err != nil {
-		return nil, fmt.Errorf("oauth: marshal JWKS: %w", err)
+	if err := st.finish(); err != nil {
+		return nil, err
 	}
+	s.keys.Store(st)
 	if s.metadata, err = json.Marshal(s.Metadata()); err != nil {
 		return nil, fmt.Errorf("oauth: marshal metadata: %w", err)
 	}
 	return s, nil
+}
+
+// privateSigningKey checks that k is a private asymmetric key with an
+// allowed alg and returns its raw form, alg, kid and public JWK.
+func privateSigningKey(k jwk.Key) (signer any, alg jwa.SignatureAlgorithm, kid string, pub jwk.Key, err error) {
+	isPrivate, err := jwk.IsPrivateKey(k)
+	if err != nil || !isPrivate {
+		return nil, alg, "", nil, errors.New("oauth: signing key must be a private asymmetric key")
+	}
+	if err := jwk.Export(k, &signer); err != nil {
+		return nil, alg, "", nil, fmt.Errorf("oauth: export signing key: %w", err)
+	}
+	if pub, alg, err = publicSigningKey(k); err != nil {
+		return nil, alg, "", nil, fmt.Errorf("oauth: signing key: %w", err)
+	}
+	kid, _ = pub.KeyID()
+	return signer, alg, kid, pub, nil
+}
+
+// add registers a public key; retireAt zero keeps it.
+func (st *keyState) add(pub jwk.Key, retireAt time.Time) error {
+	kid, _ := pub.KeyID()
+	if _, dup := st.verifyKeys[kid]; dup {
+		return fmt.Errorf("duplicate kid %q", kid)
+	}
+	a, _ := pub.Algorithm()
+	var raw any
+	if err := jwk.Export(pub, &raw); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	st.verifyKeys[kid] = verifyKey{alg: allowedAlgs[a.String()], key: raw, pub: pub, retireAt: retireAt}
+	st.order = append(st.order, kid)
+	if !retireAt.IsZero() && (st.nextRetire.IsZero() || retireAt.Before(st.nextRetire)) {
+		st.nextRetire = retireAt
+	}
+	return nil
+}
+
+// finish serializes the JWKS of the keys added.
+func (st *keyState) finish() error {
+	set := jwk.NewSet()
+	for _, kid := range st.order {
+		if err := set.AddKey(st.verifyKeys[kid].pub); err != nil {
+			return fmt.Errorf("oauth: JWKS: %w", err)
+		}
+	}
+	var err error
+	if st.jwks, err = json.Marshal(set); err != nil {
+		return fmt.Errorf("oauth: marshal JWKS: %w", err)
+	}
+	return nil
+}
+
+// keyState returns the current keys, first dropping keys whose tokens have
+// all expired.
+func (s *Server) keyState() *keyState {
+	st := s.keys.Load()
+	if st.nextRetire.IsZero() || s.now().Before(st.nextRetire) {
+		return st
+	}
+	s.rotateMu.Lock()
+	defer s.rotateMu.Unlock()
+	st = s.keys.Load()
+	now := s.now()
+	if st.nextRetire.IsZero() || now.Before(st.nextRetire) {
+		return st
+	}
+	next := &keyState{alg: st.alg, kid: st.kid, signer: st.signer, verifyKeys: map[string]verifyKey{}}
+	for _, kid := range st.order {
+		k := st.verifyKeys[kid]
+		if !k.retireAt.IsZero() && !now.Before(k.retireAt) {
+			continue
+		}
+		_ = next.add(k.pub, k.retireAt) // kids were unique already
+	}
+	if err := next.finish(); err != nil {
+		s.log.Error("oauth: rebuilding JWKS after key retirement", "error", err)
+		return st
+	}
+	s.keys.Store(next)
+	return next
+}
+
+// Rotate makes newKey the signing key without downtime: tokens are signed
+// with it from now on, and the previous signing key stays in the JWKS and
+// keeps verifying until every token it signed has expired (TokenTTL plus
+// ClockSkew from now); then it is dropped. Keys from PreviousKeys stay.
+func (s *Server) Rotate(newKey jwk.Key) error {
+	signer, alg, kid, pub, err := privateSigningKey(newKey)
+	if err != nil {
+		return err
+	}
+	s.rotateMu.Lock()
+	defer s.rotateMu.Unlock()
+	old := s.keys.Load()
+	if _, dup := old.verifyKeys[kid]; dup {
+		return fmt.Errorf("oauth: rotate: key %q is already in use", kid)
+	}
+	next := &keyState{alg: alg, kid: kid, signer: signer, verifyKeys: map[string]verifyKey{}}
+	if err := next.add(pub, time.Time{}); err != nil {
+		return err
+	}
+	now := s.now()
+	retire := now.Add(s.cfg.TokenTTL + s.cfg.ClockSkew)
+	for _, k := range old.order {
+		v := old.verifyKeys[k]
+		switch {
+		case k == old.kid:
+			v.retireAt = retire
+		case !v.retireAt.IsZero() && !now.Before(v.retireAt):
+			continue
+		}
+		if err := next.add(v.pub, v.retireAt); err != nil {
+			return err
+		}
+	}
+	if err := next.finish(); err != nil {
+		return err
+	}
+	s.keys.Store(next)
+	return nil
 }
 
 // publicSigningKey returns the public half of k with kid, alg and use=sig set.
@@ -358,7 +512,7 @@ func (s *Server) handleJWKS(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/jwk-set+json")
 	// Short, so a rotated key is seen well before the previous one is removed.
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	_, _ = w.Write(s.jwks)
+	_, _ = w.Write(s.keyState().jwks)
 }
 
 func (s *Server) now() time.Time { return s.cfg.Now() }

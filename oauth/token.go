@@ -67,6 +67,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		GrantType:         form.Get("grant_type"),
 		Scope:             scope,
 		AuthorizationBase: form.Get("authorization_base"),
+		TLS:               r.TLS,
 	}
 	switch req.GrantType {
 	case "":
@@ -85,6 +86,11 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 			return nil, err
 		}
 		req.Assertion = t.claims
+		if v, ok := t.claims[ClaimUserIdentity]; ok {
+			if req.User, err = s.verifyUserIdentity(v, clientID); err != nil {
+				return nil, err
+			}
+		}
 	default:
 		return nil, newError(ErrUnsupportedGrantType, "supported grant types are client_credentials and "+GrantTypeJWTBearer, nil)
 	}
@@ -301,7 +307,8 @@ func (s *Server) mint(clientID, thumbprint string, g Grant) (*tokenResponse, err
 	if err != nil {
 		return nil, fmt.Errorf("marshal access token claims: %w", err)
 	}
-	token, err := signCompact(payload, s.alg, s.signer, s.kid, "at+jwt")
+	keys := s.keyState()
+	token, err := signCompact(payload, keys.alg, keys.signer, keys.kid, "at+jwt")
 	if err != nil {
 		return nil, err
 	}

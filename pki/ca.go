@@ -206,6 +206,34 @@ func (ca *CA) IssueNotYetValid(req ServerCertRequest) (tls.Certificate, error) {
 	return ca.IssueUZIServer(req)
 }
 
+// IssueWrongURA issues a certificate like IssueUZIServer whose subject
+// names the organisation of req.ID but whose UZI identity carries another
+// URA (WrongURA(req.ID.URA)): a peer claiming one organisation with the
+// certificate of another. For tests of peers that must be refused.
+func (ca *CA) IssueWrongURA(req ServerCertRequest) (tls.Certificate, error) {
+	if err := req.ID.Validate(); err != nil {
+		return tls.Certificate{}, err
+	}
+	req = req.withDefaults(time.Now())
+	if req.CommonName == "UZI server "+req.ID.UZI {
+		req.CommonName = "UZI server " + req.ID.UZI + " (URA " + req.ID.URA + ")"
+	}
+	req.ID.URA = WrongURA(req.ID.URA)
+	return ca.issue(req, true)
+}
+
+// WrongURA returns a valid URA that differs from ura: the next number,
+// wrapping at 99999999. It is deterministic so tests and the CLI agree.
+func WrongURA(ura string) string {
+	n, ok := new(big.Int).SetString(ura, 10)
+	if !ok {
+		return "00000001"
+	}
+	n.Add(n, big.NewInt(1))
+	n.Mod(n, big.NewInt(100_000_000))
+	return fmt.Sprintf("%08d", n.Int64())
+}
+
 // IssueWithoutUZIIdentity issues an otherwise valid server/client certificate
 // without the otherName 2.5.5.5, so peers cannot tell whose it is. req.ID may
 // be empty. For tests of peers that must be refused.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 )
 
 // ErrDeniedCertificate: the peer presented a certificate on the deny list.
@@ -66,25 +67,48 @@ func AcceptNonUZIPeer() Option {
 // TLS 1.3 only, a client certificate chaining to roots required, and the peer
 // policy (UZI identity, deny list, hooks) enforced on every handshake. A nil
 // roots trusts nobody (not the system roots).
+//
+// For pinned partners, CRLs and the route evidence, use Trust.ServerTLSConfig.
 func ServerTLSConfig(cert tls.Certificate, roots *x509.CertPool, opts ...Option) *tls.Config {
-	return &tls.Config{
-		MinVersion:       tls.VersionTLS13,
-		Certificates:     []tls.Certificate{cert},
-		ClientAuth:       tls.RequireAndVerifyClientCert,
-		ClientCAs:        failClosed(roots),
-		VerifyConnection: newPolicy(opts).verifyConnection,
-	}
+	cfg := baseConfig(cert)
+	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	cfg.ClientCAs = failClosed(roots)
+	cfg.VerifyConnection = newPolicy(opts).verifyConnection
+	return cfg
 }
 
 // ClientTLSConfig builds the configuration for calling a peer: TLS 1.3 only,
 // the server verified against roots (and the peer policy), and cert presented
 // as client certificate. A nil roots trusts nobody (not the system roots).
 func ClientTLSConfig(cert tls.Certificate, roots *x509.CertPool, opts ...Option) *tls.Config {
+	cfg := baseConfig(cert)
+	cfg.RootCAs = failClosed(roots)
+	cfg.VerifyConnection = newPolicy(opts).verifyConnection
+	return cfg
+}
+
+// curvePreferences are the key exchanges of every Schakel TLS connection:
+// the hybrid post-quantum X25519MLKEM768 and SecP256r1MLKEM768 first (health
+// records must stay confidential for decades, so traffic recorded today must
+// not be decryptable by a future quantum computer), then X25519 and P-256,
+// which every TLS 1.3 stack (OpenSSL, Java, .NET) offers. P-384 and P-521 add
+// cost without a security level the certificates (P-256) would match.
+var curvePreferences = []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.X25519, tls.CurveP256}
+
+// baseConfig is the one starting point of every tls.Config in Schakel:
+// TLS 1.3 only (Go fixes its cipher suites to AES-128-GCM, AES-256-GCM and
+// ChaCha20-Poly1305, all AEAD with forward secrecy), the curves above, and
+// no session tickets. Without tickets every connection is a full handshake
+// in which the peer proves possession of its certificate key again and is
+// checked against the current deny list and CRLs; a stolen ticket cannot
+// be replayed as 0-RTT data (which Go never accepts anyway), and HTTP
+// keep-alive already amortizes the handshake over many requests.
+func baseConfig(cert tls.Certificate) *tls.Config {
 	return &tls.Config{
-		MinVersion:       tls.VersionTLS13,
-		Certificates:     []tls.Certificate{cert},
-		RootCAs:          failClosed(roots),
-		VerifyConnection: newPolicy(opts).verifyConnection,
+		MinVersion:             tls.VersionTLS13,
+		CurvePreferences:       slices.Clone(curvePreferences),
+		SessionTicketsDisabled: true,
+		Certificates:           []tls.Certificate{cert},
 	}
 }
 

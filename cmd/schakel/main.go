@@ -41,7 +41,13 @@ func newRootCommand() *cobra.Command {
 		newNetworkCommand(g),
 		newNodeCommand(g),
 		newDemoDataCommand(g),
+		newImportCommand(),
 		newPKICommand(),
+		newAuditCommand(),
+		newConsentCommand(),
+		newLocalizationCommand(),
+		newScanCommand(),
+		newAddressbookCommand(),
 	)
 	return root
 }

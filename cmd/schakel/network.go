@@ -36,6 +36,8 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 				// The step lines are the story; node logs only warnings unless asked.
 				log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			}
+			// Components without a logger of their own log through the default.
+			slog.SetDefault(log)
 			opts.Logger = log
 			opts.Out = cmd.OutOrStdout()
 			return runNetwork(cmd.Context(), opts, once)

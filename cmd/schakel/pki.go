@@ -4,12 +4,14 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -31,7 +33,8 @@ func newPKICommand() *cobra.Command {
 			"UZI number, URA and AGB) under a local CA, and JWT signing keys. Not for production:\n" +
 			"real nodes use certificates issued by the UZI register.",
 	}
-	cmd.AddCommand(newPKIInitCommand(), newPKIIssueCommand(), newPKISigningKeyCommand(), newPKIShowCommand())
+	cmd.AddCommand(newPKIInitCommand(), newPKIIssueCommand(), newPKIRevokeCommand(), newPKISigningKeyCommand(), newPKIShowCommand(),
+		newPKIIdentityIssuerCommand(), newPKIIdentityCommand())
 	return cmd
 }
 
@@ -55,6 +58,14 @@ func newPKIInitCommand() *cobra.Command {
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "%s CA %s\n", verb, filepath.Join(dir, "ca.pem"))
 			printCert(out, ca.Cert)
+			// A CRL from the start, so trust lists can name it before the
+			// first revocation.
+			if !fileExists(filepath.Join(dir, pki.CRLFile)) {
+				if _, err := pki.RevokeInDir(dir, ca, nil, 0); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "created CRL %s\n", filepath.Join(dir, pki.CRLFile))
+			}
 			return nil
 		},
 	}
@@ -68,6 +79,7 @@ func newPKIIssueCommand() *cobra.Command {
 		id            pki.UZIServerID
 		dnsNames, ips []string
 		validFor      time.Duration
+		variant       issueVariant
 	)
 	cmd := &cobra.Command{
 		Use:   "issue",
@@ -92,11 +104,19 @@ func newPKIIssueCommand() *cobra.Command {
 			now := time.Now()
 			req.NotBefore, req.NotAfter = now.Add(-time.Minute), now.Add(validFor)
 
+			kind, err := variant.kind()
+			if err != nil {
+				return err
+			}
 			ca, err := pki.LoadOrCreateCA(dir)
 			if err != nil {
 				return err
 			}
-			cert, err := ca.IssueUZIServer(req)
+			issue := map[string]func(pki.ServerCertRequest) (tls.Certificate, error){
+				"": ca.IssueUZIServer, "revoked": ca.IssueUZIServer, "expired": ca.IssueExpired,
+				"not-yet-valid": ca.IssueNotYetValid, "wrong-ura": ca.IssueWrongURA,
+			}[kind]
+			cert, err := issue(req)
 			if err != nil {
 				return err
 			}
@@ -106,6 +126,17 @@ func newPKIIssueCommand() *cobra.Command {
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "issued %s (key %s)\n", filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem"))
 			printCert(out, cert.Leaf)
+			switch kind {
+			case "revoked":
+				if _, err := pki.RevokeInDir(dir, ca, []*big.Int{cert.Leaf.SerialNumber}, 0); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "revoked in %s\n", filepath.Join(dir, pki.CRLFile))
+			case "wrong-ura":
+				fmt.Fprintf(out, "test certificate: claims URA %s but carries URA %s\n", id.URA, pki.WrongURA(id.URA))
+			case "expired", "not-yet-valid":
+				fmt.Fprintf(out, "test certificate: %s\n", kind)
+			}
 			return nil
 		},
 	}
@@ -119,9 +150,75 @@ func newPKIIssueCommand() *cobra.Command {
 	f.StringSliceVar(&dnsNames, "dns", nil, "DNS names (default localhost)")
 	f.StringSliceVar(&ips, "ip", nil, "IP addresses (default 127.0.0.1 and ::1)")
 	f.DurationVar(&validFor, "valid-for", 8760*time.Hour, "validity period")
+	f.BoolVar(&variant.expired, "expired", false, "test variant: a certificate that expired yesterday")
+	f.BoolVar(&variant.notYetValid, "not-yet-valid", false, "test variant: a certificate valid only from tomorrow")
+	f.BoolVar(&variant.revoked, "revoked", false, "test variant: a valid certificate, revoked at once in the CA's CRL")
+	f.BoolVar(&variant.wrongURA, "wrong-ura", false, "test variant: subject names --ura, UZI identity carries another URA")
 	for _, required := range []string{"name", "ura", "uzi", "agb"} {
 		_ = cmd.MarkFlagRequired(required)
 	}
+	return cmd
+}
+
+// issueVariant holds the test-variant flags of `pki issue`; at most one.
+type issueVariant struct{ expired, notYetValid, revoked, wrongURA bool }
+
+func (v issueVariant) kind() (string, error) {
+	var kinds []string
+	for name, set := range map[string]bool{"expired": v.expired, "not-yet-valid": v.notYetValid, "revoked": v.revoked, "wrong-ura": v.wrongURA} {
+		if set {
+			kinds = append(kinds, name)
+		}
+	}
+	switch len(kinds) {
+	case 0:
+		return "", nil
+	case 1:
+		return kinds[0], nil
+	}
+	return "", errors.New("--expired, --not-yet-valid, --revoked and --wrong-ura exclude each other")
+}
+
+func newPKIRevokeCommand() *cobra.Command {
+	var (
+		dir      string
+		serials  []string
+		validity time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "revoke",
+		Short: "Add serial numbers to the CRL of the CA in --dir and re-sign it (no --serial: refresh only)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SilenceUsage = true
+			var nums []*big.Int
+			for _, s := range serials {
+				n, err := pki.ParseSerial(s)
+				if err != nil {
+					return fmt.Errorf("--serial: %w", err)
+				}
+				nums = append(nums, n)
+			}
+			ca, err := pki.LoadCA(dir)
+			if err != nil {
+				return err
+			}
+			crl, err := pki.RevokeInDir(dir, ca, nums, validity)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "CRL %s\n  number:      %s\n  next update: %s\n  revoked:     %d\n", filepath.Join(dir, pki.CRLFile),
+				crl.Number, crl.NextUpdate.UTC().Format(time.RFC3339), len(crl.RevokedCertificateEntries))
+			for _, e := range crl.RevokedCertificateEntries {
+				fmt.Fprintf(out, "    %s (since %s)\n", e.SerialNumber, e.RevocationTime.UTC().Format(time.RFC3339))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "pki", "directory of the CA; the CRL is DIR/"+pki.CRLFile)
+	cmd.Flags().StringSliceVar(&serials, "serial", nil, "serial number to revoke: decimal, 0x-hex or colon hex (repeatable)")
+	cmd.Flags().DurationVar(&validity, "next-update", pki.DefaultCRLValidity, "time until the CRL's nextUpdate")
 	return cmd
 }
 

@@ -4,16 +4,18 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/spec"
+	"github.com/schakel-nl/schakel/fhir/store"
 )
 
 // capabilities answers GET metadata with a CapabilityStatement that says
-// what this server does: every resource type of its FHIR version with the
-// interactions above, JSON only, and Observation/$lastn. Search parameters
-// are not listed yet; they will be generated from the store's tables.
+// what this server does, generated from the spec tables of its version:
+// every resource type with the interactions this server and its store
+// support, every search parameter the search engine compiles, JSON and
+// XML, and Observation/$lastn.
 func (s *Server) capabilities(w http.ResponseWriter, req *Request) Result {
 	doc, err := json.Marshal(s.capabilityStatement(req.Base))
 	if err != nil {
@@ -34,6 +36,7 @@ type (
 		FHIRVersion    string         `json:"fhirVersion"`
 		AcceptUnknown  string         `json:"acceptUnknown,omitempty"` // STU3 only, where it is required
 		Format         []string       `json:"format"`
+		PatchFormat    []string       `json:"patchFormat,omitempty"`
 		Rest           []capRest      `json:"rest"`
 	}
 	software struct {
@@ -44,17 +47,27 @@ type (
 		URL         string `json:"url"`
 	}
 	capRest struct {
-		Mode      string        `json:"mode"`
-		Resource  []capResource `json:"resource"`
-		Operation []capOp       `json:"operation,omitempty"` // STU3: operations live here
+		Mode        string           `json:"mode"`
+		Resource    []capResource    `json:"resource"`
+		Interaction []capInteraction `json:"interaction,omitempty"`
+		Operation   []capOp          `json:"operation,omitempty"` // STU3: operations live here
 	}
 	capResource struct {
-		Type         string           `json:"type"`
-		Interaction  []capInteraction `json:"interaction"`
-		Versioning   string           `json:"versioning"`
-		ReadHistory  bool             `json:"readHistory"`
-		UpdateCreate bool             `json:"updateCreate"`
-		Operation    []capOp          `json:"operation,omitempty"` // R4: operations live here
+		Type              string           `json:"type"`
+		Interaction       []capInteraction `json:"interaction"`
+		Versioning        string           `json:"versioning"`
+		ReadHistory       bool             `json:"readHistory"`
+		UpdateCreate      bool             `json:"updateCreate"`
+		ConditionalCreate bool             `json:"conditionalCreate"`
+		ConditionalUpdate bool             `json:"conditionalUpdate"`
+		ConditionalDelete string           `json:"conditionalDelete"`
+		SearchInclude     []string         `json:"searchInclude,omitempty"`
+		SearchParam       []capSearchParam `json:"searchParam,omitempty"`
+		Operation         []capOp          `json:"operation,omitempty"` // R4: operations live here
+	}
+	capSearchParam struct {
+		Name string `json:"name"`
+		Type string `json:"type"`
 	}
 	capInteraction struct {
 		Code string `json:"code"`
@@ -65,10 +78,12 @@ type (
 	}
 )
 
-// typeInteractions are the interactions served on every resource type.
-var typeInteractions = []capInteraction{
-	{"read"}, {"vread"}, {"update"}, {"delete"}, {"create"}, {"search-type"},
-}
+// typeInteractions are the interactions served on every resource type;
+// history needs a store.Historian.
+var (
+	typeInteractions        = []capInteraction{{"read"}, {"vread"}, {"update"}, {"delete"}, {"create"}, {"search-type"}}
+	typeHistoryInteractions = []capInteraction{{"read"}, {"vread"}, {"update"}, {"delete"}, {"history-instance"}, {"history-type"}, {"create"}, {"search-type"}}
+)
 
 const lastNDefinition = "http://hl7.org/fhir/OperationDefinition/Observation-lastn"
 
@@ -83,19 +98,35 @@ func (s *Server) capabilityStatement(base string) capabilityStatement {
 		Implementation: implementation{Description: "Schakel FHIR endpoint", URL: base},
 		FHIRVersion:    "3.0.2",
 		AcceptUnknown:  "no",
-		Format:         []string{"json"},
+		Format:         []string{"json", "xml"},
 	}
 	if s.version == fhir.R4 {
 		cs.FHIRVersion, cs.AcceptUnknown = "4.0.1", ""
 	}
+	_, history := s.store.(store.Historian)
+	_, transactions := s.store.(store.Transactional)
 	rest := capRest{Mode: "server"}
+	if transactions {
+		rest.Interaction = append(rest.Interaction, capInteraction{"transaction"})
+	}
+	rest.Interaction = append(rest.Interaction, capInteraction{"batch"})
+	if history {
+		rest.Interaction = append(rest.Interaction, capInteraction{"history-system"})
+	}
+	interactions := typeInteractions
+	if history {
+		interactions = typeHistoryInteractions
+	}
+	defs := spec.For(s.version)
 	types := make([]string, 0, len(s.types))
 	for t := range s.types {
 		types = append(types, t)
 	}
 	slices.Sort(types)
 	for _, t := range types {
-		r := capResource{Type: t, Interaction: typeInteractions, Versioning: "versioned", ReadHistory: true, UpdateCreate: true}
+		r := capResource{Type: t, Interaction: interactions, Versioning: "versioned", ReadHistory: history, UpdateCreate: true,
+			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: "single"}
+		r.SearchParam, r.SearchInclude = searchParams(defs, t)
 		if t == "Observation" && s.version == fhir.R4 {
 			r.Operation = []capOp{{Name: "lastn", Definition: lastNDefinition}}
 		}
@@ -108,68 +139,31 @@ func (s *Server) capabilityStatement(base string) capabilityStatement {
 	return cs
 }
 
-// resourceTypes are the resource types of FHIR version v; the URL's type
-// must be one of them.
-func resourceTypes(v fhir.Version) map[string]bool {
-	list := stu3Types
-	if v == fhir.R4 {
-		list = r4Types
+// searchParams are the search parameters of type t the search engine
+// supports (fhir/search parses exactly those compiled into the spec
+// tables, plus _id and _lastUpdated), and the _include values they allow.
+func searchParams(defs *spec.Definitions, t string) ([]capSearchParam, []string) {
+	out := []capSearchParam{{Name: "_id", Type: "token"}, {Name: "_lastUpdated", Type: "date"}}
+	var includes []string
+	for _, p := range defs.SearchParams(t) {
+		if p.Code == "_id" || p.Code == "_lastUpdated" {
+			continue
+		}
+		out = append(out, capSearchParam{Name: p.Code, Type: p.Type.String()})
+		if p.Type == spec.Reference {
+			includes = append(includes, t+":"+p.Code)
+		}
 	}
-	m := make(map[string]bool)
-	for _, t := range strings.Fields(list) {
+	return out, includes
+}
+
+// resourceTypes are the resource types of FHIR version v (from the spec
+// tables); the URL's type must be one of them.
+func resourceTypes(v fhir.Version) map[string]bool {
+	list := spec.For(v).ResourceTypes()
+	m := make(map[string]bool, len(list))
+	for _, t := range list {
 		m[t] = true
 	}
 	return m
 }
-
-// The resource types of FHIR 3.0.2 and 4.0.1 (from the specifications'
-// resource lists).
-const (
-	stu3Types = `Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment
-AppointmentResponse AuditEvent Basic Binary BodySite Bundle CapabilityStatement CarePlan
-CareTeam ChargeItem Claim ClaimResponse ClinicalImpression CodeSystem Communication
-CommunicationRequest CompartmentDefinition Composition ConceptMap Condition Consent Contract
-Coverage DataElement DetectedIssue Device DeviceComponent DeviceMetric DeviceRequest
-DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference EligibilityRequest
-EligibilityResponse Encounter Endpoint EnrollmentRequest EnrollmentResponse EpisodeOfCare
-ExpansionProfile ExplanationOfBenefit FamilyMemberHistory Flag Goal GraphDefinition Group
-GuidanceResponse HealthcareService ImagingManifest ImagingStudy Immunization
-ImmunizationRecommendation ImplementationGuide Library Linkage List Location Measure
-MeasureReport Media Medication MedicationAdministration MedicationDispense MedicationRequest
-MedicationStatement MessageDefinition MessageHeader NamingSystem NutritionOrder Observation
-OperationDefinition OperationOutcome Organization Parameters Patient PaymentNotice
-PaymentReconciliation Person PlanDefinition Practitioner PractitionerRole Procedure
-ProcedureRequest ProcessRequest ProcessResponse Provenance Questionnaire QuestionnaireResponse
-ReferralRequest RelatedPerson RequestGroup ResearchStudy ResearchSubject RiskAssessment
-Schedule SearchParameter Sequence ServiceDefinition Slot Specimen StructureDefinition
-StructureMap Subscription Substance SupplyDelivery SupplyRequest Task TestReport TestScript
-ValueSet VisionPrescription`
-
-	r4Types = `Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment
-AppointmentResponse AuditEvent Basic Binary BiologicallyDerivedProduct BodyStructure Bundle
-CapabilityStatement CarePlan CareTeam CatalogEntry ChargeItem ChargeItemDefinition Claim
-ClaimResponse ClinicalImpression CodeSystem Communication CommunicationRequest
-CompartmentDefinition Composition ConceptMap Condition Consent Contract Coverage
-CoverageEligibilityRequest CoverageEligibilityResponse DetectedIssue Device DeviceDefinition
-DeviceMetric DeviceRequest DeviceUseStatement DiagnosticReport DocumentManifest
-DocumentReference EffectEvidenceSynthesis Encounter Endpoint EnrollmentRequest
-EnrollmentResponse EpisodeOfCare EventDefinition Evidence EvidenceVariable ExampleScenario
-ExplanationOfBenefit FamilyMemberHistory Flag Goal GraphDefinition Group GuidanceResponse
-HealthcareService ImagingStudy Immunization ImmunizationEvaluation ImmunizationRecommendation
-ImplementationGuide InsurancePlan Invoice Library Linkage List Location Measure MeasureReport
-Media Medication MedicationAdministration MedicationDispense MedicationKnowledge
-MedicationRequest MedicationStatement MedicinalProduct MedicinalProductAuthorization
-MedicinalProductContraindication MedicinalProductIndication MedicinalProductIngredient
-MedicinalProductInteraction MedicinalProductManufactured MedicinalProductPackaged
-MedicinalProductPharmaceutical MedicinalProductUndesirableEffect MessageDefinition
-MessageHeader MolecularSequence NamingSystem NutritionOrder Observation ObservationDefinition
-OperationDefinition OperationOutcome Organization OrganizationAffiliation Parameters Patient
-PaymentNotice PaymentReconciliation Person PlanDefinition Practitioner PractitionerRole
-Procedure Provenance Questionnaire QuestionnaireResponse RelatedPerson RequestGroup
-ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment
-RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen
-SpecimenDefinition StructureDefinition StructureMap Subscription Substance
-SubstanceNucleicAcid SubstancePolymer SubstanceProtein SubstanceReferenceInformation
-SubstanceSourceMaterial SubstanceSpecification SupplyDelivery SupplyRequest Task
-TerminologyCapabilities TestReport TestScript ValueSet VerificationResult VisionPrescription`
-)

@@ -70,9 +70,15 @@ func (s *Server) writeError(w http.ResponseWriter, req *Request, err error) int 
 	h.Del("Location")
 	h.Del("Etag")
 	h.Del("Last-Modified")
-	body := fhir.OperationOutcome(e.Issues...)
-	// Errors are always JSON: the negotiated format may be what failed.
-	h["Content-Type"] = []string{jsonCodec{}.contentType(s.version)}
+	body := []byte(fhir.OperationOutcome(e.Issues...))
+	// Errors go in the negotiated format, JSON when that is what failed.
+	var c codec = jsonCodec{}
+	if req != nil && req.format != nil {
+		if out, err := req.format.encode(s.version, body); err == nil {
+			c, body = req.format, out
+		}
+	}
+	h["Content-Type"] = []string{c.contentType(s.version)}
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(e.Status)
 	w.Write(body) //nolint:errcheck // the client went away; nothing to tell it

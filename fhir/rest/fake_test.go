@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ type fakeStore struct {
 	lastQuery store.Query // the last Search query
 	err       error       // when set, every method fails with it
 	page      *store.Page // when set, Search answers it
+	txCommits int         // committed InTx calls
 }
 
 func newFakeStore() *fakeStore {
@@ -83,6 +85,10 @@ func (f *fakeStore) Create(_ context.Context, tenant string, body json.RawMessag
 	if err != nil {
 		return store.Resource{}, err
 	}
+	return f.create(tenant, body)
+}
+
+func (f *fakeStore) create(tenant string, body json.RawMessage) (store.Resource, error) {
 	var doc map[string]any
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return store.Resource{}, fmt.Errorf("%w: %v", store.ErrInvalid, err)
@@ -99,6 +105,10 @@ func (f *fakeStore) Update(_ context.Context, tenant string, body json.RawMessag
 	if err != nil {
 		return store.Resource{}, false, err
 	}
+	return f.update(tenant, body, ifMatch)
+}
+
+func (f *fakeStore) update(tenant string, body json.RawMessage, ifMatch string) (store.Resource, bool, error) {
 	var head struct{ ResourceType, ID string }
 	if err := json.Unmarshal(body, &head); err != nil {
 		return store.Resource{}, false, fmt.Errorf("%w: %v", store.ErrInvalid, err)
@@ -117,6 +127,10 @@ func (f *fakeStore) Delete(_ context.Context, tenant, typ, id string) error {
 	if err != nil {
 		return err
 	}
+	return f.delete(tenant, typ, id)
+}
+
+func (f *fakeStore) delete(tenant, typ, id string) error {
 	vs := f.versions[key(tenant, typ, id)]
 	if len(vs) == 0 {
 		return fmt.Errorf("%w: %s/%s", store.ErrNotFound, typ, id)
@@ -124,7 +138,7 @@ func (f *fakeStore) Delete(_ context.Context, tenant, typ, id string) error {
 	if vs[len(vs)-1].Deleted {
 		return fmt.Errorf("%w: %s/%s", store.ErrDeleted, typ, id)
 	}
-	_, err = f.put(tenant, vs[len(vs)-1].Body, true)
+	_, err := f.put(tenant, vs[len(vs)-1].Body, true)
 	return err
 }
 
@@ -134,6 +148,10 @@ func (f *fakeStore) Read(_ context.Context, tenant, typ, id string) (store.Resou
 	if err != nil {
 		return store.Resource{}, err
 	}
+	return f.read(tenant, typ, id)
+}
+
+func (f *fakeStore) read(tenant, typ, id string) (store.Resource, error) {
 	vs := f.versions[key(tenant, typ, id)]
 	if len(vs) == 0 {
 		return store.Resource{}, fmt.Errorf("%w: %s/%s", store.ErrNotFound, typ, id)
@@ -158,14 +176,29 @@ func (f *fakeStore) VRead(_ context.Context, tenant, typ, id, versionID string) 
 	return store.Resource{}, fmt.Errorf("%w: %s/%s/_history/%s", store.ErrNotFound, typ, id, versionID)
 }
 
-// Search matches every current resource of the type (filtered by _id when
-// given), sorted by id, paged by _count/_offset.
+// Search matches every current resource of the type (filtered by _id and
+// identifier when given), sorted by id, paged by _count/_offset. In strict
+// mode, other parameters are an error.
 func (f *fakeStore) Search(_ context.Context, tenant string, q store.Query) (store.Page, error) {
 	err := f.enter()
 	defer f.mu.Unlock()
-	f.lastQuery = q
 	if err != nil {
+		f.lastQuery = q
 		return store.Page{}, err
+	}
+	return f.search(tenant, q)
+}
+
+func (f *fakeStore) search(tenant string, q store.Query) (store.Page, error) {
+	f.lastQuery = q
+	if q.Strict {
+		for k := range q.Params {
+			switch k {
+			case "_id", "identifier", "_count", "_offset", "name", "family", "gender":
+			default:
+				return store.Page{}, fmt.Errorf("%w: unknown search parameter %s", store.ErrInvalidSearch, k)
+			}
+		}
 	}
 	if f.page != nil {
 		return *f.page, nil
@@ -177,6 +210,9 @@ func (f *fakeStore) Search(_ context.Context, tenant string, q store.Query) (sto
 			continue
 		}
 		if id := q.Params.Get("_id"); id != "" && id != cur.ID {
+			continue
+		}
+		if ident := q.Params.Get("identifier"); ident != "" && !hasIdentifier(cur.Body, ident) {
 			continue
 		}
 		all = append(all, cur)
@@ -203,3 +239,119 @@ func (f *fakeStore) Search(_ context.Context, tenant string, q store.Query) (sto
 }
 
 func (f *fakeStore) Close() error { return nil }
+
+// hasIdentifier reports whether body has an identifier matching token
+// (system|value or value).
+func hasIdentifier(body []byte, token string) bool {
+	var doc struct {
+		Identifier []struct{ System, Value string }
+	}
+	if json.Unmarshal(body, &doc) != nil {
+		return false
+	}
+	system, value, hasSystem := strings.Cut(token, "|")
+	if !hasSystem {
+		value = system
+	}
+	for _, id := range doc.Identifier {
+		if id.Value == value && (!hasSystem || id.System == system) {
+			return true
+		}
+	}
+	return false
+}
+
+// History lists versions newest first (store.Historian).
+func (f *fakeStore) History(_ context.Context, tenant string, q store.HistoryQuery) (store.HistoryPage, error) {
+	err := f.enter()
+	defer f.mu.Unlock()
+	if err != nil {
+		return store.HistoryPage{}, err
+	}
+	var all []store.Resource
+	for k, vs := range f.versions {
+		if !strings.HasPrefix(k, tenant+"/") {
+			continue
+		}
+		for _, v := range vs {
+			if (q.Type != "" && v.Type != q.Type) || (q.ID != "" && v.ID != q.ID) || v.LastUpdated.Before(q.Since) {
+				continue
+			}
+			if v.Deleted {
+				v.Body = nil
+			}
+			all = append(all, v)
+		}
+	}
+	slices.SortFunc(all, func(a, b store.Resource) int { return b.LastUpdated.Compare(a.LastUpdated) })
+	count := q.Count
+	if count == 0 {
+		count = 50
+	}
+	offset := min(q.Offset, len(all))
+	end := min(offset+count, len(all))
+	page := store.HistoryPage{Versions: all[offset:end], Total: len(all), NextOffset: -1}
+	if end < len(all) {
+		page.NextOffset = end
+	}
+	return page, nil
+}
+
+// InTx runs fn with the store locked; on failure every write is undone
+// (store.Transactional).
+func (f *fakeStore) InTx(ctx context.Context, tenant string, fn func(tx store.Tx) error) error {
+	err := f.enter()
+	defer f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	saved := make(map[string][]store.Resource, len(f.versions))
+	for k, vs := range f.versions {
+		saved[k] = slices.Clone(vs)
+	}
+	savedID, savedNow := f.nextID, f.now
+	if err := fn(fakeTx{f, tenant}); err != nil {
+		f.versions, f.nextID, f.now = saved, savedID, savedNow
+		return err
+	}
+	f.txCommits++
+	return nil
+}
+
+// fakeTx is the store.Tx of fakeStore.InTx (the lock is held).
+type fakeTx struct {
+	f      *fakeStore
+	tenant string
+}
+
+func (t fakeTx) Create(_ context.Context, body json.RawMessage) (store.Resource, error) {
+	return t.f.create(t.tenant, body)
+}
+
+func (t fakeTx) Update(_ context.Context, body json.RawMessage, ifMatch string) (store.Resource, bool, error) {
+	return t.f.update(t.tenant, body, ifMatch)
+}
+
+func (t fakeTx) Delete(_ context.Context, typ, id string) error { return t.f.delete(t.tenant, typ, id) }
+
+func (t fakeTx) Read(_ context.Context, typ, id string) (store.Resource, error) {
+	return t.f.read(t.tenant, typ, id)
+}
+
+func (t fakeTx) Search(_ context.Context, q store.Query) (store.Page, error) {
+	return t.f.search(t.tenant, q)
+}
+
+// plainStore hides History and InTx: a store without them.
+type plainStore struct{ store.Store }
+
+// count returns the number of versions stored, over all resources.
+func (f *fakeStore) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, vs := range f.versions {
+		n += len(vs)
+	}
+	return n
+}

@@ -1,24 +1,24 @@
 package rest
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/schakel-nl/schakel/fhir"
+	fhirxml "github.com/schakel-nl/schakel/fhir/xml"
 )
 
 // codec is a wire format of FHIR resources. Inside the server every resource
-// is FHIR JSON; a codec converts at the edge. Adding XML means adding an
-// xmlCodec (over the fhir package's XML<->JSON conversion) to codecs and
-// formatNames and removing it from notYet.
+// is FHIR JSON; a codec converts at the edge.
 type codec interface {
 	// contentType is the Content-Type of responses for FHIR version v.
 	contentType(v fhir.Version) string
 	// encode converts a FHIR JSON document to this format.
-	encode(doc []byte) ([]byte, error)
+	encode(v fhir.Version, doc []byte) ([]byte, error)
 	// decode converts a request body in this format to FHIR JSON.
-	decode(body []byte) ([]byte, error)
+	decode(v fhir.Version, body []byte) ([]byte, error)
 }
 
 // jsonCodec is FHIR JSON: both conversions are the identity.
@@ -31,31 +31,60 @@ func (jsonCodec) contentType(v fhir.Version) string {
 	return "application/fhir+json; fhirVersion=3.0; charset=utf-8"
 }
 
-func (jsonCodec) encode(doc []byte) ([]byte, error)  { return doc, nil }
-func (jsonCodec) decode(body []byte) ([]byte, error) { return body, nil }
+func (jsonCodec) encode(_ fhir.Version, doc []byte) ([]byte, error)  { return doc, nil }
+func (jsonCodec) decode(_ fhir.Version, body []byte) ([]byte, error) { return body, nil }
+
+// xmlCodec is FHIR XML, converted from and to JSON by fhir/xml.
+type xmlCodec struct{}
+
+func (xmlCodec) contentType(v fhir.Version) string {
+	if v == fhir.R4 {
+		return "application/fhir+xml; fhirVersion=4.0; charset=utf-8"
+	}
+	return "application/fhir+xml; fhirVersion=3.0; charset=utf-8"
+}
+
+func (xmlCodec) encode(v fhir.Version, doc []byte) ([]byte, error) {
+	out, err := fhirxml.Encode(v, doc)
+	if err != nil {
+		// What the server produced did not convert: an internal failure.
+		return nil, fmt.Errorf("rest: encode XML: %w", err)
+	}
+	return out, nil
+}
+
+func (xmlCodec) decode(v fhir.Version, body []byte) ([]byte, error) {
+	out, err := fhirxml.Decode(v, body)
+	if err != nil {
+		e := fhir.Errorf(http.StatusBadRequest, "structure", "the body is not valid FHIR XML: %s", err.Error())
+		e.Cause = err
+		return nil, e
+	}
+	return out, nil
+}
 
 // codecs are the supported formats by mime type (lower case, no parameters).
 var codecs = map[string]codec{
 	"application/fhir+json": jsonCodec{},
 	"application/json+fhir": jsonCodec{}, // the DSTU2 name, still sent by STU3 clients
 	"application/json":      jsonCodec{},
+	"application/fhir+xml":  xmlCodec{},
+	"application/xml+fhir":  xmlCodec{}, // the DSTU2 name
+	"application/xml":       xmlCodec{},
+	"text/xml":              xmlCodec{},
 }
 
 // formatNames are the short _format values.
 var formatNames = map[string]string{
 	"json": "application/fhir+json",
+	"xml":  "application/fhir+xml",
 }
 
 // notYet are the FHIR formats we know of but do not serve, with the name to
 // show in the OperationOutcome.
 var notYet = map[string]string{
-	"xml":                  "XML",
-	"text/xml":             "XML",
-	"application/xml":      "XML",
-	"application/fhir+xml": "XML",
-	"application/xml+fhir": "XML",
-	"ttl":                  "RDF Turtle",
-	"text/turtle":          "RDF Turtle",
+	"ttl":         "RDF Turtle",
+	"text/turtle": "RDF Turtle",
 }
 
 // negotiate picks the response format from _format (which wins, as the spec
@@ -147,7 +176,7 @@ func versionMatches(params string, v fhir.Version) bool {
 
 func notAcceptable(mt string) error {
 	if name, ok := notYet[mt]; ok {
-		return fhir.Errorf(http.StatusNotAcceptable, "not-supported", "%s is not supported on this endpoint yet; ask for application/fhir+json", name)
+		return fhir.Errorf(http.StatusNotAcceptable, "not-supported", "%s is not supported on this endpoint; ask for application/fhir+json or application/fhir+xml", name)
 	}
-	return fhir.Errorf(http.StatusNotAcceptable, "not-supported", "no acceptable format is served; ask for application/fhir+json (fhirVersion as this endpoint)")
+	return fhir.Errorf(http.StatusNotAcceptable, "not-supported", "no acceptable format is served; ask for application/fhir+json or application/fhir+xml (fhirVersion as this endpoint)")
 }

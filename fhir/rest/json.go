@@ -336,3 +336,53 @@ func appendString(buf *bytes.Buffer, s string) {
 	buf.WriteString(s[start:])
 	buf.WriteByte('"')
 }
+
+// withID returns the resource body with its id set to id (replaced or
+// added after resourceType); everything else is kept byte for byte.
+func withID(body []byte, id string) ([]byte, error) {
+	ms, err := members(body)
+	if err != nil {
+		return nil, fhir.Errorf(http.StatusBadRequest, "structure", "the body is not a JSON object")
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(body) + len(id) + 8)
+	buf.WriteByte('{')
+	first := true
+	put := func(key string, val []byte) {
+		if !first {
+			buf.WriteByte(',')
+		}
+		first = false
+		appendString(&buf, key)
+		buf.WriteByte(':')
+		buf.Write(val)
+	}
+	done := false
+	for _, m := range ms {
+		switch m.key {
+		case "id":
+			if done {
+				continue
+			}
+			var v bytes.Buffer
+			appendString(&v, id)
+			put("id", v.Bytes())
+			done = true
+			continue
+		}
+		put(m.key, m.val)
+		if m.key == "resourceType" && !done {
+			var v bytes.Buffer
+			appendString(&v, id)
+			put("id", v.Bytes())
+			done = true
+		}
+	}
+	if !done {
+		var v bytes.Buffer
+		appendString(&v, id)
+		put("id", v.Bytes())
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}

@@ -2,6 +2,7 @@ package rest
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"mime"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/validate"
 )
 
 // ParseRequest parses r the way Serve does, so that a caller can decide on
@@ -44,14 +46,19 @@ func (s *Server) parse(r *http.Request, tenant, base, path string) (*Request, er
 
 	switch {
 	case req.Interaction == InteractionCreate || req.Interaction == InteractionUpdate:
-		if req.Interaction == InteractionCreate && r.Header.Get("If-None-Exist") != "" {
-			return req, fhir.Errorf(http.StatusBadRequest, "not-supported", "conditional create (If-None-Exist) is not supported")
-		}
 		body, err := s.readBody(r)
 		if err != nil {
 			return req, err
 		}
 		if req.Body, err = s.resourceBody(r.Header.Get("Content-Type"), body, req); err != nil {
+			return req, err
+		}
+	case req.Interaction == InteractionTransaction:
+		body, err := s.readBody(r)
+		if err != nil {
+			return req, err
+		}
+		if req.Body, err = s.bundleBody(r.Header.Get("Content-Type"), body, req); err != nil {
 			return req, err
 		}
 	case req.Interaction == InteractionSearchType && r.Method == http.MethodPost:
@@ -65,11 +72,20 @@ func (s *Server) parse(r *http.Request, tenant, base, path string) (*Request, er
 // route fills in the interaction and the URL parts of req from method and
 // path (without leading or trailing slash).
 func (s *Server) route(req *Request, method, path string) error {
-	if path == "" {
-		return fhir.Errorf(http.StatusNotFound, "not-supported", "whole-system interactions are not supported")
-	}
-	if path == "metadata" {
+	switch path {
+	case "":
+		if method == http.MethodPost { // batch or transaction: which one the Bundle says
+			req.Interaction = InteractionTransaction
+			return nil
+		}
+		return fhir.Errorf(http.StatusNotFound, "not-supported", "whole-system search is not supported")
+	case "metadata":
 		return allow(req, method, InteractionCapabilities, "GET")
+	case "_history":
+		if err := s.historySupported(); err != nil {
+			return err
+		}
+		return allow(req, method, InteractionHistorySystem, "GET")
 	}
 	parts := strings.Split(path, "/")
 	typ := parts[0]
@@ -89,6 +105,15 @@ func (s *Server) route(req *Request, method, path string) error {
 		case http.MethodPost:
 			req.Interaction = InteractionCreate
 			return nil
+		case http.MethodPut, http.MethodDelete:
+			// Conditional update and delete: the query says which resource.
+			if len(criteria(req.Params)) > 0 {
+				req.Interaction = InteractionUpdate
+				if method == http.MethodDelete {
+					req.Interaction = InteractionDelete
+				}
+				return nil
+			}
 		}
 		return methodNotAllowed(method, "GET, POST")
 	case 2: // [type]/[id], [type]/_search, [type]/$op
@@ -97,7 +122,10 @@ func (s *Server) route(req *Request, method, path string) error {
 		case p == "_search":
 			return allow(req, method, InteractionSearchType, "POST")
 		case p == "_history":
-			return fhir.Errorf(http.StatusNotFound, "not-supported", "history is not supported")
+			if err := s.historySupported(); err != nil {
+				return err
+			}
+			return allow(req, method, InteractionHistoryType, "GET")
 		case strings.HasPrefix(p, "$"):
 			req.Operation = p
 			if p != "$lastn" || typ != "Observation" {
@@ -124,7 +152,14 @@ func (s *Server) route(req *Request, method, path string) error {
 	case 3: // [type]/[id]/_history, [type]/[id]/$op
 		switch {
 		case parts[2] == "_history":
-			return fhir.Errorf(http.StatusNotFound, "not-supported", "history is not supported")
+			if !validID(parts[1]) {
+				return fhir.Errorf(http.StatusBadRequest, "invalid", "%q is not a valid resource id", clip(parts[1]))
+			}
+			if err := s.historySupported(); err != nil {
+				return err
+			}
+			req.ID = parts[1]
+			return allow(req, method, InteractionHistoryInstance, "GET")
 		case strings.HasPrefix(parts[2], "$"):
 			req.Operation = parts[2]
 			return fhir.Errorf(http.StatusBadRequest, "not-supported", "operation %s is not supported on %s instances", clip(parts[2]), typ)
@@ -242,7 +277,7 @@ func (s *Server) resourceBody(contentType string, body []byte, req *Request) ([]
 	if len(body) == 0 {
 		return nil, fhir.Errorf(http.StatusBadRequest, "required", "a %s resource is required in the body", req.Type)
 	}
-	if body, err = c.decode(body); err != nil {
+	if body, err = c.decode(s.version, body); err != nil {
 		return nil, err
 	}
 	if err := checkJSON(body); err != nil {
@@ -255,13 +290,81 @@ func (s *Server) resourceBody(contentType string, body []byte, req *Request) ([]
 	if typ != req.Type {
 		return nil, fhir.Errorf(http.StatusBadRequest, "invalid", "the body holds a %q, the URL addresses a %s", clip(typ), req.Type)
 	}
-	if req.Interaction == InteractionUpdate && id != req.ID {
+	if req.Interaction == InteractionUpdate && req.ID != "" && id != req.ID {
 		if id == "" {
 			return nil, fhir.Errorf(http.StatusBadRequest, "required", "the body has no id; it must be %q as in the URL", req.ID)
 		}
 		return nil, fhir.Errorf(http.StatusBadRequest, "invalid", "the id in the body (%q) differs from the id in the URL (%q)", clip(id), req.ID)
 	}
+	if err := s.validate(body); err != nil {
+		return nil, err
+	}
 	return body, nil
+}
+
+// validate checks a resource against the structure of the definitions; all
+// problems are reported at once, with their locations.
+func (s *Server) validate(body []byte) error {
+	issues := validate.Resource(s.version, body)
+	if len(issues) == 0 {
+		return nil
+	}
+	return &fhir.Error{Status: http.StatusBadRequest, Issues: issues}
+}
+
+// bundleBody checks the body of a POST to the base: a Bundle of type
+// transaction or batch, which sets req.Interaction. The entries are checked
+// when the Bundle is processed.
+func (s *Server) bundleBody(contentType string, body []byte, req *Request) ([]byte, error) {
+	c, err := s.requestCodec(contentType)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) == 0 {
+		return nil, fhir.Errorf(http.StatusBadRequest, "required", "a transaction or batch Bundle is required in the body")
+	}
+	if body, err = c.decode(s.version, body); err != nil {
+		return nil, err
+	}
+	if err := checkJSON(body); err != nil {
+		return nil, err
+	}
+	typ, _, err := identity(body)
+	if err != nil {
+		return nil, err
+	}
+	if typ != "Bundle" {
+		return nil, fhir.Errorf(http.StatusBadRequest, "invalid", "the base takes a Bundle of type transaction or batch, not a %q", clip(typ))
+	}
+	var head struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		return nil, fhir.Errorf(http.StatusBadRequest, "structure", "the Bundle's type must be a string")
+	}
+	switch head.Type {
+	case "transaction":
+		req.Interaction = InteractionTransaction
+	case "batch":
+		req.Interaction = InteractionBatch
+	default:
+		return nil, fhir.Errorf(http.StatusBadRequest, "invalid", "the base takes a Bundle of type transaction or batch, not %q", clip(head.Type))
+	}
+	return body, nil
+}
+
+// criteria are the search parameters of a conditional interaction: the
+// query without the parameters that only shape the response.
+func criteria(params url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range params {
+		switch k {
+		case "_format", "_pretty", "_summary", "_elements":
+			continue
+		}
+		out[k] = vs
+	}
+	return out
 }
 
 // requestCodec is the codec for a request body's Content-Type; a missing
@@ -277,9 +380,9 @@ func (s *Server) requestCodec(contentType string) (codec, error) {
 	c, ok := codecs[mt]
 	if !ok {
 		if name, ok := notYet[mt]; ok {
-			return nil, fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "%s is not supported on this endpoint yet; send application/fhir+json", name)
+			return nil, fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "%s is not supported on this endpoint; send application/fhir+json or application/fhir+xml", name)
 		}
-		return nil, fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Type %s is not supported; send application/fhir+json", clip(mt))
+		return nil, fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Type %s is not supported; send application/fhir+json or application/fhir+xml", clip(mt))
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		return nil, fhir.Errorf(http.StatusUnsupportedMediaType, "not-supported", "charset %s is not supported; FHIR JSON is UTF-8", clip(cs))

@@ -4,7 +4,10 @@
 // statuses here, once, and nowhere else.
 //
 // Resources travel through the server as the JSON bytes the store keeps; they
-// are copied into responses and Bundles as they are, never re-encoded.
+// are copied into responses and Bundles as they are (only a transaction
+// entry whose urn:uuid references are rewritten is re-encoded). XML is
+// converted at the edge (fhir/xml); every written resource is checked
+// against the structure of its definitions first (fhir/validate).
 //
 // The node mounts a Server under its FHIR base, one per FHIR version:
 //
@@ -15,12 +18,14 @@
 package rest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/schakel-nl/schakel/fhir"
@@ -41,6 +46,16 @@ const (
 	InteractionDelete       = "delete"
 	InteractionOperation    = "operation"
 	InteractionCapabilities = "capabilities"
+	// InteractionHistoryInstance, InteractionHistoryType and
+	// InteractionHistorySystem are _history on a resource, a type and the
+	// whole tenant.
+	InteractionHistoryInstance = "history-instance"
+	InteractionHistoryType     = "history-type"
+	InteractionHistorySystem   = "history-system"
+	// InteractionTransaction and InteractionBatch are a Bundle POSTed to the
+	// base; Authorize also sees each of their entries as its own Request.
+	InteractionTransaction = "transaction"
+	InteractionBatch       = "batch"
 )
 
 // Config configures a Server.
@@ -59,9 +74,18 @@ type Config struct {
 	// (Result.Err) and never sent.
 	Authorize func(ctx context.Context, req *Request) error
 	// Observe, when set, is called exactly once after every handled request,
-	// errors included, with what was asked and what was answered: the hook
-	// for the audit log.
+	// errors included, with what was asked and what was answered, after the
+	// response was written.
 	Observe func(ctx context.Context, req *Request, res Result)
+	// Commit, when set, is called exactly once for every handled request,
+	// errors included, after the interaction ran and BEFORE any byte of the
+	// response is sent (responses are buffered): the hook for an audit log
+	// that must hold its record before data leaves. When Commit fails the
+	// client gets 503 "the audit log is unavailable; nothing was returned"
+	// instead, and Observe sees that 503. A write the interaction made
+	// stays: it is the data holder's own record, and undoing it could fail
+	// just the same; only the answer is withheld.
+	Commit func(ctx context.Context, req *Request, res Result) error
 	// Logger receives internal failures (the causes of 500s); the default is
 	// slog.Default().
 	Logger *slog.Logger
@@ -98,8 +122,13 @@ type Request struct {
 	// Params are the URL query parameters, merged with the form body for
 	// POST [type]/_search.
 	Params url.Values
-	// Body is the request body as FHIR JSON (create and update).
+	// Body is the request body as FHIR JSON (create, update, and the Bundle
+	// of a transaction or batch).
 	Body []byte
+	// Entry is the position (from 1) of the Bundle entry this Request stands
+	// for when Authorize is asked about each entry of a transaction or batch;
+	// 0 for requests of their own.
+	Entry int
 	// HTTP is the request as received.
 	HTTP *http.Request
 
@@ -125,6 +154,7 @@ type Server struct {
 	maxBody   int64
 	authorize func(context.Context, *Request) error
 	observe   func(context.Context, *Request, Result)
+	commit    func(context.Context, *Request, Result) error
 	log       *slog.Logger
 	types     map[string]bool // the resource types this endpoint serves
 	started   time.Time       // CapabilityStatement.date
@@ -142,6 +172,7 @@ func New(cfg Config) *Server {
 		maxBody:   cfg.MaxBodyBytes,
 		authorize: cfg.Authorize,
 		observe:   cfg.Observe,
+		commit:    cfg.Commit,
 		log:       cfg.Logger,
 		types:     resourceTypes(cfg.Version),
 		started:   time.Now().UTC().Truncate(time.Second),
@@ -158,26 +189,50 @@ func New(cfg Config) *Server {
 // Serve answers one FHIR request. tenant is the participant addressed, base
 // the absolute URL of the FHIR endpoint (what path is relative to) and path
 // the part of the URL after base, e.g. "Patient/123", "Observation/$lastn",
-// "metadata" or "Patient/123/_history/2". Observe is called once, whatever
-// the outcome.
+// "metadata" or "Patient/123/_history/2". Commit and Observe are called
+// once each, whatever the outcome.
 func (s *Server) Serve(w http.ResponseWriter, r *http.Request, tenant, base, path string) {
 	req, err := s.parse(r, tenant, base, path)
+	buf := getBuffer()
+	defer putBuffer(buf)
 	var res Result
 	if err != nil {
 		res.Err = err
 	} else {
-		res = s.handle(w, req)
+		res = s.handle(buf, req)
 	}
 	if res.Err != nil {
-		res.Status = s.writeError(w, req, res.Err)
+		buf.reset()
+		res.Status = s.writeError(buf, req, res.Err)
 	}
+	if s.commit != nil {
+		if err := s.commit(r.Context(), req, res); err != nil {
+			e := fhir.Errorf(http.StatusServiceUnavailable, "transient", "the audit log is unavailable; nothing was returned")
+			e.Cause = err
+			res = Result{Err: e, Resources: written(req, res)}
+			buf.reset()
+			res.Status = s.writeError(buf, req, e)
+		}
+	}
+	buf.flush(w)
 	if s.observe != nil {
 		s.observe(r.Context(), req, res)
 	}
 }
 
+// written keeps the resources of res that a write interaction stored (and
+// that stay stored when the answer is withheld); reads returned nothing.
+func written(req *Request, res Result) []store.Resource {
+	switch req.Interaction {
+	case InteractionCreate, InteractionUpdate, InteractionDelete, InteractionTransaction, InteractionBatch:
+		return res.Resources
+	}
+	return nil
+}
+
 // handle runs a parsed request. On success it writes the response and
-// returns its Result; on failure it writes nothing and returns Result.Err.
+// returns its Result; on failure it returns Result.Err (and whatever it
+// wrote is discarded).
 func (s *Server) handle(w http.ResponseWriter, req *Request) Result {
 	ctx := req.HTTP.Context()
 	if req.Interaction != InteractionCapabilities && s.authorize != nil {
@@ -200,6 +255,10 @@ func (s *Server) handle(w http.ResponseWriter, req *Request) Result {
 		return s.update(ctx, w, req)
 	case InteractionDelete:
 		return s.delete(ctx, w, req)
+	case InteractionHistoryInstance, InteractionHistoryType, InteractionHistorySystem:
+		return s.history(ctx, w, req)
+	case InteractionTransaction, InteractionBatch:
+		return s.bundleInteraction(ctx, w, req)
 	case InteractionCapabilities:
 		return s.capabilities(w, req)
 	}
@@ -217,4 +276,59 @@ func denied(err error) error {
 	e := fhir.Errorf(http.StatusForbidden, "forbidden", "access denied")
 	e.Cause = err
 	return e
+}
+
+// buffer holds a response until Commit has approved it.
+type buffer struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+var buffers = sync.Pool{New: func() any { return &buffer{header: make(http.Header)} }}
+
+func getBuffer() *buffer { return buffers.Get().(*buffer) }
+
+func putBuffer(b *buffer) {
+	if b.body.Cap() > 1<<20 {
+		return // let large buffers go rather than pin them
+	}
+	b.reset()
+	buffers.Put(b)
+}
+
+func (b *buffer) Header() http.Header { return b.header }
+
+func (b *buffer) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *buffer) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+func (b *buffer) reset() {
+	clear(b.header)
+	b.status = 0
+	b.body.Reset()
+}
+
+// flush sends the buffered response.
+func (b *buffer) flush(w http.ResponseWriter) {
+	h := w.Header()
+	for k, v := range b.header {
+		h[k] = v
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	w.WriteHeader(b.status)
+	if b.body.Len() > 0 {
+		w.Write(b.body.Bytes()) //nolint:errcheck // the client went away; nothing to tell it
+	}
 }

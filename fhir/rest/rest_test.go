@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -212,6 +213,20 @@ type testCase struct {
 	body      string
 	status    int
 	check     func(*testing.T, *harness, *http.Response, []byte)
+	// contentType is the expected Content-Type; FHIR JSON when empty.
+	contentType string
+}
+
+const xmlCT = "application/fhir+xml; fhirVersion=3.0; charset=utf-8"
+
+// wantXML checks that the body holds the XML fragment.
+func wantXML(fragment string) func(*testing.T, *harness, *http.Response, []byte) {
+	return func(t *testing.T, _ *harness, _ *http.Response, b []byte) {
+		t.Helper()
+		if !bytes.Contains(b, []byte(fragment)) {
+			t.Errorf("body lacks %s:\n%s", fragment, b)
+		}
+	}
 }
 
 func run(t *testing.T, cases []testCase) {
@@ -236,6 +251,9 @@ func run(t *testing.T, cases []testCase) {
 			}
 			if len(body) > 0 {
 				wantCT := "application/fhir+json; fhirVersion=" + version.MimeVersion() + "; charset=utf-8"
+				if tc.contentType != "" {
+					wantCT = tc.contentType
+				}
 				if ct := resp.Header.Get("Content-Type"); ct != wantCT {
 					t.Errorf("Content-Type = %q, want %q", ct, wantCT)
 				}
@@ -545,8 +563,15 @@ func TestSearch(t *testing.T) {
 
 func TestWrite(t *testing.T) {
 	const newPatient = `{"resourceType":"Patient","meta":{"profile":["http://nictiz.nl/fhir/StructureDefinition/nl-core-patient"]},"gender":"female"}`
+	// nested is a valid Patient nesting n (100 or 101) levels deep: a chain
+	// of extensions (two levels each) ending in a coded or a name value.
 	nested := func(n int) string {
-		return `{"resourceType":"Patient","extension":` + strings.Repeat("[", n-1) + strings.Repeat("]", n-1) + `}`
+		levels, value := 48, `"valueCodeableConcept":{"coding":[{"code":"x"}]}` // innermost extension at 97: 98, 99, 100
+		if n == 101 {
+			levels, value = 49, `"valueHumanName":{"given":["x"]}` // at 99: 100, 101
+		}
+		return `{"resourceType":"Patient","extension":` + strings.Repeat(`[{"url":"http://x","extension":`, levels-1) +
+			`[{"url":"http://x",` + value + `}]` + strings.Repeat(`}]`, levels-1) + `}`
 	}
 	run(t, []testCase{
 		{
@@ -611,10 +636,19 @@ func TestWrite(t *testing.T) {
 			status:    http.StatusRequestEntityTooLarge,
 			check:     wantOutcome("too-long", "64 bytes"),
 		},
-		{name: "XML body", method: http.MethodPost, path: "Patient", header: hdr("Content-Type", "application/fhir+xml"), body: `<Patient xmlns="http://hl7.org/fhir"/>`, status: http.StatusUnsupportedMediaType, check: wantOutcome("not-supported", "XML")},
+		{
+			name: "XML body", method: http.MethodPost, path: "Patient", header: hdr("Content-Type", "application/fhir+xml"),
+			body:   `<Patient xmlns="http://hl7.org/fhir"><active value="true"/><birthDate value="1970-02-03"/></Patient>`,
+			status: http.StatusCreated,
+			check: func(t *testing.T, h *harness, _ *http.Response, b []byte) {
+				got := decode(t, b)
+				if got["birthDate"] != "1970-02-03" || got["active"] != true {
+					t.Errorf("stored %s", b)
+				}
+			},
+		},
 		{name: "text body", method: http.MethodPost, path: "Patient", header: hdr("Content-Type", "text/plain"), body: newPatient, status: http.StatusUnsupportedMediaType},
 		{name: "body for another FHIR version", method: http.MethodPost, path: "Patient", header: hdr("Content-Type", "application/fhir+json; fhirVersion=4.0"), body: newPatient, status: http.StatusUnsupportedMediaType},
-		{name: "conditional create", method: http.MethodPost, path: "Patient", header: hdr("If-None-Exist", "identifier=x"), body: newPatient, status: http.StatusBadRequest, check: wantOutcome("not-supported", "If-None-Exist")},
 		{
 			name:   "invalid resource from the store shows its message",
 			setup:  func(f *fakeStore) { f.err = errors.Join(store.ErrInvalid, errors.New("Patient.gender: unknown code")) },
@@ -714,11 +748,11 @@ func TestRouting(t *testing.T) {
 		{name: "STU3-only type on R4", version: fhir.R4, path: "ProcedureRequest", status: http.StatusNotFound},
 		{name: "unknown path shape", path: "Patient/p1/foo", status: http.StatusNotFound},
 		{name: "too many segments", path: "Patient/p1/_history/1/x", status: http.StatusNotFound},
-		{name: "history", path: "Patient/p1/_history", status: http.StatusNotFound, check: wantOutcome("not-supported", "history")},
+		{name: "history without a Historian", configure: func(c *rest.Config) { c.Store = plainStore{c.Store} }, path: "Patient/p1/_history", status: http.StatusNotFound, check: wantOutcome("not-supported", "history")},
 		{name: "invalid id", path: "Patient/a_b", status: http.StatusBadRequest, check: wantOutcome("invalid", "a_b")},
 		{name: "id too long", path: "Patient/" + strings.Repeat("a", 65), status: http.StatusBadRequest},
 		{name: "instance operation", path: "Patient/p1/$everything", status: http.StatusBadRequest, check: wantOutcome("not-supported", "$everything")},
-		{name: "system level", path: "", status: http.StatusNotFound},
+		{name: "system level search", path: "", status: http.StatusNotFound},
 		{name: "system operation", path: "$everything", status: http.StatusNotFound},
 	})
 }
@@ -729,12 +763,19 @@ func TestNegotiation(t *testing.T) {
 		{name: "Accept application/fhir+json", setup: seed, path: "Patient/p1", header: hdr("Accept", "application/fhir+json"), status: http.StatusOK},
 		{name: "Accept application/json", setup: seed, path: "Patient/p1", header: hdr("Accept", "application/json"), status: http.StatusOK},
 		{name: "Accept with fhirVersion", setup: seed, path: "Patient/p1", header: hdr("Accept", "application/fhir+json; fhirVersion=3.0"), status: http.StatusOK},
-		{name: "Accept of a browser", setup: seed, path: "Patient/p1", header: hdr("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"), status: http.StatusOK},
-		{name: "Accept XML or JSON", setup: seed, path: "Patient/p1", header: hdr("Accept", "application/fhir+xml, application/fhir+json;q=0.5"), status: http.StatusOK},
+		{name: "Accept of a browser", setup: seed, path: "Patient/p1", header: hdr("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"), status: http.StatusOK, contentType: xmlCT},
+		{name: "Accept XML or JSON", setup: seed, path: "Patient/p1", header: hdr("Accept", "application/fhir+xml, application/fhir+json;q=0.5"), status: http.StatusOK, contentType: xmlCT, check: wantXML("<gender value=\"male\"/>")},
+		{name: "Accept JSON over XML", setup: seed, path: "Patient/p1", header: hdr("Accept", "application/fhir+xml;q=0.4, application/fhir+json"), status: http.StatusOK},
 		{name: "_format=json", setup: seed, path: "Patient/p1?_format=json", header: hdr("Accept", "application/fhir+xml"), status: http.StatusOK},
-		{name: "Accept XML only", setup: seed, path: "Patient/p1", header: hdr("Accept", "application/fhir+xml"), status: http.StatusNotAcceptable, check: wantOutcome("not-supported", "XML is not supported on this endpoint yet")},
-		{name: "_format=xml", setup: seed, path: "Patient/p1?_format=xml", status: http.StatusNotAcceptable, check: wantOutcome("not-supported", "XML")},
-		{name: "_format=application/fhir+xml", setup: seed, path: "Patient/p1?_format=" + url.QueryEscape("application/fhir+xml"), status: http.StatusNotAcceptable},
+		{name: "Accept XML only", setup: seed, path: "Patient/p1", header: hdr("Accept", "application/fhir+xml"), status: http.StatusOK, contentType: xmlCT, check: wantXML(`<Patient xmlns="http://hl7.org/fhir"><id value="p1"/>`)},
+		{name: "Accept XML with fhirVersion", setup: seed, path: "Patient/p1", header: hdr("Accept", "application/fhir+xml; fhirVersion=3.0"), status: http.StatusOK, contentType: xmlCT},
+		{name: "Accept XML of another FHIR version", setup: seed, path: "Patient/p1", header: hdr("Accept", "application/fhir+xml; fhirVersion=4.0"), status: http.StatusNotAcceptable},
+		{name: "_format=xml", setup: seed, path: "Patient/p1?_format=xml", status: http.StatusOK, contentType: xmlCT, check: wantXML(`<div xmlns="http://www.w3.org/1999/xhtml">Jan</div>`)},
+		{name: "_format=application/fhir+xml", setup: seed, path: "Patient/p1?_format=" + url.QueryEscape("application/fhir+xml"), status: http.StatusOK, contentType: xmlCT},
+		{name: "_format=application/xml", setup: seed, path: "Patient/p1?_format=" + url.QueryEscape("application/xml"), status: http.StatusOK, contentType: xmlCT},
+		{name: "search as XML", setup: seed, path: "Patient?_format=xml", status: http.StatusOK, contentType: xmlCT, check: wantXML(`<entry><fullUrl value=`)},
+		{name: "errors in XML when XML was asked", path: "Patient/p9?_format=xml", status: http.StatusNotFound, contentType: xmlCT, check: wantXML(`<OperationOutcome xmlns="http://hl7.org/fhir"><issue><severity value="error"/><code value="not-found"/>`)},
+		{name: "_format=ttl", setup: seed, path: "Patient/p1?_format=ttl", status: http.StatusNotAcceptable, check: wantOutcome("not-supported", "RDF Turtle")},
 		{name: "Accept JSON of another FHIR version", setup: seed, path: "Patient/p1", header: hdr("Accept", "application/fhir+json; fhirVersion=4.0"), status: http.StatusNotAcceptable},
 		{name: "Accept JSON with q=0", setup: seed, path: "Patient/p1", header: hdr("Accept", "application/fhir+json;q=0"), status: http.StatusNotAcceptable},
 	})
@@ -761,7 +802,7 @@ func TestCapabilities(t *testing.T) {
 			if err := json.Unmarshal(b, &cs); err != nil {
 				t.Fatal(err)
 			}
-			if cs.ResourceType != "CapabilityStatement" || cs.FHIRVersion != fhirVersion || cs.Kind != "instance" || len(cs.Format) != 1 || cs.Format[0] != "json" {
+			if cs.ResourceType != "CapabilityStatement" || cs.FHIRVersion != fhirVersion || cs.Kind != "instance" || !slices.Equal(cs.Format, []string{"json", "xml"}) {
 				t.Errorf("statement = %s", b)
 			}
 			if cs.Implementation.URL != h.base || len(cs.Rest) != 1 || cs.Rest[0].Mode != "server" {
@@ -769,12 +810,12 @@ func TestCapabilities(t *testing.T) {
 			}
 			found := false
 			for _, r := range cs.Rest[0].Resource {
-				if r.Type == "Patient" && len(r.Interaction) == 6 {
+				if r.Type == "Patient" && len(r.Interaction) == 8 {
 					found = true
 				}
 			}
 			if !found {
-				t.Error("Patient with its six interactions not listed")
+				t.Error("Patient with its eight interactions not listed")
 			}
 			if h.store.calls != 0 {
 				t.Error("metadata touched the store")
@@ -925,6 +966,22 @@ func BenchmarkRead(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			resp, err := client.Get(h.base + "/Patient/p1")
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			<-h.done
+			if resp.StatusCode != http.StatusOK {
+				b.Fatal(resp.Status)
+			}
+		}
+	})
+	b.Run("loopback-xml", func(b *testing.B) {
+		client := h.srv.Client()
+		b.ReportAllocs()
+		for b.Loop() {
+			resp, err := client.Get(h.base + "/Patient/p1?_format=xml")
 			if err != nil {
 				b.Fatal(err)
 			}

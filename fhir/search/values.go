@@ -1,7 +1,7 @@
 // Package search is the storage-independent half of FHIR search: it extracts
 // the index values of every search parameter from a resource (on write), and
 // parses a search request into a Query a backend turns into its own query
-// language. Backends (fhir/store/sqlite, later postgres) share it.
+// language. The backends (fhir/store/sqlite, fhir/store/postgres) share it.
 package search
 
 import (

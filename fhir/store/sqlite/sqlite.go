@@ -2,48 +2,55 @@
 // cgo): resources as JSON documents with their full history, a table of
 // current versions, and index tables filled on write from the generated
 // search parameters (fhir/search) that searches are translated to SQL over.
+// The SQL itself is shared with the PostgreSQL backend
+// (fhir/store/internal/sqlstore).
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"regexp"
 	"runtime"
-	"strconv"
-	"strings"
+	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/schakel-nl/schakel/fhir"
-	"github.com/schakel-nl/schakel/fhir/search"
 	"github.com/schakel-nl/schakel/fhir/spec"
 	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/fhir/store/internal/sqlstore"
 )
 
 //go:embed migrations/*.sql
 var migrations embed.FS
 
+// LastUpdatedLayout is how meta.lastUpdated is written: UTC, milliseconds.
+const LastUpdatedLayout = sqlstore.LastUpdatedLayout
+
 // Store is a store.Store on one SQLite database.
 type Store struct {
-	defs *spec.Definitions
-	// wdb has a single connection: SQLite allows one writer at a time, and
-	// queuing in the pool is cheaper than busy retries. rdb is a pool of
-	// read-only connections (the same as wdb for ":memory:").
-	wdb, rdb *sql.DB
-	now      func() time.Time
+	eng sqlstore.Engine
+	// w is the single writer connection: SQLite allows one writer at a
+	// time, and queuing on a mutex is cheaper than busy retries. rdb is a
+	// pool of read-only connections with its statement cache rc; for
+	// ":memory:" there is no rdb and reads use w too.
+	w   *writer
+	wdb *sql.DB
+	rdb *sql.DB
+	rc  *stmtCache
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.Historian     = (*Store)(nil)
+	_ store.Transactional = (*Store)(nil)
+)
 
 // Open opens (creating and migrating when needed) the store at path, a file
 // name or ":memory:", for FHIR version v.
@@ -52,37 +59,45 @@ func Open(ctx context.Context, path string, v fhir.Version) (*Store, error) {
 	if defs == nil {
 		return nil, fmt.Errorf("sqlite store: unknown FHIR version %q", v)
 	}
-	s := &Store{defs: defs, now: time.Now}
-	const pragmas = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	s := &Store{eng: sqlstore.Engine{Defs: defs, Dialect: sqlstore.Dialect{Name: "sqlite store"}, Now: time.Now}}
+	// temp_store(MEMORY) keeps the sub-journals of InTx's savepoints off
+	// the disk; the writer's 64 MiB page cache keeps index pages of large
+	// writes from spilling (readers get 16 MiB each).
+	const pragmas = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=temp_store(MEMORY)"
+	const writerCache, readerCache = "&_pragma=cache_size(-65536)", "&_pragma=cache_size(-16384)"
 	var err error
-	if path == ":memory:" {
-		s.wdb, err = sql.Open("sqlite", "file::memory:?"+pragmas+"&_txlock=immediate")
-		if err != nil {
-			return nil, fmt.Errorf("sqlite store: %w", err)
-		}
-		// Every connection to ":memory:" is a database of its own.
-		s.wdb.SetMaxOpenConns(1)
-		s.rdb = s.wdb
+	memory := path == ":memory:"
+	if memory {
+		s.wdb, err = sql.Open("sqlite", "file::memory:?"+pragmas+writerCache)
 	} else {
-		s.wdb, err = sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=journal_mode(WAL)&_txlock=immediate")
-		if err != nil {
-			return nil, fmt.Errorf("sqlite store: %w", err)
-		}
-		s.wdb.SetMaxOpenConns(1)
+		s.wdb, err = sql.Open("sqlite", "file:"+path+"?"+pragmas+writerCache+"&_pragma=journal_mode(WAL)")
 	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: %w", err)
+	}
+	// Every connection to ":memory:" is a database of its own; and a file
+	// has one writer at a time.
+	s.wdb.SetMaxOpenConns(1)
 	s.wdb.SetConnMaxIdleTime(0)
 	if err := s.migrate(ctx); err != nil {
 		s.wdb.Close()
 		return nil, err
 	}
-	if s.rdb == nil {
-		s.rdb, err = sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)")
+	wc, err := s.wdb.Conn(ctx)
+	if err != nil {
+		s.wdb.Close()
+		return nil, fmt.Errorf("sqlite store: %w", err)
+	}
+	s.w = &writer{conn: wc, stmts: map[string]*sql.Stmt{}}
+	if !memory {
+		s.rdb, err = sql.Open("sqlite", "file:"+path+"?"+pragmas+readerCache+"&_pragma=query_only(1)")
 		if err != nil {
-			s.wdb.Close()
+			s.Close()
 			return nil, fmt.Errorf("sqlite store: %w", err)
 		}
 		s.rdb.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 		s.rdb.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
+		s.rc = newStmtCache(s.rdb)
 	}
 	return s, nil
 }
@@ -102,286 +117,297 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
+// Analyze refreshes the query planner's statistics (ANALYZE); worth running
+// after a bulk import. Searches do not depend on it.
+func (s *Store) Analyze(ctx context.Context) error {
+	return s.w.run(ctx, func(c sqlstore.Conn) error {
+		if err := c.Exec(ctx, `PRAGMA analysis_limit = 1000`); err != nil {
+			return fmt.Errorf("sqlite store: analyze: %w", err)
+		}
+		if err := c.Exec(ctx, `ANALYZE`); err != nil {
+			return fmt.Errorf("sqlite store: analyze: %w", err)
+		}
+		return nil
+	})
+}
+
 // Close closes the database.
 func (s *Store) Close() error {
-	err := s.wdb.Close()
-	if s.rdb != s.wdb {
-		err = errors.Join(err, s.rdb.Close())
+	var err error
+	if s.rc != nil {
+		err = errors.Join(s.rc.close(), s.rdb.Close())
+	}
+	if s.w != nil {
+		err = errors.Join(err, s.w.close())
+	}
+	return errors.Join(err, s.wdb.Close())
+}
+
+// stmtCacheSize bounds the prepared statements kept per database handle;
+// statements past it are prepared per use.
+const stmtCacheSize = 1024
+
+// stmtCache keeps prepared statements by SQL text. SQLite spends more time
+// parsing the search statements than running them, and a search of one
+// shape (the BgZ set, say) repeats the same text with other arguments.
+type stmtCache struct {
+	db *sql.DB
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+func newStmtCache(db *sql.DB) *stmtCache {
+	return &stmtCache{db: db, m: map[string]*sql.Stmt{}}
+}
+
+// get returns the prepared statement of query, or nil when the cache is full.
+func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[query]; ok {
+		return st, nil
+	}
+	if len(c.m) >= stmtCacheSize {
+		return nil, nil
+	}
+	st, err := c.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.m[query] = st
+	return st, nil
+}
+
+func (c *stmtCache) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var err error
+	for _, st := range c.m {
+		err = errors.Join(err, st.Close())
+	}
+	c.m = nil
+	return err
+}
+
+// conn adapts the read pool to sqlstore.Conn, running statements through
+// its statement cache.
+type conn struct{ cache *stmtCache }
+
+func (c conn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	st, err := c.cache.get(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	var rs *sql.Rows
+	if st != nil {
+		rs, err = st.QueryContext(ctx, args...)
+	} else {
+		rs, err = c.cache.db.QueryContext(ctx, query, args...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rows{rs}, nil
+}
+
+func (c conn) Exec(ctx context.Context, query string, args ...any) error {
+	return errors.New("sqlite store: write on the read-only pool")
+}
+
+// writer is the single write connection, its prepared statements, and the
+// mutex that queues its users.
+type writer struct {
+	mu    sync.Mutex
+	conn  *sql.Conn
+	stmts map[string]*sql.Stmt
+}
+
+// run runs fn with the writer, outside a transaction.
+func (w *writer) run(ctx context.Context, fn func(c sqlstore.Conn) error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return fn(writerConn{w})
+}
+
+// inTx runs fn in an immediate transaction on the writer. A failing or
+// panicking fn rolls back.
+func (w *writer) inTx(ctx context.Context, fn func(c sqlstore.Conn) error) (err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := writerConn{w}
+	if err := c.Exec(ctx, `BEGIN IMMEDIATE`); err != nil {
+		return fmt.Errorf("sqlite store: begin: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			// Without ctx: the rollback must happen even when ctx is done.
+			c.Exec(context.WithoutCancel(ctx), `ROLLBACK`)
+		}
+	}()
+	if err := fn(c); err != nil {
+		return err
+	}
+	if err := c.Exec(ctx, `COMMIT`); err != nil {
+		return fmt.Errorf("sqlite store: commit: %w", err)
+	}
+	committed = true
+	return nil
+}
+
+func (w *writer) close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var err error
+	for _, st := range w.stmts {
+		err = errors.Join(err, st.Close())
+	}
+	w.stmts = nil
+	return errors.Join(err, w.conn.Close())
+}
+
+// writerConn is the sqlstore.Conn of the writer; its user holds w.mu.
+type writerConn struct{ w *writer }
+
+func (c writerConn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := c.w.stmts[query]; ok {
+		return st, nil
+	}
+	if len(c.w.stmts) >= stmtCacheSize {
+		return nil, nil
+	}
+	st, err := c.w.conn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.w.stmts[query] = st
+	return st, nil
+}
+
+func (c writerConn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	st, err := c.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	var rs *sql.Rows
+	if st != nil {
+		rs, err = st.QueryContext(ctx, args...)
+	} else {
+		rs, err = c.w.conn.QueryContext(ctx, query, args...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rows{rs}, nil
+}
+
+func (c writerConn) Exec(ctx context.Context, query string, args ...any) error {
+	st, err := c.stmt(ctx, query)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		_, err = st.ExecContext(ctx, args...)
+	} else {
+		_, err = c.w.conn.ExecContext(ctx, query, args...)
 	}
 	return err
 }
 
-// idPattern is the FHIR id datatype.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
+type rows struct{ *sql.Rows }
 
-// parsed is a resource body checked and decoded for indexing.
-type parsed struct {
-	typ, id string
-	body    []byte
-	doc     map[string]any
+func (r rows) Close() { r.Rows.Close() }
+
+// inTx runs fn in a write transaction.
+func (s *Store) inTx(ctx context.Context, fn func(c sqlstore.Conn) error) error {
+	return s.w.inTx(ctx, fn)
 }
 
-func (s *Store) parse(body []byte) (*parsed, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var doc map[string]any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("%w: not a JSON object: %v", store.ErrInvalid, err)
+// read runs fn with a reading Conn: the read pool, or for ":memory:" the
+// writer (waiting for any write in progress).
+func (s *Store) read(ctx context.Context, fn func(c sqlstore.Conn) error) error {
+	if s.rc != nil {
+		return fn(conn{cache: s.rc})
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data after the JSON object", store.ErrInvalid)
-	}
-	typ, ok := doc["resourceType"].(string)
-	if !ok || typ == "" {
-		return nil, fmt.Errorf("%w: missing resourceType", store.ErrInvalid)
-	}
-	if !s.defs.IsResourceType(typ) {
-		return nil, fmt.Errorf("%w: unknown resourceType %q for FHIR %s", store.ErrInvalid, typ, s.defs.Version)
-	}
-	p := &parsed{typ: typ, body: body, doc: doc}
-	if id, present := doc["id"]; present {
-		p.id, ok = id.(string)
-		if !ok || !idPattern.MatchString(p.id) {
-			return nil, fmt.Errorf("%w: invalid id", store.ErrInvalid)
-		}
-	}
-	return p, nil
+	return s.w.run(ctx, fn)
 }
 
 // Create stores a new resource under a fresh id.
-func (s *Store) Create(ctx context.Context, tenant string, body json.RawMessage) (store.Resource, error) {
-	p, err := s.parse(body)
+func (s *Store) Create(ctx context.Context, tenant string, body json.RawMessage) (res store.Resource, err error) {
+	p, err := s.eng.ParseCreate(body)
 	if err != nil {
-		return store.Resource{}, err
+		return res, err
 	}
-	p.id = uuid.NewString()
-	res, _, err := s.write(ctx, tenant, p, "")
+	err = s.inTx(ctx, func(c sqlstore.Conn) error {
+		res, _, err = s.eng.Write(ctx, c, tenant, p, "")
+		return err
+	})
 	return res, err
 }
 
 // Update stores a new version of the resource with the id in body.
-func (s *Store) Update(ctx context.Context, tenant string, body json.RawMessage, ifMatch string) (store.Resource, bool, error) {
-	p, err := s.parse(body)
+func (s *Store) Update(ctx context.Context, tenant string, body json.RawMessage, ifMatch string) (res store.Resource, created bool, err error) {
+	p, err := s.eng.ParseUpdate(body)
 	if err != nil {
-		return store.Resource{}, false, err
-	}
-	if p.id == "" {
-		return store.Resource{}, false, fmt.Errorf("%w: update needs an id", store.ErrInvalid)
-	}
-	return s.write(ctx, tenant, p, ifMatch)
-}
-
-// normalizeETag accepts a versionId as "3", `W/"3"` or `"3"`.
-func normalizeETag(s string) string {
-	s = strings.TrimPrefix(strings.TrimSpace(s), "W/")
-	return strings.Trim(s, `"`)
-}
-
-func (s *Store) write(ctx context.Context, tenant string, p *parsed, ifMatch string) (res store.Resource, created bool, err error) {
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return res, false, fmt.Errorf("sqlite store: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tx.Rollback()
-		}
-	}()
-	var (
-		rid     int64
-		version int
-		deleted bool
-	)
-	err = tx.QueryRowContext(ctx, `SELECT rid, version, deleted FROM resource WHERE tenant = ? AND type = ? AND id = ?`,
-		tenant, p.typ, p.id).Scan(&rid, &version, &deleted)
-	exists := err == nil
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return res, false, fmt.Errorf("sqlite store: %w", err)
-	}
-	if ifMatch != "" {
-		if want := normalizeETag(ifMatch); !exists || want != strconv.Itoa(version) {
-			return res, false, fmt.Errorf("%w: %s/%s is at version %d, not %s", store.ErrVersionConflict, p.typ, p.id, version, want)
-		}
-	}
-	version++
-	now := s.now().UTC().Truncate(time.Millisecond)
-	body, err := withMeta(p.body, p.id, strconv.Itoa(version), now)
-	if err != nil {
-		return res, false, fmt.Errorf("%w: %v", store.ErrInvalid, err)
-	}
-	lu := now.UnixMilli()
-	if _, err = tx.ExecContext(ctx, `INSERT INTO resource_version (tenant, type, id, version, last_updated, deleted, body) VALUES (?, ?, ?, ?, ?, 0, ?)`,
-		tenant, p.typ, p.id, version, lu, body); err != nil {
-		return res, false, fmt.Errorf("sqlite store: %w", err)
-	}
-	if exists {
-		if err = deleteIndex(ctx, tx, rid); err != nil {
-			return res, false, err
-		}
-		if _, err = tx.ExecContext(ctx, `UPDATE resource SET version = ?, last_updated = ?, deleted = 0, body = ? WHERE rid = ?`,
-			version, lu, body, rid); err != nil {
-			return res, false, fmt.Errorf("sqlite store: %w", err)
-		}
-	} else {
-		if err = tx.QueryRowContext(ctx, `INSERT INTO resource (tenant, type, id, version, last_updated, deleted, body) VALUES (?, ?, ?, ?, ?, 0, ?) RETURNING rid`,
-			tenant, p.typ, p.id, version, lu, body).Scan(&rid); err != nil {
-			return res, false, fmt.Errorf("sqlite store: %w", err)
-		}
-	}
-	ix := search.Extract(s.defs, p.typ, p.doc)
-	if err = insertIndex(ctx, tx, rid, tenant, p.typ, &ix); err != nil {
 		return res, false, err
 	}
-	if err = tx.Commit(); err != nil {
-		return res, false, fmt.Errorf("sqlite store: commit: %w", err)
-	}
-	return store.Resource{Type: p.typ, ID: p.id, VersionID: strconv.Itoa(version), LastUpdated: now, Body: body}, !exists || deleted, nil
-}
-
-var indexTables = []string{"idx_token", "idx_ref", "idx_date", "idx_string", "idx_quantity", "idx_uri", "idx_number"}
-
-func deleteIndex(ctx context.Context, tx *sql.Tx, rid int64) error {
-	for _, t := range indexTables {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE rid = ?`, rid); err != nil {
-			return fmt.Errorf("sqlite store: %w", err)
-		}
-	}
-	return nil
-}
-
-func insertIndex(ctx context.Context, tx *sql.Tx, rid int64, tenant, typ string, ix *search.Index) error {
-	exec := func(query string, args ...any) error {
-		if _, err := tx.ExecContext(ctx, query, args...); err != nil {
-			return fmt.Errorf("sqlite store: index: %w", err)
-		}
-		return nil
-	}
-	for _, v := range ix.Tokens {
-		if err := exec(`INSERT INTO idx_token (rid, tenant, type, param, system, code, text) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			rid, tenant, typ, v.Param, v.System, v.Code, v.Text); err != nil {
-			return err
-		}
-	}
-	for _, v := range ix.Refs {
-		if err := exec(`INSERT INTO idx_ref (rid, tenant, type, param, target_type, target_id, url) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			rid, tenant, typ, v.Param, v.Type, v.ID, v.URL); err != nil {
-			return err
-		}
-	}
-	for _, v := range ix.Dates {
-		if err := exec(`INSERT INTO idx_date (rid, tenant, type, param, low, high) VALUES (?, ?, ?, ?, ?, ?)`,
-			rid, tenant, typ, v.Param, v.Low, v.High); err != nil {
-			return err
-		}
-	}
-	for _, v := range ix.Strings {
-		if err := exec(`INSERT INTO idx_string (rid, tenant, type, param, norm, raw) VALUES (?, ?, ?, ?, ?, ?)`,
-			rid, tenant, typ, v.Param, v.Norm, v.Raw); err != nil {
-			return err
-		}
-	}
-	for _, v := range ix.Quantities {
-		if err := exec(`INSERT INTO idx_quantity (rid, tenant, type, param, value, system, code, unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			rid, tenant, typ, v.Param, v.Value, v.System, v.Code, v.Unit); err != nil {
-			return err
-		}
-	}
-	for _, v := range ix.URIs {
-		if err := exec(`INSERT INTO idx_uri (rid, tenant, type, param, uri) VALUES (?, ?, ?, ?, ?)`,
-			rid, tenant, typ, v.Param, v.URI); err != nil {
-			return err
-		}
-	}
-	for _, v := range ix.Numbers {
-		if err := exec(`INSERT INTO idx_number (rid, tenant, type, param, value) VALUES (?, ?, ?, ?, ?)`,
-			rid, tenant, typ, v.Param, v.Value); err != nil {
-			return err
-		}
-	}
-	return nil
+	err = s.inTx(ctx, func(c sqlstore.Conn) error {
+		res, created, err = s.eng.Write(ctx, c, tenant, p, ifMatch)
+		return err
+	})
+	return res, created, err
 }
 
 // Delete marks the resource deleted: a new version without body, and no
 // index rows (deleted resources are never found by a search).
-func (s *Store) Delete(ctx context.Context, tenant, typ, id string) (err error) {
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite store: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tx.Rollback()
-		}
-	}()
-	var (
-		rid     int64
-		version int
-		deleted bool
-	)
-	err = tx.QueryRowContext(ctx, `SELECT rid, version, deleted FROM resource WHERE tenant = ? AND type = ? AND id = ?`,
-		tenant, typ, id).Scan(&rid, &version, &deleted)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%w: %s/%s", store.ErrNotFound, typ, id)
-	}
-	if err != nil {
-		return fmt.Errorf("sqlite store: %w", err)
-	}
-	if deleted {
-		return tx.Commit()
-	}
-	version++
-	lu := s.now().UTC().Truncate(time.Millisecond).UnixMilli()
-	if _, err = tx.ExecContext(ctx, `INSERT INTO resource_version (tenant, type, id, version, last_updated, deleted, body) VALUES (?, ?, ?, ?, ?, 1, '')`,
-		tenant, typ, id, version, lu); err != nil {
-		return fmt.Errorf("sqlite store: %w", err)
-	}
-	if _, err = tx.ExecContext(ctx, `UPDATE resource SET version = ?, last_updated = ?, deleted = 1, body = '' WHERE rid = ?`, version, lu, rid); err != nil {
-		return fmt.Errorf("sqlite store: %w", err)
-	}
-	if err = deleteIndex(ctx, tx, rid); err != nil {
-		return err
-	}
-	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite store: commit: %w", err)
-	}
-	return nil
+func (s *Store) Delete(ctx context.Context, tenant, typ, id string) error {
+	return s.inTx(ctx, func(c sqlstore.Conn) error { return s.eng.Delete(ctx, c, tenant, typ, id) })
 }
 
 // Read returns the current version.
-func (s *Store) Read(ctx context.Context, tenant, typ, id string) (store.Resource, error) {
-	row := s.rdb.QueryRowContext(ctx, `SELECT version, last_updated, deleted, body FROM resource WHERE tenant = ? AND type = ? AND id = ?`, tenant, typ, id)
-	return scanOne(row, typ, id)
+func (s *Store) Read(ctx context.Context, tenant, typ, id string) (res store.Resource, err error) {
+	err = s.read(ctx, func(c sqlstore.Conn) error {
+		res, err = s.eng.Read(ctx, c, tenant, typ, id)
+		return err
+	})
+	return res, err
 }
 
 // VRead returns one version; a deleted version is returned with ErrDeleted.
-func (s *Store) VRead(ctx context.Context, tenant, typ, id, versionID string) (store.Resource, error) {
-	v, err := strconv.Atoi(versionID)
-	if err != nil {
-		return store.Resource{}, fmt.Errorf("%w: %s/%s version %q", store.ErrNotFound, typ, id, versionID)
-	}
-	row := s.rdb.QueryRowContext(ctx, `SELECT version, last_updated, deleted, body FROM resource_version WHERE tenant = ? AND type = ? AND id = ? AND version = ?`, tenant, typ, id, v)
-	return scanOne(row, typ, id)
+func (s *Store) VRead(ctx context.Context, tenant, typ, id, versionID string) (res store.Resource, err error) {
+	err = s.read(ctx, func(c sqlstore.Conn) error {
+		res, err = s.eng.VRead(ctx, c, tenant, typ, id, versionID)
+		return err
+	})
+	return res, err
 }
 
-func scanOne(row *sql.Row, typ, id string) (store.Resource, error) {
-	res := store.Resource{Type: typ, ID: id}
-	var (
-		version int
-		lu      int64
-		body    []byte
-	)
-	err := row.Scan(&version, &lu, &res.Deleted, &body)
-	if errors.Is(err, sql.ErrNoRows) {
-		return res, fmt.Errorf("%w: %s/%s", store.ErrNotFound, typ, id)
-	}
-	if err != nil {
-		return res, fmt.Errorf("sqlite store: %w", err)
-	}
-	res.VersionID = strconv.Itoa(version)
-	res.LastUpdated = time.UnixMilli(lu).UTC()
-	if res.Deleted {
-		return res, fmt.Errorf("%w: %s/%s", store.ErrDeleted, typ, id)
-	}
-	res.Body = body
-	return res, nil
+// Search runs a search; see store.Store.
+func (s *Store) Search(ctx context.Context, tenant string, q store.Query) (page store.Page, err error) {
+	err = s.read(ctx, func(c sqlstore.Conn) error {
+		page, err = s.eng.Search(ctx, c, tenant, q)
+		return err
+	})
+	return page, err
+}
+
+// History lists versions newest first; see store.Historian.
+func (s *Store) History(ctx context.Context, tenant string, q store.HistoryQuery) (page store.HistoryPage, err error) {
+	err = s.read(ctx, func(c sqlstore.Conn) error {
+		page, err = s.eng.History(ctx, c, tenant, q)
+		return err
+	})
+	return page, err
+}
+
+// InTx runs fn in one transaction; see store.Transactional. fn must use tx,
+// not the Store, to write: the transaction holds the only write connection
+// (and, for ":memory:", the only connection, so there reads too), and a
+// write through the Store from inside fn would wait for InTx to return.
+func (s *Store) InTx(ctx context.Context, tenant string, fn func(tx store.Tx) error) error {
+	return s.inTx(ctx, func(c sqlstore.Conn) error {
+		view := sqlstore.NewTxView(&s.eng, c, tenant)
+		defer view.Finish()
+		return fn(view)
+	})
 }

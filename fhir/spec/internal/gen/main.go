@@ -11,9 +11,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"go/format"
+	"io"
+	"io/fs"
 	"log"
 	"os"
 	"path/filepath"
@@ -85,12 +88,16 @@ func readBundle[T any](path string) ([]T, error) {
 		return nil, err
 	}
 	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, err
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return nil, err
+		}
+		r = zr
 	}
 	var b bundle[T]
-	if err := json.NewDecoder(zr).Decode(&b); err != nil {
+	if err := json.NewDecoder(r).Decode(&b); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	out := make([]T, len(b.Entry))
@@ -343,6 +350,25 @@ func generate(dir, ident, version string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Search parameters the Dutch profiles add (see definitions/README.md).
+	extra, err := readBundle[searchParameter](filepath.Join(dir, "extra-search-parameters.json"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	core := map[string]bool{}
+	for _, sp := range sps {
+		for _, b := range sp.Base {
+			core[b+"."+sp.Code] = true
+		}
+	}
+	for _, sp := range extra {
+		for _, b := range sp.Base {
+			if core[b+"."+sp.Code] {
+				return nil, fmt.Errorf("extra search parameter %s duplicates core %s.%s", sp.ID, b, sp.Code)
+			}
+		}
+	}
+	sps = append(sps, extra...)
 	params := map[string][]param{}
 	var skipped []string
 	seen := map[string]bool{}

@@ -1,0 +1,262 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// pgBackend keeps the log in two tables of one PostgreSQL schema. It holds
+// two connections: the committer's, and one (shared under a lock) for
+// queries; audit reads are rare next to writes.
+type pgBackend struct {
+	cfg    *pgx.ConnConfig
+	schema string // quoted identifier
+	writer pgConn
+	reader pgConn
+}
+
+type pgConn struct {
+	mu sync.Mutex
+	c  *pgx.Conn
+}
+
+// pgSchema creates the tables. Append-only is enforced by triggers that
+// raise on UPDATE, DELETE and TRUNCATE (also for the owner), and privileges
+// to change rows are revoked from PUBLIC; docs/audit.md shows how to run the
+// node as a role that can only INSERT and SELECT.
+const pgSchema = `
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.audit_event (
+    seq             bigint  PRIMARY KEY,
+    prev            bytea   NOT NULL,
+    hash            bytea   NOT NULL,
+    body            text    NOT NULL,
+    event_id        text    NOT NULL UNIQUE,
+    recorded_at     text    NOT NULL,
+    action          text    NOT NULL,
+    interaction     text    NOT NULL,
+    outcome         integer NOT NULL,
+    outcome_text    text    NOT NULL,
+    node            text    NOT NULL,
+    tenant          text    NOT NULL,
+    actor_ura       text    NOT NULL,
+    actor_system    text    NOT NULL,
+    actor_user      text    NOT NULL,
+    actor_role      text    NOT NULL,
+    network_address text    NOT NULL,
+    patient         text    NOT NULL,
+    resource_types  text    NOT NULL,
+    resources       text    NOT NULL,
+    query           text    NOT NULL,
+    task            text    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_event_patient ON {s}.audit_event (patient, recorded_at);
+CREATE INDEX IF NOT EXISTS audit_event_tenant ON {s}.audit_event (tenant, recorded_at);
+CREATE TABLE IF NOT EXISTS {s}.audit_checkpoint (
+    seq        bigint PRIMARY KEY,
+    head       bytea  NOT NULL,
+    created_at text   NOT NULL,
+    jws        text   NOT NULL
+);
+CREATE OR REPLACE FUNCTION {s}.audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$;
+DROP TRIGGER IF EXISTS audit_event_no_change ON {s}.audit_event;
+CREATE TRIGGER audit_event_no_change BEFORE UPDATE OR DELETE ON {s}.audit_event
+    FOR EACH ROW EXECUTE FUNCTION {s}.audit_append_only();
+DROP TRIGGER IF EXISTS audit_event_no_truncate ON {s}.audit_event;
+CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON {s}.audit_event
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.audit_append_only();
+DROP TRIGGER IF EXISTS audit_checkpoint_no_change ON {s}.audit_checkpoint;
+CREATE TRIGGER audit_checkpoint_no_change BEFORE UPDATE OR DELETE ON {s}.audit_checkpoint
+    FOR EACH ROW EXECUTE FUNCTION {s}.audit_append_only();
+DROP TRIGGER IF EXISTS audit_checkpoint_no_truncate ON {s}.audit_checkpoint;
+CREATE TRIGGER audit_checkpoint_no_truncate BEFORE TRUNCATE ON {s}.audit_checkpoint
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.audit_append_only();
+REVOKE UPDATE, DELETE, TRUNCATE ON {s}.audit_event, {s}.audit_checkpoint FROM PUBLIC;
+`
+
+func openPostgres(ctx context.Context, dsn, schema string, readOnly bool) (*pgBackend, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres connection string: %w", err)
+	}
+	b := &pgBackend{cfg: cfg, schema: pgx.Identifier{schema}.Sanitize()}
+	if readOnly {
+		return b, b.reader.with(ctx, b.cfg, func(*pgx.Conn) error { return nil })
+	}
+	err = b.writer.with(ctx, b.cfg, func(c *pgx.Conn) error {
+		// Serialise concurrent first opens of the same schema.
+		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "schakel-audit:"+schema); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, b.sql(pgSchema))
+			return err
+		})
+	})
+	if err != nil {
+		b.close()
+		return nil, fmt.Errorf("create audit tables: %w", err)
+	}
+	return b, nil
+}
+
+func (b *pgBackend) sql(q string) string { return strings.ReplaceAll(q, "{s}", b.schema) }
+
+// with runs fn on the connection, (re)connecting first when it is not open.
+func (p *pgConn) with(ctx context.Context, cfg *pgx.ConnConfig, fn func(*pgx.Conn) error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.c == nil || p.c.IsClosed() {
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		// Durable commit whatever the server's default.
+		if _, err := c.Exec(ctx, `SET synchronous_commit TO on`); err != nil {
+			c.Close(ctx)
+			return err
+		}
+		p.c = c
+	}
+	return fn(p.c)
+}
+
+func (b *pgBackend) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	for _, p := range []*pgConn{&b.writer, &b.reader} {
+		p.mu.Lock()
+		if p.c != nil {
+			errs = append(errs, p.c.Close(ctx))
+		}
+		p.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+func (b *pgBackend) head(ctx context.Context) (seq int64, h [32]byte, err error) {
+	err = b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
+		var hash []byte
+		err := c.QueryRow(ctx, b.sql(`SELECT seq, hash FROM {s}.audit_event ORDER BY seq DESC LIMIT 1`)).Scan(&seq, &hash)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		copy(h[:], hash)
+		return err
+	})
+	return seq, h, err
+}
+
+func (b *pgBackend) lastCheckpoint(ctx context.Context) (seq int64, err error) {
+	err = b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, b.sql(`SELECT COALESCE(MAX(seq), 0) FROM {s}.audit_checkpoint`)).Scan(&seq)
+	})
+	return seq, err
+}
+
+func (b *pgBackend) write(ctx context.Context, rows []row, cp *Checkpoint) error {
+	ins := b.sql(`INSERT INTO {s}.audit_event (seq, prev, hash, body, ` + columnNames + `)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)`)
+	return b.writer.with(ctx, b.cfg, func(c *pgx.Conn) error {
+		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			batch := &pgx.Batch{}
+			for _, r := range rows {
+				batch.Queue(ins, append([]any{r.seq, r.prev, r.hash, string(r.body)}, r.cols.args()...)...)
+			}
+			if cp != nil {
+				batch.Queue(b.sql(`INSERT INTO {s}.audit_checkpoint (seq, head, created_at, jws) VALUES ($1,$2,$3,$4)`),
+					cp.Seq, cp.Head, cp.Time.UTC().Format(colTime), cp.JWS)
+			}
+			return tx.SendBatch(ctx, batch).Close()
+		})
+	})
+}
+
+const pgSelectRow = `SELECT seq, prev, hash, body, ` + columnNames + ` FROM {s}.audit_event`
+
+func (b *pgBackend) query(ctx context.Context, f Filter) (out []row, err error) {
+	w, args := where(f, func(n int) string { return fmt.Sprintf("$%d", n) })
+	err = b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, b.sql(pgSelectRow)+w+orderLimit(f, "ALL"), args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanPGRow(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+func scanPGRow(rows pgx.Rows) (row, error) {
+	var r row
+	var body string
+	if err := rows.Scan(append([]any{&r.seq, &r.prev, &r.hash, &body}, r.cols.dest()...)...); err != nil {
+		return row{}, err
+	}
+	r.body = []byte(body)
+	return r, nil
+}
+
+func (b *pgBackend) count(ctx context.Context, f Filter) (n int, err error) {
+	w, args := where(f, func(n int) string { return fmt.Sprintf("$%d", n) })
+	err = b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, b.sql(`SELECT count(*) FROM {s}.audit_event`)+w, args...).Scan(&n)
+	})
+	return n, err
+}
+
+func (b *pgBackend) scan(ctx context.Context, fn func(row) error) error {
+	return b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, b.sql(pgSelectRow+` ORDER BY seq`))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanPGRow(rows)
+			if err != nil {
+				return err
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+}
+
+func (b *pgBackend) checkpoints(ctx context.Context) (out []Checkpoint, err error) {
+	err = b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, b.sql(`SELECT seq, head, created_at, jws FROM {s}.audit_checkpoint ORDER BY seq`))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var cp Checkpoint
+			var at string
+			if err := rows.Scan(&cp.Seq, &cp.Head, &at, &cp.JWS); err != nil {
+				return err
+			}
+			cp.Time, _ = time.Parse(colTime, at)
+			out = append(out, cp)
+		}
+		return rows.Err()
+	})
+	return out, err
+}

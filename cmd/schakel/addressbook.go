@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/pki"
+)
+
+// newAddressbookCommand returns `schakel addressbook`: the IHE mCSD
+// directory (the role of a ZORG-AB or the LRZa) and the node's replica of it.
+func newAddressbookCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "addressbook",
+		Short: "mCSD directory of organisations and endpoints, and a node's replica of it",
+	}
+	cmd.AddCommand(newAddressbookServeCommand(), newAddressbookLoadCommand(), newAddressbookSyncCommand())
+	return cmd
+}
+
+// openAddressbookStore opens (creating) the directory's store in dataDir,
+// for `serve` and `load`.
+func openAddressbookStore(ctx context.Context, dataDir string) (*sqlite.Store, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dataDir, "addressbook-r4.db"), fhir.R4)
+	if err != nil {
+		return nil, fmt.Errorf("addressbook store: %w", err)
+	}
+	return st, nil
+}
+
+func newAddressbookServeCommand() *cobra.Command {
+	var dataDir, addr, publicURL, certFile, keyFile string
+	var cas []string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the directory on an mTLS listener",
+		Long: "Runs the directory: an R4 FHIR API with search (ITI-90) and _history (ITI-91) for\n" +
+			"every GtK with an UZI server certificate from one of the --ca CAs, and\n" +
+			"self-maintenance (ITI-130): an organisation creates and updates its own\n" +
+			"Organization and Endpoints, identified by the URA in its certificate.\n" +
+			"The directory lives in --data-dir; the operator loads entries with\n" +
+			"`schakel addressbook load`. See docs/addressbook.md.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SilenceUsage = true
+			if dataDir == "" || certFile == "" || keyFile == "" || len(cas) == 0 {
+				return errors.New("--data-dir, --cert, --key and --ca are required")
+			}
+			log, err := addressbookLogger(cmd)
+			if err != nil {
+				return err
+			}
+			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return fmt.Errorf("--cert/--key: %w", err)
+			}
+			roots, err := addressbookRoots(cas)
+			if err != nil {
+				return err
+			}
+			st, err := openAddressbookStore(cmd.Context(), dataDir)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listen %s: %w", addr, err)
+			}
+			if publicURL == "" {
+				publicURL = "https://" + ln.Addr().String() + "/fhir"
+			}
+			srv := addressbook.NewServer(st, publicURL, log)
+			hs := &http.Server{
+				Handler:           srv.Handler(),
+				TLSConfig:         pki.ServerTLSConfig(cert, roots),
+				ReadHeaderTimeout: 10 * time.Second,
+				ReadTimeout:       30 * time.Second,
+				WriteTimeout:      2 * time.Minute, // an initial load reads large history pages
+				IdleTimeout:       2 * time.Minute,
+				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "addressbook %s\n", publicURL)
+			errc := make(chan error, 1)
+			go func() { errc <- hs.ServeTLS(ln, "", "") }()
+			select {
+			case err := <-errc:
+				return err
+			case <-cmd.Context().Done():
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return hs.Shutdown(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", "", "directory of the addressbook database")
+	f.StringVar(&addr, "addr", "127.0.0.1:8446", "host:port of the mTLS listener")
+	f.StringVar(&publicURL, "url", "", "FHIR base peers use (default https://<addr>/fhir)")
+	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of the directory")
+	f.StringVar(&keyFile, "key", "", "PEM private key of --cert")
+	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) whose GtKs may read and maintain entries (repeatable)")
+	return cmd
+}
+
+func newAddressbookLoadCommand() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "load FILE.json",
+		Short: "Load directory entries (operator), all or none",
+		Long: "Loads entries into the directory in --data-dir, replacing earlier versions of\n" +
+			"the same ids. FILE.json is either a JSON array of entries\n" +
+			"  [{\"id\":\"org-1\",\"ura\":\"90000001\",\"name\":\"…\",\"endpoints\":[{\"id\":\"ep-1\",\n" +
+			"    \"payloadType\":\"Twiin-TA-notification\",\"address\":\"https://…/Task\",\"fhirVersion\":\"3.0\"}]}]\n" +
+			"or a FHIR Bundle of mCSD resources (Organization, Endpoint, HealthcareService,\n" +
+			"Location, PractitionerRole, Practitioner, OrganizationAffiliation), each with its id.\n" +
+			"The directory may be running: the change reaches replicas with their next sync.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cmd.SilenceUsage = true
+			if dataDir == "" {
+				return errors.New("--data-dir is required")
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			res, err := addressbook.DecodeLoadFile(data)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			st, err := openAddressbookStore(cmd.Context(), dataDir)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := addressbook.NewServer(st, "", nil).LoadResources(cmd.Context(), res...); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "loaded %d resources\n", len(res))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "directory of the addressbook database")
+	return cmd
+}
+
+func newAddressbookSyncCommand() *cobra.Command {
+	var base, replica, certFile, keyFile string
+	var cas []string
+	cmd := &cobra.Command{
+		Use:   "sync",
+		Short: "Bring a replica of a directory up to date once, and print what changed",
+		Long: "Runs one mCSD sync (ITI-91) of the directory at --url into the replica database\n" +
+			"--replica (created when absent): the whole history the first time, then\n" +
+			"_history?_since increments. A failed sync changes nothing.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SilenceUsage = true
+			if base == "" || replica == "" || certFile == "" || keyFile == "" || len(cas) == 0 {
+				return errors.New("--url, --replica, --cert, --key and --ca are required")
+			}
+			log, err := addressbookLogger(cmd)
+			if err != nil {
+				return err
+			}
+			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return fmt.Errorf("--cert/--key: %w", err)
+			}
+			roots, err := addressbookRoots(cas)
+			if err != nil {
+				return err
+			}
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientTLSConfig(cert, roots), ForceAttemptHTTP2: true},
+				Timeout: 2 * time.Minute}
+			r, err := addressbook.OpenReplica(cmd.Context(), addressbook.ReplicaConfig{Path: replica,
+				Source: &addressbook.Client{Base: base, HTTP: client}, Logger: log})
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			start := time.Now()
+			st, err := r.Sync(cmd.Context())
+			if err != nil {
+				return err
+			}
+			counts, err := r.Counts(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "synced in %s: initial=%v pages=%d versions=%d upserted=%d deleted=%d ignored=%d retries=%d\n",
+				time.Since(start).Round(time.Millisecond), st.Initial, st.Pages, st.Versions, st.Upserted, st.Deleted, st.Ignored, st.Retries)
+			for _, t := range slices.Sorted(maps.Keys(counts)) {
+				fmt.Fprintf(out, "  %-24s %d\n", t, counts[t])
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&base, "url", "", "FHIR base of the directory")
+	f.StringVar(&replica, "replica", "", "path of the replica database")
+	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of the node")
+	f.StringVar(&keyFile, "key", "", "PEM private key of --cert")
+	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) the directory's certificate chains to (repeatable)")
+	return cmd
+}
+
+// addressbookLogger honours the root command's --log-level.
+func addressbookLogger(cmd *cobra.Command) (*slog.Logger, error) {
+	logLevel := "info"
+	if fl := cmd.Flags().Lookup("log-level"); fl != nil {
+		logLevel = fl.Value.String()
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+// addressbookRoots reads the trusted CAs; a file without certificates is an
+// error, since an empty pool would refuse every peer.
+func addressbookRoots(files []string) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--ca %s: no PEM certificates", f)
+		}
+	}
+	return pool, nil
+}

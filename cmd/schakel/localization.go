@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/schakel-nl/schakel/localization"
+	"github.com/schakel-nl/schakel/pki"
+)
+
+// envLocalizationPostgres holds the PostgreSQL DSN of `localization serve`
+// when it carries a secret: flags show up in process listings.
+const envLocalizationPostgres = "SCHAKEL_LOCALIZATION_POSTGRES_DSN"
+
+// newLocalizationCommand returns `schakel localization`: the referral index
+// (the role of the national NVI) that a Twiin network can run itself.
+func newLocalizationCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "localization",
+		Short: "Referral index: which organisations hold data for a patient (by pseudonym)",
+	}
+	cmd.AddCommand(newLocalizationServeCommand())
+	return cmd
+}
+
+func newLocalizationServeCommand() *cobra.Command {
+	var dataDir, addr, certFile, keyFile, dsn string
+	var cas []string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the referral index on an mTLS listener",
+		Long: "Runs the referral index: FHIR List registrations, Organization/$localize and\n" +
+			"the pseudonym evaluation ($oprf-evaluate), for GtKs with an UZI server\n" +
+			"certificate from one of the --ca CAs. The index keeps its SQLite database, its\n" +
+			"OPRF key and its audit log in --data-dir; with --postgres (or $" + envLocalizationPostgres + ")\n" +
+			"the index itself lives in PostgreSQL. Keep passwords out of the DSN flag: use\n" +
+			"$" + envLocalizationPostgres + ", PGPASSWORD or ~/.pgpass. See docs/localization.md.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SilenceUsage = true
+			if dataDir == "" || certFile == "" || keyFile == "" || len(cas) == 0 {
+				return errors.New("--data-dir, --cert, --key and --ca are required")
+			}
+			if dsn == "" {
+				dsn = os.Getenv(envLocalizationPostgres)
+			}
+			// --log-level is the root command's persistent flag.
+			logLevel := "info"
+			if fl := cmd.Flags().Lookup("log-level"); fl != nil {
+				logLevel = fl.Value.String()
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return fmt.Errorf("--cert/--key: %w", err)
+			}
+			roots, err := localizationRoots(cas)
+			if err != nil {
+				return err
+			}
+			srv, err := localization.NewServer(localization.ServerConfig{DataDir: dataDir, PostgresDSN: dsn, Logger: log})
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listen %s: %w", addr, err)
+			}
+			hs := &http.Server{
+				Handler:           srv.Handler(),
+				TLSConfig:         pki.ServerTLSConfig(cert, roots),
+				ReadHeaderTimeout: 10 * time.Second,
+				ReadTimeout:       30 * time.Second,
+				WriteTimeout:      30 * time.Second,
+				IdleTimeout:       2 * time.Minute,
+				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			}
+			backend := "sqlite"
+			if dsn != "" {
+				backend = "postgres"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "localization https://%s/fhir (index %s, key %s)\n", ln.Addr(), backend, srv.KeyID())
+			errc := make(chan error, 1)
+			go func() { errc <- hs.ServeTLS(ln, "", "") }()
+			select {
+			case err := <-errc:
+				return err
+			case <-cmd.Context().Done():
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return hs.Shutdown(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data-dir", "", "directory of the index database, its OPRF key and its audit log")
+	f.StringVar(&addr, "addr", "127.0.0.1:8445", "host:port of the mTLS listener")
+	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of the index")
+	f.StringVar(&keyFile, "key", "", "PEM private key of --cert")
+	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) whose GtKs may register and ask (repeatable)")
+	f.StringVar(&dsn, "postgres", "", "PostgreSQL DSN of the index (default: SQLite in --data-dir; or $"+envLocalizationPostgres+")")
+	return cmd
+}
+
+// localizationRoots reads the trusted CAs; no file may be empty of
+// certificates, since a silently empty pool would refuse every peer.
+func localizationRoots(files []string) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--ca %s: no PEM certificates", f)
+		}
+	}
+	return pool, nil
+}

@@ -1,0 +1,446 @@
+package importer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/schakel-nl/schakel/fhir/store"
+)
+
+// locError is a failure at a location inside one document.
+type locError struct {
+	loc string
+	err error
+}
+
+// entry is one resource (or DELETE) to import, as read from the document.
+type entry struct {
+	loc     string
+	fullURL string
+	typ     string
+	bodyID  string // the id in the resource, if any
+	body    []byte // the resource; nil for DELETE
+	method  string // PUT, POST, DELETE, or "" outside transaction/batch
+	// urlID is the id of a PUT/DELETE Type/id url; cond the criteria of a
+	// conditional update (PUT Type?...) or create (ifNoneExist).
+	urlID string
+	cond  url.Values
+}
+
+type rawEntry struct {
+	FullURL  string          `json:"fullUrl"`
+	Resource json.RawMessage `json:"resource"`
+	Request  *struct {
+		Method      string `json:"method"`
+		URL         string `json:"url"`
+		IfNoneExist string `json:"ifNoneExist"`
+	} `json:"request"`
+	Search *struct {
+		Mode string `json:"mode"`
+	} `json:"search"`
+}
+
+// importDocument imports one JSON resource or Bundle and returns the counts
+// of what it wrote, per resource type, and its failures.
+func (im *Importer) importDocument(ctx context.Context, body []byte) (map[string]Counts, []locError) {
+	var rt struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if err := json.Unmarshal(body, &rt); err != nil {
+		return nil, []locError{{"", fmt.Errorf("%w: not a FHIR JSON resource: %v", ErrInput, err)}}
+	}
+	if rt.ResourceType != "Bundle" {
+		e, err := im.resourceEntry(rt.ResourceType, "", "", body)
+		if err != nil {
+			return nil, []locError{{"", err}}
+		}
+		return im.writeAll(ctx, []entry{e}, true)
+	}
+	var head struct {
+		Type  string     `json:"type"`
+		Entry []rawEntry `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		return nil, []locError{{"", fmt.Errorf("%w: not a FHIR Bundle: %v", ErrInput, err)}}
+	}
+	switch head.Type {
+	case "transaction", "batch", "collection", "searchset":
+	case "document", "message":
+		// These Bundles are resources in their own right: kept whole.
+		e, err := im.resourceEntry("Bundle", "", "", body)
+		if err != nil {
+			return nil, []locError{{"", err}}
+		}
+		return im.writeAll(ctx, []entry{e}, true)
+	default:
+		return nil, []locError{{"Bundle.type", fmt.Errorf("%w: Bundle of type %q", ErrUnsupported, head.Type)}}
+	}
+	batch := head.Type == "batch"
+	entries := make([]entry, 0, len(head.Entry))
+	var errs []locError
+	for i, re := range head.Entry {
+		loc := fmt.Sprintf("Bundle.entry[%d]", i)
+		if head.Type == "searchset" && re.Search != nil && re.Search.Mode == "outcome" {
+			continue // an OperationOutcome about the search, not data
+		}
+		e, skip, err := im.bundleEntry(head.Type, loc, re)
+		if err != nil {
+			errs = append(errs, locError{loc, err})
+			continue
+		}
+		if !skip {
+			entries = append(entries, e)
+		}
+	}
+	if len(errs) > 0 && !batch {
+		// Nothing of a failing transaction or collection is written.
+		return nil, errs
+	}
+	types, werrs := im.writeAll(ctx, entries, !batch)
+	return types, append(errs, werrs...)
+}
+
+// bundleEntry reads one Bundle entry; skip is set for entries that import
+// nothing (GET, HEAD).
+func (im *Importer) bundleEntry(bundleType, loc string, re rawEntry) (e entry, skip bool, err error) {
+	method := ""
+	if bundleType == "transaction" || bundleType == "batch" {
+		if re.Request == nil || re.Request.Method == "" {
+			return e, false, fmt.Errorf("%w: %s entry without request.method", ErrInput, bundleType)
+		}
+		method = strings.ToUpper(re.Request.Method)
+	}
+	switch method {
+	case "GET", "HEAD":
+		return e, true, nil
+	case "DELETE":
+		typ, id, cond, err := im.requestURL(re.Request.URL)
+		if err != nil {
+			return e, false, err
+		}
+		if cond != nil {
+			return e, false, fmt.Errorf("%w: conditional delete", ErrUnsupported)
+		}
+		return entry{loc: loc, fullURL: re.FullURL, typ: typ, urlID: id, method: method}, false, nil
+	case "", "PUT", "POST":
+	default:
+		return e, false, fmt.Errorf("%w: request.method %q", ErrInput, re.Request.Method)
+	}
+	if len(re.Resource) == 0 || string(re.Resource) == "null" {
+		return e, false, fmt.Errorf("%w: entry without resource", ErrInput)
+	}
+	var rh struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if err := json.Unmarshal(re.Resource, &rh); err != nil {
+		return e, false, fmt.Errorf("%w: resource: %v", ErrInput, err)
+	}
+	e, err = im.resourceEntry(rh.ResourceType, loc, re.FullURL, re.Resource)
+	if err != nil {
+		return e, false, err
+	}
+	e.method = method
+	switch method {
+	case "PUT":
+		typ, id, cond, err := im.requestURL(re.Request.URL)
+		if err != nil {
+			return e, false, err
+		}
+		if typ != e.typ {
+			return e, false, fmt.Errorf("%w: request.url is for %s, the resource is a %s", ErrInput, typ, e.typ)
+		}
+		e.urlID, e.cond = id, cond
+	case "POST":
+		if q := re.Request.IfNoneExist; q != "" {
+			q = strings.TrimPrefix(q, e.typ+"?")
+			q = strings.TrimPrefix(q, "?")
+			cond, err := url.ParseQuery(q)
+			if err != nil || len(cond) == 0 {
+				return e, false, fmt.Errorf("%w: request.ifNoneExist %q", ErrInput, re.Request.IfNoneExist)
+			}
+			e.cond = cond
+		}
+	}
+	return e, false, nil
+}
+
+// resourceEntry checks a resource against the store's FHIR version.
+func (im *Importer) resourceEntry(typ, loc, fullURL string, body []byte) (entry, error) {
+	e := entry{loc: loc, fullURL: fullURL, typ: typ, body: body}
+	if typ == "" {
+		return e, fmt.Errorf("%w: missing resourceType", ErrInput)
+	}
+	if !im.defs.IsResourceType(typ) {
+		if o := other(im.version); fits(o, typ, nil) {
+			return e, fmt.Errorf("%w: %s is a FHIR %s resource type, the store is FHIR %s", ErrVersion, typ, o, im.version)
+		}
+		return e, fmt.Errorf("%w: unknown resourceType %q", ErrInput, typ)
+	}
+	if versionMismatch(im.version, typ, body) {
+		return e, fmt.Errorf("%w: this %s is FHIR %s, the store is FHIR %s", ErrVersion, typ, other(im.version), im.version)
+	}
+	var rid struct {
+		ID *string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &rid); err != nil {
+		return e, fmt.Errorf("%w: %v", ErrInput, err)
+	}
+	if rid.ID != nil {
+		if !idPattern.MatchString(*rid.ID) {
+			return e, fmt.Errorf("%w: invalid id %q", ErrInput, *rid.ID)
+		}
+		e.bodyID = *rid.ID
+	}
+	return e, nil
+}
+
+// requestURL parses a request.url "Type/id" or "Type?criteria" (relative,
+// or absolute ending in either).
+func (im *Importer) requestURL(raw string) (typ, id string, cond url.Values, err error) {
+	path, query, hasQuery := strings.Cut(raw, "?")
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case hasQuery && len(segs) >= 1:
+		typ = segs[len(segs)-1]
+		cond, err = url.ParseQuery(query)
+		if err != nil || len(cond) == 0 {
+			return "", "", nil, fmt.Errorf("%w: request.url %q: bad search criteria", ErrInput, raw)
+		}
+	case !hasQuery && len(segs) >= 2:
+		typ, id = segs[len(segs)-2], segs[len(segs)-1]
+		if !idPattern.MatchString(id) {
+			return "", "", nil, fmt.Errorf("%w: request.url %q: invalid id", ErrInput, raw)
+		}
+	default:
+		return "", "", nil, fmt.Errorf("%w: request.url %q is not Type/id or Type?criteria", ErrInput, raw)
+	}
+	if !im.defs.IsResourceType(typ) {
+		return "", "", nil, fmt.Errorf("%w: request.url %q: unknown resource type", ErrInput, raw)
+	}
+	return typ, id, cond, nil
+}
+
+// derivedID is the id a resource gets from its fullUrl: a name-based UUID,
+// so that every import of the same Bundle assigns the same ids.
+func derivedID(fullURL string) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte(fullURL)).String()
+}
+
+// backend is what writing needs of a store, bound to one tenant: the store
+// itself or a transaction.
+type backend interface {
+	Read(ctx context.Context, typ, id string) (store.Resource, error)
+	Update(ctx context.Context, body json.RawMessage) (store.Resource, bool, error)
+	Delete(ctx context.Context, typ, id string) error
+	Search(ctx context.Context, q store.Query) (store.Page, error)
+}
+
+type storeBackend struct {
+	st     store.Store
+	tenant string
+}
+
+func (b storeBackend) Read(ctx context.Context, typ, id string) (store.Resource, error) {
+	return b.st.Read(ctx, b.tenant, typ, id)
+}
+func (b storeBackend) Update(ctx context.Context, body json.RawMessage) (store.Resource, bool, error) {
+	return b.st.Update(ctx, b.tenant, body, "")
+}
+func (b storeBackend) Delete(ctx context.Context, typ, id string) error {
+	return b.st.Delete(ctx, b.tenant, typ, id)
+}
+func (b storeBackend) Search(ctx context.Context, q store.Query) (store.Page, error) {
+	return b.st.Search(ctx, b.tenant, q)
+}
+
+type txBackend struct{ tx store.Tx }
+
+func (b txBackend) Read(ctx context.Context, typ, id string) (store.Resource, error) {
+	return b.tx.Read(ctx, typ, id)
+}
+func (b txBackend) Update(ctx context.Context, body json.RawMessage) (store.Resource, bool, error) {
+	return b.tx.Update(ctx, body, "")
+}
+func (b txBackend) Delete(ctx context.Context, typ, id string) error {
+	return b.tx.Delete(ctx, typ, id)
+}
+func (b txBackend) Search(ctx context.Context, q store.Query) (store.Page, error) {
+	return b.tx.Search(ctx, q)
+}
+
+// writeAll writes entries. atomic asks for all-or-nothing: in one store
+// transaction when the store has them, and otherwise stopping at the first
+// failure (what was written before it stays, and the error says so).
+// Without atomic, every entry is written or fails on its own.
+func (im *Importer) writeAll(ctx context.Context, entries []entry, atomic bool) (map[string]Counts, []locError) {
+	if !atomic {
+		return im.write(ctx, storeBackend{im.st, im.tenant}, entries, false)
+	}
+	if txs, ok := im.st.(store.Transactional); ok && len(entries) > 1 {
+		var types map[string]Counts
+		var errs []locError
+		err := txs.InTx(ctx, im.tenant, func(tx store.Tx) error {
+			types, errs = im.write(ctx, txBackend{tx}, entries, true)
+			if len(errs) > 0 {
+				return errs[0].err
+			}
+			return nil
+		})
+		if len(errs) > 0 {
+			return nil, errs
+		}
+		if err != nil {
+			return nil, []locError{{"", err}}
+		}
+		return types, nil
+	}
+	types, errs := im.write(ctx, storeBackend{im.st, im.tenant}, entries, true)
+	if len(errs) > 0 && len(entries) > 1 && types != nil {
+		written := 0
+		for _, c := range types {
+			written += c.Sum()
+		}
+		if written > 0 {
+			errs[0].err = fmt.Errorf("%w (the store has no transactions: %d entries before it were imported)", errs[0].err, written)
+		}
+	}
+	return types, errs
+}
+
+// write resolves the ids of entries, rewrites the references between them
+// and writes them through b. stopAtFirst ends at the first failure.
+func (im *Importer) write(ctx context.Context, b backend, entries []entry, stopAtFirst bool) (map[string]Counts, []locError) {
+	types := make(map[string]Counts)
+	var errs []locError
+	ids := make([]string, len(entries))
+	done := make([]bool, len(entries)) // a conditional create that found its match
+	refs := make(map[string]string)
+	for i, e := range entries {
+		id, found, err := im.resolveID(ctx, b, e)
+		if err != nil {
+			errs = append(errs, locError{e.loc, err})
+			if stopAtFirst {
+				return types, errs
+			}
+			continue
+		}
+		ids[i], done[i] = id, found
+		if e.fullURL != "" {
+			refs[e.fullURL] = e.typ + "/" + id
+		}
+	}
+	for i, e := range entries {
+		if ids[i] == "" {
+			continue // failed above
+		}
+		c := types[e.typ]
+		var err error
+		switch {
+		case done[i]:
+			c.Unchanged++
+		case e.method == "DELETE":
+			err = im.deleteOne(ctx, b, e.typ, ids[i], &c)
+		default:
+			err = im.putOne(ctx, b, e, ids[i], refs, &c)
+		}
+		if err != nil {
+			errs = append(errs, locError{e.loc, err})
+			if stopAtFirst {
+				return types, errs
+			}
+			continue
+		}
+		types[e.typ] = c
+	}
+	return types, errs
+}
+
+// resolveID decides the id an entry is written under. found is set when a
+// conditional create (ifNoneExist) matched an existing resource.
+func (im *Importer) resolveID(ctx context.Context, b backend, e entry) (id string, found bool, err error) {
+	if e.cond != nil {
+		page, err := b.Search(ctx, store.Query{Type: e.typ, Params: e.cond, Strict: true})
+		if err != nil {
+			return "", false, fmt.Errorf("conditional %s: %w", strings.ToLower(e.method), err)
+		}
+		switch {
+		case page.Total > 1 || len(page.Matches) > 1:
+			return "", false, fmt.Errorf("%w: conditional %s matches %d resources", ErrInput, strings.ToLower(e.method), page.Total)
+		case len(page.Matches) == 1:
+			return page.Matches[0].ID, e.method == "POST", nil
+		}
+	}
+	switch {
+	case e.urlID != "":
+		return e.urlID, false, nil
+	case e.method == "POST" && e.fullURL != "":
+		// A create ignores the resource's id: the fullUrl names it.
+		return derivedID(e.fullURL), false, nil
+	case e.bodyID != "":
+		return e.bodyID, false, nil
+	case e.fullURL != "":
+		return derivedID(e.fullURL), false, nil
+	}
+	// Nothing to derive an id from: this resource is new on every run.
+	return uuid.NewString(), false, nil
+}
+
+func (im *Importer) putOne(ctx context.Context, b backend, e entry, id string, refs map[string]string, c *Counts) error {
+	body := e.body
+	if len(refs) > 0 && bytes.Contains(body, []byte(`"reference"`)) {
+		nb, _, err := rewriteReferences(body, refs)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInput, err)
+		}
+		body = nb
+	}
+	if id != e.bodyID {
+		nb, err := withID(body, id)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInput, err)
+		}
+		body = nb
+	}
+	cur, err := b.Read(ctx, e.typ, id)
+	switch {
+	case err == nil:
+		if sameContent(cur.Body, body) {
+			c.Unchanged++
+			return nil
+		}
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrDeleted):
+	default:
+		return err
+	}
+	_, created, err := b.Update(ctx, body)
+	if err != nil {
+		return err
+	}
+	if created {
+		c.Created++
+	} else {
+		c.Updated++
+	}
+	return nil
+}
+
+func (im *Importer) deleteOne(ctx context.Context, b backend, typ, id string, c *Counts) error {
+	if _, err := b.Read(ctx, typ, id); errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
+		c.Unchanged++ // already gone: deleting again changes nothing
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if err := b.Delete(ctx, typ, id); err != nil {
+		return err
+	}
+	c.Deleted++
+	return nil
+}

@@ -1,0 +1,50 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/fhir/store/storetest"
+)
+
+const (
+	tenantA = "00000001"
+	bsnSys  = "http://fhir.nl/fhir/NamingSystem/bsn"
+)
+
+// BenchmarkStore runs the shared store benchmarks on a store of
+// storetest.BenchPatients() demo patients (SCHAKEL_BENCH_PATIENTS).
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) store.Store { return openStore(b, fhir.STU3) })
+}
+
+func BenchmarkReadSmall(b *testing.B) {
+	ctx := context.Background()
+	s := openStore(b, fhir.STU3)
+	for i := range 1000 {
+		body := fmt.Sprintf(`{"resourceType":"Patient","id":"p%d","identifier":[{"system":"%s","value":"%d"}]}`, i, bsnSys, i)
+		if _, _, err := s.Update(ctx, tenantA, json.RawMessage(body), ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := 0; b.Loop(); i++ {
+		if _, err := s.Read(ctx, tenantA, "Patient", fmt.Sprintf("p%d", i%1000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCreate(b *testing.B) {
+	ctx := context.Background()
+	s := openStore(b, fhir.STU3)
+	body := json.RawMessage(`{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"category":[{"coding":[{"system":"http://snomed.info/sct","code":"49581000146104"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}]},"effectiveDateTime":"2021-01-01","status":"final"}`)
+	for b.Loop() {
+		if _, err := s.Create(ctx, tenantA, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,80 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/notifiedpull"
+	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/plateau"
+)
+
+// resolveGrant is the authorization server's decision: the growth model
+// first (is the client a partner, does its request deliver the user
+// authentication the agreed plateau requires), then the exchange itself.
+// Every decision is audited before the token leaves.
+func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.Grant, error) {
+	rec := audit.Record{Action: audit.ActionExecute, Interaction: "token", Type: "token",
+		ActorURA: req.ClientID, ActorSystem: req.ClientID, AuthzProtocol: "RFC 7523 client assertion; " + req.GrantType}
+	var decision plateau.TokenDecision
+	var err error
+	if req.GrantType == notifiedpull.GrantTypeClient {
+		// A notification token gives no access to data and carries no user.
+		err = n.plateaus.CheckPartner(req.ClientID)
+	} else {
+		decision, err = n.plateaus.Authenticate(ctx, plateau.TokenContext{ClientURA: req.ClientID, GrantType: req.GrantType,
+			Scope: req.Scope, Assertion: req.Assertion, User: plateau.UserFromIdentity(req.User)})
+		if u := decision.User; u != nil {
+			rec.ActorUser, rec.ActorRole = u.ID, u.Role
+		}
+	}
+	if err != nil {
+		rec.Outcome, rec.OutcomeText = http.StatusBadRequest, err.Error()
+		rec.Checks = []string{"plateau: refused"}
+		if aerr := n.auditLog.Append(ctx, rec); aerr != nil {
+			return oauth.Grant{}, aerr
+		}
+		if r := plateau.AsRefusal(err); r != nil {
+			return oauth.Grant{}, r.OAuthError()
+		}
+		return oauth.Grant{}, err
+	}
+	g, err := n.np.ResolveGrant(ctx, req)
+	if err != nil {
+		rec.Outcome, rec.OutcomeText = http.StatusBadRequest, err.Error()
+		if !errors.Is(err, oauth.ErrInvalidGrant) && !errors.Is(err, oauth.ErrInvalidScope) {
+			rec.Outcome = http.StatusInternalServerError
+		}
+		if aerr := n.auditLog.Append(ctx, rec); aerr != nil {
+			return oauth.Grant{}, aerr
+		}
+		return oauth.Grant{}, err
+	}
+	if decision.Agreement != nil {
+		if g.Claims == nil {
+			g.Claims = map[string]any{}
+		}
+		for k, v := range decision.Claims() {
+			g.Claims[k] = v
+		}
+		rec.Checks = append(rec.Checks, "plateau: authentication plateau "+strconv.Itoa(decision.Delivered))
+	}
+	rec.Outcome = http.StatusOK
+	rec.Tenant = strings.TrimPrefix(g.Audience, n.publicURL+"/fhir/stu3/")
+	if rec.Tenant == g.Audience {
+		rec.Tenant = ""
+	}
+	if t, ok := g.Claims[notifiedpull.ClaimTask].(string); ok {
+		rec.Task = t
+	}
+	rec.OutcomeText = "scope " + strings.Join(g.Scope, " ")
+	// No token without its audit record.
+	if err := n.auditLog.Append(ctx, rec); err != nil {
+		return oauth.Grant{}, err
+	}
+	return g, nil
+}

@@ -1,0 +1,272 @@
+package plateau
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/schakel-nl/schakel/nl"
+)
+
+// Plateaus is the plateau agreed per generic function. A function that is
+// not listed stands at the plateau of the agreement's fallback (see
+// Config.Default), or at plateau 1.
+type Plateaus map[Function]int
+
+// Uniform returns the same plateau p for every function.
+func Uniform(p int) Plateaus {
+	out := make(Plateaus, len(Functions))
+	for _, f := range Functions {
+		out[f] = p
+	}
+	return out
+}
+
+// PartnerConfig is the agreement with one partner organisation (URA) or
+// with one collaboration (a set of URAs that share a trust domain).
+type PartnerConfig struct {
+	// URA is the partner organisation; set either URA or Collaboration.
+	URA string `koanf:"ura"`
+	// Collaboration lists the URAs of a collaboration (samenwerkingsverband).
+	Collaboration []string `koanf:"collaboration"`
+	// Name is shown in refusals, logs and the scan.
+	Name string `koanf:"name"`
+	// Plateaus is the plateau agreed per generic function.
+	Plateaus Plateaus `koanf:"plateaus"`
+	// Applications, when set, limits the care applications (policy names,
+	// e.g. "bgz") the partner may ask for: the bilateral list of plateau 1.
+	Applications []string `koanf:"applications"`
+}
+
+// Config is the growth-model configuration of a node; the node embeds it
+// under `partners`.
+type Config struct {
+	// Default is the agreement with partners that are not listed. Unset, an
+	// unlisted organisation is refused: plateau 1 authorization is a
+	// bilateral list of who may ask.
+	Default Plateaus `koanf:"default"`
+	// Agreements are the partners and collaborations with their plateaus.
+	Agreements []PartnerConfig `koanf:"agreements"`
+	// PolicyDir holds policy files (<application>.yaml) that replace the
+	// embedded defaults of the same application.
+	PolicyDir string `koanf:"policydir"`
+	// IdentityIssuers are the issuers (iss) whose signed user identities
+	// count at plateau 4 (e.g. the Dezi issuer).
+	IdentityIssuers []string `koanf:"identityissuers"`
+}
+
+// Validate checks the configuration and names every fault.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Default != nil {
+		if err := c.Default.validate("partners.default", false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	seen := map[string]int{}
+	for i, a := range c.Agreements {
+		where := fmt.Sprintf("partners.agreements[%d]", i)
+		if a.Name != "" {
+			where += " (" + a.Name + ")"
+		}
+		uras := a.URAs()
+		switch {
+		case a.URA != "" && len(a.Collaboration) > 0:
+			errs = append(errs, fmt.Errorf("%s: set ura or collaboration, not both", where))
+		case len(uras) == 0:
+			errs = append(errs, fmt.Errorf("%s: ura or collaboration is required", where))
+		}
+		for _, u := range uras {
+			if err := nl.ValidateURA(u); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
+				continue
+			}
+			if j, dup := seen[u]; dup {
+				errs = append(errs, fmt.Errorf("%s: URA %s is already in partners.agreements[%d]; a URA has one agreement", where, u, j))
+			}
+			seen[u] = i
+		}
+		if len(a.Plateaus) == 0 && c.Default == nil {
+			errs = append(errs, fmt.Errorf("%s: plateaus are required when there is no partners.default", where))
+		}
+		if err := a.Plateaus.validate(where+".plateaus", true); err != nil {
+			errs = append(errs, err)
+		}
+		if err := c.resolve(a.Plateaus).coherent(where); err != nil {
+			errs = append(errs, err)
+		}
+		for _, app := range a.Applications {
+			if !validName(app) {
+				errs = append(errs, fmt.Errorf("%s.applications: %q is not a care application name (lower-case letters, digits, '-')", where, app))
+			}
+		}
+	}
+	if c.Default != nil {
+		if err := c.resolve(nil).coherent("partners.default"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i, iss := range c.IdentityIssuers {
+		if u, err := url.Parse(iss); err != nil || u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("partners.identityissuers[%d]: %q is not an https URL", i, iss))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// URAs are the organisations the agreement covers.
+func (a PartnerConfig) URAs() []string {
+	if a.URA != "" {
+		return []string{a.URA}
+	}
+	return a.Collaboration
+}
+
+func (p Plateaus) validate(where string, partial bool) error {
+	var errs []error
+	keys := make([]string, 0, len(p))
+	for f := range p {
+		keys = append(keys, string(f))
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f := Function(k)
+		if !f.Valid() {
+			errs = append(errs, fmt.Errorf("%s: unknown generic function %q (known: %s)", where, k, functionList()))
+			continue
+		}
+		if !ValidPlateau(p[f]) {
+			errs = append(errs, fmt.Errorf("%s.%s: plateau %d is not 1–4", where, f, p[f]))
+		}
+	}
+	if !partial {
+		for _, f := range Functions {
+			if _, ok := p[f]; !ok {
+				errs = append(errs, fmt.Errorf("%s: %s is missing; the default names a plateau for every function", where, f))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// coherent refuses combinations the enforcer cannot honour: authorization
+// decides on the user's role, so it cannot stand above the plateau at which
+// that role is authenticated.
+func (p Plateaus) coherent(where string) error {
+	if p[Authorization] > p[Authentication] {
+		return fmt.Errorf("%s: authorization at plateau %d needs the user's role authenticated at plateau %d or higher, but authentication is at plateau %d",
+			where, p[Authorization], p[Authorization], p[Authentication])
+	}
+	return nil
+}
+
+// resolve fills in the functions an agreement leaves out.
+func (c *Config) resolve(p Plateaus) Plateaus {
+	out := make(Plateaus, len(Functions))
+	for _, f := range Functions {
+		switch v, ok := p[f]; {
+		case ok:
+			out[f] = v
+		case c.Default != nil && c.Default[f] != 0:
+			out[f] = c.Default[f]
+		default:
+			out[f] = Lowest
+		}
+	}
+	return out
+}
+
+func functionList() string {
+	s := make([]string, len(Functions))
+	for i, f := range Functions {
+		s[i] = string(f)
+	}
+	return strings.Join(s, ", ")
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Agreement is a resolved PartnerConfig: every function has its plateau.
+type Agreement struct {
+	Name         string
+	URAs         []string
+	Plateaus     [numFunctions]int // indexed by function order
+	Applications []string          // empty: every application with a policy
+	Default      bool              // the fallback agreement for unlisted partners
+}
+
+// numFunctions is the number of generic functions.
+const numFunctions = 8
+
+// Plateau returns the plateau agreed for f.
+func (a *Agreement) Plateau(f Function) int {
+	if i := index(f); i >= 0 {
+		return a.Plateaus[i]
+	}
+	return 0
+}
+
+// MayUse reports whether the agreement covers care application app.
+func (a *Agreement) MayUse(app string) bool {
+	return len(a.Applications) == 0 || slices.Contains(a.Applications, app)
+}
+
+func index(f Function) int {
+	switch f {
+	case Identification:
+		return 0
+	case Authentication:
+		return 1
+	case Authorization:
+		return 2
+	case Consent:
+		return 3
+	case Localization:
+		return 4
+	case Addressing:
+		return 5
+	case Logging:
+		return 6
+	case Network:
+		return 7
+	}
+	return -1
+}
+
+// Agreements resolves the configuration into a lookup by URA. The
+// configuration must be valid.
+func (c *Config) agreements() (map[string]*Agreement, *Agreement) {
+	byURA := map[string]*Agreement{}
+	for _, pc := range c.Agreements {
+		a := &Agreement{Name: pc.Name, URAs: pc.URAs(), Applications: pc.Applications}
+		r := c.resolve(pc.Plateaus)
+		for _, f := range Functions {
+			a.Plateaus[index(f)] = r[f]
+		}
+		for _, u := range a.URAs {
+			byURA[u] = a
+		}
+	}
+	var def *Agreement
+	if c.Default != nil {
+		def = &Agreement{Name: "default agreement", Default: true}
+		r := c.resolve(nil)
+		for _, f := range Functions {
+			def.Plateaus[index(f)] = r[f]
+		}
+	}
+	return byURA, def
+}

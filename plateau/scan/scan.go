@@ -1,0 +1,403 @@
+package scan
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/schakel-nl/schakel/nl"
+	"github.com/schakel-nl/schakel/pki"
+	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/policy"
+)
+
+// Report is the outcome of a scan.
+type Report struct {
+	Node       string            `json:"node"`
+	ConfigFile string            `json:"configFile"`
+	Generated  time.Time         `json:"generated"`
+	Functions  []FunctionReport  `json:"functions"`
+	Agreements []AgreementReport `json:"agreements"`
+	Probe      *Probe            `json:"probe,omitempty"`
+}
+
+// FunctionReport is one generic function.
+type FunctionReport struct {
+	Function plateau.Function `json:"function"`
+	Title    string           `json:"title"`
+	Reached  int              `json:"reached"`
+	// Characteristic is the growth model's wording of the reached plateau.
+	Characteristic string     `json:"characteristic"`
+	Evidence       []Evidence `json:"evidence"`
+	Next           *Next      `json:"next,omitempty"`
+	// Confirm are the organisational parts of the reached plateau that no
+	// scan can see; the organisation confirms them itself.
+	Confirm []string `json:"confirm,omitempty"`
+}
+
+// Evidence is one criterion and what was found.
+type Evidence struct {
+	Plateau int    `json:"plateau"`
+	Source  string `json:"source"` // configuration, observed, built-in
+	Met     bool   `json:"met"`
+	Text    string `json:"text"`
+}
+
+// Next is the way to the next plateau.
+type Next struct {
+	Plateau        int      `json:"plateau"`
+	Characteristic string   `json:"characteristic"`
+	Steps          []string `json:"steps"`
+}
+
+// AgreementReport is one partner agreement against what the node reaches.
+type AgreementReport struct {
+	Name     string           `json:"name"`
+	URAs     []string         `json:"uras"`
+	Plateaus plateau.Plateaus `json:"plateaus"`
+	Warnings []string         `json:"warnings,omitempty"`
+}
+
+// criterion is one requirement of a plateau the scan can judge.
+type criterion struct {
+	plateau int
+	judge   func(*inputs) (met bool, source, text string)
+	step    string // what to do when it is not met
+}
+
+type inputs struct {
+	cfg      *NodeConfig
+	probe    *Probe
+	leaf     error // error reading the node certificate, if any
+	uziURA   string
+	policies policy.Set
+	polErr   error
+	agreed   map[plateau.Function]int // highest plateau agreed with any partner
+	cfgErr   error
+}
+
+// Run scans cfg (read from file) with the optional probe result.
+func Run(cfg *NodeConfig, file string, probe *Probe) *Report {
+	in := &inputs{cfg: cfg, probe: probe, agreed: map[plateau.Function]int{}}
+	in.cfgErr = cfg.Partners.Validate()
+	if cfg.TLS.CertFile != "" {
+		leaf, err := leafCertificate(cfg.TLS.CertFile)
+		if err == nil {
+			var id pki.UZIServerID
+			if id, err = pki.ParseUZIServerID(leaf); err == nil {
+				in.uziURA = id.URA
+			}
+		}
+		in.leaf = err
+	}
+	in.policies, in.polErr = policy.Load(cfg.Partners.PolicyDir)
+	for _, a := range cfg.Partners.Agreements {
+		for f, p := range a.Plateaus {
+			in.agreed[f] = max(in.agreed[f], p)
+		}
+	}
+	for f, p := range cfg.Partners.Default {
+		in.agreed[f] = max(in.agreed[f], p)
+	}
+
+	r := &Report{Node: cfg.Name, ConfigFile: file, Generated: time.Now().UTC().Truncate(time.Second), Probe: probe}
+	reached := map[plateau.Function]int{}
+	for _, f := range plateau.Functions {
+		fr := assess(f, criteria[f], in)
+		reached[f] = fr.Reached
+		r.Functions = append(r.Functions, fr)
+	}
+	for _, a := range cfg.Partners.Agreements {
+		ar := AgreementReport{Name: a.Name, URAs: a.URAs(), Plateaus: a.Plateaus}
+		for _, f := range plateau.Functions {
+			if p, ok := a.Plateaus[f]; ok && p > reached[f] {
+				ar.Warnings = append(ar.Warnings, fmt.Sprintf("%s is agreed at plateau %d, but the node reaches plateau %d", f, p, reached[f]))
+			}
+		}
+		r.Agreements = append(r.Agreements, ar)
+	}
+	return r
+}
+
+func assess(f plateau.Function, cs []criterion, in *inputs) FunctionReport {
+	fr := FunctionReport{Function: f, Title: f.Title(), Reached: plateau.Highest}
+	var unmet [plateau.Highest + 1][]string
+	for _, c := range cs {
+		met, source, text := c.judge(in)
+		fr.Evidence = append(fr.Evidence, Evidence{Plateau: c.plateau, Source: source, Met: met, Text: text})
+		if !met {
+			unmet[c.plateau] = append(unmet[c.plateau], c.step)
+			fr.Reached = min(fr.Reached, c.plateau-1)
+		}
+	}
+	if fr.Reached >= plateau.Lowest {
+		ch, _ := plateau.CharacteristicOf(f, fr.Reached)
+		fr.Characteristic = joinCharacteristic(ch)
+		fr.Confirm = confirmations(f, fr.Reached)
+	}
+	if fr.Reached < plateau.Highest {
+		n := fr.Reached + 1
+		ch, _ := plateau.CharacteristicOf(f, n)
+		fr.Next = &Next{Plateau: n, Characteristic: joinCharacteristic(ch), Steps: unmet[n]}
+		if len(fr.Next.Steps) == 0 {
+			fr.Next.Steps = confirmations(f, n)
+		}
+	}
+	return fr
+}
+
+func joinCharacteristic(c plateau.Characteristic) string {
+	if len(c.Bullets) == 0 {
+		return c.Text
+	}
+	return c.Text + " " + strings.Join(c.Bullets, " ")
+}
+
+// confirmations are the organisational parts of plateau p of f.
+func confirmations(f plateau.Function, p int) []string {
+	switch f {
+	case plateau.Identification:
+		return []string{"the BSN is verified and validated (e.g. against the BRP through SBV-Z) before data is made available, and consent requirements are met"}
+	case plateau.Authentication:
+		switch p {
+		case 1:
+			return []string{"user management is in order and users are authenticated locally"}
+		case 2:
+			return []string{"users authenticate locally with a strong, two-factor means (NEN 7510)"}
+		case 4:
+			return []string{"users authenticate with an eIDAS high means (NEN 7512)"}
+		}
+	case plateau.Authorization:
+		return []string{"the authorization rules are demonstrably arranged within the communicating parties"}
+	case plateau.Consent:
+		if p == 1 {
+			return []string{"the care professional records the patient's consent in the own information system"}
+		}
+	case plateau.Logging:
+		if p >= 3 {
+			return []string{"the national agreements on logging and the procedures for monitoring and checking the log (NEN 7510, 7512, 7513) are followed"}
+		}
+	case plateau.Network:
+		switch p {
+		case 2, 3:
+			return []string{"intermediaries are held to the same requirements, and performance is agreed with them"}
+		case 4:
+			return []string{"national performance agreements between exchange parties, care providers and collaborations are in place"}
+		}
+	}
+	return nil
+}
+
+func builtIn(text string) func(*inputs) (bool, string, string) {
+	return func(*inputs) (bool, string, string) { return true, "built-in", text }
+}
+
+// agreedAt judges whether some partner is agreed at plateau p or higher for f.
+func agreedAt(f plateau.Function, p int) criterion {
+	return criterion{plateau: p, judge: func(in *inputs) (bool, string, string) {
+		if in.agreed[f] >= p {
+			return true, "configuration", fmt.Sprintf("at least one partner is agreed at %s plateau %d (partners)", f, in.agreed[f])
+		}
+		return false, "configuration", fmt.Sprintf("no partner is agreed at %s plateau %d or higher", f, p)
+	}, step: fmt.Sprintf("agree %s plateau %d with your partners and set partners.agreements[].plateaus.%s: %d", f, p, f, p)}
+}
+
+func isLocal(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return true
+	}
+	h := u.Hostname()
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified())
+}
+
+var mtls = criterion{plateau: 1, judge: func(in *inputs) (bool, string, string) {
+	c := in.cfg.TLS
+	if c.CertFile == "" || c.KeyFile == "" || len(c.CAFiles) == 0 {
+		return false, "configuration", "tls.certfile, tls.keyfile and tls.cafiles are not all set"
+	}
+	return true, "configuration", fmt.Sprintf("mutual TLS: certificate %s, trusted CAs %s", c.CertFile, strings.Join(c.CAFiles, ", "))
+}, step: "configure tls.certfile, tls.keyfile and tls.cafiles (the partners' CAs)"}
+
+var clientCert = criterion{plateau: 1, judge: func(in *inputs) (bool, string, string) {
+	if p := in.probe; p != nil {
+		if !p.Reachable {
+			return false, "observed", "the node could not be reached at " + p.URL
+		}
+		return p.AsksCert && p.DemandsCert, "observed", fmt.Sprintf("handshake at %s: client certificate requested %t, required %t", p.URL, p.AsksCert, p.DemandsCert)
+	}
+	return true, "built-in", "the public listener requires a client certificate that chains to tls.cafiles (pki.ServerTLSConfig); not probed"
+}, step: "make the public listener require client certificates"}
+
+var tls13 = criterion{plateau: 3, judge: func(in *inputs) (bool, string, string) {
+	if p := in.probe; p != nil {
+		return p.Reachable && p.TLSVersion == "TLS 1.3" && p.RefusesTLS12, "observed", fmt.Sprintf("negotiated %s; TLS 1.2 refused: %t", p.TLSVersion, p.RefusesTLS12)
+	}
+	return true, "built-in", "the public listener speaks TLS 1.3 only (pki.ServerTLSConfig); not probed"
+}, step: "allow only TLS 1.3 on the public listener (NEN 7512 channel encryption)"}
+
+var criteria = map[plateau.Function][]criterion{
+	plateau.Identification: {
+		{plateau: 1, judge: builtIn("BSNs are checked (nine digits, 11-proef) before a referral is made or a query answered, and travel as " + nl.SystemBSN)},
+	},
+	plateau.Authentication: {
+		mtls, clientCert,
+		{plateau: 1, judge: builtIn("token requests authenticate with a signed client assertion (RFC 7523 §2.2) bound to the mTLS certificate; no shared secrets")},
+		{plateau: 2, judge: func(in *inputs) (bool, string, string) {
+			if in.cfgErr != nil {
+				return false, "configuration", "the partners section is invalid: " + firstLine(in.cfgErr)
+			}
+			return true, "configuration", "the partners section is valid"
+		}, step: "fix the partners section (run schakel node --print-config)"},
+		agreedAt(plateau.Authentication, 2),
+		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
+			if in.leaf != nil {
+				return false, "configuration", "the node certificate carries no UZI server identity: " + in.leaf.Error()
+			}
+			return in.uziURA != "", "configuration", "the node certificate is an UZI server certificate for URA " + in.uziURA
+		}, step: "use an UZI server certificate (URA, UZI number, role) on the public listener"},
+		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
+			if p := in.probe; p != nil && p.Authed {
+				ok := p.Metadata && p.PrivateKeyJW && p.JWTBearer && p.RefusesNone
+				return ok, "observed", fmt.Sprintf("RFC 8414 metadata %t, private_key_jwt %t, jwt-bearer grant %t, alg none refused %t", p.Metadata, p.PrivateKeyJW, p.JWTBearer, p.RefusesNone)
+			}
+			return true, "built-in", "the token endpoint accepts organisation-signed grant assertions (jwt-bearer) and refuses alg none and HMAC; not probed"
+		}, step: "accept signed grant assertions carrying URA, UZI number and UZI role code at the token endpoint"},
+		agreedAt(plateau.Authentication, 3),
+		{plateau: 4, judge: func(in *inputs) (bool, string, string) {
+			if len(in.cfg.Partners.IdentityIssuers) == 0 {
+				return false, "configuration", "no identity issuer is trusted (partners.identityissuers)"
+			}
+			return true, "configuration", "user identities signed by " + strings.Join(in.cfg.Partners.IdentityIssuers, ", ") + " are accepted"
+		}, step: "trust the identity issuer of signed user identities (Dezi): set partners.identityissuers"},
+		{plateau: 4, judge: func(in *inputs) (bool, string, string) {
+			if p := in.probe; p != nil && p.Authed {
+				return p.BoundTokens, "observed", fmt.Sprintf("certificate-bound access tokens (RFC 8705): %t", p.BoundTokens)
+			}
+			return true, "built-in", "access tokens are bound to the client certificate (RFC 8705); not probed"
+		}, step: "bind access tokens to the client certificate (RFC 8705)"},
+		agreedAt(plateau.Authentication, 4),
+	},
+	plateau.Authorization: {
+		{plateau: 1, judge: func(in *inputs) (bool, string, string) {
+			n := len(in.cfg.Partners.Agreements)
+			switch {
+			case n == 0 && in.cfg.Partners.Default == nil:
+				return false, "configuration", "no partners are listed: every organisation is refused"
+			case n == 0:
+				return false, "configuration", "no partners are listed; every trusted organisation is admitted at the default plateaus"
+			case in.cfg.Partners.Default != nil:
+				return true, "configuration", fmt.Sprintf("%d partner agreements; unlisted organisations are admitted at the default plateaus", n)
+			}
+			return true, "configuration", fmt.Sprintf("%d partner agreements; unlisted organisations are refused", n)
+		}, step: "list the partners that may ask in partners.agreements (the bilateral list)"},
+		{plateau: 2, judge: func(in *inputs) (bool, string, string) {
+			if in.polErr != nil {
+				return false, "configuration", "the access policies do not load: " + firstLine(in.polErr)
+			}
+			var names []string
+			for app, p := range in.policies {
+				names = append(names, fmt.Sprintf("%s v%d (%s)", app, p.Version, p.File))
+			}
+			return true, "configuration", "access policies per role: " + strings.Join(names, ", ")
+		}, step: "fix the policy files in partners.policydir"},
+		{plateau: 2, judge: builtIn("the requesting user's role is written to every audit record (ActorRole)")},
+		agreedAt(plateau.Authorization, 2),
+		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
+			if in.cfg.Partners.PolicyDir == "" {
+				return false, "configuration", "only the embedded example policies are in force (partners.policydir is not set)"
+			}
+			return true, "configuration", "policies from " + in.cfg.Partners.PolicyDir + " carry the national authorization guideline (guideline lists)"
+		}, step: "put the national authorization guideline into the policy files' guideline lists and set partners.policydir"},
+		agreedAt(plateau.Authorization, 3),
+		agreedAt(plateau.Authorization, 4),
+	},
+	plateau.Consent: {
+		{plateau: 1, judge: builtIn("consent is the care provider's to record; the node refers and answers only what a participant makes available")},
+		{plateau: 2, judge: func(in *inputs) (bool, string, string) {
+			if k, v, ok := in.cfg.setting("consent.url", "consent.portalurl", "consent.mitzurl", "mitz.url", "mitzurl"); ok {
+				return true, "configuration", fmt.Sprintf("a consent service is configured (%s: %s)", k, v)
+			}
+			return false, "configuration", "no consent service is configured"
+		}, step: "connect a (regional) consent portal, or Mitz directly (recommended): set consent.url or consent.mitzurl"},
+		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
+			if k, v, ok := in.cfg.setting("consent.mitzurl", "mitz.url", "mitzurl"); ok {
+				return true, "configuration", fmt.Sprintf("Mitz is configured (%s: %s)", k, v)
+			}
+			return false, "configuration", "Mitz is not configured"
+		}, step: "migrate regional consents to Mitz and set consent.mitzurl"},
+		agreedAt(plateau.Consent, 4),
+	},
+	plateau.Localization: {
+		{plateau: 1, judge: builtIn("exchange is targeted (Notified Pull referrals): no localization service is needed")},
+		{plateau: 2, judge: func(in *inputs) (bool, string, string) {
+			if k, v, ok := in.cfg.setting("localization.url"); ok {
+				return true, "configuration", fmt.Sprintf("a localization service is configured (%s: %s)", k, v)
+			}
+			return false, "configuration", "no localization service is configured"
+		}, step: "connect a localization service (referral index): set localization.url"},
+		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
+			if strings.HasPrefix(in.cfg.AddressbookURL, "https://") {
+				return true, "configuration", "direct queries to plateau-3 parties are addressed through " + in.cfg.AddressbookURL
+			}
+			return false, "configuration", "no addressbook for direct queries to plateau-3 parties"
+		}, step: "set addressbookurl so plateau-3 parties can be queried directly"},
+		{plateau: 4, judge: func(in *inputs) (bool, string, string) {
+			if k, v, ok := in.cfg.setting("localization.mitz", "localization.mitzurl", "mitz.url", "mitzurl", "consent.mitzurl"); ok {
+				return true, "configuration", fmt.Sprintf("national localization through Mitz (%s: %s)", k, v)
+			}
+			return false, "configuration", "localization does not go through Mitz"
+		}, step: "register localization through Mitz subscriptions: set localization.mitzurl"},
+	},
+	plateau.Addressing: {
+		{plateau: 1, judge: func(in *inputs) (bool, string, string) {
+			if in.cfg.AddressbookURL == "" {
+				return false, "configuration", "no addressbook is configured"
+			}
+			return true, "configuration", "endpoints are found in the addressbook at " + in.cfg.AddressbookURL
+		}, step: "set addressbookurl"},
+		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
+			if isLocal(in.cfg.AddressbookURL) {
+				return false, "configuration", "the addressbook " + in.cfg.AddressbookURL + " is a local one, not the national addressbook (ZORG-AB)"
+			}
+			return true, "configuration", "the addressbook " + in.cfg.AddressbookURL + " is reachable beyond this network"
+		}, step: "point addressbookurl at ZORG-AB and list the GtK endpoint there"},
+		{plateau: 4, judge: builtIn("the node publishes every electronic service of each participant (notification, FHIR, authorization server, client keys) to the addressbook")},
+	},
+	plateau.Logging: {
+		{plateau: 1, judge: func(in *inputs) (bool, string, string) {
+			if in.cfg.DataDir == "" {
+				return false, "configuration", "datadir is not set, so there is no audit log"
+			}
+			return true, "configuration", "append-only NEN 7513 audit log in " + in.cfg.DataDir + "/audit.db; every access to patient data is recorded"
+		}, step: "set datadir"},
+		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
+			if keys := in.cfg.auditKeys(); len(keys) > 0 {
+				return true, "configuration", "audit settings: " + strings.Join(keys, ", ")
+			}
+			return false, "configuration", "no audit settings (retention, export for monitoring) are configured"
+		}, step: "configure audit retention and export to monitoring per the national logging agreements (audit.*)"},
+		{plateau: 3, judge: builtIn("request metrics are exposed at /metrics on the internal listener for monitoring")},
+	},
+	plateau.Network: {
+		mtls, clientCert,
+		tls13,
+		{plateau: 4, judge: func(in *inputs) (bool, string, string) {
+			if in.cfg.Public.URL == "" || isLocal(in.cfg.Public.URL) {
+				return false, "configuration", "the public URL is not an address reachable nationally (public.url)"
+			}
+			return true, "configuration", "public URL " + in.cfg.Public.URL
+		}, step: "publish the node at a nationally reachable address on a secure network (public.url)"},
+	},
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
