@@ -17,7 +17,7 @@ import (
 // the JWKS the addressbook lists for the partner's URA, fetched over mTLS
 // from a trusted node. Keys are cached for a short time.
 type clientKeys struct {
-	dir  *addressbook.Client
+	dir  addressbook.EndpointResolver
 	http *http.Client
 
 	mu    sync.Mutex

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
@@ -44,8 +45,13 @@ type Config struct {
 	Localization LocalizationConfig `koanf:"localization"`
 	// SigningKeyFile is the key the authorization server signs access tokens with.
 	SigningKeyFile string `koanf:"signingkeyfile"`
-	// AddressbookURL is the FHIR base of the addressbook.
+	// AddressbookURL is the FHIR base of the addressbook, asked live (with a
+	// short cache). Set Addressbook.Directories instead to keep local
+	// replicas of one or more directories (mCSD ITI-91).
 	AddressbookURL string `koanf:"addressbookurl"`
+	// Addressbook lists the directories the node replicates, each
+	// authoritative for a set of URAs.
+	Addressbook addressbook.Config `koanf:"addressbook"`
 	// Participants are the organisations this node serves.
 	Participants []ParticipantConfig `koanf:"participants"`
 	// TokenTTL is the lifetime of access tokens this node issues.
@@ -166,8 +172,15 @@ func (c *Config) Validate() error {
 	if c.SigningKeyFile == "" {
 		errs = append(errs, errors.New("signingkeyfile is required"))
 	}
-	if !strings.HasPrefix(c.AddressbookURL, "https://") {
-		errs = append(errs, errors.New("addressbookurl must be an https URL"))
+	if len(c.Addressbook.Directories) > 0 {
+		if c.AddressbookURL != "" {
+			errs = append(errs, errors.New("set either addressbookurl or addressbook.directories, not both"))
+		}
+		if err := c.Addressbook.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	} else if !strings.HasPrefix(c.AddressbookURL, "https://") {
+		errs = append(errs, errors.New("addressbookurl must be an https URL (or configure addressbook.directories)"))
 	}
 	if len(c.Participants) == 0 {
 		errs = append(errs, errors.New("at least one participant is required"))

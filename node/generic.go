@@ -51,19 +51,33 @@ func (n *Node) setupGeneric() error {
 }
 
 // holding registers, at the referral index, that a participant holds data
-// of a patient. A failure does not undo the exchange; it is logged.
+// of a patient. It runs beside the exchange (the exchange does not wait for
+// the index); a failure does not undo the exchange and is retried a few
+// times, then logged.
 func (n *Node) holding(ctx context.Context, tenant, bsn, application string) {
 	p, ok := n.parts[tenant]
 	if !ok || p.index == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if _, _, err := p.index.Register(ctx, localization.Registration{BSN: bsn, CareContext: careContextBgZ}); err != nil {
+	n.background.Add(1)
+	go func() {
+		defer n.background.Done()
+		ctx := context.WithoutCancel(ctx)
+		var err error
+		for attempt, wait := 0, 200*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
+			if attempt > 0 {
+				time.Sleep(wait)
+			}
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, _, err = p.index.Register(rctx, localization.Registration{BSN: bsn, CareContext: careContextBgZ})
+			cancel()
+			if err == nil {
+				n.emit(eventf(n.cfg.Name, tenant, "localization", "registered at the referral index: %s holds %s data of the patient", tenant, application))
+				return
+			}
+		}
 		n.log.Warn("registration at the referral index failed", "participant", tenant, "application", application, "err", err)
-		return
-	}
-	n.emit(eventf(n.cfg.Name, tenant, "localization", "registered at the referral index: %s holds %s data of the patient", tenant, application))
+	}()
 }
 
 type userKey struct{}

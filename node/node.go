@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
@@ -56,7 +57,8 @@ type Node struct {
 	npDB     *notifiedpull.DB
 	np       *notifiedpull.Service
 	as       *oauth.Server
-	dir      *addressbook.Client
+	dir      addressbook.EndpointResolver
+	dirs     *addressbook.Directories // replicas, when configured
 	plateaus *plateau.Enforcer
 	consent  *consent.Client
 	metrics  *metrics
@@ -64,6 +66,7 @@ type Node struct {
 	publicSrv, internalSrv *http.Server
 	events                 func(notifiedpull.Event)
 	clients                []*http.Client // outgoing mTLS clients, for CloseIdleConnections
+	background             sync.WaitGroup // side work (index registrations) finished before the stores close
 }
 
 // Options are the node's collaborators that are not configuration.
@@ -166,7 +169,14 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	}
 
 	clientTLS := n.trust.ClientTLSConfig(n.cert)
-	n.dir = &addressbook.Client{Base: cfg.AddressbookURL, HTTP: n.httpClient(clientTLS)}
+	if len(cfg.Addressbook.Directories) > 0 {
+		if n.dirs, err = addressbook.OpenDirectories(ctx, cfg.Addressbook, n.httpClient(clientTLS), n.log); err != nil {
+			return nil, err
+		}
+		n.dir = n.dirs
+	} else {
+		n.dir = &addressbook.Client{Base: cfg.AddressbookURL, HTTP: n.httpClient(clientTLS)}
+	}
 	for _, p := range n.parts {
 		hc := n.httpClient(n.trust.ClientTLSConfig(p.cert))
 		p.party = &notifiedpull.Party{URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, HTTP: hc,
@@ -271,6 +281,12 @@ func (n *Node) Serve(ctx context.Context) error {
 	if err := n.np.Start(ctx); err != nil {
 		return err
 	}
+	dirsDone := make(chan struct{})
+	if n.dirs != nil {
+		go func() { _ = n.dirs.Run(ctx); close(dirsDone) }()
+	} else {
+		close(dirsDone)
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- n.publicSrv.ServeTLS(n.publicLn, "", "") }()
 	go func() { errc <- n.internalSrv.Serve(n.internalLn) }()
@@ -285,6 +301,8 @@ func (n *Node) Serve(ctx context.Context) error {
 	_ = n.publicSrv.Shutdown(shutdownCtx)
 	_ = n.internalSrv.Shutdown(shutdownCtx)
 	n.np.Wait()
+	n.background.Wait()
+	<-dirsDone
 	n.closeStores()
 	n.log.Info("node stopped")
 	if errors.Is(err, http.ErrServerClosed) {
@@ -294,6 +312,9 @@ func (n *Node) Serve(ctx context.Context) error {
 }
 
 func (n *Node) closeStores() {
+	if n.dirs != nil {
+		_ = n.dirs.Close()
+	}
 	for _, c := range []interface{ Close() error }{n.stu3, n.auditLog, n.npDB} {
 		if c != nil && !isNilCloser(c) {
 			_ = c.Close()
