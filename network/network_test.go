@@ -549,6 +549,20 @@ func TestTokenRequestsRefused(t *testing.T) {
 			}
 		})
 	}
+	// Every refusal is in the GP node's audit log, with its reason.
+	recs, err := nw.GPNode.Audit().List(context.Background(), audit.Filter{ActorURA: peerURA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, r := range recs {
+		if r.Interaction == "token" && r.Outcome >= 400 && r.OutcomeText != "" {
+			refused++
+		}
+	}
+	if refused != 7 {
+		t.Errorf("%d refused token requests audited, want 7", refused)
+	}
 }
 
 func TestNotificationsRefused(t *testing.T) {

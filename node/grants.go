@@ -2,7 +2,7 @@ package node
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,12 +32,9 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 			rec.ActorUser, rec.ActorRole = u.ID, u.Role
 		}
 	}
+	// Refusals are audited by auditRefusal, with every other refusal of
+	// the authorization server.
 	if err != nil {
-		rec.Outcome, rec.OutcomeText = http.StatusBadRequest, err.Error()
-		rec.Checks = []string{"plateau: refused"}
-		if aerr := n.auditLog.Append(ctx, rec); aerr != nil {
-			return oauth.Grant{}, aerr
-		}
 		if r := plateau.AsRefusal(err); r != nil {
 			return oauth.Grant{}, r.OAuthError()
 		}
@@ -45,13 +42,6 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 	}
 	g, err := n.np.ResolveGrant(ctx, req)
 	if err != nil {
-		rec.Outcome, rec.OutcomeText = http.StatusBadRequest, err.Error()
-		if !errors.Is(err, oauth.ErrInvalidGrant) && !errors.Is(err, oauth.ErrInvalidScope) {
-			rec.Outcome = http.StatusInternalServerError
-		}
-		if aerr := n.auditLog.Append(ctx, rec); aerr != nil {
-			return oauth.Grant{}, aerr
-		}
 		return oauth.Grant{}, err
 	}
 	if decision.Agreement != nil {
@@ -77,4 +67,20 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 		return oauth.Grant{}, err
 	}
 	return g, nil
+}
+
+// auditRefusal records a refused token or introspection request before the
+// refusal is answered: who (by certificate) asked for what, and why not.
+func (n *Node) auditRefusal(r *http.Request, ref oauth.Refusal) error {
+	peer, _ := n.trust.PeerURA(r.TLS)
+	rec := audit.Record{Action: audit.ActionExecute, Interaction: "token", Type: "token", Outcome: ref.Status,
+		OutcomeText: ref.Code + ": " + ref.Description, ActorURA: peer, ActorSystem: peer, Address: r.RemoteAddr,
+		AuthzProtocol: "RFC 6749 token endpoint"}
+	if strings.HasSuffix(r.URL.Path, "/introspect") {
+		rec.Interaction = "introspect"
+	}
+	if pr := plateau.AsRefusal(ref.Cause); pr != nil {
+		rec.Checks = []string{fmt.Sprintf("plateau: %s refused (plateau %d required, %d delivered)", pr.Function, pr.Required, pr.Delivered)}
+	}
+	return n.auditLog.Append(r.Context(), rec)
 }

@@ -211,6 +211,7 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 		SigningKey: signing,
 		Clients:    &clientKeys{dir: n.dir, http: n.httpClient(clientTLS)},
 		Grants:     oauth.GrantResolverFunc(n.resolveGrant),
+		OnRefusal:  n.auditRefusal,
 		PeerURA:    n.trust.PeerURA,
 		TokenTTL:   cfg.TokenTTL,
 		ClockSkew:  cfg.ClockSkew,

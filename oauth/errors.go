@@ -116,6 +116,13 @@ func classify(err error) (status int, code, description string) {
 // writeError is the one place that turns an error into an RFC 6749 §5.2 response.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, desc := classify(err)
+	if s.cfg.OnRefusal != nil {
+		// The refusal is recorded before it is answered.
+		if rerr := s.cfg.OnRefusal(r, Refusal{Status: status, Code: code, Description: desc, Cause: err}); rerr != nil {
+			s.log.ErrorContext(r.Context(), "refusal not recorded", "error", rerr)
+			status, code, desc = http.StatusServiceUnavailable, errServer.Error(), "the authorization server cannot record the request"
+		}
+	}
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "oauth request failed", "path", r.URL.Path, "error", err)
 	} else {
@@ -208,4 +215,12 @@ func (e *ErrorResponse) Unwrap() error {
 // Put nothing internal in description; cause is only logged.
 func RefuseGrant(description string, cause error) error {
 	return newError(ErrInvalidGrant, description, cause)
+}
+
+// Refusal is what OnRefusal is told of a refused request.
+type Refusal struct {
+	Status      int    // HTTP status answered
+	Code        string // RFC 6749 error code
+	Description string // error_description as answered
+	Cause       error  // the internal cause; never sent
 }

@@ -122,6 +122,10 @@ type ServerConfig struct {
 	// active token's content (RFC 7662 §4). Default: only the client the
 	// token was issued to. Refused callers get active=false.
 	MayIntrospect func(callerURA string, t *AccessToken) bool
+	// OnRefusal, when set, records every refused token or introspection
+	// request before the refusal is answered (the node's audit log). An
+	// error from it turns the answer into a 503 server_error.
+	OnRefusal func(r *http.Request, ref Refusal) error
 	// Logger receives refused requests (info) and server errors (error).
 	Logger *slog.Logger
 
