@@ -110,6 +110,12 @@ func printSummary(w io.Writer, sum *importer.Summary) {
 		fmt.Fprintf(w, "  %-28s %6d  (created %d, updated %d, unchanged %d, deleted %d)\n",
 			t, c.Sum(), c.Created, c.Updated, c.Unchanged, c.Deleted)
 	}
+	if len(sum.Warnings) > 0 {
+		fmt.Fprintf(w, "%d repairs (the data was imported):\n", len(sum.Warnings))
+		for _, p := range sum.Warnings {
+			fmt.Fprintf(w, "  %s\n", p.Error())
+		}
+	}
 	if len(sum.Problems) > 0 {
 		fmt.Fprintf(w, "%d problems in %d files:\n", len(sum.Problems), sum.Failed)
 		for _, p := range sum.Problems {

@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	fhirxml "github.com/schakel-nl/schakel/fhir/xml"
 	"io"
 	"io/fs"
 	"os"
@@ -64,7 +65,7 @@ type Config struct {
 	// Tenant is the participant (URA) the resources are stored for; required.
 	Tenant string
 	// DecodeXML converts a FHIR XML document to FHIR JSON; nil means
-	// fhir/xml.Decode.
+	// fhir/xml.DecodeLenient, whose repairs are reported as warnings.
 	DecodeXML func(v fhir.Version, data []byte) (json.RawMessage, error)
 	// MaxFileBytes limits the size of one file; 0 means DefaultMaxFileBytes.
 	MaxFileBytes int64
@@ -98,9 +99,6 @@ func New(cfg Config) (*Importer, error) {
 	}
 	im := &Importer{st: cfg.Store, version: cfg.Version, defs: defs, tenant: cfg.Tenant,
 		decodeXML: cfg.DecodeXML, maxFile: cfg.MaxFileBytes}
-	if im.decodeXML == nil {
-		im.decodeXML = defaultDecodeXML
-	}
 	if im.maxFile == 0 {
 		im.maxFile = DefaultMaxFileBytes
 	}
@@ -155,6 +153,10 @@ type Summary struct {
 	// Types counts the resources per resource type.
 	Types    map[string]Counts
 	Problems []Problem
+	// Warnings are repairs made to data that broke the specification in a
+	// way the importer can mend (e.g. a non-repeating XML element given
+	// twice: the first is kept); the data was imported.
+	Warnings []Problem
 }
 
 // Total adds up the counts of all resource types.
@@ -308,6 +310,9 @@ func (im *Importer) Import(ctx context.Context, name string, data []byte, sum *S
 			problems = append(problems, Problem{File: name, Location: d.loc, Err: err})
 			break
 		}
+		for _, w := range d.warnings {
+			sum.Warnings = append(sum.Warnings, Problem{File: name, Location: d.loc, Err: errors.New(w)})
+		}
 		types, errs := im.importDocument(ctx, d.body)
 		sum.merge(types)
 		for _, e := range errs {
@@ -329,8 +334,9 @@ func (im *Importer) Import(ctx context.Context, name string, data []byte, sum *S
 // document is one JSON resource or Bundle from a file; loc is where it is
 // in an NDJSON file.
 type document struct {
-	loc  string
-	body []byte
+	loc      string
+	body     []byte
+	warnings []string // what the decoder repaired
 }
 
 var bom = []byte("\xef\xbb\xbf")
@@ -346,6 +352,17 @@ func (im *Importer) documents(data []byte) ([]document, error) {
 	case '<':
 		if err := im.checkXMLRoot(data); err != nil {
 			return nil, err
+		}
+		if im.decodeXML == nil {
+			body, warnings, err := fhirxml.DecodeLenient(im.version, data)
+			if err != nil {
+				return nil, fmt.Errorf("%w: FHIR XML: %w", ErrInput, err)
+			}
+			doc := document{body: body}
+			for _, w := range warnings {
+				doc.warnings = append(doc.warnings, w.String())
+			}
+			return []document{doc}, nil
 		}
 		body, err := im.decodeXML(im.version, data)
 		if err != nil {

@@ -69,37 +69,61 @@ func errorf(loc, format string, args ...any) error {
 // Decode converts a FHIR XML resource to FHIR JSON. Decimals keep their
 // exact lexical form; the narrative div becomes a string of XHTML.
 func Decode(v fhir.Version, data []byte) (json.RawMessage, error) {
+	out, _, err := decode(v, data, false)
+	return out, err
+}
+
+// DecodeLenient is Decode for data from systems that break the element
+// cardinality of the specification (a non-repeating element given more than
+// once): the first occurrence is kept and each repair is returned as a
+// warning, so an importer can load real-world data and say what it changed.
+// Everything else is refused as by Decode.
+func DecodeLenient(v fhir.Version, data []byte) (json.RawMessage, []Warning, error) {
+	return decode(v, data, true)
+}
+
+func decode(v fhir.Version, data []byte, lenient bool) (json.RawMessage, []Warning, error) {
 	s := validate.SchemaFor(v)
 	if s == nil {
-		return nil, errorf("", "unknown FHIR version %q", string(v))
+		return nil, nil, errorf("", "unknown FHIR version %q", string(v))
 	}
 	if len(data) > MaxSize {
-		return nil, errorf("", "the document exceeds %d bytes", MaxSize)
+		return nil, nil, errorf("", "the document exceeds %d bytes", MaxSize)
 	}
 	if !utf8.Valid(data) {
-		return nil, errorf("", "the document is not valid UTF-8")
+		return nil, nil, errorf("", "the document is not valid UTF-8")
 	}
-	d := &decoder{s: s, x: stdxml.NewDecoder(bytes.NewReader(data))}
+	d := &decoder{s: s, x: stdxml.NewDecoder(bytes.NewReader(data)), lenient: lenient}
 	d.x.Strict = true
 	root, err := d.prolog()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out, err := d.resource(root, "")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := d.epilog(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	return out, d.warnings, nil
 }
 
 type decoder struct {
-	s     *validate.Schema
-	x     *stdxml.Decoder
-	depth int
+	s        *validate.Schema
+	x        *stdxml.Decoder
+	depth    int
+	lenient  bool
+	warnings []Warning
 }
+
+// Warning is something DecodeLenient repaired, with where it was.
+type Warning struct {
+	Location string
+	Reason   string
+}
+
+func (w Warning) String() string { return w.Location + ": " + w.Reason }
 
 // token returns the next token that matters: comments are skipped;
 // declarations (DOCTYPE) and processing instructions are refused.
@@ -385,7 +409,8 @@ func (d *decoder) children(obj *object, loc string, isResource bool) error {
 				typ = "id"
 			}
 			m := obj.member(name, f, validate.IsPrimitive(typ))
-			if !f.Repeats && len(m.vals) > 0 {
+			extra := !f.Repeats && len(m.vals) > 0
+			if extra && !d.lenient {
 				return errorf(at, "occurs more than once")
 			}
 			var val, ext []byte
@@ -405,6 +430,12 @@ func (d *decoder) children(obj *object, loc string, isResource bool) error {
 			}
 			if err != nil {
 				return err
+			}
+			if extra {
+				// Lenient: the element is read (and checked) but only its
+				// first occurrence is kept, and the caller is told.
+				d.warnings = append(d.warnings, Warning{Location: at, Reason: "occurs more than once; only the first occurrence is kept"})
+				continue
 			}
 			m.vals = append(m.vals, val)
 			m.exts = append(m.exts, ext)
