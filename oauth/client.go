@@ -35,10 +35,13 @@ type Client struct {
 
 // TokenRequest describes the token a Client asks for.
 type TokenRequest struct {
-	GrantType         string         // GrantTypeClientCredentials or GrantTypeJWTBearer
-	Scope             []string       // requested scope
-	AuthorizationBase string         // Twiin Notified Pull authorization_base, if any
-	AssertionClaims   map[string]any // extra claims for the grant assertion (jwt-bearer)
+	GrantType         string   // GrantTypeClientCredentials or GrantTypeJWTBearer
+	Scope             []string // requested scope
+	AuthorizationBase string   // Twiin Notified Pull authorization_base, if any
+	// Resource is the RFC 8707 resource indicator: the absolute base URL of
+	// the resource server the token is for; empty sends none.
+	Resource        string
+	AssertionClaims map[string]any // extra claims for the grant assertion (jwt-bearer)
 	// UserIdentity is a user identity token (plateau 4) to carry in the
 	// grant assertion as ClaimUserIdentity (jwt-bearer only).
 	UserIdentity string
@@ -141,6 +144,9 @@ func (c *Client) TokenForm(tokenEndpoint string, req TokenRequest) (url.Values, 
 	}
 	if req.AuthorizationBase != "" {
 		form.Set("authorization_base", req.AuthorizationBase)
+	}
+	if req.Resource != "" {
+		form.Set("resource", req.Resource)
 	}
 	return form, nil
 }

@@ -28,6 +28,10 @@ var (
 	// ErrInsufficientScope: the access token is valid but lacks a scope the resource needs
 	// (RFC 6750 §3.1). Resource servers return it, wrapped, to WriteBearerError.
 	ErrInsufficientScope = errors.New("insufficient_scope")
+	// ErrInvalidTarget: the RFC 8707 resource parameter is malformed, or names
+	// a resource this server does not issue tokens for under the grant
+	// (RFC 8707 §2). GrantResolvers return it, wrapped, to refuse a resource.
+	ErrInvalidTarget = errors.New("invalid_target")
 )
 
 // errServer marks failures that are ours, not the client's (RFC 6749 §5.2 has no
@@ -84,6 +88,7 @@ var errorKinds = []struct {
 	{ErrUnsupportedGrantType, http.StatusBadRequest},
 	{ErrInvalidScope, http.StatusBadRequest},
 	{ErrInvalidGrant, http.StatusBadRequest},
+	{ErrInvalidTarget, http.StatusBadRequest},
 }
 
 // classify returns the status, the RFC 6749 code and the description a peer may see.
@@ -106,6 +111,8 @@ func classify(err error) (status int, code, description string) {
 				description = "the requested scope is invalid or exceeds the grant"
 			case ErrInvalidClient:
 				description = "client authentication failed"
+			case ErrInvalidTarget:
+				description = "the requested resource is invalid or not served under this grant"
 			}
 			return k.status, k.kind.Error(), description
 		}
@@ -202,7 +209,7 @@ func (e *ErrorResponse) Error() string {
 
 // Unwrap maps the code to the package's sentinel, if there is one.
 func (e *ErrorResponse) Unwrap() error {
-	for _, k := range []error{ErrInvalidRequest, ErrInvalidClient, ErrInvalidGrant, ErrInvalidScope, ErrUnsupportedGrantType} {
+	for _, k := range []error{ErrInvalidRequest, ErrInvalidClient, ErrInvalidGrant, ErrInvalidScope, ErrUnsupportedGrantType, ErrInvalidTarget} {
 		if k.Error() == e.Code {
 			return k
 		}
@@ -215,6 +222,13 @@ func (e *ErrorResponse) Unwrap() error {
 // Put nothing internal in description; cause is only logged.
 func RefuseGrant(description string, cause error) error {
 	return newError(ErrInvalidGrant, description, cause)
+}
+
+// RefuseTarget is how a GrantResolver refuses the requested resource with a
+// reason the client may see: RFC 8707 §2 invalid_target. Put nothing
+// internal in description; cause is only logged.
+func RefuseTarget(description string, cause error) error {
+	return newError(ErrInvalidTarget, description, cause)
 }
 
 // Refusal is what OnRefusal is told of a refused request.

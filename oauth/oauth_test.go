@@ -270,6 +270,13 @@ func (e *testEnv) resolve(_ context.Context, req GrantRequest) (Grant, error) {
 		return Grant{}, fmt.Errorf("scope not allowed: %w", ErrInvalidScope)
 	}
 	g := Grant{Audience: e.audience, Scope: req.Scope, NotAfter: e.clock.Now().Add(time.Hour)}
+	switch req.Resource {
+	case "", e.audience:
+	case e.issuer + "/other":
+		// A resolver that ignores the resource: the server must refuse.
+	default:
+		return Grant{}, RefuseTarget("not a resource of this server", nil)
+	}
 	if req.AuthorizationBase != "" {
 		g.Claims = map[string]any{"patient": "999911120", "task": "Task/123"}
 	}

@@ -46,11 +46,15 @@ type ClientKeys interface {
 // Everything in it has been authenticated except AuthorizationBase and Scope,
 // which the resolver must check.
 type GrantRequest struct {
-	ClientID          string         // URA of the client, verified by assertion and mTLS
-	GrantType         string         // GrantTypeClientCredentials or GrantTypeJWTBearer
-	Scope             []string       // requested scope, possibly empty
-	AuthorizationBase string         // Twiin Notified Pull authorization_base, if sent
-	Assertion         map[string]any // verified claims of the grant assertion (jwt-bearer only)
+	ClientID          string   // URA of the client, verified by assertion and mTLS
+	GrantType         string   // GrantTypeClientCredentials or GrantTypeJWTBearer
+	Scope             []string // requested scope, possibly empty
+	AuthorizationBase string   // Twiin Notified Pull authorization_base, if sent
+	// Resource is the RFC 8707 resource indicator, if sent: one absolute URI
+	// without fragment, the resource server the client wants the token for.
+	// When set, the Grant's Audience must equal it (RFC 8707 §2).
+	Resource  string
+	Assertion map[string]any // verified claims of the grant assertion (jwt-bearer only)
 	// User is the verified user identity carried in the grant assertion's
 	// user_identity claim (plateau 4); nil when none was sent. Whether a
 	// user is required, and in which role, is the resolver's decision.

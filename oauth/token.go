@@ -62,7 +62,12 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	if err != nil {
 		return nil, err
 	}
+	resource, err := parseResource(form["resource"])
+	if err != nil {
+		return nil, err
+	}
 	req := GrantRequest{
+		Resource:          resource,
 		ClientID:          clientID,
 		GrantType:         form.Get("grant_type"),
 		Scope:             scope,
@@ -99,6 +104,11 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 	if err != nil {
 		return nil, fmt.Errorf("grant resolver: %w", err)
 	}
+	// RFC 8707 §2: a token asked for one resource is restricted to it; a
+	// resolver that grants another audience refuses the resource.
+	if req.Resource != "" && grant.Audience != req.Resource {
+		return nil, newError(ErrInvalidTarget, "tokens for this resource are not issued under this grant", nil)
+	}
 	return s.mint(clientID, thumbprint, grant)
 }
 
@@ -126,7 +136,8 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 		return nil, invalidRequest("the request body is not valid form encoding")
 	}
 	for k, v := range form {
-		if len(v) > 1 {
+		// resource may repeat in RFC 8707; parseResource answers that.
+		if len(v) > 1 && k != "resource" {
 			return nil, invalidRequest(fmt.Sprintf("parameter %q is repeated", sanitize(k)))
 		}
 	}
@@ -146,6 +157,40 @@ func sanitize(s string) string {
 		s = s[:max] + "…"
 	}
 	return s
+}
+
+// maxResourceLength bounds the resource indicator a client can send.
+const maxResourceLength = 2048
+
+// parseResource checks the RFC 8707 §2 resource parameter: absent, or one
+// absolute URI without a fragment. Several resources in one request are not
+// supported: a token here always has one audience.
+func parseResource(values []string) (string, error) {
+	switch len(values) {
+	case 0:
+		return "", nil
+	case 1:
+	default:
+		return "", newError(ErrInvalidTarget, "only one resource may be requested per token", nil)
+	}
+	v := values[0]
+	if v == "" {
+		return "", newError(ErrInvalidTarget, "resource is empty", nil)
+	}
+	if len(v) > maxResourceLength {
+		return "", newError(ErrInvalidTarget, fmt.Sprintf("resource exceeds %d characters", maxResourceLength), nil)
+	}
+	u, err := url.Parse(v)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "" {
+		return "", newError(ErrInvalidTarget, "resource must be an absolute URI (RFC 8707 §2)", nil)
+	}
+	if u.Fragment != "" || strings.Contains(v, "#") {
+		return "", newError(ErrInvalidTarget, "resource must not contain a fragment (RFC 8707 §2)", nil)
+	}
+	if u.User != nil {
+		return "", newError(ErrInvalidTarget, "resource must not contain user information", nil)
+	}
+	return v, nil
 }
 
 // parseScope splits a scope parameter (RFC 6749 §3.3).
