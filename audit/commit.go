@@ -46,7 +46,7 @@ func (s *Store) commitLoop() {
 			s.commit(batch, s.seq+int64(len(batch)) > s.cpSeq)
 			return
 		}
-		wait.Reset(s.cfg.MaxDelay)
+		deadline := time.Now().Add(s.cfg.MaxDelay)
 	gather:
 		for len(batch) < s.cfg.MaxBatch {
 			select {
@@ -60,14 +60,22 @@ func (s *Store) commitLoop() {
 			if int64(len(batch)) >= s.inflight.Load() {
 				break
 			}
+			left := time.Until(deadline)
+			if left <= 0 {
+				break
+			}
+			// Wait in short slices, re-checking the count: Appends answered
+			// by the previous batch leave it as they return, and a batch must
+			// not sit out MaxDelay for them.
+			wait.Reset(min(left, pollSlice))
 			select {
 			case p := <-s.queue:
 				batch = append(batch, p)
 			case <-wait.C:
-				break gather
+				continue gather
 			}
+			wait.Stop()
 		}
-		wait.Stop()
 		s.commit(batch, false)
 	}
 }
@@ -131,5 +139,9 @@ func (s *Store) commit(batch []*pending, forceCheckpoint bool) {
 		}
 	}
 }
+
+// pollSlice is how often a gathering batch re-checks whether every Append
+// in progress has joined it.
+const pollSlice = 50 * time.Microsecond
 
 func bytes32(h [32]byte) []byte { return append([]byte(nil), h[:]...) }

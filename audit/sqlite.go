@@ -24,6 +24,10 @@ var migrations embed.FS
 // what makes Append durable (sqlitedb's shared default, NORMAL, is not).
 type sqliteBackend struct {
 	db *sql.DB
+	// inserts holds the prepared multi-row INSERT for each batch size used
+	// so far: parsing a 22-column statement costs as much as executing it.
+	// Only the committer writes, so only it touches the map.
+	inserts map[int]*sql.Stmt
 }
 
 func openSQLite(ctx context.Context, path string, readOnly bool) (*sqliteBackend, error) {
@@ -67,10 +71,28 @@ func openSQLite(ctx context.Context, path string, readOnly bool) (*sqliteBackend
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &sqliteBackend{db: db}, nil
+	return &sqliteBackend{db: db, inserts: map[int]*sql.Stmt{}}, nil
 }
 
-func (b *sqliteBackend) close() error { return b.db.Close() }
+func (b *sqliteBackend) close() error {
+	for _, st := range b.inserts {
+		st.Close()
+	}
+	return b.db.Close()
+}
+
+// insert returns the prepared INSERT of n rows, preparing it on first use.
+func (b *sqliteBackend) insert(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st, ok := b.inserts[n]; ok {
+		return st, nil
+	}
+	st, err := b.db.PrepareContext(ctx, insertRows+strings.Repeat(",(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", n-1))
+	if err != nil {
+		return nil, err
+	}
+	b.inserts[n] = st
+	return st, nil
+}
 
 func (b *sqliteBackend) head(ctx context.Context) (int64, [32]byte, error) {
 	var seq int64
@@ -110,8 +132,12 @@ func (b *sqliteBackend) write(ctx context.Context, rows []row, cp *Checkpoint) e
 		for _, r := range rows[:n] {
 			args = append(append(args, r.seq, r.prev, r.hash, string(r.body)), r.cols.args()...)
 		}
-		q := insertRows + strings.Repeat(",(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", n-1)
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		st, err := b.insert(ctx, n)
+		if err != nil {
+			return err
+		}
+		// The transaction's connection keeps its own prepared copy.
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
 			return err
 		}
 		rows = rows[n:]

@@ -45,6 +45,14 @@ func BenchmarkNotifiedPull(b *testing.B) {
 				return notified.Sub(start), time.Since(notified)
 			}
 			run() // warm caches: addressbook answers, client key sets
+			auditStats := func() (records, batches int64) {
+				for _, n := range nw.Nodes {
+					st := n.Audit().Stats()
+					records, batches = records+st.Records, batches+st.Batches
+				}
+				return records, batches
+			}
+			records0, batches0 := auditStats()
 			b.ResetTimer()
 			var notify, pull time.Duration
 			for i := 0; i < b.N; i++ {
@@ -54,6 +62,11 @@ func BenchmarkNotifiedPull(b *testing.B) {
 			}
 			b.ReportMetric(float64(notify.Microseconds())/float64(b.N)/1000, "notify-ms/op")
 			b.ReportMetric(float64(pull.Microseconds())/float64(b.N)/1000, "pull-ms/op")
+			// Durable audit commits (one fsync each) per exchange, both nodes:
+			// how well the group commit batches the parallel queries.
+			records, batches := auditStats()
+			b.ReportMetric(float64(records-records0)/float64(b.N), "audit-records/op")
+			b.ReportMetric(float64(batches-batches0)/float64(b.N), "audit-commits/op")
 		})
 	}
 }

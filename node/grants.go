@@ -40,10 +40,15 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 		}
 		return oauth.Grant{}, err
 	}
-	g, err := n.np.ResolveGrant(ctx, req)
+	g, apply, err := n.np.BeginGrant(ctx, req)
 	if err != nil {
 		return oauth.Grant{}, err
 	}
+	// The exchange's status change is written beside the audit record;
+	// the token leaves only after both.
+	applied := make(chan struct{})
+	go func() { defer close(applied); apply() }()
+	defer func() { <-applied }()
 	if decision.Agreement != nil {
 		if g.Claims == nil {
 			g.Claims = map[string]any{}

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/schakel-nl/schakel/internal/sqlitedb"
@@ -16,8 +18,67 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// DB keeps the state of Notified Pull exchanges on both sides.
-type DB struct{ db *sql.DB }
+// DB keeps the state of Notified Pull exchanges on both sides. Grants are
+// read on every request a receiver makes, so DB keeps them in memory too:
+// the database is this process's own and every change to a grant goes
+// through DB, which updates the copy under the same lock.
+type DB struct {
+	db    *sql.DB
+	cache grantCache
+}
+
+// grantCache holds recently used grants by id and by authorization base
+// hash. gen counts writes so a read that raced with one is not kept.
+type grantCache struct {
+	mu     sync.Mutex
+	gen    uint64
+	byID   map[string]Grant
+	byHash map[string]string // auth_base_hash → id
+}
+
+// maxCachedGrants bounds the cache; when full it starts afresh (the
+// database stays the source, a miss costs one query).
+const maxCachedGrants = 4096
+
+// get returns the cached grant with id, or with auth base hash when id is "".
+func (c *grantCache) get(id, hash string) (Grant, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id == "" {
+		id = c.byHash[hash]
+	}
+	g, ok := c.byID[id]
+	if ok {
+		g.Queries = slices.Clone(g.Queries)
+	}
+	return g, c.gen, ok
+}
+
+// put keeps g when no write happened since gen was read.
+func (c *grantCache) put(g Grant, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if c.byID == nil || len(c.byID) >= maxCachedGrants {
+		c.byID, c.byHash = map[string]Grant{}, map[string]string{}
+	}
+	g.Queries = slices.Clone(g.Queries)
+	c.byID[g.ID] = g
+	c.byHash[g.AuthBaseHash] = g.ID
+}
+
+// forget drops grant id after a write to it; later reads go to the database.
+func (c *grantCache) forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if g, ok := c.byID[id]; ok {
+		delete(c.byHash, g.AuthBaseHash)
+		delete(c.byID, id)
+	}
+}
 
 // OpenDB opens the exchange state database at path.
 func OpenDB(ctx context.Context, path string) (*DB, error) {
@@ -59,6 +120,7 @@ const ts = time.RFC3339Nano
 
 func (d *DB) insertGrant(ctx context.Context, g Grant) error {
 	q, _ := json.Marshal(g.Queries)
+	defer d.cache.forget(g.ID)
 	_, err := d.db.ExecContext(ctx, `INSERT INTO np_grant (id, tenant, receiver_ura, patient_bsn, workflow_task,
 		auth_base_hash, application, queries, expires_at, status, status_reason, notification_url, created_at, updated_at)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
@@ -89,7 +151,15 @@ func scanGrant(row interface{ Scan(...any) error }) (Grant, error) {
 }
 
 func (d *DB) grantByHash(ctx context.Context, hash string) (Grant, error) {
-	return scanGrant(d.db.QueryRowContext(ctx, `SELECT `+grantCols+` FROM np_grant WHERE auth_base_hash = ?`, hash))
+	g, gen, ok := d.cache.get("", hash)
+	if ok && g.AuthBaseHash == hash {
+		return g, nil
+	}
+	g, err := scanGrant(d.db.QueryRowContext(ctx, `SELECT `+grantCols+` FROM np_grant WHERE auth_base_hash = ?`, hash))
+	if err == nil {
+		d.cache.put(g, gen)
+	}
+	return g, err
 }
 
 func (d *DB) grantByTask(ctx context.Context, tenant, taskID string) (Grant, error) {
@@ -97,7 +167,18 @@ func (d *DB) grantByTask(ctx context.Context, tenant, taskID string) (Grant, err
 }
 
 func (d *DB) grant(ctx context.Context, tenant, id string) (Grant, error) {
-	return scanGrant(d.db.QueryRowContext(ctx, `SELECT `+grantCols+` FROM np_grant WHERE tenant = ? AND id = ?`, tenant, id))
+	g, gen, ok := d.cache.get(id, "")
+	if ok {
+		if g.Tenant != tenant {
+			return Grant{}, errNoRow
+		}
+		return g, nil
+	}
+	g, err := scanGrant(d.db.QueryRowContext(ctx, `SELECT `+grantCols+` FROM np_grant WHERE tenant = ? AND id = ?`, tenant, id))
+	if err == nil {
+		d.cache.put(g, gen)
+	}
+	return g, err
 }
 
 func (d *DB) grants(ctx context.Context, tenant string) ([]Grant, error) {
@@ -118,12 +199,14 @@ func (d *DB) grants(ctx context.Context, tenant string) ([]Grant, error) {
 }
 
 func (d *DB) setGrantStatus(ctx context.Context, id, status, reason string, now time.Time) error {
+	defer d.cache.forget(id)
 	_, err := d.db.ExecContext(ctx, `UPDATE np_grant SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?`,
 		status, reason, now.UTC().Format(ts), id)
 	return err
 }
 
 func (d *DB) setGrantNotificationURL(ctx context.Context, id, u string) error {
+	defer d.cache.forget(id)
 	_, err := d.db.ExecContext(ctx, `UPDATE np_grant SET notification_url = ? WHERE id = ?`, u, id)
 	return err
 }

@@ -260,20 +260,23 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrUnknownParticipant, row.Tenant)
 	}
-	if err := s.setReceived(ctx, row, StatusAccepted, ""); err != nil {
-		return err
-	}
+	// The status bookkeeping runs beside the network steps it does not
+	// depend on; each is joined before the next status is written, so the
+	// notification Task still moves requested → accepted → in-progress →
+	// completed in order.
+	accepted := s.background(func() error { return s.setReceived(ctx, row, StatusAccepted, "") })
 	base, err := s.cfg.Directory.Endpoint(ctx, row.SenderURA, PayloadBgZServer, "3.0")
 	if err != nil {
-		return fmt.Errorf("find sender's FHIR endpoint: %w", err)
+		return errors.Join(fmt.Errorf("find sender's FHIR endpoint: %w", err), <-accepted)
 	}
 	// Follow only URLs on the sender's registered endpoint: a notification
 	// must not make this node fetch from anywhere else.
 	if !strings.HasPrefix(row.WorkflowTask, base+"/Task/") {
-		return fmt.Errorf("the workflow Task %s is not on the sender's registered endpoint %s", row.WorkflowTask, base)
+		return errors.Join(fmt.Errorf("the workflow Task %s is not on the sender's registered endpoint %s", row.WorkflowTask, base), <-accepted)
 	}
 	tok, err := s.token(ctx, party, row.SenderURA, oauth.TokenRequest{GrantType: GrantTypeJWT, Scope: []string{ApplicationBgZ}, AuthorizationBase: row.AuthBase})
-	if err != nil {
+	// No data is read before the notification is on record as accepted.
+	if err := errors.Join(err, <-accepted); err != nil {
 		return err
 	}
 	c := &fetcher{http: party.HTTP, token: tok.AccessToken, base: base}
@@ -286,14 +289,12 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 		return err
 	}
 	s.event(row.Tenant, row.ID, "workflow-task", fmt.Sprintf("workflow Task read (status %s): %d inputs", wfStatus, len(inputs)), nil)
-	if err := s.setReceived(ctx, row, StatusInProgress, ""); err != nil {
-		return err
-	}
+	inProgress := s.background(func() error { return s.setReceived(ctx, row, StatusInProgress, "") })
 	// The queries are independent: run a few at a time over the (HTTP/2)
 	// connection, then merge the answers in the workflow Task's order.
 	parts := make([]*collection, len(inputs))
 	summary := make([]QueryResult, len(inputs))
-	errs := make([]error, len(inputs))
+	errs := make([]error, len(inputs)+1)
 	sem := make(chan struct{}, parallelQueries)
 	var wg sync.WaitGroup
 	for i, in := range inputs {
@@ -310,6 +311,7 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 		}()
 	}
 	wg.Wait()
+	errs[len(inputs)] = <-inProgress
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -331,16 +333,22 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	if err := s.cfg.DB.setReceivedResult(ctx, row.ID, res.ID, summary); err != nil {
 		return err
 	}
+	// The data is stored: tell the sender the workflow is done (only the
+	// status changes) while this side records the pull and completes.
+	reported := s.background(func() error {
+		if done, err := SetStatus(wfBody, StatusCompleted); err == nil {
+			if err := c.put(ctx, row.WorkflowTask, done); err != nil {
+				s.log.Warn("could not report completion to the sender", "referral", row.ID, "err", err)
+			}
+		}
+		return nil
+	})
 	s.audit(ctx, audit.Record{Action: audit.ActionCreate, Interaction: "pull", Outcome: http.StatusOK, Tenant: row.Tenant,
 		ActorURA: row.Tenant, ActorSystem: party.SystemUZI, Patient: row.PatientBSN, Types: collected.types(),
 		Resources: []string{"Bundle/" + res.ID}, Query: fmt.Sprintf("%d queries from %s", len(inputs), row.SenderURA), Task: row.Identifier})
-	// Tell the sender the workflow is done (only the status changes).
-	if done, err := SetStatus(wfBody, StatusCompleted); err == nil {
-		if err := c.put(ctx, row.WorkflowTask, done); err != nil {
-			s.log.Warn("could not report completion to the sender", "referral", row.ID, "err", err)
-		}
-	}
-	if err := s.setReceived(ctx, row, StatusCompleted, ""); err != nil {
+	err = s.setReceived(ctx, row, StatusCompleted, "")
+	<-reported
+	if err != nil {
 		return err
 	}
 	if s.cfg.Holding != nil {
@@ -348,6 +356,13 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	}
 	s.event(row.Tenant, row.ID, "completed", fmt.Sprintf("%d resources stored as Bundle/%s", collected.len(), res.ID), nil)
 	return nil
+}
+
+// background runs fn in its own goroutine; its error arrives on the channel.
+func (s *Service) background(fn func() error) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- fn() }()
+	return ch
 }
 
 // parallelQueries bounds the searches a pull runs at the same time.

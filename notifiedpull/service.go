@@ -265,9 +265,15 @@ func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (G
 	if err := s.cfg.DB.insertGrant(ctx, g); err != nil {
 		return Grant{}, fmt.Errorf("store grant: %w", err)
 	}
-	s.audit(ctx, audit.Record{Action: audit.ActionCreate, Interaction: "refer", Outcome: http.StatusCreated, Tenant: tenant,
-		ActorURA: tenant, ActorSystem: party.SystemUZI, Patient: req.PatientBSN, Types: []string{"Task"},
-		Resources: []string{"Task/" + wfRes.ID}, Task: id})
+	// The record becomes durable while the receiver is notified; Refer
+	// returns only after both.
+	audited := s.background(func() error {
+		s.audit(ctx, audit.Record{Action: audit.ActionCreate, Interaction: "refer", Outcome: http.StatusCreated, Tenant: tenant,
+			ActorURA: tenant, ActorSystem: party.SystemUZI, Patient: req.PatientBSN, Types: []string{"Task"},
+			Resources: []string{"Task/" + wfRes.ID}, Task: id})
+		return nil
+	})
+	defer func() { <-audited }()
 	s.event(tenant, id, "workflow-task", fmt.Sprintf("workflow Task/%s created with %d queries for receiver %s", wfRes.ID, len(inputs), req.ReceiverURA), nil)
 
 	notification := NotificationSpec{Identifier: id, GroupIdentifier: id, PatientBSN: req.PatientBSN, SenderURA: tenant,
@@ -433,46 +439,63 @@ func (s *Service) ReceivedOne(ctx context.Context, tenant, id string) (Received,
 // (oauth.GrantResolver): notification tokens for any authenticated partner,
 // data tokens only against a valid authorization base (SPEC §4 step 4).
 func (s *Service) ResolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.Grant, error) {
+	g, apply, err := s.BeginGrant(ctx, req)
+	if err == nil {
+		apply()
+	}
+	return g, err
+}
+
+// BeginGrant decides like ResolveGrant but leaves the exchange's status
+// change (a first data token moves the referral and its workflow Task to
+// in-progress) to apply, which the caller must run before the token leaves;
+// it may run beside the caller's audit write. apply is never nil.
+func (s *Service) BeginGrant(ctx context.Context, req oauth.GrantRequest) (oauth.Grant, func(), error) {
+	none := func() {}
 	switch req.GrantType {
 	case GrantTypeClient:
 		if len(req.Scope) != 1 || req.Scope[0] != ScopeNotify {
-			return oauth.Grant{}, fmt.Errorf("%w: client_credentials grants only scope %s", oauth.ErrInvalidScope, ScopeNotify)
+			return oauth.Grant{}, none, fmt.Errorf("%w: client_credentials grants only scope %s", oauth.ErrInvalidScope, ScopeNotify)
 		}
-		return oauth.Grant{Audience: s.cfg.Issuer, Scope: []string{ScopeNotify}, Subject: req.ClientID}, nil
+		return oauth.Grant{Audience: s.cfg.Issuer, Scope: []string{ScopeNotify}, Subject: req.ClientID}, none, nil
 	case GrantTypeJWT:
 		if req.AuthorizationBase == "" {
-			return oauth.Grant{}, fmt.Errorf("%w: authorization_base is required", oauth.ErrInvalidGrant)
+			return oauth.Grant{}, none, fmt.Errorf("%w: authorization_base is required", oauth.ErrInvalidGrant)
 		}
 		g, err := s.cfg.DB.grantByHash(ctx, hashSecret(req.AuthorizationBase))
 		if errors.Is(err, errNoRow) {
-			return oauth.Grant{}, fmt.Errorf("%w: unknown authorization_base", oauth.ErrInvalidGrant)
+			return oauth.Grant{}, none, fmt.Errorf("%w: unknown authorization_base", oauth.ErrInvalidGrant)
 		}
 		if err != nil {
-			return oauth.Grant{}, err
+			return oauth.Grant{}, none, err
 		}
 		if g.ReceiverURA != req.ClientID {
-			return oauth.Grant{}, fmt.Errorf("%w: authorization_base was not issued to this client", oauth.ErrInvalidGrant)
+			return oauth.Grant{}, none, fmt.Errorf("%w: authorization_base was not issued to this client", oauth.ErrInvalidGrant)
 		}
 		if g.Status == StatusCancelled || g.Status == StatusFailed || g.Status == StatusRejected {
-			return oauth.Grant{}, fmt.Errorf("%w: the referral is %s", oauth.ErrInvalidGrant, g.Status)
+			return oauth.Grant{}, none, fmt.Errorf("%w: the referral is %s", oauth.ErrInvalidGrant, g.Status)
 		}
 		if !s.cfg.Now().Before(g.Expires) {
-			return oauth.Grant{}, fmt.Errorf("%w: the referral has expired", oauth.ErrInvalidGrant)
+			return oauth.Grant{}, none, fmt.Errorf("%w: the referral has expired", oauth.ErrInvalidGrant)
 		}
-		if g.Status == StatusRequested {
-			_ = s.cfg.DB.setGrantStatus(ctx, g.ID, StatusInProgress, "", s.cfg.Now())
-			s.setWorkflowStatus(ctx, g.Tenant, g.WorkflowTask, StatusInProgress)
+		apply := func() {
+			if g.Status == StatusRequested {
+				// Two stores, independent of each other.
+				done := s.background(func() error { return s.cfg.DB.setGrantStatus(ctx, g.ID, StatusInProgress, "", s.cfg.Now()) })
+				s.setWorkflowStatus(ctx, g.Tenant, g.WorkflowTask, StatusInProgress)
+				<-done
+			}
+			s.event(g.Tenant, g.ID, "grant", fmt.Sprintf("authorization_base accepted: %s may pull until %s", req.ClientID, g.Expires.Format(time.RFC3339)), nil)
 		}
-		s.event(g.Tenant, g.ID, "grant", fmt.Sprintf("authorization_base accepted: %s may pull until %s", req.ClientID, g.Expires.Format(time.RFC3339)), nil)
 		return oauth.Grant{
 			Audience: s.cfg.FHIRBase(g.Tenant),
 			Scope:    []string{g.Application},
 			Subject:  req.ClientID,
 			Claims:   map[string]any{ClaimGrant: g.ID, ClaimTask: "Task/" + g.WorkflowTask},
 			NotAfter: g.Expires,
-		}, nil
+		}, apply, nil
 	}
-	return oauth.Grant{}, fmt.Errorf("%w: grant type %s", oauth.ErrInvalidGrant, req.GrantType)
+	return oauth.Grant{}, none, fmt.Errorf("%w: grant type %s", oauth.ErrInvalidGrant, req.GrantType)
 }
 
 func (s *Service) audit(ctx context.Context, r audit.Record) {
