@@ -40,7 +40,16 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 		}
 		return oauth.Grant{}, err
 	}
-	g, apply, err := n.np.BeginGrant(ctx, req)
+	var g oauth.Grant
+	apply := func() {}
+	if req.GrantType == notifiedpull.GrantTypeJWT && req.AuthorizationBase == "" {
+		// No authorization base: a Direct Pull (consult); consent is asked
+		// per answer at the data endpoint.
+		g, err = n.consult.ResolveGrant(ctx, req)
+		rec.AuthzProtocol = "Twiin Direct Pull; RFC 8707 resource; " + req.GrantType
+	} else {
+		g, apply, err = n.np.BeginGrant(ctx, req)
+	}
 	if err != nil {
 		return oauth.Grant{}, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/notifiedpull"
@@ -50,6 +51,7 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	mux.Handle("POST /internal/referrals/{id}/cancel", n.authInternal(n.cancelReferral))
 	mux.Handle("GET /internal/referrals/{id}/data", n.authInternal(n.referralData))
 	mux.Handle("POST /internal/localize", n.authInternal(n.localize))
+	mux.Handle("POST /internal/consult", n.authInternal(n.consultHolder))
 	// The participant's own audit trail, as FHIR R4 AuditEvent ("who looked
 	// at my patient's record"), limited to the participant's records.
 	auditAPI := audit.FHIRHandler(n.auditLog, fhir.R4, func(r *http.Request) string {
@@ -247,4 +249,21 @@ func writeProblem(w http.ResponseWriter, status int, typ, detail string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"type": "https://schakel.dev/problems/" + typ, "title": http.StatusText(status), "status": status, "detail": detail,
 	})
+}
+
+// consultHolder serves POST /internal/consult: retrieve a patient's data
+// directly from another organisation (Direct Pull), which asks the
+// patient's consent before answering.
+func (n *Node) consultHolder(w http.ResponseWriter, r *http.Request, p *participant) {
+	var req consult.Request
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+		writeProblem(w, http.StatusBadRequest, "invalid-body", `expected JSON {"patient": BSN, "holder": URA, "application": "bgz", "userId": UZI, "userRole": role code}`)
+		return
+	}
+	res, err := n.consult.Consult(r.Context(), p.URA, req)
+	if err != nil {
+		n.internalError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }

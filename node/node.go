@@ -20,6 +20,7 @@ import (
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consent"
+	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
@@ -61,6 +62,7 @@ type Node struct {
 	dirs     *addressbook.Directories // replicas, when configured
 	plateaus *plateau.Enforcer
 	consent  *consent.Client
+	consult  *consult.Service
 	metrics  *metrics
 
 	publicSrv, internalSrv *http.Server
@@ -206,6 +208,35 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	if err := n.setupGeneric(); err != nil {
 		return nil, err
 	}
+	var consentChecker consent.Checker
+	if n.consent != nil {
+		consentChecker = n.consent
+	}
+	n.consult = consult.New(consult.Config{
+		Node: cfg.Name, Directory: n.dir,
+		Parties: func(ura string) (*notifiedpull.Party, bool) {
+			p, ok := n.parts[ura]
+			if !ok {
+				return nil, false
+			}
+			return p.party, true
+		},
+		Tenants: func() []string {
+			out := make([]string, 0, len(n.parts))
+			for ura := range n.parts {
+				out = append(out, ura)
+			}
+			return out
+		},
+		FHIRBase: n.fhirBase,
+		FacilityType: func(ura string) string {
+			if p, ok := n.parts[ura]; ok {
+				return p.FacilityType
+			}
+			return ""
+		},
+		Consent: consentChecker, Audit: n.auditLog, Logger: n.log,
+	})
 	n.as, err = oauth.NewServer(oauth.ServerConfig{
 		Issuer:     n.publicURL,
 		SigningKey: signing,

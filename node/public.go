@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/oauth"
@@ -43,14 +44,24 @@ func (n *Node) publicRoutes() http.Handler {
 				}
 				return err
 			}
+			if consult.IsConsult(tok) {
+				return n.consult.AuthorizeData(ctx, tok, req)
+			}
 			return n.np.AuthorizeData(ctx, tok, req)
 		},
 		// The answer leaves only after its audit record is committed.
 		Commit: func(ctx context.Context, req *rest.Request, res rest.Result) error {
 			tok := tokenFrom(ctx)
 			_, user, role := plateau.TokenUser(tok.Claims)
-			return n.auditFHIR(ctx, req, res, actor{ura: tok.Subject, system: tok.ClientID, user: user, role: role,
-				protocol: "Twiin TA Notified Pull; access token " + strings.Join(tok.Scope, " ")})
+			who := actor{ura: tok.Subject, system: tok.ClientID, user: user, role: role,
+				protocol: "Twiin TA Notified Pull; access token " + strings.Join(tok.Scope, " ")}
+			if consult.IsConsult(tok) {
+				who.protocol = "Twiin Direct Pull; access token " + strings.Join(tok.Scope, " ")
+				if c, ok := consult.CheckFrom(ctx); ok {
+					who.consent = c.ConsentProfile
+				}
+			}
+			return n.auditFHIR(ctx, req, res, who)
 		},
 		Observe: func(ctx context.Context, req *rest.Request, res rest.Result) {
 			n.np.AfterData(ctx, tokenFrom(ctx), req, res.Status)
@@ -84,7 +95,11 @@ func (n *Node) publicRoutes() http.Handler {
 				Diagnostics: "a valid access token for this endpoint, bound to your client certificate, is required"}}})
 			return
 		}
-		data.Serve(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)), ura, base, path)
+		ctx := context.WithValue(r.Context(), tokenKey{}, tok)
+		if consult.IsConsult(tok) {
+			ctx = consult.WithCheck(ctx)
+		}
+		data.Serve(w, r.WithContext(ctx), ura, base, path)
 	})
 	return mux
 }
@@ -110,7 +125,7 @@ func (n *Node) serveClientJWKS(w http.ResponseWriter, r *http.Request) {
 
 // actor is who made a request, as the audit record names them.
 type actor struct {
-	ura, system, user, role, protocol string
+	ura, system, user, role, protocol, consent string
 }
 
 // auditFHIR records one FHIR interaction on patient data. An error means
@@ -121,7 +136,8 @@ func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result
 	}
 	rec := audit.Record{Action: actionFor(req.HTTP.Method), Interaction: req.Interaction, Type: "rest", Outcome: res.Status,
 		Tenant: req.Tenant, ActorURA: who.ura, ActorSystem: who.system, ActorUser: who.user, ActorRole: who.role,
-		Address: req.HTTP.RemoteAddr, Query: queryText(req), AuthzProtocol: who.protocol, PurposeOfUse: "TREAT"}
+		Address: req.HTTP.RemoteAddr, Query: queryText(req), AuthzProtocol: who.protocol, PurposeOfUse: "TREAT",
+		ConsentProfile: who.consent}
 	if res.Err != nil {
 		if fe := fhir.AsError(res.Err); fe != nil && len(fe.Issues) > 0 {
 			rec.OutcomeText = fe.Issues[0].Diagnostics
