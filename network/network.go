@@ -61,6 +61,10 @@ type Options struct {
 	// Agreements are extra partner agreements every node gets, besides the
 	// plateau-1 agreement the GP practice and the hospital have with each other.
 	Agreements []plateau.PartnerConfig
+	// Postgres, when set, keeps each node's FHIR store in PostgreSQL (a
+	// schema per node, PostgresSchemaPrefix + node name) instead of SQLite.
+	Postgres             string
+	PostgresSchemaPrefix string
 	// Out receives the progress lines; nil discards them.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -207,6 +211,7 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string) (node.C
 	}
 	nw.tokens[p.URA] = token
 	return node.Config{
+		Store:          nw.storeConfig(name),
 		Consent:        node.ConsentConfig{URL: nw.consentURL},
 		Localization:   node.LocalizationConfig{URL: nw.indexURL + "/fhir"},
 		Name:           name,
@@ -412,3 +417,11 @@ func (nw *Network) startGenericServices(opts Options) error {
 
 // Consent is the network's consent service, for registering consents.
 func (nw *Network) Consent() *consent.Server { return nw.consent }
+
+func (nw *Network) storeConfig(nodeName string) node.StoreConfig {
+	if nw.opts.Postgres == "" {
+		return node.StoreConfig{}
+	}
+	return node.StoreConfig{Postgres: nw.opts.Postgres,
+		Schema: nw.opts.PostgresSchemaPrefix + strings.ReplaceAll(nodeName, "-", "_")}
+}

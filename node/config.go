@@ -36,6 +36,9 @@ type Config struct {
 	// Partners are the agreements with partner organisations: the plateau
 	// per generic function that each request is held to.
 	Partners plateau.Config `koanf:"partners"`
+	// Store selects the FHIR store: the embedded SQLite file in datadir
+	// (default) or PostgreSQL.
+	Store StoreConfig `koanf:"store"`
 	// Audit configures the NEN 7513 audit log.
 	Audit AuditConfig `koanf:"audit"`
 	// Consent is the Mitz-compatible consent service the node asks before
@@ -62,6 +65,16 @@ type Config struct {
 	ReferralValidity time.Duration `koanf:"referralvalidity"`
 	// MaxBodyBytes limits FHIR request bodies.
 	MaxBodyBytes int64 `koanf:"maxbodybytes"`
+}
+
+// StoreConfig selects the FHIR store backend.
+type StoreConfig struct {
+	// Postgres is a PostgreSQL DSN; empty keeps the embedded SQLite store.
+	// A secret when it holds a password: set it through the environment
+	// (SCHAKEL_STORE_POSTGRES), never a flag.
+	Postgres string `koanf:"postgres"`
+	// Schema is the PostgreSQL schema (created if missing); default public.
+	Schema string `koanf:"schema"`
 }
 
 // AuditConfig configures the audit log.
@@ -136,6 +149,9 @@ func (c Config) trust() pki.TrustConfig {
 func (c Config) Redacted() Config {
 	out := c
 	out.Participants = append([]ParticipantConfig(nil), c.Participants...)
+	if out.Store.Postgres != "" {
+		out.Store.Postgres = "[redacted]"
+	}
 	for i := range out.Participants {
 		if out.Participants[i].InternalToken != "" {
 			out.Participants[i].InternalToken = "[redacted]"

@@ -23,6 +23,7 @@ import (
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/fhir/store/postgres"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/notifiedpull"
@@ -151,7 +152,15 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	if n.stu3, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "fhir-stu3.db"), fhir.STU3); err != nil {
+	if cfg.Store.Postgres != "" {
+		var opts []postgres.Option
+		if cfg.Store.Schema != "" {
+			opts = append(opts, postgres.WithSchema(cfg.Store.Schema))
+		}
+		if n.stu3, err = postgres.Open(ctx, cfg.Store.Postgres, fhir.STU3, opts...); err != nil {
+			return nil, fmt.Errorf("FHIR store (PostgreSQL): %w", err)
+		}
+	} else if n.stu3, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "fhir-stu3.db"), fhir.STU3); err != nil {
 		return nil, fmt.Errorf("FHIR store: %w", err)
 	}
 	keyFile := cfg.Audit.CheckpointKeyFile
