@@ -59,6 +59,15 @@ func (n *Node) holding(ctx context.Context, tenant, bsn, application string) {
 	if !ok || p.index == nil {
 		return
 	}
+	// The index keeps a holding until it is withdrawn: registering the same
+	// one again within a day adds nothing.
+	key := tenant + "|" + bsn + "|" + application
+	n.registeredMu.Lock()
+	if at, ok := n.registered[key]; ok && time.Since(at) < 24*time.Hour {
+		n.registeredMu.Unlock()
+		return
+	}
+	n.registeredMu.Unlock()
 	n.background.Add(1)
 	go func() {
 		defer n.background.Done()
@@ -72,6 +81,12 @@ func (n *Node) holding(ctx context.Context, tenant, bsn, application string) {
 			_, _, err = p.index.Register(rctx, localization.Registration{BSN: bsn, CareContext: careContextBgZ})
 			cancel()
 			if err == nil {
+				n.registeredMu.Lock()
+				if len(n.registered) >= 100000 {
+					clear(n.registered)
+				}
+				n.registered[key] = time.Now()
+				n.registeredMu.Unlock()
 				n.emit(eventf(n.cfg.Name, tenant, "localization", "registered at the referral index: %s holds %s data of the patient", tenant, application))
 				return
 			}

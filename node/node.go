@@ -70,6 +70,8 @@ type Node struct {
 	events                 func(notifiedpull.Event)
 	clients                []*http.Client // outgoing mTLS clients, for CloseIdleConnections
 	background             sync.WaitGroup // side work (index registrations) finished before the stores close
+	registeredMu           sync.Mutex
+	registered             map[string]time.Time // holdings registered at the index recently
 }
 
 // Options are the node's collaborators that are not configuration.
@@ -91,7 +93,8 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	n = &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: map[string]*participant{}, tokens: map[[32]byte]*participant{}, events: opts.Events}
+	n = &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: map[string]*participant{}, tokens: map[[32]byte]*participant{},
+		events: opts.Events, registered: map[string]time.Time{}}
 	defer func() {
 		if err != nil {
 			n.closeStores()

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,10 +107,12 @@ type Config struct {
 
 // Service runs both sides of the Notified Pull for every participant of a node.
 type Service struct {
-	cfg   Config
-	log   *slog.Logger
-	queue chan pullJob
-	wg    sync.WaitGroup
+	tokens   sync.Map // reusable notification tokens, by party|partner|scope
+	metadata sync.Map // partners' token endpoints, by issuer
+	cfg      Config
+	log      *slog.Logger
+	queue    chan pullJob
+	wg       sync.WaitGroup
 }
 
 type pullJob struct{ tenant, id string }
@@ -300,50 +303,101 @@ func (s *Service) notify(ctx context.Context, party *Party, receiverURA, method,
 		return "", fmt.Errorf("find receiver's notification endpoint: %w", err)
 	}
 	s.event(party.URA, "", "resolve", fmt.Sprintf("addressbook: %s receives notifications at %s", receiverURA, taskURL), nil)
-	tok, err := s.token(ctx, party, receiverURA, oauth.TokenRequest{GrantType: GrantTypeClient, Scope: []string{ScopeNotify}})
-	if err != nil {
-		return "", fmt.Errorf("token for notification: %w", err)
-	}
 	target := taskURL
 	if query != "" {
 		target += "?" + query
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, bytesReader(body))
-	if err != nil {
-		return "", err
+	var status string
+	for attempt := 0; ; attempt++ {
+		tok, err := s.token(ctx, party, receiverURA, oauth.TokenRequest{GrantType: GrantTypeClient, Scope: []string{ScopeNotify}})
+		if err != nil {
+			return "", fmt.Errorf("token for notification: %w", err)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, target, bytesReader(body))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Content-Type", "application/fhir+json; fhirVersion=3.0")
+		req.Header.Set("Accept", "application/fhir+json")
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		resp, err := party.HTTP.Do(req)
+		if err != nil {
+			return "", fmt.Errorf("deliver notification: %w", err)
+		}
+		answer, _ := readLimited(resp, 1<<20)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
+			// A reused token the receiver no longer accepts (its keys
+			// rotated, or it restarted): get a fresh one, once.
+			s.forgetToken(party.URA, receiverURA, ScopeNotify)
+			continue
+		}
+		if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("receiver refused the notification: %s: %s", resp.Status, outcomeText(answer))
+		}
+		status = resp.Status
+		break
 	}
-	req.Header.Set("Content-Type", "application/fhir+json; fhirVersion=3.0")
-	req.Header.Set("Accept", "application/fhir+json")
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	resp, err := party.HTTP.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("deliver notification: %w", err)
-	}
-	defer resp.Body.Close()
-	answer, _ := readLimited(resp, 1<<20)
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("receiver refused the notification: %s: %s", resp.Status, outcomeText(answer))
-	}
-	s.event(party.URA, "", "notify", fmt.Sprintf("%s %s → %s", method, taskURL, resp.Status), nil)
+	s.event(party.URA, "", "notify", fmt.Sprintf("%s %s → %s", method, taskURL, status), nil)
 	return taskURL, nil
 }
 
 // token gets an access token from a partner's authorization server.
 func (s *Service) token(ctx context.Context, party *Party, partnerURA string, req oauth.TokenRequest) (*oauth.Token, error) {
+	// A notification token carries no referral: it is reused until shortly
+	// before it expires, as any OAuth client does. Pull tokens are not.
+	reusable := req.GrantType == GrantTypeClient
+	key := party.URA + "|" + partnerURA + "|" + strings.Join(req.Scope, " ")
+	if reusable {
+		if c, ok := s.tokens.Load(key); ok && s.cfg.Now().Before(c.(cachedToken).until) {
+			return c.(cachedToken).tok, nil
+		}
+	}
 	issuer, err := s.cfg.Directory.Endpoint(ctx, partnerURA, PayloadAuthServer, "")
 	if err != nil {
 		return nil, fmt.Errorf("find authorization server of %s: %w", partnerURA, err)
 	}
+	tokenEndpoint, err := s.tokenEndpoint(ctx, party, issuer)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := party.OAuth.Token(ctx, tokenEndpoint, req)
+	if err != nil {
+		return nil, err
+	}
+	if reusable && tok.ExpiresIn > 60 {
+		s.tokens.Store(key, cachedToken{tok: tok, until: s.cfg.Now().Add(time.Duration(tok.ExpiresIn-30) * time.Second)})
+	}
+	s.event(party.URA, "", "token", fmt.Sprintf("access token from %s (grant %s, scope %s, %ds)", tokenEndpoint, shortGrant(req.GrantType), tok.Scope, tok.ExpiresIn), nil)
+	return tok, nil
+}
+
+// forgetToken drops a reused token the partner refused.
+func (s *Service) forgetToken(partyURA, partnerURA string, scope ...string) {
+	s.tokens.Delete(partyURA + "|" + partnerURA + "|" + strings.Join(scope, " "))
+}
+
+type cachedToken struct {
+	tok   *oauth.Token
+	until time.Time
+}
+
+// tokenEndpoint reads a partner's RFC 8414 metadata, kept for a few minutes.
+func (s *Service) tokenEndpoint(ctx context.Context, party *Party, issuer string) (string, error) {
+	if c, ok := s.metadata.Load(issuer); ok && s.cfg.Now().Before(c.(cachedEndpoint).until) {
+		return c.(cachedEndpoint).endpoint, nil
+	}
 	md, err := party.OAuth.Metadata(ctx, issuer)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	tok, err := party.OAuth.Token(ctx, md.TokenEndpoint, req)
-	if err != nil {
-		return nil, err
-	}
-	s.event(party.URA, "", "token", fmt.Sprintf("access token from %s (grant %s, scope %s, %ds)", md.TokenEndpoint, shortGrant(req.GrantType), tok.Scope, tok.ExpiresIn), nil)
-	return tok, nil
+	s.metadata.Store(issuer, cachedEndpoint{endpoint: md.TokenEndpoint, until: s.cfg.Now().Add(5 * time.Minute)})
+	return md.TokenEndpoint, nil
+}
+
+type cachedEndpoint struct {
+	endpoint string
+	until    time.Time
 }
 
 func shortGrant(g string) string {
