@@ -73,3 +73,52 @@ func TestSQLite(t *testing.T) {
 		t.Fatalf("type history: %d %s", code, body)
 	}
 }
+
+// BenchmarkReadSQLite measures read by id through the HTTP API over the
+// embedded SQLite store (a file, as a node keeps it), with clients on
+// loopback: sequential, and parallel clients sharing the two cores.
+func BenchmarkReadSQLite(b *testing.B) {
+	st, err := sqlite.Open(context.Background(), b.TempDir()+"/fhir.db", fhir.STU3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	res, err := st.Create(context.Background(), tenant, []byte(`{"resourceType":"Patient","identifier":[{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"999911259"}],"name":[{"family":"Bos","given":["Anna"]}],"gender":"female","birthDate":"1970-04-02"}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := rest.New(rest.Config{Store: st, Version: fhir.STU3, Logger: slog.New(slog.DiscardHandler)})
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		srv.Serve(w, r, tenant, "http://"+r.Host+"/fhir", strings.TrimPrefix(r.URL.Path, "/fhir/"))
+	}))
+	defer hs.Close()
+	u := hs.URL + "/fhir/Patient/" + res.ID
+	get := func(c *http.Client) {
+		resp, err := c.Get(u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatal(resp.Status)
+		}
+	}
+	b.Run("sequential", func(b *testing.B) {
+		c := hs.Client()
+		b.ReportAllocs()
+		for b.Loop() {
+			get(c)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+		b.ReportAllocs()
+		b.SetParallelism(4)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				get(c)
+			}
+		})
+	})
+}
