@@ -666,3 +666,31 @@ type clientKeysFunc func(ctx context.Context, clientID string) (jwk.Set, error)
 func (f clientKeysFunc) ClientKeySet(ctx context.Context, clientID string) (jwk.Set, error) {
 	return f(ctx, clientID)
 }
+
+// TestRefusesWhenAuditUnavailable: a node that cannot write its audit log
+// serves no patient data (and gives no token).
+func TestRefusesWhenAuditUnavailable(t *testing.T) {
+	nw := startNetwork(t, 1)
+	p := newPeer(t, nw)
+	_, note := referToPeer(t, nw, p, 0)
+	tok, err := p.dataToken(t, nw, note.AuthorizationBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := bgz.Queries()[5].Query(nw.Patients[0].BSN)
+	u := nw.GPNode.PublicURL() + "/fhir/stu3/" + GP.URA + "/" + q
+	if code, _ := p.get(t, p.http, tok.AccessToken, u); code != http.StatusOK {
+		t.Fatalf("before: status %d", code)
+	}
+	// The audit store fails (here: closed under the node).
+	if err := nw.GPNode.Audit().Close(); err != nil {
+		t.Fatal(err)
+	}
+	code, body := p.get(t, p.http, tok.AccessToken, u)
+	if code != http.StatusServiceUnavailable || !isOutcome(body) || strings.Contains(string(body), "Condition") {
+		t.Fatalf("with the audit log down: status %d %s, want 503 OperationOutcome without data", code, body)
+	}
+	if _, err := p.dataToken(t, nw, note.AuthorizationBase); err == nil {
+		t.Error("a token was issued while the audit log is down")
+	}
+}
