@@ -100,16 +100,7 @@ func newAddressbookServeCommand() *cobra.Command {
 				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "addressbook %s\n", publicURL)
-			errc := make(chan error, 1)
-			go func() { errc <- hs.ServeTLS(ln, "", "") }()
-			select {
-			case err := <-errc:
-				return err
-			case <-cmd.Context().Done():
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return hs.Shutdown(ctx)
+			return serveUntilDone(cmd.Context(), hs, ln)
 		},
 	}
 	f := cmd.Flags()

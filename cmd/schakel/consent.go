@@ -139,16 +139,7 @@ func newConsentServeCommand() *cobra.Command {
 				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "consent service listening on https://%s\n", ln.Addr())
-			errc := make(chan error, 1)
-			go func() { errc <- hs.ServeTLS(ln, "", "") }()
-			select {
-			case err := <-errc:
-				return err
-			case <-cmd.Context().Done():
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := hs.Shutdown(ctx); err != nil {
+			if err := serveUntilDone(cmd.Context(), hs, ln); err != nil {
 				return err
 			}
 			return srv.Close()

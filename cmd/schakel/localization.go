@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -95,16 +94,7 @@ func newLocalizationServeCommand() *cobra.Command {
 				backend = "postgres"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "localization https://%s/fhir (index %s, key %s)\n", ln.Addr(), backend, srv.KeyID())
-			errc := make(chan error, 1)
-			go func() { errc <- hs.ServeTLS(ln, "", "") }()
-			select {
-			case err := <-errc:
-				return err
-			case <-cmd.Context().Done():
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return hs.Shutdown(ctx)
+			return serveUntilDone(cmd.Context(), hs, ln)
 		},
 	}
 	f := cmd.Flags()
