@@ -48,6 +48,10 @@ type Config struct {
 	Localization LocalizationConfig `koanf:"localization"`
 	// SigningKeyFile is the key the authorization server signs access tokens with.
 	SigningKeyFile string `koanf:"signingkeyfile"`
+	// PreviousSigningKeyFiles are keys this node signed with before a
+	// rotation: they stay in the JWKS and keep verifying the tokens they
+	// signed. Remove a file once TokenTTL has passed since the rotation.
+	PreviousSigningKeyFiles []string `koanf:"previoussigningkeyfiles"`
 	// AddressbookURL is the FHIR base of the addressbook, asked live (with a
 	// short cache). Set Addressbook.Directories instead to keep local
 	// replicas of one or more directories (mCSD ITI-91).

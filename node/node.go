@@ -201,6 +201,17 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("authorization server key: %w", err)
 	}
+	var previous []jwk.Key
+	for _, f := range cfg.PreviousSigningKeyFiles {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("previous signing key: %w", err)
+		}
+		k, err := pki.LoadOrCreateSigningKey(f)
+		if err != nil {
+			return nil, fmt.Errorf("previous signing key %s: %w", f, err)
+		}
+		previous = append(previous, k)
+	}
 	n.np = notifiedpull.New(notifiedpull.Config{
 		Node: cfg.Name, DB: n.npDB, Store: n.stu3, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
@@ -250,14 +261,15 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 		Consent: consentChecker, Audit: n.auditLog, Logger: n.log,
 	})
 	n.as, err = oauth.NewServer(oauth.ServerConfig{
-		Issuer:     n.publicURL,
-		SigningKey: signing,
-		Clients:    &clientKeys{dir: n.dir, http: n.httpClient(clientTLS)},
-		Grants:     oauth.GrantResolverFunc(n.resolveGrant),
-		OnRefusal:  n.auditRefusal,
-		PeerURA:    n.trust.PeerURA,
-		TokenTTL:   cfg.TokenTTL,
-		ClockSkew:  cfg.ClockSkew,
+		Issuer:       n.publicURL,
+		SigningKey:   signing,
+		PreviousKeys: previous,
+		Clients:      &clientKeys{dir: n.dir, http: n.httpClient(clientTLS)},
+		Grants:       oauth.GrantResolverFunc(n.resolveGrant),
+		OnRefusal:    n.auditRefusal,
+		PeerURA:      n.trust.PeerURA,
+		TokenTTL:     cfg.TokenTTL,
+		ClockSkew:    cfg.ClockSkew,
 		// Verification is per request; ES256 checks dominate without a cache.
 		VerifiedTokenCacheSize: 10000,
 		Logger:                 n.log,
@@ -274,7 +286,7 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 		Handler:           n.metrics.wrap("public", n.logRequests("public", n.publicRoutes())),
 		TLSConfig:         n.trust.ServerTLSConfig(n.cert),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(n.log.With("listener", "public").Handler(), slog.LevelInfo), // refused TLS handshakes, among others
 	}
 	n.internalSrv = &http.Server{
 		Handler:           n.metrics.wrap("internal", n.logRequests("internal", n.internalRoutes(reg))),
