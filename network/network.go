@@ -21,6 +21,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/structs"
+	"github.com/knadh/koanf/v2"
+
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/demo"
@@ -159,6 +163,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		// and a bilateral list of who may ask for what.
 		cfg.Partners.Agreements = append([]plateau.PartnerConfig{{URA: spec.peer.URA, Name: spec.peer.Name,
 			Plateaus: plateau.Uniform(1), Applications: []string{"bgz"}}}, opts.Agreements...)
+		if err := writeNodeConfig(filepath.Join(opts.DataDir, spec.name, "node.yaml"), cfg, filepath.Join(opts.DataDir, spec.name, "internal-token-"+spec.p.URA)); err != nil {
+			return nil, err
+		}
 		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events})
 		if err != nil {
 			return nil, err
@@ -424,4 +431,31 @@ func (nw *Network) storeConfig(nodeName string) node.StoreConfig {
 	}
 	return node.StoreConfig{Postgres: nw.opts.Postgres,
 		Schema: nw.opts.PostgresSchemaPrefix + strings.ReplaceAll(nodeName, "-", "_")}
+}
+
+// writeNodeConfig writes a node's configuration as the YAML file
+// `schakel node --config` and `schakel scan --config` read, with the
+// participant's token as a file reference rather than the secret itself.
+// The listener addresses are those of this run.
+func writeNodeConfig(path string, cfg node.Config, tokenFile string) error {
+	c := cfg
+	c.Participants = append([]node.ParticipantConfig(nil), cfg.Participants...)
+	for i := range c.Participants {
+		c.Participants[i].InternalToken = ""
+		c.Participants[i].InternalTokenFile = tokenFile
+	}
+	k := koanf.New(".")
+	if err := k.Load(structs.Provider(c, "koanf"), nil); err != nil {
+		return fmt.Errorf("node configuration: %w", err)
+	}
+	if c.Partners.Default == nil {
+		k.Delete("partners.default")
+	}
+	b, err := k.Marshal(yaml.Parser())
+	if err != nil {
+		return fmt.Errorf("node configuration: %w", err)
+	}
+	header := "# Configuration of this node in the local network (written by `schakel network up`).\n" +
+		"# Use it with `schakel scan --config` or, once the network is stopped, `schakel node --config`.\n"
+	return os.WriteFile(path, append([]byte(header), b...), 0o600)
 }

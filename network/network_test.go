@@ -13,11 +13,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -692,5 +696,36 @@ func TestRefusesWhenAuditUnavailable(t *testing.T) {
 	}
 	if _, err := p.dataToken(t, nw, note.AuthorizationBase); err == nil {
 		t.Error("a token was issued while the audit log is down")
+	}
+}
+
+// TestNodeConfigFilesLoad: the node.yaml files network up writes are valid
+// node configurations (what `schakel node` and `schakel scan` read), and
+// hold no secret.
+func TestNodeConfigFilesLoad(t *testing.T) {
+	nw := startNetwork(t, 1)
+	for _, n := range nw.Nodes {
+		path := filepath.Join(nw.opts.DataDir, n.Name(), "node.yaml")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(raw), nw.Token(GP.URA)) || strings.Contains(string(raw), nw.Token(Hospital.URA)) {
+			t.Errorf("%s holds an internal API token", path)
+		}
+		k := koanf.New(".")
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			t.Fatal(err)
+		}
+		var cfg node.Config
+		if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: %v", path, err)
+		}
+		if cfg.Name != n.Name() || len(cfg.Participants) != 1 || cfg.Participants[0].InternalToken == "" {
+			t.Errorf("%s: name %q, participants %+v", path, cfg.Name, cfg.Participants)
+		}
 	}
 }
