@@ -29,6 +29,7 @@ import (
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/localization"
@@ -69,6 +70,10 @@ type Options struct {
 	// schema per node, PostgresSchemaPrefix + node name) instead of SQLite.
 	Postgres             string
 	PostgresSchemaPrefix string
+	// RecordInEHR keeps the GP practice's record in its own EHR (a FHIR
+	// server beside the network) and puts the GP's node in proxy mode in
+	// front of it, instead of loading the record into the node.
+	RecordInEHR bool
 	// Out receives the progress lines; nil discards them.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -89,6 +94,8 @@ type Network struct {
 	dirURL               string
 	consentURL, indexURL string
 	consent              *consent.Server
+	ehrStore             store.Store // the GP's EHR, with RecordInEHR
+	ehrURL               string
 	dir                  *addressbook.Server
 	done                 chan notifiedpull.Event // completed/failed pulls, for waiters
 	CA                   *pki.CA
@@ -116,9 +123,14 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	if nw.out == nil {
 		nw.out = io.Discard
 	}
+	built := nw
 	defer func() {
 		if err != nil {
-			nw.closeAll()
+			// Whatever was built is released: stores, listeners, nodes.
+			for _, n := range built.Nodes {
+				n.Close()
+			}
+			built.closeAll()
 		}
 	}()
 	if nw.CA, err = pki.LoadOrCreateCA(filepath.Join(opts.DataDir, "pki")); err != nil {
@@ -147,6 +159,11 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	// The consent service (Mitz-compatible) and the referral index.
 	if err := nw.startGenericServices(opts); err != nil {
 		return nil, err
+	}
+	if opts.RecordInEHR {
+		if err := nw.startEHR(ctx, opts); err != nil {
+			return nil, err
+		}
 	}
 
 	// The nodes.
@@ -181,9 +198,13 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	if nw.Patients, err = demo.Generate(demo.Options{Count: opts.Patients, Seed: 1, GPName: GP.Name}); err != nil {
 		return nil, err
 	}
+	record := nw.GPNode.Store()
+	if nw.ehrStore != nil {
+		record = nw.ehrStore
+	}
 	for _, p := range nw.Patients {
 		for _, res := range p.Resources {
-			if _, _, err := nw.GPNode.Store().Update(ctx, GP.URA, res, ""); err != nil {
+			if _, _, err := record.Update(ctx, GP.URA, res, ""); err != nil {
 				return nil, fmt.Errorf("load demo data: %w", err)
 			}
 		}
@@ -232,6 +253,7 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string) (node.C
 			URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, FacilityType: p.FacilityType,
 			SigningKeyFile: filepath.Join(dir, "keys", "client-"+p.URA+".pem"),
 			InternalToken:  token,
+			EHR:            nw.ehrFor(p),
 		}},
 	}, nil
 }
@@ -257,7 +279,11 @@ func (nw *Network) Start(ctx context.Context) {
 		errc := make(chan error, len(nw.services))
 		for _, svc := range nw.services {
 			go func() {
-				if err := svc.srv.ServeTLS(svc.ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+				serve := func() error { return svc.srv.ServeTLS(svc.ln, "", "") }
+				if svc.plain {
+					serve = func() error { return svc.srv.Serve(svc.ln) }
+				}
+				if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 					errc <- fmt.Errorf("%s: %w", svc.name, err)
 				}
 			}()
@@ -366,10 +392,11 @@ func loadOrCreateSecret(path string) (string, error) {
 
 // service is one of the network's TLS services.
 type service struct {
-	name string
-	url  string
-	ln   net.Listener
-	srv  *http.Server
+	plain bool // plain HTTP on loopback (a participant's own system)
+	name  string
+	url   string
+	ln    net.Listener
+	srv   *http.Server
 }
 
 // listen binds a service's mTLS listener; the handler is set by the caller.
@@ -458,4 +485,38 @@ func writeNodeConfig(path string, cfg node.Config, tokenFile string) error {
 	header := "# Configuration of this node in the local network (written by `schakel network up`).\n" +
 		"# Use it with `schakel scan --config` or, once the network is stopped, `schakel node --config`.\n"
 	return os.WriteFile(path, append([]byte(header), b...), 0o600)
+}
+
+func (nw *Network) ehrFor(p Participant) node.EHRConfig {
+	if p.URA != GP.URA || nw.ehrURL == "" {
+		return node.EHRConfig{}
+	}
+	return node.EHRConfig{URL: nw.ehrURL}
+}
+
+// startEHR runs the GP practice's own FHIR server (its EHR) on loopback,
+// plain HTTP as inside the practice's network.
+func (nw *Network) startEHR(ctx context.Context, opts Options) error {
+	dir := filepath.Join(opts.DataDir, "gp-ehr")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var err error
+	if nw.ehrStore, err = sqlite.Open(ctx, filepath.Join(dir, "fhir-stu3.db"), fhir.STU3); err != nil {
+		return fmt.Errorf("GP EHR store: %w", err)
+	}
+	nw.closers = append(nw.closers, nw.ehrStore)
+	ln, err := net.Listen("tcp", net.JoinHostPort(nw.opts.Host, "0"))
+	if err != nil {
+		return err
+	}
+	nw.ehrURL = "http://" + ln.Addr().String() + "/fhir"
+	api := rest.New(rest.Config{Store: nw.ehrStore, Version: fhir.STU3, Logger: opts.Logger.With("component", "gp-ehr")})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/fhir/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		api.Serve(w, r, GP.URA, nw.ehrURL, r.PathValue("path"))
+	})
+	nw.services = append(nw.services, &service{plain: true, name: "gp-ehr", url: "http://" + ln.Addr().String(), ln: ln,
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}})
+	return nil
 }

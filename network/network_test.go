@@ -729,3 +729,35 @@ func TestNodeConfigFilesLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestExchangeFromEHRInProxyMode: the GP practice keeps its record in its
+// own EHR; its node answers the hospital's queries from the EHR (proxy
+// mode) and keeps only the exchange's Tasks itself.
+func TestExchangeFromEHRInProxyMode(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1, RecordInEHR: true})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	nw.Start(ctx)
+	t.Cleanup(func() { cancel(); _ = nw.Wait() })
+	s, err := nw.Exchange(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range s.Results {
+		if r.Matches == 0 {
+			t.Errorf("block %s: no matches from the EHR", r.Block)
+		}
+	}
+	// The record is not in the node's own store.
+	local := nw.GPNode.Store().(interface{ Local() store.Store }).Local()
+	page, err := local.Search(ctx, GP.URA, store.Query{Type: "Patient", Params: url.Values{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Total != 0 {
+		t.Errorf("the GP node holds %d Patients; in proxy mode the record stays in the EHR", page.Total)
+	}
+}

@@ -71,6 +71,16 @@ type Config struct {
 	MaxBodyBytes int64 `koanf:"maxbodybytes"`
 }
 
+// EHRConfig is a participant's own FHIR server, for proxy mode.
+type EHRConfig struct {
+	// URL is the EHR's FHIR STU3 base (https, or http on a private network).
+	URL string `koanf:"url"`
+	// CAFiles verify the EHR's server certificate (system roots when empty).
+	CAFiles []string `koanf:"cafiles"`
+	// Timeout bounds one request to the EHR (default 10s).
+	Timeout time.Duration `koanf:"timeout"`
+}
+
 // StoreConfig selects the FHIR store backend.
 type StoreConfig struct {
 	// Postgres is a PostgreSQL DSN; empty keeps the embedded SQLite store.
@@ -136,6 +146,10 @@ type ParticipantConfig struct {
 	InternalToken string `koanf:"internaltoken"`
 	// InternalTokenFile holds the token instead (read at start).
 	InternalTokenFile string `koanf:"internaltokenfile"`
+	// EHR, when its URL is set, is the participant's own FHIR server: the
+	// node answers data requests from it (proxy mode) instead of holding a
+	// copy; only the exchange's Tasks and received data stay in the node.
+	EHR EHRConfig `koanf:"ehr"`
 	// FacilityType is the participant's provider type (zorgaanbiedertype,
 	// 2.16.840.1.113883.2.4.15.1060, e.g. Z3 hospital), used in consent
 	// questions and localization registrations.

@@ -22,6 +22,7 @@ import (
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/proxy"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/postgres"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
@@ -176,6 +177,9 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	}
 	if n.auditLog, err = audit.OpenWith(ctx, audit.Config{Path: filepath.Join(cfg.DataDir, "audit.db"), Node: cfg.Name,
 		Key: checkpointKey, Logger: n.log}); err != nil {
+		return nil, err
+	}
+	if err := n.setupProxies(); err != nil {
 		return nil, err
 	}
 	if n.npDB, err = notifiedpull.OpenDB(ctx, filepath.Join(cfg.DataDir, "exchange.db")); err != nil {
@@ -427,3 +431,41 @@ func (n *Node) httpClient(cfg *tls.Config) *http.Client {
 	n.clients = append(n.clients, c)
 	return c
 }
+
+// setupProxies puts participants in proxy mode in front of their EHRs.
+func (n *Node) setupProxies() error {
+	proxies := map[string]store.Store{}
+	for _, p := range n.cfg.Participants {
+		if p.EHR.URL == "" {
+			continue
+		}
+		var roots *x509.CertPool
+		if len(p.EHR.CAFiles) > 0 {
+			roots = x509.NewCertPool()
+			for _, f := range p.EHR.CAFiles {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return fmt.Errorf("participant %s EHR CA: %w", p.URA, err)
+				}
+				if !roots.AppendCertsFromPEM(b) {
+					return fmt.Errorf("participant %s EHR CA %s: no certificate", p.URA, f)
+				}
+			}
+		}
+		tlsCfg := pki.BackendClientTLSConfig(roots)
+		cfg := proxy.Config{BaseURL: p.EHR.URL, Version: fhir.STU3, Timeout: p.EHR.Timeout,
+			Client: &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 16}}}
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("participant %s: %w", p.URA, err)
+		}
+		proxies[p.URA] = proxy.New(cfg)
+	}
+	if len(proxies) > 0 {
+		n.stu3 = &routedStore{local: n.stu3, proxies: proxies}
+	}
+	return nil
+}
+
+// Close releases a node that will not be served (Serve closes what it
+// serves itself): its stores and bound listeners.
+func (n *Node) Close() { n.closeStores() }

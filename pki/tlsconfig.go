@@ -180,3 +180,12 @@ func CertThumbprintS256(cert *x509.Certificate) string {
 	sum := sha256.Sum256(cert.Raw)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
+
+// BackendClientTLSConfig is for the node's connections to a participant's
+// own systems inside its network (an EHR's FHIR server in proxy mode), not
+// to Twiin peers: the server is verified against roots (the system roots
+// when nil) and no UZI identity is asked of it. TLS 1.2 is accepted because
+// hospital-internal systems do not all speak 1.3.
+func BackendClientTLSConfig(roots *x509.CertPool) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+}

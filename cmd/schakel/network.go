@@ -47,6 +47,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().IntVar(&opts.Patients, "patients", 1, "demo patients the GP practice holds")
 	up.Flags().StringVar(&opts.Host, "host", "127.0.0.1", "address to bind the listeners to")
 	up.Flags().BoolVar(&once, "once", false, "run the exchange and exit (0 only if it succeeded)")
+	up.Flags().BoolVar(&opts.RecordInEHR, "record-in-ehr", false, "keep the GP practice's record in its own EHR and run its node in proxy mode")
 	cmd.AddCommand(up)
 	return cmd
 }
