@@ -70,6 +70,10 @@ type Options struct {
 	// schema per node, PostgresSchemaPrefix + node name) instead of SQLite.
 	Postgres             string
 	PostgresSchemaPrefix string
+	// LocalConsent keeps consents in the GP practice's node (plateau 1,
+	// registered through its internal API) instead of asking the consent
+	// service.
+	LocalConsent bool
 	// RecordInEHR keeps the GP practice's record in its own EHR (a FHIR
 	// server beside the network) and puts the GP's node in proxy mode in
 	// front of it, instead of loading the record into the node.
@@ -240,7 +244,7 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string) (node.C
 	nw.tokens[p.URA] = token
 	return node.Config{
 		Store:          nw.storeConfig(name),
-		Consent:        node.ConsentConfig{URL: nw.consentURL},
+		Consent:        nw.consentConfig(p),
 		Localization:   node.LocalizationConfig{URL: nw.indexURL + "/fhir"},
 		Name:           name,
 		DataDir:        filepath.Join(dir, "data"),
@@ -519,4 +523,11 @@ func (nw *Network) startEHR(ctx context.Context, opts Options) error {
 	nw.services = append(nw.services, &service{plain: true, name: "gp-ehr", url: "http://" + ln.Addr().String(), ln: ln,
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}})
 	return nil
+}
+
+func (nw *Network) consentConfig(p Participant) node.ConsentConfig {
+	if nw.opts.LocalConsent && p.URA == GP.URA {
+		return node.ConsentConfig{Local: true}
+	}
+	return node.ConsentConfig{URL: nw.consentURL}
 }

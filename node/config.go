@@ -98,8 +98,12 @@ type AuditConfig struct {
 	CheckpointKeyFile string `koanf:"checkpointkeyfile"`
 }
 
-// ConsentConfig points at a Mitz-compatible consent service.
+// ConsentConfig points at a Mitz-compatible consent service, or keeps
+// consents in the node itself (plateau 1: recorded in the provider's own
+// system, registered through the internal API).
 type ConsentConfig struct {
+	// Local keeps a consent registry in the node (<datadir>/consent.db).
+	Local bool `koanf:"local"`
 	// URL is the service base (closed question at URL/geslotenautorisatievraag/xacml3).
 	URL string `koanf:"url"`
 	// Timeout bounds one question (default 5s): a slow service means no access.
@@ -255,6 +259,9 @@ func (c *Config) Validate() error {
 		if u.v != "" && !strings.HasPrefix(u.v, "https://") {
 			errs = append(errs, fmt.Errorf("%s must be an https URL", u.key))
 		}
+	}
+	if c.Consent.Local && c.Consent.URL != "" {
+		errs = append(errs, errors.New("set either consent.url or consent.local, not both"))
 	}
 	if c.Localization.URL != "" || c.Consent.URL != "" {
 		for i, p := range c.Participants {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/schakel-nl/schakel/audit"
@@ -34,6 +35,14 @@ func (n *Node) setupGeneric() error {
 			return err
 		}
 		n.consent = c
+	}
+	if n.cfg.Consent.Local {
+		st, err := consent.OpenSQLite(context.Background(), filepath.Join(n.cfg.DataDir, "consent.db"))
+		if err != nil {
+			return fmt.Errorf("local consent registry: %w", err)
+		}
+		n.consents = st
+		n.consent = &consent.LocalChecker{Store: st}
 	}
 	if n.cfg.Localization.URL == "" {
 		return nil
@@ -167,4 +176,38 @@ func (n *Node) localize(w http.ResponseWriter, r *http.Request, p *participant) 
 		res.Holders = []localization.Holder{}
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// registerConsent serves POST /internal/consent (consent.local): the
+// participant's system records a patient's consent about the
+// participant's own data, as at plateau 1 ("recorded in the provider's own
+// system").
+func (n *Node) registerConsent(w http.ResponseWriter, r *http.Request, p *participant) {
+	if n.consents == nil {
+		writeProblem(w, http.StatusNotImplemented, "no-local-consent", "this node asks a consent service; register consents there")
+		return
+	}
+	var reg consent.Registration
+	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&reg); err != nil {
+		writeProblem(w, http.StatusBadRequest, "invalid-body", "expected a consent registration in JSON (see docs/consent.md)")
+		return
+	}
+	// A provider records consent about its own data only.
+	if reg.HolderURA != "" && reg.HolderURA != p.URA {
+		writeProblem(w, http.StatusForbidden, "not-own-data", "a participant registers consent about its own data only")
+		return
+	}
+	reg.HolderURA, reg.RegisteredBy, reg.Source = p.URA, p.URA, "internal API"
+	saved, err := n.consents.Register(r.Context(), reg)
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, "invalid-consent", err.Error())
+		return
+	}
+	if err := n.auditLog.Append(r.Context(), audit.Record{Action: audit.ActionCreate, Interaction: "consent", Type: "consent",
+		Outcome: http.StatusCreated, Tenant: p.URA, ActorURA: p.URA, ActorSystem: p.SystemUZI, Address: r.RemoteAddr,
+		Patient: reg.PatientBSN, ConsentProfile: "local registry: " + string(reg.Effect)}); err != nil {
+		writeProblem(w, http.StatusServiceUnavailable, "audit-unavailable", "the audit log is unavailable")
+		return
+	}
+	writeJSON(w, http.StatusCreated, saved)
 }

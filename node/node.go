@@ -63,7 +63,8 @@ type Node struct {
 	dir      addressbook.EndpointResolver
 	dirs     *addressbook.Directories // replicas, when configured
 	plateaus *plateau.Enforcer
-	consent  *consent.Client
+	consent  consent.Checker // the Mitz-compatible client, or the local registry
+	consents *consent.Store  // the local registry, with consent.local
 	consult  *consult.Service
 	metrics  *metrics
 
@@ -235,10 +236,6 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	if err := n.setupGeneric(); err != nil {
 		return nil, err
 	}
-	var consentChecker consent.Checker
-	if n.consent != nil {
-		consentChecker = n.consent
-	}
 	n.consult = consult.New(consult.Config{
 		Node: cfg.Name, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
@@ -262,7 +259,7 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 			}
 			return ""
 		},
-		Consent: consentChecker, Audit: n.auditLog, Logger: n.log,
+		Consent: n.consent, Audit: n.auditLog, Logger: n.log,
 	})
 	n.as, err = oauth.NewServer(oauth.ServerConfig{
 		Issuer:       n.publicURL,
@@ -374,6 +371,9 @@ func (n *Node) Serve(ctx context.Context) error {
 func (n *Node) closeStores() {
 	if n.dirs != nil {
 		_ = n.dirs.Close()
+	}
+	if n.consents != nil {
+		_ = n.consents.Close()
 	}
 	for _, c := range []interface{ Close() error }{n.stu3, n.auditLog, n.npDB} {
 		if c != nil && !isNilCloser(c) {
