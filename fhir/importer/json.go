@@ -3,53 +3,22 @@ package importer
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"reflect"
 	"strconv"
+
+	"github.com/schakel-nl/schakel/fhir"
 )
 
-// member is one member of a JSON object, its value byte-for-byte as read.
-type member struct {
-	key   string
-	value json.RawMessage
-}
-
-// objectMembers splits a JSON object into its members, keeping their order
-// and their values' bytes (numbers keep their exact text).
-func objectMembers(obj []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, fmt.Errorf("not a JSON object")
-	}
-	var out []member
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, _ := t.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, err
-		}
-		out = append(out, member{key, raw})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func writeObject(b *bytes.Buffer, ms []member) {
+func writeObject(b *bytes.Buffer, ms []fhir.Member) {
 	b.WriteByte('{')
 	for i, m := range ms {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		k, _ := json.Marshal(m.key)
+		k, _ := json.Marshal(m.Key)
 		b.Write(k)
 		b.WriteByte(':')
-		b.Write(m.value)
+		b.Write(m.Value)
 	}
 	b.WriteByte('}')
 }
@@ -57,27 +26,27 @@ func writeObject(b *bytes.Buffer, ms []member) {
 // withID returns the resource body with its id member set to id: replaced in
 // place, or inserted after resourceType. Every other member is kept as read.
 func withID(body []byte, id string) ([]byte, error) {
-	ms, err := objectMembers(body)
+	ms, err := fhir.Members(body)
 	if err != nil {
 		return nil, err
 	}
 	idValue := json.RawMessage(strconv.Quote(id))
 	found := false
 	for i := range ms {
-		if ms[i].key == "id" {
-			ms[i].value = idValue
+		if ms[i].Key == "id" {
+			ms[i].Value = idValue
 			found = true
 		}
 	}
 	if !found {
 		at := 0
 		for i, m := range ms {
-			if m.key == "resourceType" {
+			if m.Key == "resourceType" {
 				at = i + 1
 				break
 			}
 		}
-		ms = append(ms[:at], append([]member{{"id", idValue}}, ms[at:]...)...)
+		ms = append(ms[:at], append([]fhir.Member{{Key: "id", Value: idValue}}, ms[at:]...)...)
 	}
 	var b bytes.Buffer
 	b.Grow(len(body) + len(id) + 8)
@@ -96,28 +65,28 @@ func rewriteReferences(value []byte, refs map[string]string) (out []byte, change
 	}
 	switch v[0] {
 	case '{':
-		ms, err := objectMembers(v)
+		ms, err := fhir.Members(v)
 		if err != nil {
 			return nil, false, err
 		}
 		for i := range ms {
-			if ms[i].key == "reference" {
+			if ms[i].Key == "reference" {
 				var s string
-				if json.Unmarshal(ms[i].value, &s) == nil {
+				if json.Unmarshal(ms[i].Value, &s) == nil {
 					if to, ok := refs[s]; ok {
-						ms[i].value = json.RawMessage(strconv.Quote(to))
+						ms[i].Value = json.RawMessage(strconv.Quote(to))
 						changed = true
 					}
 					continue
 				}
 			}
-			if c := ms[i].value; len(c) > 0 && (c[0] == '{' || c[0] == '[') {
+			if c := ms[i].Value; len(c) > 0 && (c[0] == '{' || c[0] == '[') {
 				nv, ch, err := rewriteReferences(c, refs)
 				if err != nil {
 					return nil, false, err
 				}
 				if ch {
-					ms[i].value = nv
+					ms[i].Value = nv
 					changed = true
 				}
 			}

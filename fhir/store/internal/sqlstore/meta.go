@@ -6,34 +6,9 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/schakel-nl/schakel/fhir"
 )
-
-// member is one member of a JSON object, its value byte-for-byte as received.
-type member struct {
-	key   string
-	value json.RawMessage
-}
-
-func members(obj []byte) ([]member, error) {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, fmt.Errorf("not a JSON object")
-	}
-	var out []member
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, _ := t.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, err
-		}
-		out = append(out, member{key, raw})
-	}
-	return out, nil
-}
 
 // LastUpdatedLayout is how meta.lastUpdated is written: UTC, milliseconds.
 const LastUpdatedLayout = "2006-01-02T15:04:05.000Z07:00"
@@ -42,23 +17,23 @@ const LastUpdatedLayout = "2006-01-02T15:04:05.000Z07:00"
 // resourceType, id and meta come first, every other member (and every other
 // member of meta, such as profile) is kept as received.
 func withMeta(body []byte, id, versionID string, lastUpdated time.Time) ([]byte, error) {
-	ms, err := members(body)
+	ms, err := fhir.Members(body)
 	if err != nil {
 		return nil, err
 	}
-	var meta []member
-	var rest []member
+	var meta []fhir.Member
+	var rest []fhir.Member
 	var resourceType json.RawMessage
 	for _, m := range ms {
-		switch m.key {
+		switch m.Key {
 		case "resourceType":
-			resourceType = m.value
+			resourceType = m.Value
 		case "id":
 		case "meta":
-			if bytes.Equal(bytes.TrimSpace(m.value), []byte("null")) {
+			if bytes.Equal(bytes.TrimSpace(m.Value), []byte("null")) {
 				continue
 			}
-			if meta, err = members(m.value); err != nil {
+			if meta, err = fhir.Members(m.Value); err != nil {
 				return nil, fmt.Errorf("meta: %v", err)
 			}
 		default:
@@ -77,7 +52,7 @@ func withMeta(body []byte, id, versionID string, lastUpdated time.Time) ([]byte,
 	b.WriteString(lastUpdated.UTC().Format(LastUpdatedLayout))
 	b.WriteByte('"')
 	for _, m := range meta {
-		if m.key == "versionId" || m.key == "lastUpdated" {
+		if m.Key == "versionId" || m.Key == "lastUpdated" {
 			continue
 		}
 		writeMember(&b, m)
@@ -90,10 +65,10 @@ func withMeta(body []byte, id, versionID string, lastUpdated time.Time) ([]byte,
 	return b.Bytes(), nil
 }
 
-func writeMember(b *bytes.Buffer, m member) {
+func writeMember(b *bytes.Buffer, m fhir.Member) {
 	b.WriteByte(',')
-	k, _ := json.Marshal(m.key)
+	k, _ := json.Marshal(m.Key)
 	b.Write(k)
 	b.WriteByte(':')
-	b.Write(m.value)
+	b.Write(m.Value)
 }

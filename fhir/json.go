@@ -1,0 +1,40 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+)
+
+// Member is one member of a JSON object, its value byte-for-byte as read.
+type Member struct {
+	Key   string
+	Value json.RawMessage
+}
+
+// Members splits a JSON object into its members, keeping their order and
+// their values' exact bytes (numbers keep their text), so a resource can be
+// edited without re-encoding what was not touched.
+func Members(obj []byte) ([]Member, error) {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	var out []Member
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := t.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, err
+		}
+		out = append(out, Member{key, raw})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
