@@ -439,17 +439,11 @@ func (n *Node) setupProxies() error {
 		if p.EHR.URL == "" {
 			continue
 		}
-		var roots *x509.CertPool
+		var roots *x509.CertPool // the system roots when no CA is configured
 		if len(p.EHR.CAFiles) > 0 {
-			roots = x509.NewCertPool()
-			for _, f := range p.EHR.CAFiles {
-				b, err := os.ReadFile(f)
-				if err != nil {
-					return fmt.Errorf("participant %s EHR CA: %w", p.URA, err)
-				}
-				if !roots.AppendCertsFromPEM(b) {
-					return fmt.Errorf("participant %s EHR CA %s: no certificate", p.URA, f)
-				}
+			var err error
+			if roots, err = pki.LoadCertPool(p.EHR.CAFiles...); err != nil {
+				return fmt.Errorf("participant %s EHR CA: %w", p.URA, err)
 			}
 		}
 		tlsCfg := pki.BackendClientTLSConfig(roots)

@@ -532,3 +532,20 @@ func hasUsage(c *x509.Certificate, usage x509.ExtKeyUsage) bool {
 	}
 	return false
 }
+
+// LoadCertPool reads CA certificates (PEM, or one DER certificate per file)
+// into a pool. A file without a certificate is an error: a silently empty
+// pool would refuse every peer.
+func LoadCertPool(files ...string) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	for _, f := range files {
+		certs, err := readCertsFile(f)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range certs {
+			pool.AddCert(c)
+		}
+	}
+	return pool, nil
+}

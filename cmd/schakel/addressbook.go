@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -73,7 +72,7 @@ func newAddressbookServeCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--cert/--key: %w", err)
 			}
-			roots, err := addressbookRoots(cas)
+			roots, err := loadCAs(cas...)
 			if err != nil {
 				return err
 			}
@@ -178,7 +177,7 @@ func newAddressbookSyncCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--cert/--key: %w", err)
 			}
-			roots, err := addressbookRoots(cas)
+			roots, err := loadCAs(cas...)
 			if err != nil {
 				return err
 			}
@@ -228,20 +227,4 @@ func addressbookLogger(cmd *cobra.Command) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
-}
-
-// addressbookRoots reads the trusted CAs; a file without certificates is an
-// error, since an empty pool would refuse every peer.
-func addressbookRoots(files []string) (*x509.CertPool, error) {
-	pool := x509.NewCertPool()
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("--ca: %w", err)
-		}
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("--ca %s: no PEM certificates", f)
-		}
-	}
-	return pool, nil
 }

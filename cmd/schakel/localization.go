@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,7 +66,7 @@ func newLocalizationServeCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--cert/--key: %w", err)
 			}
-			roots, err := localizationRoots(cas)
+			roots, err := loadCAs(cas...)
 			if err != nil {
 				return err
 			}
@@ -105,20 +104,4 @@ func newLocalizationServeCommand() *cobra.Command {
 	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) whose GtKs may register and ask (repeatable)")
 	f.StringVar(&dsn, "postgres", "", "PostgreSQL DSN of the index (default: SQLite in --data-dir; or $"+envLocalizationPostgres+")")
 	return cmd
-}
-
-// localizationRoots reads the trusted CAs; no file may be empty of
-// certificates, since a silently empty pool would refuse every peer.
-func localizationRoots(files []string) (*x509.CertPool, error) {
-	pool := x509.NewCertPool()
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("--ca: %w", err)
-		}
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("--ca %s: no PEM certificates", f)
-		}
-	}
-	return pool, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -50,7 +49,7 @@ func newScanCommand() *cobra.Command {
 			if probeURL != "" {
 				opts := scan.ProbeOptions{URL: probeURL, Timeout: timeout}
 				if caFile != "" {
-					if opts.Roots, err = loadPool(caFile); err != nil {
+					if opts.Roots, err = loadCAs(caFile); err != nil {
 						return err
 					}
 				}
@@ -94,16 +93,4 @@ func newScanCommand() *cobra.Command {
 	f.StringVarP(&output, "output", "o", "", "write the report to this file instead of standard output")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "timeout of each probe connection")
 	return cmd
-}
-
-func loadPool(file string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("--ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("--ca: no certificates in %s", file)
-	}
-	return pool, nil
 }

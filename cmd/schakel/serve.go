@@ -1,8 +1,12 @@
 package main
 
 import (
+	"crypto/x509"
+	"fmt"
+
 	"context"
 	"errors"
+	"github.com/schakel-nl/schakel/pki"
 	"net"
 	"net/http"
 	"time"
@@ -24,4 +28,13 @@ func serveUntilDone(ctx context.Context, hs *http.Server, ln net.Listener) error
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return hs.Shutdown(sctx)
+}
+
+// loadCAs reads the --ca files of a command into a pool.
+func loadCAs(files ...string) (*x509.CertPool, error) {
+	pool, err := pki.LoadCertPool(files...)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	return pool, nil
 }
