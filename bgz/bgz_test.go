@@ -273,3 +273,26 @@ func countValues(v url.Values) int {
 	}
 	return n
 }
+
+func TestPatientBSNAndSearchOf(t *testing.T) {
+	for _, tc := range []struct {
+		params url.Values
+		bsn    string
+		ok     bool
+	}{
+		{url.Values{"patient.identifier": {"http://fhir.nl/fhir/NamingSystem/bsn|999911259"}}, "999911259", true},
+		{url.Values{"identifier": {"urn:oid:2.16.840.1.113883.2.4.6.3|999911259"}}, "999911259", true},
+		{url.Values{"patient.identifier": {"http://fhir.nl/fhir/NamingSystem/bsn|999911259", "http://fhir.nl/fhir/NamingSystem/bsn|999909587"}}, "", false},
+		{url.Values{"patient.identifier": {"http://example.org/mrn|999911259"}}, "", false},
+		{url.Values{"patient.identifier": {"http://fhir.nl/fhir/NamingSystem/bsn|123456789"}}, "", false},
+		{url.Values{"code": {"x"}}, "", false},
+	} {
+		if bsn, ok := PatientBSN(tc.params); bsn != tc.bsn || ok != tc.ok {
+			t.Errorf("PatientBSN(%v) = %q %v, want %q %v", tc.params, bsn, ok, tc.bsn, tc.ok)
+		}
+	}
+	got := SearchOf("Observation", "$lastn", url.Values{"code": {"a"}, "_count": {"10"}, "_offset": {"20"}})
+	if got != "Observation/$lastn?code=a" {
+		t.Errorf("SearchOf = %q", got)
+	}
+}

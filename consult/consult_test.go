@@ -89,7 +89,7 @@ func TestConsult(t *testing.T) {
 			except: map[string]int{drugUse.Name: http.StatusForbidden}, outcome: "withheld for this role",
 			setup: func(t *testing.T) {
 				p := func(req *rest.Request, tok *oauth.AccessToken) error {
-					if _, err := bgz.Match(searchString(req), e.patients[0].BSN); err == nil && strings.Contains(req.Params.Get("code"), "228366006") {
+					if _, err := bgz.Match(bgz.SearchOf(req.Type, req.Operation, req.Params), e.patients[0].BSN); err == nil && strings.Contains(req.Params.Get("code"), "228366006") {
 						return fhir.Errorf(http.StatusForbidden, "forbidden", "DrugUse is withheld for this role")
 					}
 					return nil

@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
-	"strings"
 
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
-	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/plateau"
 )
@@ -164,12 +161,12 @@ func (s *Service) Authorize(ctx context.Context, tok *oauth.AccessToken, req *re
 	if req.Interaction != rest.InteractionSearchType && !(req.Interaction == rest.InteractionOperation && req.Operation == bgz.OperationLastN) {
 		return c, deny("a consult allows only the searches of the care application")
 	}
-	bsn, ok := patientOf(req)
+	bsn, ok := bgz.PatientBSN(req.Params)
 	if !ok {
 		return c, deny("a consult search must be for exactly one patient, by BSN")
 	}
 	c.PatientBSN = bsn
-	b, err := bgz.Match(searchString(req), bsn)
+	b, err := bgz.Match(bgz.SearchOf(req.Type, req.Operation, req.Params), bsn)
 	if err != nil {
 		return c, deny("this search is not one of the %s queries", app)
 	}
@@ -219,45 +216,6 @@ func deny(format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
 	return &fhir.Error{Status: http.StatusForbidden, Cause: fmt.Errorf("%w: %s", ErrForbidden, msg),
 		Issues: []fhir.Issue{{Severity: "error", Code: "forbidden", Diagnostics: msg}}}
-}
-
-// patientParams are the parameters a BgZ search names its patient in.
-var patientParams = []string{"patient.identifier", "identifier", "beneficiary.identifier"}
-
-// patientOf returns the one BSN the search is about.
-func patientOf(req *rest.Request) (string, bool) {
-	bsn := ""
-	for _, p := range patientParams {
-		for _, v := range req.Params[p] {
-			sys, val, ok := strings.Cut(v, "|")
-			if !ok || nl.CanonicalSystem(sys) != nl.SystemBSN || nl.ValidateBSN(val) != nil {
-				return "", false
-			}
-			if bsn != "" && bsn != val {
-				return "", false
-			}
-			bsn = val
-		}
-	}
-	return bsn, bsn != ""
-}
-
-// pagingParams may be added to an allowed search (the holder's own next links).
-var pagingParams = []string{"_count", "_offset", "_format"}
-
-// searchString rebuilds the search as a relative URL without paging parameters.
-func searchString(req *rest.Request) string {
-	p := url.Values{}
-	for k, v := range req.Params {
-		if !slices.Contains(pagingParams, k) {
-			p[k] = v
-		}
-	}
-	path := req.Type
-	if req.Operation != "" {
-		path += "/" + req.Operation
-	}
-	return path + "?" + p.Encode()
 }
 
 // validCode accepts facility type and similar codes: 1..64 characters of

@@ -7,9 +7,11 @@ import (
 	"strings"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
+	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
@@ -38,7 +40,7 @@ func (n *Node) publicRoutes() http.Handler {
 			}
 			if err := n.plateaus.CheckAccess(ctx, plateau.AccessContext{PartnerURA: tok.Subject, Authenticated: authn,
 				UserID: user, UserRole: role, Application: app, Interaction: req.Interaction, ResourceType: req.Type,
-				Operation: req.Operation, Params: req.Params, Patient: bsnFromQuery(req)}); err != nil {
+				Operation: req.Operation, Params: req.Params, Patient: queryBSN(req)}); err != nil {
 				if r := plateau.AsRefusal(err); r != nil {
 					return r.FHIRError()
 				}
@@ -156,7 +158,7 @@ func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result
 		}
 	}
 	if rec.Patient == "" {
-		rec.Patient = bsnFromQuery(req)
+		rec.Patient = queryBSN(req)
 	}
 	if tok := tokenFrom(ctx); tok != nil {
 		rec.Task = tok.StringClaim("twiin_task")
@@ -205,27 +207,13 @@ func queryText(req *rest.Request) string {
 	return s
 }
 
-// bsnFromQuery finds the BSN a search is about, for the audit record.
-func bsnFromQuery(req *rest.Request) string {
-	for k, vs := range req.Params {
-		if k == "identifier" || strings.HasSuffix(k, ".identifier") {
-			for _, v := range vs {
-				if sys, val, ok := strings.Cut(v, "|"); ok && strings.HasSuffix(sys, "/bsn") {
-					return val
-				}
-			}
-		}
-	}
-	return ""
-}
-
 func patientBSN(body []byte) string {
 	var p struct {
 		Identifier []struct{ System, Value string }
 	}
 	if json.Unmarshal(body, &p) == nil {
 		for _, id := range p.Identifier {
-			if strings.HasSuffix(id.System, "/bsn") || strings.HasSuffix(id.System, "2.16.840.1.113883.2.4.6.3") {
+			if nl.CanonicalSystem(id.System) == nl.SystemBSN {
 				return id.Value
 			}
 		}
@@ -237,4 +225,10 @@ func writeOutcome(w http.ResponseWriter, fe *fhir.Error) {
 	w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
 	w.WriteHeader(fe.Status)
 	_, _ = w.Write(fhir.OperationOutcome(fe.Issues...))
+}
+
+// queryBSN is the patient a search is about, for the audit record.
+func queryBSN(req *rest.Request) string {
+	bsn, _ := bgz.PatientBSN(req.Params)
+	return bsn
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 
 	"github.com/schakel-nl/schakel/bgz"
@@ -14,9 +13,6 @@ import (
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/oauth"
 )
-
-// paging parameters a receiver may add to an allowed search.
-var pagingParams = []string{"_count", "_offset", "_format"}
 
 // AuthorizeData decides whether a request on the sender's FHIR endpoint is
 // covered by the referral its access token was issued for: the workflow Task
@@ -68,7 +64,7 @@ func (s *Service) AuthorizeData(ctx context.Context, tok *oauth.AccessToken, req
 		}
 		return nil
 	case rest.InteractionSearchType, rest.InteractionOperation:
-		q := searchString(req)
+		q := bgz.SearchOf(req.Type, req.Operation, req.Params)
 		n, err := bgz.Normalize(q)
 		if err != nil || !slices.Contains(g.Queries, n) {
 			return deny("this search is not one of the queries the workflow Task makes available")
@@ -98,20 +94,4 @@ func (s *Service) AfterData(ctx context.Context, tok *oauth.AccessToken, req *re
 		_ = s.cfg.DB.setGrantStatus(ctx, g.ID, next, "reported by the receiver", s.cfg.Now())
 		s.event(g.Tenant, g.ID, "status", fmt.Sprintf("receiver reported the workflow Task %s", next), nil)
 	}
-}
-
-// searchString rebuilds the search of req as a relative URL, without the
-// paging parameters a receiver may add.
-func searchString(req *rest.Request) string {
-	p := url.Values{}
-	for k, v := range req.Params {
-		if !slices.Contains(pagingParams, k) {
-			p[k] = v
-		}
-	}
-	path := req.Type
-	if req.Operation != "" {
-		path += "/" + req.Operation
-	}
-	return path + "?" + p.Encode()
 }
