@@ -375,10 +375,14 @@ func (n *Node) closeStores() {
 	if n.consents != nil {
 		_ = n.consents.Close()
 	}
-	for _, c := range []interface{ Close() error }{n.stu3, n.auditLog, n.npDB} {
-		if c != nil && !isNilCloser(c) {
-			_ = c.Close()
-		}
+	if n.stu3 != nil {
+		_ = n.stu3.Close()
+	}
+	if n.auditLog != nil {
+		_ = n.auditLog.Close()
+	}
+	if n.npDB != nil {
+		_ = n.npDB.Close()
 	}
 	if n.publicLn != nil {
 		n.publicLn.Close()
@@ -386,16 +390,6 @@ func (n *Node) closeStores() {
 	if n.internalLn != nil {
 		n.internalLn.Close()
 	}
-}
-
-func isNilCloser(c interface{ Close() error }) bool {
-	switch v := c.(type) {
-	case *audit.Store:
-		return v == nil
-	case *notifiedpull.DB:
-		return v == nil
-	}
-	return false
 }
 
 func eventf(node, tenant, step, format string, args ...any) notifiedpull.Event {
