@@ -611,3 +611,35 @@ func ParseNotice(body []byte) (Notice, error) {
 	}
 	return n, nil
 }
+
+// PermitsHolder reports whether the notice leaves the data holder (URA and
+// facility type) with consent in force at t for at least one requester:
+// some permit registration covering the holder that no deny overrides
+// (Evaluate's rule: a deny covering the holder for at least the permit's
+// requesters, with at least its specificity, decides instead). A holder
+// without it has no consent left to make the patient's data consultable,
+// so its holding at the referral index should be withdrawn.
+func (n Notice) PermitsHolder(holderURA, holderType string, t time.Time) bool {
+	within := func(outer, inner string) bool { return outer == "" || outer == inner }
+	covers := func(r Registration) bool {
+		return r.PatientBSN == n.PatientBSN && r.inForce(t) && within(r.Purpose, PurposeTreatment) &&
+			within(r.HolderURA, holderURA) && within(r.HolderType, holderType)
+	}
+	for _, p := range n.Registrations {
+		if p.Effect != Permit || !covers(p) {
+			continue
+		}
+		overridden := false
+		for _, d := range n.Registrations {
+			if d.Effect == Deny && covers(d) && d.Specificity() >= p.Specificity() &&
+				within(d.RequesterURA, p.RequesterURA) && within(d.RequesterType, p.RequesterType) && within(d.RequesterRole, p.RequesterRole) {
+				overridden = true
+				break
+			}
+		}
+		if !overridden {
+			return true
+		}
+	}
+	return false
+}
