@@ -104,6 +104,11 @@ type Config struct {
 	// ConsentProfile names the consent check in audit records; default
 	// "Mitz closed question".
 	ConsentProfile string
+	// ConsentSource, when set, replaces Consent and ConsentProfile: it picks
+	// the Checker for each question and names it for the audit record (the
+	// node chooses the source by the consent plateau agreed with the
+	// requester). A nil Checker means no source: the request is refused (503).
+	ConsentSource func(q consent.Question) (consent.Checker, string)
 	Audit          audit.Log
 	Logger         *slog.Logger
 	Now            func() time.Time

@@ -377,6 +377,54 @@ func TestAuthorizeData(t *testing.T) {
 	}
 }
 
+// TestAuthorizeDataConsentSource: with ConsentSource the Checker is chosen
+// per question (by the requester) and the audit profile names it; no
+// Checker refuses with 503.
+func TestAuthorizeDataConsentSource(t *testing.T) {
+	base := func(t string) string { return "https://node.example/fhir/stu3/" + t }
+	_, _, params, _ := bgz.ParseQuery(bgz.Queries()[5].Query("999911120"))
+	local, mitz := &fixedChecker{d: consent.DecisionPermit}, &fixedChecker{d: consent.DecisionDeny}
+	const uraOther = "00000055"
+	s := New(Config{Tenants: func() []string { return []string{uraHolder} }, FHIRBase: base,
+		FacilityType: func(string) string { return holderType }, Consent: mitz,
+		ConsentSource: func(q consent.Question) (consent.Checker, string) {
+			switch q.RequesterURA {
+			case uraRequester:
+				return local, "plateau 1 local registry"
+			case uraOther:
+				return mitz, "plateau 4 Mitz closed question"
+			}
+			return nil, "plateau 2 regional portal (not configured)"
+		}})
+	for _, tc := range []struct {
+		requester string
+		status    int
+		profile   string
+	}{
+		{uraRequester, 0, "plateau 1 local registry: Permit"},
+		{uraOther, http.StatusForbidden, "plateau 4 Mitz closed question: Deny"},
+		{"00000066", http.StatusServiceUnavailable, "plateau 2 regional portal (not configured): unavailable"},
+	} {
+		tok := &oauth.AccessToken{Subject: tc.requester, ClientID: tc.requester, Scope: []string{ApplicationBgZ}, Audience: []string{base(uraHolder)},
+			Claims: map[string]any{ClaimConsult: uraHolder, ClaimRequesterType: "Z3", plateau.ClaimAuthn: float64(3), plateau.ClaimUser: userUZI, plateau.ClaimRole: userRole}}
+		ctx := WithCheck(context.Background())
+		err := s.AuthorizeData(ctx, tok, &rest.Request{Tenant: uraHolder, Interaction: rest.InteractionSearchType, Type: "Condition", Params: params})
+		status := 0
+		if fe := fhir.AsError(err); fe != nil {
+			status = fe.Status
+		} else if err != nil {
+			t.Fatalf("%s: error %v is no fhir.Error", tc.requester, err)
+		}
+		c, _ := CheckFrom(ctx)
+		if status != tc.status || c.ConsentProfile != tc.profile {
+			t.Errorf("requester %s: status %d, profile %q; want %d, %q", tc.requester, status, c.ConsentProfile, tc.status, tc.profile)
+		}
+	}
+	if local.last.RequesterURA != uraRequester || mitz.last.RequesterURA != uraOther {
+		t.Errorf("questions went to the wrong source: local %+v, Mitz %+v", local.last, mitz.last)
+	}
+}
+
 func TestConsultRequestErrors(t *testing.T) {
 	e := newEnv(t, 0)
 	ctx := context.Background()

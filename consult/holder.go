@@ -185,15 +185,19 @@ func (s *Service) Authorize(ctx context.Context, tok *oauth.AccessToken, req *re
 	}
 	q := consent.Question{PatientBSN: bsn, DataHolderURA: tenant, DataHolderType: s.cfg.FacilityType(tenant),
 		RequesterURA: tok.Subject, RequesterType: rtype, RequesterRole: role, RequesterUZI: user, Purpose: consent.PurposeTreatment}
-	if s.cfg.Consent == nil {
-		c.ConsentProfile = s.cfg.ConsentProfile + ": unavailable"
+	checker, profile := s.cfg.Consent, s.cfg.ConsentProfile
+	if s.cfg.ConsentSource != nil {
+		checker, profile = s.cfg.ConsentSource(q)
+	}
+	if checker == nil {
+		c.ConsentProfile = profile + ": unavailable"
 		return c, consent.Outcome(fmt.Errorf("%w: no consent service configured", consent.ErrUnavailable))
 	}
-	d, err := s.cfg.Consent.Decide(ctx, q)
+	d, err := checker.Decide(ctx, q)
 	if err != nil {
-		c.ConsentProfile = s.cfg.ConsentProfile + ": unavailable"
+		c.ConsentProfile = profile + ": unavailable"
 		if errors.Is(err, consent.ErrInvalidQuestion) {
-			c.ConsentProfile = s.cfg.ConsentProfile + ": not asked (incomplete question)"
+			c.ConsentProfile = profile + ": not asked (incomplete question)"
 			s.log.Warn("consent question incomplete", "tenant", tenant, "requester", tok.Subject, "err", err)
 			return c, deny("the patient's consent cannot be asked: the question is incomplete")
 		}
@@ -203,7 +207,7 @@ func (s *Service) Authorize(ctx context.Context, tok *oauth.AccessToken, req *re
 		return c, consent.Outcome(err)
 	}
 	c.Decision = d
-	c.ConsentProfile = s.cfg.ConsentProfile + ": " + string(d)
+	c.ConsentProfile = profile + ": " + string(d)
 	if !d.Permitted() {
 		return c, &fhir.Error{Status: http.StatusForbidden, Cause: &consent.DeniedError{Decision: d}, Issues: []fhir.Issue{{
 			Severity: "error", Code: "forbidden",
