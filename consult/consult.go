@@ -109,9 +109,9 @@ type Config struct {
 	// node chooses the source by the consent plateau agreed with the
 	// requester). A nil Checker means no source: the request is refused (503).
 	ConsentSource func(q consent.Question) (consent.Checker, string)
-	Audit          audit.Log
-	Logger         *slog.Logger
-	Now            func() time.Time
+	Audit         audit.Log
+	Logger        *slog.Logger
+	Now           func() time.Time
 	// TokenLifetime of consult tokens; default and maximum MaxTokenLifetime.
 	TokenLifetime time.Duration
 	// Parallel bounds the queries a consult runs at the same time.
