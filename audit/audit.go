@@ -122,6 +122,12 @@ type Config struct {
 	MaxBatch int
 	MaxDelay time.Duration
 
+	// NoJournal writes every batch straight into SQLite with a synchronous
+	// commit, instead of into the journal with the SQLite index behind it
+	// (docs/audit.md, "Journal"). Slower; for comparison and for
+	// filesystems where the journal's fdatasync is not to be trusted.
+	NoJournal bool
+
 	ReadOnly bool         // open for List and Verify only (no migration, no writer)
 	Logger   *slog.Logger // checkpoints are logged here as an external witness; never record content
 }
@@ -142,6 +148,9 @@ type Store struct {
 	quit     chan struct{}
 	done     chan struct{}
 
+	closeOnce sync.Once
+	closeErr  error
+
 	// Owned by the committer goroutine.
 	seq       int64
 	head      [32]byte
@@ -149,6 +158,10 @@ type Store struct {
 	cpTime    time.Time
 	batches   atomic.Int64
 	committed atomic.Int64
+
+	// unindexed counts, in a read-only store, the records only its journal
+	// holds (the node is running, or stopped before indexing them).
+	unindexed int64
 }
 
 // Open opens (creating when needed) the SQLite audit store at path for the
@@ -200,9 +213,12 @@ func OpenWith(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	var be backend
 	var err error
-	if cfg.Path != "" {
-		be, err = openSQLite(ctx, cfg.Path, cfg.ReadOnly)
-	} else {
+	switch {
+	case cfg.Path != "" && (cfg.ReadOnly || cfg.NoJournal || cfg.Path == ":memory:"):
+		be, err = openSQLite(ctx, cfg.Path, cfg.ReadOnly, "FULL")
+	case cfg.Path != "":
+		be, err = openJournaled(ctx, cfg.Path, log)
+	default:
 		be, err = openPostgres(ctx, cfg.Postgres, cfg.Schema, cfg.ReadOnly)
 	}
 	if err != nil {
@@ -213,6 +229,12 @@ func OpenWith(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.ReadOnly {
 		s.closed = true
 		close(s.done)
+		if cfg.Path != "" && cfg.Path != ":memory:" {
+			if s.unindexed, err = unindexed(ctx, be, cfg.Path+".journal"); err != nil {
+				be.close()
+				return nil, fmt.Errorf("audit store: %w", err)
+			}
+		}
 		return s, nil
 	}
 	if s.sign, err = checkpointSigner(cfg.Key); err != nil {
@@ -242,7 +264,8 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	<-s.done
-	return s.be.close()
+	s.closeOnce.Do(func() { s.closeErr = s.be.close() })
+	return s.closeErr
 }
 
 // Append writes r durably; the caller answers the requester only after it

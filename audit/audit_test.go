@@ -33,6 +33,9 @@ func backends(t *testing.T) map[string]func(t *testing.T, tune func(*Config)) *t
 		"sqlite": func(t *testing.T, tune func(*Config)) *testStore {
 			return newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db")}, tune)
 		},
+		"sqlite-direct": func(t *testing.T, tune func(*Config)) *testStore {
+			return newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db"), NoJournal: true}, tune)
+		},
 	}
 	if dsn := os.Getenv("SCHAKEL_TEST_POSTGRES"); dsn != "" {
 		out["postgres"] = func(t *testing.T, tune func(*Config)) *testStore {
@@ -145,6 +148,9 @@ func TestAppendListAndAppendOnly(t *testing.T) {
 // access would, with the append-only guards in place.
 func (ts *testStore) rawExec(ctx context.Context, q string) error {
 	switch be := ts.be.(type) {
+	case *journaled:
+		_, err := be.index.db.ExecContext(ctx, q)
+		return err
 	case *sqliteBackend:
 		_, err := be.db.ExecContext(ctx, q)
 		return err
@@ -197,39 +203,51 @@ func TestGroupCommitBatchesConcurrentAppends(t *testing.T) {
 	}
 }
 
+// sqlLimits put a SQLite connection in a state where writes fail, and
+// return the function that lifts it.
+var sqlLimits = []struct {
+	name  string
+	limit func(t *testing.T, db execer) func()
+}{
+	{"full", func(t *testing.T, db execer) func() {
+		var pages int
+		if err := db.QueryRowContext(context.Background(), `PRAGMA page_count`).Scan(&pages); err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, db, fmt.Sprintf(`PRAGMA max_page_count = %d`, pages))
+		return func() { mustExec(t, db, `PRAGMA max_page_count = 1000000`) }
+	}},
+	{"read-only", func(t *testing.T, db execer) func() {
+		mustExec(t, db, `PRAGMA query_only = 1`)
+		return func() { mustExec(t, db, `PRAGMA query_only = 0`) }
+	}},
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+// bigRecord needs new database pages.
+func bigRecord(i int) Record {
+	r := record(i)
+	r.OutcomeText = strings.Repeat("x", 64<<10)
+	return r
+}
+
 func TestAppendRefusesWhenStoreBroken(t *testing.T) {
 	ctx := context.Background()
-	// limit puts the SQLite file in a state where writes fail, and returns
-	// the function that lifts it.
-	cases := []struct {
-		name  string
-		limit func(t *testing.T, db *sql.DB) func()
-	}{
-		{"full", func(t *testing.T, db *sql.DB) func() {
-			var pages int
-			if err := db.QueryRow(`PRAGMA page_count`).Scan(&pages); err != nil {
-				t.Fatal(err)
-			}
-			mustExec(t, db, fmt.Sprintf(`PRAGMA max_page_count = %d`, pages))
-			return func() { mustExec(t, db, `PRAGMA max_page_count = 1000000`) }
-		}},
-		{"read-only", func(t *testing.T, db *sql.DB) func() {
-			mustExec(t, db, `PRAGMA query_only = 1`)
-			return func() { mustExec(t, db, `PRAGMA query_only = 0`) }
-		}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			s := newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db")}, nil)
+	// Without the journal, the commit that fails is the Append's own.
+	for _, tc := range sqlLimits {
+		t.Run("direct "+tc.name, func(t *testing.T) {
+			s := newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db"), NoJournal: true}, nil)
 			if err := s.Append(ctx, record(0)); err != nil {
 				t.Fatal(err)
 			}
 			db := s.be.(*sqliteBackend).db
 			db.SetMaxOpenConns(1) // the pragmas are per connection
 			lift := tc.limit(t, db)
-			var big Record = record(1)
-			big.OutcomeText = strings.Repeat("x", 64<<10) // needs new pages
-			err := s.Append(ctx, big)
+			err := s.Append(ctx, bigRecord(1))
 			if !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("append on a %s store: err = %v, want ErrUnavailable", tc.name, err)
 			}
@@ -243,6 +261,52 @@ func TestAppendRefusesWhenStoreBroken(t *testing.T) {
 			}
 			if !rep.OK() || rep.Records != 2 {
 				t.Errorf("chain after a refused batch: %+v", rep)
+			}
+		})
+	}
+	// With the journal, a record the journal holds is answered; the index
+	// failing behind it makes the store refuse every later record (and
+	// searches) until the index recovers, and nothing answered is lost.
+	for _, tc := range sqlLimits {
+		t.Run("index "+tc.name, func(t *testing.T) {
+			s := newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db")}, nil)
+			if err := s.Append(ctx, record(0)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.List(ctx, Filter{}); err != nil { // the index has caught up; its connection is idle
+				t.Fatal(err)
+			}
+			lift := tc.limit(t, s.be.(*journaled).conn)
+			accepted := 1
+			if err := s.Append(ctx, bigRecord(1)); err != nil {
+				t.Fatalf("the journal holds the record, yet Append failed: %v", err)
+			}
+			accepted++
+			eventually(t, "the store refuses records while its index fails", func() bool {
+				err := s.Append(ctx, record(accepted))
+				if err == nil {
+					accepted++
+				}
+				return errors.Is(err, ErrUnavailable)
+			})
+			if _, err := s.List(ctx, Filter{}); !errors.Is(err, ErrUnavailable) {
+				t.Errorf("search on a failing index: %v, want ErrUnavailable", err)
+			}
+			lift()
+			eventually(t, "the store accepts records once its index recovers", func() bool {
+				return s.Append(ctx, record(accepted)) == nil
+			})
+			accepted++
+			got, err := s.List(ctx, Filter{})
+			if err != nil || len(got) != accepted {
+				t.Fatalf("after recovery: %d records (err %v), want every accepted one: %d", len(got), err, accepted)
+			}
+			rep, err := Verify(ctx, s.reopenReadOnly(t), s.keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.OK() || rep.Records != int64(accepted) {
+				t.Errorf("chain after the index failed and recovered: %+v", rep)
 			}
 		})
 	}
@@ -265,10 +329,22 @@ func TestAppendRefusesWhenStoreBroken(t *testing.T) {
 	})
 }
 
-func mustExec(t *testing.T, db *sql.DB, q string) {
+func mustExec(t *testing.T, db execer, q string) {
 	t.Helper()
-	if _, err := db.Exec(q); err != nil {
+	if _, err := db.ExecContext(context.Background(), q); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// eventually polls cond until it holds, failing the test after 10 seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

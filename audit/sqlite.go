@@ -19,18 +19,24 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// sqliteBackend keeps the log in one SQLite file in WAL mode with
-// synchronous=FULL: every commit fsyncs the WAL before it returns, which is
-// what makes Append durable (sqlitedb's shared default, NORMAL, is not).
+// sqliteBackend keeps the log in one SQLite file in WAL mode. On its own
+// (Config.NoJournal) it runs with synchronous=FULL: every commit fsyncs the
+// WAL before it returns, which is what makes Append durable. Behind the
+// journal (journaled.go) it runs with synchronous=NORMAL, since the journal
+// already holds every record durably, and makes its commits durable only
+// before journal segments are removed.
 type sqliteBackend struct {
-	db *sql.DB
+	db   *sql.DB
+	path string
 	// inserts holds the prepared multi-row INSERT for each batch size used
 	// so far: parsing a 22-column statement costs as much as executing it.
 	// Only the committer writes, so only it touches the map.
 	inserts map[int]*sql.Stmt
 }
 
-func openSQLite(ctx context.Context, path string, readOnly bool) (*sqliteBackend, error) {
+// openSQLite opens the audit database at path; synchronous is SQLite's
+// setting for writers (FULL or NORMAL), ignored when readOnly.
+func openSQLite(ctx context.Context, path string, readOnly bool, synchronous string) (*sqliteBackend, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(5000)")
 	dsn := ":memory:"
@@ -45,7 +51,11 @@ func openSQLite(ctx context.Context, path string, readOnly bool) (*sqliteBackend
 				return nil, fmt.Errorf("create database directory: %w", err)
 			}
 			q.Add("_pragma", "journal_mode(WAL)")
-			q.Add("_pragma", "synchronous(FULL)")
+			q.Add("_pragma", "synchronous("+synchronous+")")
+			// Statement sub-journals in memory: a multi-row INSERT would
+			// otherwise write one to a temporary file per statement.
+			q.Add("_pragma", "temp_store(MEMORY)")
+			q.Add("_pragma", "cache_size(-32768)")
 		}
 		dsn = "file:" + path + "?" + q.Encode()
 	}
@@ -71,7 +81,28 @@ func openSQLite(ctx context.Context, path string, readOnly bool) (*sqliteBackend
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &sqliteBackend{db: db, inserts: map[int]*sql.Stmt{}}, nil
+	return &sqliteBackend{db: db, path: path, inserts: map[int]*sql.Stmt{}}, nil
+}
+
+// syncFiles makes every committed transaction durable: it fdatasyncs the
+// WAL (which holds the commits not yet checkpointed) and the database file
+// (which holds the rest).
+func (b *sqliteBackend) syncFiles() error {
+	for _, p := range []string{b.path + "-wal", b.path} {
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = datasync(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (b *sqliteBackend) close() error {
@@ -124,6 +155,18 @@ func (b *sqliteBackend) write(ctx context.Context, rows []row, cp *Checkpoint) e
 		return err
 	}
 	defer tx.Rollback()
+	var cps []Checkpoint
+	if cp != nil {
+		cps = append(cps, *cp)
+	}
+	if err := b.insertTx(ctx, tx, rows, cps); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// insertTx inserts rows and checkpoints within tx.
+func (b *sqliteBackend) insertTx(ctx context.Context, tx *sql.Tx, rows []row, cps []Checkpoint) error {
 	// One multi-row INSERT per batch: per-statement overhead, not SQLite's
 	// page writes, dominates small batches.
 	for len(rows) > 0 {
@@ -142,13 +185,13 @@ func (b *sqliteBackend) write(ctx context.Context, rows []row, cp *Checkpoint) e
 		}
 		rows = rows[n:]
 	}
-	if cp != nil {
+	for _, cp := range cps {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoint (seq, head, created_at, jws) VALUES (?,?,?,?)`,
 			cp.Seq, cp.Head, cp.Time.UTC().Format(colTime), cp.JWS); err != nil {
 			return err
 		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 const selectRow = `SELECT seq, prev, hash, body, ` + columnNames + ` FROM audit_event`

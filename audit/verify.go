@@ -37,12 +37,16 @@ func (p Problem) String() string {
 
 // Report is the outcome of Verify.
 type Report struct {
-	Records      int64     `json:"records"`      // chained records checked
-	Legacy       int64     `json:"legacy"`       // records from before the chain, not covered by it
-	Checkpoints  int       `json:"checkpoints"`  // checkpoints checked
-	Signed       bool      `json:"signed"`       // checkpoint signatures were checked against keys
-	LastAnchored int64     `json:"lastAnchored"` // seq of the last record a valid checkpoint covers
-	Problems     []Problem `json:"problems"`
+	Records      int64 `json:"records"`      // chained records checked
+	Legacy       int64 `json:"legacy"`       // records from before the chain, not covered by it
+	Checkpoints  int   `json:"checkpoints"`  // checkpoints checked
+	Signed       bool  `json:"signed"`       // checkpoint signatures were checked against keys
+	LastAnchored int64 `json:"lastAnchored"` // seq of the last record a valid checkpoint covers
+	// Unindexed counts records that only the journal holds yet (a running
+	// node, or one stopped before it indexed them; the next start does).
+	// They follow the last record checked and are not part of this report.
+	Unindexed int64     `json:"unindexed,omitempty"`
+	Problems  []Problem `json:"problems"`
 }
 
 // OK reports whether no problem was found.
@@ -61,7 +65,7 @@ type entry struct {
 // checkpoint against the chain. With keys, checkpoint signatures are checked
 // too; without, only their content (say so to whoever reads the report).
 func Verify(ctx context.Context, s *Store, keys jwk.Set) (*Report, error) {
-	rep := &Report{Signed: keys != nil}
+	rep := &Report{Signed: keys != nil, Unindexed: s.unindexed}
 	var entries []entry
 	var lastLegacy int64
 	problem := func(kind string, e *entry, detail string, args ...any) {

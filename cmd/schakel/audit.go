@@ -137,6 +137,9 @@ func printReport(w io.Writer, rep *audit.Report, keyNote string) {
 		fmt.Fprintf(w, ", %d from before the chain (not covered)", rep.Legacy)
 	}
 	fmt.Fprintf(w, "\ncheckpoints: %d, last anchored record: %d\n%s\n", rep.Checkpoints, rep.LastAnchored, keyNote)
+	if rep.Unindexed > 0 {
+		fmt.Fprintf(w, "journal: %d more record(s) are held only in the journal and were not checked; the node indexes them while it runs or when it starts\n", rep.Unindexed)
+	}
 	if rep.OK() {
 		fmt.Fprintln(w, "OK: no changed, removed, inserted or reordered records found")
 		return

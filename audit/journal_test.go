@@ -1,0 +1,328 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// chainedRows returns n rows that continue a chain ending at (seq, head).
+func chainedRows(t *testing.T, seq int64, head [32]byte, n int) []row {
+	t.Helper()
+	var rows []row
+	for i := range n {
+		rec := record(int(seq) + i)
+		rec.EventID, rec.Time, rec.Node = newID(), time.Now(), "node-a"
+		body, err := encodeBody(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq++
+		prev := head
+		head = chainHash(prev, body)
+		rows = append(rows, row{seq: seq, prev: bytes32(prev), hash: bytes32(head), body: body, cols: columnsOf(rec)})
+	}
+	return rows
+}
+
+// writeJournal appends batches to a journal in dir, as a node would have
+// before it crashed, and returns the segment files.
+func writeJournal(t *testing.T, dir string, maxSize int64, batches ...[]row) []string {
+	t.Helper()
+	j, err := openJournal(dir, maxSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range batches {
+		if _, err := j.append(b, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*"+journalExt))
+	return files
+}
+
+// closedStore returns a store with n records, closed (its journal is gone),
+// and the head of its chain.
+func closedStore(t *testing.T, n int) (*testStore, int64, [32]byte) {
+	t.Helper()
+	s := newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db")}, nil)
+	for i := range n {
+		if err := s.Append(context.Background(), record(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(s.cfg.Path+".journal", "*"+journalExt)); len(files) != 0 {
+		t.Fatalf("a cleanly closed store left journal segments: %v", files)
+	}
+	return s, s.seq, s.head
+}
+
+func reopen(t *testing.T, ts *testStore) (*Store, error) {
+	t.Helper()
+	s, err := OpenWith(context.Background(), ts.cfg)
+	if err == nil {
+		t.Cleanup(func() { s.Close() })
+	}
+	return s, err
+}
+
+func verifyClosed(t *testing.T, ts *testStore, s *Store, want int64) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := ts.cfg
+	cfg.ReadOnly, cfg.Key = true, nil
+	ro, err := OpenWith(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	rep, err := Verify(context.Background(), ro, ts.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Records != want || rep.LastAnchored != want || rep.Unindexed != 0 {
+		t.Errorf("verify: %+v, want %d records, all anchored", rep, want)
+	}
+}
+
+func TestJournalReplayedIntoIndexOnOpen(t *testing.T) {
+	ctx := context.Background()
+	ts, seq, head := closedStore(t, 2)
+	// A crash: three batches reached the journal, none the index, and the
+	// last write was torn halfway.
+	rows := chainedRows(t, seq, head, 6)
+	files := writeJournal(t, ts.cfg.Path+".journal", journalSegmentBytes, rows[0:1], rows[1:4], rows[4:5])
+	torn := append([]byte(nil), frameOf(t, rows[5:6])...)
+	appendFile(t, files[len(files)-1], torn[:len(torn)/2])
+
+	// Read-only, nothing changes, and the report says what waits in the journal.
+	cfg := ts.cfg
+	cfg.ReadOnly, cfg.Key = true, nil
+	ro, err := OpenWith(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(ctx, ro, ts.keys)
+	ro.Close()
+	if err != nil || !rep.OK() || rep.Records != 2 || rep.Unindexed != 5 {
+		t.Fatalf("read-only verify before the replay: %+v, %v; want 2 records and 5 unindexed", rep, err)
+	}
+
+	s, err := reopen(t, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.List(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 7 {
+		t.Fatalf("after the replay the store holds %d records, want 7 (2 + 5 journaled; the torn one was never answered)", len(got))
+	}
+	for i, r := range rows[:5] {
+		if got[2+i].EventID != r.cols.EventID || got[2+i].Seq != r.seq {
+			t.Errorf("record %d: got %s/%d, want %s/%d", i, got[2+i].EventID, got[2+i].Seq, r.cols.EventID, r.seq)
+		}
+	}
+	if err := s.Append(ctx, record(9)); err != nil { // the chain goes on after the replayed records
+		t.Fatal(err)
+	}
+	verifyClosed(t, ts, s, 8)
+	if files, _ := filepath.Glob(filepath.Join(ts.cfg.Path+".journal", "*"+journalExt)); len(files) != 0 {
+		t.Errorf("replayed segments left behind: %v", files)
+	}
+}
+
+func frameOf(t *testing.T, rows []row) []byte {
+	dir := t.TempDir()
+	files := writeJournal(t, dir, journalSegmentBytes, rows)
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data[len(journalMagic):]
+}
+
+func appendFile(t *testing.T, path string, data []byte) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestJournalThatDoesNotContinueTheStoreIsRefused(t *testing.T) {
+	cases := map[string]func(t *testing.T, seq int64, head [32]byte) []row{
+		"gap": func(t *testing.T, seq int64, head [32]byte) []row {
+			return chainedRows(t, seq, head, 3)[1:] // the first journaled record is missing
+		},
+		"other chain": func(t *testing.T, seq int64, _ [32]byte) []row {
+			return chainedRows(t, seq, [32]byte{1}, 2) // links to a head the store does not have
+		},
+	}
+	for name, rows := range cases {
+		t.Run(name, func(t *testing.T) {
+			ts, seq, head := closedStore(t, 2)
+			writeJournal(t, ts.cfg.Path+".journal", journalSegmentBytes, rows(t, seq, head))
+			_, err := reopen(t, ts)
+			if err == nil || !strings.Contains(err.Error(), "does not continue the audit store") {
+				t.Fatalf("open with a journal that does not continue the store: %v", err)
+			}
+		})
+	}
+}
+
+func TestJournalCorruptSegmentBeforeTheLastIsRefused(t *testing.T) {
+	ts, seq, head := closedStore(t, 1)
+	rows := chainedRows(t, seq, head, 40)
+	// Small segments: every batch of ten rows starts a new one.
+	files := writeJournal(t, ts.cfg.Path+".journal", 1024, rows[0:10], rows[10:20], rows[20:30], rows[30:40])
+	if len(files) < 3 {
+		t.Fatalf("want several segments, got %v", files)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(files[0], data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = reopen(t, ts)
+	if err == nil || !strings.Contains(err.Error(), "later segments follow it") {
+		t.Fatalf("open with a corrupt segment before the last: %v", err)
+	}
+}
+
+// faultyFile fails writes (after writing half, as a full disk does) while
+// failWrite is set, and truncates while failTruncate is not.
+type faultyFile struct {
+	journalFile
+	failWrite, failTruncate atomic.Bool
+}
+
+func (f *faultyFile) Write(p []byte) (int, error) {
+	if f.failWrite.Load() {
+		n, _ := f.journalFile.Write(p[:len(p)/2])
+		return n, syscall.ENOSPC
+	}
+	return f.journalFile.Write(p)
+}
+
+func (f *faultyFile) Truncate(size int64) error {
+	if f.failTruncate.Load() {
+		return syscall.EIO
+	}
+	return f.journalFile.Truncate(size)
+}
+
+func TestJournalWriteFailureRefusesTheBatchAndKeepsTheChain(t *testing.T) {
+	ctx := context.Background()
+	t.Run("cut off", func(t *testing.T) {
+		s := newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db")}, nil)
+		if err := s.Append(ctx, record(0)); err != nil {
+			t.Fatal(err)
+		}
+		j := s.be.(*journaled).j
+		ff := &faultyFile{journalFile: j.file}
+		ff.failWrite.Store(true)
+		j.file = ff
+		if err := s.Append(ctx, record(1)); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("append on a full disk: %v, want ErrUnavailable", err)
+		}
+		// The next batch goes to a fresh segment; the half-written one was cut off.
+		if err := s.Append(ctx, record(2)); err != nil {
+			t.Fatalf("append after the disk has room again: %v", err)
+		}
+		verifyClosed(t, s, s.Store, 2)
+	})
+	t.Run("cannot be cut off", func(t *testing.T) {
+		s := newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db")}, nil)
+		if err := s.Append(ctx, record(0)); err != nil {
+			t.Fatal(err)
+		}
+		j := s.be.(*journaled).j
+		ff := &faultyFile{journalFile: j.file}
+		ff.failWrite.Store(true)
+		ff.failTruncate.Store(true)
+		j.file = ff
+		if err := s.Append(ctx, record(1)); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("append on a full disk: %v, want ErrUnavailable", err)
+		}
+		// The segment ends in garbage that could not be removed: nothing may
+		// follow it until a restart repairs it.
+		ff.failWrite.Store(false)
+		if err := s.Append(ctx, record(2)); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("append after a write that could not be cut off: %v, want ErrUnavailable", err)
+		}
+		s.Close()
+		s2, err := reopen(t, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s2.Append(ctx, record(3)); err != nil {
+			t.Fatal(err)
+		}
+		verifyClosed(t, s, s2, 2)
+	})
+}
+
+func TestJournalHasOneWriter(t *testing.T) {
+	s := newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db")}, nil)
+	if _, err := reopen(t, s); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("a second writer on an open store: %v, want it refused", err)
+	}
+	s.Close()
+	if _, err := reopen(t, s); err != nil {
+		t.Fatalf("open after the first writer closed: %v", err)
+	}
+}
+
+func TestJournalSegmentsAreRemovedOnceIndexed(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db"), Logger: slog.New(slog.DiscardHandler)}, nil)
+	s.be.(*journaled).j.maxSize = 4096 // a few batches per segment
+	for i := range 200 {
+		if err := s.Append(ctx, record(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segments := func() []string {
+		files, _ := filepath.Glob(filepath.Join(s.cfg.Path+".journal", "*"+journalExt))
+		return files
+	}
+	if _, err := s.List(ctx, Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	// Every segment but the one being written, and the one whose batches the
+	// index took last, is gone.
+	eventually(t, "indexed segments are removed", func() bool { return len(segments()) <= 2 })
+	last := segments()[len(segments())-1]
+	if !bytes.HasSuffix([]byte(last), []byte(journalExt)) {
+		t.Fatalf("unexpected segment name %s", last)
+	}
+	verifyClosed(t, s, s.Store, 200)
+	if left := segments(); len(left) != 0 {
+		t.Errorf("segments left after a clean close: %v", left)
+	}
+}
