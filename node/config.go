@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -98,18 +99,48 @@ type AuditConfig struct {
 	CheckpointKeyFile string `koanf:"checkpointkeyfile"`
 }
 
-// ConsentConfig points at a Mitz-compatible consent service, or keeps
-// consents in the node itself (plateau 1: recorded in the provider's own
-// system, registered through the internal API).
+// ConsentConfig names the node's consent sources. The node may have several
+// at once and asks, per request, the one the consent plateau agreed with the
+// partner in question requires (see docs/consent.md): plateau 1 the local
+// registry, plateau 2 the regional consent portal, plateau 3–4 Mitz.
+// Referrals (Notified Pull) never ask: there consent is presumed.
 type ConsentConfig struct {
-	// Local keeps a consent registry in the node (<datadir>/consent.db).
+	// Local keeps a consent registry in the node (<datadir>/consent.db),
+	// registered through the internal API: plateau 1, consent recorded in
+	// the provider's own system.
 	Local bool `koanf:"local"`
-	// URL is the service base (closed question at URL/geslotenautorisatievraag/xacml3).
+	// Regional is a regional consent portal's service: plateau 2.
+	Regional RegionalConsentConfig `koanf:"regional"`
+	// URL is the base of Mitz, the national consent service (or a service
+	// that speaks its protocol): plateau 3–4. The closed question is asked
+	// at URL/geslotenautorisatievraag/xacml3, subscriptions at
+	// URL/abonnementen/fhir.
 	URL string `koanf:"url"`
 	// Timeout bounds one question (default 5s): a slow service means no access.
 	Timeout time.Duration `koanf:"timeout"`
 	// CacheTTL keeps answers this long (default 30s; keep it short).
 	CacheTTL time.Duration `koanf:"cachettl"`
+	// Subscribe makes the node subscribe at Mitz (URL) to consent changes
+	// of every patient whose holding it registers at the referral index,
+	// and act on the notifications (localization at plateau 4). Needs URL,
+	// localization.url and NotifierURA.
+	Subscribe bool `koanf:"subscribe"`
+	// NotifierURA is the URA in the certificate Mitz delivers notifications
+	// with; the notification endpoint refuses every other peer.
+	NotifierURA string `koanf:"notifierura"`
+	// GatewaySystem and SourceSystem are the OIDs (urn:oid:…) subscriptions
+	// carry for Mitz: the GtK (gateway) and the source system. Optional for
+	// Schakel's own consent service.
+	GatewaySystem string `koanf:"gatewaysystem"`
+	SourceSystem  string `koanf:"sourcesystem"`
+}
+
+// RegionalConsentConfig is a regional consent portal's service: it answers
+// the same closed question as Mitz (Schakel's `schakel consent serve` fed by
+// its portal API is one).
+type RegionalConsentConfig struct {
+	// URL is the service base (closed question at URL/geslotenautorisatievraag/xacml3).
+	URL string `koanf:"url"`
 }
 
 // LocalizationConfig points at a referral index.
@@ -255,15 +286,14 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("participants[%d]: certfile and keyfile go together", i))
 		}
 	}
-	for _, u := range []struct{ key, v string }{{"consent.url", c.Consent.URL}, {"localization.url", c.Localization.URL}} {
+	for _, u := range []struct{ key, v string }{{"consent.url", c.Consent.URL}, {"consent.regional.url", c.Consent.Regional.URL},
+		{"localization.url", c.Localization.URL}} {
 		if u.v != "" && !strings.HasPrefix(u.v, "https://") {
 			errs = append(errs, fmt.Errorf("%s must be an https URL", u.key))
 		}
 	}
-	if c.Consent.Local && c.Consent.URL != "" {
-		errs = append(errs, errors.New("set either consent.url or consent.local, not both"))
-	}
-	if c.Localization.URL != "" || c.Consent.URL != "" {
+	errs = append(errs, c.validateConsent()...)
+	if c.Localization.URL != "" || c.Consent.URL != "" || c.Consent.Regional.URL != "" {
 		for i, p := range c.Participants {
 			if p.FacilityType == "" {
 				errs = append(errs, fmt.Errorf("participants[%d].facilitytype is required with consent or localization", i))
@@ -280,4 +310,102 @@ func (c *Config) Validate() error {
 		c.ReferralValidity = 7 * 24 * time.Hour
 	}
 	return errors.Join(errs...)
+}
+
+// oidValue is an OID in the urn:oid form Mitz subscriptions carry.
+var oidValue = regexp.MustCompile(`^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$`)
+
+// validateConsent checks that every agreement's consent plateau has its
+// source, and the subscription settings.
+func (c *Config) validateConsent() []error {
+	var errs []error
+	check := func(where string, p int) {
+		if p < plateau.Lowest || p > plateau.Highest {
+			return // Partners.Validate names it
+		}
+		if _, missing := c.Consent.source(p); missing != "" {
+			errs = append(errs, fmt.Errorf("%s: consent is agreed at plateau %d, which needs %s", where, p, missing))
+		}
+	}
+	if c.Partners.Default != nil {
+		check("partners.default", c.Partners.Default[plateau.Consent])
+	}
+	for i, a := range c.Partners.Agreements {
+		where := fmt.Sprintf("partners.agreements[%d]", i)
+		if a.Name != "" {
+			where += " (" + a.Name + ")"
+		}
+		check(where, agreedConsentPlateau(c.Partners, a))
+	}
+	if !c.Consent.Subscribe {
+		for _, k := range []struct{ key, v string }{{"consent.notifierura", c.Consent.NotifierURA},
+			{"consent.gatewaysystem", c.Consent.GatewaySystem}, {"consent.sourcesystem", c.Consent.SourceSystem}} {
+			if k.v != "" {
+				errs = append(errs, fmt.Errorf("%s is set but consent.subscribe is not", k.key))
+			}
+		}
+		return errs
+	}
+	if c.Consent.URL == "" {
+		errs = append(errs, errors.New("consent.subscribe needs consent.url (Mitz, where the node subscribes)"))
+	}
+	if c.Localization.URL == "" {
+		errs = append(errs, errors.New("consent.subscribe needs localization.url (the referral index its notifications act on)"))
+	}
+	if err := nl.ValidateURA(c.Consent.NotifierURA); err != nil {
+		errs = append(errs, fmt.Errorf("consent.notifierura (the URA of the certificate Mitz notifies with) is required with consent.subscribe: %w", err))
+	}
+	for _, k := range []struct{ key, v string }{{"consent.gatewaysystem", c.Consent.GatewaySystem}, {"consent.sourcesystem", c.Consent.SourceSystem}} {
+		if k.v != "" && !oidValue.MatchString(k.v) {
+			errs = append(errs, fmt.Errorf("%s must be an OID as urn:oid:1.2.3…, not %q", k.key, k.v))
+		}
+	}
+	if c.Public.URL != "" && !strings.HasPrefix(c.Public.URL, "https://") {
+		errs = append(errs, errors.New("public.url must be an https URL with consent.subscribe: Mitz posts notifications there"))
+	}
+	return errs
+}
+
+// agreedConsentPlateau is the consent plateau of agreement a, filled in as
+// package plateau does: the agreement's own, else partners.default's, else
+// plateau 1.
+func agreedConsentPlateau(cfg plateau.Config, a plateau.PartnerConfig) int {
+	if p, ok := a.Plateaus[plateau.Consent]; ok {
+		return p
+	}
+	if p := cfg.Default[plateau.Consent]; p != 0 {
+		return p
+	}
+	return plateau.Lowest
+}
+
+// consentKind is a kind of consent source.
+type consentKind int
+
+const (
+	consentLocal consentKind = iota + 1
+	consentRegional
+	consentMitz
+)
+
+// source is the kind of source consent plateau p needs, and the
+// configuration key that provides it when it is missing.
+func (c ConsentConfig) source(p int) (consentKind, string) {
+	switch {
+	case p <= 1:
+		if !c.Local {
+			return consentLocal, "consent.local: true (the node's own registry)"
+		}
+		return consentLocal, ""
+	case p == 2:
+		if c.Regional.URL == "" {
+			return consentRegional, "consent.regional.url (a regional consent portal's service)"
+		}
+		return consentRegional, ""
+	default:
+		if c.URL == "" {
+			return consentMitz, "consent.url (Mitz)"
+		}
+		return consentMitz, ""
+	}
 }

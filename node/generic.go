@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/schakel-nl/schakel/audit"
@@ -15,26 +18,39 @@ import (
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/localization/index"
 	"github.com/schakel-nl/schakel/nl"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 // careContextBgZ is the care context a BgZ holding is registered under in
 // the referral index (LOINC "Patient summary Document").
 var careContextBgZ = index.Coding{System: "http://loinc.org", Code: "60591-5"}
 
-// setupGeneric builds the clients of the consent service and the referral
-// index, when configured.
+// setupGeneric builds the consent sources and the clients of the referral
+// index, as configured.
 func (n *Node) setupGeneric() error {
+	ttl := n.cfg.Consent.CacheTTL
+	if ttl == 0 {
+		ttl = 30 * time.Second
+	}
+	service := func(base string) (*consent.Client, error) {
+		return consent.NewClient(consent.ClientConfig{BaseURL: base, HTTPClient: n.httpClient(n.trust.ClientTLSConfig(n.cert)),
+			Timeout: n.cfg.Consent.Timeout, CacheTTL: ttl,
+			GatewaySystem: n.cfg.Consent.GatewaySystem, SourceSystem: n.cfg.Consent.SourceSystem})
+	}
+	var err error
 	if n.cfg.Consent.URL != "" {
-		ttl := n.cfg.Consent.CacheTTL
-		if ttl == 0 {
-			ttl = 30 * time.Second
+		if n.mitz, err = service(n.cfg.Consent.URL); err != nil {
+			return fmt.Errorf("consent.url: %w", err)
 		}
-		c, err := consent.NewClient(consent.ClientConfig{BaseURL: n.cfg.Consent.URL, HTTPClient: n.httpClient(n.trust.ClientTLSConfig(n.cert)),
-			Timeout: n.cfg.Consent.Timeout, CacheTTL: ttl})
-		if err != nil {
-			return err
+	}
+	if n.cfg.Consent.Regional.URL != "" {
+		if n.regional, err = service(n.cfg.Consent.Regional.URL); err != nil {
+			return fmt.Errorf("consent.regional.url: %w", err)
 		}
-		n.consent = c
+		n.regionalHost = n.cfg.Consent.Regional.URL
+		if u, err := url.Parse(n.cfg.Consent.Regional.URL); err == nil {
+			n.regionalHost = u.Host
+		}
 	}
 	if n.cfg.Consent.Local {
 		st, err := consent.OpenSQLite(context.Background(), filepath.Join(n.cfg.DataDir, "consent.db"))
@@ -42,7 +58,6 @@ func (n *Node) setupGeneric() error {
 			return fmt.Errorf("local consent registry: %w", err)
 		}
 		n.consents = st
-		n.consent = &consent.LocalChecker{Store: st}
 	}
 	if n.cfg.Localization.URL == "" {
 		return nil
@@ -59,10 +74,60 @@ func (n *Node) setupGeneric() error {
 	return nil
 }
 
+// consentFor picks the consent source the consent plateau agreed with
+// partner requires, and names it for audit records: plateau 1 the local
+// registry, plateau 2 the regional portal, plateau 3–4 Mitz. The Checker is
+// nil when the partner has no agreement or the source is not configured
+// (Validate prevents the latter); the caller then refuses (fail closed).
+func (n *Node) consentFor(partner string) (consent.Checker, string) {
+	a, ok := n.plateaus.Agreement(partner)
+	if !ok {
+		return nil, "no agreement with " + partner
+	}
+	p := a.Plateau(plateau.Consent)
+	kind, _ := n.cfg.Consent.source(p)
+	switch kind {
+	case consentLocal:
+		if n.consents != nil {
+			return &consent.LocalChecker{Store: n.consents}, "plateau 1 local registry"
+		}
+		return nil, "plateau 1 local registry (not configured)"
+	case consentRegional:
+		if n.regional != nil {
+			return n.regional, "plateau 2 regional portal " + n.regionalHost
+		}
+		return nil, "plateau 2 regional portal (not configured)"
+	}
+	if n.mitz != nil {
+		return n.mitz, fmt.Sprintf("plateau %d Mitz closed question", p)
+	}
+	return nil, fmt.Sprintf("plateau %d Mitz (not configured)", p)
+}
+
+// retry runs fn up to four times, waiting 0.2s, 0.8s and 3.2s between
+// attempts, each bounded by 10s; it stops early on an error retrying cannot
+// mend (when retryable says so).
+func retry(ctx context.Context, retryable func(error) bool, fn func(context.Context) error) error {
+	var err error
+	for attempt, wait := 0, 200*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
+		if attempt > 0 {
+			time.Sleep(wait)
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = fn(rctx)
+		cancel()
+		if err == nil || (retryable != nil && !retryable(err)) {
+			return err
+		}
+	}
+	return err
+}
+
 // holding registers, at the referral index, that a participant holds data
-// of a patient. It runs beside the exchange (the exchange does not wait for
-// the index); a failure does not undo the exchange and is retried a few
-// times, then logged.
+// of a patient, and with consent.subscribe subscribes at Mitz to the
+// patient's consent changes that concern the participant. It runs beside
+// the exchange (the exchange does not wait for the index); a failure does
+// not undo the exchange and is retried a few times, then logged.
 func (n *Node) holding(ctx context.Context, tenant, bsn, application string) {
 	p, ok := n.parts[tenant]
 	if !ok || p.index == nil {
@@ -70,7 +135,7 @@ func (n *Node) holding(ctx context.Context, tenant, bsn, application string) {
 	}
 	// The index keeps a holding until it is withdrawn: registering the same
 	// one again within a day adds nothing.
-	key := tenant + "|" + bsn + "|" + application
+	key := holdingKey(tenant, bsn) + application
 	n.registeredMu.Lock()
 	if at, ok := n.registered[key]; ok && time.Since(at) < 24*time.Hour {
 		n.registeredMu.Unlock()
@@ -81,27 +146,78 @@ func (n *Node) holding(ctx context.Context, tenant, bsn, application string) {
 	go func() {
 		defer n.background.Done()
 		ctx := context.WithoutCancel(ctx)
-		var err error
-		for attempt, wait := 0, 200*time.Millisecond; attempt < 4; attempt, wait = attempt+1, wait*4 {
-			if attempt > 0 {
-				time.Sleep(wait)
-			}
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, _, err = p.index.Register(rctx, localization.Registration{BSN: bsn, CareContext: careContextBgZ})
-			cancel()
-			if err == nil {
-				n.registeredMu.Lock()
-				if len(n.registered) >= 100000 {
-					clear(n.registered)
-				}
-				n.registered[key] = time.Now()
-				n.registeredMu.Unlock()
-				n.emit(eventf(n.cfg.Name, tenant, "localization", "registered at the referral index: %s holds %s data of the patient", tenant, application))
-				return
-			}
+		err := retry(ctx, nil, func(ctx context.Context) error {
+			_, _, err := p.index.Register(ctx, localization.Registration{BSN: bsn, CareContext: careContextBgZ})
+			return err
+		})
+		if err != nil {
+			n.log.Warn("registration at the referral index failed", "participant", tenant, "application", application, "err", err)
+			return
 		}
-		n.log.Warn("registration at the referral index failed", "participant", tenant, "application", application, "err", err)
+		n.remember(key)
+		n.emit(eventf(n.cfg.Name, tenant, "localization", "registered at the referral index: %s holds %s data of the patient", tenant, application))
+		if n.cfg.Consent.Subscribe && n.mitz != nil {
+			n.subscribe(ctx, p, bsn)
+		}
 	}()
+}
+
+// holdingKey prefixes the keys of n.registered for one participant and patient.
+func holdingKey(tenant, bsn string) string { return tenant + "|" + bsn + "|" }
+
+func (n *Node) remember(key string) {
+	n.registeredMu.Lock()
+	defer n.registeredMu.Unlock()
+	if len(n.registered) >= 100000 {
+		clear(n.registered)
+	}
+	n.registered[key] = time.Now()
+}
+
+// forgetHoldings drops what n.registered remembers of a participant's
+// holdings of a patient, so the next exchange registers anew.
+func (n *Node) forgetHoldings(tenant, bsn string) {
+	prefix := holdingKey(tenant, bsn)
+	n.registeredMu.Lock()
+	defer n.registeredMu.Unlock()
+	for k := range n.registered {
+		if strings.HasPrefix(k, prefix) {
+			delete(n.registered, k)
+		}
+	}
+}
+
+// notificationURL is where Mitz posts a participant's consent notifications.
+func (n *Node) notificationURL(tenant string) string {
+	return n.publicURL + "/consent/notifications/" + tenant
+}
+
+// subscribe asks Mitz for notifications of consent changes of the patient
+// that concern participant p as data holder. The service answers a repeated
+// subscription with the existing one, so subscribing again is harmless. The
+// subscription discloses the BSN to Mitz: it is audited.
+func (n *Node) subscribe(ctx context.Context, p *participant, bsn string) {
+	var loc string
+	err := retry(ctx, func(err error) bool { return errors.Is(err, consent.ErrUnavailable) }, func(ctx context.Context) error {
+		var err error
+		loc, err = n.mitz.Subscribe(ctx, consent.SubscriptionRequest{PatientBSN: bsn, ProviderURA: p.URA, ProviderType: p.FacilityType,
+			Endpoint: n.notificationURL(p.URA)})
+		return err
+	})
+	rec := audit.Record{Action: audit.ActionCreate, Interaction: "consent-subscribe", Type: "consent", Tenant: p.URA, ActorURA: p.URA,
+		ActorSystem: p.SystemUZI, Patient: bsn, PurposeOfUse: "TREAT", ConsentProfile: "Mitz subscription", Outcome: http.StatusCreated}
+	if loc != "" {
+		rec.Resources = []string{strings.TrimPrefix(loc, "/abonnementen/fhir/")}
+	}
+	if err != nil {
+		rec.Outcome, rec.OutcomeText = http.StatusBadGateway, "the consent service refused or could not be reached"
+	}
+	n.appendAudit(ctx, rec)
+	if err != nil {
+		n.log.Warn("subscription at the consent service failed", "participant", p.URA, "err", err)
+		return
+	}
+	n.emit(eventf(n.cfg.Name, p.URA, "consent", "subscribed at Mitz to the patient's consent changes that concern %s", p.URA))
 }
 
 type userKey struct{}
@@ -110,21 +226,59 @@ type userKey struct{}
 type requester struct{ role, uzi string }
 
 // localizationConsent answers, for a localization result, whether the
-// patient permits the requester to learn of each holder's data: the closed
-// question to the consent service, failing closed.
+// patient permits the requester to learn of each holder's data. The source
+// is the one the consent plateau agreed with that holder requires (the
+// holder makes its data consultable); failing closed. The participant's own
+// holding is its own data: listed without a question.
 func (n *Node) localizationConsent(p *participant) func(ctx context.Context, q localization.ConsentQuestion) (bool, error) {
 	return func(ctx context.Context, q localization.ConsentQuestion) (bool, error) {
-		if n.consent == nil {
-			return false, errors.New("no consent service configured")
+		notes, _ := ctx.Value(consentNotesKey{}).(*consentNotes)
+		if q.HolderURA == p.URA {
+			notes.add(q.HolderURA, "own data, not asked")
+			return true, nil
+		}
+		checker, source := n.consentFor(q.HolderURA)
+		if checker == nil {
+			notes.add(q.HolderURA, source+": unavailable")
+			return false, fmt.Errorf("%w: %s", consent.ErrUnavailable, source)
 		}
 		u, _ := ctx.Value(userKey{}).(requester)
-		d, err := n.consent.Decide(ctx, consent.Question{PatientBSN: q.Patient, DataHolderURA: q.HolderURA, DataHolderType: q.HolderType,
+		d, err := checker.Decide(ctx, consent.Question{PatientBSN: q.Patient, DataHolderURA: q.HolderURA, DataHolderType: q.HolderType,
 			RequesterURA: p.URA, RequesterType: p.FacilityType, RequesterRole: u.role, RequesterUZI: u.uzi, Purpose: "TREAT"})
 		if err != nil {
+			notes.add(q.HolderURA, source+": unavailable")
 			return false, err
 		}
+		notes.add(q.HolderURA, source+": "+string(d))
 		return d.Permitted(), nil
 	}
+}
+
+type consentNotesKey struct{}
+
+// consentNotes collects, during one localization, which source decided for
+// each holder: the audit record's ConsentProfile.
+type consentNotes struct {
+	mu    sync.Mutex
+	notes []string
+}
+
+func (c *consentNotes) add(holder, note string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.notes = append(c.notes, holder+" "+note)
+}
+
+func (c *consentNotes) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.notes) == 0 {
+		return "no holder to ask"
+	}
+	return strings.Join(c.notes, "; ")
 }
 
 // LocalizeRequest is the internal API's question: which organisations hold
@@ -152,11 +306,13 @@ func (n *Node) localize(w http.ResponseWriter, r *http.Request, p *participant) 
 		writeProblem(w, http.StatusBadRequest, "invalid-patient", err.Error())
 		return
 	}
+	notes := &consentNotes{}
 	ctx := context.WithValue(r.Context(), userKey{}, requester{role: req.Role, uzi: req.UZI})
+	ctx = context.WithValue(ctx, consentNotesKey{}, notes)
 	res, err := p.index.Localize(ctx, localization.LocalizeRequest{BSN: req.Patient, CareContext: careContextBgZ})
 	rec := audit.Record{Action: audit.ActionExecute, Interaction: "localize", Type: "localization", Tenant: p.URA, ActorURA: p.URA,
 		ActorSystem: p.SystemUZI, ActorUser: req.UZI, ActorRole: req.Role, Address: r.RemoteAddr, Patient: req.Patient,
-		PurposeOfUse: "TREAT", ConsentProfile: "Mitz closed question per holder", Outcome: http.StatusOK}
+		PurposeOfUse: "TREAT", ConsentProfile: "per holder by its agreed consent plateau: " + notes.String(), Outcome: http.StatusOK}
 	if err != nil {
 		rec.Outcome, rec.OutcomeText = http.StatusBadGateway, "referral index unavailable"
 	}
@@ -184,7 +340,7 @@ func (n *Node) localize(w http.ResponseWriter, r *http.Request, p *participant) 
 // system").
 func (n *Node) registerConsent(w http.ResponseWriter, r *http.Request, p *participant) {
 	if n.consents == nil {
-		writeProblem(w, http.StatusNotImplemented, "no-local-consent", "this node asks a consent service; register consents there")
+		writeProblem(w, http.StatusNotImplemented, "no-local-consent", "this node keeps no consent registry (consent.local); register consents at the consent service")
 		return
 	}
 	var reg consent.Registration

@@ -63,10 +63,13 @@ type Node struct {
 	dir      addressbook.EndpointResolver
 	dirs     *addressbook.Directories // replicas, when configured
 	plateaus *plateau.Enforcer
-	consent  consent.Checker // the Mitz-compatible client, or the local registry
-	consents *consent.Store  // the local registry, with consent.local
-	consult  *consult.Service
-	metrics  *metrics
+	consents *consent.Store  // the local registry (plateau 1), with consent.local
+	regional *consent.Client // the regional portal's service (plateau 2), with consent.regional.url
+	mitz     *consent.Client // Mitz (plateau 3–4), with consent.url
+	// regionalHost names the regional portal in audit records.
+	regionalHost string
+	consult      *consult.Service
+	metrics      *metrics
 
 	publicSrv, internalSrv *http.Server
 	events                 func(notifiedpull.Event)
@@ -259,7 +262,8 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 			}
 			return ""
 		},
-		Consent: n.consent, Audit: n.auditLog, Logger: n.log,
+		ConsentSource: func(q consent.Question) (consent.Checker, string) { return n.consentFor(q.RequesterURA) },
+		Audit:         n.auditLog, Logger: n.log,
 	})
 	n.as, err = oauth.NewServer(oauth.ServerConfig{
 		Issuer:       n.publicURL,

@@ -29,6 +29,7 @@ func (n *Node) publicRoutes() http.Handler {
 	mux := http.NewServeMux()
 	n.as.Routes(mux)
 	mux.HandleFunc("GET /jwks/{ura}", n.serveClientJWKS)
+	mux.HandleFunc("POST /consent/notifications/{ura}", n.consentNotification)
 	data := rest.New(rest.Config{
 		Store: n.stu3, Version: fhir.STU3, MaxBodyBytes: n.cfg.MaxBodyBytes, Logger: n.log,
 		Authorize: func(ctx context.Context, req *rest.Request) error {
