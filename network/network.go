@@ -52,6 +52,7 @@ var (
 	Hospital   = Participant{URA: "90000002", Name: "Ziekenhuis Rijnstroom", SystemUZI: "900000022", AGB: "06000002", FacilityType: "Z3"}
 	dirOrg     = Participant{URA: "90000999", Name: "Schakel addressbook", SystemUZI: "900009999", AGB: "00000000"}
 	consentOrg = Participant{URA: "90000998", Name: "Schakel consent service", SystemUZI: "900009988", AGB: "00000000"}
+	portalOrg  = Participant{URA: "90000996", Name: "Regionaal toestemmingsportaal", SystemUZI: "900009966", AGB: "00000000"}
 	indexOrg   = Participant{URA: "90000997", Name: "Schakel referral index", SystemUZI: "900009977", AGB: "00000000"}
 )
 
@@ -70,10 +71,15 @@ type Options struct {
 	// schema per node, PostgresSchemaPrefix + node name) instead of SQLite.
 	Postgres             string
 	PostgresSchemaPrefix string
-	// LocalConsent keeps consents in the GP practice's node (plateau 1,
-	// registered through its internal API) instead of asking the consent
-	// service.
+	// LocalConsent agrees consent at plateau 1 between the GP practice and
+	// the hospital: the GP's node then decides from consents the practice
+	// registered in it (its internal API) instead of asking the consent
+	// service that plays Mitz (plateau 4, the default).
 	LocalConsent bool
+	// Requesters are further organisations the hospital's node serves
+	// (each with its own UZI server certificate), e.g. to consult the GP
+	// practice under agreements of their own (Agreements).
+	Requesters []Participant
 	// RecordInEHR keeps the GP practice's record in its own EHR (a FHIR
 	// server beside the network) and puts the GP's node in proxy mode in
 	// front of it, instead of loading the record into the node.
@@ -98,7 +104,9 @@ type Network struct {
 	dirURL               string
 	consentURL, indexURL string
 	consent              *consent.Server
-	ehrStore             store.Store // the GP's EHR, with RecordInEHR
+	portalURL            string
+	portal               *consent.Server // the regional consent portal's service
+	ehrStore             store.Store     // the GP's EHR, with RecordInEHR
 	ehrURL               string
 	dir                  *addressbook.Server
 	done                 chan notifiedpull.Event // completed/failed pulls, for waiters
@@ -172,18 +180,25 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 
 	// The nodes.
 	events := func(e notifiedpull.Event) { nw.printEvent(e) }
+	// Plateau 1: mutual trust between the two parties, by certificate, and
+	// a bilateral list of who may ask for what; consent through Mitz
+	// (plateau 4), or recorded in the provider's own system (plateau 1).
+	agreed := plateau.Uniform(1)
+	agreed[plateau.Consent] = 4
+	if opts.LocalConsent {
+		agreed[plateau.Consent] = 1
+	}
 	for _, spec := range []struct {
 		name    string
 		p, peer Participant
-	}{{"gp-node", GP, Hospital}, {"hospital-node", Hospital, GP}} {
-		cfg, err := nw.nodeConfig(spec.name, spec.p, caFile)
+		more    []Participant
+	}{{"gp-node", GP, Hospital, nil}, {"hospital-node", Hospital, GP, opts.Requesters}} {
+		cfg, err := nw.nodeConfig(spec.name, spec.p, caFile, spec.more...)
 		if err != nil {
 			return nil, err
 		}
-		// Plateau 1: mutual trust between the two parties, by certificate,
-		// and a bilateral list of who may ask for what.
 		cfg.Partners.Agreements = append([]plateau.PartnerConfig{{URA: spec.peer.URA, Name: spec.peer.Name,
-			Plateaus: plateau.Uniform(1), Applications: []string{"bgz"}}}, opts.Agreements...)
+			Plateaus: agreed, Applications: []string{"bgz"}}}, opts.Agreements...)
 		if err := writeNodeConfig(filepath.Join(opts.DataDir, spec.name, "node.yaml"), cfg, filepath.Join(opts.DataDir, spec.name, "internal-token-"+spec.p.URA)); err != nil {
 			return nil, err
 		}
@@ -231,20 +246,41 @@ func (nw *Network) issue(dir, name string, p Participant) (tls.Certificate, erro
 	})
 }
 
-func (nw *Network) nodeConfig(name string, p Participant, caFile string) (node.Config, error) {
+func (nw *Network) nodeConfig(name string, p Participant, caFile string, more ...Participant) (node.Config, error) {
 	dir := filepath.Join(nw.opts.DataDir, name)
 	tlsDir := filepath.Join(dir, "tls")
 	if _, err := nw.issue(tlsDir, "node", p); err != nil {
 		return node.Config{}, fmt.Errorf("%s certificate: %w", name, err)
 	}
-	token, err := loadOrCreateSecret(filepath.Join(dir, "internal-token-"+p.URA))
+	participant := func(q Participant) (node.ParticipantConfig, error) {
+		token, err := loadOrCreateSecret(filepath.Join(dir, "internal-token-"+q.URA))
+		if err != nil {
+			return node.ParticipantConfig{}, err
+		}
+		nw.tokens[q.URA] = token
+		return node.ParticipantConfig{URA: q.URA, Name: q.Name, SystemUZI: q.SystemUZI, FacilityType: q.FacilityType,
+			SigningKeyFile: filepath.Join(dir, "keys", "client-"+q.URA+".pem"), InternalToken: token, EHR: nw.ehrFor(q)}, nil
+	}
+	first, err := participant(p)
 	if err != nil {
 		return node.Config{}, err
 	}
-	nw.tokens[p.URA] = token
+	parts := []node.ParticipantConfig{first}
+	for _, q := range more {
+		pc, err := participant(q)
+		if err != nil {
+			return node.Config{}, err
+		}
+		// Its own UZI server certificate, presented when the node acts for it.
+		if _, err := nw.issue(tlsDir, "participant-"+q.URA, q); err != nil {
+			return node.Config{}, fmt.Errorf("%s certificate of %s: %w", name, q.URA, err)
+		}
+		pc.CertFile, pc.KeyFile = filepath.Join(tlsDir, "participant-"+q.URA+".pem"), filepath.Join(tlsDir, "participant-"+q.URA+"-key.pem")
+		parts = append(parts, pc)
+	}
 	return node.Config{
 		Store:          nw.storeConfig(name),
-		Consent:        nw.consentConfig(p),
+		Consent:        nw.consentConfig(),
 		Localization:   node.LocalizationConfig{URL: nw.indexURL + "/fhir"},
 		Name:           name,
 		DataDir:        filepath.Join(dir, "data"),
@@ -253,12 +289,7 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string) (node.C
 		TLS:            node.TLSConfig{CertFile: filepath.Join(tlsDir, "node.pem"), KeyFile: filepath.Join(tlsDir, "node-key.pem"), CAFiles: []string{caFile}},
 		SigningKeyFile: filepath.Join(dir, "keys", "authorization-server.pem"),
 		AddressbookURL: nw.dirURL,
-		Participants: []node.ParticipantConfig{{
-			URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, FacilityType: p.FacilityType,
-			SigningKeyFile: filepath.Join(dir, "keys", "client-"+p.URA+".pem"),
-			InternalToken:  token,
-			EHR:            nw.ehrFor(p),
-		}},
+		Participants:   parts,
 	}, nil
 }
 
@@ -349,7 +380,8 @@ func (nw *Network) closeAll() {
 func (nw *Network) PrintListeners() {
 	nw.printf("Twiin network on %s (data in %s)\n", nw.opts.Host, nw.opts.DataDir)
 	nw.printf("  addressbook          %s   (mTLS)\n", nw.dirURL)
-	nw.printf("  consent (Mitz-like)  %s/geslotenautorisatievraag/xacml3   (mTLS)\n", nw.consentURL)
+	nw.printf("  consent (Mitz-like)  %s/geslotenautorisatievraag/xacml3   (mTLS; notifies the nodes' /consent/notifications)\n", nw.consentURL)
+	nw.printf("  regional consent     %s/geslotenautorisatievraag/xacml3   (mTLS; a portal's service, plateau 2)\n", nw.portalURL)
 	nw.printf("  referral index       %s/fhir   (mTLS)\n", nw.indexURL)
 	for i, n := range nw.Nodes {
 		p := []Participant{GP, Hospital}[i]
@@ -436,6 +468,24 @@ func (nw *Network) startGenericServices(opts Options) error {
 	svc.srv.Handler = nw.consent.Handler()
 	nw.consentURL = svc.url
 
+	// A regional consent portal's service: the same closed question, asked
+	// for partners whose consent is agreed at plateau 2.
+	portalDir := filepath.Join(opts.DataDir, "consent-portal")
+	if cert, err = nw.issue(portalDir, "portal", portalOrg); err != nil {
+		return err
+	}
+	if svc, err = nw.listen("consent-portal", cert); err != nil {
+		return err
+	}
+	nw.portal, err = consent.NewServer(consent.ServerConfig{DataDir: portalDir, ClientTLS: pki.ClientTLSConfig(cert, roots),
+		Issuer: "schakel-consent-portal", Logger: opts.Logger.With("component", "consent-portal")})
+	if err != nil {
+		return fmt.Errorf("regional consent portal: %w", err)
+	}
+	nw.closers = append(nw.closers, nw.portal)
+	svc.srv.Handler = nw.portal.Handler()
+	nw.portalURL = svc.url
+
 	indexDir := filepath.Join(opts.DataDir, "localization")
 	if cert, err = nw.issue(indexDir, "index", indexOrg); err != nil {
 		return err
@@ -453,8 +503,16 @@ func (nw *Network) startGenericServices(opts Options) error {
 	return nil
 }
 
-// Consent is the network's consent service, for registering consents.
+// Consent is the network's consent service (it plays Mitz), for
+// registering consents.
 func (nw *Network) Consent() *consent.Server { return nw.consent }
+
+// RegionalConsent is the network's regional consent portal's service
+// (plateau 2), for registering consents.
+func (nw *Network) RegionalConsent() *consent.Server { return nw.portal }
+
+// IndexURL is the referral index's FHIR base.
+func (nw *Network) IndexURL() string { return nw.indexURL + "/fhir" }
 
 func (nw *Network) storeConfig(nodeName string) node.StoreConfig {
 	if nw.opts.Postgres == "" {
@@ -525,9 +583,11 @@ func (nw *Network) startEHR(ctx context.Context, opts Options) error {
 	return nil
 }
 
-func (nw *Network) consentConfig(p Participant) node.ConsentConfig {
-	if nw.opts.LocalConsent && p.URA == GP.URA {
-		return node.ConsentConfig{Local: true}
-	}
-	return node.ConsentConfig{URL: nw.consentURL}
+// consentConfig gives every node all three consent sources, so that any
+// agreement's consent plateau has its source: its own registry (plateau 1),
+// the regional portal (2) and the consent service playing Mitz (3–4), where
+// it subscribes to the consent changes of the patients it holds data of.
+func (nw *Network) consentConfig() node.ConsentConfig {
+	return node.ConsentConfig{Local: true, Regional: node.RegionalConsentConfig{URL: nw.portalURL}, URL: nw.consentURL,
+		Subscribe: true, NotifierURA: consentOrg.URA}
 }
