@@ -42,8 +42,9 @@ type Config struct {
 	Store StoreConfig `koanf:"store"`
 	// Audit configures the NEN 7513 audit log.
 	Audit AuditConfig `koanf:"audit"`
-	// Consent is the Mitz-compatible consent service the node asks before
-	// data is made consultable (not for referrals, where consent is presumed).
+	// Consent names the consent sources the node asks before data is made
+	// consultable, one per consent plateau its agreements use (not for
+	// referrals, where consent is presumed).
 	Consent ConsentConfig `koanf:"consent"`
 	// Localization is the referral index the node registers with and asks.
 	Localization LocalizationConfig `koanf:"localization"`

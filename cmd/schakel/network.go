@@ -21,10 +21,12 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start an addressbook and two nodes on 127.0.0.1 and run a BgZ Notified Pull",
-		Long: "Starts, in one process, an addressbook and two GtKs — a GP practice (sender) and a\n" +
+		Long: "Starts, in one process, an addressbook, a consent service playing Mitz, a regional\n" +
+			"consent portal's service, a referral index and two GtKs — a GP practice (sender) and a\n" +
 			"hospital (receiver) — with a development PKI and demo data, then runs a complete BgZ\n" +
-			"Notified Pull between them over mTLS and prints every step. Keeps running until\n" +
-			"Ctrl-C, or with --once exits after the exchange: 0 when it succeeded.",
+			"Notified Pull between them over mTLS and prints every step, including the nodes'\n" +
+			"registrations at the index and subscriptions at the consent service. Keeps running\n" +
+			"until Ctrl-C, or with --once exits after the exchange: 0 when it succeeded.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
