@@ -328,15 +328,20 @@ func (c *Config) validateConsent() []error {
 			errs = append(errs, fmt.Errorf("%s: consent is agreed at plateau %d, which needs %s", where, p, missing))
 		}
 	}
-	if c.Partners.Default != nil {
-		check("partners.default", c.Partners.Default[plateau.Consent])
-	}
-	for i, a := range c.Partners.Agreements {
-		where := fmt.Sprintf("partners.agreements[%d]", i)
-		if a.Name != "" {
-			where += " (" + a.Name + ")"
+	// A node with no consent source at all only refers (consent presumed):
+	// it makes no data consultable, and Direct Pull and localization
+	// answers fail closed. Once it has a source, every agreement needs its.
+	if c.Consent.Local || c.Consent.URL != "" || c.Consent.Regional.URL != "" {
+		if c.Partners.Default != nil {
+			check("partners.default", c.Partners.Default[plateau.Consent])
 		}
-		check(where, agreedConsentPlateau(c.Partners, a))
+		for i, a := range c.Partners.Agreements {
+			where := fmt.Sprintf("partners.agreements[%d]", i)
+			if a.Name != "" {
+				where += " (" + a.Name + ")"
+			}
+			check(where, agreedConsentPlateau(c.Partners, a))
+		}
 	}
 	if !c.Consent.Subscribe {
 		for _, k := range []struct{ key, v string }{{"consent.notifierura", c.Consent.NotifierURA},

@@ -40,6 +40,9 @@ func TestConfigValidateConsentSources(t *testing.T) {
 		want []string // parts of the error; none = valid
 	}{
 		{"no agreements need nothing", func(*Config) {}, nil},
+		{"a node without consent sources only refers", func(c *Config) {
+			c.Partners.Agreements = []plateau.PartnerConfig{agreement("90000011", "a", 1), agreement("90000014", "d", 4)}
+		}, nil},
 		{"every plateau has its source", func(c *Config) {
 			c.Consent = ConsentConfig{Local: true, URL: mitz, Regional: RegionalConsentConfig{URL: portal}}
 			c.Partners.Agreements = []plateau.PartnerConfig{agreement("90000011", "a", 1), agreement("90000012", "b", 2),

@@ -53,11 +53,12 @@ type participant struct {
 	SystemUZI string `koanf:"systemuzi"`
 }
 
-// settingKeys are the keys of other components whose presence is evidence:
-// consent, localization (with Mitz) and audit settings.
+// settingKeys are the node's keys whose presence is evidence: its consent
+// sources (local registry, regional portal, Mitz) and Mitz subscriptions,
+// the referral index, and audit settings.
 var settingKeys = []string{
-	"consent.url", "consent.portalurl", "consent.mitzurl", "mitz.url", "mitzurl",
-	"localization.url", "localization.mitz", "localization.mitzurl",
+	"consent.local", "consent.regional.url", "consent.url", "consent.subscribe", "consent.notifierura",
+	"localization.url",
 	"audit.retention", "audit.export", "audit.monitoring",
 }
 

@@ -319,19 +319,24 @@ var criteria = map[plateau.Function][]criterion{
 		agreedAt(plateau.Authorization, 4),
 	},
 	plateau.Consent: {
-		{plateau: 1, judge: builtIn("consent is the care provider's to record; the node refers and answers only what a participant makes available")},
+		{plateau: 1, judge: func(in *inputs) (bool, string, string) {
+			if _, v, ok := in.cfg.setting("consent.local"); ok && v == "true" {
+				return true, "configuration", "the node keeps the consents its participants record (consent.local: true; POST /internal/consent)"
+			}
+			return true, "built-in", "the node refers only (consent is presumed on referral) and makes no data consultable without a consent source"
+		}},
 		{plateau: 2, judge: func(in *inputs) (bool, string, string) {
-			if k, v, ok := in.cfg.setting("consent.url", "consent.portalurl", "consent.mitzurl", "mitz.url", "mitzurl"); ok {
-				return true, "configuration", fmt.Sprintf("a consent service is configured (%s: %s)", k, v)
+			if k, v, ok := in.cfg.setting("consent.regional.url", "consent.url"); ok {
+				return true, "configuration", fmt.Sprintf("a consent service the providers query is configured (%s: %s)", k, v)
 			}
 			return false, "configuration", "no consent service is configured"
-		}, step: "connect a (regional) consent portal, or Mitz directly (recommended): set consent.url or consent.mitzurl"},
+		}, step: "connect a regional consent portal's service (consent.regional.url), or Mitz directly (consent.url)"},
 		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
-			if k, v, ok := in.cfg.setting("consent.mitzurl", "mitz.url", "mitzurl"); ok {
+			if k, v, ok := in.cfg.setting("consent.url"); ok {
 				return true, "configuration", fmt.Sprintf("Mitz is configured (%s: %s)", k, v)
 			}
 			return false, "configuration", "Mitz is not configured"
-		}, step: "migrate regional consents to Mitz and set consent.mitzurl"},
+		}, step: "migrate regional consents to Mitz and set consent.url to Mitz"},
 		agreedAt(plateau.Consent, 4),
 	},
 	plateau.Localization: {
@@ -349,11 +354,13 @@ var criteria = map[plateau.Function][]criterion{
 			return false, "configuration", "no addressbook for direct queries to plateau-3 parties"
 		}, step: "set addressbookurl so plateau-3 parties can be queried directly"},
 		{plateau: 4, judge: func(in *inputs) (bool, string, string) {
-			if k, v, ok := in.cfg.setting("localization.mitz", "localization.mitzurl", "mitz.url", "mitzurl", "consent.mitzurl"); ok {
-				return true, "configuration", fmt.Sprintf("national localization through Mitz (%s: %s)", k, v)
+			_, sub, _ := in.cfg.setting("consent.subscribe")
+			_, mitz, hasMitz := in.cfg.setting("consent.url")
+			if sub == "true" && hasMitz {
+				return true, "configuration", "holdings follow the patient's consent through Mitz subscriptions (consent.subscribe at " + mitz + ")"
 			}
-			return false, "configuration", "localization does not go through Mitz"
-		}, step: "register localization through Mitz subscriptions: set localization.mitzurl"},
+			return false, "configuration", "the node does not subscribe at Mitz"
+		}, step: "subscribe at Mitz for every holding: set consent.subscribe: true, consent.url and consent.notifierura"},
 	},
 	plateau.Addressing: {
 		{plateau: 1, judge: func(in *inputs) (bool, string, string) {

@@ -162,7 +162,7 @@ func TestScanConfiguration(t *testing.T) {
 		{"no partners", "", map[plateau.Function]int{
 			plateau.Identification: 4, plateau.Authentication: 1, plateau.Authorization: 0,
 			plateau.Consent: 1, plateau.Localization: 1, plateau.Addressing: 2, plateau.Logging: 2, plateau.Network: 3}},
-		{"partners and services", partners + "consent:\n  mitzurl: https://mitz.example\nlocalization:\n  url: https://nvi.example\naudit:\n  retention: 43800h\n", map[plateau.Function]int{
+		{"partners and services", partners + "consent:\n  local: true\n  url: https://mitz.example\n  subscribe: true\n  notifierura: \"90000998\"\nlocalization:\n  url: https://nvi.example\naudit:\n  retention: 43800h\n", map[plateau.Function]int{
 			plateau.Identification: 4, plateau.Authentication: 3, plateau.Authorization: 2,
 			plateau.Consent: 4, plateau.Localization: 4, plateau.Addressing: 2, plateau.Logging: 4, plateau.Network: 3}},
 	}
