@@ -168,8 +168,9 @@ type Store struct {
 // named node. Checkpoints are signed with the key in the file path+".key"
 // (PEM, created on first use; an in-memory key for ":memory:"). That key is
 // only as safe as the directory it lives in: production passes its own key
-// with OpenWith and publishes the public half for verifiers.
-func Open(ctx context.Context, path, node string) (*Store, error) {
+// with OpenWith and publishes the public half for verifiers. Checkpoints are
+// logged to log (slog.Default when nil).
+func Open(ctx context.Context, path, node string, log *slog.Logger) (*Store, error) {
 	var key jwk.Key
 	var err error
 	if path == ":memory:" {
@@ -180,7 +181,7 @@ func Open(ctx context.Context, path, node string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit checkpoint key: %w", err)
 	}
-	return OpenWith(ctx, Config{Path: path, Node: node, Key: key})
+	return OpenWith(ctx, Config{Path: path, Node: node, Key: key, Logger: log})
 }
 
 // OpenWith opens the store cfg describes and, unless it is read-only,

@@ -352,7 +352,7 @@ func TestOpenKeepsKeyBesideDatabase(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "audit.db")
 	for i := range 2 { // the second Open must reuse the key and continue the chain
-		s, err := Open(ctx, path, "node-a")
+		s, err := Open(ctx, path, "node-a", slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,7 +29,7 @@ func TestHelperProcess(t *testing.T) {
 	if path == "" {
 		t.Skip("helper process for TestCrashKeepsEveryAnsweredRecord")
 	}
-	s, err := Open(context.Background(), path, "crash-node")
+	s, err := Open(context.Background(), path, "crash-node", slog.New(slog.DiscardHandler))
 	if err != nil {
 		fmt.Println("ERR", err)
 		os.Exit(1)
@@ -113,7 +113,7 @@ func TestCrashKeepsEveryAnsweredRecord(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	s, err := Open(ctx, path, "crash-node")
+	s, err := Open(ctx, path, "crash-node", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

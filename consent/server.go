@@ -150,7 +150,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			s.closeStore()
 			return nil, errors.New("consent: ServerConfig needs Audit or DataDir for the audit log")
 		}
-		if s.ownAudit, err = audit.Open(ctx, filepath.Join(cfg.DataDir, "consent-audit.db"), "consent"); err != nil {
+		if s.ownAudit, err = audit.Open(ctx, filepath.Join(cfg.DataDir, "consent-audit.db"), "consent", s.log); err != nil {
 			s.closeStore()
 			return nil, err
 		}

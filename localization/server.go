@@ -155,7 +155,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		s.closers = append(s.closers, st.Close)
 	}
 	if s.audit == nil {
-		a, err := audit.Open(ctx, filepath.Join(cfg.DataDir, "audit.db"), "localization")
+		a, err := audit.Open(ctx, filepath.Join(cfg.DataDir, "audit.db"), "localization", s.log)
 		if err != nil {
 			return fail(err)
 		}
