@@ -84,6 +84,11 @@ type Options struct {
 	// server beside the network) and puts the GP's node in proxy mode in
 	// front of it, instead of loading the record into the node.
 	RecordInEHR bool
+	// OwnAddressing gives the GP practice and the hospital each other's
+	// endpoints in their agreement (addressing plateau 1–2, "own
+	// mechanism") instead of an addressbook: the nodes get no addressbook
+	// and are not listed in the network's. Not with Requesters.
+	OwnAddressing bool
 	// Out receives the progress lines; nil discards them.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -188,6 +193,23 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	if opts.LocalConsent {
 		agreed[plateau.Consent] = 1
 	}
+	// With own addressing each node must know the other's endpoints before
+	// it starts: bind both public listeners first.
+	publicLn := map[string]net.Listener{}
+	if opts.OwnAddressing {
+		if len(opts.Requesters) > 0 {
+			return nil, errors.New("network: OwnAddressing configures the GP practice and the hospital only, not Requesters")
+		}
+		for _, name := range []string{"gp-node", "hospital-node"} {
+			ln, err := net.Listen("tcp", net.JoinHostPort(opts.Host, "0"))
+			if err != nil {
+				return nil, fmt.Errorf("%s public listener: %w", name, err)
+			}
+			nw.closers = append(nw.closers, ln) // closing again after the node did is harmless
+			publicLn[name] = ln
+		}
+	}
+	peerNode := map[string]string{"gp-node": "hospital-node", "hospital-node": "gp-node"}
 	for _, spec := range []struct {
 		name    string
 		p, peer Participant
@@ -197,16 +219,24 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg.Partners.Agreements = append([]plateau.PartnerConfig{{URA: spec.peer.URA, Name: spec.peer.Name,
-			Plateaus: agreed, Applications: []string{"bgz"}}}, opts.Agreements...)
+		peer := plateau.PartnerConfig{URA: spec.peer.URA, Name: spec.peer.Name, Plateaus: agreed, Applications: []string{"bgz"}}
+		if ln := publicLn[spec.name]; ln != nil {
+			cfg.AddressbookURL = ""
+			cfg.Public.Addr = ln.Addr().String()
+			peer.Endpoints = node.Endpoints("https://"+publicLn[peerNode[spec.name]].Addr().String(), spec.peer.URA)
+		}
+		cfg.Partners.Agreements = append([]plateau.PartnerConfig{peer}, opts.Agreements...)
 		if err := writeNodeConfig(filepath.Join(opts.DataDir, spec.name, "node.yaml"), cfg, filepath.Join(opts.DataDir, spec.name, "internal-token-"+spec.p.URA)); err != nil {
 			return nil, err
 		}
-		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events})
+		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name]})
 		if err != nil {
 			return nil, err
 		}
 		nw.Nodes = append(nw.Nodes, n)
+		if opts.OwnAddressing {
+			continue
+		}
 		if err := dir.Load(ctx, n.AddressbookEntries()...); err != nil {
 			return nil, err
 		}

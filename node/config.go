@@ -249,8 +249,12 @@ func (c *Config) Validate() error {
 		if err := c.Addressbook.Validate(); err != nil {
 			errs = append(errs, err)
 		}
-	} else if !strings.HasPrefix(c.AddressbookURL, "https://") {
-		errs = append(errs, errors.New("addressbookurl must be an https URL (or configure addressbook.directories)"))
+	} else if c.AddressbookURL != "" {
+		if !strings.HasPrefix(c.AddressbookURL, "https://") {
+			errs = append(errs, errors.New("addressbookurl must be an https URL (or configure addressbook.directories)"))
+		}
+	} else {
+		errs = append(errs, c.validateOwnAddressing()...)
 	}
 	if len(c.Participants) == 0 {
 		errs = append(errs, errors.New("at least one participant is required"))
@@ -316,6 +320,33 @@ func (c *Config) Validate() error {
 // oidValue is an OID in the urn:oid form Mitz subscriptions carry.
 var oidValue = regexp.MustCompile(`^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$`)
 
+// validateOwnAddressing checks a node without an addressbook: it can reach
+// only partners whose endpoints its agreements configure, which is the
+// addressing of plateaus 1–2.
+func (c *Config) validateOwnAddressing() []error {
+	const hint = "set addressbookurl or addressbook.directories"
+	var errs []error
+	if c.Partners.Default != nil {
+		errs = append(errs, errors.New("partners.default: a node without an addressbook cannot address partners it has no agreement with; "+hint+", or remove the default"))
+	}
+	if len(c.Partners.Agreements) == 0 {
+		errs = append(errs, errors.New("no addressbook and no partner agreements with endpoints: "+hint+", or configure partners.agreements[].endpoints (addressing plateau 1–2)"))
+	}
+	for i, a := range c.Partners.Agreements {
+		where := fmt.Sprintf("partners.agreements[%d]", i)
+		if a.Name != "" {
+			where += " (" + a.Name + ")"
+		}
+		switch p := agreedPlateau(c.Partners, a, plateau.Addressing); {
+		case p > 2:
+			errs = append(errs, fmt.Errorf("%s: addressing is agreed at plateau %d, which needs the national addressbook: %s", where, p, hint))
+		case a.Endpoints.IsZero():
+			errs = append(errs, fmt.Errorf("%s: no endpoints configured and the node has no addressbook: configure endpoints or %s", where, hint))
+		}
+	}
+	return errs
+}
+
 // validateConsent checks that every agreement's consent plateau has its
 // source, and the subscription settings.
 func (c *Config) validateConsent() []error {
@@ -376,10 +407,16 @@ func (c *Config) validateConsent() []error {
 // package plateau does: the agreement's own, else partners.default's, else
 // plateau 1.
 func agreedConsentPlateau(cfg plateau.Config, a plateau.PartnerConfig) int {
-	if p, ok := a.Plateaus[plateau.Consent]; ok {
+	return agreedPlateau(cfg, a, plateau.Consent)
+}
+
+// agreedPlateau is agreement a's plateau for f, filled in as the enforcer
+// does: the agreement's own, else the default's, else plateau 1.
+func agreedPlateau(cfg plateau.Config, a plateau.PartnerConfig, f plateau.Function) int {
+	if p, ok := a.Plateaus[f]; ok {
 		return p
 	}
-	if p := cfg.Default[plateau.Consent]; p != 0 {
+	if p := cfg.Default[f]; p != 0 {
 		return p
 	}
 	return plateau.Lowest

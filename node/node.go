@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -86,6 +87,9 @@ type Options struct {
 	Events func(notifiedpull.Event)
 	// Registry receives the node's metrics; a fresh one when nil.
 	Registry prometheus.Registerer
+	// PublicListener, when set, is the public listener, already bound (e.g.
+	// handed over by a supervisor); public.addr is then not bound.
+	PublicListener net.Listener
 }
 
 // New validates cfg, loads credentials, opens the stores and binds the
@@ -145,8 +149,10 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 		n.tokens[tokenHash(pc.InternalToken)] = p
 	}
 
-	if n.publicLn, err = net.Listen("tcp", cfg.Public.Addr); err != nil {
-		return nil, fmt.Errorf("public listener: %w", err)
+	if n.publicLn = opts.PublicListener; n.publicLn == nil {
+		if n.publicLn, err = net.Listen("tcp", cfg.Public.Addr); err != nil {
+			return nil, fmt.Errorf("public listener: %w", err)
+		}
 	}
 	if n.internalLn, err = net.Listen("tcp", cfg.Internal.Addr); err != nil {
 		n.publicLn.Close()
@@ -191,14 +197,16 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	}
 
 	clientTLS := n.trust.ClientTLSConfig(n.cert)
+	book := &addressing{plateaus: n.plateaus}
 	if len(cfg.Addressbook.Directories) > 0 {
 		if n.dirs, err = addressbook.OpenDirectories(ctx, cfg.Addressbook, n.httpClient(clientTLS), n.log); err != nil {
 			return nil, err
 		}
-		n.dir = n.dirs
-	} else {
-		n.dir = &addressbook.Client{Base: cfg.AddressbookURL, HTTP: n.httpClient(clientTLS)}
+		book.book = n.dirs
+	} else if cfg.AddressbookURL != "" {
+		book.book = &addressbook.Client{Base: cfg.AddressbookURL, HTTP: n.httpClient(clientTLS)}
 	}
+	n.dir = book
 	for _, p := range n.parts {
 		hc := n.httpClient(n.trust.ClientTLSConfig(p.cert))
 		p.party = &notifiedpull.Party{URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, HTTP: hc,
@@ -316,7 +324,7 @@ func (n *Node) Store() store.Store { return n.stu3 }
 func (n *Node) Audit() *audit.Store { return n.auditLog }
 
 // fhirBase is the public STU3 FHIR base of a participant.
-func (n *Node) fhirBase(tenant string) string { return n.publicURL + "/fhir/stu3/" + tenant }
+func (n *Node) fhirBase(tenant string) string { return Endpoints(n.publicURL, tenant).BgZ }
 
 // AddressbookEntries are the directory entries that make this node's
 // participants reachable: notification endpoint, FHIR base, authorization
@@ -324,17 +332,28 @@ func (n *Node) fhirBase(tenant string) string { return n.publicURL + "/fhir/stu3
 func (n *Node) AddressbookEntries() []addressbook.Entry {
 	var out []addressbook.Entry
 	for _, p := range n.cfg.Participants {
+		e := Endpoints(n.publicURL, p.URA)
 		out = append(out, addressbook.Entry{
 			ID: "org-" + p.URA, URA: p.URA, Name: p.Name,
 			Endpoints: []addressbook.EndpointSpec{
-				{ID: "ep-" + p.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: n.fhirBase(p.URA) + "/Task", FHIRVersion: "3.0"},
-				{ID: "ep-" + p.URA + "-bgz", PayloadType: addressbook.PayloadBgZServer, Address: n.fhirBase(p.URA), FHIRVersion: "3.0"},
-				{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: n.publicURL},
-				{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: n.publicURL + "/jwks/" + p.URA},
+				{ID: "ep-" + p.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: e.Notification, FHIRVersion: "3.0"},
+				{ID: "ep-" + p.URA + "-bgz", PayloadType: addressbook.PayloadBgZServer, Address: e.BgZ, FHIRVersion: "3.0"},
+				{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
+				{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
 			},
 		})
 	}
 	return out
+}
+
+// Endpoints are the endpoints a node whose public base URL is publicURL
+// serves for participant ura: what its addressbook entry lists, and what a
+// partner configures at addressing plateau 1–2
+// (partners.agreements[].endpoints).
+func Endpoints(publicURL, ura string) plateau.Endpoints {
+	base := strings.TrimSuffix(publicURL, "/")
+	return plateau.Endpoints{Notification: base + "/fhir/stu3/" + ura + "/Task", BgZ: base + "/fhir/stu3/" + ura,
+		AuthServer: base, JWKS: base + "/jwks/" + ura}
 }
 
 // Serve runs the node until ctx ends, then shuts down gracefully.

@@ -39,6 +39,43 @@ type PartnerConfig struct {
 	// Applications, when set, limits the care applications (policy names,
 	// e.g. "bgz") the partner may ask for: the bilateral list of plateau 1.
 	Applications []string `koanf:"applications"`
+	// Endpoints are the partner's addresses by own configuration, the
+	// addressing of plateaus 1–2 ("own mechanism"). From addressing plateau 3
+	// on, the national addressbook is the only source and configured
+	// endpoints are refused. Only for an agreement with one organisation.
+	Endpoints Endpoints `koanf:"endpoints"`
+}
+
+// Endpoints are one organisation's addresses, as its addressbook entry
+// would give them. Each is an absolute https URL; empty ones are looked up
+// in the addressbook.
+type Endpoints struct {
+	// Notification is its Notified Pull Task endpoint (payload type
+	// Twiin-TA-notification), e.g. https://gtk.example/fhir/stu3/<URA>/Task.
+	Notification string `koanf:"notification"`
+	// BgZ is the FHIR STU3 base of its BgZ server.
+	BgZ string `koanf:"bgz"`
+	// AuthServer is the issuer of its authorization server (RFC 8414).
+	AuthServer string `koanf:"authserver"`
+	// JWKS is the key set its client assertions are signed with.
+	JWKS string `koanf:"jwks"`
+}
+
+// IsZero reports whether no endpoint is configured.
+func (e Endpoints) IsZero() bool { return e == Endpoints{} }
+
+func (e Endpoints) validate(where string) error {
+	var errs []error
+	for _, f := range []struct{ key, v string }{{"notification", e.Notification}, {"bgz", e.BgZ},
+		{"authserver", e.AuthServer}, {"jwks", e.JWKS}} {
+		if f.v == "" {
+			continue
+		}
+		if u, err := url.Parse(f.v); err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, fmt.Errorf("%s.endpoints.%s: %q is not an absolute https URL", where, f.key, f.v))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Config is the growth-model configuration of a node; the node embeds it
@@ -97,6 +134,17 @@ func (c *Config) Validate() error {
 		}
 		if err := c.resolve(a.Plateaus).coherent(where); err != nil {
 			errs = append(errs, err)
+		}
+		if !a.Endpoints.IsZero() {
+			switch p := c.resolve(a.Plateaus)[Addressing]; {
+			case len(a.Collaboration) > 0:
+				errs = append(errs, fmt.Errorf("%s: endpoints belong to one organisation; give them in an agreement with its ura", where))
+			case p > 2:
+				errs = append(errs, fmt.Errorf("%s: endpoints are configured, but addressing is agreed at plateau %d: from plateau 3 on the partner's endpoints come from the national addressbook only", where, p))
+			}
+			if err := a.Endpoints.validate(where); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		for _, app := range a.Applications {
 			if !validName(app) {
@@ -206,6 +254,7 @@ type Agreement struct {
 	Plateaus     [numFunctions]int // indexed by function order
 	Applications []string          // empty: every application with a policy
 	Default      bool              // the fallback agreement for unlisted partners
+	Endpoints    Endpoints         // configured addresses (addressing plateau 1–2)
 }
 
 // numFunctions is the number of generic functions.
@@ -251,7 +300,7 @@ func index(f Function) int {
 func (c *Config) agreements() (map[string]*Agreement, *Agreement) {
 	byURA := map[string]*Agreement{}
 	for _, pc := range c.Agreements {
-		a := &Agreement{Name: pc.Name, URAs: pc.URAs(), Applications: pc.Applications}
+		a := &Agreement{Name: pc.Name, URAs: pc.URAs(), Applications: pc.Applications, Endpoints: pc.Endpoints}
 		r := c.resolve(pc.Plateaus)
 		for _, f := range Functions {
 			a.Plateaus[index(f)] = r[f]

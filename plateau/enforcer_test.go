@@ -325,6 +325,16 @@ func TestConfigValidate(t *testing.T) {
 		{"no plateaus without default", Config{Agreements: []PartnerConfig{{URA: uraP1}}}, "plateaus are required"},
 		{"issuer not https", Config{IdentityIssuers: []string{"http://dezi"}}, "https"},
 		{"bad application", Config{Agreements: []PartnerConfig{{URA: uraP1, Plateaus: Uniform(1), Applications: []string{"BgZ!"}}}}, "care application"},
+		{"endpoints at addressing plateau 2", Config{Agreements: []PartnerConfig{{URA: uraP1, Plateaus: Uniform(2),
+			Endpoints: Endpoints{Notification: "https://gtk.example/fhir/stu3/" + uraP1 + "/Task", AuthServer: "https://gtk.example"}}}}, ""},
+		{"endpoints at addressing plateau 3", Config{Agreements: []PartnerConfig{{URA: uraP1, Plateaus: Uniform(3),
+			Endpoints: Endpoints{BgZ: "https://gtk.example/fhir"}}}}, "national addressbook only"},
+		{"endpoints taken from the default's addressing plateau", Config{Default: Uniform(4), Agreements: []PartnerConfig{{URA: uraP1,
+			Plateaus: Plateaus{Consent: 1}, Endpoints: Endpoints{BgZ: "https://gtk.example/fhir"}}}}, "addressing is agreed at plateau 4"},
+		{"endpoints of a collaboration", Config{Agreements: []PartnerConfig{{Collaboration: []string{uraP1, uraP2}, Plateaus: Uniform(1),
+			Endpoints: Endpoints{BgZ: "https://gtk.example/fhir"}}}}, "one organisation"},
+		{"endpoint not https", Config{Agreements: []PartnerConfig{{URA: uraP1, Plateaus: Uniform(1),
+			Endpoints: Endpoints{JWKS: "http://gtk.example/jwks"}}}}, "endpoints.jwks"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,8 +28,14 @@ type NodeConfig struct {
 	Public         listenerConfig `koanf:"public"`
 	TLS            tlsConfig      `koanf:"tls"`
 	AddressbookURL string         `koanf:"addressbookurl"`
-	Participants   []participant  `koanf:"participants"`
-	Partners       plateau.Config `koanf:"partners"`
+	Addressbook    struct {
+		Directories []struct {
+			Name string `koanf:"name"`
+			URL  string `koanf:"url"`
+		} `koanf:"directories"`
+	} `koanf:"addressbook"`
+	Participants []participant  `koanf:"participants"`
+	Partners     plateau.Config `koanf:"partners"`
 
 	// Settings of other components the scan looks for by key, present or
 	// not: see docs/plateaus.md for the keys.
@@ -119,4 +125,17 @@ func leafCertificate(path string) (*x509.Certificate, error) {
 		return nil, errors.New("no PEM certificate in " + path)
 	}
 	return x509.ParseCertificate(blk.Bytes)
+}
+
+// addressbooks are the addressbook URLs the node resolves endpoints with:
+// the live one, or the directories it keeps replicas of.
+func (c *NodeConfig) addressbooks() []string {
+	var out []string
+	if c.AddressbookURL != "" {
+		out = append(out, c.AddressbookURL)
+	}
+	for _, d := range c.Addressbook.Directories {
+		out = append(out, d.URL)
+	}
+	return out
 }

@@ -364,17 +364,33 @@ var criteria = map[plateau.Function][]criterion{
 	},
 	plateau.Addressing: {
 		{plateau: 1, judge: func(in *inputs) (bool, string, string) {
-			if in.cfg.AddressbookURL == "" {
-				return false, "configuration", "no addressbook is configured"
+			if books := in.cfg.addressbooks(); len(books) > 0 {
+				return true, "configuration", "endpoints are found in the addressbook at " + strings.Join(books, ", ")
 			}
-			return true, "configuration", "endpoints are found in the addressbook at " + in.cfg.AddressbookURL
-		}, step: "set addressbookurl"},
+			var own []string
+			for _, a := range in.cfg.Partners.Agreements {
+				if a.Endpoints.IsZero() {
+					return false, "configuration", "no addressbook is configured, and the agreement with " + agreementName(a) + " lists no endpoints"
+				}
+				own = append(own, agreementName(a))
+			}
+			if len(own) == 0 {
+				return false, "configuration", "no addressbook is configured and no agreement lists endpoints"
+			}
+			return true, "configuration", "own mechanism: the agreements list the endpoints of " + strings.Join(own, ", ")
+		}, step: "set addressbookurl (or addressbook.directories), or list each partner's endpoints in its agreement"},
 		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
-			if isLocal(in.cfg.AddressbookURL) {
-				return false, "configuration", "the addressbook " + in.cfg.AddressbookURL + " is a local one, not the national addressbook (ZORG-AB)"
+			books := in.cfg.addressbooks()
+			if len(books) == 0 {
+				return false, "configuration", "no addressbook: partners are addressed by the agreements' own endpoints"
 			}
-			return true, "configuration", "the addressbook " + in.cfg.AddressbookURL + " is reachable beyond this network"
-		}, step: "point addressbookurl at ZORG-AB and list the GtK endpoint there"},
+			for _, b := range books {
+				if !isLocal(b) {
+					return true, "configuration", "the addressbook " + b + " is reachable beyond this network"
+				}
+			}
+			return false, "configuration", "the addressbook " + strings.Join(books, ", ") + " is a local one, not the national addressbook (ZORG-AB)"
+		}, step: "point addressbookurl (or addressbook.directories) at ZORG-AB and list the GtK endpoint there"},
 		{plateau: 4, judge: builtIn("the node publishes every electronic service of each participant (notification, FHIR, authorization server, client keys) to the addressbook")},
 	},
 	plateau.Logging: {
@@ -407,4 +423,12 @@ var criteria = map[plateau.Function][]criterion{
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
+}
+
+// agreementName names an agreement in evidence.
+func agreementName(a plateau.PartnerConfig) string {
+	if a.Name != "" {
+		return a.Name
+	}
+	return strings.Join(a.URAs(), ", ")
 }

@@ -468,3 +468,45 @@ func TestHTMLInChromium(t *testing.T) {
 }
 
 func base64Std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// TestScanOwnAddressing: without an addressbook, addressing reaches plateau
+// 2 only when every agreement lists its partner's endpoints.
+func TestScanOwnAddressing(t *testing.T) {
+	p := newTestPKI(t)
+	for _, tc := range []struct {
+		name, agreements string
+		want             int
+	}{
+		{"every partner's endpoints configured", `partners:
+  agreements:
+    - ura: "00000002"
+      name: Ziekenhuis B
+      plateaus: {addressing: 1}
+      endpoints: {notification: "https://b.example/fhir/stu3/00000002/Task", bgz: "https://b.example/fhir/stu3/00000002", authserver: "https://b.example", jwks: "https://b.example/jwks/00000002"}
+`, 2},
+		{"a partner without endpoints", `partners:
+  agreements:
+    - ura: "00000002"
+      plateaus: {addressing: 1}
+`, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := writeConfig(t, p, tc.agreements)
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(file, []byte(strings.Replace(string(data), "addressbookurl: https://127.0.0.1:9443/fhir\n", "", 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := LoadConfig(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := Run(cfg, file, nil)
+			if got := reached(r)[plateau.Addressing]; got != tc.want {
+				t.Errorf("addressing reached %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,55 @@
+package node
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/plateau"
+)
+
+// addressing finds a partner's endpoint by the addressing plateau agreed
+// with it (SPEC §6): at plateau 1–2 the parties use their own mechanism, so
+// the agreement's configured endpoints come first and the addressbook
+// second; at plateau 3–4 the national addressbook is the only source.
+type addressing struct {
+	plateaus *plateau.Enforcer
+	// book is the addressbook (a live client or local replicas); nil when
+	// the node has none and knows its partners by configuration only.
+	book addressbook.EndpointResolver
+}
+
+func (a *addressing) Endpoint(ctx context.Context, ura, payloadType, fhirVersion string) (string, error) {
+	ag, ok := a.plateaus.Agreement(ura)
+	if ok && ag.Plateau(plateau.Addressing) <= 2 && !ag.Default {
+		if u := configuredEndpoint(ag.Endpoints, payloadType, fhirVersion); u != "" {
+			return u, nil
+		}
+	}
+	if a.book == nil {
+		return "", fmt.Errorf("%w: %s has no configured %s endpoint and this node has no addressbook", addressbook.ErrNotFound, ura, payloadType)
+	}
+	return a.book.Endpoint(ctx, ura, payloadType, fhirVersion)
+}
+
+// configuredEndpoint maps a payload type to the configured endpoint. The
+// FHIR endpoints are STU3 (the BgZ and Notified Pull version); a request
+// for another FHIR version finds none.
+func configuredEndpoint(e plateau.Endpoints, payloadType, fhirVersion string) string {
+	fhir := fhirVersion == "" || fhirVersion == "3.0"
+	switch payloadType {
+	case addressbook.PayloadNotification:
+		if fhir {
+			return e.Notification
+		}
+	case addressbook.PayloadBgZServer:
+		if fhir {
+			return e.BgZ
+		}
+	case addressbook.PayloadAuthServer:
+		return e.AuthServer
+	case addressbook.PayloadClientJWKS:
+		return e.JWKS
+	}
+	return ""
+}
