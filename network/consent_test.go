@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -141,6 +142,21 @@ func TestConsentNotificationsDriveLocalization(t *testing.T) {
 		stored.Endpoint != nw.GPNode.PublicURL()+"/consent/notifications/"+GP.URA {
 		t.Fatalf("subscription %+v", stored)
 	}
+	// Mitz identifies the patient by BSN and birth date: both holders send
+	// the date their data gives (the GP its record, the hospital what it pulled).
+	born := demoBirthDate(t, nw.Patients[0].Resources)
+	if stored.BirthDate != born {
+		t.Errorf("the GP's subscription carries birth date %q, want %q", stored.BirthDate, born)
+	}
+	var hospSub []audit.Record
+	eventually(t, "the hospital's subscription at the consent service", func() bool {
+		hospSub = records(t, nw.HospNode, bsn, "consent-subscribe")
+		return len(hospSub) > 0 && len(hospSub[0].Resources) == 1
+	})
+	if hs, err := nw.Consent().Store().GetSubscription(ctx, strings.TrimPrefix(hospSub[0].Resources[0], "Subscription/")); err != nil ||
+		hs.ProviderURA != Hospital.URA || hs.BirthDate != born {
+		t.Errorf("the hospital's subscription: %+v, %v; want its URA and birth date %q", hs, err, born)
+	}
 	index := indexClient(t, nw)
 	if h := holders(t, index, bsn); !slices.Contains(h, GP.URA) || !slices.Contains(h, Hospital.URA) {
 		t.Fatalf("index holders %v, want the practice and the hospital", h)
@@ -255,3 +271,16 @@ func localize(t *testing.T, nw *Network, bsn string) []string {
 
 // careContextBgZ is the care context nodes register BgZ holdings under.
 var careContextBgZ = index.Coding{System: "http://loinc.org", Code: "60591-5"}
+
+// demoBirthDate is the birthDate of the Patient among a demo patient's resources.
+func demoBirthDate(t *testing.T, resources []json.RawMessage) string {
+	t.Helper()
+	for _, r := range resources {
+		var p struct{ ResourceType, BirthDate string }
+		if json.Unmarshal(r, &p) == nil && p.ResourceType == "Patient" && p.BirthDate != "" {
+			return p.BirthDate
+		}
+	}
+	t.Fatal("the demo patient has no birth date")
+	return ""
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/localization/index"
 	"github.com/schakel-nl/schakel/nl"
+	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/plateau"
 )
 
@@ -128,7 +129,8 @@ func retry(ctx context.Context, retryable func(error) bool, fn func(context.Cont
 // patient's consent changes that concern the participant. It runs beside
 // the exchange (the exchange does not wait for the index); a failure does
 // not undo the exchange and is retried a few times, then logged.
-func (n *Node) holding(ctx context.Context, tenant, bsn, application string) {
+func (n *Node) holding(ctx context.Context, h notifiedpull.Holding) {
+	tenant, bsn, application := h.Tenant, h.PatientBSN, h.Application
 	p, ok := n.parts[tenant]
 	if !ok || p.index == nil {
 		return
@@ -157,7 +159,7 @@ func (n *Node) holding(ctx context.Context, tenant, bsn, application string) {
 		n.remember(key)
 		n.emit(eventf(n.cfg.Name, tenant, "localization", "registered at the referral index: %s holds %s data of the patient", tenant, application))
 		if n.cfg.Consent.Subscribe && n.mitz != nil {
-			n.subscribe(ctx, p, bsn)
+			n.subscribe(ctx, p, bsn, h.BirthDate)
 		}
 	}()
 }
@@ -196,12 +198,12 @@ func (n *Node) notificationURL(tenant string) string {
 // that concern participant p as data holder. The service answers a repeated
 // subscription with the existing one, so subscribing again is harmless. The
 // subscription discloses the BSN to Mitz: it is audited.
-func (n *Node) subscribe(ctx context.Context, p *participant, bsn string) {
+func (n *Node) subscribe(ctx context.Context, p *participant, bsn, birthDate string) {
 	var loc string
 	err := retry(ctx, func(err error) bool { return errors.Is(err, consent.ErrUnavailable) }, func(ctx context.Context) error {
 		var err error
-		loc, err = n.mitz.Subscribe(ctx, consent.SubscriptionRequest{PatientBSN: bsn, ProviderURA: p.URA, ProviderType: p.FacilityType,
-			Endpoint: n.notificationURL(p.URA)})
+		loc, err = n.mitz.Subscribe(ctx, consent.SubscriptionRequest{PatientBSN: bsn, BirthDate: birthDate, ProviderURA: p.URA,
+			ProviderType: p.FacilityType, Endpoint: n.notificationURL(p.URA)})
 		return err
 	})
 	rec := audit.Record{Action: audit.ActionCreate, Interaction: "consent-subscribe", Type: "consent", Tenant: p.URA, ActorURA: p.URA,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
 )
 
@@ -352,7 +353,8 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 		return err
 	}
 	if s.cfg.Holding != nil {
-		s.cfg.Holding(ctx, row.Tenant, row.PatientBSN, ApplicationBgZ)
+		s.cfg.Holding(ctx, Holding{Tenant: row.Tenant, PatientBSN: row.PatientBSN, BirthDate: collected.birthDate(row.PatientBSN),
+			Application: ApplicationBgZ})
 	}
 	s.event(row.Tenant, row.ID, "completed", fmt.Sprintf("%d resources stored as Bundle/%s", collected.len(), res.ID), nil)
 	return nil
@@ -493,6 +495,29 @@ func (c *collection) add(fullURL string, res json.RawMessage) {
 }
 
 func (c *collection) len() int { return len(c.order) }
+
+// birthDate is the birth date of the pulled Patient with this BSN.
+func (c *collection) birthDate(bsn string) string {
+	for _, u := range c.order {
+		var p struct {
+			ResourceType string `json:"resourceType"`
+			BirthDate    string `json:"birthDate"`
+			Identifier   []struct {
+				System string `json:"system"`
+				Value  string `json:"value"`
+			} `json:"identifier"`
+		}
+		if json.Unmarshal(c.byURL[u], &p) != nil || p.ResourceType != "Patient" {
+			continue
+		}
+		for _, id := range p.Identifier {
+			if nl.CanonicalSystem(id.System) == nl.SystemBSN && id.Value == bsn {
+				return p.BirthDate
+			}
+		}
+	}
+	return ""
+}
 
 func (c *collection) types() []string {
 	var out []string

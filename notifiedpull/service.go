@@ -102,7 +102,27 @@ type Config struct {
 	// Holding, when set, is told that a participant holds data of a patient
 	// for a care application: the sender when it makes data available, the
 	// receiver once it stored what it pulled (for the referral index).
-	Holding func(ctx context.Context, tenant, bsn, application string)
+	Holding func(ctx context.Context, h Holding)
+}
+
+// Holding is a participant's holding of a patient's data for a care
+// application.
+type Holding struct {
+	Tenant      string // the participant's URA
+	PatientBSN  string
+	BirthDate   string // the patient's birth date (FHIR date) as the data gives it; empty when it does not
+	Application string
+}
+
+// birthDate is the birthDate of a Patient resource, or empty.
+func birthDate(patient json.RawMessage) string {
+	var p struct {
+		BirthDate string `json:"birthDate"`
+	}
+	if json.Unmarshal(patient, &p) != nil {
+		return ""
+	}
+	return p.BirthDate
 }
 
 // Service runs both sides of the Notified Pull for every participant of a node.
@@ -235,7 +255,7 @@ func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (G
 	if len(page.Matches) == 0 {
 		return Grant{}, fhir.Errorf(http.StatusNotFound, "not-found", "no patient with this BSN in the participant's record")
 	}
-	patientID := page.Matches[0].ID
+	patientID, born := page.Matches[0].ID, birthDate(page.Matches[0].Body)
 	now := s.cfg.Now()
 	expires := now.Add(s.cfg.Validity)
 	id := "urn:uuid:" + newUUID()
@@ -290,7 +310,7 @@ func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (G
 	}
 	_ = s.cfg.DB.setGrantNotificationURL(ctx, g.ID, taskURL)
 	if s.cfg.Holding != nil {
-		s.cfg.Holding(ctx, tenant, req.PatientBSN, req.Application)
+		s.cfg.Holding(ctx, Holding{Tenant: tenant, PatientBSN: req.PatientBSN, BirthDate: born, Application: req.Application})
 	}
 	return s.cfg.DB.grant(ctx, tenant, g.ID)
 }
