@@ -97,6 +97,16 @@ func TestExchangeEndToEnd(t *testing.T) {
 			if r.ActorURA != Hospital.URA || r.Outcome != http.StatusOK {
 				t.Errorf("sender audit record: actor %s outcome %d", r.ActorURA, r.Outcome)
 			}
+			// The protocols applied and the checks performed (NEN 7513).
+			checks := strings.Join(r.Checks, "; ")
+			for _, want := range []string{"mtls:", "token-binding:", `plateau: agreement "Ziekenhuis Rijnstroom"`, "policy: care application bgz", "referral:"} {
+				if !strings.Contains(checks, want) {
+					t.Errorf("sender audit record of %s: checks %q lack %q", r.Query, checks, want)
+				}
+			}
+			if r.Sensitivity != "N" || r.AuthzProtocol == "" || r.PurposeOfUse != "TREAT" {
+				t.Errorf("sender audit record: sensitivity %q, protocol %q, purpose %q", r.Sensitivity, r.AuthzProtocol, r.PurposeOfUse)
+			}
 		}
 	}
 	if searches != len(blocks) {

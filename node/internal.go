@@ -39,7 +39,8 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 		Store: n.stu3, Version: fhir.STU3, MaxBodyBytes: n.cfg.MaxBodyBytes, Logger: n.log,
 		Commit: func(ctx context.Context, req *rest.Request, res rest.Result) error {
 			p := ctx.Value(participantKey{}).(*participant)
-			return n.auditFHIR(ctx, req, res, actor{ura: p.URA, system: p.SystemUZI, protocol: "internal API, participant token"})
+			return n.auditFHIR(ctx, req, res, actor{ura: p.URA, system: p.SystemUZI, protocol: "internal API, participant token",
+				checks: []string{"internal-token: the participant's bearer token"}})
 		},
 	})
 	mux.Handle("/internal/fhir/{path...}", n.authInternal(func(w http.ResponseWriter, r *http.Request, p *participant) {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
+	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/pki"
@@ -57,7 +59,8 @@ func (n *Node) publicRoutes() http.Handler {
 			tok := tokenFrom(ctx)
 			_, user, role := plateau.TokenUser(tok.Claims)
 			who := actor{ura: tok.Subject, system: tok.ClientID, user: user, role: role,
-				protocol: "Twiin TA Notified Pull; access token " + strings.Join(tok.Scope, " ")}
+				protocol: "Twiin TA Notified Pull; access token " + strings.Join(tok.Scope, " "),
+				checks:   n.dataChecks(tok, res.Status < 400)}
 			if consult.IsConsult(tok) {
 				who.protocol = "Twiin Direct Pull; access token " + strings.Join(tok.Scope, " ")
 				if c, ok := consult.CheckFrom(ctx); ok {
@@ -126,9 +129,70 @@ func (n *Node) serveClientJWKS(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(set)
 }
 
-// actor is who made a request, as the audit record names them.
+// actor is who made a request, as the audit record names them, and what
+// was checked before it was answered.
 type actor struct {
 	ura, system, user, role, protocol, consent string
+	checks                                     []string
+}
+
+// dataChecks names, for the audit record, what was checked before a
+// peer's data request was answered: the transport and token checks every
+// request passed to get this far, and, when it was answered with data, the
+// agreement, policy and exchange checks too.
+func (n *Node) dataChecks(tok *oauth.AccessToken, answered bool) []string {
+	checks := []string{
+		"mtls: TLS 1.3 client certificate verified against the trust list",
+		"token: access token signature, issuer, audience and expiry (RFC 9068)",
+		"token-binding: cnf x5t#S256 matches the client certificate (RFC 8705)",
+	}
+	if !answered {
+		return checks // the refusal's reason is the record's outcome text
+	}
+	if a, ok := n.plateaus.Agreement(tok.Subject); ok {
+		name := a.Name
+		if a.Default {
+			name = "default agreement"
+		}
+		checks = append(checks, fmt.Sprintf("plateau: agreement %q, authentication %d, authorization %d, consent %d",
+			name, a.Plateau(plateau.Authentication), a.Plateau(plateau.Authorization), a.Plateau(plateau.Consent)))
+	}
+	if len(tok.Scope) > 0 {
+		checks = append(checks, "policy: care application "+tok.Scope[0]+" allows this interaction for the requester's role")
+	}
+	if consult.IsConsult(tok) {
+		return append(checks, "consult: patient of the question, consent asked per answer")
+	}
+	return append(checks, "referral: query listed in the workflow Task, patient of the referral, referral active")
+}
+
+// confidentiality orders HL7 v3 Confidentiality codes, least to most
+// restricted.
+var confidentiality = map[string]int{"U": 1, "L": 2, "M": 3, "N": 4, "R": 5, "V": 6}
+
+// sensitivity is the most restricted confidentiality code among the
+// resources' meta.security labels; N (normal health data) when none
+// carries one.
+func sensitivity(resources []store.Resource) string {
+	best := "N"
+	for _, r := range resources {
+		var m struct {
+			Meta struct {
+				Security []struct{ System, Code string } `json:"security"`
+			} `json:"meta"`
+		}
+		if json.Unmarshal(r.Body, &m) != nil {
+			continue
+		}
+		for _, sec := range m.Meta.Security {
+			if sec.System == "http://hl7.org/fhir/v3/Confidentiality" || sec.System == "http://terminology.hl7.org/CodeSystem/v3-Confidentiality" {
+				if confidentiality[sec.Code] > confidentiality[best] {
+					best = sec.Code
+				}
+			}
+		}
+	}
+	return best
 }
 
 // auditFHIR records one FHIR interaction on patient data. An error means
@@ -140,7 +204,7 @@ func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result
 	rec := audit.Record{Action: actionFor(req.HTTP.Method), Interaction: req.Interaction, Type: "rest", Outcome: res.Status,
 		Tenant: req.Tenant, ActorURA: who.ura, ActorSystem: who.system, ActorUser: who.user, ActorRole: who.role,
 		Address: req.HTTP.RemoteAddr, Query: queryText(req), AuthzProtocol: who.protocol, PurposeOfUse: "TREAT",
-		ConsentProfile: who.consent}
+		ConsentProfile: who.consent, Checks: who.checks, Sensitivity: sensitivity(res.Resources)}
 	if res.Err != nil {
 		if fe := fhir.AsError(res.Err); fe != nil && len(fe.Issues) > 0 {
 			rec.OutcomeText = fe.Issues[0].Diagnostics
