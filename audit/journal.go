@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,7 +58,8 @@ func (f osFile) Sync() error { return datasync(f.File) }
 type journal struct {
 	dir     string
 	maxSize int64
-	lock    *os.File // held while the journal is open: one writer
+	lock    *os.File  // held while the journal is open: one writer
+	loaded  [2]uint64 // first and last segment load read; zero when none
 
 	file journalFile
 	num  uint64 // segment being appended to
@@ -107,10 +109,11 @@ func segmentPath(dir string, n uint64) string {
 	return filepath.Join(dir, fmt.Sprintf("%012d%s", n, journalExt))
 }
 
-// readJournal decodes every segment in dir. A torn tail of the last segment
-// (a write that was cut short by a crash, and so never acknowledged) is
-// reported as the offset where the valid frames end; repair cuts it off.
-// A bad frame anywhere else is an error: acknowledged records would follow it.
+// readJournal decodes every segment in dir, changing nothing. A torn tail
+// of the last segment (a write that was cut short by a crash, and so never
+// acknowledged) is reported as the offset where the valid frames end, -1
+// when there is none; journal.load cuts it off. A bad frame anywhere else
+// is an error: acknowledged records would follow it.
 func readJournal(dir string) (frames []journalFrame, nums []uint64, tornAt int64, err error) {
 	nums, err = segmentNumbers(dir)
 	if err != nil {
@@ -124,14 +127,14 @@ func readJournal(dir string) (frames []journalFrame, nums []uint64, tornAt int64
 			return nil, nil, -1, fmt.Errorf("journal: %w", err)
 		}
 		last := i == len(nums)-1
-		fs, end, ferr := decodeSegment(data)
+		seg, end, ferr := decodeSegment(data)
 		if ferr != nil {
 			if !last {
 				return nil, nil, -1, fmt.Errorf("journal segment %s: %w at byte %d, and later segments follow it", path, ferr, end)
 			}
 			tornAt = end
 		}
-		frames = append(frames, fs...)
+		frames = append(frames, seg...)
 	}
 	return frames, nums, tornAt, nil
 }
@@ -204,9 +207,8 @@ func appendFrame(buf []byte, payload func([]byte) []byte) []byte {
 	return buf
 }
 
-// openJournal prepares dir for appending after whatever it holds: first
-// segment number after the existing ones. The caller replays and removes
-// the existing segments (see startAfter).
+// openJournal locks dir (creating it) for appending. Segments already
+// there are the caller's to read with load.
 func openJournal(dir string, maxSize int64) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
@@ -216,6 +218,41 @@ func openJournal(dir string, maxSize int64) (*journal, error) {
 		return nil, fmt.Errorf("journal %s: %w", dir, err)
 	}
 	return &journal{dir: dir, maxSize: maxSize, lock: lock, rotate: true}, nil
+}
+
+// load returns the frames of the segments the journal held when it was
+// opened, after cutting off a torn last write (logged), and numbers new
+// segments after them. removeLoaded removes them once they are indexed.
+func (j *journal) load(log *slog.Logger) ([]journalFrame, error) {
+	frames, nums, tornAt, err := readJournal(j.dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(nums) == 0 {
+		return nil, nil
+	}
+	if tornAt >= 0 {
+		last := segmentPath(j.dir, nums[len(nums)-1])
+		fi, err := os.Stat(last)
+		if err != nil {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+		if err := os.Truncate(last, tornAt); err != nil {
+			return nil, fmt.Errorf("journal: cut off the torn tail of %s: %w", last, err)
+		}
+		log.Warn("audit journal: cut off an incomplete last write", "segment", last, "bytes", fi.Size()-tornAt)
+	}
+	j.loaded = [2]uint64{nums[0], nums[len(nums)-1]}
+	j.num = j.loaded[1]
+	return frames, nil
+}
+
+// removeLoaded removes the segments load read.
+func (j *journal) removeLoaded() error {
+	if j.loaded[1] == 0 {
+		return nil
+	}
+	return j.remove(j.loaded[0], j.loaded[1])
 }
 
 // append writes the batch as one write and makes it durable. It returns the
@@ -294,9 +331,6 @@ func (j *journal) next() error {
 	j.file, j.num, j.size, j.rotate = osFile{f}, num, int64(len(journalMagic)), false
 	return nil
 }
-
-// startAfter sets the segment numbering to continue after last.
-func (j *journal) startAfter(last uint64) { j.num = last }
 
 // remove deletes segments first..last, which the index holds durably. A
 // removal lost in a crash is harmless: the next open skips frames the index

@@ -236,20 +236,31 @@ func (f *faultyFile) Truncate(size int64) error {
 	return f.journalFile.Truncate(size)
 }
 
+// storeOnFullDisk returns a store with one record whose second Append
+// failed on a full disk (the failing write cut off again, or, with
+// failTruncate, not), and the segment file that keeps failing writes.
+func storeOnFullDisk(t *testing.T, failTruncate bool) (*testStore, *faultyFile) {
+	t.Helper()
+	ctx := context.Background()
+	s := newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db")}, nil)
+	if err := s.Append(ctx, record(0)); err != nil {
+		t.Fatal(err)
+	}
+	j := s.be.(*journaled).j
+	ff := &faultyFile{journalFile: j.file}
+	ff.failWrite.Store(true)
+	ff.failTruncate.Store(failTruncate)
+	j.file = ff
+	if err := s.Append(ctx, record(1)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("append on a full disk: %v, want ErrUnavailable", err)
+	}
+	return s, ff
+}
+
 func TestJournalWriteFailureRefusesTheBatchAndKeepsTheChain(t *testing.T) {
 	ctx := context.Background()
 	t.Run("cut off", func(t *testing.T) {
-		s := newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db")}, nil)
-		if err := s.Append(ctx, record(0)); err != nil {
-			t.Fatal(err)
-		}
-		j := s.be.(*journaled).j
-		ff := &faultyFile{journalFile: j.file}
-		ff.failWrite.Store(true)
-		j.file = ff
-		if err := s.Append(ctx, record(1)); !errors.Is(err, ErrUnavailable) {
-			t.Fatalf("append on a full disk: %v, want ErrUnavailable", err)
-		}
+		s, _ := storeOnFullDisk(t, false)
 		// The next batch goes to a fresh segment; the half-written one was cut off.
 		if err := s.Append(ctx, record(2)); err != nil {
 			t.Fatalf("append after the disk has room again: %v", err)
@@ -257,18 +268,7 @@ func TestJournalWriteFailureRefusesTheBatchAndKeepsTheChain(t *testing.T) {
 		verifyClosed(t, s, s.Store, 2)
 	})
 	t.Run("cannot be cut off", func(t *testing.T) {
-		s := newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db")}, nil)
-		if err := s.Append(ctx, record(0)); err != nil {
-			t.Fatal(err)
-		}
-		j := s.be.(*journaled).j
-		ff := &faultyFile{journalFile: j.file}
-		ff.failWrite.Store(true)
-		ff.failTruncate.Store(true)
-		j.file = ff
-		if err := s.Append(ctx, record(1)); !errors.Is(err, ErrUnavailable) {
-			t.Fatalf("append on a full disk: %v, want ErrUnavailable", err)
-		}
+		s, ff := storeOnFullDisk(t, true)
 		// The segment ends in garbage that could not be removed: nothing may
 		// follow it until a restart repairs it.
 		ff.failWrite.Store(false)

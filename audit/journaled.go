@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 )
@@ -38,12 +37,10 @@ type journaled struct {
 
 	mu       sync.Mutex
 	queue    []indexBatch
-	queued   int   // rows in queue
-	failing  error // the last index write failed; cleared by the next success
-	written  int64 // last seq in the journal
-	indexed  int64 // last seq in the index
-	headHash [32]byte
-	cpSeq    int64
+	queued   int           // rows in queue
+	failing  error         // the last index write failed; cleared by the next success
+	written  int64         // last seq in the journal
+	indexed  int64         // last seq in the index
 	progress chan struct{} // closed (and replaced) whenever the index moves or fails
 	work     chan struct{} // wakes the indexer
 	closing  bool
@@ -92,28 +89,17 @@ func (b *journaled) recover(ctx context.Context, dir string) error {
 	if b.conn, err = b.index.db.Conn(ctx); err != nil {
 		return err
 	}
-	if b.written, b.headHash, err = b.index.head(ctx); err != nil {
-		return err
-	}
-	if b.cpSeq, err = b.index.lastCheckpoint(ctx); err != nil {
-		return err
-	}
-	frames, nums, tornAt, err := readJournal(dir)
+	frames, err := b.j.load(b.log)
 	if err != nil {
 		return err
 	}
-	if tornAt >= 0 {
-		// The last write before a crash never completed, so it was never
-		// acknowledged: cut it off.
-		last := segmentPath(dir, nums[len(nums)-1])
-		fi, err := os.Stat(last)
-		if err != nil {
-			return fmt.Errorf("journal: %w", err)
-		}
-		if err := os.Truncate(last, tornAt); err != nil {
-			return fmt.Errorf("journal: cut off the torn tail of %s: %w", last, err)
-		}
-		b.log.Warn("audit journal: cut off an incomplete last write", "segment", last, "bytes", fi.Size()-tornAt)
+	seq, head, err := b.index.head(ctx)
+	if err != nil {
+		return err
+	}
+	cpSeq, err := b.index.lastCheckpoint(ctx)
+	if err != nil {
+		return err
 	}
 	var rows []row
 	var cps []Checkpoint
@@ -121,35 +107,31 @@ func (b *journaled) recover(ctx context.Context, dir string) error {
 		switch {
 		case f.row != nil:
 			r := *f.row
-			if r.seq <= b.written {
+			if r.seq <= seq {
 				continue // already in the index
 			}
-			if r.seq != b.written+1 || !bytes.Equal(r.prev, b.headHash[:]) {
+			if r.seq != seq+1 || !bytes.Equal(r.prev, head[:]) {
 				return fmt.Errorf("journal %s does not continue the audit store: its record %d does not link to record %d; keep both and run `schakel audit verify`",
-					dir, r.seq, b.written)
+					dir, r.seq, seq)
 			}
 			rows = append(rows, r)
-			b.written = r.seq
-			copy(b.headHash[:], r.hash)
-		case f.cp.Seq > b.cpSeq:
+			seq = r.seq
+			copy(head[:], r.hash)
+		case f.cp.Seq > cpSeq:
 			cps = append(cps, *f.cp)
-			b.cpSeq = f.cp.Seq
+			cpSeq = f.cp.Seq
 		}
 	}
 	if len(rows) > 0 || len(cps) > 0 {
 		if err := b.indexTx(ctx, rows, cps, true); err != nil {
 			return fmt.Errorf("journal: replay into the index: %w", err)
 		}
-		b.log.Info("audit journal replayed into the index", "records", len(rows), "checkpoints", len(cps), "last_seq", b.written)
+		b.log.Info("audit journal replayed into the index", "records", len(rows), "checkpoints", len(cps), "last_seq", seq)
 	}
-	b.indexed = b.written
-	if len(nums) > 0 {
-		if err := b.j.remove(nums[0], nums[len(nums)-1]); err != nil {
-			return fmt.Errorf("journal: remove replayed segments: %w", err)
-		}
-		b.j.startAfter(nums[len(nums)-1])
+	if err := b.j.removeLoaded(); err != nil {
+		return fmt.Errorf("journal: remove replayed segments: %w", err)
 	}
-	b.oldest = b.j.num + 1
+	b.written, b.indexed, b.oldest = seq, seq, b.j.num+1
 	return nil
 }
 
@@ -180,16 +162,19 @@ func (b *journaled) changed() {
 	b.progress = make(chan struct{})
 }
 
-func (b *journaled) head(context.Context) (int64, [32]byte, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.written, b.headHash, nil
+// head and lastCheckpoint read the index once it holds everything written.
+func (b *journaled) head(ctx context.Context) (int64, [32]byte, error) {
+	if err := b.caughtUp(ctx); err != nil {
+		return 0, [32]byte{}, err
+	}
+	return b.index.head(ctx)
 }
 
-func (b *journaled) lastCheckpoint(context.Context) (int64, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.cpSeq, nil
+func (b *journaled) lastCheckpoint(ctx context.Context) (int64, error) {
+	if err := b.caughtUp(ctx); err != nil {
+		return 0, err
+	}
+	return b.index.lastCheckpoint(ctx)
 }
 
 // write makes the batch durable in the journal and queues it for the index.
@@ -224,10 +209,6 @@ func (b *journaled) write(ctx context.Context, rows []row, cp *Checkpoint) error
 	b.queued += len(rows)
 	if len(rows) > 0 {
 		b.written = rows[len(rows)-1].seq
-		copy(b.headHash[:], rows[len(rows)-1].hash)
-	}
-	if cp != nil {
-		b.cpSeq = cp.Seq
 	}
 	wake := b.queued >= indexGather || len(b.queue) == 1
 	b.mu.Unlock()
@@ -244,46 +225,14 @@ func (b *journaled) indexLoop() {
 	defer close(b.done)
 	backoff := 50 * time.Millisecond
 	for {
-		b.mu.Lock()
-		for len(b.queue) == 0 && !b.closing {
-			b.mu.Unlock()
-			<-b.work
-			b.mu.Lock()
+		take, seg, rows, cps := b.take()
+		if take == 0 {
+			return // closing, and nothing is left
 		}
-		if len(b.queue) == 0 {
-			b.mu.Unlock()
-			return
-		}
-		if b.queued < indexGather && !b.closing && !b.urgent {
-			b.mu.Unlock()
-			b.gather()
-			b.mu.Lock()
-		}
-		b.urgent = false
-		var take []indexBatch
-		n := 0
-		for _, q := range b.queue {
-			if len(take) > 0 && n+len(q.rows) > maxIndexTx {
-				break
-			}
-			take = append(take, q)
-			n += len(q.rows)
-		}
-		closing := b.closing && len(take) == len(b.queue)
-		b.mu.Unlock()
-
-		var rows []row
-		var cps []Checkpoint
-		for _, q := range take {
-			rows = append(rows, q.rows...)
-			if q.cp != nil {
-				cps = append(cps, *q.cp)
-			}
-		}
-		seg := take[len(take)-1].segment
-		// Before a segment is removed, the index must hold its frames
-		// durably; so must it before the store closes.
-		durable := seg > b.oldest || closing
+		// A segment may go once the index holds its frames durably: the
+		// first batch of a later segment makes this transaction durable.
+		// (Close makes the last transactions durable itself.)
+		durable := seg > b.oldest
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := b.indexTx(ctx, rows, cps, durable)
 		cancel()
@@ -302,9 +251,7 @@ func (b *journaled) indexLoop() {
 			}
 			select {
 			case <-time.After(backoff):
-			case <-b.work:
-				// Woken by Close (or a batch, which can only come after the
-				// refusal was lifted): retry now.
+			case <-b.work: // woken by Close: retry now
 			}
 			backoff = min(backoff*2, 2*time.Second)
 			continue
@@ -314,14 +261,14 @@ func (b *journaled) indexLoop() {
 			b.failing = nil
 		}
 		backoff = 50 * time.Millisecond
-		b.queue = b.queue[len(take):]
+		b.queue = b.queue[take:]
 		b.queued -= len(rows)
 		if len(rows) > 0 {
 			b.indexed = rows[len(rows)-1].seq
 		}
 		b.changed()
 		b.mu.Unlock()
-		if durable && seg > b.oldest {
+		if durable {
 			if err := b.j.remove(b.oldest, seg-1); err != nil {
 				b.log.Warn("audit journal: removing indexed segments failed", "err", err)
 			} else {
@@ -329,6 +276,43 @@ func (b *journaled) indexLoop() {
 			}
 		}
 	}
+}
+
+// take waits for work (gathering a while when there is little), then
+// returns how many queued batches the next transaction takes, the segment
+// of the last, and their rows and checkpoints; 0 when the store closes
+// with nothing left. The batches stay queued until they are indexed.
+func (b *journaled) take() (int, uint64, []row, []Checkpoint) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for len(b.queue) == 0 && !b.closing {
+		b.mu.Unlock()
+		<-b.work
+		b.mu.Lock()
+	}
+	if len(b.queue) == 0 {
+		return 0, 0, nil, nil
+	}
+	if b.queued < indexGather && !b.closing && !b.urgent {
+		b.mu.Unlock()
+		b.gather()
+		b.mu.Lock()
+	}
+	b.urgent = false
+	var rows []row
+	var cps []Checkpoint
+	take := 0
+	for _, q := range b.queue {
+		if take > 0 && len(rows)+len(q.rows) > maxIndexTx {
+			break
+		}
+		rows = append(rows, q.rows...)
+		if q.cp != nil {
+			cps = append(cps, *q.cp)
+		}
+		take++
+	}
+	return take, b.queue[take-1].segment, rows, cps
 }
 
 // gather waits, up to indexDelay, for the queue to fill or for a reason not
@@ -428,21 +412,19 @@ func (b *journaled) close() error {
 	drained := len(b.queue) == 0
 	b.mu.Unlock()
 	var errs []error
-	if err := b.j.closeFile(); err != nil {
-		errs = append(errs, err)
-	}
-	if drained {
-		// The last index transactions may not be on disk yet.
-		if err := b.index.syncFiles(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if drained && len(errs) == 0 {
-		if err := b.j.remove(b.oldest, b.j.num); err != nil {
-			errs = append(errs, err)
-		}
-	} else {
+	err := b.j.closeFile()
+	switch {
+	case !drained:
 		errs = append(errs, errors.New("audit index did not take every record; they stay in the journal and are indexed at the next open"))
+	case err == nil:
+		// The last index transactions may not be on disk yet; once they
+		// are, the journal has nothing the index lacks.
+		if err = b.index.syncFiles(); err == nil {
+			err = b.j.remove(b.oldest, b.j.num)
+		}
+	}
+	if err != nil {
+		errs = append(errs, err)
 	}
 	b.j.close()
 	if err := b.conn.Close(); err != nil {

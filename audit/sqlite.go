@@ -30,7 +30,8 @@ type sqliteBackend struct {
 	path string
 	// inserts holds the prepared multi-row INSERT for each batch size used
 	// so far: parsing a 22-column statement costs as much as executing it.
-	// Only the committer writes, so only it touches the map.
+	// One goroutine writes (the committer, or the indexer behind the
+	// journal), so only it touches the map.
 	inserts map[int]*sql.Stmt
 }
 

@@ -115,16 +115,7 @@ func TestConfigValidateOwnAddressing(t *testing.T) {
 			c := validConfig(t)
 			c.AddressbookURL = ""
 			tc.mod(&c)
-			err := c.Validate()
-			if tc.want == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want %q", err, tc.want)
-			}
+			wantValidate(t, &c, tc.want)
 		})
 	}
 }

@@ -60,17 +60,24 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig(t)
 			tc.mod(&c)
-			err := c.Validate()
-			if tc.want == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("err %v, want it to mention %q", err, tc.want)
-			}
+			wantValidate(t, &c, tc.want)
 		})
+	}
+}
+
+// wantValidate checks that c is valid (want empty) or refused with an
+// error that mentions want.
+func wantValidate(t *testing.T, c *Config, want string) {
+	t.Helper()
+	err := c.Validate()
+	if want == "" {
+		if err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("err %v, want it to mention %q", err, want)
 	}
 }
 
