@@ -614,30 +614,25 @@ func ParseNotice(body []byte) (Notice, error) {
 
 // PermitsHolder reports whether the notice leaves the data holder (URA and
 // facility type) with consent in force at t for at least one requester:
-// some permit registration covering the holder that no deny overrides
-// (Evaluate's rule: a deny covering the holder for at least the permit's
-// requesters, with at least its specificity, decides instead). A holder
-// without it has no consent left to make the patient's data consultable,
-// so its holding at the referral index should be withdrawn.
+// whether Evaluate permits the requester some permit registration names
+// (its requester scope, asking of this holder). A holder without it has no
+// consent left to make the patient's data consultable, so its holding at
+// the referral index should be withdrawn.
 func (n Notice) PermitsHolder(holderURA, holderType string, t time.Time) bool {
-	within := func(outer, inner string) bool { return outer == "" || outer == inner }
-	covers := func(r Registration) bool {
-		return r.PatientBSN == n.PatientBSN && r.inForce(t) && within(r.Purpose, PurposeTreatment) &&
-			within(r.HolderURA, holderURA) && within(r.HolderType, holderType)
+	regs := make([]Registration, len(n.Registrations))
+	for i, r := range n.Registrations {
+		if r.Purpose == "" {
+			r.Purpose = PurposeTreatment // as Validate defaults it
+		}
+		regs[i] = r
 	}
-	for _, p := range n.Registrations {
-		if p.Effect != Permit || !covers(p) {
+	for _, p := range regs {
+		if p.Effect != Permit {
 			continue
 		}
-		overridden := false
-		for _, d := range n.Registrations {
-			if d.Effect == Deny && covers(d) && d.Specificity() >= p.Specificity() &&
-				within(d.RequesterURA, p.RequesterURA) && within(d.RequesterType, p.RequesterType) && within(d.RequesterRole, p.RequesterRole) {
-				overridden = true
-				break
-			}
-		}
-		if !overridden {
+		q := Question{PatientBSN: n.PatientBSN, DataHolderURA: holderURA, DataHolderType: holderType,
+			RequesterURA: p.RequesterURA, RequesterType: p.RequesterType, RequesterRole: p.RequesterRole, Purpose: PurposeTreatment}
+		if Evaluate(regs, q, t) == DecisionPermit {
 			return true
 		}
 	}
