@@ -333,11 +333,8 @@ func (c *Config) validateOwnAddressing() []error {
 		errs = append(errs, errors.New("no addressbook and no partner agreements with endpoints: "+hint+", or configure partners.agreements[].endpoints (addressing plateau 1–2)"))
 	}
 	for i, a := range c.Partners.Agreements {
-		where := fmt.Sprintf("partners.agreements[%d]", i)
-		if a.Name != "" {
-			where += " (" + a.Name + ")"
-		}
-		switch p := agreedPlateau(c.Partners, a, plateau.Addressing); {
+		where := plateau.AgreementPath(i, a)
+		switch p := c.Partners.Plateau(a, plateau.Addressing); {
 		case p > 2:
 			errs = append(errs, fmt.Errorf("%s: addressing is agreed at plateau %d, which needs the national addressbook: %s", where, p, hint))
 		case a.Endpoints.IsZero():
@@ -367,11 +364,7 @@ func (c *Config) validateConsent() []error {
 			check("partners.default", c.Partners.Default[plateau.Consent])
 		}
 		for i, a := range c.Partners.Agreements {
-			where := fmt.Sprintf("partners.agreements[%d]", i)
-			if a.Name != "" {
-				where += " (" + a.Name + ")"
-			}
-			check(where, agreedConsentPlateau(c.Partners, a))
+			check(plateau.AgreementPath(i, a), c.Partners.Plateau(a, plateau.Consent))
 		}
 	}
 	if !c.Consent.Subscribe {
@@ -401,25 +394,6 @@ func (c *Config) validateConsent() []error {
 		errs = append(errs, errors.New("public.url must be an https URL with consent.subscribe: Mitz posts notifications there"))
 	}
 	return errs
-}
-
-// agreedConsentPlateau is the consent plateau of agreement a, filled in as
-// package plateau does: the agreement's own, else partners.default's, else
-// plateau 1.
-func agreedConsentPlateau(cfg plateau.Config, a plateau.PartnerConfig) int {
-	return agreedPlateau(cfg, a, plateau.Consent)
-}
-
-// agreedPlateau is agreement a's plateau for f, filled in as the enforcer
-// does: the agreement's own, else the default's, else plateau 1.
-func agreedPlateau(cfg plateau.Config, a plateau.PartnerConfig, f plateau.Function) int {
-	if p, ok := a.Plateaus[f]; ok {
-		return p
-	}
-	if p := cfg.Default[f]; p != 0 {
-		return p
-	}
-	return plateau.Lowest
 }
 
 // consentKind is a kind of consent source.

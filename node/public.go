@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -176,6 +177,10 @@ var confidentiality = map[string]int{"U": 1, "L": 2, "M": 3, "N": 4, "R": 5, "V"
 func sensitivity(resources []store.Resource) string {
 	best := "N"
 	for _, r := range resources {
+		// Nearly every resource carries no such label: skip the decoding.
+		if !bytes.Contains(r.Body, []byte("Confidentiality")) {
+			continue
+		}
 		var m struct {
 			Meta struct {
 				Security []struct{ System, Code string } `json:"security"`

@@ -105,10 +105,7 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]int{}
 	for i, a := range c.Agreements {
-		where := fmt.Sprintf("partners.agreements[%d]", i)
-		if a.Name != "" {
-			where += " (" + a.Name + ")"
-		}
+		where := AgreementPath(i, a)
 		uras := a.URAs()
 		switch {
 		case a.URA != "" && len(a.Collaboration) > 0:
@@ -163,6 +160,22 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// AgreementPath names agreement i in configuration errors:
+// partners.agreements[i], with its name when it has one.
+func AgreementPath(i int, a PartnerConfig) string {
+	where := fmt.Sprintf("partners.agreements[%d]", i)
+	if a.Name != "" {
+		where += " (" + a.Name + ")"
+	}
+	return where
+}
+
+// Plateau is the plateau agreement a stands at for f, filled in as the
+// enforcer does: the agreement's own, else partners.default's, else plateau 1.
+func (c *Config) Plateau(a PartnerConfig, f Function) int {
+	return c.resolve(a.Plateaus)[f]
 }
 
 // URAs are the organisations the agreement covers.
