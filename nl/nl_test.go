@@ -60,3 +60,21 @@ func TestValidateURA(t *testing.T) {
 		}
 	}
 }
+
+func TestPatient(t *testing.T) {
+	for _, tc := range []struct {
+		body, bsn, born string
+		ok              bool
+	}{
+		{`{"resourceType":"Patient","birthDate":"1970-03-01","identifier":[{"system":"urn:oid:2.16.840.1.113883.2.4.6.3","value":"999911120"}]}`, "999911120", "1970-03-01", true},
+		{`{"resourceType":"Patient","identifier":[{"system":"http://example.org/mrn","value":"x"},{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"999911120"}]}`, "999911120", "", true},
+		{`{"resourceType":"Patient"}`, "", "", true},
+		{`{"resourceType":"Practitioner","birthDate":"1970-03-01"}`, "", "", false},
+		{`not json`, "", "", false},
+	} {
+		bsn, born, ok := Patient([]byte(tc.body))
+		if bsn != tc.bsn || born != tc.born || ok != tc.ok {
+			t.Errorf("Patient(%s) = %q, %q, %v; want %q, %q, %v", tc.body, bsn, born, ok, tc.bsn, tc.born, tc.ok)
+		}
+	}
+}

@@ -224,7 +224,7 @@ func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result
 		rec.Types = append(rec.Types, r.Type)
 		rec.Resources = append(rec.Resources, r.Type+"/"+r.ID)
 		if r.Type == "Patient" && rec.Patient == "" {
-			rec.Patient = patientBSN(r.Body)
+			rec.Patient, _, _ = nl.Patient(r.Body)
 		}
 	}
 	if rec.Patient == "" {
@@ -275,20 +275,6 @@ func queryText(req *rest.Request) string {
 		s += "?" + req.Params.Encode()
 	}
 	return s
-}
-
-func patientBSN(body []byte) string {
-	var p struct {
-		Identifier []struct{ System, Value string }
-	}
-	if json.Unmarshal(body, &p) == nil {
-		for _, id := range p.Identifier {
-			if nl.CanonicalSystem(id.System) == nl.SystemBSN {
-				return id.Value
-			}
-		}
-	}
-	return ""
 }
 
 func writeOutcome(w http.ResponseWriter, fe *fhir.Error) {

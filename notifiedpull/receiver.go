@@ -499,21 +499,8 @@ func (c *collection) len() int { return len(c.order) }
 // birthDate is the birth date of the pulled Patient with this BSN.
 func (c *collection) birthDate(bsn string) string {
 	for _, u := range c.order {
-		var p struct {
-			ResourceType string `json:"resourceType"`
-			BirthDate    string `json:"birthDate"`
-			Identifier   []struct {
-				System string `json:"system"`
-				Value  string `json:"value"`
-			} `json:"identifier"`
-		}
-		if json.Unmarshal(c.byURL[u], &p) != nil || p.ResourceType != "Patient" {
-			continue
-		}
-		for _, id := range p.Identifier {
-			if nl.CanonicalSystem(id.System) == nl.SystemBSN && id.Value == bsn {
-				return p.BirthDate
-			}
+		if id, born, ok := nl.Patient(c.byURL[u]); ok && id == bsn {
+			return born
 		}
 	}
 	return ""

@@ -114,17 +114,6 @@ type Holding struct {
 	Application string
 }
 
-// birthDate is the birthDate of a Patient resource, or empty.
-func birthDate(patient json.RawMessage) string {
-	var p struct {
-		BirthDate string `json:"birthDate"`
-	}
-	if json.Unmarshal(patient, &p) != nil {
-		return ""
-	}
-	return p.BirthDate
-}
-
 // Service runs both sides of the Notified Pull for every participant of a node.
 type Service struct {
 	tokens   sync.Map // reusable notification tokens, by party|partner|scope
@@ -255,7 +244,8 @@ func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (G
 	if len(page.Matches) == 0 {
 		return Grant{}, fhir.Errorf(http.StatusNotFound, "not-found", "no patient with this BSN in the participant's record")
 	}
-	patientID, born := page.Matches[0].ID, birthDate(page.Matches[0].Body)
+	patientID := page.Matches[0].ID
+	_, born, _ := nl.Patient(page.Matches[0].Body)
 	now := s.cfg.Now()
 	expires := now.Add(s.cfg.Validity)
 	id := "urn:uuid:" + newUUID()
