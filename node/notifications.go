@@ -34,7 +34,10 @@ func (n *Node) consentNotification(w http.ResponseWriter, r *http.Request) {
 		Address: r.RemoteAddr, PurposeOfUse: "TREAT", ConsentProfile: "Mitz notification"}
 	peer, peerErr := n.trust.PeerURA(r.TLS)
 	rec.ActorURA = peer
-	answer := func(fe *fhir.Error) {
+	// answer audits the outcome, then sends it (a refusal, or the
+	// informational outcome of a notification acted on); false when the
+	// audit log refused and 503 was sent instead.
+	answer := func(fe *fhir.Error) bool {
 		rec.Outcome = fe.Status
 		if len(fe.Issues) > 0 {
 			rec.OutcomeText = fe.Issues[0].Diagnostics
@@ -42,9 +45,10 @@ func (n *Node) consentNotification(w http.ResponseWriter, r *http.Request) {
 		if err := n.auditLog.Append(r.Context(), rec); err != nil {
 			n.log.Error("audit append failed", "interaction", rec.Interaction, "err", err)
 			writeOutcome(w, auditUnavailable(err))
-			return
+			return false
 		}
 		writeOutcome(w, fe)
+		return true
 	}
 	p, known := n.parts[ura]
 	switch {
@@ -107,16 +111,9 @@ func (n *Node) consentNotification(w http.ResponseWriter, r *http.Request) {
 	} else {
 		n.forgetHoldings(ura, notice.PatientBSN)
 	}
-	rec.Outcome, rec.OutcomeText = http.StatusOK, step
-	if err := n.auditLog.Append(r.Context(), rec); err != nil {
-		n.log.Error("audit append failed", "interaction", rec.Interaction, "err", err)
-		writeOutcome(w, auditUnavailable(err))
-		return
+	if answer(&fhir.Error{Status: http.StatusOK, Issues: []fhir.Issue{{Severity: "information", Code: "informational", Diagnostics: step}}}) {
+		n.emit(eventf(n.cfg.Name, ura, "consent", "consent notification from Mitz: %s", step))
 	}
-	n.emit(eventf(n.cfg.Name, ura, "consent", "consent notification from Mitz: %s", step))
-	w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(fhir.OperationOutcome(fhir.Issue{Severity: "information", Code: "informational", Diagnostics: step}))
 }
 
 // withoutURL drops the request URL from a transport error before it is
