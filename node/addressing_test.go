@@ -19,11 +19,7 @@ func (b *recordingBook) Endpoint(_ context.Context, ura, payloadType, _ string) 
 	return "https://addressbook.example/" + ura + "/" + payloadType, nil
 }
 
-func addressingPlateaus(p int) plateau.Plateaus {
-	out := plateau.Uniform(1)
-	out[plateau.Addressing] = p
-	return out
-}
+func addressingPlateaus(p int) plateau.Plateaus { return plateauOneBut(plateau.Addressing, p) }
 
 // TestAddressingByPlateau: a plateau 1–2 partner's configured endpoints come
 // first and the addressbook fills in the rest; every other partner is looked

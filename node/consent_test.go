@@ -22,12 +22,14 @@ import (
 	"github.com/schakel-nl/schakel/plateau"
 )
 
-// consentPlateaus is a plateau-1 agreement with consent at plateau p.
-func consentPlateaus(p int) plateau.Plateaus {
+// plateauOneBut is a plateau-1 agreement with function f at plateau p.
+func plateauOneBut(f plateau.Function, p int) plateau.Plateaus {
 	out := plateau.Uniform(1)
-	out[plateau.Consent] = p
+	out[f] = p
 	return out
 }
+
+func consentPlateaus(p int) plateau.Plateaus { return plateauOneBut(plateau.Consent, p) }
 
 func TestConfigValidateConsentSources(t *testing.T) {
 	agreement := func(ura, name string, p int) plateau.PartnerConfig {
