@@ -12,10 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 
+	"github.com/schakel-nl/schakel/internal/crashload"
 	"github.com/schakel-nl/schakel/pki"
 )
 
@@ -73,40 +72,19 @@ func TestCrashKeepsEveryAnsweredRecord(t *testing.T) {
 	}
 	base := "http://" + strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))
 
-	const killAfter = 300
-	var (
-		mu       sync.Mutex
-		answered []string
-		count    atomic.Int64
-		killOnce sync.Once
-		wg       sync.WaitGroup
-	)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				id := fmt.Sprintf("w%d-%d", w, i)
-				resp, err := client.Post(base+"/?id="+id, "text/plain", nil)
-				if err != nil {
-					return // the process is gone
-				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusNoContent {
-					t.Errorf("append %s: HTTP %d", id, resp.StatusCode)
-					return
-				}
-				mu.Lock()
-				answered = append(answered, id)
-				mu.Unlock()
-				if count.Add(1) >= killAfter {
-					killOnce.Do(func() { _ = cmd.Process.Kill() }) // SIGKILL: no Close, no final checkpoint
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	answered := crashload.Run(8, 300, func(id string) bool {
+		resp, err := client.Post(base+"/?id="+id, "text/plain", nil)
+		if err != nil {
+			return false // the process is gone
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Errorf("append %s: HTTP %d", id, resp.StatusCode)
+			return false
+		}
+		return true
+	}, func() { _ = cmd.Process.Kill() }) // SIGKILL: no Close, no final checkpoint
 	var exit *exec.ExitError
 	if err := cmd.Wait(); !errors.As(err, &exit) {
 		t.Fatalf("helper exit: %v", err)

@@ -5,20 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/internal/crashload"
 	"github.com/schakel-nl/schakel/pki"
 )
 
@@ -83,43 +81,22 @@ func TestNodeCrashKeepsEveryAnsweredAccess(t *testing.T) {
 	bearer := "Bearer " + strings.TrimSpace(string(token))
 
 	node, base := startNode(t, cfg)
-	const killAfter = 400
-	var (
-		mu       sync.Mutex
-		answered []string
-		count    atomic.Int64
-		killOnce sync.Once
-		wg       sync.WaitGroup
-	)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				id := fmt.Sprintf("crash-w%d-%d", w, i)
-				req, _ := http.NewRequest(http.MethodGet, base+"/internal/fhir/Patient?_id="+id, nil)
-				req.Header.Set("Authorization", bearer)
-				resp, err := client.Do(req)
-				if err != nil {
-					return // the node is gone
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					t.Errorf("search %s: HTTP %d", id, resp.StatusCode)
-					return
-				}
-				mu.Lock()
-				answered = append(answered, id)
-				mu.Unlock()
-				if count.Add(1) >= killAfter {
-					killOnce.Do(func() { _ = node.Process.Signal(syscall.SIGKILL) }) // no shutdown, no final checkpoint
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	answered := crashload.Run(8, 400, func(id string) bool {
+		req, _ := http.NewRequest(http.MethodGet, base+"/internal/fhir/Patient?_id="+id, nil)
+		req.Header.Set("Authorization", bearer)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false // the node is gone
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("search %s: HTTP %d", id, resp.StatusCode)
+			return false
+		}
+		return true
+	}, func() { _ = node.Process.Signal(syscall.SIGKILL) }) // no shutdown, no final checkpoint
 	var exit *exec.ExitError
 	if err := node.Wait(); !errors.As(err, &exit) {
 		t.Fatalf("node exit after SIGKILL: %v", err)
