@@ -58,6 +58,12 @@ func (n *Node) publicRoutes() http.Handler {
 		// The answer leaves only after its audit record is committed.
 		Commit: func(ctx context.Context, req *rest.Request, res rest.Result) error {
 			tok := tokenFrom(ctx)
+			if tok == nil {
+				// Only metadata is served without a token: the peer is known by its certificate alone.
+				peer, _ := n.trust.PeerURA(req.HTTP.TLS)
+				return n.auditFHIR(ctx, req, res, actor{ura: peer, protocol: "no access token",
+					checks: []string{"mtls: TLS 1.3 client certificate verified against the trust list"}})
+			}
 			_, user, role := plateau.TokenUser(tok.Claims)
 			who := actor{ura: tok.Subject, system: tok.ClientID, user: user, role: role,
 				protocol: "Twiin TA Notified Pull; access token " + strings.Join(tok.Scope, " "),
