@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -105,6 +106,28 @@ func newEdgeEnv(t *testing.T) *edgeEnv {
 	return e
 }
 
+// panics is the node's panic count of one listener, as /metrics shows it.
+func (e *edgeEnv) panics(t *testing.T, listener string) float64 {
+	t.Helper()
+	families, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "schakel_http_panics_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "listener" && l.GetValue() == listener {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
 // do sends one request and reads the whole answer.
 func do(t *testing.T, c *http.Client, method, url string, header http.Header, body []byte) (*http.Response, []byte) {
 	t.Helper()
@@ -154,5 +177,101 @@ func TestPublicMetadataWithoutToken(t *testing.T) {
 	}
 	if logs := e.log.String(); strings.Contains(logs, "panic") {
 		t.Errorf("the node logged a panic:\n%s", logs)
+	}
+}
+
+// TestPanicAnswered: a handler panic on either listener is answered 500 in
+// the listener's error format, logged at ERROR with its stack and counted;
+// http.ErrAbortHandler still aborts the answer, as net/http expects.
+func TestPanicAnswered(t *testing.T) {
+	e := newEdgeEnv(t)
+	boom := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain") // set before the panic: must not leak into the answer
+		panic("boom " + r.URL.Path)
+	})
+	for _, tc := range []struct {
+		listener, path, contentType, says string
+	}{
+		{"public", "/fhir/stu3/" + edgeURA1 + "/Patient", "application/fhir+json", `"resourceType":"OperationOutcome"`},
+		{"public", "/consent/notifications/" + edgeURA1, "application/fhir+json", `"resourceType":"OperationOutcome"`},
+		{"public", "/oauth/token", "application/json", `"error":"server_error"`},
+		{"internal", "/internal/fhir/Patient", "application/fhir+json", `"resourceType":"OperationOutcome"`},
+		{"internal", "/internal/audit/AuditEvent", "application/fhir+json", `"resourceType":"OperationOutcome"`},
+		{"internal", "/internal/referrals", "application/problem+json", `"status":500`},
+	} {
+		t.Run(tc.listener+tc.path, func(t *testing.T) {
+			ts := httptest.NewServer(e.n.edge(tc.listener, boom))
+			defer ts.Close()
+			before := e.panics(t, tc.listener)
+			resp, body := do(t, ts.Client(), http.MethodGet, ts.URL+tc.path, nil, nil)
+			if resp.StatusCode != http.StatusInternalServerError || !strings.HasPrefix(resp.Header.Get("Content-Type"), tc.contentType) ||
+				!strings.Contains(string(body), tc.says) {
+				t.Errorf("answer %d %s %s, want 500 %s with %s", resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.contentType, tc.says)
+			}
+			if strings.Contains(string(body), "boom") {
+				t.Errorf("the panic value reached the client: %s", body)
+			}
+			if got := e.panics(t, tc.listener); got != before+1 {
+				t.Errorf("schakel_http_panics_total{listener=%q} went from %v to %v", tc.listener, before, got)
+			}
+		})
+	}
+	logs := e.log.String()
+	var logged bool
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "boom") {
+			if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, "goroutine") {
+				t.Errorf("panic not logged at ERROR with its stack: %s", line)
+			}
+			logged = true
+		}
+	}
+	if !logged {
+		t.Errorf("no panic logged:\n%s", logs)
+	}
+
+	// After the answer has begun only an abort is honest; ErrAbortHandler
+	// is net/http's own way to abort and no defect.
+	for _, tc := range []struct {
+		name    string
+		h       http.HandlerFunc
+		counted float64
+	}{
+		{"panic mid-answer", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte(`{"resourceType":"Bundle"`))
+			panic("mid-answer")
+		}, 1},
+		{"ErrAbortHandler", func(w http.ResponseWriter, r *http.Request) { panic(http.ErrAbortHandler) }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := httptest.NewServer(e.n.edge("internal", tc.h))
+			defer ts.Close()
+			before := e.panics(t, "internal")
+			resp, err := ts.Client().Get(ts.URL + "/internal/fhir/Patient")
+			if err == nil {
+				_, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			if err == nil {
+				t.Errorf("answer %d completed, want it aborted", resp.StatusCode)
+			}
+			if got := e.panics(t, "internal") - before; got != tc.counted {
+				t.Errorf("counted %v panics, want %v", got, tc.counted)
+			}
+		})
+	}
+	if logs := e.log.String(); strings.Contains(logs, "level=INFO") && strings.Contains(logs, "panic") {
+		for _, line := range strings.Split(logs, "\n") {
+			if strings.Contains(line, "level=INFO") && strings.Contains(line, "panic") {
+				t.Errorf("a panic logged at INFO: %s", line)
+			}
+		}
+	}
+
+	// Operators alert on the counter: the node exposes it from the start.
+	resp, body := do(t, e.internal, http.MethodGet, e.n.InternalURL()+"/metrics", nil, nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `schakel_http_panics_total{listener="public"}`) {
+		t.Errorf("metrics: %d, no schakel_http_panics_total for the public listener", resp.StatusCode)
 	}
 }

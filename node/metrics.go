@@ -1,18 +1,25 @@
 package node
 
 import (
+	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/schakel-nl/schakel/fhir"
 )
 
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	events   *prometheus.CounterVec
+	panics   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -23,8 +30,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Time to answer HTTP requests, by listener.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"listener"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_notifiedpull_steps_total",
 			Help: "Notified Pull steps, by step."}, []string{"step"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_http_panics_total",
+			Help: "HTTP handler panics recovered and answered 500, by listener."}, []string{"listener"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.events)
+	reg.MustRegister(m.requests, m.duration, m.events, m.panics)
+	// Present at zero from the start, so that an alert on its increase fires on the first panic.
+	m.panics.WithLabelValues("public")
+	m.panics.WithLabelValues("internal")
 	return m
 }
 
@@ -45,6 +57,70 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 		w.status = http.StatusOK
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+// edge is what stands between a listener and its routes: metrics, the
+// request log and, innermost, panic recovery (so the 500 is counted and logged).
+func (n *Node) edge(listener string, routes http.Handler) http.Handler {
+	return n.metrics.wrap(listener, n.logRequests(listener, n.recoverPanics(listener, routes)))
+}
+
+// recoverPanics answers a handler panic with a 500 in the listener's error
+// format, logs it at ERROR with its stack and counts it. Left to net/http, a
+// panic drops the connection and is logged to the server's ErrorLog only.
+func (n *Node) recoverPanics(listener string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw, ok := w.(*statusWriter)
+		if !ok {
+			sw = &statusWriter{ResponseWriter: w}
+		}
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(v) // a deliberate abort: net/http closes the connection quietly
+			}
+			n.metrics.panics.WithLabelValues(listener).Inc()
+			n.log.LogAttrs(r.Context(), slog.LevelError, "handler panic", slog.String("listener", listener),
+				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr),
+				slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+			if sw.status != 0 {
+				// Part of the answer is out: only cutting the connection tells the client it is incomplete.
+				panic(http.ErrAbortHandler)
+			}
+			writePanicAnswer(sw, listener, r.URL.Path)
+		}()
+		h.ServeHTTP(sw, r)
+	})
+}
+
+// writePanicAnswer is the 500 for a panic, in the format the path's clients
+// read: OperationOutcome for FHIR, RFC 6749 JSON for OAuth, problem+json for
+// the internal API. Nothing of the panic itself reaches the client.
+func writePanicAnswer(w http.ResponseWriter, listener, path string) {
+	h := w.Header()
+	for k := range h {
+		delete(h, k) // whatever the handler set before it panicked
+	}
+	const detail = "internal error; the node's log has the details"
+	fhirPath := strings.HasPrefix(path, "/fhir/") || strings.HasPrefix(path, "/consent/")
+	if listener == "internal" {
+		fhirPath = path == "/internal/fhir" || strings.HasPrefix(path, "/internal/fhir/") || strings.HasPrefix(path, "/internal/audit/")
+	}
+	switch {
+	case fhirPath:
+		writeOutcome(w, fhir.Errorf(http.StatusInternalServerError, "exception", detail))
+	case listener == "internal":
+		writeProblem(w, http.StatusInternalServerError, "internal-error", detail)
+	default:
+		// RFC 6749 §5.2's error object, which the authorization server's clients parse.
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusInternalServerError)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "server_error", "error_description": detail})
+	}
 }
 
 func (m *metrics) wrap(listener string, h http.Handler) http.Handler {

@@ -296,13 +296,13 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	}
 	n.metrics = newMetrics(reg)
 	n.publicSrv = &http.Server{
-		Handler:           n.metrics.wrap("public", n.logRequests("public", n.publicRoutes())),
+		Handler:           n.edge("public", n.publicRoutes()),
 		TLSConfig:         n.trust.ServerTLSConfig(n.cert),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(n.log.With("listener", "public").Handler(), slog.LevelInfo), // refused TLS handshakes, among others
 	}
 	n.internalSrv = &http.Server{
-		Handler:           n.metrics.wrap("internal", n.logRequests("internal", n.internalRoutes(reg))),
+		Handler:           n.edge("internal", n.internalRoutes(reg)),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	return n, nil
