@@ -97,10 +97,11 @@ func newEdgeEnv(t *testing.T) *edgeEnv {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	e.public = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	// Redirects are answers to check, not to follow.
+	noFollow := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	e.public = &http.Client{Timeout: 10 * time.Second, CheckRedirect: noFollow, Transport: &http.Transport{
 		TLSClientConfig: pki.ClientTLSConfig(partner, pki.CertPool(ca.Cert))}}
-	e.internal = &http.Client{Timeout: 10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	e.internal = &http.Client{Timeout: 10 * time.Second, CheckRedirect: noFollow}
 	t.Cleanup(e.public.CloseIdleConnections)
 	t.Cleanup(e.internal.CloseIdleConnections)
 	return e
@@ -273,5 +274,37 @@ func TestPanicAnswered(t *testing.T) {
 	resp, body := do(t, e.internal, http.MethodGet, e.n.InternalURL()+"/metrics", nil, nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `schakel_http_panics_total{listener="public"}`) {
 		t.Errorf("metrics: %d, no schakel_http_panics_total for the public listener", resp.StatusCode)
+	}
+}
+
+// TestBaseWithoutSlash: the FHIR base itself is served, not redirected: a
+// transaction or batch is POSTed to it, and a redirect would make clients
+// resend (or drop) the Bundle.
+func TestBaseWithoutSlash(t *testing.T) {
+	e := newEdgeEnv(t)
+	bearer := http.Header{"Authorization": {"Bearer " + e.tokens[edgeURA1]}, "Content-Type": {"application/fhir+json"}}
+	batch := []byte(`{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient?identifier=http://fhir.nl/fhir/NamingSystem/bsn|999911120"}}]}`)
+	for _, tc := range []struct {
+		name   string
+		client *http.Client
+		method string
+		url    string
+		header http.Header
+		body   []byte
+		status int
+		want   string
+	}{
+		{"internal batch", e.internal, http.MethodPost, e.n.InternalURL() + "/internal/fhir", bearer, batch, http.StatusOK, "Bundle"},
+		{"internal base read", e.internal, http.MethodGet, e.n.InternalURL() + "/internal/fhir", bearer, nil, http.StatusNotFound, "OperationOutcome"},
+		{"public base read", e.public, http.MethodGet, e.n.PublicURL() + "/fhir/stu3/" + edgeURA1, nil, nil, http.StatusUnauthorized, "OperationOutcome"},
+		{"public batch without token", e.public, http.MethodPost, e.n.PublicURL() + "/fhir/stu3/" + edgeURA1, http.Header{"Content-Type": {"application/fhir+json"}}, batch, http.StatusUnauthorized, "OperationOutcome"},
+		{"public base of no participant", e.public, http.MethodGet, e.n.PublicURL() + "/fhir/stu3/90000077", nil, nil, http.StatusNotFound, "OperationOutcome"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := do(t, tc.client, tc.method, tc.url, tc.header, tc.body)
+			if resp.StatusCode != tc.status || resourceTypeOf(body) != tc.want {
+				t.Errorf("%d %s (Location %q), want %d %s", resp.StatusCode, body, resp.Header.Get("Location"), tc.status, tc.want)
+			}
+		})
 	}
 }

@@ -43,9 +43,12 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 				checks: []string{"internal-token: the participant's bearer token"}})
 		},
 	})
-	mux.Handle("/internal/fhir/{path...}", n.authInternal(func(w http.ResponseWriter, r *http.Request, p *participant) {
+	ownFHIR := n.authInternal(func(w http.ResponseWriter, r *http.Request, p *participant) {
 		own.Serve(w, r, p.URA, n.InternalURL()+"/internal/fhir", r.PathValue("path"))
-	}))
+	})
+	// The base itself takes transactions and batches; ServeMux would redirect it to "/internal/fhir/".
+	mux.Handle("/internal/fhir", ownFHIR)
+	mux.Handle("/internal/fhir/{path...}", ownFHIR)
 	mux.Handle("POST /internal/referrals", n.authInternal(n.createReferral))
 	mux.Handle("GET /internal/referrals", n.authInternal(n.listReferrals))
 	mux.Handle("GET /internal/referrals/{id}", n.authInternal(n.getReferral))

@@ -80,7 +80,7 @@ func (n *Node) publicRoutes() http.Handler {
 			n.np.AfterData(ctx, tokenFrom(ctx), req, res.Status)
 		},
 	})
-	mux.HandleFunc("/fhir/stu3/{ura}/{path...}", func(w http.ResponseWriter, r *http.Request) {
+	fhirAPI := func(w http.ResponseWriter, r *http.Request) {
 		ura, path := r.PathValue("ura"), r.PathValue("path")
 		if _, ok := n.parts[ura]; !ok {
 			writeOutcome(w, fhir.Errorf(http.StatusNotFound, "not-found", "no participant %s on this node", ura))
@@ -113,7 +113,10 @@ func (n *Node) publicRoutes() http.Handler {
 			ctx = consult.WithCheck(ctx)
 		}
 		data.Serve(w, r.WithContext(ctx), ura, base, path)
-	})
+	}
+	// The base itself takes transactions and batches; ServeMux would redirect it to ".../{ura}/".
+	mux.HandleFunc("/fhir/stu3/{ura}", fhirAPI)
+	mux.HandleFunc("/fhir/stu3/{ura}/{path...}", fhirAPI)
 	return mux
 }
 
