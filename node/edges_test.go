@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/pki"
 )
 
@@ -306,5 +310,85 @@ func TestBaseWithoutSlash(t *testing.T) {
 				t.Errorf("%d %s (Location %q), want %d %s", resp.StatusCode, body, resp.Header.Get("Location"), tc.status, tc.want)
 			}
 		})
+	}
+}
+
+// lastRecord is the newest audit record of the node.
+func lastRecord(t *testing.T, n *Node) audit.Record {
+	t.Helper()
+	recs, err := n.Audit().List(context.Background(), audit.Filter{Newest: true, Limit: 1})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("audit records %v, %v", recs, err)
+	}
+	return recs[0]
+}
+
+// TestInternalRefusals: a refused internal request is answered in its
+// API's format (OperationOutcome on the FHIR APIs, problem+json elsewhere)
+// and audited with its source and what it named, never with the token.
+func TestInternalRefusals(t *testing.T) {
+	e := newEdgeEnv(t)
+	const bsn = "999911120"
+	byIdentifier := "identifier=" + url.QueryEscape(nl.SystemBSN+"|"+bsn)
+	stranger := "a-token-of-no-participant-here-0123"
+	for _, tc := range []struct {
+		name, method, path, auth, body string
+		format                         string // OperationOutcome or problem
+		tenant, patient, names         string // what the record must hold
+	}{
+		{"no token, FHIR search", http.MethodGet, "/internal/fhir/Patient?" + byIdentifier, "", "", "OperationOutcome", "", bsn, "/internal/fhir/Patient"},
+		{"unknown token, FHIR base", http.MethodPost, "/internal/fhir", "Bearer " + stranger, `{"resourceType":"Bundle","type":"batch"}`, "OperationOutcome", "", "", "/internal/fhir"},
+		{"mangled token", http.MethodGet, "/internal/fhir/Observation", "Bearer " + e.tokens[edgeURA1] + "x", "", "OperationOutcome", "", "", "/internal/fhir/Observation"},
+		{"no token, audit trail", http.MethodGet, "/internal/audit/AuditEvent?patient=" + bsn, "", "", "OperationOutcome", "", bsn, "/internal/audit/AuditEvent"},
+		{"unknown token, referral", http.MethodPost, "/internal/referrals", "Bearer " + stranger,
+			`{"patient":"` + bsn + `","receiver":"00000003","application":"bgz"}`, "problem", "", bsn, "receiver=00000003"},
+		{"unknown token, consult", http.MethodPost, "/internal/consult", "Bearer " + stranger,
+			`{"patient":"` + bsn + `","holder":"00000004"}`, "problem", "", bsn, "holder=00000004"},
+		{"a participant's token under another scheme", http.MethodGet, "/internal/referrals", "Basic " + e.tokens[edgeURA2], "", "problem", edgeURA2, "", "/internal/referrals"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{"Content-Type": {"application/json"}}
+			if tc.auth != "" {
+				h.Set("Authorization", tc.auth)
+			}
+			resp, body := do(t, e.internal, tc.method, e.n.InternalURL()+tc.path, h, []byte(tc.body))
+			if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
+				t.Errorf("answer %d (WWW-Authenticate %q), want 401 with a Bearer challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+			}
+			switch ct := resp.Header.Get("Content-Type"); tc.format {
+			case "OperationOutcome":
+				if !strings.HasPrefix(ct, "application/fhir+json") || resourceTypeOf(body) != "OperationOutcome" {
+					t.Errorf("answer %s %s, want an OperationOutcome", ct, body)
+				}
+			default:
+				if ct != "application/problem+json" || !strings.Contains(string(body), `"status":401`) {
+					t.Errorf("answer %s %s, want problem+json", ct, body)
+				}
+			}
+			rec := lastRecord(t, e.n)
+			if rec.Outcome != http.StatusUnauthorized || rec.Tenant != tc.tenant || rec.Patient != tc.patient ||
+				!strings.HasPrefix(rec.Address, "127.0.0.1:") || !strings.Contains(rec.Query, tc.names) {
+				t.Errorf("audit record %+v, want outcome 401, tenant %q, patient %q, address 127.0.0.1, query naming %q",
+					rec, tc.tenant, tc.patient, tc.names)
+			}
+			for _, tok := range []string{stranger, e.tokens[edgeURA1], e.tokens[edgeURA2]} {
+				if strings.Contains(fmt.Sprintf("%+v", rec), tok) {
+					t.Errorf("the audit record holds the token: %+v", rec)
+				}
+			}
+		})
+	}
+}
+
+// TestInternalBearerScheme: the auth-scheme is case-insensitive (RFC 7235
+// §2.1; RFC 6750 §2.1), and one or more spaces separate it from the token.
+func TestInternalBearerScheme(t *testing.T) {
+	e := newEdgeEnv(t)
+	for _, auth := range []string{"Bearer ", "bearer ", "BEARER ", "bEaReR ", "Bearer   "} {
+		resp, body := do(t, e.internal, http.MethodGet, e.n.InternalURL()+"/internal/referrals",
+			http.Header{"Authorization": {auth + e.tokens[edgeURA1]}}, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%q: %d %s, want 200", auth, resp.StatusCode, body)
+		}
 	}
 }

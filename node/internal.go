@@ -15,9 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
+	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/notifiedpull"
 )
 
@@ -72,25 +74,136 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	return mux
 }
 
+// authInternal admits a request carrying a participant's internal API token
+// and refuses (and audits) every other.
 func (n *Node) authInternal(h func(http.ResponseWriter, *http.Request, *participant)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		var p *participant
-		if ok {
-			h := tokenHash(token)
-			for k, cand := range n.tokens {
-				if subtle.ConstantTimeCompare(k[:], h[:]) == 1 {
-					p = cand
-				}
-			}
-		}
-		if p == nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="schakel-internal"`)
-			writeProblem(w, http.StatusUnauthorized, "unauthorized", "a participant's internal API token is required")
+		token, bearer := bearerCredentials(r.Header.Get("Authorization"))
+		p := n.participantByToken(token)
+		if p == nil || !bearer {
+			n.refuseInternal(w, r, p, token != "")
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), participantKey{}, p)), p)
 	})
+}
+
+// bearerCredentials splits an Authorization header into its credentials and
+// whether its scheme is Bearer. The scheme is case-insensitive and followed
+// by one or more spaces (RFC 7235 §2.1, RFC 6750 §2.1). A header of one word
+// is taken as the credentials, so a token sent bare can be named in the audit.
+func bearerCredentials(header string) (credentials string, bearer bool) {
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok {
+		return scheme, false
+	}
+	return strings.TrimLeft(cred, " "), strings.EqualFold(scheme, "Bearer")
+}
+
+// participantByToken is the participant whose internal API token this is;
+// nil when none. Every token is compared, in constant time.
+func (n *Node) participantByToken(token string) *participant {
+	if token == "" {
+		return nil
+	}
+	var p *participant
+	h := tokenHash(token)
+	for k, cand := range n.tokens {
+		if subtle.ConstantTimeCompare(k[:], h[:]) == 1 {
+			p = cand
+		}
+	}
+	return p
+}
+
+// internalFHIRPath tells the internal listener's FHIR APIs, which answer
+// errors as OperationOutcome, from the rest, which answer problem+json.
+func internalFHIRPath(path string) bool {
+	return path == "/internal/fhir" || strings.HasPrefix(path, "/internal/fhir/") || strings.HasPrefix(path, "/internal/audit/")
+}
+
+// refuseInternal answers a request without a valid internal API token 401
+// after auditing it with its source and what it named: the patient, the
+// participants in its body and, when the credentials are a participant's
+// token sent under another scheme, that participant. The token itself is
+// never recorded.
+func (n *Node) refuseInternal(w http.ResponseWriter, r *http.Request, named *participant, presented bool) {
+	fhirAPI := internalFHIRPath(r.URL.Path)
+	rec := audit.Record{Action: actionFor(r.Method), Interaction: "access", Outcome: http.StatusUnauthorized,
+		OutcomeText: "no valid internal API token", Address: r.RemoteAddr, AuthzProtocol: "internal API, participant token"}
+	if named != nil {
+		rec.Tenant = named.URA
+		rec.OutcomeText = "the participant's internal API token, not under the Bearer scheme"
+	}
+	rec.Patient, rec.Query = refusedNames(r, fhirAPI)
+	if err := n.auditLog.Append(r.Context(), rec); err != nil {
+		if fhirAPI {
+			writeOutcome(w, auditUnavailable(err))
+		} else {
+			writeProblem(w, http.StatusServiceUnavailable, "audit-unavailable", "the audit log is unavailable; nothing was done")
+		}
+		return
+	}
+	challenge := `Bearer realm="schakel-internal"`
+	if presented {
+		challenge += `, error="invalid_token"` // RFC 6750 §3.1
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	const detail = "a participant's internal API token is required (Authorization: Bearer <token>)"
+	if fhirAPI {
+		writeOutcome(w, &fhir.Error{Status: http.StatusUnauthorized, Issues: []fhir.Issue{{Severity: "error", Code: "login", Diagnostics: detail}}})
+		return
+	}
+	writeProblem(w, http.StatusUnauthorized, "unauthorized", detail)
+}
+
+// maxRefusedQuery bounds what a refused request puts in the audit record's
+// query: enough for any real search, not a sink for whatever is sent.
+const maxRefusedQuery = 1024
+
+// refusedNames is the patient and the query (path, FHIR search, the
+// participants named in a JSON body) a refused internal request named.
+func refusedNames(r *http.Request, fhirAPI bool) (patient, query string) {
+	params := r.URL.Query()
+	patient, _ = bgz.PatientBSN(params)
+	if patient == "" {
+		for _, v := range params["patient"] { // the audit trail's own search
+			if _, bsn, _ := strings.Cut(v, "|"); bsn != "" && nl.ValidateBSN(bsn) == nil {
+				patient = bsn
+			} else if nl.ValidateBSN(v) == nil {
+				patient = v
+			}
+		}
+	}
+	query = r.URL.Path
+	if fhirAPI && r.URL.RawQuery != "" {
+		query += "?" + r.URL.RawQuery
+	}
+	if !fhirAPI && r.Method == http.MethodPost && r.Body != nil {
+		// The internal API's JSON bodies name the patient and the partner.
+		var body struct {
+			Patient      string `json:"patient"`
+			Receiver     string `json:"receiver"`
+			Holder       string `json:"holder"`
+			RequesterURA string `json:"requesterUra"`
+			HolderURA    string `json:"holderUra"`
+		}
+		if json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&body) == nil {
+			if patient == "" && nl.ValidateBSN(body.Patient) == nil {
+				patient = body.Patient
+			}
+			for _, f := range []struct{ name, ura string }{{"receiver", body.Receiver}, {"holder", body.Holder},
+				{"requesterUra", body.RequesterURA}, {"holderUra", body.HolderURA}} {
+				if nl.ValidateURA(f.ura) == nil {
+					query += " " + f.name + "=" + f.ura
+				}
+			}
+		}
+	}
+	if len(query) > maxRefusedQuery {
+		query = query[:maxRefusedQuery]
+	}
+	return patient, query
 }
 
 // Referral is the internal API's view of a referral, sent or received.

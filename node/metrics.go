@@ -107,7 +107,7 @@ func writePanicAnswer(w http.ResponseWriter, listener, path string) {
 	const detail = "internal error; the node's log has the details"
 	fhirPath := strings.HasPrefix(path, "/fhir/") || strings.HasPrefix(path, "/consent/")
 	if listener == "internal" {
-		fhirPath = path == "/internal/fhir" || strings.HasPrefix(path, "/internal/fhir/") || strings.HasPrefix(path, "/internal/audit/")
+		fhirPath = internalFHIRPath(path)
 	}
 	switch {
 	case fhirPath:
