@@ -245,12 +245,18 @@ func (s *Server) record(ctx context.Context, r *http.Request, rec audit.Record) 
 // ---- the closed question ----
 
 func (s *Server) closedQuestion(w http.ResponseWriter, r *http.Request) {
+	peerURA, err := peer(r)
+	var q Question // as far as understood, for the audit record of a fault
+	// Every fault refuses a question about a patient: it is audited with the
+	// asker and whatever of the question was understood.
 	fault := func(status int, relatesTo string, f *soapFault) {
+		s.record(r.Context(), r, audit.Record{Action: audit.ActionExecute, Interaction: "consent-decision", //nolint:errcheck // logged; the fault is the answer either way
+			Outcome: status, OutcomeText: f.Error(), Tenant: q.DataHolderURA, ActorURA: peerURA,
+			ActorUser: q.RequesterUZI, ActorRole: q.RequesterRole, Patient: q.PatientBSN})
 		w.Header().Set("Content-Type", "application/soap+xml; charset=utf-8")
 		w.WriteHeader(status)
 		w.Write(buildFault(relatesTo, f)) //nolint:errcheck // the peer went away
 	}
-	peerURA, err := peer(r)
 	if err != nil {
 		fault(http.StatusForbidden, "", senderFault("", "a client certificate with an UZI server identity is required"))
 		return
@@ -270,7 +276,8 @@ func (s *Server) closedQuestion(w http.ResponseWriter, r *http.Request) {
 		fault(http.StatusBadRequest, "", senderFault("", "request body could not be read"))
 		return
 	}
-	msgID, q, err := parseQuery(body)
+	var msgID string
+	msgID, q, err = parseQuery(body)
 	var sf *soapFault
 	var ind *indeterminate
 	switch {

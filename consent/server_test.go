@@ -175,6 +175,92 @@ func TestClosedQuestionMalformedNeverPermits(t *testing.T) {
 	}
 }
 
+// TestClosedQuestionFaultsAudited: every SOAP fault is a refusal of a
+// question about a patient and leaves an audit record with the asker, the
+// status and the fault; what of the question was understood is recorded.
+func TestClosedQuestionFaultsAudited(t *testing.T) {
+	e := newEnv(t, nil)
+	patient := bsn(t, 24)
+	q, _ := question(patient).Normalize()
+	good := string(buildQuery(q, testMessageID, e.ts.URL+ClosedQuestionPath))
+	hc := e.pki.httpClient(t, uraAsker)
+	faults := func() []audit.Record {
+		t.Helper()
+		recs, err := e.srv.ownAudit.List(context.Background(), audit.Filter{ActorURA: uraAsker})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []audit.Record
+		for _, r := range recs {
+			if r.Interaction == "consent-decision" && r.Outcome >= 400 {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name, contentType, body, says string
+		status                        int
+	}{
+		{"wrong content type", "application/json", good, "Content-Type", 415},
+		{"malformed XML", "application/soap+xml", good[:200], "SOAP fault Sender", 400},
+		{"XXE", "application/soap+xml", strings.Replace(good, "\n", "\n<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/hostname\">]>\n", 1), "SOAP fault Sender", 400},
+		{"wrong action", "application/soap+xml", strings.Replace(good, ">"+ActionQuery+"<", ">Nope<", 1), "wsa:Action", 400},
+		{"too large", "application/soap+xml", good + strings.Repeat(" ", 70<<10), "too large", 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(faults())
+			resp, body := do(t, hc, http.MethodPost, e.ts.URL+ClosedQuestionPath, tc.contentType, []byte(tc.body))
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
+			}
+			recs := faults()
+			if len(recs) != before+1 {
+				t.Fatalf("%d fault records added, want 1", len(recs)-before)
+			}
+			r := recs[len(recs)-1]
+			if r.Outcome != tc.status || !strings.Contains(r.OutcomeText, tc.says) || !strings.HasPrefix(r.Address, "127.0.0.1:") {
+				t.Errorf("record %+v, want outcome %d saying %q from 127.0.0.1", r, tc.status, tc.says)
+			}
+		})
+	}
+
+	// A question understood but not answerable names its patient and holder.
+	e.srv.store.Close()
+	resp, body := do(t, hc, http.MethodPost, e.ts.URL+ClosedQuestionPath, "application/soap+xml", []byte(good))
+	if resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("registry closed: status %d, want 500: %s", resp.StatusCode, body)
+	}
+	recs := faults()
+	if len(recs) == 0 {
+		t.Fatal("the Receiver fault left no audit record")
+	}
+	if r := recs[len(recs)-1]; r.Outcome != http.StatusInternalServerError || r.Patient != patient || r.Tenant != uraHolder ||
+		!strings.Contains(r.OutcomeText, "registry is unavailable") {
+		t.Errorf("record %+v, want outcome 500 naming patient %s and holder %s", r, patient, uraHolder)
+	}
+}
+
+// TestClosedQuestionWithoutPeerAudited: a question that did not come over
+// mTLS is refused and audited with its source.
+func TestClosedQuestionWithoutPeerAudited(t *testing.T) {
+	e := newEnv(t, nil)
+	req, _ := http.NewRequest(http.MethodPost, "http://consent.invalid"+ClosedQuestionPath, strings.NewReader("<x/>"))
+	req.RemoteAddr = "192.0.2.7:4000"
+	rec := &recorder{header: http.Header{}}
+	e.srv.Handler().ServeHTTP(rec, req)
+	if rec.status != http.StatusForbidden {
+		t.Fatalf("status %d, want 403", rec.status)
+	}
+	recs, err := e.srv.ownAudit.List(context.Background(), audit.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Outcome != http.StatusForbidden || recs[0].Address != "192.0.2.7:4000" || recs[0].ActorURA != "" {
+		t.Errorf("audit records %+v, want one 403 from 192.0.2.7:4000", recs)
+	}
+}
+
 func TestPeerWithoutCertificateRefused(t *testing.T) {
 	e := newEnv(t, nil)
 	// The handler itself refuses a request that did not come over mTLS
