@@ -392,3 +392,22 @@ func TestInternalBearerScheme(t *testing.T) {
 		}
 	}
 }
+
+func TestBearerCredentials(t *testing.T) {
+	for _, tc := range []struct {
+		header, credentials string
+		bearer              bool
+	}{
+		{"Bearer abc", "abc", true},
+		{"bearer  abc", "abc", true},
+		{"Bearer", "", true},
+		{"", "", false},
+		{"Basic abc", "abc", false},
+		{"abc", "abc", false}, // a bare token, named in the audit but refused
+		{"Bearerabc", "Bearerabc", false},
+	} {
+		if c, b := bearerCredentials(tc.header); c != tc.credentials || b != tc.bearer {
+			t.Errorf("%q: %q, %v; want %q, %v", tc.header, c, b, tc.credentials, tc.bearer)
+		}
+	}
+}

@@ -95,6 +95,9 @@ func (n *Node) authInternal(h func(http.ResponseWriter, *http.Request, *particip
 func bearerCredentials(header string) (credentials string, bearer bool) {
 	scheme, cred, ok := strings.Cut(strings.TrimSpace(header), " ")
 	if !ok {
+		if strings.EqualFold(scheme, "Bearer") {
+			return "", true // the scheme without credentials
+		}
 		return scheme, false
 	}
 	return strings.TrimLeft(cred, " "), strings.EqualFold(scheme, "Bearer")
