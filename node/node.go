@@ -359,6 +359,11 @@ func Endpoints(publicURL, ura string) plateau.Endpoints {
 // Serve runs the node until ctx ends, then shuts down gracefully.
 func (n *Node) Serve(ctx context.Context) error {
 	if err := n.np.Start(ctx); err != nil {
+		n.np.Wait()
+		n.closeStores()
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a shutdown, not a failure
+		}
 		return err
 	}
 	dirsDone := make(chan struct{})
