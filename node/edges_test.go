@@ -411,3 +411,17 @@ func TestBearerCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestServeStoppedWhileStarting: a node whose context ends before it has
+// resumed its pulls shuts down cleanly (no error, stores closed).
+func TestServeStoppedWhileStarting(t *testing.T) {
+	env := newNotifyEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := env.n.Serve(ctx); err != nil {
+		t.Fatalf("serve of a stopped node: %v", err)
+	}
+	if _, err := env.n.Audit().Count(context.Background(), audit.Filter{}); err == nil {
+		t.Error("the audit log is still open after Serve returned")
+	}
+}
