@@ -92,6 +92,9 @@ type Options struct {
 	// Out receives the progress lines; nil discards them.
 	Out    io.Writer
 	Logger *slog.Logger
+
+	// trust adjusts the nodes' trust lists (tests: a clock, a policy).
+	trust func(*pki.TrustConfig)
 }
 
 // Network is a running local network.
@@ -154,6 +157,12 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		return nil, fmt.Errorf("development CA: %w", err)
 	}
 	caFile := filepath.Join(opts.DataDir, "pki", "ca.pem")
+	// A fresh nextUpdate on every start, as `schakel pki revoke` with no
+	// serial does: a network reused after a month must not find its CRL
+	// stale and refuse everyone (the nodes fail closed on a stale CRL).
+	if _, err := pki.RevokeInDir(filepath.Join(opts.DataDir, "pki"), nw.CA, nil, 0); err != nil {
+		return nil, fmt.Errorf("development CA's CRL: %w", err)
+	}
 
 	// The addressbook.
 	dirDir := filepath.Join(opts.DataDir, "addressbook")
@@ -308,7 +317,14 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string, more ..
 		pc.CertFile, pc.KeyFile = filepath.Join(tlsDir, "participant-"+q.URA+".pem"), filepath.Join(tlsDir, "participant-"+q.URA+"-key.pem")
 		parts = append(parts, pc)
 	}
+	// Revocation is checked as on a production node: the dev CA's CRL
+	// (`schakel pki issue --revoked`, `schakel pki revoke`), stale fails closed.
+	trust := pki.TrustConfig{CRLFiles: []string{filepath.Join(nw.opts.DataDir, "pki", pki.CRLFile)}}
+	if nw.opts.trust != nil {
+		nw.opts.trust(&trust)
+	}
 	return node.Config{
+		Trust:          trust,
 		Store:          nw.storeConfig(name),
 		Consent:        nw.consentConfig(),
 		Localization:   node.LocalizationConfig{URL: nw.indexURL + "/fhir"},
