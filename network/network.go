@@ -29,6 +29,7 @@ import (
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/importer"
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
@@ -260,20 +261,52 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	if nw.ehrStore != nil {
 		record = nw.ehrStore
 	}
-	for _, p := range nw.Patients {
-		for _, res := range p.Resources {
-			if _, _, err := record.Update(ctx, GP.URA, res, ""); err != nil {
-				return nil, fmt.Errorf("load demo data: %w", err)
-			}
-		}
+	if err := loadDemoData(ctx, record, nw.Patients); err != nil {
+		return nil, err
 	}
-	// The first patient has registered consent for the GP practice's data to
-	// be seen by other providers (as through Mitz); the rest registered none.
-	if _, err := nw.consent.Store().Register(ctx, consent.Registration{PatientBSN: nw.Patients[0].BSN, Effect: consent.Permit,
-		HolderURA: GP.URA, Source: "network demo", RegisteredBy: GP.URA}); err != nil {
-		return nil, fmt.Errorf("register demo consent: %w", err)
+	if err := registerDemoConsent(ctx, nw.consent.Store(), nw.Patients[0].BSN); err != nil {
+		return nil, err
 	}
 	return nw, nil
+}
+
+// loadDemoData imports the patients' records as `schakel import` does: a
+// restart on the same data directory finds the content unchanged and
+// writes no new versions.
+func loadDemoData(ctx context.Context, st store.Store, patients []demo.Patient) error {
+	im, err := importer.New(importer.Config{Store: st, Version: fhir.STU3, Tenant: GP.URA})
+	if err != nil {
+		return fmt.Errorf("load demo data: %w", err)
+	}
+	sum := &importer.Summary{Types: map[string]importer.Counts{}}
+	for _, p := range patients {
+		if err := im.Import(ctx, "demo patient "+p.BSN, demo.TransactionBundle(p), sum); err != nil {
+			return fmt.Errorf("load demo data: %w", err)
+		}
+	}
+	return nil
+}
+
+// registerDemoConsent records that the first patient permits the GP
+// practice's data to be seen by other providers (as through Mitz); the rest
+// registered none. A registration already in force is kept: registering
+// again would supersede it and notify every subscriber.
+func registerDemoConsent(ctx context.Context, st *consent.Store, bsn string) error {
+	regs, err := st.List(ctx, bsn, false)
+	if err != nil {
+		return fmt.Errorf("demo consent: %w", err)
+	}
+	want := consent.Registration{PatientBSN: bsn, Effect: consent.Permit, HolderURA: GP.URA, Source: "network demo", RegisteredBy: GP.URA}
+	for _, r := range regs {
+		if r.Effect == want.Effect && r.HolderURA == want.HolderURA && r.Source == want.Source && r.RequesterURA == "" &&
+			r.RequesterType == "" && r.RequesterRole == "" && r.HolderType == "" {
+			return nil
+		}
+	}
+	if _, err := st.Register(ctx, want); err != nil {
+		return fmt.Errorf("register demo consent: %w", err)
+	}
+	return nil
 }
 
 func (nw *Network) issue(dir, name string, p Participant) (tls.Certificate, error) {
