@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,6 +108,7 @@ type Network struct {
 	GPNode               *node.Node
 	HospNode             *node.Node
 	tokens               map[string]string // URA → internal API token
+	internalURLs         map[string]string // URA → its node's internal API base
 	dirStore             store.Store
 	services             []*service // addressbook, consent, localization
 	closers              []io.Closer
@@ -140,7 +142,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	nw = &Network{opts: opts, out: opts.Out, tokens: map[string]string{}, done: make(chan notifiedpull.Event, 64)}
+	nw = &Network{opts: opts, out: opts.Out, tokens: map[string]string{}, internalURLs: map[string]string{}, done: make(chan notifiedpull.Event, 64)}
 	if nw.out == nil {
 		nw.out = io.Discard
 	}
@@ -236,14 +238,17 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 			peer.Endpoints = node.Endpoints("https://"+publicLn[peerNode[spec.name]].Addr().String(), spec.peer.URA)
 		}
 		cfg.Partners.Agreements = append([]plateau.PartnerConfig{peer}, opts.Agreements...)
-		if err := writeNodeConfig(filepath.Join(opts.DataDir, spec.name, "node.yaml"), cfg, filepath.Join(opts.DataDir, spec.name, "internal-token-"+spec.p.URA)); err != nil {
-			return nil, err
-		}
 		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name]})
 		if err != nil {
 			return nil, err
 		}
 		nw.Nodes = append(nw.Nodes, n)
+		nw.internalURLs[spec.p.URA] = n.InternalURL()
+		// The file carries the ports the node got, not the ":0" it asked for.
+		cfg.Public.Addr, cfg.Internal.Addr = hostPort(n.PublicURL()), hostPort(n.InternalURL())
+		if err := writeNodeConfig(filepath.Join(opts.DataDir, spec.name, "node.yaml"), cfg, filepath.Join(opts.DataDir, spec.name, "internal-token-"+spec.p.URA)); err != nil {
+			return nil, err
+		}
 		if opts.OwnAddressing {
 			continue
 		}
@@ -488,6 +493,15 @@ func (nw *Network) printEvent(e notifiedpull.Event) {
 		line = strings.TrimSpace(line + " error: " + e.Err.Error())
 	}
 	nw.printf("  %s  %-13s %-13s %s\n", e.Time.Format("15:04:05.000"), e.Node, e.Step, line)
+}
+
+// hostPort is the host:port of a base URL.
+func hostPort(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 func loadOrCreateSecret(path string) (string, error) {
