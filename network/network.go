@@ -58,6 +58,10 @@ var (
 	indexOrg   = Participant{URA: "90000997", Name: "Schakel referral index", SystemUZI: "900009977", AGB: "00000000"}
 )
 
+// AddressbookStoreFile is the addressbook's database in its data directory:
+// the file `schakel addressbook serve --data-dir` and `load` open.
+const AddressbookStoreFile = "addressbook-r4.db"
+
 // Options configure a network.
 type Options struct {
 	// DataDir keeps keys, certificates and stores; reused across runs.
@@ -125,27 +129,16 @@ type Network struct {
 	Patients             []demo.Patient
 	serveDone            chan struct{}
 	nodeErrs             chan error
+	procs                []*Process // components in processes of their own (UpProcesses)
 }
 
 // Up prepares the network: PKI, addressbook, nodes and demo data. Listeners
 // are bound, nothing is served until Start.
 func Up(ctx context.Context, opts Options) (nw *Network, err error) {
-	if opts.DataDir == "" {
-		return nil, errors.New("a data directory is required")
+	if nw, err = newNetwork(opts); err != nil {
+		return nil, err
 	}
-	if opts.Patients < 1 {
-		opts.Patients = 1
-	}
-	if opts.Host == "" {
-		opts.Host = "127.0.0.1"
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	nw = &Network{opts: opts, out: opts.Out, tokens: map[string]string{}, internalURLs: map[string]string{}, done: make(chan notifiedpull.Event, 64)}
-	if nw.out == nil {
-		nw.out = io.Discard
-	}
+	opts = nw.opts
 	built := nw
 	defer func() {
 		if err != nil {
@@ -156,16 +149,10 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 			built.closeAll()
 		}
 	}()
-	if nw.CA, err = pki.LoadOrCreateCA(filepath.Join(opts.DataDir, "pki")); err != nil {
-		return nil, fmt.Errorf("development CA: %w", err)
+	if err := nw.preparePKI(); err != nil {
+		return nil, err
 	}
 	caFile := filepath.Join(opts.DataDir, "pki", "ca.pem")
-	// A fresh nextUpdate on every start, as `schakel pki revoke` with no
-	// serial does: a network reused after a month must not find its CRL
-	// stale and refuse everyone (the nodes fail closed on a stale CRL).
-	if _, err := pki.RevokeInDir(filepath.Join(opts.DataDir, "pki"), nw.CA, nil, 0); err != nil {
-		return nil, fmt.Errorf("development CA's CRL: %w", err)
-	}
 
 	// The addressbook.
 	dirDir := filepath.Join(opts.DataDir, "addressbook")
@@ -173,7 +160,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if nw.dirStore, err = sqlite.Open(ctx, filepath.Join(dirDir, "fhir-r4.db"), fhir.R4); err != nil {
+	if nw.dirStore, err = sqlite.Open(ctx, filepath.Join(dirDir, AddressbookStoreFile), fhir.R4); err != nil {
 		return nil, fmt.Errorf("addressbook store: %w", err)
 	}
 	dirSvc, err := nw.listen("addressbook", dirCert)
@@ -197,14 +184,6 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 
 	// The nodes.
 	events := func(e notifiedpull.Event) { nw.printEvent(e) }
-	// Plateau 1: mutual trust between the two parties, by certificate, and
-	// a bilateral list of who may ask for what; consent through Mitz
-	// (plateau 4), or recorded in the provider's own system (plateau 1).
-	agreed := plateau.Uniform(1)
-	agreed[plateau.Consent] = 4
-	if opts.LocalConsent {
-		agreed[plateau.Consent] = 1
-	}
 	// With own addressing each node must know the other's endpoints before
 	// it starts: bind both public listeners first.
 	publicLn := map[string]net.Listener{}
@@ -231,7 +210,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		if err != nil {
 			return nil, err
 		}
-		peer := plateau.PartnerConfig{URA: spec.peer.URA, Name: spec.peer.Name, Plateaus: agreed, Applications: []string{"bgz"}}
+		peer := nw.agreement(spec.peer)
 		if ln := publicLn[spec.name]; ln != nil {
 			cfg.AddressbookURL = ""
 			cfg.Public.Addr = ln.Addr().String()
@@ -312,6 +291,57 @@ func registerDemoConsent(ctx context.Context, st *consent.Store, bsn string) err
 		return fmt.Errorf("register demo consent: %w", err)
 	}
 	return nil
+}
+
+// newNetwork applies the defaults of opts.
+func newNetwork(opts Options) (*Network, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("a data directory is required")
+	}
+	if opts.Patients < 1 {
+		opts.Patients = 1
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	nw := &Network{opts: opts, out: opts.Out, tokens: map[string]string{}, internalURLs: map[string]string{},
+		done: make(chan notifiedpull.Event, 64)}
+	if nw.out == nil {
+		nw.out = io.Discard
+	}
+	return nw, nil
+}
+
+// preparePKI loads (or creates) the development CA and refreshes its CRL.
+func (nw *Network) preparePKI() error {
+	dir := filepath.Join(nw.opts.DataDir, "pki")
+	var err error
+	if nw.CA, err = pki.LoadOrCreateCA(dir); err != nil {
+		return fmt.Errorf("development CA: %w", err)
+	}
+	// A fresh nextUpdate on every start, as `schakel pki revoke` with no
+	// serial does: a network reused after a month must not find its CRL
+	// stale and refuse everyone (the nodes fail closed on a stale CRL).
+	if _, err := pki.RevokeInDir(dir, nw.CA, nil, 0); err != nil {
+		return fmt.Errorf("development CA's CRL: %w", err)
+	}
+	return nil
+}
+
+// agreement is the partner agreement between the GP practice and the
+// hospital, from one's side: plateau 1, mutual trust by certificate and a
+// bilateral list of who may ask for what; consent through Mitz (plateau
+// 4), or recorded in the provider's own system (plateau 1).
+func (nw *Network) agreement(peer Participant) plateau.PartnerConfig {
+	agreed := plateau.Uniform(1)
+	agreed[plateau.Consent] = 4
+	if nw.opts.LocalConsent {
+		agreed[plateau.Consent] = 1
+	}
+	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: []string{"bgz"}}
 }
 
 func (nw *Network) issue(dir, name string, p Participant) (tls.Certificate, error) {
