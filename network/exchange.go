@@ -78,8 +78,8 @@ func (nw *Network) Exchange(ctx context.Context) (*Summary, error) {
 	}
 	patient := nw.Patients[0]
 	hc := &http.Client{Timeout: 30 * time.Second}
-	gp := &xis{base: nw.GPNode.InternalURL(), token: nw.Token(GP.URA), http: hc}
-	hosp := &xis{base: nw.HospNode.InternalURL(), token: nw.Token(Hospital.URA), http: hc}
+	gp := &xis{base: nw.internalURLs[GP.URA], token: nw.Token(GP.URA), http: hc}
+	hosp := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: hc}
 	start := time.Now()
 	nw.printf("\nExchange: %s refers patient %s to %s (BgZ, Notified Pull)\n", GP.Name, patient.Name, Hospital.Name)
 

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,7 @@ import (
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/importer"
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
@@ -55,6 +57,10 @@ var (
 	portalOrg  = Participant{URA: "90000996", Name: "Regionaal toestemmingsportaal", SystemUZI: "900009966", AGB: "00000000"}
 	indexOrg   = Participant{URA: "90000997", Name: "Schakel referral index", SystemUZI: "900009977", AGB: "00000000"}
 )
+
+// AddressbookStoreFile is the addressbook's database in its data directory:
+// the file `schakel addressbook serve --data-dir` and `load` open.
+const AddressbookStoreFile = "addressbook-r4.db"
 
 // Options configure a network.
 type Options struct {
@@ -92,6 +98,9 @@ type Options struct {
 	// Out receives the progress lines; nil discards them.
 	Out    io.Writer
 	Logger *slog.Logger
+
+	// trust adjusts the nodes' trust lists (tests: a clock, a policy).
+	trust func(*pki.TrustConfig)
 }
 
 // Network is a running local network.
@@ -103,6 +112,7 @@ type Network struct {
 	GPNode               *node.Node
 	HospNode             *node.Node
 	tokens               map[string]string // URA → internal API token
+	internalURLs         map[string]string // URA → its node's internal API base
 	dirStore             store.Store
 	services             []*service // addressbook, consent, localization
 	closers              []io.Closer
@@ -119,27 +129,16 @@ type Network struct {
 	Patients             []demo.Patient
 	serveDone            chan struct{}
 	nodeErrs             chan error
+	procs                []*Process // components in processes of their own (UpProcesses)
 }
 
 // Up prepares the network: PKI, addressbook, nodes and demo data. Listeners
 // are bound, nothing is served until Start.
 func Up(ctx context.Context, opts Options) (nw *Network, err error) {
-	if opts.DataDir == "" {
-		return nil, errors.New("a data directory is required")
+	if nw, err = newNetwork(opts); err != nil {
+		return nil, err
 	}
-	if opts.Patients < 1 {
-		opts.Patients = 1
-	}
-	if opts.Host == "" {
-		opts.Host = "127.0.0.1"
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	nw = &Network{opts: opts, out: opts.Out, tokens: map[string]string{}, done: make(chan notifiedpull.Event, 64)}
-	if nw.out == nil {
-		nw.out = io.Discard
-	}
+	opts = nw.opts
 	built := nw
 	defer func() {
 		if err != nil {
@@ -150,8 +149,8 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 			built.closeAll()
 		}
 	}()
-	if nw.CA, err = pki.LoadOrCreateCA(filepath.Join(opts.DataDir, "pki")); err != nil {
-		return nil, fmt.Errorf("development CA: %w", err)
+	if err := nw.preparePKI(); err != nil {
+		return nil, err
 	}
 	caFile := filepath.Join(opts.DataDir, "pki", "ca.pem")
 
@@ -161,7 +160,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if nw.dirStore, err = sqlite.Open(ctx, filepath.Join(dirDir, "fhir-r4.db"), fhir.R4); err != nil {
+	if nw.dirStore, err = sqlite.Open(ctx, filepath.Join(dirDir, AddressbookStoreFile), fhir.R4); err != nil {
 		return nil, fmt.Errorf("addressbook store: %w", err)
 	}
 	dirSvc, err := nw.listen("addressbook", dirCert)
@@ -185,14 +184,6 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 
 	// The nodes.
 	events := func(e notifiedpull.Event) { nw.printEvent(e) }
-	// Plateau 1: mutual trust between the two parties, by certificate, and
-	// a bilateral list of who may ask for what; consent through Mitz
-	// (plateau 4), or recorded in the provider's own system (plateau 1).
-	agreed := plateau.Uniform(1)
-	agreed[plateau.Consent] = 4
-	if opts.LocalConsent {
-		agreed[plateau.Consent] = 1
-	}
 	// With own addressing each node must know the other's endpoints before
 	// it starts: bind both public listeners first.
 	publicLn := map[string]net.Listener{}
@@ -219,21 +210,24 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		if err != nil {
 			return nil, err
 		}
-		peer := plateau.PartnerConfig{URA: spec.peer.URA, Name: spec.peer.Name, Plateaus: agreed, Applications: []string{"bgz"}}
+		peer := nw.agreement(spec.peer)
 		if ln := publicLn[spec.name]; ln != nil {
 			cfg.AddressbookURL = ""
 			cfg.Public.Addr = ln.Addr().String()
 			peer.Endpoints = node.Endpoints("https://"+publicLn[peerNode[spec.name]].Addr().String(), spec.peer.URA)
 		}
 		cfg.Partners.Agreements = append([]plateau.PartnerConfig{peer}, opts.Agreements...)
-		if err := writeNodeConfig(filepath.Join(opts.DataDir, spec.name, "node.yaml"), cfg, filepath.Join(opts.DataDir, spec.name, "internal-token-"+spec.p.URA)); err != nil {
-			return nil, err
-		}
 		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name]})
 		if err != nil {
 			return nil, err
 		}
 		nw.Nodes = append(nw.Nodes, n)
+		nw.internalURLs[spec.p.URA] = n.InternalURL()
+		// The file carries the ports the node got, not the ":0" it asked for.
+		cfg.Public.Addr, cfg.Internal.Addr = hostPort(n.PublicURL()), hostPort(n.InternalURL())
+		if err := writeNodeConfig(filepath.Join(opts.DataDir, spec.name, "node.yaml"), cfg, filepath.Join(opts.DataDir, spec.name, "internal-token-"+spec.p.URA)); err != nil {
+			return nil, err
+		}
 		if opts.OwnAddressing {
 			continue
 		}
@@ -251,20 +245,103 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	if nw.ehrStore != nil {
 		record = nw.ehrStore
 	}
-	for _, p := range nw.Patients {
-		for _, res := range p.Resources {
-			if _, _, err := record.Update(ctx, GP.URA, res, ""); err != nil {
-				return nil, fmt.Errorf("load demo data: %w", err)
-			}
-		}
+	if err := loadDemoData(ctx, record, nw.Patients); err != nil {
+		return nil, err
 	}
-	// The first patient has registered consent for the GP practice's data to
-	// be seen by other providers (as through Mitz); the rest registered none.
-	if _, err := nw.consent.Store().Register(ctx, consent.Registration{PatientBSN: nw.Patients[0].BSN, Effect: consent.Permit,
-		HolderURA: GP.URA, Source: "network demo", RegisteredBy: GP.URA}); err != nil {
-		return nil, fmt.Errorf("register demo consent: %w", err)
+	if err := registerDemoConsent(ctx, nw.consent.Store(), nw.Patients[0].BSN); err != nil {
+		return nil, err
 	}
 	return nw, nil
+}
+
+// loadDemoData imports the patients' records as `schakel import` does: a
+// restart on the same data directory finds the content unchanged and
+// writes no new versions.
+func loadDemoData(ctx context.Context, st store.Store, patients []demo.Patient) error {
+	im, err := importer.New(importer.Config{Store: st, Version: fhir.STU3, Tenant: GP.URA})
+	if err != nil {
+		return fmt.Errorf("load demo data: %w", err)
+	}
+	sum := &importer.Summary{Types: map[string]importer.Counts{}}
+	for _, p := range patients {
+		if err := im.Import(ctx, "demo patient "+p.BSN, demo.TransactionBundle(p), sum); err != nil {
+			return fmt.Errorf("load demo data: %w", err)
+		}
+	}
+	return nil
+}
+
+// registerDemoConsent records that the first patient permits the GP
+// practice's data to be seen by other providers (as through Mitz); the rest
+// registered none. A registration already in force is kept: registering
+// again would supersede it and notify every subscriber.
+func registerDemoConsent(ctx context.Context, st *consent.Store, bsn string) error {
+	regs, err := st.List(ctx, bsn, false)
+	if err != nil {
+		return fmt.Errorf("demo consent: %w", err)
+	}
+	want := consent.Registration{PatientBSN: bsn, Effect: consent.Permit, HolderURA: GP.URA, Source: "network demo", RegisteredBy: GP.URA}
+	for _, r := range regs {
+		if r.Effect == want.Effect && r.HolderURA == want.HolderURA && r.Source == want.Source && r.RequesterURA == "" &&
+			r.RequesterType == "" && r.RequesterRole == "" && r.HolderType == "" {
+			return nil
+		}
+	}
+	if _, err := st.Register(ctx, want); err != nil {
+		return fmt.Errorf("register demo consent: %w", err)
+	}
+	return nil
+}
+
+// newNetwork applies the defaults of opts.
+func newNetwork(opts Options) (*Network, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("a data directory is required")
+	}
+	if opts.Patients < 1 {
+		opts.Patients = 1
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	nw := &Network{opts: opts, out: opts.Out, tokens: map[string]string{}, internalURLs: map[string]string{},
+		done: make(chan notifiedpull.Event, 64)}
+	if nw.out == nil {
+		nw.out = io.Discard
+	}
+	return nw, nil
+}
+
+// preparePKI loads (or creates) the development CA and refreshes its CRL.
+func (nw *Network) preparePKI() error {
+	dir := filepath.Join(nw.opts.DataDir, "pki")
+	var err error
+	if nw.CA, err = pki.LoadOrCreateCA(dir); err != nil {
+		return fmt.Errorf("development CA: %w", err)
+	}
+	// A fresh nextUpdate on every start, as `schakel pki revoke` with no
+	// serial does: a network reused after a month must not find its CRL
+	// stale and refuse everyone (the nodes fail closed on a stale CRL).
+	if _, err := pki.RevokeInDir(dir, nw.CA, nil, 0); err != nil {
+		return fmt.Errorf("development CA's CRL: %w", err)
+	}
+	return nil
+}
+
+// agreement is the partner agreement between the GP practice and the
+// hospital, from one's side: plateau 1, mutual trust by certificate and a
+// bilateral list of who may ask for what; consent through Mitz (plateau
+// 4), or recorded in the provider's own system (plateau 1).
+func (nw *Network) agreement(peer Participant) plateau.PartnerConfig {
+	agreed := plateau.Uniform(1)
+	agreed[plateau.Consent] = 4
+	if nw.opts.LocalConsent {
+		agreed[plateau.Consent] = 1
+	}
+	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: []string{"bgz"}}
 }
 
 func (nw *Network) issue(dir, name string, p Participant) (tls.Certificate, error) {
@@ -308,7 +385,14 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string, more ..
 		pc.CertFile, pc.KeyFile = filepath.Join(tlsDir, "participant-"+q.URA+".pem"), filepath.Join(tlsDir, "participant-"+q.URA+"-key.pem")
 		parts = append(parts, pc)
 	}
+	// Revocation is checked as on a production node: the dev CA's CRL
+	// (`schakel pki issue --revoked`, `schakel pki revoke`), stale fails closed.
+	trust := pki.TrustConfig{CRLFiles: []string{filepath.Join(nw.opts.DataDir, "pki", pki.CRLFile)}}
+	if nw.opts.trust != nil {
+		nw.opts.trust(&trust)
+	}
 	return node.Config{
+		Trust:          trust,
 		Store:          nw.storeConfig(name),
 		Consent:        nw.consentConfig(),
 		Localization:   node.LocalizationConfig{URL: nw.indexURL + "/fhir"},
@@ -439,6 +523,15 @@ func (nw *Network) printEvent(e notifiedpull.Event) {
 		line = strings.TrimSpace(line + " error: " + e.Err.Error())
 	}
 	nw.printf("  %s  %-13s %-13s %s\n", e.Time.Format("15:04:05.000"), e.Node, e.Step, line)
+}
+
+// hostPort is the host:port of a base URL.
+func hostPort(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 func loadOrCreateSecret(path string) (string, error) {

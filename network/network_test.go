@@ -711,7 +711,7 @@ func TestRefusesWhenAuditUnavailable(t *testing.T) {
 
 // TestNodeConfigFilesLoad: the node.yaml files network up writes are valid
 // node configurations (what `schakel node` and `schakel scan` read), and
-// hold no secret.
+// hold no secret and the addresses the nodes listen on.
 func TestNodeConfigFilesLoad(t *testing.T) {
 	nw := startNetwork(t, 1)
 	for _, n := range nw.Nodes {
@@ -736,6 +736,12 @@ func TestNodeConfigFilesLoad(t *testing.T) {
 		}
 		if cfg.Name != n.Name() || len(cfg.Participants) != 1 || cfg.Participants[0].InternalToken == "" {
 			t.Errorf("%s: name %q, participants %+v", path, cfg.Name, cfg.Participants)
+		}
+		// The addresses of this run, so `schakel node --config` starts the
+		// node where its peers and the addressbook expect it.
+		if "https://"+cfg.Public.Addr != n.PublicURL() || "http://"+cfg.Internal.Addr != n.InternalURL() {
+			t.Errorf("%s: public %q internal %q, but the node listens on %s and %s", path, cfg.Public.Addr, cfg.Internal.Addr,
+				n.PublicURL(), n.InternalURL())
 		}
 	}
 }

@@ -132,6 +132,9 @@ type crlFile struct {
 	next    time.Time // nextUpdate
 	issuer  string    // RawSubject of the signing CA
 	revoked map[string]struct{}
+	// staleWarned: the warning that a stale CRL is accepted is logged
+	// once per loaded file; shared by the snapshots that copy it.
+	staleWarned *atomic.Bool
 }
 
 func newCRLWatcher(paths []string, cas []*x509.Certificate, every time.Duration, now func() time.Time, log *slog.Logger) (*crlWatcher, error) {
@@ -188,7 +191,7 @@ func (w *crlWatcher) load(path string) (crlFile, string, error) {
 	if issuer == nil {
 		return crlFile{}, "", fmt.Errorf("pki: CRL %s is not signed by a configured CA", path)
 	}
-	f := crlFile{path: path, modTime: info.ModTime(), size: info.Size(), next: crl.NextUpdate,
+	f := crlFile{path: path, modTime: info.ModTime(), size: info.Size(), next: crl.NextUpdate, staleWarned: new(atomic.Bool),
 		revoked: make(map[string]struct{}, len(crl.RevokedCertificateEntries))}
 	for _, e := range crl.RevokedCertificateEntries {
 		f.revoked[e.SerialNumber.String()] = struct{}{}
@@ -270,8 +273,15 @@ func (w *crlWatcher) check(peer *Peer, now time.Time, failClosed, requireCRL boo
 		if _, revoked := f.revoked[c.SerialNumber.String()]; revoked {
 			return fmt.Errorf("%w: %q serial %s", ErrRevokedCertificate, c.Subject.CommonName, c.SerialNumber)
 		}
-		if failClosed && now.After(f.next) {
-			return fmt.Errorf("%w: CRL of %q expired at %s", ErrStaleCRL, c.Issuer, f.next.Format(time.RFC3339))
+		if now.After(f.next) {
+			if failClosed {
+				return fmt.Errorf("%w: CRL of %q expired at %s", ErrStaleCRL, c.Issuer, f.next.Format(time.RFC3339))
+			}
+			// Accepting on an old CRL is the operator's choice, never a silent one.
+			if f.staleWarned.CompareAndSwap(false, true) {
+				w.log.Warn("CRL is past its nextUpdate; still accepting certificates of its issuer (stalecrl: accept)",
+					"crl", f.path, "nextupdate", f.next.Format(time.RFC3339))
+			}
 		}
 	}
 	return nil

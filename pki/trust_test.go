@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -502,5 +503,29 @@ func BenchmarkTrustPeer(b *testing.B) {
 		if _, err := tr.Peer(cs); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestStaleCRLAcceptWarns: under stalecrl: accept a CRL past its nextUpdate
+// keeps being used, and the operator is told so once, not silently.
+func TestStaleCRLAcceptWarns(t *testing.T) {
+	f := newTrustFixture(t)
+	var logs bytes.Buffer
+	tr := f.load(t, func(c *TrustConfig) {
+		c.StaleCRL = StaleCRLAccept
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	f.clock.Advance(2 * time.Hour)
+	for i := 0; i < 2; i++ {
+		res := handshake(t, tr.ServerTLSConfig(f.server), ClientTLSConfig(f.client, CertPool(f.ca.Cert)))
+		if res.serverErr != nil || res.clientErr != nil {
+			t.Fatalf("handshake %d: server %v, client %v", i, res.serverErr, res.clientErr)
+		}
+	}
+	if n := strings.Count(logs.String(), "past its nextUpdate"); n != 1 {
+		t.Fatalf("%d warnings about the stale CRL, want 1; log:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), CRLFile) {
+		t.Errorf("warning should be WARN and name the CRL file; log:\n%s", logs.String())
 	}
 }

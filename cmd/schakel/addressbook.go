@@ -19,6 +19,7 @@ import (
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/pki"
 )
 
@@ -39,7 +40,7 @@ func openAddressbookStore(ctx context.Context, dataDir string) (*sqlite.Store, e
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dataDir, "addressbook-r4.db"), fhir.R4)
+	st, err := sqlite.Open(ctx, filepath.Join(dataDir, network.AddressbookStoreFile), fhir.R4)
 	if err != nil {
 		return nil, fmt.Errorf("addressbook store: %w", err)
 	}

@@ -94,6 +94,7 @@ func newConsentServeCommand() *cobra.Command {
 		schema     string
 		portalURAs []string
 		attempts   int
+		issuer     string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -120,6 +121,7 @@ func newConsentServeCommand() *cobra.Command {
 				ClientTLS:      pki.ClientTLSConfig(cert, roots),
 				PortalURAs:     portalURAs,
 				Delivery:       consent.DeliveryConfig{Attempts: attempts},
+				Issuer:         issuer,
 				Logger:         log,
 			})
 			if err != nil {
@@ -151,6 +153,7 @@ func newConsentServeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&schema, "postgres-schema", "consent", "PostgreSQL schema, when $"+envConsentPostgres+" is set")
 	cmd.Flags().StringSliceVar(&portalURAs, "portal-ura", nil, "URA of a consent portal allowed on the portal API (repeatable)")
 	cmd.Flags().IntVar(&attempts, "notify-attempts", 6, "delivery attempts per notification before giving up")
+	cmd.Flags().StringVar(&issuer, "issuer", "", "name of the service in its answers (default schakel-consent; a regional portal's service names itself)")
 	return cmd
 }
 

@@ -17,7 +17,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 		Short: "A complete local Twiin network (the test environment)",
 	}
 	var opts network.Options
-	var once bool
+	var once, processes bool
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start an addressbook and two nodes on 127.0.0.1 and run a BgZ Notified Pull",
@@ -26,7 +26,10 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			"hospital (receiver) — with a development PKI and demo data, then runs a complete BgZ\n" +
 			"Notified Pull between them over mTLS and prints every step, including the nodes'\n" +
 			"registrations at the index and subscriptions at the consent service. Keeps running\n" +
-			"until Ctrl-C, or with --once exits after the exchange: 0 when it succeeded.",
+			"until Ctrl-C, or with --once exits after the exchange: 0 when it succeeded.\n" +
+			"With --processes every component runs as its own process of this binary (its serve\n" +
+			"command), so that one can be killed and restarted: the PIDs, ports, logs and restart\n" +
+			"command lines are printed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
@@ -42,6 +45,13 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			slog.SetDefault(log)
 			opts.Logger = log
 			opts.Out = cmd.OutOrStdout()
+			if processes {
+				exe, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("--processes needs this program's path: %w", err)
+				}
+				return runNetworkProcesses(cmd.Context(), opts, once, exe)
+			}
 			return runNetwork(cmd.Context(), opts, once)
 		},
 	}
@@ -50,6 +60,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().StringVar(&opts.Host, "host", "127.0.0.1", "address to bind the listeners to")
 	up.Flags().BoolVar(&once, "once", false, "run the exchange and exit (0 only if it succeeded)")
 	up.Flags().BoolVar(&opts.RecordInEHR, "record-in-ehr", false, "keep the GP practice's record in its own EHR and run its node in proxy mode")
+	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, each node) as its own OS process")
 	cmd.AddCommand(up)
 	return cmd
 }
@@ -82,4 +93,30 @@ func runNetwork(ctx context.Context, opts network.Options, once bool) error {
 	err = nw.Wait()
 	fmt.Fprintln(opts.Out, "Network stopped.")
 	return err
+}
+
+// runNetworkProcesses is runNetwork with every component in a process of
+// its own; the children are stopped on every way out.
+func runNetworkProcesses(ctx context.Context, opts network.Options, once bool, exe string) error {
+	nw, err := network.UpProcesses(ctx, opts, exe)
+	if err != nil {
+		return err
+	}
+	defer nw.StopProcesses()
+	nw.PrintProcesses()
+	summary, exErr := nw.Exchange(ctx)
+	if summary != nil {
+		nw.PrintSummary(summary)
+	}
+	if exErr != nil {
+		return fmt.Errorf("exchange failed: %w", exErr)
+	}
+	if once {
+		return nil
+	}
+	fmt.Fprintln(opts.Out, "\nNetwork running; press Ctrl-C to stop.")
+	<-ctx.Done()
+	nw.StopProcesses()
+	fmt.Fprintln(opts.Out, "Network stopped.")
+	return nil
 }

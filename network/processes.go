@@ -1,0 +1,320 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/consent"
+	"github.com/schakel-nl/schakel/demo"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/node"
+	"github.com/schakel-nl/schakel/plateau"
+)
+
+// Process is one component of a network started by UpProcesses, running
+// as its own OS process.
+type Process struct {
+	Name string // addressbook, consent, consent-portal, localization, gp-node, hospital-node
+	URL  string // the base its peers use
+	PID  int
+	// Args is the command line that starts it again, on the same port and
+	// data: Args[0] is the executable.
+	Args []string
+	Log  string // the file its output is appended to
+
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// Exited reports whether the process has ended (killed, or failed).
+func (p *Process) Exited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// childStopTimeout is how long a component gets to stop after SIGTERM
+// before it is killed.
+const childStopTimeout = 15 * time.Second
+
+// UpProcesses prepares the network as Up does (PKI, configurations, demo
+// data) and starts every component as its own process: exe (the schakel
+// binary) with the component's serve subcommand — `addressbook serve`,
+// `consent serve` (twice: the service playing Mitz and the regional
+// portal's), `localization serve` and `node --config` for each node. The
+// ports are chosen here and written into the commands and node.yaml files,
+// so a component killed by a tester starts again where its peers expect
+// it (Process.Args). StopProcesses ends them; the children also die with
+// this process (Linux: parent-death signal).
+func UpProcesses(ctx context.Context, opts Options, exe string) (nw *Network, err error) {
+	if nw, err = newNetwork(opts); err != nil {
+		return nil, err
+	}
+	opts = nw.opts
+	if opts.Postgres != "" || opts.RecordInEHR || opts.OwnAddressing || len(opts.Requesters) > 0 {
+		return nil, errors.New("network: separate processes run the default network only (no Postgres, EHR, own addressing or extra requesters)")
+	}
+	defer func() {
+		if err != nil {
+			nw.StopProcesses()
+		}
+	}()
+	if err := nw.preparePKI(); err != nil {
+		return nil, err
+	}
+	data := opts.DataDir
+	caFile := filepath.Join(data, "pki", "ca.pem")
+	names := []string{"addressbook", "consent", "consent-portal", "localization",
+		"gp-node", "gp-node internal", "hospital-node", "hospital-node internal"}
+	addr := map[string]string{}
+	for _, name := range names {
+		if addr[name], err = freeAddr(opts.Host); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	nw.dirURL = "https://" + addr["addressbook"] + "/fhir"
+	nw.consentURL = "https://" + addr["consent"]
+	nw.portalURL = "https://" + addr["consent-portal"]
+	nw.indexURL = "https://" + addr["localization"]
+
+	// The services: certificate, then the command that serves it.
+	type component struct {
+		name, dir, cert string
+		org             Participant
+		url             string
+		args            []string
+	}
+	services := []component{
+		{"addressbook", "addressbook", "addressbook", dirOrg, nw.dirURL, []string{"addressbook", "serve"}},
+		{"consent", "consent", "consent", consentOrg, nw.consentURL, []string{"consent", "serve"}},
+		{"consent-portal", "consent-portal", "portal", portalOrg, nw.portalURL, []string{"consent", "serve", "--issuer", "schakel-consent-portal"}},
+		{"localization", "localization", "index", indexOrg, nw.indexURL + "/fhir", []string{"localization", "serve"}},
+	}
+	for i, c := range services {
+		dir := filepath.Join(data, c.dir)
+		if _, err := nw.issue(dir, c.cert, c.org); err != nil {
+			return nil, fmt.Errorf("%s certificate: %w", c.name, err)
+		}
+		services[i].args = append(c.args, "--data-dir", dir, "--addr", addr[c.name],
+			"--cert", filepath.Join(dir, c.cert+".pem"), "--key", filepath.Join(dir, c.cert+"-key.pem"), "--ca", caFile)
+	}
+
+	// The nodes' configurations, with the ports chosen above.
+	var entries []addressbook.Entry
+	nodes := []component{}
+	for _, spec := range []struct {
+		name    string
+		p, peer Participant
+	}{{"gp-node", GP, Hospital}, {"hospital-node", Hospital, GP}} {
+		cfg, err := nw.nodeConfig(spec.name, spec.p, caFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Public.Addr, cfg.Internal.Addr = addr[spec.name], addr[spec.name+" internal"]
+		cfg.Partners.Agreements = append([]plateau.PartnerConfig{nw.agreement(spec.peer)}, opts.Agreements...)
+		path := filepath.Join(data, spec.name, "node.yaml")
+		if err := writeNodeConfig(path, cfg, filepath.Join(data, spec.name, "internal-token-"+spec.p.URA)); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, err
+		}
+		public := "https://" + cfg.Public.Addr
+		nw.internalURLs[spec.p.URA] = "http://" + cfg.Internal.Addr
+		entries = append(entries, addressbookEntry(public, spec.p))
+		nodes = append(nodes, component{name: spec.name, url: public, args: []string{"node", "--config", path}})
+	}
+
+	// Data the components find when they start: the addressbook's entries,
+	// the GP practice's record and the demo consent.
+	if err := loadAddressbook(ctx, filepath.Join(data, "addressbook"), nw.dirURL, entries); err != nil {
+		return nil, err
+	}
+	if nw.Patients, err = demo.Generate(demo.Options{Count: opts.Patients, Seed: 1, GPName: GP.Name}); err != nil {
+		return nil, err
+	}
+	gpStore, err := sqlite.Open(ctx, filepath.Join(data, "gp-node", "data", "fhir-stu3.db"), fhir.STU3)
+	if err != nil {
+		return nil, fmt.Errorf("GP node's store: %w", err)
+	}
+	err = loadDemoData(ctx, gpStore, nw.Patients)
+	if cerr := gpStore.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	cs, err := consent.NewServer(consent.ServerConfig{DataDir: filepath.Join(data, "consent"), Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("consent service: %w", err)
+	}
+	err = registerDemoConsent(ctx, cs.Store(), nw.Patients[0].BSN)
+	if cerr := cs.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	// Services first: the nodes register at the index and subscribe at
+	// the consent service as they start.
+	for _, c := range append(services, nodes...) {
+		ready := strings.TrimPrefix(strings.TrimPrefix(c.url, "https://"), "http://")
+		ready, _, _ = strings.Cut(ready, "/")
+		if err := nw.spawn(ctx, c.name, c.url, ready, append([]string{exe}, c.args...)); err != nil {
+			return nil, err
+		}
+	}
+	return nw, nil
+}
+
+// addressbookEntry is the directory entry of participant p behind the node
+// at publicURL: what node.AddressbookEntries lists for a running node.
+func addressbookEntry(publicURL string, p Participant) addressbook.Entry {
+	e := node.Endpoints(publicURL, p.URA)
+	return addressbook.Entry{
+		ID: "org-" + p.URA, URA: p.URA, Name: p.Name,
+		Endpoints: []addressbook.EndpointSpec{
+			{ID: "ep-" + p.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: e.Notification, FHIRVersion: "3.0"},
+			{ID: "ep-" + p.URA + "-bgz", PayloadType: addressbook.PayloadBgZServer, Address: e.BgZ, FHIRVersion: "3.0"},
+			{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
+			{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
+		},
+	}
+}
+
+// loadAddressbook puts entries into the directory database in dir, the one
+// `schakel addressbook serve --data-dir dir` serves.
+func loadAddressbook(ctx context.Context, dir, base string, entries []addressbook.Entry) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dir, AddressbookStoreFile), fhir.R4)
+	if err != nil {
+		return fmt.Errorf("addressbook store: %w", err)
+	}
+	err = addressbook.NewServer(st, base, nil).Load(ctx, entries...)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// freeAddr is a host:port nobody listens on right now.
+func freeAddr(host string) (string, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// spawn starts one component and waits until it accepts connections on
+// ready, or fails when it exits first.
+func (nw *Network) spawn(ctx context.Context, name, url, ready string, args []string) error {
+	logDir := filepath.Join(nw.opts.DataDir, "logs")
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return err
+	}
+	logPath := filepath.Join(logDir, name+".log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close() // the child has its own descriptor
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = childProcAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &Process{Name: name, URL: url, PID: cmd.Process.Pid, Args: args, Log: logPath, cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	nw.mu.Lock()
+	nw.procs = append(nw.procs, p)
+	nw.mu.Unlock()
+	// Bounded: 300 attempts, each at most ~250 ms.
+	for i := 0; i < 300; i++ {
+		if p.Exited() {
+			return fmt.Errorf("%s exited while starting: %s (see %s)", name, cmd.ProcessState, logPath)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if c, err := net.DialTimeout("tcp", ready, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s does not accept connections on %s (see %s)", name, ready, logPath)
+}
+
+// Processes are the components UpProcesses started, in start order.
+func (nw *Network) Processes() []*Process {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	return append([]*Process(nil), nw.procs...)
+}
+
+// StopProcesses ends the components UpProcesses started, nodes first:
+// SIGTERM, then SIGKILL for one that has not stopped in time. A component
+// a tester restarted by hand is not this network's child and keeps running.
+func (nw *Network) StopProcesses() {
+	procs := nw.Processes()
+	for i := len(procs) - 1; i >= 0; i-- {
+		p := procs[i]
+		if p.Exited() {
+			continue
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(childStopTimeout):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	}
+}
+
+// PrintProcesses writes every component's PID, address and the command
+// that restarts it.
+func (nw *Network) PrintProcesses() {
+	nw.printf("Twiin network on %s, one process per component (data in %s)\n", nw.opts.Host, nw.opts.DataDir)
+	for _, p := range nw.Processes() {
+		nw.printf("  %-15s pid %-7d %s\n", p.Name, p.PID, p.URL)
+		if ura := map[string]string{"gp-node": GP.URA, "hospital-node": Hospital.URA}[p.Name]; ura != "" {
+			nw.printf("  %-15s internal      %s   (participant %s; token in %s)\n", "", nw.internalURLs[ura], ura,
+				filepath.Join(nw.opts.DataDir, p.Name, "internal-token-"+ura))
+		}
+		nw.printf("  %-15s log           %s\n", "", p.Log)
+		nw.printf("  %-15s restart:      %s\n", "", shellJoin(p.Args))
+	}
+}
+
+// shellJoin quotes args for a POSIX shell, for a command line to paste.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+") == "" {
+			out[i] = a
+			continue
+		}
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(out, " ")
+}
