@@ -219,3 +219,84 @@ func TestNodeStartupFailureIsOneClearLine(t *testing.T) {
 		})
 	}
 }
+
+// TestServeStartupFailureNamesTheFlag does for the other services what
+// TestNodeStartupFailureIsOneClearLine does for the node.
+func TestServeStartupFailureNamesTheFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the schakel binary")
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	type flags struct{ dataDir, cert, key, addr string }
+	for _, service := range []struct{ command, postgresEnv string }{
+		{"addressbook", ""},
+		{"consent", envConsentPostgres},
+		{"localization", envLocalizationPostgres},
+	} {
+		cases := []struct {
+			name   string
+			setup  func(t *testing.T, f *nodeFixture, fl *flags) []string
+			want   []string
+			absent []string
+		}{
+			{"missing certificate file", func(t *testing.T, f *nodeFixture, fl *flags) []string {
+				fl.cert = filepath.Join(f.dir, "no-such-cert.pem")
+				return nil
+			}, []string{"--cert: ", "no-such-cert.pem", "no such file or directory"}, nil},
+			{"missing key file", func(t *testing.T, f *nodeFixture, fl *flags) []string {
+				fl.key = filepath.Join(f.dir, "no-such-key.pem")
+				return nil
+			}, []string{"--key: ", "no-such-key.pem", "no such file or directory"}, nil},
+			{"port in use", func(t *testing.T, f *nodeFixture, fl *flags) []string {
+				fl.addr = busy.Addr().String()
+				return nil
+			}, []string{"--addr: ", busy.Addr().String(), "address already in use"}, nil},
+			{"data directory is a file", func(t *testing.T, f *nodeFixture, fl *flags) []string {
+				if err := os.WriteFile(fl.dataDir, []byte("not a directory"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return nil
+			}, []string{"--data-dir: ", "not a directory"}, nil},
+		}
+		if service.postgresEnv != "" {
+			cases = append(cases, struct {
+				name   string
+				setup  func(t *testing.T, f *nodeFixture, fl *flags) []string
+				want   []string
+				absent []string
+			}{"unreachable PostgreSQL", func(t *testing.T, f *nodeFixture, fl *flags) []string {
+				return []string{service.postgresEnv + "=postgres://nobody:secret-pw-44@127.0.0.1:1/none?sslmode=disable"}
+			}, []string{"$" + service.postgresEnv + ": ", "127.0.0.1:1"}, []string{"secret-pw-44"}})
+		}
+		for _, c := range cases {
+			t.Run(service.command+"/"+c.name, func(t *testing.T) {
+				f := newNodeFixture(t)
+				fl := flags{dataDir: f.dataDir, cert: f.certFile, key: f.keyFile, addr: "127.0.0.1:0"}
+				env := c.setup(t, f, &fl)
+				out, err := runSchakel(t, env, service.command, "serve", "--data-dir", fl.dataDir, "--cert", fl.cert,
+					"--key", fl.key, "--ca", f.ca, "--addr", fl.addr, "--log-level", "error")
+				var exit *exec.ExitError
+				if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+					t.Fatalf("exit: %v, want a non-zero exit\n%s", err, out)
+				}
+				if strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+					t.Fatalf("the service panicked:\n%s", out)
+				}
+				for _, w := range c.want {
+					if !strings.Contains(out, w) {
+						t.Errorf("output does not name %q:\n%s", w, out)
+					}
+				}
+				for _, a := range c.absent {
+					if strings.Contains(out, a) {
+						t.Errorf("output shows %q:\n%s", a, out)
+					}
+				}
+			})
+		}
+	}
+}
