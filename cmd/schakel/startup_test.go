@@ -31,6 +31,7 @@ type nodeFixture struct {
 	envPostgres            string // SCHAKEL_STORE_POSTGRES for the child, when set
 	configFile             string
 	participantURA, tokens string
+	tokenInFile            bool // internaltokenfile instead of internaltoken
 }
 
 func newNodeFixture(t *testing.T) *nodeFixture {
@@ -87,9 +88,17 @@ participants:
   - ura: %q
     name: Huisartsenpraktijk De Linde
     signingkeyfile: %q
-    internaltoken: %q
 `, f.dataDir, f.publicAddr, f.internal, f.certFile, f.keyFile, f.ca, filepath.Join(f.dir, "keys", "as.pem"),
-		f.participantURA, filepath.Join(f.dir, "keys", "client.pem"), f.tokens)
+		f.participantURA, filepath.Join(f.dir, "keys", "client.pem"))
+	if f.tokenInFile {
+		tokenFile := filepath.Join(f.dir, "internal-token")
+		if err := os.WriteFile(tokenFile, []byte(f.tokens+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		yaml += fmt.Sprintf("    internaltokenfile: %q\n", tokenFile)
+	} else {
+		yaml += fmt.Sprintf("    internaltoken: %q\n", f.tokens)
+	}
 	if f.store != "" {
 		yaml += "store:\n" + f.store
 	}
