@@ -99,7 +99,7 @@ func loadNodeConfig(path string, flags *pflag.FlagSet) (node.Config, error) {
 	if path != "" {
 		fk := koanf.New(".")
 		if err := fk.Load(file.Provider(path), yaml.Parser()); err != nil {
-			return node.Config{}, fmt.Errorf("config file: %w", err)
+			return node.Config{}, fmt.Errorf("--config: %w", err)
 		}
 		for _, u := range nodeKeys.unknownKeys(fk.Raw()) {
 			msg := fmt.Sprintf("unknown key %q in %s", u.key, path)

@@ -161,6 +161,9 @@ func TestNodeStartupFailureIsOneClearLine(t *testing.T) {
 		absent []string // none in the output
 	}
 	cases := []tc{
+		{name: "missing configuration file",
+			setup: func(t *testing.T, f *nodeFixture) { f.configFile = filepath.Join(f.dir, "no-such-node.yaml") },
+			want:  []string{"--config: ", "no-such-node.yaml", "no such file or directory"}},
 		{name: "missing certificate file",
 			setup: func(t *testing.T, f *nodeFixture) { f.certFile = filepath.Join(f.dir, "no-such-cert.pem") },
 			want:  []string{"tls.certfile", "no-such-cert.pem", "no such file or directory"}},
@@ -207,7 +210,11 @@ func TestNodeStartupFailureIsOneClearLine(t *testing.T) {
 			if f.envPostgres != "" {
 				env = append(env, "SCHAKEL_STORE_POSTGRES="+f.envPostgres)
 			}
-			out, err := runSchakel(t, env, "node", "--config", f.write(t), "--log-level", "error")
+			config := f.configFile // set only by a case that names its own file
+			if written := f.write(t); config == "" {
+				config = written
+			}
+			out, err := runSchakel(t, env, "node", "--config", config, "--log-level", "error")
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
 				t.Fatalf("exit: %v, want a non-zero exit\n%s", err, out)
