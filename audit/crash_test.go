@@ -18,7 +18,7 @@ import (
 	"github.com/schakel-nl/schakel/pki"
 )
 
-const crashDBEnv = "SCHAKEL_AUDIT_CRASH_DB"
+const crashDBEnv = "SCHAKEL_TEST_AUDIT_CRASH_DB"
 
 // TestHelperProcess is the node side of TestCrashKeepsEveryAnsweredRecord:
 // an HTTP API that answers only after Append returned. It runs only when

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -199,19 +200,53 @@ func (c Config) trust() pki.TrustConfig {
 	return t
 }
 
-// Redacted returns a copy safe to print.
+// Redacted returns a copy safe to print: the PostgreSQL password, the
+// internal tokens and passwords in EHR URLs are replaced. A token read from
+// internaltokenfile is dropped instead, so the copy, read back as a
+// configuration, reads the file again.
 func (c Config) Redacted() Config {
 	out := c
 	out.Participants = append([]ParticipantConfig(nil), c.Participants...)
-	if out.Store.Postgres != "" {
-		out.Store.Postgres = "[redacted]"
-	}
+	out.Store.Postgres = redactDSN(c.Store.Postgres)
 	for i := range out.Participants {
-		if out.Participants[i].InternalToken != "" {
-			out.Participants[i].InternalToken = "[redacted]"
+		p := &out.Participants[i]
+		switch {
+		case p.InternalTokenFile != "":
+			p.InternalToken = ""
+		case p.InternalToken != "":
+			p.InternalToken = redacted
+		}
+		if u, err := url.Parse(p.EHR.URL); err == nil && u.User != nil {
+			p.EHR.URL = u.Redacted()
 		}
 	}
 	return out
+}
+
+// redacted stands in for a secret in printed configuration.
+const redacted = "[redacted]"
+
+// dsnPassword is the password in a key=value PostgreSQL DSN.
+var dsnPassword = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// redactDSN hides the password of a PostgreSQL DSN, URL or key=value form,
+// and keeps the rest (host, database, options) readable.
+func redactDSN(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	if !strings.Contains(dsn, "://") {
+		return dsnPassword.ReplaceAllString(dsn, "${1}xxxxx")
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return redacted // unparseable: nothing in it can be shown safely
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 // Validate checks the configuration before anything starts.

@@ -88,3 +88,34 @@ func TestRedactedHidesTokens(t *testing.T) {
 		t.Error("token not redacted, or the original was changed")
 	}
 }
+
+func TestRedactedHidesOnlyTheSecrets(t *testing.T) {
+	for _, tc := range []struct{ dsn, want string }{
+		{"", ""},
+		{"postgres://schakel:s3cret@db.example.nl:5432/fhir?sslmode=verify-full", "postgres://schakel:xxxxx@db.example.nl:5432/fhir?sslmode=verify-full"},
+		{"postgres://schakel@db/fhir", "postgres://schakel@db/fhir"},
+		{"postgres://db/fhir?password=s3cret&sslmode=disable", "postgres://db/fhir?password=xxxxx&sslmode=disable"},
+		{"host=db user=schakel password=s3cret dbname=fhir", "host=db user=schakel password=xxxxx dbname=fhir"},
+		{"host=db password = 's3 cr\\'et' dbname=fhir", "host=db password = xxxxx dbname=fhir"},
+	} {
+		c := validConfig(t)
+		c.Store.Postgres = tc.dsn
+		if got := c.Redacted().Store.Postgres; got != tc.want {
+			t.Errorf("Redacted(%q) = %q, want %q", tc.dsn, got, tc.want)
+		}
+	}
+
+	c := validConfig(t)
+	c.Participants = append(c.Participants, ParticipantConfig{URA: "90000005", InternalToken: "read-from-the-file-0123",
+		InternalTokenFile: "/etc/token", EHR: EHRConfig{URL: "https://user:pw@ehr.local/fhir"}})
+	r := c.Redacted()
+	if got := r.Participants[1]; got.InternalToken != "" || got.InternalTokenFile != "/etc/token" {
+		t.Errorf("token from a file: printed as %q from %q, want only the file", got.InternalToken, got.InternalTokenFile)
+	}
+	if got := r.Participants[1].EHR.URL; got != "https://user:xxxxx@ehr.local/fhir" {
+		t.Errorf("EHR URL printed as %q", got)
+	}
+	if c.Participants[1].InternalToken != "read-from-the-file-0123" || c.Participants[1].EHR.URL != "https://user:pw@ehr.local/fhir" {
+		t.Error("Redacted changed the original")
+	}
+}

@@ -56,7 +56,7 @@ func (n *Node) setupGeneric() error {
 	if n.cfg.Consent.Local {
 		st, err := consent.OpenSQLite(context.Background(), filepath.Join(n.cfg.DataDir, "consent.db"))
 		if err != nil {
-			return fmt.Errorf("local consent registry: %w", err)
+			return fmt.Errorf("consent.local: registry in datadir: %w", err)
 		}
 		n.consents = st
 	}

@@ -88,13 +88,15 @@ type Options struct {
 	// Registry receives the node's metrics; a fresh one when nil.
 	Registry prometheus.Registerer
 	// PublicListener, when set, is the public listener, already bound (e.g.
-	// handed over by a supervisor); public.addr is then not bound.
+	// handed over by a supervisor); public.addr is then not bound. The node
+	// owns it from then on: New closes it when it fails.
 	PublicListener net.Listener
 }
 
 // New validates cfg, loads credentials, opens the stores and binds the
-// listeners (so their addresses are known before Serve).
-func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
+// listeners (so their addresses are known before Serve). When it fails it
+// has released whatever it opened, and its error names the setting at fault.
+func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("node %s: invalid configuration:\n%w", cfg.Name, err)
 	}
@@ -102,61 +104,76 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	n = &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: map[string]*participant{}, tokens: map[[32]byte]*participant{},
-		events: opts.Events, registered: map[string]time.Time{}}
+	n := &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: map[string]*participant{}, tokens: map[[32]byte]*participant{},
+		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener}
+	// n is never nil here, whatever the return statements below say; the
+	// result is not named so that no return can reset it before this runs.
+	started := false
 	defer func() {
-		if err != nil {
+		if !started {
 			n.closeStores()
 		}
 	}()
+	if err := n.open(ctx, opts); err != nil {
+		return nil, err
+	}
+	started = true
+	return n, nil
+}
+
+// open does New's work on n, filling in what it opens as it goes so that
+// closeStores can release exactly that when a later step fails.
+func (n *Node) open(ctx context.Context, opts Options) error {
+	cfg := n.cfg
+	var err error
 	trustCfg := cfg.trust()
 	trustCfg.Logger = n.log
 	if n.trust, err = pki.LoadTrust(trustCfg); err != nil {
-		return nil, fmt.Errorf("trust list: %w", err)
+		return fmt.Errorf("trust: %w", err)
 	}
 	policies, err := policy.Load(cfg.Partners.PolicyDir)
 	if err != nil {
-		return nil, fmt.Errorf("authorization policies: %w", err)
+		return fmt.Errorf("partners.policydir: %w", err)
 	}
 	if n.plateaus, err = plateau.New(cfg.Partners, policies); err != nil {
-		return nil, err
+		return fmt.Errorf("partners: %w", err)
 	}
-	if n.cert, err = tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
-		return nil, fmt.Errorf("node certificate: %w", err)
+	if n.cert, err = loadKeyPair("tls", cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+		return err
 	}
-	for _, pc := range cfg.Participants {
+	for i, pc := range cfg.Participants {
+		where := fmt.Sprintf("participants[%d]", i)
 		p := &participant{ParticipantConfig: pc, cert: n.cert}
 		if pc.CertFile != "" {
-			if p.cert, err = tls.LoadX509KeyPair(pc.CertFile, pc.KeyFile); err != nil {
-				return nil, fmt.Errorf("participant %s certificate: %w", pc.URA, err)
+			if p.cert, err = loadKeyPair(where, pc.CertFile, pc.KeyFile); err != nil {
+				return err
 			}
 		}
 		leaf, err := x509.ParseCertificate(p.cert.Certificate[0])
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("%s (URA %s) certificate: %w", where, pc.URA, err)
 		}
 		id, err := pki.ParseUZIServerID(leaf)
 		if err != nil {
-			return nil, fmt.Errorf("participant %s certificate: %w", pc.URA, err)
+			return fmt.Errorf("%s (URA %s) certificate: %w", where, pc.URA, err)
 		}
 		if id.URA != pc.URA {
-			return nil, fmt.Errorf("participant %s: its certificate carries URA %s", pc.URA, id.URA)
+			return fmt.Errorf("%s.ura %s: its certificate carries URA %s", where, pc.URA, id.URA)
 		}
 		if p.signing, err = pki.LoadOrCreateSigningKey(pc.SigningKeyFile); err != nil {
-			return nil, fmt.Errorf("participant %s signing key: %w", pc.URA, err)
+			return fmt.Errorf("%s.signingkeyfile: %w", where, err)
 		}
 		n.parts[pc.URA] = p
 		n.tokens[tokenHash(pc.InternalToken)] = p
 	}
 
-	if n.publicLn = opts.PublicListener; n.publicLn == nil {
+	if n.publicLn == nil {
 		if n.publicLn, err = net.Listen("tcp", cfg.Public.Addr); err != nil {
-			return nil, fmt.Errorf("public listener: %w", err)
+			return fmt.Errorf("public.addr: %w", err)
 		}
 	}
 	if n.internalLn, err = net.Listen("tcp", cfg.Internal.Addr); err != nil {
-		n.publicLn.Close()
-		return nil, fmt.Errorf("internal listener: %w", err)
+		return fmt.Errorf("internal.addr: %w", err)
 	}
 	n.publicURL = cfg.Public.URL
 	if n.publicURL == "" {
@@ -164,43 +181,52 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 	}
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, err
+		return fmt.Errorf("datadir: %w", err)
 	}
+	// Through concrete variables: a failed Open's nil *Store would make
+	// n.stu3 a non-nil interface that closeStores then calls.
 	if cfg.Store.Postgres != "" {
 		var opts []postgres.Option
 		if cfg.Store.Schema != "" {
 			opts = append(opts, postgres.WithSchema(cfg.Store.Schema))
 		}
-		if n.stu3, err = postgres.Open(ctx, cfg.Store.Postgres, fhir.STU3, opts...); err != nil {
-			return nil, fmt.Errorf("FHIR store (PostgreSQL): %w", err)
+		st, err := postgres.Open(ctx, cfg.Store.Postgres, fhir.STU3, opts...)
+		if err != nil {
+			// The store's errors never carry the DSN's password.
+			return fmt.Errorf("store.postgres: %w", err)
 		}
-	} else if n.stu3, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "fhir-stu3.db"), fhir.STU3); err != nil {
-		return nil, fmt.Errorf("FHIR store: %w", err)
+		n.stu3 = st
+	} else {
+		st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "fhir-stu3.db"), fhir.STU3)
+		if err != nil {
+			return fmt.Errorf("datadir: FHIR store: %w", err)
+		}
+		n.stu3 = st
 	}
-	keyFile := cfg.Audit.CheckpointKeyFile
+	keyFile, keySetting := cfg.Audit.CheckpointKeyFile, "audit.checkpointkeyfile"
 	if keyFile == "" {
-		keyFile = filepath.Join(cfg.DataDir, "audit-checkpoint-key.pem")
+		keyFile, keySetting = filepath.Join(cfg.DataDir, "audit-checkpoint-key.pem"), "datadir: audit checkpoint key"
 	}
 	checkpointKey, err := pki.LoadOrCreateSigningKey(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("audit checkpoint key: %w", err)
+		return fmt.Errorf("%s: %w", keySetting, err)
 	}
 	if n.auditLog, err = audit.OpenWith(ctx, audit.Config{Path: filepath.Join(cfg.DataDir, "audit.db"), Node: cfg.Name,
 		Key: checkpointKey, Logger: n.log}); err != nil {
-		return nil, err
+		return fmt.Errorf("datadir: audit log: %w", err)
 	}
 	if err := n.setupProxies(); err != nil {
-		return nil, err
+		return err
 	}
 	if n.npDB, err = notifiedpull.OpenDB(ctx, filepath.Join(cfg.DataDir, "exchange.db")); err != nil {
-		return nil, err
+		return fmt.Errorf("datadir: exchange store: %w", err)
 	}
 
 	clientTLS := n.trust.ClientTLSConfig(n.cert)
 	book := &addressing{plateaus: n.plateaus}
 	if len(cfg.Addressbook.Directories) > 0 {
 		if n.dirs, err = addressbook.OpenDirectories(ctx, cfg.Addressbook, n.httpClient(clientTLS), n.log); err != nil {
-			return nil, err
+			return fmt.Errorf("addressbook.directories: %w", err)
 		}
 		book.book = n.dirs
 	} else if cfg.AddressbookURL != "" {
@@ -215,16 +241,16 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 
 	signing, err := pki.LoadOrCreateSigningKey(cfg.SigningKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("authorization server key: %w", err)
+		return fmt.Errorf("signingkeyfile: %w", err)
 	}
 	var previous []jwk.Key
-	for _, f := range cfg.PreviousSigningKeyFiles {
+	for i, f := range cfg.PreviousSigningKeyFiles {
 		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("previous signing key: %w", err)
+			return fmt.Errorf("previoussigningkeyfiles[%d]: %w", i, err)
 		}
 		k, err := pki.LoadOrCreateSigningKey(f)
 		if err != nil {
-			return nil, fmt.Errorf("previous signing key %s: %w", f, err)
+			return fmt.Errorf("previoussigningkeyfiles[%d]: %w", i, err)
 		}
 		previous = append(previous, k)
 	}
@@ -245,7 +271,7 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 		Holding: n.holding,
 	})
 	if err := n.setupGeneric(); err != nil {
-		return nil, err
+		return err
 	}
 	n.consult = consult.New(consult.Config{
 		Node: cfg.Name, Directory: n.dir,
@@ -288,7 +314,7 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 		Logger:                 n.log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("authorization server: %w", err)
+		return fmt.Errorf("authorization server: %w", err)
 	}
 	reg := opts.Registry
 	if reg == nil {
@@ -305,7 +331,7 @@ func New(ctx context.Context, cfg Config, opts Options) (n *Node, err error) {
 		Handler:           n.edge("internal", n.internalRoutes(reg)),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	return n, nil
+	return nil
 }
 
 // PublicURL is the base URL peers reach this node at.
@@ -396,28 +422,48 @@ func (n *Node) Serve(ctx context.Context) error {
 	return err
 }
 
+// closeStores releases what New opened, in the reverse order, skipping
+// what a failed New did not get to.
 func (n *Node) closeStores() {
-	if n.dirs != nil {
-		_ = n.dirs.Close()
-	}
 	if n.consents != nil {
 		_ = n.consents.Close()
 	}
-	if n.stu3 != nil {
-		_ = n.stu3.Close()
-	}
-	if n.auditLog != nil {
-		_ = n.auditLog.Close()
+	if n.dirs != nil {
+		_ = n.dirs.Close()
 	}
 	if n.npDB != nil {
 		_ = n.npDB.Close()
 	}
-	if n.publicLn != nil {
-		n.publicLn.Close()
+	if n.auditLog != nil {
+		_ = n.auditLog.Close()
+	}
+	if n.stu3 != nil {
+		_ = n.stu3.Close()
 	}
 	if n.internalLn != nil {
 		n.internalLn.Close()
 	}
+	if n.publicLn != nil {
+		n.publicLn.Close()
+	}
+}
+
+// loadKeyPair loads a certificate and its key, naming the setting
+// (<section>.certfile or <section>.keyfile) of the file at fault.
+func loadKeyPair(section, certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%s.certfile: %w", section, err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%s.keyfile: %w", section, err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%s.certfile %s and %s.keyfile %s: %w", section, certFile, section, keyFile, err)
+	}
+	return cert, nil
 }
 
 func eventf(node, tenant, step, format string, args ...any) notifiedpull.Event {

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,12 +35,12 @@ func newAddressbookCommand() *cobra.Command {
 // openAddressbookStore opens (creating) the directory's store in dataDir,
 // for `serve` and `load`.
 func openAddressbookStore(ctx context.Context, dataDir string) (*sqlite.Store, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+	if err := prepareDataDir(dataDir); err != nil {
 		return nil, err
 	}
 	st, err := sqlite.Open(ctx, filepath.Join(dataDir, network.AddressbookStoreFile), fhir.R4)
 	if err != nil {
-		return nil, fmt.Errorf("addressbook store: %w", err)
+		return nil, fmt.Errorf("--data-dir: addressbook store: %w", err)
 	}
 	return st, nil
 }
@@ -69,9 +67,9 @@ func newAddressbookServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			cert, err := loadCertFlags(certFile, keyFile)
 			if err != nil {
-				return fmt.Errorf("--cert/--key: %w", err)
+				return err
 			}
 			roots, err := loadCAs(cas...)
 			if err != nil {
@@ -82,9 +80,9 @@ func newAddressbookServeCommand() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			ln, err := net.Listen("tcp", addr)
+			ln, err := listenAddr(addr)
 			if err != nil {
-				return fmt.Errorf("listen %s: %w", addr, err)
+				return err
 			}
 			if publicURL == "" {
 				publicURL = "https://" + ln.Addr().String() + "/fhir"
@@ -174,9 +172,9 @@ func newAddressbookSyncCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			cert, err := loadCertFlags(certFile, keyFile)
 			if err != nil {
-				return fmt.Errorf("--cert/--key: %w", err)
+				return err
 			}
 			roots, err := loadCAs(cas...)
 			if err != nil {

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -58,9 +57,9 @@ func (f *tlsFiles) load() (tls.Certificate, *x509.CertPool, error) {
 	if f.cert == "" || f.key == "" || len(f.cas) == 0 {
 		return tls.Certificate{}, nil, errors.New("--cert, --key and --ca are required")
 	}
-	cert, err := tls.LoadX509KeyPair(f.cert, f.key)
+	cert, err := loadCertFlags(f.cert, f.key)
 	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("--cert/--key: %w", err)
+		return tls.Certificate{}, nil, err
 	}
 	var cas []*x509.Certificate
 	for _, file := range f.cas {
@@ -114,21 +113,33 @@ func newConsentServeCommand() *cobra.Command {
 				return err
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			srv, err := consent.NewServer(consent.ServerConfig{
-				DataDir:        dataDir,
-				PostgresDSN:    os.Getenv(envConsentPostgres),
-				PostgresSchema: schema,
-				ClientTLS:      pki.ClientTLSConfig(cert, roots),
-				PortalURAs:     portalURAs,
-				Delivery:       consent.DeliveryConfig{Attempts: attempts},
-				Issuer:         issuer,
-				Logger:         log,
-			})
+			if err := prepareDataDir(dataDir); err != nil {
+				return err
+			}
+			scfg := consent.ServerConfig{
+				DataDir:    dataDir,
+				ClientTLS:  pki.ClientTLSConfig(cert, roots),
+				PortalURAs: portalURAs,
+				Delivery:   consent.DeliveryConfig{Attempts: attempts},
+				Issuer:     issuer,
+				Logger:     log,
+			}
+			if dsn := os.Getenv(envConsentPostgres); dsn != "" {
+				// Opened here so that its failure names its setting; the
+				// driver's errors never carry the password.
+				st, err := consent.OpenPostgres(cmd.Context(), dsn, schema)
+				if err != nil {
+					return fmt.Errorf("$%s: %w", envConsentPostgres, err)
+				}
+				defer st.Close()
+				scfg.Store = st
+			}
+			srv, err := consent.NewServer(scfg)
 			if err != nil {
 				return err
 			}
 			defer srv.Close()
-			ln, err := net.Listen("tcp", addr)
+			ln, err := listenAddr(addr)
 			if err != nil {
 				return err
 			}

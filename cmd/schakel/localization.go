@@ -1,11 +1,9 @@
 package main
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/schakel-nl/schakel/localization"
+	"github.com/schakel-nl/schakel/localization/index/postgres"
 	"github.com/schakel-nl/schakel/pki"
 )
 
@@ -62,22 +61,36 @@ func newLocalizationServeCommand() *cobra.Command {
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			cert, err := loadCertFlags(certFile, keyFile)
 			if err != nil {
-				return fmt.Errorf("--cert/--key: %w", err)
+				return err
 			}
 			roots, err := loadCAs(cas...)
 			if err != nil {
 				return err
 			}
-			srv, err := localization.NewServer(localization.ServerConfig{DataDir: dataDir, PostgresDSN: dsn, Logger: log})
-			if err != nil {
+			if err := prepareDataDir(dataDir); err != nil {
 				return err
 			}
-			defer srv.Close()
-			ln, err := net.Listen("tcp", addr)
+			scfg := localization.ServerConfig{DataDir: dataDir, Logger: log}
+			if dsn != "" {
+				// Opened here so that its failure names its setting; the
+				// driver's errors never carry the password.
+				st, err := postgres.Open(cmd.Context(), dsn)
+				if err != nil {
+					return fmt.Errorf("--postgres or $%s: %w", envLocalizationPostgres, err)
+				}
+				defer st.Close()
+				scfg.Store = st
+			}
+			srv, err := localization.NewServer(scfg)
 			if err != nil {
-				return fmt.Errorf("listen %s: %w", addr, err)
+				return fmt.Errorf("--data-dir: %w", err)
+			}
+			defer srv.Close()
+			ln, err := listenAddr(addr)
+			if err != nil {
+				return err
 			}
 			hs := &http.Server{
 				Handler:           srv.Handler(),

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"reflect"
+	"sort"
 	"strings"
 
 	"github.com/knadh/koanf/parsers/yaml"
@@ -19,6 +21,16 @@ import (
 // envPrefix starts every environment variable Schakel reads, e.g.
 // SCHAKEL_PUBLIC_ADDR for public.addr.
 const envPrefix = "SCHAKEL_"
+
+// otherCommandsEnv are SCHAKEL_ variables that other commands read and that
+// look like node settings (SCHAKEL_AUDIT_POSTGRES would be audit.postgres):
+// the node leaves them alone, so one environment can serve every command.
+var otherCommandsEnv = map[string]bool{
+	auditPostgresEnv: true, envConsentPostgres: true, envLocalizationPostgres: true, postgresEnv: true,
+}
+
+// nodeKeys are the keys a node's configuration has, from node.Config.
+var nodeKeys = schemaOf(reflect.TypeFor[node.Config]())
 
 func newNodeCommand(g *globalFlags) *cobra.Command {
 	var configFile string
@@ -41,8 +53,12 @@ func newNodeCommand(g *globalFlags) *cobra.Command {
 				if err := cfg.Validate(); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%+v\n", cfg.Redacted())
-				return nil
+				b, err := marshalConfig(cfg.Redacted())
+				if err != nil {
+					return err
+				}
+				_, err = cmd.OutOrStdout().Write(b)
+				return err
 			}
 			log, err := g.logger()
 			if err != nil {
@@ -58,7 +74,7 @@ func newNodeCommand(g *globalFlags) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "YAML configuration file")
-	f.BoolVar(&printConfig, "print-config", false, "print the effective configuration (secrets redacted) and exit")
+	f.BoolVar(&printConfig, "print-config", false, "print the effective configuration as YAML (secrets redacted) and exit")
 	f.String("name", "", "node name (logs, audit records)")
 	f.String("datadir", "", "directory for the node's stores")
 	f.String("public.addr", "127.0.0.1:8443", "public listener (mTLS) host:port")
@@ -71,23 +87,46 @@ func newNodeCommand(g *globalFlags) *cobra.Command {
 }
 
 // loadNodeConfig loads file → environment → flags (only flags the user set).
+// A key in the file or a SCHAKEL_ variable that no setting reads is an
+// error: a typo would otherwise leave the setting at its default.
 func loadNodeConfig(path string, flags *pflag.FlagSet) (node.Config, error) {
 	k := koanf.New(".")
 	// Flag defaults first, so file and environment override them.
 	if err := k.Load(posflag.Provider(flags, ".", k), nil); err != nil {
 		return node.Config{}, err
 	}
+	var unknown []error
 	if path != "" {
-		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
-			return node.Config{}, fmt.Errorf("config file: %w", err)
+		fk := koanf.New(".")
+		if err := fk.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return node.Config{}, fmt.Errorf("--config: %w", err)
+		}
+		for _, u := range nodeKeys.unknownKeys(fk.Raw()) {
+			msg := fmt.Sprintf("unknown key %q in %s", u.key, path)
+			if u.suggest != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", u.suggest)
+			}
+			unknown = append(unknown, errors.New(msg))
+		}
+		if err := k.Merge(fk); err != nil {
+			return node.Config{}, err
 		}
 	}
+	var envErrs []error
 	if err := k.Load(env.Provider(".", env.Opt{
 		Prefix: envPrefix,
-		TransformFunc: func(key, value string) (string, any) {
-			return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(key, envPrefix)), "_", "."), value
+		TransformFunc: func(name, value string) (string, any) {
+			key, err := envKey(name)
+			if err != nil {
+				envErrs = append(envErrs, err)
+			}
+			return key, value
 		},
 	}), nil); err != nil {
+		return node.Config{}, err
+	}
+	sort.Slice(envErrs, func(i, j int) bool { return envErrs[i].Error() < envErrs[j].Error() })
+	if err := errors.Join(append(unknown, envErrs...)...); err != nil {
 		return node.Config{}, err
 	}
 	changed := koanf.New(".")
@@ -110,4 +149,61 @@ func loadNodeConfig(path string, flags *pflag.FlagSet) (node.Config, error) {
 		return cfg, errors.New("no participants: pass --config with a participants list (see docs/operations.md)")
 	}
 	return cfg, nil
+}
+
+// envKey is the configuration key environment variable name sets, "" for
+// a variable that is not the node's. A variable is the node's when the
+// first word after SCHAKEL_ is a top-level key (SCHAKEL_PUBLIC_…,
+// SCHAKEL_STORE_…) or a likely typo of one (SCHAKEL_PUBLC_…), unless
+// another command reads it or it starts SCHAKEL_TEST_ or SCHAKEL_BENCH_;
+// it must then name a setting. Other variables are left alone.
+func envKey(name string) (string, error) {
+	if otherCommandsEnv[name] || strings.HasPrefix(name, envPrefix+"TEST_") || strings.HasPrefix(name, envPrefix+"BENCH_") {
+		return "", nil
+	}
+	key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, envPrefix)), "_", ".")
+	top, _, _ := strings.Cut(key, ".")
+	if _, ours := nodeKeys.fields[top]; !ours && nodeKeys.closest(top) == "" {
+		return "", nil
+	}
+	s, known, err := nodeKeys.lookup(key)
+	switch {
+	case err == errList:
+		return "", fmt.Errorf("environment variable %s: %s is a list; set it in the configuration file", name, known)
+	case err != nil:
+		msg := fmt.Sprintf("unknown environment variable %s (key %q)", name, key)
+		if near := nearKey(known, key); near != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", envPrefix+strings.ToUpper(strings.ReplaceAll(near, ".", "_")))
+		}
+		return "", errors.New(msg)
+	case s.fields != nil || s.elem != nil:
+		return "", fmt.Errorf("environment variable %s names the section %q, not a setting", name, key)
+	}
+	return key, nil
+}
+
+// nearKey suggests a known key for key, whose part up to known is known and
+// whose next word is not.
+func nearKey(known, key string) string {
+	s, _, _ := nodeKeys.lookup(known)
+	if known == "" {
+		s = nodeKeys
+	}
+	if s == nil || s.fields == nil {
+		return ""
+	}
+	rest := strings.TrimPrefix(strings.TrimPrefix(key, known), ".")
+	word, tail, _ := strings.Cut(rest, ".")
+	near := s.closest(word)
+	if near == "" {
+		return ""
+	}
+	out := near
+	if known != "" {
+		out = known + "." + near
+	}
+	if tail != "" {
+		out += "." + tail
+	}
+	return out
 }

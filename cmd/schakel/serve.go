@@ -1,15 +1,17 @@
 package main
 
 import (
-	"crypto/x509"
-	"fmt"
-
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
-	"github.com/schakel-nl/schakel/pki"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
+
+	"github.com/schakel-nl/schakel/pki"
 )
 
 // serveUntilDone serves hs on ln until ctx ends, then shuts it down
@@ -37,4 +39,40 @@ func loadCAs(files ...string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("--ca: %w", err)
 	}
 	return pool, nil
+}
+
+// loadCertFlags loads the --cert and --key files of a command, naming the
+// flag of the file at fault.
+func loadCertFlags(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("--cert: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("--key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("--cert %s and --key %s: %w", certFile, keyFile, err)
+	}
+	return cert, nil
+}
+
+// listenAddr binds a command's --addr.
+func listenAddr(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--addr: %w", err)
+	}
+	return ln, nil
+}
+
+// prepareDataDir creates a command's --data-dir, so that a path that cannot
+// be a directory is reported as that flag's fault before anything opens.
+func prepareDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	return nil
 }
