@@ -418,7 +418,7 @@ func (im *Importer) putOne(ctx context.Context, b backend, e entry, id string, r
 	cur, err := b.Read(ctx, e.typ, id)
 	switch {
 	case err == nil:
-		if sameContent(cur.Body, body) {
+		if fhir.SameContent(cur.Body, body) {
 			c.Unchanged++
 			return nil
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/spec"
@@ -125,7 +126,7 @@ func (s *Server) subsettedTag() []byte {
 
 // bundle writes a searchset Bundle for page. The stored resource bodies are
 // copied in as they are; only _elements/_summary=data matches are rewritten.
-func (s *Server) bundle(req *Request, page store.Page, v view) ([]byte, error) {
+func (s *Server) bundle(req *Request, page store.Page, v view, at time.Time) ([]byte, error) {
 	path := req.Base + "/" + req.Type
 	if req.Operation != "" {
 		path += "/" + req.Operation
@@ -141,7 +142,9 @@ func (s *Server) bundle(req *Request, page store.Page, v view) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	buf.Grow(size)
-	buf.WriteString(`{"resourceType":"Bundle","type":"searchset","total":`)
+	buf.WriteString(`{"resourceType":"Bundle"`)
+	s.answeredAt(&buf, at)
+	buf.WriteString(`,"type":"searchset","total":`)
 	buf.WriteString(strconv.Itoa(page.Total))
 	// The links carry the parameters the search used (FHIR: the self link
 	// tells the client what was applied), so not the ignored ones.
