@@ -317,7 +317,9 @@ func (s *Server) Load(ctx context.Context, entries ...Entry) error {
 
 // LoadResources puts mCSD resources (each with its id) into the directory,
 // replacing earlier versions: the operator's way to maintain entries,
-// including the types Entry does not describe. All or none are stored when
+// including the types Entry does not describe. A resource whose content is
+// what the directory holds already is left alone (no new version for
+// consumers to sync), as `schakel import` does. All or none are stored when
 // the store is transactional.
 func (s *Server) LoadResources(ctx context.Context, resources ...json.RawMessage) error {
 	for i, r := range resources {
@@ -334,20 +336,53 @@ func (s *Server) LoadResources(ctx context.Context, resources ...json.RawMessage
 	}
 	if txs, ok := s.store.(store.Transactional); ok {
 		return txs.InTx(ctx, tenant, func(tx store.Tx) error {
-			for _, r := range resources {
-				if _, _, err := tx.Update(ctx, r, ""); err != nil {
-					return fmt.Errorf("load addressbook: %w", err)
+			for i, r := range resources {
+				if err := loadOne(ctx, tx.Read, tx.Update, r); err != nil {
+					return fmt.Errorf("load addressbook: resource %d: %w", i+1, err)
 				}
 			}
 			return nil
 		})
 	}
-	for _, r := range resources {
-		if _, _, err := s.store.Update(ctx, tenant, r, ""); err != nil {
-			return fmt.Errorf("load addressbook: %w", err)
+	read := func(ctx context.Context, typ, id string) (store.Resource, error) {
+		return s.store.Read(ctx, tenant, typ, id)
+	}
+	update := func(ctx context.Context, body json.RawMessage, ifMatch string) (store.Resource, bool, error) {
+		return s.store.Update(ctx, tenant, body, ifMatch)
+	}
+	for i, r := range resources {
+		if err := loadOne(ctx, read, update, r); err != nil {
+			return fmt.Errorf("load addressbook: resource %d: %w", i+1, err)
 		}
 	}
 	return nil
+}
+
+// loadOne writes r unless the directory holds its content already.
+func loadOne(ctx context.Context,
+	read func(ctx context.Context, typ, id string) (store.Resource, error),
+	update func(ctx context.Context, body json.RawMessage, ifMatch string) (store.Resource, bool, error),
+	r json.RawMessage,
+) error {
+	var h struct {
+		ResourceType string `json:"resourceType"`
+		ID           string `json:"id"`
+	}
+	if err := json.Unmarshal(r, &h); err != nil {
+		return err
+	}
+	cur, err := read(ctx, h.ResourceType, h.ID)
+	switch {
+	case err == nil:
+		if fhir.SameContent(cur.Body, r) {
+			return nil
+		}
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrDeleted):
+	default:
+		return err
+	}
+	_, _, err = update(ctx, r, "")
+	return err
 }
 
 // DecodeLoadFile reads what `schakel addressbook load` takes: a JSON array
@@ -356,6 +391,14 @@ func (s *Server) LoadResources(ctx context.Context, resources ...json.RawMessage
 // mCSD resources. It returns the resources to store.
 func DecodeLoadFile(data []byte) ([]json.RawMessage, error) {
 	data = bytes.TrimSpace(data)
+	if json.Valid(data) {
+		// FHIR JSON has each property once; a second copy is refused, not
+		// silently preferred.
+		var de *fhir.DuplicateKeyError
+		if err := fhir.CheckKeys(data); errors.As(err, &de) {
+			return nil, fmt.Errorf("property %q appears more than once at %s", de.Key, de.Expression(""))
+		}
+	}
 	if len(data) > 0 && data[0] == '[' {
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 )
 
 // Member is one member of a JSON object, its value byte-for-byte as read.
@@ -37,4 +38,39 @@ func Members(obj []byte) ([]Member, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// SameContent reports whether a stored resource and a new body carry the
+// same content, so that writing the body would change nothing: equal as
+// JSON values once the store-managed meta.versionId and meta.lastUpdated
+// are removed (and meta itself when nothing else is left in it). Member
+// order and insignificant whitespace do not count; number text does ("1.0"
+// and "1.00" differ, as they do in FHIR).
+func SameContent(stored, body []byte) bool {
+	a, err := comparableContent(stored)
+	if err != nil {
+		return false
+	}
+	b, err := comparableContent(body)
+	if err != nil {
+		return false
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+func comparableContent(body []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	if meta, ok := doc["meta"].(map[string]any); ok {
+		delete(meta, "versionId")
+		delete(meta, "lastUpdated")
+		if len(meta) == 0 {
+			delete(doc, "meta")
+		}
+	}
+	return doc, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
 )
 
@@ -55,6 +56,12 @@ func (im *Importer) importDocument(ctx context.Context, body []byte) (map[string
 	}
 	if err := json.Unmarshal(body, &rt); err != nil {
 		return nil, []locError{{"", fmt.Errorf("%w: not a FHIR JSON resource: %v", ErrInput, err)}}
+	}
+	// FHIR JSON has each property once; which copy a parser keeps differs,
+	// so such a document is refused whole, as the REST API refuses it.
+	var de *fhir.DuplicateKeyError
+	if err := fhir.CheckKeys(body); errors.As(err, &de) {
+		return nil, []locError{{de.Expression(rt.ResourceType), fmt.Errorf("%w: property %q appears more than once", ErrInput, de.Key)}}
 	}
 	if rt.ResourceType != "Bundle" {
 		e, err := im.resourceEntry(rt.ResourceType, "", "", body)
@@ -411,7 +418,7 @@ func (im *Importer) putOne(ctx context.Context, b backend, e entry, id string, r
 	cur, err := b.Read(ctx, e.typ, id)
 	switch {
 	case err == nil:
-		if sameContent(cur.Body, body) {
+		if fhir.SameContent(cur.Body, body) {
 			c.Unchanged++
 			return nil
 		}

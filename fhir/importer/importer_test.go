@@ -359,6 +359,31 @@ func TestNDJSON(t *testing.T) {
 	}
 }
 
+// TestDuplicateKeys: a document with a property twice is refused whole, at
+// the location of the duplicate; other lines of an NDJSON file still load.
+func TestDuplicateKeys(t *testing.T) {
+	st := openStore(t)
+	doc := `{"resourceType":"Patient","id":"a"}
+{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient","id":"b","gender":"male","gender":"female"},"request":{"method":"PUT","url":"Patient/b"}}]}
+{"resourceType":"Patient","id":"c"}
+`
+	sum := &importer.Summary{}
+	err := newImporter(t, st).Import(context.Background(), "bulk.ndjson", []byte(doc), sum)
+	var p importer.Problem
+	if !errors.As(err, &p) || p.Location != "line 2 Bundle.entry[0].resource.gender" || !errors.Is(err, importer.ErrInput) {
+		t.Fatalf("error %v, want an input problem at line 2 Bundle.entry[0].resource.gender", err)
+	}
+	if len(sum.Problems) != 1 {
+		t.Errorf("problems %v", sum.Problems)
+	}
+	if got := sum.Total(); got != (importer.Counts{Created: 2}) {
+		t.Errorf("counts %+v", got)
+	}
+	if _, err := st.Read(context.Background(), tenant, "Patient", "b"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Patient/b was stored: %v", err)
+	}
+}
+
 func TestXMLUsesDecoder(t *testing.T) {
 	st := openStore(t)
 	var gotVersion fhir.Version

@@ -3,7 +3,6 @@ package importer
 import (
 	"bytes"
 	"encoding/json"
-	"reflect"
 	"strconv"
 
 	"github.com/schakel-nl/schakel/fhir"
@@ -130,38 +129,4 @@ func rewriteReferences(value []byte, refs map[string]string) (out []byte, change
 		return b.Bytes(), true, nil
 	}
 	return value, false, nil
-}
-
-// sameContent reports whether a stored resource and a new body carry the
-// same content: equal as JSON values once the store-managed meta.versionId
-// and meta.lastUpdated are removed (and meta itself when nothing else is
-// left in it). Member order and insignificant whitespace do not count;
-// number text does ("1.0" and "1.00" differ, as they do in FHIR).
-func sameContent(stored, body []byte) bool {
-	a, err := comparable(stored)
-	if err != nil {
-		return false
-	}
-	b, err := comparable(body)
-	if err != nil {
-		return false
-	}
-	return reflect.DeepEqual(a, b)
-}
-
-func comparable(body []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var doc map[string]any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, err
-	}
-	if meta, ok := doc["meta"].(map[string]any); ok {
-		delete(meta, "versionId")
-		delete(meta, "lastUpdated")
-		if len(meta) == 0 {
-			delete(doc, "meta")
-		}
-	}
-	return doc, nil
 }

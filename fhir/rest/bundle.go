@@ -2,12 +2,16 @@ package rest
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/spec"
 	"github.com/schakel-nl/schakel/fhir/store"
 )
 
@@ -33,34 +37,83 @@ func (v view) keep(key string) bool {
 // have yet; they are refused rather than silently ignored.
 func (s *Server) view(req *Request, search bool) (view, error) {
 	var v view
+	for _, k := range []string{"_summary", "_elements"} {
+		if len(req.Params[k]) > 1 {
+			return v, paramError(k, "may be given once")
+		}
+	}
 	switch summary := req.Params.Get("_summary"); summary {
 	case "", "false":
 	case "count":
 		if !search {
-			return v, fhir.Errorf(http.StatusBadRequest, "invalid", "_summary=count applies to searches only")
+			return v, paramError("_summary", "count applies to searches only")
 		}
 		v.count = true
 	case "data":
 		v.noText = true
 	case "true", "text":
-		return v, fhir.Errorf(http.StatusBadRequest, "not-supported", "_summary=%s is not supported yet", summary)
+		e := paramError("_summary", "_summary="+summary+" is not supported yet")
+		e.Issues[0].Code = "not-supported"
+		return v, e
 	default:
-		return v, fhir.Errorf(http.StatusBadRequest, "invalid", "_summary must be one of true, text, data, count, false")
+		return v, paramError("_summary", "must be one of true, text, data, count, false")
 	}
 	for _, list := range req.Params["_elements"] {
+		names := s.elementNames(req.Type)
 		for _, e := range strings.Split(list, ",") {
 			e = strings.TrimSpace(e)
 			e = strings.TrimPrefix(e, req.Type+".")
 			if e == "" {
 				continue
 			}
+			// An unknown name would silently return resources without it.
+			keep, ok := names[e]
+			if !ok {
+				return v, paramError("_elements", fmt.Sprintf("%q is not an element of %s", clip(e), req.Type))
+			}
 			if v.elements == nil {
 				v.elements = make(map[string]bool)
 			}
-			v.elements[e] = true
+			for _, n := range keep {
+				v.elements[n] = true
+			}
 		}
 	}
 	return v, nil
+}
+
+// paramError is a 400 naming a result parameter the HTTP layer checks.
+func paramError(param, reason string) *fhir.Error {
+	e := fhir.Errorf(http.StatusBadRequest, "invalid", "search parameter %s: %s", param, reason)
+	e.Issues[0].Expression = []string{param}
+	return e
+}
+
+// elementNames maps the names _elements accepts for a resource type (a
+// top-level element, a choice element by its base name or by a typed
+// name) to the JSON member names they keep.
+func (s *Server) elementNames(typ string) map[string][]string {
+	if m, ok := s.elements.Load(typ); ok {
+		return m.(map[string][]string)
+	}
+	out := map[string][]string{}
+	for _, e := range spec.For(s.version).Elements(typ) {
+		name, ok := strings.CutPrefix(e.Path, typ+".")
+		if !ok || strings.Contains(name, ".") {
+			continue
+		}
+		if base, choice := strings.CutSuffix(name, "[x]"); choice {
+			for _, t := range e.Types {
+				typed := base + strings.ToUpper(t[:1]) + t[1:]
+				out[typed] = []string{typed}
+				out[base] = append(out[base], typed)
+			}
+			continue
+		}
+		out[name] = []string{name}
+	}
+	s.elements.Store(typ, out)
+	return out
 }
 
 // subsettedTag is the meta.tag coding that marks a resource as incomplete.
@@ -73,7 +126,7 @@ func (s *Server) subsettedTag() []byte {
 
 // bundle writes a searchset Bundle for page. The stored resource bodies are
 // copied in as they are; only _elements/_summary=data matches are rewritten.
-func (s *Server) bundle(req *Request, page store.Page, v view) ([]byte, error) {
+func (s *Server) bundle(req *Request, page store.Page, v view, at time.Time) ([]byte, error) {
 	path := req.Base + "/" + req.Type
 	if req.Operation != "" {
 		path += "/" + req.Operation
@@ -89,14 +142,24 @@ func (s *Server) bundle(req *Request, page store.Page, v view) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	buf.Grow(size)
-	buf.WriteString(`{"resourceType":"Bundle","type":"searchset","total":`)
+	buf.WriteString(`{"resourceType":"Bundle"`)
+	s.answeredAt(&buf, at)
+	buf.WriteString(`,"type":"searchset","total":`)
 	buf.WriteString(strconv.Itoa(page.Total))
+	// The links carry the parameters the search used (FHIR: the self link
+	// tells the client what was applied), so not the ignored ones.
+	used := make(url.Values, len(req.Params))
+	for k, vs := range req.Params {
+		if !slices.Contains(page.Ignored, k) {
+			used[k] = vs
+		}
+	}
 	buf.WriteString(`,"link":[{"relation":"self","url":`)
-	appendString(&buf, withQuery(path, req.Params))
+	appendString(&buf, withQuery(path, used))
 	buf.WriteByte('}')
 	if page.NextOffset >= 0 && !v.count {
-		next := make(url.Values, len(req.Params))
-		for k, vs := range req.Params {
+		next := make(url.Values, len(used)+1)
+		for k, vs := range used {
 			next[k] = vs
 		}
 		next["_offset"] = []string{strconv.Itoa(page.NextOffset)}
@@ -141,7 +204,8 @@ func (s *Server) bundle(req *Request, page store.Page, v view) ([]byte, error) {
 		// Lenient mode: tell the client which parameters had no effect.
 		issues := make([]fhir.Issue, len(page.Ignored))
 		for i, p := range page.Ignored {
-			issues[i] = fhir.Issue{Severity: "warning", Code: "not-supported", Diagnostics: "search parameter " + clip(p) + " is not supported and was ignored"}
+			issues[i] = fhir.Issue{Severity: "warning", Code: "not-supported", Expression: []string{clip(p)},
+				Diagnostics: "unknown search parameter " + clip(p) + " was ignored: the result is not restricted by it (send Prefer: handling=strict to have it refused)"}
 		}
 		if !first {
 			buf.WriteByte(',')

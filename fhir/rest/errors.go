@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/search"
 	"github.com/schakel-nl/schakel/fhir/store"
 )
 
@@ -29,6 +30,7 @@ func outcome(req *Request, err error) *fhir.Error {
 	}
 	ref := req.Type + "/" + req.ID
 	var e *fhir.Error
+	var pe *search.ParamError
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		if req.ID == "" {
@@ -42,6 +44,13 @@ func outcome(req *Request, err error) *fhir.Error {
 		e = fhir.Errorf(http.StatusGone, "deleted", "%s has been deleted", ref)
 	case errors.Is(err, store.ErrVersionConflict):
 		e = fhir.Errorf(http.StatusPreconditionFailed, "conflict", "%s has changed: the version in If-Match is not the current one", ref)
+	case errors.As(err, &pe):
+		// The issue names the parameter, as written, in expression too.
+		e = fhir.Errorf(http.StatusBadRequest, "invalid", "search parameter %s: %s", clip(pe.Param), clipReason(pe.Reason))
+		e.Issues[0].Expression = []string{clip(pe.Param)}
+		if pe.Unknown {
+			e.Issues[0].Code = "not-supported"
+		}
 	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrInvalidSearch):
 		// The store words these for the client (which element, which
 		// parameter); they carry no internals.
@@ -109,4 +118,13 @@ func issueCode(status int) string {
 		return "exception"
 	}
 	return "processing"
+}
+
+// clipReason keeps a reason that quotes client input (a search value)
+// readable in diagnostics.
+func clipReason(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
+	}
+	return s
 }

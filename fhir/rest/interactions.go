@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
@@ -299,11 +300,13 @@ func (s *Server) searchDoc(ctx context.Context, tx store.Tx, req *Request, lastN
 		Strict: strings.EqualFold(handling, "strict"),
 		LastN:  lastN,
 	}
+	// A search reflects what was committed when it started.
+	at := time.Now()
 	page, err := tx.Search(ctx, q)
 	if err != nil {
 		return nil, nil, err
 	}
-	doc, err := s.bundle(req, page, v)
+	doc, err := s.bundle(req, page, v, at)
 	if err != nil {
 		return nil, nil, err
 	}

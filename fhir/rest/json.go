@@ -15,8 +15,9 @@ import (
 // making any later parser (ours, the store's, a validator's) recurse deeply.
 const maxDepth = 100
 
-// checkJSON rejects bodies that are not UTF-8, nest deeper than maxDepth or
-// are not well-formed JSON, cheapest check first.
+// checkJSON rejects bodies that are not UTF-8, nest deeper than maxDepth,
+// are not well-formed JSON or have a property twice in an object, cheapest
+// check first.
 func checkJSON(b []byte) error {
 	if !utf8.Valid(b) {
 		return fhir.Errorf(http.StatusBadRequest, "structure", "the body is not valid UTF-8")
@@ -35,7 +36,33 @@ func checkJSON(b []byte) error {
 		}
 		return fhir.Errorf(http.StatusBadRequest, "structure", "the body is not valid JSON")
 	}
+	if err := fhir.CheckKeys(b); err != nil {
+		return duplicateKey(b, err)
+	}
 	return nil
+}
+
+// duplicateKey answers a body with a property given twice: FHIR JSON allows
+// each at most once, and parsers differ on which copy they keep.
+func duplicateKey(b []byte, err error) error {
+	var de *fhir.DuplicateKeyError
+	if !errors.As(err, &de) {
+		return err
+	}
+	// The expression is rooted at the first resourceType, when there is one.
+	typ := ""
+	ms, _ := members(b)
+	for _, m := range ms {
+		if m.key == "resourceType" {
+			typ, _ = unquote(m.val)
+			break
+		}
+	}
+	at := clipReason(de.Expression(typ))
+	e := fhir.Errorf(http.StatusBadRequest, "structure", "property %q appears more than once at %s; FHIR JSON allows each property once", clip(de.Key), at)
+	e.Issues[0].Expression = []string{at}
+	e.Cause = err
+	return e
 }
 
 // depth returns the deepest nesting of objects and arrays in b, stopping

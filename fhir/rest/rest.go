@@ -158,6 +158,7 @@ type Server struct {
 	log       *slog.Logger
 	types     map[string]bool // the resource types this endpoint serves
 	started   time.Time       // CapabilityStatement.date
+	elements  sync.Map        // resource type → its _elements names (elementNames)
 }
 
 // New returns a Server for cfg. It panics when cfg.Validate fails: a

@@ -626,7 +626,7 @@ func TestWrite(t *testing.T) {
 		{name: "no resourceType", method: http.MethodPost, path: "Patient", body: `{"id":"x"}`, status: http.StatusBadRequest, check: wantOutcome("required", "resourceType")},
 		{name: "resourceType differs from the URL", method: http.MethodPost, path: "Patient", body: `{"resourceType":"Observation"}`, status: http.StatusBadRequest, check: wantOutcome("invalid", "Observation")},
 		{name: "resourceType matched case-sensitively", method: http.MethodPost, path: "Patient", body: `{"resourcetype":"Patient"}`, status: http.StatusBadRequest, check: wantOutcome("required", "resourceType")},
-		{name: "duplicate resourceType", method: http.MethodPost, path: "Patient", body: `{"resourceType":"Patient","resourceType":"Observation"}`, status: http.StatusBadRequest, check: wantOutcome("structure", "more than one")},
+		{name: "duplicate resourceType", method: http.MethodPost, path: "Patient", body: `{"resourceType":"Patient","resourceType":"Observation"}`, status: http.StatusBadRequest, check: wantOutcome("structure", `"resourceType" appears more than once at Patient.resourceType`)},
 		{
 			name:      "body over the limit",
 			configure: func(c *rest.Config) { c.MaxBodyBytes = 64 },

@@ -28,12 +28,21 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		if lerr != nil {
-			t.Fatalf("lenient parse failed: %v", lerr)
+			// Only a malformed known parameter fails lenient parsing, and
+			// strict parsing then fails too.
+			var pe *ParamError
+			if !errors.As(lerr, &pe) || pe.Unknown || !errors.Is(lerr, store.ErrInvalidSearch) {
+				t.Fatalf("lenient error %v is no ParamError of a known parameter", lerr)
+			}
+			if serr == nil {
+				t.Fatalf("lenient failed (%v) but strict did not", lerr)
+			}
+			return
 		}
 		if serr != nil {
 			var pe *ParamError
-			if !errors.As(serr, &pe) || !errors.Is(serr, store.ErrInvalidSearch) {
-				t.Fatalf("strict error %v is no ParamError", serr)
+			if !errors.As(serr, &pe) || !errors.Is(serr, store.ErrInvalidSearch) || !pe.Unknown {
+				t.Fatalf("strict error %v is no ParamError of an unknown parameter", serr)
 			}
 			if len(lenient.Ignored) == 0 {
 				t.Fatalf("strict failed (%v) but lenient ignored nothing", serr)

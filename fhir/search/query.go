@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -130,8 +131,10 @@ type ParamError struct {
 	// Param is the parameter as written, e.g. "patient.identifier".
 	Param  string
 	Reason string
-	// Unknown is set when the parameter is not defined (as opposed to a
-	// malformed value).
+	// Unknown is set when the parameter is not defined for the type, or is
+	// defined but not evaluated here (composite): the only errors lenient
+	// mode skips. A malformed value, modifier or chain of a known
+	// parameter is never skipped: ignoring it would widen the result.
 	Unknown bool
 }
 
@@ -147,15 +150,31 @@ func paramError(name, format string, args ...any) error {
 	return &ParamError{Param: name, Reason: fmt.Sprintf(format, args...)}
 }
 
-// ignoredParams are result parameters another layer handles.
-var ignoredParams = map[string]bool{
-	"_format": true, "_elements": true, "_pretty": true, "_total": true, "_contained": true, "_containedType": true,
+// resultValues are the result parameters another layer handles (or whose
+// only value honoured is the default), with the values accepted; nil
+// accepts any value (the HTTP layer checks _format and _elements).
+var resultValues = map[string][]string{
+	"_format":   nil,
+	"_elements": nil,
+	"_pretty":   {"true", "false"},
+	// The total is always exact; what a client asks for is never less.
+	"_total": {"none", "estimate", "accurate"},
+	// Searching contained resources is not supported: only the default.
+	"_contained":     {"false"},
+	"_containedType": {"container"},
 }
 
-// Parse parses the search parameters of a search on resource type typ. With
-// strict, unknown parameters and malformed values are an error wrapping
-// store.ErrInvalidSearch; otherwise they are skipped and listed in
-// Query.Ignored.
+// singleValued are the result parameters that may be given once.
+var singleValued = map[string]bool{
+	"_count": true, "_offset": true, "_summary": true, "_total": true,
+	"_contained": true, "_containedType": true, "_pretty": true, "_format": true,
+}
+
+// Parse parses the search parameters of a search on resource type typ.
+// Malformed values, modifiers and chains of known parameters are always an
+// error wrapping store.ErrInvalidSearch (a *ParamError naming the
+// parameter). Unknown parameters are an error too with strict; otherwise
+// they are skipped and listed in Query.Ignored.
 func Parse(d *spec.Definitions, typ string, params url.Values, strict bool) (*Query, error) {
 	if !d.IsResourceType(typ) {
 		return nil, fmt.Errorf("%w: unknown resource type %q", store.ErrInvalidSearch, typ)
@@ -167,12 +186,18 @@ func Parse(d *spec.Definitions, typ string, params url.Values, strict bool) (*Qu
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
+		if singleValued[k] && len(params[k]) > 1 {
+			return nil, paramError(k, "may be given once")
+		}
 		for _, v := range params[k] {
 			if err := q.parseParam(d, k, v); err != nil {
-				if strict || !errors.Is(err, store.ErrInvalidSearch) {
+				var pe *ParamError
+				if strict || !errors.As(err, &pe) || !pe.Unknown {
 					return nil, err
 				}
-				q.Ignored = append(q.Ignored, k)
+				if !slices.Contains(q.Ignored, k) {
+					q.Ignored = append(q.Ignored, k)
+				}
 			}
 		}
 	}
@@ -180,7 +205,13 @@ func Parse(d *spec.Definitions, typ string, params url.Values, strict bool) (*Qu
 }
 
 func (q *Query) parseParam(d *spec.Definitions, key, value string) error {
-	switch base, _, _ := strings.Cut(key, ":"); base {
+	base, modifier, hasModifier := strings.Cut(key, ":")
+	if _, result := resultValues[base]; hasModifier && (result || singleValued[base] || base == "_sort" || base == "_include" || base == "_revinclude") {
+		// Includes are one level deep: :iterate (:recurse in STU3) is refused
+		// rather than answered with less than asked.
+		return paramError(key, "modifier %q is not supported on %s", modifier, base)
+	}
+	switch base {
 	case "_count":
 		n, err := strconv.Atoi(value)
 		if err != nil || n < 0 {
@@ -197,6 +228,11 @@ func (q *Query) parseParam(d *spec.Definitions, key, value string) error {
 		return nil
 	case "_summary":
 		// Other _summary values shape the response, done by the HTTP layer.
+		switch value {
+		case "true", "text", "data", "count", "false":
+		default:
+			return paramError(key, "must be one of true, text, data, count, false")
+		}
 		q.SummaryCount = value == "count"
 		return nil
 	case "_sort":
@@ -219,7 +255,13 @@ func (q *Query) parseParam(d *spec.Definitions, key, value string) error {
 		q.RevIncludes = append(q.RevIncludes, inc)
 		return nil
 	}
-	if ignoredParams[key] {
+	if allowed, ok := resultValues[key]; ok {
+		if allowed != nil && !slices.Contains(allowed, value) {
+			if key == "_contained" || key == "_containedType" {
+				return paramError(key, "only %s (the default) is supported", allowed[0])
+			}
+			return paramError(key, "must be one of %s", strings.Join(allowed, ", "))
+		}
 		return nil
 	}
 	c, err := parseClause(d, q.Type, key, value, 0)
@@ -295,7 +337,15 @@ func parseClause(d *spec.Definitions, typ, key, value string, depth int) (Clause
 		}
 		c.Type = c.Param.Type
 	}
+	if c.Type == spec.Composite {
+		// Known, but not evaluated here: skipped in lenient mode like an
+		// unknown parameter, and said so.
+		return c, &ParamError{Param: key, Reason: "composite parameters are not supported", Unknown: true}
+	}
 	if modifier == "missing" {
+		if c.Param == nil {
+			return c, paramError(key, ":missing does not apply to %s: every resource has one", code)
+		}
 		if chained {
 			return c, paramError(key, ":missing cannot be chained")
 		}
@@ -453,6 +503,9 @@ func parseValue(c Clause, s string) (Value, error) {
 		if v.Code == "" && v.System == "" {
 			return v, fmt.Errorf("empty token")
 		}
+		if c.Code == ParamID && (v.HasSystem || !validID(v.Code)) {
+			return v, fmt.Errorf("%q is not a resource id", s)
+		}
 	case spec.Reference:
 		if c.Param != nil && isTypeModifier(c.Modifier) {
 			v.RefType = c.Modifier
@@ -528,4 +581,18 @@ func abs(f float64) float64 {
 		return -f
 	}
 	return f
+}
+
+// validID reports whether s is a FHIR id: [A-Za-z0-9\-\.]{1,64}.
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

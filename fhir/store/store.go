@@ -107,6 +107,11 @@ type HistoryPage struct {
 	Versions   []Resource
 	Total      int
 	NextOffset int // -1 when this is the last page
+	// AsOf is the instant the page reflects: every version last updated at
+	// or before it was committed before the page was read, so a client may
+	// take it as its next _since and miss nothing. Zero when the store
+	// cannot tell.
+	AsOf time.Time
 }
 
 // Errors a Store returns, wrapped with detail. The FHIR HTTP layer maps them

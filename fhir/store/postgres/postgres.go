@@ -216,6 +216,11 @@ func (s *Store) inTx(ctx context.Context, fn func(c sqlstore.Conn) error) (err e
 			tx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
+	// Held until commit, before any version is stamped: History waits for
+	// the writes holding it (see History).
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, writeLockKey); err != nil {
+		return fmt.Errorf("postgres store: begin: %w", mapError(err))
+	}
 	if err := fn(conn{tx}); err != nil {
 		return err
 	}
@@ -274,8 +279,32 @@ func (s *Store) Search(ctx context.Context, tenant string, q store.Query) (store
 
 // History lists versions newest first; see store.Historian.
 func (s *Store) History(ctx context.Context, tenant string, q store.HistoryQuery) (store.HistoryPage, error) {
-	return s.eng.History(ctx, conn{s.pool}, tenant, q)
+	// A version's lastUpdated is taken inside its write transaction, before
+	// the commit. Taking the write lock exclusively for a moment waits out
+	// the writes in progress (of every process on the database), and every
+	// later write is stamped after now: what is not visible below is newer
+	// than AsOf.
+	var now time.Time
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return store.HistoryPage{}, fmt.Errorf("postgres store: begin: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, writeLockKey); err != nil {
+		tx.Rollback(context.WithoutCancel(ctx))
+		return store.HistoryPage{}, fmt.Errorf("postgres store: history: %w", mapError(err))
+	}
+	now = s.eng.Now()
+	if err := tx.Commit(ctx); err != nil {
+		return store.HistoryPage{}, fmt.Errorf("postgres store: history: %w", mapError(err))
+	}
+	page, err := s.eng.History(ctx, conn{s.pool}, tenant, q)
+	page.AsOf = sqlstore.AsOf(now)
+	return page, err
 }
+
+// writeLockKey is the advisory lock every write transaction holds shared
+// and History takes exclusively for a moment.
+const writeLockKey int64 = 0x5343484b4c48 // "SCHKLH"
 
 // InTx runs fn in one transaction; see store.Transactional.
 func (s *Store) InTx(ctx context.Context, tenant string, fn func(tx store.Tx) error) error {

@@ -393,10 +393,22 @@ func (s *Store) Search(ctx context.Context, tenant string, q store.Query) (page 
 
 // History lists versions newest first; see store.Historian.
 func (s *Store) History(ctx context.Context, tenant string, q store.HistoryQuery) (page store.HistoryPage, err error) {
+	// A version's lastUpdated is taken inside its write transaction, before
+	// the commit. Taking the write lock (of every process on the file) for
+	// a moment waits out the writes in progress, and every later write is
+	// stamped after now: what is not visible below is newer than AsOf.
+	var now time.Time
+	if err := s.w.inTx(ctx, func(sqlstore.Conn) error {
+		now = s.eng.Now()
+		return nil
+	}); err != nil {
+		return page, err
+	}
 	err = s.read(ctx, func(c sqlstore.Conn) error {
 		page, err = s.eng.History(ctx, c, tenant, q)
 		return err
 	})
+	page.AsOf = sqlstore.AsOf(now)
 	return page, err
 }
 

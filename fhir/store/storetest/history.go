@@ -312,3 +312,36 @@ func testConcurrentUpdates(t *testing.T, open Opener) {
 		t.Fatalf("after concurrent updates: %v %+v", err, res)
 	}
 }
+
+// testHistoryAsOf: a history page says the instant it reflects, and that
+// instant is safe as the next _since: every later write is stamped after
+// it. (That a write in progress during the read is stamped after it too
+// rests on the backends' write lock; see their History.)
+func testHistoryAsOf(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, fhir.R4)
+	h := historian(t, s)
+	put(t, s, tenantA, `{"resourceType":"Patient","id":"p1"}`)
+	put(t, s, tenantA, `{"resourceType":"Patient","id":"p2"}`)
+	page, err := h.History(ctx, tenantA, store.HistoryQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.AsOf.IsZero() {
+		t.Fatal("a history page without AsOf")
+	}
+	if len(page.Versions) != 2 {
+		t.Fatalf("%d versions, want 2", len(page.Versions))
+	}
+	later := put(t, s, tenantA, `{"resourceType":"Patient","id":"p3"}`)
+	if !later.LastUpdated.After(page.AsOf) {
+		t.Errorf("a write after the page is stamped %v, not after AsOf %v: a client syncing from AsOf could miss it", later.LastUpdated, page.AsOf)
+	}
+	next, err := h.History(ctx, tenantA, store.HistoryQuery{Since: page.AsOf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(next.Versions, func(r store.Resource) bool { return r.ID == "p3" }) {
+		t.Errorf("history since AsOf misses the later write: %+v", next.Versions)
+	}
+}

@@ -321,20 +321,22 @@ func testSearchErrors(t *testing.T, open Opener) {
 	loadFixtures(t, s, tenantA, bgzFixtures[:2])
 	for _, tc := range []struct {
 		typ, params string
-		bad         string // the parameter named in the error and in Ignored
+		bad         string // the parameter named in the error (and in Ignored)
+		unknown     bool   // skipped in lenient mode; a malformed known parameter never is
 	}{
-		{"Patient", "foo=bar", "foo"},
-		{"Patient", "birthdate=2020-13", "birthdate"},
-		{"Patient", "birthdate=yesterday", "birthdate"},
-		{"Patient", "identifier:exact=1", "identifier:exact"},
-		{"Patient", "_count=many", "_count"},
-		{"Patient", "_sort=nope", "_sort"},
-		{"Patient", "_include=Patient:name", "_include"},
-		{"Patient", "_include=Observation:subject", "_include"},
-		{"Patient", "family.identifier=1", "family.identifier"},
-		{"Observation", "patient.nope=1", "patient.nope"},
-		{"Observation", "value-quantity=abc", "value-quantity"},
-		{"Observation", "max=3", "max"},
+		{"Patient", "foo=bar", "foo", true},
+		{"Observation", "max=3", "max", true},
+		{"Patient", "birthdate=2020-13", "birthdate", false},
+		{"Patient", "birthdate=yesterday", "birthdate", false},
+		{"Patient", "identifier:exact=1", "identifier:exact", false},
+		{"Patient", "identifier=|", "identifier", false},
+		{"Patient", "_count=many", "_count", false},
+		{"Patient", "_sort=nope", "_sort", false},
+		{"Patient", "_include=Patient:name", "_include", false},
+		{"Patient", "_include=Observation:subject", "_include", false},
+		{"Patient", "family.identifier=1", "family.identifier", false},
+		{"Observation", "patient.nope=1", "patient.nope", false},
+		{"Observation", "value-quantity=abc", "value-quantity", false},
 	} {
 		t.Run(tc.params, func(t *testing.T) {
 			params, _ := url.ParseQuery(tc.params)
@@ -343,6 +345,12 @@ func testSearchErrors(t *testing.T, open Opener) {
 				t.Fatalf("strict: %v", err)
 			}
 			page, err := s.Search(context.Background(), tenantA, store.Query{Type: tc.typ, Params: params})
+			if !tc.unknown {
+				if !errors.Is(err, store.ErrInvalidSearch) || !strings.Contains(err.Error(), `"`+tc.bad+`"`) {
+					t.Fatalf("lenient: %v (%d matches): a malformed value must not widen the search", err, len(page.Matches))
+				}
+				return
+			}
 			if err != nil || !slices.Equal(page.Ignored, []string{tc.bad}) {
 				t.Fatalf("lenient: %v %+v", err, page.Ignored)
 			}

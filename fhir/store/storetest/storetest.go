@@ -36,6 +36,7 @@ func Run(t *testing.T, open Opener) {
 		{"PagingAndSort", testPagingAndSort},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"History", testHistory},
+		{"HistoryAsOf", testHistoryAsOf},
 		{"HistoryErrors", testHistoryErrors},
 		{"InTx", testInTx},
 		{"InTxRollback", testInTxRollback},

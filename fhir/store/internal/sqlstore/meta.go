@@ -72,3 +72,10 @@ func writeMember(b *bytes.Buffer, m fhir.Member) {
 	b.WriteByte(':')
 	b.Write(m.Value)
 }
+
+// AsOf is the instant a history read reflects when no write stamped at or
+// before now can still commit: versions are stamped to the millisecond, and
+// a write stamped in the same millisecond as now may commit after the read.
+func AsOf(now time.Time) time.Time {
+	return now.UTC().Truncate(time.Millisecond).Add(-time.Millisecond)
+}
