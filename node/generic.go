@@ -26,12 +26,16 @@ import (
 // the referral index (LOINC "Patient summary Document").
 var careContextBgZ = index.Coding{System: "http://loinc.org", Code: "60591-5"}
 
+// defaultConsentCacheTTL is how long answers of a consent service are kept
+// when consent.cachettl is not set: short, as a withdrawal must take effect.
+const defaultConsentCacheTTL = 5 * time.Second
+
 // setupGeneric builds the consent sources and the clients of the referral
 // index, as configured.
 func (n *Node) setupGeneric() error {
 	ttl := n.cfg.Consent.CacheTTL
 	if ttl == 0 {
-		ttl = 30 * time.Second
+		ttl = defaultConsentCacheTTL
 	}
 	service := func(base string) (*consent.Client, error) {
 		return consent.NewClient(consent.ClientConfig{BaseURL: base, HTTPClient: n.httpClient(n.trust.ClientTLSConfig(n.cert)),
