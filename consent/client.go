@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
@@ -32,7 +34,9 @@ type ClientConfig struct {
 	Timeout time.Duration
 	// CacheTTL keeps Permit/Deny/NotApplicable answers this long; zero
 	// disables the cache. Keep it short: a withdrawn consent must take
-	// effect quickly.
+	// effect quickly. A cached answer is also dropped as soon as the
+	// connection it came over is closed by the service, and the whole cache
+	// when any question to the service fails (see Client).
 	CacheTTL time.Duration
 	// CacheSize bounds the number of cached answers; 10000 when zero.
 	CacheSize int
@@ -50,6 +54,12 @@ type ClientConfig struct {
 // the closed question, and subscribes to consent changes. It implements
 // Checker; it fails closed: anything but a well-formed Permit is no access,
 // and a service that cannot be asked gives an error wrapping ErrUnavailable.
+//
+// Its cache never outlives the service: an answer is served from the cache
+// only while the connection it came over is still open (checked on the
+// socket, without a round trip), so the first question after the service
+// stopped goes to the service and is refused; and any failed question
+// purges every cached answer, also those in flight.
 type Client struct {
 	cfg      ClientConfig
 	hc       *http.Client
@@ -58,11 +68,13 @@ type Client struct {
 
 	mu    sync.Mutex
 	cache map[Question]cacheEntry
+	gen   uint64 // bumped by every purge; answers asked before one are not kept
 }
 
 type cacheEntry struct {
 	decision Decision
 	expires  time.Time
+	conn     net.Conn // the connection the answer came over
 }
 
 // maxAnswerBytes bounds an answer read from the service.
@@ -118,12 +130,16 @@ func (c *Client) Decide(ctx context.Context, q Question) (Decision, error) {
 	if d, ok := c.cached(q); ok {
 		return d, nil
 	}
-	d, err := c.ask(ctx, q)
+	gen := c.generation()
+	d, conn, err := c.ask(ctx, q)
 	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			c.purge()
+		}
 		return "", err
 	}
 	if d != DecisionIndeterminate {
-		c.store(q, d)
+		c.store(q, d, conn, gen)
 	}
 	return d, nil
 }
@@ -133,25 +149,51 @@ func (c *Client) cached(q Question) (Decision, bool) {
 		return "", false
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	e, ok := c.cache[q]
+	if ok && !c.cfg.Now().Before(e.expires) {
+		delete(c.cache, q)
+		ok = false
+	}
+	c.mu.Unlock()
 	if !ok {
 		return "", false
 	}
-	if !c.cfg.Now().Before(e.expires) {
-		delete(c.cache, q)
+	if !connOpen(e.conn) {
+		// The service closed the connection (stopped, restarted, or only
+		// idle): no cached answer is trusted until it answers again.
+		c.purge()
 		return "", false
 	}
 	return e.decision, true
 }
 
-func (c *Client) store(q Question, d Decision) {
-	if c.cfg.CacheTTL <= 0 {
+func (c *Client) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// purge drops every cached answer, and keeps answers to questions already
+// on their way from being cached.
+func (c *Client) purge() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.cache)
+	c.gen++
+}
+
+// store caches an answer that came over conn to a question asked in
+// generation gen; without a known connection nothing is cached.
+func (c *Client) store(q Question, d Decision, conn net.Conn, gen uint64) {
+	if c.cfg.CacheTTL <= 0 || conn == nil {
 		return
 	}
 	now := c.cfg.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	if len(c.cache) >= c.cfg.CacheSize {
 		for k, e := range c.cache {
 			if !now.Before(e.expires) {
@@ -166,7 +208,7 @@ func (c *Client) store(q Question, d Decision) {
 			delete(c.cache, k)
 		}
 	}
-	c.cache[q] = cacheEntry{decision: d, expires: now.Add(c.cfg.CacheTTL)}
+	c.cache[q] = cacheEntry{decision: d, expires: now.Add(c.cfg.CacheTTL), conn: conn}
 }
 
 // Forget drops every cached answer about the patient, e.g. when a consent
@@ -185,9 +227,20 @@ func unavailable(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrUnavailable, fmt.Sprintf(format, a...))
 }
 
-func (c *Client) ask(ctx context.Context, q Question) (Decision, error) {
+// ask puts the closed question to the service; conn is the connection the
+// answer came over (nil when the transport does not tell).
+func (c *Client) ask(ctx context.Context, q Question) (d Decision, conn net.Conn, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { conn = info.Conn }})
+	d, err = c.exchange(ctx, q)
+	if err != nil {
+		return "", nil, err
+	}
+	return d, conn, nil
+}
+
+func (c *Client) exchange(ctx context.Context, q Question) (Decision, error) {
 	messageID := "urn:uuid:" + uuid.NewString()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.question, bytes.NewReader(buildQuery(q, messageID, c.to)))
 	if err != nil {

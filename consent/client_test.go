@@ -169,3 +169,61 @@ func TestLocalChecker(t *testing.T) {
 		t.Fatalf("closed store: %v", err)
 	}
 }
+
+// TestClientCacheFailsClosedWhenServiceGone: a cached Permit is not served
+// once the consent service is gone: the first question after it stopped is
+// refused (ErrUnavailable), without waiting for the cache lifetime.
+func TestClientCacheFailsClosedWhenServiceGone(t *testing.T) {
+	e := newEnv(t, nil)
+	svc := e.pki.serve(t, uraService, e.srv.Handler())
+	c := e.client(t, uraHolder, func(cfg *ClientConfig) { cfg.BaseURL = svc.URL; cfg.CacheTTL = time.Minute })
+	ctx := context.Background()
+	patient := bsn(t, 36)
+	if resp, body := registerJSON(t, e, uraHolder, map[string]any{"patient": patient, "effect": "permit", "holderType": "Z3"}); resp.StatusCode != 201 {
+		t.Fatalf("register: %d %s", resp.StatusCode, body)
+	}
+	q := question(patient)
+	for i := 0; i < 2; i++ { // asked, then from the cache
+		if d, err := c.Decide(ctx, q); err != nil || d != DecisionPermit {
+			t.Fatalf("Decide #%d = %s, %v; want Permit", i, d, err)
+		}
+	}
+	svc.Close()
+	if d, err := c.Decide(ctx, q); !errors.Is(err, ErrUnavailable) || d == DecisionPermit {
+		t.Fatalf("Decide after the service stopped = %q, %v; want ErrUnavailable", d, err)
+	}
+}
+
+// TestClientCachePurgedByTransportError: when a question to the service
+// fails in transport, no answer cached from that service is served again;
+// every question goes to the service until it answers anew.
+func TestClientCachePurgedByTransportError(t *testing.T) {
+	e := newEnv(t, nil)
+	var hang atomic.Bool
+	var asked atomic.Int32
+	svc := e.pki.serve(t, uraService, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		if hang.Load() {
+			io.Copy(io.Discard, r.Body)
+			<-r.Context().Done()
+			return
+		}
+		e.srv.Handler().ServeHTTP(w, r)
+	}))
+	c := e.client(t, uraHolder, func(cfg *ClientConfig) {
+		cfg.BaseURL, cfg.CacheTTL, cfg.Timeout = svc.URL, time.Minute, 200*time.Millisecond
+	})
+	ctx := context.Background()
+	a, b := question(bsn(t, 40)), question(bsn(t, 50))
+	if _, err := c.Decide(ctx, a); err != nil || asked.Load() != 1 {
+		t.Fatalf("Decide(a) = %v after %d questions", err, asked.Load())
+	}
+	hang.Store(true)
+	if _, err := c.Decide(ctx, b); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Decide(b) on a hanging service = %v; want ErrUnavailable", err)
+	}
+	hang.Store(false)
+	if _, err := c.Decide(ctx, a); err != nil || asked.Load() != 3 {
+		t.Fatalf("Decide(a) after the failure = %v after %d questions; want it asked again (3)", err, asked.Load())
+	}
+}

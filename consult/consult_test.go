@@ -439,7 +439,8 @@ func TestConsultRequestErrors(t *testing.T) {
 		{"invalid holder", uraRequester, func(r *Request) { r.HolderURA = "x" }, http.StatusBadRequest},
 		{"no user", uraRequester, func(r *Request) { r.UserID = "" }, http.StatusBadRequest},
 		{"unknown application", uraRequester, func(r *Request) { r.Application = "eoverdracht" }, http.StatusBadRequest},
-		{"holder not in the addressbook", uraRequester, func(r *Request) { r.HolderURA = "00000077" }, http.StatusBadGateway},
+		{"holder not in the addressbook", uraRequester, func(r *Request) { r.HolderURA = "00000077" }, http.StatusUnprocessableEntity},
+		{"addressbook unreachable", uraRequester, func(r *Request) { r.HolderURA = uraDirectoryDown }, http.StatusBadGateway},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.request(0)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
+	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/fhir"
@@ -76,11 +77,18 @@ type env struct {
 
 type mapDirectory map[string]string
 
+// uraDirectoryDown is an organisation whose lookup fails as if the
+// addressbook could not be reached.
+const uraDirectoryDown = "00000078"
+
 func (d mapDirectory) Endpoint(_ context.Context, ura, payloadType, _ string) (string, error) {
 	if u, ok := d[ura+" "+payloadType]; ok {
 		return u, nil
 	}
-	return "", fmt.Errorf("no endpoint %s for %s", payloadType, ura)
+	if ura == uraDirectoryDown {
+		return "", fmt.Errorf("query addressbook: connection refused")
+	}
+	return "", fmt.Errorf("%w: no endpoint %s for %s", addressbook.ErrNotFound, payloadType, ura)
 }
 
 func (e *env) cert(t testing.TB, ura string) tls.Certificate {

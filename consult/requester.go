@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/fhir"
@@ -83,7 +84,7 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 	}
 	base, err := s.cfg.Directory.Endpoint(ctx, req.HolderURA, PayloadBgZServer, "3.0")
 	if err != nil {
-		return Result{}, holderError("the holder's FHIR endpoint is not in the addressbook", err)
+		return Result{}, lookupError("the holder's FHIR endpoint", err)
 	}
 	base = strings.TrimSuffix(base, "/")
 	if u, err := url.Parse(base); err != nil || u.Scheme != "https" || u.Host == "" {
@@ -91,7 +92,7 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 	}
 	issuer, err := s.cfg.Directory.Endpoint(ctx, req.HolderURA, PayloadAuthServer, "")
 	if err != nil {
-		return Result{}, holderError("the holder's authorization server is not in the addressbook", err)
+		return Result{}, lookupError("the holder's authorization server", err)
 	}
 	md, err := party.OAuth.Metadata(ctx, issuer)
 	if err != nil {
@@ -175,6 +176,17 @@ func answered(qs []QueryResult) int {
 		}
 	}
 	return n
+}
+
+// lookupError tells a holder the addressbook does not list (the
+// participant asked for an organisation it cannot consult: 422) from an
+// addressbook that cannot be asked (upstream: 502).
+func lookupError(what string, err error) error {
+	if errors.Is(err, addressbook.ErrNotFound) {
+		return &fhir.Error{Status: http.StatusUnprocessableEntity, Cause: fmt.Errorf("%w: %w", ErrHolder, err),
+			Issues: []fhir.Issue{{Severity: "error", Code: "not-found", Diagnostics: what + " is not in the addressbook"}}}
+	}
+	return holderError(what+" could not be looked up: the addressbook cannot be reached", err)
 }
 
 func holderError(msg string, cause error) error {

@@ -593,7 +593,7 @@ func TestNotificationsRefused(t *testing.T) {
 	}
 	endpoint := nw.HospNode.PublicURL() + "/fhir/stu3/" + Hospital.URA + "/Task"
 	valid := func() notifiedpull.NotificationSpec {
-		return notifiedpull.NotificationSpec{Identifier: "urn:uuid:0b8a6f0e-1111-4222-8333-944455556666", GroupIdentifier: "urn:uuid:g",
+		return notifiedpull.NotificationSpec{Identifier: "urn:uuid:0b8a6f0e-1111-4222-8333-944455556666", GroupIdentifier: "urn:uuid:0b8a6f0e-1111-4222-8333-944455556667",
 			PatientBSN: "999911259", SenderURA: peerURA, SenderSystem: "900000033", ReceiverURA: Hospital.URA,
 			WorkflowTask: p.srv.URL + "/fhir/stu3/" + peerURA + "/Task/1", AuthBase: "secret", Expires: time.Now().Add(time.Hour), Authored: time.Now()}
 	}

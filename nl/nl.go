@@ -25,6 +25,7 @@ const (
 	OIDUZIPers = "2.16.528.1.1007.3.1"
 	OIDUZISys  = "2.16.528.1.1007.3.2"
 	OIDUZIRole = "2.16.840.1.113883.2.4.15.111"
+	OIDAGB     = "2.16.840.1.113883.2.4.6.1"
 )
 
 var oidToSystem = map[string]string{
@@ -33,6 +34,7 @@ var oidToSystem = map[string]string{
 	OIDUZIPers: SystemUZIPers,
 	OIDUZISys:  SystemUZISys,
 	OIDUZIRole: SystemUZIRole,
+	OIDAGB:     SystemAGB,
 }
 
 // CanonicalSystem maps the OID form of a known naming system
@@ -49,6 +51,8 @@ func CanonicalSystem(system string) string {
 var (
 	ErrInvalidBSN = errors.New("invalid BSN")
 	ErrInvalidURA = errors.New("invalid URA")
+	ErrInvalidUZI = errors.New("invalid UZI number")
+	ErrInvalidAGB = errors.New("invalid AGB code")
 )
 
 // ValidateBSN checks that bsn is nine digits passing the 11-proef: the digits
@@ -86,6 +90,52 @@ func ValidateURA(ura string) error {
 		}
 	}
 	return nil
+}
+
+// ValidateUZI checks the form of an UZI number (of a person or a system):
+// nine digits, as the UZI register issues them.
+func ValidateUZI(uzi string) error {
+	if !digits(uzi, 9) {
+		return fmt.Errorf("%w: %q is not 9 digits", ErrInvalidUZI, uzi)
+	}
+	return nil
+}
+
+// ValidateAGB checks the form of an AGB code: eight digits.
+func ValidateAGB(agb string) error {
+	if !digits(agb, 8) {
+		return fmt.Errorf("%w: %q is not 8 digits", ErrInvalidAGB, agb)
+	}
+	return nil
+}
+
+// ValidateIdentifier checks value by the rule of its naming system (URI or
+// OID form) when the system is one of BSN, URA, UZI or AGB; values of other
+// systems pass.
+func ValidateIdentifier(system, value string) error {
+	switch CanonicalSystem(system) {
+	case SystemBSN:
+		return ValidateBSN(value)
+	case SystemURA:
+		return ValidateURA(value)
+	case SystemUZIPers, SystemUZISys:
+		return ValidateUZI(value)
+	case SystemAGB:
+		return ValidateAGB(value)
+	}
+	return nil
+}
+
+func digits(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // BSNCheckDigit returns the ninth digit that makes the eight given digits a

@@ -78,3 +78,26 @@ func TestPatient(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateIdentifier(t *testing.T) {
+	for _, tc := range []struct {
+		system, value string
+		ok            bool
+	}{
+		{SystemBSN, "999911120", true},
+		{SystemBSN, "999911121", false},
+		{"urn:oid:" + OIDBSN, "123456789", false},
+		{SystemURA, "90000001", true},
+		{"urn:oid:" + OIDURA, "9000001", false},
+		{SystemUZISys, "900000011", true},
+		{SystemUZIPers, "90000001x", false},
+		{SystemUZIPers, "9000000111", false},
+		{SystemAGB, "01234567", true},
+		{"urn:oid:" + OIDAGB, "0123456", false},
+		{"https://ehr.example/ids", "anything at all", true},
+	} {
+		if err := ValidateIdentifier(tc.system, tc.value); (err == nil) != tc.ok {
+			t.Errorf("ValidateIdentifier(%s, %q) = %v, want ok %v", tc.system, tc.value, err, tc.ok)
+		}
+	}
+}

@@ -120,7 +120,7 @@ type ConsentConfig struct {
 	URL string `koanf:"url"`
 	// Timeout bounds one question (default 5s): a slow service means no access.
 	Timeout time.Duration `koanf:"timeout"`
-	// CacheTTL keeps answers this long (default 30s; keep it short).
+	// CacheTTL keeps answers this long (default 5s; keep it short).
 	CacheTTL time.Duration `koanf:"cachettl"`
 	// Subscribe makes the node subscribe at Mitz (URL) to consent changes
 	// of every patient whose holding it registers at the referral index,

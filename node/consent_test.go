@@ -190,7 +190,11 @@ type notifyEnv struct {
 
 const notifierURA = "90000998"
 
-func newNotifyEnv(t *testing.T) *notifyEnv {
+func newNotifyEnv(t *testing.T) *notifyEnv { t.Helper(); return newNotifyEnvWith(t, nil) }
+
+// newNotifyEnvWith is newNotifyEnv with mod applied to the node's
+// configuration before the node is built.
+func newNotifyEnvWith(t *testing.T, mod func(*Config)) *notifyEnv {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "ca"))
@@ -217,6 +221,9 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 		Localization: LocalizationConfig{URL: "https://127.0.0.1:1/fhir"},
 		Participants: []ParticipantConfig{{URA: e.participant, SigningKeyFile: filepath.Join(dir, "p.pem"),
 			InternalToken: "0123456789abcdef0123", FacilityType: "Z1"}},
+	}
+	if mod != nil {
+		mod(&cfg)
 	}
 	if e.n, err = New(context.Background(), cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}); err != nil {
 		t.Fatal(err)

@@ -20,18 +20,23 @@ import (
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/policy"
 )
 
 // careContextBgZ is the care context a BgZ holding is registered under in
 // the referral index (LOINC "Patient summary Document").
 var careContextBgZ = index.Coding{System: "http://loinc.org", Code: "60591-5"}
 
+// defaultConsentCacheTTL is how long answers of a consent service are kept
+// when consent.cachettl is not set: short, as a withdrawal must take effect.
+const defaultConsentCacheTTL = 5 * time.Second
+
 // setupGeneric builds the consent sources and the clients of the referral
 // index, as configured.
 func (n *Node) setupGeneric() error {
 	ttl := n.cfg.Consent.CacheTTL
 	if ttl == 0 {
-		ttl = 30 * time.Second
+		ttl = defaultConsentCacheTTL
 	}
 	service := func(base string) (*consent.Client, error) {
 		return consent.NewClient(consent.ClientConfig{BaseURL: base, HTTPClient: n.httpClient(n.trust.ClientTLSConfig(n.cert)),
@@ -306,6 +311,19 @@ func (n *Node) localize(w http.ResponseWriter, r *http.Request, p *participant) 
 	}
 	if err := nl.ValidateBSN(req.Patient); err != nil {
 		writeProblem(w, http.StatusBadRequest, "invalid-patient", err.Error())
+		return
+	}
+	// Every holder's consent question names the user: without a valid one
+	// each would fail and the holder be left out, an answer that looks complete.
+	if err := nl.ValidateUZI(req.UZI); err != nil || !policy.ValidRoleCode(req.Role) {
+		rec := audit.Record{Action: audit.ActionExecute, Interaction: "localize", Type: "localization", Tenant: p.URA, ActorURA: p.URA,
+			ActorSystem: p.SystemUZI, Address: r.RemoteAddr, Patient: req.Patient, PurposeOfUse: "TREAT",
+			Outcome: http.StatusBadRequest, OutcomeText: "the user's role or UZI number is missing or malformed"}
+		if aerr := n.auditLog.Append(r.Context(), rec); aerr != nil {
+			writeProblem(w, http.StatusServiceUnavailable, "audit-unavailable", "the audit log is unavailable; nothing was returned")
+			return
+		}
+		writeProblem(w, http.StatusBadRequest, "invalid-user", `"role" (UZI role code, e.g. 01.015) and "uzi" (9-digit UZI number) name the user the consent question is asked for`)
 		return
 	}
 	notes := &consentNotes{}

@@ -91,11 +91,13 @@ func (s *Service) handleNotification(r *http.Request, tenant string, rec *audit.
 		return 0, nil, fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", "the Task endpoint accepts POST (create) and conditional PUT (withdraw)")
 	}
 	n, err := ParseNotification(raw, now)
+	// A refused notification is audited with the patient and Task it names
+	// validly (ParseNotification keeps only well-formed identifiers).
+	rec.Patient = n.PatientBSN
+	rec.Task = n.Identifier
 	if err != nil {
 		return 0, nil, err
 	}
-	rec.Patient = n.PatientBSN
-	rec.Task = n.Identifier
 	if n.Status != StatusRequested {
 		return 0, nil, fhir.Errorf(http.StatusBadRequest, "invalid", "a new notification must have status requested")
 	}
@@ -156,6 +158,9 @@ func (s *Service) withdraw(ctx context.Context, r *http.Request, tenant, peerURA
 	sys, value, ok := strings.Cut(ident, "|")
 	if !ok || sys != SystemRFC3986 || value == "" {
 		return 0, nil, fhir.Errorf(http.StatusBadRequest, "invalid", "identifier must be %s|<value>", SystemRFC3986)
+	}
+	if err := checkTaskURI(value); err != nil {
+		return 0, nil, fhir.Errorf(http.StatusBadRequest, "value", "search parameter identifier: %s", err)
 	}
 	var t task
 	if err := json.Unmarshal(raw, &t); err != nil {

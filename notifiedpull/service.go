@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/fhir"
@@ -236,6 +237,15 @@ func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (G
 	}
 	if err := nl.ValidateURA(req.ReceiverURA); err != nil {
 		return Grant{}, fhir.Errorf(http.StatusBadRequest, "value", "receiver: %v", err)
+	}
+	// The receiver must be reachable before anything is created: a receiver
+	// no addressbook lists is the participant's mistake, not a failed exchange.
+	if _, err := s.cfg.Directory.Endpoint(ctx, req.ReceiverURA, PayloadNotification, "3.0"); err != nil {
+		if errors.Is(err, addressbook.ErrNotFound) {
+			return Grant{}, fhir.Errorf(http.StatusUnprocessableEntity, "not-found",
+				"receiver %s has no notification endpoint in the addressbook (or the agreement's endpoints)", req.ReceiverURA)
+		}
+		return Grant{}, fmt.Errorf("find receiver's notification endpoint: %w", err)
 	}
 	page, err := s.cfg.Store.Search(ctx, tenant, store.Query{Type: "Patient", Params: url.Values{"identifier": {nl.SystemBSN + "|" + req.PatientBSN}}})
 	if err != nil {

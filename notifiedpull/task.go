@@ -191,15 +191,29 @@ func ParseNotification(body []byte, now time.Time) (Notification, error) {
 	if t.Code == nil || !hasCoding(t.Code.Coding, SystemTaskCode, CodePullNotify) {
 		bad("required", "Task.code", "code must be %s|%s", SystemTaskCode, CodePullNotify)
 	}
-	for _, id := range t.Identifier {
+	// Every identifier is checked by the syntax of its system; one that is
+	// not well-formed is never taken, so no malformed id reaches the state.
+	valid := func(id *identifier, loc string) bool {
+		if err := checkIdentifier(id.System, id.Value); err != nil {
+			bad("value", loc, "%s", err)
+			return false
+		}
+		return true
+	}
+	haveID := false
+	for i, id := range t.Identifier {
+		if !valid(&id, fmt.Sprintf("Task.identifier[%d].value", i)) {
+			haveID = haveID || id.System == SystemRFC3986
+			continue
+		}
 		if id.System == SystemRFC3986 && id.Value != "" {
-			n.Identifier = id.Value
+			n.Identifier, haveID = id.Value, true
 		}
 	}
-	if n.Identifier == "" {
+	if !haveID {
 		bad("required", "Task.identifier", "an identifier with system %s is required", SystemRFC3986)
 	}
-	if t.GroupIdentifier != nil {
+	if t.GroupIdentifier != nil && valid(t.GroupIdentifier, "Task.groupIdentifier.value") {
 		n.GroupIdentifier = t.GroupIdentifier.Value
 	}
 	if t.For == nil || t.For.Identifier == nil || nl.CanonicalSystem(t.For.Identifier.System) != nl.SystemBSN {
@@ -212,15 +226,16 @@ func ParseNotification(body []byte, now time.Time) (Notification, error) {
 	if t.Requester == nil || t.Requester.OnBehalfOf == nil || t.Requester.OnBehalfOf.Identifier == nil ||
 		nl.CanonicalSystem(t.Requester.OnBehalfOf.Identifier.System) != nl.SystemURA {
 		bad("required", "Task.requester.onBehalfOf.identifier", "the sending organisation must be identified by URA")
-	} else {
+	} else if valid(t.Requester.OnBehalfOf.Identifier, "Task.requester.onBehalfOf.identifier.value") {
 		n.SenderURA = t.Requester.OnBehalfOf.Identifier.Value
 	}
-	if t.Requester != nil && t.Requester.Agent != nil && t.Requester.Agent.Identifier != nil {
+	if t.Requester != nil && t.Requester.Agent != nil && t.Requester.Agent.Identifier != nil &&
+		valid(t.Requester.Agent.Identifier, "Task.requester.agent.identifier.value") {
 		n.SenderSystem = t.Requester.Agent.Identifier.Value
 	}
 	if t.Owner == nil || t.Owner.Identifier == nil || nl.CanonicalSystem(t.Owner.Identifier.System) != nl.SystemURA {
 		bad("required", "Task.owner.identifier", "the receiving organisation must be identified by URA")
-	} else {
+	} else if valid(t.Owner.Identifier, "Task.owner.identifier.value") {
 		n.OwnerURA = t.Owner.Identifier.Value
 	}
 	if len(t.BasedOn) != 1 || t.BasedOn[0].Reference == "" {
@@ -248,6 +263,8 @@ func ParseNotification(body []byte, now time.Time) (Notification, error) {
 			haveBase = true
 			if in.ValueString == nil || *in.ValueString == "" {
 				bad("required", fmt.Sprintf("Task.input[%d].valueString", i), "authorization-base needs a non-empty valueString")
+			} else if err := checkAuthBase(*in.ValueString); err != nil {
+				bad("value", fmt.Sprintf("Task.input[%d].valueString", i), "%s", err)
 			} else {
 				n.AuthorizationBase = *in.ValueString
 			}

@@ -11,10 +11,12 @@ import (
 	"github.com/schakel-nl/schakel/fhir"
 )
 
+const testTaskID = "urn:uuid:0b8a6f0e-1111-4222-8333-944455556666"
+
 func validSpec(now time.Time) NotificationSpec {
-	return NotificationSpec{Identifier: "urn:uuid:1", GroupIdentifier: "urn:uuid:1", PatientBSN: "999911259",
+	return NotificationSpec{Identifier: testTaskID, GroupIdentifier: testTaskID, PatientBSN: "999911259",
 		SenderURA: "90000001", SenderSystem: "900000011", ReceiverURA: "90000002",
-		WorkflowTask: "https://sender.example/fhir/stu3/90000001/Task/abc", AuthBase: "s3cret",
+		WorkflowTask: "https://sender.example/fhir/stu3/90000001/Task/abc", AuthBase: "s3cret-Zx9_q7Lm-4Kp",
 		Expires: now.Add(time.Hour), Authored: now}
 }
 
@@ -36,9 +38,9 @@ func TestParseNotification(t *testing.T) {
 	if err != nil {
 		t.Fatalf("valid notification refused: %v", err)
 	}
-	want := Notification{Identifier: "urn:uuid:1", GroupIdentifier: "urn:uuid:1", PatientBSN: "999911259", SenderURA: "90000001",
+	want := Notification{Identifier: testTaskID, GroupIdentifier: testTaskID, PatientBSN: "999911259", SenderURA: "90000001",
 		SenderSystem: "900000011", OwnerURA: "90000002", WorkflowTask: "https://sender.example/fhir/stu3/90000001/Task/abc",
-		AuthorizationBase: "s3cret", GetWorkflowTask: true, Expires: now.Add(time.Hour), Status: StatusRequested}
+		AuthorizationBase: "s3cret-Zx9_q7Lm-4Kp", GetWorkflowTask: true, Expires: now.Add(time.Hour), Status: StatusRequested}
 	if n != want {
 		t.Errorf("parsed %+v\nwant   %+v", n, want)
 	}
@@ -73,6 +75,39 @@ func TestParseNotification(t *testing.T) {
 			in[0].(map[string]any)["valueString"] = ""
 		}), "Task.input[0].valueString"},
 		{"no identifier", mutate(t, now, func(m map[string]any) { delete(m, "identifier") }), "Task.identifier"},
+		{"identifier urn:uuid is no UUID", withIdentifier(t, now, "urn:uuid:not-a-uuid"), "Task.identifier[0].value"},
+		{"identifier UUID in upper case", withIdentifier(t, now, "urn:uuid:0B8A6F0E-1111-4222-8333-944455556666"), "Task.identifier[0].value"},
+		{"identifier UUID without dashes", withIdentifier(t, now, "urn:uuid:0b8a6f0e111142228333944455556666"), "Task.identifier[0].value"},
+		{"identifier urn:oid is no OID", withIdentifier(t, now, "urn:oid:2.16.abc"), "Task.identifier[0].value"},
+		{"identifier OID with a leading zero", withIdentifier(t, now, "urn:oid:2.16.0528.1"), "Task.identifier[0].value"},
+		{"identifier neither urn:uuid nor urn:oid", withIdentifier(t, now, "task-1"), "Task.identifier[0].value"},
+		{"an extra BSN identifier failing the 11-proef", mutate(t, now, func(m map[string]any) {
+			m["identifier"] = append(m["identifier"].([]any), map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "123456789"})
+		}), "Task.identifier[1].value"},
+		{"groupIdentifier is no UUID", mutate(t, now, func(m map[string]any) {
+			m["groupIdentifier"] = map[string]any{"system": SystemRFC3986, "value": "urn:uuid:g"}
+		}), "Task.groupIdentifier.value"},
+		{"sender URA not 8 digits", mutate(t, now, func(m map[string]any) {
+			m["requester"].(map[string]any)["onBehalfOf"] = map[string]any{"identifier": map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/ura", "value": "9000001x"}}
+		}), "Task.requester.onBehalfOf.identifier.value"},
+		{"owner URA not 8 digits", mutate(t, now, func(m map[string]any) {
+			m["owner"] = map[string]any{"identifier": map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/ura", "value": "900000021"}}
+		}), "Task.owner.identifier.value"},
+		{"agent UZI number not digits", mutate(t, now, func(m map[string]any) {
+			m["requester"].(map[string]any)["agent"] = map[string]any{"identifier": map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/uzi-nr-sys", "value": "UZI-1"}}
+		}), "Task.requester.agent.identifier.value"},
+		{"agent AGB code not 8 digits", mutate(t, now, func(m map[string]any) {
+			m["requester"].(map[string]any)["agent"] = map[string]any{"identifier": map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/agb-z", "value": "1234"}}
+		}), "Task.requester.agent.identifier.value"},
+		{"authorization base with a space", mutate(t, now, func(m map[string]any) {
+			m["input"].([]any)[0].(map[string]any)["valueString"] = "two words"
+		}), "Task.input[0].valueString"},
+		{"authorization base with a control character", mutate(t, now, func(m map[string]any) {
+			m["input"].([]any)[0].(map[string]any)["valueString"] = "base\n"
+		}), "Task.input[0].valueString"},
+		{"authorization base too long", mutate(t, now, func(m map[string]any) {
+			m["input"].([]any)[0].(map[string]any)["valueString"] = strings.Repeat("a", maxAuthBaseLength+1)
+		}), "Task.input[0].valueString"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -97,6 +132,35 @@ func TestParseNotification(t *testing.T) {
 				t.Errorf("no issue at %s: %+v", tc.location, fe.Issues)
 			}
 		})
+	}
+}
+
+// withIdentifier is a valid notification whose Task.identifier is value.
+func withIdentifier(t *testing.T, now time.Time, value string) []byte {
+	return mutate(t, now, func(m map[string]any) {
+		m["identifier"] = []any{map[string]any{"system": SystemRFC3986, "value": value}}
+	})
+}
+
+// TestParseNotificationAcceptsEveryIdentifierForm: the identifier forms the
+// agreement allows are all accepted, in URI and OID system form.
+func TestParseNotificationAcceptsEveryIdentifierForm(t *testing.T) {
+	now := time.Now()
+	for name, body := range map[string][]byte{
+		"urn:oid identifier": withIdentifier(t, now, "urn:oid:2.16.528.1.1007.3.3.1234"),
+		"URA in OID system form": mutate(t, now, func(m map[string]any) {
+			m["owner"] = map[string]any{"identifier": map[string]any{"system": "urn:oid:2.16.528.1.1007.3.3", "value": "90000002"}}
+		}),
+		"agent by AGB code": mutate(t, now, func(m map[string]any) {
+			m["requester"].(map[string]any)["agent"] = map[string]any{"identifier": map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/agb-z", "value": "01234567"}}
+		}),
+		"an identifier of a system the agreement does not define": mutate(t, now, func(m map[string]any) {
+			m["identifier"] = append(m["identifier"].([]any), map[string]any{"system": "https://ehr.example/task-id", "value": "T 42"})
+		}),
+	} {
+		if _, err := ParseNotification(body, now); err != nil {
+			t.Errorf("%s refused: %v", name, err)
+		}
 	}
 }
 
@@ -155,7 +219,7 @@ func TestRedactAuthBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(out), "s3cret") {
+	if strings.Contains(string(out), "s3cret-Zx9_q7Lm-4Kp") {
 		t.Error("the stored notification still holds the authorization base")
 	}
 	if !strings.Contains(string(out), ProfileNotification) {

@@ -32,6 +32,10 @@ var (
 	// a resource this server does not issue tokens for under the grant
 	// (RFC 8707 §2). GrantResolvers return it, wrapped, to refuse a resource.
 	ErrInvalidTarget = errors.New("invalid_target")
+	// ErrTemporarilyUnavailable: something the decision needs from another
+	// party (the addressbook, a client's key set) cannot be reached now; the
+	// client may retry. RFC 6749 §4.1.2.1 defines the code, answered with 503.
+	ErrTemporarilyUnavailable = errors.New("temporarily_unavailable")
 )
 
 // errServer marks failures that are ours, not the client's (RFC 6749 §5.2 has no
@@ -89,6 +93,7 @@ var errorKinds = []struct {
 	{ErrInvalidScope, http.StatusBadRequest},
 	{ErrInvalidGrant, http.StatusBadRequest},
 	{ErrInvalidTarget, http.StatusBadRequest},
+	{ErrTemporarilyUnavailable, http.StatusServiceUnavailable},
 }
 
 // classify returns the status, the RFC 6749 code and the description a peer may see.
@@ -113,6 +118,8 @@ func classify(err error) (status int, code, description string) {
 				description = "client authentication failed"
 			case ErrInvalidTarget:
 				description = "the requested resource is invalid or not served under this grant"
+			case ErrTemporarilyUnavailable:
+				description = "a service the authorization server depends on cannot be reached; try again later"
 			}
 			return k.status, k.kind.Error(), description
 		}
@@ -209,7 +216,7 @@ func (e *ErrorResponse) Error() string {
 
 // Unwrap maps the code to the package's sentinel, if there is one.
 func (e *ErrorResponse) Unwrap() error {
-	for _, k := range []error{ErrInvalidRequest, ErrInvalidClient, ErrInvalidGrant, ErrInvalidScope, ErrUnsupportedGrantType, ErrInvalidTarget} {
+	for _, k := range []error{ErrInvalidRequest, ErrInvalidClient, ErrInvalidGrant, ErrInvalidScope, ErrUnsupportedGrantType, ErrInvalidTarget, ErrTemporarilyUnavailable} {
 		if k.Error() == e.Code {
 			return k
 		}

@@ -37,7 +37,8 @@ const (
 
 // ClientKeys resolves the public keys a client signs its assertions with; the
 // node implements it from its addressbook. An unknown client is an error
-// wrapping ErrInvalidClient (or an empty set); any other error is a server error.
+// wrapping ErrInvalidClient (or an empty set); keys that cannot be fetched
+// now wrap ErrTemporarilyUnavailable; any other error is a server error.
 type ClientKeys interface {
 	ClientKeySet(ctx context.Context, clientID string) (jwk.Set, error)
 }

@@ -276,8 +276,11 @@ func (s *Server) verifyAssertion(ctx context.Context, raw, clientID, what string
 
 	keys, err := s.cfg.Clients.ClientKeySet(ctx, clientID)
 	if err != nil {
-		if errors.Is(err, ErrInvalidClient) {
+		switch {
+		case errors.Is(err, ErrInvalidClient):
 			return nil, fail("no keys are registered for this client", err)
+		case errors.Is(err, ErrTemporarilyUnavailable):
+			return nil, newError(ErrTemporarilyUnavailable, "the client's key set cannot be fetched now; try again later", err)
 		}
 		return nil, fmt.Errorf("client keys of %s: %w", clientID, err)
 	}

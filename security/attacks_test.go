@@ -43,6 +43,7 @@ const (
 	uraA       = "00000001" // a CA-route client
 	uraB       = "00000002" // another CA-route client
 	uraPartner = "00000003" // a pinned bilateral partner, own CA
+	uraUnknown = "00000009" // a CA-route certificate whose URA has no registered key set
 	goodBase   = "the-authorization-base"
 	readScope  = "patient/*.read"
 )
@@ -159,6 +160,7 @@ func newEnv(t *testing.T) *env {
 	e.certs["no-uzi"] = issue(e.ca.IssueWithoutUZIIdentity, uraA)
 	e.certs["partner-unpinned"] = issue(partnerCA.IssueUZIServer, uraPartner)
 	e.certs["wrong-ura"] = issue(e.ca.IssueWrongURA, uraA) // claims A, carries WrongURA(A) = B
+	e.certs["unlisted"] = issue(e.ca.IssueUZIServer, uraUnknown)
 
 	if _, err := pki.RevokeInDir(dir, e.ca, []*big.Int{e.certs["revoked"].Leaf.SerialNumber}, time.Hour); err != nil {
 		t.Fatal(err)
@@ -559,6 +561,9 @@ func catalogue() []attack {
 		{"client", "client_id of another organisation", uraA, false, clientAuth(func(t *testing.T, e *env, f url.Values) { f.Set("client_id", uraB) }), 401, "invalid_client"},
 		{"client", "CA-route client's assertion over a pinned partner's connection", uraPartner, false, func(t *testing.T, e *env) *http.Request {
 			return e.tokenRequest(e.form(t, e.orgs[uraA]))
+		}, 401, "invalid_client"},
+		{"client", "trusted certificate of an organisation without a registered key set", "unlisted", false, func(t *testing.T, e *env) *http.Request {
+			return e.tokenRequest(e.form(t, &org{ura: uraUnknown, key: newSigningKey(t, "key-"+uraUnknown)}))
 		}, 401, "invalid_client"},
 
 		// Grant (RFC 7523 §2.1, Notified Pull authorization_base, scope).
