@@ -425,3 +425,36 @@ func TestServeStoppedWhileStarting(t *testing.T) {
 		t.Error("the audit log is still open after Serve returned")
 	}
 }
+
+// TestUnmatchedPaths: a path or method no route serves is answered in the
+// listener's shape (OperationOutcome under a FHIR base, problem+json
+// elsewhere), never ServeMux's plain text; a 405 keeps its Allow header.
+func TestUnmatchedPaths(t *testing.T) {
+	e := newEdgeEnv(t)
+	auth := http.Header{"Authorization": {"Bearer " + e.tokens[edgeURA1]}}
+	for _, tc := range []struct {
+		name         string
+		client       *http.Client
+		method, url  string
+		header       http.Header
+		status       int
+		contentType  string
+		allowPresent bool
+	}{
+		{"public unknown FHIR version", e.public, http.MethodGet, e.n.PublicURL() + "/fhir/r5/" + edgeURA1 + "/Patient", nil, http.StatusNotFound, "application/fhir+json", false},
+		{"public unknown path", e.public, http.MethodGet, e.n.PublicURL() + "/nothing-here", nil, http.StatusNotFound, "application/problem+json", false},
+		{"public wrong method", e.public, http.MethodDelete, e.n.PublicURL() + "/jwks/" + edgeURA1, nil, http.StatusMethodNotAllowed, "application/problem+json", true},
+		{"internal unknown path", e.internal, http.MethodGet, e.n.InternalURL() + "/internal/nothing", auth, http.StatusNotFound, "application/problem+json", false},
+		{"internal wrong method", e.internal, http.MethodDelete, e.n.InternalURL() + "/internal/referrals", auth, http.StatusMethodNotAllowed, "application/problem+json", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := do(t, tc.client, tc.method, tc.url, tc.header, nil)
+			if resp.StatusCode != tc.status || !strings.HasPrefix(resp.Header.Get("Content-Type"), tc.contentType) {
+				t.Fatalf("%d %s %s, want %d %s", resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.status, tc.contentType)
+			}
+			if (resp.Header.Get("Allow") != "") != tc.allowPresent {
+				t.Errorf("Allow header %q", resp.Header.Get("Allow"))
+			}
+		})
+	}
+}

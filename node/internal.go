@@ -71,7 +71,7 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	mux.Handle("GET /internal/audit/{path...}", n.authInternal(func(w http.ResponseWriter, r *http.Request, _ *participant) {
 		auditAPI.ServeHTTP(w, r)
 	}))
-	return mux
+	return unmatched(mux)
 }
 
 // authInternal admits a request carrying a participant's internal API token

@@ -117,7 +117,7 @@ func (n *Node) publicRoutes() http.Handler {
 	// The base itself takes transactions and batches; ServeMux would redirect it to ".../{ura}/".
 	mux.HandleFunc("/fhir/stu3/{ura}", fhirAPI)
 	mux.HandleFunc("/fhir/stu3/{ura}/{path...}", fhirAPI)
-	return mux
+	return unmatched(mux)
 }
 
 // serveClientJWKS publishes the keys a participant signs its client
@@ -296,4 +296,52 @@ func writeOutcome(w http.ResponseWriter, fe *fhir.Error) {
 func queryBSN(req *rest.Request) string {
 	bsn, _ := bgz.PatientBSN(req.Params)
 	return bsn
+}
+
+// unmatched answers a request no route serves (404, or 405 with its Allow
+// header) in the shape its clients read: an OperationOutcome under a FHIR
+// base, problem+json elsewhere. ServeMux's own answers are plain text.
+func unmatched(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &statusOnly{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if rec.status == 0 || rec.status/100 == 3 {
+			mux.ServeHTTP(w, r) // a redirect: let ServeMux answer it
+			return
+		}
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		text := fmt.Sprintf("no endpoint at %s %s on this node", r.Method, r.URL.Path)
+		code := "not-found"
+		if rec.status == http.StatusMethodNotAllowed {
+			text = fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.header.Get("Allow"))
+			code = "not-supported"
+		}
+		if strings.HasPrefix(r.URL.Path, "/fhir/") || strings.HasPrefix(r.URL.Path, "/internal/fhir") {
+			writeOutcome(w, fhir.Errorf(rec.status, code, "%s", text))
+			return
+		}
+		writeProblem(w, rec.status, code, text)
+	})
+}
+
+// statusOnly records the status and headers ServeMux's fallback handlers
+// write, and drops their plain-text body.
+type statusOnly struct {
+	header http.Header
+	status int
+}
+
+func (s *statusOnly) Header() http.Header         { return s.header }
+func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusOnly) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
 }
