@@ -2,12 +2,40 @@ package network
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
+	"github.com/schakel-nl/schakel/consult"
+	"github.com/schakel-nl/schakel/internal/benchfloor"
+	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
 )
+
+// Every benchmark here runs on a complete network with audit on (every
+// request on both nodes writes a durable, hash-chained record before it is
+// answered), and reports the machine's floors (one fdatasync in the
+// network's data directory, one ES256 signature) in the same run, so its
+// figures can be quoted as multiples of them.
+
+// auditStats sums the nodes' audit records and durable commits.
+func auditStats(nw *Network) (records, batches int64) {
+	for _, n := range nw.Nodes {
+		st := n.Audit().Stats()
+		records, batches = records+st.Records, batches+st.Batches
+	}
+	return records, batches
+}
+
+// reportAudit reports audit records and durable audit commits per op since
+// the counts r0, c0.
+func reportAudit(b *testing.B, nw *Network, r0, c0 int64) {
+	r, c := auditStats(nw)
+	b.ReportMetric(float64(r-r0)/float64(b.N), "audit-records/op")
+	b.ReportMetric(float64(c-c0)/float64(b.N), "audit-commits/op")
+}
 
 // BenchmarkNotifiedPull measures one complete BgZ Notified Pull between two
 // nodes on loopback: the GP's system asks its node to refer, the node
@@ -15,14 +43,28 @@ import (
 // token with the authorization base, reads the workflow Task, runs all BgZ
 // queries, stores the result and reports completion to the sender.
 // "fresh" drops every idle connection first, so each exchange pays its TLS
-// handshakes; "reuse" keeps connections open between exchanges.
+// handshakes; "reuse" keeps connections open between exchanges. Both time
+// until the hospital's node reports completion. "system" is what the GP's
+// system sees: it refers, then polls its node's internal API for the
+// referral every millisecond until it reads "completed".
 func BenchmarkNotifiedPull(b *testing.B) {
-	for _, mode := range []string{"fresh", "reuse"} {
+	nw := startNetwork(b, 1)
+	benchfloor.Run(b, nw.opts.DataDir)
+	ctx := context.Background()
+	gp := &xis{base: nw.GPNode.InternalURL(), token: nw.Token(GP.URA), http: &http.Client{Timeout: 30 * time.Second}}
+	req := notifiedpull.ReferRequest{PatientBSN: nw.Patients[0].BSN, ReceiverURA: Hospital.URA, Application: "bgz"}
+	waitEvent := func(b *testing.B) {
+		select {
+		case e := <-nw.done:
+			if e.Step != "completed" {
+				b.Fatalf("exchange %s: %v", e.Step, e.Err)
+			}
+		case <-time.After(30 * time.Second):
+			b.Fatal("exchange did not complete")
+		}
+	}
+	for _, mode := range []string{"fresh", "reuse", "system"} {
 		b.Run(mode, func(b *testing.B) {
-			nw := startNetwork(b, 1)
-			ctx := context.Background()
-			gp := &xis{base: nw.GPNode.InternalURL(), token: nw.Token(GP.URA), http: &http.Client{Timeout: 30 * time.Second}}
-			req := notifiedpull.ReferRequest{PatientBSN: nw.Patients[0].BSN, ReceiverURA: Hospital.URA, Application: "bgz"}
 			run := func() (notify, pull time.Duration) {
 				if mode == "fresh" {
 					for _, n := range nw.Nodes {
@@ -30,29 +72,21 @@ func BenchmarkNotifiedPull(b *testing.B) {
 					}
 				}
 				start := time.Now()
-				if err := gp.do(ctx, http.MethodPost, "/internal/referrals", req, nil); err != nil {
+				var ref node.Referral
+				if err := gp.do(ctx, http.MethodPost, "/internal/referrals", req, &ref); err != nil {
 					b.Fatal(err)
 				}
 				notified := time.Now()
-				select {
-				case e := <-nw.done:
-					if e.Step != "completed" {
-						b.Fatalf("exchange %s: %v", e.Step, e.Err)
-					}
-				case <-time.After(30 * time.Second):
-					b.Fatal("exchange did not complete")
+				if mode == "system" {
+					pollCompleted(b, gp, ref.ID)
+					waitEvent(b) // keep the event channel drained
+				} else {
+					waitEvent(b)
 				}
 				return notified.Sub(start), time.Since(notified)
 			}
 			run() // warm caches: addressbook answers, client key sets
-			auditStats := func() (records, batches int64) {
-				for _, n := range nw.Nodes {
-					st := n.Audit().Stats()
-					records, batches = records+st.Records, batches+st.Batches
-				}
-				return records, batches
-			}
-			records0, batches0 := auditStats()
+			records0, batches0 := auditStats(nw)
 			b.ResetTimer()
 			var notify, pull time.Duration
 			for i := 0; i < b.N; i++ {
@@ -64,9 +98,117 @@ func BenchmarkNotifiedPull(b *testing.B) {
 			b.ReportMetric(float64(pull.Microseconds())/float64(b.N)/1000, "pull-ms/op")
 			// Durable audit commits (one fsync each) per exchange, both nodes:
 			// how well the group commit batches the parallel queries.
-			records, batches := auditStats()
-			b.ReportMetric(float64(records-records0)/float64(b.N), "audit-records/op")
-			b.ReportMetric(float64(batches-batches0)/float64(b.N), "audit-commits/op")
+			reportAudit(b, nw, records0, batches0)
 		})
 	}
+}
+
+// pollCompleted polls the sender's view of referral id until it is completed.
+func pollCompleted(b *testing.B, gp *xis, id string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var ref node.Referral
+		if err := gp.do(context.Background(), http.MethodGet, "/internal/referrals/"+url.PathEscape(id), nil, &ref); err != nil {
+			b.Fatal(err)
+		}
+		switch ref.Status {
+		case notifiedpull.StatusCompleted:
+			return
+		case notifiedpull.StatusFailed, notifiedpull.StatusCancelled:
+			b.Fatalf("referral %s: %s %s", id, ref.Status, ref.StatusReason)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.Fatal("referral did not complete")
+}
+
+// BenchmarkDirectPull measures one BgZ Direct Pull as the hospital's
+// system gets it: POST /internal/consult on the hospital's node, which gets
+// a token from the GP's node and runs every BgZ query there; the GP's node
+// asks the consent service playing Mitz (plateau 4) before each answer,
+// from its consent cache after the first, and audits every query on both
+// sides. "fresh" drops idle connections before each consult.
+func BenchmarkDirectPull(b *testing.B) {
+	nw := startNetwork(b, 1)
+	benchfloor.Run(b, nw.opts.DataDir)
+	ctx := context.Background()
+	hosp := &xis{base: nw.HospNode.InternalURL(), token: nw.Token(Hospital.URA), http: &http.Client{Timeout: 30 * time.Second}}
+	req := consult.Request{PatientBSN: nw.Patients[0].BSN, HolderURA: GP.URA, Application: "bgz", UserID: "900012345", UserRole: "01.016"}
+	for _, mode := range []string{"fresh", "reuse"} {
+		b.Run(mode, func(b *testing.B) {
+			run := func() {
+				if mode == "fresh" {
+					for _, n := range nw.Nodes {
+						n.CloseIdleConnections()
+					}
+				}
+				var res consult.Result
+				if err := hosp.do(ctx, http.MethodPost, "/internal/consult", req, &res); err != nil {
+					b.Fatal(err)
+				}
+				if !res.Complete || res.Resources == 0 {
+					b.Fatalf("incomplete consult: %d resources", res.Resources)
+				}
+			}
+			run() // warm caches and connections
+			records0, batches0 := auditStats(nw)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				run()
+			}
+			reportAudit(b, nw, records0, batches0)
+		})
+	}
+}
+
+// BenchmarkInternalRead measures what a participant's system gets reading
+// one resource at a time from its own node: GET /internal/fhir/Patient/{id}
+// with the participant's token, each read audited durably before it is
+// answered. "sequential" is one client; "parallel" four clients at once,
+// whose audit records share durable writes.
+func BenchmarkInternalRead(b *testing.B) {
+	nw := startNetwork(b, 1)
+	benchfloor.Run(b, nw.opts.DataDir)
+	ctx := context.Background()
+	gp := &xis{base: nw.GPNode.InternalURL(), token: nw.Token(GP.URA), http: &http.Client{Timeout: 30 * time.Second}}
+	var found struct {
+		Entry []struct {
+			Resource struct{ ID string } `json:"resource"`
+		} `json:"entry"`
+	}
+	q := "/internal/fhir/Patient?identifier=" + url.QueryEscape("http://fhir.nl/fhir/NamingSystem/bsn|"+nw.Patients[0].BSN)
+	if err := gp.do(ctx, http.MethodGet, q, nil, &found); err != nil || len(found.Entry) != 1 {
+		b.Fatalf("find the demo patient: %v (%d found)", err, len(found.Entry))
+	}
+	path := "/internal/fhir/Patient/" + found.Entry[0].Resource.ID
+	read := func(b *testing.B) {
+		if err := gp.do(ctx, http.MethodGet, path, nil, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("sequential", func(b *testing.B) {
+		read(b)
+		records0, batches0 := auditStats(nw)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			read(b)
+		}
+		reportAudit(b, nw, records0, batches0)
+	})
+	b.Run("parallel", func(b *testing.B) {
+		records0, batches0 := auditStats(nw)
+		b.ReportAllocs()
+		b.SetParallelism(2) // 2 × GOMAXPROCS(2) = four clients
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := gp.do(ctx, http.MethodGet, path, nil, nil); err != nil {
+					panic(fmt.Sprintf("read: %v", err))
+				}
+			}
+		})
+		reportAudit(b, nw, records0, batches0)
+	})
 }
