@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/oauth"
 )
 
 // clientKeys resolves the keys a partner signs its client assertions with:
@@ -39,6 +41,11 @@ func (c *clientKeys) ClientKeySet(ctx context.Context, clientID string) (jwk.Set
 	}
 	c.mu.Unlock()
 	u, err := c.dir.Endpoint(ctx, clientID, addressbook.PayloadClientJWKS, "")
+	if errors.Is(err, addressbook.ErrNotFound) {
+		// An organisation the addressbook does not know is an unknown
+		// client (RFC 6749 invalid_client), not a failure of this node.
+		return nil, fmt.Errorf("%w: client %s has no key set in the addressbook: %w", oauth.ErrInvalidClient, clientID, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("client %s has no key set in the addressbook: %w", clientID, err)
 	}
