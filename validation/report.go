@@ -69,7 +69,7 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		Failures: r.Summary.Failed, Errors: r.Summary.Errors, Skipped: r.Summary.Skipped, Timestamp: r.Started.Format("2006-01-02T15:04:05")}
 	for _, res := range r.Results {
 		c := junitCase{Name: res.ID + ": " + res.Title, Classname: "validation." + r.Care + "." + string(r.Role),
-			Time: fmt.Sprintf("%.3f", float64(res.Millis)/1000),
+			Time:      fmt.Sprintf("%.3f", float64(res.Millis)/1000),
 			SystemOut: fmt.Sprintf("requirement: %s\nsource: %s\nmandatory: %v\nverdict: %s", res.Requirement, res.Source, res.Mandatory, res.Detail)}
 		msg := &junitMessage{Message: res.Detail, Text: res.Detail}
 		switch res.Status {

@@ -309,7 +309,9 @@ func senderCases() []validation.Case {
 			srcTANPPull, func(pl *pulled, bsn string) string { return otherPatientQuery(bgz.Queries()[5]) }, http.StatusForbidden),
 		dataRefusal("bgz.sender.search-not-offered", "A search not in the workflow Task is refused",
 			"A search the workflow Task does not list is refused (403 OperationOutcome), even for the referral's patient.",
-			srcTANPPull, func(pl *pulled, bsn string) string { return "Observation?patient.identifier=" + nl.SystemBSN + "|" + bsn }, http.StatusForbidden),
+			srcTANPPull, func(pl *pulled, bsn string) string {
+				return "Observation?patient.identifier=" + nl.SystemBSN + "|" + bsn
+			}, http.StatusForbidden),
 		dataRefusal("bgz.sender.direct-read", "A read of a resource not offered is refused",
 			"A read of a resource the workflow Task does not reference is refused (403 OperationOutcome).",
 			srcTANPPull, func(pl *pulled, bsn string) string { return "Patient/" + bsn }, http.StatusForbidden),
