@@ -2,6 +2,8 @@ package bgz_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -74,6 +76,7 @@ func TestKitValidatesSchakelNodes(t *testing.T) {
 				t.Fatal(err)
 			}
 			total += len(rep.Results)
+			noSecrets(t, rep)
 			for _, r := range rep.Results {
 				if r.Requirement == "" || r.Source == "" {
 					t.Errorf("%s cites no requirement", r.ID)
@@ -90,5 +93,43 @@ func TestKitValidatesSchakelNodes(t *testing.T) {
 	}
 	if total < 30 {
 		t.Errorf("%d cases in all, want at least 30", total)
+	}
+}
+
+// noSecrets fails when a report shows a credential the run used.
+func noSecrets(t *testing.T, rep *validation.Report) {
+	t.Helper()
+	b, err := rep.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Results []struct {
+			Exchanges []validation.Exchange `json:"exchanges"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range m.Results {
+		for _, ex := range r.Exchanges {
+			all := ex.RequestBody + ex.ResponseBody + ex.URL
+			if strings.Contains(all, "eyJ") {
+				t.Errorf("a JWT is shown in the report: %s %s", ex.Method, ex.URL)
+			}
+			var task map[string]any
+			for _, body := range []string{ex.RequestBody, ex.ResponseBody} {
+				if json.Unmarshal([]byte(body), &task) != nil {
+					continue
+				}
+				ins, _ := task["input"].([]any)
+				for _, in := range ins {
+					v, _ := in.(map[string]any)["valueString"].(string)
+					if strings.Contains(fmt.Sprint(in), "authorization-base") && v != "[redacted]" && v != "[kept by the node]" {
+						t.Errorf("an authorization base is shown in the report: %s %s", ex.Method, ex.URL)
+					}
+				}
+			}
+		}
 	}
 }

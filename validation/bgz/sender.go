@@ -57,14 +57,17 @@ func referral(p *validation.Probe) (*notified, error) {
 			}
 			n.before = append(n.before, in)
 		}
-		p.Record(cp.Exchanges(append(n.before, n.note))...)
-		if err := json.Unmarshal(n.note.Body, &n.task); err != nil {
-			return n, fmt.Errorf("the notification is not JSON: %w", err)
-		}
+		// The authorization base is a credential: redacted before the
+		// notification is rendered for the report.
+		err := json.Unmarshal(n.note.Body, &n.task)
 		if ab := taskInput(n.task, "authorization-base"); ab != nil {
 			if s, ok := ab["valueString"].(string); ok {
 				p.Redact(s)
 			}
+		}
+		p.Record(cp.Exchanges(append(n.before, n.note))...)
+		if err != nil {
+			return n, fmt.Errorf("the notification is not JSON: %w", err)
 		}
 		return n, nil
 	})
