@@ -221,7 +221,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 			cfg.Public.Addr = ln.Addr().String()
 			peer.Endpoints = node.Endpoints("https://"+publicLn[peerNode[spec.name]].Addr().String(), spec.peer.URA)
 		}
-		cfg.Partners.Agreements = append([]plateau.PartnerConfig{peer, nw.validatorAgreement()}, opts.Agreements...)
+		cfg.Partners.Agreements = append(append([]plateau.PartnerConfig{peer}, nw.validatorAgreements()...), opts.Agreements...)
 		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name]})
 		if err != nil {
 			return nil, err

@@ -62,12 +62,15 @@ func onCRL(path string, serial *big.Int) (bool, error) {
 	return false, nil
 }
 
-// validatorAgreement is every node's agreement with the validation
+// validatorAgreements are every node's agreement with the validation
 // service: that of the GP practice and the hospital (plateau 1, consent
-// through the consent service playing Mitz).
-func (nw *Network) validatorAgreement() plateau.PartnerConfig {
-	a := nw.agreement(Validator)
-	return a
+// through the consent service playing Mitz). None with own addressing:
+// the kit is found through the addressbook only.
+func (nw *Network) validatorAgreements() []plateau.PartnerConfig {
+	if nw.opts.OwnAddressing {
+		return nil
+	}
+	return []plateau.PartnerConfig{nw.agreement(Validator)}
 }
 
 // admitValidator lists the kit in the addressbook and writes its kit.json
