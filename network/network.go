@@ -39,6 +39,7 @@ import (
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/validation"
 )
 
 // Participant is an organisation in the demo network.
@@ -129,7 +130,8 @@ type Network struct {
 	Patients             []demo.Patient
 	serveDone            chan struct{}
 	nodeErrs             chan error
-	procs                []*Process // components in processes of their own (UpProcesses)
+	procs                []*Process            // components in processes of their own (UpProcesses)
+	validator            *validation.Enrolment // the Twiin validation service (network/validator.go)
 }
 
 // Up prepares the network: PKI, addressbook, nodes and demo data. Listeners
@@ -150,6 +152,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		}
 	}()
 	if err := nw.preparePKI(); err != nil {
+		return nil, err
+	}
+	if err := nw.prepareValidator(); err != nil {
 		return nil, err
 	}
 	caFile := filepath.Join(opts.DataDir, "pki", "ca.pem")
@@ -216,7 +221,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 			cfg.Public.Addr = ln.Addr().String()
 			peer.Endpoints = node.Endpoints("https://"+publicLn[peerNode[spec.name]].Addr().String(), spec.peer.URA)
 		}
-		cfg.Partners.Agreements = append([]plateau.PartnerConfig{peer}, opts.Agreements...)
+		cfg.Partners.Agreements = append(append([]plateau.PartnerConfig{peer}, nw.validatorAgreements()...), opts.Agreements...)
 		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name]})
 		if err != nil {
 			return nil, err
@@ -250,6 +255,11 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	}
 	if err := registerDemoConsent(ctx, nw.consent.Store(), nw.Patients[0].BSN); err != nil {
 		return nil, err
+	}
+	if !opts.OwnAddressing {
+		if err := nw.admitValidator(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return nw, nil
 }

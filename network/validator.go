@@ -1,0 +1,95 @@
+package network
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+
+	"github.com/schakel-nl/schakel/pki"
+	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/validation"
+)
+
+// Validator is the Twiin validation service: the party `schakel validate`
+// plays. The network admits it like any partner (an addressbook entry and
+// an agreement with every node) so that a node can be validated against
+// it; seed 004 "Testomgeving: beproeven en valideren van applicaties".
+var Validator = Participant{URA: "90000995", Name: "Twiin validatieservice", SystemUZI: "900009955", AGB: "00000000"}
+
+// ValidatorDir is where the kit's credentials and kit.json live.
+func (nw *Network) ValidatorDir() string { return filepath.Join(nw.opts.DataDir, "validator") }
+
+// prepareValidator enrols the kit under the network's CA before the nodes
+// load their trust: its revoked certificate must be on the CRL they read.
+func (nw *Network) prepareValidator() error {
+	e, err := validation.Enrol(nw.ValidatorDir(), nw.CA, nw.opts.Host, validation.KitFile{
+		URA: Validator.URA, Name: Validator.Name, SystemUZI: Validator.SystemUZI, AGB: Validator.AGB,
+		CAFile: filepath.Join(nw.opts.DataDir, "pki", "ca.pem")})
+	if err != nil {
+		return fmt.Errorf("validation service: %w", err)
+	}
+	nw.validator = e
+	pkiDir := filepath.Join(nw.opts.DataDir, "pki")
+	if revoked, err := onCRL(filepath.Join(pkiDir, pki.CRLFile), e.RevokedSerial); err != nil || !revoked {
+		if _, err := pki.RevokeInDir(pkiDir, nw.CA, []*big.Int{e.RevokedSerial}, 0); err != nil {
+			return fmt.Errorf("validation service: revoke its test certificate: %w", err)
+		}
+	}
+	return nil
+}
+
+func onCRL(path string, serial *big.Int) (bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		b = blk.Bytes
+	}
+	crl, err := x509.ParseRevocationList(b)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(serial) == 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// validatorAgreements are every node's agreement with the validation
+// service: that of the GP practice and the hospital (plateau 1, consent
+// through the consent service playing Mitz). None with own addressing:
+// the kit is found through the addressbook only.
+func (nw *Network) validatorAgreements() []plateau.PartnerConfig {
+	if nw.opts.OwnAddressing {
+		return nil
+	}
+	return []plateau.PartnerConfig{nw.agreement(Validator)}
+}
+
+// admitValidator lists the kit in the addressbook and writes its kit.json
+// with the nodes it can validate.
+func (nw *Network) admitValidator(ctx context.Context) error {
+	if err := nw.dir.Load(ctx, nw.validator.Entry); err != nil {
+		return fmt.Errorf("validation service: addressbook: %w", err)
+	}
+	f := nw.validator.File
+	f.Addressbook = nw.dirURL
+	f.Targets = nil
+	for i, p := range []Participant{GP, Hospital} {
+		n := nw.Nodes[i]
+		t := validation.KitTarget{URA: p.URA, Name: p.Name, PublicURL: n.PublicURL(), InternalURL: n.InternalURL(),
+			TokenFile: filepath.Join(nw.opts.DataDir, n.Name(), "internal-token-"+p.URA)}
+		if p.URA == GP.URA {
+			t.Patient = nw.Patients[0].BSN // consent registered for it (registerDemoConsent)
+		}
+		f.Targets = append(f.Targets, t)
+	}
+	return validation.WriteKitFile(nw.ValidatorDir(), f)
+}

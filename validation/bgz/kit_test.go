@@ -1,0 +1,135 @@
+package bgz_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/schakel-nl/schakel/network"
+	"github.com/schakel-nl/schakel/validation"
+	kitbgz "github.com/schakel-nl/schakel/validation/bgz"
+)
+
+// TestKitValidatesSchakelNodes runs the kit against a real local network
+// (network.Up, the kit admitted as the Twiin validation service): the GP
+// practice's node as Notified Pull sender and Direct Pull holder, the
+// hospital's node as receiver and requester. Every mandatory case passes.
+func TestKitValidatesSchakelNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a network")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	nw, err := network.Up(ctx, network.Options{DataDir: t.TempDir(), Patients: 1})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	nw.Start(ctx)
+	t.Cleanup(func() {
+		cancel()
+		if err := nw.Wait(); err != nil {
+			t.Errorf("network stopped with: %v", err)
+		}
+	})
+	file, id, err := validation.LoadIdentity(nw.ValidatorDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := validation.NewRegistry()
+	if err := reg.Add(validation.GenericCases()...); err != nil {
+		t.Fatal(err)
+	}
+	if err := kitbgz.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+
+	total := 0
+	for _, tc := range []struct {
+		role validation.Role
+		ura  string
+	}{
+		{validation.RoleSender, network.GP.URA},
+		{validation.RoleHolder, network.GP.URA},
+		{validation.RoleReceiver, network.Hospital.URA},
+		{validation.RoleRequester, network.Hospital.URA},
+	} {
+		t.Run(string(tc.role), func(t *testing.T) {
+			target, ok := file.TargetFor(tc.ura, "")
+			if !ok {
+				t.Fatalf("kit.json lists no node for %s", tc.ura)
+			}
+			token, err := os.ReadFile(target.TokenFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := validation.Run(ctx, validation.Config{
+				Target: target.PublicURL, TargetURA: tc.ura, Role: tc.role, Care: kitbgz.Name, Kit: id,
+				Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient,
+				Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))},
+				Wait:   15 * time.Second,
+			}, reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += len(rep.Results)
+			noSecrets(t, rep)
+			for _, r := range rep.Results {
+				if r.Requirement == "" || r.Source == "" {
+					t.Errorf("%s cites no requirement", r.ID)
+				}
+				if r.Mandatory && r.Status != validation.Passed {
+					t.Errorf("%s %s: %s", r.ID, r.Status, r.Detail)
+				}
+			}
+			if !rep.Summary.Conformant {
+				t.Errorf("summary: %+v", rep.Summary)
+			}
+			t.Logf("%s: %d cases, %d passed", tc.role, rep.Summary.Total, rep.Summary.Passed)
+		})
+	}
+	if total < 30 {
+		t.Errorf("%d cases in all, want at least 30", total)
+	}
+}
+
+// noSecrets fails when a report shows a credential the run used.
+func noSecrets(t *testing.T, rep *validation.Report) {
+	t.Helper()
+	b, err := rep.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Results []struct {
+			Exchanges []validation.Exchange `json:"exchanges"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range m.Results {
+		for _, ex := range r.Exchanges {
+			all := ex.RequestBody + ex.ResponseBody + ex.URL
+			if strings.Contains(all, "eyJ") {
+				t.Errorf("a JWT is shown in the report: %s %s", ex.Method, ex.URL)
+			}
+			var task map[string]any
+			for _, body := range []string{ex.RequestBody, ex.ResponseBody} {
+				if json.Unmarshal([]byte(body), &task) != nil {
+					continue
+				}
+				ins, _ := task["input"].([]any)
+				for _, in := range ins {
+					v, _ := in.(map[string]any)["valueString"].(string)
+					if strings.Contains(fmt.Sprint(in), "authorization-base") && v != "[redacted]" && v != "[kept by the node]" {
+						t.Errorf("an authorization base is shown in the report: %s %s", ex.Method, ex.URL)
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,380 @@
+package bgz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/nl"
+	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/validation"
+)
+
+// notification is the kit's notification Task, written from SPEC §4 step 2
+// and not with the node's own builder, so that a shared mistake shows.
+type notification struct {
+	identifier, patient, sender, senderSystem, owner, workflow, authBase string
+	expires                                                              time.Time
+}
+
+func (n notification) json() map[string]any {
+	param := func(code string) map[string]any {
+		return map[string]any{"coding": []any{map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/TaskParameter", "code": code}}}
+	}
+	ident := func(system, value string) map[string]any {
+		return map[string]any{"identifier": map[string]any{"system": system, "value": value}}
+	}
+	return map[string]any{
+		"resourceType":    "Task",
+		"meta":            map[string]any{"profile": []any{"http://fhir.nl/fhir/StructureDefinition/nl-vzvz-TaskNotifiedPull"}},
+		"identifier":      []any{map[string]any{"system": "urn:ietf:rfc:3986", "value": n.identifier}},
+		"groupIdentifier": map[string]any{"system": "urn:ietf:rfc:3986", "value": n.identifier},
+		"basedOn":         []any{map[string]any{"reference": n.workflow}},
+		"status":          "requested",
+		"intent":          "proposal",
+		"code":            map[string]any{"coding": []any{map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/TaskCode", "code": "pull-notification"}}},
+		"for":             ident(nl.SystemBSN, n.patient),
+		"authoredOn":      time.Now().UTC().Format(time.RFC3339),
+		"requester":       map[string]any{"agent": ident(nl.SystemUZISys, n.senderSystem), "onBehalfOf": ident(nl.SystemURA, n.sender)},
+		"owner":           ident(nl.SystemURA, n.owner),
+		"restriction":     map[string]any{"period": map[string]any{"end": n.expires.UTC().Format(time.RFC3339)}},
+		"input": []any{
+			map[string]any{"type": param("authorization-base"), "valueString": n.authBase},
+			map[string]any{"type": param("get-workflow-task"), "valueBoolean": true},
+		},
+	}
+}
+
+// workflowTask is the kit's workflow Task offering the BgZ query set.
+func workflowTask(bsn, sender, owner string, expires time.Time) []byte {
+	var inputs []any
+	for _, b := range bgz.Queries() {
+		inputs = append(inputs, map[string]any{
+			"type":        map[string]any{"coding": []any{map[string]any{"system": b.Code.System, "code": b.Code.Code, "display": b.Code.Display}}},
+			"valueString": b.Query(bsn),
+		})
+	}
+	t := map[string]any{
+		"resourceType": "Task", "status": "requested", "intent": "order",
+		"identifier":  []any{map[string]any{"system": "urn:ietf:rfc:3986", "value": uuid()}},
+		"code":        map[string]any{"coding": []any{map[string]any{"system": "http://snomed.info/sct", "code": "3457005", "display": "Patient referral"}}},
+		"for":         map[string]any{"identifier": map[string]any{"system": nl.SystemBSN, "value": bsn}},
+		"requester":   map[string]any{"agent": map[string]any{"identifier": map[string]any{"system": nl.SystemURA, "value": sender}}},
+		"owner":       map[string]any{"identifier": map[string]any{"system": nl.SystemURA, "value": owner}},
+		"restriction": map[string]any{"period": map[string]any{"end": expires.UTC().Format(time.RFC3339)}},
+		"input":       inputs,
+	}
+	b, _ := json.Marshal(t)
+	return b
+}
+
+// offer creates a workflow Task on the kit and a notification for it.
+func offer(p *validation.Probe) (notification, error) {
+	env := p.Env()
+	cp := env.Counterpart
+	expires := time.Now().Add(time.Hour)
+	id, err := cp.Create(p.Context(), workflowTask(cp.PatientBSN, cp.URA, env.Target.URA, expires))
+	if err != nil {
+		return notification{}, err
+	}
+	n := notification{identifier: uuid(), patient: cp.PatientBSN, sender: cp.URA, senderSystem: env.Config.Kit.SystemUZI,
+		owner: env.Target.URA, workflow: cp.Base + "/Task/" + id, authBase: secret(), expires: expires}
+	cp.AddOffer(n.authBase, validation.Offer{Patient: n.patient, WorkflowTask: n.workflow, Scope: Name, Expires: expires})
+	return n, nil
+}
+
+// notifyToken is the kit's token for the node's notification endpoint.
+func notifyToken(p *validation.Probe) (string, error) {
+	v, err := p.Once("bgz.receiver.notify-token", func(p *validation.Probe) (any, error) {
+		tok, resp, err := p.Token(p.Env().HTTP, oauth.TokenRequest{GrantType: oauth.GrantTypeClientCredentials, Scope: []string{validation.ScopeNotify}})
+		if err != nil {
+			return "", err
+		}
+		if tok == "" {
+			return "", fmt.Errorf("the receiver gave no notification token: HTTP %d %s", resp.Status, resp.OAuthError())
+		}
+		return tok, nil
+	})
+	s, _ := v.(string)
+	return s, err
+}
+
+func postNotification(p *validation.Probe, token string, body []byte) (*validation.Response, error) {
+	endpoint := p.Env().Target.NotificationEndpoint()
+	if endpoint == "" {
+		return nil, errors.New("the addressbook lists no notification endpoint")
+	}
+	return p.Send(p.Env().HTTP, http.MethodPost, endpoint, "application/fhir+json", token, body)
+}
+
+// delivery is the node's pull after the kit's notification.
+type delivery struct {
+	n        notification
+	answer   *validation.Response
+	inbound  []validation.Inbound
+	finished bool
+}
+
+func deliver(p *validation.Probe) (*delivery, error) {
+	v, err := p.Once("bgz.receiver.delivery", func(p *validation.Probe) (any, error) {
+		tok, err := notifyToken(p)
+		if err != nil {
+			return nil, err
+		}
+		n, err := offer(p)
+		if err != nil {
+			return nil, err
+		}
+		cp := p.Env().Counterpart
+		mark := cp.Mark()
+		body, _ := json.Marshal(n.json())
+		resp, err := postNotification(p, tok, body)
+		if err != nil {
+			return nil, err
+		}
+		d := &delivery{n: n, answer: resp}
+		wfPath := strings.TrimPrefix(n.workflow, cp.URL)
+		d.finished = cp.Await(p.Context(), mark, p.Env().Config.Wait, func(ins []validation.Inbound) bool {
+			for _, in := range ins {
+				if in.Method == http.MethodPut && in.Path == wfPath {
+					return true
+				}
+			}
+			return false
+		})
+		d.inbound = cp.Inbound(mark)
+		p.Record(cp.Exchanges(d.inbound)...)
+		return d, nil
+	})
+	d, _ := v.(*delivery)
+	p.Record(p.ScenarioExchanges("bgz.receiver.delivery")...)
+	return d, err
+}
+
+func receiverCases() []validation.Case {
+	return []validation.Case{
+		{ID: "bgz.receiver.accepts-notification", Title: "A conformant notification Task is accepted", Roles: receiver, Mandatory: true,
+			Requirement: "The receiver's Task endpoint (from the addressbook) accepts a conformant notification Task, posted with its notification token, with 201 Created.",
+			Source:      srcTANPTask,
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				d, err := deliver(p)
+				if d == nil {
+					return validation.Fail("%v", err)
+				}
+				if d.answer.Status != http.StatusCreated {
+					return validation.Fail("HTTP %d, want 201", d.answer.Status)
+				}
+				return validation.Pass("201 Created")
+			}},
+		{ID: "bgz.receiver.token-request", Title: "The receiver redeems the authorization base at the sender's authorization server", Roles: receiver, Mandatory: true,
+			Requirement: "The receiver asks the sender's authorization server (from the addressbook) for a token with grant jwt-bearer, scope bgz and the notification's authorization_base, authenticated with an RFC 7523 client assertion over its own certificate.",
+			Source:      srcTANPPull + "; RFC 7523 §2.1–2.2",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				d, err := deliver(p)
+				if d == nil {
+					return validation.Fail("%v", err)
+				}
+				for _, in := range d.inbound {
+					f := validation.FormOf(in)
+					if !validation.IsToken(in) || f.Get("authorization_base") != d.n.authBase {
+						continue
+					}
+					ps := validation.CheckTokenRequest(in, p.Env().Target.URA, p.Env().Counterpart.URL+oauth.TokenPath)
+					ps.Check(f.Get("grant_type") == oauth.GrantTypeJWTBearer, "grant_type %q, want jwt-bearer", f.Get("grant_type"))
+					ps.Check(strings.Contains(" "+f.Get("scope")+" ", " "+Name+" "), "scope %q lacks %s", f.Get("scope"), Name)
+					ps.Check(in.Status == http.StatusOK, "the kit refused the token request (HTTP %d): %s", in.Status, in.Answer)
+					return ps.Verdict("token requested with the authorization base")
+				}
+				return validation.Fail("no token request with the notification's authorization_base arrived")
+			}},
+		{ID: "bgz.receiver.reads-workflow-task", Title: "The receiver reads the workflow Task with its token", Roles: receiver, Mandatory: true,
+			Requirement: "With the token the receiver reads the workflow Task the notification's basedOn names (get-workflow-task true).",
+			Source:      srcTANPPull,
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				d, err := deliver(p)
+				if d == nil {
+					return validation.Fail("%v", err)
+				}
+				wf := strings.TrimPrefix(d.n.workflow, p.Env().Counterpart.URL)
+				for _, in := range d.inbound {
+					if in.Method == http.MethodGet && in.Path == wf {
+						if in.Token == nil {
+							return validation.Fail("the workflow Task was read without a valid token: %s", in.TokenErr)
+						}
+						return validation.Pass("read the workflow Task")
+					}
+				}
+				return validation.Fail("the workflow Task was not read")
+			}},
+		{ID: "bgz.receiver.runs-queries", Title: "The receiver runs each offered search, and only those", Roles: receiver, Mandatory: true,
+			Requirement: "The receiver runs every search of the workflow Task (the BgZ query set) on the sender's FHIR endpoint, each with its token, and requests nothing else.",
+			Source:      srcTANPPull + "; " + srcBgZ,
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				d, err := deliver(p)
+				if d == nil {
+					return validation.Fail("%v", err)
+				}
+				return judgeQueries(p, d.inbound, d.n.workflow)
+			}},
+		{ID: "bgz.receiver.reports-completion", Title: "The receiver sets the workflow Task to completed", Roles: receiver, Mandatory: true,
+			Requirement: "After the pull the receiver updates the sender's workflow Task, changing only its status, to completed.",
+			Source:      srcTANPStat,
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				d, err := deliver(p)
+				if d == nil {
+					return validation.Fail("%v", err)
+				}
+				if !d.finished {
+					return validation.Fail("no update of the workflow Task within %s", p.Env().Config.Wait)
+				}
+				body, err := p.Env().Counterpart.Read(p.Context(), "Task", lastSegment(d.n.workflow))
+				if err != nil {
+					return validation.Error("%v", err)
+				}
+				var t map[string]any
+				_ = json.Unmarshal(body, &t)
+				var ps validation.Problems
+				ps.Check(t["status"] == "completed", "the workflow Task's status is %v, want completed", t["status"])
+				ps.Check(t["intent"] == "order" && len(t["input"].([]any)) == len(bgz.Queries()), "the update changed more than the status")
+				return ps.Verdict("status completed")
+			}},
+		notificationRefusal("bgz.receiver.malformed-json", "Malformed JSON is refused", "A notification that is not valid JSON is refused with 400 and an OperationOutcome.",
+			"FHIR STU3 REST create; "+srcTANPTask, http.StatusBadRequest, func(n notification) []byte { return []byte(`{"resourceType": "Task", "status": `) }),
+		notificationRefusal("bgz.receiver.invalid-bsn", "A notification with an invalid BSN is refused", "A notification whose patient BSN fails the 11-proef is refused (4xx OperationOutcome) and not acted on.",
+			srcBSN, 0, mutate(func(n *notification) { n.patient = wrongBSN })),
+		notificationRefusal("bgz.receiver.sender-not-certificate", "A notification on behalf of another organisation is refused", "requester.onBehalfOf must be the URA of the TLS client certificate; otherwise the notification is refused (4xx OperationOutcome).",
+			srcTANPTask+"; UZI server certificate URA (SPEC §3)", 0, mutate(func(n *notification) { n.sender = "90000007" })),
+		notificationRefusal("bgz.receiver.missing-authorization-base", "A notification without authorization-base is refused", "A notification lacking the authorization-base input is refused (4xx OperationOutcome).",
+			srcTANPTask, 0, func(n notification) []byte {
+				m := n.json()
+				m["input"] = []any{m["input"].([]any)[1]}
+				b, _ := json.Marshal(m)
+				return b
+			}),
+		notificationRefusal("bgz.receiver.expired", "An expired notification is refused", "A notification whose restriction.period.end has passed is refused (4xx OperationOutcome).",
+			srcTANPTask, 0, mutate(func(n *notification) { n.expires = time.Now().Add(-time.Minute) })),
+		notificationRefusal("bgz.receiver.unknown-owner", "A notification for an organisation not served is refused", "A notification whose owner is not a participant of the node is refused (4xx OperationOutcome).",
+			srcTANPTask, 0, mutate(func(n *notification) { n.owner = "90000005" })),
+		{ID: "bgz.receiver.no-token", Title: "A notification without a token is refused", Roles: receiver, Mandatory: true, Negative: true,
+			Requirement: "The Task endpoint is an OAuth2 resource server: a notification without an access token gets 401.",
+			Source:      srcTANP + " step 5; RFC 6750 §3",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				n, err := offer(p)
+				if err != nil {
+					return validation.Error("%v", err)
+				}
+				body, _ := json.Marshal(n.json())
+				resp, err := postNotification(p, "", body)
+				if err != nil {
+					return validation.Fail("%v", err)
+				}
+				if resp.Status != http.StatusUnauthorized {
+					return validation.Fail("HTTP %d, want 401", resp.Status)
+				}
+				return validation.Pass("refused with 401")
+			}},
+		{ID: "bgz.receiver.stays-on-sender-endpoint", Title: "A workflow Task off the sender's endpoint is not fetched", Roles: receiver, Mandatory: true, Negative: true,
+			Requirement: "The receiver follows only URLs on the sender's registered FHIR endpoint: a notification whose basedOn points elsewhere makes it fetch nothing there.",
+			Source:      srcTANPPull + "; addressbook as the source of endpoints (SPEC §9)",
+			Run: func(ctx context.Context, p *validation.Probe) validation.Verdict {
+				tok, err := notifyToken(p)
+				if err != nil {
+					return validation.Error("%v", err)
+				}
+				n, err := offer(p)
+				if err != nil {
+					return validation.Error("%v", err)
+				}
+				cp := p.Env().Counterpart
+				n.workflow = cp.URL + "/elsewhere/Task/1"
+				cp.AddOffer(n.authBase, validation.Offer{Patient: n.patient, WorkflowTask: n.workflow, Scope: Name, Expires: n.expires})
+				mark := cp.Mark()
+				body, _ := json.Marshal(n.json())
+				if _, err := postNotification(p, tok, body); err != nil {
+					return validation.Fail("%v", err)
+				}
+				fetched := cp.Await(ctx, mark, 2*time.Second, func(ins []validation.Inbound) bool {
+					for _, in := range ins {
+						if strings.HasPrefix(in.Path, "/elsewhere/") {
+							return true
+						}
+					}
+					return false
+				})
+				p.Record(cp.Exchanges(cp.Inbound(mark))...)
+				if fetched {
+					return validation.Fail("the receiver fetched %s", n.workflow)
+				}
+				return validation.Pass("nothing was fetched outside the sender's endpoint")
+			}},
+	}
+}
+
+func mutate(change func(*notification)) func(notification) []byte {
+	return func(n notification) []byte {
+		change(&n)
+		b, _ := json.Marshal(n.json())
+		return b
+	}
+}
+
+// notificationRefusal posts a broken notification; status 0 accepts any 4xx.
+func notificationRefusal(id, title, req, src string, status int, body func(notification) []byte) validation.Case {
+	return validation.Case{ID: id, Title: title, Roles: receiver, Mandatory: true, Negative: true, Requirement: req, Source: src,
+		Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+			tok, err := notifyToken(p)
+			if err != nil {
+				return validation.Error("%v", err)
+			}
+			n, err := offer(p)
+			if err != nil {
+				return validation.Error("%v", err)
+			}
+			resp, err := postNotification(p, tok, body(n))
+			if err != nil {
+				return validation.Fail("%v", err)
+			}
+			var ps validation.Problems
+			if status != 0 {
+				ps.Check(resp.Status == status, "HTTP %d, want %d", resp.Status, status)
+			} else {
+				ps.Check(resp.Status >= 400 && resp.Status < 500, "HTTP %d, want a 4xx refusal", resp.Status)
+			}
+			ps.Check(resp.IsOutcome(), "the refusal is not an OperationOutcome")
+			return ps.Verdict(fmt.Sprintf("refused: HTTP %d", resp.Status))
+		}}
+}
+
+// judgeQueries checks the node's data requests on the kit: each BgZ block
+// searched, each with a valid token, nothing outside the offer.
+func judgeQueries(p *validation.Probe, ins []validation.Inbound, workflow string) validation.Verdict {
+	cp := p.Env().Counterpart
+	wf := ""
+	if workflow != "" {
+		wf = strings.TrimPrefix(workflow, cp.URL)
+	}
+	basePath := strings.TrimPrefix(cp.Base, cp.URL)
+	seen := map[string]int{}
+	var ps validation.Problems
+	for _, in := range ins {
+		if in.Method != http.MethodGet || !strings.HasPrefix(in.Path, basePath+"/") || in.Path == wf {
+			continue
+		}
+		ps.Check(in.Token != nil, "%s was requested without a valid token: %s", in.Path, in.TokenErr)
+		b, err := blockOf(in.Path, in.Query, basePath, cp.PatientBSN)
+		if err != nil {
+			ps.Add("%s?%s is not one of the offered searches", strings.TrimPrefix(in.Path, basePath), in.Query)
+			continue
+		}
+		seen[b.Name]++
+	}
+	for _, b := range bgz.Queries() {
+		ps.Check(seen[b.Name] >= 1, "block %s was not searched", b.Name)
+	}
+	return ps.Verdict(fmt.Sprintf("%d blocks searched", len(seen)))
+}

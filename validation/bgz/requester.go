@@ -1,0 +1,102 @@
+package bgz
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/validation"
+)
+
+// consultation is what the node (as requester) did when told to consult
+// the kit for the kit's patient.
+type consultation struct {
+	inbound []validation.Inbound
+	grants  []oauth.GrantRequest
+}
+
+func runConsultation(p *validation.Probe) (*consultation, error) {
+	v, err := p.Once("bgz.requester.consult", func(p *validation.Probe) (any, error) {
+		env := p.Env()
+		cp := env.Counterpart
+		mark, grants := cp.Mark(), len(cp.Grants())
+		if err := env.Driver.Consult(p.Context(), cp.PatientBSN, cp.URA, Name, kitUserID, kitUserRole); err != nil {
+			return nil, fmt.Errorf("the driver could not make the node consult: %w", err)
+		}
+		want := len(bgz.Queries())
+		cp.Await(p.Context(), mark, env.Config.Wait, func(ins []validation.Inbound) bool {
+			n := 0
+			for _, in := range ins {
+				if cp.IsData(in) {
+					n++
+				}
+			}
+			return n >= want
+		})
+		c := &consultation{inbound: cp.Inbound(mark), grants: cp.Grants()[grants:]}
+		p.Record(cp.Exchanges(c.inbound)...)
+		return c, nil
+	})
+	c, _ := v.(*consultation)
+	p.Record(p.ScenarioExchanges("bgz.requester.consult")...)
+	return c, err
+}
+
+func requesterCases() []validation.Case {
+	return []validation.Case{
+		{ID: "bgz.requester.token-request", Title: "The requester asks a consult token for the holder's endpoint", Roles: requester, Mandatory: true,
+			Requirement: "The requester asks the holder's authorization server (from the addressbook) for a jwt-bearer token with scope bgz, the holder's FHIR base as RFC 8707 resource, no authorization_base, and the requesting user (user_id, user_role) in its grant assertion.",
+			Source:      srcDP + "; RFC 7523 §2.1",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				c, err := runConsultation(p)
+				if c == nil {
+					return validation.Fail("%v", err)
+				}
+				cp := p.Env().Counterpart
+				for _, in := range c.inbound {
+					if !validation.IsToken(in) {
+						continue
+					}
+					f := validation.FormOf(in)
+					var ps validation.Problems
+					ps.Check(f.Get("grant_type") == oauth.GrantTypeJWTBearer, "grant_type %q, want jwt-bearer", f.Get("grant_type"))
+					ps.Check(f.Get("resource") == cp.Base, "resource %q, want the holder's FHIR base %s", f.Get("resource"), cp.Base)
+					ps.Check(f.Get("authorization_base") == "", "an authorization_base was sent: that is a Notified Pull")
+					ps.Check(strings.Contains(" "+f.Get("scope")+" ", " "+Name+" "), "scope %q lacks %s", f.Get("scope"), Name)
+					claims, _ := validation.UnverifiedClaims(f.Get("assertion"))
+					ps.Check(claims["user_id"] == kitUserID && claims["user_role"] == kitUserRole, "the grant assertion does not name the user (user_id %v, user_role %v)", claims["user_id"], claims["user_role"])
+					ps.Check(in.Status == http.StatusOK, "the kit refused the request (HTTP %d): %s", in.Status, in.Answer)
+					return ps.Verdict("consult token requested")
+				}
+				return validation.Fail("the requester asked the kit's authorization server for no token")
+			}},
+		{ID: "bgz.requester.client-assertion", Title: "The requester's token request is an RFC 7523 client assertion", Roles: requester, Mandatory: true,
+			Requirement: "The requester authenticates with a signed JWT client assertion (iss = sub = its URA, aud = the token endpoint, exp, iat, jti, kid, an allowed algorithm) over its own certificate; its grant assertion is signed likewise.",
+			Source:      "RFC 7523 §2.1–2.2, §3",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				c, err := runConsultation(p)
+				if c == nil {
+					return validation.Fail("%v", err)
+				}
+				for _, in := range c.inbound {
+					if validation.IsToken(in) {
+						return validation.CheckTokenRequest(in, p.Env().Target.URA, p.Env().Counterpart.URL+oauth.TokenPath).Verdict("client and grant assertions conform")
+					}
+				}
+				return validation.Fail("no token request arrived")
+			}},
+		{ID: "bgz.requester.query-set", Title: "The requester runs the BgZ query set, each with its token", Roles: requester, Mandatory: true,
+			Requirement: "The requester runs every BgZ search for the patient on the holder's FHIR endpoint, each with the consult token bound to its certificate, and nothing else.",
+			Source:      srcBgZ + "; " + srcDP,
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				c, err := runConsultation(p)
+				if c == nil {
+					return validation.Fail("%v", err)
+				}
+				return judgeQueries(p, c.inbound, "")
+			}},
+	}
+}

@@ -1,0 +1,451 @@
+package bgz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/nl"
+	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/validation"
+)
+
+// notified is what the node (as sender) did when told to refer a patient
+// to the kit: the requests up to and including its notification Task.
+type notified struct {
+	before []validation.Inbound // requests before the notification
+	note   validation.Inbound
+	task   map[string]any
+}
+
+// referral makes the node refer its patient to the kit and waits for the
+// notification Task.
+func referral(p *validation.Probe) (*notified, error) {
+	v, err := p.Once("bgz.sender.referral", func(p *validation.Probe) (any, error) {
+		env := p.Env()
+		if env.Config.Patient == "" {
+			return nil, errors.New("no patient to refer: give the BSN of a patient the node holds (--patient)")
+		}
+		cp := env.Counterpart
+		mark := cp.Mark()
+		if err := env.Driver.Refer(p.Context(), env.Config.Patient, cp.URA, Name); err != nil {
+			return nil, fmt.Errorf("the driver could not make the node refer: %w", err)
+		}
+		isNote := func(in validation.Inbound) bool {
+			return in.Method == http.MethodPost && strings.HasSuffix(in.Path, "/"+cp.URA+"/Task")
+		}
+		if !cp.Await(p.Context(), mark, env.Config.Wait, func(ins []validation.Inbound) bool {
+			for _, in := range ins {
+				if isNote(in) {
+					return true
+				}
+			}
+			return false
+		}) {
+			return nil, fmt.Errorf("no notification Task arrived within %s", env.Config.Wait)
+		}
+		n := &notified{}
+		for _, in := range cp.Inbound(mark) {
+			if isNote(in) {
+				n.note = in
+				break
+			}
+			n.before = append(n.before, in)
+		}
+		// The authorization base is a credential: redacted before the
+		// notification is rendered for the report.
+		err := json.Unmarshal(n.note.Body, &n.task)
+		if ab := taskInput(n.task, "authorization-base"); ab != nil {
+			if s, ok := ab["valueString"].(string); ok {
+				p.Redact(s)
+			}
+		}
+		p.Record(cp.Exchanges(append(n.before, n.note))...)
+		if err != nil {
+			return n, fmt.Errorf("the notification is not JSON: %w", err)
+		}
+		return n, nil
+	})
+	n, _ := v.(*notified)
+	p.Record(p.ScenarioExchanges("bgz.sender.referral")...)
+	return n, err
+}
+
+// taskInput returns the input of the TaskParameter code.
+func taskInput(task map[string]any, code string) map[string]any {
+	ins, _ := task["input"].([]any)
+	for _, x := range ins {
+		in, _ := x.(map[string]any)
+		if hasCoding(in["type"], "http://fhir.nl/fhir/NamingSystem/TaskParameter", code) {
+			return in
+		}
+	}
+	return nil
+}
+
+func hasCoding(cc any, system, code string) bool {
+	m, _ := cc.(map[string]any)
+	cs, _ := m["coding"].([]any)
+	for _, x := range cs {
+		c, _ := x.(map[string]any)
+		if c["system"] == system && c["code"] == code {
+			return true
+		}
+	}
+	return false
+}
+
+// path reads a nested string: path(t, "requester", "onBehalfOf", "identifier", "value").
+func path(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+func str(v any) string { s, _ := v.(string); return s }
+
+// pulled is the kit's pull as the receiver of the node's notification.
+type pulled struct {
+	authBase, workflowURL, token string
+	workflow                     map[string]any
+	queries                      []string
+	results                      []searchResult
+}
+
+// pull redeems the notification: token with the authorization base, the
+// workflow Task, every query in it.
+func pull(p *validation.Probe) (*pulled, error) {
+	v, err := p.Once("bgz.sender.pull", func(p *validation.Probe) (any, error) {
+		n, err := referral(p)
+		if err != nil {
+			return nil, err
+		}
+		pl := &pulled{authBase: str(taskInput(n.task, "authorization-base")["valueString"])}
+		if refs, _ := n.task["basedOn"].([]any); len(refs) == 1 {
+			pl.workflowURL = str(path(refs[0], "reference"))
+		}
+		tok, resp, err := p.Token(p.Env().HTTP, oauth.TokenRequest{GrantType: oauth.GrantTypeJWTBearer, Scope: []string{Name}, AuthorizationBase: pl.authBase})
+		if err != nil {
+			return pl, err
+		}
+		if tok == "" {
+			return pl, fmt.Errorf("no token for the authorization base: HTTP %d %s", resp.Status, resp.OAuthError())
+		}
+		pl.token = tok
+		resp, err = p.Get(p.Env().HTTP, pl.workflowURL, tok)
+		if err != nil {
+			return pl, err
+		}
+		if resp.Status != http.StatusOK || resp.JSON(&pl.workflow) != nil {
+			return pl, fmt.Errorf("the workflow Task %s could not be read: HTTP %d", pl.workflowURL, resp.Status)
+		}
+		ins, _ := pl.workflow["input"].([]any)
+		for _, x := range ins {
+			if q := str(path(x, "valueString")); q != "" {
+				pl.queries = append(pl.queries, q)
+			}
+		}
+		return pl, nil
+	})
+	pl, _ := v.(*pulled)
+	return pl, err
+}
+
+func senderCases() []validation.Case {
+	return []validation.Case{
+		{ID: "bgz.sender.notify-token", Title: "The sender gets a token from the receiver's authorization server and notifies with it", Roles: sender, Mandatory: true,
+			Requirement: "Before posting the notification Task the sender obtains an access token from the receiver's authorization server (found in the addressbook) and presents it; the notification reaches the receiver's Task endpoint over mTLS with the sender's certificate.",
+			Source:      srcTANP + " step 2 and 5; RFC 6750",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				n, err := referral(p)
+				if err != nil {
+					return validation.Fail("%v", err)
+				}
+				var ps validation.Problems
+				ps.Check(n.note.Token != nil, "the notification carried no valid token of the kit's authorization server: %s", n.note.TokenErr)
+				ps.Check(n.note.PeerURA == p.Env().Target.URA, "the notification came over a certificate of URA %q, not %s", n.note.PeerURA, p.Env().Target.URA)
+				ps.Check(n.note.Status == http.StatusCreated, "the kit answered %d", n.note.Status)
+				return ps.Verdict("notified with a token of the receiver's authorization server")
+			}},
+		{ID: "bgz.sender.client-assertion", Title: "The sender's token request is an RFC 7523 client assertion", Roles: sender, Mandatory: true,
+			Requirement: "The sender authenticates at the receiver's token endpoint with a signed JWT (client_assertion_type jwt-bearer; iss = sub = its URA; aud = the token endpoint; exp, iat, jti; kid; PS256/ES256/ES384/ES512/RS256), over its own certificate.",
+			Source:      "RFC 7523 §2.2, §3; TTA FHIR Authentication & Authorization (SPEC §4)",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				n, err := referral(p)
+				if err != nil {
+					return validation.Fail("%v", err)
+				}
+				var last *validation.Inbound
+				for i := range n.before {
+					if validation.IsToken(n.before[i]) {
+						last = &n.before[i]
+					}
+				}
+				if last == nil {
+					// A token still valid from an earlier notification may be reused.
+					for _, g := range p.Env().Counterpart.Grants() {
+						if g.ClientID == p.Env().Target.URA {
+							return validation.Pass("the sender reused a token it obtained before (client %s authenticated then)", g.ClientID)
+						}
+					}
+					return validation.Fail("the sender asked the kit's authorization server for no token")
+				}
+				ps := validation.CheckTokenRequest(*last, p.Env().Target.URA, p.Env().Counterpart.URL+oauth.TokenPath)
+				ps.Check(last.Status == http.StatusOK, "the kit's authorization server refused the request (HTTP %d): %s", last.Status, last.Answer)
+				return ps.Verdict("client assertion conforms")
+			}},
+		{ID: "bgz.sender.notification-shape", Title: "The notification Task has the TA Notified Pull shape", Roles: sender, Mandatory: true,
+			Requirement: "profile nl-vzvz-TaskNotifiedPull; status requested; intent proposal; code TaskCode|pull-notification; identifier and groupIdentifier (urn:ietf:rfc:3986); restriction.period.end in the future; for = the patient's BSN; requester.agent = UZI system number; requester.onBehalfOf = the sender's URA; owner = the receiver's URA; basedOn = the workflow Task on the sender's FHIR endpoint; inputs authorization-base (valueString) and get-workflow-task (valueBoolean).",
+			Source:      srcTANPTask, Run: notificationShape},
+		{ID: "bgz.sender.data-token", Title: "The authorization base buys a certificate-bound token", Roles: sender, Mandatory: true,
+			Requirement: "A jwt-bearer token request with the notification's authorization_base gets a Bearer token, bound to the receiver's certificate, expiring no later than the notification.",
+			Source:      srcTANPPull + "; RFC 8705",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				pl, err := pull(p)
+				p.Record(p.ScenarioExchanges("bgz.sender.pull")...)
+				if pl == nil || pl.token == "" {
+					return validation.Fail("%v", err)
+				}
+				c, err := validation.UnverifiedClaims(pl.token)
+				if err != nil {
+					return validation.Fail("the access token is not a JWT: %v", err)
+				}
+				var ps validation.Problems
+				cnf, _ := c["cnf"].(map[string]any)
+				ps.Check(cnf != nil && cnf["x5t#S256"] != "", "the token carries no cnf x5t#S256")
+				exp, _ := c["exp"].(float64)
+				ps.Check(exp > 0 && time.Unix(int64(exp), 0).Before(time.Now().Add(2*time.Hour)), "the token lives too long (exp %v)", exp)
+				return ps.Verdict("token granted for the authorization base")
+			}},
+		{ID: "bgz.sender.workflow-task", Title: "The workflow Task offers the BgZ query set for the patient", Roles: sender, Mandatory: true,
+			Requirement: "The workflow Task (intent order) is readable with the token, is about the referred patient (BSN), and its inputs are the BgZ searches for that patient, one per block, typed with a code.",
+			Source:      srcTANP + " step 1; " + srcBgZ,
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				pl, err := pull(p)
+				p.Record(p.ScenarioExchanges("bgz.sender.pull")...)
+				if pl == nil || pl.workflow == nil {
+					return validation.Fail("%v", err)
+				}
+				bsn := p.Env().Config.Patient
+				var ps validation.Problems
+				ps.Check(pl.workflow["intent"] == "order", "intent %v, want order", pl.workflow["intent"])
+				ps.Check(str(path(pl.workflow, "for", "identifier", "value")) == bsn, "for.identifier %v is not the patient %s", path(pl.workflow, "for", "identifier"), bsn)
+				seen := map[string]int{}
+				for _, q := range pl.queries {
+					b, err := bgz.Match(q, bsn)
+					if err != nil {
+						ps.Add("input %q is not a BgZ search for the patient", q)
+						continue
+					}
+					seen[b.Name]++
+				}
+				for _, b := range bgz.Queries() {
+					ps.Check(seen[b.Name] == 1, "block %s offered %d times, want once", b.Name, seen[b.Name])
+				}
+				return ps.Verdict(fmt.Sprintf("%d inputs, the BgZ query set", len(pl.queries)))
+			}},
+		{ID: "bgz.sender.data", Title: "Every offered search answers conformant data", Roles: sender, Mandatory: true,
+			Requirement: "Each search of the workflow Task answers 200 with a searchset Bundle of valid STU3 resources of the searched type about the patient; the Patient block finds the patient.",
+			Source:      srcBgZ + "; FHIR STU3 search",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				pl, err := pull(p)
+				if pl == nil || pl.token == "" {
+					return validation.Fail("%v", err)
+				}
+				bsn := p.Env().Config.Patient
+				base := strings.TrimSuffix(pl.workflowURL, "/Task/"+lastSegment(pl.workflowURL))
+				var ps validation.Problems
+				var rs []searchResult
+				for _, q := range pl.queries {
+					b, err := bgz.Match(q, bsn)
+					if err != nil {
+						continue
+					}
+					resp, err := p.Get(p.Env().HTTP, base+"/"+q, pl.token)
+					if err != nil {
+						ps.Add("%s: %v", b.Name, err)
+						continue
+					}
+					r := judgeSearchset(&ps, b, bsn, resp)
+					rs = append(rs, r)
+					if b.Name == "Patient" {
+						ps.Check(r.matches == 1, "the Patient search found %d patients, want 1", r.matches)
+					}
+				}
+				ps.Check(len(rs) == len(bgz.Queries()), "%d of %d blocks searched", len(rs), len(bgz.Queries()))
+				return ps.Verdict(summary(rs))
+			}},
+		{ID: "bgz.sender.status-update", Title: "The receiver may set the workflow Task's status", Roles: sender, Mandatory: true,
+			Requirement: "An update of the workflow Task by the receiver that changes only its status to completed is accepted.",
+			Source:      srcTANPStat, Run: statusUpdate(false)},
+		{ID: "bgz.sender.status-update-only", Title: "An update beyond the status is refused", Roles: sender, Mandatory: true, Negative: true,
+			Requirement: "An update of the workflow Task that changes more than its status is refused with an OperationOutcome.",
+			Source:      srcTANPStat, Run: statusUpdate(true)},
+		{ID: "bgz.sender.wrong-authorization-base", Title: "A wrong authorization base gets no token", Roles: sender, Mandatory: true, Negative: true,
+			Requirement: "A token request with an authorization_base the sender did not issue gets invalid_grant and no token.",
+			Source:      srcTANPPull + "; RFC 6749 §5.2",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				if _, err := referral(p); err != nil {
+					return validation.Error("%v", err)
+				}
+				_, resp, err := p.Token(p.Env().HTTP, oauth.TokenRequest{GrantType: oauth.GrantTypeJWTBearer, Scope: []string{Name}, AuthorizationBase: "guessed-" + secret()})
+				if err != nil {
+					return validation.Error("%v", err)
+				}
+				var ps validation.Problems
+				ps.Check(resp.Status == http.StatusBadRequest && resp.OAuthError() == "invalid_grant", "HTTP %d %q, want 400 invalid_grant", resp.Status, resp.OAuthError())
+				ps.Check(!strings.Contains(string(resp.Body), "access_token"), "a token was issued")
+				return ps.Verdict("refused: invalid_grant")
+			}},
+		dataRefusal("bgz.sender.other-patient", "The same search for another patient is refused",
+			"A search of the workflow Task for another patient's BSN is refused (403 OperationOutcome): the token is limited to the referral's patient.",
+			srcTANPPull, func(pl *pulled, bsn string) string { return otherPatientQuery(bgz.Queries()[5]) }, http.StatusForbidden),
+		dataRefusal("bgz.sender.search-not-offered", "A search not in the workflow Task is refused",
+			"A search the workflow Task does not list is refused (403 OperationOutcome), even for the referral's patient.",
+			srcTANPPull, func(pl *pulled, bsn string) string {
+				return "Observation?patient.identifier=" + nl.SystemBSN + "|" + bsn
+			}, http.StatusForbidden),
+		dataRefusal("bgz.sender.direct-read", "A read of a resource not offered is refused",
+			"A read of a resource the workflow Task does not reference is refused (403 OperationOutcome).",
+			srcTANPPull, func(pl *pulled, bsn string) string { return "Patient/" + bsn }, http.StatusForbidden),
+		dataRefusal("bgz.sender.invalid-bsn", "A search with an invalid BSN is refused",
+			"A search naming a BSN that fails the 11-proef is refused (400 or 403 OperationOutcome), and nothing is returned.",
+			srcBSN, func(pl *pulled, bsn string) string { return bgz.Queries()[5].Query(wrongBSN) }, 0),
+		{ID: "bgz.sender.token-binding", Title: "The data token is useless over another certificate", Roles: sender, Mandatory: true, Negative: true,
+			Requirement: "The referral's access token presented over a connection with another certificate (same organisation, other key) is refused with 401.",
+			Source:      "RFC 8705 §3; " + srcTANP + " step 5",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				pl, err := pull(p)
+				if pl == nil || pl.token == "" {
+					return validation.Error("%v", err)
+				}
+				resp, err := p.Get(p.Env().AltHTTP, pl.workflowURL, pl.token)
+				if err != nil {
+					return validation.Pass("refused on the connection: %v", err)
+				}
+				if resp.Status != http.StatusUnauthorized {
+					return validation.Fail("HTTP %d, want 401", resp.Status)
+				}
+				return validation.Pass("refused with 401")
+			}},
+	}
+}
+
+func lastSegment(u string) string { return u[strings.LastIndex(u, "/")+1:] }
+
+// dataRefusal is a case that sends, with the referral's token, a request
+// the referral does not allow; status 0 accepts 400 and 403.
+func dataRefusal(id, title, req, src string, rel func(pl *pulled, bsn string) string, status int) validation.Case {
+	return validation.Case{ID: id, Title: title, Roles: sender, Mandatory: true, Negative: true, Requirement: req, Source: src,
+		Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+			pl, err := pull(p)
+			if pl == nil || pl.token == "" {
+				return validation.Error("no referral token to try: %v", err)
+			}
+			base := strings.TrimSuffix(pl.workflowURL, "/Task/"+lastSegment(pl.workflowURL))
+			resp, err := p.Get(p.Env().HTTP, base+"/"+rel(pl, p.Env().Config.Patient), pl.token)
+			if err != nil {
+				return validation.Fail("%v", err)
+			}
+			var ps validation.Problems
+			if status == 0 {
+				ps.Check(resp.Status == http.StatusBadRequest || resp.Status == http.StatusForbidden, "HTTP %d, want 400 or 403", resp.Status)
+			} else {
+				ps.Check(resp.Status == status, "HTTP %d, want %d", resp.Status, status)
+			}
+			ps.Check(resp.IsOutcome(), "the refusal is not an OperationOutcome")
+			return ps.Verdict(fmt.Sprintf("refused: HTTP %d", resp.Status))
+		}}
+}
+
+func statusUpdate(more bool) func(context.Context, *validation.Probe) validation.Verdict {
+	return func(_ context.Context, p *validation.Probe) validation.Verdict {
+		pl, err := pull(p)
+		if pl == nil || pl.workflow == nil {
+			return validation.Error("no workflow Task: %v", err)
+		}
+		t := map[string]any{}
+		for k, v := range pl.workflow {
+			t[k] = v
+		}
+		delete(t, "meta")
+		t["status"] = "completed"
+		if more {
+			t["status"] = "in-progress"
+			t["description"] = "changed by the validation kit"
+		}
+		body, _ := json.Marshal(t)
+		resp, err := p.Send(p.Env().HTTP, http.MethodPut, pl.workflowURL, "application/fhir+json", pl.token, body)
+		if err != nil {
+			return validation.Fail("%v", err)
+		}
+		if more {
+			var ps validation.Problems
+			ps.Check(resp.Status >= 400 && resp.Status < 500, "HTTP %d, want a 4xx refusal", resp.Status)
+			ps.Check(resp.IsOutcome(), "the refusal is not an OperationOutcome")
+			return ps.Verdict(fmt.Sprintf("refused: HTTP %d", resp.Status))
+		}
+		if resp.Status != http.StatusOK && resp.Status != http.StatusCreated {
+			return validation.Fail("HTTP %d, want 200", resp.Status)
+		}
+		return validation.Pass("status completed accepted")
+	}
+}
+
+func notificationShape(_ context.Context, p *validation.Probe) validation.Verdict {
+	n, err := referral(p)
+	if n == nil || n.task == nil {
+		return validation.Fail("%v", err)
+	}
+	t := n.task
+	env := p.Env()
+	var ps validation.Problems
+	profiles, _ := path(t, "meta", "profile").([]any)
+	hasProfile := false
+	for _, pr := range profiles {
+		hasProfile = hasProfile || pr == "http://fhir.nl/fhir/StructureDefinition/nl-vzvz-TaskNotifiedPull"
+	}
+	ps.Check(t["resourceType"] == "Task", "resourceType %v", t["resourceType"])
+	ps.Check(hasProfile, "meta.profile lacks nl-vzvz-TaskNotifiedPull")
+	ps.Check(t["status"] == "requested", "status %v, want requested", t["status"])
+	ps.Check(t["intent"] == "proposal", "intent %v, want proposal", t["intent"])
+	ps.Check(hasCoding(t["code"], "http://fhir.nl/fhir/NamingSystem/TaskCode", "pull-notification"), "code is not TaskCode|pull-notification")
+	ids, _ := t["identifier"].([]any)
+	hasID := false
+	for _, id := range ids {
+		hasID = hasID || (str(path(id, "system")) == "urn:ietf:rfc:3986" && str(path(id, "value")) != "")
+	}
+	ps.Check(hasID, "no identifier with system urn:ietf:rfc:3986")
+	ps.Check(str(path(t, "groupIdentifier", "system")) == "urn:ietf:rfc:3986" && str(path(t, "groupIdentifier", "value")) != "", "no groupIdentifier with system urn:ietf:rfc:3986")
+	end, err := time.Parse(time.RFC3339, str(path(t, "restriction", "period", "end")))
+	ps.Check(err == nil && end.After(time.Now()), "restriction.period.end %q is not a future dateTime", str(path(t, "restriction", "period", "end")))
+	ps.Check(nl.CanonicalSystem(str(path(t, "for", "identifier", "system"))) == nl.SystemBSN, "for.identifier is not a BSN")
+	ps.Check(str(path(t, "for", "identifier", "value")) == env.Config.Patient, "for.identifier.value %q is not the referred patient", str(path(t, "for", "identifier", "value")))
+	ps.Check(nl.CanonicalSystem(str(path(t, "requester", "agent", "identifier", "system"))) == nl.SystemUZISys, "requester.agent is not an UZI system number")
+	ps.Check(nl.CanonicalSystem(str(path(t, "requester", "onBehalfOf", "identifier", "system"))) == nl.SystemURA &&
+		str(path(t, "requester", "onBehalfOf", "identifier", "value")) == env.Target.URA, "requester.onBehalfOf is not the sender's URA %s", env.Target.URA)
+	ps.Check(nl.CanonicalSystem(str(path(t, "owner", "identifier", "system"))) == nl.SystemURA &&
+		str(path(t, "owner", "identifier", "value")) == env.Counterpart.URA, "owner is not the receiver's URA %s", env.Counterpart.URA)
+	refs, _ := t["basedOn"].([]any)
+	ps.Check(len(refs) == 1, "%d basedOn references, want 1 (the workflow Task)", len(refs))
+	if len(refs) == 1 {
+		ref := str(path(refs[0], "reference"))
+		ps.Check(strings.HasPrefix(ref, env.Target.FHIRBase()+"/Task/"), "basedOn %q is not a Task on the sender's FHIR endpoint %s", ref, env.Target.FHIRBase())
+	}
+	ab := taskInput(t, "authorization-base")
+	ps.Check(ab != nil && str(ab["valueString"]) != "", "no authorization-base input with a valueString")
+	gw := taskInput(t, "get-workflow-task")
+	_, isBool := gw["valueBoolean"].(bool)
+	ps.Check(gw != nil && isBool, "no get-workflow-task input with a valueBoolean")
+	return ps.Verdict("the notification Task conforms")
+}

@@ -1,0 +1,113 @@
+package validation
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Driver makes the node under test act where the kit cannot ask it over
+// the Twiin wire: a sender is told by its participant's system to refer a
+// patient, a requester to consult a holder. The kit judges what then
+// arrives on the wire; the driver only starts it.
+type Driver interface {
+	// Refer makes the target send a Notified Pull for patient to receiverURA.
+	Refer(ctx context.Context, patient, receiverURA, app string) error
+	// Consult makes the target retrieve patient's data from holderURA
+	// (Direct Pull) on behalf of a user (UZI number and role code).
+	Consult(ctx context.Context, patient, holderURA, app, userID, userRole string) error
+	// AuditEvents returns the target's audit trail of actorURA as a FHIR
+	// Bundle of AuditEvents (NEN 7513 "available on request", SPEC §6).
+	AuditEvents(ctx context.Context, actorURA string) ([]byte, error)
+}
+
+// ErrNotDriven is returned by a driver that cannot perform an action.
+var ErrNotDriven = errors.New("the driver cannot perform this action")
+
+// Manual asks a person to make the node act; the kit then waits for the
+// node on the wire. It cannot fetch the audit trail.
+type Manual struct{ Out io.Writer }
+
+func (m Manual) say(format string, args ...any) {
+	if m.Out != nil {
+		fmt.Fprintf(m.Out, "\n>>> "+format+"\n", args...)
+	}
+}
+
+func (m Manual) Refer(_ context.Context, patient, receiverURA, app string) error {
+	m.say("Make the node under test send a %s Notified Pull for patient %s to URA %s now.", app, patient, receiverURA)
+	return nil
+}
+
+func (m Manual) Consult(_ context.Context, patient, holderURA, app, userID, userRole string) error {
+	m.say("Make the node under test retrieve %s for patient %s from URA %s now (user %s, role %s).", app, patient, holderURA, userID, userRole)
+	return nil
+}
+
+func (Manual) AuditEvents(context.Context, string) ([]byte, error) {
+	return nil, fmt.Errorf("%w: the audit trail must be obtained from the node's operator", ErrNotDriven)
+}
+
+// SchakelDriver drives a Schakel node through its internal API, as the
+// participant's own system does (docs/protocols.md, internal API).
+type SchakelDriver struct {
+	InternalURL string // e.g. http://127.0.0.1:8081
+	Token       string // the participant's internal API token
+	HTTP        *http.Client
+}
+
+func (d SchakelDriver) do(ctx context.Context, method, path string, in any) ([]byte, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(d.InternalURL, "/")+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+d.Token)
+	req.Header.Set("Content-Type", "application/json")
+	client := d.HTTP
+	if client == nil {
+		client = &http.Client{Timeout: 2 * time.Minute}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("internal API: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode/100 != 2 {
+		if len(b) > 300 {
+			b = b[:300]
+		}
+		return b, fmt.Errorf("internal API %s %s: HTTP %d: %s", method, path, resp.StatusCode, b)
+	}
+	return b, nil
+}
+
+func (d SchakelDriver) Refer(ctx context.Context, patient, receiverURA, app string) error {
+	_, err := d.do(ctx, http.MethodPost, "/internal/referrals", map[string]string{"patient": patient, "receiver": receiverURA, "application": app})
+	return err
+}
+
+func (d SchakelDriver) Consult(ctx context.Context, patient, holderURA, app, userID, userRole string) error {
+	_, err := d.do(ctx, http.MethodPost, "/internal/consult", map[string]string{"patient": patient, "holder": holderURA,
+		"application": app, "userId": userID, "userRole": userRole})
+	return err
+}
+
+func (d SchakelDriver) AuditEvents(ctx context.Context, actorURA string) ([]byte, error) {
+	return d.do(ctx, http.MethodGet, "/internal/audit/AuditEvent?agent="+url.QueryEscape(actorURA)+"&_count=200", nil)
+}
