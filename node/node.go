@@ -135,7 +135,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("partners.policydir: %w", err)
 	}
-	if n.plateaus, err = plateau.New(cfg.Partners, policies); err != nil {
+	if n.plateaus, err = plateau.New(cfg.Partners, policies, plateau.NetworkCheck{Trust: n.trust}); err != nil {
 		return fmt.Errorf("partners: %w", err)
 	}
 	if n.cert, err = loadKeyPair("tls", cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
