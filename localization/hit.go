@@ -162,30 +162,16 @@ func (v *HitVerifier) Verify(ctx context.Context, raw string) (Hit, error) {
 	if err != nil {
 		return Hit{}, err
 	}
-	var c struct {
-		Iss, Sub, Aud string
-		Iat, Exp      int64
-		Binding       string `json:"twiin_pbd"`
-		CareContext   string `json:"twiin_cc"`
-		Scope         string `json:"twiin_scope"`
-	}
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return Hit{}, fmt.Errorf("%w: malformed claims", ErrInvalidHit)
+	h, err := decodeHit(payload)
+	if err != nil {
+		return Hit{}, err
 	}
 	now := v.now()
-	h := Hit{Requester: c.Sub, Holder: c.Aud, Binding: c.Binding, CareContext: c.CareContext, Scope: c.Scope,
-		Issued: time.Unix(c.Iat, 0), Expires: time.Unix(c.Exp, 0)}
 	switch {
-	case c.Iss != HitIssuer:
-		return Hit{}, fmt.Errorf("%w: issuer %q", ErrInvalidHit, c.Iss)
-	case c.Exp == 0 || !now.Before(h.Expires):
+	case !now.Before(h.Expires):
 		return Hit{}, fmt.Errorf("%w: expired at %s", ErrInvalidHit, h.Expires.UTC().Format(time.RFC3339))
 	case h.Issued.After(now.Add(time.Minute)):
 		return Hit{}, fmt.Errorf("%w: issued in the future", ErrInvalidHit)
-	case c.Binding == "" || c.Sub == "" || c.Aud == "":
-		return Hit{}, fmt.Errorf("%w: requester, holder or patient binding missing", ErrInvalidHit)
-	case c.Scope != ScopeNational && c.Scope != ScopeRegional:
-		return Hit{}, fmt.Errorf("%w: scope %q", ErrInvalidHit, c.Scope)
 	}
 	return h, nil
 }
@@ -269,4 +255,30 @@ func ephemeralSigningKey() (jwk.Key, error) {
 		return nil, err
 	}
 	return pki.SigningJWK(priv)
+}
+
+// decodeHit reads and checks a hit's claims, all but its times.
+func decodeHit(payload []byte) (Hit, error) {
+	var c struct {
+		Iss, Sub, Aud string
+		Iat, Exp      int64
+		Binding       string `json:"twiin_pbd"`
+		CareContext   string `json:"twiin_cc"`
+		Scope         string `json:"twiin_scope"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return Hit{}, fmt.Errorf("%w: malformed claims", ErrInvalidHit)
+	}
+	switch {
+	case c.Iss != HitIssuer:
+		return Hit{}, fmt.Errorf("%w: issuer %q", ErrInvalidHit, c.Iss)
+	case c.Exp == 0:
+		return Hit{}, fmt.Errorf("%w: no expiry", ErrInvalidHit)
+	case c.Binding == "" || c.Sub == "" || c.Aud == "":
+		return Hit{}, fmt.Errorf("%w: requester, holder or patient binding missing", ErrInvalidHit)
+	case c.Scope != ScopeNational && c.Scope != ScopeRegional:
+		return Hit{}, fmt.Errorf("%w: scope %q", ErrInvalidHit, c.Scope)
+	}
+	return Hit{Requester: c.Sub, Holder: c.Aud, Binding: c.Binding, CareContext: c.CareContext, Scope: c.Scope,
+		Issued: time.Unix(c.Iat, 0), Expires: time.Unix(c.Exp, 0)}, nil
 }

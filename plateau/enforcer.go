@@ -88,6 +88,8 @@ type AccessContext struct {
 	// Patient is the BSN the request is about, when known; for consent
 	// and localization checks. Never logged.
 	Patient string
+	// Tenant is the participant whose data is asked.
+	Tenant string
 	// DirectPull is set when the access token is a consult token.
 	DirectPull bool
 	// TLS is the request's connection, for the network function.
