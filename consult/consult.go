@@ -114,10 +114,10 @@ type Config struct {
 	// it), before anything is sent; it returns claims to add to the grant
 	// assertion (the localization hit). Its error is a *plateau.Refusal or
 	// a server error.
-	Admit func(ctx context.Context, tenant string, req Request) (map[string]any, error)
-	Audit audit.Log
-	Logger        *slog.Logger
-	Now           func() time.Time
+	Admit  func(ctx context.Context, tenant string, req Request) (map[string]any, error)
+	Audit  audit.Log
+	Logger *slog.Logger
+	Now    func() time.Time
 	// TokenLifetime of consult tokens; default and maximum MaxTokenLifetime.
 	TokenLifetime time.Duration
 	// Parallel bounds the queries a consult runs at the same time.
