@@ -109,9 +109,15 @@ type Config struct {
 	// node chooses the source by the consent plateau agreed with the
 	// requester). A nil Checker means no source: the request is refused (503).
 	ConsentSource func(q consent.Question) (consent.Checker, string)
-	Audit         audit.Log
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Admit, when set, decides on the requester side whether tenant may
+	// consult req's holder at all (the localization plateau agreed with
+	// it), before anything is sent; it returns claims to add to the grant
+	// assertion (the localization hit). Its error is a *plateau.Refusal or
+	// a server error.
+	Admit  func(ctx context.Context, tenant string, req Request) (map[string]any, error)
+	Audit  audit.Log
+	Logger *slog.Logger
+	Now    func() time.Time
 	// TokenLifetime of consult tokens; default and maximum MaxTokenLifetime.
 	TokenLifetime time.Duration
 	// Parallel bounds the queries a consult runs at the same time.

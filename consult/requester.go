@@ -82,6 +82,13 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 	if !validCode(req.UserID) || !validCode(req.UserRole) {
 		return Result{}, fhir.Errorf(http.StatusBadRequest, "required", "userId (UZI number) and userRole (UZI role code) are required: the holder asks the patient's consent for this user")
 	}
+	var admitted map[string]any
+	if s.cfg.Admit != nil {
+		var err error
+		if admitted, err = s.cfg.Admit(ctx, tenant, req); err != nil {
+			return Result{}, s.refused(ctx, tenant, party, req, err)
+		}
+	}
 	base, err := s.cfg.Directory.Endpoint(ctx, req.HolderURA, PayloadBgZServer, "3.0")
 	if err != nil {
 		return Result{}, lookupError("the holder's FHIR endpoint", err)
@@ -107,6 +114,9 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 	}
 	if ft := s.cfg.FacilityType(tenant); ft != "" {
 		claims[AssertionRequesterType] = ft
+	}
+	for k, v := range admitted {
+		claims[k] = v
 	}
 	tok, err := party.OAuth.Token(ctx, md.TokenEndpoint, oauth.TokenRequest{GrantType: GrantTypeJWT,
 		Scope: []string{req.Application}, Resource: base, AssertionClaims: claims})
@@ -166,6 +176,24 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 			Code: "transient", Diagnostics: "the audit log is unavailable; nothing was returned"}}}
 	}
 	return res, nil
+}
+
+// refused audits a consult the requester side does not send (it names a
+// patient) and returns the refusal as the participant's system sees it.
+func (s *Service) refused(ctx context.Context, tenant string, party *Party, req Request, err error) error {
+	r := plateau.AsRefusal(err)
+	if r == nil {
+		return err
+	}
+	fe := r.FHIRError()
+	if aerr := s.audit(ctx, audit.Record{Action: audit.ActionRead, Type: "consult", Interaction: "consult", Outcome: fe.Status,
+		OutcomeText: r.Description(), Tenant: tenant, ActorURA: tenant, ActorSystem: party.SystemUZI, ActorUser: req.UserID,
+		ActorRole: req.UserRole, PurposeOfUse: "TREAT", Patient: req.PatientBSN, Query: fmt.Sprintf("%s queries at %s", req.Application, req.HolderURA),
+		AuthzProtocol: "Twiin Direct Pull; refused before sending"}); aerr != nil {
+		return &fhir.Error{Status: http.StatusServiceUnavailable, Cause: aerr, Issues: []fhir.Issue{{Severity: "error",
+			Code: "transient", Diagnostics: "the audit log is unavailable; nothing was done"}}}
+	}
+	return fe
 }
 
 func answered(qs []QueryResult) int {

@@ -176,6 +176,9 @@ type LocalizeRequest struct {
 type Holder struct {
 	URA         string
 	SourceTypes []string
+	// Hit is the index's signed localization hit for this holder, which a
+	// Direct Pull presents to it; empty when the index sent none.
+	Hit string `json:"-"`
 }
 
 // LocalizeResult is the consent-filtered answer. Warnings say when holders
@@ -184,6 +187,9 @@ type Holder struct {
 type LocalizeResult struct {
 	Holders  []Holder
 	Warnings []string
+	// Salt is the secret of the hits' patient binding (PatientBinding): the
+	// requester reveals it only to the holder it consults.
+	Salt []byte `json:"-"`
 }
 
 // Localize asks the index and keeps only the holders c's ConsentFilter
@@ -193,12 +199,15 @@ func (c *Client) Localize(ctx context.Context, req LocalizeRequest) (LocalizeRes
 	if req.CareContext.System == "" || !validCode(req.CareContext.Code) {
 		return LocalizeResult{}, errors.New("localization client: care context needs a system and a code")
 	}
-	var res LocalizeResult
+	res := LocalizeResult{Salt: NewSalt()}
+	binding := PatientBinding(res.Salt, req.BSN)
 	var raw []index.Holder
+	var hits map[string]string
 	err := c.withPseudonym(ctx, req.BSN, func(p Pseudonym) error {
 		ps := p.String()
 		params := parameters{ResourceType: "Parameters", Parameter: []parameter{
 			{Name: "pseudonym", ValueString: &ps},
+			{Name: "patientBinding", ValueString: &binding},
 			{Name: "requester", ValueIdentifier: &identifier{System: nl.SystemURA, Value: c.cfg.URA}},
 			{Name: "careContext", ValueCoding: &coding{System: req.CareContext.System, Code: req.CareContext.Code}},
 		}}
@@ -210,7 +219,7 @@ func (c *Client) Localize(ctx context.Context, req LocalizeRequest) (LocalizeRes
 			return err
 		}
 		var err error
-		raw, res.Warnings, err = parseOrganizations(&b)
+		raw, hits, res.Warnings, err = parseOrganizations(&b)
 		return err
 	})
 	if err != nil {
@@ -228,31 +237,32 @@ func (c *Client) Localize(ctx context.Context, req LocalizeRequest) (LocalizeRes
 			res.Holders[n-1].SourceTypes = append(res.Holders[n-1].SourceTypes, h.SourceType)
 			continue
 		}
-		res.Holders = append(res.Holders, Holder{URA: h.URA, SourceTypes: []string{h.SourceType}})
+		res.Holders = append(res.Holders, Holder{URA: h.URA, SourceTypes: []string{h.SourceType}, Hit: hits[h.URA]})
 	}
 	return res, nil
 }
 
 // parseOrganizations reads a $localize answer into (URA, type) pairs in URA
-// order, and the warnings of its OperationOutcome entries.
-func parseOrganizations(b *bundle) ([]index.Holder, []string, error) {
+// order, the hit per URA, and the warnings of its OperationOutcome entries.
+func parseOrganizations(b *bundle) ([]index.Holder, map[string]string, []string, error) {
 	if b.ResourceType != "Bundle" {
-		return nil, nil, errors.New("localization client: $localize did not answer a Bundle")
+		return nil, nil, nil, errors.New("localization client: $localize did not answer a Bundle")
 	}
 	var holders []index.Holder
+	hits := map[string]string{}
 	var warnings []string
 	for _, e := range b.Entry {
 		var head struct {
 			ResourceType string `json:"resourceType"`
 		}
 		if err := json.Unmarshal(e.Resource, &head); err != nil {
-			return nil, nil, errors.New("localization client: malformed Bundle entry")
+			return nil, nil, nil, errors.New("localization client: malformed Bundle entry")
 		}
 		switch head.ResourceType {
 		case "Organization":
 			var o organization
 			if err := json.Unmarshal(e.Resource, &o); err != nil {
-				return nil, nil, errors.New("localization client: malformed Organization")
+				return nil, nil, nil, errors.New("localization client: malformed Organization")
 			}
 			ura := ""
 			for _, id := range o.Identifier {
@@ -261,7 +271,12 @@ func parseOrganizations(b *bundle) ([]index.Holder, []string, error) {
 				}
 			}
 			if ura == "" {
-				return nil, nil, errors.New("localization client: Organization without a valid URA")
+				return nil, nil, nil, errors.New("localization client: Organization without a valid URA")
+			}
+			for _, ext := range o.Extension {
+				if ext.URL == ExtHit && ext.ValueString != nil {
+					hits[ura] = *ext.ValueString
+				}
 			}
 			var types []string
 			for _, t := range o.Type {
@@ -288,7 +303,7 @@ func parseOrganizations(b *bundle) ([]index.Holder, []string, error) {
 			}
 		}
 	}
-	return holders, warnings, nil
+	return holders, hits, warnings, nil
 }
 
 // withPseudonym derives the pseudonym and runs fn, once more with a fresh

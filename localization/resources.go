@@ -1,6 +1,7 @@
 package localization
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -85,6 +86,7 @@ type (
 		URL            string     `json:"url"`
 		ValueReference *reference `json:"valueReference,omitempty"`
 		ValueCoding    *coding    `json:"valueCoding,omitempty"`
+		ValueString    *string    `json:"valueString,omitempty"`
 	}
 	meta struct {
 		LastUpdated string `json:"lastUpdated,omitempty"`
@@ -118,6 +120,7 @@ type (
 		ResourceType string            `json:"resourceType"`
 		ID           string            `json:"id"`
 		Identifier   []identifier      `json:"identifier"`
+		Extension    []extension       `json:"extension,omitempty"`
 		Type         []codeableConcept `json:"type,omitempty"`
 	}
 	bundleEntry struct {
@@ -276,6 +279,9 @@ type localizeRequest struct {
 	RequesterURA string
 	CareContext  index.Coding
 	SourceTypes  []string
+	// Binding is the patient binding hits are to carry (PatientBinding);
+	// empty: the requester asked for no hits.
+	Binding string
 }
 
 // parseLocalize validates $localize parameters. Both names the NVI has used
@@ -315,6 +321,14 @@ func parseLocalize(p *parameters) (localizeRequest, error) {
 				return req, err
 			}
 			req.CareContext = cc
+		case "patientBinding":
+			if req.Binding != "" || par.ValueString == nil {
+				return req, invalid(expr, "patientBinding must occur once, as valueString")
+			}
+			if b, err := base64.RawURLEncoding.DecodeString(*par.ValueString); err != nil || len(b) != sha256.Size {
+				return req, invalid(expr, "patientBinding must be %d bytes, base64url without padding", sha256.Size)
+			}
+			req.Binding = *par.ValueString
 		case "sourceType", "filterOrgType":
 			if par.ValueCode == nil || !validCode(*par.ValueCode) {
 				return req, invalid(expr, "%s must be a valueCode", par.Name)
@@ -343,7 +357,7 @@ func parseLocalize(p *parameters) (localizeRequest, error) {
 // organizationsBundle renders the answer of $localize: one Organization per
 // holder URA, its provider types as Organization.type, and any warnings as
 // an OperationOutcome entry (search.mode outcome).
-func organizationsBundle(holders []index.Holder, warnings []fhir.Issue, now string) []byte {
+func organizationsBundle(holders []index.Holder, hits map[string]string, warnings []fhir.Issue, now string) []byte {
 	b := bundle{ResourceType: "Bundle", Type: "searchset", Timestamp: now, Entry: []bundleEntry{}}
 	var orgs []organization
 	for _, h := range holders {
@@ -358,6 +372,9 @@ func organizationsBundle(holders []index.Holder, warnings []fhir.Issue, now stri
 		})
 	}
 	for _, o := range orgs {
+		if hit, ok := hits[o.ID]; ok {
+			o.Extension = []extension{{URL: ExtHit, ValueString: &hit}}
+		}
 		raw, _ := json.Marshal(o)
 		b.Entry = append(b.Entry, bundleEntry{FullURL: "Organization/" + o.ID, Resource: raw, Search: &struct {
 			Mode string `json:"mode"`

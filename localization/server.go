@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwk"
+
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/localization/index"
@@ -51,6 +53,20 @@ type ServerConfig struct {
 	Key   *oprf.Key
 	Audit audit.Log
 
+	// HitKeyFile is the key localization hits are signed with (PEM),
+	// created on first start when missing; default hit-key.pem in DataDir.
+	// HitKey replaces it. Without either and without DataDir, a fresh key
+	// is made per start (hits then die with the process).
+	HitKeyFile string
+	HitKey     jwk.Key
+	// HitLifetime is how long a hit opens a Direct Pull (default
+	// DefaultHitLifetime).
+	HitLifetime time.Duration
+	// Regional marks the index as a collaboration's own localization
+	// service (plateau 2–3); by default it plays the national one, whose
+	// hits plateau 4 requires.
+	Regional bool
+
 	// Consent, when set, filters every answer at the index (fail closed). A
 	// node's Client filters again with its own ConsentFilter.
 	Consent ConsentFilter
@@ -82,7 +98,7 @@ func (c ServerConfig) Validate() error {
 			errs = append(errs, errors.New("localization: data dir or audit log required"))
 		}
 	}
-	if c.EvaluateRate < 0 || c.EvaluateBurst < 0 || c.MaxBodyBytes < 0 {
+	if c.EvaluateRate < 0 || c.EvaluateBurst < 0 || c.MaxBodyBytes < 0 || c.HitLifetime < 0 {
 		errs = append(errs, errors.New("localization: rates and sizes cannot be negative"))
 	}
 	return errors.Join(errs...)
@@ -100,6 +116,8 @@ type Server struct {
 	limiter *limiter
 	now     func() time.Time
 	closers []func() error
+	hitKey  jwk.Key
+	hitJWKS []byte // the public hit keys, served at JWKSPath
 }
 
 // NewServer opens the index, key and audit log and returns the service.
@@ -115,6 +133,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.EvaluateBurst == 0 {
 		cfg.EvaluateBurst = DefaultEvaluateBurst
+	}
+	if cfg.HitLifetime == 0 {
+		cfg.HitLifetime = DefaultHitLifetime
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, key: cfg.Key, audit: cfg.Audit, log: cfg.Logger, now: cfg.Now}
 	if s.log == nil {
@@ -139,6 +160,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			return fail(err)
 		}
 		s.key = k
+	}
+	if err := s.loadHitKey(); err != nil {
+		return fail(err)
 	}
 	if s.store == nil {
 		var st index.Store
@@ -241,6 +265,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("DELETE /fhir/List", s.peer(s.deleteMatching))
 	mux.Handle("POST /fhir/Organization/$localize", s.peer(s.localize))
 	mux.Handle("POST /fhir/$oprf-evaluate", s.peer(s.evaluate))
+	mux.Handle("GET /fhir"+JWKSPath, s.peer(s.jwks))
 	mux.Handle("/", s.peer(func(http.ResponseWriter, *http.Request, caller) error {
 		return fhir.Errorf(http.StatusNotFound, "not-supported", "no such interaction on the localization service")
 	}))
@@ -529,7 +554,20 @@ func (s *Server) localize(w http.ResponseWriter, r *http.Request, c caller) erro
 	if err := s.record(r.Context(), c, rec); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, organizationsBundle(holders, publicWarnings(warnings), s.now().UTC().Format(time.RFC3339)))
+	var hits map[string]string
+	if req.Binding != "" {
+		hits = map[string]string{}
+		cc := req.CareContext.System + "|" + req.CareContext.Code
+		for _, h := range holders {
+			if _, done := hits[h.URA]; done {
+				continue
+			}
+			if hits[h.URA], err = s.signHit(c.URA, h.URA, req.Binding, cc, s.now()); err != nil {
+				return err
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, organizationsBundle(holders, hits, publicWarnings(warnings), s.now().UTC().Format(time.RFC3339)))
 	return nil
 }
 

@@ -102,6 +102,8 @@ type Options struct {
 
 	// trust adjusts the nodes' trust lists (tests: a clock, a policy).
 	trust func(*pki.TrustConfig)
+	// agreed adjusts the plateaus the GP practice and the hospital agree.
+	agreed func(plateau.Plateaus)
 }
 
 // Network is a running local network.
@@ -350,6 +352,9 @@ func (nw *Network) agreement(peer Participant) plateau.PartnerConfig {
 	agreed[plateau.Consent] = 4
 	if nw.opts.LocalConsent {
 		agreed[plateau.Consent] = 1
+	}
+	if nw.opts.agreed != nil {
+		nw.opts.agreed(agreed)
 	}
 	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: []string{"bgz"}}
 }

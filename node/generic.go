@@ -68,6 +68,7 @@ func (n *Node) setupGeneric() error {
 	if n.cfg.Localization.URL == "" {
 		return nil
 	}
+	n.hitCheck.Hits = localization.NewHitVerifier(n.cfg.Localization.URL, n.httpClient(n.trust.ClientTLSConfig(n.cert)), nil)
 	for _, p := range n.parts {
 		p := p
 		c, err := localization.NewClient(localization.ClientConfig{BaseURL: n.cfg.Localization.URL, HTTPClient: p.party.HTTP,
@@ -348,6 +349,7 @@ func (n *Node) localize(w http.ResponseWriter, r *http.Request, p *participant) 
 		writeProblem(w, http.StatusBadGateway, "localization-failed", "the referral index could not be asked")
 		return
 	}
+	n.hits.remember(p.URA, req.Patient, res)
 	if res.Holders == nil {
 		res.Holders = []localization.Holder{}
 	}

@@ -27,7 +27,8 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 		err = n.plateaus.CheckPartner(req.ClientID)
 	} else {
 		decision, err = n.plateaus.Authenticate(ctx, plateau.TokenContext{ClientURA: req.ClientID, GrantType: req.GrantType,
-			Scope: req.Scope, Assertion: req.Assertion, User: plateau.UserFromIdentity(req.User)})
+			Scope: req.Scope, Assertion: req.Assertion, User: plateau.UserFromIdentity(req.User), TLS: req.TLS,
+			DirectPull: req.GrantType == notifiedpull.GrantTypeJWT && req.AuthorizationBase == ""})
 		if u := decision.User; u != nil {
 			rec.ActorUser, rec.ActorRole = u.ID, u.Role
 		}

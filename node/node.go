@@ -70,6 +70,8 @@ type Node struct {
 	// regionalHost names the regional portal in audit records.
 	regionalHost string
 	consult      *consult.Service
+	hits         *hitMemory                // localization hits of the participants' lookups (requesting side)
+	hitCheck     *localization.HolderCheck // the holding side of localization
 	metrics      *metrics
 
 	publicSrv, internalSrv *http.Server
@@ -135,7 +137,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("partners.policydir: %w", err)
 	}
-	if n.plateaus, err = plateau.New(cfg.Partners, policies); err != nil {
+	n.hits = newHitMemory(nil)
+	n.hitCheck = &localization.HolderCheck{IsTenant: func(ura string) bool { _, ok := n.parts[ura]; return ok }}
+	if n.plateaus, err = plateau.New(cfg.Partners, policies, plateau.NetworkCheck{Trust: n.trust}, n.hitCheck); err != nil {
 		return fmt.Errorf("partners: %w", err)
 	}
 	if n.cert, err = loadKeyPair("tls", cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
@@ -297,6 +301,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			return ""
 		},
 		ConsentSource: func(q consent.Question) (consent.Checker, string) { return n.consentFor(q.RequesterURA) },
+		Admit:         n.admitConsult,
 		Audit:         n.auditLog, Logger: n.log,
 	})
 	n.as, err = oauth.NewServer(oauth.ServerConfig{

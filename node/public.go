@@ -44,7 +44,8 @@ func (n *Node) publicRoutes() http.Handler {
 			}
 			if err := n.plateaus.CheckAccess(ctx, plateau.AccessContext{PartnerURA: tok.Subject, Authenticated: authn,
 				UserID: user, UserRole: role, Application: app, Interaction: req.Interaction, ResourceType: req.Type,
-				Operation: req.Operation, Params: req.Params, Patient: queryBSN(req)}); err != nil {
+				Operation: req.Operation, Params: req.Params, Patient: queryBSN(req),
+				Tenant: req.Tenant, DirectPull: consult.IsConsult(tok), TLS: req.HTTP.TLS, Token: tok.Claims}); err != nil {
 				if r := plateau.AsRefusal(err); r != nil {
 					return r.FHIRError()
 				}

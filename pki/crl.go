@@ -299,3 +299,24 @@ func (w *crlWatcher) validUntil(chain []*x509.Certificate) time.Time {
 	}
 	return until
 }
+
+// fresh reports why peer's chain is not covered by fresh CRLs: every
+// certificate but the trust anchor must have its issuer's CRL loaded and
+// before its nextUpdate, whatever StaleCRL and RequireCRL say.
+func (w *crlWatcher) fresh(peer *Peer, now time.Time) error {
+	st := w.state.Load()
+	chain := peer.Chain
+	if peer.Route == RouteCA && len(chain) > 1 {
+		chain = chain[:len(chain)-1]
+	}
+	for _, c := range chain {
+		f, ok := st.byIssuer[string(c.RawIssuer)]
+		if !ok {
+			return fmt.Errorf("%w: %q", ErrNoCRL, c.Issuer)
+		}
+		if now.After(f.next) {
+			return fmt.Errorf("%w: CRL of %q expired at %s", ErrStaleCRL, c.Issuer, f.next.Format(time.RFC3339))
+		}
+	}
+	return nil
+}

@@ -549,3 +549,16 @@ func LoadCertPool(files ...string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// CheckFreshCRL refuses a peer whose chain is not covered by fresh CRLs:
+// each certificate but the trust anchor needs its issuer's CRL, loaded and
+// before its nextUpdate. The plateau enforcer asks it of partners at
+// network plateau 3–4 (revocation status required), while the listener's
+// own StaleCRL and RequireCRL settings may be laxer for plateau 1–2.
+func (t *Trust) CheckFreshCRL(peer *Peer) error {
+	if peer == nil {
+		return ErrNoVerifiedPeer
+	}
+	t.crl.poll()
+	return t.crl.fresh(peer, t.now())
+}

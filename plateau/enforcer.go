@@ -2,6 +2,7 @@ package plateau
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"strings"
@@ -58,6 +59,14 @@ type TokenContext struct {
 	// from Assertion (UserFromClaims); set it from SignedUser when the
 	// request carried an identity token the node verified.
 	User *User
+	// DirectPull is set for a consult token (Direct Pull: jwt-bearer
+	// without authorization_base), which localization decides on.
+	DirectPull bool
+	// TLS is the request's connection, for the network function.
+	TLS *tls.ConnectionState
+	// Claims are what checks add to the access token, read back at data
+	// access from AccessContext.Token; TokenDecision.Claims merges them.
+	Claims map[string]any
 }
 
 // AccessContext is one request for data.
@@ -79,6 +88,14 @@ type AccessContext struct {
 	// Patient is the BSN the request is about, when known; for consent
 	// and localization checks. Never logged.
 	Patient string
+	// Tenant is the participant whose data is asked.
+	Tenant string
+	// DirectPull is set when the access token is a consult token.
+	DirectPull bool
+	// TLS is the request's connection, for the network function.
+	TLS *tls.ConnectionState
+	// Token holds the access token's claims.
+	Token map[string]any
 }
 
 // Enforcer holds each request to the plateau agreed with its partner.
@@ -146,12 +163,17 @@ type TokenDecision struct {
 	// Required is the agreed plateau; Delivered what the request meets (≥ Required).
 	Required, Delivered int
 	User                *User // nil when the request named no user
+	// Extra are the claims the function checks added (TokenContext.Claims).
+	Extra map[string]any
 }
 
 // Claims are the access token claims that carry the authentication to data
 // access: merge them into oauth.Grant.Claims.
 func (a TokenDecision) Claims() map[string]any {
 	c := map[string]any{ClaimAuthn: a.Delivered}
+	for k, v := range a.Extra {
+		c[k] = v
+	}
 	if u := a.User; u != nil {
 		if u.ID != "" {
 			c[ClaimUser] = u.ID
@@ -211,7 +233,7 @@ func (e *Enforcer) Authenticate(ctx context.Context, tc TokenContext) (TokenDeci
 			return TokenDecision{}, err
 		}
 	}
-	return TokenDecision{Agreement: a, Required: required, Delivered: delivered, User: user}, nil
+	return TokenDecision{Agreement: a, Required: required, Delivered: delivered, User: user, Extra: tc.Claims}, nil
 }
 
 // assess returns the highest authentication plateau the request meets, up

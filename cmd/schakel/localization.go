@@ -33,6 +33,7 @@ func newLocalizationCommand() *cobra.Command {
 func newLocalizationServeCommand() *cobra.Command {
 	var dataDir, addr, certFile, keyFile, dsn string
 	var cas []string
+	var regional bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the referral index on an mTLS listener",
@@ -72,7 +73,7 @@ func newLocalizationServeCommand() *cobra.Command {
 			if err := prepareDataDir(dataDir); err != nil {
 				return err
 			}
-			scfg := localization.ServerConfig{DataDir: dataDir, Logger: log}
+			scfg := localization.ServerConfig{DataDir: dataDir, Logger: log, Regional: regional}
 			if dsn != "" {
 				// Opened here so that its failure names its setting; the
 				// driver's errors never carry the password.
@@ -115,6 +116,7 @@ func newLocalizationServeCommand() *cobra.Command {
 	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of the index")
 	f.StringVar(&keyFile, "key", "", "PEM private key of --cert")
 	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) whose GtKs may register and ask (repeatable)")
+	f.BoolVar(&regional, "regional", false, "sign localization hits as a collaboration's own service (plateau 2–3), not the national one (plateau 4)")
 	f.StringVar(&dsn, "postgres", "", "PostgreSQL DSN of the index (default: SQLite in --data-dir; or $"+envLocalizationPostgres+")")
 	return cmd
 }
