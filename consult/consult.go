@@ -19,6 +19,7 @@ import (
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/notifiedpull"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 // Protocol constants of the exchange.
@@ -109,9 +110,13 @@ type Config struct {
 	// node chooses the source by the consent plateau agreed with the
 	// requester). A nil Checker means no source: the request is refused (503).
 	ConsentSource func(q consent.Question) (consent.Checker, string)
-	Audit         audit.Log
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Present builds the user part of the grant assertion for the
+	// authentication plateau agreed with the holder (the node binds its
+	// enforcer and identity issuer); nil presents at plateau 1.
+	Present plateau.PresentFunc
+	Audit   audit.Log
+	Logger  *slog.Logger
+	Now     func() time.Time
 	// TokenLifetime of consult tokens; default and maximum MaxTokenLifetime.
 	TokenLifetime time.Duration
 	// Parallel bounds the queries a consult runs at the same time.
@@ -160,6 +165,12 @@ func New(cfg Config) *Service {
 	}
 	if cfg.FacilityType == nil {
 		cfg.FacilityType = func(string) string { return "" }
+	}
+	if cfg.Present == nil {
+		var none *plateau.Enforcer
+		cfg.Present = func(ctx context.Context, from, partner, aud string, c *plateau.Caller) (plateau.Presentation, error) {
+			return none.Present(ctx, nil, from, partner, aud, c)
+		}
 	}
 	return &Service{cfg: cfg, log: cfg.Logger.With("component", "consult")}
 }
