@@ -71,6 +71,8 @@ type Node struct {
 	regionalHost string
 	consult      *consult.Service
 	metrics      *metrics
+	// localIdentity signs user identities with a local key (identity.issuer.keyfile).
+	localIdentity plateau.IdentityIssuer
 
 	publicSrv, internalSrv *http.Server
 	events                 func(notifiedpull.Event)
@@ -135,7 +137,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("partners.policydir: %w", err)
 	}
-	if n.plateaus, err = plateau.New(cfg.Partners, policies); err != nil {
+	partners := cfg.Partners
+	partners.IdentityIssuers = cfg.Identity.trustedIssuerNames(partners.IdentityIssuers)
+	if n.plateaus, err = plateau.New(partners, policies); err != nil {
 		return fmt.Errorf("partners: %w", err)
 	}
 	if n.cert, err = loadKeyPair("tls", cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
@@ -268,7 +272,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		PeerURA:  func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
 		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.as.Verify(r, aud) },
 		Audit:    n.auditLog, Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
-		Holding: n.holding,
+		Holding: n.holding, Present: n.present, NeedsUser: n.needsUser,
 	})
 	if err := n.setupGeneric(); err != nil {
 		return err
@@ -297,8 +301,13 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			return ""
 		},
 		ConsentSource: func(q consent.Question) (consent.Checker, string) { return n.consentFor(q.RequesterURA) },
+		Present:       n.present,
 		Audit:         n.auditLog, Logger: n.log,
 	})
+	trustedIdentities, err := n.loadIdentity(ctx, clientTLS)
+	if err != nil {
+		return err
+	}
 	n.as, err = oauth.NewServer(oauth.ServerConfig{
 		Issuer:       n.publicURL,
 		SigningKey:   signing,
@@ -312,6 +321,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		// Verification is per request; ES256 checks dominate without a cache.
 		VerifiedTokenCacheSize: 10000,
 		Logger:                 n.log,
+		IdentityIssuers:        trustedIdentities,
 	})
 	if err != nil {
 		return fmt.Errorf("authorization server: %w", err)
