@@ -19,6 +19,7 @@ import (
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/notifiedpull"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 // Protocol constants of the exchange.
@@ -114,10 +115,14 @@ type Config struct {
 	// it), before anything is sent; it returns claims to add to the grant
 	// assertion (the localization hit). Its error is a *plateau.Refusal or
 	// a server error.
-	Admit  func(ctx context.Context, tenant string, req Request) (map[string]any, error)
-	Audit  audit.Log
-	Logger *slog.Logger
-	Now    func() time.Time
+	Admit func(ctx context.Context, tenant string, req Request) (map[string]any, error)
+	// Present builds the user part of the grant assertion for the
+	// authentication plateau agreed with the holder (the node binds its
+	// enforcer and identity issuer); nil presents at plateau 1.
+	Present plateau.PresentFunc
+	Audit   audit.Log
+	Logger  *slog.Logger
+	Now     func() time.Time
 	// TokenLifetime of consult tokens; default and maximum MaxTokenLifetime.
 	TokenLifetime time.Duration
 	// Parallel bounds the queries a consult runs at the same time.
@@ -166,6 +171,12 @@ func New(cfg Config) *Service {
 	}
 	if cfg.FacilityType == nil {
 		cfg.FacilityType = func(string) string { return "" }
+	}
+	if cfg.Present == nil {
+		var none *plateau.Enforcer
+		cfg.Present = func(ctx context.Context, from, partner, aud string, c *plateau.Caller) (plateau.Presentation, error) {
+			return none.Present(ctx, nil, from, partner, aud, c)
+		}
 	}
 	return &Service{cfg: cfg, log: cfg.Logger.With("component", "consult")}
 }

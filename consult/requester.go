@@ -26,9 +26,22 @@ type Request struct {
 	PatientBSN  string `json:"patient"`
 	HolderURA   string `json:"holder"`
 	Application string `json:"application,omitempty"` // "bgz" (the default)
-	UserID      string `json:"userId"`                // UZI number of the requesting user
-	UserRole    string `json:"userRole"`              // UZI role code, e.g. 01.015
-	UserLoA     string `json:"userLoa,omitempty"`     // eIDAS level of assurance URI
+	// User is the requesting user: what of it travels depends on the
+	// authentication plateau agreed with the holder (plateau.Caller).
+	User *plateau.Caller `json:"user,omitempty"`
+	// UserID, UserRole and UserLoA are the user in the older flat form;
+	// used when User is absent.
+	UserID   string `json:"userId,omitempty"`   // UZI number of the requesting user
+	UserRole string `json:"userRole,omitempty"` // UZI role code, e.g. 01.015
+	UserLoA  string `json:"userLoa,omitempty"`  // eIDAS level of assurance URI
+}
+
+// caller is the request's user in the one form, whichever was sent.
+func (r *Request) caller() *plateau.Caller {
+	if r.User != nil {
+		return r.User
+	}
+	return &plateau.Caller{ID: r.UserID, Role: r.UserRole, LoA: r.UserLoA}
 }
 
 // Result is what a consult collected.
@@ -79,8 +92,9 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 	if err := nl.ValidateURA(req.HolderURA); err != nil {
 		return Result{}, fhir.Errorf(http.StatusBadRequest, "value", "holder: %v", err)
 	}
-	if !validCode(req.UserID) || !validCode(req.UserRole) {
-		return Result{}, fhir.Errorf(http.StatusBadRequest, "required", "userId (UZI number) and userRole (UZI role code) are required: the holder asks the patient's consent for this user")
+	user := req.caller()
+	if !validCode(user.ID) || !validCode(user.Role) {
+		return Result{}, fhir.Errorf(http.StatusBadRequest, "required", "user.id (UZI number) and user.role (UZI role code) are required: the holder asks the patient's consent for this user")
 	}
 	var admitted map[string]any
 	if s.cfg.Admit != nil {
@@ -105,12 +119,13 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 	if err != nil {
 		return Result{}, holderError("the holder's authorization server could not be reached", err)
 	}
-	claims := map[string]any{
-		plateau.ClaimUserID: req.UserID, plateau.ClaimUserIDSystem: SystemUZIPerson,
-		plateau.ClaimUserRole: req.UserRole, plateau.ClaimUserRoleSystem: SystemUZIRole,
+	pres, err := s.cfg.Present(ctx, tenant, req.HolderURA, md.TokenEndpoint, user)
+	if err != nil {
+		return Result{}, presentError(err)
 	}
-	if req.UserLoA != "" {
-		claims[plateau.ClaimUserLoA] = req.UserLoA
+	claims := pres.Claims
+	if claims == nil {
+		claims = map[string]any{}
 	}
 	if ft := s.cfg.FacilityType(tenant); ft != "" {
 		claims[AssertionRequesterType] = ft
@@ -119,7 +134,7 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 		claims[k] = v
 	}
 	tok, err := party.OAuth.Token(ctx, md.TokenEndpoint, oauth.TokenRequest{GrantType: GrantTypeJWT,
-		Scope: []string{req.Application}, Resource: base, AssertionClaims: claims})
+		Scope: []string{req.Application}, Resource: base, AssertionClaims: claims, UserIdentity: pres.UserIdentity})
 	if err != nil {
 		var refused *oauth.ErrorResponse
 		if errors.As(err, &refused) {
@@ -167,7 +182,7 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 		outcome = http.StatusForbidden
 	}
 	if err := s.audit(ctx, audit.Record{Action: audit.ActionRead, Type: "consult", Interaction: "consult", Outcome: outcome,
-		Tenant: tenant, ActorURA: tenant, ActorSystem: party.SystemUZI, ActorUser: req.UserID, ActorRole: req.UserRole,
+		Tenant: tenant, ActorURA: tenant, ActorSystem: party.SystemUZI, ActorUser: user.ID, ActorRole: user.Role,
 		PurposeOfUse: "TREAT", Patient: req.PatientBSN, Types: all.types(),
 		Query:         fmt.Sprintf("%d %s queries at %s (%d answered)", len(blocks), req.Application, req.HolderURA, answered(res.Queries)),
 		AuthzProtocol: "Twiin Direct Pull; RFC 7523 jwt-bearer with RFC 8707 resource"}); err != nil {
@@ -187,13 +202,25 @@ func (s *Service) refused(ctx context.Context, tenant string, party *Party, req 
 	}
 	fe := r.FHIRError()
 	if aerr := s.audit(ctx, audit.Record{Action: audit.ActionRead, Type: "consult", Interaction: "consult", Outcome: fe.Status,
-		OutcomeText: r.Description(), Tenant: tenant, ActorURA: tenant, ActorSystem: party.SystemUZI, ActorUser: req.UserID,
-		ActorRole: req.UserRole, PurposeOfUse: "TREAT", Patient: req.PatientBSN, Query: fmt.Sprintf("%s queries at %s", req.Application, req.HolderURA),
+		OutcomeText: r.Description(), Tenant: tenant, ActorURA: tenant, ActorSystem: party.SystemUZI, ActorUser: req.caller().ID,
+		ActorRole: req.caller().Role, PurposeOfUse: "TREAT", Patient: req.PatientBSN, Query: fmt.Sprintf("%s queries at %s", req.Application, req.HolderURA),
 		AuthzProtocol: "Twiin Direct Pull; refused before sending"}); aerr != nil {
 		return &fhir.Error{Status: http.StatusServiceUnavailable, Cause: aerr, Issues: []fhir.Issue{{Severity: "error",
 			Code: "transient", Diagnostics: "the audit log is unavailable; nothing was done"}}}
 	}
 	return fe
+}
+
+// presentError tells a user short of the agreed authentication plateau
+// (the participant's system must send more: 422) from an identity issuer
+// that could not be asked (502).
+func presentError(err error) error {
+	if r := plateau.AsRefusal(err); r != nil && errors.Is(err, plateau.ErrCaller) {
+		return &fhir.Error{Status: http.StatusUnprocessableEntity, Cause: err,
+			Issues: []fhir.Issue{{Severity: "error", Code: "security", Diagnostics: r.Description()}}}
+	}
+	return &fhir.Error{Status: http.StatusBadGateway, Cause: err,
+		Issues: []fhir.Issue{{Severity: "error", Code: "exception", Diagnostics: "the user's signed identity could not be obtained from the identity issuer"}}}
 }
 
 func answered(qs []QueryResult) int {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 // Summary is the outcome of one exchange.
@@ -110,6 +111,15 @@ func (nw *Network) Exchange(ctx context.Context) (*Summary, error) {
 		for _, r := range list {
 			if r.Identifier == sent.ID {
 				got = r
+			}
+		}
+		if got.AwaitingUser {
+			// The agreement asks for a user: the specialist accepts the
+			// referral, and the pull carries the specialist's identity.
+			nw.printf("  the hospital's specialist (UZI %s, role %s) accepts the referral\n", DemoUser.UZI, DemoUser.Role)
+			if err := hosp.do(ctx, http.MethodPost, "/internal/referrals/"+got.ID+"/accept",
+				plateau.Caller{ID: DemoUser.UZI, Role: DemoUser.Role, LoA: DemoUser.LoA}, &got); err != nil {
+				return nil, fmt.Errorf("accept: %w", err)
 			}
 		}
 	}

@@ -74,6 +74,13 @@ type Options struct {
 	// Agreements are extra partner agreements every node gets, besides the
 	// plateau-1 agreement the GP practice and the hospital have with each other.
 	Agreements []plateau.PartnerConfig
+	// Plateaus, per function, replace the plateaus of the agreement the GP
+	// practice and the hospital have with each other (plateau 1, consent 4).
+	Plateaus plateau.Plateaus
+	// SystemIdentity lets the hospital's system pull a referral without a
+	// user's acceptance (the agreement's systemidentity) at
+	// authentication plateau 2–3.
+	SystemIdentity bool
 	// Postgres, when set, keeps each node's FHIR store in PostgreSQL (a
 	// schema per node, PostgresSchemaPrefix + node name) instead of SQLite.
 	Postgres             string
@@ -121,6 +128,8 @@ type Network struct {
 	closers              []io.Closer
 	dirURL               string
 	consentURL, indexURL string
+	identityURL          string // the development identity issuer
+	identityJWKS         string // its public keys, as the nodes trust them
 	consent              *consent.Server
 	portalURL            string
 	portal               *consent.Server // the regional consent portal's service
@@ -181,6 +190,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 
 	// The consent service (Mitz-compatible) and the referral index.
 	if err := nw.startGenericServices(opts); err != nil {
+		return nil, err
+	}
+	if err := nw.startIdentityIssuer(); err != nil {
 		return nil, err
 	}
 	if opts.RecordInEHR {
@@ -356,7 +368,11 @@ func (nw *Network) agreement(peer Participant) plateau.PartnerConfig {
 	if nw.opts.agreed != nil {
 		nw.opts.agreed(agreed)
 	}
-	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: []string{"bgz"}}
+	for f, p := range nw.opts.Plateaus {
+		agreed[f] = p
+	}
+	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: []string{"bgz"},
+		SystemIdentity: nw.opts.SystemIdentity}
 }
 
 func (nw *Network) issue(dir, name string, p Participant) (tls.Certificate, error) {
@@ -411,6 +427,7 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string, more ..
 		Store:          nw.storeConfig(name),
 		Consent:        nw.consentConfig(),
 		Localization:   node.LocalizationConfig{URL: nw.indexURL + "/fhir"},
+		Identity:       nw.identityConfig(),
 		Name:           name,
 		DataDir:        filepath.Join(dir, "data"),
 		Public:         node.ListenerConfig{Addr: net.JoinHostPort(nw.opts.Host, "0")},

@@ -49,6 +49,9 @@ type Config struct {
 	Consent ConsentConfig `koanf:"consent"`
 	// Localization is the referral index the node registers with and asks.
 	Localization LocalizationConfig `koanf:"localization"`
+	// Identity configures signed user identities (authentication plateau
+	// 4): where the node obtains them and whose it verifies.
+	Identity IdentityConfig `koanf:"identity"`
 	// SigningKeyFile is the key the authorization server signs access tokens with.
 	SigningKeyFile string `koanf:"signingkeyfile"`
 	// PreviousSigningKeyFiles are keys this node signed with before a
@@ -272,6 +275,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Partners.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Identity.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.SigningKeyFile == "" {

@@ -66,7 +66,7 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 		for k, v := range decision.Claims() {
 			g.Claims[k] = v
 		}
-		rec.Checks = append(rec.Checks, "plateau: authentication plateau "+strconv.Itoa(decision.Delivered))
+		rec.Checks = append(rec.Checks, "plateau: authentication plateau "+strconv.Itoa(decision.Delivered)+given(decision.User))
 	}
 	rec.Outcome = http.StatusOK
 	rec.Tenant = strings.TrimPrefix(g.Audience, n.publicURL+"/fhir/stu3/")
@@ -98,4 +98,18 @@ func (n *Node) auditRefusal(r *http.Request, ref oauth.Refusal) error {
 		rec.Checks = []string{fmt.Sprintf("plateau: %s refused (plateau %d required, %d delivered)", pr.Function, pr.Required, pr.Delivered)}
 	}
 	return n.auditLog.Append(r.Context(), rec)
+}
+
+// given says what the request presented, which may be more than the
+// agreement asks: it is judged at the agreed plateau and logged as given.
+func given(u *plateau.User) string {
+	switch {
+	case u == nil:
+		return "; given: no user"
+	case u.System:
+		return "; given: system identity " + u.ID + ", " + u.Source.String()
+	case u.Source == plateau.SignedByIdentityIssuer:
+		return "; given: user identity signed by the identity issuer " + u.Issuer
+	}
+	return "; given: user data " + u.Source.String()
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/notifiedpull"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 type participantKey struct{}
@@ -55,6 +56,7 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	mux.Handle("GET /internal/referrals", n.authInternal(n.listReferrals))
 	mux.Handle("GET /internal/referrals/{id}", n.authInternal(n.getReferral))
 	mux.Handle("POST /internal/referrals/{id}/cancel", n.authInternal(n.cancelReferral))
+	mux.Handle("POST /internal/referrals/{id}/accept", n.authInternal(n.acceptReferral))
 	mux.Handle("GET /internal/referrals/{id}/data", n.authInternal(n.referralData))
 	mux.Handle("POST /internal/localize", n.authInternal(n.localize))
 	mux.Handle("POST /internal/consult", n.authInternal(n.consultHolder))
@@ -225,6 +227,11 @@ type Referral struct {
 	Updated      time.Time                  `json:"updated"`
 	Data         string                     `json:"data,omitempty"` // local Bundle id of pulled data
 	Results      []notifiedpull.QueryResult `json:"results,omitempty"`
+	// AwaitingUser: a received referral whose pull waits for a user to
+	// accept it (POST /internal/referrals/{id}/accept).
+	AwaitingUser bool `json:"awaitingUser,omitempty"`
+	// AcceptedBy is the user who accepted a received referral.
+	AcceptedBy string `json:"acceptedBy,omitempty"`
 }
 
 func sentView(g notifiedpull.Grant) Referral {
@@ -234,9 +241,13 @@ func sentView(g notifiedpull.Grant) Referral {
 }
 
 func receivedView(r notifiedpull.Received) Referral {
-	return Referral{ID: r.ID, Identifier: r.Identifier, Direction: "received", Status: r.Status, StatusReason: r.StatusReason, Patient: r.PatientBSN,
+	v := Referral{ID: r.ID, Identifier: r.Identifier, Direction: "received", Status: r.Status, StatusReason: r.StatusReason, Patient: r.PatientBSN,
 		Partner: r.SenderURA, WorkflowTask: r.WorkflowTask, Expires: r.Expires, Created: r.Created, Updated: r.Updated,
-		Data: r.ResultBundle, Results: r.Summary}
+		Data: r.ResultBundle, Results: r.Summary, AwaitingUser: r.Awaiting}
+	if r.AcceptedBy != nil {
+		v.AcceptedBy = r.AcceptedBy.ID
+	}
+	return v
 }
 
 func (n *Node) createReferral(w http.ResponseWriter, r *http.Request, p *participant) {
@@ -302,6 +313,24 @@ func (n *Node) cancelReferral(w http.ResponseWriter, r *http.Request, p *partici
 	writeJSON(w, http.StatusOK, sentView(g))
 }
 
+// acceptReferral serves POST /internal/referrals/{id}/accept: a user of
+// the participant accepts a received referral that waits for one, and its
+// pull starts, carrying that user in the grant assertion. The body is the
+// user (plateau.Caller): {"id", "role", "loa", "amr", "identityToken"}.
+func (n *Node) acceptReferral(w http.ResponseWriter, r *http.Request, p *participant) {
+	var user plateau.Caller
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&user); err != nil {
+		writeProblem(w, http.StatusBadRequest, "invalid-body", `expected JSON {"id": UZI number, "role": UZI role code, "loa": eIDAS level, "identityToken": signed identity (optional)}`)
+		return
+	}
+	x, err := n.np.Accept(r.Context(), p.URA, r.PathValue("id"), user)
+	if err != nil {
+		n.internalError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, receivedView(x))
+}
+
 // referralData returns the Bundle pulled for a received referral.
 func (n *Node) referralData(w http.ResponseWriter, r *http.Request, p *participant) {
 	x, err := n.np.ReceivedOne(r.Context(), p.URA, r.PathValue("id"))
@@ -337,6 +366,10 @@ func (n *Node) internalError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, notifiedpull.ErrUnknownReferral):
 		writeProblem(w, http.StatusNotFound, "not-found", "no such referral for this participant")
+	case errors.Is(err, notifiedpull.ErrNotAwaiting):
+		writeProblem(w, http.StatusConflict, "not-awaiting", err.Error())
+	case errors.Is(err, notifiedpull.ErrNoUser):
+		writeProblem(w, http.StatusBadRequest, "invalid-body", err.Error())
 	case errors.Is(err, notifiedpull.ErrUnknownParticipant):
 		writeProblem(w, http.StatusNotFound, "not-found", "unknown participant")
 	default:

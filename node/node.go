@@ -73,6 +73,8 @@ type Node struct {
 	hits         *hitMemory                // localization hits of the participants' lookups (requesting side)
 	hitCheck     *localization.HolderCheck // the holding side of localization
 	metrics      *metrics
+	// localIdentity signs user identities with a local key (identity.issuer.keyfile).
+	localIdentity plateau.IdentityIssuer
 
 	publicSrv, internalSrv *http.Server
 	events                 func(notifiedpull.Event)
@@ -139,7 +141,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	}
 	n.hits = newHitMemory(nil)
 	n.hitCheck = &localization.HolderCheck{IsTenant: func(ura string) bool { _, ok := n.parts[ura]; return ok }}
-	if n.plateaus, err = plateau.New(cfg.Partners, policies, plateau.NetworkCheck{Trust: n.trust}, n.hitCheck); err != nil {
+	partners := cfg.Partners
+	partners.IdentityIssuers = cfg.Identity.trustedIssuerNames(partners.IdentityIssuers)
+	if n.plateaus, err = plateau.New(partners, policies, plateau.NetworkCheck{Trust: n.trust}, n.hitCheck); err != nil {
 		return fmt.Errorf("partners: %w", err)
 	}
 	if n.cert, err = loadKeyPair("tls", cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
@@ -272,7 +276,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		PeerURA:  func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
 		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.as.Verify(r, aud) },
 		Audit:    n.auditLog, Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
-		Holding: n.holding,
+		Holding: n.holding, Present: n.present, NeedsUser: n.needsUser,
 	})
 	if err := n.setupGeneric(); err != nil {
 		return err
@@ -302,8 +306,13 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		},
 		ConsentSource: func(q consent.Question) (consent.Checker, string) { return n.consentFor(q.RequesterURA) },
 		Admit:         n.admitConsult,
+		Present:       n.present,
 		Audit:         n.auditLog, Logger: n.log,
 	})
+	trustedIdentities, err := n.loadIdentity(ctx, clientTLS)
+	if err != nil {
+		return err
+	}
 	n.as, err = oauth.NewServer(oauth.ServerConfig{
 		Issuer:       n.publicURL,
 		SigningKey:   signing,
@@ -317,6 +326,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		// Verification is per request; ES256 checks dominate without a cache.
 		VerifiedTokenCacheSize: 10000,
 		Logger:                 n.log,
+		IdentityIssuers:        trustedIdentities,
 	})
 	if err != nil {
 		return fmt.Errorf("authorization server: %w", err)

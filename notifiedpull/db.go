@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/internal/sqlitedb"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 //go:embed migrations/*.sql
@@ -228,6 +229,12 @@ type Received struct {
 	Summary      []QueryResult
 	Created      time.Time
 	Updated      time.Time
+	// Awaiting is set while the pull waits for a user to accept the
+	// notification (Service.Accept).
+	Awaiting bool
+	// AcceptedBy is the user who accepted it; nil when none did (a system
+	// identity pulls, or none is needed).
+	AcceptedBy *plateau.Caller
 }
 
 // QueryResult is what one query of a pull returned.
@@ -241,13 +248,13 @@ type QueryResult struct {
 }
 
 const receivedCols = `id, tenant, identifier, sender_ura, sender_system, patient_bsn, workflow_task, auth_base,
-	expires_at, status, status_reason, result_bundle, summary, created_at, updated_at`
+	expires_at, status, status_reason, result_bundle, summary, created_at, updated_at, awaiting, accepted_by`
 
 func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 	var r Received
-	var exp, summary, created, updated string
+	var exp, summary, created, updated, acceptedBy string
 	err := row.Scan(&r.ID, &r.Tenant, &r.Identifier, &r.SenderURA, &r.SenderSystem, &r.PatientBSN, &r.WorkflowTask,
-		&r.AuthBase, &exp, &r.Status, &r.StatusReason, &r.ResultBundle, &summary, &created, &updated)
+		&r.AuthBase, &exp, &r.Status, &r.StatusReason, &r.ResultBundle, &summary, &created, &updated, &r.Awaiting, &acceptedBy)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, errNoRow
 	}
@@ -256,6 +263,12 @@ func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 	}
 	if summary != "" {
 		_ = json.Unmarshal([]byte(summary), &r.Summary)
+	}
+	if acceptedBy != "" {
+		r.AcceptedBy = &plateau.Caller{}
+		if err := json.Unmarshal([]byte(acceptedBy), r.AcceptedBy); err != nil {
+			return r, fmt.Errorf("np_received %s: accepted_by: %w", r.ID, err)
+		}
 	}
 	r.Expires, _ = time.Parse(ts, exp)
 	r.Created, _ = time.Parse(ts, created)
@@ -266,10 +279,10 @@ func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 // insertReceived stores r; false when the sender already notified this identifier.
 func (d *DB) insertReceived(ctx context.Context, r Received) (bool, error) {
 	res, err := d.db.ExecContext(ctx, `INSERT INTO np_received (id, tenant, identifier, sender_ura, sender_system, patient_bsn,
-		workflow_task, auth_base, expires_at, status, status_reason, created_at, updated_at)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sender_ura, identifier) DO NOTHING`,
+		workflow_task, auth_base, expires_at, status, status_reason, created_at, updated_at, awaiting)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sender_ura, identifier) DO NOTHING`,
 		r.ID, r.Tenant, r.Identifier, r.SenderURA, r.SenderSystem, r.PatientBSN, r.WorkflowTask, r.AuthBase,
-		r.Expires.UTC().Format(ts), r.Status, r.StatusReason, r.Created.UTC().Format(ts), r.Updated.UTC().Format(ts))
+		r.Expires.UTC().Format(ts), r.Status, r.StatusReason, r.Created.UTC().Format(ts), r.Updated.UTC().Format(ts), r.Awaiting)
 	if err != nil {
 		return false, err
 	}
@@ -311,8 +324,9 @@ func (d *DB) receivedList(ctx context.Context, tenant string) ([]Received, error
 func (d *DB) setReceivedStatus(ctx context.Context, id, status, reason string, now time.Time) error {
 	clear := ""
 	if Final(status) {
-		// The secret is of no further use once the exchange has ended.
-		clear = ", auth_base = ''"
+		// The secret and the accepting user's identity are of no further
+		// use once the exchange has ended.
+		clear = ", auth_base = '', accepted_by = '', awaiting = 0"
 	}
 	_, err := d.db.ExecContext(ctx, `UPDATE np_received SET status = ?, status_reason = ?, updated_at = ?`+clear+` WHERE id = ?`,
 		status, reason, now.UTC().Format(ts), id)
@@ -323,4 +337,20 @@ func (d *DB) setReceivedResult(ctx context.Context, id, bundleID string, summary
 	s, _ := json.Marshal(summary)
 	_, err := d.db.ExecContext(ctx, `UPDATE np_received SET result_bundle = ?, summary = ? WHERE id = ?`, bundleID, string(s), id)
 	return err
+}
+
+// acceptReceived records the user who accepted a notification that waits
+// for one; false when it no longer waits (accepted before, or ended).
+func (d *DB) acceptReceived(ctx context.Context, id string, by plateau.Caller, now time.Time) (bool, error) {
+	b, err := json.Marshal(by)
+	if err != nil {
+		return false, err
+	}
+	res, err := d.db.ExecContext(ctx, `UPDATE np_received SET awaiting = 0, accepted_by = ?, status_reason = '', updated_at = ?
+		WHERE id = ? AND awaiting = 1 AND status = ?`, string(b), now.UTC().Format(ts), id, StatusRequested)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }

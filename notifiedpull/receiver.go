@@ -15,6 +15,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 const maxNotificationBytes = 256 << 10
@@ -127,7 +128,10 @@ func (s *Service) handleNotification(r *http.Request, tenant string, rec *audit.
 	}
 	row := Received{ID: res.ID, Tenant: tenant, Identifier: n.Identifier, SenderURA: n.SenderURA, SenderSystem: n.SenderSystem,
 		PatientBSN: n.PatientBSN, WorkflowTask: n.WorkflowTask, AuthBase: n.AuthorizationBase, Expires: n.Expires,
-		Status: StatusRequested, Created: now, Updated: now}
+		Status: StatusRequested, Created: now, Updated: now, Awaiting: s.cfg.NeedsUser(tenant, n.SenderURA)}
+	if row.Awaiting {
+		row.StatusReason = ReasonAwaitingUser
+	}
 	inserted, err := s.cfg.DB.insertReceived(ctx, row)
 	if err != nil || !inserted {
 		_ = s.cfg.Store.Delete(ctx, tenant, "Task", res.ID)
@@ -138,7 +142,11 @@ func (s *Service) handleNotification(r *http.Request, tenant string, rec *audit.
 	}
 	rec.Resources = []string{"Task/" + res.ID}
 	s.event(tenant, res.ID, "received", fmt.Sprintf("notification %s from %s accepted as Task/%s", n.Identifier, n.SenderURA, res.ID), nil)
-	s.enqueue(tenant, res.ID)
+	if row.Awaiting {
+		s.event(tenant, res.ID, "awaiting-user", "the pull waits for a user to accept the referral", nil)
+	} else {
+		s.enqueue(tenant, res.ID)
+	}
 	return http.StatusCreated, res.Body, nil
 }
 
@@ -280,7 +288,12 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	if !strings.HasPrefix(row.WorkflowTask, base+"/Task/") {
 		return errors.Join(fmt.Errorf("the workflow Task %s is not on the sender's registered endpoint %s", row.WorkflowTask, base), <-accepted)
 	}
-	tok, err := s.token(ctx, party, row.SenderURA, oauth.TokenRequest{GrantType: GrantTypeJWT, Scope: []string{ApplicationBgZ}, AuthorizationBase: row.AuthBase})
+	// The user who accepted the referral, else the participant's system.
+	caller := row.AcceptedBy
+	if caller == nil {
+		caller = &plateau.Caller{ID: party.SystemUZI, System: true}
+	}
+	tok, err := s.token(ctx, party, row.SenderURA, oauth.TokenRequest{GrantType: GrantTypeJWT, Scope: []string{ApplicationBgZ}, AuthorizationBase: row.AuthBase}, caller)
 	// No data is read before the notification is on record as accepted.
 	if err := errors.Join(err, <-accepted); err != nil {
 		return err
@@ -350,7 +363,7 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 		return nil
 	})
 	s.audit(ctx, audit.Record{Action: audit.ActionCreate, Interaction: "pull", Outcome: http.StatusOK, Tenant: row.Tenant,
-		ActorURA: row.Tenant, ActorSystem: party.SystemUZI, Patient: row.PatientBSN, Types: collected.types(),
+		ActorURA: row.Tenant, ActorSystem: party.SystemUZI, ActorUser: userOf(caller), ActorRole: roleOf(caller), Patient: row.PatientBSN, Types: collected.types(),
 		Resources: []string{"Bundle/" + res.ID}, Query: fmt.Sprintf("%d queries from %s", len(inputs), row.SenderURA), Task: row.Identifier})
 	err = s.setReceived(ctx, row, StatusCompleted, "")
 	<-reported

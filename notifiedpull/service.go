@@ -27,6 +27,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 // OAuth scopes of the exchange.
@@ -104,6 +105,14 @@ type Config struct {
 	// for a care application: the sender when it makes data available, the
 	// receiver once it stored what it pulled (for the referral index).
 	Holding func(ctx context.Context, h Holding)
+	// Present builds the user (or system) part of the receiver's grant
+	// assertion for the authentication plateau agreed with the sender;
+	// nil presents at plateau 1.
+	Present plateau.PresentFunc
+	// NeedsUser reports whether a notification from sender to tenant waits
+	// for a user to accept it (Accept) before the pull: the agreement asks
+	// for user authentication and allows no system identity. Nil: never.
+	NeedsUser func(tenant, sender string) bool
 }
 
 // Holding is a participant's holding of a patient's data for a care
@@ -144,6 +153,15 @@ func New(cfg Config) *Service {
 	if cfg.Events == nil {
 		cfg.Events = func(Event) {}
 	}
+	if cfg.Present == nil {
+		var none *plateau.Enforcer
+		cfg.Present = func(ctx context.Context, from, partner, aud string, c *plateau.Caller) (plateau.Presentation, error) {
+			return none.Present(ctx, nil, from, partner, aud, c)
+		}
+	}
+	if cfg.NeedsUser == nil {
+		cfg.NeedsUser = func(string, string) bool { return false }
+	}
 	return &Service{cfg: cfg, log: cfg.Logger.With("component", "notifiedpull"), queue: make(chan pullJob, 1024)}
 }
 
@@ -169,7 +187,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("resume pulls: %w", err)
 	}
 	for _, r := range pending {
-		if !Final(r.Status) {
+		if !Final(r.Status) && !r.Awaiting {
 			s.enqueue(r.Tenant, r.ID)
 		}
 	}
@@ -329,7 +347,7 @@ func (s *Service) notify(ctx context.Context, party *Party, receiverURA, method,
 	}
 	var status string
 	for attempt := 0; ; attempt++ {
-		tok, err := s.token(ctx, party, receiverURA, oauth.TokenRequest{GrantType: GrantTypeClient, Scope: []string{ScopeNotify}})
+		tok, err := s.token(ctx, party, receiverURA, oauth.TokenRequest{GrantType: GrantTypeClient, Scope: []string{ScopeNotify}}, nil)
 		if err != nil {
 			return "", fmt.Errorf("token for notification: %w", err)
 		}
@@ -362,8 +380,10 @@ func (s *Service) notify(ctx context.Context, party *Party, receiverURA, method,
 	return taskURL, nil
 }
 
-// token gets an access token from a partner's authorization server.
-func (s *Service) token(ctx context.Context, party *Party, partnerURA string, req oauth.TokenRequest) (*oauth.Token, error) {
+// token gets an access token from a partner's authorization server. With
+// a caller, the grant assertion carries what the authentication plateau
+// agreed with the partner asks of it (Config.Present).
+func (s *Service) token(ctx context.Context, party *Party, partnerURA string, req oauth.TokenRequest, caller *plateau.Caller) (*oauth.Token, error) {
 	// A notification token carries no referral: it is reused until shortly
 	// before it expires, as any OAuth client does. Pull tokens are not.
 	reusable := req.GrantType == GrantTypeClient
@@ -380,6 +400,13 @@ func (s *Service) token(ctx context.Context, party *Party, partnerURA string, re
 	tokenEndpoint, err := s.tokenEndpoint(ctx, party, issuer)
 	if err != nil {
 		return nil, err
+	}
+	if caller != nil {
+		pres, err := s.cfg.Present(ctx, party.URA, partnerURA, tokenEndpoint, caller)
+		if err != nil {
+			return nil, err
+		}
+		req.AssertionClaims, req.UserIdentity = pres.Claims, pres.UserIdentity
 	}
 	tok, err := party.OAuth.Token(ctx, tokenEndpoint, req)
 	if err != nil {

@@ -297,6 +297,10 @@ func (s *Server) identityKey(t *unverifiedJWT, iss *IdentityIssuer) (any, error)
 	return k, nil
 }
 
+// DefaultUserIdentityTTL is the lifetime SignUserIdentity gives a token
+// when the claims name none.
+const DefaultUserIdentityTTL = 15 * time.Minute
+
 // UserIdentityClaims is the content of a user identity token to sign.
 type UserIdentityClaims struct {
 	Issuer    string
@@ -325,7 +329,7 @@ func SignUserIdentity(key jwk.Key, chain []*x509.Certificate, c UserIdentityClai
 		c.IssuedAt = time.Now()
 	}
 	if c.TTL <= 0 {
-		c.TTL = 15 * time.Minute
+		c.TTL = DefaultUserIdentityTTL
 	}
 	claims := map[string]any{
 		"iss": c.Issuer, "aud": c.Audience, "sub": c.UZI,

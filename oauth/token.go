@@ -93,6 +93,12 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		req.Assertion = t.claims
 		if v, ok := t.claims[ClaimUserIdentity]; ok {
 			if req.User, err = s.verifyUserIdentity(v, clientID); err != nil {
+				// A signed user identity is what authentication plateau 4
+				// asks; its refusal names that, as the enforcer's do.
+				var oe *oauthError
+				if errors.As(err, &oe) {
+					oe.description += " (authentication, plateau 4)"
+				}
 				return nil, err
 			}
 		}

@@ -44,6 +44,11 @@ type PartnerConfig struct {
 	// on, the national addressbook is the only source and configured
 	// endpoints are refused. Only for an agreement with one organisation.
 	Endpoints Endpoints `koanf:"endpoints"`
+	// SystemIdentity lets the participant's system stand in for a user at
+	// authentication plateaus 2–3, e.g. for the receiver's pull of a
+	// Notified Pull: both sides read it, the receiver to pull without a
+	// user's acceptance, the sender to accept such a pull.
+	SystemIdentity bool `koanf:"systemidentity"`
 }
 
 // Endpoints are one organisation's addresses, as its addressbook entry
@@ -142,6 +147,9 @@ func (c *Config) Validate() error {
 			if err := a.Endpoints.validate(where); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if a.SystemIdentity && c.resolve(a.Plateaus)[Authentication] >= Highest {
+			errs = append(errs, fmt.Errorf("%s.systemidentity: authentication is agreed at plateau 4, where only a user identity signed by the identity issuer counts", where))
 		}
 		for _, app := range a.Applications {
 			if !validName(app) {
@@ -268,6 +276,8 @@ type Agreement struct {
 	Applications []string          // empty: every application with a policy
 	Default      bool              // the fallback agreement for unlisted partners
 	Endpoints    Endpoints         // configured addresses (addressing plateau 1–2)
+	// SystemIdentity: a system may stand in for a user (plateaus 2–3).
+	SystemIdentity bool
 }
 
 // numFunctions is the number of generic functions.
@@ -313,7 +323,7 @@ func index(f Function) int {
 func (c *Config) agreements() (map[string]*Agreement, *Agreement) {
 	byURA := map[string]*Agreement{}
 	for _, pc := range c.Agreements {
-		a := &Agreement{Name: pc.Name, URAs: pc.URAs(), Applications: pc.Applications, Endpoints: pc.Endpoints}
+		a := &Agreement{Name: pc.Name, URAs: pc.URAs(), Applications: pc.Applications, Endpoints: pc.Endpoints, SystemIdentity: pc.SystemIdentity}
 		r := c.resolve(pc.Plateaus)
 		for _, f := range Functions {
 			a.Plateaus[index(f)] = r[f]

@@ -219,9 +219,12 @@ func (e *Enforcer) Authenticate(ctx context.Context, tc TokenContext) (TokenDeci
 	var userErr error
 	if user == nil && tc.Assertion != nil {
 		user, userErr = UserFromClaims(tc.Assertion)
+		if user == nil && userErr == nil {
+			user = systemFromClaims(tc.Assertion)
+		}
 	}
 	required := a.Plateau(Authentication)
-	delivered, reason := e.assess(tc, user, userErr, required)
+	delivered, reason := e.assess(tc, user, userErr, required, a.SystemIdentity)
 	if delivered < required {
 		return TokenDecision{}, &Refusal{Function: Authentication, Required: required, Delivered: delivered, Reason: reason, Partner: tc.ClientURA}
 	}
@@ -239,10 +242,10 @@ func (e *Enforcer) Authenticate(ctx context.Context, tc TokenContext) (TokenDeci
 // assess returns the highest authentication plateau the request meets, up
 // to limit, and why it does not meet the next one. It stops at limit: what
 // the agreement does not require is not asked for.
-func (e *Enforcer) assess(tc TokenContext, u *User, userErr error, limit int) (int, string) {
+func (e *Enforcer) assess(tc TokenContext, u *User, userErr error, limit int, system bool) (int, string) {
 	level := 1 // the client itself is authenticated by mTLS and its assertion
 	for p := 2; p <= limit; p++ {
-		if why := e.unmet(p, tc, u, userErr); why != "" {
+		if why := e.unmet(p, tc, u, userErr, system); why != "" {
 			return level, why
 		}
 		level = p
@@ -251,7 +254,11 @@ func (e *Enforcer) assess(tc TokenContext, u *User, userErr error, limit int) (i
 }
 
 // unmet says why the request does not meet plateau p's own requirements.
-func (e *Enforcer) unmet(p int, tc TokenContext, u *User, userErr error) string {
+// system says whether the agreement allows a system identity instead of a user.
+func (e *Enforcer) unmet(p int, tc TokenContext, u *User, userErr error, system bool) string {
+	if u != nil && u.System && userErr == nil {
+		return unmetSystem(p, tc, system)
+	}
 	switch p {
 	case 2:
 		switch {

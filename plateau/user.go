@@ -68,6 +68,9 @@ type User struct {
 	// Issuer signed the identity; set only with SignedByIdentityIssuer.
 	Issuer string
 	Source UserSource
+	// System marks the requesting organisation's system acting without a
+	// user (ID is its UZI number), where the agreement allows that.
+	System bool
 }
 
 // StrongAuthentication reports whether the user data declares two-factor
