@@ -141,8 +141,8 @@ type responseEnvelope struct {
 	Soap    string   `xml:"xmlns:soap,attr"`
 	Body    struct {
 		Response *struct {
-			XMLName xml.Name `xml:"OpvragenVerifierenResponse"`
-			NS      string   `xml:"xmlns,attr"`
+			XMLName xml.Name        `xml:"OpvragenVerifierenResponse"`
+			NS      string          `xml:"xmlns,attr"`
 			Bericht antwoordBericht `xml:"OpvragenVerifierenAntwoordBericht"`
 		}
 		Fault *fault
