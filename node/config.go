@@ -49,6 +49,9 @@ type Config struct {
 	Consent ConsentConfig `koanf:"consent"`
 	// Localization is the referral index the node registers with and asks.
 	Localization LocalizationConfig `koanf:"localization"`
+	// Identification is the BSN verification service (SBV-Z), asked where
+	// an agreement's citizen identification plateau requires it.
+	Identification IdentificationConfig `koanf:"identification"`
 	// SigningKeyFile is the key the authorization server signs access tokens with.
 	SigningKeyFile string `koanf:"signingkeyfile"`
 	// PreviousSigningKeyFiles are keys this node signed with before a
@@ -333,6 +336,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateConsent()...)
+	errs = append(errs, c.Identification.validate(c.Partners)...)
 	if c.Localization.URL != "" || c.Consent.URL != "" || c.Consent.Regional.URL != "" {
 		for i, p := range c.Participants {
 			if p.FacilityType == "" {

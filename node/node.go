@@ -27,6 +27,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/postgres"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/identification"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
@@ -70,6 +71,7 @@ type Node struct {
 	// regionalHost names the regional portal in audit records.
 	regionalHost string
 	consult      *consult.Service
+	bsn          *identification.Client // the BSN verification service, with identification.url
 	metrics      *metrics
 
 	publicSrv, internalSrv *http.Server
@@ -269,8 +271,14 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.as.Verify(r, aud) },
 		Audit:    n.auditLog, Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
 		Holding: n.holding,
+		Identify: func(ctx context.Context, c notifiedpull.IdentityCheck) error {
+			return n.identify(ctx, identityCheck{tenant: c.Tenant, partner: c.PartnerURA, bsn: c.PatientBSN, birthDate: c.BirthDate, step: c.Step})
+		},
 	})
 	if err := n.setupGeneric(); err != nil {
+		return err
+	}
+	if err := n.setupIdentification(); err != nil {
 		return err
 	}
 	n.consult = consult.New(consult.Config{

@@ -104,6 +104,20 @@ type Config struct {
 	// for a care application: the sender when it makes data available, the
 	// receiver once it stored what it pulled (for the referral index).
 	Holding func(ctx context.Context, h Holding)
+	// Identify, when set, holds a step that names a patient to a partner
+	// to the citizen identification agreed with it: the sender before it
+	// refers, the receiver before it accepts a notification. Its error
+	// (a *fhir.Error) refuses the step.
+	Identify func(ctx context.Context, c IdentityCheck) error
+}
+
+// IdentityCheck is a patient named to (or by) a partner in one step.
+type IdentityCheck struct {
+	Tenant     string // the participant
+	PartnerURA string // the receiver (refer) or the sender (notification)
+	PatientBSN string
+	BirthDate  string // as the participant's record gives it; empty when unknown
+	Step       string // "refer" or "notification"
 }
 
 // Holding is a participant's holding of a patient's data for a care
@@ -256,6 +270,12 @@ func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (G
 	}
 	patientID := page.Matches[0].ID
 	_, born, _ := nl.Patient(page.Matches[0].Body)
+	if s.cfg.Identify != nil {
+		if err := s.cfg.Identify(ctx, IdentityCheck{Tenant: tenant, PartnerURA: req.ReceiverURA, PatientBSN: req.PatientBSN,
+			BirthDate: born, Step: "refer"}); err != nil {
+			return Grant{}, err
+		}
+	}
 	now := s.cfg.Now()
 	expires := now.Add(s.cfg.Validity)
 	id := "urn:uuid:" + newUUID()
