@@ -48,6 +48,7 @@ func newRootCommand() *cobra.Command {
 		newLocalizationCommand(),
 		newScanCommand(),
 		newAddressbookCommand(),
+		newBSNCommand(),
 	)
 	return root
 }
