@@ -25,7 +25,7 @@ import (
 // Process is one component of a network started by UpProcesses, running
 // as its own OS process.
 type Process struct {
-	Name string // addressbook, consent, consent-portal, localization, gp-node, hospital-node
+	Name string // addressbook, consent, consent-portal, localization, identification, gp-node, hospital-node
 	URL  string // the base its peers use
 	PID  int
 	// Args is the command line that starts it again, on the same port and
