@@ -34,6 +34,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/identification"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
@@ -132,8 +133,10 @@ type Network struct {
 	identityJWKS         string // its public keys, as the nodes trust them
 	consent              *consent.Server
 	portalURL            string
-	portal               *consent.Server // the regional consent portal's service
-	ehrStore             store.Store     // the GP's EHR, with RecordInEHR
+	portal               *consent.Server        // the regional consent portal's service
+	bsn                  *identification.Server // the BSN verification stand-in (SBV-Z role)
+	bsnURL               string
+	ehrStore             store.Store // the GP's EHR, with RecordInEHR
 	ehrURL               string
 	dir                  *addressbook.Server
 	done                 chan notifiedpull.Event // completed/failed pulls, for waiters
@@ -193,6 +196,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		return nil, err
 	}
 	if err := nw.startIdentityIssuer(); err != nil {
+		return nil, err
+	}
+	if err := nw.startIdentification(); err != nil {
 		return nil, err
 	}
 	if opts.RecordInEHR {
@@ -265,6 +271,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		record = nw.ehrStore
 	}
 	if err := loadDemoData(ctx, record, nw.Patients); err != nil {
+		return nil, err
+	}
+	if err := nw.writeDemoRegister(nw.Patients); err != nil {
 		return nil, err
 	}
 	if err := registerDemoConsent(ctx, nw.consent.Store(), nw.Patients[0].BSN); err != nil {
@@ -428,6 +437,7 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string, more ..
 		Consent:        nw.consentConfig(),
 		Localization:   node.LocalizationConfig{URL: nw.indexURL + "/fhir"},
 		Identity:       nw.identityConfig(),
+		Identification: nw.identificationConfig(),
 		Name:           name,
 		DataDir:        filepath.Join(dir, "data"),
 		Public:         node.ListenerConfig{Addr: net.JoinHostPort(nw.opts.Host, "0")},
@@ -529,6 +539,7 @@ func (nw *Network) PrintListeners() {
 	nw.printf("  consent (Mitz-like)  %s/geslotenautorisatievraag/xacml3   (mTLS; notifies the nodes' /consent/notifications)\n", nw.consentURL)
 	nw.printf("  regional consent     %s/geslotenautorisatievraag/xacml3   (mTLS; a portal's service, plateau 2)\n", nw.portalURL)
 	nw.printf("  referral index       %s/fhir   (mTLS)\n", nw.indexURL)
+	nw.printf("  BSN verification     %s   (mTLS; SBV-Z OpvragenVerifieren stand-in)\n", nw.bsnURL)
 	for i, n := range nw.Nodes {
 		p := []Participant{GP, Hospital}[i]
 		nw.printf("  %-20s public   %s   (mTLS, TLS 1.3)\n", n.Name(), n.PublicURL())

@@ -17,6 +17,7 @@ import (
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/identification"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/plateau"
 )
@@ -24,7 +25,7 @@ import (
 // Process is one component of a network started by UpProcesses, running
 // as its own OS process.
 type Process struct {
-	Name string // addressbook, consent, consent-portal, localization, gp-node, hospital-node
+	Name string // addressbook, consent, consent-portal, localization, identification, gp-node, hospital-node
 	URL  string // the base its peers use
 	PID  int
 	// Args is the command line that starts it again, on the same port and
@@ -77,7 +78,7 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (nw *Network, er
 	}
 	data := opts.DataDir
 	caFile := filepath.Join(data, "pki", "ca.pem")
-	names := []string{"addressbook", "consent", "consent-portal", "localization",
+	names := []string{"addressbook", "consent", "consent-portal", "localization", "identification",
 		"gp-node", "gp-node internal", "hospital-node", "hospital-node internal"}
 	addr := map[string]string{}
 	for _, name := range names {
@@ -89,6 +90,7 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (nw *Network, er
 	nw.consentURL = "https://" + addr["consent"]
 	nw.portalURL = "https://" + addr["consent-portal"]
 	nw.indexURL = "https://" + addr["localization"]
+	nw.bsnURL = "https://" + addr["identification"] + identification.Path
 
 	// The services: certificate, then the command that serves it.
 	type component struct {
@@ -102,6 +104,7 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (nw *Network, er
 		{"consent", "consent", "consent", consentOrg, nw.consentURL, []string{"consent", "serve"}},
 		{"consent-portal", "consent-portal", "portal", portalOrg, nw.portalURL, []string{"consent", "serve", "--issuer", "schakel-consent-portal"}},
 		{"localization", "localization", "index", indexOrg, nw.indexURL + "/fhir", []string{"localization", "serve"}},
+		{"identification", "identification", "identification", bsnOrg, nw.bsnURL, []string{"bsn", "serve"}},
 	}
 	for i, c := range services {
 		dir := filepath.Join(data, c.dir)
@@ -144,6 +147,9 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (nw *Network, er
 		return nil, err
 	}
 	if nw.Patients, err = demo.Generate(demo.Options{Count: opts.Patients, Seed: 1, GPName: GP.Name}); err != nil {
+		return nil, err
+	}
+	if err := nw.writeDemoRegister(nw.Patients); err != nil {
 		return nil, err
 	}
 	gpStore, err := sqlite.Open(ctx, filepath.Join(data, "gp-node", "data", "fhir-stu3.db"), fhir.STU3)

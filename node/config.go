@@ -52,6 +52,9 @@ type Config struct {
 	// Identity configures signed user identities (authentication plateau
 	// 4): where the node obtains them and whose it verifies.
 	Identity IdentityConfig `koanf:"identity"`
+	// Identification is the BSN verification service (SBV-Z), asked where
+	// an agreement's citizen identification plateau requires it.
+	Identification IdentificationConfig `koanf:"identification"`
 	// SigningKeyFile is the key the authorization server signs access tokens with.
 	SigningKeyFile string `koanf:"signingkeyfile"`
 	// PreviousSigningKeyFiles are keys this node signed with before a
@@ -339,6 +342,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateConsent()...)
+	errs = append(errs, c.Identification.validate(c.Partners)...)
 	if c.Localization.URL != "" || c.Consent.URL != "" || c.Consent.Regional.URL != "" {
 		for i, p := range c.Participants {
 			if p.FacilityType == "" {

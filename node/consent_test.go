@@ -69,6 +69,7 @@ func TestConfigValidateConsentSources(t *testing.T) {
 		}, []string{"partners.default: consent is agreed at plateau 3, which needs consent.url"}},
 		{"an agreement without consent takes the default's", func(c *Config) {
 			c.Consent.URL = mitz
+			c.Identification.URL = "https://sbvz.example/opvragenverifieren.asmx" // identification is at 3 too
 			c.Partners.Default = plateau.Uniform(3)
 			c.Partners.Agreements = []plateau.PartnerConfig{{URA: "90000011", Plateaus: plateau.Plateaus{plateau.Network: 2}}}
 			c.Participants[0].FacilityType = "Z3"

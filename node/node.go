@@ -27,6 +27,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/postgres"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/identification"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
@@ -72,6 +73,7 @@ type Node struct {
 	consult      *consult.Service
 	hits         *hitMemory                // localization hits of the participants' lookups (requesting side)
 	hitCheck     *localization.HolderCheck // the holding side of localization
+	bsn          *identification.Client    // the BSN verification service, with identification.url
 	metrics      *metrics
 	// localIdentity signs user identities with a local key (identity.issuer.keyfile).
 	localIdentity plateau.IdentityIssuer
@@ -277,8 +279,14 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.as.Verify(r, aud) },
 		Audit:    n.auditLog, Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
 		Holding: n.holding, Present: n.present, NeedsUser: n.needsUser,
+		Identify: func(ctx context.Context, c notifiedpull.IdentityCheck) error {
+			return n.identify(ctx, identityCheck{tenant: c.Tenant, partner: c.PartnerURA, bsn: c.PatientBSN, birthDate: c.BirthDate, step: c.Step})
+		},
 	})
 	if err := n.setupGeneric(); err != nil {
+		return err
+	}
+	if err := n.setupIdentification(); err != nil {
 		return err
 	}
 	n.consult = consult.New(consult.Config{

@@ -52,6 +52,13 @@ func (n *Node) publicRoutes() http.Handler {
 				return err
 			}
 			if consult.IsConsult(tok) {
+				// The patient a consult names is identified before consent is
+				// asked about them; only for a token issued for this participant.
+				if bsn := queryBSN(req); bsn != "" && tok.StringClaim(consult.ClaimConsult) == req.Tenant {
+					if err := n.identifyHeld(ctx, req.Tenant, tok.Subject, bsn); err != nil {
+						return err
+					}
+				}
 				return n.consult.AuthorizeData(ctx, tok, req)
 			}
 			return n.np.AuthorizeData(ctx, tok, req)
@@ -167,6 +174,9 @@ func (n *Node) dataChecks(tok *oauth.AccessToken, answered bool) []string {
 		}
 		checks = append(checks, fmt.Sprintf("plateau: agreement %q, authentication %d, authorization %d, consent %d",
 			name, a.Plateau(plateau.Authentication), a.Plateau(plateau.Authorization), a.Plateau(plateau.Consent)))
+		if p := a.Plateau(plateau.Identification); p >= verifyFrom && consult.IsConsult(tok) {
+			checks = append(checks, fmt.Sprintf("identification: plateau %d, the patient's BSN verified at the BSN verification service", p))
+		}
 	}
 	if len(tok.Scope) > 0 {
 		checks = append(checks, "policy: care application "+tok.Scope[0]+" allows this interaction for the requester's role")

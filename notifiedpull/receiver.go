@@ -116,6 +116,12 @@ func (s *Service) handleNotification(r *http.Request, tenant string, rec *audit.
 		rec.Resources = []string{"Task/" + prev.ID}
 		return http.StatusOK, s.storedTask(ctx, tenant, prev.ID), nil
 	}
+	if s.cfg.Identify != nil {
+		if err := s.cfg.Identify(ctx, IdentityCheck{Tenant: tenant, PartnerURA: n.SenderURA, PatientBSN: n.PatientBSN,
+			Step: "notification"}); err != nil {
+			return 0, nil, err
+		}
+	}
 	// Keep the notification as received, minus the secret, for the
 	// participant's systems; the secret lives only in the exchange state.
 	stored, err := redactAuthBase(raw)

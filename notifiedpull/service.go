@@ -113,6 +113,20 @@ type Config struct {
 	// for a user to accept it (Accept) before the pull: the agreement asks
 	// for user authentication and allows no system identity. Nil: never.
 	NeedsUser func(tenant, sender string) bool
+	// Identify, when set, holds a step that names a patient to a partner
+	// to the citizen identification agreed with it: the sender before it
+	// refers, the receiver before it accepts a notification. Its error
+	// (a *fhir.Error) refuses the step.
+	Identify func(ctx context.Context, c IdentityCheck) error
+}
+
+// IdentityCheck is a patient named to (or by) a partner in one step.
+type IdentityCheck struct {
+	Tenant     string // the participant
+	PartnerURA string // the receiver (refer) or the sender (notification)
+	PatientBSN string
+	BirthDate  string // as the participant's record gives it; empty when unknown
+	Step       string // "refer" or "notification"
 }
 
 // Holding is a participant's holding of a patient's data for a care
@@ -274,6 +288,12 @@ func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (G
 	}
 	patientID := page.Matches[0].ID
 	_, born, _ := nl.Patient(page.Matches[0].Body)
+	if s.cfg.Identify != nil {
+		if err := s.cfg.Identify(ctx, IdentityCheck{Tenant: tenant, PartnerURA: req.ReceiverURA, PatientBSN: req.PatientBSN,
+			BirthDate: born, Step: "refer"}); err != nil {
+			return Grant{}, err
+		}
+	}
 	now := s.cfg.Now()
 	expires := now.Add(s.cfg.Validity)
 	id := "urn:uuid:" + newUUID()

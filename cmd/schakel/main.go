@@ -49,6 +49,7 @@ func newRootCommand() *cobra.Command {
 		newScanCommand(),
 		newAddressbookCommand(),
 		newValidateCommand(g),
+		newBSNCommand(),
 	)
 	return root
 }

@@ -60,7 +60,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().StringVar(&opts.Host, "host", "127.0.0.1", "address to bind the listeners to")
 	up.Flags().BoolVar(&once, "once", false, "run the exchange and exit (0 only if it succeeded)")
 	up.Flags().BoolVar(&opts.RecordInEHR, "record-in-ehr", false, "keep the GP practice's record in its own EHR and run its node in proxy mode")
-	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, each node) as its own OS process")
+	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
 	cmd.AddCommand(up)
 	return cmd
 }

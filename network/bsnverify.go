@@ -1,0 +1,73 @@
+package network
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/schakel-nl/schakel/demo"
+	"github.com/schakel-nl/schakel/identification"
+	"github.com/schakel-nl/schakel/node"
+)
+
+// bsnOrg runs the BSN verification service's stand-in (the SBV-Z role).
+var bsnOrg = Participant{URA: "90000995", Name: "BSN-verificatie (SBV-Z stand-in)", SystemUZI: "900009955", AGB: "00000000"}
+
+// RegisterFile is the stand-in's register in its data directory: the file
+// `schakel bsn serve --data-dir` reads.
+const RegisterFile = "register.json"
+
+// startIdentification binds the BSN verification stand-in; its register
+// is filled with the demo patients once they are generated.
+func (nw *Network) startIdentification() error {
+	dir := filepath.Join(nw.opts.DataDir, "identification")
+	cert, err := nw.issue(dir, "identification", bsnOrg)
+	if err != nil {
+		return err
+	}
+	svc, err := nw.listen("identification", cert)
+	if err != nil {
+		return err
+	}
+	nw.bsn = identification.NewServer(nw.opts.Logger.With("component", "identification"))
+	svc.srv.Handler = nw.bsn.Handler()
+	nw.bsnURL = svc.url + identification.Path
+	return nil
+}
+
+// identificationConfig points every node at the stand-in, so that any
+// agreement's identification plateau has its service.
+func (nw *Network) identificationConfig() node.IdentificationConfig {
+	return node.IdentificationConfig{URL: nw.bsnURL}
+}
+
+// writeDemoRegister writes the demo patients as the stand-in's register
+// (they are the people the BRP knows in this network) and, when the
+// stand-in runs in this process, loads it.
+func (nw *Network) writeDemoRegister(patients []demo.Patient) error {
+	persons := make([]identification.Registered, 0, len(patients))
+	for _, p := range patients {
+		r, err := identification.PersonFromFHIR(p.Resources[0])
+		if err != nil {
+			return fmt.Errorf("demo register: patient %s: %w", p.BSN, err)
+		}
+		persons = append(persons, r)
+	}
+	b, err := json.MarshalIndent(persons, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(nw.opts.DataDir, "identification")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, RegisterFile)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("demo register: %w", err)
+	}
+	if nw.bsn != nil {
+		return nw.bsn.LoadRegister(path)
+	}
+	return nil
+}
