@@ -46,7 +46,12 @@ func (nw *Network) startIdentityIssuer() error {
 
 // identityConfig points a node at the identity issuer, to obtain
 // identities for its users and to verify its partners'.
+// Without a running issuer (the network in separate processes runs none
+// yet) the nodes get no identity settings: plateau 4 is then unavailable.
 func (nw *Network) identityConfig() node.IdentityConfig {
+	if nw.identityURL == "" {
+		return node.IdentityConfig{}
+	}
 	return node.IdentityConfig{Issuer: node.IdentityIssuerConfig{URL: nw.identityURL},
 		Trusted: []oauth.IdentityIssuerConfig{{Issuer: nw.identityURL, JWKSFile: nw.identityJWKS}}}
 }

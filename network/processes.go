@@ -60,14 +60,16 @@ const childStopTimeout = 15 * time.Second
 // so a component killed by a tester starts again where its peers expect
 // it (Process.Args). StopProcesses ends them; the children also die with
 // this process (Linux: parent-death signal).
-func UpProcesses(ctx context.Context, opts Options, exe string) (nw *Network, err error) {
-	if nw, err = newNetwork(opts); err != nil {
+func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err error) {
+	nw, err := newNetwork(opts)
+	if err != nil {
 		return nil, err
 	}
 	opts = nw.opts
 	if opts.Postgres != "" || opts.RecordInEHR || opts.OwnAddressing || len(opts.Requesters) > 0 {
 		return nil, errors.New("network: separate processes run the default network only (no Postgres, EHR, own addressing or extra requesters)")
 	}
+	// nw, not the named result (nil on failure), stops what was started.
 	defer func() {
 		if err != nil {
 			nw.StopProcesses()
