@@ -58,9 +58,6 @@ var roleKeys = [...]struct {
 // 2.16.840.1.113883.2.4.15.111), e.g. 01.015.
 var roleCodePattern = regexp.MustCompile(`^[0-9]{2}\.[0-9]{3}$`)
 
-// ValidRoleCode reports whether s has the form of an UZI role code.
-func ValidRoleCode(s string) bool { return roleCodePattern.MatchString(s) }
-
 // looksLikeCode tells a malformed role code from a role group name.
 func looksLikeCode(s string) bool {
 	return s != "" && strings.Trim(s, "0123456789.") == ""
@@ -278,8 +275,8 @@ func Parse(file string, data []byte) (*Policy, error) {
 					e.add(v, "role group %q must list role codes", k.Value)
 				}
 				for j, c := range codes {
-					if !ValidRoleCode(c) {
-						e.add(v.Content[j], "role group %q: %q is not an UZI role code (form 01.015)", k.Value, c)
+					if fault := roleCodeFault(c); fault != "" {
+						e.add(v.Content[j], "role group %q: %s", k.Value, fault)
 					}
 				}
 				groups[k.Value] = codes
@@ -424,8 +421,8 @@ func (e *errList) rule(n *yaml.Node, groups map[string][]string, defs *spec.Defi
 		for i, en := range entries {
 			switch {
 			case looksLikeCode(en):
-				if !ValidRoleCode(en) {
-					e.add(v.Content[i], "rule %q: %q is not an UZI role code (form 01.015)", r.ID, en)
+				if fault := roleCodeFault(en); fault != "" {
+					e.add(v.Content[i], "rule %q: %s", r.ID, fault)
 					continue
 				}
 				if set[en] {
