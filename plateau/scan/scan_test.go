@@ -162,9 +162,14 @@ func TestScanConfiguration(t *testing.T) {
 		{"no partners", "", map[plateau.Function]int{
 			plateau.Identification: 4, plateau.Authentication: 1, plateau.Authorization: 0,
 			plateau.Consent: 1, plateau.Localization: 1, plateau.Addressing: 2, plateau.Logging: 2, plateau.Network: 3}},
-		{"partners and services", partners + "consent:\n  local: true\n  url: https://mitz.example\n  subscribe: true\n  notifierura: \"90000998\"\nlocalization:\n  url: https://nvi.example\naudit:\n  retention: 43800h\n", map[plateau.Function]int{
+		{"partners and services", partners + "consent:\n  local: true\n  url: https://mitz.example\n  subscribe: true\n  notifierura: \"90000998\"\nlocalization:\n  url: https://nvi.example\n", map[plateau.Function]int{
 			plateau.Identification: 4, plateau.Authentication: 3, plateau.Authorization: 2,
-			plateau.Consent: 4, plateau.Localization: 4, plateau.Addressing: 2, plateau.Logging: 4, plateau.Network: 3}},
+			plateau.Consent: 4, plateau.Localization: 4, plateau.Addressing: 2, plateau.Logging: 2, plateau.Network: 3}},
+		// Configuration presence is not evidence of a value.
+		{"empty and unusable values", partners + "consent:\n  url: \"\"\n  regional:\n    url: mitz.example\n  subscribe: true\nlocalization:\n  url: \"\"\naudit:\n  checkpointkeyfile: " + filepath.Join(p.dir, "no-such-key.pem") + "\n", map[plateau.Function]int{
+			plateau.Consent: 1, plateau.Localization: 1, plateau.Logging: 0}},
+		{"a checkpoint key that is a certificate", "audit:\n  checkpointkeyfile: " + p.caFile + "\n", map[plateau.Function]int{plateau.Logging: 0}},
+		{"a readable checkpoint key", "audit:\n  checkpointkeyfile: " + filepath.Join(p.dir, "node-key.pem") + "\n", map[plateau.Function]int{plateau.Logging: 2}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,6 +191,47 @@ func TestScanConfiguration(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A plateau is reached only when it and every plateau below it have
+// criteria and all of them are met: a plateau without criteria is not.
+func TestAssessHonestly(t *testing.T) {
+	met := criterion{judge: builtIn("yes")}
+	unmet := criterion{judge: func(*inputs) (bool, string, string) { return false, "configuration", "no" }, step: "do it"}
+	cases := []struct {
+		name  string
+		cs    []criterion
+		want  int
+		steps string
+	}{
+		{"no criteria at all", nil, 0, "no criteria for logging plateau 1"},
+		{"a gap at plateau 2", []criterion{at(1, met), at(3, met), at(4, met)}, 1, "no criteria for logging plateau 2"},
+		{"unmet at plateau 3", []criterion{at(1, met), at(2, met), at(3, unmet), at(4, met)}, 2, "do it"},
+		{"all four", []criterion{at(1, met), at(2, met), at(3, met), at(4, met)}, 4, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fr := assess(plateau.Logging, tc.cs, &inputs{cfg: &NodeConfig{}})
+			if fr.Reached != tc.want {
+				t.Fatalf("reached %d, want %d", fr.Reached, tc.want)
+			}
+			if tc.want < 4 && (fr.Next == nil || !strings.Contains(strings.Join(fr.Next.Steps, " "), tc.steps)) {
+				t.Errorf("next %+v, want a step ~%q", fr.Next, tc.steps)
+			}
+		})
+	}
+	// Every function has criteria of its own at every plateau.
+	for _, f := range plateau.Functions {
+		var has [plateau.Highest + 1]bool
+		for _, c := range criteria[f] {
+			has[c.plateau] = true
+		}
+		for p := plateau.Lowest; p <= plateau.Highest; p++ {
+			if !has[p] {
+				t.Errorf("%s has no criteria at plateau %d", f, p)
+			}
+		}
 	}
 }
 
