@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -77,6 +78,14 @@ func pemCert(c *x509.Certificate) []byte {
 // configuration on 127.0.0.1 and returns its base URL.
 func serveAS(t *testing.T, p *testPKI) string {
 	t.Helper()
+	return serveASWith(t, p, clientKeys{}, oauth.GrantResolverFunc(func(context.Context, oauth.GrantRequest) (oauth.Grant, error) {
+		return oauth.Grant{}, oauth.ErrInvalidGrant
+	}))
+}
+
+// serveASWith is serveAS with the given client keys and grant decisions.
+func serveASWith(t *testing.T, p *testPKI, clients oauth.ClientKeys, grants oauth.GrantResolver) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -88,10 +97,8 @@ func serveAS(t *testing.T, p *testPKI) string {
 	}
 	as, err := oauth.NewServer(oauth.ServerConfig{
 		Issuer: issuer, SigningKey: key, PeerURA: pki.PeerURA, Logger: slog.New(slog.DiscardHandler),
-		Clients: clientKeys{},
-		Grants: oauth.GrantResolverFunc(func(context.Context, oauth.GrantRequest) (oauth.Grant, error) {
-			return oauth.Grant{}, oauth.ErrInvalidGrant
-		}),
+		Clients: clients,
+		Grants:  grants,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -552,6 +559,94 @@ func TestScanOwnAddressing(t *testing.T) {
 			r := Run(cfg, file, nil)
 			if got := reached(r)[plateau.Addressing]; got != tc.want {
 				t.Errorf("addressing reached %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+type keySet struct {
+	ura string
+	set jwk.Set
+}
+
+func (k keySet) ClientKeySet(_ context.Context, id string) (jwk.Set, error) {
+	if id != k.ura {
+		return nil, oauth.ErrInvalidClient
+	}
+	return k.set, nil
+}
+
+// The probe's behavioural check: with its own signing key it asks for a
+// token without user data. An authorization server that holds the probe's
+// URA to authentication plateau 2 refuses; the scan believes what it saw
+// over what the configuration promises.
+func TestProbeTokenRequestWithoutUser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts TLS listeners")
+	}
+	p := newTestPKI(t)
+	key, err := pki.LoadOrCreateSigningKey(filepath.Join(t.TempDir(), "probe-signing.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pki.PublicJWKS(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := pki.CertPool(p.ca.Cert)
+	const probeURA = "00000002" // the URA of p.client
+	cases := []struct {
+		name      string
+		keys      oauth.ClientKeys
+		agreed    []plateau.PartnerConfig // what the running node enforces
+		signing   bool
+		want      UserlessAnswer
+		configAt  int // the authentication plateau the scanned configuration agrees with the probe's URA
+		wantAuthn int // authentication plateau the scan then reports
+	}{
+		{"held to plateau 2", keySet{probeURA, pub}, []plateau.PartnerConfig{{URA: probeURA, Plateaus: plateau.Uniform(2)}}, true, UserlessRefusedAuthn, 2, 2},
+		{"not a partner", keySet{probeURA, pub}, []plateau.PartnerConfig{{URA: "00000007", Plateaus: plateau.Uniform(2)}}, true, UserlessRefusedPartner, 2, 2},
+		// The configuration says 2, the running node holds the URA to 1:
+		// what was observed wins.
+		{"node lets it through", keySet{probeURA, pub}, []plateau.PartnerConfig{{URA: probeURA, Plateaus: plateau.Uniform(1)}}, true, UserlessAccepted, 2, 1},
+		{"agreed at 1 and let through", keySet{probeURA, pub}, []plateau.PartnerConfig{{URA: probeURA, Plateaus: plateau.Uniform(1)}}, true, UserlessAccepted, 1, 1},
+		{"key unknown to the node", clientKeys{}, []plateau.PartnerConfig{{URA: probeURA, Plateaus: plateau.Uniform(2)}}, true, UserlessInconclusive, 2, 2},
+		{"no signing key", keySet{probeURA, pub}, nil, false, "", 2, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := plateau.New(plateau.Config{Agreements: tc.agreed}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := serveASWith(t, p, tc.keys, oauth.GrantResolverFunc(func(ctx context.Context, req oauth.GrantRequest) (oauth.Grant, error) {
+				if err := e.CheckTokenRequest(ctx, plateau.TokenContext{ClientURA: req.ClientID, GrantType: req.GrantType, Scope: req.Scope, Assertion: req.Assertion}); err != nil {
+					if r := plateau.AsRefusal(err); r != nil {
+						return oauth.Grant{}, r.OAuthError()
+					}
+					return oauth.Grant{}, err
+				}
+				return oauth.Grant{}, oauth.RefuseGrant("no referral", nil) // the exchange's own refusal
+			}))
+			opts := ProbeOptions{URL: base, Roots: roots, Certificate: &p.client}
+			if tc.signing {
+				opts.SigningKey = key
+			}
+			pr, err := RunProbe(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pr.Userless != tc.want || pr.ProbeURA != probeURA {
+				t.Fatalf("userless %q (URA %s), want %q\n%v", pr.Userless, pr.ProbeURA, tc.want, pr.Observations)
+			}
+			cfgText := fmt.Sprintf("partners:\n  identityissuers: [\"https://dezi.example\"]\n  agreements:\n    - ura: %q\n      plateaus: {authentication: %d, authorization: %d}\n", probeURA, tc.configAt, tc.configAt)
+			file := writeConfig(t, p, cfgText)
+			cfg, err := LoadConfig(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := reached(Run(cfg, file, pr))[plateau.Authentication]; got != tc.wantAuthn {
+				t.Errorf("authentication reached %d, want %d", got, tc.wantAuthn)
 			}
 		})
 	}
