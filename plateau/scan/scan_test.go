@@ -13,6 +13,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -422,7 +423,7 @@ func TestHTMLStructure(t *testing.T) {
 			t.Errorf("%s section lacks title or evidence", f.Function)
 		}
 		items := s.find(func(n *htmlNode) bool {
-			return n.name == "li" && (n.attrs["class"] == "met" || n.attrs["class"] == "unmet")
+			return n.name == "li" && (n.attrs["class"] == "met" || n.attrs["class"] == "unmet" || n.attrs["class"] == "failed") && n.attrs["id"] == ""
 		})
 		if len(items) != len(f.Evidence) {
 			t.Errorf("%s: %d evidence items, want %d", f.Function, len(items), len(f.Evidence))
@@ -650,4 +651,119 @@ func TestProbeTokenRequestWithoutUser(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The page explains its colours, reached reads green and never red, a
+// criterion the probe saw fail is marked apart from one merely unmet, and
+// every text colour keeps a WCAG AA contrast (4.5:1) on its background.
+func TestHTMLLegendAndColours(t *testing.T) {
+	r := sampleReport(t)
+	r.Functions[1].Evidence = append(r.Functions[1].Evidence, Evidence{Plateau: 2, Source: "observed", Text: "fell short"})
+	var b bytes.Buffer
+	if err := r.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	doc := parseHTML(t, b.Bytes())
+	legend := doc.find(func(n *htmlNode) bool { return n.attrs["id"] == "legend" })
+	if len(legend) != 1 {
+		t.Fatal("no legend")
+	}
+	for _, w := range []string{"reached", "not reached", "not met", "failed"} {
+		if !strings.Contains(legend[0].text.String(), w) {
+			t.Errorf("the legend does not explain %q", w)
+		}
+	}
+	if n := doc.find(func(n *htmlNode) bool {
+		return n.name == "li" && n.attrs["class"] == "failed" && strings.Contains(n.text.String(), "fell short")
+	}); len(n) != 1 {
+		t.Error("an observed failure is not marked failed")
+	}
+	css := doc.find(func(n *htmlNode) bool { return n.name == "style" })[0].text.String()
+	rule := func(sel string) map[string]string {
+		i := strings.Index(css, "\n"+sel+"{")
+		if i < 0 {
+			t.Fatalf("no CSS rule %s", sel)
+		}
+		body := css[i+len(sel)+2:]
+		body = body[:strings.Index(body, "}")]
+		out := map[string]string{}
+		for _, decl := range strings.Split(body, ";") {
+			k, v, _ := strings.Cut(decl, ":")
+			out[k] = v
+		}
+		return out
+	}
+	on := rule(".on")
+	if hue(on["background"]) != "green" {
+		t.Errorf("reached is %s, not green", on["background"])
+	}
+	pairs := []struct{ what, fg, bg string }{
+		{"reached cell", on["color"], on["background"]},
+		{"unreached cell", rule(".off")["color"], rule(".off")["background"]},
+		{"header", rule("header")["color"], rule("header")["background"]},
+		{"badge", rule(".badge")["color"], rule(".badge")["background"]},
+		{"badge none", "#fff", rule(".badge.none")["background"]},
+		{"met mark", rule(".met .mark")["color"], "#fff"},
+		{"unmet mark", rule(".unmet .mark")["color"], "#fff"},
+		{"failed mark", rule(".failed .mark")["color"], rule(".failed")["background"]},
+		{"source", rule(".src")["color"], "#fff"},
+		{"steps", "#1f2328", rule(".next")["background"]},
+	}
+	for _, p := range pairs {
+		if c := contrast(t, p.fg, p.bg); c < 4.5 {
+			t.Errorf("%s: %s on %s has contrast %.2f:1", p.what, p.fg, p.bg, c)
+		}
+	}
+}
+
+func hexRGB(t *testing.T, s string) [3]float64 {
+	t.Helper()
+	s = strings.TrimPrefix(strings.TrimSpace(s), "#")
+	if len(s) == 3 {
+		s = string([]byte{s[0], s[0], s[1], s[1], s[2], s[2]})
+	}
+	var rgb [3]float64
+	for i := range rgb {
+		var v int
+		if _, err := fmt.Sscanf(s[2*i:2*i+2], "%02x", &v); err != nil {
+			t.Fatalf("colour %q: %v", s, err)
+		}
+		rgb[i] = float64(v) / 255
+	}
+	return rgb
+}
+
+// contrast is the WCAG 2 contrast ratio of two sRGB colours.
+func contrast(t *testing.T, a, b string) float64 {
+	lum := func(rgb [3]float64) float64 {
+		var l [3]float64
+		for i, c := range rgb {
+			if c <= 0.03928 {
+				l[i] = c / 12.92
+			} else {
+				l[i] = math.Pow((c+0.055)/1.055, 2.4)
+			}
+		}
+		return 0.2126*l[0] + 0.7152*l[1] + 0.0722*l[2]
+	}
+	la, lb := lum(hexRGB(t, a)), lum(hexRGB(t, b))
+	if la < lb {
+		la, lb = lb, la
+	}
+	return (la + 0.05) / (lb + 0.05)
+}
+
+// hue names the dominant channel of a colour, enough to tell green from red.
+func hue(s string) string {
+	var r, g, b int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(s, "#"), "%02x%02x%02x", &r, &g, &b); err != nil {
+		return "unknown"
+	}
+	switch {
+	case g > r && g > b:
+		return "green"
+	case r > g && r > b:
+		return "red"
+	}
+	return "other"
 }
