@@ -26,7 +26,8 @@ func newScanCommand() *cobra.Command {
 			"per generic function of the Twiin growth model, the plateau reached, the evidence and\n" +
 			"the steps to the next plateau. With --probe it also tries the running node over the\n" +
 			"network: TLS version, client-certificate requirement and, given --cert/--key/--ca,\n" +
-			"the OAuth metadata, JWKS and the token endpoint's refusal of unsigned assertions.",
+			"the OAuth metadata, JWKS and the token endpoint's refusal of unsigned assertions;\n" +
+			"given --signing-key too, whether a signed token request without user data is refused.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configFile == "" {
