@@ -350,7 +350,10 @@ var criteria = map[plateau.Function][]criterion{
 		userlessRefused,
 		agreedAt(plateau.Authentication, 2),
 		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
-			if in.leaf != nil {
+			switch {
+			case in.cfg.TLS.CertFile == "":
+				return false, "configuration", "tls.certfile is not set, so there is no UZI server certificate"
+			case in.leaf != nil:
 				return false, "configuration", "the node certificate carries no UZI server identity: " + in.leaf.Error()
 			}
 			return in.uziURA != "", "configuration", "the node certificate is an UZI server certificate for URA " + in.uziURA
