@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -80,4 +81,51 @@ func TestPlateauEnforcedForPartners(t *testing.T) {
 
 func agree(p int) []plateau.PartnerConfig {
 	return []plateau.PartnerConfig{{URA: peerURA, Name: "Testpraktijk", Plateaus: plateau.Uniform(p)}}
+}
+
+// The BgZ role tables end to end: a partner agreed at authorization plateau
+// 2 or 3 pulls a referral's block with a user whose UZI role the table
+// allows (200) or does not allow (403 naming the function and plateau).
+func TestBgZRoleTablesBetweenNodes(t *testing.T) {
+	blocks := map[string]bgz.Block{}
+	for _, b := range bgz.Queries() {
+		blocks[b.Name] = b
+	}
+	for _, tc := range []struct {
+		plateau int
+		role    string
+		block   string
+		want    int
+	}{
+		{2, "01.015", "Problem", http.StatusOK},
+		{2, "01.048", "Problem", http.StatusForbidden}, // verzekeringsarts: no BgZ
+		{3, "17.075", "MedicationUse", http.StatusOK},
+		{3, "04.000", "MedicationUse", http.StatusForbidden}, // fysiotherapeut
+	} {
+		t.Run(fmt.Sprintf("plateau %d %s %s", tc.plateau, tc.role, tc.block), func(t *testing.T) {
+			nw := startNetwork(t, 1, agree(tc.plateau)...)
+			p := newPeer(t, nw)
+			_, note := referToPeer(t, nw, p, 0)
+			md, err := p.oauth.Metadata(context.Background(), nw.GPNode.PublicURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := p.oauth.Token(context.Background(), md.TokenEndpoint, oauth.TokenRequest{GrantType: notifiedpull.GrantTypeJWT,
+				Scope: []string{"bgz"}, AuthorizationBase: note.AuthorizationBase, AssertionClaims: userClaims(tc.role)})
+			if err != nil {
+				t.Fatalf("token refused: %v", err)
+			}
+			q := blocks[tc.block].Query(nw.Patients[0].BSN)
+			code, body := p.get(t, p.http, tok.AccessToken, nw.GPNode.PublicURL()+"/fhir/stu3/"+GP.URA+"/"+q)
+			if code != tc.want {
+				t.Fatalf("%s: %d %s", tc.block, code, body)
+			}
+			if code == http.StatusForbidden {
+				want := fmt.Sprintf("authorization: plateau %d required", tc.plateau)
+				if !strings.Contains(string(body), "forbidden") || !strings.Contains(string(body), "role "+tc.role) || !strings.Contains(string(body), want) {
+					t.Errorf("OperationOutcome does not name the role, function and plateau (%q): %s", want, body)
+				}
+			}
+		})
+	}
 }

@@ -275,7 +275,7 @@ func (e *Enforcer) unmet(p int, tc TokenContext, u *User, userErr error, system 
 		case u.RoleSystem != nl.SystemUZIRole:
 			return fmt.Sprintf("the user's role must be an UZI role code (%s or urn:oid:%s), not in %q", nl.SystemUZIRole, nl.OIDUZIRole, u.RoleSystem)
 		case !policy.ValidRoleCode(u.Role):
-			return fmt.Sprintf("%q is not an UZI role code", u.Role)
+			return fmt.Sprintf("%q is not a role code the UZI register issues (RoleCodeNL)", u.Role)
 		case !u.StrongAuthentication():
 			return "the request does not declare strong two-factor authentication of the user (" + ClaimUserLoA + " substantial or high, or " + ClaimUserAMR + " mfa)"
 		}

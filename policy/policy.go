@@ -58,9 +58,6 @@ var roleKeys = [...]struct {
 // 2.16.840.1.113883.2.4.15.111), e.g. 01.015.
 var roleCodePattern = regexp.MustCompile(`^[0-9]{2}\.[0-9]{3}$`)
 
-// ValidRoleCode reports whether s has the form of an UZI role code.
-func ValidRoleCode(s string) bool { return roleCodePattern.MatchString(s) }
-
 // looksLikeCode tells a malformed role code from a role group name.
 func looksLikeCode(s string) bool {
 	return s != "" && strings.Trim(s, "0123456789.") == ""
@@ -273,14 +270,29 @@ func Parse(file string, data []byte) (*Policy, error) {
 				if looksLikeCode(k.Value) || k.Value == "" {
 					e.add(k, "role group name %q must not look like a role code", k.Value)
 				}
-				var codes []string
-				if v.Decode(&codes) != nil || len(codes) == 0 {
+				v = deref(v)
+				var entries []string
+				if v.Kind != yaml.SequenceNode || v.Decode(&entries) != nil || len(entries) == 0 {
 					e.add(v, "role group %q must list role codes", k.Value)
+					continue
 				}
-				for j, c := range codes {
-					if !ValidRoleCode(c) {
-						e.add(v.Content[j], "role group %q: %q is not an UZI role code (form 01.015)", k.Value, c)
+				var codes []string
+				for j, c := range entries {
+					// A group may name a group defined above it, so that
+					// "every care role" is written once, from its parts.
+					if sub, ok := groups[c]; ok && !looksLikeCode(c) {
+						codes = append(codes, sub...)
+						continue
 					}
+					if !looksLikeCode(c) {
+						e.add(v.Content[j], "role group %q: %q is neither an UZI role code nor a role group defined above it", k.Value, c)
+						continue
+					}
+					if fault := roleCodeFault(c); fault != "" {
+						e.add(v.Content[j], "role group %q: %s", k.Value, fault)
+						continue
+					}
+					codes = append(codes, c)
 				}
 				groups[k.Value] = codes
 			}
@@ -293,6 +305,7 @@ func Parse(file string, data []byte) (*Policy, error) {
 		e.add(top, "rules must be a non-empty list")
 	} else {
 		for _, rn := range n.Content {
+			rn = deref(rn)
 			r := e.rule(rn, groups, defs)
 			if r == nil {
 				continue
@@ -424,8 +437,8 @@ func (e *errList) rule(n *yaml.Node, groups map[string][]string, defs *spec.Defi
 		for i, en := range entries {
 			switch {
 			case looksLikeCode(en):
-				if !ValidRoleCode(en) {
-					e.add(v.Content[i], "rule %q: %q is not an UZI role code (form 01.015)", r.ID, en)
+				if fault := roleCodeFault(en); fault != "" {
+					e.add(v.Content[i], "rule %q: %s", r.ID, fault)
 					continue
 				}
 				if set[en] {
@@ -473,9 +486,18 @@ func (e *errList) mapping(n *yaml.Node, known ...string) map[string]*yaml.Node {
 		if _, dup := out[k.Value]; dup {
 			e.add(k, "key %q is repeated", k.Value)
 		}
-		out[k.Value] = n.Content[i+1]
+		out[k.Value] = deref(n.Content[i+1])
 	}
 	return out
+}
+
+// deref follows a YAML alias (*name) to the node it names, so that the
+// line numbers and list items of errors come from the anchored node.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 8; i++ {
+		n = n.Alias
+	}
+	return n
 }
 
 func cleanYAMLError(err error) string {

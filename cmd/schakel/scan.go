@@ -9,14 +9,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau/scan"
 )
 
 // newScanCommand returns `schakel scan`: the Twiin maturity scan of a node.
 func newScanCommand() *cobra.Command {
 	var (
-		configFile, probeURL, certFile, keyFile, caFile, format, output string
-		timeout                                                         time.Duration
+		configFile, probeURL, certFile, keyFile, caFile, format, output, signingKey string
+		timeout                                                                     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "scan",
@@ -25,7 +26,8 @@ func newScanCommand() *cobra.Command {
 			"per generic function of the Twiin growth model, the plateau reached, the evidence and\n" +
 			"the steps to the next plateau. With --probe it also tries the running node over the\n" +
 			"network: TLS version, client-certificate requirement and, given --cert/--key/--ca,\n" +
-			"the OAuth metadata, JWKS and the token endpoint's refusal of unsigned assertions.",
+			"the OAuth metadata, JWKS and the token endpoint's refusal of unsigned assertions;\n" +
+			"given --signing-key too, whether a signed token request without user data is refused.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configFile == "" {
@@ -60,6 +62,18 @@ func newScanCommand() *cobra.Command {
 					}
 					opts.Certificate = &c
 				}
+				if signingKey != "" {
+					if certFile == "" {
+						return errors.New("--signing-key needs --cert/--key: the probe signs as the certificate's organisation")
+					}
+					// Never create a key here: a new key is in no addressbook.
+					if _, err := os.Stat(signingKey); err != nil {
+						return fmt.Errorf("--signing-key: %w", err)
+					}
+					if opts.SigningKey, err = pki.LoadOrCreateSigningKey(signingKey); err != nil {
+						return fmt.Errorf("--signing-key: %w", err)
+					}
+				}
 				if probe, err = scan.RunProbe(cmd.Context(), opts); err != nil {
 					return err
 				}
@@ -88,6 +102,7 @@ func newScanCommand() *cobra.Command {
 	f.StringVar(&probeURL, "probe", "", "public base URL of the running node to probe, e.g. https://gtk.example:8443")
 	f.StringVar(&certFile, "cert", "", "client certificate (PEM) for the probe's mTLS handshake")
 	f.StringVar(&keyFile, "key", "", "key of --cert (PEM)")
+	f.StringVar(&signingKey, "signing-key", "", "assertion signing key (PEM) the addressbook lists for --cert's URA; the probe then checks that a token request without user data is refused")
 	f.StringVar(&caFile, "ca", "", "CA certificates (PEM) that verify the probed node")
 	f.StringVar(&format, "format", "text", "report format: text, json or html")
 	f.StringVarP(&output, "output", "o", "", "write the report to this file instead of standard output")

@@ -9,8 +9,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
-	"sort"
+	"path/filepath"
+	"strings"
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/file"
@@ -59,13 +61,15 @@ type participant struct {
 	SystemUZI string `koanf:"systemuzi"`
 }
 
-// settingKeys are the node's keys whose presence is evidence: its consent
-// sources (local registry, regional portal, Mitz) and Mitz subscriptions,
-// the referral index, and audit settings.
+// settingKeys are the keys of other components the node reads that the
+// scan judges: its consent sources (local registry, regional portal, Mitz)
+// and Mitz subscriptions, the referral index, and the audit log's
+// checkpoint key. Only keys the node reads belong here: it refuses any
+// other, so advice to set one would break the node.
 var settingKeys = []string{
 	"consent.local", "consent.regional.url", "consent.url", "consent.subscribe", "consent.notifierura",
 	"localization.url",
-	"audit.retention", "audit.export", "audit.monitoring",
+	"audit.checkpointkeyfile",
 }
 
 // LoadConfig reads a node configuration file (YAML).
@@ -84,34 +88,87 @@ func LoadConfig(path string) (*NodeConfig, error) {
 			c.settings[key] = k.String(key)
 		}
 	}
-	// Any other audit.* key counts as audit settings too.
-	for _, key := range k.Keys() {
-		if len(key) > 6 && key[:6] == "audit." {
-			c.settings[key] = k.String(key)
-		}
-	}
 	return &c, nil
 }
 
-// setting returns the first of keys that is set.
+// setting returns the first of keys that is set to a value: a key that is
+// present but empty is no evidence of anything.
 func (c *NodeConfig) setting(keys ...string) (string, string, bool) {
 	for _, k := range keys {
-		if v, ok := c.settings[k]; ok && v != "" {
+		if v, ok := c.settings[k]; ok && strings.TrimSpace(v) != "" {
 			return k, v, true
 		}
 	}
 	return "", "", false
 }
 
-func (c *NodeConfig) auditKeys() []string {
-	var out []string
-	for k := range c.settings {
-		if len(k) > 6 && k[:6] == "audit." {
-			out = append(out, k)
+// serviceURL returns the first of keys set to an absolute https URL, or
+// why none is: the node calls these services over mTLS, so anything else
+// is a value the node would fail on, not evidence.
+func (c *NodeConfig) serviceURL(keys ...string) (key, value, fault string) {
+	for _, k := range keys {
+		_, v, ok := c.setting(k)
+		if !ok {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			fault = fmt.Sprintf("%s is %q, not an https URL", k, v)
+			continue
+		}
+		return k, v, ""
+	}
+	if fault == "" {
+		fault = strings.Join(keys, " and ") + " not set"
+	}
+	return "", "", fault
+}
+
+// checkpointKey says where the audit log's checkpoint signing key is and
+// whether it is usable: a configured file must hold a private key the node
+// can sign with; without one the node creates <datadir>/audit-checkpoint-key.pem.
+func (c *NodeConfig) checkpointKey() (ok bool, text string) {
+	path, set := c.settings["audit.checkpointkeyfile"]
+	if !set || strings.TrimSpace(path) == "" {
+		if c.DataDir == "" {
+			return false, "no checkpoint key: audit.checkpointkeyfile and datadir are both unset"
+		}
+		p := filepath.Join(c.DataDir, "audit-checkpoint-key.pem")
+		if _, err := os.Stat(p); err == nil {
+			if err := readSigningKey(p); err != nil {
+				return false, "the checkpoint key " + p + " is unusable: " + err.Error()
+			}
+			return true, "checkpoints are signed with " + p
+		}
+		return true, "checkpoints will be signed with a key the node creates at " + p
+	}
+	if err := readSigningKey(path); err != nil {
+		return false, "audit.checkpointkeyfile " + path + " is not a usable signing key: " + err.Error()
+	}
+	return true, "checkpoints are signed with audit.checkpointkeyfile " + path
+}
+
+// readSigningKey checks that path holds a PEM private key, without ever
+// creating one (the node's loader would).
+func readSigningKey(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return errors.Unwrap(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || !strings.Contains(blk.Type, "PRIVATE KEY") {
+		return errors.New("no PEM private key in it")
+	}
+	for _, parse := range []func([]byte) (any, error){
+		x509.ParsePKCS8PrivateKey,
+		func(d []byte) (any, error) { return x509.ParseECPrivateKey(d) },
+		func(d []byte) (any, error) { return x509.ParsePKCS1PrivateKey(d) },
+	} {
+		if _, err := parse(blk.Bytes); err == nil {
+			return nil
 		}
 	}
-	sort.Strings(out)
-	return out
+	return errors.New("the PEM block is not a private key")
 }
 
 // leafCertificate reads the first certificate of the node's certificate file.

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/pki"
@@ -28,8 +31,14 @@ type ProbeOptions struct {
 	Certificate *tls.Certificate
 	// Roots verify the node's certificate; without them it is not verified
 	// (and the report says so).
-	Roots   *x509.CertPool
-	Timeout time.Duration
+	Roots *x509.CertPool
+	// SigningKey signs the probe's client assertions: a key the node finds
+	// for the certificate's URA (the addressbook's JWKS of a development
+	// participant). With it the probe sends a token request that lacks the
+	// user data plateau 2 requires, which a node holding that URA to
+	// authentication plateau 2 or higher must refuse.
+	SigningKey jwk.Key
+	Timeout    time.Duration
 }
 
 // Observation is one thing the probe saw.
@@ -41,22 +50,44 @@ type Observation struct {
 
 // Probe is what a running node showed.
 type Probe struct {
-	URL          string        `json:"url"`
-	Verified     bool          `json:"serverVerified"` // the server certificate was checked against --ca
-	Reachable    bool          `json:"reachable"`
-	TLSVersion   string        `json:"tlsVersion,omitempty"`
-	RefusesTLS12 bool          `json:"refusesTLS12"`
-	AsksCert     bool          `json:"requestsClientCertificate"`
-	DemandsCert  bool          `json:"demandsClientCertificate"`
-	Metadata     bool          `json:"metadata"`
-	PrivateKeyJW bool          `json:"privateKeyJWT"`
-	JWTBearer    bool          `json:"jwtBearerGrant"`
-	BoundTokens  bool          `json:"certificateBoundTokens"`
-	JWKS         bool          `json:"jwks"`
-	RefusesNone  bool          `json:"refusesAlgNone"`
-	Authed       bool          `json:"authenticated"` // probed with a client certificate
-	Observations []Observation `json:"observations"`
+	URL          string `json:"url"`
+	Verified     bool   `json:"serverVerified"` // the server certificate was checked against --ca
+	Reachable    bool   `json:"reachable"`
+	TLSVersion   string `json:"tlsVersion,omitempty"`
+	RefusesTLS12 bool   `json:"refusesTLS12"`
+	AsksCert     bool   `json:"requestsClientCertificate"`
+	DemandsCert  bool   `json:"demandsClientCertificate"`
+	Metadata     bool   `json:"metadata"`
+	PrivateKeyJW bool   `json:"privateKeyJWT"`
+	JWTBearer    bool   `json:"jwtBearerGrant"`
+	BoundTokens  bool   `json:"certificateBoundTokens"`
+	JWKS         bool   `json:"jwks"`
+	RefusesNone  bool   `json:"refusesAlgNone"`
+	Authed       bool   `json:"authenticated"` // probed with a client certificate
+	// ProbeURA is the URA of the probe's certificate, when it has one.
+	ProbeURA string `json:"probeURA,omitempty"`
+	// Userless is how the token endpoint answered a correctly signed
+	// jwt-bearer request without any user data (needs SigningKey).
+	Userless     UserlessAnswer `json:"userlessTokenRequest,omitempty"`
+	Observations []Observation  `json:"observations"`
 }
+
+// UserlessAnswer classifies the answer to a token request without user data.
+type UserlessAnswer string
+
+const (
+	// UserlessRefusedAuthn: refused for lack of user authentication — the
+	// plateau-2 requirement observed.
+	UserlessRefusedAuthn UserlessAnswer = "refused-authentication"
+	// UserlessRefusedPartner: refused because the probe's URA is no partner
+	// — the bilateral list (authorization plateau 1) observed.
+	UserlessRefusedPartner UserlessAnswer = "refused-not-a-partner"
+	// UserlessAccepted: the node did not refuse for missing user data.
+	UserlessAccepted UserlessAnswer = "not-refused-for-missing-user"
+	// UserlessInconclusive: the node could not authenticate the probe as a
+	// client, so nothing about user authentication was learned.
+	UserlessInconclusive UserlessAnswer = "inconclusive"
+)
 
 func (p *Probe) observe(check string, ok bool, format string, args ...any) {
 	p.Observations = append(p.Observations, Observation{Check: check, OK: ok, Detail: fmt.Sprintf(format, args...)})
@@ -169,6 +200,11 @@ func handshakeAndRead(ctx context.Context, host string, cfg *tls.Config, timeout
 // endpoint an unsigned (alg none) client assertion that must be refused.
 func (p *Probe) probeOAuth(ctx context.Context, o ProbeOptions) {
 	p.Authed = true
+	if leaf, err := x509.ParseCertificate(o.Certificate.Certificate[0]); err == nil {
+		if id, err := pki.ParseUZIServerID(leaf); err == nil {
+			p.ProbeURA = id.URA
+		}
+	}
 	tcfg := pki.ClientTLSConfig(*o.Certificate, o.Roots, pki.AcceptNonUZIPeer())
 	hc := &http.Client{Timeout: o.Timeout, Transport: &http.Transport{TLSClientConfig: tcfg}}
 	defer hc.CloseIdleConnections()
@@ -206,6 +242,45 @@ func (p *Probe) probeOAuth(ctx context.Context, o ProbeOptions) {
 		code, status := p.unsignedAssertion(ctx, hc, md.TokenEndpoint, o.Certificate)
 		p.RefusesNone = status >= 400 && status < 500 && (code == "invalid_client" || code == "invalid_request")
 		p.observe("refuses-alg-none", p.RefusesNone, "a client assertion with alg none was answered %d %s", status, code)
+		if o.SigningKey != nil {
+			p.userless(ctx, hc, md.TokenEndpoint, o.SigningKey)
+		} else {
+			p.observe("refuses-missing-user", false, "no --signing-key: a signed token request without user data was not sent")
+		}
+	}
+}
+
+// userless sends a jwt-bearer token request, properly signed by the probe's
+// own (development) identity, that names no user at all. A node that holds
+// the probe's URA to user authentication plateau 2 or higher refuses it
+// with invalid_grant naming authentication (RFC 6749 §5.2).
+func (p *Probe) userless(ctx context.Context, hc *http.Client, endpoint string, key jwk.Key) {
+	if p.ProbeURA == "" {
+		p.Userless = UserlessInconclusive
+		p.observe("refuses-missing-user", false, "the probe's certificate carries no URA, so it cannot act as a client")
+		return
+	}
+	c := &oauth.Client{ClientID: p.ProbeURA, Key: key, HTTP: hc}
+	tok, err := c.Token(ctx, endpoint, oauth.TokenRequest{GrantType: oauth.GrantTypeJWTBearer, Scope: []string{"bgz"}})
+	var er *oauth.ErrorResponse
+	switch {
+	case err == nil && tok != nil:
+		p.Userless = UserlessAccepted
+		p.observe("refuses-missing-user", false, "a token request without user data was granted a token")
+	case errors.As(err, &er) && er.Code == "invalid_grant" && strings.Contains(er.Description, "not on this node's list of partners"):
+		p.Userless = UserlessRefusedPartner
+		p.observe("refuses-unlisted-partner", true, "the probe's URA %s is refused as no partner: %s", p.ProbeURA, er.Description)
+	case errors.As(err, &er) && er.Code == "invalid_grant" && strings.Contains(er.Description, "authentication"):
+		p.Userless = UserlessRefusedAuthn
+		p.observe("refuses-missing-user", true, "a token request without user data is refused: %s", er.Description)
+	case errors.As(err, &er) && er.Code == "invalid_grant":
+		// Refused, but for the exchange (no referral, no consent), after
+		// the user authentication passed: plateau 1 for this URA.
+		p.Userless = UserlessAccepted
+		p.observe("refuses-missing-user", false, "a token request without user data passed user authentication (refused later: %s)", er.Description)
+	default:
+		p.Userless = UserlessInconclusive
+		p.observe("refuses-missing-user", false, "the node did not accept the probe as a client (%v): pass the signing key the addressbook lists for URA %s", err, p.ProbeURA)
 	}
 }
 

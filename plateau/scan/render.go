@@ -32,7 +32,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		b.WriteString("  Evidence:\n")
 		for _, e := range f.Evidence {
-			fmt.Fprintf(&b, "    [%s] plateau %d, %s: %s\n", mark(e.Met), e.Plateau, e.Source, e.Text)
+			fmt.Fprintf(&b, "    [%s] plateau %d, %s: %s\n", textMark[e.State()], e.Plateau, e.Source, e.Text)
 		}
 		for _, c := range f.Confirm {
 			fmt.Fprintf(&b, "  Confirm: %s\n", c)
@@ -64,6 +64,20 @@ func (r *Report) WriteText(w io.Writer) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// State is how the evidence reads: met, unmet (nothing shows it), or
+// failed (the probe saw the running node fall short).
+func (e Evidence) State() string {
+	switch {
+	case e.Met:
+		return "met"
+	case e.Source == "observed":
+		return "failed"
+	}
+	return "unmet"
+}
+
+var textMark = map[string]string{"met": "ok", "unmet": "--", "failed": "!!"}
 
 func mark(ok bool) string {
 	if ok {
@@ -106,6 +120,10 @@ var page = template.Must(template.New("scan").Funcs(template.FuncMap{
 	"plateaus": plateausText,
 	"seq":      func() []int { return []int{1, 2, 3, 4} },
 	"ge":       func(a, b int) bool { return a >= b },
+	"state":    func(e Evidence) string { return e.State() },
+	"stateLabel": func(e Evidence) string {
+		return map[string]string{"met": "✓ met", "unmet": "! not met", "failed": "✗ failed"}[e.State()]
+	},
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -113,31 +131,39 @@ var page = template.Must(template.New("scan").Funcs(template.FuncMap{
 <meta name="viewport" content="width=device-width, initial-scale=1"/>
 <title>Twiin maturity scan — {{.Node}}</title>
 <style>
-body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f6f5f2;color:#1f2328}
-header{background:#b8321f;color:#fff;padding:24px 32px}
+/* Colours say the state and text says it too (WCAG 1.4.1); every text
+   colour on its background reaches a contrast of at least 4.5:1. */
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f6f8fa;color:#1f2328}
+header{background:#1f2f46;color:#fff;padding:24px 32px}
 header h1{margin:0 0 4px;font-size:24px}
-header p{margin:0;opacity:.9}
+header p{margin:0}
 main{max-width:1040px;margin:0 auto;padding:24px 32px}
-table.overview{border-collapse:collapse;width:100%;background:#fff;margin-bottom:24px}
-.overview th,.overview td{border:1px solid #ddd;padding:6px 10px;text-align:left}
+table.overview{border-collapse:collapse;width:100%;background:#fff;margin-bottom:12px}
+.overview th,.overview td{border:1px solid #d0d7de;padding:6px 10px;text-align:left}
 .overview td.cell{width:14%;text-align:center}
-.on{background:#e5533d;color:#fff}
-.off{background:#f1efea;color:#9a968c}
-section.function{background:#fff;border:1px solid #ddd;border-radius:6px;padding:16px 20px;margin-bottom:16px}
+.on{background:#1a7f37;color:#fff;font-weight:600}
+.off{background:#eaeef2;color:#424a53}
+.legend{display:flex;flex-wrap:wrap;gap:8px 20px;list-style:none;padding:0;margin:0 0 24px;font-size:14px}
+.legend li{display:flex;align-items:center;gap:6px}
+.swatch{display:inline-block;min-width:64px;text-align:center;border-radius:3px;padding:0 6px;font-size:13px}
+section.function{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:16px 20px;margin-bottom:16px}
 section.function h2{margin:0 0 8px;font-size:19px;display:flex;justify-content:space-between;align-items:baseline}
-.badge{font-size:14px;background:#1f2328;color:#fff;border-radius:12px;padding:2px 10px}
-.badge.none{background:#8a1c0f}
-blockquote{margin:8px 0;padding:6px 12px;border-left:4px solid #e5533d;background:#fbf8f4}
+.badge{font-size:14px;background:#1a7f37;color:#fff;border-radius:12px;padding:2px 10px}
+.badge.none{background:#57606a}
+blockquote{margin:8px 0;padding:6px 12px;border-left:4px solid #1f2f46;background:#f6f8fa}
 ul.evidence{list-style:none;padding:0}
 ul.evidence li{padding:3px 0}
-.met::before{content:"\2713  ";color:#1a7f37;font-weight:bold}
-.unmet::before{content:"\2717  ";color:#b8321f;font-weight:bold}
-.src{color:#6e6a62;font-size:13px}
-.next{background:#eef5ee;border-radius:4px;padding:8px 12px}
+.mark{display:inline-block;min-width:5.5em;font-weight:700;font-size:13px}
+.met .mark{color:#1a7f37}
+.unmet .mark{color:#9a6700}
+.failed .mark{color:#cf222e}
+.failed{background:#ffebe9}
+.src{color:#57606a;font-size:13px}
+.next{background:#fff8c5;border-radius:4px;padding:8px 12px}
 .next h3,.confirm h3{margin:0 0 4px;font-size:15px}
-.confirm{font-size:14px;color:#4a463f}
+.confirm{font-size:14px;color:#424a53}
 h2.part{margin-top:32px}
-footer{color:#6e6a62;font-size:13px;padding:16px 32px;text-align:center}
+footer{color:#57606a;font-size:13px;padding:16px 32px;text-align:center}
 </style>
 </head>
 <body>
@@ -154,6 +180,13 @@ footer{color:#6e6a62;font-size:13px;padding:16px 32px;text-align:center}
 {{range .Functions}}{{$r := .Reached}}<tr><th><a href="#{{.Function}}">{{.Title}}</a></th>{{range seq}}<td class="cell {{if ge $r .}}on{{else}}off{{end}}">{{if ge $r .}}reached{{else}}—{{end}}</td>{{end}}</tr>
 {{end}}</tbody>
 </table>
+<ul class="legend" id="legend" aria-label="Legend">
+<li><span class="swatch on">reached</span> every criterion of the plateau, and of those below it, has evidence</li>
+<li><span class="swatch off">—</span> not reached</li>
+<li class="met"><span class="mark">✓ met</span> criterion with evidence</li>
+<li class="unmet"><span class="mark">! not met</span> no evidence in the configuration</li>
+<li class="failed"><span class="mark">✗ failed</span> the probe saw the running node fall short</li>
+</ul>
 </section>
 {{range .Functions}}
 <section class="function" id="{{.Function}}" data-function="{{.Function}}" data-reached="{{.Reached}}">
@@ -161,7 +194,7 @@ footer{color:#6e6a62;font-size:13px;padding:16px 32px;text-align:center}
 {{if .Characteristic}}<blockquote>{{.Characteristic}}</blockquote>{{end}}
 <h3>Evidence</h3>
 <ul class="evidence">
-{{range .Evidence}}<li class="{{if .Met}}met{{else}}unmet{{end}}">{{.Text}} <span class="src">(plateau {{.Plateau}}, {{.Source}})</span></li>
+{{range .Evidence}}<li class="{{state .}}"><span class="mark">{{stateLabel .}}</span> {{.Text}} <span class="src">(plateau {{.Plateau}}, {{.Source}})</span></li>
 {{end}}</ul>
 {{if .Confirm}}<div class="confirm"><h3>To confirm yourself</h3><ul>{{range .Confirm}}<li>{{.}}</li>{{end}}</ul></div>{{end}}
 {{with .Next}}<div class="next"><h3>Steps to plateau {{.Plateau}}</h3>
@@ -173,7 +206,7 @@ footer{color:#6e6a62;font-size:13px;padding:16px 32px;text-align:center}
 <h2 class="part" id="observed">Observed behaviour</h2>
 <section class="function">
 <ul class="evidence">
-{{range .Probe.Observations}}<li class="{{if .OK}}met{{else}}unmet{{end}}"><strong>{{.Check}}</strong>: {{.Detail}}</li>
+{{range .Probe.Observations}}<li class="{{if .OK}}met{{else}}failed{{end}}"><span class="mark">{{if .OK}}✓ met{{else}}✗ failed{{end}}</span> <strong>{{.Check}}</strong>: {{.Detail}}</li>
 {{end}}</ul>
 </section>
 {{end}}
@@ -189,7 +222,7 @@ footer{color:#6e6a62;font-size:13px;padding:16px 32px;text-align:center}
 </section>
 {{end}}
 </main>
-<footer>The characteristics are those of the growth model “Groeien met Twiin”, translated. Plateau reached: the highest plateau whose every verifiable requirement is met.</footer>
+<footer>The characteristics are those of the growth model “Groeien met Twiin”, translated. A plateau is reached when each of its criteria, and of the plateaus below it, has evidence; a plateau the scan has no criteria for is not reached.</footer>
 </body>
 </html>
 `))

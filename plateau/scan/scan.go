@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -122,15 +123,21 @@ func Run(cfg *NodeConfig, file string, probe *Probe) *Report {
 }
 
 func assess(f plateau.Function, cs []criterion, in *inputs) FunctionReport {
-	fr := FunctionReport{Function: f, Title: f.Title(), Reached: plateau.Highest}
+	fr := FunctionReport{Function: f, Title: f.Title()}
 	var unmet [plateau.Highest + 1][]string
+	var counted [plateau.Highest + 1]int
 	for _, c := range cs {
 		met, source, text := c.judge(in)
 		fr.Evidence = append(fr.Evidence, Evidence{Plateau: c.plateau, Source: source, Met: met, Text: text})
+		counted[c.plateau]++
 		if !met {
 			unmet[c.plateau] = append(unmet[c.plateau], c.step)
-			fr.Reached = min(fr.Reached, c.plateau-1)
 		}
+	}
+	// A plateau is reached when it and every plateau below it have
+	// criteria and each has evidence; a plateau without criteria is not.
+	for p := plateau.Lowest; p <= plateau.Highest && counted[p] > 0 && len(unmet[p]) == 0; p++ {
+		fr.Reached = p
 	}
 	if fr.Reached >= plateau.Lowest {
 		ch, _ := plateau.CharacteristicOf(f, fr.Reached)
@@ -141,6 +148,9 @@ func assess(f plateau.Function, cs []criterion, in *inputs) FunctionReport {
 		n := fr.Reached + 1
 		ch, _ := plateau.CharacteristicOf(f, n)
 		fr.Next = &Next{Plateau: n, Characteristic: joinCharacteristic(ch), Steps: unmet[n]}
+		if counted[n] == 0 {
+			fr.Next.Steps = []string{fmt.Sprintf("this scan has no criteria for %s plateau %d, so it cannot be reached here", f, n)}
+		}
 		if len(fr.Next.Steps) == 0 {
 			fr.Next.Steps = confirmations(f, n)
 		}
@@ -217,34 +227,116 @@ func isLocal(raw string) bool {
 	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified())
 }
 
+// at is c required at plateau p as well: the growth model keeps most
+// requirements on the higher plateaus, and a plateau needs criteria of its
+// own to be reached.
+func at(p int, c criterion) criterion {
+	c.plateau = p
+	return c
+}
+
 var mtls = criterion{plateau: 1, judge: func(in *inputs) (bool, string, string) {
 	c := in.cfg.TLS
 	if c.CertFile == "" || c.KeyFile == "" || len(c.CAFiles) == 0 {
 		return false, "configuration", "tls.certfile, tls.keyfile and tls.cafiles are not all set"
 	}
+	if _, err := leafCertificate(c.CertFile); err != nil {
+		return false, "configuration", "tls.certfile is not a readable certificate: " + err.Error()
+	}
+	if err := readSigningKey(c.KeyFile); err != nil {
+		return false, "configuration", "tls.keyfile is not a readable private key: " + err.Error()
+	}
+	for _, f := range c.CAFiles {
+		if _, err := leafCertificate(f); err != nil {
+			return false, "configuration", "tls.cafiles: " + f + " is not a readable certificate: " + err.Error()
+		}
+	}
 	return true, "configuration", fmt.Sprintf("mutual TLS: certificate %s, trusted CAs %s", c.CertFile, strings.Join(c.CAFiles, ", "))
-}, step: "configure tls.certfile, tls.keyfile and tls.cafiles (the partners' CAs)"}
+}, step: "configure tls.certfile, tls.keyfile and tls.cafiles (the partners' CAs) with readable PEM files"}
 
 var clientCert = criterion{plateau: 1, judge: func(in *inputs) (bool, string, string) {
 	if p := in.probe; p != nil {
 		if !p.Reachable {
 			return false, "observed", "the node could not be reached at " + p.URL
 		}
-		return p.AsksCert && p.DemandsCert, "observed", fmt.Sprintf("handshake at %s: client certificate requested %t, required %t", p.URL, p.AsksCert, p.DemandsCert)
+		return p.AsksCert && p.DemandsCert, "observed", fmt.Sprintf("handshake at %s without a client certificate: certificate requested %t, connection refused %t", p.URL, p.AsksCert, p.DemandsCert)
 	}
 	return true, "built-in", "the public listener requires a client certificate that chains to tls.cafiles (pki.ServerTLSConfig); not probed"
 }, step: "make the public listener require client certificates"}
 
 var tls13 = criterion{plateau: 3, judge: func(in *inputs) (bool, string, string) {
 	if p := in.probe; p != nil {
-		return p.Reachable && p.TLSVersion == "TLS 1.3" && p.RefusesTLS12, "observed", fmt.Sprintf("negotiated %s; TLS 1.2 refused: %t", p.TLSVersion, p.RefusesTLS12)
+		return p.Reachable && p.TLSVersion == "TLS 1.3" && p.RefusesTLS12, "observed", fmt.Sprintf("negotiated %s; a TLS 1.2 handshake refused: %t", p.TLSVersion, p.RefusesTLS12)
 	}
 	return true, "built-in", "the public listener speaks TLS 1.3 only (pki.ServerTLSConfig); not probed"
 }, step: "allow only TLS 1.3 on the public listener (NEN 7512 channel encryption)"}
 
+// userlessRefused is the probe's behavioural check of user authentication
+// plateau 2: a token request without user data, from the probe's own
+// identity, must be refused when the configuration holds that identity to
+// plateau 2 or higher.
+var userlessRefused = criterion{plateau: 2, judge: func(in *inputs) (bool, string, string) {
+	p := in.probe
+	if p == nil || p.Userless == "" || p.Userless == UserlessInconclusive {
+		return true, "built-in", "token requests without the user data the agreed plateau requires are refused (plateau.Enforcer.CheckTokenRequest); not probed"
+	}
+	agreed := 0
+	if a := in.agreementOf(p.ProbeURA); a != nil {
+		agreed = a.Plateaus[plateau.Authentication]
+		if agreed == 0 {
+			agreed = in.cfg.Partners.Default[plateau.Authentication]
+		}
+	}
+	switch {
+	case p.Userless == UserlessRefusedAuthn:
+		return true, "observed", "a signed token request without user data from " + p.ProbeURA + " was refused for user authentication"
+	case p.Userless == UserlessRefusedPartner:
+		return true, "built-in", "the probe's URA " + p.ProbeURA + " is no partner, so user authentication was not observed (the bilateral list was)"
+	case agreed >= 2:
+		return false, "observed", fmt.Sprintf("the configuration holds %s to authentication plateau %d, yet a token request without user data was not refused", p.ProbeURA, agreed)
+	}
+	return true, "built-in", "the probe's URA " + p.ProbeURA + " is agreed at authentication plateau 1, so a request without user data is rightly not refused for it"
+}, step: "refuse token requests that lack the user data of the agreed authentication plateau (is the running node using this configuration?)"}
+
+// policiesCover judges that every rule of every policy in force that
+// applies at plateau p names the roles allowed there: the guideline's
+// (3) or the protocol's (4) table.
+func policiesCover(p int, list string) criterion {
+	return criterion{plateau: p, judge: func(in *inputs) (bool, string, string) {
+		if in.polErr != nil {
+			return false, "configuration", "the access policies do not load: " + firstLine(in.polErr)
+		}
+		var names []string
+		for app, pol := range in.policies {
+			n := 0
+			for _, r := range pol.Rules {
+				if r.From <= p && len(r.Roles(p)) == 0 {
+					return false, "configuration", fmt.Sprintf("%s rule %q has no %s roles (%s)", app, r.ID, list, pol.File)
+				}
+				if r.From <= p {
+					n++
+				}
+			}
+			names = append(names, fmt.Sprintf("%s v%d (%d rules, %s)", app, pol.Version, n, pol.File))
+		}
+		if len(names) == 0 {
+			return false, "configuration", "no access policies are in force"
+		}
+		sort.Strings(names)
+		return true, "configuration", fmt.Sprintf("every rule names the UZI roles of the %s: %s", list, strings.Join(names, ", "))
+	}, step: fmt.Sprintf("give every policy rule its %s role list (partners.policydir)", list)}
+}
+
+var identificationValidated = builtIn("BSNs are checked (nine digits, 11-proef) before a referral is made or a query answered, and travel as " + nl.SystemBSN)
+
 var criteria = map[plateau.Function][]criterion{
+	// The growth model asks the same of citizen identification on every
+	// plateau; what the scan can see is the node's own check.
 	plateau.Identification: {
-		{plateau: 1, judge: builtIn("BSNs are checked (nine digits, 11-proef) before a referral is made or a query answered, and travel as " + nl.SystemBSN)},
+		{plateau: 1, judge: identificationValidated},
+		{plateau: 2, judge: identificationValidated},
+		{plateau: 3, judge: identificationValidated},
+		{plateau: 4, judge: identificationValidated},
 	},
 	plateau.Authentication: {
 		mtls, clientCert,
@@ -255,9 +347,13 @@ var criteria = map[plateau.Function][]criterion{
 			}
 			return true, "configuration", "the partners section is valid"
 		}, step: "fix the partners section (run schakel node --print-config)"},
+		userlessRefused,
 		agreedAt(plateau.Authentication, 2),
 		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
-			if in.leaf != nil {
+			switch {
+			case in.cfg.TLS.CertFile == "":
+				return false, "configuration", "tls.certfile is not set, so there is no UZI server certificate"
+			case in.leaf != nil:
 				return false, "configuration", "the node certificate carries no UZI server identity: " + in.leaf.Error()
 			}
 			return in.uziURA != "", "configuration", "the node certificate is an UZI server certificate for URA " + in.uziURA
@@ -271,10 +367,16 @@ var criteria = map[plateau.Function][]criterion{
 		}, step: "accept signed grant assertions carrying URA, UZI number and UZI role code at the token endpoint"},
 		agreedAt(plateau.Authentication, 3),
 		{plateau: 4, judge: func(in *inputs) (bool, string, string) {
-			if len(in.cfg.Partners.IdentityIssuers) == 0 {
-				return false, "configuration", "no identity issuer is trusted (partners.identityissuers)"
+			var ok []string
+			for _, iss := range in.cfg.Partners.IdentityIssuers {
+				if u, err := url.Parse(iss); err == nil && u.Scheme == "https" && u.Host != "" {
+					ok = append(ok, iss)
+				}
 			}
-			return true, "configuration", "user identities signed by " + strings.Join(in.cfg.Partners.IdentityIssuers, ", ") + " are accepted"
+			if len(ok) == 0 {
+				return false, "configuration", "no identity issuer (an https URL) is trusted (partners.identityissuers)"
+			}
+			return true, "configuration", "user identities signed by " + strings.Join(ok, ", ") + " are accepted"
 		}, step: "trust the identity issuer of signed user identities (Dezi): set partners.identityissuers"},
 		{plateau: 4, judge: func(in *inputs) (bool, string, string) {
 			if p := in.probe; p != nil && p.Authed {
@@ -287,6 +389,9 @@ var criteria = map[plateau.Function][]criterion{
 	plateau.Authorization: {
 		{plateau: 1, judge: func(in *inputs) (bool, string, string) {
 			n := len(in.cfg.Partners.Agreements)
+			if p := in.probe; p != nil && p.Userless == UserlessRefusedPartner {
+				return true, "observed", "the node refused the probe's URA " + p.ProbeURA + " as no partner"
+			}
 			switch {
 			case n == 0 && in.cfg.Partners.Default == nil:
 				return false, "configuration", "no partners are listed: every organisation is refused"
@@ -297,25 +402,12 @@ var criteria = map[plateau.Function][]criterion{
 			}
 			return true, "configuration", fmt.Sprintf("%d partner agreements; unlisted organisations are refused", n)
 		}, step: "list the partners that may ask in partners.agreements (the bilateral list)"},
-		{plateau: 2, judge: func(in *inputs) (bool, string, string) {
-			if in.polErr != nil {
-				return false, "configuration", "the access policies do not load: " + firstLine(in.polErr)
-			}
-			var names []string
-			for app, p := range in.policies {
-				names = append(names, fmt.Sprintf("%s v%d (%s)", app, p.Version, p.File))
-			}
-			return true, "configuration", "access policies per role: " + strings.Join(names, ", ")
-		}, step: "fix the policy files in partners.policydir"},
+		policiesCover(2, "collaboration's rules"),
 		{plateau: 2, judge: builtIn("the requesting user's role is written to every audit record (ActorRole)")},
 		agreedAt(plateau.Authorization, 2),
-		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
-			if in.cfg.Partners.PolicyDir == "" {
-				return false, "configuration", "only the embedded example policies are in force (partners.policydir is not set)"
-			}
-			return true, "configuration", "policies from " + in.cfg.Partners.PolicyDir + " carry the national authorization guideline (guideline lists)"
-		}, step: "put the national authorization guideline into the policy files' guideline lists and set partners.policydir"},
+		policiesCover(3, "national authorization guideline"),
 		agreedAt(plateau.Authorization, 3),
+		policiesCover(4, "medical authorization protocol"),
 		agreedAt(plateau.Authorization, 4),
 	},
 	plateau.Consent: {
@@ -326,71 +418,56 @@ var criteria = map[plateau.Function][]criterion{
 			return true, "built-in", "the node refers only (consent is presumed on referral) and makes no data consultable without a consent source"
 		}},
 		{plateau: 2, judge: func(in *inputs) (bool, string, string) {
-			if k, v, ok := in.cfg.setting("consent.regional.url", "consent.url"); ok {
-				return true, "configuration", fmt.Sprintf("a consent service the providers query is configured (%s: %s)", k, v)
+			k, v, fault := in.cfg.serviceURL("consent.regional.url", "consent.url")
+			if fault != "" {
+				return false, "configuration", "no consent service the providers query: " + fault
 			}
-			return false, "configuration", "no consent service is configured"
+			return true, "configuration", fmt.Sprintf("a consent service the providers query is configured (%s: %s)", k, v)
 		}, step: "connect a regional consent portal's service (consent.regional.url), or Mitz directly (consent.url)"},
 		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
-			if k, v, ok := in.cfg.setting("consent.url"); ok {
-				return true, "configuration", fmt.Sprintf("Mitz is configured (%s: %s)", k, v)
+			k, v, fault := in.cfg.serviceURL("consent.url")
+			if fault != "" {
+				return false, "configuration", "Mitz is not configured: " + fault
 			}
-			return false, "configuration", "Mitz is not configured"
+			return true, "configuration", fmt.Sprintf("Mitz is configured (%s: %s)", k, v)
 		}, step: "migrate regional consents to Mitz and set consent.url to Mitz"},
 		agreedAt(plateau.Consent, 4),
 	},
 	plateau.Localization: {
 		{plateau: 1, judge: builtIn("exchange is targeted (Notified Pull referrals): no localization service is needed")},
 		{plateau: 2, judge: func(in *inputs) (bool, string, string) {
-			if k, v, ok := in.cfg.setting("localization.url"); ok {
-				return true, "configuration", fmt.Sprintf("a localization service is configured (%s: %s)", k, v)
+			k, v, fault := in.cfg.serviceURL("localization.url")
+			if fault != "" {
+				return false, "configuration", "no localization service: " + fault
 			}
-			return false, "configuration", "no localization service is configured"
+			return true, "configuration", fmt.Sprintf("a localization service is configured (%s: %s)", k, v)
 		}, step: "connect a localization service (referral index): set localization.url"},
 		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
-			if strings.HasPrefix(in.cfg.AddressbookURL, "https://") {
+			if u, err := url.Parse(in.cfg.AddressbookURL); err == nil && u.Scheme == "https" && u.Host != "" {
 				return true, "configuration", "direct queries to plateau-3 parties are addressed through " + in.cfg.AddressbookURL
 			}
-			return false, "configuration", "no addressbook for direct queries to plateau-3 parties"
+			return false, "configuration", "no addressbook (an https addressbookurl) for direct queries to plateau-3 parties"
 		}, step: "set addressbookurl so plateau-3 parties can be queried directly"},
 		{plateau: 4, judge: func(in *inputs) (bool, string, string) {
 			_, sub, _ := in.cfg.setting("consent.subscribe")
-			_, mitz, hasMitz := in.cfg.setting("consent.url")
-			if sub == "true" && hasMitz {
-				return true, "configuration", "holdings follow the patient's consent through Mitz subscriptions (consent.subscribe at " + mitz + ")"
+			_, mitz, fault := in.cfg.serviceURL("consent.url")
+			_, _, hasNotifier := in.cfg.setting("consent.notifierura")
+			switch {
+			case sub != "true":
+				return false, "configuration", "the node does not subscribe at Mitz (consent.subscribe is not true)"
+			case fault != "":
+				return false, "configuration", "consent.subscribe is true, but " + fault
+			case !hasNotifier:
+				return false, "configuration", "consent.subscribe is true, but consent.notifierura (whose notifications to accept) is not set"
 			}
-			return false, "configuration", "the node does not subscribe at Mitz"
+			return true, "configuration", "holdings follow the patient's consent through Mitz subscriptions (consent.subscribe at " + mitz + ")"
 		}, step: "subscribe at Mitz for every holding: set consent.subscribe: true, consent.url and consent.notifierura"},
 	},
 	plateau.Addressing: {
-		{plateau: 1, judge: func(in *inputs) (bool, string, string) {
-			if books := in.cfg.addressbooks(); len(books) > 0 {
-				return true, "configuration", "endpoints are found in the addressbook at " + strings.Join(books, ", ")
-			}
-			var own []string
-			for _, a := range in.cfg.Partners.Agreements {
-				if a.Endpoints.IsZero() {
-					return false, "configuration", "no addressbook is configured, and the agreement with " + agreementName(a) + " lists no endpoints"
-				}
-				own = append(own, agreementName(a))
-			}
-			if len(own) == 0 {
-				return false, "configuration", "no addressbook is configured and no agreement lists endpoints"
-			}
-			return true, "configuration", "own mechanism: the agreements list the endpoints of " + strings.Join(own, ", ")
-		}, step: "set addressbookurl (or addressbook.directories), or list each partner's endpoints in its agreement"},
-		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
-			books := in.cfg.addressbooks()
-			if len(books) == 0 {
-				return false, "configuration", "no addressbook: partners are addressed by the agreements' own endpoints"
-			}
-			for _, b := range books {
-				if !isLocal(b) {
-					return true, "configuration", "the addressbook " + b + " is reachable beyond this network"
-				}
-			}
-			return false, "configuration", "the addressbook " + strings.Join(books, ", ") + " is a local one, not the national addressbook (ZORG-AB)"
-		}, step: "point addressbookurl (or addressbook.directories) at ZORG-AB and list the GtK endpoint there"},
+		ownAddressing,
+		at(2, ownAddressing),
+		nationalAddressbook,
+		at(4, nationalAddressbook),
 		{plateau: 4, judge: builtIn("the node publishes every electronic service of each participant (notification, FHIR, authorization server, client keys) to the addressbook")},
 	},
 	plateau.Logging: {
@@ -398,19 +475,25 @@ var criteria = map[plateau.Function][]criterion{
 			if in.cfg.DataDir == "" {
 				return false, "configuration", "datadir is not set, so there is no audit log"
 			}
-			return true, "configuration", "append-only NEN 7513 audit log in " + in.cfg.DataDir + "/audit.db; every access to patient data is recorded"
+			return true, "configuration", "append-only, hash-chained NEN 7513 audit log in " + in.cfg.DataDir + "/audit.db; every access to patient data is recorded"
 		}, step: "set datadir"},
-		{plateau: 3, judge: func(in *inputs) (bool, string, string) {
-			if keys := in.cfg.auditKeys(); len(keys) > 0 {
-				return true, "configuration", "audit settings: " + strings.Join(keys, ", ")
-			}
-			return false, "configuration", "no audit settings (retention, export for monitoring) are configured"
-		}, step: "configure audit retention and export to monitoring per the national logging agreements (audit.*)"},
-		{plateau: 3, judge: builtIn("request metrics are exposed at /metrics on the internal listener for monitoring")},
+		{plateau: 1, judge: func(in *inputs) (bool, string, string) {
+			ok, text := in.cfg.checkpointKey()
+			return ok, "configuration", text
+		}, step: "point audit.checkpointkeyfile at a readable PEM private key, or leave it out to have the node create one in datadir"},
+		{plateau: 2, judge: builtIn("the own log is available on request: GET /internal/audit for the participant, as FHIR AuditEvents")},
+		{plateau: 3, judge: func(*inputs) (bool, string, string) {
+			return false, "configuration", "the node does not ship its audit log to a central logging and monitoring service"
+		}, step: "ship the audit log to the central logging and monitoring service of the national agreements (NEN 7513), in order and without loss"},
+		{plateau: 4, judge: func(*inputs) (bool, string, string) {
+			return false, "configuration", "no monitoring of the log under the national agreements is configured"
+		}, step: "take part in the national monitoring and checking of the log (NEN 7510, 7512, 7513)"},
 	},
 	plateau.Network: {
 		mtls, clientCert,
+		at(2, mtls), at(2, clientCert),
 		tls13,
+		at(4, tls13),
 		{plateau: 4, judge: func(in *inputs) (bool, string, string) {
 			if in.cfg.Public.URL == "" || isLocal(in.cfg.Public.URL) {
 				return false, "configuration", "the public URL is not an address reachable nationally (public.url)"
@@ -418,6 +501,52 @@ var criteria = map[plateau.Function][]criterion{
 			return true, "configuration", "public URL " + in.cfg.Public.URL
 		}, step: "publish the node at a nationally reachable address on a secure network (public.url)"},
 	},
+}
+
+var ownAddressing = criterion{plateau: 1, judge: func(in *inputs) (bool, string, string) {
+	if books := in.cfg.addressbooks(); len(books) > 0 {
+		return true, "configuration", "endpoints are found in the addressbook at " + strings.Join(books, ", ")
+	}
+	var own []string
+	for _, a := range in.cfg.Partners.Agreements {
+		if a.Endpoints.IsZero() {
+			return false, "configuration", "no addressbook is configured, and the agreement with " + agreementName(a) + " lists no endpoints"
+		}
+		own = append(own, agreementName(a))
+	}
+	if len(own) == 0 {
+		return false, "configuration", "no addressbook is configured and no agreement lists endpoints"
+	}
+	return true, "configuration", "own mechanism: the agreements list the endpoints of " + strings.Join(own, ", ")
+}, step: "set addressbookurl (or addressbook.directories), or list each partner's endpoints in its agreement"}
+
+var nationalAddressbook = criterion{plateau: 3, judge: func(in *inputs) (bool, string, string) {
+	books := in.cfg.addressbooks()
+	if len(books) == 0 {
+		return false, "configuration", "no addressbook: partners are addressed by the agreements' own endpoints"
+	}
+	for _, b := range books {
+		if !isLocal(b) {
+			return true, "configuration", "the addressbook " + b + " is reachable beyond this network"
+		}
+	}
+	return false, "configuration", "the addressbook " + strings.Join(books, ", ") + " is a local one, not the national addressbook (ZORG-AB)"
+}, step: "point addressbookurl (or addressbook.directories) at ZORG-AB and list the GtK endpoint there"}
+
+// agreementOf returns the agreement that covers ura in the configuration,
+// the default one, or nil.
+func (in *inputs) agreementOf(ura string) *plateau.PartnerConfig {
+	for i, a := range in.cfg.Partners.Agreements {
+		for _, u := range a.URAs() {
+			if u == ura {
+				return &in.cfg.Partners.Agreements[i]
+			}
+		}
+	}
+	if in.cfg.Partners.Default != nil {
+		return &plateau.PartnerConfig{Plateaus: in.cfg.Partners.Default}
+	}
+	return nil
 }
 
 func firstLine(err error) string {

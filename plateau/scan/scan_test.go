@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -77,6 +79,14 @@ func pemCert(c *x509.Certificate) []byte {
 // configuration on 127.0.0.1 and returns its base URL.
 func serveAS(t *testing.T, p *testPKI) string {
 	t.Helper()
+	return serveASWith(t, p, clientKeys{}, oauth.GrantResolverFunc(func(context.Context, oauth.GrantRequest) (oauth.Grant, error) {
+		return oauth.Grant{}, oauth.ErrInvalidGrant
+	}))
+}
+
+// serveASWith is serveAS with the given client keys and grant decisions.
+func serveASWith(t *testing.T, p *testPKI, clients oauth.ClientKeys, grants oauth.GrantResolver) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -88,10 +98,8 @@ func serveAS(t *testing.T, p *testPKI) string {
 	}
 	as, err := oauth.NewServer(oauth.ServerConfig{
 		Issuer: issuer, SigningKey: key, PeerURA: pki.PeerURA, Logger: slog.New(slog.DiscardHandler),
-		Clients: clientKeys{},
-		Grants: oauth.GrantResolverFunc(func(context.Context, oauth.GrantRequest) (oauth.Grant, error) {
-			return oauth.Grant{}, oauth.ErrInvalidGrant
-		}),
+		Clients: clients,
+		Grants:  grants,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -162,9 +170,14 @@ func TestScanConfiguration(t *testing.T) {
 		{"no partners", "", map[plateau.Function]int{
 			plateau.Identification: 4, plateau.Authentication: 1, plateau.Authorization: 0,
 			plateau.Consent: 1, plateau.Localization: 1, plateau.Addressing: 2, plateau.Logging: 2, plateau.Network: 3}},
-		{"partners and services", partners + "consent:\n  local: true\n  url: https://mitz.example\n  subscribe: true\n  notifierura: \"90000998\"\nlocalization:\n  url: https://nvi.example\naudit:\n  retention: 43800h\n", map[plateau.Function]int{
+		{"partners and services", partners + "consent:\n  local: true\n  url: https://mitz.example\n  subscribe: true\n  notifierura: \"90000998\"\nlocalization:\n  url: https://nvi.example\n", map[plateau.Function]int{
 			plateau.Identification: 4, plateau.Authentication: 3, plateau.Authorization: 2,
-			plateau.Consent: 4, plateau.Localization: 4, plateau.Addressing: 2, plateau.Logging: 4, plateau.Network: 3}},
+			plateau.Consent: 4, plateau.Localization: 4, plateau.Addressing: 2, plateau.Logging: 2, plateau.Network: 3}},
+		// Configuration presence is not evidence of a value.
+		{"empty and unusable values", partners + "consent:\n  url: \"\"\n  regional:\n    url: mitz.example\n  subscribe: true\nlocalization:\n  url: \"\"\naudit:\n  checkpointkeyfile: " + filepath.Join(p.dir, "no-such-key.pem") + "\n", map[plateau.Function]int{
+			plateau.Consent: 1, plateau.Localization: 1, plateau.Logging: 0}},
+		{"a checkpoint key that is a certificate", "audit:\n  checkpointkeyfile: " + p.caFile + "\n", map[plateau.Function]int{plateau.Logging: 0}},
+		{"a readable checkpoint key", "audit:\n  checkpointkeyfile: " + filepath.Join(p.dir, "node-key.pem") + "\n", map[plateau.Function]int{plateau.Logging: 2}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,6 +199,47 @@ func TestScanConfiguration(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A plateau is reached only when it and every plateau below it have
+// criteria and all of them are met: a plateau without criteria is not.
+func TestAssessHonestly(t *testing.T) {
+	met := criterion{judge: builtIn("yes")}
+	unmet := criterion{judge: func(*inputs) (bool, string, string) { return false, "configuration", "no" }, step: "do it"}
+	cases := []struct {
+		name  string
+		cs    []criterion
+		want  int
+		steps string
+	}{
+		{"no criteria at all", nil, 0, "no criteria for logging plateau 1"},
+		{"a gap at plateau 2", []criterion{at(1, met), at(3, met), at(4, met)}, 1, "no criteria for logging plateau 2"},
+		{"unmet at plateau 3", []criterion{at(1, met), at(2, met), at(3, unmet), at(4, met)}, 2, "do it"},
+		{"all four", []criterion{at(1, met), at(2, met), at(3, met), at(4, met)}, 4, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fr := assess(plateau.Logging, tc.cs, &inputs{cfg: &NodeConfig{}})
+			if fr.Reached != tc.want {
+				t.Fatalf("reached %d, want %d", fr.Reached, tc.want)
+			}
+			if tc.want < 4 && (fr.Next == nil || !strings.Contains(strings.Join(fr.Next.Steps, " "), tc.steps)) {
+				t.Errorf("next %+v, want a step ~%q", fr.Next, tc.steps)
+			}
+		})
+	}
+	// Every function has criteria of its own at every plateau.
+	for _, f := range plateau.Functions {
+		var has [plateau.Highest + 1]bool
+		for _, c := range criteria[f] {
+			has[c.plateau] = true
+		}
+		for p := plateau.Lowest; p <= plateau.Highest; p++ {
+			if !has[p] {
+				t.Errorf("%s has no criteria at plateau %d", f, p)
+			}
+		}
 	}
 }
 
@@ -369,7 +423,7 @@ func TestHTMLStructure(t *testing.T) {
 			t.Errorf("%s section lacks title or evidence", f.Function)
 		}
 		items := s.find(func(n *htmlNode) bool {
-			return n.name == "li" && (n.attrs["class"] == "met" || n.attrs["class"] == "unmet")
+			return n.name == "li" && (n.attrs["class"] == "met" || n.attrs["class"] == "unmet" || n.attrs["class"] == "failed") && n.attrs["id"] == ""
 		})
 		if len(items) != len(f.Evidence) {
 			t.Errorf("%s: %d evidence items, want %d", f.Function, len(items), len(f.Evidence))
@@ -509,4 +563,207 @@ func TestScanOwnAddressing(t *testing.T) {
 			}
 		})
 	}
+}
+
+type keySet struct {
+	ura string
+	set jwk.Set
+}
+
+func (k keySet) ClientKeySet(_ context.Context, id string) (jwk.Set, error) {
+	if id != k.ura {
+		return nil, oauth.ErrInvalidClient
+	}
+	return k.set, nil
+}
+
+// The probe's behavioural check: with its own signing key it asks for a
+// token without user data. An authorization server that holds the probe's
+// URA to authentication plateau 2 refuses; the scan believes what it saw
+// over what the configuration promises.
+func TestProbeTokenRequestWithoutUser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts TLS listeners")
+	}
+	p := newTestPKI(t)
+	key, err := pki.LoadOrCreateSigningKey(filepath.Join(t.TempDir(), "probe-signing.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := pki.PublicJWKS(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := pki.CertPool(p.ca.Cert)
+	const probeURA = "00000002" // the URA of p.client
+	cases := []struct {
+		name      string
+		keys      oauth.ClientKeys
+		agreed    []plateau.PartnerConfig // what the running node enforces
+		signing   bool
+		want      UserlessAnswer
+		configAt  int // the authentication plateau the scanned configuration agrees with the probe's URA
+		wantAuthn int // authentication plateau the scan then reports
+	}{
+		{"held to plateau 2", keySet{probeURA, pub}, []plateau.PartnerConfig{{URA: probeURA, Plateaus: plateau.Uniform(2)}}, true, UserlessRefusedAuthn, 2, 2},
+		{"not a partner", keySet{probeURA, pub}, []plateau.PartnerConfig{{URA: "00000007", Plateaus: plateau.Uniform(2)}}, true, UserlessRefusedPartner, 2, 2},
+		// The configuration says 2, the running node holds the URA to 1:
+		// what was observed wins.
+		{"node lets it through", keySet{probeURA, pub}, []plateau.PartnerConfig{{URA: probeURA, Plateaus: plateau.Uniform(1)}}, true, UserlessAccepted, 2, 1},
+		{"agreed at 1 and let through", keySet{probeURA, pub}, []plateau.PartnerConfig{{URA: probeURA, Plateaus: plateau.Uniform(1)}}, true, UserlessAccepted, 1, 1},
+		{"key unknown to the node", clientKeys{}, []plateau.PartnerConfig{{URA: probeURA, Plateaus: plateau.Uniform(2)}}, true, UserlessInconclusive, 2, 2},
+		{"no signing key", keySet{probeURA, pub}, nil, false, "", 2, 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := plateau.New(plateau.Config{Agreements: tc.agreed}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := serveASWith(t, p, tc.keys, oauth.GrantResolverFunc(func(ctx context.Context, req oauth.GrantRequest) (oauth.Grant, error) {
+				if err := e.CheckTokenRequest(ctx, plateau.TokenContext{ClientURA: req.ClientID, GrantType: req.GrantType, Scope: req.Scope, Assertion: req.Assertion}); err != nil {
+					if r := plateau.AsRefusal(err); r != nil {
+						return oauth.Grant{}, r.OAuthError()
+					}
+					return oauth.Grant{}, err
+				}
+				return oauth.Grant{}, oauth.RefuseGrant("no referral", nil) // the exchange's own refusal
+			}))
+			opts := ProbeOptions{URL: base, Roots: roots, Certificate: &p.client}
+			if tc.signing {
+				opts.SigningKey = key
+			}
+			pr, err := RunProbe(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pr.Userless != tc.want || pr.ProbeURA != probeURA {
+				t.Fatalf("userless %q (URA %s), want %q\n%v", pr.Userless, pr.ProbeURA, tc.want, pr.Observations)
+			}
+			cfgText := fmt.Sprintf("partners:\n  identityissuers: [\"https://dezi.example\"]\n  agreements:\n    - ura: %q\n      plateaus: {authentication: %d, authorization: %d}\n", probeURA, tc.configAt, tc.configAt)
+			file := writeConfig(t, p, cfgText)
+			cfg, err := LoadConfig(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := reached(Run(cfg, file, pr))[plateau.Authentication]; got != tc.wantAuthn {
+				t.Errorf("authentication reached %d, want %d", got, tc.wantAuthn)
+			}
+		})
+	}
+}
+
+// The page explains its colours, reached reads green and never red, a
+// criterion the probe saw fail is marked apart from one merely unmet, and
+// every text colour keeps a WCAG AA contrast (4.5:1) on its background.
+func TestHTMLLegendAndColours(t *testing.T) {
+	r := sampleReport(t)
+	r.Functions[1].Evidence = append(r.Functions[1].Evidence, Evidence{Plateau: 2, Source: "observed", Text: "fell short"})
+	var b bytes.Buffer
+	if err := r.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	doc := parseHTML(t, b.Bytes())
+	legend := doc.find(func(n *htmlNode) bool { return n.attrs["id"] == "legend" })
+	if len(legend) != 1 {
+		t.Fatal("no legend")
+	}
+	for _, w := range []string{"reached", "not reached", "not met", "failed"} {
+		if !strings.Contains(legend[0].text.String(), w) {
+			t.Errorf("the legend does not explain %q", w)
+		}
+	}
+	if n := doc.find(func(n *htmlNode) bool {
+		return n.name == "li" && n.attrs["class"] == "failed" && strings.Contains(n.text.String(), "fell short")
+	}); len(n) != 1 {
+		t.Error("an observed failure is not marked failed")
+	}
+	css := doc.find(func(n *htmlNode) bool { return n.name == "style" })[0].text.String()
+	rule := func(sel string) map[string]string {
+		i := strings.Index(css, "\n"+sel+"{")
+		if i < 0 {
+			t.Fatalf("no CSS rule %s", sel)
+		}
+		body := css[i+len(sel)+2:]
+		body = body[:strings.Index(body, "}")]
+		out := map[string]string{}
+		for _, decl := range strings.Split(body, ";") {
+			k, v, _ := strings.Cut(decl, ":")
+			out[k] = v
+		}
+		return out
+	}
+	on := rule(".on")
+	if hue(on["background"]) != "green" {
+		t.Errorf("reached is %s, not green", on["background"])
+	}
+	pairs := []struct{ what, fg, bg string }{
+		{"reached cell", on["color"], on["background"]},
+		{"unreached cell", rule(".off")["color"], rule(".off")["background"]},
+		{"header", rule("header")["color"], rule("header")["background"]},
+		{"badge", rule(".badge")["color"], rule(".badge")["background"]},
+		{"badge none", "#fff", rule(".badge.none")["background"]},
+		{"met mark", rule(".met .mark")["color"], "#fff"},
+		{"unmet mark", rule(".unmet .mark")["color"], "#fff"},
+		{"failed mark", rule(".failed .mark")["color"], rule(".failed")["background"]},
+		{"source", rule(".src")["color"], "#fff"},
+		{"steps", "#1f2328", rule(".next")["background"]},
+	}
+	for _, p := range pairs {
+		if c := contrast(t, p.fg, p.bg); c < 4.5 {
+			t.Errorf("%s: %s on %s has contrast %.2f:1", p.what, p.fg, p.bg, c)
+		}
+	}
+}
+
+func hexRGB(t *testing.T, s string) [3]float64 {
+	t.Helper()
+	s = strings.TrimPrefix(strings.TrimSpace(s), "#")
+	if len(s) == 3 {
+		s = string([]byte{s[0], s[0], s[1], s[1], s[2], s[2]})
+	}
+	var rgb [3]float64
+	for i := range rgb {
+		var v int
+		if _, err := fmt.Sscanf(s[2*i:2*i+2], "%02x", &v); err != nil {
+			t.Fatalf("colour %q: %v", s, err)
+		}
+		rgb[i] = float64(v) / 255
+	}
+	return rgb
+}
+
+// contrast is the WCAG 2 contrast ratio of two sRGB colours.
+func contrast(t *testing.T, a, b string) float64 {
+	lum := func(rgb [3]float64) float64 {
+		var l [3]float64
+		for i, c := range rgb {
+			if c <= 0.03928 {
+				l[i] = c / 12.92
+			} else {
+				l[i] = math.Pow((c+0.055)/1.055, 2.4)
+			}
+		}
+		return 0.2126*l[0] + 0.7152*l[1] + 0.0722*l[2]
+	}
+	la, lb := lum(hexRGB(t, a)), lum(hexRGB(t, b))
+	if la < lb {
+		la, lb = lb, la
+	}
+	return (la + 0.05) / (lb + 0.05)
+}
+
+// hue names the dominant channel of a colour, enough to tell green from red.
+func hue(s string) string {
+	var r, g, b int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(s, "#"), "%02x%02x%02x", &r, &g, &b); err != nil {
+		return "unknown"
+	}
+	switch {
+	case g > r && g > b:
+		return "green"
+	case r > g && r > b:
+		return "red"
+	}
+	return "other"
 }
