@@ -63,7 +63,7 @@ func TestPresent(t *testing.T) {
 		{name: "plateau 2, no user", partner: uraP2, caller: nil, refused: "names no user"},
 		{name: "plateau 3", partner: uraP3, caller: strong, delivered: 3},
 		{name: "plateau 3, AGB code", partner: uraP3, caller: &Caller{ID: "06000002", IDSystem: nl.SystemAGB, Role: "01.015", LoA: "high"}, refused: "UZI number"},
-		{name: "plateau 3, role outside the UZI role codes", partner: uraP3, caller: &Caller{ID: "123456789", Role: "doctor", LoA: "high"}, refused: "not an UZI role code"},
+		{name: "plateau 3, role outside the UZI role codes", partner: uraP3, caller: &Caller{ID: "123456789", Role: "doctor", LoA: "high"}, refused: "not a role code the UZI register issues"},
 		{name: "plateau 3, system not allowed", partner: uraP3, caller: &Caller{ID: "900000022", System: true}, refused: "system identity"},
 		{name: "plateau 3, system allowed", partner: uraCollab, caller: &Caller{ID: "900000022", System: true}, delivered: 3},
 		{name: "plateau 4, from the node's issuer", partner: uraP4, caller: strong, identity: true},
