@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // appendMixed writes records of two requesting organisations, 00000002 on
