@@ -53,7 +53,7 @@ func stores(t *testing.T) map[string]func(t *testing.T) Store {
 }
 
 // nodeLog is a node's audit log in a temporary directory.
-func nodeLog(t *testing.T, dir string) *audit.Store {
+func nodeLog(t testing.TB, dir string) *audit.Store {
 	t.Helper()
 	s, err := audit.Open(context.Background(), filepath.Join(dir, "audit.db"), "node-a", slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -63,7 +63,7 @@ func nodeLog(t *testing.T, dir string) *audit.Store {
 	return s
 }
 
-func appendN(t *testing.T, s *audit.Store, from, n int) {
+func appendN(t testing.TB, s *audit.Store, from, n int) {
 	t.Helper()
 	for i := from; i < from+n; i++ {
 		if err := s.Append(context.Background(), audit.Record{Action: audit.ActionRead, Interaction: "search-type", Outcome: 200,
@@ -81,7 +81,7 @@ type testPKI struct {
 
 const uraA, uraB = "00000001", "00000002"
 
-func newTestPKI(t *testing.T) *testPKI {
+func newTestPKI(t testing.TB) *testPKI {
 	t.Helper()
 	ca, err := pki.NewCA("Test CA", time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 	if err != nil {
@@ -104,7 +104,7 @@ func (p *testPKI) client(cert tls.Certificate) *http.Client {
 // receiver is a running central log on 127.0.0.1 that a test can stop and
 // start again on the same address.
 type receiver struct {
-	t    *testing.T
+	t    testing.TB
 	pki  *testPKI
 	srv  *Server
 	addr string
@@ -112,7 +112,7 @@ type receiver struct {
 	reg  *prometheus.Registry
 }
 
-func startReceiver(t *testing.T, p *testPKI, st Store) *receiver {
+func startReceiver(t testing.TB, p *testPKI, st Store) *receiver {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	srv, err := NewServer(ServerConfig{Store: st, PeerURA: PeerURAFromUZI, Registry: reg, Logger: slog.New(slog.DiscardHandler)})

@@ -18,7 +18,7 @@ import (
 	"github.com/schakel-nl/schakel/audit"
 )
 
-func newShipper(t *testing.T, log *audit.Store, dir, url string, client *http.Client) *audit.Shipper {
+func newShipper(t testing.TB, log *audit.Store, dir, url string, client *http.Client) *audit.Shipper {
 	t.Helper()
 	sh, err := audit.NewShipper(audit.ShipperConfig{Store: log, URL: url, HTTP: client, CursorFile: filepath.Join(dir, "ship.cursor"),
 		Batch: 100, Poll: 5 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
