@@ -15,6 +15,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/schakel-nl/schakel/pki"
 )
 
 // ExportType is the typ header and the "typ" claim of a partner's signed
@@ -234,4 +236,13 @@ func get(ctx context.Context, hc *http.Client, u, accept string) ([]byte, error)
 		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 500)])))
 	}
 	return body, nil
+}
+
+// PublicKeys is the public half of the checkpoint key, which verifies the
+// store's checkpoints and exports: what the node publishes at ExportKeysPath.
+func (s *Store) PublicKeys() (jwk.Set, error) {
+	if s.cfg.Key == nil {
+		return nil, errors.New("audit store: no checkpoint key (read-only)")
+	}
+	return pki.PublicJWKS(s.cfg.Key)
 }

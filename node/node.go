@@ -71,6 +71,7 @@ type Node struct {
 	regionalHost string
 	consult      *consult.Service
 	metrics      *metrics
+	shipper      *audit.Shipper // to the central log (logging plateau 3–4), when configured
 
 	publicSrv, internalSrv *http.Server
 	events                 func(notifiedpull.Event)
@@ -321,6 +322,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		reg = prometheus.NewRegistry()
 	}
 	n.metrics = newMetrics(reg)
+	if err := n.setupShipping(reg); err != nil {
+		return err
+	}
 	n.publicSrv = &http.Server{
 		Handler:           n.edge("public", n.publicRoutes()),
 		TLSConfig:         n.trust.ServerTLSConfig(n.cert),
@@ -398,6 +402,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	} else {
 		close(dirsDone)
 	}
+	stopShipping := n.startShipping(ctx)
 	errc := make(chan error, 2)
 	go func() { errc <- n.publicSrv.ServeTLS(n.publicLn, "", "") }()
 	go func() { errc <- n.internalSrv.Serve(n.internalLn) }()
@@ -412,6 +417,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	_ = n.publicSrv.Shutdown(shutdownCtx)
 	_ = n.internalSrv.Shutdown(shutdownCtx)
 	n.np.Wait()
+	stopShipping()
 	n.background.Wait()
 	<-dirsDone
 	n.closeStores()
