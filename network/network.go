@@ -35,6 +35,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/localization"
+	"github.com/schakel-nl/schakel/logcentral"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/pki"
@@ -130,6 +131,10 @@ type Network struct {
 	serveDone            chan struct{}
 	nodeErrs             chan error
 	procs                []*Process // components in processes of their own (UpProcesses)
+
+	// The central log (logging plateau 3–4), when an agreement needs it.
+	logcentralURL string
+	logcentral    logcentral.Store
 }
 
 // Up prepares the network: PKI, addressbook, nodes and demo data. Listeners
@@ -217,6 +222,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 			peer.Endpoints = node.Endpoints("https://"+publicLn[peerNode[spec.name]].Addr().String(), spec.peer.URA)
 		}
 		cfg.Partners.Agreements = append([]plateau.PartnerConfig{peer}, opts.Agreements...)
+		if err := nw.shipsToCentral(ctx, &cfg); err != nil {
+			return nil, err
+		}
 		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name]})
 		if err != nil {
 			return nil, err
