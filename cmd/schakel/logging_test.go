@@ -41,7 +41,7 @@ func TestAuditFetch(t *testing.T) {
 		Public: node.ListenerConfig{Addr: "127.0.0.1:0"}, Internal: node.ListenerConfig{Addr: "127.0.0.1:0"},
 		TLS:            node.TLSConfig{CertFile: pkiFile("node.pem"), KeyFile: pkiFile("node-key.pem"), CAFiles: []string{pkiFile("ca.pem")}},
 		SigningKeyFile: filepath.Join(dir, "as.pem"), AddressbookURL: "https://127.0.0.1:1/fhir",
-		Partners:       plateau.Config{Agreements: []plateau.PartnerConfig{{URA: "90000002", Name: "Partner", Plateaus: plateau.Plateaus{plateau.Logging: 2}}}},
+		Partners: plateau.Config{Agreements: []plateau.PartnerConfig{{URA: "90000002", Name: "Partner", Plateaus: plateau.Plateaus{plateau.Logging: 2}}}},
 		Participants: []node.ParticipantConfig{{URA: "90000001", SigningKeyFile: filepath.Join(dir, "p.pem"),
 			InternalToken: "0123456789abcdef0123"}}}
 	n, err := node.New(context.Background(), cfg, node.Options{Logger: slog.New(slog.DiscardHandler)})
