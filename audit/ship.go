@@ -136,6 +136,11 @@ func (s *Shipper) Run(ctx context.Context) {
 // returns how many records the central log newly acknowledged.
 func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 	from := s.acked.Load()
+	if s.cfg.Store.LastSeq() <= from {
+		// Nothing new: no query, which would also hurry the journal's
+		// indexer along on every poll.
+		return 0, nil
+	}
 	entries, err := s.cfg.Store.Entries(ctx, Filter{AfterSeq: from, Limit: s.cfg.Batch})
 	if err != nil {
 		return 0, err
