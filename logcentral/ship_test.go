@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/schakel-nl/schakel/audit"
 )
@@ -113,10 +111,10 @@ func TestShipperSurvivesReceiverOutageAndNodeRestart(t *testing.T) {
 	defer stop()
 	eventually(t, "all 700 acknowledged", func() bool { return sh.Acknowledged() == 700 })
 	checkCentralChain(t, central, uraA, 700)
-	if d := value(recv.srv.duplicates.WithLabelValues(uraA)); d != 0 {
+	if d := recv.value("schakel_logcentral_duplicate_records_total", "node", uraA); d != 0 {
 		t.Fatalf("%v records sent twice", d)
 	}
-	if n := value(recv.srv.records.WithLabelValues(uraA)); n != 700 {
+	if n := recv.value("schakel_logcentral_records_total", "node", uraA); n != 700 {
 		t.Fatalf("%v records stored, want 700", n)
 	}
 }
@@ -202,7 +200,7 @@ func TestReceiverRefusesBatchesThatBreakTheChain(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := value(recv.srv.refused.WithLabelValues(uraA, tc.counted))
+			before := recv.value("schakel_logcentral_refused_batches_total", "node", uraA, "reason", tc.counted)
 			code, out := post(t, a, recv.url(), tc.batch)
 			if code != tc.status {
 				t.Fatalf("status %d (%v), want %d", code, out, tc.status)
@@ -210,7 +208,7 @@ func TestReceiverRefusesBatchesThatBreakTheChain(t *testing.T) {
 			if tc.reason != "" && (out["reason"] != tc.reason || out["acknowledged"] != 4.0) {
 				t.Fatalf("answer %v, want reason %s at acknowledged 4", out, tc.reason)
 			}
-			if after := value(recv.srv.refused.WithLabelValues(uraA, tc.counted)); after != before+1 {
+			if after := recv.value("schakel_logcentral_refused_batches_total", "node", uraA, "reason", tc.counted); after != before+1 {
 				t.Fatalf("refusal not reported (counter %v → %v)", before, after)
 			}
 		})
@@ -226,14 +224,33 @@ func TestReceiverRefusesBatchesThatBreakTheChain(t *testing.T) {
 	checkCentralChain(t, central, uraA, 6)
 }
 
-// value reads a counter or gauge.
-func value(m prometheus.Metric) float64 {
-	var d dto.Metric
-	if err := m.Write(&d); err != nil {
-		return -1
+// value reads a metric of the receiver as Prometheus would scrape it: the
+// series of name whose labels include all of labels (name, value pairs).
+func (r *receiver) value(name string, labels ...string) float64 {
+	families, err := r.reg.Gather()
+	if err != nil {
+		r.t.Fatal(err)
 	}
-	if d.Counter != nil {
-		return d.Counter.GetValue()
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue series
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
 	}
-	return d.Gauge.GetValue()
+	return 0
 }
