@@ -98,6 +98,9 @@ type Filter struct {
 	Limit    int
 	Offset   int
 	Newest   bool // newest first; default is the order written
+	// AfterSeq selects records after this chain position: a reader that
+	// follows the log (the shipper, an export) continues from where it was.
+	AfterSeq int64
 }
 
 // Config opens a store. Exactly one of Path (SQLite) and Postgres is set.
@@ -158,6 +161,9 @@ type Store struct {
 	cpTime    time.Time
 	batches   atomic.Int64
 	committed atomic.Int64
+	// lastSeq is the chain position of the last durable record, for readers
+	// that measure how far behind the log they are (the shipper's lag).
+	lastSeq atomic.Int64
 
 	// unindexed counts, in a read-only store, the records only its journal
 	// holds (the node is running, or stopped before indexing them).
@@ -246,6 +252,7 @@ func OpenWith(ctx context.Context, cfg Config) (*Store, error) {
 		be.close()
 		return nil, fmt.Errorf("audit store: %w", err)
 	}
+	s.lastSeq.Store(s.seq)
 	if s.cpSeq, err = be.lastCheckpoint(ctx); err != nil {
 		be.close()
 		return nil, fmt.Errorf("audit store: %w", err)

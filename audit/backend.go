@@ -19,7 +19,8 @@ type backend interface {
 	count(ctx context.Context, f Filter) (int, error)
 	// scan calls fn for every row in seq order.
 	scan(ctx context.Context, fn func(row) error) error
-	checkpoints(ctx context.Context) ([]Checkpoint, error)
+	// checkpoints returns the checkpoints oldest first; only the newest with last.
+	checkpoints(ctx context.Context, last bool) ([]Checkpoint, error)
 	close() error
 }
 
@@ -52,6 +53,9 @@ func where(f Filter, ph func(n int) string) (string, []any) {
 	}
 	if f.EventID != "" {
 		add("event_id = ?", f.EventID)
+	}
+	if f.AfterSeq > 0 {
+		add("seq > ?", f.AfterSeq)
 	}
 	if len(f.Outcome) > 0 {
 		var ors []string
@@ -119,4 +123,12 @@ func outcomeCode(status int) string {
 		return "8"
 	}
 	return "12"
+}
+
+// checkpointOrder orders checkpoints oldest first, or keeps only the newest.
+func checkpointOrder(last bool) string {
+	if last {
+		return " ORDER BY seq DESC LIMIT 1"
+	}
+	return " ORDER BY seq"
 }

@@ -122,6 +122,7 @@ func (s *Store) commit(batch []*pending, forceCheckpoint bool) {
 			failed = fmt.Errorf("%w: %w", ErrUnavailable, failed)
 		} else {
 			s.seq, s.head = seq, head
+			s.lastSeq.Store(seq)
 			s.batches.Add(1)
 			s.committed.Add(int64(len(rows)))
 			if cp != nil {

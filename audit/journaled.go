@@ -393,11 +393,11 @@ func (b *journaled) scan(ctx context.Context, fn func(row) error) error {
 	return b.index.scan(ctx, fn)
 }
 
-func (b *journaled) checkpoints(ctx context.Context) ([]Checkpoint, error) {
+func (b *journaled) checkpoints(ctx context.Context, last bool) ([]Checkpoint, error) {
 	if err := b.caughtUp(ctx); err != nil {
 		return nil, err
 	}
-	return b.index.checkpoints(ctx)
+	return b.index.checkpoints(ctx, last)
 }
 
 // close drains the index (durably) and removes the journal, or, when the

@@ -240,9 +240,9 @@ func (b *pgBackend) scan(ctx context.Context, fn func(row) error) error {
 	})
 }
 
-func (b *pgBackend) checkpoints(ctx context.Context) (out []Checkpoint, err error) {
+func (b *pgBackend) checkpoints(ctx context.Context, last bool) (out []Checkpoint, err error) {
 	err = b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
-		rows, err := c.Query(ctx, b.sql(`SELECT seq, head, created_at, jws FROM {s}.audit_checkpoint ORDER BY seq`))
+		rows, err := c.Query(ctx, b.sql(`SELECT seq, head, created_at, jws FROM {s}.audit_checkpoint`+checkpointOrder(last)))
 		if err != nil {
 			return err
 		}

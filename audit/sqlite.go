@@ -252,8 +252,8 @@ func (b *sqliteBackend) scan(ctx context.Context, fn func(row) error) error {
 	return rows.Err()
 }
 
-func (b *sqliteBackend) checkpoints(ctx context.Context) ([]Checkpoint, error) {
-	rows, err := b.db.QueryContext(ctx, `SELECT seq, head, created_at, jws FROM audit_checkpoint ORDER BY seq`)
+func (b *sqliteBackend) checkpoints(ctx context.Context, last bool) ([]Checkpoint, error) {
+	rows, err := b.db.QueryContext(ctx, `SELECT seq, head, created_at, jws FROM audit_checkpoint`+checkpointOrder(last))
 	if err != nil {
 		return nil, err
 	}

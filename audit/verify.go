@@ -104,7 +104,7 @@ func Verify(ctx context.Context, s *Store, keys jwk.Set) (*Report, error) {
 	}
 	checkLinks(entries, lastLegacy, problem)
 
-	cps, err := s.be.checkpoints(ctx)
+	cps, err := s.be.checkpoints(ctx, false)
 	if err != nil {
 		return nil, fmt.Errorf("verify audit log: %w", err)
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/identification"
 	"github.com/schakel-nl/schakel/localization"
+	"github.com/schakel-nl/schakel/logcentral"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/pki"
@@ -146,6 +147,10 @@ type Network struct {
 	nodeErrs             chan error
 	procs                []*Process            // components in processes of their own (UpProcesses)
 	validator            *validation.Enrolment // the Twiin validation service (network/validator.go)
+
+	// The central log (logging plateau 3–4), when an agreement needs it.
+	logcentralURL string
+	logcentral    logcentral.Store
 }
 
 // Up prepares the network: PKI, addressbook, nodes and demo data. Listeners
@@ -242,6 +247,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 			peer.Endpoints = node.Endpoints("https://"+publicLn[peerNode[spec.name]].Addr().String(), spec.peer.URA)
 		}
 		cfg.Partners.Agreements = append(append([]plateau.PartnerConfig{peer}, nw.validatorAgreements()...), opts.Agreements...)
+		if err := nw.shipsToCentral(ctx, &cfg); err != nil {
+			return nil, err
+		}
 		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name]})
 		if err != nil {
 			return nil, err

@@ -105,6 +105,16 @@ type AuditConfig struct {
 	// CheckpointKeyFile signs the log's checkpoints (created if absent;
 	// default <datadir>/audit-checkpoint-key.pem).
 	CheckpointKeyFile string `koanf:"checkpointkeyfile"`
+	// Central is the central log and monitoring service the node ships its
+	// log to (logging plateau 3–4).
+	Central CentralLogConfig `koanf:"central"`
+}
+
+// CentralLogConfig points at the central log service (`schakel logcentral
+// serve`); the node's certificate identifies it there.
+type CentralLogConfig struct {
+	// URL is the service's https base; empty: no shipping.
+	URL string `koanf:"url"`
 }
 
 // ConsentConfig names the node's consent sources. The node may have several
@@ -343,6 +353,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateConsent()...)
 	errs = append(errs, c.Identification.validate(c.Partners)...)
+	errs = append(errs, c.validateLogging()...)
 	if c.Localization.URL != "" || c.Consent.URL != "" || c.Consent.Regional.URL != "" {
 		for i, p := range c.Participants {
 			if p.FacilityType == "" {

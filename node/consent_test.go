@@ -72,6 +72,7 @@ func TestConfigValidateConsentSources(t *testing.T) {
 			c.Identification.URL = "https://sbvz.example/opvragenverifieren.asmx" // identification is at 3 too
 			c.Partners.Default = plateau.Uniform(3)
 			c.Partners.Agreements = []plateau.PartnerConfig{{URA: "90000011", Plateaus: plateau.Plateaus{plateau.Network: 2}}}
+			c.Audit.Central.URL = "https://logcentral.example" // logging at plateau 3 too
 			c.Participants[0].FacilityType = "Z3"
 		}, nil},
 		{"an agreement without consent and no default is at plateau 1", func(c *Config) {

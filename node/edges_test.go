@@ -57,7 +57,7 @@ const (
 	edgeURA1, edgeURA2, edgePartnerURA = "90000001", "90000002", "90000005"
 )
 
-func newEdgeEnv(t *testing.T) *edgeEnv {
+func newEdgeEnv(t *testing.T, tune ...func(*Config)) *edgeEnv {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "ca"))
@@ -87,6 +87,9 @@ func newEdgeEnv(t *testing.T) *edgeEnv {
 			{URA: edgeURA2, SigningKeyFile: filepath.Join(dir, "p2.pem"), InternalToken: e.tokens[edgeURA2],
 				CertFile: filepath.Join(dir, "tls", "p2.pem"), KeyFile: filepath.Join(dir, "tls", "p2-key.pem")},
 		},
+	}
+	for _, f := range tune {
+		f(&cfg)
 	}
 	logger := slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if e.n, err = New(context.Background(), cfg, Options{Logger: logger, Registry: e.reg}); err != nil {

@@ -77,6 +77,7 @@ type Node struct {
 	metrics      *metrics
 	// localIdentity signs user identities with a local key (identity.issuer.keyfile).
 	localIdentity plateau.IdentityIssuer
+	shipper       *audit.Shipper // to the central log (logging plateau 3–4), when configured
 
 	publicSrv, internalSrv *http.Server
 	events                 func(notifiedpull.Event)
@@ -344,6 +345,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		reg = prometheus.NewRegistry()
 	}
 	n.metrics = newMetrics(reg)
+	if err := n.setupShipping(reg); err != nil {
+		return err
+	}
 	n.publicSrv = &http.Server{
 		Handler:           n.edge("public", n.publicRoutes()),
 		TLSConfig:         n.trust.ServerTLSConfig(n.cert),
@@ -421,6 +425,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	} else {
 		close(dirsDone)
 	}
+	stopShipping := n.startShipping(ctx)
 	errc := make(chan error, 2)
 	go func() { errc <- n.publicSrv.ServeTLS(n.publicLn, "", "") }()
 	go func() { errc <- n.internalSrv.Serve(n.internalLn) }()
@@ -435,6 +440,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	_ = n.publicSrv.Shutdown(shutdownCtx)
 	_ = n.internalSrv.Shutdown(shutdownCtx)
 	n.np.Wait()
+	stopShipping()
 	n.background.Wait()
 	<-dirsDone
 	n.closeStores()

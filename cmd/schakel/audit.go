@@ -31,7 +31,7 @@ func newAuditCommand() *cobra.Command {
 		Long: "Verify and query a node's NEN 7513 audit log (read-only). The log is a SQLite file\n" +
 			"(--db) or, with " + auditPostgresEnv + " set, a PostgreSQL schema (--schema).",
 	}
-	cmd.AddCommand(newAuditVerifyCommand(), newAuditExportCommand())
+	cmd.AddCommand(newAuditVerifyCommand(), newAuditExportCommand(), newAuditFetchCommand())
 	return cmd
 }
 

@@ -46,6 +46,7 @@ func newRootCommand() *cobra.Command {
 		newAuditCommand(),
 		newConsentCommand(),
 		newLocalizationCommand(),
+		newLogcentralCommand(),
 		newScanCommand(),
 		newAddressbookCommand(),
 		newValidateCommand(g),
