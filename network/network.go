@@ -34,6 +34,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
@@ -99,6 +100,10 @@ type Options struct {
 	// Out receives the progress lines; nil discards them.
 	Out    io.Writer
 	Logger *slog.Logger
+
+	// Faults, in the module's own tests only, breaks both nodes on purpose
+	// (internal/faults), to prove the validation kit catches each defect.
+	Faults *faults.Set
 
 	// trust adjusts the nodes' trust lists (tests: a clock, a policy).
 	trust func(*pki.TrustConfig)
@@ -222,7 +227,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 			peer.Endpoints = node.Endpoints("https://"+publicLn[peerNode[spec.name]].Addr().String(), spec.peer.URA)
 		}
 		cfg.Partners.Agreements = append(append([]plateau.PartnerConfig{peer}, nw.validatorAgreements()...), opts.Agreements...)
-		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name]})
+		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name], Faults: opts.Faults})
 		if err != nil {
 			return nil, err
 		}

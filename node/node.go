@@ -27,6 +27,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/postgres"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
@@ -78,6 +79,7 @@ type Node struct {
 	background             sync.WaitGroup // side work (index registrations) finished before the stores close
 	registeredMu           sync.Mutex
 	registered             map[string]time.Time // holdings registered at the index recently
+	faults                 *nodeFaults          // nil but in the module's own tests (faults.go)
 }
 
 // Options are the node's collaborators that are not configuration.
@@ -91,6 +93,11 @@ type Options struct {
 	// handed over by a supervisor); public.addr is then not bound. The node
 	// owns it from then on: New closes it when it fails.
 	PublicListener net.Listener
+	// Faults breaks the node on purpose, to prove the validation kit
+	// catches each defect. Only the module's own tests can set it: the
+	// package internal/faults is not importable from outside, and no
+	// configuration key or flag reaches it.
+	Faults *faults.Set
 }
 
 // New validates cfg, loads credentials, opens the stores and binds the
@@ -105,7 +112,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		log = slog.Default()
 	}
 	n := &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: map[string]*participant{}, tokens: map[[32]byte]*participant{},
-		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener}
+		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener, faults: newNodeFaults(opts.Faults)}
 	// n is never nil here, whatever the return statements below say; the
 	// result is not named so that no return can reset it before this runs.
 	started := false
@@ -267,8 +274,8 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Issuer:   n.publicURL,
 		PeerURA:  func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
 		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.as.Verify(r, aud) },
-		Audit:    n.auditLog, Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
-		Holding: n.holding,
+		Audit:    n.faults.auditLog(n.auditLog), Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
+		Holding: n.holding, Faults: n.faults.Set(),
 	})
 	if err := n.setupGeneric(); err != nil {
 		return err
@@ -297,7 +304,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			return ""
 		},
 		ConsentSource: func(q consent.Question) (consent.Checker, string) { return n.consentFor(q.RequesterURA) },
-		Audit:         n.auditLog, Logger: n.log,
+		Audit:         n.faults.auditLog(n.auditLog), Logger: n.log,
 	})
 	n.as, err = oauth.NewServer(oauth.ServerConfig{
 		Issuer:       n.publicURL,
@@ -312,6 +319,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		// Verification is per request; ES256 checks dominate without a cache.
 		VerifiedTokenCacheSize: 10000,
 		Logger:                 n.log,
+		Faults:                 n.faults.Set(),
 	})
 	if err != nil {
 		return fmt.Errorf("authorization server: %w", err)
@@ -323,7 +331,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	n.metrics = newMetrics(reg)
 	n.publicSrv = &http.Server{
 		Handler:           n.edge("public", n.publicRoutes()),
-		TLSConfig:         n.trust.ServerTLSConfig(n.cert),
+		TLSConfig:         n.faults.publicTLS(n.trust.ServerTLSConfig(n.cert)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(n.log.With("listener", "public").Handler(), slog.LevelInfo), // refused TLS handshakes, among others
 	}
@@ -414,6 +422,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	n.np.Wait()
 	n.background.Wait()
 	<-dirsDone
+	n.faults.flush(n.auditLog)
 	n.closeStores()
 	n.log.Info("node stopped")
 	if errors.Is(err, http.ErrServerClosed) {

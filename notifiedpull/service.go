@@ -25,6 +25,7 @@ import (
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
 )
@@ -104,6 +105,9 @@ type Config struct {
 	// for a care application: the sender when it makes data available, the
 	// receiver once it stored what it pulled (for the referral index).
 	Holding func(ctx context.Context, h Holding)
+	// Faults breaks the service on purpose; only the module's tests set it
+	// (internal/faults), to prove the validation kit catches each defect.
+	Faults *faults.Set
 }
 
 // Holding is a participant's holding of a patient's data for a care
