@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/admission"
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/consult"
@@ -80,6 +81,7 @@ type Node struct {
 	registeredMu           sync.Mutex
 	registered             map[string]time.Time // holdings registered at the index recently
 	faults                 *nodeFaults          // nil but in the module's own tests (faults.go)
+	admission              *admission.Client    // partners' proofs of validation; nil without admission.url
 }
 
 // Options are the node's collaborators that are not configuration.
@@ -240,6 +242,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		book.book = &addressbook.Client{Base: cfg.AddressbookURL, HTTP: n.httpClient(clientTLS)}
 	}
 	n.dir = book
+	if err := n.setupAdmission(n.httpClient(clientTLS)); err != nil {
+		return err
+	}
 	for _, p := range n.parts {
 		hc := n.httpClient(n.trust.ClientTLSConfig(p.cert))
 		p.party = &notifiedpull.Party{URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, HTTP: hc,

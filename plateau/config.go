@@ -44,6 +44,11 @@ type PartnerConfig struct {
 	// on, the national addressbook is the only source and configured
 	// endpoints are refused. Only for an agreement with one organisation.
 	Endpoints Endpoints `koanf:"endpoints"`
+	// RequireValidation refuses to exchange a care application with the
+	// partner unless its GtK holds a valid proof of validation for it in
+	// the admission register. Unset: required when the agreement's network
+	// plateau is 3 or 4 (validation.go).
+	RequireValidation *bool `koanf:"requirevalidation"`
 }
 
 // Endpoints are one organisation's addresses, as its addressbook entry
@@ -268,6 +273,9 @@ type Agreement struct {
 	Applications []string          // empty: every application with a policy
 	Default      bool              // the fallback agreement for unlisted partners
 	Endpoints    Endpoints         // configured addresses (addressing plateau 1–2)
+	// RequireValidation: the partner's GtK needs a proof of validation per
+	// care application (PartnerConfig.RequireValidation, resolved).
+	RequireValidation bool
 }
 
 // numFunctions is the number of generic functions.
@@ -318,6 +326,7 @@ func (c *Config) agreements() (map[string]*Agreement, *Agreement) {
 		for _, f := range Functions {
 			a.Plateaus[index(f)] = r[f]
 		}
+		a.RequireValidation = requireValidation(pc.RequireValidation, a.Plateau(Network))
 		for _, u := range a.URAs {
 			byURA[u] = a
 		}
@@ -329,6 +338,7 @@ func (c *Config) agreements() (map[string]*Agreement, *Agreement) {
 		for _, f := range Functions {
 			def.Plateaus[index(f)] = r[f]
 		}
+		def.RequireValidation = requireValidation(nil, def.Plateau(Network))
 	}
 	return byURA, def
 }
