@@ -19,10 +19,10 @@ import (
 // refuses then too (fail closed), with another reason.
 var ErrUnavailable = errors.New("admission: the register cannot be reached")
 
-// Client asks a register over FHIR (the node's side), and keeps each
-// answer for TTL: a proof is valid for a year, a refusal should not be
-// asked again for every request, and a proof withdrawn or expired is seen
-// within TTL.
+// Client asks a register over FHIR (the node's side). A valid proof is
+// kept for TTL (a proof withdrawn or expired is seen within it); a missing
+// one is asked again on the next request, so a partner admitted a moment
+// ago is served at once.
 type Client struct {
 	// Base is the register's FHIR R4 base.
 	Base string
@@ -59,7 +59,7 @@ func (c *Client) Check(ctx context.Context, ura, care string) error {
 	}
 	c.mu.Unlock()
 	err := c.ask(ctx, ura, care, now())
-	if errors.Is(err, ErrUnavailable) {
+	if err != nil {
 		return err // not cached: the next request asks again
 	}
 	c.mu.Lock()
@@ -67,8 +67,8 @@ func (c *Client) Check(ctx context.Context, ura, care string) error {
 	if c.cache == nil || len(c.cache) >= maxCached {
 		c.cache = map[string]answer{}
 	}
-	c.cache[key] = answer{err: err, expires: now().Add(c.TTL)}
-	return err
+	c.cache[key] = answer{expires: now().Add(c.TTL)}
+	return nil
 }
 
 func (c *Client) ask(ctx context.Context, ura, care string, now time.Time) error {

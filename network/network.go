@@ -25,8 +25,10 @@ import (
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
+	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/admission"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/fhir"
@@ -101,6 +103,10 @@ type Options struct {
 	Out    io.Writer
 	Logger *slog.Logger
 
+	// NetworkPlateau is the network plateau of the GP practice's and the
+	// hospital's agreement (default 1). From 3 on each requires the other's
+	// proof of validation for BgZ in the admission register.
+	NetworkPlateau int
 	// Faults, in the module's own tests only, breaks both nodes on purpose
 	// (internal/faults), to prove the validation kit catches each defect.
 	Faults *faults.Set
@@ -137,6 +143,9 @@ type Network struct {
 	nodeErrs             chan error
 	procs                []*Process            // components in processes of their own (UpProcesses)
 	validator            *validation.Enrolment // the Twiin validation service (network/validator.go)
+	register             *admission.Register   // the admission register (network/admission.go)
+	admissionURL         string
+	authority            jwk.Key // the development validation authority's key
 }
 
 // Up prepares the network: PKI, addressbook, nodes and demo data. Listeners
@@ -181,6 +190,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	dir := addressbook.NewServer(nw.dirStore, nw.dirURL, opts.Logger.With("component", "addressbook"))
 	nw.dir = dir
 	dirSvc.srv.Handler = dir.Handler()
+	if err := nw.startAdmission(ctx, dirSvc); err != nil {
+		return nil, err
+	}
 
 	// The consent service (Mitz-compatible) and the referral index.
 	if err := nw.startGenericServices(opts); err != nil {
@@ -265,6 +277,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		if err := nw.admitValidator(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if err := nw.admitParticipants(ctx); err != nil {
+		return nil, err
 	}
 	return nw, nil
 }
@@ -356,6 +371,9 @@ func (nw *Network) agreement(peer Participant) plateau.PartnerConfig {
 	if nw.opts.LocalConsent {
 		agreed[plateau.Consent] = 1
 	}
+	if nw.opts.NetworkPlateau > 0 {
+		agreed[plateau.Network] = nw.opts.NetworkPlateau
+	}
 	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: []string{"bgz"}}
 }
 
@@ -418,6 +436,7 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string, more ..
 		TLS:            node.TLSConfig{CertFile: filepath.Join(tlsDir, "node.pem"), KeyFile: filepath.Join(tlsDir, "node-key.pem"), CAFiles: []string{caFile}},
 		SigningKeyFile: filepath.Join(dir, "keys", "authorization-server.pem"),
 		AddressbookURL: nw.dirURL,
+		Admission:      nw.admissionConfig(),
 		Participants:   parts,
 	}, nil
 }

@@ -80,7 +80,7 @@ func (n *Node) checkValidation(ctx context.Context, clientURA string, scope []st
 			if errors.Is(err, admission.ErrUnavailable) {
 				return fmt.Errorf("%w: the agreement requires a proof of validation for %s and the admission register cannot be asked now", oauth.ErrTemporarilyUnavailable, app)
 			}
-			return fmt.Errorf("%w: the agreement requires a proof of validation for %s: %v", oauth.ErrInvalidGrant, app, err)
+			return oauth.RefuseGrant(fmt.Sprintf("the agreement requires a proof of validation of your GtK for %s, and the admission register holds none that is valid", app), err)
 		}
 	}
 	return nil
