@@ -25,8 +25,10 @@ import (
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
+	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/admission"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/fhir"
@@ -35,6 +37,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/identification"
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/logcentral"
 	"github.com/schakel-nl/schakel/node"
@@ -109,6 +112,14 @@ type Options struct {
 	Out    io.Writer
 	Logger *slog.Logger
 
+	// NetworkPlateau is the network plateau of the GP practice's and the
+	// hospital's agreement (default 1). From 3 on each requires the other's
+	// proof of validation for BgZ in the admission register.
+	NetworkPlateau int
+	// Faults, in the module's own tests only, breaks both nodes on purpose
+	// (internal/faults), to prove the validation kit catches each defect.
+	Faults *faults.Set
+
 	// trust adjusts the nodes' trust lists (tests: a clock, a policy).
 	trust func(*pki.TrustConfig)
 	// agreed adjusts the plateaus the GP practice and the hospital agree.
@@ -151,6 +162,9 @@ type Network struct {
 	// The central log (logging plateau 3–4), when an agreement needs it.
 	logcentralURL string
 	logcentral    logcentral.Store
+	register      *admission.Register // the admission register (network/admission.go)
+	admissionURL  string
+	authority     jwk.Key // the development validation authority's key
 }
 
 // Up prepares the network: PKI, addressbook, nodes and demo data. Listeners
@@ -195,6 +209,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	dir := addressbook.NewServer(nw.dirStore, nw.dirURL, opts.Logger.With("component", "addressbook"))
 	nw.dir = dir
 	dirSvc.srv.Handler = dir.Handler()
+	if err := nw.startAdmission(ctx, dirSvc); err != nil {
+		return nil, err
+	}
 
 	// The consent service (Mitz-compatible) and the referral index.
 	if err := nw.startGenericServices(opts); err != nil {
@@ -250,7 +267,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		if err := nw.shipsToCentral(ctx, &cfg); err != nil {
 			return nil, err
 		}
-		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name]})
+		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name], Faults: opts.Faults})
 		if err != nil {
 			return nil, err
 		}
@@ -291,6 +308,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		if err := nw.admitValidator(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if err := nw.admitParticipants(ctx); err != nil {
+		return nil, err
 	}
 	return nw, nil
 }
@@ -388,6 +408,9 @@ func (nw *Network) agreement(peer Participant) plateau.PartnerConfig {
 	for f, p := range nw.opts.Plateaus {
 		agreed[f] = p
 	}
+	if nw.opts.NetworkPlateau > 0 {
+		agreed[plateau.Network] = nw.opts.NetworkPlateau
+	}
 	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: []string{"bgz"},
 		SystemIdentity: nw.opts.SystemIdentity}
 }
@@ -453,6 +476,7 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string, more ..
 		TLS:            node.TLSConfig{CertFile: filepath.Join(tlsDir, "node.pem"), KeyFile: filepath.Join(tlsDir, "node-key.pem"), CAFiles: []string{caFile}},
 		SigningKeyFile: filepath.Join(dir, "keys", "authorization-server.pem"),
 		AddressbookURL: nw.dirURL,
+		Admission:      nw.admissionConfig(),
 		Participants:   parts,
 	}, nil
 }

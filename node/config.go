@@ -38,6 +38,9 @@ type Config struct {
 	// Partners are the agreements with partner organisations: the plateau
 	// per generic function that each request is held to.
 	Partners plateau.Config `koanf:"partners"`
+	// Admission is the admission register partners' proofs of validation
+	// are looked up in (admission.go).
+	Admission AdmissionConfig `koanf:"admission"`
 	// Store selects the FHIR store: the embedded SQLite file in datadir
 	// (default) or PostgreSQL.
 	Store StoreConfig `koanf:"store"`
@@ -369,6 +372,15 @@ func (c *Config) Validate() error {
 	}
 	if c.ReferralValidity == 0 {
 		c.ReferralValidity = 7 * 24 * time.Hour
+	}
+	// An explicit requirevalidation needs the register; the default of
+	// network plateau 3–4 applies once one is configured (admission.go).
+	required := false
+	for _, a := range c.Partners.Agreements {
+		required = required || (a.RequireValidation != nil && *a.RequireValidation)
+	}
+	if err := c.Admission.validate(required); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -29,6 +29,9 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 		decision, err = n.plateaus.Authenticate(ctx, plateau.TokenContext{ClientURA: req.ClientID, GrantType: req.GrantType,
 			Scope: req.Scope, Assertion: req.Assertion, User: plateau.UserFromIdentity(req.User), TLS: req.TLS,
 			DirectPull: req.GrantType == notifiedpull.GrantTypeJWT && req.AuthorizationBase == ""})
+		if err == nil {
+			err = n.checkValidation(ctx, req.ClientID, req.Scope)
+		}
 		if u := decision.User; u != nil {
 			rec.ActorUser, rec.ActorRole = u.ID, u.Role
 		}

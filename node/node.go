@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/admission"
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/consult"
@@ -28,6 +29,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store/postgres"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/identification"
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
@@ -85,6 +87,8 @@ type Node struct {
 	background             sync.WaitGroup // side work (index registrations) finished before the stores close
 	registeredMu           sync.Mutex
 	registered             map[string]time.Time // holdings registered at the index recently
+	faults                 *nodeFaults          // nil but in the module's own tests (faults.go)
+	admission              *admission.Client    // partners' proofs of validation; nil without admission.url
 }
 
 // Options are the node's collaborators that are not configuration.
@@ -98,6 +102,11 @@ type Options struct {
 	// handed over by a supervisor); public.addr is then not bound. The node
 	// owns it from then on: New closes it when it fails.
 	PublicListener net.Listener
+	// Faults breaks the node on purpose, to prove the validation kit
+	// catches each defect. Only the module's own tests can set it: the
+	// package internal/faults is not importable from outside, and no
+	// configuration key or flag reaches it.
+	Faults *faults.Set
 }
 
 // New validates cfg, loads credentials, opens the stores and binds the
@@ -112,7 +121,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		log = slog.Default()
 	}
 	n := &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: map[string]*participant{}, tokens: map[[32]byte]*participant{},
-		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener}
+		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener, faults: newNodeFaults(opts.Faults)}
 	// n is never nil here, whatever the return statements below say; the
 	// result is not named so that no return can reset it before this runs.
 	started := false
@@ -244,6 +253,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		book.book = &addressbook.Client{Base: cfg.AddressbookURL, HTTP: n.httpClient(clientTLS)}
 	}
 	n.dir = book
+	if err := n.setupAdmission(n.httpClient(clientTLS)); err != nil {
+		return err
+	}
 	for _, p := range n.parts {
 		hc := n.httpClient(n.trust.ClientTLSConfig(p.cert))
 		p.party = &notifiedpull.Party{URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, HTTP: hc,
@@ -278,8 +290,8 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Issuer:   n.publicURL,
 		PeerURA:  func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
 		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.as.Verify(r, aud) },
-		Audit:    n.auditLog, Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
-		Holding: n.holding, Present: n.present, NeedsUser: n.needsUser,
+		Audit:    n.faults.auditLog(n.auditLog), Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
+		Holding: n.holding, Present: n.present, NeedsUser: n.needsUser, Faults: n.faults.Set(),
 		Identify: func(ctx context.Context, c notifiedpull.IdentityCheck) error {
 			return n.identify(ctx, identityCheck{tenant: c.Tenant, partner: c.PartnerURA, bsn: c.PatientBSN, birthDate: c.BirthDate, step: c.Step})
 		},
@@ -316,7 +328,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		ConsentSource: func(q consent.Question) (consent.Checker, string) { return n.consentFor(q.RequesterURA) },
 		Admit:         n.admitConsult,
 		Present:       n.present,
-		Audit:         n.auditLog, Logger: n.log,
+		Audit:         n.faults.auditLog(n.auditLog), Logger: n.log,
 	})
 	trustedIdentities, err := n.loadIdentity(ctx, clientTLS)
 	if err != nil {
@@ -336,6 +348,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		VerifiedTokenCacheSize: 10000,
 		Logger:                 n.log,
 		IdentityIssuers:        trustedIdentities,
+		Faults:                 n.faults.Set(),
 	})
 	if err != nil {
 		return fmt.Errorf("authorization server: %w", err)
@@ -350,7 +363,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	}
 	n.publicSrv = &http.Server{
 		Handler:           n.edge("public", n.publicRoutes()),
-		TLSConfig:         n.trust.ServerTLSConfig(n.cert),
+		TLSConfig:         n.faults.publicTLS(n.trust.ServerTLSConfig(n.cert)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(n.log.With("listener", "public").Handler(), slog.LevelInfo), // refused TLS handshakes, among others
 	}
@@ -443,6 +456,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	stopShipping()
 	n.background.Wait()
 	<-dirsDone
+	n.faults.flush(n.auditLog)
 	n.closeStores()
 	n.log.Info("node stopped")
 	if errors.Is(err, http.ErrServerClosed) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/plateau"
@@ -91,7 +92,7 @@ func (s *Service) handleNotification(r *http.Request, tenant string, rec *audit.
 	default:
 		return 0, nil, fhir.Errorf(http.StatusMethodNotAllowed, "not-supported", "the Task endpoint accepts POST (create) and conditional PUT (withdraw)")
 	}
-	n, err := ParseNotification(raw, now)
+	n, err := parseNotification(raw, now, !s.cfg.Faults.Has(faults.NotificationBSNUnchecked))
 	// A refused notification is audited with the patient and Task it names
 	// validly (ParseNotification keeps only well-formed identifiers).
 	rec.Patient = n.PatientBSN
@@ -299,7 +300,11 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	if caller == nil {
 		caller = &plateau.Caller{ID: party.SystemUZI, System: true}
 	}
-	tok, err := s.token(ctx, party, row.SenderURA, oauth.TokenRequest{GrantType: GrantTypeJWT, Scope: []string{ApplicationBgZ}, AuthorizationBase: row.AuthBase}, caller)
+	req := oauth.TokenRequest{GrantType: GrantTypeJWT, Scope: []string{ApplicationBgZ}, AuthorizationBase: row.AuthBase}
+	if s.cfg.Faults.Has(faults.PullWithoutAuthorizationBase) {
+		req.AuthorizationBase = ""
+	}
+	tok, err := s.token(ctx, party, row.SenderURA, req, caller)
 	// No data is read before the notification is on record as accepted.
 	if err := errors.Join(err, <-accepted); err != nil {
 		return err

@@ -25,6 +25,7 @@ import (
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/plateau"
@@ -118,6 +119,9 @@ type Config struct {
 	// refers, the receiver before it accepts a notification. Its error
 	// (a *fhir.Error) refuses the step.
 	Identify func(ctx context.Context, c IdentityCheck) error
+	// Faults breaks the service on purpose; only the module's tests set it
+	// (internal/faults), to prove the validation kit catches each defect.
+	Faults *faults.Set
 }
 
 // IdentityCheck is a patient named to (or by) a partner in one step.

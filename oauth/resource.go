@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/schakel-nl/schakel/internal/faults"
 )
 
 // AccessToken is a verified RFC 9068 access token. Treat it as read-only: with
@@ -151,7 +153,7 @@ func (s *Server) checkAccessToken(at *AccessToken, audience, thumbprint string) 
 	if audience != "" && !slices.Contains(at.Audience, audience) {
 		return invalidToken("the access token is not meant for this resource server", nil)
 	}
-	if thumbprint != "" && subtle.ConstantTimeCompare([]byte(thumbprint), []byte(at.thumbprint)) != 1 {
+	if thumbprint != "" && !s.cfg.Faults.Has(faults.UnboundToken) && subtle.ConstantTimeCompare([]byte(thumbprint), []byte(at.thumbprint)) != 1 {
 		return invalidToken("the access token is bound to another TLS client certificate", nil)
 	}
 	return nil

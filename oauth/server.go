@@ -15,6 +15,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/schakel-nl/schakel/internal/faults"
 )
 
 // Grant types and the client assertion type this server accepts.
@@ -131,6 +133,9 @@ type ServerConfig struct {
 	// request before the refusal is answered (the node's audit log). An
 	// error from it turns the answer into a 503 server_error.
 	OnRefusal func(r *http.Request, ref Refusal) error
+	// Faults breaks the server on purpose; only the module's tests set it
+	// (internal/faults), to prove the validation kit catches each defect.
+	Faults *faults.Set
 	// Logger receives refused requests (info) and server errors (error).
 	Logger *slog.Logger
 

@@ -49,6 +49,11 @@ type PartnerConfig struct {
 	// Notified Pull: both sides read it, the receiver to pull without a
 	// user's acceptance, the sender to accept such a pull.
 	SystemIdentity bool `koanf:"systemidentity"`
+	// RequireValidation refuses to exchange a care application with the
+	// partner unless its GtK holds a valid proof of validation for it in
+	// the admission register. Unset: required when the agreement's network
+	// plateau is 3 or 4 (validation.go).
+	RequireValidation *bool `koanf:"requirevalidation"`
 }
 
 // Endpoints are one organisation's addresses, as its addressbook entry
@@ -278,6 +283,9 @@ type Agreement struct {
 	Endpoints    Endpoints         // configured addresses (addressing plateau 1–2)
 	// SystemIdentity: a system may stand in for a user (plateaus 2–3).
 	SystemIdentity bool
+	// RequireValidation: the partner's GtK needs a proof of validation per
+	// care application (PartnerConfig.RequireValidation, resolved).
+	RequireValidation bool
 }
 
 // numFunctions is the number of generic functions.
@@ -328,6 +336,7 @@ func (c *Config) agreements() (map[string]*Agreement, *Agreement) {
 		for _, f := range Functions {
 			a.Plateaus[index(f)] = r[f]
 		}
+		a.RequireValidation = requireValidation(pc.RequireValidation, a.Plateau(Network))
 		for _, u := range a.URAs {
 			byURA[u] = a
 		}
@@ -339,6 +348,7 @@ func (c *Config) agreements() (map[string]*Agreement, *Agreement) {
 		for _, f := range Functions {
 			def.Plateaus[index(f)] = r[f]
 		}
+		def.RequireValidation = requireValidation(nil, def.Plateau(Network))
 	}
 	return byURA, def
 }

@@ -153,10 +153,13 @@ type Env struct {
 	Counterpart *Counterpart
 	Driver      Driver
 
-	red  *redactor
-	mu   sync.Mutex
-	memo map[string]*memo
-	md   *oauth.Metadata
+	// started is when the run began: the audit case counts only what the
+	// node recorded since (a node validated before has older records).
+	started time.Time
+	red     *redactor
+	mu      sync.Mutex
+	memo    map[string]*memo
+	md      *oauth.Metadata
 }
 
 type memo struct {

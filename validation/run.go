@@ -79,8 +79,9 @@ func Run(ctx context.Context, cfg Config, reg *Registry) (*Report, error) {
 		HTTP: client(cfg.Kit.Cert), AltHTTP: client(cfg.Kit.AltCert), StrangerHTTP: client(cfg.Kit.Stranger)}
 	defer env.HTTP.CloseIdleConnections()
 	env.OAuth = &oauth.Client{ClientID: cfg.Kit.URA, Key: cfg.Kit.Signing, HTTP: env.HTTP}
+	env.started = time.Now().UTC()
 	rep := &Report{Kit: KitName, Role: cfg.Role, Counterpart: cfg.Role.Counterpart(), Care: cfg.Care, Plateau: cfg.Plateau,
-		Vendor: cfg.Vendor, Version: cfg.Version, KitURA: cfg.Kit.URA, Started: time.Now().UTC()}
+		Vendor: cfg.Vendor, Version: cfg.Version, KitURA: cfg.Kit.URA, Started: env.started}
 	var err error
 	if env.Target, err = discover(ctx, cfg, env.HTTP); err != nil {
 		return nil, err

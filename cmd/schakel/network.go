@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -17,7 +18,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 		Short: "A complete local Twiin network (the test environment)",
 	}
 	var opts network.Options
-	var once, processes bool
+	var once, processes, validate bool
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start an addressbook and two nodes on 127.0.0.1 and run a BgZ Notified Pull",
@@ -52,7 +53,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 				}
 				return runNetworkProcesses(cmd.Context(), opts, once, exe)
 			}
-			return runNetwork(cmd.Context(), opts, once)
+			return runNetwork(cmd.Context(), opts, once, validate)
 		},
 	}
 	up.Flags().StringVar(&opts.DataDir, "data-dir", "schakel-data", "where keys, certificates and stores live (reused across runs)")
@@ -60,12 +61,13 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().StringVar(&opts.Host, "host", "127.0.0.1", "address to bind the listeners to")
 	up.Flags().BoolVar(&once, "once", false, "run the exchange and exit (0 only if it succeeded)")
 	up.Flags().BoolVar(&opts.RecordInEHR, "record-in-ehr", false, "keep the GP practice's record in its own EHR and run its node in proxy mode")
+	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node for BgZ in its roles with the kit and record the proofs in the admission register (about 10 s)")
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
 	cmd.AddCommand(up)
 	return cmd
 }
 
-func runNetwork(ctx context.Context, opts network.Options, once bool) error {
+func runNetwork(ctx context.Context, opts network.Options, once, validate bool) error {
 	nw, err := network.Up(ctx, opts)
 	if err != nil {
 		return err
@@ -86,6 +88,14 @@ func runNetwork(ctx context.Context, opts network.Options, once bool) error {
 	if once {
 		cancel()
 		return nw.Wait()
+	}
+	if validate {
+		// The kit in-process against each demo node in its BgZ roles; the
+		// proofs go into the admission register (docs/validation.md).
+		if _, err := nw.Validate(runCtx, network.DemoValidations...); err != nil {
+			fmt.Fprintf(opts.Out, "validation: %v\n", err)
+		}
+		fmt.Fprintf(opts.Out, "Admission register: %s (proofs also in %s)\n", nw.AdmissionURL(), filepath.Join(opts.DataDir, "validator", "proofs"))
 	}
 	fmt.Fprintln(opts.Out, "\nNetwork running; press Ctrl-C to stop.")
 	<-ctx.Done()

@@ -1,0 +1,173 @@
+package network
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/schakel-nl/schakel/admission"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/rest"
+	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/node"
+	"github.com/schakel-nl/schakel/pki"
+	"github.com/schakel-nl/schakel/validation"
+	kitbgz "github.com/schakel-nl/schakel/validation/bgz"
+)
+
+// AdmissionStoreFile is the admission register's database, beside the
+// addressbook's in its data directory.
+const AdmissionStoreFile = "admission-r4.db"
+
+// startAdmission serves the admission register on the addressbook's
+// listener, under /admission/fhir: the same trusted directory service the
+// nodes and the monitor already reach, with its own store.
+func (nw *Network) startAdmission(ctx context.Context, svc *service) error {
+	pkiDir := filepath.Join(nw.opts.DataDir, "pki")
+	key, err := validation.LoadOrCreateAuthority(pkiDir)
+	if err != nil {
+		return fmt.Errorf("validation authority: %w", err)
+	}
+	nw.authority = key
+	keys, err := pki.PublicJWKS(key)
+	if err != nil {
+		return err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(nw.opts.DataDir, "addressbook", AdmissionStoreFile), fhir.R4)
+	if err != nil {
+		return fmt.Errorf("admission register store: %w", err)
+	}
+	nw.closers = append(nw.closers, st)
+	nw.register = admission.New(st, pki.CertPool(nw.CA.Cert), keys)
+	nw.admissionURL = svc.url + "/admission/fhir"
+	api := rest.New(rest.Config{Store: st, Version: fhir.R4, Logger: nw.opts.Logger.With("component", "admission")})
+	mux := http.NewServeMux()
+	mux.Handle("/", svc.srv.Handler)
+	mux.HandleFunc("/admission/fhir/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		// Read-only over FHIR: parties admit themselves and proofs are
+		// recorded through the register's checks, not by a plain write.
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "the admission register is read-only over FHIR", http.StatusMethodNotAllowed)
+			return
+		}
+		api.Serve(w, r, "admission", nw.admissionURL, r.PathValue("path"))
+	})
+	svc.srv.Handler = mux
+	return nil
+}
+
+// admissionConfig points a node at the register.
+func (nw *Network) admissionConfig() node.AdmissionConfig {
+	return node.AdmissionConfig{URL: nw.admissionURL,
+		AuthorityJWKSFile: filepath.Join(nw.opts.DataDir, "pki", validation.AuthorityJWKSFile)}
+}
+
+// Register is the network's admission register.
+func (nw *Network) Register() *admission.Register { return nw.register }
+
+// AdmissionURL is the admission register's FHIR base.
+func (nw *Network) AdmissionURL() string { return nw.admissionURL }
+
+// admitParticipants has the GP practice and the hospital declare
+// themselves: each a deelnemer served by its own node, signed with its
+// node's UZI server certificate.
+func (nw *Network) admitParticipants(ctx context.Context) error {
+	for i, p := range []Participant{GP, Hospital} {
+		dir := filepath.Join(nw.opts.DataDir, nw.Nodes[i].Name(), "tls")
+		cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "node.pem"), filepath.Join(dir, "node-key.pem"))
+		if err != nil {
+			return fmt.Errorf("admission of %s: %w", p.Name, err)
+		}
+		key, err := jwk.Import(cert.PrivateKey)
+		if err != nil {
+			return err
+		}
+		signed, err := admission.SignDeclaration(admission.Declaration{URA: p.URA, Name: p.Name,
+			Roles: []admission.Role{admission.Participant}, Agreement: "demo-" + p.URA, ServedBy: p.URA}, key, []*x509.Certificate{cert.Leaf})
+		if err != nil {
+			return err
+		}
+		if _, err := nw.register.Admit(ctx, signed); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ValidationTarget is one node validated at network up.
+type ValidationTarget struct {
+	URA  string
+	Role validation.Role
+}
+
+// DemoValidations are the demo nodes' roles in BgZ: the GP practice sends
+// and holds, the hospital receives and requests.
+var DemoValidations = []ValidationTarget{{GP.URA, validation.RoleSender}, {GP.URA, validation.RoleHolder},
+	{Hospital.URA, validation.RoleReceiver}, {Hospital.URA, validation.RoleRequester}}
+
+// Validate runs the validation kit in-process against the running nodes
+// for BgZ in the given roles, issues a proof for each conformant report
+// and records it in the admission register; the proofs are also written to
+// validator/proofs. It returns the reports.
+func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([]*validation.Report, error) {
+	file, id, err := validation.LoadIdentity(nw.ValidatorDir())
+	if err != nil {
+		return nil, err
+	}
+	reg := validation.NewRegistry()
+	if err := reg.Add(validation.GenericCases()...); err != nil {
+		return nil, err
+	}
+	if err := kitbgz.Register(reg); err != nil {
+		return nil, err
+	}
+	outDir := filepath.Join(nw.ValidatorDir(), "proofs")
+	if err := os.MkdirAll(outDir, 0o700); err != nil {
+		return nil, err
+	}
+	var reps []*validation.Report
+	for _, tg := range targets {
+		target, ok := file.TargetFor(tg.URA, "")
+		if !ok {
+			return reps, fmt.Errorf("validate: no node for %s", tg.URA)
+		}
+		token, err := os.ReadFile(target.TokenFile)
+		if err != nil {
+			return reps, err
+		}
+		rep, err := validation.Run(ctx, validation.Config{Target: target.PublicURL, TargetURA: tg.URA, Role: tg.Role, Care: kitbgz.Name,
+			Kit: id, Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient, Vendor: "Schakel", Version: "network",
+			Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))}, Wait: 15 * time.Second}, reg)
+		if err != nil {
+			return reps, fmt.Errorf("validate %s as %s: %w", tg.URA, tg.Role, err)
+		}
+		reps = append(reps, rep)
+		b, err := rep.JSON()
+		if err != nil {
+			return reps, err
+		}
+		proof, err := validation.IssueProof(b, nw.authority, 0, time.Now())
+		if err != nil {
+			nw.printf("  validation  %s %-9s not conformant: %d mandatory cases did not pass\n", tg.URA, tg.Role, rep.Summary.MandatoryNotPass)
+			continue
+		}
+		if _, err := nw.register.Record(ctx, proof); err != nil {
+			return reps, err
+		}
+		name := fmt.Sprintf("%s-%s-%s", tg.URA, kitbgz.Name, tg.Role)
+		if err := os.WriteFile(filepath.Join(outDir, name+".jws"), []byte(proof+"\n"), 0o600); err != nil {
+			return reps, err
+		}
+		nw.printf("  validation  %s %-9s %d/%d cases passed; proof recorded in the admission register\n", tg.URA, tg.Role, rep.Summary.Passed, rep.Summary.Total)
+	}
+	return reps, nil
+}

@@ -1,0 +1,137 @@
+package bgz_test
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/schakel-nl/schakel/internal/faults"
+	"github.com/schakel-nl/schakel/network"
+	"github.com/schakel-nl/schakel/validation"
+	kitbgz "github.com/schakel-nl/schakel/validation/bgz"
+)
+
+// TestKitCatchesBrokenNodes runs the kit against Schakel nodes broken on
+// purpose, one defect at a time, and proves that each defect fails exactly
+// the cases that check what it breaks — and no other case. The nodes are
+// the production nodes of a real local network; the defects are switched
+// through internal/faults, which no configuration reaches.
+func TestKitCatchesBrokenNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a network")
+	}
+	broken := faults.New()
+	ctx, cancel := context.WithCancel(context.Background())
+	nw, err := network.Up(ctx, network.Options{DataDir: t.TempDir(), Patients: 1, Faults: broken})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	nw.Start(ctx)
+	t.Cleanup(func() {
+		cancel()
+		if err := nw.Wait(); err != nil {
+			t.Errorf("network stopped with: %v", err)
+		}
+	})
+	file, id, err := validation.LoadIdentity(nw.ValidatorDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := validation.NewRegistry()
+	if err := reg.Add(validation.GenericCases()...); err != nil {
+		t.Fatal(err)
+	}
+	if err := kitbgz.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	run := func(t *testing.T, role validation.Role, ura string) *validation.Report {
+		t.Helper()
+		target, ok := file.TargetFor(ura, "")
+		if !ok {
+			t.Fatalf("kit.json lists no node for %s", ura)
+		}
+		token, err := os.ReadFile(target.TokenFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := validation.Run(ctx, validation.Config{
+			Target: target.PublicURL, TargetURA: ura, Role: role, Care: kitbgz.Name, Kit: id,
+			Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient,
+			Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))},
+			Wait:   8 * time.Second,
+		}, reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+
+	gp, hospital := network.GP.URA, network.Hospital.URA
+	for _, tc := range []struct {
+		fault faults.Fault // "" is the node as built
+		role  validation.Role
+		ura   string
+		fails []string
+	}{
+		{"", validation.RoleHolder, gp, nil},
+		{"", validation.RoleReceiver, hospital, nil},
+		{faults.TLS12, validation.RoleHolder, gp, []string{"generic.tls.no-v12"}},
+		{faults.NoClientCertificate, validation.RoleHolder, gp, []string{"generic.tls.client-certificate-required"}},
+		{faults.AssertionAlgNone, validation.RoleHolder, gp, []string{"generic.oauth.alg-none"}},
+		{faults.AssertionHMAC, validation.RoleHolder, gp, []string{"generic.oauth.hmac"}},
+		{faults.NoReplayCheck, validation.RoleHolder, gp, []string{"generic.oauth.replay"}},
+		{faults.NoAudienceCheck, validation.RoleHolder, gp, []string{"generic.oauth.wrong-audience"}},
+		{faults.NoExpiryCheck, validation.RoleHolder, gp, []string{"generic.oauth.expired"}},
+		// Both cases that present a token over another certificate: the
+		// notification endpoint's and the data endpoint's.
+		{faults.UnboundToken, validation.RoleHolder, gp, []string{"generic.oauth.certificate-binding", "bgz.holder.token-binding"}},
+		{faults.AuditedAfterAnswer, validation.RoleHolder, gp, []string{"generic.audit.trail"}},
+		// The kit's authorization server refuses a data token without the
+		// authorization base, so nothing of the pull happens after it.
+		{faults.PullWithoutAuthorizationBase, validation.RoleReceiver, hospital, []string{"bgz.receiver.token-request",
+			"bgz.receiver.reads-workflow-task", "bgz.receiver.runs-queries", "bgz.receiver.reports-completion"}},
+		{faults.NotificationBSNUnchecked, validation.RoleReceiver, hospital, []string{"bgz.receiver.invalid-bsn"}},
+	} {
+		name := string(tc.fault)
+		if name == "" {
+			name = "none"
+		}
+		t.Run(name+"/"+string(tc.role), func(t *testing.T) {
+			if tc.fault == "" {
+				broken.Switch()
+			} else {
+				broken.Switch(tc.fault)
+			}
+			defer broken.Switch()
+			rep := run(t, tc.role, tc.ura)
+			var failed []string
+			for _, r := range rep.Results {
+				if r.Status != validation.Passed {
+					failed = append(failed, r.ID)
+				}
+			}
+			want := slices.Clone(tc.fails)
+			slices.Sort(want)
+			slices.Sort(failed)
+			if !slices.Equal(failed, want) {
+				for _, r := range rep.Results {
+					if r.Status != validation.Passed {
+						t.Logf("%s %s: %s", r.ID, r.Status, r.Detail)
+					}
+				}
+				t.Fatalf("not passed: %v, want exactly %v", failed, want)
+			}
+			if len(want) > 0 && rep.Summary.Conformant {
+				t.Errorf("a node with fault %s is reported conformant", tc.fault)
+			}
+			t.Logf("%d cases; failed as expected: %v", len(rep.Results), failed)
+		})
+	}
+	if n := len(faults.All); n < 10 {
+		t.Errorf("%d faults, want at least 10", n)
+	}
+}
