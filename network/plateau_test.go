@@ -79,8 +79,13 @@ func TestPlateauEnforcedForPartners(t *testing.T) {
 	}
 }
 
+// agree is the test peer's agreement with every function at p. The peer
+// is a test party, not a validated GtK: the agreement waives the proof of
+// validation that network plateau 3–4 requires by default
+// (requirevalidation), which its own tests cover.
 func agree(p int) []plateau.PartnerConfig {
-	return []plateau.PartnerConfig{{URA: peerURA, Name: "Testpraktijk", Plateaus: plateau.Uniform(p)}}
+	waive := false
+	return []plateau.PartnerConfig{{URA: peerURA, Name: "Testpraktijk", Plateaus: plateau.Uniform(p), RequireValidation: &waive}}
 }
 
 // The BgZ role tables end to end: a partner agreed at authorization plateau
