@@ -143,7 +143,6 @@ func BuildNotification(s NotificationSpec) json.RawMessage {
 		"status":          StatusRequested,
 		"intent":          "proposal",
 		"code":            codeableConcept{Coding: []coding{{System: SystemTaskCode, Code: CodePullNotify}}},
-		"description":     s.Description,
 		"for":             reference{Identifier: &identifier{System: nl.SystemBSN, Value: s.PatientBSN}},
 		"authoredOn":      s.Authored.UTC().Format(time.RFC3339),
 		"requester": map[string]any{
@@ -156,6 +155,9 @@ func BuildNotification(s NotificationSpec) json.RawMessage {
 			{Type: codeableConcept{Coding: []coding{{System: SystemTaskParameter, Code: ParamAuthBase}}}, ValueString: &base},
 			{Type: codeableConcept{Coding: []coding{{System: SystemTaskParameter, Code: ParamGetWorkflow}}}, ValueBoolean: &t},
 		},
+	}
+	if s.Description != "" { // FHIR has no empty strings: leave it out
+		doc["description"] = s.Description
 	}
 	b, _ := json.Marshal(doc)
 	return b
