@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/validate"
 	"github.com/schakel-nl/schakel/nl"
 )
 
@@ -269,6 +270,12 @@ func ParseNotification(body []byte, now time.Time) (Notification, error) {
 		bad("required", "Task.input", "input get-workflow-task (%s) is required", SystemTaskParameter)
 	}
 	if len(issues) > 0 {
+		return n, &fhir.Error{Status: http.StatusBadRequest, Issues: issues, Cause: ErrInvalidNotification}
+	}
+	// The decoder above matches element names case-insensitively and stops
+	// after the first JSON value; the Task is stored as sent, so it must also
+	// be one the validator accepts, or what was checked is not what is kept.
+	if issues := validate.Resource(fhir.STU3, body); len(issues) > 0 {
 		return n, &fhir.Error{Status: http.StatusBadRequest, Issues: issues, Cause: ErrInvalidNotification}
 	}
 	return n, nil
