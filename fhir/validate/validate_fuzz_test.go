@@ -1,0 +1,42 @@
+package validate_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/validate"
+	fhirxml "github.com/schakel-nl/schakel/fhir/xml"
+)
+
+// FuzzResource feeds arbitrary JSON to the validator every stored resource
+// passes. The seed corpus is in testdata/fuzz/FuzzResource; run with
+// go test -fuzz=FuzzResource ./fhir/validate.
+func FuzzResource(f *testing.F) {
+	f.Add([]byte(`{"resourceType":"Patient","id":"p1","identifier":[{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"999911259"}],"name":[{"family":"Jansen","given":["Jan"]}],"birthDate":"1970-01-01"}`))
+	f.Add([]byte(`{"resourceType":"Observation","status":"final","code":{"text":"bloeddruk"},"valueQuantity":{"value":120.5,"unit":"mm[Hg]"},"_status":{"extension":[{"url":"http://x","valueString":"y"}]}}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		issues := validate.Resource(fhir.STU3, body)
+		if len(issues) > 101 {
+			t.Fatalf("%d issues", len(issues))
+		}
+		if len(issues) > 0 {
+			return
+		}
+		// A resource the validator accepts can be served as XML too, and
+		// reads back as the same resource.
+		x, err := fhirxml.Encode(fhir.STU3, body)
+		if err != nil {
+			t.Fatalf("valid resource not encodable as XML: %v\n%s", err, body)
+		}
+		js, err := fhirxml.Decode(fhir.STU3, x)
+		if err != nil {
+			t.Fatalf("XML of a valid resource does not decode: %v\n%s\n%s", err, body, x)
+		}
+		var a, b any
+		if json.Unmarshal(body, &a) != nil || json.Unmarshal(js, &b) != nil || !reflect.DeepEqual(a, b) {
+			t.Fatalf("JSON -> XML -> JSON changed the resource:\n%s\n%s", body, js)
+		}
+	})
+}
