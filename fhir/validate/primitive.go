@@ -109,6 +109,15 @@ func PrimitiveString(typ, s string) string {
 	if !utf8.ValidString(s) {
 		return "is not valid UTF-8"
 	}
+	// Every value must be writable as XML too (XML 1.0 Char), whatever its
+	// type: codes and URIs included, or a resource stored as JSON could not
+	// be served as XML.
+	if i := strings.IndexFunc(s, func(r rune) bool { return !xmlChar(r) }); i >= 0 {
+		if s[i] < 0x20 {
+			return "contains control characters"
+		}
+		return "contains a character XML cannot carry (U+FFFE or U+FFFF)"
+	}
 	switch typ {
 	case "date":
 		if !dateRe.MatchString(s) || !calendar(s) {
@@ -154,12 +163,16 @@ func PrimitiveString(typ, s string) string {
 		if !strings.HasPrefix(s, "<div") {
 			return "is not an XHTML <div>"
 		}
-	default: // string, markdown
-		if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 && r != '\t' && r != '\r' && r != '\n' }) {
-			return "contains control characters"
-		}
 	}
 	return ""
+}
+
+// xmlChar reports whether XML 1.0 can carry r (its Char production).
+func xmlChar(r rune) bool {
+	return r == 0x09 || r == 0x0A || r == 0x0D ||
+		r >= 0x20 && r <= 0xD7FF ||
+		r >= 0xE000 && r <= 0xFFFD ||
+		r >= 0x10000 && r <= 0x10FFFF
 }
 
 // calendar reports whether the date part of a date, dateTime or instant is

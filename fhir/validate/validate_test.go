@@ -84,6 +84,8 @@ func TestPrimitive(t *testing.T) {
 		{"oid", "urn:oid:2.16.840.1", true}, {"oid", "2.16.840", false},
 		{"base64Binary", "aGVsbG8=", true}, {"base64Binary", "!!", false},
 		{"string", "tab\tand newline\n", true}, {"string", "bell\a", false}, {"string", "", false},
+		{"string", "non\uFFFEchar", false}, {"markdown", "\uFFFF", false}, {"string", "U+FFFD \uFFFD and \U0001F600", true},
+		{"code", "ma\x01le", false}, {"uri", "http://x/\uFFFE", false},
 		{"xhtml", `<div xmlns="http://www.w3.org/1999/xhtml">x</div>`, true}, {"xhtml", "x", false},
 	}
 	for _, tc := range cases {
