@@ -3,6 +3,8 @@ package validate
 import (
 	"encoding/base64"
 	"encoding/json"
+	"encoding/xml"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -163,6 +165,7 @@ func PrimitiveString(typ, s string) string {
 		if !strings.HasPrefix(s, "<div") {
 			return "is not an XHTML <div>"
 		}
+		return xhtmlProblem(s)
 	}
 	return ""
 }
@@ -183,4 +186,69 @@ func calendar(s string) bool {
 	}
 	_, err := time.Parse("2006-01-02", s[:10])
 	return err == nil
+}
+
+const (
+	xhtmlNamespace = "http://www.w3.org/1999/xhtml"
+	xmlNamespace   = "http://www.w3.org/XML/1998/namespace"
+	maxXHTMLDepth  = 100
+)
+
+// xhtmlProblem checks a narrative the way the XML encoder writes it: one
+// well-formed <div> in the XHTML namespace, only XHTML elements, attributes
+// unqualified or xml:*, no declarations. What passes here is servable as XML.
+func xhtmlProblem(s string) string {
+	d := xml.NewDecoder(strings.NewReader(s))
+	d.Strict = true
+	depth, roots := 0, 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "is not well-formed XHTML"
+		}
+		switch t := tok.(type) {
+		case xml.Directive, xml.ProcInst:
+			return "may not hold declarations or processing instructions"
+		case xml.StartElement:
+			if depth == 0 {
+				if roots++; roots > 1 || t.Name.Local != "div" {
+					return "is not one XHTML <div>"
+				}
+			}
+			if depth++; depth > maxXHTMLDepth {
+				return "nests too deeply"
+			}
+			if t.Name.Space != xhtmlNamespace {
+				return "may only hold XHTML elements"
+			}
+			for _, a := range t.Attr {
+				if a.Name.Space != "" && a.Name.Space != "xmlns" && a.Name.Space != xmlNamespace {
+					return "has an attribute in another namespace"
+				}
+				if !allXMLChars(a.Value) {
+					return "refers to a character XML cannot carry"
+				}
+			}
+		case xml.EndElement:
+			depth--
+		case xml.CharData:
+			if depth == 0 && strings.Trim(string(t), " \t\r\n") != "" {
+				return "is not one XHTML <div>"
+			}
+			if !allXMLChars(string(t)) {
+				return "refers to a character XML cannot carry"
+			}
+		}
+	}
+	if roots != 1 {
+		return "is not one XHTML <div>"
+	}
+	return ""
+}
+
+func allXMLChars(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return !xmlChar(r) })
 }
