@@ -132,12 +132,20 @@ func readJournal(dir string) (frames []journalFrame, nums []uint64, tornAt int64
 			if !last {
 				return nil, nil, -1, fmt.Errorf("journal segment %s: %w at byte %d, and later segments follow it", path, ferr, end)
 			}
+			if errors.Is(ferr, errUndecodableFrame) {
+				return nil, nil, -1, fmt.Errorf("journal segment %s: %w at byte %d; it was written whole, so it is not cut off", path, ferr, end)
+			}
 			tornAt = end
 		}
 		frames = append(frames, seg...)
 	}
 	return frames, nums, tornAt, nil
 }
+
+// errUndecodableFrame marks a frame that is whole (length and CRC-32C
+// match) but does not decode: written by a bug or a newer version, never by
+// a torn write, so the frames after it were acknowledged too.
+var errUndecodableFrame = errors.New("complete frame that does not decode")
 
 // decodeSegment returns the frames of one segment and where they end; err
 // says why decoding stopped before the end of data.
@@ -165,7 +173,7 @@ func decodeSegment(data []byte) ([]journalFrame, int64, error) {
 		}
 		f, err := decodeFrame(payload)
 		if err != nil {
-			return out, int64(off), err
+			return out, int64(off), fmt.Errorf("%w: %w", errUndecodableFrame, err)
 		}
 		out = append(out, f)
 		off += frameHead + int(n)

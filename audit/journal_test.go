@@ -326,3 +326,24 @@ func TestJournalSegmentsAreRemovedOnceIndexed(t *testing.T) {
 		t.Errorf("segments left after a clean close: %v", left)
 	}
 }
+
+func TestJournalUndecodableLastFrameIsRefused(t *testing.T) {
+	ts, seq, head := closedStore(t, 1)
+	rows := chainedRows(t, seq, head, 3)
+	files := writeJournal(t, ts.cfg.Path+".journal", journalSegmentBytes, rows)
+	// A complete frame with a good CRC but of a kind this version does not
+	// know (a newer node's, say), followed by acknowledged records: cutting
+	// it off as a torn write would drop them all.
+	unknown := appendFrame(nil, func(b []byte) []byte { return append(b, 9, 1, 2, 3) })
+	appendFile(t, files[0], append(unknown, frameOf(t, chainedRows(t, seq+3, [32]byte(rows[2].hash), 2))...))
+	before, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reopen(t, ts); err == nil || !strings.Contains(err.Error(), "unknown frame kind 9") {
+		t.Fatalf("open with an undecodable complete frame: %v", err)
+	}
+	if after, err := os.ReadFile(files[0]); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("the segment was changed (%d bytes, was %d): %v", len(after), len(before), err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"reflect"
 )
 
@@ -36,6 +37,11 @@ func Members(obj []byte) ([]Member, error) {
 	}
 	if _, err := dec.Token(); err != nil {
 		return nil, err
+	}
+	// The decoder would stop here; what follows the object would then be
+	// dropped silently by whoever writes the members back.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("not a JSON object: more follows it")
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/validate"
 	"github.com/schakel-nl/schakel/nl"
 )
 
@@ -143,7 +144,6 @@ func BuildNotification(s NotificationSpec) json.RawMessage {
 		"status":          StatusRequested,
 		"intent":          "proposal",
 		"code":            codeableConcept{Coding: []coding{{System: SystemTaskCode, Code: CodePullNotify}}},
-		"description":     s.Description,
 		"for":             reference{Identifier: &identifier{System: nl.SystemBSN, Value: s.PatientBSN}},
 		"authoredOn":      s.Authored.UTC().Format(time.RFC3339),
 		"requester": map[string]any{
@@ -156,6 +156,9 @@ func BuildNotification(s NotificationSpec) json.RawMessage {
 			{Type: codeableConcept{Coding: []coding{{System: SystemTaskParameter, Code: ParamAuthBase}}}, ValueString: &base},
 			{Type: codeableConcept{Coding: []coding{{System: SystemTaskParameter, Code: ParamGetWorkflow}}}, ValueBoolean: &t},
 		},
+	}
+	if s.Description != "" { // FHIR has no empty strings: leave it out
+		doc["description"] = s.Description
 	}
 	b, _ := json.Marshal(doc)
 	return b
@@ -290,6 +293,12 @@ func parseNotification(body []byte, now time.Time, checkBSN bool) (Notification,
 		bad("required", "Task.input", "input get-workflow-task (%s) is required", SystemTaskParameter)
 	}
 	if len(issues) > 0 {
+		return n, &fhir.Error{Status: http.StatusBadRequest, Issues: issues, Cause: ErrInvalidNotification}
+	}
+	// The decoder above matches element names case-insensitively and stops
+	// after the first JSON value; the Task is stored as sent, so it must also
+	// be one the validator accepts, or what was checked is not what is kept.
+	if issues := validate.Resource(fhir.STU3, body); len(issues) > 0 {
 		return n, &fhir.Error{Status: http.StatusBadRequest, Issues: issues, Cause: ErrInvalidNotification}
 	}
 	return n, nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/validate"
 )
 
 const testTaskID = "urn:uuid:0b8a6f0e-1111-4222-8333-944455556666"
@@ -224,5 +225,22 @@ func TestRedactAuthBase(t *testing.T) {
 	}
 	if !strings.Contains(string(out), ProfileNotification) {
 		t.Error("the profile was dropped")
+	}
+}
+
+func TestBuildNotificationIsValidFHIR(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	for name, edit := range map[string]func(*NotificationSpec){
+		"complete":          func(s *NotificationSpec) { s.Description, s.SenderName, s.ReceiverName = "Verwijzing", "A", "B" },
+		"no description":    func(s *NotificationSpec) { s.Description = "" },
+		"no group or names": func(s *NotificationSpec) { s.GroupIdentifier, s.SenderName, s.ReceiverName = "", "", "" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			spec := validSpec(now)
+			edit(&spec)
+			if issues := validate.Resource(fhir.STU3, BuildNotification(spec)); len(issues) > 0 {
+				t.Errorf("the built Task is not valid FHIR: %+v", issues)
+			}
+		})
 	}
 }

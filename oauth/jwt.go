@@ -1,7 +1,6 @@
 package oauth
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -10,6 +9,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lestrrat-go/jwx/v3/cert"
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -94,8 +94,11 @@ func parseJWT(raw string) (*unverifiedJWT, error) {
 		}
 	}
 
-	dec := json.NewDecoder(bytes.NewReader(msg.Payload()))
-	if err := dec.Decode(&t.claims); err != nil || t.claims == nil {
+	// RFC 7519 §7.2 step 10: the claims are one complete JSON object in
+	// UTF-8; trailing JSON or bytes replaced while decoding would be read
+	// differently by another parser of the same token.
+	payload := msg.Payload()
+	if !utf8.Valid(payload) || json.Unmarshal(payload, &t.claims) != nil || t.claims == nil {
 		return nil, fmt.Errorf("%w: payload is not a JSON object", errMalformed)
 	}
 	if err := t.readRegisteredClaims(); err != nil {

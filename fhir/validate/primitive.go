@@ -3,6 +3,8 @@ package validate
 import (
 	"encoding/base64"
 	"encoding/json"
+	"encoding/xml"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -109,6 +111,15 @@ func PrimitiveString(typ, s string) string {
 	if !utf8.ValidString(s) {
 		return "is not valid UTF-8"
 	}
+	// Every value must be writable as XML too (XML 1.0 Char), whatever its
+	// type: codes and URIs included, or a resource stored as JSON could not
+	// be served as XML.
+	if i := strings.IndexFunc(s, func(r rune) bool { return !xmlChar(r) }); i >= 0 {
+		if s[i] < 0x20 {
+			return "contains control characters"
+		}
+		return "contains a character XML cannot carry (U+FFFE or U+FFFF)"
+	}
 	switch typ {
 	case "date":
 		if !dateRe.MatchString(s) || !calendar(s) {
@@ -154,12 +165,17 @@ func PrimitiveString(typ, s string) string {
 		if !strings.HasPrefix(s, "<div") {
 			return "is not an XHTML <div>"
 		}
-	default: // string, markdown
-		if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 && r != '\t' && r != '\r' && r != '\n' }) {
-			return "contains control characters"
-		}
+		return xhtmlProblem(s)
 	}
 	return ""
+}
+
+// xmlChar reports whether XML 1.0 can carry r (its Char production).
+func xmlChar(r rune) bool {
+	return r == 0x09 || r == 0x0A || r == 0x0D ||
+		r >= 0x20 && r <= 0xD7FF ||
+		r >= 0xE000 && r <= 0xFFFD ||
+		r >= 0x10000 && r <= 0x10FFFF
 }
 
 // calendar reports whether the date part of a date, dateTime or instant is
@@ -170,4 +186,69 @@ func calendar(s string) bool {
 	}
 	_, err := time.Parse("2006-01-02", s[:10])
 	return err == nil
+}
+
+const (
+	xhtmlNamespace = "http://www.w3.org/1999/xhtml"
+	xmlNamespace   = "http://www.w3.org/XML/1998/namespace"
+	maxXHTMLDepth  = 100
+)
+
+// xhtmlProblem checks a narrative the way the XML encoder writes it: one
+// well-formed <div> in the XHTML namespace, only XHTML elements, attributes
+// unqualified or xml:*, no declarations. What passes here is servable as XML.
+func xhtmlProblem(s string) string {
+	d := xml.NewDecoder(strings.NewReader(s))
+	d.Strict = true
+	depth, roots := 0, 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "is not well-formed XHTML"
+		}
+		switch t := tok.(type) {
+		case xml.Directive, xml.ProcInst:
+			return "may not hold declarations or processing instructions"
+		case xml.StartElement:
+			if depth == 0 {
+				if roots++; roots > 1 || t.Name.Local != "div" {
+					return "is not one XHTML <div>"
+				}
+			}
+			if depth++; depth > maxXHTMLDepth {
+				return "nests too deeply"
+			}
+			if t.Name.Space != xhtmlNamespace {
+				return "may only hold XHTML elements"
+			}
+			for _, a := range t.Attr {
+				if a.Name.Space != "" && a.Name.Space != "xmlns" && a.Name.Space != xmlNamespace {
+					return "has an attribute in another namespace"
+				}
+				if !allXMLChars(a.Value) {
+					return "refers to a character XML cannot carry"
+				}
+			}
+		case xml.EndElement:
+			depth--
+		case xml.CharData:
+			if depth == 0 && strings.Trim(string(t), " \t\r\n") != "" {
+				return "is not one XHTML <div>"
+			}
+			if !allXMLChars(string(t)) {
+				return "refers to a character XML cannot carry"
+			}
+		}
+	}
+	if roots != 1 {
+		return "is not one XHTML <div>"
+	}
+	return ""
+}
+
+func allXMLChars(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool { return !xmlChar(r) })
 }

@@ -84,7 +84,18 @@ func TestPrimitive(t *testing.T) {
 		{"oid", "urn:oid:2.16.840.1", true}, {"oid", "2.16.840", false},
 		{"base64Binary", "aGVsbG8=", true}, {"base64Binary", "!!", false},
 		{"string", "tab\tand newline\n", true}, {"string", "bell\a", false}, {"string", "", false},
+		{"string", "non\uFFFEchar", false}, {"markdown", "\uFFFF", false}, {"string", "U+FFFD \uFFFD and \U0001F600", true},
+		{"code", "ma\x01le", false}, {"uri", "http://x/\uFFFE", false},
 		{"xhtml", `<div xmlns="http://www.w3.org/1999/xhtml">x</div>`, true}, {"xhtml", "x", false},
+		{"xhtml", `<div xmlns="http://www.w3.org/1999/xhtml"><p class="a" xml:lang="nl">x<br/></p><!-- c --></div>` + "\n", true},
+		{"xhtml", `<div xmlns="http://www.w3.org/1999/xhtml"><tr.22></tr></div>`, false},
+		{"xhtml", `<div xmlns="http://www.w3.org/1999/xhtml"><p>x</div>`, false},
+		{"xhtml", `<div>x</div>`, false},
+		{"xhtml", `<div xmlns="http://www.w3.org/1999/xhtml"><svg xmlns="http://www.w3.org/2000/svg"/></div>`, false},
+		{"xhtml", `<div xmlns="http://www.w3.org/1999/xhtml" xmlns:x="urn:x" x:a="1">x</div>`, false},
+		{"xhtml", `<div xmlns="http://www.w3.org/1999/xhtml">x</div><div xmlns="http://www.w3.org/1999/xhtml"/>`, false},
+		{"xhtml", `<div xmlns="http://www.w3.org/1999/xhtml">&#xFFFE;</div>`, false},
+		{"xhtml", "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>\u00a0", false},
 	}
 	for _, tc := range cases {
 		msg := validate.Primitive(tc.typ, tc.value)
