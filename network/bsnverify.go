@@ -12,7 +12,7 @@ import (
 )
 
 // bsnOrg runs the BSN verification service's stand-in (the SBV-Z role).
-var bsnOrg = Participant{URA: "90000995", Name: "BSN-verificatie (SBV-Z stand-in)", SystemUZI: "900009955", AGB: "00000000"}
+var bsnOrg = Participant{URA: "90000992", Name: "BSN-verificatie (SBV-Z stand-in)", SystemUZI: "900009922", AGB: "00000000"}
 
 // RegisterFile is the stand-in's register in its data directory: the file
 // `schakel bsn serve --data-dir` reads.

@@ -11,7 +11,7 @@ import (
 )
 
 // identityOrg is the development identity issuer (the Dezi role).
-var identityOrg = Participant{URA: "90000995", Name: "Schakel development identity issuer", SystemUZI: "900009955", AGB: "00000000"}
+var identityOrg = Participant{URA: "90000993", Name: "Schakel development identity issuer", SystemUZI: "900009933", AGB: "00000000"}
 
 // DemoUser is the hospital's specialist who accepts referrals and consults
 // in the demo: UZI number, role (01.015 medical specialist) and an eIDAS
