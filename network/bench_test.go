@@ -12,6 +12,7 @@ import (
 	"github.com/schakel-nl/schakel/internal/benchfloor"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 // Every benchmark here runs on a complete network with audit on (every
@@ -196,4 +197,77 @@ func BenchmarkInternalRead(b *testing.B) {
 		})
 		reportAudit(b, nw, records0, batches0)
 	})
+}
+
+// BenchmarkNotifiedPullAtPlateau compares the Notified Pull with every
+// function agreed at plateau 1 and at plateau 4, where the hospital's
+// specialist accepts the referral and the pull carries the user identity
+// the identity issuer signs, checked by the GP's node (the bound:
+// plateau 4 within 1.5× plateau 1). Connections are reused, as between
+// production nodes; the accept is part of each exchange.
+func BenchmarkNotifiedPullAtPlateau(b *testing.B) {
+	for _, n := range []int{1, 4} {
+		b.Run(fmt.Sprintf("plateau %d", n), func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			nw, err := Up(ctx, Options{DataDir: b.TempDir(), Patients: 1, Plateau: n})
+			if err != nil {
+				cancel()
+				b.Fatal(err)
+			}
+			nw.Start(ctx)
+			defer func() { cancel(); _ = nw.Wait() }()
+			benchfloor.Run(b, nw.opts.DataDir)
+			hc := &http.Client{Timeout: 30 * time.Second}
+			gp := &xis{base: nw.GPNode.InternalURL(), token: nw.Token(GP.URA), http: hc}
+			hosp := &xis{base: nw.HospNode.InternalURL(), token: nw.Token(Hospital.URA), http: hc}
+			req := notifiedpull.ReferRequest{PatientBSN: nw.Patients[0].BSN, ReceiverURA: Hospital.URA, Application: "bgz"}
+			run := func(b *testing.B) {
+				var ref node.Referral
+				if err := gp.do(ctx, http.MethodPost, "/internal/referrals", req, &ref); err != nil {
+					b.Fatal(err)
+				}
+				for i := 0; n >= 2; i++ {
+					// The referral waits for the specialist (plateau 2 and up).
+					var list []node.Referral
+					if err := hosp.do(ctx, http.MethodGet, "/internal/referrals?direction=received&status=requested", nil, &list); err != nil {
+						b.Fatal(err)
+					}
+					id := ""
+					for _, r := range list {
+						if r.Identifier == ref.ID && r.AwaitingUser {
+							id = r.ID
+						}
+					}
+					if id != "" {
+						if err := hosp.do(ctx, http.MethodPost, "/internal/referrals/"+id+"/accept",
+							plateau.Caller{ID: DemoUser.UZI, Role: DemoUser.Role, LoA: DemoUser.LoA}, nil); err != nil {
+							b.Fatal(err)
+						}
+						break
+					}
+					if i > 3000 {
+						b.Fatal("the referral did not arrive")
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+				select {
+				case e := <-nw.done:
+					if e.Step != "completed" {
+						b.Fatalf("exchange %s: %v", e.Step, e.Err)
+					}
+				case <-time.After(30 * time.Second):
+					b.Fatal("exchange did not complete")
+				}
+			}
+			b.Run("exchange", func(b *testing.B) {
+				run(b) // warm caches: addressbook answers, client key sets, the identity issuer's keys
+				records0, batches0 := auditStats(nw)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					run(b)
+				}
+				reportAudit(b, nw, records0, batches0)
+			})
+		})
+	}
 }

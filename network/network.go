@@ -82,6 +82,16 @@ type Options struct {
 	// Plateaus, per function, replace the plateaus of the agreement the GP
 	// practice and the hospital have with each other (plateau 1, consent 4).
 	Plateaus plateau.Plateaus
+	// Plateau (1–4), when set, agrees every function between the GP
+	// practice and the hospital at that plateau (Plateaus still override
+	// single functions), and the network provides what the plateau needs:
+	// at addressing 1–2 the two know each other's endpoints from their
+	// agreement (the addressbook stays, for the services and other
+	// partners); RunAtPlateau registers the demo consent at the source the
+	// consent plateau names. The identity issuer, the BSN verification
+	// stand-in, the referral index and a fresh CRL run at every plateau; the
+	// central log starts with the first agreement at logging 3–4.
+	Plateau int
 	// SystemIdentity lets the hospital's system pull a referral without a
 	// user's acceptance (the agreement's systemidentity) at
 	// authentication plateau 2–3.
@@ -234,7 +244,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	// With own addressing each node must know the other's endpoints before
 	// it starts: bind both public listeners first.
 	publicLn := map[string]net.Listener{}
-	if opts.OwnAddressing {
+	if nw.ownEndpoints() {
 		if len(opts.Requesters) > 0 {
 			return nil, errors.New("network: OwnAddressing configures the GP practice and the hospital only, not Requesters")
 		}
@@ -259,7 +269,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		}
 		peer := nw.agreement(spec.peer)
 		if ln := publicLn[spec.name]; ln != nil {
-			cfg.AddressbookURL = ""
+			if opts.OwnAddressing {
+				cfg.AddressbookURL = ""
+			}
 			cfg.Public.Addr = ln.Addr().String()
 			peer.Endpoints = node.Endpoints("https://"+publicLn[peerNode[spec.name]].Addr().String(), spec.peer.URA)
 		}
@@ -278,8 +290,8 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		if err := writeNodeConfig(filepath.Join(opts.DataDir, spec.name, "node.yaml"), cfg, filepath.Join(opts.DataDir, spec.name, "internal-token-"+spec.p.URA)); err != nil {
 			return nil, err
 		}
-		if opts.OwnAddressing {
-			continue
+		if nw.ownEndpoints() {
+			continue // found by their agreement, not listed
 		}
 		if err := dir.Load(ctx, n.AddressbookEntries()...); err != nil {
 			return nil, err
@@ -368,6 +380,9 @@ func newNetwork(opts Options) (*Network, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if opts.Plateau != 0 && !plateau.ValidPlateau(opts.Plateau) {
+		return nil, fmt.Errorf("network: plateau %d: the growth model has plateaus 1 to 4", opts.Plateau)
+	}
 	nw := &Network{opts: opts, out: opts.Out, tokens: map[string]string{}, internalURLs: map[string]string{},
 		done: make(chan notifiedpull.Event, 64)}
 	if nw.out == nil {
@@ -392,6 +407,14 @@ func (nw *Network) preparePKI() error {
 	return nil
 }
 
+// ownEndpoints says whether the GP practice and the hospital know each
+// other's endpoints from their agreement (their own addressing mechanism,
+// plateau 1–2) rather than from the addressbook: with OwnAddressing, and
+// with Plateau when the agreement's addressing is at 1–2.
+func (nw *Network) ownEndpoints() bool {
+	return nw.opts.OwnAddressing || (nw.opts.Plateau != 0 && nw.agreement(Hospital).Plateaus[plateau.Addressing] <= 2)
+}
+
 // agreement is the partner agreement between the GP practice and the
 // hospital, from one's side: plateau 1, mutual trust by certificate and a
 // bilateral list of who may ask for what; consent through Mitz (plateau
@@ -399,6 +422,9 @@ func (nw *Network) preparePKI() error {
 func (nw *Network) agreement(peer Participant) plateau.PartnerConfig {
 	agreed := plateau.Uniform(1)
 	agreed[plateau.Consent] = 4
+	if nw.opts.Plateau != 0 {
+		agreed = plateau.Uniform(nw.opts.Plateau)
+	}
 	if nw.opts.LocalConsent {
 		agreed[plateau.Consent] = 1
 	}

@@ -69,6 +69,11 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 	if opts.Postgres != "" || opts.RecordInEHR || opts.OwnAddressing || len(opts.Requesters) > 0 {
 		return nil, errors.New("network: separate processes run the default network only (no Postgres, EHR, own addressing or extra requesters)")
 	}
+	if opts.Plateau != 0 {
+		// Plateau 4 needs the identity issuer and logging 3–4 the central
+		// log, which this mode does not start as processes yet.
+		return nil, errors.New("network: --plateau runs in one process only: separate processes start no identity issuer or central log yet")
+	}
 	// nw, not the named result (nil on failure), stops what was started.
 	defer func() {
 		if err != nil {

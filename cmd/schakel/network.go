@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"github.com/schakel-nl/schakel/network"
+	"github.com/schakel-nl/schakel/plateau"
 )
 
 func newNetworkCommand(g *globalFlags) *cobra.Command {
@@ -19,6 +22,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	}
 	var opts network.Options
 	var once, processes, validate bool
+	var plateauFlag string
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start an addressbook and two nodes on 127.0.0.1 and run a BgZ Notified Pull",
@@ -30,7 +34,10 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			"until Ctrl-C, or with --once exits after the exchange: 0 when it succeeded.\n" +
 			"With --processes every component runs as its own process of this binary (its serve\n" +
 			"command), so that one can be killed and restarted: the PIDs, ports, logs and restart\n" +
-			"command lines are printed.",
+			"command lines are printed.\n" +
+			"With --plateau N (1-4) every generic function of the GP practice's and the hospital's\n" +
+			"agreement is at plateau N: the Notified Pull and a Direct Pull run as that plateau\n" +
+			"demands, and per function the run prints what was sent and what was checked.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
@@ -46,7 +53,13 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			slog.SetDefault(log)
 			opts.Logger = log
 			opts.Out = cmd.OutOrStdout()
+			if err := plateauOption(plateauFlag, &opts); err != nil {
+				return err
+			}
 			if processes {
+				if opts.Plateau != 0 {
+					return errors.New("--plateau runs in one process only: --processes starts no identity issuer or central log yet")
+				}
 				exe, err := os.Executable()
 				if err != nil {
 					return fmt.Errorf("--processes needs this program's path: %w", err)
@@ -63,8 +76,22 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&opts.RecordInEHR, "record-in-ehr", false, "keep the GP practice's record in its own EHR and run its node in proxy mode")
 	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node for BgZ in its roles with the kit and record the proofs in the admission register (about 10 s)")
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
+	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4")
 	cmd.AddCommand(up)
 	return cmd
+}
+
+// plateauOption reads --plateau into opts.
+func plateauOption(v string, opts *network.Options) error {
+	if v == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || !plateau.ValidPlateau(n) {
+		return fmt.Errorf("--plateau %q: give a plateau of the growth model, 1 to 4", v)
+	}
+	opts.Plateau = n
+	return nil
 }
 
 func runNetwork(ctx context.Context, opts network.Options, once, validate bool) error {
@@ -76,8 +103,19 @@ func runNetwork(ctx context.Context, opts network.Options, once, validate bool) 
 	defer cancel()
 	nw.Start(runCtx)
 	nw.PrintListeners()
-	summary, exErr := nw.Exchange(runCtx)
-	if summary != nil {
+	var summary *network.Summary
+	var exErr error
+	if opts.Plateau != 0 {
+		var run *network.PlateauRun
+		run, exErr = nw.RunAtPlateau(runCtx)
+		if run != nil {
+			summary = run.Summary
+			if summary != nil {
+				nw.PrintSummary(summary)
+			}
+			nw.PrintPlateauRun(run)
+		}
+	} else if summary, exErr = nw.Exchange(runCtx); summary != nil {
 		nw.PrintSummary(summary)
 	}
 	if exErr != nil {
