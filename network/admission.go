@@ -158,6 +158,11 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 		proof, err := validation.IssueProof(b, nw.authority, 0, time.Now())
 		if err != nil {
 			nw.printf("  validation  %s %-9s not conformant: %d mandatory cases did not pass\n", tg.URA, tg.Role, rep.Summary.MandatoryNotPass)
+			for _, r := range rep.Results {
+				if r.Mandatory && r.Status != validation.Passed {
+					nw.printf("              %s: %s %s\n", r.ID, r.Status, r.Detail)
+				}
+			}
 			continue
 		}
 		if _, err := nw.register.Record(ctx, proof); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/validation"
 )
 
 // FunctionReport is what one generic function did in a run at a plateau:
@@ -47,6 +48,20 @@ func (nw *Network) RunAtPlateau(ctx context.Context) (*PlateauRun, error) {
 	hosp := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: hc}
 	if err := nw.consentAtSource(ctx, gp, agreed[plateau.Consent], patient.BSN); err != nil {
 		return nil, err
+	}
+	if agreed[plateau.Network] >= 3 {
+		// At network plateau 3–4 the GP's node serves data only to a GtK
+		// with a valid proof of validation for BgZ in the admission
+		// register (requirevalidation): the hospital's node is validated
+		// first, as a vendor would before going live.
+		nw.printf("\nValidation: the hospital's node as BgZ receiver, before the exchange (network plateau %d requires a proof)\n", agreed[plateau.Network])
+		reps, err := nw.Validate(ctx, ValidationTarget{Hospital.URA, validation.RoleReceiver})
+		if err != nil {
+			return nil, err
+		}
+		if len(reps) != 1 || !reps[0].Summary.Conformant {
+			return nil, errors.New("the hospital's node did not pass validation as BgZ receiver; no proof was recorded")
+		}
 	}
 	s, err := nw.Exchange(ctx)
 	run := &PlateauRun{Summary: s}

@@ -70,7 +70,11 @@ func (nw *Network) validatorAgreements() []plateau.PartnerConfig {
 	if nw.opts.OwnAddressing {
 		return nil
 	}
-	return []plateau.PartnerConfig{nw.agreement(Validator)}
+	// The kit validates at plateau 1 (consent at Mitz, as between the demo
+	// nodes by default), whatever the demo nodes agree with each other.
+	agreed := plateau.Uniform(1)
+	agreed[plateau.Consent] = 4
+	return []plateau.PartnerConfig{{URA: Validator.URA, Name: Validator.Name, Plateaus: agreed, Applications: []string{"bgz"}}}
 }
 
 // admitValidator lists the kit in the addressbook and writes its kit.json
