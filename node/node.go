@@ -47,12 +47,11 @@ type participant struct {
 
 // Node is one running GtK.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	trust  *pki.Trust
-	cert   tls.Certificate
-	parts  map[string]*participant
-	tokens map[[32]byte]*participant // sha256(internal token) → participant
+	cfg   Config
+	log   *slog.Logger
+	trust *pki.Trust
+	cert  tls.Certificate
+	parts *tenants // the participants served now; the admin API changes them
 
 	publicLn, internalLn net.Listener
 	publicURL            string
@@ -81,6 +80,7 @@ type Node struct {
 
 	publicSrv, internalSrv *http.Server
 	events                 func(notifiedpull.Event)
+	clientsMu              sync.Mutex
 	clients                []*http.Client // outgoing mTLS clients, for CloseIdleConnections
 	background             sync.WaitGroup // side work (index registrations) finished before the stores close
 	registeredMu           sync.Mutex
@@ -111,7 +111,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	n := &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: map[string]*participant{}, tokens: map[[32]byte]*participant{},
+	n := &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: newTenants(),
 		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener}
 	// n is never nil here, whatever the return statements below say; the
 	// result is not named so that no return can reset it before this runs.
@@ -143,7 +143,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return fmt.Errorf("partners.policydir: %w", err)
 	}
 	n.hits = newHitMemory(nil)
-	n.hitCheck = &localization.HolderCheck{IsTenant: func(ura string) bool { _, ok := n.parts[ura]; return ok }}
+	n.hitCheck = &localization.HolderCheck{IsTenant: func(ura string) bool { return n.parts.has(ura) }}
 	partners := cfg.Partners
 	partners.IdentityIssuers = cfg.Identity.trustedIssuerNames(partners.IdentityIssuers)
 	if n.plateaus, err = plateau.New(partners, policies, plateau.NetworkCheck{Trust: n.trust}, n.hitCheck); err != nil {
@@ -153,29 +153,11 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return err
 	}
 	for i, pc := range cfg.Participants {
-		where := fmt.Sprintf("participants[%d]", i)
-		p := &participant{ParticipantConfig: pc, cert: n.cert}
-		if pc.CertFile != "" {
-			if p.cert, err = loadKeyPair(where, pc.CertFile, pc.KeyFile); err != nil {
-				return err
-			}
-		}
-		leaf, err := x509.ParseCertificate(p.cert.Certificate[0])
+		p, err := n.loadParticipant(fmt.Sprintf("participants[%d]", i), pc)
 		if err != nil {
-			return fmt.Errorf("%s (URA %s) certificate: %w", where, pc.URA, err)
+			return err
 		}
-		id, err := pki.ParseUZIServerID(leaf)
-		if err != nil {
-			return fmt.Errorf("%s (URA %s) certificate: %w", where, pc.URA, err)
-		}
-		if id.URA != pc.URA {
-			return fmt.Errorf("%s.ura %s: its certificate carries URA %s", where, pc.URA, id.URA)
-		}
-		if p.signing, err = pki.LoadOrCreateSigningKey(pc.SigningKeyFile); err != nil {
-			return fmt.Errorf("%s.signingkeyfile: %w", where, err)
-		}
-		n.parts[pc.URA] = p
-		n.tokens[tokenHash(pc.InternalToken)] = p
+		n.parts.put(p)
 	}
 
 	if n.publicLn == nil {
@@ -244,11 +226,6 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		book.book = &addressbook.Client{Base: cfg.AddressbookURL, HTTP: n.httpClient(clientTLS)}
 	}
 	n.dir = book
-	for _, p := range n.parts {
-		hc := n.httpClient(n.trust.ClientTLSConfig(p.cert))
-		p.party = &notifiedpull.Party{URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, HTTP: hc,
-			OAuth: &oauth.Client{ClientID: p.URA, Key: p.signing, HTTP: hc}}
-	}
 
 	signing, err := pki.LoadOrCreateSigningKey(cfg.SigningKeyFile)
 	if err != nil {
@@ -268,7 +245,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	n.np = notifiedpull.New(notifiedpull.Config{
 		Node: cfg.Name, DB: n.npDB, Store: n.stu3, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
-			p, ok := n.parts[ura]
+			p, ok := n.parts.get(ura)
 			if !ok {
 				return nil, false
 			}
@@ -293,22 +270,22 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	n.consult = consult.New(consult.Config{
 		Node: cfg.Name, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
-			p, ok := n.parts[ura]
+			p, ok := n.parts.get(ura)
 			if !ok {
 				return nil, false
 			}
 			return p.party, true
 		},
 		Tenants: func() []string {
-			out := make([]string, 0, len(n.parts))
-			for ura := range n.parts {
-				out = append(out, ura)
+			var out []string
+			for _, p := range n.parts.all() {
+				out = append(out, p.URA)
 			}
 			return out
 		},
 		FHIRBase: n.fhirBase,
 		FacilityType: func(ura string) string {
-			if p, ok := n.parts[ura]; ok {
+			if p, ok := n.parts.get(ura); ok {
 				return p.FacilityType
 			}
 			return ""
@@ -384,7 +361,7 @@ func (n *Node) fhirBase(tenant string) string { return Endpoints(n.publicURL, te
 // server and client keys.
 func (n *Node) AddressbookEntries() []addressbook.Entry {
 	var out []addressbook.Entry
-	for _, p := range n.cfg.Participants {
+	for _, p := range n.parts.all() {
 		e := Endpoints(n.publicURL, p.URA)
 		out = append(out, addressbook.Entry{
 			ID: "org-" + p.URA, URA: p.URA, Name: p.Name,
@@ -429,7 +406,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- n.publicSrv.ServeTLS(n.publicLn, "", "") }()
 	go func() { errc <- n.internalSrv.Serve(n.internalLn) }()
-	n.log.Info("node started", "public", n.PublicURL(), "internal", n.InternalURL(), "participants", len(n.parts))
+	n.log.Info("node started", "public", n.PublicURL(), "internal", n.InternalURL(), "participants", n.parts.len())
 	var err error
 	select {
 	case <-ctx.Done():
@@ -477,6 +454,38 @@ func (n *Node) closeStores() {
 	}
 }
 
+// loadParticipant loads a participant's credentials — its certificate
+// (the node's when it has none of its own), which must carry its URA, and
+// its signing key — and gives it its outgoing client. where names the
+// configuration entry in errors.
+func (n *Node) loadParticipant(where string, pc ParticipantConfig) (*participant, error) {
+	p := &participant{ParticipantConfig: pc, cert: n.cert}
+	var err error
+	if pc.CertFile != "" {
+		if p.cert, err = loadKeyPair(where, pc.CertFile, pc.KeyFile); err != nil {
+			return nil, err
+		}
+	}
+	leaf, err := x509.ParseCertificate(p.cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("%s (URA %s) certificate: %w", where, pc.URA, err)
+	}
+	id, err := pki.ParseUZIServerID(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("%s (URA %s) certificate: %w", where, pc.URA, err)
+	}
+	if id.URA != pc.URA {
+		return nil, fmt.Errorf("%s.ura %s: its certificate carries URA %s", where, pc.URA, id.URA)
+	}
+	if p.signing, err = pki.LoadOrCreateSigningKey(pc.SigningKeyFile); err != nil {
+		return nil, fmt.Errorf("%s.signingkeyfile: %w", where, err)
+	}
+	hc := n.httpClient(n.trust.ClientTLSConfig(p.cert))
+	p.party = &notifiedpull.Party{URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, HTTP: hc,
+		OAuth: &oauth.Client{ClientID: p.URA, Key: p.signing, HTTP: hc}}
+	return p, nil
+}
+
 // loadKeyPair loads a certificate and its key, naming the setting
 // (<section>.certfile or <section>.keyfile) of the file at fault.
 func loadKeyPair(section, certFile, keyFile string) (tls.Certificate, error) {
@@ -509,6 +518,8 @@ func (n *Node) emit(e notifiedpull.Event) {
 // CloseIdleConnections drops the node's idle outgoing connections, so the
 // next exchange starts with fresh TLS handshakes.
 func (n *Node) CloseIdleConnections() {
+	n.clientsMu.Lock()
+	defer n.clientsMu.Unlock()
 	for _, c := range n.clients {
 		c.CloseIdleConnections()
 	}
@@ -525,7 +536,9 @@ func (n *Node) httpClient(cfg *tls.Config) *http.Client {
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	n.clientsMu.Lock()
 	n.clients = append(n.clients, c)
+	n.clientsMu.Unlock()
 	return c
 }
 
