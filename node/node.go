@@ -79,6 +79,9 @@ type Node struct {
 	shipper       *audit.Shipper // to the central log (logging plateau 3–4), when configured
 
 	publicSrv, internalSrv *http.Server
+	adminLn                net.Listener // with admin.addr
+	adminSrv               *http.Server
+	admin                  *adminState // what the admin API changes
 	events                 func(notifiedpull.Event)
 	clientsMu              sync.Mutex
 	clients                []*http.Client // outgoing mTLS clients, for CloseIdleConnections
@@ -104,7 +107,17 @@ type Options struct {
 // listeners (so their addresses are known before Serve). When it fails it
 // has released whatever it opened, and its error names the setting at fault.
 func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
+	// The admin API's changes, kept in datadir, override the file's entries.
+	ov, err := readOverlay(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
+	}
+	seed := cfg
+	cfg = ov.apply(seed)
 	if err := cfg.Validate(); err != nil {
+		if !ov.empty() {
+			err = fmt.Errorf("%w\n(with the run-time changes in %s)", err, filepath.Join(cfg.DataDir, OverlayFile))
+		}
 		return nil, fmt.Errorf("node %s: invalid configuration:\n%w", cfg.Name, err)
 	}
 	log := opts.Logger
@@ -112,7 +125,8 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		log = slog.Default()
 	}
 	n := &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: newTenants(),
-		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener}
+		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener,
+		admin: &adminState{seed: seed, ov: ov, current: cfg}}
 	// n is never nil here, whatever the return statements below say; the
 	// result is not named so that no return can reset it before this runs.
 	started := false
@@ -167,6 +181,14 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	}
 	if n.internalLn, err = net.Listen("tcp", cfg.Internal.Addr); err != nil {
 		return fmt.Errorf("internal.addr: %w", err)
+	}
+	if cfg.Admin.Addr != "" {
+		if n.admin.operators, err = loadOperators(cfg.Admin.TokenFile); err != nil {
+			return err
+		}
+		if n.adminLn, err = net.Listen("tcp", cfg.Admin.Addr); err != nil {
+			return fmt.Errorf("admin.addr: %w", err)
+		}
 	}
 	n.publicURL = cfg.Public.URL
 	if n.publicURL == "" {
@@ -335,6 +357,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Handler:           n.edge("internal", n.internalRoutes(reg)),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	n.adminSrv = &http.Server{Handler: n.edge("admin", n.adminRoutes()), ReadHeaderTimeout: 10 * time.Second}
 	return nil
 }
 
@@ -343,6 +366,14 @@ func (n *Node) PublicURL() string { return n.publicURL }
 
 // InternalURL is the base URL of the internal listener.
 func (n *Node) InternalURL() string { return "http://" + n.internalLn.Addr().String() }
+
+// AdminURL is the base URL of the admin API; empty without admin.addr.
+func (n *Node) AdminURL() string {
+	if n.adminLn == nil {
+		return ""
+	}
+	return "http://" + n.adminLn.Addr().String()
+}
 
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
@@ -403,10 +434,13 @@ func (n *Node) Serve(ctx context.Context) error {
 		close(dirsDone)
 	}
 	stopShipping := n.startShipping(ctx)
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- n.publicSrv.ServeTLS(n.publicLn, "", "") }()
 	go func() { errc <- n.internalSrv.Serve(n.internalLn) }()
-	n.log.Info("node started", "public", n.PublicURL(), "internal", n.InternalURL(), "participants", n.parts.len())
+	if n.adminLn != nil {
+		go func() { errc <- n.adminSrv.Serve(n.adminLn) }()
+	}
+	n.log.Info("node started", "public", n.PublicURL(), "internal", n.InternalURL(), "admin", n.AdminURL(), "participants", n.parts.len())
 	var err error
 	select {
 	case <-ctx.Done():
@@ -416,6 +450,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	defer cancel()
 	_ = n.publicSrv.Shutdown(shutdownCtx)
 	_ = n.internalSrv.Shutdown(shutdownCtx)
+	_ = n.adminSrv.Shutdown(shutdownCtx)
 	n.np.Wait()
 	stopShipping()
 	n.background.Wait()
@@ -445,6 +480,9 @@ func (n *Node) closeStores() {
 	}
 	if n.stu3 != nil {
 		_ = n.stu3.Close()
+	}
+	if n.adminLn != nil {
+		n.adminLn.Close()
 	}
 	if n.internalLn != nil {
 		n.internalLn.Close()
