@@ -418,6 +418,11 @@ func TestSetAgreements(t *testing.T) {
 	if err := e.CheckTokenRequest(context.Background(), noUser); !errors.As(err, &r) || r.Function != Authentication || r.Required != 2 {
 		t.Fatalf("after raising authentication to 2: %v, want a refusal (authentication, plateau 2)", err)
 	}
+	// A token issued at plateau 1 before the raise is refused at its next data access.
+	access := AccessContext{PartnerURA: uraP1, Authenticated: 1, Application: "test", Interaction: "search-type", ResourceType: "Condition"}
+	if err := e.CheckAccess(context.Background(), access); !errors.As(err, &r) || r.Function != Authentication {
+		t.Errorf("data access with a plateau-1 token after the raise: %v", err)
+	}
 	if _, ok := e.Agreement(uraP2); ok {
 		t.Error("P2's agreement survived the replacement")
 	}
