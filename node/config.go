@@ -81,6 +81,20 @@ type Config struct {
 	ReferralValidity time.Duration `koanf:"referralvalidity"`
 	// MaxBodyBytes limits FHIR request bodies.
 	MaxBodyBytes int64 `koanf:"maxbodybytes"`
+	// Admin is the admin API, through which agreements and participants
+	// change while the node runs (see docs/operations.md).
+	Admin AdminConfig `koanf:"admin"`
+}
+
+// AdminConfig is the admin listener: plain HTTP on a loopback address,
+// each request authenticated with an operator's bearer token.
+type AdminConfig struct {
+	// Addr is the loopback host:port to listen on; empty: no admin API.
+	Addr string `koanf:"addr"`
+	// TokenFile holds the operators' tokens, one "<operator> <token>" a
+	// line (mode 0600); the operator's name goes in the audit records of
+	// the changes made with its token.
+	TokenFile string `koanf:"tokenfile"`
 }
 
 // EHRConfig is a participant's own FHIR server, for proxy mode.
@@ -355,6 +369,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateConsent()...)
+	errs = append(errs, c.Admin.validate()...)
 	errs = append(errs, c.Identification.validate(c.Partners)...)
 	errs = append(errs, c.validateLogging()...)
 	if c.Localization.URL != "" || c.Consent.URL != "" || c.Consent.Regional.URL != "" {

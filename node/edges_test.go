@@ -51,6 +51,7 @@ type edgeEnv struct {
 	tokens   map[string]string // participant URA → internal API token
 	log      *lockedBuffer
 	reg      *prometheus.Registry
+	stop     func() // stops serving; once, also at cleanup
 }
 
 const (
@@ -98,12 +99,13 @@ func newEdgeEnv(t *testing.T, tune ...func(*Config)) *edgeEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.n.Serve(ctx) }()
-	t.Cleanup(func() {
+	e.stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
+	t.Cleanup(e.stop)
 	// Redirects are answers to check, not to follow.
 	noFollow := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	e.public = &http.Client{Timeout: 10 * time.Second, CheckRedirect: noFollow, Transport: &http.Transport{

@@ -69,15 +69,23 @@ func (n *Node) setupGeneric() error {
 		return nil
 	}
 	n.hitCheck.Hits = localization.NewHitVerifier(n.cfg.Localization.URL, n.httpClient(n.trust.ClientTLSConfig(n.cert)), nil)
-	for _, p := range n.parts {
-		p := p
-		c, err := localization.NewClient(localization.ClientConfig{BaseURL: n.cfg.Localization.URL, HTTPClient: p.party.HTTP,
-			URA: p.URA, SourceType: p.FacilityType, Consent: localization.ConsentFunc(n.localizationConsent(p))})
-		if err != nil {
-			return fmt.Errorf("participant %s: %w", p.URA, err)
+	for _, p := range n.parts.all() {
+		if err := n.attachIndex(p); err != nil {
+			return err
 		}
-		p.index = c
 	}
+	return nil
+}
+
+// attachIndex gives participant p its client of the referral index
+// (localization.url), which registers its holdings and looks up patients.
+func (n *Node) attachIndex(p *participant) error {
+	c, err := localization.NewClient(localization.ClientConfig{BaseURL: n.cfg.Localization.URL, HTTPClient: p.party.HTTP,
+		URA: p.URA, SourceType: p.FacilityType, Consent: localization.ConsentFunc(n.localizationConsent(p))})
+	if err != nil {
+		return fmt.Errorf("participant %s: %w", p.URA, err)
+	}
+	p.index = c
 	return nil
 }
 
@@ -137,7 +145,7 @@ func retry(ctx context.Context, retryable func(error) bool, fn func(context.Cont
 // not undo the exchange and is retried a few times, then logged.
 func (n *Node) holding(ctx context.Context, h notifiedpull.Holding) {
 	tenant, bsn, application := h.Tenant, h.PatientBSN, h.Application
-	p, ok := n.parts[tenant]
+	p, ok := n.parts.get(tenant)
 	if !ok || p.index == nil {
 		return
 	}

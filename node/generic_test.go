@@ -15,7 +15,7 @@ import (
 // and audited with the patient, instead of quietly leaving every holder out.
 func TestLocalizeNeedsTheUser(t *testing.T) {
 	e := newNotifyEnv(t)
-	p := e.n.parts[e.participant]
+	p, _ := e.n.parts.get(e.participant)
 	for _, tc := range []struct{ name, body string }{
 		{"no role or UZI number", `{"patient":"` + e.bsn + `"}`},
 		{"UZI number not 9 digits", `{"patient":"` + e.bsn + `","role":"01.015","uzi":"12"}`},

@@ -129,7 +129,7 @@ func (n *Node) identify(ctx context.Context, c identityCheck) error {
 	if c.step == "refer" {
 		rec := audit.Record{Action: audit.ActionCreate, Interaction: "refer", Tenant: c.tenant, ActorURA: c.tenant,
 			Patient: c.bsn, PurposeOfUse: "TREAT", Outcome: fe.Status, OutcomeText: fe.Issues[0].Diagnostics}
-		if pt, ok := n.parts[c.tenant]; ok {
+		if pt, ok := n.parts.get(c.tenant); ok {
 			rec.ActorSystem = pt.SystemUZI
 		}
 		if err := n.auditLog.Append(ctx, rec); err != nil {
@@ -186,7 +186,7 @@ func (n *Node) auditVerification(ctx context.Context, c identityCheck, p int, re
 	rec := audit.Record{Action: audit.ActionExecute, Type: "identification", Interaction: "bsn-verify", Tenant: c.tenant,
 		ActorURA: c.tenant, Patient: c.bsn, PurposeOfUse: "TREAT", Query: "OpvragenVerifieren LokaalKenmerk " + res.Reference,
 		Checks: []string{fmt.Sprintf("identification: plateau %d agreed with %s, %s", p, c.partner, c.step)}}
-	if pt, ok := n.parts[c.tenant]; ok {
+	if pt, ok := n.parts.get(c.tenant); ok {
 		rec.ActorSystem = pt.SystemUZI
 	}
 	switch {

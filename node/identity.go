@@ -132,7 +132,7 @@ func (n *Node) identityIssuer(ura string) plateau.IdentityIssuer {
 	if n.localIdentity != nil {
 		return n.localIdentity
 	}
-	p, ok := n.parts[ura]
+	p, ok := n.parts.get(ura)
 	if n.cfg.Identity.Issuer.URL == "" || !ok {
 		return nil
 	}

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -111,14 +110,7 @@ func (n *Node) participantByToken(token string) *participant {
 	if token == "" {
 		return nil
 	}
-	var p *participant
-	h := tokenHash(token)
-	for k, cand := range n.tokens {
-		if subtle.ConstantTimeCompare(k[:], h[:]) == 1 {
-			p = cand
-		}
-	}
-	return p
+	return n.parts.byInternalToken(tokenHash(token))
 }
 
 // internalFHIRPath tells the internal listener's FHIR APIs, which answer

@@ -112,7 +112,7 @@ func writePanicAnswer(w http.ResponseWriter, listener, path string) {
 	switch {
 	case fhirPath:
 		writeOutcome(w, fhir.Errorf(http.StatusInternalServerError, "exception", detail))
-	case listener == "internal":
+	case listener == "internal" || listener == "admin":
 		writeProblem(w, http.StatusInternalServerError, "internal-error", detail)
 	default:
 		// RFC 6749 §5.2's error object, which the authorization server's clients parse.

@@ -49,12 +49,11 @@ type participant struct {
 
 // Node is one running GtK.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	trust  *pki.Trust
-	cert   tls.Certificate
-	parts  map[string]*participant
-	tokens map[[32]byte]*participant // sha256(internal token) → participant
+	cfg   Config
+	log   *slog.Logger
+	trust *pki.Trust
+	cert  tls.Certificate
+	parts *tenants // the participants served now; the admin API changes them
 
 	publicLn, internalLn net.Listener
 	publicURL            string
@@ -82,7 +81,11 @@ type Node struct {
 	shipper       *audit.Shipper // to the central log (logging plateau 3–4), when configured
 
 	publicSrv, internalSrv *http.Server
+	adminLn                net.Listener // with admin.addr
+	adminSrv               *http.Server
+	admin                  *adminState // what the admin API changes
 	events                 func(notifiedpull.Event)
+	clientsMu              sync.Mutex
 	clients                []*http.Client // outgoing mTLS clients, for CloseIdleConnections
 	background             sync.WaitGroup // side work (index registrations) finished before the stores close
 	registeredMu           sync.Mutex
@@ -113,15 +116,26 @@ type Options struct {
 // listeners (so their addresses are known before Serve). When it fails it
 // has released whatever it opened, and its error names the setting at fault.
 func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
+	// The admin API's changes, kept in datadir, override the file's entries.
+	ov, err := readOverlay(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
+	}
+	seed := cfg
+	cfg = ov.apply(seed)
 	if err := cfg.Validate(); err != nil {
+		if !ov.empty() {
+			err = fmt.Errorf("%w\n(with the run-time changes in %s)", err, filepath.Join(cfg.DataDir, OverlayFile))
+		}
 		return nil, fmt.Errorf("node %s: invalid configuration:\n%w", cfg.Name, err)
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	n := &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: map[string]*participant{}, tokens: map[[32]byte]*participant{},
-		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener, faults: newNodeFaults(opts.Faults)}
+	n := &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: newTenants(),
+		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener,
+		admin: &adminState{seed: seed, ov: ov, current: cfg}, faults: newNodeFaults(opts.Faults)}
 	// n is never nil here, whatever the return statements below say; the
 	// result is not named so that no return can reset it before this runs.
 	started := false
@@ -152,7 +166,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return fmt.Errorf("partners.policydir: %w", err)
 	}
 	n.hits = newHitMemory(nil)
-	n.hitCheck = &localization.HolderCheck{IsTenant: func(ura string) bool { _, ok := n.parts[ura]; return ok }}
+	n.hitCheck = &localization.HolderCheck{IsTenant: func(ura string) bool { return n.parts.has(ura) }}
 	partners := cfg.Partners
 	partners.IdentityIssuers = cfg.Identity.trustedIssuerNames(partners.IdentityIssuers)
 	if n.plateaus, err = plateau.New(partners, policies, plateau.NetworkCheck{Trust: n.trust}, n.hitCheck); err != nil {
@@ -162,29 +176,11 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return err
 	}
 	for i, pc := range cfg.Participants {
-		where := fmt.Sprintf("participants[%d]", i)
-		p := &participant{ParticipantConfig: pc, cert: n.cert}
-		if pc.CertFile != "" {
-			if p.cert, err = loadKeyPair(where, pc.CertFile, pc.KeyFile); err != nil {
-				return err
-			}
-		}
-		leaf, err := x509.ParseCertificate(p.cert.Certificate[0])
+		p, err := n.loadParticipant(fmt.Sprintf("participants[%d]", i), pc)
 		if err != nil {
-			return fmt.Errorf("%s (URA %s) certificate: %w", where, pc.URA, err)
+			return err
 		}
-		id, err := pki.ParseUZIServerID(leaf)
-		if err != nil {
-			return fmt.Errorf("%s (URA %s) certificate: %w", where, pc.URA, err)
-		}
-		if id.URA != pc.URA {
-			return fmt.Errorf("%s.ura %s: its certificate carries URA %s", where, pc.URA, id.URA)
-		}
-		if p.signing, err = pki.LoadOrCreateSigningKey(pc.SigningKeyFile); err != nil {
-			return fmt.Errorf("%s.signingkeyfile: %w", where, err)
-		}
-		n.parts[pc.URA] = p
-		n.tokens[tokenHash(pc.InternalToken)] = p
+		n.parts.put(p)
 	}
 
 	if n.publicLn == nil {
@@ -194,6 +190,14 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	}
 	if n.internalLn, err = net.Listen("tcp", cfg.Internal.Addr); err != nil {
 		return fmt.Errorf("internal.addr: %w", err)
+	}
+	if cfg.Admin.Addr != "" {
+		if n.admin.operators, err = loadOperators(cfg.Admin.TokenFile); err != nil {
+			return err
+		}
+		if n.adminLn, err = net.Listen("tcp", cfg.Admin.Addr); err != nil {
+			return fmt.Errorf("admin.addr: %w", err)
+		}
 	}
 	n.publicURL = cfg.Public.URL
 	if n.publicURL == "" {
@@ -256,11 +260,6 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err := n.setupAdmission(n.httpClient(clientTLS)); err != nil {
 		return err
 	}
-	for _, p := range n.parts {
-		hc := n.httpClient(n.trust.ClientTLSConfig(p.cert))
-		p.party = &notifiedpull.Party{URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, HTTP: hc,
-			OAuth: &oauth.Client{ClientID: p.URA, Key: p.signing, HTTP: hc}}
-	}
 
 	signing, err := pki.LoadOrCreateSigningKey(cfg.SigningKeyFile)
 	if err != nil {
@@ -280,7 +279,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	n.np = notifiedpull.New(notifiedpull.Config{
 		Node: cfg.Name, DB: n.npDB, Store: n.stu3, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
-			p, ok := n.parts[ura]
+			p, ok := n.parts.get(ura)
 			if !ok {
 				return nil, false
 			}
@@ -305,22 +304,22 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	n.consult = consult.New(consult.Config{
 		Node: cfg.Name, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
-			p, ok := n.parts[ura]
+			p, ok := n.parts.get(ura)
 			if !ok {
 				return nil, false
 			}
 			return p.party, true
 		},
 		Tenants: func() []string {
-			out := make([]string, 0, len(n.parts))
-			for ura := range n.parts {
-				out = append(out, ura)
+			var out []string
+			for _, p := range n.parts.all() {
+				out = append(out, p.URA)
 			}
 			return out
 		},
 		FHIRBase: n.fhirBase,
 		FacilityType: func(ura string) string {
-			if p, ok := n.parts[ura]; ok {
+			if p, ok := n.parts.get(ura); ok {
 				return p.FacilityType
 			}
 			return ""
@@ -371,6 +370,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Handler:           n.edge("internal", n.internalRoutes(reg)),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	n.adminSrv = &http.Server{Handler: n.edge("admin", n.adminRoutes()), ReadHeaderTimeout: 10 * time.Second}
 	return nil
 }
 
@@ -379,6 +379,14 @@ func (n *Node) PublicURL() string { return n.publicURL }
 
 // InternalURL is the base URL of the internal listener.
 func (n *Node) InternalURL() string { return "http://" + n.internalLn.Addr().String() }
+
+// AdminURL is the base URL of the admin API; empty without admin.addr.
+func (n *Node) AdminURL() string {
+	if n.adminLn == nil {
+		return ""
+	}
+	return "http://" + n.adminLn.Addr().String()
+}
 
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
@@ -397,7 +405,7 @@ func (n *Node) fhirBase(tenant string) string { return Endpoints(n.publicURL, te
 // server and client keys.
 func (n *Node) AddressbookEntries() []addressbook.Entry {
 	var out []addressbook.Entry
-	for _, p := range n.cfg.Participants {
+	for _, p := range n.parts.all() {
 		e := Endpoints(n.publicURL, p.URA)
 		out = append(out, addressbook.Entry{
 			ID: "org-" + p.URA, URA: p.URA, Name: p.Name,
@@ -439,10 +447,13 @@ func (n *Node) Serve(ctx context.Context) error {
 		close(dirsDone)
 	}
 	stopShipping := n.startShipping(ctx)
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- n.publicSrv.ServeTLS(n.publicLn, "", "") }()
 	go func() { errc <- n.internalSrv.Serve(n.internalLn) }()
-	n.log.Info("node started", "public", n.PublicURL(), "internal", n.InternalURL(), "participants", len(n.parts))
+	if n.adminLn != nil {
+		go func() { errc <- n.adminSrv.Serve(n.adminLn) }()
+	}
+	n.log.Info("node started", "public", n.PublicURL(), "internal", n.InternalURL(), "admin", n.AdminURL(), "participants", n.parts.len())
 	var err error
 	select {
 	case <-ctx.Done():
@@ -452,6 +463,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	defer cancel()
 	_ = n.publicSrv.Shutdown(shutdownCtx)
 	_ = n.internalSrv.Shutdown(shutdownCtx)
+	_ = n.adminSrv.Shutdown(shutdownCtx)
 	n.np.Wait()
 	stopShipping()
 	n.background.Wait()
@@ -483,12 +495,47 @@ func (n *Node) closeStores() {
 	if n.stu3 != nil {
 		_ = n.stu3.Close()
 	}
+	if n.adminLn != nil {
+		n.adminLn.Close()
+	}
 	if n.internalLn != nil {
 		n.internalLn.Close()
 	}
 	if n.publicLn != nil {
 		n.publicLn.Close()
 	}
+}
+
+// loadParticipant loads a participant's credentials — its certificate
+// (the node's when it has none of its own), which must carry its URA, and
+// its signing key — and gives it its outgoing client. where names the
+// configuration entry in errors.
+func (n *Node) loadParticipant(where string, pc ParticipantConfig) (*participant, error) {
+	p := &participant{ParticipantConfig: pc, cert: n.cert}
+	var err error
+	if pc.CertFile != "" {
+		if p.cert, err = loadKeyPair(where, pc.CertFile, pc.KeyFile); err != nil {
+			return nil, err
+		}
+	}
+	leaf, err := x509.ParseCertificate(p.cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("%s (URA %s) certificate: %w", where, pc.URA, err)
+	}
+	id, err := pki.ParseUZIServerID(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("%s (URA %s) certificate: %w", where, pc.URA, err)
+	}
+	if id.URA != pc.URA {
+		return nil, fmt.Errorf("%s.ura %s: its certificate carries URA %s", where, pc.URA, id.URA)
+	}
+	if p.signing, err = pki.LoadOrCreateSigningKey(pc.SigningKeyFile); err != nil {
+		return nil, fmt.Errorf("%s.signingkeyfile: %w", where, err)
+	}
+	hc := n.httpClient(n.trust.ClientTLSConfig(p.cert))
+	p.party = &notifiedpull.Party{URA: p.URA, Name: p.Name, SystemUZI: p.SystemUZI, HTTP: hc,
+		OAuth: &oauth.Client{ClientID: p.URA, Key: p.signing, HTTP: hc}}
+	return p, nil
 }
 
 // loadKeyPair loads a certificate and its key, naming the setting
@@ -523,6 +570,8 @@ func (n *Node) emit(e notifiedpull.Event) {
 // CloseIdleConnections drops the node's idle outgoing connections, so the
 // next exchange starts with fresh TLS handshakes.
 func (n *Node) CloseIdleConnections() {
+	n.clientsMu.Lock()
+	defer n.clientsMu.Unlock()
 	for _, c := range n.clients {
 		c.CloseIdleConnections()
 	}
@@ -539,7 +588,9 @@ func (n *Node) httpClient(cfg *tls.Config) *http.Client {
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	n.clientsMu.Lock()
 	n.clients = append(n.clients, c)
+	n.clientsMu.Unlock()
 	return c
 }
 

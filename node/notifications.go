@@ -50,7 +50,7 @@ func (n *Node) consentNotification(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, fe)
 		return true
 	}
-	p, known := n.parts[ura]
+	p, known := n.parts.get(ura)
 	switch {
 	case !n.cfg.Consent.Subscribe || n.mitz == nil:
 		answer(fhir.Errorf(http.StatusNotFound, "not-found", "this node does not subscribe to consent notifications"))

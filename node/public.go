@@ -92,7 +92,7 @@ func (n *Node) publicRoutes() http.Handler {
 	})
 	fhirAPI := func(w http.ResponseWriter, r *http.Request) {
 		ura, path := r.PathValue("ura"), r.PathValue("path")
-		if _, ok := n.parts[ura]; !ok {
+		if _, ok := n.parts.get(ura); !ok {
 			writeOutcome(w, fhir.Errorf(http.StatusNotFound, "not-found", "no participant %s on this node", ura))
 			return
 		}
@@ -133,7 +133,7 @@ func (n *Node) publicRoutes() http.Handler {
 // serveClientJWKS publishes the keys a participant signs its client
 // assertions with; peers find this address in the addressbook.
 func (n *Node) serveClientJWKS(w http.ResponseWriter, r *http.Request) {
-	p, ok := n.parts[r.PathValue("ura")]
+	p, ok := n.parts.get(r.PathValue("ura"))
 	if !ok {
 		http.Error(w, `{"error":"not_found"}`, http.StatusNotFound)
 		return

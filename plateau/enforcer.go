@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"github.com/schakel-nl/schakel/fhir/spec"
 	"github.com/schakel-nl/schakel/nl"
@@ -100,12 +101,13 @@ type AccessContext struct {
 
 // Enforcer holds each request to the plateau agreed with its partner.
 type Enforcer struct {
-	byURA    map[string]*Agreement
-	def      *Agreement
-	policies policy.Set
-	issuers  map[string]bool
-	token    []TokenCheck
-	access   []AccessCheck
+	// agreements are swapped whole by SetAgreements; every decision reads
+	// them once, so it is taken on one consistent set.
+	agreements atomic.Pointer[agreementSet]
+	policies   policy.Set
+	issuers    map[string]bool
+	token      []TokenCheck
+	access     []AccessCheck
 }
 
 // New validates cfg and builds the enforcer over the loaded policies.
@@ -114,7 +116,8 @@ func New(cfg Config, policies policy.Set, checks ...Check) (*Enforcer, error) {
 		return nil, fmt.Errorf("plateau: invalid configuration:\n%w", err)
 	}
 	e := &Enforcer{policies: policies, issuers: map[string]bool{}}
-	e.byURA, e.def = cfg.agreements()
+	byURA, def := cfg.agreements()
+	e.agreements.Store(&agreementSet{byURA: byURA, def: def})
 	for _, iss := range cfg.IdentityIssuers {
 		e.issuers[strings.TrimSuffix(iss, "/")] = true
 	}
@@ -140,13 +143,35 @@ func New(cfg Config, policies policy.Set, checks ...Check) (*Enforcer, error) {
 // Agreement returns the agreement that covers ura: its own, its
 // collaboration's, or the default; false when there is none.
 func (e *Enforcer) Agreement(ura string) (*Agreement, bool) {
-	if a, ok := e.byURA[ura]; ok {
+	set := e.agreements.Load()
+	if a, ok := set.byURA[ura]; ok {
 		return a, true
 	}
-	if e.def != nil {
-		return e.def, true
+	if set.def != nil {
+		return set.def, true
 	}
 	return nil, false
+}
+
+// agreementSet is the resolved agreements and the default of one
+// configuration.
+type agreementSet struct {
+	byURA map[string]*Agreement
+	def   *Agreement
+}
+
+// SetAgreements replaces the agreements and the default with those of cfg,
+// at once: a decision under way finishes with the agreements it started
+// with, the next one sees the new. The policies, the checks and the
+// identity issuers stay those New was given (cfg.IdentityIssuers and
+// cfg.PolicyDir are not read). An invalid cfg changes nothing.
+func (e *Enforcer) SetAgreements(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("plateau: invalid configuration:\n%w", err)
+	}
+	byURA, def := cfg.agreements()
+	e.agreements.Store(&agreementSet{byURA: byURA, def: def})
+	return nil
 }
 
 // Policies are the policies the enforcer decides with.

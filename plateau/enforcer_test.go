@@ -401,3 +401,42 @@ func TestSignedUser(t *testing.T) {
 		t.Fatal("a role the user does not hold was accepted")
 	}
 }
+
+// TestSetAgreements replaces the agreements of a running enforcer: the next
+// decision is taken on the new set, and an invalid set changes nothing.
+func TestSetAgreements(t *testing.T) {
+	e := testEnforcer(t)
+	noUser := TokenContext{ClientURA: uraP1, GrantType: oauth.GrantTypeClientCredentials}
+	if err := e.CheckTokenRequest(context.Background(), noUser); err != nil {
+		t.Fatalf("plateau 1 without user: %v", err)
+	}
+	raised := Config{Agreements: []PartnerConfig{{URA: uraP1, Name: "P1 hospital", Plateaus: Plateaus{Authentication: 2}}}}
+	if err := e.SetAgreements(raised); err != nil {
+		t.Fatal(err)
+	}
+	var r *Refusal
+	if err := e.CheckTokenRequest(context.Background(), noUser); !errors.As(err, &r) || r.Function != Authentication || r.Required != 2 {
+		t.Fatalf("after raising authentication to 2: %v, want a refusal (authentication, plateau 2)", err)
+	}
+	// A token issued at plateau 1 before the raise is refused at its next data access.
+	access := AccessContext{PartnerURA: uraP1, Authenticated: 1, Application: "test", Interaction: "search-type", ResourceType: "Condition"}
+	if err := e.CheckAccess(context.Background(), access); !errors.As(err, &r) || r.Function != Authentication {
+		t.Errorf("data access with a plateau-1 token after the raise: %v", err)
+	}
+	if _, ok := e.Agreement(uraP2); ok {
+		t.Error("P2's agreement survived the replacement")
+	}
+	invalid := Config{Agreements: []PartnerConfig{{URA: uraP1, Plateaus: Plateaus{Authentication: 1, Authorization: 3}}}}
+	if err := e.SetAgreements(invalid); err == nil || !strings.Contains(err.Error(), "authorization at plateau 3") {
+		t.Fatalf("invalid agreements: %v", err)
+	}
+	if a, _ := e.Agreement(uraP1); a.Plateau(Authentication) != 2 {
+		t.Errorf("an invalid replacement changed P1's authentication plateau to %d", a.Plateau(Authentication))
+	}
+	if err := e.SetAgreements(Config{Default: Uniform(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := e.Agreement(uraOther); !ok || !a.Default {
+		t.Error("the default set at run time does not cover an unlisted partner")
+	}
+}

@@ -51,6 +51,7 @@ func newRootCommand() *cobra.Command {
 		newAddressbookCommand(),
 		newValidateCommand(g),
 		newBSNCommand(),
+		newAdminCommand(),
 	)
 	return root
 }
