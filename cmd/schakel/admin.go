@@ -25,6 +25,12 @@ type nodeAdminClient struct {
 	out       io.Writer
 }
 
+// The admin command's own defaults; not node configuration keys.
+const (
+	envAdminNode      = "SCHAKEL_ADMIN_NODE"
+	envAdminTokenFile = "SCHAKEL_ADMIN_TOKEN_FILE"
+)
+
 func newAdminCommand() *cobra.Command {
 	c := &nodeAdminClient{}
 	cmd := &cobra.Command{
@@ -49,8 +55,8 @@ agreement or participant copies between the file and the API unchanged.`,
 			return nil
 		},
 	}
-	cmd.PersistentFlags().StringVar(&c.node, "node", os.Getenv("SCHAKEL_ADMIN_NODE"), "the node's admin API base URL (admin.addr); default $SCHAKEL_ADMIN_NODE")
-	cmd.PersistentFlags().StringVar(&c.tokenFile, "token-file", os.Getenv("SCHAKEL_ADMIN_TOKEN_FILE"),
+	cmd.PersistentFlags().StringVar(&c.node, "node", os.Getenv(envAdminNode), "the node's admin API base URL (admin.addr); default $SCHAKEL_ADMIN_NODE")
+	cmd.PersistentFlags().StringVar(&c.tokenFile, "token-file", os.Getenv(envAdminTokenFile),
 		`file with your operator token (a line "<operator> <token>" of admin.tokenfile, or the token alone); default $SCHAKEL_ADMIN_TOKEN_FILE`)
 
 	agreements := &cobra.Command{Use: "agreements", Short: "List, show, set and withdraw partner agreements"}

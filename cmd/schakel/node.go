@@ -27,6 +27,7 @@ const envPrefix = "SCHAKEL_"
 // the node leaves them alone, so one environment can serve every command.
 var otherCommandsEnv = map[string]bool{
 	auditPostgresEnv: true, envConsentPostgres: true, envLocalizationPostgres: true, postgresEnv: true,
+	envAdminNode: true, envAdminTokenFile: true,
 }
 
 // nodeKeys are the keys a node's configuration has, from node.Config.
