@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,13 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	events   *prometheus.CounterVec
 	panics   *prometheus.CounterVec
+
+	auditCommit         prometheus.Histogram
+	auditBatch          prometheus.Histogram
+	auditCommitFailures prometheus.Counter
+
+	// auditFailing is set while the audit log's last commit failed (readiness).
+	auditFailing atomic.Bool
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,7 +41,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_http_panics_total",
 			Help: "HTTP handler panics recovered and answered 500, by listener."}, []string{"listener"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.events, m.panics)
+	m.auditCommit = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "schakel_audit_commit_duration_seconds",
+		Help: "Time of each durable audit log commit (one fsync for the batch).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
+	m.auditBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "schakel_audit_commit_batch_records",
+		Help: "Records per audit log commit (group commit batch size).", Buckets: prometheus.ExponentialBuckets(1, 2, 10)})
+	m.auditCommitFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "schakel_audit_commit_failures_total",
+		Help: "Audit log commits that failed; the exchanges in them were refused."})
+	reg.MustRegister(m.requests, m.duration, m.events, m.panics, m.auditCommit, m.auditBatch, m.auditCommitFailures)
 	// Present at zero from the start, so that an alert on its increase fires on the first panic.
 	m.panics.WithLabelValues("public")
 	m.panics.WithLabelValues("internal")
@@ -61,8 +75,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // edge is what stands between a listener and its routes: metrics, the
 // request log and, innermost, panic recovery (so the 500 is counted and logged).
+// The request id is outermost, so that every log line and every error
+// answer (the panic's too) carries it.
 func (n *Node) edge(listener string, routes http.Handler) http.Handler {
-	return n.metrics.wrap(listener, n.logRequests(listener, n.recoverPanics(listener, routes)))
+	return withRequestID(n.metrics.wrap(listener, n.logRequests(listener, n.recoverPanics(listener, routes))))
 }
 
 // recoverPanics answers a handler panic with a 500 in the listener's error
@@ -147,4 +163,15 @@ func (n *Node) logRequests(listener string, h http.Handler) http.Handler {
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", sw.status),
 			slog.Duration("took", time.Since(start)), slog.String("remote", r.RemoteAddr))
 	})
+}
+
+// observeAudit is the audit log's report of each commit (audit.Config.Observe).
+func (m *metrics) observeAudit(records int, took time.Duration, err error) {
+	m.auditFailing.Store(err != nil)
+	if err != nil {
+		m.auditCommitFailures.Inc()
+		return
+	}
+	m.auditCommit.Observe(took.Seconds())
+	m.auditBatch.Observe(float64(records))
 }

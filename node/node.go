@@ -120,7 +120,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	n := &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: map[string]*participant{}, tokens: map[[32]byte]*participant{},
+	n := &Node{cfg: cfg, log: slog.New(contextHandler{log.Handler()}).With("node", cfg.Name), parts: map[string]*participant{}, tokens: map[[32]byte]*participant{},
 		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener, faults: newNodeFaults(opts.Faults)}
 	// n is never nil here, whatever the return statements below say; the
 	// result is not named so that no return can reset it before this runs.
@@ -142,6 +142,12 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 func (n *Node) open(ctx context.Context, opts Options) error {
 	cfg := n.cfg
 	var err error
+	// First: the audit log's commits and the clients' calls report to it.
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	n.metrics = newMetrics(reg)
 	trustCfg := cfg.trust()
 	trustCfg.Logger = n.log
 	if n.trust, err = pki.LoadTrust(trustCfg); err != nil {
@@ -232,7 +238,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return fmt.Errorf("%s: %w", keySetting, err)
 	}
 	if n.auditLog, err = audit.OpenWith(ctx, audit.Config{Path: filepath.Join(cfg.DataDir, "audit.db"), Node: cfg.Name,
-		Key: checkpointKey, Logger: n.log}); err != nil {
+		Key: checkpointKey, Logger: n.log, Observe: n.metrics.observeAudit}); err != nil {
 		return fmt.Errorf("datadir: audit log: %w", err)
 	}
 	if err := n.setupProxies(); err != nil {
@@ -353,11 +359,6 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("authorization server: %w", err)
 	}
-	reg := opts.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	n.metrics = newMetrics(reg)
 	if err := n.setupShipping(reg); err != nil {
 		return err
 	}
