@@ -259,6 +259,7 @@ func (n *Node) createReferral(w http.ResponseWriter, r *http.Request, p *partici
 		return
 	}
 	g, err := n.np.Refer(r.Context(), p.URA, req)
+	n.metrics.exchange(applicationLabel(req.Application, notifiedpull.ApplicationBgZ, err), patternNotifiedPull, roleSender, err)
 	if err != nil {
 		n.internalError(w, err)
 		return
@@ -417,6 +418,7 @@ func (n *Node) consultHolder(w http.ResponseWriter, r *http.Request, p *particip
 		return
 	}
 	res, err := n.consult.Consult(r.Context(), p.URA, req)
+	n.metrics.exchange(applicationLabel(req.Application, consult.ApplicationBgZ, err), patternDirectPull, roleRequester, err)
 	if err != nil {
 		n.internalError(w, err)
 		return

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/oauth"
 )
 
 type metrics struct {
@@ -26,6 +28,8 @@ type metrics struct {
 	auditBatch          prometheus.Histogram
 	auditCommitFailures prometheus.Counter
 
+	series
+
 	// auditFailing is set while the audit log's last commit failed (readiness).
 	auditFailing atomic.Bool
 }
@@ -33,9 +37,10 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_http_requests_total",
-			Help: "HTTP requests answered, by listener and status code."}, []string{"listener", "code"}),
+			Help: "HTTP requests answered, by listener, route (the route pattern), status code and partner (the peer's URA on the public listener)."},
+			[]string{"listener", "route", "code", "partner"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "schakel_http_request_duration_seconds",
-			Help: "Time to answer HTTP requests, by listener.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"listener"}),
+			Help: "Time to answer HTTP requests, by listener and route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"listener", "route"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_notifiedpull_steps_total",
 			Help: "Notified Pull steps, by step."}, []string{"step"}),
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_http_panics_total",
@@ -48,6 +53,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.auditCommitFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "schakel_audit_commit_failures_total",
 		Help: "Audit log commits that failed; the exchanges in them were refused."})
 	reg.MustRegister(m.requests, m.duration, m.events, m.panics, m.auditCommit, m.auditBatch, m.auditCommitFailures)
+	m.series = newSeries(reg)
 	// Present at zero from the start, so that an alert on its increase fires on the first panic.
 	m.panics.WithLabelValues("public")
 	m.panics.WithLabelValues("internal")
@@ -78,7 +84,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // The request id is outermost, so that every log line and every error
 // answer (the panic's too) carries it.
 func (n *Node) edge(listener string, routes http.Handler) http.Handler {
-	return withRequestID(n.metrics.wrap(listener, n.logRequests(listener, n.recoverPanics(listener, routes))))
+	return withRequestID(n.wrapMetrics(listener, n.logRequests(listener, n.recoverPanics(listener, routes))))
 }
 
 // recoverPanics answers a handler panic with a 500 in the listener's error
@@ -139,16 +145,44 @@ func writePanicAnswer(w http.ResponseWriter, listener, path string) {
 	}
 }
 
-func (m *metrics) wrap(listener string, h http.Handler) http.Handler {
+// routeKey holds the route a request matched; the routes' mux fills it in
+// (unmatched), so that the metric names the pattern, never the path with
+// its URAs and ids.
+type routeKey struct{}
+
+func setRoute(ctx context.Context, pattern string) {
+	if p, ok := ctx.Value(routeKey{}).(*string); ok && pattern != "" {
+		*p = pattern
+	}
+}
+
+// tokenRoute is the authorization server's token endpoint, whose
+// successful answers are counted as tokens issued.
+var tokenRoute = "POST " + oauth.TokenPath
+
+func (n *Node) wrapMetrics(listener string, h http.Handler) http.Handler {
+	m := n.metrics
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw, ok := w.(*statusWriter)
 		if !ok {
 			sw = &statusWriter{ResponseWriter: w}
 		}
-		h.ServeHTTP(sw, r)
-		m.requests.WithLabelValues(listener, strconv.Itoa(sw.status)).Inc()
-		m.duration.WithLabelValues(listener).Observe(time.Since(start).Seconds())
+		route := "unmatched"
+		h.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), routeKey{}, &route)))
+		partner := ""
+		if listener == "public" && r.TLS != nil {
+			if ura, err := n.trust.PeerURA(r.TLS); err == nil {
+				partner = ura
+			} else {
+				partner = "unknown"
+			}
+		}
+		m.requests.WithLabelValues(listener, route, strconv.Itoa(sw.status), partner).Inc()
+		m.duration.WithLabelValues(listener, route).Observe(time.Since(start).Seconds())
+		if route == tokenRoute && sw.status == http.StatusOK {
+			m.tokens.WithLabelValues("issued").Inc()
+		}
 	})
 }
 

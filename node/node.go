@@ -221,13 +221,13 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			// The store's errors never carry the DSN's password.
 			return fmt.Errorf("store.postgres: %w", err)
 		}
-		n.stu3 = st
+		n.stu3 = timedStore{st, n.metrics.series}
 	} else {
 		st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "fhir-stu3.db"), fhir.STU3)
 		if err != nil {
 			return fmt.Errorf("datadir: FHIR store: %w", err)
 		}
-		n.stu3 = st
+		n.stu3 = timedStore{st, n.metrics.series}
 	}
 	keyFile, keySetting := cfg.Audit.CheckpointKeyFile, "audit.checkpointkeyfile"
 	if keyFile == "" {
@@ -295,7 +295,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		FHIRBase: n.fhirBase,
 		Issuer:   n.publicURL,
 		PeerURA:  func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
-		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.as.Verify(r, aud) },
+		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.verify(r, aud) },
 		Audit:    n.faults.auditLog(n.auditLog), Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
 		Holding: n.holding, Present: n.present, NeedsUser: n.needsUser, Faults: n.faults.Set(),
 		Identify: func(ctx context.Context, c notifiedpull.IdentityCheck) error {
@@ -331,7 +331,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			}
 			return ""
 		},
-		ConsentSource: func(q consent.Question) (consent.Checker, string) { return n.consentFor(q.RequesterURA) },
+		ConsentSource: func(q consent.Question) (consent.Checker, string) { return n.observedConsentFor(q.RequesterURA) },
 		Admit:         n.admitConsult,
 		Present:       n.present,
 		Audit:         n.faults.auditLog(n.auditLog), Logger: n.log,
@@ -362,6 +362,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err := n.setupShipping(reg); err != nil {
 		return err
 	}
+	reg.MustRegister(newNodeCollector(n))
 	n.publicSrv = &http.Server{
 		Handler:           n.edge("public", n.publicRoutes()),
 		TLSConfig:         n.faults.publicTLS(n.trust.ServerTLSConfig(n.cert)),
@@ -516,6 +517,7 @@ func eventf(node, tenant, step, format string, args ...any) notifiedpull.Event {
 
 func (n *Node) emit(e notifiedpull.Event) {
 	n.metrics.events.WithLabelValues(e.Step).Inc()
+	n.exchangeEvent(e)
 	if n.events != nil {
 		n.events(e)
 	}
