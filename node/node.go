@@ -363,6 +363,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return err
 	}
 	reg.MustRegister(newNodeCollector(n))
+	n.zeroSeries()
 	n.publicSrv = &http.Server{
 		Handler:           n.edge("public", n.publicRoutes()),
 		TLSConfig:         n.faults.publicTLS(n.trust.ServerTLSConfig(n.cert)),

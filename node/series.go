@@ -65,6 +65,31 @@ func newSeries(reg prometheus.Registerer) series {
 	return s
 }
 
+// zero makes the series an operator alerts on present from the start, at
+// 0: an absent series and a quiet one look the same on a dashboard.
+func (n *Node) zeroSeries() {
+	s := n.metrics.series
+	for _, e := range []struct{ pattern, role string }{{patternNotifiedPull, roleSender}, {patternNotifiedPull, roleReceiver}, {patternDirectPull, roleRequester}} {
+		for _, outcome := range []string{"ok", "error"} {
+			s.exchanges.WithLabelValues(notifiedpull.ApplicationBgZ, e.pattern, e.role, outcome)
+		}
+	}
+	s.tokens.WithLabelValues("issued")
+	s.verifications.WithLabelValues("valid")
+	s.verifications.WithLabelValues("invalid")
+	for _, o := range []string{"found", "none", "error"} {
+		s.localizations.WithLabelValues(o)
+	}
+	for source, on := range map[string]bool{"local": n.consents != nil, "regional": n.regional != nil, "mitz": n.mitz != nil} {
+		if on {
+			s.consentTime.WithLabelValues(source)
+			for _, d := range []consent.Decision{consent.DecisionPermit, consent.DecisionDeny, consent.DecisionNotApplicable, consent.DecisionIndeterminate, "error"} {
+				s.consent.WithLabelValues(source, string(d))
+			}
+		}
+	}
+}
+
 // exchange counts one exchange outcome.
 func (s series) exchange(application, pattern, role string, err error) {
 	outcome := "ok"
