@@ -133,6 +133,11 @@ type Config struct {
 
 	ReadOnly bool         // open for List and Verify only (no migration, no writer)
 	Logger   *slog.Logger // checkpoints are logged here as an external witness; never record content
+
+	// Observe, when set, is told of every durable commit the writer makes:
+	// how many records it carried, how long the write took and whether it
+	// failed. For the node's metrics and readiness; it must not block.
+	Observe func(records int, took time.Duration, err error)
 }
 
 // Store is the audit log. Records cannot be changed or removed: the tables

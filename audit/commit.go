@@ -111,7 +111,11 @@ func (s *Store) commit(batch []*pending, forceCheckpoint bool) {
 	}
 	if len(rows) > 0 || cp != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := time.Now()
 		failed = s.be.write(ctx, rows, cp)
+		if s.cfg.Observe != nil {
+			s.cfg.Observe(len(rows), time.Since(start), failed)
+		}
 		if failed != nil {
 			// Re-read the head: the transaction rolled back, or another
 			// writer moved it; either way the next batch chains from disk.

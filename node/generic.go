@@ -253,7 +253,7 @@ func (n *Node) localizationConsent(p *participant) func(ctx context.Context, q l
 			notes.add(q.HolderURA, "own data, not asked")
 			return true, nil
 		}
-		checker, source := n.consentFor(q.HolderURA)
+		checker, source := n.observedConsentFor(q.HolderURA)
 		if checker == nil {
 			notes.add(q.HolderURA, source+": unavailable")
 			return false, fmt.Errorf("%w: %s", consent.ErrUnavailable, source)
@@ -338,7 +338,17 @@ func (n *Node) localize(w http.ResponseWriter, r *http.Request, p *participant) 
 	notes := &consentNotes{}
 	ctx := context.WithValue(r.Context(), userKey{}, requester{role: req.Role, uzi: req.UZI})
 	ctx = context.WithValue(ctx, consentNotesKey{}, notes)
+	start := time.Now()
 	res, err := p.index.Localize(ctx, localization.LocalizeRequest{BSN: req.Patient, CareContext: careContextBgZ})
+	n.metrics.localizeTime.Observe(time.Since(start).Seconds())
+	switch {
+	case err != nil:
+		n.metrics.localizations.WithLabelValues("error").Inc()
+	case len(res.Holders) == 0:
+		n.metrics.localizations.WithLabelValues("none").Inc()
+	default:
+		n.metrics.localizations.WithLabelValues("found").Inc()
+	}
 	rec := audit.Record{Action: audit.ActionExecute, Interaction: "localize", Type: "localization", Tenant: p.URA, ActorURA: p.URA,
 		ActorSystem: p.SystemUZI, ActorUser: req.UZI, ActorRole: req.Role, Address: r.RemoteAddr, Patient: req.Patient,
 		PurposeOfUse: "TREAT", ConsentProfile: "per holder by its agreed consent plateau: " + notes.String(), Outcome: http.StatusOK}

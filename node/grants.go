@@ -96,6 +96,8 @@ func (n *Node) auditRefusal(r *http.Request, ref oauth.Refusal) error {
 		AuthzProtocol: "RFC 6749 token endpoint"}
 	if strings.HasSuffix(r.URL.Path, "/introspect") {
 		rec.Interaction = "introspect"
+	} else {
+		n.metrics.tokenRefused(ref.Code)
 	}
 	if pr := plateau.AsRefusal(ref.Cause); pr != nil {
 		rec.Checks = []string{fmt.Sprintf("plateau: %s refused (plateau %d required, %d delivered)", pr.Function, pr.Required, pr.Delivered)}

@@ -34,6 +34,8 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": n.cfg.Name})
 	})
+	mux.HandleFunc("GET /livez", n.livez)
+	mux.HandleFunc("GET /readyz", n.readyz)
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	}
@@ -249,6 +251,7 @@ func (n *Node) createReferral(w http.ResponseWriter, r *http.Request, p *partici
 		return
 	}
 	g, err := n.np.Refer(r.Context(), p.URA, req)
+	n.metrics.exchange(applicationLabel(req.Application, notifiedpull.ApplicationBgZ, err), patternNotifiedPull, roleSender, err)
 	if err != nil {
 		n.internalError(w, err)
 		return
@@ -407,6 +410,7 @@ func (n *Node) consultHolder(w http.ResponseWriter, r *http.Request, p *particip
 		return
 	}
 	res, err := n.consult.Consult(r.Context(), p.URA, req)
+	n.metrics.exchange(applicationLabel(req.Application, consult.ApplicationBgZ, err), patternDirectPull, roleRequester, err)
 	if err != nil {
 		n.internalError(w, err)
 		return

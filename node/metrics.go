@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -8,11 +9,13 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/oauth"
 )
 
 type metrics struct {
@@ -20,20 +23,37 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	events   *prometheus.CounterVec
 	panics   *prometheus.CounterVec
+
+	auditCommit         prometheus.Histogram
+	auditBatch          prometheus.Histogram
+	auditCommitFailures prometheus.Counter
+
+	series
+
+	// auditFailing is set while the audit log's last commit failed (readiness).
+	auditFailing atomic.Bool
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_http_requests_total",
-			Help: "HTTP requests answered, by listener and status code."}, []string{"listener", "code"}),
+			Help: "HTTP requests answered, by listener, route (the route pattern), status code and partner (the peer's URA on the public listener)."},
+			[]string{"listener", "route", "code", "partner"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "schakel_http_request_duration_seconds",
-			Help: "Time to answer HTTP requests, by listener.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"listener"}),
+			Help: "Time to answer HTTP requests, by listener and route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"listener", "route"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_notifiedpull_steps_total",
 			Help: "Notified Pull steps, by step."}, []string{"step"}),
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_http_panics_total",
 			Help: "HTTP handler panics recovered and answered 500, by listener."}, []string{"listener"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.events, m.panics)
+	m.auditCommit = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "schakel_audit_commit_duration_seconds",
+		Help: "Time of each durable audit log commit (one fsync for the batch).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
+	m.auditBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "schakel_audit_commit_batch_records",
+		Help: "Records per audit log commit (group commit batch size).", Buckets: prometheus.ExponentialBuckets(1, 2, 10)})
+	m.auditCommitFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "schakel_audit_commit_failures_total",
+		Help: "Audit log commits that failed; the exchanges in them were refused."})
+	reg.MustRegister(m.requests, m.duration, m.events, m.panics, m.auditCommit, m.auditBatch, m.auditCommitFailures)
+	m.series = newSeries(reg)
 	// Present at zero from the start, so that an alert on its increase fires on the first panic.
 	m.panics.WithLabelValues("public")
 	m.panics.WithLabelValues("internal")
@@ -61,8 +81,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // edge is what stands between a listener and its routes: metrics, the
 // request log and, innermost, panic recovery (so the 500 is counted and logged).
+// The request id is outermost, so that every log line and every error
+// answer (the panic's too) carries it.
 func (n *Node) edge(listener string, routes http.Handler) http.Handler {
-	return n.metrics.wrap(listener, n.logRequests(listener, n.recoverPanics(listener, routes)))
+	return withRequestID(n.wrapMetrics(listener, n.logRequests(listener, n.recoverPanics(listener, routes))))
 }
 
 // recoverPanics answers a handler panic with a 500 in the listener's error
@@ -123,16 +145,44 @@ func writePanicAnswer(w http.ResponseWriter, listener, path string) {
 	}
 }
 
-func (m *metrics) wrap(listener string, h http.Handler) http.Handler {
+// routeKey holds the route a request matched; the routes' mux fills it in
+// (unmatched), so that the metric names the pattern, never the path with
+// its URAs and ids.
+type routeKey struct{}
+
+func setRoute(ctx context.Context, pattern string) {
+	if p, ok := ctx.Value(routeKey{}).(*string); ok && pattern != "" {
+		*p = pattern
+	}
+}
+
+// tokenRoute is the authorization server's token endpoint, whose
+// successful answers are counted as tokens issued.
+var tokenRoute = "POST " + oauth.TokenPath
+
+func (n *Node) wrapMetrics(listener string, h http.Handler) http.Handler {
+	m := n.metrics
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw, ok := w.(*statusWriter)
 		if !ok {
 			sw = &statusWriter{ResponseWriter: w}
 		}
-		h.ServeHTTP(sw, r)
-		m.requests.WithLabelValues(listener, strconv.Itoa(sw.status)).Inc()
-		m.duration.WithLabelValues(listener).Observe(time.Since(start).Seconds())
+		route := "unmatched"
+		h.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), routeKey{}, &route)))
+		partner := ""
+		if listener == "public" && r.TLS != nil {
+			if ura, err := n.trust.PeerURA(r.TLS); err == nil {
+				partner = ura
+			} else {
+				partner = "unknown"
+			}
+		}
+		m.requests.WithLabelValues(listener, route, strconv.Itoa(sw.status), partner).Inc()
+		m.duration.WithLabelValues(listener, route).Observe(time.Since(start).Seconds())
+		if route == tokenRoute && sw.status == http.StatusOK {
+			m.tokens.WithLabelValues("issued").Inc()
+		}
 	})
 }
 
@@ -147,4 +197,15 @@ func (n *Node) logRequests(listener string, h http.Handler) http.Handler {
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", sw.status),
 			slog.Duration("took", time.Since(start)), slog.String("remote", r.RemoteAddr))
 	})
+}
+
+// observeAudit is the audit log's report of each commit (audit.Config.Observe).
+func (m *metrics) observeAudit(records int, took time.Duration, err error) {
+	m.auditFailing.Store(err != nil)
+	if err != nil {
+		m.auditCommitFailures.Inc()
+		return
+	}
+	m.auditCommit.Observe(took.Seconds())
+	m.auditBatch.Observe(float64(records))
 }

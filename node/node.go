@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	n := &Node{cfg: cfg, log: log.With("node", cfg.Name), parts: newTenants(),
+	n := &Node{cfg: cfg, log: slog.New(contextHandler{log.Handler()}).With("node", cfg.Name), parts: newTenants(),
 		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener,
 		admin: &adminState{seed: seed, ov: ov, current: cfg}, faults: newNodeFaults(opts.Faults)}
 	// n is never nil here, whatever the return statements below say; the
@@ -156,6 +156,12 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 func (n *Node) open(ctx context.Context, opts Options) error {
 	cfg := n.cfg
 	var err error
+	// First: the audit log's commits and the clients' calls report to it.
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	n.metrics = newMetrics(reg)
 	trustCfg := cfg.trust()
 	trustCfg.Logger = n.log
 	if n.trust, err = pki.LoadTrust(trustCfg); err != nil {
@@ -219,13 +225,13 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			// The store's errors never carry the DSN's password.
 			return fmt.Errorf("store.postgres: %w", err)
 		}
-		n.stu3 = st
+		n.stu3 = timedStore{st, n.metrics.series}
 	} else {
 		st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "fhir-stu3.db"), fhir.STU3)
 		if err != nil {
 			return fmt.Errorf("datadir: FHIR store: %w", err)
 		}
-		n.stu3 = st
+		n.stu3 = timedStore{st, n.metrics.series}
 	}
 	keyFile, keySetting := cfg.Audit.CheckpointKeyFile, "audit.checkpointkeyfile"
 	if keyFile == "" {
@@ -236,7 +242,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return fmt.Errorf("%s: %w", keySetting, err)
 	}
 	if n.auditLog, err = audit.OpenWith(ctx, audit.Config{Path: filepath.Join(cfg.DataDir, "audit.db"), Node: cfg.Name,
-		Key: checkpointKey, Logger: n.log}); err != nil {
+		Key: checkpointKey, Logger: n.log, Observe: n.metrics.observeAudit}); err != nil {
 		return fmt.Errorf("datadir: audit log: %w", err)
 	}
 	if err := n.setupProxies(); err != nil {
@@ -288,7 +294,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		FHIRBase: n.fhirBase,
 		Issuer:   n.publicURL,
 		PeerURA:  func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
-		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.as.Verify(r, aud) },
+		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.verify(r, aud) },
 		Audit:    n.faults.auditLog(n.auditLog), Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
 		Holding: n.holding, Present: n.present, NeedsUser: n.needsUser, Faults: n.faults.Set(),
 		Identify: func(ctx context.Context, c notifiedpull.IdentityCheck) error {
@@ -324,7 +330,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			}
 			return ""
 		},
-		ConsentSource: func(q consent.Question) (consent.Checker, string) { return n.consentFor(q.RequesterURA) },
+		ConsentSource: func(q consent.Question) (consent.Checker, string) { return n.observedConsentFor(q.RequesterURA) },
 		Admit:         n.admitConsult,
 		Present:       n.present,
 		Audit:         n.faults.auditLog(n.auditLog), Logger: n.log,
@@ -352,14 +358,11 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("authorization server: %w", err)
 	}
-	reg := opts.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	n.metrics = newMetrics(reg)
 	if err := n.setupShipping(reg); err != nil {
 		return err
 	}
+	reg.MustRegister(newNodeCollector(n))
+	n.zeroSeries()
 	n.publicSrv = &http.Server{
 		Handler:           n.edge("public", n.publicRoutes()),
 		TLSConfig:         n.faults.publicTLS(n.trust.ServerTLSConfig(n.cert)),
@@ -562,6 +565,7 @@ func eventf(node, tenant, step, format string, args ...any) notifiedpull.Event {
 
 func (n *Node) emit(e notifiedpull.Event) {
 	n.metrics.events.WithLabelValues(e.Step).Inc()
+	n.exchangeEvent(e)
 	if n.events != nil {
 		n.events(e)
 	}

@@ -105,7 +105,7 @@ func (n *Node) publicRoutes() http.Handler {
 			data.Serve(w, r, ura, base, path)
 			return
 		}
-		tok, err := n.as.Verify(r, base)
+		tok, err := n.verify(r, base)
 		if err != nil {
 			peer, _ := n.trust.PeerURA(r.TLS)
 			if aerr := n.faults.auditLog(n.auditLog).Append(r.Context(), audit.Record{Action: actionFor(r.Method), Interaction: "access", Outcome: http.StatusUnauthorized,
@@ -317,6 +317,7 @@ func queryBSN(req *rest.Request) string {
 func unmatched(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
+		setRoute(r.Context(), pattern)
 		if pattern != "" {
 			mux.ServeHTTP(w, r)
 			return
