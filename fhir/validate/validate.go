@@ -290,12 +290,21 @@ func (c *checker) primitiveExtras(f *Field, extras, values any, loc string) {
 		c.add("structure", loc, "must be an array (the element repeats)")
 		return
 	}
-	if vals, ok := values.([]any); ok && len(vals) != len(arr) {
+	if len(arr) == 0 {
+		c.add("structure", loc, "must not be an empty array (leave the element out instead)")
+		return
+	}
+	vals, hasVals := values.([]any)
+	if hasVals && len(vals) != len(arr) {
 		c.add("structure", loc, "must have as many items as the values ("+strconv.Itoa(len(vals))+")")
 	}
 	for i, v := range arr {
-		if v != nil {
+		switch {
+		case v != nil:
 			check(v, loc+"["+strconv.Itoa(i)+"]")
+		case !hasVals:
+			// Neither a value nor extensions: the item says nothing.
+			c.add("structure", loc+"["+strconv.Itoa(i)+"]", "must not be null when the element has no values")
 		}
 	}
 }
