@@ -21,6 +21,12 @@ const (
 	seriesSteps       = "schakel_notifiedpull_steps_total"      // {step}
 )
 
+// stepOutcomes are the Notified Pull steps that begin or end an exchange,
+// as the outcome they stand for; the steps in between (token, grant,
+// query, ...) are not exchanges.
+var stepOutcomes = map[string]string{"notify": "sent", "received": "received", "completed": "completed",
+	"failed": "failed", "cancel": "cancelled", "withdrawn": "withdrawn"}
+
 // Figures are a node's exchange figures from two successive scrapes.
 type Figures struct {
 	// Exchanges per care application, pattern and outcome; Source names
@@ -62,7 +68,9 @@ func figures(cur, prev *Sample) Figures {
 		// completed or failed pull its outcome. The care application is
 		// not in these series.
 		for _, c := range counts(cur, prev, seriesSteps, []string{"step"}, nil) {
-			f.Exchanges = append(f.Exchanges, Count{Key: []string{"", "notified-pull", c.Key[0]}, Total: c.Total, Rate: c.Rate})
+			if o, ok := stepOutcomes[c.Key[0]]; ok {
+				f.Exchanges = append(f.Exchanges, Count{Key: []string{"", "notified-pull", o}, Total: c.Total, Rate: c.Rate})
+			}
 		}
 		f.ExchangesSource = seriesSteps
 	}

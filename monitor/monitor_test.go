@@ -237,7 +237,7 @@ func TestFigures(t *testing.T) {
 		exchanges string
 	}{
 		{name: "today's series", metrics: todaysMetrics,
-			want:      []string{"notified-pull", "HTTP 401 on the public listener", "Exchange latency: not reported", "schakel_notifiedpull_steps_total"},
+			want:      []string{"notified-pull", "completed", "HTTP 401 on the public listener", "Exchange latency: not reported", "schakel_notifiedpull_steps_total"},
 			exchanges: seriesSteps},
 		{name: "exchange and refusal series", metrics: fullMetrics,
 			want:      []string{"direct-pull", "no_consent", "Requests: not reported", "patient [no BSN] unknown"},

@@ -40,6 +40,7 @@ import (
 	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/logcentral"
+	"github.com/schakel-nl/schakel/monitor"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/pki"
@@ -164,7 +165,9 @@ type Network struct {
 	logcentral    logcentral.Store
 	register      *admission.Register // the admission register (network/admission.go)
 	admissionURL  string
-	authority     jwk.Key // the development validation authority's key
+	authority     jwk.Key         // the development validation authority's key
+	monitor       *monitor.Server // the Twiin Monitor (network/monitor.go)
+	monitorURL    string
 }
 
 // Up prepares the network: PKI, addressbook, nodes and demo data. Listeners
@@ -310,6 +313,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		}
 	}
 	if err := nw.admitParticipants(ctx); err != nil {
+		return nil, err
+	}
+	if err := nw.prepareMonitor(); err != nil {
 		return nil, err
 	}
 	return nw, nil
@@ -495,6 +501,7 @@ func (nw *Network) AddressbookURL() string { return nw.dirURL }
 func (nw *Network) Start(ctx context.Context) {
 	nw.serveDone = make(chan struct{})
 	nw.nodeErrs = make(chan error, len(nw.Nodes)+1)
+	nw.runMonitor(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -578,6 +585,7 @@ func (nw *Network) PrintListeners() {
 		nw.printf("  %-20s internal %s   (participant %s %s; token in %s)\n", "", n.InternalURL(), p.URA, p.Name,
 			filepath.Join(nw.opts.DataDir, n.Name(), "internal-token-"+p.URA))
 	}
+	nw.printMonitor()
 }
 
 func (nw *Network) printf(format string, args ...any) {
