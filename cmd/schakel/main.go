@@ -51,6 +51,7 @@ func newRootCommand() *cobra.Command {
 		newAddressbookCommand(),
 		newValidateCommand(g),
 		newBSNCommand(),
+		newMonitorCommand(g),
 	)
 	return root
 }
