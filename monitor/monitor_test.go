@@ -349,3 +349,58 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// redirectLogin stands in for an OpenID Connect provider: Start sends the
+// browser to its issuer, Authenticate takes the code the issuer returns.
+type redirectLogin struct{}
+
+func (redirectLogin) ID() string    { return "oidc" }
+func (redirectLogin) Title() string { return "Test issuer" }
+func (redirectLogin) Form() bool    { return false }
+func (redirectLogin) Start(w http.ResponseWriter, r *http.Request, state string) {
+	http.Redirect(w, r, "https://issuer.example/authorize?state="+url.QueryEscape(state), http.StatusFound)
+}
+func (redirectLogin) Authenticate(r *http.Request) (Operator, error) {
+	if r.URL.Query().Get("code") != "good" {
+		return Operator{}, ErrLogin
+	}
+	return Operator{Subject: "alice", Name: "Alice", Provider: "oidc"}, nil
+}
+
+func TestRedirectLogin(t *testing.T) {
+	m, err := New(Config{Logins: []LoginProvider{redirectLogin{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	c := browser(t)
+	if _, page := get(t, c, srv.URL+"/login"); !strings.Contains(page, `href="/login/oidc/start"`) {
+		t.Fatalf("the login page has no link to the provider:\n%s", page)
+	}
+	resp, err := c.Get(srv.URL + "/login/oidc/start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	state := loc.Query().Get("state")
+	if resp.StatusCode != http.StatusFound || loc.Host != "issuer.example" || state == "" {
+		t.Fatalf("start: %d %s", resp.StatusCode, loc)
+	}
+	if code, _ := get(t, c, srv.URL+"/login/oidc/callback?code=good&state=forged"); code != http.StatusForbidden {
+		t.Errorf("a callback with another state: %d, want 403", code)
+	}
+	if code, _ := get(t, c, srv.URL+"/login/oidc/callback?code=bad&state="+state); code != http.StatusSeeOther {
+		t.Errorf("a refused login: %d, want 303 back to the login page", code)
+	}
+	if code, _ := get(t, c, srv.URL+"/login/oidc/callback?code=good&state="+state); code != http.StatusSeeOther {
+		t.Fatalf("callback: %d", code)
+	}
+	if code, page := get(t, c, srv.URL+"/"); code != http.StatusOK || !strings.Contains(page, "Alice") {
+		t.Errorf("after the redirect login: %d", code)
+	}
+	if code, _ := get(t, c, srv.URL+"/login/local"); code == http.StatusOK {
+		t.Error("a form route for a provider that has none")
+	}
+}
