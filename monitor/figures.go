@@ -13,12 +13,15 @@ import (
 // "not reported" where it would appear: the monitor watches nodes of
 // other versions and vendors too, and never guesses a figure.
 const (
-	seriesRequests    = "schakel_http_requests_total"           // {listener, code}
-	seriesDuration    = "schakel_http_request_duration_seconds" // {listener}
-	seriesPanics      = "schakel_http_panics_total"             // {listener}
-	seriesExchanges   = "schakel_exchanges_total"               // {care, pattern, outcome}
-	seriesExchangeDur = "schakel_exchange_duration_seconds"     // {care, pattern}
-	seriesSteps       = "schakel_notifiedpull_steps_total"      // {step}
+	seriesRequests    = "schakel_http_requests_total"             // {listener, code}
+	seriesDuration    = "schakel_http_request_duration_seconds"   // {listener}
+	seriesPanics      = "schakel_http_panics_total"               // {listener}
+	seriesExchanges   = "schakel_exchanges_total"                 // {application, pattern, outcome, role}
+	seriesExchangeDur = "schakel_exchange_duration_seconds"       // {application, pattern}
+	seriesTokens      = "schakel_oauth_token_requests_total"      // {outcome: issued or the RFC 6749 error}
+	seriesVerify      = "schakel_oauth_token_verifications_total" // {outcome: valid, invalid}
+	seriesConsent     = "schakel_consent_decisions_total"         // {source, decision}
+	seriesSteps       = "schakel_notifiedpull_steps_total"        // {step}
 )
 
 // stepOutcomes are the Notified Pull steps that begin or end an exchange,
@@ -35,15 +38,18 @@ type Figures struct {
 	ExchangesSource string
 	ExchangeLatency []Latency
 	// Requests per listener and status class.
-	Requests        []Count
-	RequestsSource  string
-	RequestLatency  []Latency
-	Errors          float64 // 5xx answers and recovered panics
-	ErrorsReported  bool
-	Refusals        []Count // per reason
-	RefusalsSource  string
-	RefusalsTotal   float64
-	FamiliesPresent []Family
+	Requests       []Count
+	RequestsSource string
+	RequestLatency []Latency
+	Errors         float64 // 5xx answers and recovered panics
+	ErrorsReported bool
+	Refusals       []Count // per reason, where the node reports one
+	RefusalsSource string
+	RefusedAnswers []Count // the 4xx answers per listener, route and code
+	RefusalsTotal  float64
+	// RefusalsReported is whether the node reports refusals at all.
+	RefusalsReported bool
+	FamiliesPresent  []Family
 }
 
 // Family is one metric family a node exports, for the drill-down.
@@ -59,9 +65,9 @@ func figures(cur, prev *Sample) Figures {
 	}
 	switch {
 	case cur.Families[seriesExchanges] != nil:
-		f.Exchanges = counts(cur, prev, seriesExchanges, []string{"care", "pattern", "outcome"}, nil)
+		f.Exchanges = counts(cur, prev, seriesExchanges, []string{"application|care", "pattern", "outcome", "role"}, nil)
 		f.ExchangesSource = seriesExchanges
-		f.ExchangeLatency = latencies(cur, prev, seriesExchangeDur, []string{"care", "pattern"})
+		f.ExchangeLatency = latencies(cur, prev, seriesExchangeDur, []string{"application|care", "pattern"})
 	case cur.Families[seriesSteps] != nil:
 		// A node without exchange series still counts its Notified Pull
 		// steps: a referral sent or received is an exchange begun, a
@@ -69,7 +75,7 @@ func figures(cur, prev *Sample) Figures {
 		// not in these series.
 		for _, c := range counts(cur, prev, seriesSteps, []string{"step"}, nil) {
 			if o, ok := stepOutcomes[c.Key[0]]; ok {
-				f.Exchanges = append(f.Exchanges, Count{Key: []string{"", "notified-pull", o}, Total: c.Total, Rate: c.Rate})
+				f.Exchanges = append(f.Exchanges, Count{Key: []string{"", "notified-pull", o, ""}, Total: c.Total, Rate: c.Rate})
 			}
 		}
 		f.ExchangesSource = seriesSteps
@@ -112,9 +118,18 @@ func figures(cur, prev *Sample) Figures {
 		}
 	}
 	f.Refusals, f.RefusalsSource = refusals(cur, prev)
-	for _, c := range f.Refusals {
+	f.RefusedAnswers = refusedAnswers(cur, prev)
+	// Every refusal is an answer 4xx: their count is the total, whatever
+	// share of them the node also gives a reason for.
+	for _, c := range f.RefusedAnswers {
 		f.RefusalsTotal += c.Total
 	}
+	if f.RefusedAnswers == nil {
+		for _, c := range f.Refusals {
+			f.RefusalsTotal += c.Total
+		}
+	}
+	f.RefusalsReported = f.RefusalsSource != "" || f.RefusedAnswers != nil
 	names := make([]string, 0, len(cur.Families))
 	for n := range cur.Families {
 		if strings.HasPrefix(n, "schakel_") {
@@ -130,11 +145,16 @@ func figures(cur, prev *Sample) Figures {
 	return f
 }
 
-// refusals counts refusals by reason from every counter family whose name
-// says it counts refusals and which carries a reason label; without one,
-// the 4xx answers per listener and status code stand in, so a refusal is
-// still counted, without its reason.
+// refusals counts refusals by reason: from every counter family whose
+// name says it counts refusals and which carries a reason label, and from
+// the outcomes of the token endpoint, of access-token checks and of
+// consent questions that are refusals.
 func refusals(cur, prev *Sample) ([]Count, string) {
+	type source struct {
+		family, label, prefix string
+		keep                  func(*dto.Metric) bool
+	}
+	var sources []source
 	var names []string
 	for n, fam := range cur.Families {
 		if strings.HasPrefix(n, "schakel_") && strings.Contains(n, "refus") && fam.GetType() == dto.MetricType_COUNTER && hasLabel(fam, "reason") {
@@ -142,35 +162,58 @@ func refusals(cur, prev *Sample) ([]Count, string) {
 		}
 	}
 	sort.Strings(names)
-	if len(names) > 0 {
-		total := map[string]*Count{}
-		for _, n := range names {
-			for _, c := range counts(cur, prev, n, []string{"reason"}, nil) {
-				t := total[c.Key[0]]
-				if t == nil {
-					t = &Count{Key: c.Key, Rate: math.NaN()}
-					total[c.Key[0]] = t
-				}
-				t.add(c)
-			}
-		}
-		out := make([]Count, 0, len(total))
-		for _, c := range total {
-			out = append(out, *c)
-		}
-		sort.Slice(out, func(i, j int) bool { return out[i].Key[0] < out[j].Key[0] })
-		return out, strings.Join(names, ", ")
+	for _, n := range names {
+		sources = append(sources, source{family: n, label: "reason"})
 	}
-	if cur.Families[seriesRequests] == nil {
+	sources = append(sources,
+		source{seriesTokens, "outcome", "token refused: ", func(m *dto.Metric) bool { return label(m, "outcome") != "issued" }},
+		source{seriesVerify, "outcome", "access token ", func(m *dto.Metric) bool { return label(m, "outcome") == "invalid" }},
+		source{seriesConsent, "decision", "consent ", func(m *dto.Metric) bool { return label(m, "decision") == "Deny" }})
+	total := map[string]*Count{}
+	var used []string
+	for _, src := range sources {
+		if cur.Families[src.family] == nil {
+			continue
+		}
+		used = append(used, src.family)
+		for _, c := range counts(cur, prev, src.family, []string{src.label}, src.keep) {
+			k := src.prefix + c.Key[0]
+			t := total[k]
+			if t == nil {
+				t = &Count{Key: []string{k}, Rate: math.NaN()}
+				total[k] = t
+			}
+			t.add(c)
+		}
+	}
+	if len(used) == 0 {
 		return nil, ""
 	}
-	var out []Count
-	for _, c := range counts(cur, prev, seriesRequests, []string{"listener", "code"}, func(m *dto.Metric) bool {
+	out := make([]Count, 0, len(total))
+	for _, c := range total {
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key[0] < out[j].Key[0] })
+	return out, strings.Join(used, ", ")
+}
+
+// refusedAnswers are the 4xx answers per listener, route (when the node
+// labels it) and status code; nil when the node reports no requests.
+func refusedAnswers(cur, prev *Sample) []Count {
+	if cur.Families[seriesRequests] == nil {
+		return nil
+	}
+	out := []Count{}
+	for _, c := range counts(cur, prev, seriesRequests, []string{"listener", "route", "code"}, func(m *dto.Metric) bool {
 		return strings.HasPrefix(label(m, "code"), "4")
 	}) {
-		out = append(out, Count{Key: []string{fmt.Sprintf("HTTP %s on the %s listener", c.Key[1], c.Key[0])}, Total: c.Total, Rate: c.Rate})
+		what := fmt.Sprintf("HTTP %s on the %s listener", c.Key[2], c.Key[0])
+		if c.Key[1] != "" {
+			what += ", " + c.Key[1]
+		}
+		out = append(out, Count{Key: []string{what}, Total: c.Total, Rate: c.Rate})
 	}
-	return out, seriesRequests + " (4xx; the node reports no reasons)"
+	return out
 }
 
 // add sums c into m; a rate unknown for every part stays unknown.

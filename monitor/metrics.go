@@ -68,11 +68,14 @@ func value(m *dto.Metric) float64 {
 	return 0
 }
 
-// label is a label's value, redacted: it is shown on a page.
+// label is a label's value, redacted: it is shown on a page. A name of
+// the form "a|b" takes the first of the labels present.
 func label(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return redact(l.GetValue())
+	for _, n := range strings.Split(name, "|") {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == n {
+				return redact(l.GetValue())
+			}
 		}
 	}
 	return ""

@@ -316,10 +316,10 @@ func (s *Server) recordIncreases(now time.Time, node string, before, after Figur
 		s.record(Event{At: now, Node: node, What: "server errors (HTTP 5xx, panics)", Count: d})
 	}
 	old := map[string]float64{}
-	for _, c := range before.Refusals {
+	for _, c := range append(slices.Clone(before.Refusals), before.RefusedAnswers...) {
 		old[c.Key[0]] = c.Total
 	}
-	for _, c := range after.Refusals {
+	for _, c := range append(slices.Clone(after.Refusals), after.RefusedAnswers...) {
 		if d := c.Total - old[c.Key[0]]; d > 0 {
 			s.record(Event{At: now, Node: node, What: "refused: " + c.Key[0], Count: d})
 		}

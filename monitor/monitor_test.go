@@ -40,8 +40,8 @@ schakel_notifiedpull_steps_total{step="completed"} 1
 `
 
 const fullMetrics = `# TYPE schakel_exchanges_total counter
-schakel_exchanges_total{care="bgz",pattern="notified-pull",outcome="completed"} 3
-schakel_exchanges_total{care="bgz",pattern="direct-pull",outcome="failed"} 1
+schakel_exchanges_total{application="bgz",pattern="notified-pull",role="sender",outcome="ok"} 3
+schakel_exchanges_total{application="bgz",pattern="direct-pull",role="requester",outcome="failed"} 1
 # TYPE schakel_exchange_duration_seconds histogram
 schakel_exchange_duration_seconds_bucket{care="bgz",pattern="notified-pull",le="0.1"} 1
 schakel_exchange_duration_seconds_bucket{care="bgz",pattern="notified-pull",le="1"} 3
@@ -51,6 +51,9 @@ schakel_exchange_duration_seconds_count{care="bgz",pattern="notified-pull"} 3
 # TYPE schakel_refusals_total counter
 schakel_refusals_total{reason="no_consent"} 4
 schakel_refusals_total{reason="patient 999999990 unknown"} 1
+# TYPE schakel_oauth_token_requests_total counter
+schakel_oauth_token_requests_total{outcome="issued"} 7
+schakel_oauth_token_requests_total{outcome="invalid_grant"} 2
 `
 
 func newTestMonitor(t *testing.T, nodes ...NodeSource) (*Server, *httptest.Server, string) {
@@ -240,8 +243,8 @@ func TestFigures(t *testing.T) {
 			want:      []string{"notified-pull", "completed", "HTTP 401 on the public listener", "Exchange latency: not reported", "schakel_notifiedpull_steps_total"},
 			exchanges: seriesSteps},
 		{name: "exchange and refusal series", metrics: fullMetrics,
-			want:      []string{"direct-pull", "no_consent", "Requests: not reported", "patient [no BSN] unknown"},
-			wantNot:   []string{"999999990"},
+			want:      []string{"direct-pull", "requester", "no_consent", "token refused: invalid_grant", "Requests: not reported", "patient [no BSN] unknown"},
+			wantNot:   []string{"999999990", "token refused: issued"},
 			exchanges: seriesExchanges},
 		{name: "nothing", metrics: "",
 			want: []string{"Exchanges: not reported", "Refusals: not reported", "Requests: not reported"}},
