@@ -40,6 +40,7 @@ import (
 	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/logcentral"
+	"github.com/schakel-nl/schakel/monitor"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/pki"
@@ -174,7 +175,9 @@ type Network struct {
 	logcentral    logcentral.Store
 	register      *admission.Register // the admission register (network/admission.go)
 	admissionURL  string
-	authority     jwk.Key // the development validation authority's key
+	authority     jwk.Key         // the development validation authority's key
+	monitor       *monitor.Server // the Twiin Monitor (network/monitor.go)
+	monitorURL    string
 }
 
 // Up prepares the network: PKI, addressbook, nodes and demo data. Listeners
@@ -322,6 +325,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		}
 	}
 	if err := nw.admitParticipants(ctx); err != nil {
+		return nil, err
+	}
+	if err := nw.prepareMonitor(); err != nil {
 		return nil, err
 	}
 	return nw, nil
@@ -521,6 +527,7 @@ func (nw *Network) AddressbookURL() string { return nw.dirURL }
 func (nw *Network) Start(ctx context.Context) {
 	nw.serveDone = make(chan struct{})
 	nw.nodeErrs = make(chan error, len(nw.Nodes)+1)
+	nw.runMonitor(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -604,6 +611,7 @@ func (nw *Network) PrintListeners() {
 		nw.printf("  %-20s internal %s   (participant %s %s; token in %s)\n", "", n.InternalURL(), p.URA, p.Name,
 			filepath.Join(nw.opts.DataDir, n.Name(), "internal-token-"+p.URA))
 	}
+	nw.printMonitor()
 }
 
 func (nw *Network) printf(format string, args ...any) {

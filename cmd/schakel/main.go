@@ -52,6 +52,7 @@ func newRootCommand() *cobra.Command {
 		newValidateCommand(g),
 		newBSNCommand(),
 		newAdminCommand(),
+		newMonitorCommand(g),
 	)
 	return root
 }
