@@ -83,6 +83,7 @@ func TestGrowthModelMatrix(t *testing.T) {
 			for _, f := range plateau.Functions {
 				t.Run(string(f)+"/negative", func(t *testing.T) {
 					reason := negative(t, nw, p, f, n)
+					t.Logf("refused: %s", reason)
 					if f == plateau.Network && n <= 2 {
 						// Refused in the TLS handshake: the connection
 						// never reaches a node that could name a plateau.
