@@ -108,7 +108,9 @@ type Config struct {
 	// ConsentSource, when set, replaces Consent and ConsentProfile: it picks
 	// the Checker for each question and names it for the audit record (the
 	// node chooses the source by the consent plateau agreed with the
-	// requester). A nil Checker means no source: the request is refused (503).
+	// requester); a name of the form "plateau N <source>" puts the consent
+	// plateau in a refusal's reason. A nil Checker means no source: the
+	// request is refused (503).
 	ConsentSource func(q consent.Question) (consent.Checker, string)
 	// Admit, when set, decides on the requester side whether tenant may
 	// consult req's holder at all (the localization plateau agreed with

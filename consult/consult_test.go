@@ -419,6 +419,11 @@ func TestAuthorizeDataConsentSource(t *testing.T) {
 		if status != tc.status || c.ConsentProfile != tc.profile {
 			t.Errorf("requester %s: status %d, profile %q; want %d, %q", tc.requester, status, c.ConsentProfile, tc.status, tc.profile)
 		}
+		// A refusal for want of consent names the function and plateau.
+		if want := "consent decision Deny of the Mitz closed question (consent, plateau 4)"; tc.status == http.StatusForbidden &&
+			!strings.Contains(fhir.AsError(err).Issues[0].Diagnostics, want) {
+			t.Errorf("requester %s: diagnostics %q, want %q", tc.requester, fhir.AsError(err).Issues[0].Diagnostics, want)
+		}
 	}
 	if local.last.RequesterURA != uraRequester || mitz.last.RequesterURA != uraOther {
 		t.Errorf("questions went to the wrong source: local %+v, Mitz %+v", local.last, mitz.last)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/consent"
@@ -211,9 +212,21 @@ func (s *Service) Authorize(ctx context.Context, tok *oauth.AccessToken, req *re
 	if !d.Permitted() {
 		return c, &fhir.Error{Status: http.StatusForbidden, Cause: &consent.DeniedError{Decision: d}, Issues: []fhir.Issue{{
 			Severity: "error", Code: "forbidden",
-			Diagnostics: fmt.Sprintf("the patient's consent does not permit this exchange (consent decision %s)", d)}}}
+			Diagnostics: "the patient's consent does not permit this exchange: " + consentReason(d, profile)}}}
 	}
 	return c, nil
+}
+
+// consentReason names the decision and its source; a source that names
+// its consent plateau ("plateau N <source>", ConsentSource) gives the
+// refusal's function and plateau, as every plateau refusal does.
+func consentReason(d consent.Decision, profile string) string {
+	var p int
+	if n, _ := fmt.Sscanf(profile, "plateau %d", &p); n == 1 {
+		source := strings.TrimSpace(strings.TrimPrefix(profile, fmt.Sprintf("plateau %d", p)))
+		return fmt.Sprintf("consent decision %s of the %s (consent, plateau %d)", d, source, p)
+	}
+	return fmt.Sprintf("consent decision %s of the %s", d, profile)
 }
 
 func deny(format string, args ...any) error {

@@ -206,6 +206,9 @@ type peer struct {
 	http    *http.Client
 	oauth   *oauth.Client
 	notes   chan []byte
+	// pinned and unpinned are certificates for the peer's URA from a CA no
+	// node trusts, the first pinned bilaterally (TestGrowthModelMatrix).
+	pinned, unpinned tls.Certificate
 }
 
 const peerURA = "90000003"

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/schakel-nl/schakel/addressbook"
@@ -26,10 +27,22 @@ func (a *addressing) Endpoint(ctx context.Context, ura, payloadType, fhirVersion
 			return u, nil
 		}
 	}
-	if a.book == nil {
-		return "", fmt.Errorf("%w: %s has no configured %s endpoint and this node has no addressbook", addressbook.ErrNotFound, ura, payloadType)
+	var u string
+	err := fmt.Errorf("%w: %s has no configured %s endpoint and this node has no addressbook", addressbook.ErrNotFound, ura, payloadType)
+	if a.book != nil {
+		u, err = a.book.Endpoint(ctx, ura, payloadType, fhirVersion)
 	}
-	return a.book.Endpoint(ctx, ura, payloadType, fhirVersion)
+	if ok && errors.Is(err, addressbook.ErrNotFound) {
+		// The partner reads which agreement's way of addressing came up
+		// empty: its own arrangement, or the national addressbook.
+		p := ag.Plateau(plateau.Addressing)
+		where := "the national addressbook only"
+		if p <= 2 {
+			where = "the agreement's endpoints, then the addressbook"
+		}
+		return "", fmt.Errorf("%w (addressing, plateau %d: %s)", err, p, where)
+	}
+	return u, err
 }
 
 // configuredEndpoint maps a payload type to the configured endpoint. The

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -71,9 +72,30 @@ func TestAddressingByPlateau(t *testing.T) {
 		t.Errorf("configured endpoint without an addressbook: %s, %v", got, err)
 	}
 	_, err = alone.Endpoint(context.Background(), own, addressbook.PayloadClientJWKS, "")
-	if !errors.Is(err, addressbook.ErrNotFound) || !strings.Contains(err.Error(), own) || !strings.Contains(err.Error(), "no addressbook") {
+	if !errors.Is(err, addressbook.ErrNotFound) || !strings.Contains(err.Error(), own) || !strings.Contains(err.Error(), "no addressbook") ||
+		!strings.Contains(err.Error(), "(addressing, plateau 1: the agreement's endpoints, then the addressbook)") {
 		t.Errorf("missing endpoint without an addressbook: %v", err)
 	}
+	// A partner the addressbook does not list: the refusal names the
+	// plateau agreed and the way it addresses.
+	empty := &addressing{plateaus: enforcer, book: emptyBook{}}
+	for ura, want := range map[string]string{
+		regional:   "(addressing, plateau 2: the agreement's endpoints, then the addressbook)",
+		national:   "(addressing, plateau 3: the national addressbook only)",
+		"90000099": "", // no agreement: nothing to name
+	} {
+		_, err := empty.Endpoint(context.Background(), ura, addressbook.PayloadNotification, "3.0")
+		if !errors.Is(err, addressbook.ErrNotFound) || (want != "" && !strings.Contains(err.Error(), want)) || (want == "" && strings.Contains(err.Error(), "addressing, plateau")) {
+			t.Errorf("%s not in the addressbook: %v, want %q", ura, err, want)
+		}
+	}
+}
+
+// emptyBook lists no one.
+type emptyBook struct{}
+
+func (emptyBook) Endpoint(_ context.Context, ura, _, _ string) (string, error) {
+	return "", fmt.Errorf("%w: organisation %s is not in the addressbook", addressbook.ErrNotFound, ura)
 }
 
 func TestConfigValidateOwnAddressing(t *testing.T) {

@@ -219,3 +219,23 @@ func (n *Node) identifyHeld(ctx context.Context, tenant, partner, bsn string) er
 	}
 	return n.identify(ctx, identityCheck{tenant: tenant, partner: partner, bsn: bsn, birthDate: born, step: "consult"})
 }
+
+// referralBSN refuses, before a referral is made, a BSN that fails the
+// 11-proef, naming the identification plateau agreed with the receiver:
+// at every plateau the BSN must pass it before it leaves (from 3 it is
+// verified at the service as well). No agreement: Refer's own checks
+// answer. Nothing names a patient, so nothing is audited.
+func (n *Node) referralBSN(receiver, bsn string) *fhir.Error {
+	err := nl.ValidateBSN(bsn)
+	if err == nil {
+		return nil
+	}
+	a, ok := n.plateaus.Agreement(receiver)
+	if !ok {
+		return nil
+	}
+	refusal := &plateau.Refusal{Function: plateau.Identification, Required: a.Plateau(plateau.Identification), Partner: receiver,
+		Reason: "patient: " + err.Error()}
+	return &fhir.Error{Status: http.StatusBadRequest, Issues: []fhir.Issue{{Severity: "error", Code: "value",
+		Diagnostics: refusal.Description()}}}
+}

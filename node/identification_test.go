@@ -1,6 +1,7 @@
 package node
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 
@@ -57,5 +58,31 @@ func TestIdentificationConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReferralBSNNamesIdentification: a BSN failing the 11-proef is
+// refused before a referral is made, the reason naming the identification
+// plateau agreed with the receiver; without an agreement Refer refuses it.
+func TestReferralBSNNamesIdentification(t *testing.T) {
+	e := newEdgeEnv(t, func(c *Config) {
+		c.Partners.Agreements = []plateau.PartnerConfig{{URA: edgePartnerURA, Name: "Partner",
+			Plateaus: plateau.Plateaus{plateau.Identification: 2}}}
+	})
+	for _, tc := range []struct {
+		receiver, want string
+	}{
+		{edgePartnerURA, "patient: invalid BSN: fails the 11-proef (identification, plateau 2)"},
+		{"90000077", "fails the 11-proef"},
+	} {
+		h := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + e.tokens[edgeURA1]}}
+		resp, body := do(t, e.internal, http.MethodPost, e.n.InternalURL()+"/internal/referrals", h,
+			[]byte(`{"patient":"123456789","receiver":"`+tc.receiver+`","application":"bgz"}`))
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), tc.want) {
+			t.Errorf("receiver %s: %d %s, want 400 naming %q", tc.receiver, resp.StatusCode, body, tc.want)
+		}
+		if tc.receiver == "90000077" && strings.Contains(string(body), "identification, plateau") {
+			t.Errorf("receiver without agreement: %s names a plateau", body)
+		}
 	}
 }

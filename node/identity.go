@@ -153,3 +153,13 @@ func (n *Node) needsUser(_, sender string) bool {
 	a, ok := n.plateaus.Agreement(sender)
 	return ok && a.Plateau(plateau.Authentication) > plateau.Lowest && !a.SystemIdentity
 }
+
+// authenticationPlateau is the user authentication plateau agreed with a
+// partner, for the authorization server's refusal of a bad signed identity.
+func (n *Node) authenticationPlateau(ura string) (int, bool) {
+	a, ok := n.plateaus.Agreement(ura)
+	if !ok {
+		return 0, false
+	}
+	return a.Plateau(plateau.Authentication), true
+}

@@ -250,6 +250,10 @@ func (n *Node) createReferral(w http.ResponseWriter, r *http.Request, p *partici
 		writeProblem(w, http.StatusBadRequest, "invalid-body", "expected JSON {\"patient\": BSN, \"receiver\": URA, \"application\": \"bgz\"}")
 		return
 	}
+	if fe := n.referralBSN(req.ReceiverURA, req.PatientBSN); fe != nil {
+		n.internalError(w, fe)
+		return
+	}
 	g, err := n.np.Refer(r.Context(), p.URA, req)
 	n.metrics.exchange(applicationLabel(req.Application, notifiedpull.ApplicationBgZ, err), patternNotifiedPull, roleSender, err)
 	if err != nil {

@@ -118,13 +118,17 @@ func (n *Node) serveAuditExport(w http.ResponseWriter, r *http.Request) {
 			status, detail = http.StatusBadRequest, "after must be a non-negative integer (the last seq received)"
 		}
 	}
+	ag, agreed := n.plateaus.Agreement(peer)
 	if a := q.Get("agent"); status == http.StatusOK && a != "" && a != peer {
 		status, detail = http.StatusForbidden, fmt.Sprintf("the export holds the records of your own organisation (URA %s) only, not of URA %s", peer, a)
-	}
-	if status == http.StatusOK {
-		if _, ok := n.plateaus.Agreement(peer); !ok {
-			status, detail = http.StatusForbidden, fmt.Sprintf("no agreement with URA %s", peer)
+		if agreed {
+			// The logging plateau agreed is what makes the log available
+			// on request, and for the partner's own requests only.
+			detail += fmt.Sprintf(" (logging, plateau %d)", ag.Plateau(plateau.Logging))
 		}
+	}
+	if status == http.StatusOK && !agreed {
+		status, detail = http.StatusForbidden, fmt.Sprintf("no agreement with URA %s", peer)
 	}
 	rec.Outcome, rec.OutcomeText = status, detail
 	// The request is itself recorded, before anything is answered.

@@ -66,7 +66,7 @@ func TestAuditExportHoldsThePartnersOwnRecordsOnly(t *testing.T) {
 		status int
 		reason string
 	}{
-		{"?agent=90000009", http.StatusForbidden, "own organisation"},
+		{"?agent=90000009", http.StatusForbidden, "own organisation (URA " + edgePartnerURA + ") only, not of URA 90000009 (logging, plateau 1)"},
 		{"?after=-1", http.StatusBadRequest, "non-negative"},
 		{"?patient=999909587", http.StatusBadRequest, "unknown parameter"},
 	} {

@@ -353,6 +353,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		VerifiedTokenCacheSize: 10000,
 		Logger:                 n.log,
 		IdentityIssuers:        trustedIdentities,
+		AuthenticationPlateau:  n.authenticationPlateau,
 		Faults:                 n.faults.Set(),
 	})
 	if err != nil {

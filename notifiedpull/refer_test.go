@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/schakel-nl/schakel/addressbook"
@@ -44,7 +45,7 @@ func TestReferToReceiverOutsideTheAddressbook(t *testing.T) {
 		status int // 0: no fhir.Error
 	}{
 		{"not in the addressbook", func(ura string) (string, error) {
-			return "", fmt.Errorf("%w: organisation %s", addressbook.ErrNotFound, ura)
+			return "", fmt.Errorf("%w: organisation %s (addressing, plateau 3: the national addressbook only)", addressbook.ErrNotFound, ura)
 		}, http.StatusUnprocessableEntity},
 		{"addressbook unreachable", func(string) (string, error) { return "", errors.New("query addressbook: connection refused") }, 0},
 	} {
@@ -62,6 +63,9 @@ func TestReferToReceiverOutsideTheAddressbook(t *testing.T) {
 				t.Fatalf("error %v is a %d, want an upstream failure", err, fe.Status)
 			case tc.status != 0 && (fe == nil || fe.Status != tc.status):
 				t.Fatalf("error %v, want a %d OperationOutcome", err, tc.status)
+			case tc.status != 0 && !strings.Contains(fe.Issues[0].Diagnostics, "(addressing, plateau 3: the national addressbook only)"):
+				// The participant reads where the node looked.
+				t.Errorf("diagnostics %q do not say where the node looked", fe.Issues[0].Diagnostics)
 			}
 			if gs, err := s.Sent(ctx, "90000001"); err != nil || len(gs) != 0 {
 				t.Errorf("referrals stored after the refusal: %d (%v), want none", len(gs), err)

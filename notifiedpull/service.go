@@ -278,8 +278,10 @@ func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (G
 	// no addressbook lists is the participant's mistake, not a failed exchange.
 	if _, err := s.cfg.Directory.Endpoint(ctx, req.ReceiverURA, PayloadNotification, "3.0"); err != nil {
 		if errors.Is(err, addressbook.ErrNotFound) {
+			// The error names where the node looked (the addressing plateau
+			// agreed with the receiver); it holds no internal detail.
 			return Grant{}, fhir.Errorf(http.StatusUnprocessableEntity, "not-found",
-				"receiver %s has no notification endpoint in the addressbook (or the agreement's endpoints)", req.ReceiverURA)
+				"receiver %s has no notification endpoint: %v", req.ReceiverURA, err)
 		}
 		return Grant{}, fmt.Errorf("find receiver's notification endpoint: %w", err)
 	}

@@ -348,3 +348,43 @@ func jwksKids(t *testing.T, e *testEnv) []string {
 	}
 	return kids
 }
+
+// TestUserIdentityRefusalNamesAgreedPlateau: a bad identity is refused at
+// every plateau, and the refusal names the plateau agreed with the client.
+func TestUserIdentityRefusalNamesAgreedPlateau(t *testing.T) {
+	f := newIdentityFixture(t)
+	tests := []struct {
+		name   string
+		agreed func(string) (int, bool) // nil: not configured
+		want   string
+	}{
+		{"not configured", nil, "(authentication, plateau 4)"},
+		{"plateau 1 agreed", func(string) (int, bool) { return 1, true }, "(authentication, plateau 1: a signed identity presented is checked whatever the plateau)"},
+		{"plateau 3 agreed", func(string) (int, bool) { return 3, true }, "(authentication, plateau 3:"},
+		{"plateau 4 agreed", func(string) (int, bool) { return 4, true }, "(authentication, plateau 4)"},
+		{"no agreement", func(string) (int, bool) { return 0, false }, "(authentication, plateau 4)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, true, func(c *ServerConfig) {
+				c.IdentityIssuers = []IdentityIssuer{f.issuer(t)}
+				c.AuthenticationPlateau = tc.agreed
+			})
+			a := e.orgs[uraA]
+			c := f.claims(e, uraA)
+			c.Issuer = "https://evil.example"
+			tok, err := SignUserIdentity(f.key, nil, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			form := e.form(t, a)
+			form.Set("grant_type", GrantTypeJWTBearer)
+			form.Set("assertion", e.assertion(t, a, func(m map[string]any) { m[ClaimUserIdentity] = tok }))
+			status, body := e.post(t, a, form)
+			desc, _ := body["error_description"].(string)
+			if status != http.StatusBadRequest || body["error"] != "invalid_grant" || !strings.Contains(desc, tc.want) {
+				t.Fatalf("got %d %v, want invalid_grant naming %q", status, body, tc.want)
+			}
+		})
+	}
+}

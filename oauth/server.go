@@ -145,6 +145,12 @@ type ServerConfig struct {
 	// MinUserAssurance is the lowest eIDAS level accepted on a user identity
 	// (default AssuranceHigh, as plateau 4 requires).
 	MinUserAssurance Assurance
+	// AuthenticationPlateau, when set, gives the user authentication
+	// plateau agreed with a client. A bad user identity is refused at every
+	// plateau; the refusal names the plateau agreed, so that the partner
+	// reads which agreement judged it (without it: plateau 4, the plateau a
+	// signed identity is for).
+	AuthenticationPlateau func(clientID string) (int, bool)
 }
 
 // MaxTokenTTL bounds TokenTTL: bound tokens are still bearer tokens to

@@ -98,10 +98,11 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) (*tokenResponse, 
 		if v, ok := t.claims[ClaimUserIdentity]; ok {
 			if req.User, err = s.verifyUserIdentity(v, clientID); err != nil {
 				// A signed user identity is what authentication plateau 4
-				// asks; its refusal names that, as the enforcer's do.
+				// asks; its refusal names the function and the plateau
+				// agreed, as the enforcer's do.
 				var oe *oauthError
 				if errors.As(err, &oe) {
-					oe.description += " (authentication, plateau 4)"
+					oe.description += s.identityPlateau(clientID)
 				}
 				return nil, err
 			}
@@ -402,4 +403,16 @@ func peerCertificate(r *http.Request) *x509.Certificate {
 func certThumbprint(cert *x509.Certificate) string {
 	sum := sha256.Sum256(cert.Raw)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// identityPlateau is the suffix of a bad user identity's refusal: the
+// function and the plateau agreed with the client. Below plateau 4 it says
+// why a plateau that asks for no signed identity refuses one all the same.
+func (s *Server) identityPlateau(clientID string) string {
+	if s.cfg.AuthenticationPlateau != nil {
+		if p, ok := s.cfg.AuthenticationPlateau(clientID); ok && p < 4 {
+			return fmt.Sprintf(" (authentication, plateau %d: a signed identity presented is checked whatever the plateau)", p)
+		}
+	}
+	return " (authentication, plateau 4)"
 }
