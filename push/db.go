@@ -119,7 +119,8 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 // Close closes the database.
 func (d *DB) Close() error { return d.db.Close() }
 
-const ts = time.RFC3339Nano
+// ts has a fixed width, so that the stored times sort as text.
+const ts = "2006-01-02T15:04:05.000000000Z07:00"
 
 func fmtTime(t time.Time) string {
 	if t.IsZero() {

@@ -96,8 +96,8 @@ const leaseFor = 2 * time.Minute
 // Start resumes the outbox (a message claimed by a process that stopped
 // is due at once) and delivers until ctx ends; Wait waits for it.
 func (s *Service) Start(ctx context.Context) error {
-	if err := s.cfg.Store.Release(ctx, s.cfg.Now()); err != nil {
-		return fmt.Errorf("resume outbox: %w", err)
+	if err := s.Resume(ctx); err != nil {
+		return err
 	}
 	s.wg.Add(1)
 	go func() {
@@ -105,6 +105,25 @@ func (s *Service) Start(ctx context.Context) error {
 		s.run(ctx)
 	}()
 	return nil
+}
+
+// Resume makes every queued message due now: the leases of a process that
+// stopped are void.
+func (s *Service) Resume(ctx context.Context) error {
+	if err := s.cfg.Store.Release(ctx, s.cfg.Now()); err != nil {
+		return fmt.Errorf("resume outbox: %w", err)
+	}
+	return nil
+}
+
+// DeliverDue runs one round of delivery in the caller's goroutine: every
+// message due now, one attempt each. It returns how many it tried.
+func (s *Service) DeliverDue(ctx context.Context) (int, error) {
+	due, err := s.cfg.Store.Claim(ctx, s.cfg.Now(), s.cfg.Now().Add(leaseFor), 1000)
+	for _, m := range due {
+		s.deliver(ctx, m)
+	}
+	return len(due), err
 }
 
 // Wait blocks until delivery has stopped (after Start's context ended).
@@ -166,7 +185,9 @@ type errRefused struct {
 	text   string
 }
 
-func (e *errRefused) Error() string { return fmt.Sprintf("receiver refused the message: %d: %s", e.status, e.text) }
+func (e *errRefused) Error() string {
+	return fmt.Sprintf("receiver refused the message: %d: %s", e.status, e.text)
+}
 
 func (s *Service) deliver(ctx context.Context, m OutMessage) {
 	now := s.cfg.Now()
