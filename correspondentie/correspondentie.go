@@ -101,6 +101,19 @@ func (Application) Validate(payload []byte) (push.Payload, error) {
 	if err := json.Unmarshal(b.Entry[0].Resource, &c); err != nil || c.ResourceType != "Composition" {
 		return refuse("the first entry of a document must be its Composition")
 	}
+	// The patient first: a refusal of a letter that names one validly is
+	// audited with the patient.
+	if c.Subject == nil || byURL[c.Subject.Reference] == nil {
+		return refuse("Composition.subject must reference the Patient in the document")
+	}
+	bsn, _, ok := nl.Patient(byURL[c.Subject.Reference])
+	if !ok || bsn == "" {
+		return refuse("the subject Patient must be identified by BSN (%s)", nl.SystemBSN)
+	}
+	if err := nl.ValidateBSN(bsn); err != nil {
+		return p, fhir.Errorf(http.StatusUnprocessableEntity, "value", "letter: the patient's BSN: %v", err)
+	}
+	p.PatientBSN = bsn
 	if c.Status != "final" && c.Status != "amended" {
 		return refuse("Composition.status must be final or amended, not %q", c.Status)
 	}
@@ -118,17 +131,6 @@ func (Application) Validate(payload []byte) (push.Payload, error) {
 	if len(c.Author) == 0 || c.Custodian == nil || byURL[c.Custodian.Reference] == nil {
 		return refuse("Composition.author and a custodian Organization in the document are required")
 	}
-	if c.Subject == nil || byURL[c.Subject.Reference] == nil {
-		return refuse("Composition.subject must reference the Patient in the document")
-	}
-	bsn, _, ok := nl.Patient(byURL[c.Subject.Reference])
-	if !ok || bsn == "" {
-		return refuse("the subject Patient must be identified by BSN (%s)", nl.SystemBSN)
-	}
-	if err := nl.ValidateBSN(bsn); err != nil {
-		return p, fhir.Errorf(http.StatusUnprocessableEntity, "value", "letter: the patient's BSN: %v", err)
-	}
-	p.PatientBSN = bsn
 	content := false
 	for _, s := range c.Section {
 		if s.Text != nil && strings.TrimSpace(s.Text.Div) != "" {

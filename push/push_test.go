@@ -121,7 +121,9 @@ func (w *world) open(ura string) {
 		HTTP: &http.Client{Transport: peerTransport{ura}}}
 	svc, err := push.New(push.Config{Node: "node-" + ura, Store: db, Directory: w,
 		Parties: func(u string) (*push.Party, bool) { return party, u == ura },
-		Token:   func(_ context.Context, p *push.Party, _ string, _ bool) (string, error) { return "token-of-" + p.URA, nil },
+		Token: func(_ context.Context, p *push.Party, _ string, _ bool) (string, error) {
+			return "token-of-" + p.URA, nil
+		},
 		PartnerKeys: func(_ context.Context, partner string) (jwk.Set, error) {
 			set := jwk.NewSet()
 			k := w.keys[partner]
