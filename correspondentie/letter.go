@@ -50,11 +50,15 @@ func Letter(s LetterSpec) ([]byte, error) {
 			map[string]any{"title": "Brief (PDF)", "entry": []any{map[string]any{"reference": pdf}}},
 		},
 	}
+	patient := map[string]any{"resourceType": "Patient",
+		"identifier": []any{map[string]any{"system": nl.SystemBSN, "value": s.PatientBSN}},
+		"name":       []any{map[string]any{"text": s.PatientName}}}
+	if s.BirthDate != "" {
+		patient["birthDate"] = s.BirthDate
+	}
 	entries := []any{
 		map[string]any{"fullUrl": u("0"), "resource": comp},
-		map[string]any{"fullUrl": pat, "resource": map[string]any{"resourceType": "Patient",
-			"identifier": []any{map[string]any{"system": nl.SystemBSN, "value": s.PatientBSN}},
-			"name":       []any{map[string]any{"text": s.PatientName}}, "birthDate": s.BirthDate}},
+		map[string]any{"fullUrl": pat, "resource": patient},
 		map[string]any{"fullUrl": prac, "resource": map[string]any{"resourceType": "Practitioner",
 			"identifier": []any{map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/uzi-nr-pers", "value": s.AuthorUZI}},
 			"name":       []any{map[string]any{"text": s.AuthorName}}}},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/validate"
 	"github.com/schakel-nl/schakel/nl"
 )
 
@@ -61,6 +62,11 @@ func (s *Service) Send(ctx context.Context, tenant string, req SendRequest) (Out
 		Source: s.cfg.Endpoint(tenant), ReceiverURA: req.ReceiverURA, Timestamp: now}, req.Payload)
 	if err != nil {
 		return OutMessage{}, false, err
+	}
+	// Refused now what the receiver would refuse later: the message must
+	// be valid STU3.
+	if issues := validate.Resource(fhir.STU3, body); hasError(issues) {
+		return OutMessage{}, false, &fhir.Error{Status: http.StatusBadRequest, Issues: issues}
 	}
 	m := OutMessage{ID: req.ID, Tenant: tenant, ReceiverURA: req.ReceiverURA, Application: app.Name(), Kind: KindMessage,
 		PatientBSN: p.PatientBSN, Body: body, BodySHA256: sha(body), Status: StatusQueued, NextAttempt: now,
