@@ -7,6 +7,7 @@ import (
 
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/push"
 )
 
 // addressing finds a partner's endpoint by the addressing plateau agreed
@@ -63,6 +64,10 @@ func configuredEndpoint(e plateau.Endpoints, payloadType, fhirVersion string) st
 		return e.AuthServer
 	case addressbook.PayloadClientJWKS:
 		return e.JWKS
+	case push.PayloadType:
+		if fhir {
+			return e.Push
+		}
 	}
 	return ""
 }

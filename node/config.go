@@ -79,6 +79,8 @@ type Config struct {
 	ClockSkew time.Duration `koanf:"clockskew"`
 	// ReferralValidity is how long a receiver may pull a referral's data.
 	ReferralValidity time.Duration `koanf:"referralvalidity"`
+	// Push is the outbox's delivery of Push messages.
+	Push PushConfig `koanf:"push"`
 	// MaxBodyBytes limits FHIR request bodies.
 	MaxBodyBytes int64 `koanf:"maxbodybytes"`
 	// Admin is the admin API, through which agreements and participants
@@ -388,6 +390,9 @@ func (c *Config) Validate() error {
 	if c.ReferralValidity == 0 {
 		c.ReferralValidity = 7 * 24 * time.Hour
 	}
+	if err := c.Push.validate(); err != nil {
+		errs = append(errs, err)
+	}
 	// An explicit requirevalidation needs the register; the default of
 	// network plateau 3–4 applies once one is configured (admission.go).
 	required := false
@@ -508,4 +513,36 @@ func (c ConsentConfig) source(p int) (consentKind, string) {
 		}
 		return consentMitz, ""
 	}
+}
+
+// PushConfig bounds the delivery of Push messages from the outbox.
+type PushConfig struct {
+	// Lifetime is how long a message may wait for delivery before it is
+	// failed and its sender told (default 72h).
+	Lifetime time.Duration `koanf:"lifetime"`
+	// RetryBase is the wait after the first failed attempt, doubled after
+	// each next one up to RetryMax (defaults 1s and 10m), with jitter.
+	RetryBase time.Duration `koanf:"retrybase"`
+	RetryMax  time.Duration `koanf:"retrymax"`
+}
+
+func (p *PushConfig) validate() error {
+	if p.Lifetime == 0 {
+		p.Lifetime = 72 * time.Hour
+	}
+	if p.RetryBase == 0 {
+		p.RetryBase = time.Second
+	}
+	if p.RetryMax == 0 {
+		p.RetryMax = 10 * time.Minute
+	}
+	switch {
+	case p.Lifetime < 0 || p.RetryBase < 0 || p.RetryMax < 0:
+		return errors.New("push: lifetime, retrybase and retrymax must be positive")
+	case p.RetryMax < p.RetryBase:
+		return fmt.Errorf("push.retrymax (%s) is below push.retrybase (%s)", p.RetryMax, p.RetryBase)
+	case p.Lifetime < p.RetryBase:
+		return fmt.Errorf("push.lifetime (%s) is below push.retrybase (%s): no retry would happen", p.Lifetime, p.RetryBase)
+	}
+	return nil
 }

@@ -51,6 +51,8 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 		// per answer at the data endpoint.
 		g, err = n.consult.ResolveGrant(ctx, req)
 		rec.AuthzProtocol = "Twiin Direct Pull; RFC 8707 resource; " + req.GrantType
+	} else if pg, ok := pushGrant(req, n.publicURL); ok {
+		g, rec.AuthzProtocol = pg, "Twiin Push; RFC 7523 client assertion; client_credentials"
 	} else {
 		g, apply, err = n.np.BeginGrant(ctx, req)
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
 	"github.com/schakel-nl/schakel/policy"
+	"github.com/schakel-nl/schakel/push"
 )
 
 // participant is a Deelnemer with its credentials loaded.
@@ -62,6 +63,8 @@ type Node struct {
 	auditLog *audit.Store
 	npDB     *notifiedpull.DB
 	np       *notifiedpull.Service
+	pushDB   *push.DB
+	push     *push.Service
 	as       *oauth.Server
 	dir      addressbook.EndpointResolver
 	dirs     *addressbook.Directories // replicas, when configured
@@ -110,6 +113,9 @@ type Options struct {
 	// package internal/faults is not importable from outside, and no
 	// configuration key or flag reaches it.
 	Faults *faults.Set
+	// PushApplications are the care applications on Push; nil: the ones
+	// Schakel ships (Correspondentie).
+	PushApplications []push.Application
 }
 
 // New validates cfg, loads credentials, opens the stores and binds the
@@ -301,6 +307,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			return n.identify(ctx, identityCheck{tenant: c.Tenant, partner: c.PartnerURA, bsn: c.PatientBSN, birthDate: c.BirthDate, step: c.Step})
 		},
 	})
+	if err := n.setupPush(ctx, opts); err != nil {
+		return err
+	}
 	if err := n.setupGeneric(); err != nil {
 		return err
 	}
@@ -418,6 +427,7 @@ func (n *Node) AddressbookEntries() []addressbook.Entry {
 				{ID: "ep-" + p.URA + "-bgz", PayloadType: addressbook.PayloadBgZServer, Address: e.BgZ, FHIRVersion: "3.0"},
 				{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
 				{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
+				{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"},
 			},
 		})
 	}
@@ -431,7 +441,7 @@ func (n *Node) AddressbookEntries() []addressbook.Entry {
 func Endpoints(publicURL, ura string) plateau.Endpoints {
 	base := strings.TrimSuffix(publicURL, "/")
 	return plateau.Endpoints{Notification: base + "/fhir/stu3/" + ura + "/Task", BgZ: base + "/fhir/stu3/" + ura,
-		AuthServer: base, JWKS: base + "/jwks/" + ura}
+		AuthServer: base, JWKS: base + "/jwks/" + ura, Push: base + "/fhir/stu3/" + ura + "/$process-message"}
 }
 
 // Serve runs the node until ctx ends, then shuts down gracefully.
@@ -442,6 +452,11 @@ func (n *Node) Serve(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil // stopped while starting: a shutdown, not a failure
 		}
+		return err
+	}
+	if err := n.push.Start(ctx); err != nil {
+		n.np.Wait()
+		n.closeStores()
 		return err
 	}
 	dirsDone := make(chan struct{})
@@ -469,6 +484,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	_ = n.internalSrv.Shutdown(shutdownCtx)
 	_ = n.adminSrv.Shutdown(shutdownCtx)
 	n.np.Wait()
+	n.push.Wait()
 	stopShipping()
 	n.background.Wait()
 	<-dirsDone
@@ -492,6 +508,9 @@ func (n *Node) closeStores() {
 	}
 	if n.npDB != nil {
 		_ = n.npDB.Close()
+	}
+	if n.pushDB != nil {
+		_ = n.pushDB.Close()
 	}
 	if n.auditLog != nil {
 		_ = n.auditLog.Close()

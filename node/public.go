@@ -96,6 +96,10 @@ func (n *Node) publicRoutes() http.Handler {
 			writeOutcome(w, fhir.Errorf(http.StatusNotFound, "not-found", "no participant %s on this node", ura))
 			return
 		}
+		if path == "$process-message" {
+			n.push.HandleMessage(w, r, ura)
+			return
+		}
 		if path == "Task" && (r.Method == http.MethodPost || (r.Method == http.MethodPut && r.URL.Query().Has("identifier"))) {
 			n.np.HandleNotification(w, r, ura)
 			return

@@ -69,6 +69,9 @@ type Endpoints struct {
 	AuthServer string `koanf:"authserver"`
 	// JWKS is the key set its client assertions are signed with.
 	JWKS string `koanf:"jwks"`
+	// Push is where it receives Push messages (payload type Twiin-TA-push),
+	// e.g. https://gtk.example/fhir/stu3/<URA>/$process-message.
+	Push string `koanf:"push"`
 }
 
 // IsZero reports whether no endpoint is configured.
@@ -77,7 +80,7 @@ func (e Endpoints) IsZero() bool { return e == Endpoints{} }
 func (e Endpoints) validate(where string) error {
 	var errs []error
 	for _, f := range []struct{ key, v string }{{"notification", e.Notification}, {"bgz", e.BgZ},
-		{"authserver", e.AuthServer}, {"jwks", e.JWKS}} {
+		{"authserver", e.AuthServer}, {"jwks", e.JWKS}, {"push", e.Push}} {
 		if f.v == "" {
 			continue
 		}

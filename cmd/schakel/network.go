@@ -22,7 +22,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	}
 	var opts network.Options
 	var once, processes, validate bool
-	var plateauFlag string
+	var plateauFlag, care, pattern string
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start an addressbook and two nodes on 127.0.0.1 and run a BgZ Notified Pull",
@@ -56,6 +56,15 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			if err := plateauOption(plateauFlag, &opts); err != nil {
 				return err
 			}
+			if pattern, err = careOption(care, pattern); err != nil {
+				return err
+			}
+			if pattern == "push" {
+				if processes || opts.Plateau != 0 {
+					return errors.New("--care correspondentie runs in one process at the default agreement for now (no --processes, no --plateau)")
+				}
+				return runLetter(cmd.Context(), opts, once)
+			}
 			if processes {
 				if opts.Plateau != 0 {
 					return errors.New("--plateau runs in one process only: --processes starts no identity issuer or central log yet")
@@ -77,6 +86,8 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node for BgZ in its roles with the kit and record the proofs in the admission register (about 10 s)")
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
 	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4")
+	up.Flags().StringVar(&care, "care", "bgz", "care application: bgz (Notified Pull) or correspondentie (Push)")
+	up.Flags().StringVar(&pattern, "pattern", "", "exchange pattern; default the care application's own (bgz: notified-pull, correspondentie: push)")
 	cmd.AddCommand(up)
 	return cmd
 }
@@ -167,4 +178,47 @@ func runNetworkProcesses(ctx context.Context, opts network.Options, once bool, e
 	nw.StopProcesses()
 	fmt.Fprintln(opts.Out, "Network stopped.")
 	return nil
+}
+
+// careOption checks --care and --pattern and returns the pattern to run.
+func careOption(care, pattern string) (string, error) {
+	patterns := map[string]string{"bgz": "notified-pull", "correspondentie": "push"}
+	own, ok := patterns[care]
+	if !ok {
+		return "", fmt.Errorf("--care %q: the network runs bgz or correspondentie", care)
+	}
+	if pattern == "" {
+		pattern = own
+	}
+	if pattern != own {
+		return "", fmt.Errorf("--pattern %q with --care %s: only %s is supported for now", pattern, care, own)
+	}
+	return pattern, nil
+}
+
+// runLetter runs the network and sends one Correspondentie letter over Push.
+func runLetter(ctx context.Context, opts network.Options, once bool) error {
+	nw, err := network.Up(ctx, opts)
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	nw.Start(runCtx)
+	nw.PrintListeners()
+	s, exErr := nw.ExchangeLetter(runCtx)
+	if s != nil {
+		nw.PrintLetter(s)
+	}
+	if exErr != nil {
+		cancel()
+		_ = nw.Wait()
+		return fmt.Errorf("exchange failed: %w", exErr)
+	}
+	if !once {
+		fmt.Fprintln(opts.Out, "\nNetwork running; press Ctrl-C to stop.")
+		<-ctx.Done()
+	}
+	cancel()
+	return nw.Wait()
 }

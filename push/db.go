@@ -1,0 +1,342 @@
+package push
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/schakel-nl/schakel/internal/sqlitedb"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store keeps the outbox and the inbox. It is small on purpose: a
+// PostgreSQL backend implements the same methods (each one statement or
+// one transaction), so a node scaled out shares one.
+type Store interface {
+	// Enqueue stores m in the outbox; when the tenant already has a message
+	// with m's id it returns that one and false (a message is queued once).
+	Enqueue(ctx context.Context, m OutMessage) (OutMessage, bool, error)
+	// Claim returns up to limit queued messages due at now and moves their
+	// next attempt to lease, so that no other round takes them meanwhile.
+	Claim(ctx context.Context, now, lease time.Time, limit int) ([]OutMessage, error)
+	// NextDue is the earliest next attempt of a queued message; false when none.
+	NextDue(ctx context.Context) (time.Time, bool, error)
+	// Release makes every queued message due at now (after a restart:
+	// the leases of the process that died are void).
+	Release(ctx context.Context, now time.Time) error
+	// UpdateOut writes m's delivery state (status, reason, attempts, next
+	// attempt, receipt, delivered time).
+	UpdateOut(ctx context.Context, m OutMessage) error
+	// Acknowledge records the receiver's application acknowledgement of
+	// the tenant's message id; false when there is no such message.
+	Acknowledge(ctx context.Context, tenant, id, ack, note string, at time.Time) (bool, error)
+	Out(ctx context.Context, tenant, id string) (OutMessage, error)
+	OutList(ctx context.Context, tenant string) ([]OutMessage, error)
+
+	// Receive stores m in the inbox; when its sender's message id is
+	// there already it returns the stored one and false.
+	Receive(ctx context.Context, m InMessage) (InMessage, bool, error)
+	// Process marks an inbox message processed and queues the
+	// acknowledgement to its sender, in one transaction; false when the
+	// message was processed before.
+	Process(ctx context.Context, in InMessage, ack OutMessage) (bool, error)
+	In(ctx context.Context, tenant, id string) (InMessage, error)
+	InList(ctx context.Context, tenant string) ([]InMessage, error)
+	Close() error
+}
+
+// ErrNotFound: no such message for this participant.
+var ErrNotFound = errors.New("message not found")
+
+// OutMessage is a message in the outbox.
+type OutMessage struct {
+	ID           string    `json:"id"`
+	Tenant       string    `json:"sender"`
+	ReceiverURA  string    `json:"receiver"`
+	Application  string    `json:"application"`
+	Kind         string    `json:"kind"`
+	ResponseTo   string    `json:"responseTo,omitempty"`
+	PatientBSN   string    `json:"patient,omitempty"`
+	Body         []byte    `json:"-"`
+	BodySHA256   string    `json:"payloadSha256"`
+	Status       string    `json:"status"`
+	StatusReason string    `json:"statusReason,omitempty"`
+	Attempts     int       `json:"attempts"`
+	NextAttempt  time.Time `json:"nextAttempt"`
+	Expires      time.Time `json:"expires"`
+	Receipt      string    `json:"receipt,omitempty"`
+	Delivered    time.Time `json:"delivered,omitzero"`
+	Ack          string    `json:"acknowledgement,omitempty"`
+	AckNote      string    `json:"acknowledgementNote,omitempty"`
+	AckAt        time.Time `json:"acknowledged,omitzero"`
+	Created      time.Time `json:"created"`
+	Updated      time.Time `json:"updated"`
+}
+
+// InMessage is a message in the inbox.
+type InMessage struct {
+	ID           string    `json:"id"`
+	Tenant       string    `json:"receiver"`
+	MessageID    string    `json:"messageId"`
+	SenderURA    string    `json:"sender"`
+	SenderSystem string    `json:"senderSystem,omitempty"`
+	Application  string    `json:"application"`
+	Kind         string    `json:"kind"`
+	ResponseTo   string    `json:"responseTo,omitempty"`
+	PatientBSN   string    `json:"patient,omitempty"`
+	Body         []byte    `json:"-"`
+	BodySHA256   string    `json:"payloadSha256"`
+	Receipt      string    `json:"receipt"`
+	Status       string    `json:"status"`
+	Ack          string    `json:"acknowledgement,omitempty"`
+	AckNote      string    `json:"acknowledgementNote,omitempty"`
+	Created      time.Time `json:"created"`
+	Updated      time.Time `json:"updated"`
+}
+
+// DB is the SQLite Store.
+type DB struct{ db *sql.DB }
+
+// OpenDB opens (creating and migrating) the push store at path.
+func OpenDB(ctx context.Context, path string) (*DB, error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlitedb.Open(ctx, path, sub)
+	if err != nil {
+		return nil, fmt.Errorf("push store: %w", err)
+	}
+	return &DB{db: db}, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error { return d.db.Close() }
+
+// ts has a fixed width, so that the stored times sort as text.
+const ts = "2006-01-02T15:04:05.000000000Z07:00"
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(ts)
+}
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(ts, s)
+	return t
+}
+
+const outCols = `id, tenant, receiver_ura, application, kind, response_to, patient_bsn, body, body_sha256, status,
+	status_reason, attempts, next_attempt_at, expires_at, receipt, delivered_at, ack, ack_note, ack_at, created_at, updated_at`
+
+func scanOut(row interface{ Scan(...any) error }) (OutMessage, error) {
+	var m OutMessage
+	var next, exp, deliv, ackAt, created, updated string
+	err := row.Scan(&m.ID, &m.Tenant, &m.ReceiverURA, &m.Application, &m.Kind, &m.ResponseTo, &m.PatientBSN, &m.Body,
+		&m.BodySHA256, &m.Status, &m.StatusReason, &m.Attempts, &next, &exp, &m.Receipt, &deliv, &m.Ack, &m.AckNote, &ackAt,
+		&created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, ErrNotFound
+	}
+	m.NextAttempt, m.Expires, m.Delivered, m.AckAt = parseTime(next), parseTime(exp), parseTime(deliv), parseTime(ackAt)
+	m.Created, m.Updated = parseTime(created), parseTime(updated)
+	return m, err
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+}
+
+func insertOut(ctx context.Context, db execer, m OutMessage) (bool, error) {
+	res, err := db.ExecContext(ctx, `INSERT INTO push_out (`+outCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (tenant, id) DO NOTHING`,
+		m.ID, m.Tenant, m.ReceiverURA, m.Application, m.Kind, m.ResponseTo, m.PatientBSN, m.Body, m.BodySHA256, m.Status,
+		m.StatusReason, m.Attempts, fmtTime(m.NextAttempt), fmtTime(m.Expires), m.Receipt, fmtTime(m.Delivered), m.Ack,
+		m.AckNote, fmtTime(m.AckAt), fmtTime(m.Created), fmtTime(m.Updated))
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+func (d *DB) Enqueue(ctx context.Context, m OutMessage) (OutMessage, bool, error) {
+	created, err := insertOut(ctx, d.db, m)
+	if err != nil {
+		return OutMessage{}, false, err
+	}
+	if created {
+		return m, true, nil
+	}
+	prev, err := d.Out(ctx, m.Tenant, m.ID)
+	return prev, false, err
+}
+
+func (d *DB) Claim(ctx context.Context, now, lease time.Time, limit int) ([]OutMessage, error) {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT `+outCols+` FROM push_out WHERE status = ? AND next_attempt_at <= ?
+		ORDER BY next_attempt_at LIMIT ?`, StatusQueued, fmtTime(now), limit)
+	if err != nil {
+		return nil, err
+	}
+	var out []OutMessage
+	for rows.Next() {
+		m, err := scanOut(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, m := range out {
+		if _, err := tx.ExecContext(ctx, `UPDATE push_out SET next_attempt_at = ? WHERE tenant = ? AND id = ?`,
+			fmtTime(lease), m.Tenant, m.ID); err != nil {
+			return nil, err
+		}
+	}
+	return out, tx.Commit()
+}
+
+func (d *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var s sql.NullString
+	err := d.db.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM push_out WHERE status = ?`, StatusQueued).Scan(&s)
+	if err != nil || !s.Valid {
+		return time.Time{}, false, err
+	}
+	return parseTime(s.String), true, nil
+}
+
+func (d *DB) Release(ctx context.Context, now time.Time) error {
+	_, err := d.db.ExecContext(ctx, `UPDATE push_out SET next_attempt_at = ? WHERE status = ? AND next_attempt_at > ?`,
+		fmtTime(now), StatusQueued, fmtTime(now))
+	return err
+}
+
+func (d *DB) UpdateOut(ctx context.Context, m OutMessage) error {
+	_, err := d.db.ExecContext(ctx, `UPDATE push_out SET status = ?, status_reason = ?, attempts = ?, next_attempt_at = ?,
+		receipt = ?, delivered_at = ?, updated_at = ? WHERE tenant = ? AND id = ?`,
+		m.Status, m.StatusReason, m.Attempts, fmtTime(m.NextAttempt), m.Receipt, fmtTime(m.Delivered), fmtTime(m.Updated),
+		m.Tenant, m.ID)
+	return err
+}
+
+func (d *DB) Acknowledge(ctx context.Context, tenant, id, ack, note string, at time.Time) (bool, error) {
+	res, err := d.db.ExecContext(ctx, `UPDATE push_out SET ack = ?, ack_note = ?, ack_at = ?, updated_at = ?
+		WHERE tenant = ? AND id = ? AND kind = ?`, ack, note, fmtTime(at), fmtTime(at), tenant, id, KindMessage)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+func (d *DB) Out(ctx context.Context, tenant, id string) (OutMessage, error) {
+	return scanOut(d.db.QueryRowContext(ctx, `SELECT `+outCols+` FROM push_out WHERE tenant = ? AND id = ?`, tenant, id))
+}
+
+func (d *DB) OutList(ctx context.Context, tenant string) ([]OutMessage, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT `+outCols+` FROM push_out WHERE tenant = ? ORDER BY created_at`, tenant)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []OutMessage
+	for rows.Next() {
+		m, err := scanOut(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+const inCols = `id, tenant, message_id, sender_ura, sender_system, application, kind, response_to, patient_bsn, body,
+	body_sha256, receipt, status, ack, ack_note, created_at, updated_at`
+
+func scanIn(row interface{ Scan(...any) error }) (InMessage, error) {
+	var m InMessage
+	var created, updated string
+	err := row.Scan(&m.ID, &m.Tenant, &m.MessageID, &m.SenderURA, &m.SenderSystem, &m.Application, &m.Kind, &m.ResponseTo,
+		&m.PatientBSN, &m.Body, &m.BodySHA256, &m.Receipt, &m.Status, &m.Ack, &m.AckNote, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, ErrNotFound
+	}
+	m.Created, m.Updated = parseTime(created), parseTime(updated)
+	return m, err
+}
+
+func (d *DB) Receive(ctx context.Context, m InMessage) (InMessage, bool, error) {
+	res, err := d.db.ExecContext(ctx, `INSERT INTO push_in (`+inCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (sender_ura, message_id) DO NOTHING`,
+		m.ID, m.Tenant, m.MessageID, m.SenderURA, m.SenderSystem, m.Application, m.Kind, m.ResponseTo, m.PatientBSN, m.Body,
+		m.BodySHA256, m.Receipt, m.Status, m.Ack, m.AckNote, fmtTime(m.Created), fmtTime(m.Updated))
+	if err != nil {
+		return InMessage{}, false, err
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return m, true, nil
+	}
+	prev, err := scanIn(d.db.QueryRowContext(ctx, `SELECT `+inCols+` FROM push_in WHERE sender_ura = ? AND message_id = ?`,
+		m.SenderURA, m.MessageID))
+	return prev, false, err
+}
+
+func (d *DB) Process(ctx context.Context, in InMessage, ack OutMessage) (bool, error) {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE push_in SET status = ?, ack = ?, ack_note = ?, updated_at = ?
+		WHERE tenant = ? AND id = ? AND status = ?`, StatusProcessed, in.Ack, in.AckNote, fmtTime(in.Updated),
+		in.Tenant, in.ID, StatusReceived)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return false, nil
+	}
+	if _, err := insertOut(ctx, tx, ack); err != nil {
+		return false, err
+	}
+	return true, tx.Commit()
+}
+
+func (d *DB) In(ctx context.Context, tenant, id string) (InMessage, error) {
+	return scanIn(d.db.QueryRowContext(ctx, `SELECT `+inCols+` FROM push_in WHERE tenant = ? AND id = ?`, tenant, id))
+}
+
+func (d *DB) InList(ctx context.Context, tenant string) ([]InMessage, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT `+inCols+` FROM push_in WHERE tenant = ? AND kind = ? ORDER BY created_at`,
+		tenant, KindMessage)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []InMessage
+	for rows.Next() {
+		m, err := scanIn(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
