@@ -333,9 +333,12 @@ func (d *DB) setReceivedStatus(ctx context.Context, id, status, reason string, n
 	return err
 }
 
-func (d *DB) setReceivedResult(ctx context.Context, id, bundleID string, summary []QueryResult) error {
+// completeReceived records a pull's result and moves it to completed, in
+// one statement (clearing what setReceivedStatus clears at the end).
+func (d *DB) completeReceived(ctx context.Context, id, bundleID string, summary []QueryResult, now time.Time) error {
 	s, _ := json.Marshal(summary)
-	_, err := d.db.ExecContext(ctx, `UPDATE np_received SET result_bundle = ?, summary = ? WHERE id = ?`, bundleID, string(s), id)
+	_, err := d.db.ExecContext(ctx, `UPDATE np_received SET result_bundle = ?, summary = ?, status = ?, status_reason = '', updated_at = ?,
+		auth_base = '', accepted_by = '', awaiting = 0 WHERE id = ?`, bundleID, string(s), StatusCompleted, now.UTC().Format(ts), id)
 	return err
 }
 
