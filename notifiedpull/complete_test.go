@@ -3,12 +3,14 @@ package notifiedpull
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestCompletionIsReportedInTheBackgroundAndRetried(t *testing.T) {
@@ -40,7 +42,7 @@ func TestCompletionIsReportedInTheBackgroundAndRetried(t *testing.T) {
 			var events []Event
 			s.cfg.Events = func(e Event) { events = append(events, e) }
 			c := &fetcher{http: srv.Client(), token: "t", base: srv.URL + "/fhir"}
-			row := Received{ID: "n1", Tenant: "90000002", WorkflowTask: srv.URL + "/fhir/Task/wf1"}
+			row := pendingReport(t, s, srv.URL+"/fhir/Task/wf1")
 			s.reportCompletion(context.Background(), c, row, []byte(`{"resourceType":"Task","id":"wf1","status":"requested"}`))
 			s.Wait() // the reporter counts as one of the service's goroutines
 			if len(bodies) != tc.attempts {
@@ -55,7 +57,62 @@ func TestCompletionIsReportedInTheBackgroundAndRetried(t *testing.T) {
 			if failed == tc.reported {
 				t.Errorf("events %+v; reported = %v", events, tc.reported)
 			}
+			// Taken or refused, the report is done; a sender that never
+			// answered gets it again after a restart.
+			after, err := s.cfg.DB.received(context.Background(), row.Tenant, row.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stillPending := tc.attempts == reportAttempts
+			if after.ReportPending != stillPending || (after.AuthBase != "") != stillPending {
+				t.Errorf("after the report: pending %v, authorization base kept %v; want both %v", after.ReportPending, after.AuthBase != "", stillPending)
+			}
 		})
+	}
+}
+
+// pendingReport stores a received notification whose pull completed and
+// whose report to the sender is pending.
+func pendingReport(t *testing.T, s *Service, workflowTask string) Received {
+	t.Helper()
+	ctx := context.Background()
+	now := s.cfg.Now()
+	row := Received{ID: "n1", Tenant: "90000002", Identifier: "urn:uuid:n1", SenderURA: "90000001", WorkflowTask: workflowTask,
+		AuthBase: "the-secret", Status: StatusInProgress, Expires: now.Add(time.Hour), Created: now, Updated: now}
+	if _, err := s.cfg.DB.insertReceived(ctx, row); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cfg.DB.completeReceived(ctx, row.ID, "b1", nil, now); err != nil {
+		t.Fatal(err)
+	}
+	row, err := s.cfg.DB.received(ctx, row.Tenant, row.ID)
+	if err != nil || !row.ReportPending || row.AuthBase != "the-secret" || row.Status != StatusCompleted {
+		t.Fatalf("completed with the report pending: %+v %v", row, err)
+	}
+	return row
+}
+
+func TestPendingReportResumedAtStart(t *testing.T) {
+	s, _, _ := receiverFixture(t)
+	row := pendingReport(t, s, "https://sender.example/fhir/stu3/90000001/Task/wf1")
+	asked := make(chan string, 4)
+	s.cfg.Directory = directoryFunc(func(ura string) (string, error) {
+		asked <- ura
+		return "", errors.New("the addressbook is down")
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The resumed report looks up the sender's endpoint to get a token.
+	if got := <-asked; got != row.SenderURA {
+		t.Errorf("resumed report looked up %s, want the sender %s", got, row.SenderURA)
+	}
+	cancel()
+	s.Wait()
+	after, err := s.cfg.DB.received(context.Background(), row.Tenant, row.ID)
+	if err != nil || !after.ReportPending {
+		t.Errorf("a report that could not be sent must stay pending: %+v %v", after, err)
 	}
 }
 
@@ -103,7 +160,7 @@ func TestNotificationStatusWrittenWithoutRereadingUnlessChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if done.Status != StatusCompleted || done.ResultBundle != "b1" || len(done.Summary) != 1 || done.AuthBase != "" {
+	if done.Status != StatusCompleted || done.ResultBundle != "b1" || len(done.Summary) != 1 || !done.ReportPending {
 		t.Errorf("completed row: %+v", done)
 	}
 }

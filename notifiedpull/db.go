@@ -284,6 +284,8 @@ type Received struct {
 	// AcceptedBy is the user who accepted it; nil when none did (a system
 	// identity pulls, or none is needed).
 	AcceptedBy *plateau.Caller
+	// ReportPending: completed, and the sender has not yet taken the report.
+	ReportPending bool
 }
 
 // QueryResult is what one query of a pull returned.
@@ -297,13 +299,13 @@ type QueryResult struct {
 }
 
 const receivedCols = `id, tenant, identifier, sender_ura, sender_system, patient_bsn, workflow_task, auth_base,
-	expires_at, status, status_reason, result_bundle, summary, created_at, updated_at, awaiting, accepted_by`
+	expires_at, status, status_reason, result_bundle, summary, created_at, updated_at, awaiting, accepted_by, report_pending`
 
 func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 	var r Received
 	var exp, summary, created, updated, acceptedBy string
 	err := row.Scan(&r.ID, &r.Tenant, &r.Identifier, &r.SenderURA, &r.SenderSystem, &r.PatientBSN, &r.WorkflowTask,
-		&r.AuthBase, &exp, &r.Status, &r.StatusReason, &r.ResultBundle, &summary, &created, &updated, &r.Awaiting, &acceptedBy)
+		&r.AuthBase, &exp, &r.Status, &r.StatusReason, &r.ResultBundle, &summary, &created, &updated, &r.Awaiting, &acceptedBy, &r.ReportPending)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, errNoRow
 	}
@@ -375,7 +377,7 @@ func (d *DB) setReceivedStatus(ctx context.Context, id, status, reason string, n
 	if Final(status) {
 		// The secret and the accepting user's identity are of no further
 		// use once the exchange has ended.
-		clear = ", auth_base = '', accepted_by = '', awaiting = 0"
+		clear = ", auth_base = '', accepted_by = '', awaiting = 0, report_pending = 0"
 	}
 	_, err := d.exec(ctx, `UPDATE np_received SET status = ?, status_reason = ?, updated_at = ?`+clear+` WHERE id = ?`,
 		status, reason, now.UTC().Format(ts), id)
@@ -383,11 +385,20 @@ func (d *DB) setReceivedStatus(ctx context.Context, id, status, reason string, n
 }
 
 // completeReceived records a pull's result and moves it to completed, in
-// one statement (clearing what setReceivedStatus clears at the end).
+// one statement, with the report to the sender pending: what the report
+// needs (the authorization base, the accepting user) stays until
+// reportDone.
 func (d *DB) completeReceived(ctx context.Context, id, bundleID string, summary []QueryResult, now time.Time) error {
 	s, _ := json.Marshal(summary)
 	_, err := d.exec(ctx, `UPDATE np_received SET result_bundle = ?, summary = ?, status = ?, status_reason = '', updated_at = ?,
-		auth_base = '', accepted_by = '', awaiting = 0 WHERE id = ?`, bundleID, string(s), StatusCompleted, now.UTC().Format(ts), id)
+		awaiting = 0, report_pending = 1 WHERE id = ?`, bundleID, string(s), StatusCompleted, now.UTC().Format(ts), id)
+	return err
+}
+
+// reportDone ends the report of a completion (taken, or given up), and
+// clears what only it needed.
+func (d *DB) reportDone(ctx context.Context, id string) error {
+	_, err := d.exec(ctx, `UPDATE np_received SET report_pending = 0, auth_base = '', accepted_by = '' WHERE id = ?`, id)
 	return err
 }
 

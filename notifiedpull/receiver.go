@@ -318,26 +318,12 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	// completed in order.
 	note := &noteTask{}
 	accepted := s.background(func() error { return s.advance(ctx, row, note, StatusAccepted, "") })
-	base, err := s.cfg.Directory.Endpoint(ctx, row.SenderURA, PayloadBgZServer, "3.0")
-	if err != nil {
-		return errors.Join(fmt.Errorf("find sender's FHIR endpoint: %w", err), <-accepted)
-	}
-	// Follow only URLs on the sender's registered endpoint: a notification
-	// must not make this node fetch from anywhere else.
-	if !strings.HasPrefix(row.WorkflowTask, base+"/Task/") {
-		return errors.Join(fmt.Errorf("the workflow Task %s is not on the sender's registered endpoint %s", row.WorkflowTask, base), <-accepted)
-	}
-	// The user who accepted the referral, else the participant's system.
-	caller := row.AcceptedBy
-	if caller == nil {
-		caller = &plateau.Caller{ID: party.SystemUZI, System: true}
-	}
-	tok, err := s.token(ctx, party, row.SenderURA, oauth.TokenRequest{GrantType: GrantTypeJWT, Scope: []string{ApplicationBgZ}, AuthorizationBase: row.AuthBase}, caller)
+	caller := callerOf(row, party)
+	c, err := s.connect(ctx, row, party, caller)
 	// No data is read before the notification is on record as accepted.
 	if err := errors.Join(err, <-accepted); err != nil {
 		return err
 	}
-	c := &fetcher{http: party.HTTP, token: tok.AccessToken, base: base}
 	wfBody, err := c.get(ctx, row.WorkflowTask)
 	if err != nil {
 		return fmt.Errorf("read workflow Task: %w", err)
@@ -423,7 +409,9 @@ const (
 // reportCompletion sets the sender's workflow Task to completed (only its
 // status changes) in the background, with the pull's token, retrying a
 // failed attempt (no answer, or 5xx/429) a few times with backoff. A
-// refusal is not retried: the sender decided. Service.Wait waits for it.
+// refusal is not retried: the sender decided. The report stays pending in
+// the exchange state (resumed at the next start) until the sender took it
+// or refused it. Service.Wait waits for it.
 func (s *Service) reportCompletion(ctx context.Context, c *fetcher, row Received, wfBody []byte) {
 	done, err := SetStatus(wfBody, StatusCompleted)
 	if err != nil {
@@ -436,10 +424,15 @@ func (s *Service) reportCompletion(ctx context.Context, c *fetcher, row Received
 		wait := reportBackoff
 		for attempt := 1; ; attempt++ {
 			status, err := c.putStatus(ctx, row.WorkflowTask, done)
+			retry := err != nil && (status == 0 || status >= 500 || status == http.StatusTooManyRequests)
+			if !retry {
+				if err := s.cfg.DB.reportDone(context.WithoutCancel(ctx), row.ID); err != nil {
+					s.log.Error("completion report not recorded as done", "referral", row.ID, "err", err)
+				}
+			}
 			if err == nil {
 				return
 			}
-			retry := status == 0 || status >= 500 || status == http.StatusTooManyRequests
 			if !retry || attempt == reportAttempts || ctx.Err() != nil {
 				s.log.Warn("could not report completion to the sender", "referral", row.ID, "attempts", attempt, "err", err)
 				s.event(row.Tenant, row.ID, "report-failed", "the sender was not told of the completion", err)
@@ -466,6 +459,54 @@ func (s *Service) auditDeferred(ctx context.Context, r audit.Record) {
 		return
 	}
 	s.audit(ctx, r)
+}
+
+// callerOf is who pulls: the user who accepted the referral, else the
+// participant's system.
+func callerOf(row Received, party *Party) *plateau.Caller {
+	if row.AcceptedBy != nil {
+		return row.AcceptedBy
+	}
+	return &plateau.Caller{ID: party.SystemUZI, System: true}
+}
+
+// connect finds the sender's FHIR endpoint and gets a pull token there with
+// the notification's authorization base, for caller.
+func (s *Service) connect(ctx context.Context, row Received, party *Party, caller *plateau.Caller) (*fetcher, error) {
+	base, err := s.cfg.Directory.Endpoint(ctx, row.SenderURA, PayloadBgZServer, "3.0")
+	if err != nil {
+		return nil, fmt.Errorf("find sender's FHIR endpoint: %w", err)
+	}
+	// Follow only URLs on the sender's registered endpoint: a notification
+	// must not make this node fetch from anywhere else.
+	if !strings.HasPrefix(row.WorkflowTask, base+"/Task/") {
+		return nil, fmt.Errorf("the workflow Task %s is not on the sender's registered endpoint %s", row.WorkflowTask, base)
+	}
+	tok, err := s.token(ctx, party, row.SenderURA, oauth.TokenRequest{GrantType: GrantTypeJWT, Scope: []string{ApplicationBgZ}, AuthorizationBase: row.AuthBase}, caller)
+	if err != nil {
+		return nil, err
+	}
+	return &fetcher{http: party.HTTP, token: tok.AccessToken, base: base}, nil
+}
+
+// resumeReport reports a completion the sender had not taken when the
+// node stopped: with a fresh token, over the workflow Task as it is now.
+func (s *Service) resumeReport(ctx context.Context, row Received) {
+	party, ok := s.cfg.Parties(row.Tenant)
+	if !ok {
+		return
+	}
+	c, err := s.connect(ctx, row, party, callerOf(row, party))
+	var wf []byte
+	if err == nil {
+		wf, err = c.get(ctx, row.WorkflowTask)
+	}
+	if err != nil {
+		// Still pending: the next start tries again.
+		s.log.Warn("could not report completion to the sender", "referral", row.ID, "err", err)
+		return
+	}
+	s.reportCompletion(ctx, c, row, wf)
 }
 
 // background runs fn in its own goroutine; its error arrives on the channel.

@@ -183,7 +183,8 @@ func New(cfg Config) *Service {
 }
 
 // Start runs the pull workers until ctx ends, and resumes every accepted
-// notification whose pull had not finished (nothing accepted is lost).
+// notification whose pull had not finished (nothing accepted is lost) and
+// every completion the sender had not yet taken.
 func (s *Service) Start(ctx context.Context) error {
 	for i := 0; i < s.cfg.Workers; i++ {
 		s.wg.Add(1)
@@ -206,6 +207,13 @@ func (s *Service) Start(ctx context.Context) error {
 	for _, r := range pending {
 		if !Final(r.Status) && !r.Awaiting {
 			s.enqueue(r.Tenant, r.ID)
+		}
+		if r.ReportPending {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.resumeReport(ctx, r)
+			}()
 		}
 	}
 	return nil
