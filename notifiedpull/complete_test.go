@@ -164,3 +164,19 @@ func TestNotificationStatusWrittenWithoutRereadingUnlessChanged(t *testing.T) {
 		t.Errorf("completed row: %+v", done)
 	}
 }
+
+func TestResourceType(t *testing.T) {
+	for _, tc := range []struct{ res, want string }{
+		{`{"resourceType":"Patient","id":"1"}`, "Patient"},
+		{`{ "resourceType" : "Observation" }`, "Observation"},  // not compact: decoded
+		{`{"id":"1","resourceType":"Condition"}`, "Condition"}, // not first: decoded
+		{`{"resourceType":"Pat\u0069ent"}`, "Patient"},         // escaped: decoded
+		{`{"resourceType":"","id":"1"}`, ""},                   // empty
+		{`{"resourceType":"Patient`, ""},                       // broken
+		{`["resourceType","Patient"]`, ""},                     // not an object
+	} {
+		if got := resourceType(json.RawMessage(tc.res)); got != tc.want {
+			t.Errorf("resourceType(%s) = %q, want %q", tc.res, got, tc.want)
+		}
+	}
+}

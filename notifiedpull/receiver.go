@@ -668,13 +668,26 @@ func (c *collection) birthDate(bsn string) string {
 }
 
 func (c *collection) types() []string {
-	var out []string
+	out := make([]string, 0, len(c.order))
 	for _, u := range c.order {
-		var h struct{ ResourceType string }
-		_ = json.Unmarshal(c.byURL[u], &h)
-		out = append(out, h.ResourceType)
+		out = append(out, resourceType(c.byURL[u]))
 	}
 	return out
+}
+
+// resourceType is a resource's resourceType. Servers write it first
+// (compact JSON, as a search answer's resources are): that is read without
+// decoding the whole resource; anything else is decoded.
+func resourceType(res json.RawMessage) string {
+	const head = `{"resourceType":"`
+	if rest, ok := bytes.CutPrefix(res, []byte(head)); ok {
+		if end := bytes.IndexByte(rest, '"'); end > 0 && bytes.IndexByte(rest[:end], '\\') < 0 {
+			return string(rest[:end])
+		}
+	}
+	var h struct{ ResourceType string }
+	_ = json.Unmarshal(res, &h)
+	return h.ResourceType
 }
 
 func (c *collection) bundle(row Received) json.RawMessage {
