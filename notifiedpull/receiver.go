@@ -519,8 +519,8 @@ func (s *Service) background(fn func() error) <-chan error {
 // parallelQueries bounds the searches a pull runs at the same time. The
 // sender answers each only once its audit record is durable; the more of
 // them are in flight, the more records share one durable write there (with
-// 6, the BgZ set's 26 queries took about 12 sequential commits; with 16,
-// about 6), while the sender's few read connections still bound its work.
+// 6, the BgZ set's 26 queries took about 10 sequential commits; with 16,
+// about 5), while the sender's few read connections still bound its work.
 const parallelQueries = 16
 
 // run executes one workflow input: a search (following next links) or a read.
