@@ -124,6 +124,9 @@ type Config struct {
 	// MaxBatch records, or MaxDelay after its first record; defaults 256, 2ms.
 	MaxBatch int
 	MaxDelay time.Duration
+	// MaxDefer bounds how long a record written with Defer, which no one
+	// waits for, may stay queued for a batch someone waits on; default 50ms.
+	MaxDefer time.Duration
 
 	// NoJournal writes every batch straight into SQLite with a synchronous
 	// commit, instead of into the journal with the SQLite index behind it
@@ -165,6 +168,7 @@ type Store struct {
 	cpSeq     int64
 	cpTime    time.Time
 	batches   atomic.Int64
+	awaited   atomic.Int64 // batches some Append waited on
 	committed atomic.Int64
 	// lastSeq is the chain position of the last durable record, for readers
 	// that measure how far behind the log they are (the shipper's lag).
@@ -215,6 +219,9 @@ func OpenWith(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.MaxDelay <= 0 {
 		cfg.MaxDelay = 2 * time.Millisecond
+	}
+	if cfg.MaxDefer <= 0 {
+		cfg.MaxDefer = 50 * time.Millisecond
 	}
 	if cfg.Schema == "" {
 		cfg.Schema = "audit"
@@ -284,6 +291,33 @@ func (s *Store) Close() error {
 // Append writes r durably; the caller answers the requester only after it
 // returns without error. Errors wrap ErrUnavailable.
 func (s *Store) Append(ctx context.Context, r Record) error {
+	// Counted until answered, not only until queued: the committer closes
+	// a batch once every waiting Append is in it.
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	p, err := s.enqueue(ctx, r, true)
+	if err != nil {
+		return err
+	}
+	// Once queued the record is committed or refused within one batch; the
+	// caller must learn which, so ctx no longer applies.
+	return <-p.done
+}
+
+// Defer queues r and returns without waiting for it to be durable: for the
+// record of a step that answers no one yet. It goes into the next batch an
+// Append waits on (or on its own after MaxDefer), and never after a record
+// appended later: whatever answer follows the step waits on its own record,
+// whose commit makes r durable too. A batch holding r that fails is retried
+// with the next one, so no later record becomes durable without it. The
+// error is only that the store is closed (or ctx ended before r was queued).
+func (s *Store) Defer(ctx context.Context, r Record) error {
+	_, err := s.enqueue(ctx, r, false)
+	return err
+}
+
+// enqueue hands r to the committer; wait says an Append waits for it.
+func (s *Store) enqueue(ctx context.Context, r Record, wait bool) (*pending, error) {
 	if r.EventID == "" {
 		r.EventID = newID()
 	}
@@ -293,24 +327,21 @@ func (s *Store) Append(ctx context.Context, r Record) error {
 	if r.Node == "" {
 		r.Node = s.cfg.Node
 	}
-	p := &pending{rec: r, done: make(chan error, 1)}
-	s.inflight.Add(1)
-	defer s.inflight.Add(-1)
+	p := &pending{rec: r}
+	if wait {
+		p.done = make(chan error, 1)
+	}
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if s.closed {
-		s.mu.RUnlock()
-		return fmt.Errorf("%w: store closed or read-only", ErrUnavailable)
+		return nil, fmt.Errorf("%w: store closed or read-only", ErrUnavailable)
 	}
 	select {
 	case s.queue <- p:
 	case <-ctx.Done():
-		s.mu.RUnlock()
-		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}
-	s.mu.RUnlock()
-	// Once queued the record is committed or refused within one batch; the
-	// caller must learn which, so ctx no longer applies.
-	return <-p.done
+	return p, nil
 }
 
 // List returns the records f selects, in the order they were written (or
@@ -345,11 +376,15 @@ func (s *Store) Count(ctx context.Context, f Filter) (int, error) {
 type Stats struct {
 	Records int64 // records committed
 	Batches int64 // transactions (each one durable commit: one WAL fsync in SQLite)
+	// Awaited counts the batches an Append waited on: the durable commits
+	// that lay on some request's path (the others held only Deferred
+	// records, or a checkpoint).
+	Awaited int64
 }
 
 // Stats returns the group commit figures since Open.
 func (s *Store) Stats() Stats {
-	return Stats{Records: s.committed.Load(), Batches: s.batches.Load()}
+	return Stats{Records: s.committed.Load(), Batches: s.batches.Load(), Awaited: s.awaited.Load()}
 }
 
 // recordOf decodes a stored row; legacy rows (written before the chain) have

@@ -7,57 +7,88 @@ import (
 	"time"
 )
 
-// pending is one Append waiting for its batch to commit.
+// pending is one record queued for the committer.
 type pending struct {
 	rec  Record
-	done chan error
+	done chan error // the waiting Append; nil for a Deferred record
+	bad  bool       // could not be encoded; already answered
 }
+
+func (p *pending) waits() bool { return p.done != nil }
 
 // commitLoop is the single writer. It gathers concurrent Appends into one
 // transaction (one durable commit for all), extends the chain in memory,
-// and answers every Append of the batch only after the commit.
+// and answers every Append of the batch only after the commit. Deferred
+// records wait for a batch some Append waits on, up to MaxDefer.
 func (s *Store) commitLoop() {
 	defer close(s.done)
 	tick := time.NewTicker(s.cfg.CheckpointInterval / 2)
 	defer tick.Stop()
 	wait := time.NewTimer(time.Hour)
 	wait.Stop()
+	// carry holds the Deferred records of a failed batch: they go first
+	// into the next one, so no record queued after them is made durable
+	// without them.
+	var carry []*pending
 	for {
-		var batch []*pending
-		select {
-		case p := <-s.queue:
+		batch, waiting := carry, 0
+		carry = nil
+		add := func(p *pending) {
 			batch = append(batch, p)
-		case <-tick.C:
-			if s.seq > s.cpSeq && s.now().Sub(s.cpTime) >= s.cfg.CheckpointInterval {
-				s.commit(nil, true)
+			if p.waits() {
+				waiting++
 			}
-			continue
-		case <-s.quit:
-			// Close holds intake shut; whatever is queued is the last batch.
-			for {
+		}
+		if len(batch) == 0 {
+			select {
+			case p := <-s.queue:
+				add(p)
+			case <-tick.C:
+				if s.seq > s.cpSeq && s.now().Sub(s.cpTime) >= s.cfg.CheckpointInterval {
+					s.commit(nil, true)
+				}
+				continue
+			case <-s.quit:
+				s.final(batch)
+				return
+			}
+		}
+		if waiting == 0 {
+			// No one waits for these yet: hold them for the next batch
+			// someone does, so they cost no durable write of their own.
+			until := time.Now().Add(s.cfg.MaxDefer)
+		hold:
+			for waiting == 0 && len(batch) < s.cfg.MaxBatch {
+				left := time.Until(until)
+				if left <= 0 {
+					break
+				}
+				wait.Reset(left)
 				select {
 				case p := <-s.queue:
-					batch = append(batch, p)
-					continue
-				default:
+					add(p)
+				case <-wait.C:
+					break hold
+				case <-s.quit:
+					wait.Stop()
+					s.final(batch)
+					return
 				}
-				break
+				wait.Stop()
 			}
-			s.commit(batch, s.seq+int64(len(batch)) > s.cpSeq)
-			return
 		}
 		deadline := time.Now().Add(s.cfg.MaxDelay)
 	gather:
 		for len(batch) < s.cfg.MaxBatch {
 			select {
 			case p := <-s.queue:
-				batch = append(batch, p)
+				add(p)
 				continue
 			default:
 			}
 			// Every Append in progress has its record in the batch: waiting
 			// longer would only add latency.
-			if int64(len(batch)) >= s.inflight.Load() {
+			if int64(waiting) >= s.inflight.Load() {
 				break
 			}
 			left := time.Until(deadline)
@@ -70,29 +101,54 @@ func (s *Store) commitLoop() {
 			wait.Reset(min(left, pollSlice))
 			select {
 			case p := <-s.queue:
-				batch = append(batch, p)
+				add(p)
 			case <-wait.C:
 				continue gather
 			}
 			wait.Stop()
 		}
-		s.commit(batch, false)
+		carry = s.commit(batch, false)
+	}
+}
+
+// final commits what is left when the store closes: batch and whatever is
+// queued (Close holds intake shut), with a checkpoint.
+func (s *Store) final(batch []*pending) {
+	for {
+		select {
+		case p := <-s.queue:
+			batch = append(batch, p)
+			continue
+		default:
+		}
+		break
+	}
+	if lost := s.commit(batch, s.seq+int64(len(batch)) > s.cpSeq); len(lost) > 0 {
+		s.log.Error("audit store closed with deferred records it could not write", "records", len(lost))
 	}
 }
 
 // commit writes batch (possibly empty) in one transaction, with a checkpoint
-// when one is due or forced, and answers each pending Append.
-func (s *Store) commit(batch []*pending, forceCheckpoint bool) {
+// when one is due or forced, and answers each waiting Append. It returns
+// the Deferred records of a batch that failed, to be tried again.
+func (s *Store) commit(batch []*pending, forceCheckpoint bool) (retry []*pending) {
 	rows := make([]row, 0, len(batch))
 	seq, head := s.seq, s.head
 	var failed error
+	awaited := false
 	for _, p := range batch {
 		body, err := encodeBody(p.rec)
 		if err != nil {
-			p.done <- fmt.Errorf("%w: encode record: %w", ErrUnavailable, err)
-			p.done = nil
+			err = fmt.Errorf("%w: encode record: %w", ErrUnavailable, err)
+			if p.waits() {
+				p.done <- err
+			} else {
+				s.log.Error("deferred audit record dropped", "interaction", p.rec.Interaction, "err", err)
+			}
+			p.bad = true
 			continue
 		}
+		awaited = awaited || p.waits()
 		seq++
 		prev := head
 		head = chainHash(prev, body)
@@ -128,6 +184,9 @@ func (s *Store) commit(batch []*pending, forceCheckpoint bool) {
 			s.seq, s.head = seq, head
 			s.lastSeq.Store(seq)
 			s.batches.Add(1)
+			if awaited {
+				s.awaited.Add(1)
+			}
 			s.committed.Add(int64(len(rows)))
 			if cp != nil {
 				s.cpSeq, s.cpTime = cp.Seq, now
@@ -139,10 +198,15 @@ func (s *Store) commit(batch []*pending, forceCheckpoint bool) {
 		cancel()
 	}
 	for _, p := range batch {
-		if p.done != nil {
+		switch {
+		case p.bad:
+		case p.waits():
 			p.done <- failed
+		case failed != nil:
+			retry = append(retry, p)
 		}
 	}
+	return retry
 }
 
 // pollSlice is how often a gathering batch re-checks whether every Append

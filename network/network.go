@@ -162,7 +162,7 @@ type Network struct {
 	ehrStore             store.Store // the GP's EHR, with RecordInEHR
 	ehrURL               string
 	dir                  *addressbook.Server
-	done                 chan notifiedpull.Event // completed/failed pulls, for waiters
+	done                 chan notifiedpull.Event // completed/failed pulls and completions reported to the sender, for waiters
 	CA                   *pki.CA
 	Patients             []demo.Patient
 	serveDone            chan struct{}
@@ -621,7 +621,9 @@ func (nw *Network) printf(format string, args ...any) {
 }
 
 func (nw *Network) printEvent(e notifiedpull.Event) {
-	if e.Step == "completed" || (e.Step == "failed" && e.Node == nw.HospNode.Name()) {
+	// The GP's node's "status" is the receiver reporting the workflow Task
+	// done: the sender has learnt the completion.
+	if e.Step == "completed" || (e.Step == "failed" && e.Node == nw.HospNode.Name()) || (e.Step == "status" && e.Node == nw.GPNode.Name()) {
 		select {
 		case nw.done <- e:
 		default:

@@ -59,8 +59,8 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 	if err != nil {
 		return oauth.Grant{}, err
 	}
-	// The exchange's status change is written beside the audit record;
-	// the token leaves only after both.
+	// The exchange's status change starts beside the audit record; the
+	// referral's data requests wait for it, the token does not.
 	applied := make(chan struct{})
 	go func() { defer close(applied); apply() }()
 	defer func() { <-applied }()

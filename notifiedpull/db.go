@@ -26,6 +26,46 @@ var migrations embed.FS
 type DB struct {
 	db    *sql.DB
 	cache grantCache
+	stmts stmtCache
+}
+
+// stmtCache keeps the statements DB runs prepared: the same dozen run on
+// every exchange, and SQLite spends as long parsing one as running it.
+type stmtCache struct {
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+// stmt returns query prepared; nil (run it unprepared) when preparing fails.
+func (d *DB) stmt(ctx context.Context, query string) *sql.Stmt {
+	d.stmts.mu.Lock()
+	defer d.stmts.mu.Unlock()
+	if st, ok := d.stmts.m[query]; ok {
+		return st
+	}
+	st, err := d.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil // the unprepared run reports the error
+	}
+	if d.stmts.m == nil {
+		d.stmts.m = map[string]*sql.Stmt{}
+	}
+	d.stmts.m[query] = st
+	return st
+}
+
+func (d *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := d.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return d.db.ExecContext(ctx, query, args...)
+}
+
+func (d *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := d.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return d.db.QueryRowContext(ctx, query, args...)
 }
 
 // grantCache holds recently used grants by id and by authorization base
@@ -94,8 +134,17 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 	return &DB{db: db}, nil
 }
 
-// Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+// Close closes the database and its prepared statements.
+func (d *DB) Close() error {
+	d.stmts.mu.Lock()
+	var errs []error
+	for _, st := range d.stmts.m {
+		errs = append(errs, st.Close())
+	}
+	d.stmts.m = nil
+	d.stmts.mu.Unlock()
+	return errors.Join(append(errs, d.db.Close())...)
+}
 
 var errNoRow = errors.New("not found")
 
@@ -122,7 +171,7 @@ const ts = time.RFC3339Nano
 func (d *DB) insertGrant(ctx context.Context, g Grant) error {
 	q, _ := json.Marshal(g.Queries)
 	defer d.cache.forget(g.ID)
-	_, err := d.db.ExecContext(ctx, `INSERT INTO np_grant (id, tenant, receiver_ura, patient_bsn, workflow_task,
+	_, err := d.exec(ctx, `INSERT INTO np_grant (id, tenant, receiver_ura, patient_bsn, workflow_task,
 		auth_base_hash, application, queries, expires_at, status, status_reason, notification_url, created_at, updated_at)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		g.ID, g.Tenant, g.ReceiverURA, g.PatientBSN, g.WorkflowTask, g.AuthBaseHash, g.Application, string(q),
@@ -156,7 +205,7 @@ func (d *DB) grantByHash(ctx context.Context, hash string) (Grant, error) {
 	if ok && g.AuthBaseHash == hash {
 		return g, nil
 	}
-	g, err := scanGrant(d.db.QueryRowContext(ctx, `SELECT `+grantCols+` FROM np_grant WHERE auth_base_hash = ?`, hash))
+	g, err := scanGrant(d.queryRow(ctx, `SELECT `+grantCols+` FROM np_grant WHERE auth_base_hash = ?`, hash))
 	if err == nil {
 		d.cache.put(g, gen)
 	}
@@ -164,7 +213,7 @@ func (d *DB) grantByHash(ctx context.Context, hash string) (Grant, error) {
 }
 
 func (d *DB) grantByTask(ctx context.Context, tenant, taskID string) (Grant, error) {
-	return scanGrant(d.db.QueryRowContext(ctx, `SELECT `+grantCols+` FROM np_grant WHERE tenant = ? AND workflow_task = ?`, tenant, taskID))
+	return scanGrant(d.queryRow(ctx, `SELECT `+grantCols+` FROM np_grant WHERE tenant = ? AND workflow_task = ?`, tenant, taskID))
 }
 
 func (d *DB) grant(ctx context.Context, tenant, id string) (Grant, error) {
@@ -175,7 +224,7 @@ func (d *DB) grant(ctx context.Context, tenant, id string) (Grant, error) {
 		}
 		return g, nil
 	}
-	g, err := scanGrant(d.db.QueryRowContext(ctx, `SELECT `+grantCols+` FROM np_grant WHERE tenant = ? AND id = ?`, tenant, id))
+	g, err := scanGrant(d.queryRow(ctx, `SELECT `+grantCols+` FROM np_grant WHERE tenant = ? AND id = ?`, tenant, id))
 	if err == nil {
 		d.cache.put(g, gen)
 	}
@@ -201,14 +250,14 @@ func (d *DB) grants(ctx context.Context, tenant string) ([]Grant, error) {
 
 func (d *DB) setGrantStatus(ctx context.Context, id, status, reason string, now time.Time) error {
 	defer d.cache.forget(id)
-	_, err := d.db.ExecContext(ctx, `UPDATE np_grant SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?`,
+	_, err := d.exec(ctx, `UPDATE np_grant SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?`,
 		status, reason, now.UTC().Format(ts), id)
 	return err
 }
 
 func (d *DB) setGrantNotificationURL(ctx context.Context, id, u string) error {
 	defer d.cache.forget(id)
-	_, err := d.db.ExecContext(ctx, `UPDATE np_grant SET notification_url = ? WHERE id = ?`, u, id)
+	_, err := d.exec(ctx, `UPDATE np_grant SET notification_url = ? WHERE id = ?`, u, id)
 	return err
 }
 
@@ -235,6 +284,8 @@ type Received struct {
 	// AcceptedBy is the user who accepted it; nil when none did (a system
 	// identity pulls, or none is needed).
 	AcceptedBy *plateau.Caller
+	// ReportPending: completed, and the sender has not yet taken the report.
+	ReportPending bool
 }
 
 // QueryResult is what one query of a pull returned.
@@ -248,13 +299,13 @@ type QueryResult struct {
 }
 
 const receivedCols = `id, tenant, identifier, sender_ura, sender_system, patient_bsn, workflow_task, auth_base,
-	expires_at, status, status_reason, result_bundle, summary, created_at, updated_at, awaiting, accepted_by`
+	expires_at, status, status_reason, result_bundle, summary, created_at, updated_at, awaiting, accepted_by, report_pending`
 
 func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 	var r Received
 	var exp, summary, created, updated, acceptedBy string
 	err := row.Scan(&r.ID, &r.Tenant, &r.Identifier, &r.SenderURA, &r.SenderSystem, &r.PatientBSN, &r.WorkflowTask,
-		&r.AuthBase, &exp, &r.Status, &r.StatusReason, &r.ResultBundle, &summary, &created, &updated, &r.Awaiting, &acceptedBy)
+		&r.AuthBase, &exp, &r.Status, &r.StatusReason, &r.ResultBundle, &summary, &created, &updated, &r.Awaiting, &acceptedBy, &r.ReportPending)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, errNoRow
 	}
@@ -278,7 +329,7 @@ func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 
 // insertReceived stores r; false when the sender already notified this identifier.
 func (d *DB) insertReceived(ctx context.Context, r Received) (bool, error) {
-	res, err := d.db.ExecContext(ctx, `INSERT INTO np_received (id, tenant, identifier, sender_ura, sender_system, patient_bsn,
+	res, err := d.exec(ctx, `INSERT INTO np_received (id, tenant, identifier, sender_ura, sender_system, patient_bsn,
 		workflow_task, auth_base, expires_at, status, status_reason, created_at, updated_at, awaiting)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sender_ura, identifier) DO NOTHING`,
 		r.ID, r.Tenant, r.Identifier, r.SenderURA, r.SenderSystem, r.PatientBSN, r.WorkflowTask, r.AuthBase,
@@ -291,11 +342,11 @@ func (d *DB) insertReceived(ctx context.Context, r Received) (bool, error) {
 }
 
 func (d *DB) received(ctx context.Context, tenant, id string) (Received, error) {
-	return scanReceived(d.db.QueryRowContext(ctx, `SELECT `+receivedCols+` FROM np_received WHERE tenant = ? AND id = ?`, tenant, id))
+	return scanReceived(d.queryRow(ctx, `SELECT `+receivedCols+` FROM np_received WHERE tenant = ? AND id = ?`, tenant, id))
 }
 
 func (d *DB) receivedByIdentifier(ctx context.Context, senderURA, identifier string) (Received, error) {
-	return scanReceived(d.db.QueryRowContext(ctx, `SELECT `+receivedCols+` FROM np_received WHERE sender_ura = ? AND identifier = ?`, senderURA, identifier))
+	return scanReceived(d.queryRow(ctx, `SELECT `+receivedCols+` FROM np_received WHERE sender_ura = ? AND identifier = ?`, senderURA, identifier))
 }
 
 func (d *DB) receivedList(ctx context.Context, tenant string) ([]Received, error) {
@@ -326,16 +377,28 @@ func (d *DB) setReceivedStatus(ctx context.Context, id, status, reason string, n
 	if Final(status) {
 		// The secret and the accepting user's identity are of no further
 		// use once the exchange has ended.
-		clear = ", auth_base = '', accepted_by = '', awaiting = 0"
+		clear = ", auth_base = '', accepted_by = '', awaiting = 0, report_pending = 0"
 	}
-	_, err := d.db.ExecContext(ctx, `UPDATE np_received SET status = ?, status_reason = ?, updated_at = ?`+clear+` WHERE id = ?`,
+	_, err := d.exec(ctx, `UPDATE np_received SET status = ?, status_reason = ?, updated_at = ?`+clear+` WHERE id = ?`,
 		status, reason, now.UTC().Format(ts), id)
 	return err
 }
 
-func (d *DB) setReceivedResult(ctx context.Context, id, bundleID string, summary []QueryResult) error {
+// completeReceived records a pull's result and moves it to completed, in
+// one statement, with the report to the sender pending: what the report
+// needs (the authorization base, the accepting user) stays until
+// reportDone.
+func (d *DB) completeReceived(ctx context.Context, id, bundleID string, summary []QueryResult, now time.Time) error {
 	s, _ := json.Marshal(summary)
-	_, err := d.db.ExecContext(ctx, `UPDATE np_received SET result_bundle = ?, summary = ? WHERE id = ?`, bundleID, string(s), id)
+	_, err := d.exec(ctx, `UPDATE np_received SET result_bundle = ?, summary = ?, status = ?, status_reason = '', updated_at = ?,
+		awaiting = 0, report_pending = 1 WHERE id = ?`, bundleID, string(s), StatusCompleted, now.UTC().Format(ts), id)
+	return err
+}
+
+// reportDone ends the report of a completion (taken, or given up), and
+// clears what only it needed.
+func (d *DB) reportDone(ctx context.Context, id string) error {
+	_, err := d.exec(ctx, `UPDATE np_received SET report_pending = 0, auth_base = '', accepted_by = '' WHERE id = ?`, id)
 	return err
 }
 
@@ -346,7 +409,7 @@ func (d *DB) acceptReceived(ctx context.Context, id string, by plateau.Caller, n
 	if err != nil {
 		return false, err
 	}
-	res, err := d.db.ExecContext(ctx, `UPDATE np_received SET awaiting = 0, accepted_by = ?, status_reason = '', updated_at = ?
+	res, err := d.exec(ctx, `UPDATE np_received SET awaiting = 0, accepted_by = ?, status_reason = '', updated_at = ?
 		WHERE id = ? AND awaiting = 1 AND status = ?`, string(b), now.UTC().Format(ts), id, StatusRequested)
 	if err != nil {
 		return false, err

@@ -64,3 +64,35 @@ func TestGrantCacheCoherent(t *testing.T) {
 		t.Errorf("stale read kept: status %q, want cancelled", cur.Status)
 	}
 }
+
+func TestStatementsPreparedOnce(t *testing.T) {
+	ctx := context.Background()
+	db, err := OpenDB(ctx, filepath.Join(t.TempDir(), "np.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for i, id := range []string{"urn:uuid:1", "urn:uuid:2", "urn:uuid:3"} {
+		r := Received{ID: id, Tenant: "90000002", Identifier: id, SenderURA: "90000001", Status: StatusRequested,
+			Expires: now.Add(time.Hour), Created: now, Updated: now}
+		if ok, err := db.insertReceived(ctx, r); err != nil || !ok {
+			t.Fatalf("insert %d: %v %v", i, ok, err)
+		}
+		if err := db.setReceivedStatus(ctx, id, StatusAccepted, "", now); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.received(ctx, "90000002", id); err != nil || got.Status != StatusAccepted {
+			t.Fatalf("read back %d: %+v %v", i, got, err)
+		}
+	}
+	if n := len(db.stmts.m); n != 3 {
+		t.Errorf("%d prepared statements after three rounds of the same three, want 3", n)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Closed: an error, from the unprepared run, not a panic.
+	if _, err := db.received(ctx, "90000002", "urn:uuid:1"); err == nil {
+		t.Error("read from a closed database succeeded")
+	}
+}

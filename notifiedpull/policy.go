@@ -27,6 +27,7 @@ func (s *Service) AuthorizeData(ctx context.Context, tok *oauth.AccessToken, req
 	if grantID == "" {
 		return deny("the access token was not issued for a referral")
 	}
+	s.settle(grantID)
 	g, err := s.cfg.DB.grant(ctx, req.Tenant, grantID)
 	if errors.Is(err, errNoRow) {
 		return deny("the access token's referral is not held by this participant")
@@ -81,6 +82,7 @@ func (s *Service) AfterData(ctx context.Context, tok *oauth.AccessToken, req *re
 		return
 	}
 	grantID := tok.StringClaim(ClaimGrant)
+	s.settle(grantID)
 	g, err := s.cfg.DB.grant(ctx, req.Tenant, grantID)
 	if err != nil || req.ID != g.WorkflowTask {
 		return

@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
@@ -204,19 +206,49 @@ func (s *Service) withdraw(ctx context.Context, r *http.Request, tenant, peerURA
 // setReceived moves a received notification to status, in the exchange
 // state and in the stored notification Task.
 func (s *Service) setReceived(ctx context.Context, row Received, status, reason string) error {
+	return s.advance(ctx, row, &noteTask{}, status, reason)
+}
+
+// noteTask is the stored notification Task as a pull last wrote it: its
+// status changes are then one write each, not a read and a write.
+type noteTask struct{ cur store.Resource }
+
+// advance moves a received notification to status: the exchange state,
+// then the notification Task, written over the version in note when it is
+// still current (else read afresh), and kept in note for the next change.
+func (s *Service) advance(ctx context.Context, row Received, note *noteTask, status, reason string) error {
 	if err := s.cfg.DB.setReceivedStatus(ctx, row.ID, status, reason, s.cfg.Now()); err != nil {
 		return err
 	}
-	cur, err := s.cfg.Store.Read(ctx, row.Tenant, "Task", row.ID)
-	if err != nil {
-		return err
+	return s.writeNoteStatus(ctx, row, note, status)
+}
+
+func (s *Service) writeNoteStatus(ctx context.Context, row Received, note *noteTask, status string) error {
+	for attempt := 0; attempt < 2; attempt++ {
+		if note.cur.ID == "" || attempt > 0 {
+			cur, err := s.cfg.Store.Read(ctx, row.Tenant, "Task", row.ID)
+			if err != nil {
+				return err
+			}
+			note.cur = cur
+		}
+		body, err := SetStatus(note.cur.Body, status)
+		if err != nil {
+			return err
+		}
+		// Over the version this pull wrote: a change by anyone else (a
+		// withdrawal) makes it read the Task again.
+		res, _, err := s.cfg.Store.Update(ctx, row.Tenant, body, note.cur.VersionID)
+		if errors.Is(err, store.ErrVersionConflict) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		note.cur = res
+		return nil
 	}
-	body, err := SetStatus(cur.Body, status)
-	if err != nil {
-		return err
-	}
-	_, _, err = s.cfg.Store.Update(ctx, row.Tenant, body, "")
-	return err
+	return fmt.Errorf("notification Task %s: %w", row.ID, store.ErrVersionConflict)
 }
 
 func redactAuthBase(raw []byte) (json.RawMessage, error) {
@@ -285,31 +317,14 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	// depend on; each is joined before the next status is written, so the
 	// notification Task still moves requested → accepted → in-progress →
 	// completed in order.
-	accepted := s.background(func() error { return s.setReceived(ctx, row, StatusAccepted, "") })
-	base, err := s.cfg.Directory.Endpoint(ctx, row.SenderURA, PayloadBgZServer, "3.0")
-	if err != nil {
-		return errors.Join(fmt.Errorf("find sender's FHIR endpoint: %w", err), <-accepted)
-	}
-	// Follow only URLs on the sender's registered endpoint: a notification
-	// must not make this node fetch from anywhere else.
-	if !strings.HasPrefix(row.WorkflowTask, base+"/Task/") {
-		return errors.Join(fmt.Errorf("the workflow Task %s is not on the sender's registered endpoint %s", row.WorkflowTask, base), <-accepted)
-	}
-	// The user who accepted the referral, else the participant's system.
-	caller := row.AcceptedBy
-	if caller == nil {
-		caller = &plateau.Caller{ID: party.SystemUZI, System: true}
-	}
-	req := oauth.TokenRequest{GrantType: GrantTypeJWT, Scope: []string{ApplicationBgZ}, AuthorizationBase: row.AuthBase}
-	if s.cfg.Faults.Has(faults.PullWithoutAuthorizationBase) {
-		req.AuthorizationBase = ""
-	}
-	tok, err := s.token(ctx, party, row.SenderURA, req, caller)
+	note := &noteTask{}
+	accepted := s.background(func() error { return s.advance(ctx, row, note, StatusAccepted, "") })
+	caller := callerOf(row, party)
+	c, err := s.connect(ctx, row, party, caller)
 	// No data is read before the notification is on record as accepted.
 	if err := errors.Join(err, <-accepted); err != nil {
 		return err
 	}
-	c := &fetcher{http: party.HTTP, token: tok.AccessToken, base: base}
 	wfBody, err := c.get(ctx, row.WorkflowTask)
 	if err != nil {
 		return fmt.Errorf("read workflow Task: %w", err)
@@ -319,7 +334,7 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 		return err
 	}
 	s.event(row.Tenant, row.ID, "workflow-task", fmt.Sprintf("workflow Task read (status %s): %d inputs", wfStatus, len(inputs)), nil)
-	inProgress := s.background(func() error { return s.setReceived(ctx, row, StatusInProgress, "") })
+	inProgress := s.background(func() error { return s.advance(ctx, row, note, StatusInProgress, "") })
 	// The queries are independent: run a few at a time over the (HTTP/2)
 	// connection, then merge the answers in the workflow Task's order.
 	parts := make([]*collection, len(inputs))
@@ -360,33 +375,143 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	if err != nil {
 		return fmt.Errorf("store pulled data: %w", err)
 	}
-	if err := s.cfg.DB.setReceivedResult(ctx, row.ID, res.ID, summary); err != nil {
-		return err
-	}
-	// The data is stored: tell the sender the workflow is done (only the
-	// status changes) while this side records the pull and completes.
-	reported := s.background(func() error {
-		if done, err := SetStatus(wfBody, StatusCompleted); err == nil {
-			if err := c.put(ctx, row.WorkflowTask, done); err != nil {
-				s.log.Warn("could not report completion to the sender", "referral", row.ID, "err", err)
-			}
-		}
-		return nil
-	})
-	s.audit(ctx, audit.Record{Action: audit.ActionCreate, Interaction: "pull", Outcome: http.StatusOK, Tenant: row.Tenant,
+	// The pull answers no one: its record rides with the next record some
+	// answer waits on (audit.Store.Defer), and is queued before the
+	// completion is written, so no answer that shows it leaves before it
+	// is durable.
+	s.auditDeferred(ctx, audit.Record{Action: audit.ActionCreate, Interaction: "pull", Outcome: http.StatusOK, Tenant: row.Tenant,
 		ActorURA: row.Tenant, ActorSystem: party.SystemUZI, ActorUser: userOf(caller), ActorRole: roleOf(caller), Patient: row.PatientBSN, Types: collected.types(),
 		Resources: []string{"Bundle/" + res.ID}, Query: fmt.Sprintf("%d queries from %s", len(inputs), row.SenderURA), Task: row.Identifier})
-	err = s.setReceived(ctx, row, StatusCompleted, "")
-	<-reported
-	if err != nil {
+	// Result and status in one statement, then the notification Task.
+	if err := s.cfg.DB.completeReceived(ctx, row.ID, res.ID, summary, s.cfg.Now()); err != nil {
 		return err
 	}
+	if err := s.writeNoteStatus(ctx, row, note, StatusCompleted); err != nil {
+		return err
+	}
+	// Nothing here waits for the sender to take the completion; it is
+	// reported beside, and retried when the sender cannot take it yet.
+	s.reportCompletion(ctx, c, row, wfBody)
 	if s.cfg.Holding != nil {
 		s.cfg.Holding(ctx, Holding{Tenant: row.Tenant, PatientBSN: row.PatientBSN, BirthDate: collected.birthDate(row.PatientBSN),
 			Application: ApplicationBgZ})
 	}
 	s.event(row.Tenant, row.ID, "completed", fmt.Sprintf("%d resources stored as Bundle/%s", collected.len(), res.ID), nil)
 	return nil
+}
+
+// Reporting the completion to the sender: attempts, and the wait before
+// the first retry (doubling after each).
+const (
+	reportAttempts = 5
+	reportBackoff  = 200 * time.Millisecond
+)
+
+// reportCompletion sets the sender's workflow Task to completed (only its
+// status changes) in the background, with the pull's token, retrying a
+// failed attempt (no answer, or 5xx/429) a few times with backoff. A
+// refusal is not retried: the sender decided. The report stays pending in
+// the exchange state (resumed at the next start) until the sender took it
+// or refused it. Service.Wait waits for it.
+func (s *Service) reportCompletion(ctx context.Context, c *fetcher, row Received, wfBody []byte) {
+	done, err := SetStatus(wfBody, StatusCompleted)
+	if err != nil {
+		s.log.Warn("could not report completion to the sender", "referral", row.ID, "err", err)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		wait := reportBackoff
+		for attempt := 1; ; attempt++ {
+			status, err := c.putStatus(ctx, row.WorkflowTask, done)
+			retry := err != nil && (status == 0 || status >= 500 || status == http.StatusTooManyRequests)
+			if !retry {
+				if err := s.cfg.DB.reportDone(context.WithoutCancel(ctx), row.ID); err != nil {
+					s.log.Error("completion report not recorded as done", "referral", row.ID, "err", err)
+				}
+			}
+			if err == nil {
+				return
+			}
+			if !retry || attempt == reportAttempts || ctx.Err() != nil {
+				s.log.Warn("could not report completion to the sender", "referral", row.ID, "attempts", attempt, "err", err)
+				s.event(row.Tenant, row.ID, "report-failed", "the sender was not told of the completion", err)
+				return
+			}
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+			}
+			wait *= 2
+		}
+	}()
+}
+
+// auditDeferred writes the record of a step that answers no one: deferred
+// when the log can (audit.Store.Defer), else appended.
+func (s *Service) auditDeferred(ctx context.Context, r audit.Record) {
+	if d, ok := s.cfg.Audit.(interface {
+		Defer(context.Context, audit.Record) error
+	}); ok {
+		if err := d.Defer(ctx, r); err != nil {
+			s.log.Error("audit append failed", "interaction", r.Interaction, "err", err)
+		}
+		return
+	}
+	s.audit(ctx, r)
+}
+
+// callerOf is who pulls: the user who accepted the referral, else the
+// participant's system.
+func callerOf(row Received, party *Party) *plateau.Caller {
+	if row.AcceptedBy != nil {
+		return row.AcceptedBy
+	}
+	return &plateau.Caller{ID: party.SystemUZI, System: true}
+}
+
+// connect finds the sender's FHIR endpoint and gets a pull token there with
+// the notification's authorization base, for caller.
+func (s *Service) connect(ctx context.Context, row Received, party *Party, caller *plateau.Caller) (*fetcher, error) {
+	base, err := s.cfg.Directory.Endpoint(ctx, row.SenderURA, PayloadBgZServer, "3.0")
+	if err != nil {
+		return nil, fmt.Errorf("find sender's FHIR endpoint: %w", err)
+	}
+	// Follow only URLs on the sender's registered endpoint: a notification
+	// must not make this node fetch from anywhere else.
+	if !strings.HasPrefix(row.WorkflowTask, base+"/Task/") {
+		return nil, fmt.Errorf("the workflow Task %s is not on the sender's registered endpoint %s", row.WorkflowTask, base)
+	}
+	req := oauth.TokenRequest{GrantType: GrantTypeJWT, Scope: []string{ApplicationBgZ}, AuthorizationBase: row.AuthBase}
+	if s.cfg.Faults.Has(faults.PullWithoutAuthorizationBase) {
+		req.AuthorizationBase = ""
+	}
+	tok, err := s.token(ctx, party, row.SenderURA, req, caller)
+	if err != nil {
+		return nil, err
+	}
+	return &fetcher{http: party.HTTP, token: tok.AccessToken, base: base}, nil
+}
+
+// resumeReport reports a completion the sender had not taken when the
+// node stopped: with a fresh token, over the workflow Task as it is now.
+func (s *Service) resumeReport(ctx context.Context, row Received) {
+	party, ok := s.cfg.Parties(row.Tenant)
+	if !ok {
+		return
+	}
+	c, err := s.connect(ctx, row, party, callerOf(row, party))
+	var wf []byte
+	if err == nil {
+		wf, err = c.get(ctx, row.WorkflowTask)
+	}
+	if err != nil {
+		// Still pending: the next start tries again.
+		s.log.Warn("could not report completion to the sender", "referral", row.ID, "err", err)
+		return
+	}
+	s.reportCompletion(ctx, c, row, wf)
 }
 
 // background runs fn in its own goroutine; its error arrives on the channel.
@@ -396,8 +521,12 @@ func (s *Service) background(fn func() error) <-chan error {
 	return ch
 }
 
-// parallelQueries bounds the searches a pull runs at the same time.
-const parallelQueries = 6
+// parallelQueries bounds the searches a pull runs at the same time. The
+// sender answers each only once its audit record is durable; the more of
+// them are in flight, the more records share one durable write there (with
+// 6, the BgZ set's 26 queries took about 10 sequential commits; with 16,
+// about 5), while the sender's few read connections still bound its work.
+const parallelQueries = 16
 
 // run executes one workflow input: a search (following next links) or a read.
 func (f *fetcher) run(ctx context.Context, in WorkflowInput, into *collection) (QueryResult, error) {
@@ -428,8 +557,14 @@ type fetcher struct {
 }
 
 func (f *fetcher) do(ctx context.Context, method, u string, body []byte) ([]byte, error) {
+	b, _, err := f.send(ctx, method, u, body)
+	return b, err
+}
+
+// send is do that also returns the answer's status (0 without an answer).
+func (f *fetcher) send(ctx context.Context, method, u string, body []byte) ([]byte, int, error) {
 	if !strings.HasPrefix(u, f.base+"/") {
-		return nil, fmt.Errorf("refusing to follow %s: not on the sender's endpoint", u)
+		return nil, 0, fmt.Errorf("refusing to follow %s: not on the sender's endpoint", u)
 	}
 	var rd io.Reader
 	if body != nil {
@@ -437,7 +572,7 @@ func (f *fetcher) do(ctx context.Context, method, u string, body []byte) ([]byte
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	req.Header.Set("Accept", "application/fhir+json")
 	if body != nil {
@@ -446,25 +581,27 @@ func (f *fetcher) do(ctx context.Context, method, u string, body []byte) ([]byte
 	req.Header.Set("Authorization", "Bearer "+f.token)
 	resp, err := f.http.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer resp.Body.Close()
 	b, err := readLimited(resp, maxResponseBytes)
 	if err != nil {
-		return nil, err
+		return nil, resp.StatusCode, err
 	}
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%s: %s", resp.Status, outcomeText(b))
+		return nil, resp.StatusCode, fmt.Errorf("%s: %s", resp.Status, outcomeText(b))
 	}
-	return b, nil
+	return b, resp.StatusCode, nil
 }
 
 func (f *fetcher) get(ctx context.Context, u string) ([]byte, error) {
 	return f.do(ctx, http.MethodGet, u, nil)
 }
-func (f *fetcher) put(ctx context.Context, u string, body []byte) error {
-	_, err := f.do(ctx, http.MethodPut, u, body)
-	return err
+
+// putStatus PUTs body to u; status is the answer's (0 without one).
+func (f *fetcher) putStatus(ctx context.Context, u string, body []byte) (int, error) {
+	_, status, err := f.send(ctx, http.MethodPut, u, body)
+	return status, err
 }
 
 // search runs one query following next links and adds every entry to c.
@@ -536,13 +673,26 @@ func (c *collection) birthDate(bsn string) string {
 }
 
 func (c *collection) types() []string {
-	var out []string
+	out := make([]string, 0, len(c.order))
 	for _, u := range c.order {
-		var h struct{ ResourceType string }
-		_ = json.Unmarshal(c.byURL[u], &h)
-		out = append(out, h.ResourceType)
+		out = append(out, resourceType(c.byURL[u]))
 	}
 	return out
+}
+
+// resourceType is a resource's resourceType. Servers write it first
+// (compact JSON, as a search answer's resources are): that is read without
+// decoding the whole resource; anything else is decoded.
+func resourceType(res json.RawMessage) string {
+	const head = `{"resourceType":"`
+	if rest, ok := bytes.CutPrefix(res, []byte(head)); ok {
+		if end := bytes.IndexByte(rest, '"'); end > 0 && bytes.IndexByte(rest[:end], '\\') < 0 {
+			return string(rest[:end])
+		}
+	}
+	var h struct{ ResourceType string }
+	_ = json.Unmarshal(res, &h)
+	return h.ResourceType
 }
 
 func (c *collection) bundle(row Received) json.RawMessage {

@@ -146,6 +146,9 @@ type Holding struct {
 type Service struct {
 	tokens   sync.Map // reusable notification tokens, by party|partner|scope
 	metadata sync.Map // partners' token endpoints, by issuer
+	// applying holds, by grant id, a channel closed once the status change
+	// a first data token started is written (startInProgress, settle).
+	applying sync.Map
 	cfg      Config
 	log      *slog.Logger
 	queue    chan pullJob
@@ -184,7 +187,8 @@ func New(cfg Config) *Service {
 }
 
 // Start runs the pull workers until ctx ends, and resumes every accepted
-// notification whose pull had not finished (nothing accepted is lost).
+// notification whose pull had not finished (nothing accepted is lost) and
+// every completion the sender had not yet taken.
 func (s *Service) Start(ctx context.Context) error {
 	for i := 0; i < s.cfg.Workers; i++ {
 		s.wg.Add(1)
@@ -207,6 +211,13 @@ func (s *Service) Start(ctx context.Context) error {
 	for _, r := range pending {
 		if !Final(r.Status) && !r.Awaiting {
 			s.enqueue(r.Tenant, r.ID)
+		}
+		if r.ReportPending {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.resumeReport(ctx, r)
+			}()
 		}
 	}
 	return nil
@@ -516,6 +527,7 @@ func (s *Service) Cancel(ctx context.Context, tenant, id string) (Grant, error) 
 	if err != nil {
 		return Grant{}, err
 	}
+	s.settle(g.ID) // a pull starting now must not move it back to in-progress
 	now := s.cfg.Now()
 	if err := s.cfg.DB.setGrantStatus(ctx, g.ID, StatusCancelled, "withdrawn by the sender", now); err != nil {
 		return Grant{}, err
@@ -569,14 +581,19 @@ func (s *Service) ResolveGrant(ctx context.Context, req oauth.GrantRequest) (oau
 	g, apply, err := s.BeginGrant(ctx, req)
 	if err == nil {
 		apply()
+		if id, ok := g.Claims[ClaimGrant].(string); ok {
+			s.settle(id)
+		}
 	}
 	return g, err
 }
 
 // BeginGrant decides like ResolveGrant but leaves the exchange's status
 // change (a first data token moves the referral and its workflow Task to
-// in-progress) to apply, which the caller must run before the token leaves;
-// it may run beside the caller's audit write. apply is never nil.
+// in-progress) to apply, which the caller must call before the token
+// leaves. apply only starts the writes: the token need not wait for them,
+// and every data request and status report under the referral waits for
+// them before it is served (settle). apply is never nil.
 func (s *Service) BeginGrant(ctx context.Context, req oauth.GrantRequest) (oauth.Grant, func(), error) {
 	none := func() {}
 	switch req.GrantType {
@@ -607,10 +624,7 @@ func (s *Service) BeginGrant(ctx context.Context, req oauth.GrantRequest) (oauth
 		}
 		apply := func() {
 			if g.Status == StatusRequested {
-				// Two stores, independent of each other.
-				done := s.background(func() error { return s.cfg.DB.setGrantStatus(ctx, g.ID, StatusInProgress, "", s.cfg.Now()) })
-				s.setWorkflowStatus(ctx, g.Tenant, g.WorkflowTask, StatusInProgress)
-				<-done
+				s.startInProgress(ctx, g)
 			}
 			s.event(g.Tenant, g.ID, "grant", fmt.Sprintf("authorization_base accepted: %s may pull until %s", req.ClientID, g.Expires.Format(time.RFC3339)), nil)
 		}
@@ -623,6 +637,39 @@ func (s *Service) BeginGrant(ctx context.Context, req oauth.GrantRequest) (oauth
 		}, apply, nil
 	}
 	return oauth.Grant{}, none, fmt.Errorf("%w: grant type %s", oauth.ErrInvalidGrant, req.GrantType)
+}
+
+// startInProgress moves a referral and its workflow Task to in-progress
+// beside the token that starts the pull (the writes are no part of the
+// token's answer); settle waits for them. A crash between the two leaves
+// the referral at requested, which the next status change moves on.
+func (s *Service) startInProgress(ctx context.Context, g Grant) {
+	done := make(chan struct{})
+	if _, busy := s.applying.LoadOrStore(g.ID, done); busy {
+		return
+	}
+	ctx = context.WithoutCancel(ctx) // the token's request ends before the writes
+	go func() {
+		defer func() {
+			s.applying.Delete(g.ID)
+			close(done)
+		}()
+		// Two stores, independent of each other.
+		written := s.background(func() error { return s.cfg.DB.setGrantStatus(ctx, g.ID, StatusInProgress, "", s.cfg.Now()) })
+		s.setWorkflowStatus(ctx, g.Tenant, g.WorkflowTask, StatusInProgress)
+		if err := <-written; err != nil {
+			s.log.Error("referral status in-progress not written", "referral", g.ID, "err", err)
+		}
+	}()
+}
+
+// settle waits until the status change a token for referral id started
+// (startInProgress) is written, so what follows reads it and is not
+// overwritten by it.
+func (s *Service) settle(id string) {
+	if ch, ok := s.applying.Load(id); ok {
+		<-ch.(chan struct{})
+	}
 }
 
 func (s *Service) audit(ctx context.Context, r audit.Record) {
