@@ -26,6 +26,7 @@ import (
 	"github.com/knadh/koanf/providers/structs"
 	"github.com/knadh/koanf/v2"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/admission"
@@ -130,6 +131,9 @@ type Options struct {
 	// Faults, in the module's own tests only, breaks both nodes on purpose
 	// (internal/faults), to prove the validation kit catches each defect.
 	Faults *faults.Set
+	// Tracing, when set, gives each node (by name: gp, hospital, …) the
+	// tracer provider its spans go to (node.Options.TracerProvider).
+	Tracing func(node string) trace.TracerProvider
 
 	// trust adjusts the nodes' trust lists (tests: a clock, a policy).
 	trust func(*pki.TrustConfig)
@@ -282,7 +286,11 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		if err := nw.shipsToCentral(ctx, &cfg); err != nil {
 			return nil, err
 		}
-		n, err := node.New(ctx, cfg, node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name], Faults: opts.Faults})
+		nopts := node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name], Faults: opts.Faults}
+		if opts.Tracing != nil {
+			nopts.TracerProvider = opts.Tracing(spec.name)
+		}
+		n, err := node.New(ctx, cfg, nopts)
 		if err != nil {
 			return nil, err
 		}

@@ -86,6 +86,8 @@ type Config struct {
 	// Admin is the admin API, through which agreements and participants
 	// change while the node runs (see docs/operations.md).
 	Admin AdminConfig `koanf:"admin"`
+	// Telemetry is where the node's traces go (docs/operations.md, "Traces").
+	Telemetry TelemetryConfig `koanf:"telemetry"`
 }
 
 // AdminConfig is the admin listener: plain HTTP on a loopback address,
@@ -307,6 +309,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Partners.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Telemetry.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Identity.Validate(); err != nil {

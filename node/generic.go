@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/localization"
@@ -338,9 +340,14 @@ func (n *Node) localize(w http.ResponseWriter, r *http.Request, p *participant) 
 	notes := &consentNotes{}
 	ctx := context.WithValue(r.Context(), userKey{}, requester{role: req.Role, uzi: req.UZI})
 	ctx = context.WithValue(ctx, consentNotesKey{}, notes)
+	ctx, span := n.span(ctx, "localization.query")
 	start := time.Now()
 	res, err := p.index.Localize(ctx, localization.LocalizeRequest{BSN: req.Patient, CareContext: careContextBgZ})
 	n.metrics.localizeTime.Observe(time.Since(start).Seconds())
+	if err == nil {
+		span.SetAttributes(attribute.Int("localization.holders", len(res.Holders)))
+	}
+	endSpan(span, err)
 	switch {
 	case err != nil:
 		n.metrics.localizations.WithLabelValues("error").Inc()

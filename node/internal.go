@@ -36,6 +36,7 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	})
 	mux.HandleFunc("GET /livez", n.livez)
 	mux.HandleFunc("GET /readyz", n.readyz)
+	mux.HandleFunc("GET /internal/dashboard", n.dashboard)
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	}

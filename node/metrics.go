@@ -81,10 +81,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // edge is what stands between a listener and its routes: metrics, the
 // request log and, innermost, panic recovery (so the 500 is counted and logged).
-// The request id is outermost, so that every log line and every error
-// answer (the panic's too) carries it.
+// The request id is outermost but for the trace, so that every log line
+// and every error answer (the panic's too) carries it, and the trace id.
 func (n *Node) edge(listener string, routes http.Handler) http.Handler {
-	return withRequestID(n.wrapMetrics(listener, n.logRequests(listener, n.recoverPanics(listener, routes))))
+	return n.traceHandler(listener, withRequestID(n.wrapMetrics(listener, n.logRequests(listener, n.recoverPanics(listener, routes)))))
 }
 
 // recoverPanics answers a handler panic with a 500 in the listener's error
@@ -178,6 +178,7 @@ func (n *Node) wrapMetrics(listener string, h http.Handler) http.Handler {
 				partner = "unknown"
 			}
 		}
+		nameSpan(r.Context(), listener, route)
 		m.requests.WithLabelValues(listener, route, strconv.Itoa(sw.status), partner).Inc()
 		m.duration.WithLabelValues(listener, route).Observe(time.Since(start).Seconds())
 		if route == tokenRoute && sw.status == http.StatusOK {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/admission"
@@ -79,6 +80,7 @@ type Node struct {
 	hitCheck     *localization.HolderCheck // the holding side of localization
 	bsn          *identification.Client    // the BSN verification service, with identification.url
 	metrics      *metrics
+	tracing      *tracing // spans; a no-op without telemetry.otlp.endpoint
 	// localIdentity signs user identities with a local key (identity.issuer.keyfile).
 	localIdentity plateau.IdentityIssuer
 	shipper       *audit.Shipper // to the central log (logging plateau 3–4), when configured
@@ -116,6 +118,9 @@ type Options struct {
 	// PushApplications are the care applications on Push; nil: the ones
 	// Schakel ships (Correspondentie).
 	PushApplications []push.Application
+	// TracerProvider, when set, receives the node's spans instead of the
+	// one telemetry.otlp configures (tests use an in-memory exporter).
+	TracerProvider trace.TracerProvider
 }
 
 // New validates cfg, loads credentials, opens the stores and binds the
@@ -148,6 +153,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	defer func() {
 		if !started {
 			n.closeStores()
+			n.stopTracing()
 		}
 	}()
 	if err := n.open(ctx, opts); err != nil {
@@ -168,6 +174,10 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		reg = prometheus.NewRegistry()
 	}
 	n.metrics = newMetrics(reg)
+	// Before any outgoing client is made: their transports carry the trace.
+	if n.tracing, err = newTracing(ctx, cfg.Name, cfg.Telemetry, opts.TracerProvider); err != nil {
+		return err
+	}
 	trustCfg := cfg.trust()
 	trustCfg.Logger = n.log
 	if n.trust, err = pki.LoadTrust(trustCfg); err != nil {
@@ -231,13 +241,13 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			// The store's errors never carry the DSN's password.
 			return fmt.Errorf("store.postgres: %w", err)
 		}
-		n.stu3 = timedStore{st, n.metrics.series}
+		n.stu3 = timedStore{st, n.metrics.series, n.tracing.tracer}
 	} else {
 		st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "fhir-stu3.db"), fhir.STU3)
 		if err != nil {
 			return fmt.Errorf("datadir: FHIR store: %w", err)
 		}
-		n.stu3 = timedStore{st, n.metrics.series}
+		n.stu3 = timedStore{st, n.metrics.series, n.tracing.tracer}
 	}
 	keyFile, keySetting := cfg.Audit.CheckpointKeyFile, "audit.checkpointkeyfile"
 	if keyFile == "" {
@@ -301,8 +311,8 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Issuer:   n.publicURL,
 		PeerURA:  func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
 		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.verify(r, aud) },
-		Audit:    n.faults.auditLog(n.auditLog), Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
-		Holding: n.holding, Present: n.present, NeedsUser: n.needsUser, Faults: n.faults.Set(),
+		Audit:    n.auditAppender(), Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
+		Holding: n.holding, Present: n.present, NeedsUser: n.needsUser, Faults: n.faults.Set(), Tracer: n.tracing.tracer,
 		Identify: func(ctx context.Context, c notifiedpull.IdentityCheck) error {
 			return n.identify(ctx, identityCheck{tenant: c.Tenant, partner: c.PartnerURA, bsn: c.PatientBSN, birthDate: c.BirthDate, step: c.Step})
 		},
@@ -342,7 +352,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		ConsentSource: func(q consent.Question) (consent.Checker, string) { return n.observedConsentFor(q.RequesterURA) },
 		Admit:         n.admitConsult,
 		Present:       n.present,
-		Audit:         n.faults.auditLog(n.auditLog), Logger: n.log,
+		Audit:         n.auditAppender(), Logger: n.log,
 	})
 	trustedIdentities, err := n.loadIdentity(ctx, clientTLS)
 	if err != nil {
@@ -353,7 +363,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		SigningKey:   signing,
 		PreviousKeys: previous,
 		Clients:      &clientKeys{dir: n.dir, http: n.httpClient(clientTLS)},
-		Grants:       oauth.GrantResolverFunc(n.resolveGrant),
+		Grants:       oauth.GrantResolverFunc(n.tracedResolveGrant),
 		OnRefusal:    n.auditRefusal,
 		PeerURA:      n.trust.PeerURA,
 		TokenTTL:     cfg.TokenTTL,
@@ -490,6 +500,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	<-dirsDone
 	n.faults.flush(n.auditLog)
 	n.closeStores()
+	n.stopTracing()
 	n.log.Info("node stopped")
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -604,12 +615,12 @@ func (n *Node) CloseIdleConnections() {
 func (n *Node) httpClient(cfg *tls.Config) *http.Client {
 	c := &http.Client{
 		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
+		Transport: n.traceTransport(&http.Transport{
 			TLSClientConfig:     cfg,
 			ForceAttemptHTTP2:   true,
 			MaxIdleConnsPerHost: 16,
 			IdleConnTimeout:     90 * time.Second,
-		},
+		}),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	n.clientsMu.Lock()
@@ -648,4 +659,7 @@ func (n *Node) setupProxies() error {
 
 // Close releases a node that will not be served (Serve closes what it
 // serves itself): its stores and bound listeners.
-func (n *Node) Close() { n.closeStores() }
+func (n *Node) Close() {
+	n.closeStores()
+	n.stopTracing()
+}

@@ -112,7 +112,7 @@ func (n *Node) publicRoutes() http.Handler {
 		tok, err := n.verify(r, base)
 		if err != nil {
 			peer, _ := n.trust.PeerURA(r.TLS)
-			if aerr := n.faults.auditLog(n.auditLog).Append(r.Context(), audit.Record{Action: actionFor(r.Method), Interaction: "access", Outcome: http.StatusUnauthorized,
+			if aerr := n.auditAppender().Append(r.Context(), audit.Record{Action: actionFor(r.Method), Interaction: "access", Outcome: http.StatusUnauthorized,
 				OutcomeText: "no valid access token", Tenant: ura, ActorURA: peer, Address: r.RemoteAddr, Query: path}); aerr != nil {
 				writeOutcome(w, auditUnavailable(aerr))
 				return
@@ -259,7 +259,7 @@ func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result
 	if tok := tokenFrom(ctx); tok != nil {
 		rec.Task = tok.StringClaim("twiin_task")
 	}
-	return n.faults.auditLog(n.auditLog).Append(ctx, rec)
+	return n.auditAppender().Append(ctx, rec)
 }
 
 // appendAudit writes a record whose failure cannot change the answer any

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/fhir/store"
@@ -161,9 +163,11 @@ type observedChecker struct {
 	consent.Checker
 	source string
 	s      series
+	tracer trace.Tracer
 }
 
 func (c observedChecker) Decide(ctx context.Context, q consent.Question) (consent.Decision, error) {
+	ctx, span := c.tracer.Start(ctx, "consent.decide", trace.WithAttributes(attribute.String("consent.source", c.source)))
 	start := time.Now()
 	d, err := c.Checker.Decide(ctx, q)
 	c.s.consentTime.WithLabelValues(c.source).Observe(time.Since(start).Seconds())
@@ -172,6 +176,8 @@ func (c observedChecker) Decide(ctx context.Context, q consent.Question) (consen
 		decision = "error"
 	}
 	c.s.consent.WithLabelValues(c.source, decision).Inc()
+	span.SetAttributes(attribute.String("consent.decision", decision))
+	endSpan(span, err)
 	return d, err
 }
 
@@ -193,77 +199,88 @@ func (n *Node) observedConsentFor(partner string) (consent.Checker, string) {
 	default:
 		kind = "other"
 	}
-	return observedChecker{c, kind, n.metrics.series}, desc
+	return observedChecker{c, kind, n.metrics.series, n.tracing.tracer}, desc
 }
 
 // timedStore times the FHIR store's operations. It keeps the optional
 // interfaces the REST layer asks for (every backend has both).
 type timedStore struct {
 	store.Store
-	s series
+	s      series
+	tracer trace.Tracer
 }
 
-func (t timedStore) observe(op string, start time.Time, err error) {
+// begin starts an operation's span; observe ends it.
+func (t timedStore) begin(ctx context.Context, op string) (context.Context, trace.Span, time.Time) {
+	ctx, span := t.tracer.Start(ctx, "store."+op, trace.WithAttributes(attribute.String("db.operation.name", op)))
+	return ctx, span, time.Now()
+}
+
+func (t timedStore) observe(op string, span trace.Span, start time.Time, err error) {
 	outcome := "ok"
 	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDeleted) {
 		outcome = "error"
 	}
 	t.s.storeTime.WithLabelValues(op, outcome).Observe(time.Since(start).Seconds())
+	if outcome == "ok" {
+		err = nil // not found is an answer, not a failure of the store
+	}
+	endSpan(span, err)
 }
 
 func (t timedStore) Create(ctx context.Context, tenant string, body json.RawMessage) (store.Resource, error) {
-	start := time.Now()
+	ctx, span, start := t.begin(ctx, "create")
 	r, err := t.Store.Create(ctx, tenant, body)
-	t.observe("create", start, err)
+	t.observe("create", span, start, err)
 	return r, err
 }
 
 func (t timedStore) Update(ctx context.Context, tenant string, body json.RawMessage, ifMatch string) (store.Resource, bool, error) {
-	start := time.Now()
+	ctx, span, start := t.begin(ctx, "update")
 	r, created, err := t.Store.Update(ctx, tenant, body, ifMatch)
-	t.observe("update", start, err)
+	t.observe("update", span, start, err)
 	return r, created, err
 }
 
 func (t timedStore) Delete(ctx context.Context, tenant, typ, id string) error {
-	start := time.Now()
+	ctx, span, start := t.begin(ctx, "delete")
 	err := t.Store.Delete(ctx, tenant, typ, id)
-	t.observe("delete", start, err)
+	t.observe("delete", span, start, err)
 	return err
 }
 
 func (t timedStore) Read(ctx context.Context, tenant, typ, id string) (store.Resource, error) {
-	start := time.Now()
+	ctx, span, start := t.begin(ctx, "read")
 	r, err := t.Store.Read(ctx, tenant, typ, id)
-	t.observe("read", start, err)
+	t.observe("read", span, start, err)
 	return r, err
 }
 
 func (t timedStore) VRead(ctx context.Context, tenant, typ, id, versionID string) (store.Resource, error) {
-	start := time.Now()
+	ctx, span, start := t.begin(ctx, "vread")
 	r, err := t.Store.VRead(ctx, tenant, typ, id, versionID)
-	t.observe("vread", start, err)
+	t.observe("vread", span, start, err)
 	return r, err
 }
 
 func (t timedStore) Search(ctx context.Context, tenant string, q store.Query) (store.Page, error) {
-	start := time.Now()
+	ctx, span, start := t.begin(ctx, "search")
 	p, err := t.Store.Search(ctx, tenant, q)
-	t.observe("search", start, err)
+	t.observe("search", span, start, err)
 	return p, err
 }
 
 func (t timedStore) History(ctx context.Context, tenant string, q store.HistoryQuery) (store.HistoryPage, error) {
-	start := time.Now()
+	ctx, span, start := t.begin(ctx, "history")
 	p, err := t.Store.(store.Historian).History(ctx, tenant, q)
-	t.observe("history", start, err)
+	t.observe("history", span, start, err)
 	return p, err
 }
 
 func (t timedStore) InTx(ctx context.Context, tenant string, fn func(tx store.Tx) error) error {
-	start := time.Now()
+	ctx, span, start := t.begin(ctx, "transaction")
 	err := t.Store.(store.Transactional).InTx(ctx, tenant, fn)
-	t.observe("transaction", start, err)
+	t.observe("transaction", span, start, err)
 	return err
 }
 

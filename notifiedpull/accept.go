@@ -51,7 +51,7 @@ func (s *Service) Accept(ctx context.Context, tenant, id string, user plateau.Ca
 		ActorURA: tenant, ActorUser: user.ID, ActorRole: user.Role, Patient: row.PatientBSN, Task: row.Identifier,
 		Resources: []string{"Task/" + row.ID}, Query: "referral from " + row.SenderURA + " accepted by a user"})
 	s.event(tenant, row.ID, "accepted-by-user", fmt.Sprintf("accepted by user %s (role %s)", user.ID, user.Role), nil)
-	s.enqueue(tenant, row.ID)
+	s.enqueue(ctx, tenant, row.ID)
 	return s.cfg.DB.received(ctx, tenant, id)
 }
 

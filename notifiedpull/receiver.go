@@ -154,7 +154,7 @@ func (s *Service) handleNotification(r *http.Request, tenant string, rec *audit.
 	if row.Awaiting {
 		s.event(tenant, res.ID, "awaiting-user", "the pull waits for a user to accept the referral", nil)
 	} else {
-		s.enqueue(tenant, res.ID)
+		s.enqueue(ctx, tenant, res.ID)
 	}
 	return http.StatusCreated, res.Body, nil
 }

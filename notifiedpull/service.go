@@ -20,6 +20,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/bgz"
@@ -122,6 +125,8 @@ type Config struct {
 	// Faults breaks the service on purpose; only the module's tests set it
 	// (internal/faults), to prove the validation kit catches each defect.
 	Faults *faults.Set
+	// Tracer spans each pull; none when nil.
+	Tracer trace.Tracer
 }
 
 // IdentityCheck is a patient named to (or by) a partner in one step.
@@ -155,7 +160,15 @@ type Service struct {
 	wg       sync.WaitGroup
 }
 
-type pullJob struct{ tenant, id string }
+// pullJob is one pull to run. trace is the context of the request that
+// queued it (the notification, or the user's acceptance): the pull runs
+// later, on a worker, and continues that trace so that the exchange is
+// one trace across both nodes. A pull resumed at start has none and
+// starts its own.
+type pullJob struct {
+	tenant, id string
+	trace      trace.SpanContext
+}
 
 // New builds the service; Start runs its pull workers.
 func New(cfg Config) *Service {
@@ -180,6 +193,9 @@ func New(cfg Config) *Service {
 			return none.Present(ctx, nil, from, partner, aud, c)
 		}
 	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
+	}
 	if cfg.NeedsUser == nil {
 		cfg.NeedsUser = func(string, string) bool { return false }
 	}
@@ -199,7 +215,9 @@ func (s *Service) Start(ctx context.Context) error {
 				case <-ctx.Done():
 					return
 				case j := <-s.queue:
-					s.pull(ctx, j.tenant, j.id)
+					jctx, span := s.cfg.Tracer.Start(trace.ContextWithSpanContext(ctx, j.trace), "notifiedpull.pull")
+					s.pull(jctx, j.tenant, j.id)
+					span.End()
 				}
 			}
 		}()
@@ -210,7 +228,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	for _, r := range pending {
 		if !Final(r.Status) && !r.Awaiting {
-			s.enqueue(r.Tenant, r.ID)
+			s.enqueue(ctx, r.Tenant, r.ID)
 		}
 		if r.ReportPending {
 			s.wg.Add(1)
@@ -226,9 +244,9 @@ func (s *Service) Start(ctx context.Context) error {
 // Wait blocks until the workers have stopped (after the Start context ended).
 func (s *Service) Wait() { s.wg.Wait() }
 
-func (s *Service) enqueue(tenant, id string) {
+func (s *Service) enqueue(ctx context.Context, tenant, id string) {
 	select {
-	case s.queue <- pullJob{tenant, id}:
+	case s.queue <- pullJob{tenant, id, trace.SpanContextFromContext(ctx)}:
 	default:
 		// Full queue: the row stays pending and is resumed at the next start.
 		s.log.Warn("pull queue full; notification will be resumed at restart", "referral", id)
