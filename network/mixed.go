@@ -159,6 +159,9 @@ func (nw *Network) RunMixed(ctx context.Context) (*MixedRun, error) {
 	out = ExchangeOutcome{Pattern: "Direct Pull", From: NursingHome, To: Hospital, ExpectRefusal: true}
 	nw.printf("\nDirect Pull: %s's elderly care physician (AGB %s) consults %s for patient %s\n", NursingHome.Name, NursingHomeUser.ID, Hospital.Name, patient.Name)
 	var res consult.Result
+	// Only this run's records count: the data directory, and the audit
+	// log, may be a previous run's.
+	since := nw.HospNode.Audit().LastSeq()
 	err = nh.do(ctx, http.MethodPost, "/internal/consult", consult.Request{PatientBSN: patient.BSN, HolderURA: Hospital.URA,
 		Application: "bgz", User: &NursingHomeUser}, &res)
 	switch {
@@ -172,7 +175,7 @@ func (nw *Network) RunMixed(ctx context.Context) (*MixedRun, error) {
 	default:
 		out.Refusal = err.Error()
 		out.Outcome = "refused by the hospital: " + MixedRefusal
-		audited, aerr := nw.auditedRefusal(ctx)
+		audited, aerr := nw.auditedRefusal(ctx, since)
 		out.Audited = audited
 		if aerr != nil {
 			failed = append(failed, "nursing home → hospital: "+aerr.Error())
@@ -195,10 +198,10 @@ func pullOutcome(s *Summary, err error) string {
 }
 
 // auditedRefusal finds the hospital node's audit record of the refused
-// token request of the nursing home, which must name the function and the
-// plateaus.
-func (nw *Network) auditedRefusal(ctx context.Context) (string, error) {
-	recs, err := nw.HospNode.Audit().List(ctx, audit.Filter{ActorURA: NursingHome.URA})
+// token request of the nursing home after chain position since, which
+// must name the function and the plateaus.
+func (nw *Network) auditedRefusal(ctx context.Context, since int64) (string, error) {
+	recs, err := nw.HospNode.Audit().List(ctx, audit.Filter{ActorURA: NursingHome.URA, AfterSeq: since})
 	if err != nil {
 		return "", err
 	}

@@ -63,6 +63,12 @@ func TestMixedNetwork(t *testing.T) {
 		}
 	}
 
+	// A refusal of an earlier run does not count for the next: on a reused
+	// data directory the audit log holds it.
+	if got, err := nw.auditedRefusal(ctx, nw.HospNode.Audit().LastSeq()); err == nil {
+		t.Errorf("a refusal recorded before the run counted: %s", got)
+	}
+
 	// The nursing home's physician was accepted at plateau 2 by the GP
 	// practice, named by her AGB code: the GP node's token record says so.
 	recs := nodeRecordsBy(ctx, t, nw, NursingHome.URA)
