@@ -77,11 +77,12 @@ func (nw *Network) Register() *admission.Register { return nw.register }
 // AdmissionURL is the admission register's FHIR base.
 func (nw *Network) AdmissionURL() string { return nw.admissionURL }
 
-// admitParticipants has the GP practice and the hospital declare
+// admitParticipants has each node's participant (the GP practice, the
+// hospital and in the mixed network the nursing home) declare
 // themselves: each a deelnemer served by its own node, signed with its
 // node's UZI server certificate.
 func (nw *Network) admitParticipants(ctx context.Context) error {
-	for i, p := range []Participant{GP, Hospital} {
+	for i, p := range nw.members {
 		dir := filepath.Join(nw.opts.DataDir, nw.Nodes[i].Name(), "tls")
 		cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "node.pem"), filepath.Join(dir, "node-key.pem"))
 		if err != nil {

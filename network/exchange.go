@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/plateau"
@@ -74,19 +75,48 @@ func (x *xis) do(ctx context.Context, method, path string, in, out any) error {
 // practice to the hospital, through the internal APIs as the participants'
 // systems would, and waits until the hospital has the data.
 func (nw *Network) Exchange(ctx context.Context) (*Summary, error) {
+	user := plateau.Caller{ID: DemoUser.UZI, Role: DemoUser.Role, LoA: DemoUser.LoA}
+	s, err := nw.notifiedPull(ctx, GP, Hospital, "the hospital's specialist", user, "Verwijzing interne geneeskunde")
+	if err != nil {
+		return s, err
+	}
+	// Later, a specialist at the hospital asks which organisations hold data
+	// of the patient: the referral index answers, filtered by consent.
+	hosp := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: &http.Client{Timeout: 30 * time.Second}}
+	var loc struct {
+		Holders []struct {
+			URA string `json:"URA"`
+		}
+		Warnings []string
+	}
+	if err := hosp.do(ctx, http.MethodPost, "/internal/localize", node.LocalizeRequest{Patient: s.Patient, Role: "01.016", UZI: "900012345"}, &loc); err != nil {
+		return s, fmt.Errorf("localize: %w", err)
+	}
+	for _, h := range loc.Holders {
+		s.Holders = append(s.Holders, h.URA)
+	}
+	return s, nil
+}
+
+// notifiedPull runs one BgZ Notified Pull of the first demo patient from
+// sender to receiver through their nodes' internal APIs; when the
+// receiver's node waits for a user to accept the referral (the agreement
+// asks for user authentication), who (named so in the progress line)
+// accepts it.
+func (nw *Network) notifiedPull(ctx context.Context, sender, receiver Participant, who string, user plateau.Caller, description string) (*Summary, error) {
 	if len(nw.Patients) == 0 {
 		return nil, errors.New("no demo patients")
 	}
 	patient := nw.Patients[0]
 	hc := &http.Client{Timeout: 30 * time.Second}
-	gp := &xis{base: nw.internalURLs[GP.URA], token: nw.Token(GP.URA), http: hc}
-	hosp := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: hc}
+	gp := &xis{base: nw.internalURLs[sender.URA], token: nw.Token(sender.URA), http: hc}
+	hosp := &xis{base: nw.internalURLs[receiver.URA], token: nw.Token(receiver.URA), http: hc}
 	start := time.Now()
-	nw.printf("\nExchange: %s refers patient %s to %s (BgZ, Notified Pull)\n", GP.Name, patient.Name, Hospital.Name)
+	nw.printf("\nExchange: %s refers patient %s to %s (BgZ, Notified Pull)\n", sender.Name, patient.Name, receiver.Name)
 
 	var sent node.Referral
 	if err := gp.do(ctx, http.MethodPost, "/internal/referrals", notifiedpull.ReferRequest{
-		PatientBSN: patient.BSN, ReceiverURA: Hospital.URA, Application: "bgz", Description: "Verwijzing interne geneeskunde",
+		PatientBSN: patient.BSN, ReceiverURA: receiver.URA, Application: "bgz", Description: description,
 	}, &sent); err != nil {
 		return nil, fmt.Errorf("refer: %w", err)
 	}
@@ -114,11 +144,10 @@ func (nw *Network) Exchange(ctx context.Context) (*Summary, error) {
 			}
 		}
 		if got.AwaitingUser {
-			// The agreement asks for a user: the specialist accepts the
-			// referral, and the pull carries the specialist's identity.
-			nw.printf("  the hospital's specialist (UZI %s, role %s) accepts the referral\n", DemoUser.UZI, DemoUser.Role)
-			if err := hosp.do(ctx, http.MethodPost, "/internal/referrals/"+got.ID+"/accept",
-				plateau.Caller{ID: DemoUser.UZI, Role: DemoUser.Role, LoA: DemoUser.LoA}, &got); err != nil {
+			// The agreement asks for a user: the user accepts the
+			// referral, and the pull carries the user's identity.
+			nw.printf("  %s (%s %s, role %s) accepts the referral\n", who, idName(user.IDSystem), user.ID, user.Role)
+			if err := hosp.do(ctx, http.MethodPost, "/internal/referrals/"+got.ID+"/accept", user, &got); err != nil {
 				return nil, fmt.Errorf("accept: %w", err)
 			}
 		}
@@ -126,7 +155,7 @@ func (nw *Network) Exchange(ctx context.Context) (*Summary, error) {
 	s := &Summary{Referral: sent.ID, Received: got.ID, Patient: patient.BSN, Status: got.Status, Results: got.Results,
 		Resources: map[string]int{}}
 	if got.Status != notifiedpull.StatusCompleted {
-		return s, fmt.Errorf("the hospital's pull ended %s: %s", got.Status, got.StatusReason)
+		return s, fmt.Errorf("the pull by %s ended %s: %s", receiver.Name, got.Status, got.StatusReason)
 	}
 	var bundle struct {
 		Entry []struct {
@@ -156,21 +185,15 @@ func (nw *Network) Exchange(ctx context.Context) (*Summary, error) {
 	if s.Sender != notifiedpull.StatusCompleted {
 		return s, fmt.Errorf("the sender's referral ended %q", s.Sender)
 	}
-	// Later, a specialist at the hospital asks which organisations hold data
-	// of the patient: the referral index answers, filtered by consent.
-	var loc struct {
-		Holders []struct {
-			URA string `json:"URA"`
-		}
-		Warnings []string
-	}
-	if err := hosp.do(ctx, http.MethodPost, "/internal/localize", node.LocalizeRequest{Patient: patient.BSN, Role: "01.016", UZI: "900012345"}, &loc); err != nil {
-		return s, fmt.Errorf("localize: %w", err)
-	}
-	for _, h := range loc.Holders {
-		s.Holders = append(s.Holders, h.URA)
-	}
 	return s, nil
+}
+
+// idName names a user's identifier system in progress lines.
+func idName(system string) string {
+	if system == nl.SystemAGB {
+		return "AGB"
+	}
+	return "UZI"
 }
 
 // PrintSummary writes the exchange summary: resources per BgZ block.

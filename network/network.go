@@ -58,12 +58,16 @@ type Participant struct {
 
 // The demo network's organisations.
 var (
-	GP         = Participant{URA: "90000001", Name: "Huisartsenpraktijk De Linde", SystemUZI: "900000011", AGB: "01000001", FacilityType: "Z1"}
-	Hospital   = Participant{URA: "90000002", Name: "Ziekenhuis Rijnstroom", SystemUZI: "900000022", AGB: "06000002", FacilityType: "Z3"}
-	dirOrg     = Participant{URA: "90000999", Name: "Schakel addressbook", SystemUZI: "900009999", AGB: "00000000"}
-	consentOrg = Participant{URA: "90000998", Name: "Schakel consent service", SystemUZI: "900009988", AGB: "00000000"}
-	portalOrg  = Participant{URA: "90000996", Name: "Regionaal toestemmingsportaal", SystemUZI: "900009966", AGB: "00000000"}
-	indexOrg   = Participant{URA: "90000997", Name: "Schakel referral index", SystemUZI: "900009977", AGB: "00000000"}
+	GP       = Participant{URA: "90000001", Name: "Huisartsenpraktijk De Linde", SystemUZI: "900000011", AGB: "01000001", FacilityType: "Z1"}
+	Hospital = Participant{URA: "90000002", Name: "Ziekenhuis Rijnstroom", SystemUZI: "900000022", AGB: "06000002", FacilityType: "Z3"}
+	// NursingHome runs the third node of the mixed network (Options.Mixed).
+	// R5 is "Verpleeghuis" in the organisation type code system
+	// (2.16.840.1.113883.2.4.15.1060).
+	NursingHome = Participant{URA: "90000003", Name: "Verpleeghuis De Berken", SystemUZI: "900000033", AGB: "33000003", FacilityType: "R5"}
+	dirOrg      = Participant{URA: "90000999", Name: "Schakel addressbook", SystemUZI: "900009999", AGB: "00000000"}
+	consentOrg  = Participant{URA: "90000998", Name: "Schakel consent service", SystemUZI: "900009988", AGB: "00000000"}
+	portalOrg   = Participant{URA: "90000996", Name: "Regionaal toestemmingsportaal", SystemUZI: "900009966", AGB: "00000000"}
+	indexOrg    = Participant{URA: "90000997", Name: "Schakel referral index", SystemUZI: "900009977", AGB: "00000000"}
 )
 
 // AddressbookStoreFile is the addressbook's database in its data directory:
@@ -94,6 +98,10 @@ type Options struct {
 	// stand-in, the referral index and a fresh CRL run at every plateau; the
 	// central log starts with the first agreement at logging 3–4.
 	Plateau int
+	// Mixed runs a third node, the nursing home's, and agrees the plateaus
+	// per pair of nodes and per function as mixedAgreements says (network/
+	// mixed.go); RunMixed runs its exchanges. Not with Plateau.
+	Mixed bool
 	// SystemIdentity lets the hospital's system pull a referral without a
 	// user's acceptance (the agreement's systemidentity) at
 	// authentication plateau 2–3.
@@ -149,6 +157,8 @@ type Network struct {
 	Nodes                []*node.Node
 	GPNode               *node.Node
 	HospNode             *node.Node
+	NursingHomeNode      *node.Node        // with Mixed only
+	members              []Participant     // the participant of each of Nodes, in order
 	tokens               map[string]string // URA → internal API token
 	internalURLs         map[string]string // URA → its node's internal API base
 	dirStore             store.Store
@@ -264,25 +274,46 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 			publicLn[name] = ln
 		}
 	}
-	peerNode := map[string]string{"gp-node": "hospital-node", "hospital-node": "gp-node"}
-	for _, spec := range []struct {
-		name    string
-		p, peer Participant
-		more    []Participant
-	}{{"gp-node", GP, Hospital, nil}, {"hospital-node", Hospital, GP, opts.Requesters}} {
+	specs := nw.nodeSpecs()
+	if opts.Mixed {
+		// Some pairs of the mixed network address each other by their
+		// agreement (addressing 1–2): every node binds first.
+		for _, spec := range specs {
+			ln, err := net.Listen("tcp", net.JoinHostPort(opts.Host, "0"))
+			if err != nil {
+				return nil, fmt.Errorf("%s public listener: %w", spec.name, err)
+			}
+			nw.closers = append(nw.closers, ln)
+			publicLn[spec.name] = ln
+		}
+	}
+	nodeOf := map[string]string{} // URA → node name
+	for _, spec := range specs {
+		nodeOf[spec.p.URA] = spec.name
+	}
+	for _, spec := range specs {
 		cfg, err := nw.nodeConfig(spec.name, spec.p, caFile, spec.more...)
 		if err != nil {
 			return nil, err
 		}
-		peer := nw.agreement(spec.peer)
+		var peers []plateau.PartnerConfig
+		for _, q := range spec.peers {
+			peer, err := nw.agreementOf(spec.p, q)
+			if err != nil {
+				return nil, err
+			}
+			if ln := publicLn[nodeOf[q.URA]]; ln != nil && peer.Plateaus[plateau.Addressing] <= 2 {
+				peer.Endpoints = node.Endpoints("https://"+ln.Addr().String(), q.URA)
+			}
+			peers = append(peers, peer)
+		}
 		if ln := publicLn[spec.name]; ln != nil {
 			if opts.OwnAddressing {
 				cfg.AddressbookURL = ""
 			}
 			cfg.Public.Addr = ln.Addr().String()
-			peer.Endpoints = node.Endpoints("https://"+publicLn[peerNode[spec.name]].Addr().String(), spec.peer.URA)
 		}
-		cfg.Partners.Agreements = append(append([]plateau.PartnerConfig{peer}, nw.validatorAgreements()...), opts.Agreements...)
+		cfg.Partners.Agreements = append(append(peers, nw.validatorAgreements()...), opts.Agreements...)
 		if err := nw.shipsToCentral(ctx, &cfg); err != nil {
 			return nil, err
 		}
@@ -295,6 +326,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 			return nil, err
 		}
 		nw.Nodes = append(nw.Nodes, n)
+		nw.members = append(nw.members, spec.p)
 		nw.internalURLs[spec.p.URA] = n.InternalURL()
 		// The file carries the ports the node got, not the ":0" it asked for.
 		cfg.Public.Addr, cfg.Internal.Addr = hostPort(n.PublicURL()), hostPort(n.InternalURL())
@@ -309,6 +341,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		}
 	}
 	nw.GPNode, nw.HospNode = nw.Nodes[0], nw.Nodes[1]
+	if opts.Mixed {
+		nw.NursingHomeNode = nw.Nodes[2]
+	}
 
 	// Demo data: the GP practice's record.
 	if nw.Patients, err = demo.Generate(demo.Options{Count: opts.Patients, Seed: 1, GPName: GP.Name}); err != nil {
@@ -397,6 +432,9 @@ func newNetwork(opts Options) (*Network, error) {
 	if opts.Plateau != 0 && !plateau.ValidPlateau(opts.Plateau) {
 		return nil, fmt.Errorf("network: plateau %d: the growth model has plateaus 1 to 4", opts.Plateau)
 	}
+	if opts.Mixed && (opts.Plateau != 0 || opts.OwnAddressing || len(opts.Requesters) > 0) {
+		return nil, errors.New("network: the mixed network agrees its own plateaus: not with Plateau, OwnAddressing or Requesters")
+	}
 	nw := &Network{opts: opts, out: opts.Out, tokens: map[string]string{}, internalURLs: map[string]string{},
 		done: make(chan notifiedpull.Event, 64)}
 	if nw.out == nil {
@@ -427,6 +465,43 @@ func (nw *Network) preparePKI() error {
 // with Plateau when the agreement's addressing is at 1–2.
 func (nw *Network) ownEndpoints() bool {
 	return nw.opts.OwnAddressing || (nw.opts.Plateau != 0 && nw.agreement(Hospital).Plateaus[plateau.Addressing] <= 2)
+}
+
+// nodeSpec is one node of the network: its name, the participant it
+// serves first, the network's participants it has an agreement with, and
+// further participants it serves (Requesters).
+type nodeSpec struct {
+	name  string
+	p     Participant
+	peers []Participant
+	more  []Participant
+}
+
+// nodeSpecs are the network's nodes: the GP practice's and the hospital's,
+// and with Mixed the nursing home's, each with an agreement with the others.
+func (nw *Network) nodeSpecs() []nodeSpec {
+	if nw.opts.Mixed {
+		return []nodeSpec{
+			{name: "gp-node", p: GP, peers: []Participant{Hospital, NursingHome}},
+			{name: "hospital-node", p: Hospital, peers: []Participant{GP, NursingHome}},
+			{name: "nursinghome-node", p: NursingHome, peers: []Participant{GP, Hospital}},
+		}
+	}
+	return []nodeSpec{{name: "gp-node", p: GP, peers: []Participant{Hospital}},
+		{name: "hospital-node", p: Hospital, peers: []Participant{GP}, more: nw.opts.Requesters}}
+}
+
+// agreementOf is the agreement self's node has with peer: with Mixed the
+// pair's own (mixedAgreements), else that of the GP practice and the
+// hospital.
+func (nw *Network) agreementOf(self, peer Participant) (plateau.PartnerConfig, error) {
+	if !nw.opts.Mixed {
+		return nw.agreement(peer), nil
+	}
+	if a, ok := mixedAgreement(self, peer); ok {
+		return a, nil
+	}
+	return plateau.PartnerConfig{}, fmt.Errorf("network: the mixed network has no agreement of %s with %s", self.Name, peer.Name)
 }
 
 // agreement is the partner agreement between the GP practice and the
@@ -614,7 +689,7 @@ func (nw *Network) PrintListeners() {
 	nw.printf("  referral index       %s/fhir   (mTLS)\n", nw.indexURL)
 	nw.printf("  BSN verification     %s   (mTLS; SBV-Z OpvragenVerifieren stand-in)\n", nw.bsnURL)
 	for i, n := range nw.Nodes {
-		p := []Participant{GP, Hospital}[i]
+		p := nw.members[i]
 		nw.printf("  %-20s public   %s   (mTLS, TLS 1.3)\n", n.Name(), n.PublicURL())
 		nw.printf("  %-20s internal %s   (participant %s %s; token in %s)\n", "", n.InternalURL(), p.URA, p.Name,
 			filepath.Join(nw.opts.DataDir, n.Name(), "internal-token-"+p.URA))

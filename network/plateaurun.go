@@ -258,7 +258,7 @@ func (nw *Network) waitShipped(ctx context.Context) (string, error) {
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
-		held, err := nw.logcentral.Entries(ctx, []Participant{GP, Hospital}[i].URA, 0, int(last))
+		held, err := nw.logcentral.Entries(ctx, nw.members[i].URA, 0, int(last))
 		if err != nil {
 			return "", err
 		}

@@ -37,7 +37,13 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			"command lines are printed.\n" +
 			"With --plateau N (1-4) every generic function of the GP practice's and the hospital's\n" +
 			"agreement is at plateau N: the Notified Pull and a Direct Pull run as that plateau\n" +
-			"demands, and per function the run prints what was sent and what was checked.",
+			"demands, and per function the run prints what was sent and what was checked.\n" +
+			"With --plateau mixed a third node, a nursing home's, joins, and every pair agrees\n" +
+			"its own plateau per function: the GP practice refers to the hospital and to the\n" +
+			"nursing home, then the nursing home consults the hospital and is refused for\n" +
+			"delivering user authentication at plateau 2 where the hospital asks 3. The run\n" +
+			"prints the agreements per partner and each exchange's outcome; it exits 0 only when\n" +
+			"the pulls complete and the refusal comes with that reason.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
@@ -66,7 +72,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 				return runLetter(cmd.Context(), opts, once)
 			}
 			if processes {
-				if opts.Plateau != 0 {
+				if opts.Plateau != 0 || opts.Mixed {
 					return errors.New("--plateau runs in one process only: --processes starts no identity issuer or central log yet")
 				}
 				exe, err := os.Executable()
@@ -85,7 +91,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&opts.RecordInEHR, "record-in-ehr", false, "keep the GP practice's record in its own EHR and run its node in proxy mode")
 	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node for BgZ in its roles with the kit and record the proofs in the admission register (about 10 s)")
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
-	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4")
+	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
 	up.Flags().StringVar(&care, "care", "bgz", "care application: bgz (Notified Pull) or correspondentie (Push)")
 	up.Flags().StringVar(&pattern, "pattern", "", "exchange pattern; default the care application's own (bgz: notified-pull, correspondentie: push)")
 	cmd.AddCommand(up)
@@ -97,9 +103,13 @@ func plateauOption(v string, opts *network.Options) error {
 	if v == "" {
 		return nil
 	}
+	if v == "mixed" {
+		opts.Mixed = true
+		return nil
+	}
 	n, err := strconv.Atoi(v)
 	if err != nil || !plateau.ValidPlateau(n) {
-		return fmt.Errorf("--plateau %q: give a plateau of the growth model, 1 to 4", v)
+		return fmt.Errorf("--plateau %q: give a plateau of the growth model, 1 to 4, or mixed", v)
 	}
 	opts.Plateau = n
 	return nil
@@ -116,7 +126,14 @@ func runNetwork(ctx context.Context, opts network.Options, once, validate bool) 
 	nw.PrintListeners()
 	var summary *network.Summary
 	var exErr error
-	if opts.Plateau != 0 {
+	if opts.Mixed {
+		nw.PrintMixedAgreements()
+		var run *network.MixedRun
+		run, exErr = nw.RunMixed(runCtx)
+		if run != nil {
+			nw.PrintMixedRun(run)
+		}
+	} else if opts.Plateau != 0 {
 		var run *network.PlateauRun
 		run, exErr = nw.RunAtPlateau(runCtx)
 		if run != nil {

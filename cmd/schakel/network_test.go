@@ -267,3 +267,32 @@ func TestNetworkProcessesConsentServiceKilled(t *testing.T) {
 		t.Fatalf("components outlived the killed network process: %v", pids)
 	}
 }
+
+// TestPlateauOption: --plateau takes a plateau of the growth model or
+// mixed; anything else is refused with what it takes.
+func TestPlateauOption(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		plateau int
+		mixed   bool
+		err     bool
+	}{
+		{"", 0, false, false},
+		{"1", 1, false, false},
+		{"4", 4, false, false},
+		{"mixed", 0, true, false},
+		{"0", 0, false, true},
+		{"5", 0, false, true},
+		{"Mixed", 0, false, true},
+		{"all", 0, false, true},
+	} {
+		var opts network.Options
+		err := plateauOption(tc.in, &opts)
+		if (err != nil) != tc.err || opts.Plateau != tc.plateau || opts.Mixed != tc.mixed {
+			t.Errorf("--plateau %q: plateau %d, mixed %v, err %v", tc.in, opts.Plateau, opts.Mixed, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "mixed") {
+			t.Errorf("--plateau %q: the error %q does not say mixed is an option", tc.in, err)
+		}
+	}
+}
