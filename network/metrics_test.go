@@ -44,7 +44,7 @@ func TestMetricsAfterOneExchange(t *testing.T) {
 	}
 	families := []string{
 		"schakel_http_requests_total", "schakel_http_request_duration_seconds",
-		"schakel_exchanges_total",
+		"schakel_exchanges_total", "schakel_exchange_duration_seconds",
 		"schakel_oauth_token_requests_total", "schakel_oauth_token_verifications_total",
 		"schakel_consent_decisions_total", "schakel_consent_request_duration_seconds",
 		"schakel_localization_queries_total",
@@ -70,6 +70,7 @@ func TestMetricsAfterOneExchange(t *testing.T) {
 	}{
 		{nw.GPNode, "schakel_exchanges_total", map[string]string{"application": "bgz", "pattern": "notified-pull", "role": "sender", "outcome": "ok"}},
 		{nw.HospNode, "schakel_exchanges_total", map[string]string{"application": "bgz", "pattern": "notified-pull", "role": "receiver", "outcome": "ok"}},
+		{nw.HospNode, "schakel_exchange_duration_seconds", map[string]string{"application": "bgz", "pattern": "notified-pull", "role": "receiver"}},
 		{nw.GPNode, "schakel_oauth_token_requests_total", map[string]string{"outcome": "issued"}},
 		{nw.GPNode, "schakel_oauth_token_verifications_total", map[string]string{"outcome": "valid"}},
 		{nw.GPNode, "schakel_http_requests_total", map[string]string{"listener": "public", "partner": Hospital.URA, "code": "200"}},
@@ -98,7 +99,7 @@ func sum(f *dto.MetricFamily, want map[string]string) float64 {
 			}
 		}
 		if ok {
-			total += m.GetCounter().GetValue()
+			total += m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
 		}
 	}
 	return total

@@ -415,8 +415,13 @@ func (n *Node) consultHolder(w http.ResponseWriter, r *http.Request, p *particip
 		writeProblem(w, http.StatusBadRequest, "invalid-body", `expected JSON {"patient": BSN, "holder": URA, "application": "bgz", "userId": UZI, "userRole": role code}`)
 		return
 	}
+	start := time.Now()
 	res, err := n.consult.Consult(r.Context(), p.URA, req)
-	n.metrics.exchange(applicationLabel(req.Application, consult.ApplicationBgZ, err), patternDirectPull, roleRequester, err)
+	app := applicationLabel(req.Application, consult.ApplicationBgZ, err)
+	n.metrics.exchange(app, patternDirectPull, roleRequester, err)
+	if err == nil {
+		n.metrics.exchangeTook(app, patternDirectPull, roleRequester, time.Since(start))
+	}
 	if err != nil {
 		n.internalError(w, err)
 		return

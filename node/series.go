@@ -30,6 +30,7 @@ const (
 // series are the node's domain metrics (docs/operations.md, "Metrics").
 type series struct {
 	exchanges     *prometheus.CounterVec
+	exchangeTime  *prometheus.HistogramVec
 	tokens        *prometheus.CounterVec
 	verifications *prometheus.CounterVec
 	consent       *prometheus.CounterVec
@@ -45,6 +46,9 @@ func newSeries(reg prometheus.Registerer) series {
 		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_exchanges_total",
 			Help: "Exchanges started or finished here, by care application, pattern, this node's role and outcome."},
 			[]string{"application", "pattern", "role", "outcome"}),
+		exchangeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "schakel_exchange_duration_seconds",
+			Help:    "Time of a completed exchange as this node saw it, by care application, pattern and role: the receiver from the notification to the stored data, the requester of a Direct Pull from its system's request to the answer.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"application", "pattern", "role"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_oauth_token_requests_total",
 			Help: "Token requests answered by the authorization server, by outcome (issued, or the RFC 6749 error class)."},
 			[]string{"outcome"}),
@@ -63,7 +67,7 @@ func newSeries(reg prometheus.Registerer) series {
 			Help: "FHIR store operation latency, by operation and outcome (ok, error).", Buckets: latency},
 			[]string{"operation", "outcome"}),
 	}
-	reg.MustRegister(s.exchanges, s.tokens, s.verifications, s.consent, s.consentTime, s.localizations, s.localizeTime, s.storeTime)
+	reg.MustRegister(s.exchanges, s.exchangeTime, s.tokens, s.verifications, s.consent, s.consentTime, s.localizations, s.localizeTime, s.storeTime)
 	return s
 }
 
@@ -74,6 +78,9 @@ func (n *Node) zeroSeries() {
 	for _, e := range []struct{ pattern, role string }{{patternNotifiedPull, roleSender}, {patternNotifiedPull, roleReceiver}, {patternDirectPull, roleRequester}} {
 		for _, outcome := range []string{"ok", "error"} {
 			s.exchanges.WithLabelValues(notifiedpull.ApplicationBgZ, e.pattern, e.role, outcome)
+		}
+		if e.role != roleSender {
+			s.exchangeTime.WithLabelValues(notifiedpull.ApplicationBgZ, e.pattern, e.role)
 		}
 	}
 	s.tokens.WithLabelValues("issued")
@@ -90,6 +97,11 @@ func (n *Node) zeroSeries() {
 			}
 		}
 	}
+}
+
+// exchangeTook records the duration of an exchange that completed.
+func (s series) exchangeTook(application, pattern, role string, took time.Duration) {
+	s.exchangeTime.WithLabelValues(application, pattern, role).Observe(took.Seconds())
 }
 
 // exchange counts one exchange outcome.
@@ -123,6 +135,11 @@ func (n *Node) exchangeEvent(e notifiedpull.Event) {
 	switch {
 	case e.Step == "completed":
 		s.exchange(notifiedpull.ApplicationBgZ, patternNotifiedPull, roleReceiver, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		defer cancel()
+		if r, err := n.np.ReceivedOne(ctx, e.Tenant, e.Referral); err == nil && !r.Created.IsZero() {
+			s.exchangeTook(notifiedpull.ApplicationBgZ, patternNotifiedPull, roleReceiver, e.Time.Sub(r.Created))
+		}
 	case e.Step == "failed" && e.Referral != "":
 		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 		defer cancel()
