@@ -66,7 +66,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 				return err
 			}
 			if pattern == "push" {
-				if processes || opts.Plateau != 0 {
+				if processes || opts.Plateau != 0 || opts.Mixed {
 					return errors.New("--care correspondentie runs in one process at the default agreement for now (no --processes, no --plateau)")
 				}
 				return runLetter(cmd.Context(), opts, once)
