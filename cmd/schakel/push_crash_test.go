@@ -26,12 +26,14 @@ import (
 )
 
 // Counts of the Push reliability test: small in the suite, set by hand for
-// the full run (SCHAKEL_PUSH_CRASH_MESSAGES=1000 SCHAKEL_PUSH_OUTAGE=1m).
+// the full run (PUSHTEST_MESSAGES=1000 PUSHTEST_OUTAGE=1m). Not SCHAKEL_*:
+// the node processes inherit the environment and refuse unknown SCHAKEL_
+// configuration keys.
 func pushCrashMessages(t *testing.T) int {
-	if v := os.Getenv("SCHAKEL_PUSH_CRASH_MESSAGES"); v != "" {
+	if v := os.Getenv("PUSHTEST_MESSAGES"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
-			t.Fatalf("SCHAKEL_PUSH_CRASH_MESSAGES=%q", v)
+			t.Fatalf("PUSHTEST_MESSAGES=%q", v)
 		}
 		return n
 	}
@@ -39,10 +41,10 @@ func pushCrashMessages(t *testing.T) int {
 }
 
 func pushOutage(t *testing.T) time.Duration {
-	if v := os.Getenv("SCHAKEL_PUSH_OUTAGE"); v != "" {
+	if v := os.Getenv("PUSHTEST_OUTAGE"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			t.Fatalf("SCHAKEL_PUSH_OUTAGE=%q", v)
+			t.Fatalf("PUSHTEST_OUTAGE=%q", v)
 		}
 		return d
 	}
