@@ -20,6 +20,7 @@ import (
 	"github.com/schakel-nl/schakel/identification"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/push"
 )
 
 // Process is one component of a network started by UpProcesses, running
@@ -205,6 +206,7 @@ func addressbookEntry(publicURL string, p Participant) addressbook.Entry {
 			{ID: "ep-" + p.URA + "-bgz", PayloadType: addressbook.PayloadBgZServer, Address: e.BgZ, FHIRVersion: "3.0"},
 			{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
 			{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
+			{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"},
 		},
 	}
 }
@@ -283,6 +285,9 @@ func (nw *Network) Processes() []*Process {
 	defer nw.mu.Unlock()
 	return append([]*Process(nil), nw.procs...)
 }
+
+// InternalURL is the base of the internal API of participant ura's node.
+func (nw *Network) InternalURL(ura string) string { return nw.internalURLs[ura] }
 
 // StopProcesses ends the components UpProcesses started, nodes first:
 // SIGTERM, then SIGKILL for one that has not stopped in time. A component

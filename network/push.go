@@ -31,15 +31,25 @@ func (nw *Network) ExchangeLetter(ctx context.Context) (*PushSummary, error) {
 	if len(nw.Patients) == 0 {
 		return nil, errors.New("no demo patients")
 	}
-	patient := nw.Patients[0]
+	p := nw.Patients[0]
+	_, born, _ := nl.Patient(p.Resources[0])
+	return nw.exchangeLetter(ctx, letterPatient{BSN: p.BSN, Name: p.Name, Born: born})
+}
+
+// letterPatient is the patient a letter is about.
+type letterPatient struct{ BSN, Name, Born string }
+
+// exchangeLetter is ExchangeLetter for any patient. A letter the hospital's
+// node does not deliver (refused by the GP's node, or past its lifetime)
+// ends the run as soon as the hospital's system can see that status.
+func (nw *Network) exchangeLetter(ctx context.Context, patient letterPatient) (*PushSummary, error) {
 	hc := &http.Client{Timeout: 30 * time.Second}
 	gp := &xis{base: nw.internalURLs[GP.URA], token: nw.Token(GP.URA), http: hc}
 	hosp := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: hc}
 	start := time.Now()
 	nw.printf("\nExchange: %s sends a discharge letter for %s to %s (Correspondentie, Push)\n", Hospital.Name, patient.Name, GP.Name)
-	_, born, _ := nl.Patient(patient.Resources[0])
 	letter, err := correspondentie.Letter(correspondentie.LetterSpec{ID: newID(), Type: correspondentie.DischargeLetter,
-		PatientBSN: patient.BSN, PatientName: patient.Name, BirthDate: born, AuthorUZI: "900000123", AuthorName: "dr. M. Internist",
+		PatientBSN: patient.BSN, PatientName: patient.Name, BirthDate: patient.Born, AuthorUZI: "900000123", AuthorName: "dr. M. Internist",
 		CustodianURA: Hospital.URA, Custodian: Hospital.Name, Date: time.Now(),
 		Text: "Ontslagbrief: patient ontslagen in goede conditie; controle op de polikliniek over zes weken."})
 	if err != nil {
@@ -53,8 +63,13 @@ func (nw *Network) ExchangeLetter(ctx context.Context) (*PushSummary, error) {
 	nw.printf("  accepted: message %s durable in the hospital's outbox (202)\n", sent.ID)
 
 	// The GP's system waits for the letter, reads it and marks it processed.
+	// Meanwhile the hospital's system watches its message: once refused or
+	// failed it will never arrive.
 	var in push.InMessage
 	err = poll(ctx, func() (bool, error) {
+		if err := undelivered(ctx, hosp, sent.ID); err != nil {
+			return false, err
+		}
 		var list struct{ Messages []push.InMessage }
 		if err := gp.do(ctx, http.MethodGet, "/internal/messages?direction=received", nil, &list); err != nil {
 			return false, err
@@ -80,11 +95,8 @@ func (nw *Network) ExchangeLetter(ctx context.Context) (*PushSummary, error) {
 		if err := hosp.do(ctx, http.MethodGet, "/internal/messages/"+sent.ID, nil, &view); err != nil {
 			return false, err
 		}
-		if view.OutMessage == nil {
-			return false, errors.New("the hospital's node lost the message")
-		}
-		if view.Status == push.StatusFailed || view.Status == push.StatusRefused {
-			return false, fmt.Errorf("message %s: %s", view.Status, view.StatusReason)
+		if err := undeliveredErr(sent.ID, view); err != nil {
+			return false, err
 		}
 		return view.Ack != "", nil
 	})
@@ -92,6 +104,30 @@ func (nw *Network) ExchangeLetter(ctx context.Context) (*PushSummary, error) {
 		return nil, fmt.Errorf("no acknowledgement: %w", err)
 	}
 	return &PushSummary{Message: *view.OutMessage, Inbox: in, Took: time.Since(start)}, nil
+}
+
+// ErrNotDelivered: the sender's node will not deliver the message
+// (refused by the receiver, or past its lifetime).
+var ErrNotDelivered = errors.New("not delivered")
+
+// undelivered asks the sender's node for message id and returns
+// ErrNotDelivered, with the reason, when it is refused or failed.
+func undelivered(ctx context.Context, sender *xis, id string) error {
+	var view node.MessageView
+	if err := sender.do(ctx, http.MethodGet, "/internal/messages/"+id, nil, &view); err != nil {
+		return err
+	}
+	return undeliveredErr(id, view)
+}
+
+func undeliveredErr(id string, view node.MessageView) error {
+	switch {
+	case view.OutMessage == nil:
+		return fmt.Errorf("the sender's node lost message %s", id)
+	case view.Status == push.StatusFailed || view.Status == push.StatusRefused:
+		return fmt.Errorf("message %s %w: %s: %s", id, ErrNotDelivered, view.Status, view.StatusReason)
+	}
+	return nil
 }
 
 // poll runs f every 20 ms until it is done, for at most 60 s.
