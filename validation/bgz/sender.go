@@ -332,7 +332,7 @@ func senderCases() []validation.Case {
 				return notificationInputs(n.task).Verdict("one authorization base, get-workflow-task true")
 			}},
 		{ID: "bgz.sender.workflow-task-parties", Title: "The workflow Task names the sender, the receiver and its period", Roles: sender, Mandatory: true,
-			Requirement: "The workflow Task is status requested when first read, requester.onBehalfOf is the sender's URA, owner is the receiver's URA, and its restriction.period.end is the notification's (the data may be pulled as long as the notification says, no longer).",
+			Requirement: "The workflow Task is not yet final when first read (requested, or in-progress once the receiver redeemed the authorization base), requester.onBehalfOf is the sender's URA, owner is the receiver's URA, and its restriction.period.end is the notification's (the data may be pulled as long as the notification says, no longer).",
 			Source:      srcTANP + " step 1; Nictiz BgZ-verwijzing-Task (BgZ 2017 STU3 referral)",
 			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
 				pl, err := pull(p)
@@ -509,7 +509,13 @@ func notificationInputs(task map[string]any) validation.Problems {
 // pointed to it.
 func workflowParties(wf, note map[string]any, senderURA, receiverURA string) validation.Problems {
 	var ps validation.Problems
-	ps.Check(wf["status"] == "requested", "status %v when first read, want requested", wf["status"])
+	// The sender may mark the Task in-progress once the receiver redeemed
+	// the authorization base; a final status before the pull is wrong.
+	switch wf["status"] {
+	case "requested", "received", "accepted", "in-progress":
+	default:
+		ps.Add("status %v when first read, want requested (or in-progress, once the token was granted)", wf["status"])
+	}
 	ps.Check(nl.CanonicalSystem(str(path(wf, "requester", "onBehalfOf", "identifier", "system"))) == nl.SystemURA &&
 		str(path(wf, "requester", "onBehalfOf", "identifier", "value")) == senderURA, "requester.onBehalfOf is not the sender's URA %s", senderURA)
 	ps.Check(nl.CanonicalSystem(str(path(wf, "owner", "identifier", "system"))) == nl.SystemURA &&

@@ -59,8 +59,8 @@ func TestSenderShapeChecksFailWrongTasks(t *testing.T) {
 		{"owner is the sender", func() validation.Problems {
 			return workflowParties(workflow(func(m map[string]any) { m["owner"] = ident(nl.SystemURA, "90000001") }), note, "90000001", "90000995")
 		}, "owner"},
-		{"already in progress", func() validation.Problems {
-			return workflowParties(workflow(func(m map[string]any) { m["status"] = "in-progress" }), note, "90000001", "90000995")
+		{"already completed", func() validation.Problems {
+			return workflowParties(workflow(func(m map[string]any) { m["status"] = "completed" }), note, "90000001", "90000995")
 		}, "status"},
 		{"a longer period than notified", func() validation.Problems {
 			return workflowParties(workflow(func(m map[string]any) {
