@@ -54,10 +54,13 @@ type Counterpart struct {
 	dir   string
 	red   *redactor
 
-	mu       sync.Mutex
-	inbound  []Inbound
-	grants   []oauth.GrantRequest
-	offers   map[string]Offer
+	mu      sync.Mutex
+	inbound []Inbound
+	grants  []oauth.GrantRequest
+	offers  map[string]Offer
+	// answer, when set, answers the node's FHIR searches in place of the
+	// record (a case that plays a holder answering wrongly).
+	answer   func(r *http.Request, path string) (status int, body []byte, ok bool)
 	changed  chan struct{}
 	serveErr chan error
 }
@@ -255,8 +258,29 @@ func (cp *Counterpart) serveFHIR(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/fhir+json")
 		_, _ = w.Write(in.Body)
 	default:
+		cp.mu.Lock()
+		answer := cp.answer
+		cp.mu.Unlock()
+		if answer != nil && r.Method == http.MethodGet {
+			if status, body, ok := answer(r, path); ok {
+				w.Header().Set("Content-Type", "application/fhir+json")
+				w.WriteHeader(status)
+				_, _ = w.Write(body)
+				return
+			}
+		}
 		cp.api.Serve(w, r, cp.URA, cp.Base, path)
 	}
+}
+
+// Answer makes the counterpart answer the node's FHIR reads and searches
+// with fn where fn says ok (after the token is checked), and from its
+// record otherwise; nil restores the record. Cases that set it clear it
+// before they return: the cases of a run take turns.
+func (cp *Counterpart) Answer(fn func(r *http.Request, path string) (status int, body []byte, ok bool)) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.answer = fn
 }
 
 func writeOutcome(w http.ResponseWriter, status int, code, msg string) {

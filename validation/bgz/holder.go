@@ -54,6 +54,10 @@ func consultToken(p *validation.Probe) (string, error) {
 type consulted struct {
 	results []searchResult
 	ps      validation.Problems
+	// answers are the holder's answers by block; patientRefs the ways
+	// the holder's resources refer to the patient its Patient block found.
+	answers     map[string]*validation.Response
+	patientRefs []string
 }
 
 func consultAll(p *validation.Probe) (*consulted, error) {
@@ -66,12 +70,16 @@ func consultAll(p *validation.Probe) (*consulted, error) {
 		if bsn == "" {
 			return nil, errors.New("no patient: give the BSN of a patient the node holds with consent for the kit (--patient)")
 		}
-		c := &consulted{}
+		c := &consulted{answers: map[string]*validation.Response{}}
 		for _, b := range bgz.Queries() {
 			resp, err := p.Get(p.Env().HTTP, p.Env().Target.FHIRBase()+"/"+b.Query(bsn), tok)
 			if err != nil {
 				c.ps.Add("%s: %v", b.Name, err)
 				continue
+			}
+			c.answers[b.Name] = resp
+			if b.Name == "Patient" && resp.Status == http.StatusOK {
+				c.patientRefs = patientReferences(resp.Body)
 			}
 			c.results = append(c.results, judgeSearchset(&c.ps, b, bsn, resp))
 		}
@@ -82,7 +90,7 @@ func consultAll(p *validation.Probe) (*consulted, error) {
 }
 
 func holderCases() []validation.Case {
-	return []validation.Case{
+	cs := []validation.Case{
 		{ID: "bgz.holder.token", Title: "A consult token for the holder's FHIR endpoint", Roles: holder, Mandatory: true,
 			Requirement: "A jwt-bearer token request without authorization_base, naming the holder's FHIR base as RFC 8707 resource, scope bgz and the requesting user (UZI number, role code), gets a token for that endpoint bound to the requester's certificate.",
 			Source:      srcDP + "; RFC 7523 §2.1; RFC 8705",
@@ -169,6 +177,7 @@ func holderCases() []validation.Case {
 				return validation.Pass("refused with 401")
 			}},
 	}
+	return append(cs, blockCases()...)
 }
 
 func refusedToken(resp *validation.Response) validation.Verdict {

@@ -260,6 +260,18 @@ func receiverCases() []validation.Case {
 			srcTANPTask, 0, mutate(func(n *notification) { n.expires = time.Now().Add(-time.Minute) })),
 		notificationRefusal("bgz.receiver.unknown-owner", "A notification for an organisation not served is refused", "A notification whose owner is not a participant of the node is refused (4xx OperationOutcome).",
 			srcTANPTask, 0, mutate(func(n *notification) { n.owner = "90000005" })),
+		notificationRefusal("bgz.receiver.wrong-intent", "A notification with intent order is refused", "The notification Task's intent is proposal (the order is the sender's workflow Task); a notification with intent order is refused (4xx OperationOutcome).",
+			srcTANPTask+"; FHIR STU3 Task.intent", 0, alter(func(m map[string]any) { m["intent"] = "order" })),
+		notificationRefusal("bgz.receiver.wrong-code", "A notification without the pull-notification code is refused", "A Task without code TaskCode|pull-notification is not a Notified Pull notification and is refused (4xx OperationOutcome).",
+			srcTANPTask, 0, alter(func(m map[string]any) {
+				m["code"] = map[string]any{"coding": []any{map[string]any{"system": "http://snomed.info/sct", "code": "3457005"}}}
+			})),
+		notificationRefusal("bgz.receiver.wrong-status", "A notification not in status requested is refused", "A new notification is status requested (or cancelled, to withdraw one); a notification posted as completed is refused (4xx OperationOutcome).",
+			srcTANPTask+"; "+srcTANPStat, 0, alter(func(m map[string]any) { m["status"] = "completed" })),
+		notificationRefusal("bgz.receiver.missing-identifier", "A notification without an identifier is refused", "The notification Task carries an identifier with system urn:ietf:rfc:3986 that the sender and receiver refer to it by; without one it is refused (4xx OperationOutcome).",
+			srcTANPTask+"; RFC 3986", 0, alter(func(m map[string]any) { delete(m, "identifier") })),
+		notificationRefusal("bgz.receiver.missing-patient", "A notification without the patient is refused", "Task.for identifies the patient by BSN; a notification that names no patient is refused (4xx OperationOutcome) and not acted on.",
+			srcTANPTask+"; "+srcBSN, 0, alter(func(m map[string]any) { delete(m, "for") })),
 		{ID: "bgz.receiver.no-token", Title: "A notification without a token is refused", Roles: receiver, Mandatory: true, Negative: true,
 			Requirement: "The Task endpoint is an OAuth2 resource server: a notification without an access token gets 401.",
 			Source:      srcTANP + " step 5; RFC 6750 §3",
@@ -319,6 +331,16 @@ func mutate(change func(*notification)) func(notification) []byte {
 	return func(n notification) []byte {
 		change(&n)
 		b, _ := json.Marshal(n.json())
+		return b
+	}
+}
+
+// alter changes the kit's conformant notification as JSON.
+func alter(change func(map[string]any)) func(notification) []byte {
+	return func(n notification) []byte {
+		m := n.json()
+		change(m)
+		b, _ := json.Marshal(m)
 		return b
 	}
 }

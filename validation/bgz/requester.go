@@ -45,6 +45,62 @@ func runConsultation(p *validation.Probe) (*consultation, error) {
 	return c, err
 }
 
+// scriptedConsult has the node consult the kit once more while the kit's
+// holder answers the searches answer claims; it returns the node's
+// requests and the driver's error (the consult as the participant saw it).
+func scriptedConsult(p *validation.Probe, answer func(r *http.Request, path string) (int, []byte, bool)) ([]validation.Inbound, error) {
+	env := p.Env()
+	cp := env.Counterpart
+	cp.Answer(answer)
+	defer cp.Answer(nil)
+	mark := cp.Mark()
+	derr := env.Driver.Consult(p.Context(), cp.PatientBSN, cp.URA, Name, kitUserID, kitUserRole)
+	want := len(bgz.Queries())
+	cp.Await(p.Context(), mark, env.Config.Wait, func(ins []validation.Inbound) bool {
+		n := 0
+		for _, in := range ins {
+			if cp.IsData(in) {
+				n++
+			}
+		}
+		return n >= want
+	})
+	ins := cp.Inbound(mark)
+	p.Record(cp.Exchanges(ins)...)
+	return ins, derr
+}
+
+// searchedBlocks counts the node's searches on the kit's base by block.
+func searchedBlocks(cp *validation.Counterpart, ins []validation.Inbound) map[string]int {
+	basePath := strings.TrimPrefix(cp.Base, cp.URL)
+	seen := map[string]int{}
+	for _, in := range ins {
+		if in.Method != http.MethodGet || !strings.HasPrefix(in.Path, basePath+"/") {
+			continue
+		}
+		if b, err := blockOf(in.Path, in.Query, basePath, cp.PatientBSN); err == nil {
+			seen[b.Name]++
+		}
+	}
+	return seen
+}
+
+// onBlock answers the search of one block, and leaves the others to the record.
+func onBlock(block string, status int, body []byte) func(r *http.Request, path string) (int, []byte, bool) {
+	return func(r *http.Request, path string) (int, []byte, bool) {
+		typ, op, _ := strings.Cut(path, "/")
+		bsn, ok := bgz.PatientBSN(r.URL.Query())
+		if !ok {
+			return 0, nil, false
+		}
+		b, err := bgz.Match(bgz.SearchOf(typ, op, r.URL.Query()), bsn)
+		if err != nil || b.Name != block {
+			return 0, nil, false
+		}
+		return status, body, true
+	}
+}
+
 func requesterCases() []validation.Case {
 	return []validation.Case{
 		{ID: "bgz.requester.token-request", Title: "The requester asks a consult token for the holder's endpoint", Roles: requester, Mandatory: true,
@@ -97,6 +153,36 @@ func requesterCases() []validation.Case {
 					return validation.Fail("%v", err)
 				}
 				return judgeQueries(p, c.inbound, "")
+			}},
+		{ID: "bgz.requester.stays-on-holder-endpoint", Title: "The requester does not follow a next link off the holder's endpoint", Roles: requester, Mandatory: true, Negative: true,
+			Requirement: "The requester follows a searchset's next link only on the holder's FHIR endpoint from the addressbook: a next link elsewhere would send its token there, and must not be fetched.",
+			Source:      "FHIR STU3 search §3.1.1.4.3 (paging links); RFC 6750 §5.3 (bearer tokens only to the resource server); " + srcDP,
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				cp := p.Env().Counterpart
+				page := fmt.Sprintf(`{"resourceType":"Bundle","type":"searchset","total":2,"link":[{"relation":"self","url":%q},{"relation":"next","url":%q}],"entry":[]}`,
+					cp.Base+"/Condition", cp.URL+"/elsewhere/fhir/Condition?page=2")
+				ins, derr := scriptedConsult(p, onBlock("Problem", http.StatusOK, []byte(page)))
+				var ps validation.Problems
+				for _, in := range ins {
+					ps.Check(!strings.HasPrefix(in.Path, "/elsewhere/"), "the requester fetched %s?%s, off the holder's endpoint", in.Path, in.Query)
+				}
+				ps.Check(searchedBlocks(cp, ins)["Problem"] >= 1, "the Problem block was not searched (driver: %v)", derr)
+				return ps.Verdict("the next link off the endpoint was not followed")
+			}},
+		{ID: "bgz.requester.partial-answer", Title: "A block refused by the holder leaves the other blocks", Roles: requester, Mandatory: true,
+			Requirement: "When the holder refuses one block (403 OperationOutcome, e.g. for lack of consent for that data), the requester still runs every other block and the consult does not fail as a whole: the refusal is reported per block.",
+			Source:      srcBgZ + "; FHIR STU3 http §2.21.0.16 (OperationOutcome on 4xx); " + srcDP,
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				cp := p.Env().Counterpart
+				outcome := []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"forbidden","diagnostics":"refused by the validation kit for this block"}]}`)
+				ins, derr := scriptedConsult(p, onBlock("Alert", http.StatusForbidden, outcome))
+				var ps validation.Problems
+				ps.Check(derr == nil, "the consult failed as a whole: %v", derr)
+				seen := searchedBlocks(cp, ins)
+				for _, b := range bgz.Queries() {
+					ps.Check(seen[b.Name] >= 1, "block %s was not searched after the refusal", b.Name)
+				}
+				return ps.Verdict(fmt.Sprintf("%d blocks searched, Alert refused", len(seen)))
 			}},
 	}
 }

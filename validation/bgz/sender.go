@@ -321,6 +321,37 @@ func senderCases() []validation.Case {
 		dataRefusal("bgz.sender.invalid-bsn", "A search with an invalid BSN is refused",
 			"A search naming a BSN that fails the 11-proef is refused (400 or 403 OperationOutcome), and nothing is returned.",
 			srcBSN, func(pl *pulled, bsn string) string { return bgz.Queries()[5].Query(wrongBSN) }, 0),
+		{ID: "bgz.sender.notification-inputs", Title: "The notification carries the authorization base once and no searches", Roles: sender, Mandatory: true,
+			Requirement: "The notification Task has exactly one authorization-base input and one get-workflow-task input (true), and nothing else: the searches are offered in the workflow Task, behind the token, not in the notification.",
+			Source:      srcTANPTask,
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				n, err := referral(p)
+				if n == nil || n.task == nil {
+					return validation.Fail("%v", err)
+				}
+				return notificationInputs(n.task).Verdict("one authorization base, get-workflow-task true")
+			}},
+		{ID: "bgz.sender.workflow-task-parties", Title: "The workflow Task names the sender, the receiver and its period", Roles: sender, Mandatory: true,
+			Requirement: "The workflow Task is not yet final when first read (requested, or in-progress once the receiver redeemed the authorization base), requester.onBehalfOf is the sender's URA, owner is the receiver's URA, and its restriction.period.end is the notification's (the data may be pulled as long as the notification says, no longer).",
+			Source:      srcTANP + " step 1; Nictiz BgZ-verwijzing-Task (BgZ 2017 STU3 referral)",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				pl, err := pull(p)
+				if pl == nil || pl.workflow == nil {
+					return validation.Fail("%v", err)
+				}
+				n, _ := referral(p)
+				return workflowParties(pl.workflow, n.task, p.Env().Target.URA, p.Env().Counterpart.URA).Verdict("sender, receiver and period as notified")
+			}},
+		{ID: "bgz.sender.workflow-input-codes", Title: "Each workflow Task input is typed with its block's code", Roles: sender, Mandatory: true,
+			Requirement: "Each input of the workflow Task carries, as its type, the code of the BgZ block its search retrieves (the Nictiz BgZ referral Task's input codes: LOINC section or zib SNOMED concept), so that the receiver knows what it pulls.",
+			Source:      "Nictiz BgZ-verwijzing-Task input types (BgZ 2017 STU3); " + srcBgZ,
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				pl, err := pull(p)
+				if pl == nil || pl.workflow == nil {
+					return validation.Fail("%v", err)
+				}
+				return workflowInputCodes(pl.workflow, p.Env().Config.Patient).Verdict(fmt.Sprintf("%d inputs typed with their block's code", len(pl.queries)))
+			}},
 		{ID: "bgz.sender.token-binding", Title: "The data token is useless over another certificate", Roles: sender, Mandatory: true, Negative: true,
 			Requirement: "The referral's access token presented over a connection with another certificate (same organisation, other key) is refused with 401.",
 			Source:      "RFC 8705 §3; " + srcTANP + " step 5",
@@ -448,4 +479,70 @@ func notificationShape(_ context.Context, p *validation.Probe) validation.Verdic
 	_, isBool := gw["valueBoolean"].(bool)
 	ps.Check(gw != nil && isBool, "no get-workflow-task input with a valueBoolean")
 	return ps.Verdict("the notification Task conforms")
+}
+
+// notificationInputs checks the notification's inputs: one
+// authorization-base, one get-workflow-task true, nothing else.
+func notificationInputs(task map[string]any) validation.Problems {
+	var ps validation.Problems
+	ins, _ := task["input"].([]any)
+	counts := map[string]int{}
+	for i, x := range ins {
+		in, _ := x.(map[string]any)
+		switch {
+		case hasCoding(in["type"], "http://fhir.nl/fhir/NamingSystem/TaskParameter", "authorization-base"):
+			counts["authorization-base"]++
+			ps.Check(str(in["valueString"]) != "", "the authorization-base input has no valueString")
+		case hasCoding(in["type"], "http://fhir.nl/fhir/NamingSystem/TaskParameter", "get-workflow-task"):
+			counts["get-workflow-task"]++
+			ps.Check(in["valueBoolean"] == true, "get-workflow-task is %v, want true", in["valueBoolean"])
+		default:
+			ps.Add("input %d is neither authorization-base nor get-workflow-task (type %v)", i, in["type"])
+		}
+	}
+	ps.Check(counts["authorization-base"] == 1, "%d authorization-base inputs, want 1", counts["authorization-base"])
+	ps.Check(counts["get-workflow-task"] == 1, "%d get-workflow-task inputs, want 1", counts["get-workflow-task"])
+	return ps
+}
+
+// workflowParties checks the workflow Task against the notification that
+// pointed to it.
+func workflowParties(wf, note map[string]any, senderURA, receiverURA string) validation.Problems {
+	var ps validation.Problems
+	// The sender may mark the Task in-progress once the receiver redeemed
+	// the authorization base; a final status before the pull is wrong.
+	switch wf["status"] {
+	case "requested", "received", "accepted", "in-progress":
+	default:
+		ps.Add("status %v when first read, want requested (or in-progress, once the token was granted)", wf["status"])
+	}
+	ps.Check(nl.CanonicalSystem(str(path(wf, "requester", "onBehalfOf", "identifier", "system"))) == nl.SystemURA &&
+		str(path(wf, "requester", "onBehalfOf", "identifier", "value")) == senderURA, "requester.onBehalfOf is not the sender's URA %s", senderURA)
+	ps.Check(nl.CanonicalSystem(str(path(wf, "owner", "identifier", "system"))) == nl.SystemURA &&
+		str(path(wf, "owner", "identifier", "value")) == receiverURA, "owner is not the receiver's URA %s", receiverURA)
+	wEnd, err1 := time.Parse(time.RFC3339, str(path(wf, "restriction", "period", "end")))
+	nEnd, err2 := time.Parse(time.RFC3339, str(path(note, "restriction", "period", "end")))
+	ps.Check(err1 == nil && err2 == nil && wEnd.Equal(nEnd), "restriction.period.end %q, the notification's is %q",
+		str(path(wf, "restriction", "period", "end")), str(path(note, "restriction", "period", "end")))
+	return ps
+}
+
+// workflowInputCodes checks that each search input is typed with the code
+// of the block it retrieves.
+func workflowInputCodes(wf map[string]any, bsn string) validation.Problems {
+	var ps validation.Problems
+	ins, _ := wf["input"].([]any)
+	for i, x := range ins {
+		q := str(path(x, "valueString"))
+		if q == "" {
+			continue
+		}
+		b, err := bgz.Match(q, bsn)
+		if err != nil {
+			ps.Add("input %d %q is not a BgZ search for the patient", i, q)
+			continue
+		}
+		ps.Check(hasCoding(path(x, "type"), b.Code.System, b.Code.Code), "input %d (%s) is not typed %s|%s", i, b.Name, b.Code.System, b.Code.Code)
+	}
+	return ps
 }
