@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -17,25 +18,34 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/postgres"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/fhir/store/storetest"
+	"github.com/schakel-nl/schakel/internal/benchfloor"
 )
 
-// BenchmarkImportDemo imports the BgZ of 1 000 demo patients (one
-// transaction Bundle each) into a fresh store per iteration, and then
-// re-imports them into a loaded store (every resource unchanged).
+// BenchmarkImportDemo bulk-imports the BgZ of 1 000 demo patients (one
+// transaction Bundle each; $SCHAKEL_BENCH_PATIENTS patients when set, e.g.
+// 10000) into a fresh store per iteration, and then re-imports them into the
+// loaded store (every resource unchanged), next to the machine's floors of
+// the same run.
 func BenchmarkImportDemo(b *testing.B) {
 	if testing.Short() {
 		b.Skip("generates and imports 1 000 patients")
 	}
-	patients, err := demo.Generate(demo.Options{Count: 1000, Seed: 1})
-	if err != nil {
-		b.Fatal(err)
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("SCHAKEL_BENCH_PATIENTS")); err == nil && v > 0 {
+		n = v
 	}
-	bundles := make([][]byte, len(patients))
+	bundles := make([][]byte, n)
 	resources := 0
-	for i, p := range patients {
-		bundles[i] = demo.TransactionBundle(p)
+	for i := range n {
+		p, err := storetest.BenchData(i)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bundles[i] = demo.TransactionBundle(demo.Patient{BSN: p.BSN, Resources: p.Resources})
 		resources += len(p.Resources)
 	}
+	benchfloor.Run(b, "")
 	backends := map[string]func(b *testing.B) store.Store{
 		"sqlite": func(b *testing.B) store.Store {
 			st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "fhir.db"), fhir.STU3)
@@ -51,15 +61,22 @@ func BenchmarkImportDemo(b *testing.B) {
 	importAll := func(b *testing.B, st store.Store) importer.Counts {
 		im := newImporter(b, st)
 		sum := &importer.Summary{}
+		bk, err := im.NewBulk(sum, importer.BulkOptions{Strict: true})
+		if err != nil {
+			b.Fatal(err)
+		}
 		for i, bundle := range bundles {
-			if err := im.Import(context.Background(), fmt.Sprintf("bundle-%d", i), bundle, sum); err != nil {
+			if err := bk.Add(context.Background(), fmt.Sprintf("bundle-%d", i), bundle); err != nil {
 				b.Fatal(err)
 			}
+		}
+		if err := bk.Finish(context.Background()); err != nil {
+			b.Fatal(err)
 		}
 		return sum.Total()
 	}
 	for name, open := range backends {
-		b.Run(name+"/fresh", func(b *testing.B) {
+		b.Run(fmt.Sprintf("%s/%d/fresh", name, n), func(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				st := open(b)
@@ -75,7 +92,7 @@ func BenchmarkImportDemo(b *testing.B) {
 			}
 			b.ReportMetric(float64(resources)*float64(b.N)/b.Elapsed().Seconds(), "resources/s")
 		})
-		b.Run(name+"/unchanged", func(b *testing.B) {
+		b.Run(fmt.Sprintf("%s/%d/unchanged", name, n), func(b *testing.B) {
 			st := open(b)
 			defer st.Close()
 			importAll(b, st)
