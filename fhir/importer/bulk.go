@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
@@ -28,7 +29,8 @@ type BulkOptions struct {
 	// problem when its documents are written again one by one.
 	Strict bool
 	// OnWrite, when set, is called after each commit with the number of
-	// resources (entries) it covered: the hook for a progress rate.
+	// resources (entries) it covered: the hook for a progress rate. It is
+	// called from the goroutine that writes the batches.
 	OnWrite func(resources int)
 }
 
@@ -41,16 +43,37 @@ type BulkOptions struct {
 // way Import writes them, which finds and reports the ones at fault.
 //
 // A Bulk is not safe for concurrent use. Finish writes what is queued and
-// makes it durable; an import has succeeded only when Finish has.
+// makes it durable; an import has succeeded only when Finish has. A Bulk
+// left unfinished must be ended with Abort.
 type Bulk struct {
 	im     *Importer
 	l      store.Loader
-	sum    *Summary
 	opts   BulkOptions
-	failed map[string]bool // files counted in sum.Failed
 	groups []*group
 	bodies []json.RawMessage
 	at     map[string]int // "Type/id" → index in bodies
+
+	// A batch is written by a goroutine of its own while the next one is
+	// read and prepared: on two cores the decoding of the documents and
+	// the store's work overlap. work hands it one batch at a time.
+	work    chan *batch
+	writing sync.WaitGroup
+	closed  bool
+
+	mu     sync.Mutex // guards what both goroutines record:
+	sum    *Summary
+	failed map[string]bool // files counted in sum.Failed
+	werr   error           // the first problem the writer met, not yet returned
+	stop   bool            // Strict, and a batch had a problem: write no more
+}
+
+// batch is the work of the writer: documents to write, or with ack set a
+// barrier, closed when every batch before it is written.
+type batch struct {
+	ctx    context.Context
+	groups []*group
+	bodies []json.RawMessage
+	ack    chan struct{}
 }
 
 // group is one queued document.
@@ -79,7 +102,63 @@ func (im *Importer) NewBulk(sum *Summary, opts BulkOptions) (*Bulk, error) {
 	if sum.Types == nil {
 		sum.Types = make(map[string]Counts)
 	}
-	return &Bulk{im: im, l: l, sum: sum, opts: opts, failed: map[string]bool{}, at: map[string]int{}}, nil
+	b := &Bulk{im: im, l: l, sum: sum, opts: opts, failed: map[string]bool{}, at: map[string]int{}, work: make(chan *batch)}
+	b.writing.Add(1)
+	go b.writer()
+	return b, nil
+}
+
+func (b *Bulk) writer() {
+	defer b.writing.Done()
+	for bt := range b.work {
+		if bt.ack != nil {
+			close(bt.ack)
+			continue
+		}
+		b.mu.Lock()
+		stop := b.stop
+		b.mu.Unlock()
+		if stop {
+			continue
+		}
+		if err := b.write(bt); err != nil {
+			b.mu.Lock()
+			if b.werr == nil {
+				b.werr = err
+			}
+			if b.opts.Strict {
+				b.stop = true
+			}
+			b.mu.Unlock()
+		}
+	}
+}
+
+// takeErr returns the writer's first problem not yet returned.
+func (b *Bulk) takeErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := b.werr
+	b.werr = nil
+	return err
+}
+
+// drain waits until every batch handed to the writer is written.
+func (b *Bulk) drain() {
+	ack := make(chan struct{})
+	b.work <- &batch{ack: ack}
+	<-ack
+}
+
+// Abort ends the writer without writing what is queued; a Bulk that was
+// not finished must be aborted. It does nothing after Finish.
+func (b *Bulk) Abort() {
+	if b.closed {
+		return
+	}
+	b.closed = true
+	close(b.work)
+	b.writing.Wait()
 }
 
 // Add reads one document — a resource, a Bundle or NDJSON, in JSON or XML —
@@ -87,7 +166,12 @@ func (im *Importer) NewBulk(sum *Summary, opts BulkOptions) (*Bulk, error) {
 // during the call: of this document, or of queued ones a batch written now
 // failed on (a Problem), or an error that ends the import (ctx).
 func (b *Bulk) Add(ctx context.Context, name string, data []byte) error {
+	if b.closed {
+		return errors.New("importer: Add after Finish")
+	}
+	b.mu.Lock()
 	b.sum.Files++
+	b.mu.Unlock()
 	var first error
 	note := func(err error) {
 		if first == nil && err != nil {
@@ -103,9 +187,11 @@ func (b *Bulk) Add(ctx context.Context, name string, data []byte) error {
 			note(b.problem(name, d.loc, err))
 			return first
 		}
+		b.mu.Lock()
 		for _, w := range d.warnings {
 			b.sum.Warnings = append(b.sum.Warnings, Problem{File: name, Location: d.loc, Err: errors.New(w)})
 		}
+		b.mu.Unlock()
 		entries, atomic, errs := b.im.prepareDocument(d.body)
 		for _, e := range errs {
 			note(b.problem(name, joinLoc(d.loc, e.loc), e.err))
@@ -121,7 +207,12 @@ func (b *Bulk) Add(ctx context.Context, name string, data []byte) error {
 // Sync). It returns the first problem of the last batch, or the error that
 // kept the import from being made durable.
 func (b *Bulk) Finish(ctx context.Context) error {
+	if b.closed {
+		return errors.New("importer: Finish after Finish or Abort")
+	}
 	perr := b.flush(ctx)
+	b.Abort() // everything is handed over: the writer ends when it is written
+	perr = errors.Join(perr, b.takeErr())
 	if err := b.l.Sync(ctx); err != nil {
 		return fmt.Errorf("importer: %w", err)
 	}
@@ -135,8 +226,18 @@ func joinLoc(docLoc, loc string) string {
 	return strings.TrimSuffix(docLoc+" "+loc, " ")
 }
 
+// unreadable counts a file that could not be read, with its problem.
+func (b *Bulk) unreadable(file string, err error) error {
+	b.mu.Lock()
+	b.sum.Files++
+	b.mu.Unlock()
+	return b.problem(file, "", err)
+}
+
 // problem records a problem of file and returns it.
 func (b *Bulk) problem(file, loc string, err error) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	p := Problem{File: file, Location: loc, Err: err}
 	b.sum.Problems = append(b.sum.Problems, p)
 	if !b.failed[file] {
@@ -153,6 +254,8 @@ func (b *Bulk) queue(ctx context.Context, g *group) error {
 		// Conditional entries search the store, DELETEs read it: both
 		// must see every document before them written.
 		ferr := b.flush(ctx)
+		b.drain()
+		ferr = errors.Join(ferr, b.takeErr())
 		if ferr != nil && b.opts.Strict {
 			return ferr
 		}
@@ -230,7 +333,9 @@ func (im *Importer) plain(entries []entry) (bodies []json.RawMessage, keys []str
 // writeOne writes one document the way Import does.
 func (b *Bulk) writeOne(ctx context.Context, g *group) error {
 	types, errs := b.im.writeAll(ctx, g.entries, g.atomic)
+	b.mu.Lock()
 	b.sum.merge(types)
+	b.mu.Unlock()
 	var first error
 	for _, e := range errs {
 		if p := b.problem(g.file, joinLoc(g.loc, e.loc), e.err); first == nil {
@@ -243,16 +348,24 @@ func (b *Bulk) writeOne(ctx context.Context, g *group) error {
 	return first
 }
 
-// flush writes the queued documents: one Load, or when it fails, one
-// document at a time.
+// flush hands the queued documents to the writer, once it has written the
+// batch before, and returns the problems the writer met so far.
 func (b *Bulk) flush(ctx context.Context) error {
-	if len(b.groups) == 0 {
-		return nil
+	if len(b.groups) > 0 {
+		b.work <- &batch{ctx: ctx, groups: b.groups, bodies: b.bodies}
+		b.groups, b.bodies, b.at = nil, nil, map[string]int{}
 	}
-	groups, bodies := b.groups, b.bodies
-	b.groups, b.bodies, b.at = nil, nil, map[string]int{}
+	return b.takeErr()
+}
+
+// write writes one batch: one Load, or when it fails, one document at a
+// time.
+func (b *Bulk) write(bt *batch) error {
+	ctx, groups, bodies := bt.ctx, bt.groups, bt.bodies
 	res, err := b.l.Load(ctx, b.im.tenant, bodies)
 	if err == nil {
+		b.mu.Lock()
+		defer b.mu.Unlock()
 		entries := 0
 		for _, g := range groups {
 			types := make(map[string]Counts)

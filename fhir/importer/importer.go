@@ -285,6 +285,7 @@ func (im *Importer) importBulk(ctx context.Context, files []string, opts RunOpti
 	if err != nil {
 		return sum, err
 	}
+	defer bk.Abort()
 	// Problems are in the Summary; only the others end the import, and
 	// with Strict a problem too.
 	fatal := func(err error) bool {
@@ -297,8 +298,7 @@ func (im *Importer) importBulk(ctx context.Context, files []string, opts RunOpti
 		}
 		data, err := readLimited(f, im.maxFile)
 		if err != nil {
-			sum.Files++
-			err = bk.problem(f, "", err)
+			err = bk.unreadable(f, err)
 		} else {
 			err = bk.Add(ctx, f, data)
 		}
