@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -23,13 +24,14 @@ type Copier interface {
 	CopyRows(ctx context.Context, table string, cols []string, rows [][]any) error
 }
 
-// ParseAll parses bodies for Load, spread over the CPUs: decoding is most of
-// a bulk load's own work.
+// ParseAll reads the type and id of bodies for Load, spread over the CPUs.
+// The full decoding, which the index needs, waits until Load knows which
+// bodies it writes: loading unchanged content again decodes nothing more.
 func (e *Engine) ParseAll(bodies [][]byte) ([]*Parsed, error) {
 	ps := make([]*Parsed, len(bodies))
 	errs := make([]error, len(bodies))
 	parallel(len(bodies), func(i int) {
-		p, err := e.ParseUpdate(bodies[i])
+		p, err := e.parseHead(bodies[i])
 		if err != nil {
 			errs[i] = fmt.Errorf("load item %d: %w", i, err)
 		}
@@ -39,6 +41,36 @@ func (e *Engine) ParseAll(bodies [][]byte) ([]*Parsed, error) {
 		return nil, err
 	}
 	return ps, nil
+}
+
+// parseHead checks body as Parse does (one JSON object, a resource type of
+// the version, a valid id, here required) without decoding the rest.
+func (e *Engine) parseHead(body []byte) (*Parsed, error) {
+	var head struct {
+		ResourceType *string `json:"resourceType"`
+		ID           *string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		// Parse words it the way the single write path does.
+		_, perr := e.Parse(body)
+		if perr == nil {
+			perr = fmt.Errorf("%w: %v", store.ErrInvalid, err)
+		}
+		return nil, perr
+	}
+	if head.ResourceType == nil || *head.ResourceType == "" {
+		return nil, fmt.Errorf("%w: missing resourceType", store.ErrInvalid)
+	}
+	if !e.Defs.IsResourceType(*head.ResourceType) {
+		return nil, fmt.Errorf("%w: unknown resourceType %q for FHIR %s", store.ErrInvalid, *head.ResourceType, e.Defs.Version)
+	}
+	if head.ID == nil || *head.ID == "" {
+		return nil, fmt.Errorf("%w: update needs an id", store.ErrInvalid)
+	}
+	if !idPattern.MatchString(*head.ID) {
+		return nil, fmt.Errorf("%w: invalid id", store.ErrInvalid)
+	}
+	return &Parsed{Type: *head.ResourceType, ID: *head.ID, body: body}, nil
 }
 
 // loadRow is the current row of one resource of a Load.
@@ -90,6 +122,12 @@ func (e *Engine) Load(ctx context.Context, c Conn, tenant string, ps []*Parsed) 
 		if !r.exists || r.deleted {
 			res[i].Outcome = store.Created
 		}
+		full, err := e.Parse(p.body)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		p.doc = full.doc
 		b, err := withMeta(p.body, p.ID, res[i].Version, now)
 		if err != nil {
 			errs[i] = fmt.Errorf("%w: %s/%s: %v", store.ErrInvalid, p.Type, p.ID, err)
