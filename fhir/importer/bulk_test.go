@@ -44,14 +44,26 @@ func TestBulkSameAsImport(t *testing.T) {
 	for _, p := range patients {
 		docs = append(docs, string(demo.TransactionBundle(p)))
 	}
-	one := openStore(t)
+	stores := map[string]func(t *testing.T) store.Store{
+		"sqlite": func(t *testing.T) store.Store { return openStore(t) },
+	}
+	if dsn := os.Getenv("SCHAKEL_TEST_POSTGRES"); dsn != "" {
+		stores["postgres"] = func(t *testing.T) store.Store { return openPostgres(t, dsn) }
+	}
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) { testBulkSameAsImport(t, open, docs) })
+	}
+}
+
+func testBulkSameAsImport(t *testing.T, open func(t *testing.T) store.Store, docs []string) {
+	one := open(t)
 	want := &importer.Summary{}
 	for i, d := range docs {
 		if err := newImporter(t, one).Import(context.Background(), "doc"+string(rune('0'+i)), []byte(d), want); err != nil {
 			t.Fatal(err)
 		}
 	}
-	bulk := openStore(t)
+	bulk := open(t)
 	// Batches of ~100 resources: shared practices recur within a batch and
 	// across batches.
 	got, err := bulkAll(t, bulk, 100, docs...)
@@ -77,7 +89,7 @@ func TestBulkSameAsImport(t *testing.T) {
 	if c := again.Total(); c.Unchanged != c.Sum() || c.Sum() != want.Total().Sum() {
 		t.Fatalf("re-run %+v", c)
 	}
-	h, err := bulk.History(context.Background(), tenant, store.HistoryQuery{})
+	h, err := bulk.(store.Historian).History(context.Background(), tenant, store.HistoryQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}
