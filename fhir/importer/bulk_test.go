@@ -44,13 +44,7 @@ func TestBulkSameAsImport(t *testing.T) {
 	for _, p := range patients {
 		docs = append(docs, string(demo.TransactionBundle(p)))
 	}
-	stores := map[string]func(t *testing.T) store.Store{
-		"sqlite": func(t *testing.T) store.Store { return openStore(t) },
-	}
-	if dsn := os.Getenv("SCHAKEL_TEST_POSTGRES"); dsn != "" {
-		stores["postgres"] = func(t *testing.T) store.Store { return openPostgres(t, dsn) }
-	}
-	for name, open := range stores {
+	for name, open := range testStores() {
 		t.Run(name, func(t *testing.T) { testBulkSameAsImport(t, open, docs) })
 	}
 }
@@ -128,6 +122,24 @@ func TestBulkOrder(t *testing.T) {
 }
 
 func TestBulkFailingBatch(t *testing.T) {
+	for name, open := range testStores() {
+		t.Run(name, func(t *testing.T) { testBulkFailingBatch(t, open(t)) })
+	}
+}
+
+// testStores are the stores the bulk tests run on: SQLite, and PostgreSQL
+// when $SCHAKEL_TEST_POSTGRES is set.
+func testStores() map[string]func(t *testing.T) store.Store {
+	stores := map[string]func(t *testing.T) store.Store{
+		"sqlite": func(t *testing.T) store.Store { return openStore(t) },
+	}
+	if dsn := os.Getenv("SCHAKEL_TEST_POSTGRES"); dsn != "" {
+		stores["postgres"] = func(t *testing.T) store.Store { return openPostgres(t, dsn) }
+	}
+	return stores
+}
+
+func testBulkFailingBatch(t *testing.T, st store.Store) {
 	good := func(id string) string {
 		return `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient","id":"` + id + `"},"request":{"method":"PUT","url":"Patient/` + id + `"}}]}`
 	}
@@ -136,7 +148,6 @@ func TestBulkFailingBatch(t *testing.T) {
 	bad := `{"resourceType":"Bundle","type":"transaction","entry":[
 		{"resource":{"resourceType":"Patient","id":"b1"},"request":{"method":"PUT","url":"Patient/b1"}},
 		{"resource":{"resourceType":"Patient","id":"b2","meta":[]},"request":{"method":"PUT","url":"Patient/b2"}}]}`
-	st := openStore(t)
 	sum, err := bulkAll(t, st, 1000, good("a1"), bad, good("a2"))
 	var p importer.Problem
 	if !errors.As(err, &p) || !errors.Is(err, store.ErrInvalid) {
