@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -24,7 +26,7 @@ const postgresEnv = "SCHAKEL_IMPORT_POSTGRES"
 func newImportCommand() *cobra.Command {
 	var (
 		storePath, dsn, tenant, version string
-		strict                          bool
+		strict, progress                bool
 	)
 	cmd := &cobra.Command{
 		Use:   "import FILE|DIR...",
@@ -62,14 +64,21 @@ func newImportCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			bar := progressbar.NewOptions(len(files), progressbar.OptionSetWriter(cmd.ErrOrStderr()),
-				progressbar.OptionSetDescription("importing"), progressbar.OptionShowCount(),
-				progressbar.OptionClearOnFinish())
-			sum, runErr := im.ImportFiles(cmd.Context(), files, importer.RunOptions{
-				Strict: strict,
-				OnFile: func(string, error) { _ = bar.Add(1) },
-			})
-			_ = bar.Finish()
+			var written atomic.Int64
+			opts := importer.RunOptions{Strict: strict, OnWrite: func(n int) { written.Add(int64(n)) }}
+			var bar *importBar
+			if progress || isTerminal(cmd.ErrOrStderr()) {
+				bar = newImportBar(cmd.ErrOrStderr(), files, &written)
+				opts.OnFile = func(path string, _ error) { bar.file(path) }
+			}
+			start := time.Now()
+			sum, runErr := im.ImportFiles(cmd.Context(), files, opts)
+			took := time.Since(start)
+			if bar != nil {
+				bar.finish()
+			}
+			n := sum.Total().Sum()
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %d resources in %.1f s (%.0f resources/s)\n", n, took.Seconds(), float64(n)/max(took.Seconds(), 1e-9))
 			printSummary(cmd.OutOrStdout(), sum)
 			if runErr != nil {
 				return runErr
@@ -86,8 +95,54 @@ func newImportCommand() *cobra.Command {
 	f.StringVar(&tenant, "tenant", "", "participant URA to import the data for (required)")
 	f.StringVar(&version, "fhir-version", "stu3", "FHIR version of the data and the store: stu3 or r4")
 	f.BoolVar(&strict, "strict", false, "stop at the first file with a problem")
+	f.BoolVar(&progress, "progress", false, "show a progress bar on stderr even when it is no terminal")
 	return cmd
 }
+
+// isTerminal tells whether w is a terminal: the progress bar is drawn
+// only there unless --progress asks for it.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// importBar is the progress of an import: over the bytes of the files read,
+// which gives the ETA, described with the resources committed and their
+// rate.
+type importBar struct {
+	bar     *progressbar.ProgressBar
+	sizes   map[string]int64
+	written *atomic.Int64
+	start   time.Time
+}
+
+func newImportBar(w io.Writer, files []string, written *atomic.Int64) *importBar {
+	b := &importBar{sizes: make(map[string]int64, len(files)), written: written, start: time.Now()}
+	var total int64
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			b.sizes[f] = fi.Size()
+			total += fi.Size()
+		}
+	}
+	b.bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(w),
+		progressbar.OptionShowBytes(true), progressbar.OptionSetPredictTime(true),
+		progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetDescription("importing"), progressbar.OptionClearOnFinish())
+	return b
+}
+
+func (b *importBar) file(path string) {
+	n := b.written.Load()
+	b.bar.Describe(fmt.Sprintf("%d resources, %.0f/s", n, float64(n)/max(time.Since(b.start).Seconds(), 1e-9)))
+	_ = b.bar.Add64(b.sizes[path])
+}
+
+func (b *importBar) finish() { _ = b.bar.Finish() }
 
 func openImportStore(cmd *cobra.Command, storePath, dsn string, v fhir.Version) (store.Store, error) {
 	switch {

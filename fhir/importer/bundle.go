@@ -51,31 +51,44 @@ type rawEntry struct {
 // importDocument imports one JSON resource or Bundle and returns the counts
 // of what it wrote, per resource type, and its failures.
 func (im *Importer) importDocument(ctx context.Context, body []byte) (map[string]Counts, []locError) {
+	entries, atomic, errs := im.prepareDocument(body)
+	if entries == nil {
+		return nil, errs
+	}
+	types, werrs := im.writeAll(ctx, entries, atomic)
+	return types, append(errs, werrs...)
+}
+
+// prepareDocument reads one JSON resource or Bundle into the entries to
+// write and whether they are written all or nothing. errs are the entries
+// that cannot be imported; entries is nil when nothing of the document is
+// to be written.
+func (im *Importer) prepareDocument(body []byte) (entries []entry, atomic bool, errs []locError) {
 	var rt struct {
 		ResourceType string `json:"resourceType"`
 	}
 	if err := json.Unmarshal(body, &rt); err != nil {
-		return nil, []locError{{"", fmt.Errorf("%w: not a FHIR JSON resource: %v", ErrInput, err)}}
+		return nil, false, []locError{{"", fmt.Errorf("%w: not a FHIR JSON resource: %v", ErrInput, err)}}
 	}
 	// FHIR JSON has each property once; which copy a parser keeps differs,
 	// so such a document is refused whole, as the REST API refuses it.
 	var de *fhir.DuplicateKeyError
 	if err := fhir.CheckKeys(body); errors.As(err, &de) {
-		return nil, []locError{{de.Expression(rt.ResourceType), fmt.Errorf("%w: property %q appears more than once", ErrInput, de.Key)}}
+		return nil, false, []locError{{de.Expression(rt.ResourceType), fmt.Errorf("%w: property %q appears more than once", ErrInput, de.Key)}}
 	}
 	if rt.ResourceType != "Bundle" {
 		e, err := im.resourceEntry(rt.ResourceType, "", "", body)
 		if err != nil {
-			return nil, []locError{{"", err}}
+			return nil, false, []locError{{"", err}}
 		}
-		return im.writeAll(ctx, []entry{e}, true)
+		return []entry{e}, true, nil
 	}
 	var head struct {
 		Type  string     `json:"type"`
 		Entry []rawEntry `json:"entry"`
 	}
 	if err := json.Unmarshal(body, &head); err != nil {
-		return nil, []locError{{"", fmt.Errorf("%w: not a FHIR Bundle: %v", ErrInput, err)}}
+		return nil, false, []locError{{"", fmt.Errorf("%w: not a FHIR Bundle: %v", ErrInput, err)}}
 	}
 	switch head.Type {
 	case "transaction", "batch", "collection", "searchset":
@@ -83,15 +96,14 @@ func (im *Importer) importDocument(ctx context.Context, body []byte) (map[string
 		// These Bundles are resources in their own right: kept whole.
 		e, err := im.resourceEntry("Bundle", "", "", body)
 		if err != nil {
-			return nil, []locError{{"", err}}
+			return nil, false, []locError{{"", err}}
 		}
-		return im.writeAll(ctx, []entry{e}, true)
+		return []entry{e}, true, nil
 	default:
-		return nil, []locError{{"Bundle.type", fmt.Errorf("%w: Bundle of type %q", ErrUnsupported, head.Type)}}
+		return nil, false, []locError{{"Bundle.type", fmt.Errorf("%w: Bundle of type %q", ErrUnsupported, head.Type)}}
 	}
 	batch := head.Type == "batch"
-	entries := make([]entry, 0, len(head.Entry))
-	var errs []locError
+	entries = make([]entry, 0, len(head.Entry))
 	for i, re := range head.Entry {
 		loc := fmt.Sprintf("Bundle.entry[%d]", i)
 		if head.Type == "searchset" && re.Search != nil && re.Search.Mode == "outcome" {
@@ -108,10 +120,9 @@ func (im *Importer) importDocument(ctx context.Context, body []byte) (map[string
 	}
 	if len(errs) > 0 && !batch {
 		// Nothing of a failing transaction or collection is written.
-		return nil, errs
+		return nil, false, errs
 	}
-	types, werrs := im.writeAll(ctx, entries, !batch)
-	return types, append(errs, werrs...)
+	return entries, !batch, errs
 }
 
 // bundleEntry reads one Bundle entry; skip is set for entries that import
@@ -399,21 +410,31 @@ func (im *Importer) resolveID(ctx context.Context, b backend, e entry) (id strin
 	return uuid.NewString(), false, nil
 }
 
-func (im *Importer) putOne(ctx context.Context, b backend, e entry, id string, refs map[string]string, c *Counts) error {
+// finalBody is the body e is written with: under id, with the references
+// to other entries of its Bundle (refs, by fullUrl) rewritten to Type/id.
+func finalBody(e entry, id string, refs map[string]string) ([]byte, error) {
 	body := e.body
 	if len(refs) > 0 && bytes.Contains(body, []byte(`"reference"`)) {
 		nb, _, err := rewriteReferences(body, refs)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrInput, err)
+			return nil, fmt.Errorf("%w: %v", ErrInput, err)
 		}
 		body = nb
 	}
 	if id != e.bodyID {
 		nb, err := withID(body, id)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrInput, err)
+			return nil, fmt.Errorf("%w: %v", ErrInput, err)
 		}
 		body = nb
+	}
+	return body, nil
+}
+
+func (im *Importer) putOne(ctx context.Context, b backend, e entry, id string, refs map[string]string, c *Counts) error {
+	body, err := finalBody(e, id, refs)
+	if err != nil {
+		return err
 	}
 	cur, err := b.Read(ctx, e.typ, id)
 	switch {

@@ -244,13 +244,25 @@ type RunOptions struct {
 	Strict bool
 	// OnFile, when set, is called after each file with its first problem
 	// (nil when it was imported completely): the hook for a progress bar.
+	// In a bulk import a file is reported when it is read and queued; a
+	// problem its batch meets later is in the Summary.
 	OnFile func(path string, err error)
+	// OnWrite, when set, is called after each commit with the number of
+	// resources it covered (bulk imports only).
+	OnWrite func(resources int)
+	// BatchResources is the bulk import's batch size; see BulkOptions.
+	BatchResources int
 }
 
-// ImportFiles imports files one by one. It returns an error only when ctx
-// ends or, with Strict, when a file has a problem; the Summary is complete
-// up to that point either way.
+// ImportFiles imports files. Into a store.Loader the files are loaded in
+// batches (see Bulk), and made durable before it returns; into another
+// store one by one. It returns an error only when ctx ends, the writes
+// cannot be made durable or, with Strict, when a file has a problem; the
+// Summary is complete up to that point either way.
 func (im *Importer) ImportFiles(ctx context.Context, files []string, opts RunOptions) (*Summary, error) {
+	if _, ok := im.st.(store.Loader); ok {
+		return im.importBulk(ctx, files, opts)
+	}
 	sum := &Summary{Types: make(map[string]Counts)}
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
@@ -263,6 +275,51 @@ func (im *Importer) ImportFiles(ctx context.Context, files []string, opts RunOpt
 		if err != nil && opts.Strict {
 			return sum, err
 		}
+	}
+	return sum, ctx.Err()
+}
+
+func (im *Importer) importBulk(ctx context.Context, files []string, opts RunOptions) (*Summary, error) {
+	sum := &Summary{Types: make(map[string]Counts)}
+	bk, err := im.NewBulk(sum, BulkOptions{BatchResources: opts.BatchResources, Strict: opts.Strict, OnWrite: opts.OnWrite})
+	if err != nil {
+		return sum, err
+	}
+	defer bk.Abort()
+	// Problems are in the Summary; only the others end the import, and
+	// with Strict a problem too.
+	fatal := func(err error) bool {
+		var p Problem
+		return err != nil && (opts.Strict || !errors.As(err, &p))
+	}
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return sum, err
+		}
+		data, err := readLimited(f, im.maxFile)
+		if err != nil {
+			err = bk.unreadable(f, err)
+		} else {
+			err = bk.Add(ctx, f, data)
+		}
+		if opts.OnFile != nil {
+			opts.OnFile(f, err)
+		}
+		if fatal(err) {
+			if ctx.Err() == nil && opts.Strict {
+				// The files before this one are imported, as without bulk.
+				if ferr := bk.Finish(ctx); fatal(ferr) {
+					var p Problem
+					if !errors.As(ferr, &p) {
+						return sum, errors.Join(err, ferr)
+					}
+				}
+			}
+			return sum, err
+		}
+	}
+	if err := bk.Finish(ctx); fatal(err) {
+		return sum, err
 	}
 	return sum, ctx.Err()
 }

@@ -7,9 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/text/runes"
+	"golang.org/x/text/transform"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/spec"
@@ -305,6 +309,26 @@ func TestParseReference(t *testing.T) {
 		typ, id, ok := ParseReference(tc.in)
 		if typ != tc.typ || id != tc.id || ok != tc.ok {
 			t.Errorf("ParseReference(%q) = %q, %q, %v", tc.in, typ, id, ok)
+		}
+	}
+}
+
+// TestNormalizeASCII checks the ASCII shortcut of Normalize against the
+// full transformation for every ASCII character.
+func TestNormalizeASCII(t *testing.T) {
+	full := func(s string) string {
+		tr := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
+		out, _, _ := transform.String(tr, s)
+		return strings.Join(strings.Fields(strings.ToLower(out)), " ")
+	}
+	var all strings.Builder
+	for c := range 128 {
+		all.WriteByte(byte(c))
+		all.WriteString(" x")
+	}
+	for _, in := range []string{all.String(), "ABC def\t\nGHI", "  a  "} {
+		if got, want := Normalize(in), full(in); got != want {
+			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

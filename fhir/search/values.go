@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/runes"
 	"golang.org/x/text/transform"
@@ -26,12 +27,26 @@ const (
 // Normalize prepares a string for default (case- and accent-insensitive)
 // string search: accents stripped, lower case, whitespace collapsed.
 func Normalize(s string) string {
+	if isASCII(s) {
+		// Nothing to decompose or strip: the transformation chain (which
+		// allocates its buffers on every call) would return s unchanged.
+		return strings.Join(strings.Fields(strings.ToLower(s)), " ")
+	}
 	t := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
 	out, _, err := transform.String(t, s)
 	if err != nil {
 		out = s
 	}
 	return strings.Join(strings.Fields(strings.ToLower(out)), " ")
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseDateRange parses a FHIR date, dateTime or instant and returns the

@@ -44,6 +44,8 @@ type Store struct {
 	wdb *sql.DB
 	rdb *sql.DB
 	rc  *stmtCache
+	// path is the database file; empty for ":memory:".
+	path string
 }
 
 var (
@@ -67,6 +69,9 @@ func Open(ctx context.Context, path string, v fhir.Version) (*Store, error) {
 	const writerCache, readerCache = "&_pragma=cache_size(-65536)", "&_pragma=cache_size(-16384)"
 	var err error
 	memory := path == ":memory:"
+	if !memory {
+		s.path = path
+	}
 	if memory {
 		s.wdb, err = sql.Open("sqlite", "file::memory:?"+pragmas+writerCache)
 	} else {

@@ -1,7 +1,8 @@
 // Package storetest is the conformance suite every fhir/store backend runs:
 // CRUD and versioning, If-Match, tenant isolation, every search parameter
 // type and modifier, chains, _include/_revinclude, $lastn, strict and lenient
-// parsing, malformed values, history, transactions and atomicity. A backend's
+// parsing, malformed values, history, transactions and atomicity, and the
+// bulk load against one write at a time. A backend's
 // test calls Run with a function that opens an empty store.
 package storetest
 
@@ -41,6 +42,9 @@ func Run(t *testing.T, open Opener) {
 		{"InTx", testInTx},
 		{"InTxRollback", testInTxRollback},
 		{"InTxFailedWrite", testInTxFailedWrite},
+		{"Load", testLoad},
+		{"LoadInvalid", testLoadInvalid},
+		{"LoadSameAsWrites", testLoadSameAsWrites},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}

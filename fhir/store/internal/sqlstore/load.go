@@ -1,0 +1,433 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/search"
+	"github.com/schakel-nl/schakel/fhir/store"
+)
+
+// Copier is a Conn that can put many rows into a table in one go
+// (PostgreSQL's COPY). Load uses it when the Conn has it, and multi-row
+// INSERTs of prepared statements otherwise.
+type Copier interface {
+	CopyRows(ctx context.Context, table string, cols []string, rows [][]any) error
+}
+
+// ParseAll reads the type and id of bodies for Load, spread over the CPUs.
+// The full decoding, which the index needs, waits until Load knows which
+// bodies it writes: loading unchanged content again decodes nothing more.
+func (e *Engine) ParseAll(bodies [][]byte) ([]*Parsed, error) {
+	ps := make([]*Parsed, len(bodies))
+	errs := make([]error, len(bodies))
+	parallel(len(bodies), func(i int) {
+		p, err := e.parseHead(bodies[i])
+		if err != nil {
+			errs[i] = fmt.Errorf("load item %d: %w", i, err)
+		}
+		ps[i] = p
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// parseHead checks body as Parse does (one JSON object, a resource type of
+// the version, a valid id, here required) without decoding the rest.
+func (e *Engine) parseHead(body []byte) (*Parsed, error) {
+	var head struct {
+		ResourceType *string `json:"resourceType"`
+		ID           *string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		// Parse words it the way the single write path does.
+		_, perr := e.Parse(body)
+		if perr == nil {
+			perr = fmt.Errorf("%w: %v", store.ErrInvalid, err)
+		}
+		return nil, perr
+	}
+	if head.ResourceType == nil || *head.ResourceType == "" {
+		return nil, fmt.Errorf("%w: missing resourceType", store.ErrInvalid)
+	}
+	if !e.Defs.IsResourceType(*head.ResourceType) {
+		return nil, fmt.Errorf("%w: unknown resourceType %q for FHIR %s", store.ErrInvalid, *head.ResourceType, e.Defs.Version)
+	}
+	if head.ID == nil || *head.ID == "" {
+		return nil, fmt.Errorf("%w: update needs an id", store.ErrInvalid)
+	}
+	if !idPattern.MatchString(*head.ID) {
+		return nil, fmt.Errorf("%w: invalid id", store.ErrInvalid)
+	}
+	return &Parsed{Type: *head.ResourceType, ID: *head.ID, body: body}, nil
+}
+
+// loadRow is the current row of one resource of a Load.
+type loadRow struct {
+	rid     int64
+	version int
+	lu      int64
+	deleted bool
+	exists  bool
+	body    []byte
+}
+
+// Load writes ps as the next versions of their resources; see store.Loader.
+// c must be a transaction. The statements are set-based on PostgreSQL (one
+// per table) and prepared, reused statements on SQLite, where a statement
+// costs no round trip.
+func (e *Engine) Load(ctx context.Context, c Conn, tenant string, ps []*Parsed) ([]store.LoadResult, error) {
+	seen := make(map[[2]string]bool, len(ps))
+	for _, p := range ps {
+		if p.ID == "" {
+			return nil, fmt.Errorf("%w: a loaded %s needs an id", store.ErrInvalid, p.Type)
+		}
+		k := [2]string{p.Type, p.ID}
+		if seen[k] {
+			return nil, fmt.Errorf("%w: %s/%s twice in one load", store.ErrInvalid, p.Type, p.ID)
+		}
+		seen[k] = true
+	}
+	cur, err := e.currentRows(ctx, c, tenant, ps)
+	if err != nil {
+		return nil, e.wrap(err)
+	}
+	now := e.Now().UTC().Truncate(time.Millisecond)
+	lu := now.UnixMilli()
+	res := make([]store.LoadResult, len(ps))
+	bodies := make([][]byte, len(ps))
+	errs := make([]error, len(ps))
+	// Comparing with the stored version and stamping meta are independent
+	// per resource.
+	parallel(len(ps), func(i int) {
+		p, r := ps[i], cur[i]
+		res[i] = store.LoadResult{Type: p.Type, ID: p.ID}
+		if r.exists && !r.deleted && sameStored(r, p) {
+			res[i].Outcome, res[i].Version = store.Unchanged, strconv.Itoa(r.version)
+			return
+		}
+		res[i].Version = strconv.Itoa(r.version + 1)
+		res[i].Outcome = store.Updated
+		if !r.exists || r.deleted {
+			res[i].Outcome = store.Created
+		}
+		full, err := e.Parse(p.body)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		p.doc = full.doc
+		b, err := withMeta(p.body, p.ID, res[i].Version, now)
+		if err != nil {
+			errs[i] = fmt.Errorf("%w: %s/%s: %v", store.ErrInvalid, p.Type, p.ID, err)
+		}
+		bodies[i] = b
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var written, fresh, old []int
+	for i := range ps {
+		switch {
+		case res[i].Outcome == store.Unchanged:
+			continue
+		case cur[i].exists:
+			old = append(old, i)
+		default:
+			fresh = append(fresh, i)
+		}
+		written = append(written, i)
+	}
+	if len(written) == 0 {
+		return res, nil
+	}
+	versions := make([][]any, 0, len(written))
+	for _, i := range written {
+		versions = append(versions, []any{tenant, ps[i].Type, ps[i].ID, cur[i].version + 1, lu, bodies[i]})
+	}
+	if err := e.putRows(ctx, c, "resource_version", []string{"tenant", "type", "id", "version", "last_updated", "body"}, versions); err != nil {
+		return nil, err
+	}
+	rids := make([]int64, len(ps))
+	if err := e.updateRows(ctx, c, old, cur, bodies, lu, rids); err != nil {
+		return nil, err
+	}
+	if err := e.insertResources(ctx, c, tenant, fresh, ps, bodies, lu, rids); err != nil {
+		return nil, err
+	}
+	// The index rows of every written resource, table by table.
+	ixs := make([]search.Index, len(written))
+	parallel(len(written), func(k int) {
+		p := ps[written[k]]
+		ixs[k] = search.Extract(e.Defs, p.Type, p.doc)
+	})
+	rows := indexRows(tenant, ps, written, rids, ixs)
+	for _, t := range indexColumns {
+		if err := e.putRows(ctx, c, t.table, t.cols, rows[t.table]); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// sameStored tells whether p has the content of the stored version r. A
+// resource loaded again as it was is byte for byte what the store made of
+// it then; anything else gets the full comparison.
+func sameStored(r loadRow, p *Parsed) bool {
+	if b, err := withMeta(p.body, p.ID, strconv.Itoa(r.version), time.UnixMilli(r.lu)); err == nil && bytes.Equal(b, r.body) {
+		return true
+	}
+	return fhir.SameContent(r.body, p.body)
+}
+
+// currentRows reads the current rows of ps, locking them on PostgreSQL.
+func (e *Engine) currentRows(ctx context.Context, c Conn, tenant string, ps []*Parsed) ([]loadRow, error) {
+	cur := make([]loadRow, len(ps))
+	if !e.Dialect.Postgres {
+		for i, p := range ps {
+			r := &cur[i]
+			err := queryRow(ctx, c, []any{&r.rid, &r.version, &r.lu, &r.deleted, &r.body},
+				`SELECT rid, version, last_updated, deleted, body FROM resource WHERE tenant = ? AND type = ? AND id = ?`, tenant, p.Type, p.ID)
+			switch {
+			case errors.Is(err, errNoRows):
+			case err != nil:
+				return nil, err
+			default:
+				r.exists = true
+			}
+		}
+		return cur, nil
+	}
+	at := make(map[[2]string]int, len(ps))
+	types, ids := make([]string, len(ps)), make([]string, len(ps))
+	for i, p := range ps {
+		types[i], ids[i] = p.Type, p.ID
+		at[[2]string{p.Type, p.ID}] = i
+	}
+	rs, err := c.Query(ctx, `SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.deleted, r.body FROM resource r
+		JOIN unnest(?::text[], ?::text[]) AS u(type, id) ON r.type = u.type AND r.id = u.id
+		WHERE r.tenant = ? FOR UPDATE OF r`, types, ids, tenant)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var (
+			r        loadRow
+			typ, id  string
+			lastUpdt int64
+		)
+		if err := rs.Scan(&r.rid, &typ, &id, &r.version, &lastUpdt, &r.deleted, &r.body); err != nil {
+			return nil, err
+		}
+		r.lu, r.exists = lastUpdt, true
+		if i, ok := at[[2]string{typ, id}]; ok {
+			cur[i] = r
+		}
+	}
+	return cur, rs.Err()
+}
+
+// updateRows makes the written versions of existing resources (old) their
+// current rows and removes their index rows; rids gets their rids.
+func (e *Engine) updateRows(ctx context.Context, c Conn, old []int, cur []loadRow, bodies [][]byte, lu int64, rids []int64) error {
+	if len(old) == 0 {
+		return nil
+	}
+	if !e.Dialect.Postgres {
+		for _, i := range old {
+			rids[i] = cur[i].rid
+			if err := e.deleteIndex(ctx, c, cur[i].rid); err != nil {
+				return err
+			}
+			if err := c.Exec(ctx, `UPDATE resource SET version = ?, last_updated = ?, deleted = FALSE, body = ? WHERE rid = ?`,
+				cur[i].version+1, lu, bodies[i], cur[i].rid); err != nil {
+				return e.wrap(err)
+			}
+		}
+		return nil
+	}
+	ridv, verv, bodyv := make([]int64, len(old)), make([]int32, len(old)), make([][]byte, len(old))
+	for k, i := range old {
+		rids[i] = cur[i].rid
+		ridv[k], verv[k], bodyv[k] = cur[i].rid, int32(cur[i].version+1), bodies[i]
+	}
+	for _, t := range IndexTables {
+		if err := c.Exec(ctx, `DELETE FROM `+t+` WHERE rid = ANY(?::bigint[])`, ridv); err != nil {
+			return e.wrap(err)
+		}
+	}
+	return e.wrap(c.Exec(ctx, `UPDATE resource AS r SET version = u.version, last_updated = ?, deleted = FALSE, body = u.body
+		FROM unnest(?::bigint[], ?::integer[], ?::bytea[]) AS u(rid, version, body) WHERE r.rid = u.rid`, lu, ridv, verv, bodyv))
+}
+
+// insertResources inserts the current rows of new resources (fresh); rids gets
+// their rids.
+func (e *Engine) insertResources(ctx context.Context, c Conn, tenant string, fresh []int, ps []*Parsed, bodies [][]byte, lu int64, rids []int64) error {
+	if len(fresh) == 0 {
+		return nil
+	}
+	if !e.Dialect.Postgres {
+		for _, i := range fresh {
+			if err := queryRow(ctx, c, []any{&rids[i]}, `INSERT INTO resource (tenant, type, id, version, last_updated, deleted, body) VALUES (?, ?, ?, ?, ?, FALSE, ?) RETURNING rid`,
+				tenant, ps[i].Type, ps[i].ID, 1, lu, bodies[i]); err != nil {
+				return e.wrap(err)
+			}
+		}
+		return nil
+	}
+	at := make(map[[2]string]int, len(fresh))
+	types, ids, bodyv := make([]string, len(fresh)), make([]string, len(fresh)), make([][]byte, len(fresh))
+	for k, i := range fresh {
+		types[k], ids[k], bodyv[k] = ps[i].Type, ps[i].ID, bodies[i]
+		at[[2]string{ps[i].Type, ps[i].ID}] = i
+	}
+	rs, err := c.Query(ctx, `INSERT INTO resource (tenant, type, id, version, last_updated, deleted, body)
+		SELECT ?, u.type, u.id, 1, ?, FALSE, u.body FROM unnest(?::text[], ?::text[], ?::bytea[]) AS u(type, id, body)
+		RETURNING rid, type, id`, tenant, lu, types, ids, bodyv)
+	if err != nil {
+		return e.wrap(err)
+	}
+	defer rs.Close()
+	n := 0
+	for rs.Next() {
+		var (
+			rid     int64
+			typ, id string
+		)
+		if err := rs.Scan(&rid, &typ, &id); err != nil {
+			return e.wrap(err)
+		}
+		if i, ok := at[[2]string{typ, id}]; ok {
+			rids[i] = rid
+			n++
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return e.wrap(err)
+	}
+	if n != len(fresh) {
+		return fmt.Errorf("%s: load: %d of %d new resources inserted", e.Dialect.Name, n, len(fresh))
+	}
+	return nil
+}
+
+// indexColumns are the columns of each index table, rid, tenant and type
+// first.
+var indexColumns = []struct {
+	table string
+	cols  []string
+}{
+	{"idx_token", []string{"rid", "tenant", "type", "param", "system", "code", "text"}},
+	{"idx_ref", []string{"rid", "tenant", "type", "param", "target_type", "target_id", "url"}},
+	{"idx_date", []string{"rid", "tenant", "type", "param", "low", "high"}},
+	{"idx_string", []string{"rid", "tenant", "type", "param", "norm", "raw"}},
+	{"idx_quantity", []string{"rid", "tenant", "type", "param", "value", "system", "code", "unit"}},
+	{"idx_uri", []string{"rid", "tenant", "type", "param", "uri"}},
+	{"idx_number", []string{"rid", "tenant", "type", "param", "value"}},
+}
+
+// indexRows lays out the index values ixs of the written resources as rows
+// per index table.
+func indexRows(tenant string, ps []*Parsed, written []int, rids []int64, ixs []search.Index) map[string][][]any {
+	rows := make(map[string][][]any, len(indexColumns))
+	for k, i := range written {
+		rid, typ, ix := rids[i], ps[i].Type, &ixs[k]
+		for _, v := range ix.Tokens {
+			rows["idx_token"] = append(rows["idx_token"], []any{rid, tenant, typ, v.Param, v.System, v.Code, v.Text})
+		}
+		for _, v := range ix.Refs {
+			rows["idx_ref"] = append(rows["idx_ref"], []any{rid, tenant, typ, v.Param, v.Type, v.ID, v.URL})
+		}
+		for _, v := range ix.Dates {
+			rows["idx_date"] = append(rows["idx_date"], []any{rid, tenant, typ, v.Param, v.Low, v.High})
+		}
+		for _, v := range ix.Strings {
+			rows["idx_string"] = append(rows["idx_string"], []any{rid, tenant, typ, v.Param, v.Norm, v.Raw})
+		}
+		for _, v := range ix.Quantities {
+			rows["idx_quantity"] = append(rows["idx_quantity"], []any{rid, tenant, typ, v.Param, v.Value, v.System, v.Code, v.Unit})
+		}
+		for _, v := range ix.URIs {
+			rows["idx_uri"] = append(rows["idx_uri"], []any{rid, tenant, typ, v.Param, v.URI})
+		}
+		for _, v := range ix.Numbers {
+			rows["idx_number"] = append(rows["idx_number"], []any{rid, tenant, typ, v.Param, v.Value})
+		}
+	}
+	return rows
+}
+
+// putRows puts rows into table: by COPY when c is a Copier, otherwise
+// by multi-row INSERTs of one prepared statement (insertBatch rows) and
+// single-row INSERTs for the rest, so the statement texts stay few.
+func (e *Engine) putRows(ctx context.Context, c Conn, table string, cols []string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if cp, ok := c.(Copier); ok {
+		if err := cp.CopyRows(ctx, table, cols, rows); err != nil {
+			return fmt.Errorf("%s: load %s: %w", e.Dialect.Name, table, err)
+		}
+		return nil
+	}
+	one := "(" + strings.Repeat("?, ", len(cols)-1) + "?)"
+	head := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES "
+	full := head + strings.Repeat(one+", ", insertBatch-1) + one
+	args := make([]any, 0, insertBatch*len(cols))
+	for len(rows) >= insertBatch {
+		args = args[:0]
+		for _, r := range rows[:insertBatch] {
+			args = append(args, r...)
+		}
+		if err := c.Exec(ctx, full, args...); err != nil {
+			return fmt.Errorf("%s: load %s: %w", e.Dialect.Name, table, err)
+		}
+		rows = rows[insertBatch:]
+	}
+	for _, r := range rows {
+		if err := c.Exec(ctx, head+one, r...); err != nil {
+			return fmt.Errorf("%s: load %s: %w", e.Dialect.Name, table, err)
+		}
+	}
+	return nil
+}
+
+// parallel runs fn(0) … fn(n-1) on as many goroutines as there are CPUs
+// for Go; fn must only touch index i of shared slices.
+func parallel(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	next := make(chan int, workers)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
