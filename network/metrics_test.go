@@ -44,7 +44,7 @@ func TestMetricsAfterOneExchange(t *testing.T) {
 	}
 	families := []string{
 		"schakel_http_requests_total", "schakel_http_request_duration_seconds",
-		"schakel_exchanges_total", "schakel_exchange_duration_seconds",
+		"schakel_exchanges_total", "schakel_exchange_duration_seconds", "schakel_outbox_retries_total",
 		"schakel_oauth_token_requests_total", "schakel_oauth_token_verifications_total",
 		"schakel_consent_decisions_total", "schakel_consent_request_duration_seconds",
 		"schakel_localization_queries_total",

@@ -68,6 +68,9 @@ func (n *Node) setupPush(ctx context.Context, opts Options) error {
 		Endpoint: func(ura string) string { return Endpoints(n.publicURL, ura).Push },
 		Audit:    n.faults.auditLog(n.auditLog),
 		Events: func(e push.Event) {
+			if e.Step == "retry" {
+				n.metrics.retries.WithLabelValues(patternPush).Inc()
+			}
 			n.emit(notifiedpull.Event{Time: e.Time, Node: n.cfg.Name, Tenant: e.Tenant, Referral: e.Message,
 				Step: "push-" + e.Step, Detail: e.Detail, Err: e.Err})
 		},

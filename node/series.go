@@ -22,6 +22,7 @@ import (
 const (
 	patternNotifiedPull = "notified-pull"
 	patternDirectPull   = "direct-pull"
+	patternPush         = "push"
 	roleSender          = "sender"    // notified pull: makes data available and notifies
 	roleReceiver        = "receiver"  // notified pull: pulls after the notification
 	roleRequester       = "requester" // direct pull: asks a holder
@@ -31,6 +32,7 @@ const (
 type series struct {
 	exchanges     *prometheus.CounterVec
 	exchangeTime  *prometheus.HistogramVec
+	retries       *prometheus.CounterVec
 	tokens        *prometheus.CounterVec
 	verifications *prometheus.CounterVec
 	consent       *prometheus.CounterVec
@@ -49,6 +51,8 @@ func newSeries(reg prometheus.Registerer) series {
 		exchangeTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "schakel_exchange_duration_seconds",
 			Help:    "Time of a completed exchange as this node saw it, by care application, pattern and role: the receiver from the notification to the stored data, the requester of a Direct Pull from its system's request to the answer.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"application", "pattern", "role"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_outbox_retries_total",
+			Help: "Delivery attempts from the outbox that failed and were scheduled again, by pattern."}, []string{"pattern"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "schakel_oauth_token_requests_total",
 			Help: "Token requests answered by the authorization server, by outcome (issued, or the RFC 6749 error class)."},
 			[]string{"outcome"}),
@@ -67,7 +71,7 @@ func newSeries(reg prometheus.Registerer) series {
 			Help: "FHIR store operation latency, by operation and outcome (ok, error).", Buckets: latency},
 			[]string{"operation", "outcome"}),
 	}
-	reg.MustRegister(s.exchanges, s.exchangeTime, s.tokens, s.verifications, s.consent, s.consentTime, s.localizations, s.localizeTime, s.storeTime)
+	reg.MustRegister(s.exchanges, s.exchangeTime, s.retries, s.tokens, s.verifications, s.consent, s.consentTime, s.localizations, s.localizeTime, s.storeTime)
 	return s
 }
 
@@ -84,6 +88,7 @@ func (n *Node) zeroSeries() {
 		}
 	}
 	s.tokens.WithLabelValues("issued")
+	s.retries.WithLabelValues(patternPush)
 	s.verifications.WithLabelValues("valid")
 	s.verifications.WithLabelValues("invalid")
 	for _, o := range []string{"found", "none", "error"} {
