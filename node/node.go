@@ -264,7 +264,13 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err := n.setupProxies(); err != nil {
 		return err
 	}
-	if n.npDB, err = notifiedpull.OpenDB(ctx, filepath.Join(cfg.DataDir, "exchange.db")); err != nil {
+	// The exchange state follows the FHIR store: with store.postgres a
+	// node's replicas share it.
+	if cfg.Store.Postgres != "" {
+		if n.npDB, err = notifiedpull.OpenPostgres(ctx, cfg.Store.Postgres, cfg.Store.Schema); err != nil {
+			return fmt.Errorf("store.postgres: exchange store: %w", err)
+		}
+	} else if n.npDB, err = notifiedpull.OpenDB(ctx, filepath.Join(cfg.DataDir, "exchange.db")); err != nil {
 		return fmt.Errorf("datadir: exchange store: %w", err)
 	}
 

@@ -31,7 +31,12 @@ func pushApplications(opts Options) []push.Application {
 // setupPush opens the outbox and inbox and builds the Push service.
 func (n *Node) setupPush(ctx context.Context, opts Options) error {
 	var err error
-	if n.pushDB, err = push.OpenDB(ctx, filepath.Join(n.cfg.DataDir, "push.db")); err != nil {
+	// The outbox and inbox follow the FHIR store, as the exchange state does.
+	if n.cfg.Store.Postgres != "" {
+		if n.pushDB, err = push.OpenPostgres(ctx, n.cfg.Store.Postgres, n.cfg.Store.Schema); err != nil {
+			return fmt.Errorf("store.postgres: push store: %w", err)
+		}
+	} else if n.pushDB, err = push.OpenDB(ctx, filepath.Join(n.cfg.DataDir, "push.db")); err != nil {
 		return fmt.Errorf("datadir: push store: %w", err)
 	}
 	hc := n.httpClient(n.trust.ClientTLSConfig(n.cert))

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/schakel-nl/schakel/internal/pgdb"
 	"github.com/schakel-nl/schakel/internal/sqlitedb"
 	"github.com/schakel-nl/schakel/plateau"
 )
@@ -19,14 +20,41 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// DB keeps the state of Notified Pull exchanges on both sides. Grants are
-// read on every request a receiver makes, so DB keeps them in memory too:
-// the database is this process's own and every change to a grant goes
-// through DB, which updates the copy under the same lock.
+//go:embed pgmigrations/*.sql
+var pgMigrations embed.FS
+
+// DB keeps the state of Notified Pull exchanges on both sides, in SQLite
+// (OpenDB, the embedded default) or PostgreSQL (OpenPostgres, shared by a
+// node's replicas). Both run the same statements; only the placeholders
+// and the tie-break of "oldest first" differ.
+//
+// On SQLite grants are read on every request a receiver makes, so DB keeps
+// them in memory too: the database is this process's own and every change
+// to a grant goes through DB, which updates the copy under the same lock.
+// On PostgreSQL another replica may change a grant (cancel it, complete
+// it), so every read goes to the database.
 type DB struct {
-	db    *sql.DB
-	cache grantCache
-	stmts stmtCache
+	db       *sql.DB
+	postgres bool
+	cache    grantCache
+	stmts    stmtCache
+}
+
+// q adapts a statement written for SQLite to the database's dialect.
+func (d *DB) q(query string) string {
+	if d.postgres {
+		return pgdb.Rebind(query)
+	}
+	return query
+}
+
+// byCreation orders rows oldest first: created_at, then the insertion
+// order for rows of the same instant (SQLite's rowid, PostgreSQL's seq).
+func (d *DB) byCreation() string {
+	if d.postgres {
+		return ` ORDER BY created_at, seq`
+	}
+	return ` ORDER BY created_at, rowid`
 }
 
 // stmtCache keeps the statements DB runs prepared: the same dozen run on
@@ -43,7 +71,7 @@ func (d *DB) stmt(ctx context.Context, query string) *sql.Stmt {
 	if st, ok := d.stmts.m[query]; ok {
 		return st
 	}
-	st, err := d.db.PrepareContext(ctx, query)
+	st, err := d.db.PrepareContext(ctx, d.q(query))
 	if err != nil {
 		return nil // the unprepared run reports the error
 	}
@@ -58,19 +86,20 @@ func (d *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, e
 	if st := d.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
-	return d.db.ExecContext(ctx, query, args...)
+	return d.db.ExecContext(ctx, d.q(query), args...)
 }
 
 func (d *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	if st := d.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
-	return d.db.QueryRowContext(ctx, query, args...)
+	return d.db.QueryRowContext(ctx, d.q(query), args...)
 }
 
 // grantCache holds recently used grants by id and by authorization base
 // hash. gen counts writes so a read that raced with one is not kept.
 type grantCache struct {
+	off    bool // the database is shared: keep nothing
 	mu     sync.Mutex
 	gen    uint64
 	byID   map[string]Grant
@@ -83,6 +112,9 @@ const maxCachedGrants = 4096
 
 // get returns the cached grant with id, or with auth base hash when id is "".
 func (c *grantCache) get(id, hash string) (Grant, uint64, bool) {
+	if c.off {
+		return Grant{}, 0, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if id == "" {
@@ -97,6 +129,9 @@ func (c *grantCache) get(id, hash string) (Grant, uint64, bool) {
 
 // put keeps g when no write happened since gen was read.
 func (c *grantCache) put(g Grant, gen uint64) {
+	if c.off {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
@@ -132,6 +167,21 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("notified pull store: %w", err)
 	}
 	return &DB{db: db}, nil
+}
+
+// OpenPostgres opens the exchange state in the PostgreSQL database at dsn,
+// its tables in schema (created when missing; "" keeps the connection's
+// search_path), migrated on open.
+func OpenPostgres(ctx context.Context, dsn, schema string) (*DB, error) {
+	sub, err := fs.Sub(pgMigrations, "pgmigrations")
+	if err != nil {
+		return nil, err
+	}
+	db, err := pgdb.Open(ctx, dsn, schema, "notifiedpull_goose_version", sub)
+	if err != nil {
+		return nil, fmt.Errorf("notified pull store: %w", err)
+	}
+	return &DB{db: db, postgres: true, cache: grantCache{off: true}}, nil
 }
 
 // Close closes the database and its prepared statements.
@@ -232,7 +282,7 @@ func (d *DB) grant(ctx context.Context, tenant, id string) (Grant, error) {
 }
 
 func (d *DB) grants(ctx context.Context, tenant string) ([]Grant, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+grantCols+` FROM np_grant WHERE tenant = ? ORDER BY created_at`, tenant)
+	rows, err := d.db.QueryContext(ctx, d.q(`SELECT `+grantCols+` FROM np_grant WHERE tenant = ?`+d.byCreation()), tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +383,7 @@ func (d *DB) insertReceived(ctx context.Context, r Received) (bool, error) {
 		workflow_task, auth_base, expires_at, status, status_reason, created_at, updated_at, awaiting)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sender_ura, identifier) DO NOTHING`,
 		r.ID, r.Tenant, r.Identifier, r.SenderURA, r.SenderSystem, r.PatientBSN, r.WorkflowTask, r.AuthBase,
-		r.Expires.UTC().Format(ts), r.Status, r.StatusReason, r.Created.UTC().Format(ts), r.Updated.UTC().Format(ts), r.Awaiting)
+		r.Expires.UTC().Format(ts), r.Status, r.StatusReason, r.Created.UTC().Format(ts), r.Updated.UTC().Format(ts), flag(r.Awaiting))
 	if err != nil {
 		return false, err
 	}
@@ -350,13 +400,13 @@ func (d *DB) receivedByIdentifier(ctx context.Context, senderURA, identifier str
 }
 
 func (d *DB) receivedList(ctx context.Context, tenant string) ([]Received, error) {
-	q := `SELECT ` + receivedCols + ` FROM np_received WHERE tenant = ? ORDER BY created_at`
+	q := `SELECT ` + receivedCols + ` FROM np_received WHERE tenant = ?` + d.byCreation()
 	args := []any{tenant}
 	if tenant == "" {
-		q = `SELECT ` + receivedCols + ` FROM np_received ORDER BY created_at`
+		q = `SELECT ` + receivedCols + ` FROM np_received` + d.byCreation()
 		args = nil
 	}
-	rows, err := d.db.QueryContext(ctx, q, args...)
+	rows, err := d.db.QueryContext(ctx, d.q(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -416,4 +466,13 @@ func (d *DB) acceptReceived(ctx context.Context, id string, by plateau.Caller, n
 	}
 	n, _ := res.RowsAffected()
 	return n == 1, nil
+}
+
+// flag is a boolean column's value: 0 or 1 in both databases (SQLite's own
+// form), so the statements comparing them are the same on both.
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

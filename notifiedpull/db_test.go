@@ -3,7 +3,6 @@ package notifiedpull
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -11,88 +10,85 @@ import (
 // TestGrantCacheCoherent checks that the in-memory copy of grants never
 // answers with a state older than the database's after a write returned.
 func TestGrantCacheCoherent(t *testing.T) {
-	ctx := context.Background()
-	db, err := OpenDB(ctx, filepath.Join(t.TempDir(), "np.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	now := time.Now().UTC()
-	g := Grant{ID: "urn:uuid:1", Tenant: "90000001", ReceiverURA: "90000002", WorkflowTask: "wf", AuthBaseHash: "h1",
-		Application: ApplicationBgZ, Queries: []string{"Patient?x"}, Expires: now.Add(time.Hour), Status: StatusRequested,
-		Created: now, Updated: now}
-	if err := db.insertGrant(ctx, g); err != nil {
-		t.Fatal(err)
-	}
-	steps := []struct {
-		name   string
-		write  func() error
-		status string
-	}{
-		{"after insert", func() error { return nil }, StatusRequested},
-		{"after status change", func() error { return db.setGrantStatus(ctx, g.ID, StatusInProgress, "", now) }, StatusInProgress},
-		{"after notification URL", func() error { return db.setGrantNotificationURL(ctx, g.ID, "https://x/Task") }, StatusInProgress},
-		{"after cancel", func() error { return db.setGrantStatus(ctx, g.ID, StatusCancelled, "", now) }, StatusCancelled},
-	}
-	for _, st := range steps {
-		t.Run(st.name, func(t *testing.T) {
-			if err := st.write(); err != nil {
-				t.Fatal(err)
-			}
-			for range 2 { // the second read is served from memory
-				byID, err := db.grant(ctx, g.Tenant, g.ID)
-				if err != nil || byID.Status != st.status {
-					t.Fatalf("grant: status %q, err %v; want %q", byID.Status, err, st.status)
+	onEach(t, func(t *testing.T, open func() *DB) {
+		ctx := context.Background()
+		db := open()
+		now := time.Now().UTC()
+		g := Grant{ID: "urn:uuid:1", Tenant: "90000001", ReceiverURA: "90000002", WorkflowTask: "wf", AuthBaseHash: "h1",
+			Application: ApplicationBgZ, Queries: []string{"Patient?x"}, Expires: now.Add(time.Hour), Status: StatusRequested,
+			Created: now, Updated: now}
+		if err := db.insertGrant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		steps := []struct {
+			name   string
+			write  func() error
+			status string
+		}{
+			{"after insert", func() error { return nil }, StatusRequested},
+			{"after status change", func() error { return db.setGrantStatus(ctx, g.ID, StatusInProgress, "", now) }, StatusInProgress},
+			{"after notification URL", func() error { return db.setGrantNotificationURL(ctx, g.ID, "https://x/Task") }, StatusInProgress},
+			{"after cancel", func() error { return db.setGrantStatus(ctx, g.ID, StatusCancelled, "", now) }, StatusCancelled},
+		}
+		for _, st := range steps {
+			t.Run(st.name, func(t *testing.T) {
+				if err := st.write(); err != nil {
+					t.Fatal(err)
 				}
-				byHash, err := db.grantByHash(ctx, g.AuthBaseHash)
-				if err != nil || byHash.Status != st.status {
-					t.Fatalf("grantByHash: status %q, err %v; want %q", byHash.Status, err, st.status)
+				for range 2 { // the second read is served from memory
+					byID, err := db.grant(ctx, g.Tenant, g.ID)
+					if err != nil || byID.Status != st.status {
+						t.Fatalf("grant: status %q, err %v; want %q", byID.Status, err, st.status)
+					}
+					byHash, err := db.grantByHash(ctx, g.AuthBaseHash)
+					if err != nil || byHash.Status != st.status {
+						t.Fatalf("grantByHash: status %q, err %v; want %q", byHash.Status, err, st.status)
+					}
 				}
-			}
-		})
-	}
-	if _, err := db.grant(ctx, "90000003", g.ID); !errors.Is(err, errNoRow) {
-		t.Errorf("another tenant's grant: err %v, want errNoRow", err)
-	}
-	// A read that raced with a write is not kept.
-	_, gen, _ := db.cache.get(g.ID, "")
-	db.cache.forget(g.ID)
-	stale := g
-	stale.Status = StatusRequested
-	db.cache.put(stale, gen)
-	if cur, _ := db.grant(ctx, g.Tenant, g.ID); cur.Status != StatusCancelled {
-		t.Errorf("stale read kept: status %q, want cancelled", cur.Status)
-	}
+			})
+		}
+		if _, err := db.grant(ctx, "90000003", g.ID); !errors.Is(err, errNoRow) {
+			t.Errorf("another tenant's grant: err %v, want errNoRow", err)
+		}
+		// A read that raced with a write is not kept.
+		_, gen, _ := db.cache.get(g.ID, "")
+		db.cache.forget(g.ID)
+		stale := g
+		stale.Status = StatusRequested
+		db.cache.put(stale, gen)
+		if cur, _ := db.grant(ctx, g.Tenant, g.ID); cur.Status != StatusCancelled {
+			t.Errorf("stale read kept: status %q, want cancelled", cur.Status)
+		}
+	})
 }
 
 func TestStatementsPreparedOnce(t *testing.T) {
-	ctx := context.Background()
-	db, err := OpenDB(ctx, filepath.Join(t.TempDir(), "np.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	for i, id := range []string{"urn:uuid:1", "urn:uuid:2", "urn:uuid:3"} {
-		r := Received{ID: id, Tenant: "90000002", Identifier: id, SenderURA: "90000001", Status: StatusRequested,
-			Expires: now.Add(time.Hour), Created: now, Updated: now}
-		if ok, err := db.insertReceived(ctx, r); err != nil || !ok {
-			t.Fatalf("insert %d: %v %v", i, ok, err)
+	onEach(t, func(t *testing.T, open func() *DB) {
+		ctx := context.Background()
+		db := open()
+		now := time.Now().UTC()
+		for i, id := range []string{"urn:uuid:1", "urn:uuid:2", "urn:uuid:3"} {
+			r := Received{ID: id, Tenant: "90000002", Identifier: id, SenderURA: "90000001", Status: StatusRequested,
+				Expires: now.Add(time.Hour), Created: now, Updated: now}
+			if ok, err := db.insertReceived(ctx, r); err != nil || !ok {
+				t.Fatalf("insert %d: %v %v", i, ok, err)
+			}
+			if err := db.setReceivedStatus(ctx, id, StatusAccepted, "", now); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := db.received(ctx, "90000002", id); err != nil || got.Status != StatusAccepted {
+				t.Fatalf("read back %d: %+v %v", i, got, err)
+			}
 		}
-		if err := db.setReceivedStatus(ctx, id, StatusAccepted, "", now); err != nil {
+		if n := len(db.stmts.m); n != 3 {
+			t.Errorf("%d prepared statements after three rounds of the same three, want 3", n)
+		}
+		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := db.received(ctx, "90000002", id); err != nil || got.Status != StatusAccepted {
-			t.Fatalf("read back %d: %+v %v", i, got, err)
+		// Closed: an error, from the unprepared run, not a panic.
+		if _, err := db.received(ctx, "90000002", "urn:uuid:1"); err == nil {
+			t.Error("read from a closed database succeeded")
 		}
-	}
-	if n := len(db.stmts.m); n != 3 {
-		t.Errorf("%d prepared statements after three rounds of the same three, want 3", n)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// Closed: an error, from the unprepared run, not a panic.
-	if _, err := db.received(ctx, "90000002", "urn:uuid:1"); err == nil {
-		t.Error("read from a closed database succeeded")
-	}
+	})
 }

@@ -21,10 +21,10 @@ func (d *DB) Depth(ctx context.Context) (Depth, error) {
 	var out Depth
 	final := []any{StatusCompleted, StatusRejected, StatusFailed, StatusCancelled}
 	const notFinal = ` WHERE status NOT IN (?, ?, ?, ?)`
-	if err := d.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM np_received`+notFinal, final...).Scan(&out.Inbox); err != nil {
+	if err := d.db.QueryRowContext(ctx, d.q(`SELECT COUNT(*) FROM np_received`+notFinal), final...).Scan(&out.Inbox); err != nil {
 		return Depth{}, fmt.Errorf("count received: %w", err)
 	}
-	if err := d.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM np_grant`+notFinal, final...).Scan(&out.Outbox); err != nil {
+	if err := d.db.QueryRowContext(ctx, d.q(`SELECT COUNT(*) FROM np_grant`+notFinal), final...).Scan(&out.Outbox); err != nil {
 		return Depth{}, fmt.Errorf("count sent: %w", err)
 	}
 	return out, nil

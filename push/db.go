@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/schakel-nl/schakel/internal/pgdb"
 	"github.com/schakel-nl/schakel/internal/sqlitedb"
 )
 
@@ -100,8 +101,39 @@ type InMessage struct {
 	Updated      time.Time `json:"updated"`
 }
 
-// DB is the SQLite Store.
-type DB struct{ db *sql.DB }
+//go:embed pgmigrations/*.sql
+var pgMigrations embed.FS
+
+// DB is the Store on SQLite (OpenDB, the embedded default) or PostgreSQL
+// (OpenPostgres, shared by a node's replicas). Both run the same
+// statements; only the placeholders, the tie-break of "oldest first" and
+// the row locks of Claim differ.
+type DB struct {
+	db       *sql.DB
+	postgres bool
+}
+
+var _ Store = (*DB)(nil)
+
+// q adapts a statement written for SQLite to the database's dialect.
+func (d *DB) q(query string) string {
+	if d.postgres {
+		return pgdb.Rebind(query)
+	}
+	return query
+}
+
+// insertion is the column giving the order rows were stored in (SQLite's
+// rowid, PostgreSQL's seq): what orders rows of the same instant.
+func (d *DB) insertion() string {
+	if d.postgres {
+		return "seq"
+	}
+	return "rowid"
+}
+
+// byCreation orders rows oldest first, those of the same instant as stored.
+func (d *DB) byCreation() string { return ` ORDER BY created_at, ` + d.insertion() }
 
 // OpenDB opens (creating and migrating) the push store at path.
 func OpenDB(ctx context.Context, path string) (*DB, error) {
@@ -114,6 +146,21 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("push store: %w", err)
 	}
 	return &DB{db: db}, nil
+}
+
+// OpenPostgres opens the push store in the PostgreSQL database at dsn, its
+// tables in schema (created when missing; "" keeps the connection's
+// search_path), migrated on open.
+func OpenPostgres(ctx context.Context, dsn, schema string) (*DB, error) {
+	sub, err := fs.Sub(pgMigrations, "pgmigrations")
+	if err != nil {
+		return nil, err
+	}
+	db, err := pgdb.Open(ctx, dsn, schema, "push_goose_version", sub)
+	if err != nil {
+		return nil, fmt.Errorf("push store: %w", err)
+	}
+	return &DB{db: db, postgres: true}, nil
 }
 
 // Close closes the database.
@@ -155,9 +202,9 @@ type execer interface {
 	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
 }
 
-func insertOut(ctx context.Context, db execer, m OutMessage) (bool, error) {
-	res, err := db.ExecContext(ctx, `INSERT INTO push_out (`+outCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT (tenant, id) DO NOTHING`,
+func (d *DB) insertOut(ctx context.Context, db execer, m OutMessage) (bool, error) {
+	res, err := db.ExecContext(ctx, d.q(`INSERT INTO push_out (`+outCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (tenant, id) DO NOTHING`),
 		m.ID, m.Tenant, m.ReceiverURA, m.Application, m.Kind, m.ResponseTo, m.PatientBSN, m.Body, m.BodySHA256, m.Status,
 		m.StatusReason, m.Attempts, fmtTime(m.NextAttempt), fmtTime(m.Expires), m.Receipt, fmtTime(m.Delivered), m.Ack,
 		m.AckNote, fmtTime(m.AckAt), fmtTime(m.Created), fmtTime(m.Updated))
@@ -169,7 +216,7 @@ func insertOut(ctx context.Context, db execer, m OutMessage) (bool, error) {
 }
 
 func (d *DB) Enqueue(ctx context.Context, m OutMessage) (OutMessage, bool, error) {
-	created, err := insertOut(ctx, d.db, m)
+	created, err := d.insertOut(ctx, d.db, m)
 	if err != nil {
 		return OutMessage{}, false, err
 	}
@@ -186,8 +233,8 @@ func (d *DB) Claim(ctx context.Context, now, lease time.Time, limit int) ([]OutM
 		return nil, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT `+outCols+` FROM push_out WHERE status = ? AND next_attempt_at <= ?
-		ORDER BY next_attempt_at LIMIT ?`, StatusQueued, fmtTime(now), limit)
+	rows, err := tx.QueryContext(ctx, d.q(`SELECT `+outCols+` FROM push_out WHERE status = ? AND next_attempt_at <= ?
+		ORDER BY next_attempt_at, `+d.insertion()+` LIMIT ?`+d.claimLock()), StatusQueued, fmtTime(now), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +252,7 @@ func (d *DB) Claim(ctx context.Context, now, lease time.Time, limit int) ([]OutM
 		return nil, err
 	}
 	for _, m := range out {
-		if _, err := tx.ExecContext(ctx, `UPDATE push_out SET next_attempt_at = ? WHERE tenant = ? AND id = ?`,
+		if _, err := tx.ExecContext(ctx, d.q(`UPDATE push_out SET next_attempt_at = ? WHERE tenant = ? AND id = ?`),
 			fmtTime(lease), m.Tenant, m.ID); err != nil {
 			return nil, err
 		}
@@ -213,9 +260,19 @@ func (d *DB) Claim(ctx context.Context, now, lease time.Time, limit int) ([]OutM
 	return out, tx.Commit()
 }
 
+// claimLock makes two replicas' rounds take different messages: on
+// PostgreSQL a round locks the rows it claims and skips those another round
+// holds until it commits. SQLite's one writer needs nothing.
+func (d *DB) claimLock() string {
+	if d.postgres {
+		return ` FOR UPDATE SKIP LOCKED`
+	}
+	return ""
+}
+
 func (d *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var s sql.NullString
-	err := d.db.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM push_out WHERE status = ?`, StatusQueued).Scan(&s)
+	err := d.db.QueryRowContext(ctx, d.q(`SELECT MIN(next_attempt_at) FROM push_out WHERE status = ?`), StatusQueued).Scan(&s)
 	if err != nil || !s.Valid {
 		return time.Time{}, false, err
 	}
@@ -223,22 +280,22 @@ func (d *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
 }
 
 func (d *DB) Release(ctx context.Context, now time.Time) error {
-	_, err := d.db.ExecContext(ctx, `UPDATE push_out SET next_attempt_at = ? WHERE status = ? AND next_attempt_at > ?`,
+	_, err := d.db.ExecContext(ctx, d.q(`UPDATE push_out SET next_attempt_at = ? WHERE status = ? AND next_attempt_at > ?`),
 		fmtTime(now), StatusQueued, fmtTime(now))
 	return err
 }
 
 func (d *DB) UpdateOut(ctx context.Context, m OutMessage) error {
-	_, err := d.db.ExecContext(ctx, `UPDATE push_out SET status = ?, status_reason = ?, attempts = ?, next_attempt_at = ?,
-		receipt = ?, delivered_at = ?, updated_at = ? WHERE tenant = ? AND id = ?`,
+	_, err := d.db.ExecContext(ctx, d.q(`UPDATE push_out SET status = ?, status_reason = ?, attempts = ?, next_attempt_at = ?,
+		receipt = ?, delivered_at = ?, updated_at = ? WHERE tenant = ? AND id = ?`),
 		m.Status, m.StatusReason, m.Attempts, fmtTime(m.NextAttempt), m.Receipt, fmtTime(m.Delivered), fmtTime(m.Updated),
 		m.Tenant, m.ID)
 	return err
 }
 
 func (d *DB) Acknowledge(ctx context.Context, tenant, id, ack, note string, at time.Time) (bool, error) {
-	res, err := d.db.ExecContext(ctx, `UPDATE push_out SET ack = ?, ack_note = ?, ack_at = ?, updated_at = ?
-		WHERE tenant = ? AND id = ? AND kind = ?`, ack, note, fmtTime(at), fmtTime(at), tenant, id, KindMessage)
+	res, err := d.db.ExecContext(ctx, d.q(`UPDATE push_out SET ack = ?, ack_note = ?, ack_at = ?, updated_at = ?
+		WHERE tenant = ? AND id = ? AND kind = ?`), ack, note, fmtTime(at), fmtTime(at), tenant, id, KindMessage)
 	if err != nil {
 		return false, err
 	}
@@ -247,11 +304,11 @@ func (d *DB) Acknowledge(ctx context.Context, tenant, id, ack, note string, at t
 }
 
 func (d *DB) Out(ctx context.Context, tenant, id string) (OutMessage, error) {
-	return scanOut(d.db.QueryRowContext(ctx, `SELECT `+outCols+` FROM push_out WHERE tenant = ? AND id = ?`, tenant, id))
+	return scanOut(d.db.QueryRowContext(ctx, d.q(`SELECT `+outCols+` FROM push_out WHERE tenant = ? AND id = ?`), tenant, id))
 }
 
 func (d *DB) OutList(ctx context.Context, tenant string) ([]OutMessage, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+outCols+` FROM push_out WHERE tenant = ? ORDER BY created_at`, tenant)
+	rows, err := d.db.QueryContext(ctx, d.q(`SELECT `+outCols+` FROM push_out WHERE tenant = ?`+d.byCreation()), tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -283,8 +340,8 @@ func scanIn(row interface{ Scan(...any) error }) (InMessage, error) {
 }
 
 func (d *DB) Receive(ctx context.Context, m InMessage) (InMessage, bool, error) {
-	res, err := d.db.ExecContext(ctx, `INSERT INTO push_in (`+inCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT (sender_ura, message_id) DO NOTHING`,
+	res, err := d.db.ExecContext(ctx, d.q(`INSERT INTO push_in (`+inCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (sender_ura, message_id) DO NOTHING`),
 		m.ID, m.Tenant, m.MessageID, m.SenderURA, m.SenderSystem, m.Application, m.Kind, m.ResponseTo, m.PatientBSN, m.Body,
 		m.BodySHA256, m.Receipt, m.Status, m.Ack, m.AckNote, fmtTime(m.Created), fmtTime(m.Updated))
 	if err != nil {
@@ -293,7 +350,7 @@ func (d *DB) Receive(ctx context.Context, m InMessage) (InMessage, bool, error) 
 	if n, _ := res.RowsAffected(); n == 1 {
 		return m, true, nil
 	}
-	prev, err := scanIn(d.db.QueryRowContext(ctx, `SELECT `+inCols+` FROM push_in WHERE sender_ura = ? AND message_id = ?`,
+	prev, err := scanIn(d.db.QueryRowContext(ctx, d.q(`SELECT `+inCols+` FROM push_in WHERE sender_ura = ? AND message_id = ?`),
 		m.SenderURA, m.MessageID))
 	return prev, false, err
 }
@@ -304,8 +361,8 @@ func (d *DB) Process(ctx context.Context, in InMessage, ack OutMessage) (bool, e
 		return false, err
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE push_in SET status = ?, ack = ?, ack_note = ?, updated_at = ?
-		WHERE tenant = ? AND id = ? AND status = ?`, StatusProcessed, in.Ack, in.AckNote, fmtTime(in.Updated),
+	res, err := tx.ExecContext(ctx, d.q(`UPDATE push_in SET status = ?, ack = ?, ack_note = ?, updated_at = ?
+		WHERE tenant = ? AND id = ? AND status = ?`), StatusProcessed, in.Ack, in.AckNote, fmtTime(in.Updated),
 		in.Tenant, in.ID, StatusReceived)
 	if err != nil {
 		return false, err
@@ -313,18 +370,18 @@ func (d *DB) Process(ctx context.Context, in InMessage, ack OutMessage) (bool, e
 	if n, _ := res.RowsAffected(); n != 1 {
 		return false, nil
 	}
-	if _, err := insertOut(ctx, tx, ack); err != nil {
+	if _, err := d.insertOut(ctx, tx, ack); err != nil {
 		return false, err
 	}
 	return true, tx.Commit()
 }
 
 func (d *DB) In(ctx context.Context, tenant, id string) (InMessage, error) {
-	return scanIn(d.db.QueryRowContext(ctx, `SELECT `+inCols+` FROM push_in WHERE tenant = ? AND id = ?`, tenant, id))
+	return scanIn(d.db.QueryRowContext(ctx, d.q(`SELECT `+inCols+` FROM push_in WHERE tenant = ? AND id = ?`), tenant, id))
 }
 
 func (d *DB) InList(ctx context.Context, tenant string) ([]InMessage, error) {
-	rows, err := d.db.QueryContext(ctx, `SELECT `+inCols+` FROM push_in WHERE tenant = ? AND kind = ? ORDER BY created_at`,
+	rows, err := d.db.QueryContext(ctx, d.q(`SELECT `+inCols+` FROM push_in WHERE tenant = ? AND kind = ?`+d.byCreation()),
 		tenant, KindMessage)
 	if err != nil {
 		return nil, err

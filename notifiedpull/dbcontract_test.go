@@ -1,0 +1,238 @@
+package notifiedpull
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/schakel-nl/schakel/plateau"
+)
+
+// TestReceivedLifecycle walks a received notification through every write
+// the receiver makes, on each backend, and checks what each leaves behind:
+// the statements and their order must mean the same on both.
+func TestReceivedLifecycle(t *testing.T) {
+	onEach(t, func(t *testing.T, open func() *DB) {
+		ctx := context.Background()
+		db := open()
+		now := time.Date(2025, 3, 1, 10, 0, 0, 123456789, time.UTC)
+		r := Received{ID: "r1", Tenant: "90000002", Identifier: "urn:uuid:n1", SenderURA: "90000001", SenderSystem: "sys",
+			PatientBSN: "999911120", WorkflowTask: "wf", AuthBase: "secret", Expires: now.Add(time.Hour),
+			Status: StatusRequested, StatusReason: ReasonAwaitingUser, Created: now, Updated: now, Awaiting: true}
+		if ok, err := db.insertReceived(ctx, r); err != nil || !ok {
+			t.Fatalf("insert: %v %v", ok, err)
+		}
+		dup := r
+		dup.ID = "r2"
+		if ok, err := db.insertReceived(ctx, dup); err != nil || ok {
+			t.Fatalf("second notification with the same identifier: stored %v, err %v; want not stored", ok, err)
+		}
+		got, err := db.receivedByIdentifier(ctx, r.SenderURA, r.Identifier)
+		if err != nil || got.ID != "r1" || !got.Awaiting || got.AuthBase != "secret" || !got.Expires.Equal(r.Expires) || !got.Created.Equal(now) {
+			t.Fatalf("by identifier: %+v %v", got, err)
+		}
+		if _, err := db.received(ctx, "90000003", "r1"); !errors.Is(err, errNoRow) {
+			t.Errorf("another tenant's notification: err %v, want errNoRow", err)
+		}
+
+		user := plateau.Caller{ID: "900012345", Role: "01.015"}
+		if ok, err := db.acceptReceived(ctx, "r1", user, now); err != nil || !ok {
+			t.Fatalf("accept: %v %v", ok, err)
+		}
+		if ok, err := db.acceptReceived(ctx, "r1", user, now); err != nil || ok {
+			t.Fatalf("second accept: %v %v; want false", ok, err)
+		}
+		got, _ = db.received(ctx, r.Tenant, "r1")
+		if got.Awaiting || got.AcceptedBy == nil || got.AcceptedBy.ID != user.ID || got.StatusReason != "" {
+			t.Fatalf("after accept: %+v", got)
+		}
+
+		if err := db.setReceivedStatus(ctx, "r1", StatusInProgress, "", now); err != nil {
+			t.Fatal(err)
+		}
+		summary := []QueryResult{{Block: "b", Code: "c", Query: "Patient?x", Matches: 2, Included: 1, Status: 200}}
+		if err := db.completeReceived(ctx, "r1", "bundle1", summary, now.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = db.received(ctx, r.Tenant, "r1")
+		if got.Status != StatusCompleted || !got.ReportPending || got.ResultBundle != "bundle1" || len(got.Summary) != 1 ||
+			got.Summary[0] != summary[0] || got.AuthBase != "secret" || got.AcceptedBy == nil {
+			t.Fatalf("after complete (report pending keeps what the report needs): %+v", got)
+		}
+		if err := db.reportDone(ctx, "r1"); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = db.received(ctx, r.Tenant, "r1")
+		if got.ReportPending || got.AuthBase != "" || got.AcceptedBy != nil || got.Status != StatusCompleted {
+			t.Fatalf("after report: %+v", got)
+		}
+
+		// A final status clears the secret, the user and the flags at once.
+		r3 := Received{ID: "r3", Tenant: r.Tenant, Identifier: "urn:uuid:n3", SenderURA: r.SenderURA, PatientBSN: r.PatientBSN,
+			WorkflowTask: "wf3", AuthBase: "secret3", Expires: now.Add(time.Hour), Status: StatusRequested,
+			Created: now, Updated: now, Awaiting: true}
+		if ok, err := db.insertReceived(ctx, r3); err != nil || !ok {
+			t.Fatalf("insert r3: %v %v", ok, err)
+		}
+		if err := db.setReceivedStatus(ctx, "r3", StatusRejected, "no", now); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = db.received(ctx, r.Tenant, "r3")
+		if got.Status != StatusRejected || got.StatusReason != "no" || got.AuthBase != "" || got.Awaiting || got.ReportPending {
+			t.Fatalf("after reject: %+v", got)
+		}
+		if ok, err := db.acceptReceived(ctx, "r3", user, now); err != nil || ok {
+			t.Fatalf("accept after reject: %v %v; want false", ok, err)
+		}
+	})
+}
+
+// TestListsOldestFirst: lists come oldest first, and rows of the same
+// instant in the order they were stored, on both backends.
+func TestListsOldestFirst(t *testing.T) {
+	onEach(t, func(t *testing.T, open func() *DB) {
+		ctx := context.Background()
+		db := open()
+		// Nine-digit fractions: the stored text (RFC 3339, trailing zeros
+		// trimmed) sorts as the times do only at a fixed width, the same on
+		// both backends.
+		t0 := time.Date(2025, 3, 1, 10, 0, 0, 123456789, time.UTC)
+		// ids against their order.
+		rows := []struct {
+			id string
+			at time.Time
+		}{{"z", t0}, {"y", t0.Add(500 * time.Millisecond)}, {"x", t0.Add(time.Second)}, {"w", t0.Add(time.Second)}, {"a", t0.Add(time.Second)}}
+		var want []string
+		for i, row := range rows {
+			if err := db.insertGrant(ctx, Grant{ID: row.id, Tenant: "90000001", ReceiverURA: "90000002", WorkflowTask: "wf" + row.id,
+				AuthBaseHash: "h" + row.id, Application: ApplicationBgZ, Queries: []string{"q" + row.id},
+				Expires: t0.Add(time.Hour), Status: StatusRequested, Created: row.at, Updated: row.at}); err != nil {
+				t.Fatal(err)
+			}
+			tenant := "90000002"
+			if i == 1 {
+				tenant = "90000009"
+			}
+			if _, err := db.insertReceived(ctx, Received{ID: row.id, Tenant: tenant, Identifier: row.id, SenderURA: "90000001",
+				WorkflowTask: "wf", Expires: t0.Add(time.Hour), Status: StatusRequested, Created: row.at, Updated: row.at}); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, row.id)
+		}
+		grants, err := db.grants(ctx, "90000001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := grantIDs(grants); !equal(got, want) {
+			t.Errorf("grants: %v, want %v", got, want)
+		}
+		if g, err := db.grantByTask(ctx, "90000001", "wfx"); err != nil || g.ID != "x" || len(g.Queries) != 1 || g.Queries[0] != "qx" {
+			t.Errorf("grantByTask: %+v %v", g, err)
+		}
+		all, err := db.receivedList(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := receivedIDs(all); !equal(got, want) {
+			t.Errorf("receivedList(all): %v, want %v", got, want)
+		}
+		one, err := db.receivedList(ctx, "90000002")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := receivedIDs(one), []string{"z", "x", "w", "a"}; !equal(got, want) {
+			t.Errorf("receivedList(tenant): %v, want %v", got, want)
+		}
+	})
+}
+
+// TestGrantSeenByEveryOpener: a change made through one DB is what another
+// DB on the same database reads next (a second replica on PostgreSQL, a
+// restart on SQLite), so a grant cancelled on one replica admits no pull
+// on the other.
+func TestGrantSeenByEveryOpener(t *testing.T) {
+	onEach(t, func(t *testing.T, open func() *DB) {
+		ctx := context.Background()
+		a := open()
+		now := time.Now().UTC()
+		g := Grant{ID: "g1", Tenant: "90000001", ReceiverURA: "90000002", WorkflowTask: "wf", AuthBaseHash: "h1",
+			Application: ApplicationBgZ, Expires: now.Add(time.Hour), Status: StatusRequested, Created: now, Updated: now}
+		if err := a.insertGrant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.grantByHash(ctx, "h1"); err != nil { // a now holds it in memory, where it may
+			t.Fatal(err)
+		}
+		if a.postgres {
+			b := open()
+			if _, err := b.grantByHash(ctx, "h1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.setGrantStatus(ctx, g.ID, StatusCancelled, "by the sender", now); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			// SQLite's database is one process's: the next opener is the
+			// process after a restart.
+			if err := a.setGrantStatus(ctx, g.ID, StatusCancelled, "by the sender", now); err != nil {
+				t.Fatal(err)
+			}
+			a.Close()
+			a = open()
+		}
+		for _, read := range []func() (Grant, error){
+			func() (Grant, error) { return a.grantByHash(ctx, "h1") },
+			func() (Grant, error) { return a.grant(ctx, g.Tenant, g.ID) },
+		} {
+			got, err := read()
+			if err != nil || got.Status != StatusCancelled || got.StatusReason != "by the sender" {
+				t.Errorf("read after another's cancel: %+v %v", got, err)
+			}
+		}
+	})
+}
+
+func TestOpenPostgresRefusesBadInput(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct{ name, dsn, schema string }{
+		{"DSN", "postgres://%zz", ""},
+		{"schema", "postgres://127.0.0.1:1/x", "Robert'); DROP"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, err := OpenPostgres(ctx, tc.dsn, tc.schema)
+			if err == nil {
+				db.Close()
+				t.Fatal("opened")
+			}
+		})
+	}
+}
+
+func grantIDs(gs []Grant) []string {
+	var out []string
+	for _, g := range gs {
+		out = append(out, g.ID)
+	}
+	return out
+}
+
+func receivedIDs(rs []Received) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
