@@ -279,6 +279,10 @@ func (c *checker) primitiveExtras(f *Field, extras, values any, loc string) {
 			c.add("structure", at, "id and extensions of a primitive must be a JSON object")
 			return
 		}
+		if len(obj) == 0 {
+			c.add("structure", at, "must not be empty (leave it out, or null in an array)")
+			return
+		}
 		c.object(elem, obj, at, 0)
 	}
 	if !f.Repeats {

@@ -28,6 +28,7 @@ func TestResource(t *testing.T) {
 		{name: "single for a repeating element", body: `{"resourceType":"Patient","name":{"family":"x"}}`, want: []string{"Patient.name"}},
 		{name: "empty array", body: `{"resourceType":"Patient","name":[]}`, want: []string{"Patient.name"}},
 		{name: "empty array of a primitive's extensions", body: `{"resourceType":"Organization","address":[{"city":"X","_line":[]}]}`, want: []string{"Organization.address[0]._line"}},
+		{name: "empty extensions object", body: `{"resourceType":"Organization","address":[{"city":"X","_line":[{}]}]}`, want: []string{"Organization.address[0]._line[0]"}},
 		{name: "null extensions without values", body: `{"resourceType":"Organization","address":[{"city":"X","_line":[null]}]}`, want: []string{"Organization.address[0]._line[0]"}},
 		{name: "null", body: `{"resourceType":"Patient","gender":null}`, want: []string{"Patient.gender"}},
 		{name: "empty object", body: `{"resourceType":"Patient","maritalStatus":{}}`, want: []string{"Patient.maritalStatus"}},
