@@ -22,6 +22,7 @@ import (
 const (
 	patternNotifiedPull = "notified-pull"
 	patternDirectPull   = "direct-pull"
+	patternIndexedPull  = "indexed-pull"
 	roleSender          = "sender"    // notified pull: makes data available and notifies
 	roleReceiver        = "receiver"  // notified pull: pulls after the notification
 	roleRequester       = "requester" // direct pull: asks a holder
