@@ -102,6 +102,11 @@ type Options struct {
 	// per pair of nodes and per function as mixedAgreements says (network/
 	// mixed.go); RunMixed runs its exchanges. Not with Plateau.
 	Mixed bool
+	// IndexedPull runs a third node, the nursing home's, and the clinic
+	// (Clinic) on the hospital's node, all at the default agreement;
+	// RunIndexedPull runs an Indexed Pull across the three holders
+	// (network/indexedpull.go). Not with Mixed, Plateau or Requesters.
+	IndexedPull bool
 	// SystemIdentity lets the hospital's system pull a referral without a
 	// user's acceptance (the agreement's systemidentity) at
 	// authentication plateau 2–3.
@@ -341,7 +346,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		}
 	}
 	nw.GPNode, nw.HospNode = nw.Nodes[0], nw.Nodes[1]
-	if opts.Mixed {
+	if opts.Mixed || opts.IndexedPull {
 		nw.NursingHomeNode = nw.Nodes[2]
 	}
 
@@ -432,6 +437,9 @@ func newNetwork(opts Options) (*Network, error) {
 	if opts.Plateau != 0 && !plateau.ValidPlateau(opts.Plateau) {
 		return nil, fmt.Errorf("network: plateau %d: the growth model has plateaus 1 to 4", opts.Plateau)
 	}
+	if opts.IndexedPull && (opts.Mixed || opts.Plateau != 0 || opts.OwnAddressing || len(opts.Requesters) > 0) {
+		return nil, errors.New("network: the Indexed Pull network has its own nodes: not with Mixed, Plateau, OwnAddressing or Requesters")
+	}
 	if opts.Mixed && (opts.Plateau != 0 || opts.OwnAddressing || len(opts.Requesters) > 0) {
 		return nil, errors.New("network: the mixed network agrees its own plateaus: not with Plateau, OwnAddressing or Requesters")
 	}
@@ -480,6 +488,9 @@ type nodeSpec struct {
 // nodeSpecs are the network's nodes: the GP practice's and the hospital's,
 // and with Mixed the nursing home's, each with an agreement with the others.
 func (nw *Network) nodeSpecs() []nodeSpec {
+	if nw.opts.IndexedPull {
+		return indexedPullSpecs()
+	}
 	if nw.opts.Mixed {
 		return []nodeSpec{
 			{name: "gp-node", p: GP, peers: []Participant{Hospital, NursingHome}},

@@ -52,6 +52,9 @@ type Config struct {
 	Consent ConsentConfig `koanf:"consent"`
 	// Localization is the referral index the node registers with and asks.
 	Localization LocalizationConfig `koanf:"localization"`
+	// IndexedPull configures the Indexed Pull the node runs for its
+	// participants (POST /internal/indexed-pull).
+	IndexedPull IndexedPullConfig `koanf:"indexedpull"`
 	// Identity configures signed user identities (authentication plateau
 	// 4): where the node obtains them and whose it verifies.
 	Identity IdentityConfig `koanf:"identity"`
@@ -188,6 +191,26 @@ type LocalizationConfig struct {
 	URL string `koanf:"url"`
 }
 
+// IndexedPullConfig configures the Indexed Pull.
+type IndexedPullConfig struct {
+	// HolderTimeout is each holder's deadline (default 20s): a holder that
+	// has not answered by then is reported as timed out, and the others'
+	// answers are returned without waiting for it.
+	HolderTimeout time.Duration `koanf:"holdertimeout"`
+}
+
+// maxHolderTimeout bounds indexedpull.holdertimeout: the participant's
+// system waits for the slowest holder, and a consult token lives 5 minutes.
+const maxHolderTimeout = 2 * time.Minute
+
+// Validate checks the holder deadline.
+func (c IndexedPullConfig) Validate() error {
+	if c.HolderTimeout < 0 || c.HolderTimeout > maxHolderTimeout {
+		return fmt.Errorf("indexedpull.holdertimeout: %s is outside 0 (the default, 20s) to %s", c.HolderTimeout, maxHolderTimeout)
+	}
+	return nil
+}
+
 // ListenerConfig is one HTTP listener.
 type ListenerConfig struct {
 	// Addr is host:port to listen on; port 0 picks a free port.
@@ -315,6 +338,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Identity.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.IndexedPull.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.SigningKeyFile == "" {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func validConfig(t *testing.T) Config {
@@ -56,6 +57,9 @@ func TestConfigValidate(t *testing.T) {
 			c.Participants[0].InternalTokenFile = "/nonexistent/token"
 		}, "internaltokenfile"},
 		{"cert without key", func(c *Config) { c.Participants[0].CertFile = "x.pem" }, "go together"},
+		{"holder deadline", func(c *Config) { c.IndexedPull.HolderTimeout = 5 * time.Second }, ""},
+		{"negative holder deadline", func(c *Config) { c.IndexedPull.HolderTimeout = -time.Second }, "indexedpull.holdertimeout"},
+		{"endless holder deadline", func(c *Config) { c.IndexedPull.HolderTimeout = time.Hour }, "indexedpull.holdertimeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig(t)

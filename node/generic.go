@@ -311,38 +311,59 @@ type LocalizeRequest struct {
 
 // localize serves POST /internal/localize.
 func (n *Node) localize(w http.ResponseWriter, r *http.Request, p *participant) {
-	if p.index == nil {
-		writeProblem(w, http.StatusNotImplemented, "no-localization", "this node has no referral index configured")
-		return
-	}
 	var req LocalizeRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&req); err != nil {
 		writeProblem(w, http.StatusBadRequest, "invalid-body", `expected JSON {"patient": BSN, "role": UZI role code, "uzi": UZI number}`)
 		return
 	}
-	if err := nl.ValidateBSN(req.Patient); err != nil {
-		writeProblem(w, http.StatusBadRequest, "invalid-patient", err.Error())
+	res, lerr := n.runLocalize(r.Context(), p, req, r.RemoteAddr)
+	if lerr != nil {
+		writeProblem(w, lerr.status, lerr.typ, lerr.detail)
 		return
+	}
+	if res.Holders == nil {
+		res.Holders = []localization.Holder{}
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// localizeError is a localization the node did not do or could not
+// complete, as the internal APIs word it.
+type localizeError struct {
+	status      int
+	typ, detail string
+}
+
+// runLocalize asks the referral index, for participant p, which
+// organisations hold data of the patient that p may learn of (the consent
+// question asked per holder), audits the question, and remembers the hits
+// for the Direct Pulls that follow. The localization and the Indexed Pull
+// share it.
+func (n *Node) runLocalize(ctx context.Context, p *participant, req LocalizeRequest, addr string) (localization.LocalizeResult, *localizeError) {
+	if p.index == nil {
+		return localization.LocalizeResult{}, &localizeError{http.StatusNotImplemented, "no-localization", "this node has no referral index configured"}
+	}
+	if err := nl.ValidateBSN(req.Patient); err != nil {
+		return localization.LocalizeResult{}, &localizeError{http.StatusBadRequest, "invalid-patient", err.Error()}
 	}
 	// Every holder's consent question names the user: without a valid one
 	// each would fail and the holder be left out, an answer that looks complete.
 	if err := nl.ValidateUZI(req.UZI); err != nil || !policy.ValidRoleCode(req.Role) {
 		rec := audit.Record{Action: audit.ActionExecute, Interaction: "localize", Type: "localization", Tenant: p.URA, ActorURA: p.URA,
-			ActorSystem: p.SystemUZI, Address: r.RemoteAddr, Patient: req.Patient, PurposeOfUse: "TREAT",
+			ActorSystem: p.SystemUZI, Address: addr, Patient: req.Patient, PurposeOfUse: "TREAT",
 			Outcome: http.StatusBadRequest, OutcomeText: "the user's role or UZI number is missing or malformed"}
-		if aerr := n.auditLog.Append(r.Context(), rec); aerr != nil {
-			writeProblem(w, http.StatusServiceUnavailable, "audit-unavailable", "the audit log is unavailable; nothing was returned")
-			return
+		if aerr := n.auditLog.Append(ctx, rec); aerr != nil {
+			return localization.LocalizeResult{}, &localizeError{http.StatusServiceUnavailable, "audit-unavailable", "the audit log is unavailable; nothing was returned"}
 		}
-		writeProblem(w, http.StatusBadRequest, "invalid-user", `"role" (UZI role code, e.g. 01.015) and "uzi" (9-digit UZI number) name the user the consent question is asked for`)
-		return
+		return localization.LocalizeResult{}, &localizeError{http.StatusBadRequest, "invalid-user",
+			`"role" (UZI role code, e.g. 01.015) and "uzi" (9-digit UZI number) name the user the consent question is asked for`}
 	}
 	notes := &consentNotes{}
-	ctx := context.WithValue(r.Context(), userKey{}, requester{role: req.Role, uzi: req.UZI})
-	ctx = context.WithValue(ctx, consentNotesKey{}, notes)
-	ctx, span := n.span(ctx, "localization.query")
+	qctx := context.WithValue(ctx, userKey{}, requester{role: req.Role, uzi: req.UZI})
+	qctx = context.WithValue(qctx, consentNotesKey{}, notes)
+	qctx, span := n.span(qctx, "localization.query")
 	start := time.Now()
-	res, err := p.index.Localize(ctx, localization.LocalizeRequest{BSN: req.Patient, CareContext: careContextBgZ})
+	res, err := p.index.Localize(qctx, localization.LocalizeRequest{BSN: req.Patient, CareContext: careContextBgZ})
 	n.metrics.localizeTime.Observe(time.Since(start).Seconds())
 	if err == nil {
 		span.SetAttributes(attribute.Int("localization.holders", len(res.Holders)))
@@ -357,7 +378,7 @@ func (n *Node) localize(w http.ResponseWriter, r *http.Request, p *participant) 
 		n.metrics.localizations.WithLabelValues("found").Inc()
 	}
 	rec := audit.Record{Action: audit.ActionExecute, Interaction: "localize", Type: "localization", Tenant: p.URA, ActorURA: p.URA,
-		ActorSystem: p.SystemUZI, ActorUser: req.UZI, ActorRole: req.Role, Address: r.RemoteAddr, Patient: req.Patient,
+		ActorSystem: p.SystemUZI, ActorUser: req.UZI, ActorRole: req.Role, Address: addr, Patient: req.Patient,
 		PurposeOfUse: "TREAT", ConsentProfile: "per holder by its agreed consent plateau: " + notes.String(), Outcome: http.StatusOK}
 	if err != nil {
 		rec.Outcome, rec.OutcomeText = http.StatusBadGateway, "referral index unavailable"
@@ -365,20 +386,15 @@ func (n *Node) localize(w http.ResponseWriter, r *http.Request, p *participant) 
 	for _, h := range res.Holders {
 		rec.Resources = append(rec.Resources, "Organization/"+h.URA)
 	}
-	if aerr := n.auditLog.Append(r.Context(), rec); aerr != nil {
-		writeProblem(w, http.StatusServiceUnavailable, "audit-unavailable", "the audit log is unavailable; nothing was returned")
-		return
+	if aerr := n.auditLog.Append(ctx, rec); aerr != nil {
+		return localization.LocalizeResult{}, &localizeError{http.StatusServiceUnavailable, "audit-unavailable", "the audit log is unavailable; nothing was returned"}
 	}
 	if err != nil {
 		n.log.Warn("localization failed", "participant", p.URA, "err", err)
-		writeProblem(w, http.StatusBadGateway, "localization-failed", "the referral index could not be asked")
-		return
+		return localization.LocalizeResult{}, &localizeError{http.StatusBadGateway, "localization-failed", "the referral index could not be asked"}
 	}
 	n.hits.remember(p.URA, req.Patient, res)
-	if res.Holders == nil {
-		res.Holders = []localization.Holder{}
-	}
-	writeJSON(w, http.StatusOK, res)
+	return res, nil
 }
 
 // registerConsent serves POST /internal/consent (consent.local): the

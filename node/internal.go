@@ -62,6 +62,7 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	mux.Handle("GET /internal/referrals/{id}/data", n.authInternal(n.referralData))
 	mux.Handle("POST /internal/localize", n.authInternal(n.localize))
 	mux.Handle("POST /internal/consult", n.authInternal(n.consultHolder))
+	mux.Handle("POST /internal/indexed-pull", n.authInternal(n.indexedPull))
 	mux.Handle("POST /internal/consent", n.authInternal(n.registerConsent))
 	n.pushRoutes(mux)
 	// The participant's own audit trail, as FHIR R4 AuditEvent ("who looked

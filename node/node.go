@@ -30,6 +30,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store/postgres"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/identification"
+	"github.com/schakel-nl/schakel/indexedpull"
 	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/notifiedpull"
@@ -76,6 +77,7 @@ type Node struct {
 	// regionalHost names the regional portal in audit records.
 	regionalHost string
 	consult      *consult.Service
+	indexed      *indexedpull.Service
 	hits         *hitMemory                // localization hits of the participants' lookups (requesting side)
 	hitCheck     *localization.HolderCheck // the holding side of localization
 	bsn          *identification.Client    // the BSN verification service, with identification.url
@@ -360,6 +362,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Present:       n.present,
 		Audit:         n.auditAppender(), Logger: n.log,
 	})
+	n.setupIndexedPull()
 	trustedIdentities, err := n.loadIdentity(ctx, clientTLS)
 	if err != nil {
 		return err

@@ -23,6 +23,7 @@ const (
 	patternNotifiedPull = "notified-pull"
 	patternDirectPull   = "direct-pull"
 	patternPush         = "push"
+	patternIndexedPull  = "indexed-pull"
 	roleSender          = "sender"    // notified pull: makes data available and notifies
 	roleReceiver        = "receiver"  // notified pull: pulls after the notification
 	roleRequester       = "requester" // direct pull: asks a holder

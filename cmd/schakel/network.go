@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -71,6 +73,12 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 				}
 				return runLetter(cmd.Context(), opts, once)
 			}
+			if pattern == "indexed-pull" {
+				if processes || opts.Plateau != 0 || opts.Mixed {
+					return errors.New("--pattern indexed-pull runs in one process at the default agreement for now (no --processes, no --plateau)")
+				}
+				return runIndexedPull(cmd.Context(), opts, once)
+			}
 			if processes {
 				if opts.Plateau != 0 || opts.Mixed {
 					return errors.New("--plateau runs in one process only: --processes starts no identity issuer or central log yet")
@@ -93,7 +101,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
 	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
 	up.Flags().StringVar(&care, "care", "bgz", "care application: bgz (Notified Pull) or correspondentie (Push)")
-	up.Flags().StringVar(&pattern, "pattern", "", "exchange pattern; default the care application's own (bgz: notified-pull, correspondentie: push)")
+	up.Flags().StringVar(&pattern, "pattern", "", "exchange pattern; default the care application's own (bgz: notified-pull, correspondentie: push); bgz also indexed-pull: the GP practice refers to the hospital and the nursing home, then a clinic's node pulls from all three holders at once")
 	cmd.AddCommand(up)
 	return cmd
 }
@@ -199,18 +207,48 @@ func runNetworkProcesses(ctx context.Context, opts network.Options, once bool, e
 
 // careOption checks --care and --pattern and returns the pattern to run.
 func careOption(care, pattern string) (string, error) {
-	patterns := map[string]string{"bgz": "notified-pull", "correspondentie": "push"}
+	// The first pattern is the care application's own, the default.
+	patterns := map[string][]string{"bgz": {"notified-pull", "indexed-pull"}, "correspondentie": {"push"}}
 	own, ok := patterns[care]
 	if !ok {
 		return "", fmt.Errorf("--care %q: the network runs bgz or correspondentie", care)
 	}
 	if pattern == "" {
-		pattern = own
+		pattern = own[0]
 	}
-	if pattern != own {
-		return "", fmt.Errorf("--pattern %q with --care %s: only %s is supported for now", pattern, care, own)
+	if !slices.Contains(own, pattern) {
+		return "", fmt.Errorf("--pattern %q with --care %s: supported are %s", pattern, care, strings.Join(own, ", "))
 	}
 	return pattern, nil
+}
+
+// runIndexedPull runs the Indexed Pull network and one Indexed Pull across
+// its three holders.
+func runIndexedPull(ctx context.Context, opts network.Options, once bool) error {
+	opts.IndexedPull = true
+	nw, err := network.Up(ctx, opts)
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	nw.Start(runCtx)
+	nw.PrintListeners()
+	run, exErr := nw.RunIndexedPull(runCtx)
+	if run != nil {
+		nw.PrintIndexedPull(run)
+	}
+	if exErr != nil {
+		cancel()
+		_ = nw.Wait()
+		return fmt.Errorf("indexed pull failed: %w", exErr)
+	}
+	if !once {
+		fmt.Fprintln(opts.Out, "\nNetwork running; press Ctrl-C to stop.")
+		<-ctx.Done()
+	}
+	cancel()
+	return nw.Wait()
 }
 
 // runLetter runs the network and sends one Correspondentie letter over Push.

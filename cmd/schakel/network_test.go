@@ -296,3 +296,22 @@ func TestPlateauOption(t *testing.T) {
 		}
 	}
 }
+
+func TestCareOption(t *testing.T) {
+	for _, tc := range []struct {
+		care, pattern, want string
+		err                 bool
+	}{
+		{"bgz", "", "notified-pull", false},
+		{"bgz", "indexed-pull", "indexed-pull", false},
+		{"bgz", "push", "", true},
+		{"correspondentie", "", "push", false},
+		{"correspondentie", "indexed-pull", "", true},
+		{"lab", "", "", true},
+	} {
+		got, err := careOption(tc.care, tc.pattern)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("--care %s --pattern %q: %q, err %v; want %q", tc.care, tc.pattern, got, err, tc.want)
+		}
+	}
+}
