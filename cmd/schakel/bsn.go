@@ -3,9 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -13,21 +10,20 @@ import (
 
 	"github.com/schakel-nl/schakel/identification"
 	"github.com/schakel-nl/schakel/network"
-	"github.com/schakel-nl/schakel/pki"
 )
 
 // newBSNCommand returns `schakel bsn`: the development stand-in of the
 // BSN verification service (the SBV-Z role).
-func newBSNCommand() *cobra.Command {
+func newBSNCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bsn",
 		Short: "BSN verification: a development stand-in of the SBV-Z OpvragenVerifieren service",
 	}
-	cmd.AddCommand(newBSNServeCommand())
+	cmd.AddCommand(newBSNServeCommand(g))
 	return cmd
 }
 
-func newBSNServeCommand() *cobra.Command {
+func newBSNServeCommand(g *globalFlags) *cobra.Command {
 	var dataDir, register, addr, certFile, keyFile string
 	var cas []string
 	cmd := &cobra.Command{
@@ -49,7 +45,10 @@ func newBSNServeCommand() *cobra.Command {
 			if register == "" || certFile == "" || keyFile == "" || len(cas) == 0 {
 				return errors.New("--register (or --data-dir), --cert, --key and --ca are required")
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
 			cert, err := loadCertFlags(certFile, keyFile)
 			if err != nil {
 				return err
@@ -66,15 +65,7 @@ func newBSNServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hs := &http.Server{
-				Handler:           srv.Handler(),
-				TLSConfig:         pki.ServerTLSConfig(cert, roots),
-				ReadHeaderTimeout: 10 * time.Second,
-				ReadTimeout:       30 * time.Second,
-				WriteTimeout:      30 * time.Second,
-				IdleTimeout:       2 * time.Minute,
-				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-			}
+			hs := mtlsServer(srv.Handler(), cert, roots, log, 30*time.Second)
 			fmt.Fprintf(cmd.OutOrStdout(), "bsn verification https://%s%s (register %s)\n", ln.Addr(), identification.Path, register)
 			return serveUntilDone(cmd.Context(), hs, ln)
 		},

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/schakel-nl/schakel/logcentral"
-	"github.com/schakel-nl/schakel/pki"
 )
 
 // envLogcentralPostgres holds the PostgreSQL DSN of `logcentral serve`:
@@ -23,16 +21,16 @@ const envLogcentralPostgres = "SCHAKEL_LOGCENTRAL_POSTGRES"
 
 // newLogcentralCommand returns `schakel logcentral`: the central log and
 // monitoring service of logging plateaus 3–4.
-func newLogcentralCommand() *cobra.Command {
+func newLogcentralCommand(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logcentral",
 		Short: "Central log and monitoring service: receives the nodes' shipped NEN 7513 audit logs",
 	}
-	cmd.AddCommand(newLogcentralServeCommand())
+	cmd.AddCommand(newLogcentralServeCommand(g))
 	return cmd
 }
 
-func newLogcentralServeCommand() *cobra.Command {
+func newLogcentralServeCommand(g *globalFlags) *cobra.Command {
 	var dataDir, addr, metricsAddr, certFile, keyFile, schema string
 	var cas []string
 	cmd := &cobra.Command{
@@ -51,15 +49,10 @@ func newLogcentralServeCommand() *cobra.Command {
 			if dataDir == "" || certFile == "" || keyFile == "" || len(cas) == 0 {
 				return errors.New("--data-dir, --cert, --key and --ca are required")
 			}
-			logLevel := "info"
-			if fl := cmd.Flags().Lookup("log-level"); fl != nil {
-				logLevel = fl.Value.String()
+			log, err := g.logger()
+			if err != nil {
+				return err
 			}
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
-			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			cert, err := loadCertFlags(certFile, keyFile)
 			if err != nil {
 				return err
@@ -101,15 +94,7 @@ func newLogcentralServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hs := &http.Server{
-				Handler:           srv.Handler(),
-				TLSConfig:         pki.ServerTLSConfig(cert, roots),
-				ReadHeaderTimeout: 10 * time.Second,
-				ReadTimeout:       2 * time.Minute,
-				WriteTimeout:      2 * time.Minute,
-				IdleTimeout:       2 * time.Minute,
-				ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-			}
+			hs := mtlsServer(srv.Handler(), cert, roots, log, 2*time.Minute)
 			backend := "sqlite"
 			if dsn != "" {
 				backend = "postgres"

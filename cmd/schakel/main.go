@@ -46,11 +46,11 @@ func newRootCommand() *cobra.Command {
 		newAuditCommand(),
 		newConsentCommand(),
 		newLocalizationCommand(),
-		newLogcentralCommand(),
+		newLogcentralCommand(g),
 		newScanCommand(),
 		newAddressbookCommand(),
 		newValidateCommand(g),
-		newBSNCommand(),
+		newBSNCommand(g),
 		newAdminCommand(),
 		newMonitorCommand(g),
 	)

@@ -226,33 +226,29 @@ func careOption(care, pattern string) (string, error) {
 // its three holders.
 func runIndexedPull(ctx context.Context, opts network.Options, once bool) error {
 	opts.IndexedPull = true
-	nw, err := network.Up(ctx, opts)
-	if err != nil {
+	return runScenario(ctx, opts, once, "indexed pull", func(ctx context.Context, nw *network.Network) error {
+		run, err := nw.RunIndexedPull(ctx)
+		if run != nil {
+			nw.PrintIndexedPull(run)
+		}
 		return err
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	nw.Start(runCtx)
-	nw.PrintListeners()
-	run, exErr := nw.RunIndexedPull(runCtx)
-	if run != nil {
-		nw.PrintIndexedPull(run)
-	}
-	if exErr != nil {
-		cancel()
-		_ = nw.Wait()
-		return fmt.Errorf("indexed pull failed: %w", exErr)
-	}
-	if !once {
-		fmt.Fprintln(opts.Out, "\nNetwork running; press Ctrl-C to stop.")
-		<-ctx.Done()
-	}
-	cancel()
-	return nw.Wait()
+	})
 }
 
 // runLetter runs the network and sends one Correspondentie letter over Push.
 func runLetter(ctx context.Context, opts network.Options, once bool) error {
+	return runScenario(ctx, opts, once, "exchange", func(ctx context.Context, nw *network.Network) error {
+		s, err := nw.ExchangeLetter(ctx)
+		if s != nil {
+			nw.PrintLetter(s)
+		}
+		return err
+	})
+}
+
+// runScenario starts the network, runs one scenario on it and, without
+// once, keeps the network running until ctx ends.
+func runScenario(ctx context.Context, opts network.Options, once bool, what string, scenario func(context.Context, *network.Network) error) error {
 	nw, err := network.Up(ctx, opts)
 	if err != nil {
 		return err
@@ -261,14 +257,10 @@ func runLetter(ctx context.Context, opts network.Options, once bool) error {
 	defer cancel()
 	nw.Start(runCtx)
 	nw.PrintListeners()
-	s, exErr := nw.ExchangeLetter(runCtx)
-	if s != nil {
-		nw.PrintLetter(s)
-	}
-	if exErr != nil {
+	if err := scenario(runCtx, nw); err != nil {
 		cancel()
 		_ = nw.Wait()
-		return fmt.Errorf("exchange failed: %w", exErr)
+		return fmt.Errorf("%s failed: %w", what, err)
 	}
 	if !once {
 		fmt.Fprintln(opts.Out, "\nNetwork running; press Ctrl-C to stop.")

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -75,4 +76,19 @@ func prepareDataDir(dir string) error {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
 	return nil
+}
+
+// mtlsServer is a service's HTTP server on the mTLS listener: the trust of
+// roots, its own certificate, header and body timeouts (rw for reading and
+// writing a whole request), refused handshakes logged at WARN.
+func mtlsServer(h http.Handler, cert tls.Certificate, roots *x509.CertPool, log *slog.Logger, rw time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		TLSConfig:         pki.ServerTLSConfig(cert, roots),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       rw,
+		WriteTimeout:      rw,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
