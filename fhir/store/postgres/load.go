@@ -17,11 +17,7 @@ var _ store.Loader = (*Store)(nil)
 // index rows go in by COPY, the current rows by one set-based statement
 // each for new and for existing resources.
 func (s *Store) Load(ctx context.Context, tenant string, bodies []json.RawMessage) (res []store.LoadResult, err error) {
-	raw := make([][]byte, len(bodies))
-	for i, b := range bodies {
-		raw[i] = b
-	}
-	ps, err := s.eng.ParseAll(raw)
+	ps, err := s.eng.ParseAll(bodies)
 	if err != nil {
 		return nil, err
 	}

@@ -15,11 +15,7 @@ var _ store.Loader = (*Store)(nil)
 // Load writes bodies in one transaction; see store.Loader. The statements
 // are the writer's prepared ones, reused for every resource of the batch.
 func (s *Store) Load(ctx context.Context, tenant string, bodies []json.RawMessage) (res []store.LoadResult, err error) {
-	raw := make([][]byte, len(bodies))
-	for i, b := range bodies {
-		raw[i] = b
-	}
-	ps, err := s.eng.ParseAll(raw)
+	ps, err := s.eng.ParseAll(bodies)
 	if err != nil {
 		return nil, err
 	}

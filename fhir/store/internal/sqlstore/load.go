@@ -27,7 +27,7 @@ type Copier interface {
 // ParseAll reads the type and id of bodies for Load, spread over the CPUs.
 // The full decoding, which the index needs, waits until Load knows which
 // bodies it writes: loading unchanged content again decodes nothing more.
-func (e *Engine) ParseAll(bodies [][]byte) ([]*Parsed, error) {
+func (e *Engine) ParseAll(bodies []json.RawMessage) ([]*Parsed, error) {
 	ps := make([]*Parsed, len(bodies))
 	errs := make([]error, len(bodies))
 	parallel(len(bodies), func(i int) {
