@@ -2,7 +2,6 @@ package logcentral
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -134,17 +133,7 @@ func (s *pgStore) Entries(ctx context.Context, node string, after int64, limit i
 		return nil, err
 	}
 	defer rows.Close()
-	var out []audit.Entry
-	for rows.Next() {
-		var e audit.Entry
-		var prev, hash []byte
-		if err := rows.Scan(&e.Seq, &prev, &hash, &e.Body); err != nil {
-			return nil, err
-		}
-		e.Prev, e.Hash = hex.EncodeToString(prev), hex.EncodeToString(hash)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return scanEntries(rows)
 }
 
 func (s *pgStore) Heads(ctx context.Context) ([]Head, error) {

@@ -119,17 +119,7 @@ func (s *sqliteStore) Entries(ctx context.Context, node string, after int64, lim
 		return nil, err
 	}
 	defer rows.Close()
-	var out []audit.Entry
-	for rows.Next() {
-		var e audit.Entry
-		var prev, hash []byte
-		if err := rows.Scan(&e.Seq, &prev, &hash, &e.Body); err != nil {
-			return nil, err
-		}
-		e.Prev, e.Hash = hex.EncodeToString(prev), hex.EncodeToString(hash)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return scanEntries(rows)
 }
 
 func (s *sqliteStore) Heads(ctx context.Context) ([]Head, error) {

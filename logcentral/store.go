@@ -8,6 +8,7 @@ package logcentral
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -57,4 +58,26 @@ func Open(ctx context.Context, path, dsn, schema string) (Store, error) {
 		return nil, fmt.Errorf("logcentral %s: %w", path, err)
 	}
 	return st, nil
+}
+
+// rows is what both drivers' query results offer (database/sql, pgx).
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanEntries reads (seq, prev, hash, body) rows, hashes stored as bytes.
+func scanEntries(rs rows) ([]audit.Entry, error) {
+	var out []audit.Entry
+	for rs.Next() {
+		var e audit.Entry
+		var prev, hash []byte
+		if err := rs.Scan(&e.Seq, &prev, &hash, &e.Body); err != nil {
+			return nil, err
+		}
+		e.Prev, e.Hash = hex.EncodeToString(prev), hex.EncodeToString(hash)
+		out = append(out, e)
+	}
+	return out, rs.Err()
 }
