@@ -317,49 +317,57 @@ func queryBSN(req *rest.Request) string {
 
 // unmatched answers a request no route serves (404, or 405 with its Allow
 // header) in the shape its clients read: an OperationOutcome under a FHIR
-// base, problem+json elsewhere. ServeMux's own answers are plain text.
+// base, problem+json elsewhere. ServeMux's own answers are plain text. The
+// mux routes once; its fallback handlers are told apart from the routes'
+// own 404s by the pattern it records on the request (empty: no route).
 func unmatched(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := mux.Handler(r)
-		setRoute(r.Context(), pattern)
-		if pattern != "" {
-			mux.ServeHTTP(w, r)
-			return
-		}
-		rec := &statusOnly{header: http.Header{}}
-		h.ServeHTTP(rec, r)
-		if rec.status == 0 || rec.status/100 == 3 {
-			mux.ServeHTTP(w, r) // a redirect: let ServeMux answer it
-			return
-		}
-		if allow := rec.header.Get("Allow"); allow != "" {
-			w.Header().Set("Allow", allow)
-		}
-		text := fmt.Sprintf("no endpoint at %s %s on this node", r.Method, r.URL.Path)
-		code := "not-found"
-		if rec.status == http.StatusMethodNotAllowed {
-			text = fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.header.Get("Allow"))
-			code = "not-supported"
-		}
-		if strings.HasPrefix(r.URL.Path, "/fhir/") || strings.HasPrefix(r.URL.Path, "/internal/fhir") {
-			writeOutcome(w, fhir.Errorf(rec.status, code, "%s", text))
-			return
-		}
-		writeProblem(w, rec.status, code, text)
+		mux.ServeHTTP(&unmatchedWriter{ResponseWriter: w, r: r}, r)
+		setRoute(r.Context(), r.Pattern)
 	})
 }
 
-// statusOnly records the status and headers ServeMux's fallback handlers
-// write, and drops their plain-text body.
-type statusOnly struct {
-	header http.Header
-	status int
+// unmatchedWriter replaces ServeMux's plain-text 404 and 405.
+type unmatchedWriter struct {
+	http.ResponseWriter
+	r       *http.Request
+	decided bool
+	shaped  bool // the answer was replaced; the mux's body is dropped
 }
 
-func (s *statusOnly) Header() http.Header         { return s.header }
-func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
-func (s *statusOnly) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
+func (u *unmatchedWriter) WriteHeader(code int) {
+	if u.decided {
+		return
 	}
+	u.decided = true
+	if u.r.Pattern != "" || (code != http.StatusNotFound && code != http.StatusMethodNotAllowed) {
+		u.ResponseWriter.WriteHeader(code)
+		return
+	}
+	u.shaped = true
+	r, allow := u.r, u.Header().Get("Allow")
+	text := fmt.Sprintf("no endpoint at %s %s on this node", r.Method, r.URL.Path)
+	issue := "not-found"
+	if code == http.StatusMethodNotAllowed {
+		text = fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)
+		issue = "not-supported"
+	}
+	if strings.HasPrefix(r.URL.Path, "/fhir/") || strings.HasPrefix(r.URL.Path, "/internal/fhir") {
+		writeOutcome(u.ResponseWriter, fhir.Errorf(code, issue, "%s", text))
+		return
+	}
+	writeProblem(u.ResponseWriter, code, issue, text)
 }
+
+func (u *unmatchedWriter) Write(b []byte) (int, error) {
+	if !u.decided {
+		u.WriteHeader(http.StatusOK)
+	}
+	if u.shaped {
+		return len(b), nil
+	}
+	return u.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (u *unmatchedWriter) Unwrap() http.ResponseWriter { return u.ResponseWriter }
