@@ -10,6 +10,7 @@ import (
 
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/pki"
+	"github.com/schakel-nl/schakel/plateau"
 	"github.com/schakel-nl/schakel/validation"
 )
 
@@ -24,7 +25,7 @@ func TestRequireValidation(t *testing.T) {
 		t.Skip("starts a network and runs the validation kit")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1, NetworkPlateau: 3})
+	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1, Plateaus: plateau.Plateaus{plateau.Network: 3}})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 func TestDirectPullAtLocalizationPlateau2(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1,
-		agreed: func(p plateau.Plateaus) { p[plateau.Localization] = 2 }})
+		Plateaus: plateau.Plateaus{plateau.Localization: 2}})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -137,10 +137,6 @@ type Options struct {
 	Out    io.Writer
 	Logger *slog.Logger
 
-	// NetworkPlateau is the network plateau of the GP practice's and the
-	// hospital's agreement (default 1). From 3 on each requires the other's
-	// proof of validation for BgZ in the admission register.
-	NetworkPlateau int
 	// Faults, in the module's own tests only, breaks both nodes on purpose
 	// (internal/faults), to prove the validation kit catches each defect.
 	Faults *faults.Set
@@ -150,8 +146,6 @@ type Options struct {
 
 	// trust adjusts the nodes' trust lists (tests: a clock, a policy).
 	trust func(*pki.TrustConfig)
-	// agreed adjusts the plateaus the GP practice and the hospital agree.
-	agreed func(plateau.Plateaus)
 }
 
 // Network is a running local network.
@@ -528,14 +522,8 @@ func (nw *Network) agreement(peer Participant) plateau.PartnerConfig {
 	if nw.opts.LocalConsent {
 		agreed[plateau.Consent] = 1
 	}
-	if nw.opts.agreed != nil {
-		nw.opts.agreed(agreed)
-	}
 	for f, p := range nw.opts.Plateaus {
 		agreed[f] = p
-	}
-	if nw.opts.NetworkPlateau > 0 {
-		agreed[plateau.Network] = nw.opts.NetworkPlateau
 	}
 	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: []string{"bgz"},
 		SystemIdentity: nw.opts.SystemIdentity}
