@@ -92,7 +92,8 @@ func Document(s Spec) ([]byte, error) {
 		"name": []any{map[string]any{"family": s.Mother.Family, "given": []any{s.Mother.Given}}}})
 	add(org, map[string]any{"resourceType": "Organization", "meta": meta("http://fhir.nl/fhir/StructureDefinition/nl-core-organization"),
 		"identifier": []any{map[string]any{"system": nl.SystemURA, "value": s.PracticeURA}}, "name": s.PracticeName,
-		"type": []any{cc("http://nictiz.nl/fhir/NamingSystem/organization-type", "Z5", "Verloskundigenpraktijk")}})
+		// RoleCodeNL (2.16.840.1.113883.2.4.15.1060) G3: verloskundigenpraktijk.
+		"type": []any{cc("http://nictiz.nl/fhir/NamingSystem/organization-type", "G3", "Verloskundigenpraktijk")}})
 	add(midwife, map[string]any{"resourceType": "Practitioner", "meta": meta("http://fhir.nl/fhir/StructureDefinition/nl-core-practitioner"),
 		"identifier": []any{map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/uzi-nr-pers", "value": s.MidwifeUZI}},
 		"name":       []any{map[string]any{"text": s.MidwifeName}}})
