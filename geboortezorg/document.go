@@ -205,7 +205,7 @@ func escape(s string) string {
 // weeks, written by the midwife practice ura/name for the GP practice and
 // the hospital. All data is invented; the BSNs are 9999 test numbers.
 func Demo(id, practiceURA, practiceName string, now time.Time) Spec {
-	born := time.Date(now.Year(), now.Month(), now.Day(), 4, 37, 0, 0, time.Local).AddDate(0, 0, -9)
+	born := time.Date(now.Year(), now.Month(), now.Day(), 4, 37, 0, 0, now.Location()).AddDate(0, 0, -9)
 	const gestation = 40*7 + 2
 	return Spec{ID: id,
 		Mother:      Person{BSN: DemoMotherBSN, Given: "Sanne", Family: "de Wit", BirthDate: "1993-05-14", Gender: "female"},

@@ -45,7 +45,10 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			"nursing home, then the nursing home consults the hospital and is refused for\n" +
 			"delivering user authentication at plateau 2 where the hospital asks 3. The run\n" +
 			"prints the agreements per partner and each exchange's outcome; it exits 0 only when\n" +
-			"the pulls complete and the refusal comes with that reason.",
+			"the pulls complete and the refusal comes with that reason.\n" +
+			"With --care geboortezorg a third node, a midwife practice's, sends the perinatal\n" +
+			"transfer of a mother and her child to the GP practice and the hospital over Push; the\n" +
+			"run prints what each receiving system read, the receipts and the acknowledgements.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
