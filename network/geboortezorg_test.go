@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -11,13 +12,19 @@ import (
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/correspondentie"
 	"github.com/schakel-nl/schakel/geboortezorg"
+	"github.com/schakel-nl/schakel/node"
+	"github.com/schakel-nl/schakel/notifiedpull"
+	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/plateau"
 	"github.com/schakel-nl/schakel/push"
 )
 
 func startGeboortezorg(t testing.TB) *Network {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1, Geboortezorg: true})
+	// The test peer (see newPeer) is a plateau-1 partner of every node.
+	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1, Geboortezorg: true,
+		Agreements: []plateau.PartnerConfig{{URA: peerURA, Name: "Testpraktijk", Plateaus: plateau.Uniform(1)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,5 +137,111 @@ func TestGeboortezorgOptions(t *testing.T) {
 	nw := startNetwork(t, 1)
 	if _, err := nw.ExchangeTransfer(context.Background()); err == nil {
 		t.Fatal("the transfer ran without a midwife practice's node")
+	}
+}
+
+// TestTransferRefusedAtReceiver: a partner's node that does not check
+// what it sends delivers, over mTLS with a push token, messages the GP
+// practice's node must refuse: a letter under the geboortezorg event, a
+// transfer whose mother is not bc-Woman, one in FHIR R4 shape, one
+// without the mother's BSN. Each answer is a 4xx OperationOutcome naming
+// the fault, each refusal is audited at the GP's node (with the mother
+// when she is validly named), and nothing reaches the GP's inbox.
+func TestTransferRefusedAtReceiver(t *testing.T) {
+	nw := startGeboortezorg(t)
+	ctx := context.Background()
+	p := newPeer(t, nw)
+	md, err := p.oauth.Metadata(ctx, nw.GPNode.PublicURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := p.oauth.Token(ctx, md.TokenEndpoint, oauth.TokenRequest{GrantType: notifiedpull.GrantTypeClient, Scope: []string{push.Scope}})
+	if err != nil {
+		t.Fatalf("push token: %v", err)
+	}
+	const mother = geboortezorg.DemoMotherBSN
+	doc, _ := geboortezorg.Document(geboortezorg.Demo(newID(), peerURA, "Testpraktijk", time.Now()))
+	edit := func(f func(r map[string]any)) json.RawMessage {
+		var d map[string]any
+		_ = json.Unmarshal(doc, &d)
+		for _, e := range d["entry"].([]any) {
+			f(e.(map[string]any)["resource"].(map[string]any))
+		}
+		out, _ := json.Marshal(d)
+		return out
+	}
+	letter, _ := correspondentie.Letter(correspondentie.LetterSpec{ID: newID(), Type: correspondentie.DischargeLetter,
+		PatientBSN: mother, PatientName: "S. de Wit", BirthDate: "1993-05-14", AuthorUZI: "900000456", AuthorName: "L. Bakker",
+		CustodianURA: peerURA, Custodian: "Testpraktijk", Date: time.Now(), Text: "Brief."})
+	isMother := func(r map[string]any) bool {
+		b, _ := json.Marshal(r["meta"])
+		return r["resourceType"] == "Patient" && strings.Contains(string(b), geboortezorg.ProfileWoman)
+	}
+	for _, c := range []struct {
+		name    string
+		payload json.RawMessage
+		status  int
+		want    string
+		patient string
+	}{
+		{"a letter as geboortezorg", letter, 422, "correspondentie", mother},
+		{"mother not bc-Woman", edit(func(r map[string]any) {
+			if isMother(r) {
+				r["meta"] = map[string]any{"profile": []any{geboortezorg.ProfileNLCorePatient}}
+			}
+		}), 422, geboortezorg.ProfileWoman, mother},
+		{"FHIR R4 pregnancy", edit(func(r map[string]any) {
+			if r["resourceType"] == "Condition" {
+				r["clinicalStatus"] = map[string]any{"coding": []any{map[string]any{"code": "inactive"}}}
+			}
+		}), 400, "clinicalStatus", ""}, // the whole message is validated as STU3 first
+		{"mother without BSN", edit(func(r map[string]any) {
+			if isMother(r) {
+				delete(r, "identifier")
+			}
+		}), 422, "BSN", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id, pid := newID(), newID()
+			msg, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "id": id, "type": "message", "entry": []any{
+				map[string]any{"fullUrl": "urn:uuid:" + id, "resource": map[string]any{"resourceType": "MessageHeader", "id": id,
+					"event":     map[string]any{"system": push.SystemEvent, "code": geboortezorg.Name},
+					"sender":    map[string]any{"identifier": map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/ura", "value": peerURA}},
+					"receiver":  map[string]any{"identifier": map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/ura", "value": GP.URA}},
+					"timestamp": time.Now().UTC().Format(time.RFC3339), "source": map[string]any{"endpoint": p.srv.URL},
+					"focus": []any{map[string]any{"reference": "urn:uuid:" + pid}}}},
+				map[string]any{"fullUrl": "urn:uuid:" + pid, "resource": c.payload}}})
+			req, _ := http.NewRequest(http.MethodPost, node.Endpoints(nw.GPNode.PublicURL(), GP.URA).Push, bytes.NewReader(msg))
+			req.Header.Set("Content-Type", "application/fhir+json; fhirVersion=3.0")
+			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+			resp, err := p.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var oo struct {
+				ResourceType string
+				Issue        []struct{ Diagnostics string }
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&oo)
+			diag := ""
+			for _, i := range oo.Issue {
+				diag += i.Diagnostics + "; "
+			}
+			if resp.StatusCode != c.status || oo.ResourceType != "OperationOutcome" || !strings.Contains(diag, c.want) {
+				t.Fatalf("got %d %s %q, want %d naming %q", resp.StatusCode, oo.ResourceType, diag, c.status, c.want)
+			}
+			if !hasRecord(t, nw.GPNode.Audit(), c.patient, "push-receive", resp.StatusCode, id) {
+				t.Errorf("the refusal is not audited at the GP's node (patient %q)", c.patient)
+			}
+		})
+	}
+	gp := &xis{base: nw.GPNode.InternalURL(), token: nw.Token(GP.URA), http: http.DefaultClient}
+	var inbox struct{ Messages []push.InMessage }
+	if err := gp.do(ctx, http.MethodGet, "/internal/messages?direction=received", nil, &inbox); err != nil {
+		t.Fatal(err)
+	}
+	if len(inbox.Messages) != 0 {
+		t.Errorf("the GP's inbox holds %d refused messages", len(inbox.Messages))
 	}
 }
