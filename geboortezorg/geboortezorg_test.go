@@ -194,3 +194,49 @@ func BenchmarkValidate(b *testing.B) {
 		}
 	})
 }
+
+// TestRelativeReferences: a document whose entries have RESTful fullUrls
+// and reference each other relatively ("Patient/…") reads as the same
+// transfer.
+func TestRelativeReferences(t *testing.T) {
+	raw := string(demo(t))
+	var doc struct {
+		Entry []struct {
+			FullURL  string `json:"fullUrl"`
+			Resource struct {
+				ResourceType string `json:"resourceType"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal([]byte(raw), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range doc.Entry[1:] {
+		id := strings.TrimPrefix(e.FullURL, "urn:uuid:")
+		rel := e.Resource.ResourceType + "/" + id
+		raw = strings.ReplaceAll(raw, `"reference":"`+e.FullURL+`"`, `"reference":"`+rel+`"`)
+		raw = strings.ReplaceAll(raw, `"fullUrl":"`+e.FullURL+`"`, `"fullUrl":"https://verloskundigen.example/fhir/`+rel+`"`)
+	}
+	if strings.Count(raw, "urn:uuid:") != 2 { // the Composition's fullUrl and the Bundle identifier
+		t.Fatalf("references left as urn:uuid: %d", strings.Count(raw, "urn:uuid:"))
+	}
+	tr, err := Read([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Mother.BSN != DemoMotherBSN || tr.Child.BSN != DemoChildBSN || len(tr.Observations) != 9 {
+		t.Fatalf("read %+v", tr)
+	}
+}
+
+// FuzzRead: whatever a partner sends, the check answers with a transfer
+// or a *fhir.Error (422), never a panic.
+func FuzzRead(f *testing.F) {
+	f.Add(demo(f))
+	f.Add([]byte(`{"resourceType":"Bundle","type":"document","identifier":{"value":"x"},"entry":[{"fullUrl":"a","resource":{}}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, err := Read(b); err != nil && fhir.AsError(err) == nil {
+			t.Fatalf("not a FHIR error: %v", err)
+		}
+	})
+}

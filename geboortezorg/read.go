@@ -182,6 +182,7 @@ func Read(payload []byte) (Transfer, error) {
 		return t, refuse("required", "the document has no Composition")
 	}
 	byURL := make(map[string]*resource, len(b.Entry))
+	byRel := map[string]*resource{} // "Type/id" of entries with a RESTful fullUrl
 	var all []*resource
 	for i, e := range b.Entry {
 		if e.FullURL == "" || byURL[e.FullURL] != nil {
@@ -194,6 +195,9 @@ func Read(payload []byte) (Transfer, error) {
 			return t, refuse("structure", "entry %d (%s): %v", i, e.FullURL, err)
 		}
 		byURL[e.FullURL] = r
+		if rel, ok := restful(e.FullURL); ok {
+			byRel[rel] = r
+		}
 		if i > 0 {
 			all = append(all, r)
 		}
@@ -202,11 +206,20 @@ func Read(payload []byte) (Transfer, error) {
 	if err := json.Unmarshal(b.Entry[0].Resource, &c); err != nil || c.ResourceType != "Composition" {
 		return t, refuse("invalid", "the first entry of a document must be its Composition")
 	}
-	get := func(ref *reference, typ string) *resource {
+	// resolve finds a reference's entry: by fullUrl, or a relative
+	// reference by the RESTful fullUrl it resolves against (FHIR STU3
+	// bundle §2.36.4.1).
+	resolve := func(ref *reference) *resource {
 		if ref == nil {
 			return nil
 		}
-		if r := byURL[ref.Reference]; r != nil && r.ResourceType == typ {
+		if r := byURL[ref.Reference]; r != nil {
+			return r
+		}
+		return byRel[ref.Reference]
+	}
+	get := func(ref *reference, typ string) *resource {
+		if r := resolve(ref); r != nil && r.ResourceType == typ {
 			return r
 		}
 		return nil
@@ -267,7 +280,7 @@ func Read(payload []byte) (Transfer, error) {
 	_ = json.Unmarshal(org.Name, &t.Practice)
 	for _, s := range c.Section {
 		for _, e := range s.Entry {
-			if byURL[e.Reference] == nil {
+			if resolve(&e) == nil {
 				return t, refuse("invalid", "section %q references %s, which is not in the document", s.Title, e.Reference)
 			}
 		}
@@ -317,19 +330,19 @@ func Read(payload []byte) (Transfer, error) {
 	if delivery == nil || !delivery.Code.has(SystemSNOMED, CodeDelivery) || !delivery.claims(ProfileDelivery) {
 		return t, refuse("required", "the birth must be partOf the delivery: a Procedure in the document with code SNOMED %s and profile %s", CodeDelivery, ProfileDelivery)
 	}
-	if delivery.Subject == nil || delivery.Subject.Reference != c.Subject.Reference {
+	if resolve(delivery.Subject) != mother {
 		return t, refuse("invalid", "mother and child are not linked: the delivery's subject is not the mother (Composition.subject)")
 	}
 	// bc-MotherOf: a RelatedPerson of the child that is its mother, and
 	// the mother's Patient.link to it.
 	linked := false
 	for _, l := range mother.Link {
-		rp := byURL[l.Other.Reference]
+		rp := resolve(&l.Other)
 		if l.Type != "seealso" || rp == nil || rp.ResourceType != "RelatedPerson" || !rp.claims(ProfileMotherOf) {
 			continue
 		}
 		var rel codeable
-		if rp.Patient != nil && rp.Patient.Reference == birth.Subject.Reference && json.Unmarshal(rp.Relationship, &rel) == nil &&
+		if resolve(rp.Patient) == child && json.Unmarshal(rp.Relationship, &rel) == nil &&
 			rel.has(SystemRoleCode, RoleMother) {
 			linked = true
 		}
@@ -340,7 +353,7 @@ func Read(payload []byte) (Transfer, error) {
 	}
 	pregnancy := false
 	for _, r := range all {
-		if r.ResourceType == "Condition" && r.claims(ProfilePregnancy) && r.Subject != nil && r.Subject.Reference == c.Subject.Reference {
+		if r.ResourceType == "Condition" && r.claims(ProfilePregnancy) && resolve(r.Subject) == mother {
 			pregnancy = true
 		}
 	}
@@ -361,9 +374,9 @@ func Read(payload []byte) (Transfer, error) {
 		}
 		var who string
 		switch {
-		case r.Subject != nil && r.Subject.Reference == c.Subject.Reference:
+		case resolve(r.Subject) == mother:
 			who = "mother"
-		case r.Subject != nil && r.Subject.Reference == birth.Subject.Reference:
+		case resolve(r.Subject) == child:
 			who = "child"
 		default:
 			return t, refuse("invalid", "Observation %s: its subject must be the mother or the child", r.Code)
@@ -377,6 +390,18 @@ func Read(payload []byte) (Transfer, error) {
 		return t, refuse("required", "the document holds no birth weight of the child (Observation LOINC %s)", CodeBirthWeight)
 	}
 	return t, nil
+}
+
+// restful returns "Type/id" of an absolute RESTful URL [base]/Type/id.
+func restful(fullURL string) (string, bool) {
+	if !strings.HasPrefix(fullURL, "http://") && !strings.HasPrefix(fullURL, "https://") {
+		return "", false
+	}
+	parts := strings.Split(strings.TrimSuffix(fullURL, "/"), "/")
+	if len(parts) < 5 || parts[len(parts)-2] == "" || parts[len(parts)-1] == "" {
+		return "", false
+	}
+	return parts[len(parts)-2] + "/" + parts[len(parts)-1], true
 }
 
 func list(profiles []string) string {
