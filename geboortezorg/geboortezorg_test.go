@@ -240,3 +240,19 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// TestMalformed: JSON of the wrong shape is refused naming the element,
+// never a Go type.
+func TestMalformed(t *testing.T) {
+	for body, want := range map[string]string{
+		`[]`:                         "JSON array",
+		`{"resourceType":"Bundle",`:  "invalid JSON",
+		`{"resourceType":"Bundle","type":"document","identifier":{"value":"x"},"entry":[{"fullUrl":"a","resource":{}},{"fullUrl":"b","resource":{"resourceType":"Patient","identifier":"x"}}]}`: "identifier must not be a JSON string",
+	} {
+		_, err := Read([]byte(body))
+		fe := fhir.AsError(err)
+		if fe == nil || fe.Status != 422 || !strings.Contains(fe.Error(), want) || strings.Contains(fe.Error(), "Go ") || strings.Contains(fe.Error(), "geboortezorg.") {
+			t.Errorf("%s: got %v, want a 422 naming %q", body, err, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package geboortezorg
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -169,7 +170,7 @@ func Read(payload []byte) (Transfer, error) {
 		} `json:"entry"`
 	}
 	if err := json.Unmarshal(payload, &b); err != nil {
-		return t, refuse("structure", "not a FHIR JSON Bundle: %v", err)
+		return t, refuse("structure", "not a FHIR JSON Bundle: %s", jsonProblem(err))
 	}
 	if b.ResourceType != "Bundle" || b.Type != "document" {
 		return t, refuse("invalid", "a perinatal transfer is a Bundle of type document")
@@ -192,7 +193,7 @@ func Read(payload []byte) (Transfer, error) {
 		dec := json.NewDecoder(bytes.NewReader(e.Resource))
 		dec.UseNumber()
 		if err := dec.Decode(r); err != nil && i > 0 {
-			return t, refuse("structure", "entry %d (%s): %v", i, e.FullURL, err)
+			return t, refuse("structure", "entry %d (%s): %s", i, e.FullURL, jsonProblem(err))
 		}
 		byURL[e.FullURL] = r
 		if rel, ok := restful(e.FullURL); ok {
@@ -208,7 +209,7 @@ func Read(payload []byte) (Transfer, error) {
 	}
 	// resolve finds a reference's entry: by fullUrl, or a relative
 	// reference by the RESTful fullUrl it resolves against (FHIR STU3
-	// bundle §2.36.4.1).
+	// Bundle, "resolving references in bundles").
 	resolve := func(ref *reference) *resource {
 		if ref == nil {
 			return nil
@@ -390,6 +391,21 @@ func Read(payload []byte) (Transfer, error) {
 		return t, refuse("required", "the document holds no birth weight of the child (Observation LOINC %s)", CodeBirthWeight)
 	}
 	return t, nil
+}
+
+// jsonProblem says what is wrong with a body without naming Go types.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te) && te.Field != "":
+		return fmt.Sprintf("%s must not be a JSON %s", te.Field, te.Value)
+	case errors.As(err, &te):
+		return fmt.Sprintf("a JSON %s where an object is expected", te.Value)
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
+	}
+	return "invalid JSON"
 }
 
 // restful returns "Type/id" of an absolute RESTful URL [base]/Type/id.
