@@ -245,8 +245,8 @@ func FuzzRead(f *testing.F) {
 // never a Go type.
 func TestMalformed(t *testing.T) {
 	for body, want := range map[string]string{
-		`[]`:                         "JSON array",
-		`{"resourceType":"Bundle",`:  "invalid JSON",
+		`[]`:                        "JSON array",
+		`{"resourceType":"Bundle",`: "invalid JSON",
 		`{"resourceType":"Bundle","type":"document","identifier":{"value":"x"},"entry":[{"fullUrl":"a","resource":{}},{"fullUrl":"b","resource":{"resourceType":"Patient","identifier":"x"}}]}`: "identifier must not be a JSON string",
 	} {
 		_, err := Read([]byte(body))
