@@ -256,3 +256,44 @@ func TestMalformed(t *testing.T) {
 		}
 	}
 }
+
+// TestMutationsNeverPanic: every element of every resource of the demo
+// transfer removed, or replaced by a value of each JSON type, is either
+// still a valid transfer or refused with a *fhir.Error — never a panic.
+func TestMutationsNeverPanic(t *testing.T) {
+	values := []any{nil, "x", 1, true, []any{}, []any{"x"}, map[string]any{}, map[string]any{"reference": "urn:uuid:nowhere"}}
+	var doc map[string]any
+	if err := json.Unmarshal(demo(t), &doc); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	check := func() {
+		n++
+		b, _ := json.Marshal(doc)
+		if _, err := Read(b); err != nil && fhir.AsError(err) == nil {
+			t.Fatalf("not a FHIR error: %v", err)
+		}
+	}
+	for _, e := range doc["entry"].([]any) {
+		entry := e.(map[string]any)
+		for _, k := range []string{"fullUrl", "resource"} {
+			orig := entry[k]
+			for _, v := range values {
+				entry[k] = v
+				check()
+			}
+			entry[k] = orig
+		}
+		res := entry["resource"].(map[string]any)
+		for k, orig := range res {
+			delete(res, k)
+			check()
+			for _, v := range values {
+				res[k] = v
+				check()
+			}
+			res[k] = orig
+		}
+	}
+	t.Logf("%d mutations", n)
+}
