@@ -93,15 +93,17 @@ func (s *Server) operation(ctx context.Context, w http.ResponseWriter, req *Requ
 
 // prepare reads, before Authorize runs, what the policy needs to decide on
 // an operation: the patient of Patient/[id]/$everything (Request.Patient).
+// A patient that is not there is left for the operation to answer, after
+// Authorize: a refused client learns nothing of what the store holds.
 func (s *Server) prepare(ctx context.Context, req *Request) error {
 	if req.Interaction != InteractionOperation || req.Operation != OperationEverything {
 		return nil
 	}
 	p, err := s.store.Read(ctx, req.Tenant, "Patient", req.ID)
-	if err == nil && p.Deleted {
-		err = store.ErrDeleted
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) || (err == nil && p.Deleted):
+		return nil
+	case err != nil:
 		return err
 	}
 	req.Patient = &p
@@ -270,11 +272,15 @@ func (s *Server) everything(ctx context.Context, w http.ResponseWriter, req *Req
 	}
 	at := time.Now()
 	patient := req.Patient
-	if patient == nil { // no Authorize ran prepare
-		if err := s.prepare(ctx, req); err != nil {
+	if patient == nil { // not found by prepare, or no Authorize ran it
+		p, err := s.store.Read(ctx, req.Tenant, "Patient", req.ID)
+		if err == nil && p.Deleted {
+			err = store.ErrDeleted
+		}
+		if err != nil {
 			return Result{Err: err}
 		}
-		patient = req.Patient
+		patient = &p
 	}
 	c := newCollector(maxEverything)
 	if len(types) == 0 || slices.Contains(types, "Patient") {
