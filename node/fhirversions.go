@@ -35,6 +35,16 @@ func r4Schema(schema string) string {
 	return schema + "_r4"
 }
 
+// StoreSchema is the PostgreSQL schema a node with store.schema schema
+// keeps its FHIR store of version v in ("" is the connection's default):
+// for loading data into it from outside the node (schakel import).
+func StoreSchema(v fhir.Version, schema string) string {
+	if v == fhir.R4 {
+		return r4Schema(schema)
+	}
+	return schema
+}
+
 // openR4Store opens the R4 store on the backend the STU3 store uses.
 func (n *Node) openR4Store(ctx context.Context) error {
 	if n.cfg.Store.Postgres != "" {
