@@ -45,6 +45,16 @@ func TestInternalFHIRVersions(t *testing.T) {
 			t.Fatalf("PUT R4 %s: %d %s", head.ResourceType, resp.StatusCode, b)
 		}
 	}
+	for _, body := range []string{
+		`{"resourceType":"Patient","id":"q1","identifier":[{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"999911120"}],"name":[{"family":"Pieters"}],"photo":[{"contentType":"image/png"}]}`,
+		`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"weight"},"subject":{"reference":"Patient/q1"}}`,
+	} {
+		var head struct{ ResourceType, ID string }
+		_ = json.Unmarshal([]byte(body), &head)
+		if resp, b := e.fhirCall(t, http.MethodPut, "/internal/fhir/stu3/"+head.ResourceType+"/"+head.ID, body); resp.StatusCode != http.StatusCreated {
+			t.Fatalf("PUT STU3 %s: %d %s", head.ResourceType, resp.StatusCode, b)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(e.n.cfg.DataDir, "fhir-r4.db")); err != nil {
 		t.Errorf("no R4 store file: %v", err)
 	}
@@ -66,6 +76,11 @@ func TestInternalFHIRVersions(t *testing.T) {
 		{name: "negotiated metadata", method: "GET", path: "/internal/fhir/metadata", header: []string{"Accept", json4}, status: 200, says: `"fhirVersion":"4.0.1"`},
 		{name: "R4 $everything", method: "GET", path: "/internal/fhir/r4/Patient/p1/$everything", status: 200, says: "ServiceRequest/s1"},
 		{name: "R4 _summary=true", method: "GET", path: "/internal/fhir/r4/Patient/p1?_summary=true", status: 200, says: "SUBSETTED"},
+		{name: "STU3 $everything", method: "GET", path: "/internal/fhir/stu3/Patient/q1/$everything", status: 200, contentType: "fhirVersion=3.0", says: "Observation/o1"},
+		{name: "negotiated STU3 $everything", method: "GET", path: "/internal/fhir/Patient/q1/$everything", status: 200, says: "Observation/o1"},
+		{name: "STU3 _summary=true", method: "GET", path: "/internal/fhir/stu3/Patient/q1?_summary=true", status: 200, says: "SUBSETTED"},
+		{name: "STU3 HEAD", method: "HEAD", path: "/internal/fhir/stu3/Patient/q1", status: 200, contentType: "fhirVersion=3.0"},
+		{name: "R4 HEAD", method: "HEAD", path: "/internal/fhir/r4/Patient/p1", status: 200, contentType: "fhirVersion=4.0"},
 		{name: "R4 $validate", method: "POST", path: "/internal/fhir/r4/ServiceRequest/$validate", body: `{"resourceType":"ServiceRequest","status":"active"}`, status: 200, says: "intent"},
 		{name: "R4 $validate of an STU3 resource", method: "POST", path: "/internal/fhir/r4/Patient/$validate", body: `{"resourceType":"Patient","animal":{"species":{"text":"dog"}}}`, status: 200, says: "Patient.animal is not an element"},
 		{name: "STU3 $validate", method: "POST", path: "/internal/fhir/stu3/Patient/$validate", body: `{"resourceType":"Patient","animal":{"species":{"text":"dog"}}}`, status: 200, says: "no issues"},
