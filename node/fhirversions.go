@@ -146,18 +146,48 @@ func auditRecordForRefusal(r *http.Request, tenant string, fe *fhir.Error) audit
 // at /fhir/r4/{ura}: the same chain as /fhir/stu3/{ura} (token, plateau,
 // care application policy, referral or consult, audit). The Task and
 // Push endpoints stay on the STU3 base, where the agreements put them.
-func (n *Node) mountPublicR4(mux *http.ServeMux) {
-	data := rest.New(n.dataConfig(n.r4, fhir.R4))
-	api := func(w http.ResponseWriter, r *http.Request) {
-		ura := r.PathValue("ura")
+//
+// /fhir/{ura} serves either version's data endpoint, chosen per request by
+// the fhirVersion of its media types as on /internal/fhir (STU3 when none
+// is named).
+func (n *Node) mountPublicR4(mux *http.ServeMux, stu3 *rest.Server) {
+	data := map[fhir.Version]*rest.Server{fhir.STU3: stu3, fhir.R4: rest.New(n.dataConfig(n.r4, fhir.R4))}
+	participant := func(w http.ResponseWriter, ura string) bool {
 		if _, ok := n.parts.get(ura); !ok {
 			writeOutcome(w, fhir.Errorf(http.StatusNotFound, "not-found", "no participant %s on this node", ura))
+			return false
+		}
+		return true
+	}
+	r4 := func(w http.ResponseWriter, r *http.Request) {
+		if ura := r.PathValue("ura"); participant(w, ura) {
+			n.serveData(w, r, data[fhir.R4], ura, n.fhirBaseR4(ura), r.PathValue("path"))
+		}
+	}
+	mux.HandleFunc("/fhir/r4/{ura}", r4)
+	mux.HandleFunc("/fhir/r4/{ura}/{path...}", r4)
+	negotiated := func(w http.ResponseWriter, r *http.Request) {
+		ura := r.PathValue("ura")
+		if !participant(w, ura) {
 			return
 		}
-		n.serveData(w, r, data, ura, n.fhirBaseR4(ura), r.PathValue("path"))
+		v, err := rest.SelectVersion(r, servedVersions, fhir.STU3)
+		if err != nil {
+			fe := fhir.AsError(err)
+			peer, _ := n.trust.PeerURA(r.TLS)
+			rec := auditRecordForRefusal(r, ura, fe)
+			rec.ActorURA, rec.AuthzProtocol = peer, "public data endpoint, before the access token"
+			if aerr := n.auditAppender().Append(r.Context(), rec); aerr != nil {
+				writeOutcome(w, auditUnavailable(aerr))
+				return
+			}
+			writeOutcome(w, fe)
+			return
+		}
+		n.serveData(w, r, data[v], ura, n.publicURL+"/fhir/"+ura, r.PathValue("path"))
 	}
-	mux.HandleFunc("/fhir/r4/{ura}", api)
-	mux.HandleFunc("/fhir/r4/{ura}/{path...}", api)
+	mux.HandleFunc("/fhir/{ura}", negotiated)
+	mux.HandleFunc("/fhir/{ura}/{path...}", negotiated)
 }
 
 // fhirBaseR4 is the public R4 FHIR base of a participant.

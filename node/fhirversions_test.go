@@ -143,6 +143,30 @@ func TestPublicR4Base(t *testing.T) {
 			t.Errorf("%s without a token: audit record %+v", path, rec)
 		}
 	}
+	// The unversioned base negotiates, as the internal one does.
+	unversioned := e.n.PublicURL() + "/fhir/" + edgeURA1
+	for _, tc := range []struct {
+		accept string
+		status int
+		says   string
+	}{
+		{"", http.StatusOK, `"fhirVersion":"3.0.2"`},
+		{"application/fhir+json; fhirVersion=4.0", http.StatusOK, `"fhirVersion":"4.0.1"`},
+		{"application/fhir+xml; fhirVersion=3.0", http.StatusOK, `<fhirVersion value="3.0.2"/>`},
+		{"application/fhir+json; fhirVersion=5.0", http.StatusNotAcceptable, "fhirVersion 5.0 is not served"},
+	} {
+		resp, body := do(t, e.public, http.MethodGet, unversioned+"/metadata", http.Header{"Accept": {tc.accept}}, nil)
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.says) {
+			t.Errorf("unversioned metadata, Accept %q: %d %s", tc.accept, resp.StatusCode, body)
+		}
+	}
+	if rec := lastRecord(t, e.n); rec.Outcome != http.StatusNotAcceptable || rec.Tenant != edgeURA1 || rec.ActorURA != edgePartnerURA {
+		t.Errorf("refused version: audit record %+v", rec)
+	}
+	resp, body = do(t, e.public, http.MethodGet, unversioned+"/Patient/p1/$everything", http.Header{"Accept": {"application/fhir+json; fhirVersion=4.0"}}, nil)
+	if resp.StatusCode != http.StatusUnauthorized || resourceTypeOf(body) != "OperationOutcome" {
+		t.Errorf("unversioned $everything without a token: %d %s", resp.StatusCode, body)
+	}
 	resp, body = do(t, e.public, http.MethodGet, e.n.PublicURL()+"/fhir/r4/90000077/metadata", nil, nil)
 	if resp.StatusCode != http.StatusNotFound || resourceTypeOf(body) != "OperationOutcome" {
 		t.Errorf("unknown participant: %d %s", resp.StatusCode, body)

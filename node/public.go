@@ -55,7 +55,7 @@ func (n *Node) publicRoutes() http.Handler {
 	// The base itself takes transactions and batches; ServeMux would redirect it to ".../{ura}/".
 	mux.HandleFunc("/fhir/stu3/{ura}", fhirAPI)
 	mux.HandleFunc("/fhir/stu3/{ura}/{path...}", fhirAPI)
-	n.mountPublicR4(mux)
+	n.mountPublicR4(mux, data)
 	return unmatched(mux)
 }
 
