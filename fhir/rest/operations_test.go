@@ -480,3 +480,41 @@ func TestCapabilityOperations(t *testing.T) {
 		})
 	}
 }
+
+// Authorize decides on Patient/$everything knowing the patient (read
+// first); a refused client is not told whether the patient exists.
+func TestEverythingAuthorize(t *testing.T) {
+	for _, v := range versions {
+		t.Run(string(v), func(t *testing.T) {
+			st, err := sqlite.Open(context.Background(), ":memory:", v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			if _, _, err := st.Update(context.Background(), tenant, []byte(`{"resourceType":"Patient","id":"p1","name":[{"family":"Jansen"}]}`), ""); err != nil {
+				t.Fatal(err)
+			}
+			var seen []string
+			srv := rest.New(rest.Config{Store: st, Version: v, Logger: slog.New(slog.DiscardHandler),
+				Authorize: func(_ context.Context, req *rest.Request) error {
+					name := "none"
+					if req.Patient != nil {
+						name = req.Patient.Type + "/" + req.Patient.ID
+					}
+					seen = append(seen, name)
+					return fhir.Errorf(http.StatusForbidden, "forbidden", "not you")
+				}})
+			for _, id := range []string{"p1", "nobody"} {
+				rec := httptest.NewRecorder()
+				r := httptest.NewRequest(http.MethodGet, "/fhir/Patient/"+id+"/$everything", nil)
+				srv.Serve(rec, r, tenant, "http://x/fhir", "Patient/"+id+"/$everything")
+				if rec.Code != http.StatusForbidden {
+					t.Errorf("%s: %d, want 403: %s", id, rec.Code, rec.Body)
+				}
+			}
+			if !slices.Equal(seen, []string{"Patient/p1", "none"}) {
+				t.Errorf("Authorize saw %v", seen)
+			}
+		})
+	}
+}
