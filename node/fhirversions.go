@@ -48,6 +48,9 @@ func StoreSchema(v fhir.Version, schema string) string {
 // openR4Store opens the R4 store on the backend the STU3 store uses.
 func (n *Node) openR4Store(ctx context.Context) error {
 	if n.cfg.Store.Postgres != "" {
+		if len(n.cfg.Store.Schema) > 60 {
+			return fmt.Errorf("store.schema: %d characters leave no room for the R4 store's schema %s_r4 (PostgreSQL names have at most 63; give at most 60)", len(n.cfg.Store.Schema), n.cfg.Store.Schema)
+		}
 		st, err := postgres.Open(ctx, n.cfg.Store.Postgres, fhir.R4, postgres.WithSchema(r4Schema(n.cfg.Store.Schema)))
 		if err != nil {
 			return fmt.Errorf("store.postgres: R4 store (schema %s): %w", r4Schema(n.cfg.Store.Schema), err)
