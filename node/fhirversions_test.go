@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -205,6 +206,19 @@ func TestR4StoreOnPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
+	// A store.schema with no room for "_r4" is refused, naming the setting.
+	long := schema + "_" + strings.Repeat("x", 60-len(schema))
+	defer func() {
+		_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{long}.Sanitize()+" CASCADE")
+	}()
+	cfg := startableConfig(t)
+	cfg.Store.Postgres, cfg.Store.Schema = dsn, long
+	if n, err := New(context.Background(), cfg, Options{Logger: slog.New(slog.DiscardHandler)}); err == nil {
+		n.Close()
+		t.Error("a 61-character store.schema was accepted")
+	} else if !strings.HasPrefix(err.Error(), "store.schema: ") {
+		t.Errorf("error %q does not name store.schema", err)
+	}
 	var n int
 	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1", r4Schema(schema)).Scan(&n); err != nil || n != 1 {
 		t.Errorf("schema %s: %d, %v", r4Schema(schema), n, err)
