@@ -39,7 +39,8 @@ const (
 func TestInternalFHIRVersions(t *testing.T) {
 	e := newEdgeEnv(t)
 	json4 := "application/fhir+json; fhirVersion=4.0"
-	for _, body := range []string{r4Patient, r4Request} {
+	r4Composition := `{"resourceType":"Composition","id":"c1","status":"final","type":{"text":"letter"},"subject":{"reference":"Patient/p1"},"date":"2025-01-01","author":[{"display":"GP"}],"title":"Verwijzing","section":[{"entry":[{"reference":"ServiceRequest/s1"}]}]}`
+	for _, body := range []string{r4Patient, r4Request, r4Composition} {
 		var head struct{ ResourceType, ID string }
 		_ = json.Unmarshal([]byte(body), &head)
 		if resp, b := e.fhirCall(t, http.MethodPut, "/internal/fhir/r4/"+head.ResourceType+"/"+head.ID, body); resp.StatusCode != http.StatusCreated {
@@ -49,6 +50,7 @@ func TestInternalFHIRVersions(t *testing.T) {
 	for _, body := range []string{
 		`{"resourceType":"Patient","id":"q1","identifier":[{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"999911120"}],"name":[{"family":"Pieters"}],"photo":[{"contentType":"image/png"}]}`,
 		`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"weight"},"subject":{"reference":"Patient/q1"}}`,
+		`{"resourceType":"Composition","id":"c1","status":"final","type":{"text":"letter"},"subject":{"reference":"Patient/q1"},"date":"2025-01-01","author":[{"display":"GP"}],"title":"Brief","section":[{"entry":[{"reference":"Observation/o1"}]}]}`,
 	} {
 		var head struct{ ResourceType, ID string }
 		_ = json.Unmarshal([]byte(body), &head)
@@ -80,6 +82,9 @@ func TestInternalFHIRVersions(t *testing.T) {
 		{name: "STU3 $everything", method: "GET", path: "/internal/fhir/stu3/Patient/q1/$everything", status: 200, contentType: "fhirVersion=3.0", says: "Observation/o1"},
 		{name: "negotiated STU3 $everything", method: "GET", path: "/internal/fhir/Patient/q1/$everything", status: 200, says: "Observation/o1"},
 		{name: "STU3 _summary=true", method: "GET", path: "/internal/fhir/stu3/Patient/q1?_summary=true", status: 200, says: "SUBSETTED"},
+		{name: "STU3 $document", method: "GET", path: "/internal/fhir/stu3/Composition/c1/$document", status: 200, contentType: "fhirVersion=3.0", says: `"type":"document"`},
+		{name: "R4 $document", method: "GET", path: "/internal/fhir/r4/Composition/c1/$document", status: 200, contentType: "fhirVersion=4.0", says: "ServiceRequest/s1"},
+		{name: "R4 $document in XML", method: "GET", path: "/internal/fhir/r4/Composition/c1/$document?_format=xml", status: 200, says: `<timestamp value=`},
 		{name: "STU3 HEAD", method: "HEAD", path: "/internal/fhir/stu3/Patient/q1", status: 200, contentType: "fhirVersion=3.0"},
 		{name: "R4 HEAD", method: "HEAD", path: "/internal/fhir/r4/Patient/p1", status: 200, contentType: "fhirVersion=4.0"},
 		{name: "R4 $validate", method: "POST", path: "/internal/fhir/r4/ServiceRequest/$validate", body: `{"resourceType":"ServiceRequest","status":"active"}`, status: 200, says: "intent"},
