@@ -287,14 +287,11 @@ func (s *Server) everything(ctx context.Context, w http.ResponseWriter, req *Req
 		c.add(*patient)
 	}
 	ref := "Patient/" + req.ID
-	for _, t := range s.sortedTypes() {
-		if len(types) > 0 && !slices.Contains(types, t) {
+	for _, link := range s.compartment() {
+		if len(types) > 0 && !slices.Contains(types, link.typ) {
 			continue
 		}
-		param := s.compartmentParam(t)
-		if param == "" {
-			continue
-		}
+		t, param := link.typ, link.param
 		params := url.Values{param: {ref}, "_count": {strconv.Itoa(1000)}}
 		if since != "" {
 			params["_lastUpdated"] = []string{since}
@@ -326,13 +323,22 @@ func (s *Server) compartmentParam(t string) string {
 	return ""
 }
 
-func (s *Server) sortedTypes() []string {
-	out := make([]string, 0, len(s.types))
-	for t := range s.types {
-		out = append(out, t)
-	}
-	slices.Sort(out)
-	return out
+// compartmentLink is a resource type of the patient compartment and the
+// parameter that links it to the patient.
+type compartmentLink struct{ typ, param string }
+
+// compartment lists the patient compartment's types, sorted, with their
+// parameter; computed once per server.
+func (s *Server) compartment() []compartmentLink {
+	s.compartmentOnce.Do(func() {
+		for t := range s.types {
+			if p := s.compartmentParam(t); p != "" {
+				s.compartmentLinks = append(s.compartmentLinks, compartmentLink{t, p})
+			}
+		}
+		slices.SortFunc(s.compartmentLinks, func(a, b compartmentLink) int { return strings.Compare(a.typ, b.typ) })
+	})
+	return s.compartmentLinks
 }
 
 // searchAll adds every page of a search to c.

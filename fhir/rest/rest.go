@@ -165,6 +165,9 @@ type Server struct {
 	started   time.Time       // CapabilityStatement.date
 	elements  sync.Map        // resource type → its _elements names (elementNames)
 	summaries sync.Map        // resource type → its summary index (summaryIndex)
+
+	compartmentOnce  sync.Once
+	compartmentLinks []compartmentLink // Patient/$everything's types (compartment)
 }
 
 // New returns a Server for cfg. It panics when cfg.Validate fails: a
