@@ -118,6 +118,12 @@ func TestInternalFHIRVersions(t *testing.T) {
 	if rec := lastRecord(t, e.n); resp.StatusCode != http.StatusNotAcceptable || rec.Tenant != edgeURA1 || rec.Outcome != http.StatusNotAcceptable {
 		t.Errorf("refused version: %d, audit record %+v", resp.StatusCode, rec)
 	}
+	// $everything is audited with the patient, also when the patient
+	// itself is not among what it returns.
+	e.fhirCall(t, http.MethodGet, "/internal/fhir/r4/Patient/p1/$everything?_type=ServiceRequest", "")
+	if rec := lastRecord(t, e.n); rec.Patient != "999911120" || len(rec.Resources) != 1 {
+		t.Errorf("$everything?_type=ServiceRequest audit record: patient %q, resources %v", rec.Patient, rec.Resources)
+	}
 	// $everything is audited with the patient and every resource returned.
 	e.fhirCall(t, http.MethodGet, "/internal/fhir/r4/Patient/p1/$everything", "")
 	rec := lastRecord(t, e.n)

@@ -281,6 +281,7 @@ func (s *Server) everything(ctx context.Context, w http.ResponseWriter, req *Req
 			return Result{Err: err}
 		}
 		patient = &p
+		req.Patient = patient // for Commit and Observe: whose record this was
 	}
 	c := newCollector(maxEverything)
 	if len(types) == 0 || slices.Contains(types, "Patient") {

@@ -127,7 +127,8 @@ type Request struct {
 	Body []byte
 	// Patient is, for Patient/[id]/$everything, the patient the answer is
 	// about, read before Authorize runs so that the policy can decide on
-	// it (consent asks by BSN); nil otherwise.
+	// it (consent asks by BSN), and set for Commit and Observe; nil
+	// otherwise, and when the patient is not there.
 	Patient *store.Resource
 	// Entry is the position (from 1) of the Bundle entry this Request stands
 	// for when Authorize is asked about each entry of a transaction or batch;
