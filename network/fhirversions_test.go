@@ -104,10 +104,22 @@ func TestDataEndpointOperations(t *testing.T) {
 		t.Errorf("$validate: %d, want 403", resp.StatusCode)
 	}
 
-	// The R4 base: the same query, the same token and checks, the R4 store.
+	// The R4 base: the same query, the same token and checks, the R4 store
+	// (which the GP's system fills through its internal API).
+	r4Patient := `{"resourceType":"Patient","id":"r4p","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},` +
+		`"identifier":[{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"` + bsn + `"}],"name":[{"family":"R4"}],"communication":[{"language":{"text":"nl"}}]}`
+	put, _ := http.NewRequest(http.MethodPut, nw.GPNode.InternalURL()+"/internal/fhir/r4/Patient/r4p", strings.NewReader(r4Patient))
+	put.Header.Set("Authorization", "Bearer "+nw.Token(GP.URA))
+	put.Header.Set("Content-Type", "application/fhir+json; fhirVersion=4.0")
+	if resp, err := http.DefaultClient.Do(put); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT R4 Patient: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
 	code, body := p.get(t, p.http, tok.AccessToken, r4+"/"+patientQuery+"&_summary=true")
-	if code != http.StatusOK || !strings.Contains(string(body), `"type":"searchset"`) {
-		t.Errorf("R4 query: %d %s", code, body)
+	if code != http.StatusOK || !strings.Contains(string(body), `"total":1`) || !strings.Contains(string(body), `"family":"R4"`) ||
+		strings.Contains(string(body), "communication") || !strings.Contains(string(body), "terminology.hl7.org/CodeSystem/v3-ObservationValue") {
+		t.Errorf("R4 query with _summary=true: %d %s", code, body)
 	}
 	code, body = p.get(t, p.http, tok.AccessToken, r4+"/Observation?patient.identifier=http://fhir.nl/fhir/NamingSystem/bsn|"+bsn)
 	if code != http.StatusForbidden || !isOutcome(body) {
