@@ -257,6 +257,15 @@ func TestSummary(t *testing.T) {
 			if got, want := keys(text), []string{"code", "id", "meta", "resourceType", "status", "text"}; !slices.Equal(got, want) {
 				t.Errorf("Observation _summary=text: %v, want %v", got, want)
 			}
+			// A mandatory choice element is kept by its typed name.
+			if code, _, body := o.do(http.MethodPut, "MedicationRequest/m1", `{"resourceType":"MedicationRequest","id":"m1","status":"active","intent":"order",`+
+				`"medicationCodeableConcept":{"text":"paracetamol"},"subject":{"reference":"Patient/p1"},"note":[{"text":"n"}]}`); code != http.StatusCreated {
+				t.Fatalf("PUT MedicationRequest: %d %s", code, body)
+			}
+			med := get("MedicationRequest/m1?_summary=text")
+			if _, ok := med["medicationCodeableConcept"]; !ok || med["note"] != nil || med["intent"] == nil {
+				t.Errorf("MedicationRequest _summary=text: %v", keys(med))
+			}
 			data := get("Observation/o1?_summary=data")
 			if _, ok := data["text"]; ok || data["component"] == nil || !subsetted(data) {
 				t.Errorf("_summary=data: %v", keys(data))

@@ -24,10 +24,10 @@ func (s *Server) shape(typ string, body []byte, v view) ([]byte, error) {
 		}
 		return subset(pruned, func(string) bool { return true }, s.subsettedTag())
 	case summaryText:
-		defs := spec.For(s.version)
+		index := s.summaryIndex(typ)
 		return subset(body, func(key string) bool {
 			name := strings.TrimPrefix(key, "_")
-			return name == "text" || defs.Mandatory(typ+"."+name) || defs.Mandatory(typ+"."+s.choiceBase(typ, name))
+			return name == "text" || index[typ+"."+name].mandatory
 		}, s.subsettedTag())
 	}
 	return subset(body, v.keep, s.subsettedTag())
@@ -36,15 +36,17 @@ func (s *Server) shape(typ string, body []byte, v view) ([]byte, error) {
 // summaryElement is what pruning needs of one element, found by its
 // parent's path and its JSON member name.
 type summaryElement struct {
-	summary bool
+	summary   bool
+	mandatory bool // a top-level element with a minimum cardinality of 1 or more
 	// children is the path the element's own children hang from (itself,
 	// or the element whose definition it reuses); empty when they are not
 	// defined in the resource (a data type, kept whole).
 	children string
 }
 
-// summaryIndex maps "parent path.JSON name" to the element, per resource
-// type; built once per type from the spec tables.
+// summaryIndex maps "parent path.JSON name" (a typed name for a choice:
+// Observation.valueQuantity) to the element, per resource type; built once
+// per type from the spec tables.
 func (s *Server) summaryIndex(typ string) map[string]summaryElement {
 	if m, ok := s.summaries.Load(typ); ok {
 		return m.(map[string]summaryElement)
@@ -63,7 +65,7 @@ func (s *Server) summaryIndex(typ string) map[string]summaryElement {
 		if i < 0 {
 			continue
 		}
-		el := summaryElement{summary: defs.InSummary(e.Path)}
+		el := summaryElement{summary: defs.InSummary(e.Path), mandatory: defs.Mandatory(e.Path)}
 		switch {
 		case e.ContentRef != "":
 			el.children = e.ContentRef
@@ -81,22 +83,6 @@ func (s *Server) summaryIndex(typ string) map[string]summaryElement {
 	}
 	s.summaries.Store(typ, out)
 	return out
-}
-
-// choiceBase is the element name of a typed choice member (valueQuantity →
-// value[x]); name itself when it is none.
-func (s *Server) choiceBase(typ, name string) string {
-	for _, e := range spec.For(s.version).Elements(typ) {
-		base, choice := strings.CutSuffix(e.Path, "[x]")
-		if !choice || strings.Count(e.Path, ".") != 1 {
-			continue
-		}
-		short := base[len(typ)+1:]
-		if strings.HasPrefix(name, short) && len(name) > len(short) && name[len(short)] >= 'A' && name[len(short)] <= 'Z' {
-			return short + "[x]"
-		}
-	}
-	return name
 }
 
 // pruneSummary keeps of a resource the members whose element is marked
