@@ -281,7 +281,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	clientTLS := n.trust.ClientTLSConfig(n.cert)
 	book := &addressing{plateaus: n.plateaus}
 	if len(cfg.Addressbook.Directories) > 0 {
-		if n.dirs, err = addressbook.OpenDirectories(ctx, cfg.Addressbook, n.httpClient(clientTLS), n.log); err != nil {
+		if n.dirs, err = addressbook.OpenDirectoriesIn(ctx, cfg.Addressbook, n.httpClient(clientTLS), n.log, cfg.addressbookStorage()); err != nil {
 			return fmt.Errorf("addressbook.directories: %w", err)
 		}
 		book.book = n.dirs

@@ -7,6 +7,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
+	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/oauth"
@@ -25,6 +26,15 @@ func (c Config) auditSchema() string {
 		return c.Store.Schema
 	}
 	return "audit"
+}
+
+// addressbookStorage is where the directory replicas go: their files in
+// datadir, or a schema per directory next to the node's.
+func (c Config) addressbookStorage() addressbook.Storage {
+	if c.Store.Postgres == "" {
+		return addressbook.Storage{}
+	}
+	return addressbook.Storage{Postgres: c.Store.Postgres, Schema: c.Store.Schema}
 }
 
 // openAudit opens the audit log: the journaled SQLite file in datadir, or
