@@ -81,7 +81,8 @@ type Node struct {
 	regionalHost string
 	consult      *consult.Service
 	indexed      *indexedpull.Service
-	hits         *hitMemory                // localization hits of the participants' lookups (requesting side)
+	hits         hitKeeper                 // localization hits of the participants' lookups (requesting side)
+	hitTable     *hitTable                 // the hits' table, with store.postgres
 	hitCheck     *localization.HolderCheck // the holding side of localization
 	bsn          *identification.Client    // the BSN verification service, with identification.url
 	metrics      *metrics
@@ -372,6 +373,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err := n.openReplay(ctx); err != nil {
 		return err
 	}
+	if err := n.openHits(ctx); err != nil {
+		return err
+	}
 	n.as, err = oauth.NewServer(oauth.ServerConfig{
 		Issuer:       n.publicURL,
 		SigningKey:   signing,
@@ -526,6 +530,9 @@ func (n *Node) Serve(ctx context.Context) error {
 // closeStores releases what New opened, in the reverse order, skipping
 // what a failed New did not get to.
 func (n *Node) closeStores() {
+	if n.hitTable != nil {
+		_ = n.hitTable.Close()
+	}
 	if n.replayDB != nil {
 		_ = n.replayDB.Close()
 	}

@@ -90,3 +90,18 @@ func (n *Node) openConsentRegistry(ctx context.Context) error {
 	n.consents = st
 	return nil
 }
+
+// openHits keeps the localization hits of the participants' lookups where
+// every replica finds them: in memory for the embedded node, in a table on
+// PostgreSQL.
+func (n *Node) openHits(ctx context.Context) error {
+	if n.cfg.Store.Postgres == "" {
+		return nil // the memory New made
+	}
+	h, err := openHitTable(ctx, n.cfg.Store.Postgres, n.cfg.Store.Schema, n.log)
+	if err != nil {
+		return fmt.Errorf("store.postgres: %w", err)
+	}
+	n.hits, n.hitTable = h, h
+	return nil
+}
