@@ -76,4 +76,3 @@ func TestPostgresSharesASchema(t *testing.T) {
 		}
 	})
 }
-
