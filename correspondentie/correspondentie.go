@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/push"
@@ -33,6 +34,12 @@ func New() Application { return Application{} }
 
 // Name implements push.Application.
 func (Application) Name() string { return "correspondentie" }
+
+// FHIRVersion: the letters are STU3 documents (careapp.Application).
+func (Application) FHIRVersion() fhir.Version { return fhir.STU3 }
+
+// Patterns: a letter is sent (careapp.Application).
+func (Application) Patterns() []careapp.Pattern { return []careapp.Pattern{careapp.Push} }
 
 // Event implements push.Application: the MessageHeader.event of a letter.
 func (Application) Event() (string, string) { return push.SystemEvent, "correspondentie" }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -14,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/schakel-nl/schakel/audit"
-	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
@@ -137,7 +137,7 @@ func (n *Node) refuseInternal(w http.ResponseWriter, r *http.Request, named *par
 		rec.Tenant = named.URA
 		rec.OutcomeText = "the participant's internal API token, not under the Bearer scheme"
 	}
-	rec.Patient, rec.Query = refusedNames(r, fhirAPI)
+	rec.Patient, rec.Query = refusedNames(r, fhirAPI, n.patientBSN)
 	if err := n.auditLog.Append(r.Context(), rec); err != nil {
 		if fhirAPI {
 			writeOutcome(w, auditUnavailable(err))
@@ -165,9 +165,9 @@ const maxRefusedQuery = 1024
 
 // refusedNames is the patient and the query (path, FHIR search, the
 // participants named in a JSON body) a refused internal request named.
-func refusedNames(r *http.Request, fhirAPI bool) (patient, query string) {
+func refusedNames(r *http.Request, fhirAPI bool, patientBSN func(url.Values) string) (patient, query string) {
 	params := r.URL.Query()
-	patient, _ = bgz.PatientBSN(params)
+	patient = patientBSN(params)
 	if patient == "" {
 		for _, v := range params["patient"] { // the audit trail's own search
 			if _, bsn, _ := strings.Cut(v, "|"); bsn != "" && nl.ValidateBSN(bsn) == nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/admission"
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
@@ -77,6 +78,7 @@ type Node struct {
 	// regionalHost names the regional portal in audit records.
 	regionalHost string
 	consult      *consult.Service
+	apps         *careapp.Registry // the care applications it runs
 	indexed      *indexedpull.Service
 	hits         *hitMemory                // localization hits of the participants' lookups (requesting side)
 	hitCheck     *localization.HolderCheck // the holding side of localization
@@ -117,9 +119,9 @@ type Options struct {
 	// package internal/faults is not importable from outside, and no
 	// configuration key or flag reaches it.
 	Faults *faults.Set
-	// PushApplications are the care applications on Push; nil: the ones
-	// Schakel ships (Correspondentie).
-	PushApplications []push.Application
+	// Applications are the care applications the node runs; nil: the ones
+	// Schakel ships (DefaultApplications).
+	Applications *careapp.Registry
 	// TracerProvider, when set, receives the node's spans instead of the
 	// one telemetry.otlp configures (tests use an in-memory exporter).
 	TracerProvider trace.TracerProvider
@@ -148,7 +150,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: slog.New(contextHandler{log.Handler()}).With("node", cfg.Name), parts: newTenants(),
 		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener,
-		admin: &adminState{seed: seed, ov: ov, current: cfg}, faults: newNodeFaults(opts.Faults)}
+		admin: &adminState{seed: seed, ov: ov, current: cfg}, faults: newNodeFaults(opts.Faults), apps: applications(opts)}
 	// n is never nil here, whatever the return statements below say; the
 	// result is not named so that no return can reset it before this runs.
 	started := false
@@ -307,7 +309,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		previous = append(previous, k)
 	}
 	n.np = notifiedpull.New(notifiedpull.Config{
-		Node: cfg.Name, DB: n.npDB, Store: n.stu3, Directory: n.dir,
+		Node: cfg.Name, Applications: n.apps, DB: n.npDB, Store: n.stu3, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
 			p, ok := n.parts.get(ura)
 			if !ok {
@@ -325,7 +327,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			return n.identify(ctx, identityCheck{tenant: c.Tenant, partner: c.PartnerURA, bsn: c.PatientBSN, birthDate: c.BirthDate, step: c.Step})
 		},
 	})
-	if err := n.setupPush(ctx, opts); err != nil {
+	if err := n.setupPush(ctx); err != nil {
 		return err
 	}
 	if err := n.setupGeneric(); err != nil {
@@ -335,7 +337,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return err
 	}
 	n.consult = consult.New(consult.Config{
-		Node: cfg.Name, Directory: n.dir,
+		Node: cfg.Name, Applications: n.apps, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
 			p, ok := n.parts.get(ura)
 			if !ok {

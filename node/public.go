@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/schakel-nl/schakel/audit"
-	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
@@ -46,7 +45,7 @@ func (n *Node) publicRoutes() http.Handler {
 			}
 			if err := n.plateaus.CheckAccess(ctx, plateau.AccessContext{PartnerURA: tok.Subject, Authenticated: authn,
 				UserID: user, UserRole: role, Application: app, Interaction: req.Interaction, ResourceType: req.Type,
-				Operation: req.Operation, Params: req.Params, Patient: queryBSN(req),
+				Operation: req.Operation, Params: req.Params, Patient: n.queryBSN(req),
 				Tenant: req.Tenant, DirectPull: consult.IsConsult(tok), TLS: req.HTTP.TLS, Token: tok.Claims}); err != nil {
 				if r := plateau.AsRefusal(err); r != nil {
 					return r.FHIRError()
@@ -56,7 +55,7 @@ func (n *Node) publicRoutes() http.Handler {
 			if consult.IsConsult(tok) {
 				// The patient a consult names is identified before consent is
 				// asked about them; only for a token issued for this participant.
-				if bsn := queryBSN(req); bsn != "" && tok.StringClaim(consult.ClaimConsult) == req.Tenant {
+				if bsn := n.queryBSN(req); bsn != "" && tok.StringClaim(consult.ClaimConsult) == req.Tenant {
 					if err := n.identifyHeld(ctx, req.Tenant, tok.Subject, bsn); err != nil {
 						return err
 					}
@@ -254,7 +253,7 @@ func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result
 		}
 	}
 	if rec.Patient == "" {
-		rec.Patient = queryBSN(req)
+		rec.Patient = n.queryBSN(req)
 	}
 	if tok := tokenFrom(ctx); tok != nil {
 		rec.Task = tok.StringClaim("twiin_task")
@@ -310,9 +309,8 @@ func writeOutcome(w http.ResponseWriter, fe *fhir.Error) {
 }
 
 // queryBSN is the patient a search is about, for the audit record.
-func queryBSN(req *rest.Request) string {
-	bsn, _ := bgz.PatientBSN(req.Params)
-	return bsn
+func (n *Node) queryBSN(req *rest.Request) string {
+	return n.patientBSN(req.Params)
 }
 
 // unmatched answers a request no route serves (404, or 405 with its Allow

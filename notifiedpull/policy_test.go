@@ -37,7 +37,7 @@ func grantFixture(t *testing.T) (*Service, Grant, *clock) {
 	}
 	t.Cleanup(func() { db.Close() })
 	clk := &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
-	s := New(Config{Node: "n", DB: db, Store: st, Now: clk.now, Issuer: "https://sender.example",
+	s := New(Config{Node: "n", Applications: bgzOnly, DB: db, Store: st, Now: clk.now, Issuer: "https://sender.example",
 		FHIRBase: func(t string) string { return "https://sender.example/fhir/stu3/" + t }})
 	wf, err := st.Create(ctx, "90000001", BuildWorkflowTask(WorkflowSpec{Identifier: "urn:uuid:g1", PatientID: "p",
 		PatientBSN: "999911259", SenderURA: "90000001", ReceiverURA: "90000002", Expires: clk.t.Add(time.Hour), Authored: clk.t}))

@@ -1,0 +1,61 @@
+package node
+
+import (
+	"fmt"
+	"net/url"
+
+	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/careapp"
+	"github.com/schakel-nl/schakel/correspondentie"
+	"github.com/schakel-nl/schakel/push"
+)
+
+// DefaultApplications are the care applications Schakel ships, in the
+// order the node prefers them: BgZ (Notified Pull, Direct Pull, Indexed
+// Pull) and Correspondentie (Push). A sixth is added here and nowhere else
+// in the node (see docs/architecture.md, "Care applications").
+func DefaultApplications() *careapp.Registry {
+	r, err := careapp.NewRegistry(bgz.New(), correspondentie.New())
+	if err != nil {
+		// The shipped applications are fixed; a refusal is a defect
+		// every test of the node shows.
+		panic(err)
+	}
+	return r
+}
+
+// applications are Options' care applications when given, else the ones
+// Schakel ships.
+func applications(opts Options) *careapp.Registry {
+	if opts.Applications != nil {
+		return opts.Applications
+	}
+	return DefaultApplications()
+}
+
+// pushApplications are the registered applications that run on Push, as
+// the Push service takes them.
+func pushApplications(apps *careapp.Registry) ([]push.Application, error) {
+	var out []push.Application
+	for _, a := range apps.On(careapp.Push) {
+		p, ok := a.(push.Application)
+		if !ok {
+			return nil, fmt.Errorf("care application %s runs on push but has no message shape (push.Application)", a.Name())
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// patientBSN is the one patient a request's parameters name by BSN, as
+// the first registered query set that finds one reads them.
+func (n *Node) patientBSN(params url.Values) string {
+	for _, a := range n.apps.All() {
+		if q, ok := a.(careapp.QuerySet); ok {
+			if bsn, ok := q.PatientBSN(params); ok {
+				return bsn
+			}
+		}
+	}
+	return ""
+}
