@@ -324,20 +324,20 @@ type Received struct {
 	// group are versions of one referral, the newest superseding the rest.
 	Group           string
 	GetWorkflowTask bool // the notification's get-workflow-task input
-	Tenant       string
-	Identifier   string
-	SenderURA    string
-	SenderSystem string
-	PatientBSN   string
-	WorkflowTask string
-	AuthBase     string
-	Expires      time.Time
-	Status       string
-	StatusReason string
-	ResultBundle string
-	Summary      []QueryResult
-	Created      time.Time
-	Updated      time.Time
+	Tenant          string
+	Identifier      string
+	SenderURA       string
+	SenderSystem    string
+	PatientBSN      string
+	WorkflowTask    string
+	AuthBase        string
+	Expires         time.Time
+	Status          string
+	StatusReason    string
+	ResultBundle    string
+	Summary         []QueryResult
+	Created         time.Time
+	Updated         time.Time
 	// Awaiting is set while the pull waits for a user to accept the
 	// notification (Service.Accept).
 	Awaiting bool
