@@ -1,12 +1,14 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/correspondentie"
+	"github.com/schakel-nl/schakel/policy"
 	"github.com/schakel-nl/schakel/push"
 )
 
@@ -58,4 +60,30 @@ func (n *Node) patientBSN(params url.Values) string {
 		}
 	}
 	return ""
+}
+
+// checkApplications refuses at start a set of care applications the node
+// cannot run: a pull application without an access policy (policy/<name>.yaml,
+// embedded or in partners.policydir; the plateau enforcer would refuse
+// every request for it) or whose policy is for another FHIR version, and
+// an application with public routes of its own, which the node does not
+// serve yet (careapp.Routes).
+func checkApplications(apps *careapp.Registry, policies policy.Set) error {
+	var errs []error
+	for _, a := range apps.All() {
+		if _, ok := a.(careapp.Routes); ok {
+			errs = append(errs, fmt.Errorf("care application %s has public routes of its own; this node serves only FHIR and Push for care applications", a.Name()))
+		}
+		if _, ok := a.(careapp.QuerySet); !ok {
+			continue
+		}
+		p, ok := policies[a.Name()]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("care application %s has no access policy (%s.yaml)", a.Name(), a.Name()))
+		case p.FHIRVersion != a.FHIRVersion():
+			errs = append(errs, fmt.Errorf("care application %s is FHIR %s, its policy %s is for %s", a.Name(), a.FHIRVersion(), p.File, p.FHIRVersion))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -188,6 +188,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return fmt.Errorf("trust: %w", err)
 	}
 	policies, err := policy.Load(cfg.Partners.PolicyDir)
+	if err == nil {
+		err = checkApplications(n.apps, policies)
+	}
 	if err != nil {
 		return fmt.Errorf("partners.policydir: %w", err)
 	}

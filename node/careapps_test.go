@@ -1,0 +1,66 @@
+package node
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/careapp"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/policy"
+)
+
+// imaging is a Direct Pull application of another FHIR version with
+// public routes, for the checks below.
+type imaging struct {
+	name   string
+	routes bool
+}
+
+func (a imaging) Name() string                 { return a.name }
+func (imaging) FHIRVersion() fhir.Version      { return fhir.R4 }
+func (imaging) Patterns() []careapp.Pattern    { return []careapp.Pattern{careapp.DirectPull} }
+func (imaging) Queries(string) []careapp.Query { return nil }
+func (imaging) Match(careapp.Request, string) (careapp.Query, error) {
+	return careapp.Query{}, careapp.ErrNotInSet
+}
+func (imaging) PatientBSN(url.Values) (string, bool) { return "", false }
+func (imaging) Normalize(s string) (string, error)   { return s, nil }
+func (imaging) ServerPayloadType() string            { return "urn:test:imaging" }
+
+type withRoutes struct{ imaging }
+
+func (withRoutes) PublicRoutes() []careapp.Route { return nil }
+
+// The node refuses to start with a care application it cannot serve: one
+// without an access policy, one whose policy is for another FHIR version,
+// one with public routes of its own; the shipped ones start.
+func TestCheckApplications(t *testing.T) {
+	policies, err := policy.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkApplications(DefaultApplications(), policies); err != nil {
+		t.Errorf("the shipped applications: %v", err)
+	}
+	// bgz's policy is STU3; an R4 application of that name does not fit it.
+	bgzR4 := imaging{name: bgz.Name}
+	for _, tc := range []struct {
+		name string
+		app  careapp.Application
+		want string
+	}{
+		{"no policy", imaging{name: "imaging"}, "no access policy (imaging.yaml)"},
+		{"another FHIR version", bgzR4, "is FHIR r4, its policy embedded:bgz.yaml is for stu3"},
+		{"public routes", withRoutes{imaging{name: "imaging"}}, "public routes"},
+	} {
+		reg, err := careapp.NewRegistry(tc.app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkApplications(reg, policies); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+}
