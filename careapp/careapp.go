@@ -13,7 +13,9 @@
 //     refers with;
 //   - a Push application implements push.Application (declared where it is
 //     used, in package push): its message shape, validation and consent rule;
-//   - Routes: extra public routes beside FHIR (e.g. DICOMweb for imaging).
+//   - Routes: extra public routes beside FHIR (e.g. DICOMweb for imaging);
+//   - DemoMessages: demo data of a Push application (the demo network's
+//     message).
 //
 // The patterns (notifiedpull, consult, push) and the node ask the Registry
 // and the application; none of them switches on an application's name.
@@ -26,6 +28,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/schakel-nl/schakel/fhir"
 )
@@ -136,6 +139,26 @@ type Route struct {
 type Routes interface {
 	Application
 	PublicRoutes() []Route
+}
+
+// DemoPatient is a patient of the demo network's data, as a demo message
+// names them.
+type DemoPatient struct {
+	BSN, Name string
+	BirthDate string // FHIR date
+}
+
+// DemoParty is an organisation of the demo network.
+type DemoParty struct{ URA, Name string }
+
+// DemoMessages is a Push application with demo data: the message the demo
+// network's sender sends (`schakel network up --care <name>`).
+type DemoMessages interface {
+	Application
+	// DemoMessage is a message from sender about patient, as its payload
+	// (what push.Application.Validate accepts) and a one-line title for
+	// the demo's progress lines.
+	DemoMessage(patient DemoPatient, sender DemoParty, at time.Time) (payload []byte, title string, err error)
 }
 
 // Registry holds the care applications a node (or the demo network) runs.
