@@ -292,6 +292,9 @@ type ReferRequest struct {
 	// Notified Pull the node registered, "bgz").
 	Application string `json:"application"`
 	Description string `json:"description,omitempty"`
+	// Task is the code of the kind of workflow Task, for an application
+	// with several (careapp.Workflow.WorkflowTasks); default its first.
+	Task string `json:"task,omitempty"`
 	// Reads are single resources ("Type/id" in the participant's record)
 	// the receiver may read besides the application's searches, each a
 	// workflow Task input of its own.
@@ -364,7 +367,10 @@ func (s *Service) refer(ctx context.Context, tenant string, req ReferRequest, pr
 	if err != nil {
 		return Grant{}, err
 	}
-	kind := app.WorkflowTasks()[0]
+	kind, err := taskKind(app, req.Task)
+	if err != nil {
+		return Grant{}, err
+	}
 	wf := BuildWorkflowTask(WorkflowSpec{
 		Identifier: id, PatientID: patientID, PatientBSN: req.PatientBSN,
 		SenderURA: tenant, SenderName: party.Name, SenderSystem: party.SystemUZI,
@@ -466,6 +472,27 @@ func allowedForm(app careapp.QuerySet, in WorkflowInput) (string, error) {
 	return app.Normalize(in.Query)
 }
 
+// taskKind is the kind of workflow Task with this code among the
+// application's; its first when code is empty.
+func taskKind(app careapp.Workflow, code string) (careapp.TaskKind, error) {
+	kinds := app.WorkflowTasks()
+	if len(kinds) == 0 {
+		return careapp.TaskKind{}, fmt.Errorf("care application %s has no workflow Task", app.Name())
+	}
+	if code == "" {
+		return kinds[0], nil
+	}
+	var codes []string
+	for _, k := range kinds {
+		if k.Code.Code == code {
+			return k, nil
+		}
+		codes = append(codes, k.Code.Code)
+	}
+	return careapp.TaskKind{}, fhir.Errorf(http.StatusBadRequest, "not-supported", "task: care application %s refers with workflow Task codes %s, not %q",
+		app.Name(), strings.Join(codes, ", "), code)
+}
+
 // ErrReferralEnded refuses the update of a referral that was withdrawn,
 // failed or refused: there is nothing left to supersede.
 var ErrReferralEnded = errors.New("referral has ended")
@@ -496,6 +523,13 @@ func (s *Service) Update(ctx context.Context, tenant, id, description string) (G
 		return Grant{}, e
 	}
 	req := ReferRequest{PatientBSN: prev.PatientBSN, ReceiverURA: prev.ReceiverURA, Application: prev.Application, Description: description}
+	// The same kind of workflow Task as before.
+	if wf, err := s.cfg.Store.Read(ctx, tenant, "Task", prev.WorkflowTask); err == nil {
+		var t task
+		if json.Unmarshal(wf.Body, &t) == nil && t.Code != nil && len(t.Code.Coding) > 0 {
+			req.Task = t.Code.Coding[0].Code
+		}
+	}
 	for _, q := range prev.Queries {
 		if typ, rid, err := ParseRead(q); err == nil {
 			req.Reads = append(req.Reads, typ+"/"+rid)

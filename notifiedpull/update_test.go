@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/oauth"
@@ -243,5 +244,52 @@ func TestParseRead(t *testing.T) {
 		if typ != tc.typ || id != tc.id || (err == nil) != (tc.typ != "") {
 			t.Errorf("ParseRead(%q) = %q, %q, %v", tc.in, typ, id, err)
 		}
+	}
+}
+
+// eoverdracht is a Notified Pull application with two kinds of workflow
+// Task, for TestTaskKind.
+type eoverdracht struct{ bgz.App }
+
+func (eoverdracht) Name() string { return "eoverdracht" }
+func (eoverdracht) WorkflowTasks() []careapp.TaskKind {
+	return []careapp.TaskKind{
+		{Profile: "http://example.org/StructureDefinition/transfer-Task", Code: careapp.Coding{System: "http://snomed.info/sct", Code: "308292007"}},
+		{Profile: "http://example.org/StructureDefinition/transfer-cancel-Task", Code: careapp.Coding{System: "http://snomed.info/sct", Code: "89200000"}},
+	}
+}
+
+func TestTaskKind(t *testing.T) {
+	app := eoverdracht{}
+	for _, tc := range []struct {
+		code, profile string
+		status        int
+	}{
+		{"", "http://example.org/StructureDefinition/transfer-Task", 0},
+		{"89200000", "http://example.org/StructureDefinition/transfer-cancel-Task", 0},
+		{"3457005", "", http.StatusBadRequest},
+	} {
+		k, err := taskKind(app, tc.code)
+		if tc.status != 0 {
+			if fe := fhir.AsError(err); fe == nil || fe.Status != tc.status || !strings.Contains(fe.Error(), "308292007, 89200000") {
+				t.Errorf("task %q: %v, want %d naming the application's codes", tc.code, err, tc.status)
+			}
+			continue
+		}
+		if err != nil || k.Profile != tc.profile {
+			t.Errorf("task %q: %+v %v", tc.code, k, err)
+		}
+	}
+	// The profile goes into the workflow Task's meta.
+	var wf struct {
+		Meta struct{ Profile []string }
+		Code struct{ Coding []struct{ Code string } }
+	}
+	k, _ := taskKind(app, "89200000")
+	if err := json.Unmarshal(BuildWorkflowTask(WorkflowSpec{Identifier: testTaskID, Profile: k.Profile, Code: coding(k.Code)}), &wf); err != nil {
+		t.Fatal(err)
+	}
+	if len(wf.Meta.Profile) != 1 || wf.Meta.Profile[0] != k.Profile || wf.Code.Coding[0].Code != "89200000" {
+		t.Errorf("workflow Task %+v", wf)
 	}
 }
