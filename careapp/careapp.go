@@ -235,7 +235,10 @@ func (r *Registry) Names() []string {
 
 // Get returns the application with this name.
 func (r *Registry) Get(name string) (Application, bool) {
-	for _, a := range r.All() {
+	if r == nil {
+		return nil, false
+	}
+	for _, a := range r.apps { // not All: a data request asks this, and a copy would cost it an allocation
 		if a.Name() == name {
 			return a, true
 		}

@@ -22,7 +22,7 @@ func (c *clock) now() time.Time { return c.t }
 
 // grantFixture is a sender-side service holding one referral from 90000001
 // to 90000002 for patient 999911259, valid for an hour.
-func grantFixture(t *testing.T) (*Service, Grant, *clock) {
+func grantFixture(t testing.TB) (*Service, Grant, *clock) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
