@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/url"
 
+	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/correspondentie"
+	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/policy"
 	"github.com/schakel-nl/schakel/push"
 )
@@ -86,4 +88,22 @@ func checkApplications(apps *careapp.Registry, policies policy.Set) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DataEndpoints are the addressbook Endpoints of participant ura's data on
+// the node at publicURL: one per registered application with a query set,
+// under its own payloadType, at the participant's FHIR base of the
+// application's version. The node serves FHIR STU3 only so far: an R4
+// application gets none until it does, rather than one that answers 404.
+func DataEndpoints(apps *careapp.Registry, publicURL, ura string) []addressbook.EndpointSpec {
+	var out []addressbook.EndpointSpec
+	for _, a := range apps.All() {
+		q, ok := a.(careapp.QuerySet)
+		if !ok || a.FHIRVersion() != fhir.STU3 {
+			continue
+		}
+		out = append(out, addressbook.EndpointSpec{ID: "ep-" + ura + "-" + a.Name(), PayloadType: q.ServerPayloadType(),
+			Address: Endpoints(publicURL, ura).BgZ, FHIRVersion: "3.0"})
+	}
+	return out
 }

@@ -444,16 +444,14 @@ func (n *Node) AddressbookEntries() []addressbook.Entry {
 	var out []addressbook.Entry
 	for _, p := range n.parts.all() {
 		e := Endpoints(n.publicURL, p.URA)
-		out = append(out, addressbook.Entry{
-			ID: "org-" + p.URA, URA: p.URA, Name: p.Name,
-			Endpoints: []addressbook.EndpointSpec{
-				{ID: "ep-" + p.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: e.Notification, FHIRVersion: "3.0"},
-				{ID: "ep-" + p.URA + "-bgz", PayloadType: addressbook.PayloadBgZServer, Address: e.BgZ, FHIRVersion: "3.0"},
-				{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
-				{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
-				{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"},
-			},
-		})
+		eps := []addressbook.EndpointSpec{
+			{ID: "ep-" + p.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: e.Notification, FHIRVersion: "3.0"}}
+		eps = append(eps, DataEndpoints(n.apps, n.publicURL, p.URA)...) // one per care application's data server
+		eps = append(eps,
+			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
+			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
+			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"})
+		out = append(out, addressbook.Entry{ID: "org-" + p.URA, URA: p.URA, Name: p.Name, Endpoints: eps})
 	}
 	return out
 }
