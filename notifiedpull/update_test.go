@@ -293,3 +293,16 @@ func TestTaskKind(t *testing.T) {
 		t.Errorf("workflow Task %+v", wf)
 	}
 }
+
+// A referral for a care application the node does not run on Notified
+// Pull is refused 400, naming the ones it does.
+func TestReferUnknownApplication(t *testing.T) {
+	s, _, _ := receiverFixture(t)
+	for _, app := range []string{"lab", "correspondentie"} {
+		_, err := s.Refer(context.Background(), "90000002", ReferRequest{PatientBSN: "999911259", ReceiverURA: "90000001", Application: app})
+		fe := fhir.AsError(err)
+		if fe == nil || fe.Status != http.StatusBadRequest || !strings.Contains(fe.Error(), "supported: bgz") {
+			t.Errorf("%s: %v, want 400 naming bgz", app, err)
+		}
+	}
+}
