@@ -412,7 +412,7 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 		ActorURA: row.Tenant, ActorSystem: party.SystemUZI, ActorUser: userOf(caller), ActorRole: roleOf(caller), Patient: row.PatientBSN, Types: collected.types(),
 		Resources: []string{"Bundle/" + res.ID}, Query: fmt.Sprintf("%d queries from %s", len(inputs), row.SenderURA), Task: row.Identifier})
 	// Result and status in one statement, then the notification Task.
-	if err := s.cfg.DB.completeReceived(ctx, row.ID, res.ID, summary, s.cfg.Now()); err != nil {
+	if err := s.cfg.DB.completeReceived(ctx, row.ID, c.app.Name(), res.ID, summary, s.cfg.Now()); err != nil {
 		return err
 	}
 	if err := s.writeNoteStatus(ctx, row, note, StatusCompleted); err != nil {
