@@ -121,19 +121,19 @@ func (w *outboxWriter) commit(batch []*enqueued) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	created := make([]bool, len(batch))
-	err := w.d.durable(ctx, func(tx *sql.Tx) error {
-		ins, err := tx.PrepareContext(ctx, w.d.q(insertOutSQL))
-		if err != nil {
-			return err
-		}
-		defer ins.Close()
-		for i, p := range batch {
-			if created[i], err = insertOutWith(ctx, ins, p.m); err != nil {
-				return err
+	st, err := w.d.prepared(ctx, insertOutSQL)
+	if err == nil {
+		err = w.d.durable(ctx, func(tx *sql.Tx) error {
+			ins := tx.StmtContext(ctx, st)
+			for i, p := range batch {
+				var err error
+				if created[i], err = insertOutWith(ctx, ins, p.m); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if err != nil && len(batch) > 1 {
 		for _, p := range batch {
 			w.commit([]*enqueued{p})

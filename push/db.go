@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 	"time"
 
 	"github.com/schakel-nl/schakel/internal/pgdb"
@@ -112,6 +113,29 @@ type DB struct {
 	db       *sql.DB
 	postgres bool
 	w        *outboxWriter // group-commits Enqueue
+	// stmts are the hot statements, prepared once: SQLite spends as long
+	// parsing a statement of twenty columns as running it.
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
+}
+
+// prepared is query (in SQLite's dialect) prepared on the database once.
+// Call it outside a transaction: on SQLite preparing needs the connection.
+func (d *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	d.stmtMu.Lock()
+	defer d.stmtMu.Unlock()
+	if st, ok := d.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := d.db.PrepareContext(ctx, d.q(query))
+	if err != nil {
+		return nil, err
+	}
+	if d.stmts == nil {
+		d.stmts = map[string]*sql.Stmt{}
+	}
+	d.stmts[query] = st
+	return st, nil
 }
 
 var _ Store = (*DB)(nil)
@@ -171,6 +195,12 @@ func OpenPostgres(ctx context.Context, dsn, schema string) (*DB, error) {
 // Close commits the messages waiting to be queued and closes the database.
 func (d *DB) Close() error {
 	d.w.close()
+	d.stmtMu.Lock()
+	for q, st := range d.stmts {
+		_ = st.Close()
+		delete(d.stmts, q)
+	}
+	d.stmtMu.Unlock()
 	return d.db.Close()
 }
 
@@ -248,13 +278,22 @@ func (d *DB) Enqueue(ctx context.Context, m OutMessage) (OutMessage, bool, error
 }
 
 func (d *DB) Claim(ctx context.Context, now, lease time.Time, limit int) ([]OutMessage, error) {
+	// Prepared before the transaction takes SQLite's one connection.
+	sel, err := d.prepared(ctx, `SELECT `+outCols+` FROM push_out WHERE status = ? AND next_attempt_at <= ?
+		ORDER BY next_attempt_at, `+d.insertion()+` LIMIT ?`+d.claimLock())
+	if err != nil {
+		return nil, err
+	}
+	upd, err := d.prepared(ctx, `UPDATE push_out SET next_attempt_at = ? WHERE tenant = ? AND id = ?`)
+	if err != nil {
+		return nil, err
+	}
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, d.q(`SELECT `+outCols+` FROM push_out WHERE status = ? AND next_attempt_at <= ?
-		ORDER BY next_attempt_at, `+d.insertion()+` LIMIT ?`+d.claimLock()), StatusQueued, fmtTime(now), limit)
+	rows, err := tx.StmtContext(ctx, sel).QueryContext(ctx, StatusQueued, fmtTime(now), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -271,9 +310,9 @@ func (d *DB) Claim(ctx context.Context, now, lease time.Time, limit int) ([]OutM
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	lease1 := tx.StmtContext(ctx, upd)
 	for _, m := range out {
-		if _, err := tx.ExecContext(ctx, d.q(`UPDATE push_out SET next_attempt_at = ? WHERE tenant = ? AND id = ?`),
-			fmtTime(lease), m.Tenant, m.ID); err != nil {
+		if _, err := lease1.ExecContext(ctx, fmtTime(lease), m.Tenant, m.ID); err != nil {
 			return nil, err
 		}
 	}
@@ -292,7 +331,10 @@ func (d *DB) claimLock() string {
 
 func (d *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var s sql.NullString
-	err := d.db.QueryRowContext(ctx, d.q(`SELECT MIN(next_attempt_at) FROM push_out WHERE status = ?`), StatusQueued).Scan(&s)
+	st, err := d.prepared(ctx, `SELECT MIN(next_attempt_at) FROM push_out WHERE status = ?`)
+	if err == nil {
+		err = st.QueryRowContext(ctx, StatusQueued).Scan(&s)
+	}
 	if err != nil || !s.Valid {
 		return time.Time{}, false, err
 	}
@@ -306,9 +348,12 @@ func (d *DB) Release(ctx context.Context, now time.Time) error {
 }
 
 func (d *DB) UpdateOut(ctx context.Context, m OutMessage) error {
-	_, err := d.db.ExecContext(ctx, d.q(`UPDATE push_out SET status = ?, status_reason = ?, attempts = ?, next_attempt_at = ?,
-		receipt = ?, delivered_at = ?, updated_at = ? WHERE tenant = ? AND id = ?`),
-		m.Status, m.StatusReason, m.Attempts, fmtTime(m.NextAttempt), m.Receipt, fmtTime(m.Delivered), fmtTime(m.Updated),
+	st, err := d.prepared(ctx, `UPDATE push_out SET status = ?, status_reason = ?, attempts = ?, next_attempt_at = ?,
+		receipt = ?, delivered_at = ?, updated_at = ? WHERE tenant = ? AND id = ?`)
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(ctx, m.Status, m.StatusReason, m.Attempts, fmtTime(m.NextAttempt), m.Receipt, fmtTime(m.Delivered), fmtTime(m.Updated),
 		m.Tenant, m.ID)
 	return err
 }
@@ -327,7 +372,11 @@ func (d *DB) Acknowledge(ctx context.Context, tenant, id, ack, note string, at t
 }
 
 func (d *DB) Out(ctx context.Context, tenant, id string) (OutMessage, error) {
-	return scanOut(d.db.QueryRowContext(ctx, d.q(`SELECT `+outCols+` FROM push_out WHERE tenant = ? AND id = ?`), tenant, id))
+	st, err := d.prepared(ctx, `SELECT `+outCols+` FROM push_out WHERE tenant = ? AND id = ?`)
+	if err != nil {
+		return OutMessage{}, err
+	}
+	return scanOut(st.QueryRowContext(ctx, tenant, id))
 }
 
 func (d *DB) OutList(ctx context.Context, tenant string) ([]OutMessage, error) {
