@@ -68,10 +68,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 				return err
 			}
 			if pattern == "push" {
-				if processes || opts.Plateau != 0 || opts.Mixed {
-					return errors.New("--care correspondentie runs in one process at the default agreement for now (no --processes, no --plateau)")
-				}
-				return runLetter(cmd.Context(), opts, once)
+				return runLetter(cmd.Context(), opts, once, processes)
 			}
 			if pattern == "indexed-pull" {
 				if processes || opts.Plateau != 0 || opts.Mixed {
@@ -230,17 +227,6 @@ func runIndexedPull(ctx context.Context, opts network.Options, once bool) error 
 		run, err := nw.RunIndexedPull(ctx)
 		if run != nil {
 			nw.PrintIndexedPull(run)
-		}
-		return err
-	})
-}
-
-// runLetter runs the network and sends one Correspondentie letter over Push.
-func runLetter(ctx context.Context, opts network.Options, once bool) error {
-	return runScenario(ctx, opts, once, "exchange", func(ctx context.Context, nw *network.Network) error {
-		s, err := nw.ExchangeLetter(ctx)
-		if s != nil {
-			nw.PrintLetter(s)
 		}
 		return err
 	})
