@@ -77,13 +77,13 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			}
 			opts.Care = care
 			if pattern == "push" {
-				if processes || opts.Plateau != 0 || opts.Mixed {
-					return fmt.Errorf("--care %s runs in one process at the default agreement for now (no --processes, no --plateau)", care)
-				}
 				if care == "geboortezorg" {
+					if processes || opts.Plateau != 0 || opts.Mixed {
+						return fmt.Errorf("--care %s runs in one process at the default agreement for now (no --processes, no --plateau)", care)
+					}
 					return runTransfer(cmd.Context(), opts, once)
 				}
-				return runLetter(cmd.Context(), opts, once)
+				return runLetter(cmd.Context(), opts, once, processes)
 			}
 			if pattern == "indexed-pull" {
 				if processes || opts.Plateau != 0 || opts.Mixed {
@@ -255,17 +255,6 @@ func runIndexedPull(ctx context.Context, opts network.Options, once bool) error 
 		run, err := nw.RunIndexedPull(ctx)
 		if run != nil {
 			nw.PrintIndexedPull(run)
-		}
-		return err
-	})
-}
-
-// runLetter runs the network and sends one Correspondentie letter over Push.
-func runLetter(ctx context.Context, opts network.Options, once bool) error {
-	return runScenario(ctx, opts, once, "exchange", func(ctx context.Context, nw *network.Network) error {
-		s, err := nw.ExchangeLetter(ctx)
-		if s != nil {
-			nw.PrintLetter(s)
 		}
 		return err
 	})
