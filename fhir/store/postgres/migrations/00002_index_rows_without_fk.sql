@@ -4,7 +4,7 @@
 -- a bulk load ~40 % of the server's CPU (~9 index rows per resource).
 -- The engine writes index rows only for a resource it has inserted or
 -- locked in the same transaction, and resource rows are never
--- deleted (a deletion is a version), so the check never fired; the store's
+-- deleted (a deletion is a version), so the check never failed; the store's
 -- tests check that every index row has its resource.
 ALTER TABLE idx_token DROP CONSTRAINT IF EXISTS idx_token_rid_fkey;
 ALTER TABLE idx_ref DROP CONSTRAINT IF EXISTS idx_ref_rid_fkey;
