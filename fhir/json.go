@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"reflect"
+	"unicode/utf8"
 )
 
 // Member is one member of a JSON object, its value byte-for-byte as read.
@@ -16,34 +16,170 @@ type Member struct {
 
 // Members splits a JSON object into its members, keeping their order and
 // their values' exact bytes (numbers keep their text), so a resource can be
-// edited without re-encoding what was not touched.
+// edited without re-encoding what was not touched. The values share obj's
+// bytes.
 func Members(obj []byte) ([]Member, error) {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	if !json.Valid(obj) {
+		return nil, invalidJSON(obj)
+	}
+	return SplitMembers(obj)
+}
+
+// SplitMembers is Members for a document already known to be valid JSON
+// (decoded or checked before): it splits without checking the values, in
+// one pass over the bytes. On invalid JSON it returns an error or members
+// that make no sense, never more than obj holds.
+func SplitMembers(obj []byte) ([]Member, error) {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
 		return nil, errors.New("not a JSON object")
 	}
-	var out []Member
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
+	out := make([]Member, 0, 16)
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		return out, trailing(obj, i+1)
+	}
+	for i < len(obj) {
+		if obj[i] != '"' {
+			return nil, errors.New("not a JSON object: a member without a name")
 		}
-		key, _ := t.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, err
+		end := stringEnd(obj, i+1)
+		if end < 0 {
+			return nil, errors.New("not a JSON object: unterminated name")
 		}
-		out = append(out, Member{key, raw})
+		key := string(obj[i+1 : end])
+		if k := obj[i+1 : end]; bytes.IndexByte(k, '\\') >= 0 || !utf8.Valid(k) {
+			// encoding/json unescapes, and replaces invalid UTF-8.
+			if err := json.Unmarshal(obj[i:end+1], &key); err != nil {
+				return nil, err
+			}
+		}
+		i = skipSpace(obj, end+1)
+		if i >= len(obj) || obj[i] != ':' {
+			return nil, errors.New("not a JSON object: no ':' after a name")
+		}
+		i = skipSpace(obj, i+1)
+		ve := valueEnd(obj, i)
+		if ve < 0 {
+			return nil, errors.New("not a JSON object: unterminated value")
+		}
+		out = append(out, Member{Key: key, Value: obj[i:ve:ve]})
+		i = skipSpace(obj, ve)
+		switch {
+		case i >= len(obj):
+		case obj[i] == ',':
+			i = skipSpace(obj, i+1)
+			continue
+		case obj[i] == '}':
+			return out, trailing(obj, i+1)
+		}
+		break
 	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
+	return nil, errors.New("not a JSON object: unterminated")
+}
+
+// SplitElements splits a JSON array of a document known to be valid JSON
+// into its elements, as SplitMembers splits an object.
+func SplitElements(arr []byte) ([]json.RawMessage, error) {
+	i := skipSpace(arr, 0)
+	if i >= len(arr) || arr[i] != '[' {
+		return nil, errors.New("not a JSON array")
 	}
-	// The decoder would stop here; what follows the object would then be
-	// dropped silently by whoever writes the members back.
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("not a JSON object: more follows it")
+	var out []json.RawMessage
+	i = skipSpace(arr, i+1)
+	if i < len(arr) && arr[i] == ']' {
+		return out, trailing(arr, i+1)
 	}
-	return out, nil
+	for i < len(arr) {
+		ve := valueEnd(arr, i)
+		if ve < 0 {
+			return nil, errors.New("not a JSON array: unterminated value")
+		}
+		out = append(out, arr[i:ve:ve])
+		i = skipSpace(arr, ve)
+		switch {
+		case i >= len(arr):
+		case arr[i] == ',':
+			i = skipSpace(arr, i+1)
+			continue
+		case arr[i] == ']':
+			return out, trailing(arr, i+1)
+		}
+		break
+	}
+	return nil, errors.New("not a JSON array: unterminated")
+}
+
+// trailing refuses anything but white space after the end of a value at i:
+// whoever writes the parts back would drop it silently.
+func trailing(b []byte, i int) error {
+	if skipSpace(b, i) != len(b) {
+		return errors.New("not a JSON object: more follows it")
+	}
+	return nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the index just after the JSON value starting at b[i], or
+// -1 when b ends first. It trusts b to be valid JSON.
+func valueEnd(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		end := stringEnd(b, i+1)
+		if end < 0 {
+			return -1
+		}
+		return end + 1
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			case '"':
+				end := stringEnd(b, i+1)
+				if end < 0 {
+					return -1
+				}
+				i = end
+			}
+		}
+		return -1
+	}
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\n', '\t', '\r':
+			return i
+		}
+	}
+	return i
+}
+
+// invalidJSON words why obj is no JSON object the way the decoder does.
+func invalidJSON(obj []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("not a JSON object")
+	}
+	var v map[string]json.RawMessage
+	if err := json.Unmarshal(obj, &v); err != nil {
+		return err
+	}
+	return errors.New("not a JSON object: more follows it")
 }
 
 // SameContent reports whether a stored resource and a new body carry the

@@ -47,3 +47,42 @@ func decode(b []byte, v any) error {
 	d.UseNumber()
 	return d.Decode(v)
 }
+
+// FuzzSplit feeds arbitrary bytes to SplitMembers and SplitElements, which
+// trust their input to be valid JSON: on any other input they may return
+// nonsense but must not panic or reach outside it; on valid JSON they agree
+// with encoding/json. Run with go test -fuzz=FuzzSplit ./fhir.
+func FuzzSplit(f *testing.F) {
+	f.Add([]byte(`{"resourceType":"Patient","id":"p1","name":[{"family":"de \"Vries\""}],"active":true}`))
+	f.Add([]byte(`[1, {"a":[2]}, "x\\"]", null]`))
+	f.Add([]byte(`{"a":`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ms, merr := SplitMembers(b)
+		es, eerr := SplitElements(b)
+		if !json.Valid(b) {
+			return
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(b, &obj) == nil && obj != nil {
+			if merr != nil {
+				t.Fatalf("refused a JSON object: %v", merr)
+			}
+			for _, m := range ms {
+				if !json.Valid(m.Value) {
+					t.Fatalf("member %q: invalid value %q", m.Key, m.Value)
+				}
+			}
+		}
+		var arr []json.RawMessage
+		if json.Unmarshal(b, &arr) == nil && arr != nil {
+			if eerr != nil || len(es) != len(arr) {
+				t.Fatalf("split %q into %d elements (%v), want %d", b, len(es), eerr, len(arr))
+			}
+			for i := range es {
+				if !bytes.Equal(bytes.TrimSpace(arr[i]), es[i]) {
+					t.Fatalf("element %d: %q, want %q", i, es[i], arr[i])
+				}
+			}
+		}
+	})
+}

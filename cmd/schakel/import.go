@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -113,25 +114,28 @@ func isTerminal(w io.Writer) bool {
 }
 
 // importBar is the progress of an import: over the bytes of the files read,
-// which gives the ETA, described with the resources committed and their
-// rate.
+// which gives the time left (ETA), described with the resources committed
+// and their rate.
 type importBar struct {
 	bar     *progressbar.ProgressBar
 	sizes   map[string]int64
 	written *atomic.Int64
 	start   time.Time
+	total   int64 // bytes of all files
+
+	mu   sync.Mutex
+	done int64 // bytes of the files read so far
 }
 
 func newImportBar(w io.Writer, files []string, written *atomic.Int64) *importBar {
 	b := &importBar{sizes: make(map[string]int64, len(files)), written: written, start: time.Now()}
-	var total int64
 	for _, f := range files {
 		if fi, err := os.Stat(f); err == nil {
 			b.sizes[f] = fi.Size()
-			total += fi.Size()
+			b.total += fi.Size()
 		}
 	}
-	b.bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(w),
+	b.bar = progressbar.NewOptions64(b.total, progressbar.OptionSetWriter(w),
 		progressbar.OptionShowBytes(true), progressbar.OptionSetPredictTime(true),
 		progressbar.OptionShowElapsedTimeOnFinish(), progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionSetDescription("importing"), progressbar.OptionClearOnFinish())
@@ -139,8 +143,18 @@ func newImportBar(w io.Writer, files []string, written *atomic.Int64) *importBar
 }
 
 func (b *importBar) file(path string) {
+	b.mu.Lock()
+	b.done += b.sizes[path]
+	done := b.done
+	b.mu.Unlock()
 	n := b.written.Load()
-	b.bar.Describe(fmt.Sprintf("%d resources, %.0f/s", n, float64(n)/max(time.Since(b.start).Seconds(), 1e-9)))
+	elapsed := time.Since(b.start)
+	desc := fmt.Sprintf("%d resources, %.0f/s", n, float64(n)/max(elapsed.Seconds(), 1e-9))
+	if done > 0 && done < b.total {
+		eta := time.Duration(float64(elapsed) * float64(b.total-done) / float64(done))
+		desc += ", ETA " + eta.Round(time.Second).String()
+	}
+	b.bar.Describe(desc)
 	_ = b.bar.Add64(b.sizes[path])
 }
 

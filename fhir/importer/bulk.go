@@ -192,7 +192,7 @@ func (b *Bulk) Add(ctx context.Context, name string, data []byte) error {
 			b.sum.Warnings = append(b.sum.Warnings, Problem{File: name, Location: d.loc, Err: errors.New(w)})
 		}
 		b.mu.Unlock()
-		entries, atomic, errs := b.im.prepareDocument(d.body)
+		entries, atomic, errs := b.im.prepareDocument(d)
 		for _, e := range errs {
 			note(b.problem(name, joinLoc(d.loc, e.loc), e.err))
 		}

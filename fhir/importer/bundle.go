@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -50,8 +51,8 @@ type rawEntry struct {
 
 // importDocument imports one JSON resource or Bundle and returns the counts
 // of what it wrote, per resource type, and its failures.
-func (im *Importer) importDocument(ctx context.Context, body []byte) (map[string]Counts, []locError) {
-	entries, atomic, errs := im.prepareDocument(body)
+func (im *Importer) importDocument(ctx context.Context, d document) (map[string]Counts, []locError) {
+	entries, atomic, errs := im.prepareDocument(d)
 	if entries == nil {
 		return nil, errs
 	}
@@ -62,54 +63,60 @@ func (im *Importer) importDocument(ctx context.Context, body []byte) (map[string
 // prepareDocument reads one JSON resource or Bundle into the entries to
 // write and whether they are written all or nothing. errs are the entries
 // that cannot be imported; entries is nil when nothing of the document is
-// to be written.
-func (im *Importer) prepareDocument(body []byte) (entries []entry, atomic bool, errs []locError) {
-	var rt struct {
-		ResourceType string `json:"resourceType"`
+// to be written. The document is checked to be JSON once; its parts are
+// then split, not decoded again.
+func (im *Importer) prepareDocument(d document) (entries []entry, atomic bool, errs []locError) {
+	body := d.body
+	if !d.valid && !json.Valid(body) {
+		var v any
+		err := json.Unmarshal(body, &v)
+		return nil, false, []locError{{"", fmt.Errorf("%w: not a FHIR JSON resource: %v", ErrInput, err)}}
 	}
-	if err := json.Unmarshal(body, &rt); err != nil {
+	top, err := fhir.SplitMembers(body)
+	if err != nil {
+		return nil, false, []locError{{"", fmt.Errorf("%w: not a FHIR JSON resource: %v", ErrInput, err)}}
+	}
+	rt, err := stringMember(top, "resourceType")
+	if err != nil {
 		return nil, false, []locError{{"", fmt.Errorf("%w: not a FHIR JSON resource: %v", ErrInput, err)}}
 	}
 	// FHIR JSON has each property once; which copy a parser keeps differs,
 	// so such a document is refused whole, as the REST API refuses it.
 	var de *fhir.DuplicateKeyError
 	if err := fhir.CheckKeys(body); errors.As(err, &de) {
-		return nil, false, []locError{{de.Expression(rt.ResourceType), fmt.Errorf("%w: property %q appears more than once", ErrInput, de.Key)}}
+		return nil, false, []locError{{de.Expression(rt), fmt.Errorf("%w: property %q appears more than once", ErrInput, de.Key)}}
 	}
-	if rt.ResourceType != "Bundle" {
-		e, err := im.resourceEntry(rt.ResourceType, "", "", body)
+	if rt != "Bundle" {
+		e, err := im.resourceEntry(rt, "", "", body, top)
 		if err != nil {
 			return nil, false, []locError{{"", err}}
 		}
 		return []entry{e}, true, nil
 	}
-	var head struct {
-		Type  string     `json:"type"`
-		Entry []rawEntry `json:"entry"`
-	}
-	if err := json.Unmarshal(body, &head); err != nil {
+	bundleType, rawEntries, err := bundleHead(top)
+	if err != nil {
 		return nil, false, []locError{{"", fmt.Errorf("%w: not a FHIR Bundle: %v", ErrInput, err)}}
 	}
-	switch head.Type {
+	switch bundleType {
 	case "transaction", "batch", "collection", "searchset":
 	case "document", "message":
 		// These Bundles are resources in their own right: kept whole.
-		e, err := im.resourceEntry("Bundle", "", "", body)
+		e, err := im.resourceEntry("Bundle", "", "", body, top)
 		if err != nil {
 			return nil, false, []locError{{"", err}}
 		}
 		return []entry{e}, true, nil
 	default:
-		return nil, false, []locError{{"Bundle.type", fmt.Errorf("%w: Bundle of type %q", ErrUnsupported, head.Type)}}
+		return nil, false, []locError{{"Bundle.type", fmt.Errorf("%w: Bundle of type %q", ErrUnsupported, bundleType)}}
 	}
-	batch := head.Type == "batch"
-	entries = make([]entry, 0, len(head.Entry))
-	for i, re := range head.Entry {
+	batch := bundleType == "batch"
+	entries = make([]entry, 0, len(rawEntries))
+	for i, re := range rawEntries {
 		loc := fmt.Sprintf("Bundle.entry[%d]", i)
-		if head.Type == "searchset" && re.Search != nil && re.Search.Mode == "outcome" {
+		if bundleType == "searchset" && re.Search != nil && re.Search.Mode == "outcome" {
 			continue // an OperationOutcome about the search, not data
 		}
-		e, skip, err := im.bundleEntry(head.Type, loc, re)
+		e, skip, err := im.bundleEntry(bundleType, loc, re)
 		if err != nil {
 			errs = append(errs, locError{loc, err})
 			continue
@@ -123,6 +130,76 @@ func (im *Importer) prepareDocument(body []byte) (entries []entry, atomic bool, 
 		return nil, false, errs
 	}
 	return entries, !batch, errs
+}
+
+// bundleHead returns Bundle.type and the entries of a Bundle's top-level
+// members, split from the document, not copied.
+func bundleHead(top []fhir.Member) (bundleType string, entries []rawEntry, err error) {
+	if bundleType, err = stringMember(top, "type"); err != nil {
+		return "", nil, err
+	}
+	raw := member(top, "entry")
+	if raw == nil || string(raw) == "null" {
+		return bundleType, nil, nil
+	}
+	items, err := fhir.SplitElements(raw)
+	if err != nil {
+		return "", nil, fmt.Errorf("entry: %v", err)
+	}
+	entries = make([]rawEntry, len(items))
+	for i, it := range items {
+		if string(it) == "null" {
+			continue
+		}
+		ms, err := fhir.SplitMembers(it)
+		if err != nil {
+			return "", nil, fmt.Errorf("entry[%d]: %v", i, err)
+		}
+		re := &entries[i]
+		if re.FullURL, err = stringMember(ms, "fullUrl"); err != nil {
+			return "", nil, fmt.Errorf("entry[%d]: %v", i, err)
+		}
+		re.Resource = member(ms, "resource")
+		for _, m := range ms {
+			switch m.Key {
+			case "request":
+				err = json.Unmarshal(m.Value, &re.Request)
+			case "search":
+				err = json.Unmarshal(m.Value, &re.Search)
+			}
+			if err != nil {
+				return "", nil, fmt.Errorf("entry[%d].%s: %v", i, m.Key, err)
+			}
+		}
+	}
+	return bundleType, entries, nil
+}
+
+// member returns the value of the member named key, nil when absent.
+func member(ms []fhir.Member, key string) json.RawMessage {
+	for _, m := range ms {
+		if m.Key == key {
+			return m.Value
+		}
+	}
+	return nil
+}
+
+// stringMember returns the string value of the member named key, "" when
+// absent or null, and an error when it is no string.
+func stringMember(ms []fhir.Member, key string) (string, error) {
+	v := member(ms, key)
+	if v == nil {
+		return "", nil
+	}
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v) {
+		return string(v[1 : len(v)-1]), nil
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		return "", fmt.Errorf("%s: %v", key, err)
+	}
+	return s, nil
 }
 
 // bundleEntry reads one Bundle entry; skip is set for entries that import
@@ -154,13 +231,15 @@ func (im *Importer) bundleEntry(bundleType, loc string, re rawEntry) (e entry, s
 	if len(re.Resource) == 0 || string(re.Resource) == "null" {
 		return e, false, fmt.Errorf("%w: entry without resource", ErrInput)
 	}
-	var rh struct {
-		ResourceType string `json:"resourceType"`
-	}
-	if err := json.Unmarshal(re.Resource, &rh); err != nil {
+	top, err := fhir.SplitMembers(re.Resource)
+	if err != nil {
 		return e, false, fmt.Errorf("%w: resource: %v", ErrInput, err)
 	}
-	e, err = im.resourceEntry(rh.ResourceType, loc, re.FullURL, re.Resource)
+	typ, err := stringMember(top, "resourceType")
+	if err != nil {
+		return e, false, fmt.Errorf("%w: resource: %v", ErrInput, err)
+	}
+	e, err = im.resourceEntry(typ, loc, re.FullURL, re.Resource, top)
 	if err != nil {
 		return e, false, err
 	}
@@ -189,8 +268,9 @@ func (im *Importer) bundleEntry(bundleType, loc string, re rawEntry) (e entry, s
 	return e, false, nil
 }
 
-// resourceEntry checks a resource against the store's FHIR version.
-func (im *Importer) resourceEntry(typ, loc, fullURL string, body []byte) (entry, error) {
+// resourceEntry checks a resource, whose top-level members are top,
+// against the store's FHIR version.
+func (im *Importer) resourceEntry(typ, loc, fullURL string, body []byte, top []fhir.Member) (entry, error) {
 	e := entry{loc: loc, fullURL: fullURL, typ: typ, body: body}
 	if typ == "" {
 		return e, fmt.Errorf("%w: missing resourceType", ErrInput)
@@ -201,20 +281,18 @@ func (im *Importer) resourceEntry(typ, loc, fullURL string, body []byte) (entry,
 		}
 		return e, fmt.Errorf("%w: unknown resourceType %q", ErrInput, typ)
 	}
-	if versionMismatch(im.version, typ, body) {
+	if versionMismatch(im.version, typ, top) {
 		return e, fmt.Errorf("%w: this %s is FHIR %s, the store is FHIR %s", ErrVersion, typ, other(im.version), im.version)
 	}
-	var rid struct {
-		ID *string `json:"id"`
-	}
-	if err := json.Unmarshal(body, &rid); err != nil {
-		return e, fmt.Errorf("%w: %v", ErrInput, err)
-	}
-	if rid.ID != nil {
-		if !idPattern.MatchString(*rid.ID) {
-			return e, fmt.Errorf("%w: invalid id %q", ErrInput, *rid.ID)
+	if v := member(top, "id"); v != nil && string(v) != "null" {
+		id, err := stringMember(top, "id")
+		if err != nil {
+			return e, fmt.Errorf("%w: %v", ErrInput, err)
 		}
-		e.bodyID = *rid.ID
+		if !idPattern.MatchString(id) {
+			return e, fmt.Errorf("%w: invalid id %q", ErrInput, id)
+		}
+		e.bodyID = id
 	}
 	return e, nil
 }

@@ -370,7 +370,7 @@ func (im *Importer) Import(ctx context.Context, name string, data []byte, sum *S
 		for _, w := range d.warnings {
 			sum.Warnings = append(sum.Warnings, Problem{File: name, Location: d.loc, Err: errors.New(w)})
 		}
-		types, errs := im.importDocument(ctx, d.body)
+		types, errs := im.importDocument(ctx, d)
 		sum.merge(types)
 		for _, e := range errs {
 			loc := e.loc
@@ -394,6 +394,7 @@ type document struct {
 	loc      string
 	body     []byte
 	warnings []string // what the decoder repaired
+	valid    bool     // body is known to be JSON
 }
 
 var bom = []byte("\xef\xbb\xbf")
@@ -415,7 +416,7 @@ func (im *Importer) documents(data []byte) ([]document, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: FHIR XML: %w", ErrInput, err)
 			}
-			doc := document{body: body}
+			doc := document{body: body, valid: true}
 			for _, w := range warnings {
 				doc.warnings = append(doc.warnings, w.String())
 			}
@@ -427,13 +428,13 @@ func (im *Importer) documents(data []byte) ([]document, error) {
 		}
 		return []document{{body: body}}, nil
 	case '{':
+		if json.Valid(data) {
+			return []document{{body: data, valid: true}}, nil
+		}
 		dec := json.NewDecoder(bytes.NewReader(data))
 		var first json.RawMessage
 		if err := dec.Decode(&first); err != nil {
 			return nil, fmt.Errorf("%w: JSON: %v", ErrInput, err)
-		}
-		if _, err := dec.Token(); err == io.EOF {
-			return []document{{body: data}}, nil
 		}
 		return ndjson(data), nil
 	}

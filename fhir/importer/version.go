@@ -1,7 +1,6 @@
 package importer
 
 import (
-	"encoding/json"
 	"strings"
 	"sync"
 
@@ -80,14 +79,10 @@ func fits(v fhir.Version, typ string, keys []string) bool {
 // FHIR version than want: it does not fit want and does fit the other.
 // Content that fits neither (or both) is taken to be of want; the store
 // checks what it can.
-func versionMismatch(want fhir.Version, typ string, body []byte) bool {
-	var top map[string]json.RawMessage
-	if json.Unmarshal(body, &top) != nil {
-		return false
-	}
-	keys := make([]string, 0, len(top))
-	for k := range top {
-		keys = append(keys, k)
+func versionMismatch(want fhir.Version, typ string, top []fhir.Member) bool {
+	keys := make([]string, len(top))
+	for i, m := range top {
+		keys[i] = m.Key
 	}
 	return !fits(want, typ, keys) && fits(other(want), typ, keys)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"testing"
 
@@ -110,5 +111,50 @@ func TestReopen(t *testing.T) {
 	defer s2.Close()
 	if got, err := s2.Read(ctx, "00000001", "Patient", res.ID); err != nil || string(got.Body) != string(res.Body) {
 		t.Fatalf("after reopen: %v %s", err, got.Body)
+	}
+}
+
+// TestIndexRowsHaveTheirResources: the index tables carry no foreign key
+// (migration 00002); after loads, updates and deletions every index row
+// still points at a current, not deleted resource.
+func TestIndexRowsHaveTheirResources(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, fhir.STU3)
+	obs := func(id, code string) json.RawMessage {
+		return json.RawMessage(`{"resourceType":"Observation","id":"` + id + `","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"` + code + `"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2024-01-0` + code[:1] + `","valueQuantity":{"value":1.5,"unit":"mmol/l","system":"http://unitsofmeasure.org","code":"mmol/L"}}`)
+	}
+	patient := json.RawMessage(`{"resourceType":"Patient","id":"p1","identifier":[{"system":"` + bsnSys + `","value":"1"}],"name":[{"family":"Jansen"}]}`)
+	if _, err := s.Load(ctx, tenantA, []json.RawMessage{patient, obs("o1", "1-1"), obs("o2", "2-2"), obs("o3", "3-3")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(ctx, tenantA, []json.RawMessage{obs("o1", "4-4"), obs("o4", "5-5")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Update(ctx, tenantA, obs("o2", "6-6"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, tenantA, "Observation", "o3"); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, table := range []string{"idx_token", "idx_ref", "idx_date", "idx_string", "idx_quantity", "idx_uri", "idx_number"} {
+		var rows, orphans int
+		err := s.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE r.rid IS NULL OR r.deleted)
+			FROM `+table+` i LEFT JOIN resource r ON r.rid = i.rid`).Scan(&rows, &orphans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if orphans != 0 {
+			t.Errorf("%s: %d of %d rows without a current resource", table, orphans, rows)
+		}
+		total += rows
+	}
+	var stale int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM idx_token i JOIN resource r ON r.rid = i.rid
+		WHERE r.id IN ('o1', 'o2') AND i.param = 'code' AND i.code IN ('1-1', '2-2')`).Scan(&stale); err != nil {
+		t.Fatal(err)
+	}
+	if stale != 0 || total == 0 {
+		t.Errorf("%d index rows of replaced versions left, %d rows in all", stale, total)
 	}
 }

@@ -19,7 +19,7 @@ func (s *Store) Load(ctx context.Context, tenant string, bodies []json.RawMessag
 	if err != nil {
 		return nil, err
 	}
-	err = s.inTx(ctx, func(c sqlstore.Conn) error {
+	err = s.w.loadTx(ctx, func(c sqlstore.Conn) error {
 		res, err = s.eng.Load(ctx, c, tenant, ps)
 		return err
 	})

@@ -225,12 +225,16 @@ type writer struct {
 	mu    sync.Mutex
 	conn  *sql.Conn
 	stmts map[string]*sql.Stmt
+	fkOff bool // a loadTx turned the foreign-key checks off
 }
 
 // run runs fn with the writer, outside a transaction.
 func (w *writer) run(ctx context.Context, fn func(c sqlstore.Conn) error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err := w.foreignKeysOn(ctx); err != nil {
+		return err
+	}
 	return fn(writerConn{w})
 }
 
@@ -239,6 +243,47 @@ func (w *writer) run(ctx context.Context, fn func(c sqlstore.Conn) error) error 
 func (w *writer) inTx(ctx context.Context, fn func(c sqlstore.Conn) error) (err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.tx(ctx, fn)
+}
+
+// loadTx is inTx without the foreign-key check of every row: a Load's
+// index rows point at resources it has inserted or read in the same
+// transaction. Without the check, and with INSERT OR ROLLBACK, SQLite needs
+// no statement journal for the multi-row INSERTs of a Load.
+func (w *writer) loadTx(ctx context.Context, fn func(c sqlstore.Conn) error) (err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := writerConn{w}
+	if err := c.Exec(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+		return fmt.Errorf("sqlite store: load: %w", err)
+	}
+	w.fkOff = true
+	defer func() {
+		// The next transaction tries again when this fails.
+		if ferr := w.foreignKeysOn(context.WithoutCancel(ctx)); ferr != nil && err == nil {
+			err = ferr
+		}
+	}()
+	return w.tx(ctx, fn)
+}
+
+// foreignKeysOn turns the foreign-key checks back on after a loadTx.
+func (w *writer) foreignKeysOn(ctx context.Context) error {
+	if !w.fkOff {
+		return nil
+	}
+	if err := (writerConn{w}).Exec(ctx, `PRAGMA foreign_keys = ON`); err != nil {
+		return fmt.Errorf("sqlite store: foreign keys: %w", err)
+	}
+	w.fkOff = false
+	return nil
+}
+
+// tx runs fn in an immediate transaction; w.mu is held.
+func (w *writer) tx(ctx context.Context, fn func(c sqlstore.Conn) error) (err error) {
+	if err := w.foreignKeysOn(ctx); err != nil {
+		return err
+	}
 	c := writerConn{w}
 	if err := c.Exec(ctx, `BEGIN IMMEDIATE`); err != nil {
 		return fmt.Errorf("sqlite store: begin: %w", err)

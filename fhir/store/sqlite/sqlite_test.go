@@ -130,3 +130,59 @@ func TestReopen(t *testing.T) {
 		t.Fatalf("after reopen: %v %s", err, got.Body)
 	}
 }
+
+// TestLoadRestoresForeignKeys: a Load runs without the foreign-key check of
+// every row; after it, succeeded or failed halfway, the writer checks them
+// again.
+func TestLoadRestoresForeignKeys(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, fhir.STU3)
+	fk := func() int {
+		t.Helper()
+		var on int
+		if err := s.w.run(ctx, func(c sqlstore.Conn) error {
+			rs, err := c.Query(ctx, `PRAGMA foreign_keys`)
+			if err != nil {
+				return err
+			}
+			defer rs.Close()
+			if rs.Next() {
+				if err := rs.Scan(&on); err != nil {
+					return err
+				}
+			}
+			return rs.Err()
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return on
+	}
+	patient := func(id, bsn string) json.RawMessage {
+		return json.RawMessage(`{"resourceType":"Patient","id":"` + id + `","identifier":[{"system":"` + bsnSys + `","value":"` + bsn + `"}]}`)
+	}
+	if _, err := s.Load(ctx, tenantA, []json.RawMessage{patient("p1", "1"), patient("p2", "2")}); err != nil {
+		t.Fatal(err)
+	}
+	if fk() != 1 {
+		t.Fatal("foreign keys off after a load")
+	}
+	if err := s.w.run(ctx, func(c sqlstore.Conn) error {
+		return c.Exec(ctx, `CREATE TRIGGER fail BEFORE INSERT ON idx_token WHEN NEW.code = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END`)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(ctx, tenantA, []json.RawMessage{patient("p3", "3"), patient("p4", "boom")}); err == nil {
+		t.Fatal("load succeeded")
+	}
+	if fk() != 1 {
+		t.Fatal("foreign keys off after a failed load")
+	}
+	// The failed load left nothing; the one before is whole.
+	if _, err := s.Read(ctx, tenantA, "Patient", "p3"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("p3 of the failed load: %v", err)
+	}
+	page, err := s.Search(ctx, tenantA, store.Query{Type: "Patient", Params: url.Values{"identifier": {bsnSys + "|2"}}})
+	if err != nil || len(page.Matches) != 1 {
+		t.Fatalf("search after loads: %d matches, %v", len(page.Matches), err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/search"
@@ -44,13 +45,12 @@ func (e *Engine) ParseAll(bodies []json.RawMessage) ([]*Parsed, error) {
 }
 
 // parseHead checks body as Parse does (one JSON object, a resource type of
-// the version, a valid id, here required) without decoding the rest.
+// the version, a valid id, here required) without decoding the rest. It
+// splits the top level without checking the values: a body Load writes is
+// parsed in full before, and one it leaves alone equals the stored one.
 func (e *Engine) parseHead(body []byte) (*Parsed, error) {
-	var head struct {
-		ResourceType *string `json:"resourceType"`
-		ID           *string `json:"id"`
-	}
-	if err := json.Unmarshal(body, &head); err != nil {
+	typ, id, err := headOf(body)
+	if err != nil {
 		// Parse words it the way the single write path does.
 		_, perr := e.Parse(body)
 		if perr == nil {
@@ -58,19 +58,46 @@ func (e *Engine) parseHead(body []byte) (*Parsed, error) {
 		}
 		return nil, perr
 	}
-	if head.ResourceType == nil || *head.ResourceType == "" {
+	if typ == "" {
 		return nil, fmt.Errorf("%w: missing resourceType", store.ErrInvalid)
 	}
-	if !e.Defs.IsResourceType(*head.ResourceType) {
-		return nil, fmt.Errorf("%w: unknown resourceType %q for FHIR %s", store.ErrInvalid, *head.ResourceType, e.Defs.Version)
+	if !e.Defs.IsResourceType(typ) {
+		return nil, fmt.Errorf("%w: unknown resourceType %q for FHIR %s", store.ErrInvalid, typ, e.Defs.Version)
 	}
-	if head.ID == nil || *head.ID == "" {
+	if id == "" {
 		return nil, fmt.Errorf("%w: update needs an id", store.ErrInvalid)
 	}
-	if !idPattern.MatchString(*head.ID) {
+	if !idPattern.MatchString(id) {
 		return nil, fmt.Errorf("%w: invalid id", store.ErrInvalid)
 	}
-	return &Parsed{Type: *head.ResourceType, ID: *head.ID, body: body}, nil
+	return &Parsed{Type: typ, ID: id, body: body}, nil
+}
+
+// headOf returns the resourceType and id members of a resource, "" when
+// absent; an error when body is no object or either member no string.
+func headOf(body []byte) (typ, id string, err error) {
+	ms, err := fhir.SplitMembers(body)
+	if err != nil {
+		return "", "", err
+	}
+	for _, m := range ms {
+		var dst *string
+		switch m.Key {
+		case "resourceType":
+			dst = &typ
+		case "id":
+			dst = &id
+		default:
+			continue
+		}
+		v := m.Value
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v) {
+			*dst = string(v[1 : len(v)-1])
+		} else if err := json.Unmarshal(v, dst); err != nil {
+			return "", "", fmt.Errorf("%s: %v", m.Key, err)
+		}
+	}
+	return typ, id, nil
 }
 
 // loadRow is the current row of one resource of a Load.
@@ -124,7 +151,7 @@ func (e *Engine) Load(ctx context.Context, c Conn, tenant string, ps []*Parsed) 
 		}
 		full, err := e.Parse(p.body)
 		if err != nil {
-			errs[i] = err
+			errs[i] = fmt.Errorf("load item %d: %w", i, err)
 			return
 		}
 		p.doc = full.doc
@@ -371,7 +398,8 @@ func indexRows(tenant string, ps []*Parsed, written []int, rids []int64, ixs []s
 
 // putRows puts rows into table: by COPY when c is a Copier, otherwise
 // by multi-row INSERTs of one prepared statement (insertBatch rows) and
-// single-row INSERTs for the rest, so the statement texts stay few.
+// single-row INSERTs for the rest, so the statement texts stay few. On
+// SQLite a failing INSERT rolls the whole transaction back.
 func (e *Engine) putRows(ctx context.Context, c Conn, table string, cols []string, rows [][]any) error {
 	if len(rows) == 0 {
 		return nil
@@ -383,7 +411,9 @@ func (e *Engine) putRows(ctx context.Context, c Conn, table string, cols []strin
 		return nil
 	}
 	one := "(" + strings.Repeat("?, ", len(cols)-1) + "?)"
-	head := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES "
+	// A Load is all or nothing: OR ROLLBACK spares SQLite the statement
+	// journal an INSERT that may fail halfway needs.
+	head := "INSERT OR ROLLBACK INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES "
 	full := head + strings.Repeat(one+", ", insertBatch-1) + one
 	args := make([]any, 0, insertBatch*len(cols))
 	for len(rows) >= insertBatch {

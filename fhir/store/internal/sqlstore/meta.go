@@ -15,9 +15,11 @@ const LastUpdatedLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // withMeta returns body with id, meta.versionId and meta.lastUpdated set;
 // resourceType, id and meta come first, every other member (and every other
-// member of meta, such as profile) is kept as received.
+// member of meta, such as profile) is kept as received. body must have been
+// parsed (Parse) or be compared with a stored body after: it is split, not
+// checked again.
 func withMeta(body []byte, id, versionID string, lastUpdated time.Time) ([]byte, error) {
-	ms, err := fhir.Members(body)
+	ms, err := fhir.SplitMembers(body)
 	if err != nil {
 		return nil, err
 	}
@@ -67,10 +69,28 @@ func withMeta(body []byte, id, versionID string, lastUpdated time.Time) ([]byte,
 
 func writeMember(b *bytes.Buffer, m fhir.Member) {
 	b.WriteByte(',')
-	k, _ := json.Marshal(m.Key)
-	b.Write(k)
+	if plainKey(m.Key) {
+		b.WriteByte('"')
+		b.WriteString(m.Key)
+		b.WriteByte('"')
+	} else {
+		k, _ := json.Marshal(m.Key)
+		b.Write(k)
+	}
 	b.WriteByte(':')
 	b.Write(m.Value)
+}
+
+// plainKey tells whether key is written as JSON by quoting it alone, as
+// every FHIR element name is.
+func plainKey(key string) bool {
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // AsOf is the instant a history read reflects when no write stamped at or
