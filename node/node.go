@@ -99,6 +99,7 @@ type Node struct {
 	registered             map[string]time.Time // holdings registered at the index recently
 	faults                 *nodeFaults          // nil but in the module's own tests (faults.go)
 	admission              *admission.Client    // partners' proofs of validation; nil without admission.url
+	imaging                *imaging             // Beeldbeschikbaarheid (beeld.go)
 }
 
 // Options are the node's collaborators that are not configuration.
@@ -363,6 +364,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Audit:         n.auditAppender(), Logger: n.log,
 	})
 	n.setupIndexedPull()
+	if err := n.setupImaging(); err != nil {
+		return err
+	}
 	trustedIdentities, err := n.loadIdentity(ctx, clientTLS)
 	if err != nil {
 		return err
@@ -449,6 +453,7 @@ func (n *Node) AddressbookEntries() []addressbook.Entry {
 				{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"},
 			},
 		})
+		out[len(out)-1].Endpoints = append(out[len(out)-1].Endpoints, n.imagingEndpoints(p.URA)...)
 	}
 	return out
 }

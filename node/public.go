@@ -35,6 +35,7 @@ func (n *Node) publicRoutes() http.Handler {
 	mux.HandleFunc("POST /consent/notifications/{ura}", n.consentNotification)
 	mux.HandleFunc("GET "+audit.ExportPath, n.serveAuditExport)
 	mux.HandleFunc("GET "+audit.ExportKeysPath, n.serveAuditKeys)
+	n.imagingRoutes(mux)
 	data := rest.New(rest.Config{
 		Store: n.stu3, Version: fhir.STU3, MaxBodyBytes: n.cfg.MaxBodyBytes, Logger: n.log,
 		Authorize: func(ctx context.Context, req *rest.Request) error {
