@@ -122,7 +122,7 @@ func identifiers(uid, accession string) []any {
 	out := []any{map[string]any{"system": SystemDICOMUID, "value": "urn:oid:" + uid}}
 	if accession != "" {
 		out = append(out, map[string]any{
-			"type": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}}},
+			"type":  map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}}},
 			"value": accession,
 		})
 	}

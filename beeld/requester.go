@@ -325,9 +325,11 @@ func summaries(body []byte, bsn string) ([]StudySummary, error) {
 				ID           string
 				Description  string
 				Started      string
-				Subject      struct{ Identifier struct{ System, Value string } }
-				Modality     []struct{ Code string }
-				Contained    []struct {
+				Subject      struct {
+					Identifier struct{ System, Value string }
+				}
+				Modality  []struct{ Code string }
+				Contained []struct {
 					ResourceType, ID, Address string
 					ConnectionType            struct{ Code string }
 				}
