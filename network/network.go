@@ -133,6 +133,10 @@ type Options struct {
 	// mechanism") instead of an addressbook: the nodes get no addressbook
 	// and are not listed in the network's. Not with Requesters.
 	OwnAddressing bool
+	// Imaging starts a PACS stand-in for the hospital (network/beeld.go):
+	// demo studies of every demo patient, served over DICOMweb to the
+	// hospital's node (participants[].pacs); RunImaging runs the exchange.
+	Imaging bool
 	// Out receives the progress lines; nil discards them.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -174,6 +178,7 @@ type Network struct {
 	bsnURL               string
 	ehrStore             store.Store // the GP's EHR, with RecordInEHR
 	ehrURL               string
+	pacs                 *pacsStandIn // the hospital's PACS, with Imaging (beeld.go)
 	dir                  *addressbook.Server
 	done                 chan notifiedpull.Event // completed/failed pulls and completions reported to the sender, for waiters
 	CA                   *pki.CA
@@ -253,6 +258,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		if err := nw.startEHR(ctx, opts); err != nil {
 			return nil, err
 		}
+	}
+	if err := nw.startPACS(); err != nil {
+		return nil, err
 	}
 
 	// The nodes.
@@ -525,7 +533,7 @@ func (nw *Network) agreement(peer Participant) plateau.PartnerConfig {
 	for f, p := range nw.opts.Plateaus {
 		agreed[f] = p
 	}
-	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: []string{"bgz"},
+	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: nw.withImaging([]string{"bgz"}),
 		SystemIdentity: nw.opts.SystemIdentity}
 }
 
@@ -551,7 +559,7 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string, more ..
 		}
 		nw.tokens[q.URA] = token
 		return node.ParticipantConfig{URA: q.URA, Name: q.Name, SystemUZI: q.SystemUZI, FacilityType: q.FacilityType,
-			SigningKeyFile: filepath.Join(dir, "keys", "client-"+q.URA+".pem"), InternalToken: token, EHR: nw.ehrFor(q)}, nil
+			SigningKeyFile: filepath.Join(dir, "keys", "client-"+q.URA+".pem"), InternalToken: token, EHR: nw.ehrFor(q), PACS: nw.pacsFor(q)}, nil
 	}
 	first, err := participant(p)
 	if err != nil {
