@@ -309,8 +309,10 @@ func TestResolveGrant(t *testing.T) {
 		"no resource":              func(r *oauth.GrantRequest) { r.Resource = "" },
 		"another node's resource":  func(r *oauth.GrantRequest) { r.Resource = "https://elsewhere/fhir/r4/" + holderURA },
 		"participant without PACS": func(r *oauth.GrantRequest) { r.Resource = "https://node/fhir/r4/90000004" },
-		"no patient":               func(r *oauth.GrantRequest) { r.Assertion = map[string]any{plateau.ClaimUserID: "900012345", plateau.ClaimUserRole: "01.015"} },
-		"invalid BSN":              func(r *oauth.GrantRequest) { r.Assertion[AssertionPatient] = "123456789" },
+		"no patient": func(r *oauth.GrantRequest) {
+			r.Assertion = map[string]any{plateau.ClaimUserID: "900012345", plateau.ClaimUserRole: "01.015"}
+		},
+		"invalid BSN": func(r *oauth.GrantRequest) { r.Assertion[AssertionPatient] = "123456789" },
 		"no user": func(r *oauth.GrantRequest) {
 			r.Assertion = map[string]any{AssertionPatient: testPatient.BSN}
 		},
