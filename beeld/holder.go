@@ -33,7 +33,7 @@ const (
 	defaultMaxJSON      = 8 << 20
 	defaultMaxStudies   = 100
 	defaultPACSParallel = 4
-	copyBuffer          = 64 << 10
+	copyBuffer          = 256 << 10
 )
 
 // Backend is a participant's PACS as the node reaches it.
@@ -659,11 +659,34 @@ func (h *Holder) forward(w http.ResponseWriter, q *request, target string, resou
 		w.Header().Set("Content-Length", cl)
 	}
 	w.WriteHeader(http.StatusOK)
-	buf := make([]byte, copyBuffer)
-	if _, err := io.CopyBuffer(w, res.Body, buf); err != nil {
+	if err := stream(w, res.Body); err != nil {
 		// The record says 200: what left is what was asked; the requester
 		// sees a truncated body and retries.
 		h.log.Warn("DICOMweb answer cut off", "participant", q.tenant, "err", err)
+	}
+}
+
+// stream copies the PACS's answer to the requester in writes of up to
+// copyBuffer bytes: the PACS's answer arrives in whatever pieces the
+// socket holds, and every write to the requester is a TLS record (and,
+// without a Content-Length, a chunk), so filling the buffer first keeps
+// the records large. Nothing is held beyond one buffer.
+func stream(w io.Writer, r io.Reader) error {
+	buf := make([]byte, copyBuffer)
+	for {
+		n, err := io.ReadAtLeast(r, buf, len(buf))
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		switch err {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return nil
+		default:
+			return err
+		}
 	}
 }
 

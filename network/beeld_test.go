@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -179,7 +180,8 @@ func TestImagingEndToEnd(t *testing.T) {
 // the hospital's node (mTLS, access token, agreement, patient-of-study
 // check at the PACS, consent at the Mitz stand-in, a durable audit record,
 // then the PACS's answer streamed) with the same retrieval directly from
-// the PACS stand-in (plain HTTP on loopback). "small" is a demo study (two
+// the PACS stand-in: "direct" plain HTTP on loopback, as the node reaches
+// it inside the hospital, "direct-tls" the same over TLS 1.3. "small" is a demo study (two
 // 16×16 images); "large" a study of 16 images of 512×512 (4 MiB), where
 // the throughput, not the per-request checks, decides.
 func BenchmarkImagingWADO(b *testing.B) {
@@ -199,6 +201,11 @@ func BenchmarkImagingWADO(b *testing.B) {
 	p := newPeer(b, nw)
 	tok := imagingToken(b, nw, p, patient.BSN)
 	direct := &http.Client{}
+	// The same PACS over TLS 1.3, as a PACS reachable from outside the
+	// hospital's own network would have to be.
+	tlsPACS := httptest.NewUnstartedServer(http.StripPrefix(pacsPrefix, (&beeld.PACS{Archive: nw.PACSArchive(), Prefix: pacsPrefix}).Handler()))
+	tlsPACS.StartTLS()
+	b.Cleanup(tlsPACS.Close)
 	studies := map[string]*beeld.Study{"small": nw.PACSArchive().Studies()[0], "large": large}
 	for _, size := range []string{"small", "large"} {
 		st := studies[size]
@@ -206,10 +213,13 @@ func BenchmarkImagingWADO(b *testing.B) {
 		for _, in := range st.Series[0].Instances {
 			bytes += int64(len(in.File))
 		}
-		for _, path := range []string{"direct", "node"} {
+		for _, path := range []string{"direct", "direct-tls", "node"} {
 			b.Run(size+"/"+path, func(b *testing.B) {
 				u, hc, token := nw.PACSURL()+"/studies/"+st.UID, direct, ""
-				if path == "node" {
+				switch path {
+				case "direct-tls":
+					u, hc = tlsPACS.URL+pacsPrefix+"/studies/"+st.UID, tlsPACS.Client()
+				case "node":
 					u, hc, token = nw.HospNode.PublicURL()+"/dicomweb/"+Hospital.URA+"/studies/"+st.UID, p.http, tok
 				}
 				get := func() {
