@@ -666,13 +666,18 @@ func (h *Holder) forward(w http.ResponseWriter, q *request, target string, resou
 	}
 }
 
+// buffers are stream's copy buffers, reused across retrievals.
+var buffers = sync.Pool{New: func() any { b := make([]byte, copyBuffer); return &b }}
+
 // stream copies the PACS's answer to the requester in writes of up to
 // copyBuffer bytes: the PACS's answer arrives in whatever pieces the
 // socket holds, and every write to the requester is a TLS record (and,
 // without a Content-Length, a chunk), so filling the buffer first keeps
 // the records large. Nothing is held beyond one buffer.
 func stream(w io.Writer, r io.Reader) error {
-	buf := make([]byte, copyBuffer)
+	bp := buffers.Get().(*[]byte)
+	defer buffers.Put(bp)
+	buf := *bp
 	for {
 		n, err := io.ReadAtLeast(r, buf, len(buf))
 		if n > 0 {
