@@ -74,3 +74,10 @@ var (
 	ErrUpstream  = errors.New("the PACS could not be queried")
 	ErrNoPACS    = errors.New("the participant has no PACS configured")
 )
+
+// CareContextSystem and CareContextCode name imaging at the referral index:
+// LOINC 18748-4 "Diagnostic imaging study".
+const (
+	CareContextSystem = "http://loinc.org"
+	CareContextCode   = "18748-4"
+)

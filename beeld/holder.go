@@ -792,3 +792,24 @@ func auditUnavailable(err error) *fhir.Error {
 	return &fhir.Error{Status: http.StatusServiceUnavailable, Cause: err, Issues: []fhir.Issue{{Severity: "error", Code: "transient",
 		Diagnostics: "the audit log is unavailable; nothing was returned"}}}
 }
+
+// Studies counts the patient's studies in a participant's PACS (QIDO-RS),
+// for announcing the holding at the referral index.
+func (h *Holder) Studies(ctx context.Context, tenant, bsn string) (int, error) {
+	b, ok := h.cfg.Backend(tenant)
+	if !ok {
+		return 0, ErrNoPACS
+	}
+	q := url.Values{"PatientID": {bsn}, "IssuerOfPatientID": {OIDBSN}, "limit": {fmt.Sprint(h.cfg.MaxStudies)}}
+	found, err := h.qido(ctx, b, "studies?"+q.Encode())
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range found {
+		if ofPatient(s, bsn) {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -113,6 +113,8 @@ func ImagingPatient(p demo.Patient) beeld.Patient {
 // ImagingRun is the outcome of RunImaging.
 type ImagingRun struct {
 	Patient string
+	// Holders are the organisations the referral index named.
+	Holders []string
 	Result  beeld.Result
 	// Expected are the SOP instance UIDs the PACS holds of the retrieved
 	// study, sorted: what must have arrived.
@@ -120,13 +122,17 @@ type ImagingRun struct {
 	Took     time.Duration
 }
 
-// RunImaging runs Beeldbeschikbaarheid: the patient permits the hospital's
-// data at Mitz, the GP practice's system asks its node for the patient's
-// images at the hospital (POST /internal/imaging): an ImagingStudy search at
-// the hospital's node, answered from the PACS over QIDO-RS, then a WADO-RS
-// retrieval of the first study through the hospital's node. It fails unless
-// every instance the PACS holds of that study arrived, each parsed as DICOM
-// of that study and patient.
+// RunImaging runs Beeldbeschikbaarheid as an Indexed Pull: the patient
+// permits the hospital's data at Mitz; the hospital's system announces to
+// its node that its PACS holds studies of the patient, which registers the
+// holding at the referral index (care context imaging); the GP practice's
+// system asks its node for the patient's images wherever they are (POST
+// /internal/imaging/indexed-pull): the index names the hospital, the GP's
+// node runs an ImagingStudy search at the hospital's node, answered from
+// the PACS over QIDO-RS, then a WADO-RS retrieval of the first study
+// through the hospital's node. It fails unless the index named the hospital
+// and every instance the PACS holds of that study arrived, each parsed as
+// DICOM of that study and patient.
 func (nw *Network) RunImaging(ctx context.Context) (*ImagingRun, error) {
 	if nw.pacs == nil {
 		return nil, errors.New("network: RunImaging needs a network started with Imaging")
@@ -135,17 +141,39 @@ func (nw *Network) RunImaging(ctx context.Context) (*ImagingRun, error) {
 	if err := permitAtMitz(ctx, nw.consent.Store(), patient.BSN, Hospital.URA); err != nil {
 		return nil, err
 	}
-	nw.printf("\nBeeldbeschikbaarheid: %s looks up the images of %s at %s and retrieves a study through the hospital's node\n",
-		GP.Name, patient.Name, Hospital.Name)
+	nw.printf("\nBeeldbeschikbaarheid: %s looks up the images of %s wherever they are held and retrieves a study\n", GP.Name, patient.Name)
+	hosp := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: &http.Client{Timeout: 60 * time.Second}}
+	var announced struct{ Studies int }
+	if err := hosp.do(ctx, http.MethodPost, "/internal/imaging/holdings", node.HoldingsRequest{Patient: patient.BSN}, &announced); err != nil {
+		return nil, fmt.Errorf("the hospital's system announces its images: %w", err)
+	}
+	nw.printf("  %s's system announces %d studies of the patient: its node registers the holding at the referral index (care context imaging)\n",
+		Hospital.Name, announced.Studies)
 	gp := &xis{base: nw.internalURLs[GP.URA], token: nw.Token(GP.URA), http: &http.Client{Timeout: 60 * time.Second}}
 	run := &ImagingRun{Patient: patient.BSN}
 	start := time.Now()
-	req := beeld.Request{PatientBSN: patient.BSN, HolderURA: Hospital.URA, Retrieve: true,
-		User: &plateau.Caller{ID: DemoUser.UZI, Role: DemoUser.Role, LoA: DemoUser.LoA}}
-	if err := gp.do(ctx, http.MethodPost, "/internal/imaging", req, &run.Result); err != nil {
+	var answer node.IndexedImaging
+	if err := gp.do(ctx, http.MethodPost, "/internal/imaging/indexed-pull", node.IndexedImagingRequest{Patient: patient.BSN, Retrieve: true,
+		User: &plateau.Caller{ID: DemoUser.UZI, Role: DemoUser.Role, LoA: DemoUser.LoA}}, &answer); err != nil {
 		return nil, err
 	}
 	run.Took = time.Since(start)
+	var failed []string
+	for _, h := range answer.Holders {
+		run.Holders = append(run.Holders, h.URA)
+		switch {
+		case h.URA == Hospital.URA && h.Result != nil:
+			run.Result = *h.Result
+		case h.Error != "":
+			failed = append(failed, fmt.Sprintf("%s: %d %s", h.URA, h.Status, h.Error))
+		}
+	}
+	if !slices.Contains(run.Holders, Hospital.URA) {
+		return run, fmt.Errorf("the referral index does not name the hospital as a holder of images (named: %v)", run.Holders)
+	}
+	if len(failed) > 0 {
+		return run, errors.New("not every holder answered: " + strings.Join(failed, "; "))
+	}
 	got := run.Result.Retrieved
 	if len(run.Result.Studies) == 0 || got == nil {
 		return run, errors.New("the hospital listed no studies, or none was retrieved")
@@ -168,6 +196,7 @@ func (nw *Network) RunImaging(ctx context.Context) (*ImagingRun, error) {
 
 // PrintImaging writes what the lookup and the retrieval brought.
 func (nw *Network) PrintImaging(r *ImagingRun) {
+	nw.printf("  the referral index names as holders of images: %s\n", strings.Join(r.Holders, ", "))
 	nw.printf("  ImagingStudy search at %s: %d studies\n", r.Result.Base, len(r.Result.Studies))
 	for _, s := range r.Result.Studies {
 		nw.printf("    %s  %s %s, %d series, %d instances\n", s.UID, s.Started, s.Description, s.Series, s.Instances)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,9 +14,14 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/beeld"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/consult"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/localization"
+	"github.com/schakel-nl/schakel/localization/index"
+	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
@@ -188,6 +194,7 @@ func (n *Node) imagingEndpoints(ura string) []addressbook.EndpointSpec {
 // imagingInternal mounts POST /internal/imaging: a participant's system
 // looks a patient's images up at a holder and retrieves a study.
 func (n *Node) imagingInternal(mux *http.ServeMux) {
+	n.imagingIndexRoutes(mux)
 	mux.Handle("POST /internal/imaging", n.authInternal(func(w http.ResponseWriter, r *http.Request, p *participant) {
 		var req beeld.Request
 		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
@@ -205,4 +212,134 @@ func (n *Node) imagingInternal(mux *http.ServeMux) {
 		n.metrics.exchangeTook(beeld.Application, patternDirectPull, roleRequester, time.Since(start))
 		writeJSON(w, http.StatusOK, res)
 	}))
+}
+
+// careContextImaging is imaging at the referral index.
+var careContextImaging = index.Coding{System: beeld.CareContextSystem, Code: beeld.CareContextCode}
+
+// careContextFor is the referral index's care context of a care application.
+func careContextFor(app string) index.Coding {
+	if app == beeld.Application {
+		return careContextImaging
+	}
+	return careContextBgZ
+}
+
+// HoldingsRequest is a participant system's announcement that its PACS
+// holds studies of a patient.
+type HoldingsRequest struct {
+	Patient string `json:"patient"`
+}
+
+// IndexedImagingRequest asks for a patient's images at every holder the
+// referral index names.
+type IndexedImagingRequest struct {
+	Patient  string          `json:"patient"`
+	User     *plateau.Caller `json:"user"`
+	Retrieve bool            `json:"retrieve"`
+}
+
+// IndexedImaging is the answer: per holder the index named, what its
+// lookup (and retrieval) brought, or why not.
+type IndexedImaging struct {
+	Patient string          `json:"patient"`
+	Holders []HolderImaging `json:"holders"`
+}
+
+// HolderImaging is one holder of an IndexedImaging.
+type HolderImaging struct {
+	URA    string        `json:"ura"`
+	Result *beeld.Result `json:"result,omitempty"`
+	Error  string        `json:"error,omitempty"`
+	Status int           `json:"status"`
+}
+
+// imagingIndexRoutes mounts the imaging routes of the referral index:
+// announcing holdings, and the lookup at every holder it names.
+func (n *Node) imagingIndexRoutes(mux *http.ServeMux) {
+	mux.Handle("POST /internal/imaging/holdings", n.authInternal(n.announceImaging))
+	mux.Handle("POST /internal/imaging/indexed-pull", n.authInternal(n.indexedImaging))
+}
+
+// announceImaging serves POST /internal/imaging/holdings: the participant's
+// system (its PACS or RIS, after a study is stored) announces that the
+// participant holds images of a patient; the node checks the PACS holds
+// studies of the patient and registers the holding at the referral index
+// (care context imaging), so that others can find it.
+func (n *Node) announceImaging(w http.ResponseWriter, r *http.Request, p *participant) {
+	var req HoldingsRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&req); err != nil || nl.ValidateBSN(req.Patient) != nil {
+		writeProblem(w, http.StatusBadRequest, "invalid-body", `expected JSON {"patient": BSN} with a valid BSN`)
+		return
+	}
+	if p.index == nil {
+		writeProblem(w, http.StatusNotImplemented, "no-localization", "this node has no referral index configured")
+		return
+	}
+	count, err := n.imaging.holder.Studies(r.Context(), p.URA, req.Patient)
+	switch {
+	case errors.Is(err, beeld.ErrNoPACS):
+		writeProblem(w, http.StatusConflict, "no-pacs", "this participant has no PACS configured (participants[].pacs.url)")
+		return
+	case err != nil:
+		n.log.Warn("PACS query failed", "participant", p.URA, "err", err)
+		writeProblem(w, http.StatusBadGateway, "pacs-unavailable", "the PACS could not be queried")
+		return
+	case count == 0:
+		writeProblem(w, http.StatusNotFound, "no-studies", "the PACS holds no studies of this patient")
+		return
+	}
+	rec := audit.Record{Action: audit.ActionCreate, Interaction: "register", Type: "localization", Tenant: p.URA, ActorURA: p.URA,
+		ActorSystem: p.SystemUZI, Address: r.RemoteAddr, Patient: req.Patient, Outcome: http.StatusOK,
+		Query: fmt.Sprintf("imaging holding (%d studies) at the referral index", count)}
+	_, _, err = p.index.Register(r.Context(), localization.Registration{BSN: req.Patient, CareContext: careContextImaging})
+	if err != nil {
+		rec.Outcome, rec.OutcomeText = http.StatusBadGateway, "referral index unavailable"
+	}
+	if aerr := n.auditLog.Append(r.Context(), rec); aerr != nil {
+		writeProblem(w, http.StatusServiceUnavailable, "audit-unavailable", "the audit log is unavailable")
+		return
+	}
+	if err != nil {
+		n.log.Warn("registration at the referral index failed", "participant", p.URA, "err", err)
+		writeProblem(w, http.StatusBadGateway, "localization-failed", "the referral index could not be reached")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"patient": req.Patient, "studies": count, "registered": true})
+}
+
+// indexedImaging serves POST /internal/imaging/indexed-pull: the referral
+// index names the organisations holding images of the patient (each
+// consent-filtered), then each is asked as POST /internal/imaging asks one.
+func (n *Node) indexedImaging(w http.ResponseWriter, r *http.Request, p *participant) {
+	var req IndexedImagingRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&req); err != nil || req.User == nil {
+		writeProblem(w, http.StatusBadRequest, "invalid-body", `expected JSON {"patient": BSN, "user": {"id": UZI, "role": role code}, "retrieve": true}`)
+		return
+	}
+	loc, lerr := n.runLocalize(r.Context(), p, LocalizeRequest{Patient: req.Patient, Role: req.User.Role, UZI: req.User.ID,
+		Application: beeld.Application}, r.RemoteAddr)
+	if lerr != nil {
+		writeProblem(w, lerr.status, lerr.typ, lerr.detail)
+		return
+	}
+	out := IndexedImaging{Patient: req.Patient, Holders: []HolderImaging{}}
+	for _, h := range loc.Holders {
+		if h.URA == p.URA {
+			continue // its own images it has
+		}
+		res, err := n.imaging.requester.Lookup(r.Context(), p.URA, beeld.Request{PatientBSN: req.Patient, HolderURA: h.URA,
+			User: req.User, Retrieve: req.Retrieve})
+		hi := HolderImaging{URA: h.URA, Status: http.StatusOK}
+		if err != nil {
+			hi.Status, hi.Error = http.StatusBadGateway, err.Error()
+			if fe := fhir.AsError(err); fe != nil {
+				hi.Status = fe.Status
+			}
+		} else {
+			hi.Result = &res
+		}
+		out.Holders = append(out.Holders, hi)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
