@@ -18,6 +18,7 @@ import (
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/internal/benchfloor"
 	"github.com/schakel-nl/schakel/nl"
+	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/plateau"
 )
@@ -93,7 +94,7 @@ func TestImagingEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := run.Result.Retrieved
-	if len(run.Result.Studies) != 2 || got == nil || !got.Verified || len(got.Instances) != len(run.Expected) {
+	if !slices.Equal(run.Holders, []string{Hospital.URA}) || len(run.Result.Studies) != 2 || got == nil || !got.Verified || len(got.Instances) != len(run.Expected) {
 		t.Fatalf("imaging run: %+v", run.Result)
 	}
 	// The hospital's node audited the GP's retrieval before answering it.
@@ -116,6 +117,20 @@ func TestImagingEndToEnd(t *testing.T) {
 		HolderURA: Hospital.URA, User: &plateau.Caller{ID: DemoUser.UZI, Role: DemoUser.Role}, Retrieve: true}, &res)
 	if code != http.StatusForbidden {
 		t.Errorf("lookup of a patient without consent: %d, want 403", code)
+	}
+
+	// Announcing holdings: only a participant with a PACS, only a patient it holds studies of.
+	if code := internal(t, nw.GPNode, nw.Token(GP.URA), http.MethodPost, "/internal/imaging/holdings",
+		node.HoldingsRequest{Patient: nw.Patients[0].BSN}, nil); code != http.StatusConflict {
+		t.Errorf("holdings of a participant without a PACS: %d, want 409", code)
+	}
+	if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/imaging/holdings",
+		node.HoldingsRequest{Patient: "999990019"}, nil); code != http.StatusNotFound {
+		t.Errorf("holdings of a patient without studies: %d, want 404", code)
+	}
+	if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/imaging/holdings",
+		node.HoldingsRequest{Patient: "123456789"}, nil); code != http.StatusBadRequest {
+		t.Errorf("holdings of an invalid BSN: %d, want 400", code)
 	}
 
 	p := newPeer(t, nw)
