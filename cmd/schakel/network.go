@@ -106,7 +106,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node for BgZ in its roles with the kit and record the proofs in the admission register (about 10 s)")
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
 	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
-	up.Flags().StringVar(&care, "care", "bgz", "care application: bgz (Notified Pull), correspondentie (Push) or beeld (Direct Pull of images)")
+	up.Flags().StringVar(&care, "care", "bgz", "care application: bgz (Notified Pull), correspondentie (Push) or beeld (images: Indexed Pull, ImagingStudy and DICOMweb)")
 	up.Flags().StringVar(&pattern, "pattern", "", "exchange pattern; default the care application's own (bgz: notified-pull, correspondentie: push); bgz also indexed-pull: the GP practice refers to the hospital and the nursing home, then a clinic's node pulls from all three holders at once")
 	cmd.AddCommand(up)
 	return cmd
@@ -214,7 +214,7 @@ func runNetworkProcesses(ctx context.Context, opts network.Options, once bool, e
 // careOption checks --care and --pattern and returns the pattern to run.
 func careOption(care, pattern string) (string, error) {
 	// The first pattern is the care application's own, the default.
-	patterns := map[string][]string{"bgz": {"notified-pull", "indexed-pull"}, "correspondentie": {"push"}, "beeld": {"direct-pull"}}
+	patterns := map[string][]string{"bgz": {"notified-pull", "indexed-pull"}, "correspondentie": {"push"}, "beeld": {"indexed-pull"}}
 	own, ok := patterns[care]
 	if !ok {
 		return "", fmt.Errorf("--care %q: the network runs bgz, correspondentie or beeld", care)
