@@ -3,6 +3,7 @@ package beeld
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"math/big"
 	"strings"
@@ -257,10 +258,24 @@ type InstanceInfo struct {
 
 // ParseInstance parses a DICOM Part 10 file and returns its identifying
 // attributes; it fails for anything that is not a complete, consistent file.
-func ParseInstance(b []byte) (InstanceInfo, error) {
+func ParseInstance(b []byte) (info InstanceInfo, err error) {
 	if len(b) < 132 || string(b[128:132]) != "DICM" {
 		return InstanceInfo{}, fmt.Errorf("%w: not a DICOM Part 10 file (no DICM preamble)", ErrBadQuery)
 	}
+	// The file meta starts with its group length: (0002,0000) UL, 4 bytes.
+	if len(b) < 144 || binary.LittleEndian.Uint32(b[132:]) != 0x00000002 || string(b[136:138]) != "UL" || binary.LittleEndian.Uint16(b[138:]) != 4 {
+		return InstanceInfo{}, fmt.Errorf("%w: the file meta information does not start with its group length", ErrBadQuery)
+	}
+	if err := checkLengths(b); err != nil {
+		return InstanceInfo{}, err
+	}
+	// The files come from another organisation: whatever they hold, a fault
+	// of the parser on them is a refused file, not a crashed node.
+	defer func() {
+		if v := recover(); v != nil {
+			info, err = InstanceInfo{}, fmt.Errorf("%w: the DICOM file could not be parsed (%v)", ErrBadQuery, v)
+		}
+	}()
 	ds, err := dicom.Parse(bytes.NewReader(b), int64(len(b)), nil, dicom.SkipProcessingPixelDataValue())
 	if err != nil {
 		return InstanceInfo{}, fmt.Errorf("parse DICOM: %w", err)
@@ -285,7 +300,7 @@ func ParseInstance(b []byte) (InstanceInfo, error) {
 		}
 		return 0
 	}
-	info := InstanceInfo{SOPClassUID: str(tag.SOPClassUID), SOPInstanceUID: str(tag.SOPInstanceUID),
+	info = InstanceInfo{SOPClassUID: str(tag.SOPClassUID), SOPInstanceUID: str(tag.SOPInstanceUID),
 		StudyInstanceUID: str(tag.StudyInstanceUID), SeriesUID: str(tag.SeriesInstanceUID),
 		PatientID: str(tag.PatientID), IssuerOfPatientID: str(tag.IssuerOfPatientID),
 		TransferSyntaxUID: str(tag.TransferSyntaxUID), MediaStorageSOPInstanceUID: str(tag.MediaStorageSOPInstanceUID),
@@ -311,4 +326,80 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// Transfer syntaxes checkLengths can walk.
+const (
+	transferSyntaxImplicitLE = "1.2.840.10008.1.2"
+	transferSyntaxDeflated   = "1.2.840.10008.1.2.1.99"
+	transferSyntaxExplicitBE = "1.2.840.10008.1.2.2"
+)
+
+// checkLengths walks the file's elements and refuses one whose value length
+// runs past the end of the file, before the DICOM library sees it: the
+// library allocates a value's buffer from its declared length, so a file
+// of a few bytes could otherwise make it allocate gigabytes. Undefined
+// lengths (sequences, encapsulated pixel data) are walked into: their items
+// and delimiters are checked as they come.
+func checkLengths(b []byte) error {
+	const undefined = 0xFFFFFFFF
+	bad := func(pos int, what string) error {
+		return fmt.Errorf("%w: %s at byte %d", ErrBadQuery, what, pos)
+	}
+	explicit := true
+	pos := 132
+	for pos < len(b) {
+		if len(b)-pos < 8 {
+			return bad(pos, "truncated element header")
+		}
+		group := binary.LittleEndian.Uint16(b[pos:])
+		elem := binary.LittleEndian.Uint16(b[pos+2:])
+		var vl uint32
+		switch {
+		case group == 0xFFFE: // item and delimiters: tag and a 4-byte length, no VR
+			vl = binary.LittleEndian.Uint32(b[pos+4:])
+			pos += 8
+			if elem != 0xE000 || vl == undefined {
+				continue // a delimiter, or an item whose elements follow
+			}
+		case explicit || group == 0x0002:
+			vr := string(b[pos+4 : pos+6])
+			switch vr {
+			case "OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV":
+				if len(b)-pos < 12 {
+					return bad(pos, "truncated element header")
+				}
+				vl = binary.LittleEndian.Uint32(b[pos+8:])
+				pos += 12
+			default:
+				if vr[0] < 'A' || vr[0] > 'Z' || vr[1] < 'A' || vr[1] > 'Z' {
+					return bad(pos, "not a value representation")
+				}
+				vl = uint32(binary.LittleEndian.Uint16(b[pos+6:]))
+				pos += 8
+			}
+			if vl == undefined {
+				continue
+			}
+		default:
+			vl = binary.LittleEndian.Uint32(b[pos+4:])
+			pos += 8
+			if vl == undefined {
+				continue
+			}
+		}
+		if uint64(vl) > uint64(len(b)-pos) {
+			return bad(pos, fmt.Sprintf("element (%04x,%04x) declares %d bytes, %d remain", group, elem, vl, len(b)-pos))
+		}
+		if group == 0x0002 && elem == 0x0010 {
+			switch ts := strings.TrimRight(string(b[pos:pos+int(vl)]), " \x00"); ts {
+			case transferSyntaxDeflated, transferSyntaxExplicitBE:
+				return fmt.Errorf("%w: transfer syntax %s is not supported", ErrBadQuery, ts)
+			case transferSyntaxImplicitLE:
+				explicit = false
+			}
+		}
+		pos += int(vl)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package beeld
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -58,5 +59,36 @@ func TestParseInstanceRefusesGarbage(t *testing.T) {
 		if _, err := ParseInstance(b); err == nil {
 			t.Errorf("%s: parsed without error", name)
 		}
+	}
+}
+
+// TestParseInstanceRefusesHugeLengths: a value length past the end of the
+// file is refused before anything is allocated for it.
+func TestParseInstanceRefusesHugeLengths(t *testing.T) {
+	studies, err := DemoStudies(testPatient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := studies[0].Series[0].Instances[0].File
+	info, err := ParseInstance(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pixel data's 4-byte length sits just before its value, at the end.
+	at := len(f) - info.PixelDataBytes - 4
+	b := append([]byte(nil), f[:at]...)
+	b = append(b, 0xF0, 0xFF, 0xFF, 0xFF)
+	b = append(b, make([]byte, 64)...)
+	allocs := testing.AllocsPerRun(1, func() { _, err = ParseInstance(b) })
+	if err == nil {
+		t.Fatal("a file declaring a 4 GiB value was parsed")
+	}
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	before := m.TotalAlloc
+	_, _ = ParseInstance(b)
+	runtime.ReadMemStats(&m)
+	if grown := m.TotalAlloc - before; grown > 1<<20 {
+		t.Errorf("refusing the file allocated %d bytes (%v allocations)", grown, allocs)
 	}
 }
