@@ -545,14 +545,10 @@ func (h *Holder) ServeDICOMweb(w http.ResponseWriter, r *http.Request, tenant, p
 		h.refuse(w, q, fhir.Errorf(http.StatusBadRequest, "not-supported", "through the node DICOMweb serves studies/… only (QIDO-RS of the patient's studies, WADO-RS of one study)"))
 		return
 	}
-	for i := 1; i < len(segs); i += 2 {
-		if !uidPattern.MatchString(segs[i]) || len(segs[i]) > 64 {
-			h.refuse(w, q, fhir.Errorf(http.StatusBadRequest, "value", "%q is not a DICOM UID", segs[i]))
-			return
-		}
-		if i == 1 {
-			break // below the study the PACS judges the path itself
-		}
+	// Below the study the PACS judges the path itself.
+	if len(segs) > 1 && (!uidPattern.MatchString(segs[1]) || len(segs[1]) > 64) {
+		h.refuse(w, q, fhir.Errorf(http.StatusBadRequest, "value", "%q is not a DICOM UID", segs[1]))
+		return
 	}
 	upstream := url.Values{}
 	for k, v := range r.URL.Query() {
