@@ -187,7 +187,7 @@ func (n *Node) imagingEndpoints(ura string) []addressbook.EndpointSpec {
 	}
 	return []addressbook.EndpointSpec{
 		{ID: "ep-" + ura + "-imagingstudy", PayloadType: beeld.PayloadImagingStudy, Address: n.r4Base(ura), FHIRVersion: "4.0"},
-		{ID: "ep-" + ura + "-dicomweb", PayloadType: beeld.PayloadDICOMweb, Address: n.dicomwebBase(ura)},
+		{ID: "ep-" + ura + "-dicomweb", PayloadType: beeld.PayloadDICOMweb, Address: n.dicomwebBase(ura), ConnectionType: addressbook.ConnectionTypeDICOMWADORS},
 	}
 }
 
