@@ -310,11 +310,35 @@ func (h *Holder) authorize(w http.ResponseWriter, r *http.Request, tenant, inter
 // permit asks the patient's consent for the request (after identifying the
 // patient where the agreement asks it); it answers refusals itself.
 func (h *Holder) permit(w http.ResponseWriter, q *request) bool {
-	ctx := q.r.Context()
+	return h.apply(w, q, h.decide(q.r.Context(), q))
+}
+
+// verdict is what decide found: the consent profile for the audit record,
+// and the refusal, if any.
+type verdict struct {
+	consent string
+	refusal *fhir.Error
+	check   string
+}
+
+// apply records a verdict on the request; on a refusal it answers it.
+func (h *Holder) apply(w http.ResponseWriter, q *request, v verdict) bool {
+	q.consent = v.consent
+	if v.refusal != nil {
+		h.refuse(w, q, v.refusal)
+		return false
+	}
+	q.checks = append(q.checks, v.check)
+	return true
+}
+
+// decide identifies the patient where the agreement asks it and asks the
+// patient's consent for the request. It changes nothing on q, so it can
+// run beside the other checks of a request.
+func (h *Holder) decide(ctx context.Context, q *request) verdict {
 	if h.cfg.Identify != nil {
 		if err := h.cfg.Identify(ctx, q.tenant, q.tok.Subject, q.bsn); err != nil {
-			h.refuse(w, q, asOutcome(err))
-			return false
+			return verdict{refusal: asOutcome(err)}
 		}
 	}
 	_, user, role := plateau.TokenUser(q.tok.Claims)
@@ -323,8 +347,7 @@ func (h *Holder) permit(w http.ResponseWriter, q *request) bool {
 		rtype = h.cfg.RequesterType(ctx, q.tok.Subject)
 	}
 	if user == "" || role == "" || rtype == "" {
-		h.refuse(w, q, forbidden("the access token names no user with an UZI role or no requester facility type; the patient's consent cannot be asked"))
-		return false
+		return verdict{refusal: forbidden("the access token names no user with an UZI role or no requester facility type; the patient's consent cannot be asked")}
 	}
 	question := consent.Question{PatientBSN: q.bsn, DataHolderURA: q.tenant, DataHolderType: h.cfg.FacilityType(q.tenant),
 		RequesterURA: q.tok.Subject, RequesterType: rtype, RequesterRole: role, RequesterUZI: user, Purpose: consent.PurposeTreatment}
@@ -334,28 +357,22 @@ func (h *Holder) permit(w http.ResponseWriter, q *request) bool {
 		checker, profile = h.cfg.ConsentSource(question)
 	}
 	if checker == nil {
-		q.consent = profile + ": unavailable"
-		h.refuse(w, q, consent.Outcome(fmt.Errorf("%w: no consent service configured", consent.ErrUnavailable)))
-		return false
+		return verdict{consent: profile + ": unavailable", refusal: consent.Outcome(fmt.Errorf("%w: no consent service configured", consent.ErrUnavailable))}
 	}
 	d, err := checker.Decide(ctx, question)
 	if err != nil {
-		q.consent = profile + ": unavailable"
 		if !errors.Is(err, consent.ErrUnavailable) && !errors.Is(err, consent.ErrInvalidQuestion) {
 			err = fmt.Errorf("%w: %w", consent.ErrUnavailable, err)
 		}
-		h.refuse(w, q, consent.Outcome(err))
-		return false
+		return verdict{consent: profile + ": unavailable", refusal: consent.Outcome(err)}
 	}
-	q.consent = profile + ": " + string(d)
+	v := verdict{consent: profile + ": " + string(d), check: "consent: asked for this request, " + string(d)}
 	if !d.Permitted() {
-		h.refuse(w, q, &fhir.Error{Status: http.StatusForbidden, Cause: &consent.DeniedError{Decision: d}, Issues: []fhir.Issue{{
+		v.refusal = &fhir.Error{Status: http.StatusForbidden, Cause: &consent.DeniedError{Decision: d}, Issues: []fhir.Issue{{
 			Severity: "error", Code: "forbidden",
-			Diagnostics: fmt.Sprintf("the patient's consent does not permit this exchange: consent decision %s of the %s", d, profile)}}})
-		return false
+			Diagnostics: fmt.Sprintf("the patient's consent does not permit this exchange: consent decision %s of the %s", d, profile)}}}
 	}
-	q.checks = append(q.checks, "consent: asked for this request, "+string(d))
-	return true
+	return v
 }
 
 // ServeImagingStudies answers GET {R4 base}/ImagingStudy?patient.identifier=
@@ -571,9 +588,18 @@ func (h *Holder) ServeDICOMweb(w http.ResponseWriter, r *http.Request, tenant, p
 		}
 		upstream.Set("PatientID", q.bsn)
 		upstream.Set("IssuerOfPatientID", OIDBSN)
+		if !h.permit(w, q) {
+			return
+		}
 	} else {
+		// Whose study it is (a QIDO-RS query at the PACS) and the patient's
+		// consent are asked at the same time; a study of another patient is
+		// refused as such whatever the consent.
 		study := segs[1]
+		decided := make(chan verdict, 1)
+		go func() { decided <- h.decide(r.Context(), q) }()
 		found, err := h.qido(r.Context(), q.backend, "studies?"+url.Values{"StudyInstanceUID": {study}}.Encode())
+		v := <-decided
 		switch {
 		case err != nil:
 			h.refuse(w, q, upstreamOutcome(err))
@@ -587,9 +613,9 @@ func (h *Holder) ServeDICOMweb(w http.ResponseWriter, r *http.Request, tenant, p
 		}
 		resources = []string{"ImagingStudy/" + study}
 		q.checks = append(q.checks, "patient: the study is of the access token's patient (QIDO-RS PatientID, IssuerOfPatientID)")
-	}
-	if !h.permit(w, q) {
-		return
+		if !h.apply(w, q, v) {
+			return
+		}
 	}
 	target := strings.TrimSuffix(q.backend.Base, "/") + "/" + path
 	if enc := upstream.Encode(); enc != "" {
