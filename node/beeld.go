@@ -41,9 +41,9 @@ type PACSConfig struct {
 	Timeout time.Duration `koanf:"timeout"`
 }
 
-// imaging is the node's Beeldbeschikbaarheid: the holder side for
+// imagingService is the node's Beeldbeschikbaarheid: the holder side for
 // participants with a PACS, the requester side for all.
-type imaging struct {
+type imagingService struct {
 	backends  map[string]beeld.Backend
 	holder    *beeld.Holder
 	requester *beeld.Requester
@@ -79,7 +79,7 @@ func (n *Node) dicomwebBase(tenant string) string {
 
 // setupImaging builds the PACS clients and both sides of Beeldbeschikbaarheid.
 func (n *Node) setupImaging() error {
-	im := &imaging{backends: map[string]beeld.Backend{}}
+	im := &imagingService{backends: map[string]beeld.Backend{}}
 	for i, p := range n.cfg.Participants {
 		if p.PACS.URL == "" {
 			continue

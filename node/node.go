@@ -22,6 +22,7 @@ import (
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/admission"
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
@@ -35,6 +36,7 @@ import (
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/oauth/replaydb"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
 	"github.com/schakel-nl/schakel/policy"
@@ -62,12 +64,15 @@ type Node struct {
 	publicURL            string
 
 	stu3     store.Store
+	r4       store.Store // fhirversions.go
 	auditLog *audit.Store
 	npDB     *notifiedpull.DB
 	np       *notifiedpull.Service
 	pushDB   *push.DB
 	push     *push.Service
 	as       *oauth.Server
+	replay   oauth.ReplayCache
+	replayDB *replaydb.Cache // the replay cache's database, with store.postgres
 	dir      addressbook.EndpointResolver
 	dirs     *addressbook.Directories // replicas, when configured
 	plateaus *plateau.Enforcer
@@ -77,8 +82,10 @@ type Node struct {
 	// regionalHost names the regional portal in audit records.
 	regionalHost string
 	consult      *consult.Service
+	apps         *careapp.Registry // the care applications it runs
 	indexed      *indexedpull.Service
-	hits         *hitMemory                // localization hits of the participants' lookups (requesting side)
+	hits         hitKeeper                 // localization hits of the participants' lookups (requesting side)
+	hitTable     *hitTable                 // the hits' table, with store.postgres
 	hitCheck     *localization.HolderCheck // the holding side of localization
 	bsn          *identification.Client    // the BSN verification service, with identification.url
 	metrics      *metrics
@@ -99,7 +106,7 @@ type Node struct {
 	registered             map[string]time.Time // holdings registered at the index recently
 	faults                 *nodeFaults          // nil but in the module's own tests (faults.go)
 	admission              *admission.Client    // partners' proofs of validation; nil without admission.url
-	imaging                *imaging             // Beeldbeschikbaarheid (beeld.go)
+	imaging                *imagingService      // Beeldbeschikbaarheid (beeld.go)
 }
 
 // Options are the node's collaborators that are not configuration.
@@ -118,9 +125,9 @@ type Options struct {
 	// package internal/faults is not importable from outside, and no
 	// configuration key or flag reaches it.
 	Faults *faults.Set
-	// PushApplications are the care applications on Push; nil: the ones
-	// Schakel ships (Correspondentie).
-	PushApplications []push.Application
+	// Applications are the care applications the node runs; nil: the ones
+	// Schakel ships (DefaultApplications).
+	Applications *careapp.Registry
 	// TracerProvider, when set, receives the node's spans instead of the
 	// one telemetry.otlp configures (tests use an in-memory exporter).
 	TracerProvider trace.TracerProvider
@@ -149,7 +156,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: slog.New(contextHandler{log.Handler()}).With("node", cfg.Name), parts: newTenants(),
 		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener,
-		admin: &adminState{seed: seed, ov: ov, current: cfg}, faults: newNodeFaults(opts.Faults)}
+		admin: &adminState{seed: seed, ov: ov, current: cfg}, faults: newNodeFaults(opts.Faults), apps: applications(opts)}
 	// n is never nil here, whatever the return statements below say; the
 	// result is not named so that no return can reset it before this runs.
 	started := false
@@ -187,6 +194,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return fmt.Errorf("trust: %w", err)
 	}
 	policies, err := policy.Load(cfg.Partners.PolicyDir)
+	if err == nil {
+		err = checkApplications(n.apps, policies)
+	}
 	if err != nil {
 		return fmt.Errorf("partners.policydir: %w", err)
 	}
@@ -252,6 +262,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		}
 		n.stu3 = timedStore{st, n.metrics.series, n.tracing.tracer}
 	}
+	if err := n.openR4Store(ctx); err != nil {
+		return err
+	}
 	keyFile, keySetting := cfg.Audit.CheckpointKeyFile, "audit.checkpointkeyfile"
 	if keyFile == "" {
 		keyFile, keySetting = filepath.Join(cfg.DataDir, "audit-checkpoint-key.pem"), "datadir: audit checkpoint key"
@@ -260,9 +273,8 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", keySetting, err)
 	}
-	if n.auditLog, err = audit.OpenWith(ctx, audit.Config{Path: filepath.Join(cfg.DataDir, "audit.db"), Node: cfg.Name,
-		Key: checkpointKey, Logger: n.log, Observe: n.metrics.observeAudit}); err != nil {
-		return fmt.Errorf("datadir: audit log: %w", err)
+	if err := n.openAudit(ctx, checkpointKey); err != nil {
+		return err
 	}
 	if err := n.setupProxies(); err != nil {
 		return err
@@ -280,7 +292,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	clientTLS := n.trust.ClientTLSConfig(n.cert)
 	book := &addressing{plateaus: n.plateaus}
 	if len(cfg.Addressbook.Directories) > 0 {
-		if n.dirs, err = addressbook.OpenDirectories(ctx, cfg.Addressbook, n.httpClient(clientTLS), n.log); err != nil {
+		if n.dirs, err = addressbook.OpenDirectoriesIn(ctx, cfg.Addressbook, n.httpClient(clientTLS), n.log, cfg.addressbookStorage()); err != nil {
 			return fmt.Errorf("addressbook.directories: %w", err)
 		}
 		book.book = n.dirs
@@ -308,7 +320,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		previous = append(previous, k)
 	}
 	n.np = notifiedpull.New(notifiedpull.Config{
-		Node: cfg.Name, DB: n.npDB, Store: n.stu3, Directory: n.dir,
+		Node: cfg.Name, Applications: n.apps, DB: n.npDB, Store: n.stu3, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
 			p, ok := n.parts.get(ura)
 			if !ok {
@@ -326,7 +338,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			return n.identify(ctx, identityCheck{tenant: c.Tenant, partner: c.PartnerURA, bsn: c.PatientBSN, birthDate: c.BirthDate, step: c.Step})
 		},
 	})
-	if err := n.setupPush(ctx, opts); err != nil {
+	if err := n.setupPush(ctx); err != nil {
 		return err
 	}
 	if err := n.setupGeneric(); err != nil {
@@ -336,7 +348,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return err
 	}
 	n.consult = consult.New(consult.Config{
-		Node: cfg.Name, Directory: n.dir,
+		Node: cfg.Name, Applications: n.apps, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
 			p, ok := n.parts.get(ura)
 			if !ok {
@@ -371,6 +383,12 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if err := n.openReplay(ctx); err != nil {
+		return err
+	}
+	if err := n.openHits(ctx); err != nil {
+		return err
+	}
 	n.as, err = oauth.NewServer(oauth.ServerConfig{
 		Issuer:       n.publicURL,
 		SigningKey:   signing,
@@ -379,6 +397,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Grants:       oauth.GrantResolverFunc(n.tracedResolveGrant),
 		OnRefusal:    n.auditRefusal,
 		PeerURA:      n.trust.PeerURA,
+		Replay:       n.replay,
 		TokenTTL:     cfg.TokenTTL,
 		ClockSkew:    cfg.ClockSkew,
 		// Verification is per request; ES256 checks dominate without a cache.
@@ -443,17 +462,15 @@ func (n *Node) AddressbookEntries() []addressbook.Entry {
 	var out []addressbook.Entry
 	for _, p := range n.parts.all() {
 		e := Endpoints(n.publicURL, p.URA)
-		out = append(out, addressbook.Entry{
-			ID: "org-" + p.URA, URA: p.URA, Name: p.Name,
-			Endpoints: []addressbook.EndpointSpec{
-				{ID: "ep-" + p.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: e.Notification, FHIRVersion: "3.0"},
-				{ID: "ep-" + p.URA + "-bgz", PayloadType: addressbook.PayloadBgZServer, Address: e.BgZ, FHIRVersion: "3.0"},
-				{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
-				{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
-				{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"},
-			},
-		})
-		out[len(out)-1].Endpoints = append(out[len(out)-1].Endpoints, n.imagingEndpoints(p.URA)...)
+		eps := []addressbook.EndpointSpec{
+			{ID: "ep-" + p.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: e.Notification, FHIRVersion: "3.0"}}
+		eps = append(eps, DataEndpoints(n.apps, n.publicURL, p.URA)...) // one per care application's data server
+		eps = append(eps,
+			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
+			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
+			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"})
+		eps = append(eps, n.imagingEndpoints(p.URA)...) // Beeldbeschikbaarheid (beeld.go)
+		out = append(out, addressbook.Entry{ID: "org-" + p.URA, URA: p.URA, Name: p.Name, Endpoints: eps})
 	}
 	return out
 }
@@ -525,6 +542,12 @@ func (n *Node) Serve(ctx context.Context) error {
 // closeStores releases what New opened, in the reverse order, skipping
 // what a failed New did not get to.
 func (n *Node) closeStores() {
+	if n.hitTable != nil {
+		_ = n.hitTable.Close()
+	}
+	if n.replayDB != nil {
+		_ = n.replayDB.Close()
+	}
 	if n.consents != nil {
 		_ = n.consents.Close()
 	}
@@ -539,6 +562,9 @@ func (n *Node) closeStores() {
 	}
 	if n.auditLog != nil {
 		_ = n.auditLog.Close()
+	}
+	if n.r4 != nil {
+		_ = n.r4.Close()
 	}
 	if n.stu3 != nil {
 		_ = n.stu3.Close()
