@@ -172,6 +172,8 @@ func TestImagingEndToEnd(t *testing.T) {
 	}{
 		{"no token", dicomweb + "/studies/" + ownStudy.UID, "", http.StatusUnauthorized, "access token"},
 		{"another patient's study", dicomweb + "/studies/" + otherStudy.UID, tok, http.StatusForbidden, "not of the access token's patient"},
+		{"imaging token at the R4 data endpoint", nw.HospNode.PublicURL() + "/fhir/r4/" + Hospital.URA + "/Patient?" +
+			url.Values{"identifier": {beeld.SystemBSN + "|" + mine}}.Encode(), tok, http.StatusUnauthorized, "access token"},
 		{"no consent", nw.HospNode.PublicURL() + "/fhir/r4/" + Hospital.URA + "/ImagingStudy?" +
 			url.Values{"patient.identifier": {beeld.SystemBSN + "|" + theirs}}.Encode(), imagingToken(t, nw, p, theirs), http.StatusForbidden, "consent"},
 	} {
