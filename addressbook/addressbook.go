@@ -32,6 +32,8 @@ const (
 	PayloadClientJWKS     = "oauth-client-jwks"          // address: the JWKS the organisation signs assertions with
 	SystemConnectionType  = "http://terminology.hl7.org/CodeSystem/endpoint-connection-type"
 	ConnectionTypeHL7FHIR = "hl7-fhir-rest"
+	// ConnectionTypeDICOMWADORS is a DICOMweb WADO-RS (and QIDO-RS) base.
+	ConnectionTypeDICOMWADORS = "dicom-wado-rs"
 )
 
 // ErrNotFound is returned when the directory has no usable endpoint.
@@ -53,13 +55,17 @@ var (
 // EndpointSpec describes one Endpoint of an organisation. The JSON names are
 // those of `schakel addressbook load` files.
 type EndpointSpec struct {
-	ID          string    `json:"id"`
-	PayloadType string    `json:"payloadType"`
-	Address     string    `json:"address"`
-	FHIRVersion string    `json:"fhirVersion,omitempty"` // "3.0" or "4.0" for FHIR endpoints, empty otherwise
-	Status      string    `json:"status,omitempty"`      // default active
-	Start       time.Time `json:"start,omitzero"`
-	End         time.Time `json:"end,omitzero"`
+	ID          string `json:"id"`
+	PayloadType string `json:"payloadType"`
+	Address     string `json:"address"`
+	FHIRVersion string `json:"fhirVersion,omitempty"` // "3.0" or "4.0" for FHIR endpoints, empty otherwise
+	// ConnectionType is the Endpoint's connection type code (HL7
+	// endpoint-connection-type); default hl7-fhir-rest. With dicom-wado-rs
+	// the payload is DICOM (payloadMimeType application/dicom).
+	ConnectionType string    `json:"connectionType,omitempty"`
+	Status         string    `json:"status,omitempty"` // default active
+	Start          time.Time `json:"start,omitzero"`
+	End            time.Time `json:"end,omitzero"`
 }
 
 // Entry is an organisation and its endpoints.
@@ -138,11 +144,15 @@ func (e Entry) Resources() []json.RawMessage {
 		} else if strings.HasPrefix(ep.PayloadType, "http") {
 			system = "http://nictiz.nl/fhir/CapabilityStatement"
 		}
+		connection := ep.ConnectionType
+		if connection == "" {
+			connection = ConnectionTypeHL7FHIR
+		}
 		doc := map[string]any{
 			"resourceType":         "Endpoint",
 			"id":                   ep.ID,
 			"status":               status,
-			"connectionType":       map[string]string{"system": SystemConnectionType, "code": ConnectionTypeHL7FHIR},
+			"connectionType":       map[string]string{"system": SystemConnectionType, "code": connection},
 			"name":                 e.Name + " " + ep.PayloadType,
 			"managingOrganization": map[string]string{"reference": "Organization/" + e.ID},
 			"payloadType":          []map[string]any{{"coding": []map[string]string{{"system": system, "code": ep.PayloadType}}}},
@@ -150,6 +160,8 @@ func (e Entry) Resources() []json.RawMessage {
 		}
 		if ep.FHIRVersion != "" {
 			doc["payloadMimeType"] = []string{"application/fhir+json; fhirVersion=" + ep.FHIRVersion}
+		} else if connection == ConnectionTypeDICOMWADORS {
+			doc["payloadMimeType"] = []string{"application/dicom"}
 		} else {
 			doc["payloadMimeType"] = []string{"application/json"}
 		}

@@ -144,6 +144,10 @@ type Options struct {
 	// Care is the care application the demo's exchanges are for; empty:
 	// the first of Applications on the exchange's pattern.
 	Care string
+	// Imaging starts a PACS stand-in for the hospital (network/beeld.go):
+	// demo studies of every demo patient, served over DICOMweb to the
+	// hospital's node (participants[].pacs); RunImaging runs the exchange.
+	Imaging bool
 	// Out receives the progress lines; nil discards them.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -185,6 +189,7 @@ type Network struct {
 	bsnURL               string
 	ehrStore             store.Store // the GP's EHR, with RecordInEHR
 	ehrURL               string
+	pacs                 *pacsStandIn // the hospital's PACS, with Imaging (beeld.go)
 	dir                  *addressbook.Server
 	done                 chan notifiedpull.Event // completed/failed pulls and completions reported to the sender, for waiters
 	CA                   *pki.CA
@@ -264,6 +269,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		if err := nw.startEHR(ctx, opts); err != nil {
 			return nil, err
 		}
+	}
+	if err := nw.startPACS(); err != nil {
+		return nil, err
 	}
 
 	// The nodes.
@@ -546,7 +554,7 @@ func (nw *Network) agreement(peer Participant) plateau.PartnerConfig {
 	for f, p := range nw.opts.Plateaus {
 		agreed[f] = p
 	}
-	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: nw.pullApplications(),
+	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: nw.withImaging(nw.pullApplications()),
 		SystemIdentity: nw.opts.SystemIdentity}
 }
 
@@ -572,7 +580,7 @@ func (nw *Network) nodeConfig(name string, p Participant, caFile string, more ..
 		}
 		nw.tokens[q.URA] = token
 		return node.ParticipantConfig{URA: q.URA, Name: q.Name, SystemUZI: q.SystemUZI, FacilityType: q.FacilityType,
-			SigningKeyFile: filepath.Join(dir, "keys", "client-"+q.URA+".pem"), InternalToken: token, EHR: nw.ehrFor(q)}, nil
+			SigningKeyFile: filepath.Join(dir, "keys", "client-"+q.URA+".pem"), InternalToken: token, EHR: nw.ehrFor(q), PACS: nw.pacsFor(q)}, nil
 	}
 	first, err := participant(p)
 	if err != nil {

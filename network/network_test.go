@@ -213,7 +213,7 @@ type peer struct {
 
 const peerURA = "90000003"
 
-func newPeer(t *testing.T, nw *Network) *peer {
+func newPeer(t testing.TB, nw *Network) *peer {
 	t.Helper()
 	p := &peer{ura: peerURA, notes: make(chan []byte, 4)}
 	var err error

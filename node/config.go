@@ -250,6 +250,9 @@ type ParticipantConfig struct {
 	// node answers data requests from it (proxy mode) instead of holding a
 	// copy; only the exchange's Tasks and received data stay in the node.
 	EHR EHRConfig `koanf:"ehr"`
+	// PACS, when its URL is set, is the participant's PACS (DICOMweb), for
+	// Beeldbeschikbaarheid (beeld.go).
+	PACS PACSConfig `koanf:"pacs"`
 	// FacilityType is the participant's provider type (zorgaanbiedertype,
 	// 2.16.840.1.113883.2.4.15.1060, e.g. Z3 hospital), used in consent
 	// questions and localization registrations.
@@ -281,6 +284,9 @@ func (c Config) Redacted() Config {
 		}
 		if u, err := url.Parse(p.EHR.URL); err == nil && u.User != nil {
 			p.EHR.URL = u.Redacted()
+		}
+		if u, err := url.Parse(p.PACS.URL); err == nil && u.User != nil {
+			p.PACS.URL = u.Redacted()
 		}
 	}
 	return out
@@ -408,6 +414,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Admin.validate()...)
 	errs = append(errs, c.Identification.validate(c.Partners)...)
 	errs = append(errs, c.validateLogging()...)
+	errs = append(errs, c.validatePACS()...)
 	if c.Localization.URL != "" || c.Consent.URL != "" || c.Consent.Regional.URL != "" {
 		for i, p := range c.Participants {
 			if p.FacilityType == "" {

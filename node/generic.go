@@ -304,6 +304,9 @@ type LocalizeRequest struct {
 	// the consent question needs them.
 	Role string `json:"role,omitempty"`
 	UZI  string `json:"uzi,omitempty"`
+	// Application is the care application whose holders are asked for:
+	// bgz (the default) or beeld (imaging; beeld.go).
+	Application string `json:"application,omitempty"`
 }
 
 // localize serves POST /internal/localize.
@@ -360,7 +363,7 @@ func (n *Node) runLocalize(ctx context.Context, p *participant, req LocalizeRequ
 	qctx = context.WithValue(qctx, consentNotesKey{}, notes)
 	qctx, span := n.span(qctx, "localization.query")
 	start := time.Now()
-	res, err := p.index.Localize(qctx, localization.LocalizeRequest{BSN: req.Patient, CareContext: careContextBgZ})
+	res, err := p.index.Localize(qctx, localization.LocalizeRequest{BSN: req.Patient, CareContext: careContextFor(req.Application)})
 	n.metrics.localizeTime.Observe(time.Since(start).Seconds())
 	if err == nil {
 		span.SetAttributes(attribute.Int("localization.holders", len(res.Holders)))

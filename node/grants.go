@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/beeld"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/plateau"
@@ -46,7 +47,10 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 	}
 	var g oauth.Grant
 	apply := func() {}
-	if req.GrantType == notifiedpull.GrantTypeJWT && req.AuthorizationBase == "" {
+	if beeld.Handles(req) {
+		g, err = n.imaging.holder.ResolveGrant(ctx, req)
+		rec.AuthzProtocol = "Twiin Direct Pull (Beeldbeschikbaarheid); RFC 8707 resource; " + req.GrantType
+	} else if req.GrantType == notifiedpull.GrantTypeJWT && req.AuthorizationBase == "" {
 		// No authorization base: a Direct Pull (consult); consent is asked
 		// per answer at the data endpoint.
 		g, err = n.consult.ResolveGrant(ctx, req)
@@ -74,7 +78,7 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 		rec.Checks = append(rec.Checks, "plateau: authentication plateau "+strconv.Itoa(decision.Delivered)+given(decision.User))
 	}
 	rec.Outcome = http.StatusOK
-	rec.Tenant = strings.TrimPrefix(g.Audience, n.publicURL+"/fhir/stu3/")
+	rec.Tenant = strings.TrimPrefix(strings.TrimPrefix(g.Audience, n.publicURL+"/fhir/stu3/"), n.publicURL+"/fhir/r4/")
 	if rec.Tenant == g.Audience {
 		rec.Tenant = ""
 	}

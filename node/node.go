@@ -106,6 +106,7 @@ type Node struct {
 	registered             map[string]time.Time // holdings registered at the index recently
 	faults                 *nodeFaults          // nil but in the module's own tests (faults.go)
 	admission              *admission.Client    // partners' proofs of validation; nil without admission.url
+	imaging                *imagingService      // Beeldbeschikbaarheid (beeld.go)
 }
 
 // Options are the node's collaborators that are not configuration.
@@ -375,6 +376,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Audit:         n.auditAppender(), Logger: n.log,
 	})
 	n.setupIndexedPull()
+	if err := n.setupImaging(); err != nil {
+		return err
+	}
 	trustedIdentities, err := n.loadIdentity(ctx, clientTLS)
 	if err != nil {
 		return err
@@ -465,6 +469,7 @@ func (n *Node) AddressbookEntries() []addressbook.Entry {
 			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
 			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
 			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"})
+		eps = append(eps, n.imagingEndpoints(p.URA)...) // Beeldbeschikbaarheid (beeld.go)
 		out = append(out, addressbook.Entry{ID: "org-" + p.URA, URA: p.URA, Name: p.Name, Endpoints: eps})
 	}
 	return out

@@ -53,6 +53,7 @@ func newRootCommand() *cobra.Command {
 		newBSNCommand(g),
 		newAdminCommand(),
 		newMonitorCommand(g),
+		newPACSCommand(g),
 	)
 	return root
 }

@@ -69,6 +69,17 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			if err := plateauOption(plateauFlag, &opts); err != nil {
 				return err
 			}
+			if care == "beeld" {
+				// Beeldbeschikbaarheid answers from the participant's PACS,
+				// beside the registry's store-backed applications (beeld.go).
+				if pattern != "" && pattern != "indexed-pull" {
+					return fmt.Errorf("--pattern %q with --care beeld: supported is indexed-pull", pattern)
+				}
+				if processes || opts.Plateau != 0 || opts.Mixed {
+					return errors.New("--care beeld runs in one process at the default agreement for now (no --processes, no --plateau)")
+				}
+				return runImaging(cmd.Context(), opts, once)
+			}
 			if opts.Applications == nil {
 				opts.Applications = node.DefaultApplications()
 			}
@@ -112,7 +123,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node for BgZ in its roles with the kit and record the proofs in the admission register (about 10 s)")
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
 	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
-	up.Flags().StringVar(&care, "care", "bgz", "care application: "+careUsage(node.DefaultApplications()))
+	up.Flags().StringVar(&care, "care", "bgz", "care application: "+careUsage(node.DefaultApplications())+", beeld (indexed-pull: images, ImagingStudy and DICOMweb)")
 	up.Flags().StringVar(&pattern, "pattern", "", "exchange pattern; default the care application's own (bgz: notified-pull, correspondentie and geboortezorg: push); bgz also indexed-pull: the GP practice refers to the hospital and the nursing home, then a clinic's node pulls from all three holders at once")
 	cmd.AddCommand(up)
 	return cmd

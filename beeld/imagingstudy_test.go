@@ -1,0 +1,58 @@
+package beeld
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/validate"
+)
+
+// TestImagingStudyIsValidR4 checks the mapping against the R4 definitions:
+// every element known, every type and cardinality right.
+func TestImagingStudyIsValidR4(t *testing.T) {
+	studies, err := DemoStudies(testPatient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := studies[1]
+	v := StudyView{Study: roundTrip(t, studyDataset(st, "http://pacs"))}
+	for _, se := range st.Series {
+		sv := SeriesView{Series: roundTrip(t, seriesDataset(st, se, "http://pacs"))}
+		for _, in := range se.Instances {
+			sv.Instances = append(sv.Instances, roundTrip(t, instanceDataset(st, se, in, "http://pacs")))
+		}
+		v.Series = append(v.Series, sv)
+	}
+	doc, err := ImagingStudy(v, "https://node/dicomweb/90000002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if issues := validate.Resource(fhir.R4, doc); len(issues) > 0 {
+		t.Fatalf("not a valid R4 ImagingStudy: %+v\n%s", issues, doc)
+	}
+	bundle, err := SearchBundle("https://node/fhir/r4/90000002", "https://node/fhir/r4/90000002/ImagingStudy", []json.RawMessage{doc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if issues := validate.Resource(fhir.R4, bundle); len(issues) > 0 {
+		t.Fatalf("not a valid R4 Bundle: %+v", issues)
+	}
+	if _, err := ImagingStudy(StudyView{Study: Dataset{TagStudyInstanceUID: str("UI", "not a uid!")}}, "x"); err == nil {
+		t.Error("a study without a usable UID was mapped")
+	}
+}
+
+// roundTrip passes a dataset through JSON, as it arrives from a PACS.
+func roundTrip(t *testing.T, d Dataset) Dataset {
+	t.Helper()
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Dataset
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

@@ -1,0 +1,61 @@
+package beeld
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/schakel-nl/schakel/consult"
+)
+
+// TestRequesterSendsTokenToHolderOnly: a study whose endpoint is not on
+// the holder's node is not retrieved; the token goes nowhere else.
+func TestRequesterSendsTokenToHolderOnly(t *testing.T) {
+	var hits atomic.Int32
+	elsewhere := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer elsewhere.Close()
+	q := NewRequester(RequesterConfig{})
+	base, _ := url.Parse("https://127.0.0.1:1/fhir/r4/90000002")
+	party := &consult.Party{HTTP: elsewhere.Client()}
+	studies := []StudySummary{{UID: "2.25.1", Endpoint: elsewhere.URL + "/dicomweb/90000002"}}
+	_, err := q.retrieve(context.Background(), party, "secret", base, Request{PatientBSN: testPatient.BSN}, studies)
+	if err == nil || !strings.Contains(err.Error(), "not on the holder's node") {
+		t.Fatalf("retrieval from another host: %v", err)
+	}
+	if hits.Load() != 0 {
+		t.Error("the token was sent to another host")
+	}
+	if _, err := q.retrieve(context.Background(), party, "secret", base, Request{PatientBSN: testPatient.BSN, Study: "2.25.2"}, studies); err == nil {
+		t.Error("a study the holder did not list was retrieved")
+	}
+}
+
+func TestSummariesRefuseAnotherPatient(t *testing.T) {
+	studies, err := DemoStudies(otherPatient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := ImagingStudy(StudyView{Study: studyDataset(studies[0], "http://pacs")}, "https://node/dicomweb/90000002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := SearchBundle("https://node/fhir/r4/90000002", "https://node/fhir/r4/90000002/ImagingStudy", []json.RawMessage{doc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := summaries(body, testPatient.BSN); err == nil {
+		t.Error("a searchset with another patient's study was accepted")
+	}
+	got, err := summaries(body, otherPatient.BSN)
+	if err != nil || len(got) != 1 || got[0].Endpoint != "https://node/dicomweb/90000002" || got[0].Instances != 2 {
+		t.Errorf("summaries: %+v, %v", got, err)
+	}
+	if _, err := summaries([]byte(`{"resourceType":"OperationOutcome"}`), testPatient.BSN); err == nil {
+		t.Error("an OperationOutcome was read as a searchset")
+	}
+}
