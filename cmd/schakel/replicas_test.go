@@ -70,6 +70,7 @@ func upReplicas(t *testing.T, dsn func(real string) string) (*network.Network, m
 		t.Skip("haproxy not installed")
 	}
 	prefix := fmt.Sprintf("rep_%d_", time.Now().UnixNano())
+	replicaSchemaPrefix = prefix
 	t.Cleanup(func() { dropSchemas(real, prefix) })
 	t.Setenv(runMainEnv, "1") // the children are this test binary running schakel's main
 	nw, err := network.UpProcesses(context.Background(), network.Options{DataDir: t.TempDir(), Patients: 1, Host: "127.0.0.1",
@@ -84,6 +85,10 @@ func upReplicas(t *testing.T, dsn func(real string) string) (*network.Network, m
 	}
 	return nw, procs
 }
+
+// replicaSchemaPrefix is the schema prefix of the network upReplicas
+// started last (the tests run one at a time).
+var replicaSchemaPrefix string
 
 func dropSchemas(dsn, prefix string) {
 	ctx := context.Background()
@@ -309,8 +314,9 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	waitDelivered(t, hospPush, letters, 3*time.Minute)
 	checkOnce(t, hospPush, gpPush, letters)
 
-	// An assertion is accepted once across the replicas.
-	replayAcrossReplicas(t, nw, procs)
+	t.Run("assertion accepted once across replicas", func(t *testing.T) {
+		replayAcrossReplicas(t, nw, procs)
+	})
 
 	// Stopped, every replica's audit log holds what it acknowledged and
 	// its chain verifies.
@@ -413,18 +419,36 @@ func verifyReplicaAudits(t *testing.T, dir, nodeName string) []audit.Record {
 	if err := writeJSONFile(keyFile, jwks); err != nil {
 		t.Fatal(err)
 	}
-	var all []audit.Record
+	// Each replica's own SQLite log; or, with the log in PostgreSQL, the
+	// one log the replicas share in the node's schema.
+	type source struct {
+		args []string
+		cfg  audit.Config
+	}
+	var sources []source
 	for i := 1; i <= 2; i++ {
 		db := filepath.Join(dir, nodeName, fmt.Sprintf("replica-%d", i), "data", "audit.db")
+		if _, err := os.Stat(db); err == nil {
+			sources = append(sources, source{[]string{"--db", db}, audit.Config{Path: db, ReadOnly: true}})
+		}
+	}
+	if len(sources) == 0 {
+		schema := replicaSchemaPrefix + strings.ReplaceAll(nodeName, "-", "_")
+		dsn := os.Getenv("SCHAKEL_TEST_POSTGRES")
+		t.Setenv(auditPostgresEnv, dsn)
+		sources = append(sources, source{[]string{"--schema", schema}, audit.Config{Postgres: dsn, Schema: schema, ReadOnly: true}})
+	}
+	var all []audit.Record
+	for _, src := range sources {
 		var out strings.Builder
 		verify := newRootCommand()
-		verify.SetArgs([]string{"audit", "verify", "--db", db, "--key", keyFile})
+		verify.SetArgs(append([]string{"audit", "verify", "--key", keyFile}, src.args...))
 		verify.SetOut(&out)
 		if err := verify.ExecuteContext(context.Background()); err != nil || !strings.Contains(out.String(), "OK:") {
-			t.Errorf("audit verify %s replica %d: %v\n%s", nodeName, i, err, out.String())
+			t.Errorf("audit verify %s %v: %v\n%s", nodeName, src.args, err, out.String())
 			continue
 		}
-		s, err := audit.OpenWith(context.Background(), audit.Config{Path: db, ReadOnly: true})
+		s, err := audit.OpenWith(context.Background(), src.cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -849,4 +873,95 @@ func isProblem(b []byte) bool {
 		Type   string
 	}
 	return json.Unmarshal(b, &p) == nil && p.Status != 0 && p.Type != ""
+}
+
+// TestNetworkUpReplicasOnce: `schakel network up --once --replicas 2
+// --postgres URL` completes the Notified Pull and the Direct Pull across
+// the balanced replicas, exits 0, shows from the balancers' logs that both
+// replicas of each node served, and leaves no process behind.
+func TestNetworkUpReplicasOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a network of replicas")
+	}
+	dsn := os.Getenv("SCHAKEL_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("SCHAKEL_TEST_POSTGRES not set")
+	}
+	if _, err := exec.LookPath(network.HAProxy); err != nil {
+		t.Skip("haproxy not installed")
+	}
+	prefix := fmt.Sprintf("repcli_%d_", time.Now().UnixNano())
+	t.Cleanup(func() { dropSchemas(dsn, prefix) })
+	cmd := exec.Command(os.Args[0], "network", "up", "--once", "--replicas", "2", "--postgres", dsn,
+		"--postgres-schema-prefix", prefix, "--data-dir", t.TempDir(), "--log-level", "warn")
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("network up --once --replicas 2: %v\n%s", err, out.String())
+	}
+	text := out.String()
+	for _, want := range []string{"status: receiver completed, sender completed", "Direct Pull:", "resources from 26 queries", "Replicas (from the balancers' logs"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("no %q in:\n%s", want, text)
+		}
+	}
+	// "  gp-node        public   gp-node-1 3, gp-node-2 1"
+	for _, n := range []string{"gp-node", "hospital-node"} {
+		served := map[string]bool{}
+		for _, line := range strings.Split(text, "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 3 && f[0] == n && (f[1] == "public" || f[1] == "internal") {
+				for _, r := range []string{n + "-1", n + "-2"} {
+					if strings.Contains(line, r+" ") {
+						served[r] = true
+					}
+				}
+			}
+		}
+		if len(served) != 2 {
+			t.Errorf("%s: the exchange's steps landed on %v, not on both replicas:\n%s", n, served, text)
+		}
+	}
+	var pids []int
+	for _, line := range strings.Split(text, "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[1] == "pid" {
+			if pid, err := strconv.Atoi(f[2]); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	if len(pids) < 9 || !gone(pids...) {
+		t.Fatalf("processes still running after network up --once exited (or too few started): %v", pids)
+	}
+}
+
+// TestReplicasFlags: --replicas needs --postgres, takes no --plateau, and
+// turns on --processes; --postgres with --processes needs --replicas.
+func TestReplicasFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		opts      network.Options
+		processes bool
+		err       string
+		wantProc  bool
+	}{
+		{"none", network.Options{}, false, "", false},
+		{"replicas without postgres", network.Options{Replicas: 2}, false, "--replicas needs --postgres", false},
+		{"negative", network.Options{Replicas: -1, Postgres: "postgres://x"}, false, "give 1 or more", false},
+		{"with plateau", network.Options{Replicas: 2, Postgres: "postgres://x", Plateau: 3}, false, "no --plateau", false},
+		{"postgres with processes only", network.Options{Postgres: "postgres://x"}, true, "needs --replicas", true},
+		{"replicas", network.Options{Replicas: 2, Postgres: "postgres://x"}, false, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts, proc := tc.opts, tc.processes
+			err := replicasOption(&opts, &proc)
+			if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+				t.Fatalf("err %v, want %q", err, tc.err)
+			}
+			if err == nil && proc != tc.wantProc {
+				t.Fatalf("processes %v, want %v", proc, tc.wantProc)
+			}
+		})
+	}
 }
