@@ -38,8 +38,15 @@ const ReplicaHeader = "X-Schakel-Replica"
 const DefaultSchemaPrefix = "schakel_"
 
 // replicaCheckInterval is how often the balancer asks each replica whether
-// it is alive; two failed checks in a row take it out of rotation.
-const replicaCheckInterval = 500 * time.Millisecond
+// it is alive; three failed checks in a row take it out of rotation, two
+// passed ones bring it back. A killed replica refuses connections at once,
+// and those are redispatched to another replica meanwhile; a check waits
+// up to replicaCheckTimeout, so that a replica slowed by a busy machine is
+// not taken for a dead one.
+const (
+	replicaCheckInterval = time.Second
+	replicaCheckTimeout  = 3 * time.Second
+)
 
 // checkReplicas refuses a replica setup that cannot work, before anything
 // is started: replicas share their node's state in PostgreSQL, and HAProxy
@@ -214,12 +221,12 @@ defaults
     timeout connect 2s
     timeout client 5m
     timeout server 5m
-    timeout check 1s
+    timeout check %[5]dms
     # A replica that refuses the connection (killed) is skipped: the
     # connection goes to the next one.
     retries 2
     option redispatch
-    default-server inter %[2]dms fall 2 rise 2
+    default-server inter %[2]dms fall 3 rise 2
 
 frontend %[3]s_public
     mode tcp
@@ -235,7 +242,7 @@ backend %[3]s_public
     option httpchk
     http-check send meth GET uri /healthz
     http-check expect status 200
-`, b.name, replicaCheckInterval.Milliseconds(), name, b.public)
+`, b.name, replicaCheckInterval.Milliseconds(), name, b.public, replicaCheckTimeout.Milliseconds())
 	for _, sv := range b.servers {
 		_, port, _ := strings.Cut(sv.internal, ":")
 		fmt.Fprintf(&s, "    server %s %s check port %s\n", sv.name, sv.public, port)
