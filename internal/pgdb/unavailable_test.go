@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"syscall"
 	"testing"
@@ -31,8 +32,10 @@ func TestUnavailable(t *testing.T) {
 		{"bad conn", fmt.Errorf("exec: %w", driver.ErrBadConn), true},
 		{"cancelled", fmt.Errorf("x: %w", context.Canceled), false},
 		// A peer over HTTP that cannot be reached is no store outage.
-		{"peer unreachable", fmt.Errorf("notify: %w", httpErr), false},
-		{"peer EOF", fmt.Errorf("notify: %w", io.ErrUnexpectedEOF), false},
+		{"peer unreachable", fmt.Errorf("notify: %w", &url.Error{Op: "Post", URL: "https://peer/Task", Err: httpErr}), false},
+		{"peer EOF", fmt.Errorf("notify: %w", &url.Error{Op: "Post", URL: "https://peer/Task", Err: io.ErrUnexpectedEOF}), false},
+		{"connection ended", fmt.Errorf("postgres store: %w", io.ErrUnexpectedEOF), true},
+		{"connection refused", fmt.Errorf("begin: %w", httpErr), true},
 	} {
 		if got := Unavailable(tc.err); got != tc.want {
 			t.Errorf("%s: Unavailable(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
