@@ -109,6 +109,10 @@ type replica struct {
 	bin   string // the executable; empty: schakel itself
 	args  []string
 	ready string // host:port that accepts connections once it serves
+	// health, for a node replica, is its /healthz: the balancer starts
+	// only once every replica answers it, so that none begins out of
+	// rotation.
+	health string
 }
 
 // prepareReplicas writes the configuration of each of the node's
@@ -159,7 +163,8 @@ func (nw *Network) prepareReplicas(name string, cfg node.Config) ([]replica, err
 			return nil, err
 		}
 		lb.servers = append(lb.servers, backendServer{name: fmt.Sprintf("%s-%d", name, i), public: pub, internal: in})
-		out = append(out, replica{name: rname, url: "https://" + pub, args: []string{"node", "--config", path}, ready: pub})
+		out = append(out, replica{name: rname, url: "https://" + pub, args: []string{"node", "--config", path}, ready: pub,
+			health: "http://" + in + "/healthz"})
 	}
 	cfgPath := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfgPath, []byte(lb.config()), 0o600); err != nil {
@@ -186,8 +191,37 @@ func (nw *Network) spawnReplicas(ctx context.Context, exe string, reps []replica
 		if err := nw.spawn(ctx, r.name, r.url, r.ready, append([]string{bin}, r.args...)); err != nil {
 			return err
 		}
+		if r.health != "" {
+			if err := waitHealthy(ctx, r.name, r.health); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// waitHealthy waits, bounded, until url answers 200: a node binds its
+// listeners before it has finished starting, and serves only then.
+func waitHealthy(ctx context.Context, name, url string) error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	// Bounded: 240 attempts, each at most ~2.25 s.
+	for i := 0; i < 240; i++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return fmt.Errorf("%s does not answer %s", name, url)
 }
 
 // balancer is the HAProxy in front of one node's replicas.
