@@ -130,7 +130,7 @@ var (
 	specialists = []struct{ family, given, role, roleDisplay string }{
 		{"Voorbeeld", "Karin", "01.016", "Internist"},
 		{"Proefmans", "Erik", "01.010", "Cardioloog"},
-		{"Testhuis", "Mirjam", "01.018", "Longarts"},
+		{"Testhuis", "Mirjam", "01.023", "Longarts"},
 	}
 )
 
