@@ -662,8 +662,15 @@ func proxiedDSN(t *testing.T, dsn, addr string) string {
 // says the store is down. Once PostgreSQL is back, requests succeed again
 // and a Notified Pull completes, with no node restarted.
 func TestReplicasPostgresOutage(t *testing.T) {
+	// By hand, the real server instead of the proxy: e.g.
+	// SCHAKEL_TEST_PG_RESTART_CMD='pg_ctlcluster 15 main restart' (it
+	// restarts the machine's shared PostgreSQL: never in CI).
+	restartCmd := os.Getenv(pgRestartEnv)
 	var proxy *pgProxy
 	nw, procs := upReplicas(t, func(real string) string {
+		if restartCmd != "" {
+			return real
+		}
 		u, err := url.Parse(real)
 		if err != nil || u.Host == "" {
 			t.Skipf("SCHAKEL_TEST_POSTGRES is not a postgres:// URL: %v", err)
@@ -686,12 +693,6 @@ func TestReplicasPostgresOutage(t *testing.T) {
 	gpToken := procs["gp-node"].URL + "/oauth2/token"
 
 	// One request of each kind; what it got and whether that is clean.
-	type answer struct {
-		kind   string
-		status int
-		clean  bool // a success, or a 503 in the edge's error format
-		detail string
-	}
 	request := func(kind string, i int) answer {
 		switch kind {
 		case "read": // the GP practice's system reads its own record (FHIR)
@@ -789,26 +790,16 @@ func TestReplicasPostgresOutage(t *testing.T) {
 		}()
 	}
 	time.Sleep(500 * time.Millisecond)
-	proxy.Outage()
-	outageStart := time.Now()
-	// During the outage each kind fails cleanly, and readiness says why.
-	during := map[string]answer{}
-	for i, k := range kinds {
-		a := request(k, 1000+i)
-		during[k] = a
-		if !a.clean || a.status != http.StatusServiceUnavailable {
-			t.Errorf("%s during the outage: %d %s; want a clean 503", k, a.status, a.detail)
+	if restartCmd != "" {
+		start := time.Now()
+		out, err := exec.Command("sh", "-c", restartCmd).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", restartCmd, err, out)
 		}
+		t.Logf("%s took %s", restartCmd, time.Since(start).Round(time.Millisecond))
+	} else {
+		proxyOutage(t, nw, procs, proxy, request, kinds)
 	}
-	for _, r := range []string{"gp-node/1", "gp-node/2"} {
-		code, body := readyz(t, replicaInternal(t, nw, procs[r]))
-		if code != http.StatusServiceUnavailable || !strings.Contains(body, "store") {
-			t.Errorf("/readyz of %s during the outage: %d %s", r, code, body)
-		}
-	}
-	time.Sleep(time.Until(outageStart.Add(3 * time.Second)))
-	proxy.Restore(t)
-	t.Logf("PostgreSQL unreachable for %s", time.Since(outageStart).Round(time.Millisecond))
 
 	// After: every kind succeeds again, on the same processes.
 	for _, k := range kinds {
@@ -849,6 +840,44 @@ func TestReplicasPostgresOutage(t *testing.T) {
 			t.Errorf("%s logged a panic (%s)", p.Name, p.Log)
 		}
 	}
+}
+
+// pgRestartEnv names the command TestReplicasPostgresOutage restarts the
+// real PostgreSQL with, by hand, instead of cutting the proxy.
+const pgRestartEnv = "SCHAKEL_TEST_PG_RESTART_CMD"
+
+// answer is what one request got, and whether that is clean: a success,
+// or a 503 in the edge's error format.
+type answer struct {
+	kind   string
+	status int
+	clean  bool
+	detail string
+}
+
+// proxyOutage cuts PostgreSQL off at the proxy for three seconds; meanwhile
+// each kind of request fails cleanly with 503 and /readyz names the store.
+func proxyOutage(t *testing.T, nw *network.Network, procs map[string]*network.Process, proxy *pgProxy,
+	request func(string, int) answer, kinds []string) {
+	t.Helper()
+	proxy.Outage()
+	outageStart := time.Now()
+	// During the outage each kind fails cleanly, and readiness says why.
+	for i, k := range kinds {
+		a := request(k, 1000+i)
+		if !a.clean || a.status != http.StatusServiceUnavailable {
+			t.Errorf("%s during the outage: %d %s; want a clean 503", k, a.status, a.detail)
+		}
+	}
+	for _, r := range []string{"gp-node/1", "gp-node/2"} {
+		code, body := readyz(t, replicaInternal(t, nw, procs[r]))
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "store") {
+			t.Errorf("/readyz of %s during the outage: %d %s", r, code, body)
+		}
+	}
+	time.Sleep(time.Until(outageStart.Add(3 * time.Second)))
+	proxy.Restore(t)
+	t.Logf("PostgreSQL unreachable for %s", time.Since(outageStart).Round(time.Millisecond))
 }
 
 func readyz(t *testing.T, internal string) (int, string) {
