@@ -57,7 +57,7 @@ func replicaOps(t *testing.T, def int) int {
 // upReplicas starts the network of processes with two replicas per node on
 // dsn, in schemas of this test's own, or skips without PostgreSQL or
 // HAProxy.
-func upReplicas(t *testing.T, dsn func(real string) string) (*network.Network, map[string]*network.Process) {
+func upReplicas(t testing.TB, dsn func(real string) string) (*network.Network, map[string]*network.Process) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a network of replicas")
@@ -279,7 +279,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 
 	// The operator restarts the killed replica (its leases void, its pulls
 	// resume); both replicas share the state.
-	back := restartReplica(t, victim, replicaInternal(t, nw, victim))
+	back := restartReplica(t, victim, replicaInternal(t, victim))
 
 	// Every acknowledged referral at both ends once, and completed.
 	sent := map[string]int{}
@@ -354,7 +354,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 
 // replicaInternal is the internal listener of replica p, from its
 // configuration file.
-func replicaInternal(t *testing.T, nw *network.Network, p *network.Process) string {
+func replicaInternal(t testing.TB, p *network.Process) string {
 	t.Helper()
 	cfgPath := p.Args[len(p.Args)-1]
 	b, err := os.ReadFile(cfgPath)
@@ -499,7 +499,7 @@ func replayAcrossReplicas(t *testing.T, nw *network.Network, procs map[string]*n
 
 // nodeMTLSClient presents the certificate of node name, as that node does
 // when it calls a peer.
-func nodeMTLSClient(t *testing.T, dir, name string) *http.Client {
+func nodeMTLSClient(t testing.TB, dir, name string) *http.Client {
 	t.Helper()
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, name, "tls", "node.pem"), filepath.Join(dir, name, "tls", "node-key.pem"))
 	if err != nil {
@@ -798,7 +798,7 @@ func TestReplicasPostgresOutage(t *testing.T) {
 		}
 		t.Logf("%s took %s", restartCmd, time.Since(start).Round(time.Millisecond))
 	} else {
-		proxyOutage(t, nw, procs, proxy, request, kinds)
+		proxyOutage(t, procs, proxy, request, kinds)
 	}
 
 	// After: every kind succeeds again, on the same processes.
@@ -819,7 +819,7 @@ func TestReplicasPostgresOutage(t *testing.T) {
 	}
 	t.Logf("%d requests under load, by status: %v", len(answers), counts)
 	for _, r := range []string{"gp-node/1", "gp-node/2", "hospital-node/1", "hospital-node/2"} {
-		code, body := readyz(t, replicaInternal(t, nw, procs[r]))
+		code, body := readyz(t, replicaInternal(t, procs[r]))
 		if code != http.StatusOK {
 			t.Errorf("/readyz of %s after the outage: %d %s", r, code, body)
 		}
@@ -857,7 +857,7 @@ type answer struct {
 
 // proxyOutage cuts PostgreSQL off at the proxy for three seconds; meanwhile
 // each kind of request fails cleanly with 503 and /readyz names the store.
-func proxyOutage(t *testing.T, nw *network.Network, procs map[string]*network.Process, proxy *pgProxy,
+func proxyOutage(t *testing.T, procs map[string]*network.Process, proxy *pgProxy,
 	request func(string, int) answer, kinds []string) {
 	t.Helper()
 	proxy.Outage()
@@ -870,7 +870,7 @@ func proxyOutage(t *testing.T, nw *network.Network, procs map[string]*network.Pr
 		}
 	}
 	for _, r := range []string{"gp-node/1", "gp-node/2"} {
-		code, body := readyz(t, replicaInternal(t, nw, procs[r]))
+		code, body := readyz(t, replicaInternal(t, procs[r]))
 		if code != http.StatusServiceUnavailable || !strings.Contains(body, "store") {
 			t.Errorf("/readyz of %s during the outage: %d %s", r, code, body)
 		}
