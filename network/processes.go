@@ -60,7 +60,9 @@ const childStopTimeout = 15 * time.Second
 // ports are chosen here and written into the commands and node.yaml files,
 // so a component killed by a tester starts again where its peers expect
 // it (Process.Args). StopProcesses ends them; the children also die with
-// this process (Linux: parent-death signal).
+// this process (Linux: parent-death signal). With opts.Replicas (and
+// opts.Postgres) each node runs as that many processes behind a HAProxy
+// that takes the node's addresses (network/replicas.go).
 func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err error) {
 	nw, err := newNetwork(opts)
 	if err != nil {
@@ -71,7 +73,7 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 		return nil, err
 	}
 	if (opts.Postgres != "" && opts.Replicas == 0) || opts.RecordInEHR || opts.OwnAddressing || len(opts.Requesters) > 0 {
-		return nil, errors.New("network: separate processes run the default network only (no Postgres but with replicas, no EHR, own addressing or extra requesters)")
+		return nil, errors.New("network: separate processes run the default network only (PostgreSQL only with replicas; no EHR, own addressing or extra requesters)")
 	}
 	if opts.Replicas > 0 && opts.PostgresSchemaPrefix == "" {
 		opts.PostgresSchemaPrefix = DefaultSchemaPrefix
