@@ -65,3 +65,33 @@ func TestUnavailableFromDriver(t *testing.T) {
 		t.Errorf("refused connection took the whole deadline: %v", err)
 	}
 }
+
+// TestConnectTimeout: a server that accepts connections but never answers
+// (an address lost in a failover) fails the open after ConnectTimeout, as
+// unavailable, instead of holding it for as long as its context allows.
+func TestConnectTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err = Open(ctx, "postgres://postgres@"+ln.Addr().String()+"/x?sslmode=disable", "s", "t_goose", nil)
+	if err == nil {
+		t.Fatal("opened a database on a silent server")
+	}
+	// Not the caller's deadline: the connect timeout ended it.
+	if ctx.Err() != nil || !Unavailable(err) {
+		t.Fatalf("%v (caller's context: %v, unavailable: %v)", err, ctx.Err(), Unavailable(err))
+	}
+}

@@ -89,6 +89,9 @@ func Open(ctx context.Context, dsn string, v fhir.Version, opts ...Option) (*Sto
 	if o.maxConns > 0 {
 		cfg.MaxConns = o.maxConns
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = pgdb.ConnectTimeout
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %w", err)
