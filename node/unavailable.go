@@ -5,16 +5,17 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/internal/pgdb"
 	"github.com/schakel-nl/schakel/oauth"
 )
 
-// storeUnavailable reports whether err means one of the node's stores
-// could not be reached (PostgreSQL restarting, a dropped connection): the
+// storeUnavailable reports whether err means one of the node's stores (the
+// audit log among them) could not be reached (PostgreSQL restarting, a dropped connection): the
 // request failed as a whole and may be tried again, so it is answered 503.
 func storeUnavailable(err error) bool {
-	return errors.Is(err, store.ErrUnavailable) || pgdb.Unavailable(err)
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, audit.ErrUnavailable) || pgdb.Unavailable(err)
 }
 
 // writeStoreUnavailable is the internal API's 503 for a store outage.
