@@ -107,6 +107,10 @@ type Options struct {
 	// RunIndexedPull runs an Indexed Pull across the three holders
 	// (network/indexedpull.go). Not with Mixed, Plateau or Requesters.
 	IndexedPull bool
+	// Geboortezorg runs a third node, the midwife practice's (Midwife),
+	// all at the default agreement; ExchangeTransfer sends the perinatal
+	// transfer over Push (network/geboortezorg.go). Alone only.
+	Geboortezorg bool
 	// SystemIdentity lets the hospital's system pull a referral without a
 	// user's acceptance (the agreement's systemidentity) at
 	// authentication plateau 2–3.
@@ -437,6 +441,9 @@ func newNetwork(opts Options) (*Network, error) {
 	if opts.IndexedPull && (opts.Mixed || opts.Plateau != 0 || opts.OwnAddressing || len(opts.Requesters) > 0) {
 		return nil, errors.New("network: the Indexed Pull network has its own nodes: not with Mixed, Plateau, OwnAddressing or Requesters")
 	}
+	if err := geboortezorgOptions(opts); err != nil {
+		return nil, err
+	}
 	if opts.Mixed && (opts.Plateau != 0 || opts.OwnAddressing || len(opts.Requesters) > 0) {
 		return nil, errors.New("network: the mixed network agrees its own plateaus: not with Plateau, OwnAddressing or Requesters")
 	}
@@ -487,6 +494,9 @@ type nodeSpec struct {
 func (nw *Network) nodeSpecs() []nodeSpec {
 	if nw.opts.IndexedPull {
 		return indexedPullSpecs()
+	}
+	if nw.opts.Geboortezorg {
+		return geboortezorgSpecs()
 	}
 	if nw.opts.Mixed {
 		return []nodeSpec{

@@ -14,6 +14,7 @@ import (
 
 	"github.com/schakel-nl/schakel/correspondentie"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/geboortezorg"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/push"
@@ -25,7 +26,7 @@ func pushApplications(opts Options) []push.Application {
 	if opts.PushApplications != nil {
 		return opts.PushApplications
 	}
-	return []push.Application{correspondentie.New()}
+	return []push.Application{correspondentie.New(), geboortezorg.New()}
 }
 
 // setupPush opens the outbox and inbox and builds the Push service.

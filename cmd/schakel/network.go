@@ -45,7 +45,10 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			"nursing home, then the nursing home consults the hospital and is refused for\n" +
 			"delivering user authentication at plateau 2 where the hospital asks 3. The run\n" +
 			"prints the agreements per partner and each exchange's outcome; it exits 0 only when\n" +
-			"the pulls complete and the refusal comes with that reason.",
+			"the pulls complete and the refusal comes with that reason.\n" +
+			"With --care geboortezorg a third node, a midwife practice's, sends the perinatal\n" +
+			"transfer of a mother and her child to the GP practice and the hospital over Push; the\n" +
+			"run prints what each receiving system read, the receipts and the acknowledgements.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
@@ -72,7 +75,10 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			}
 			if pattern == "push" {
 				if processes || opts.Plateau != 0 || opts.Mixed {
-					return errors.New("--care correspondentie runs in one process at the default agreement for now (no --processes, no --plateau)")
+					return fmt.Errorf("--care %s runs in one process at the default agreement for now (no --processes, no --plateau)", care)
+				}
+				if care == "geboortezorg" {
+					return runTransfer(cmd.Context(), opts, once)
 				}
 				return runLetter(cmd.Context(), opts, once)
 			}
@@ -104,8 +110,8 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
 	replicaFlags(up, &opts)
 	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
-	up.Flags().StringVar(&care, "care", "bgz", "care application: bgz (Notified Pull) or correspondentie (Push)")
-	up.Flags().StringVar(&pattern, "pattern", "", "exchange pattern; default the care application's own (bgz: notified-pull, correspondentie: push); bgz also indexed-pull: the GP practice refers to the hospital and the nursing home, then a clinic's node pulls from all three holders at once")
+	up.Flags().StringVar(&care, "care", "bgz", "care application: bgz (Notified Pull), correspondentie or geboortezorg (Push)")
+	up.Flags().StringVar(&pattern, "pattern", "", "exchange pattern; default the care application's own (bgz: notified-pull, correspondentie and geboortezorg: push); bgz also indexed-pull: the GP practice refers to the hospital and the nursing home, then a clinic's node pulls from all three holders at once")
 	cmd.AddCommand(up)
 	return cmd
 }
@@ -217,10 +223,10 @@ func runNetworkProcesses(ctx context.Context, opts network.Options, once bool, e
 // careOption checks --care and --pattern and returns the pattern to run.
 func careOption(care, pattern string) (string, error) {
 	// The first pattern is the care application's own, the default.
-	patterns := map[string][]string{"bgz": {"notified-pull", "indexed-pull"}, "correspondentie": {"push"}}
+	patterns := map[string][]string{"bgz": {"notified-pull", "indexed-pull"}, "correspondentie": {"push"}, "geboortezorg": {"push"}}
 	own, ok := patterns[care]
 	if !ok {
-		return "", fmt.Errorf("--care %q: the network runs bgz or correspondentie", care)
+		return "", fmt.Errorf("--care %q: the network runs bgz, correspondentie or geboortezorg", care)
 	}
 	if pattern == "" {
 		pattern = own[0]

@@ -307,6 +307,8 @@ func TestCareOption(t *testing.T) {
 		{"bgz", "push", "", true},
 		{"correspondentie", "", "push", false},
 		{"correspondentie", "indexed-pull", "", true},
+		{"geboortezorg", "", "push", false},
+		{"geboortezorg", "notified-pull", "", true},
 		{"lab", "", "", true},
 	} {
 		got, err := careOption(tc.care, tc.pattern)
