@@ -73,8 +73,8 @@ func checkReplicas(opts Options) error {
 func (nw *Network) resetSchemas(ctx context.Context, names ...string) error {
 	conn, err := pgx.Connect(ctx, nw.opts.Postgres)
 	if err != nil {
-		// The DSN may hold a password: name the setting, not the value.
-		return fmt.Errorf("--postgres: cannot connect: %w", errors.Unwrap(err))
+		// pgx names the host, user and database, never the password.
+		return fmt.Errorf("--postgres: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	for _, name := range names {
