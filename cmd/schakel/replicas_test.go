@@ -71,7 +71,7 @@ func upReplicas(t testing.TB, dsn func(real string) string) (*network.Network, m
 	}
 	prefix := fmt.Sprintf("rep_%d_", time.Now().UnixNano())
 	replicaSchemaPrefix = prefix
-	t.Cleanup(func() { dropSchemas(real, prefix) })
+	t.Cleanup(func() { dropSchemas(t, real, prefix) })
 	t.Setenv(runMainEnv, "1") // the children are this test binary running schakel's main
 	nw, err := network.UpProcesses(context.Background(), network.Options{DataDir: t.TempDir(), Patients: 1, Host: "127.0.0.1",
 		Replicas: 2, Postgres: dsn(real), PostgresSchemaPrefix: prefix}, os.Args[0])
@@ -90,15 +90,18 @@ func upReplicas(t testing.TB, dsn func(real string) string) (*network.Network, m
 // started last (the tests run one at a time).
 var replicaSchemaPrefix string
 
-func dropSchemas(dsn, prefix string) {
+func dropSchemas(t testing.TB, dsn, prefix string) {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
+		t.Logf("schemas %s* left behind: %v", prefix, err)
 		return
 	}
 	defer conn.Close(ctx)
 	for _, n := range []string{"gp_node", "hospital_node"} {
-		_, _ = conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{prefix + n}.Sanitize()+" CASCADE")
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{prefix + n}.Sanitize()+" CASCADE"); err != nil {
+			t.Logf("schema %s%s left behind: %v", prefix, n, err)
+		}
 	}
 }
 
@@ -949,7 +952,7 @@ func TestNetworkUpReplicasOnce(t *testing.T) {
 		t.Skip("haproxy not installed")
 	}
 	prefix := fmt.Sprintf("repcli_%d_", time.Now().UnixNano())
-	t.Cleanup(func() { dropSchemas(dsn, prefix) })
+	t.Cleanup(func() { dropSchemas(t, dsn, prefix) })
 	cmd := exec.Command(os.Args[0], "network", "up", "--once", "--replicas", "2", "--postgres", dsn,
 		"--postgres-schema-prefix", prefix, "--data-dir", t.TempDir(), "--log-level", "warn")
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
