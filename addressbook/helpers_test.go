@@ -121,7 +121,10 @@ func (d *testDir) requests() []string {
 func (d *testDir) replica(tb testing.TB, cfg ReplicaConfig) *Replica {
 	tb.Helper()
 	cfg.Source = &Client{Base: d.base, HTTP: d.pki.client(tb, "90000000")}
-	if cfg.Path == "" {
+	switch {
+	case replicaDSN != "":
+		cfg.Path, cfg.Postgres, cfg.Schema = "", replicaDSN, freshSchema(tb, replicaDSN)
+	case cfg.Path == "":
 		cfg.Path = filepath.Join(tb.TempDir(), "replica.db")
 	}
 	r, err := OpenReplica(context.Background(), cfg)
@@ -140,3 +143,7 @@ func orgEntry(i int) Entry {
 		{ID: "ep-" + ura + "-b", PayloadType: PayloadBgZServer, Address: "https://" + ura + ".example/fhir", FHIRVersion: "3.0"},
 	}}
 }
+
+// replicaDSN, while a test runs on PostgreSQL (TestReplicaOnPostgres),
+// makes replica open each replica in a fresh schema there.
+var replicaDSN string

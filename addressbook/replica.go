@@ -19,11 +19,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/schakel-nl/schakel/internal/pgdb"
 	"github.com/schakel-nl/schakel/internal/sqlitedb"
 )
 
 //go:embed migrations/*.sql
 var migrations embed.FS
+
+//go:embed pgmigrations/*.sql
+var pgMigrations embed.FS
 
 // ReplicaTypes are the mCSD resource types a replica keeps.
 var ReplicaTypes = []string{"Organization", "Endpoint", "HealthcareService", "Location", "PractitionerRole", "Practitioner", "OrganizationAffiliation"}
@@ -47,16 +51,17 @@ const (
 // increments, following next links. Endpoints are resolved from the copy,
 // so a directory outage does not stop exchanges. See docs/addressbook.md.
 type Replica struct {
-	db      *sql.DB
-	src     *Client
-	log     *slog.Logger
-	holds   func(ura string) bool
-	now     func() time.Time
-	sleep   func(ctx context.Context, d time.Duration) error
-	pageSz  int
-	overlap time.Duration
-	maxWait time.Duration
-	types   []string
+	db       *sql.DB
+	postgres bool
+	src      *Client
+	log      *slog.Logger
+	holds    func(ura string) bool
+	now      func() time.Time
+	sleep    func(ctx context.Context, d time.Duration) error
+	pageSz   int
+	overlap  time.Duration
+	maxWait  time.Duration
+	types    []string
 
 	syncMu sync.Mutex // one Sync at a time
 }
@@ -65,6 +70,10 @@ type Replica struct {
 type ReplicaConfig struct {
 	// Path of the replica's SQLite database (":memory:" for a private one).
 	Path string
+	// Postgres, instead of Path, keeps the copy in PostgreSQL: the tables
+	// in Schema (created when missing), which a node's replicas share.
+	Postgres string
+	Schema   string
 	// Source is the directory to copy (Base and HTTP are used).
 	Source *Client
 	// Holds tells whether this directory is the one that holds a URA;
@@ -95,15 +104,28 @@ func OpenReplica(ctx context.Context, cfg ReplicaConfig) (*Replica, error) {
 	if _, err := url.Parse(cfg.Source.Base); err != nil {
 		return nil, fmt.Errorf("addressbook replica: Source.Base: %w", err)
 	}
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return nil, err
+	var db *sql.DB
+	if cfg.Postgres != "" {
+		sub, err := fs.Sub(pgMigrations, "pgmigrations")
+		if err != nil {
+			return nil, err
+		}
+		if db, err = pgdb.Open(ctx, cfg.Postgres, cfg.Schema, "addressbook_replica_goose_version", sub); err != nil {
+			return nil, fmt.Errorf("addressbook replica: %w", err)
+		}
+	} else {
+		if cfg.Path == "" {
+			return nil, errors.New("addressbook replica: a database path is required")
+		}
+		sub, err := fs.Sub(migrations, "migrations")
+		if err != nil {
+			return nil, err
+		}
+		if db, err = sqlitedb.Open(ctx, cfg.Path, sub); err != nil {
+			return nil, fmt.Errorf("addressbook replica: %w", err)
+		}
 	}
-	db, err := sqlitedb.Open(ctx, cfg.Path, sub)
-	if err != nil {
-		return nil, fmt.Errorf("addressbook replica: %w", err)
-	}
-	r := &Replica{db: db, src: cfg.Source, log: cfg.Logger, holds: cfg.Holds, now: cfg.Now, sleep: sleepCtx,
+	r := &Replica{db: db, postgres: cfg.Postgres != "", src: cfg.Source, log: cfg.Logger, holds: cfg.Holds, now: cfg.Now, sleep: sleepCtx,
 		pageSz: cfg.PageSize, overlap: cfg.Overlap, maxWait: cfg.MaxRetryWait, types: cfg.Types}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -142,6 +164,14 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 
 // Close closes the replica database.
 func (r *Replica) Close() error { return r.db.Close() }
+
+// q adapts a statement written for SQLite to the database's dialect.
+func (r *Replica) q(query string) string {
+	if r.postgres {
+		return pgdb.Rebind(query)
+	}
+	return query
+}
 
 // SyncStats tells what one sync did. It holds counts only: directory
 // entries carry no patient data, but the log needs no more than this.
@@ -223,7 +253,7 @@ func (r *Replica) Sync(ctx context.Context) (SyncStats, error) {
 }
 
 func (r *Replica) cursors(ctx context.Context) (map[string]int64, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT type, since FROM replica_cursor`)
+	rows, err := r.db.QueryContext(ctx, r.q(`SELECT type, since FROM replica_cursor`))
 	if err != nil {
 		return nil, err
 	}
@@ -418,25 +448,25 @@ func (r *Replica) apply(ctx context.Context, latest map[[2]string]version, curso
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	del, err := tx.PrepareContext(ctx, `DELETE FROM replica_resource WHERE type = ? AND id = ? AND (? = 0 OR updated <= ?)`)
+	del, err := tx.PrepareContext(ctx, r.q(`DELETE FROM replica_resource WHERE type = ? AND id = ? AND (CAST(? AS BIGINT) = 0 OR updated <= ?)`))
 	if err != nil {
 		return err
 	}
 	defer del.Close()
-	up, err := tx.PrepareContext(ctx, `INSERT INTO replica_resource (type, id, version, updated, body) VALUES (?,?,?,?,?)
+	up, err := tx.PrepareContext(ctx, r.q(`INSERT INTO replica_resource (type, id, version, updated, body) VALUES (?,?,?,?,?)
 		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, updated = excluded.updated, body = excluded.body
 		WHERE excluded.updated > replica_resource.updated
-		   OR (excluded.updated = replica_resource.updated AND excluded.version <> replica_resource.version)`)
+		   OR (excluded.updated = replica_resource.updated AND excluded.version <> replica_resource.version)`))
 	if err != nil {
 		return err
 	}
 	defer up.Close()
-	unmap, err := tx.PrepareContext(ctx, `DELETE FROM replica_org_ura WHERE org_id = ?`)
+	unmap, err := tx.PrepareContext(ctx, r.q(`DELETE FROM replica_org_ura WHERE org_id = ?`))
 	if err != nil {
 		return err
 	}
 	defer unmap.Close()
-	mapURA, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO replica_org_ura (ura, org_id) VALUES (?, ?)`)
+	mapURA, err := tx.PrepareContext(ctx, r.q(`INSERT INTO replica_org_ura (ura, org_id) VALUES (?, ?) ON CONFLICT DO NOTHING`))
 	if err != nil {
 		return err
 	}
@@ -498,13 +528,13 @@ func (r *Replica) apply(ctx context.Context, latest map[[2]string]version, curso
 		}
 	}
 	for typ, since := range cursors {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO replica_cursor (type, since) VALUES (?, ?)
-			ON CONFLICT (type) DO UPDATE SET since = excluded.since`, typ, since); err != nil {
+		if _, err := tx.ExecContext(ctx, r.q(`INSERT INTO replica_cursor (type, since) VALUES (?, ?)
+			ON CONFLICT (type) DO UPDATE SET since = excluded.since`), typ, since); err != nil {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO replica_sync (id, synced_at) VALUES (1, ?)
-		ON CONFLICT (id) DO UPDATE SET synced_at = excluded.synced_at`, r.now().UnixMilli()); err != nil {
+	if _, err := tx.ExecContext(ctx, r.q(`INSERT INTO replica_sync (id, synced_at) VALUES (1, ?)
+		ON CONFLICT (id) DO UPDATE SET synced_at = excluded.synced_at`), r.now().UnixMilli()); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -513,7 +543,7 @@ func (r *Replica) apply(ctx context.Context, latest map[[2]string]version, curso
 // LastSync is when the last sync completed; zero when none has.
 func (r *Replica) LastSync(ctx context.Context) (time.Time, error) {
 	var ms int64
-	err := r.db.QueryRowContext(ctx, `SELECT synced_at FROM replica_sync WHERE id = 1`).Scan(&ms)
+	err := r.db.QueryRowContext(ctx, r.q(`SELECT synced_at FROM replica_sync WHERE id = 1`)).Scan(&ms)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, nil
 	}
@@ -525,7 +555,7 @@ func (r *Replica) LastSync(ctx context.Context) (time.Time, error) {
 
 // Counts returns the number of resources per type in the replica.
 func (r *Replica) Counts(ctx context.Context) (map[string]int, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT type, COUNT(*) FROM replica_resource GROUP BY type`)
+	rows, err := r.db.QueryContext(ctx, r.q(`SELECT type, COUNT(*) FROM replica_resource GROUP BY type`))
 	if err != nil {
 		return nil, err
 	}
@@ -546,8 +576,8 @@ func (r *Replica) Counts(ctx context.Context) (map[string]int, error) {
 // Organizations whose URA this directory holds, only Endpoints they
 // reference and that name them (or nobody) as managingOrganization.
 func (r *Replica) Endpoint(ctx context.Context, ura, payloadType, fhirVersion string) (string, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT o.id, o.body FROM replica_org_ura u JOIN replica_resource o
-		ON o.type = 'Organization' AND o.id = u.org_id WHERE u.ura = ? ORDER BY o.id`, ura)
+	rows, err := r.db.QueryContext(ctx, r.q(`SELECT o.id, o.body FROM replica_org_ura u JOIN replica_resource o
+		ON o.type = 'Organization' AND o.id = u.org_id WHERE u.ura = ? ORDER BY o.id`), ura)
 	if err != nil {
 		return "", err
 	}
@@ -583,7 +613,7 @@ func (r *Replica) Endpoint(ctx context.Context, ura, payloadType, fhirVersion st
 				continue
 			}
 			var b []byte
-			err := r.db.QueryRowContext(ctx, `SELECT body FROM replica_resource WHERE type = 'Endpoint' AND id = ?`, id).Scan(&b)
+			err := r.db.QueryRowContext(ctx, r.q(`SELECT body FROM replica_resource WHERE type = 'Endpoint' AND id = ?`), id).Scan(&b)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}

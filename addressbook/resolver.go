@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +36,9 @@ type DirectoryConfig struct {
 	URL string `koanf:"url"`
 	// URAs this directory holds; AnyURA ("*") for all not listed elsewhere.
 	URAs []string `koanf:"uras"`
-	// Replica is the path of the local copy's SQLite database.
+	// Replica is the path of the local copy's SQLite database. A node on
+	// PostgreSQL (store.postgres) keeps the copy there instead, in a schema
+	// of its own per directory, and does not use this file.
 	Replica string `koanf:"replica"`
 	// Interval between syncs (default DefaultSyncInterval).
 	Interval time.Duration `koanf:"interval"`
@@ -180,6 +183,37 @@ type Directories struct {
 // only the URAs that directory holds); client is the node's mTLS client.
 // Run keeps them current.
 func OpenDirectories(ctx context.Context, cfg Config, client *http.Client, log *slog.Logger) (*Directories, error) {
+	return OpenDirectoriesIn(ctx, cfg, client, log, Storage{})
+}
+
+// Storage is where a node keeps its directory replicas: SQLite files (each
+// directory's replica path; the zero Storage) or PostgreSQL, one schema per
+// directory, named after the node's schema and the directory
+// (SchemaFor), which the node's replicas share.
+type Storage struct {
+	Postgres string
+	Schema   string
+}
+
+// SchemaFor is the PostgreSQL schema of directory's replica.
+func (s Storage) SchemaFor(directory string) string {
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + ('a' - 'A')
+		}
+		return '_'
+	}, directory)
+	if s.Schema == "" {
+		return "addressbook_" + name
+	}
+	return s.Schema + "_addressbook_" + name
+}
+
+// OpenDirectoriesIn is OpenDirectories with the replicas kept in storage.
+func OpenDirectoriesIn(ctx context.Context, cfg Config, client *http.Client, log *slog.Logger, storage Storage) (*Directories, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -189,8 +223,12 @@ func OpenDirectories(ctx context.Context, cfg Config, client *http.Client, log *
 	ds := &Directories{Replicas: map[string]*Replica{}}
 	sources := map[string]EndpointResolver{}
 	for _, d := range cfg.Directories {
-		rep, err := OpenReplica(ctx, ReplicaConfig{Path: d.Replica, Source: &Client{Base: d.URL, HTTP: client},
-			Holds: cfg.Holds(d.Name), Logger: log.With("directory", d.Name)})
+		rc := ReplicaConfig{Path: d.Replica, Source: &Client{Base: d.URL, HTTP: client},
+			Holds: cfg.Holds(d.Name), Logger: log.With("directory", d.Name)}
+		if storage.Postgres != "" {
+			rc.Path, rc.Postgres, rc.Schema = "", storage.Postgres, storage.SchemaFor(d.Name)
+		}
+		rep, err := OpenReplica(ctx, rc)
 		if err != nil {
 			ds.Close()
 			return nil, fmt.Errorf("directory %s: %w", d.Name, err)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,4 +87,57 @@ func newBenchStore(b *testing.B, cfg Config) *Store {
 	}
 	b.Cleanup(func() { s.Close() })
 	return s
+}
+
+// BenchmarkAppendReplicas is BenchmarkAppendDurable's PostgreSQL case with
+// the 8 writers split over two Stores on one schema, as two replicas of a
+// node: their batches take turns under the log's advisory lock.
+func BenchmarkAppendReplicas(b *testing.B) {
+	dsn := os.Getenv("SCHAKEL_TEST_POSTGRES")
+	if dsn == "" {
+		b.Skip("SCHAKEL_TEST_POSTGRES not set")
+	}
+	schema := fmt.Sprintf("audit_bench_%d", time.Now().UnixNano())
+	b.Cleanup(func() {
+		if c, err := pgx.Connect(context.Background(), dsn); err == nil {
+			_, _ = c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+			c.Close(context.Background())
+		}
+	})
+	key, err := ephemeralKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var stores [2]*Store
+	for i := range stores {
+		stores[i], err = OpenWith(context.Background(), Config{Postgres: dsn, Schema: schema, Node: "bench", Key: key,
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { stores[i].Close() })
+	}
+	ctx := context.Background()
+	rec := record(0)
+	var next atomic.Int64
+	b.SetParallelism(4)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		s := stores[next.Add(1)%2]
+		for pb.Next() {
+			if err := s.Append(ctx, rec); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	var records, batches int64
+	for _, s := range stores {
+		st := s.Stats()
+		records, batches = records+st.Records, batches+st.Batches
+	}
+	b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(records)/float64(max(batches, 1)), "records/batch")
 }

@@ -132,9 +132,11 @@ func (s *Store) final(batch []*pending) {
 // when one is due or forced, and answers each waiting Append. It returns
 // the Deferred records of a batch that failed, to be tried again.
 func (s *Store) commit(batch []*pending, forceCheckpoint bool) (retry []*pending) {
-	rows := make([]row, 0, len(batch))
-	seq, head := s.seq, s.head
-	var failed error
+	type encoded struct {
+		body []byte
+		cols columns
+	}
+	recs := make([]encoded, 0, len(batch))
 	awaited := false
 	for _, p := range batch {
 		body, err := encodeBody(p.rec)
@@ -149,28 +151,68 @@ func (s *Store) commit(batch []*pending, forceCheckpoint bool) (retry []*pending
 			continue
 		}
 		awaited = awaited || p.waits()
-		seq++
-		prev := head
-		head = chainHash(prev, body)
-		rows = append(rows, row{seq: seq, prev: prev[:], hash: bytes32(head), body: body, cols: columnsOf(p.rec)})
+		recs = append(recs, encoded{body, columnsOf(p.rec)})
 	}
 	now := s.now()
+	// build chains the records onto the log's tip t and adds a checkpoint
+	// when one is due. A shared backend calls it inside its write lock with
+	// the tip it read there; the others with the committer's own.
+	var end tip
 	var cp *Checkpoint
-	if seq > s.cpSeq && (forceCheckpoint || seq-s.cpSeq >= int64(s.cfg.CheckpointEvery) || now.Sub(s.cpTime) >= s.cfg.CheckpointInterval) {
-		jws, err := s.sign(checkpointClaims{Node: s.cfg.Node, Seq: seq, Head: hex.EncodeToString(head[:]), IAT: now.Unix()})
-		if err != nil {
-			// The records still go in; the next checkpoint anchors them.
-			s.log.Error("audit checkpoint not signed", "seq", seq, "err", err)
-		} else {
-			cp = &Checkpoint{Seq: seq, Head: bytes32(head), Time: now, JWS: jws}
+	build := func(t tip) []row {
+		rows := make([]row, 0, len(recs))
+		seq, head := t.seq, t.head
+		for _, r := range recs {
+			seq++
+			prev := head
+			head = chainHash(prev, r.body)
+			rows = append(rows, row{seq: seq, prev: prev[:], hash: bytes32(head), body: r.body, cols: r.cols})
+		}
+		end, cp = tip{seq: seq, head: head, cpSeq: t.cpSeq, cpTime: t.cpTime}, nil
+		if seq > t.cpSeq && (forceCheckpoint || seq-t.cpSeq >= int64(s.cfg.CheckpointEvery) || now.Sub(t.cpTime) >= s.cfg.CheckpointInterval) {
+			jws, err := s.sign(checkpointClaims{Node: s.cfg.Node, Seq: seq, Head: hex.EncodeToString(head[:]), IAT: now.Unix()})
+			if err != nil {
+				// The records still go in; the next checkpoint anchors them.
+				s.log.Error("audit checkpoint not signed", "seq", seq, "err", err)
+			} else {
+				cp = &Checkpoint{Seq: seq, Head: bytes32(head), Time: now, JWS: jws}
+				end.cpSeq, end.cpTime = seq, now
+			}
+		}
+		return rows
+	}
+	var failed error
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	wrote := false
+	if shared, ok := s.be.(sharedWriter); ok {
+		// Other replicas append to the same log: the tip is only known
+		// inside the backend's write lock.
+		if len(recs) > 0 || forceCheckpoint {
+			var n int
+			n, failed = shared.writeShared(ctx, func(t tip) ([]row, *Checkpoint) {
+				if t.cpTime.IsZero() {
+					t.cpTime = s.cpTime // no checkpoint yet: count from this Store's start
+				}
+				return build(t), cp
+			})
+			wrote = n > 0 || failed != nil
+			if !wrote {
+				// Nothing to add: another replica anchored the chain already.
+				s.seq, s.head, s.cpSeq, s.cpTime = end.seq, end.head, end.cpSeq, end.cpTime
+			}
+		}
+	} else {
+		rows := build(tip{seq: s.seq, head: s.head, cpSeq: s.cpSeq, cpTime: s.cpTime})
+		if len(rows) > 0 || cp != nil {
+			failed = s.be.write(ctx, rows, cp)
+			wrote = true
 		}
 	}
-	if len(rows) > 0 || cp != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		start := time.Now()
-		failed = s.be.write(ctx, rows, cp)
+	if wrote {
 		if s.cfg.Observe != nil {
-			s.cfg.Observe(len(rows), time.Since(start), failed)
+			s.cfg.Observe(len(recs), time.Since(start), failed)
 		}
 		if failed != nil {
 			// Re-read the head: the transaction rolled back, or another
@@ -178,24 +220,23 @@ func (s *Store) commit(batch []*pending, forceCheckpoint bool) (retry []*pending
 			if q, h, err := s.be.head(ctx); err == nil {
 				s.seq, s.head = q, h
 			}
-			s.log.Error("audit store write failed", "records", len(rows), "err", failed)
+			s.log.Error("audit store write failed", "records", len(recs), "err", failed)
 			failed = fmt.Errorf("%w: %w", ErrUnavailable, failed)
 		} else {
-			s.seq, s.head = seq, head
-			s.lastSeq.Store(seq)
+			s.seq, s.head = end.seq, end.head
+			s.lastSeq.Store(end.seq)
 			s.batches.Add(1)
 			if awaited {
 				s.awaited.Add(1)
 			}
-			s.committed.Add(int64(len(rows)))
+			s.committed.Add(int64(len(recs)))
 			if cp != nil {
-				s.cpSeq, s.cpTime = cp.Seq, now
 				// Logged so a copy lives outside the store: an external witness
 				// against rewriting the chain and dropping its checkpoints.
 				s.log.Info("audit checkpoint", "seq", cp.Seq, "head", hex.EncodeToString(cp.Head), "jws", cp.JWS)
 			}
+			s.cpSeq, s.cpTime = end.cpSeq, end.cpTime
 		}
-		cancel()
 	}
 	for _, p := range batch {
 		switch {
@@ -207,6 +248,23 @@ func (s *Store) commit(batch []*pending, forceCheckpoint bool) (retry []*pending
 		}
 	}
 	return retry
+}
+
+// tip is the end of the log a batch chains onto: the last record's seq and
+// hash, and the last checkpoint's seq and time.
+type tip struct {
+	seq    int64
+	head   [32]byte
+	cpSeq  int64
+	cpTime time.Time
+}
+
+// sharedWriter is a backend other Stores (a node's replicas) append to as
+// well. writeShared takes the log's write lock, reads the tip inside its
+// transaction, stores what build makes of it, and returns how many rows and
+// checkpoints it wrote.
+type sharedWriter interface {
+	writeShared(ctx context.Context, build func(t tip) ([]row, *Checkpoint)) (int, error)
 }
 
 // pollSlice is how often a gathering batch re-checks whether every Append

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,8 @@ type pgBackend struct {
 	schema string // quoted identifier
 	writer pgConn
 	reader pgConn
+	// lockKey names the advisory lock the writers of this log take turns by.
+	lockKey string
 }
 
 type pgConn struct {
@@ -86,7 +89,7 @@ func openPostgres(ctx context.Context, dsn, schema string, readOnly bool) (*pgBa
 	if err != nil {
 		return nil, fmt.Errorf("postgres connection string: %w", err)
 	}
-	b := &pgBackend{cfg: cfg, schema: pgx.Identifier{schema}.Sanitize()}
+	b := &pgBackend{cfg: cfg, schema: pgx.Identifier{schema}.Sanitize(), lockKey: "schakel-audit-append:" + schema}
 	if readOnly {
 		return b, b.reader.with(ctx, b.cfg, func(*pgx.Conn) error { return nil })
 	}
@@ -162,11 +165,63 @@ func (b *pgBackend) lastCheckpoint(ctx context.Context) (seq int64, err error) {
 	return seq, err
 }
 
+// write stores rows chained onto the tip they name; it fails, writing
+// nothing, when another writer has moved the tip since.
 func (b *pgBackend) write(ctx context.Context, rows []row, cp *Checkpoint) error {
+	moved := false
+	_, err := b.writeShared(ctx, func(t tip) ([]row, *Checkpoint) {
+		if len(rows) > 0 && (rows[0].seq != t.seq+1 || !bytes.Equal(rows[0].prev, t.head[:])) {
+			moved = true
+			return nil, nil
+		}
+		return rows, cp
+	})
+	if err == nil && moved {
+		err = errors.New("another writer appended to the log")
+	}
+	return err
+}
+
+// writeShared appends one batch while holding the log's write lock, a
+// transaction-scoped advisory lock on the schema's log: the replicas of a
+// node take turns, each chaining onto the head it reads inside the lock, so
+// the log stays one chain. The lock is released by the commit (or the
+// rollback), never held across batches.
+func (b *pgBackend) writeShared(ctx context.Context, build func(t tip) ([]row, *Checkpoint)) (int, error) {
 	ins := b.sql(`INSERT INTO {s}.audit_event (seq, prev, hash, body, ` + columnNames + `)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)`)
-	return b.writer.with(ctx, b.cfg, func(c *pgx.Conn) error {
+	n := 0
+	err := b.writer.with(ctx, b.cfg, func(c *pgx.Conn) error {
 		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			var t tip
+			var hash []byte
+			var cpAt string
+			// One round trip: the lock, then the tip as it is under it.
+			lookup := &pgx.Batch{}
+			lookup.Queue(`SELECT pg_advisory_xact_lock(hashtext($1))`, b.lockKey)
+			lookup.Queue(b.sql(`SELECT seq, hash FROM {s}.audit_event ORDER BY seq DESC LIMIT 1`)).QueryRow(func(r pgx.Row) error {
+				if err := r.Scan(&t.seq, &hash); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+					return err
+				}
+				return nil
+			})
+			lookup.Queue(b.sql(`SELECT seq, created_at FROM {s}.audit_checkpoint ORDER BY seq DESC LIMIT 1`)).QueryRow(func(r pgx.Row) error {
+				if err := r.Scan(&t.cpSeq, &cpAt); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+					return err
+				}
+				return nil
+			})
+			if err := tx.SendBatch(ctx, lookup).Close(); err != nil {
+				return err
+			}
+			copy(t.head[:], hash)
+			if cpAt != "" {
+				t.cpTime, _ = time.Parse(colTime, cpAt)
+			}
+			rows, cp := build(t)
+			if len(rows) == 0 && cp == nil {
+				return nil
+			}
 			batch := &pgx.Batch{}
 			for _, r := range rows {
 				batch.Queue(ins, append([]any{r.seq, r.prev, r.hash, string(r.body)}, r.cols.args()...)...)
@@ -175,9 +230,14 @@ func (b *pgBackend) write(ctx context.Context, rows []row, cp *Checkpoint) error
 				batch.Queue(b.sql(`INSERT INTO {s}.audit_checkpoint (seq, head, created_at, jws) VALUES ($1,$2,$3,$4)`),
 					cp.Seq, cp.Head, cp.Time.UTC().Format(colTime), cp.JWS)
 			}
+			n = batch.Len()
 			return tx.SendBatch(ctx, batch).Close()
 		})
 	})
+	if err != nil {
+		n = 0
+	}
+	return n, err
 }
 
 const pgSelectRow = `SELECT seq, prev, hash, body, ` + columnNames + ` FROM {s}.audit_event`

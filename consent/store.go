@@ -7,16 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 
+	"github.com/schakel-nl/schakel/internal/pgdb"
 	"github.com/schakel-nl/schakel/internal/sqlitedb"
 )
 
@@ -53,38 +51,54 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	return &Store{db: db, now: time.Now}, nil
 }
 
-var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
-
 // OpenPostgres opens the store in PostgreSQL at dsn, inside schema (created
 // when missing; empty means the connection's default search_path), and
-// migrates it.
+// migrates it. Its migration history is its own table
+// (consent_goose_version), so the store shares a schema with a node's other
+// stores.
 func OpenPostgres(ctx context.Context, dsn, schema string) (*Store, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	if err := adoptHistory(ctx, dsn, schema); err != nil {
+		return nil, fmt.Errorf("consent store: %w", err)
+	}
+	db, err := pgdb.Open(ctx, dsn, schema, "consent_goose_version", migrationFS())
 	if err != nil {
-		return nil, fmt.Errorf("consent store: postgres DSN: %w", err)
-	}
-	if schema != "" {
-		if !schemaName.MatchString(schema) {
-			return nil, fmt.Errorf("consent store: schema name %q is not a plain lower-case identifier", schema)
-		}
-		cfg.RuntimeParams["search_path"] = schema
-	}
-	db := stdlib.OpenDB(*cfg)
-	if schema != "" {
-		if _, err := db.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+schema); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("consent store: create schema: %w", err)
-		}
-	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrationFS())
-	if err == nil {
-		_, err = p.Up(ctx)
-	}
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("consent store: migrate: %w", err)
+		return nil, fmt.Errorf("consent store: %w", err)
 	}
 	return &Store{db: db, postgres: true, now: time.Now}, nil
+}
+
+// adoptHistory carries the migration history of a schema made when the
+// store kept it in goose's default table over to its own table, so that
+// its migrations are not applied twice.
+func adoptHistory(ctx context.Context, dsn, schema string) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return errors.New("invalid PostgreSQL DSN") // the DSN may hold a password: do not echo it
+	}
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	prefix := ""
+	if schema != "" {
+		prefix = pgx.Identifier{schema}.Sanitize() + "."
+	}
+	var tables, own, old bool
+	if err := c.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, to_regclass($3) IS NOT NULL`,
+		prefix+"consent_registration", prefix+"consent_goose_version", prefix+"goose_db_version").Scan(&tables, &own, &old); err != nil {
+		// An invalid schema name: pgdb.Open names it.
+		return nil
+	}
+	if !tables || own || !old {
+		return nil
+	}
+	_, err = c.Exec(ctx, `CREATE TABLE `+prefix+`consent_goose_version (LIKE `+prefix+`goose_db_version INCLUDING ALL);
+		INSERT INTO `+prefix+`consent_goose_version SELECT * FROM `+prefix+`goose_db_version`)
+	if err != nil {
+		return fmt.Errorf("adopt migration history: %w", err)
+	}
+	return nil
 }
 
 // Close closes the database.

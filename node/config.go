@@ -41,8 +41,9 @@ type Config struct {
 	// Admission is the admission register partners' proofs of validation
 	// are looked up in (admission.go).
 	Admission AdmissionConfig `koanf:"admission"`
-	// Store selects the FHIR store: the embedded SQLite file in datadir
-	// (default) or PostgreSQL.
+	// Store selects where all of the node's state is kept: SQLite files in
+	// datadir (default) or PostgreSQL, shared by the node's replicas
+	// (docs/operations.md, "State on PostgreSQL").
 	Store StoreConfig `koanf:"store"`
 	// Audit configures the NEN 7513 audit log.
 	Audit AuditConfig `koanf:"audit"`
@@ -114,9 +115,11 @@ type EHRConfig struct {
 	Timeout time.Duration `koanf:"timeout"`
 }
 
-// StoreConfig selects the FHIR store backend.
+// StoreConfig selects the backend of every store the node keeps: the FHIR
+// store, exchange state, Push outbox and inbox, audit log, replay cache,
+// local consent registry, addressbook replicas and localization hits.
 type StoreConfig struct {
-	// Postgres is a PostgreSQL DSN; empty keeps the embedded SQLite store.
+	// Postgres is a PostgreSQL DSN; empty keeps the embedded SQLite stores.
 	// A secret when it holds a password: set it through the environment
 	// (SCHAKEL_STORE_POSTGRES), never a flag.
 	Postgres string `koanf:"postgres"`

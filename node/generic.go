@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -61,11 +60,9 @@ func (n *Node) setupGeneric() error {
 		}
 	}
 	if n.cfg.Consent.Local {
-		st, err := consent.OpenSQLite(context.Background(), filepath.Join(n.cfg.DataDir, "consent.db"))
-		if err != nil {
-			return fmt.Errorf("consent.local: registry in datadir: %w", err)
+		if err := n.openConsentRegistry(context.Background()); err != nil {
+			return err
 		}
-		n.consents = st
 	}
 	if n.cfg.Localization.URL == "" {
 		return nil

@@ -35,6 +35,7 @@ import (
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/oauth/replaydb"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
 	"github.com/schakel-nl/schakel/policy"
@@ -69,6 +70,8 @@ type Node struct {
 	pushDB   *push.DB
 	push     *push.Service
 	as       *oauth.Server
+	replay   oauth.ReplayCache
+	replayDB *replaydb.Cache // the replay cache's database, with store.postgres
 	dir      addressbook.EndpointResolver
 	dirs     *addressbook.Directories // replicas, when configured
 	plateaus *plateau.Enforcer
@@ -79,7 +82,8 @@ type Node struct {
 	regionalHost string
 	consult      *consult.Service
 	indexed      *indexedpull.Service
-	hits         *hitMemory                // localization hits of the participants' lookups (requesting side)
+	hits         hitKeeper                 // localization hits of the participants' lookups (requesting side)
+	hitTable     *hitTable                 // the hits' table, with store.postgres
 	hitCheck     *localization.HolderCheck // the holding side of localization
 	bsn          *identification.Client    // the BSN verification service, with identification.url
 	metrics      *metrics
@@ -263,9 +267,8 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", keySetting, err)
 	}
-	if n.auditLog, err = audit.OpenWith(ctx, audit.Config{Path: filepath.Join(cfg.DataDir, "audit.db"), Node: cfg.Name,
-		Key: checkpointKey, Logger: n.log, Observe: n.metrics.observeAudit}); err != nil {
-		return fmt.Errorf("datadir: audit log: %w", err)
+	if err := n.openAudit(ctx, checkpointKey); err != nil {
+		return err
 	}
 	if err := n.setupProxies(); err != nil {
 		return err
@@ -283,7 +286,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	clientTLS := n.trust.ClientTLSConfig(n.cert)
 	book := &addressing{plateaus: n.plateaus}
 	if len(cfg.Addressbook.Directories) > 0 {
-		if n.dirs, err = addressbook.OpenDirectories(ctx, cfg.Addressbook, n.httpClient(clientTLS), n.log); err != nil {
+		if n.dirs, err = addressbook.OpenDirectoriesIn(ctx, cfg.Addressbook, n.httpClient(clientTLS), n.log, cfg.addressbookStorage()); err != nil {
 			return fmt.Errorf("addressbook.directories: %w", err)
 		}
 		book.book = n.dirs
@@ -371,6 +374,12 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if err := n.openReplay(ctx); err != nil {
+		return err
+	}
+	if err := n.openHits(ctx); err != nil {
+		return err
+	}
 	n.as, err = oauth.NewServer(oauth.ServerConfig{
 		Issuer:       n.publicURL,
 		SigningKey:   signing,
@@ -379,6 +388,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Grants:       oauth.GrantResolverFunc(n.tracedResolveGrant),
 		OnRefusal:    n.auditRefusal,
 		PeerURA:      n.trust.PeerURA,
+		Replay:       n.replay,
 		TokenTTL:     cfg.TokenTTL,
 		ClockSkew:    cfg.ClockSkew,
 		// Verification is per request; ES256 checks dominate without a cache.
@@ -524,6 +534,12 @@ func (n *Node) Serve(ctx context.Context) error {
 // closeStores releases what New opened, in the reverse order, skipping
 // what a failed New did not get to.
 func (n *Node) closeStores() {
+	if n.hitTable != nil {
+		_ = n.hitTable.Close()
+	}
+	if n.replayDB != nil {
+		_ = n.replayDB.Close()
+	}
 	if n.consents != nil {
 		_ = n.consents.Close()
 	}

@@ -468,6 +468,48 @@ func (d *DB) acceptReceived(ctx context.Context, id string, by plateau.Caller, n
 	return n == 1, nil
 }
 
+// leasePull makes this worker the one pulling notification id until
+// until, unless another holds an unexpired lease on it (false). Two
+// workers, on two replicas sharing the database, never pull one
+// notification at once; the lease of a worker that stopped runs out.
+func (d *DB) leasePull(ctx context.Context, id string, now, until time.Time) (bool, error) {
+	res, err := d.exec(ctx, `UPDATE np_received SET lease_until = ? WHERE id = ? AND lease_until <= ?`,
+		until.UnixMilli(), id, now.UnixMilli())
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// unfinishedPulls lists the notifications (tenant, id) whose pull is due
+// and no worker holds: neither final nor waiting for a user, lease run out.
+func (d *DB) unfinishedPulls(ctx context.Context, now time.Time) ([][2]string, error) {
+	rows, err := d.db.QueryContext(ctx, d.q(`SELECT tenant, id FROM np_received
+		WHERE status NOT IN (?, ?, ?, ?) AND awaiting = 0 AND lease_until <= ?`+d.byCreation()),
+		StatusCompleted, StatusRejected, StatusFailed, StatusCancelled, now.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][2]string
+	for rows.Next() {
+		var k [2]string
+		if err := rows.Scan(&k[0], &k[1]); err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// releasePull ends the lease: another worker may take the notification up
+// at once (a pull that stopped short of a final status).
+func (d *DB) releasePull(ctx context.Context, id string) error {
+	_, err := d.exec(ctx, `UPDATE np_received SET lease_until = 0 WHERE id = ?`, id)
+	return err
+}
+
 // flag is a boolean column's value: 0 or 1 in both databases (SQLite's own
 // form), so the statements comparing them are the same on both.
 func flag(b bool) int {

@@ -236,3 +236,48 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// TestPullLease: one worker at a time holds a notification's pull, on each
+// backend; a released or run-out lease lets the next one in, and only
+// unfinished, unheld pulls are listed for resuming.
+func TestPullLease(t *testing.T) {
+	onEach(t, func(t *testing.T, open func() *DB) {
+		ctx := context.Background()
+		a, b := open(), open() // two replicas
+		now := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+		for _, r := range []Received{
+			{ID: "r1", Identifier: "urn:uuid:n1", Status: StatusAccepted},
+			{ID: "r2", Identifier: "urn:uuid:n2", Status: StatusRequested, Awaiting: true, StatusReason: ReasonAwaitingUser},
+			{ID: "r3", Identifier: "urn:uuid:n3", Status: StatusCompleted},
+		} {
+			r.Tenant, r.SenderURA, r.SenderSystem, r.PatientBSN, r.WorkflowTask, r.AuthBase = "90000002", "90000001", "sys", "999911120", "wf", "secret"
+			r.Expires, r.Created, r.Updated = now.Add(time.Hour), now, now
+			if ok, err := a.insertReceived(ctx, r); err != nil || !ok {
+				t.Fatalf("insert %s: %v %v", r.ID, ok, err)
+			}
+		}
+		due, err := b.unfinishedPulls(ctx, now)
+		if err != nil || len(due) != 1 || due[0] != [2]string{"90000002", "r1"} {
+			t.Fatalf("unfinished pulls: %v %v; want r1 only", due, err)
+		}
+		if ok, err := a.leasePull(ctx, "r1", now, now.Add(time.Minute)); err != nil || !ok {
+			t.Fatalf("first lease: %v %v", ok, err)
+		}
+		if ok, err := b.leasePull(ctx, "r1", now.Add(time.Second), now.Add(time.Minute)); err != nil || ok {
+			t.Fatalf("lease held by the other replica: %v %v; want refused", ok, err)
+		}
+		if due, _ := b.unfinishedPulls(ctx, now.Add(time.Second)); len(due) != 0 {
+			t.Errorf("a held pull is listed for resuming: %v", due)
+		}
+		// The holder stopped: its lease runs out.
+		if ok, err := b.leasePull(ctx, "r1", now.Add(time.Minute), now.Add(2*time.Minute)); err != nil || !ok {
+			t.Fatalf("lease after it ran out: %v %v", ok, err)
+		}
+		if err := b.releasePull(ctx, "r1"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := a.leasePull(ctx, "r1", now.Add(61*time.Second), now.Add(2*time.Minute)); err != nil || !ok {
+			t.Fatalf("lease after release: %v %v", ok, err)
+		}
+	})
+}

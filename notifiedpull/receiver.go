@@ -291,6 +291,24 @@ func redactAuthBase(raw []byte) (json.RawMessage, error) {
 
 // pull runs SPEC §4 step 4 for one accepted notification.
 func (s *Service) pull(ctx context.Context, tenant, id string) {
+	now := s.cfg.Now()
+	leased, err := s.cfg.DB.leasePull(ctx, id, now, now.Add(pullLease))
+	if err != nil {
+		s.log.Error("pull: lease notification", "referral", id, "err", err)
+		return
+	}
+	if !leased {
+		return // another worker (perhaps another replica) is pulling it
+	}
+	defer func() {
+		// Released with a context of its own: a shutdown ends ctx, and
+		// the next replica should not wait out the lease.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := s.cfg.DB.releasePull(rctx, id); err != nil {
+			s.log.Warn("pull: release notification", "referral", id, "err", err)
+		}
+	}()
 	row, err := s.cfg.DB.received(ctx, tenant, id)
 	if err != nil {
 		s.log.Error("pull: load notification", "referral", id, "err", err)

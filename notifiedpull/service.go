@@ -238,8 +238,42 @@ func (s *Service) Start(ctx context.Context) error {
 			}()
 		}
 	}
+	// Pulls another replica left unfinished (it stopped, its lease ran
+	// out) are taken up here without waiting for this one to restart.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		tick := time.NewTicker(resumeInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			due, err := s.cfg.DB.unfinishedPulls(ctx, s.cfg.Now())
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("resume pulls", "err", err)
+				}
+				continue
+			}
+			for _, k := range due {
+				s.enqueue(ctx, k[0], k[1])
+			}
+		}
+	}()
 	return nil
 }
+
+// pullLease is how long a pull worker holds a notification; a pull takes
+// far less (its own deadlines are shorter), so it only runs out for a
+// worker that stopped. resumeInterval is how often unfinished pulls are
+// looked for.
+const (
+	pullLease      = 5 * time.Minute
+	resumeInterval = time.Minute
+)
 
 // Wait blocks until the workers have stopped (after the Start context ended).
 func (s *Service) Wait() { s.wg.Wait() }

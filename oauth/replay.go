@@ -16,8 +16,9 @@ var ErrReplay = errors.New("oauth: JWT ID already used")
 var ErrReplayCacheFull = errors.New("oauth: replay cache full")
 
 // ReplayCache remembers the JWT IDs of assertions already used (RFC 7523 §3
-// item 7). The in-memory MemoryReplayCache serves one node; a cluster needs a
-// shared implementation.
+// item 7). The in-memory MemoryReplayCache serves one node process; a node's
+// replicas share one in PostgreSQL (package oauth/replaydb). The contract
+// every implementation meets is in package oauth/replaytest.
 type ReplayCache interface {
 	// Use records issuer+jti until expiry. It returns ErrReplay if the pair
 	// was recorded before and has not expired yet.

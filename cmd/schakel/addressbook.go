@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/fhir/store/postgres"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/pki"
@@ -32,13 +35,40 @@ func newAddressbookCommand() *cobra.Command {
 	return cmd
 }
 
-// openAddressbookStore opens (creating) the directory's store in dataDir,
-// for `serve` and `load`.
-func openAddressbookStore(ctx context.Context, dataDir string) (*sqlite.Store, error) {
-	if err := prepareDataDir(dataDir); err != nil {
+// envAddressbookPostgres holds the PostgreSQL DSN of the directory (`serve`
+// and `load`): a DSN can carry a password, which belongs in the
+// environment, not on the command line.
+const envAddressbookPostgres = "SCHAKEL_ADDRESSBOOK_POSTGRES_DSN"
+
+// addressbookDB is where the directory keeps its entries: an SQLite file in
+// --data-dir, or PostgreSQL with $SCHAKEL_ADDRESSBOOK_POSTGRES_DSN (in
+// --postgres-schema), which several directory processes can share.
+type addressbookDB struct {
+	dataDir, schema string
+}
+
+func (d *addressbookDB) flags(f *pflag.FlagSet) {
+	f.StringVar(&d.dataDir, "data-dir", "", "directory of the addressbook database")
+	f.StringVar(&d.schema, "postgres-schema", "addressbook", "PostgreSQL schema of the directory, when $"+envAddressbookPostgres+" is set")
+}
+
+// open opens (creating) the directory's store, for `serve` and `load`.
+func (d *addressbookDB) open(ctx context.Context) (store.Store, error) {
+	if dsn := os.Getenv(envAddressbookPostgres); dsn != "" {
+		st, err := postgres.Open(ctx, dsn, fhir.R4, postgres.WithSchema(d.schema))
+		if err != nil {
+			// The store's errors never carry the DSN's password.
+			return nil, fmt.Errorf("$%s: addressbook store: %w", envAddressbookPostgres, err)
+		}
+		return st, nil
+	}
+	if d.dataDir == "" {
+		return nil, errors.New("--data-dir is required (or set $" + envAddressbookPostgres + ")")
+	}
+	if err := prepareDataDir(d.dataDir); err != nil {
 		return nil, err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dataDir, network.AddressbookStoreFile), fhir.R4)
+	st, err := sqlite.Open(ctx, filepath.Join(d.dataDir, network.AddressbookStoreFile), fhir.R4)
 	if err != nil {
 		return nil, fmt.Errorf("--data-dir: addressbook store: %w", err)
 	}
@@ -46,7 +76,8 @@ func openAddressbookStore(ctx context.Context, dataDir string) (*sqlite.Store, e
 }
 
 func newAddressbookServeCommand() *cobra.Command {
-	var dataDir, addr, publicURL, certFile, keyFile string
+	var db addressbookDB
+	var addr, publicURL, certFile, keyFile string
 	var cas []string
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -55,13 +86,14 @@ func newAddressbookServeCommand() *cobra.Command {
 			"every GtK with an UZI server certificate from one of the --ca CAs, and\n" +
 			"self-maintenance (ITI-130): an organisation creates and updates its own\n" +
 			"Organization and Endpoints, identified by the URA in its certificate.\n" +
-			"The directory lives in --data-dir; the operator loads entries with\n" +
-			"`schakel addressbook load`. See docs/addressbook.md.",
+			"The directory lives in --data-dir, or in PostgreSQL when $" + envAddressbookPostgres + "\n" +
+			"is set; the operator loads entries with `schakel addressbook load`. See\n" +
+			"docs/addressbook.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
-			if dataDir == "" || certFile == "" || keyFile == "" || len(cas) == 0 {
-				return errors.New("--data-dir, --cert, --key and --ca are required")
+			if certFile == "" || keyFile == "" || len(cas) == 0 {
+				return errors.New("--cert, --key and --ca are required")
 			}
 			log, err := addressbookLogger(cmd)
 			if err != nil {
@@ -75,7 +107,7 @@ func newAddressbookServeCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := openAddressbookStore(cmd.Context(), dataDir)
+			st, err := db.open(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -102,7 +134,7 @@ func newAddressbookServeCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dataDir, "data-dir", "", "directory of the addressbook database")
+	db.flags(f)
 	f.StringVar(&addr, "addr", "127.0.0.1:8446", "host:port of the mTLS listener")
 	f.StringVar(&publicURL, "url", "", "FHIR base peers use (default https://<addr>/fhir)")
 	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of the directory")
@@ -112,11 +144,11 @@ func newAddressbookServeCommand() *cobra.Command {
 }
 
 func newAddressbookLoadCommand() *cobra.Command {
-	var dataDir string
+	var db addressbookDB
 	cmd := &cobra.Command{
 		Use:   "load FILE.json",
 		Short: "Load directory entries (operator), all or none",
-		Long: "Loads entries into the directory in --data-dir, replacing earlier versions of\n" +
+		Long: "Loads entries into the directory in --data-dir (or PostgreSQL, as `serve`), replacing earlier versions of\n" +
 			"the same ids. FILE.json is either a JSON array of entries\n" +
 			"  [{\"id\":\"org-1\",\"ura\":\"90000001\",\"name\":\"…\",\"endpoints\":[{\"id\":\"ep-1\",\n" +
 			"    \"payloadType\":\"Twiin-TA-notification\",\"address\":\"https://…/Task\",\"fhirVersion\":\"3.0\"}]}]\n" +
@@ -126,9 +158,6 @@ func newAddressbookLoadCommand() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cmd.SilenceUsage = true
-			if dataDir == "" {
-				return errors.New("--data-dir is required")
-			}
 			data, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
@@ -137,7 +166,7 @@ func newAddressbookLoadCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			st, err := openAddressbookStore(cmd.Context(), dataDir)
+			st, err := db.open(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -149,7 +178,7 @@ func newAddressbookLoadCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "directory of the addressbook database")
+	db.flags(cmd.Flags())
 	return cmd
 }
 

@@ -4,19 +4,43 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/schakel-nl/schakel/pki"
 )
 
 // TestAddressbookCommands runs load, serve and sync the way an operator
 // would: entries loaded from a file, the directory on an mTLS listener, and
-// a node's replica synced from it.
+// a node's replica synced from it. The directory lives in --data-dir, and
+// in PostgreSQL when SCHAKEL_TEST_POSTGRES is set.
 func TestAddressbookCommands(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testAddressbookCommands(t, nil) })
+	t.Run("postgres", func(t *testing.T) {
+		dsn := os.Getenv("SCHAKEL_TEST_POSTGRES")
+		if dsn == "" {
+			t.Skip("SCHAKEL_TEST_POSTGRES not set")
+		}
+		schema := fmt.Sprintf("abcmd_test_%d", time.Now().UnixNano())
+		t.Cleanup(func() {
+			if c, err := pgx.Connect(context.Background(), dsn); err == nil {
+				_, _ = c.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
+				c.Close(context.Background())
+			}
+		})
+		t.Setenv(envAddressbookPostgres, dsn)
+		testAddressbookCommands(t, []string{"--postgres-schema", schema})
+	})
+}
+
+func testAddressbookCommands(t *testing.T, db []string) {
 	dir := t.TempDir()
 	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"))
 	if err != nil {
@@ -35,7 +59,9 @@ func TestAddressbookCommands(t *testing.T) {
 		{"id":"ep-2","payloadType":"oauth-authorization-server","address":"https://gp.example"}]}]`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	data := filepath.Join(dir, "ab")
+	if db == nil {
+		db = []string{"--data-dir", filepath.Join(dir, "ab")}
+	}
 	run := func(ctx context.Context, out io.Writer, args ...string) error {
 		cmd := newAddressbookCommand()
 		cmd.SetArgs(args)
@@ -45,13 +71,13 @@ func TestAddressbookCommands(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	if err := run(context.Background(), &out, "load", "--data-dir", data, entries); err != nil {
+	if err := run(context.Background(), &out, append(append([]string{"load"}, db...), entries)...); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "loaded 3 resources") {
 		t.Errorf("load printed %q", out.String())
 	}
-	if err := run(context.Background(), io.Discard, "load", "--data-dir", data, caFile); err == nil {
+	if err := run(context.Background(), io.Discard, append(append([]string{"load"}, db...), caFile)...); err == nil {
 		t.Error("load accepted a PEM file")
 	}
 
@@ -59,8 +85,8 @@ func TestAddressbookCommands(t *testing.T) {
 	pr, pw := io.Pipe()
 	served := make(chan error, 1)
 	go func() {
-		served <- run(ctx, pw, "serve", "--data-dir", data, "--addr", "127.0.0.1:0",
-			"--cert", filepath.Join(dir, "pki", "directory.pem"), "--key", filepath.Join(dir, "pki", "directory-key.pem"), "--ca", caFile)
+		served <- run(ctx, pw, append(append([]string{"serve"}, db...), "--addr", "127.0.0.1:0",
+			"--cert", filepath.Join(dir, "pki", "directory.pem"), "--key", filepath.Join(dir, "pki", "directory-key.pem"), "--ca", caFile)...)
 		pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')

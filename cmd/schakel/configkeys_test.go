@@ -95,6 +95,7 @@ func TestUnknownEnvironmentVariablesAreRefused(t *testing.T) {
 		{"SCHAKEL_AUDIT_POSTGRES", "postgres://db/audit", ""},
 		{"SCHAKEL_CONSENT_POSTGRES_DSN", "postgres://db/consent", ""},
 		{"SCHAKEL_LOCALIZATION_POSTGRES_DSN", "postgres://db/index", ""},
+		{"SCHAKEL_ADDRESSBOOK_POSTGRES_DSN", "postgres://db/addressbook", ""},
 		{"SCHAKEL_IMPORT_POSTGRES", "postgres://db/import", ""},
 		{"SCHAKEL_SCAN_SCREENSHOT", "/tmp/x.png", ""},
 	} {

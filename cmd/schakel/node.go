@@ -26,7 +26,7 @@ const envPrefix = "SCHAKEL_"
 // look like node settings (SCHAKEL_AUDIT_POSTGRES would be audit.postgres):
 // the node leaves them alone, so one environment can serve every command.
 var otherCommandsEnv = map[string]bool{
-	auditPostgresEnv: true, envConsentPostgres: true, envLocalizationPostgres: true, postgresEnv: true,
+	auditPostgresEnv: true, envConsentPostgres: true, envLocalizationPostgres: true, postgresEnv: true, envAddressbookPostgres: true,
 	envAdminNode: true, envAdminTokenFile: true,
 }
 
