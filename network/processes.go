@@ -136,6 +136,7 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 	var entries []addressbook.Entry
 	nodes := []component{}
 	var replicas []replica // with Options.Replicas: each node's replicas and balancer
+	defer func() { releaseHeld(replicas) }()
 	for _, spec := range []struct {
 		name    string
 		p, peer Participant

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -113,6 +114,25 @@ type replica struct {
 	// only once every replica answers it, so that none begins out of
 	// rotation.
 	health string
+	// held are its addresses, kept bound here until it starts, so that no
+	// other program on the machine takes them meanwhile.
+	held []net.Listener
+}
+
+// hold binds addr (host:port, or host:0 for any free port) and keeps it
+// until the process that is to listen there starts.
+func hold(addr string) (net.Listener, error) {
+	return net.Listen("tcp", addr)
+}
+
+// releaseHeld frees whatever addresses are still held (a start that
+// failed half-way).
+func releaseHeld(reps []replica) {
+	for _, r := range reps {
+		for _, ln := range r.held {
+			ln.Close() // a second close is harmless
+		}
+	}
 }
 
 // prepareReplicas writes the configuration of each of the node's
@@ -121,7 +141,15 @@ type replica struct {
 // configuration with the balancer's listeners: the replicas differ from
 // it only in their own listeners and data directory (for the stores that
 // are not in PostgreSQL), and advertise the balancer's public URL.
-func (nw *Network) prepareReplicas(name string, cfg node.Config) ([]replica, error) {
+func (nw *Network) prepareReplicas(name string, cfg node.Config) (_ []replica, err error) {
+	var all []net.Listener // every address held below, freed if this fails
+	defer func() {
+		if err != nil {
+			for _, ln := range all {
+				ln.Close()
+			}
+		}
+	}()
 	dir := filepath.Join(nw.opts.DataDir, name)
 	// Keys every replica must share, made before any replica starts so
 	// that two never each create their own: the authorization server's,
@@ -141,17 +169,28 @@ func (nw *Network) prepareReplicas(name string, cfg node.Config) ([]replica, err
 	}
 	lb := balancer{name: name, public: cfg.Public.Addr, internal: cfg.Internal.Addr}
 	var out []replica
+	// The node's addresses are the balancer's: held from here until it
+	// starts.
+	var lbHeld []net.Listener
+	for _, addr := range []string{cfg.Public.Addr, cfg.Internal.Addr} {
+		ln, err := hold(addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: balancer address: %w", name, err)
+		}
+		all, lbHeld = append(all, ln), append(lbHeld, ln)
+	}
 	for i := 1; i <= nw.opts.Replicas; i++ {
 		rc := cfg
 		rname := fmt.Sprintf("%s/%d", name, i)
-		pub, err := freeAddr(nw.opts.Host)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", rname, err)
+		var held []net.Listener
+		for range 2 {
+			ln, err := hold(net.JoinHostPort(nw.opts.Host, "0"))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", rname, err)
+			}
+			all, held = append(all, ln), append(held, ln)
 		}
-		in, err := freeAddr(nw.opts.Host)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", rname, err)
-		}
+		pub, in := held[0].Addr().String(), held[1].Addr().String()
 		rc.Public = node.ListenerConfig{Addr: pub, URL: "https://" + cfg.Public.Addr}
 		rc.Internal = node.ListenerConfig{Addr: in}
 		rc.DataDir = filepath.Join(dir, fmt.Sprintf("replica-%d", i), "data")
@@ -164,7 +203,7 @@ func (nw *Network) prepareReplicas(name string, cfg node.Config) ([]replica, err
 		}
 		lb.servers = append(lb.servers, backendServer{name: fmt.Sprintf("%s-%d", name, i), public: pub, internal: in})
 		out = append(out, replica{name: rname, url: "https://" + pub, args: []string{"node", "--config", path}, ready: pub,
-			health: "http://" + in + "/healthz"})
+			health: "http://" + in + "/healthz", held: held})
 	}
 	cfgPath := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfgPath, []byte(lb.config()), 0o600); err != nil {
@@ -176,7 +215,7 @@ func (nw *Network) prepareReplicas(name string, cfg node.Config) ([]replica, err
 	}
 	// -db: in the foreground, logging to its standard output (our log file).
 	out = append(out, replica{name: name, url: "https://" + cfg.Public.Addr, bin: bin,
-		args: []string{"-db", "-f", cfgPath}, ready: cfg.Public.Addr})
+		args: []string{"-db", "-f", cfgPath}, ready: cfg.Public.Addr, held: lbHeld})
 	return out, nil
 }
 
@@ -188,6 +227,7 @@ func (nw *Network) spawnReplicas(ctx context.Context, exe string, reps []replica
 		if r.bin != "" {
 			bin = r.bin
 		}
+		releaseHeld([]replica{r}) // the process binds them now
 		if err := nw.spawn(ctx, r.name, r.url, r.ready, append([]string{bin}, r.args...)); err != nil {
 			return err
 		}
