@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/plateau"
@@ -24,7 +25,9 @@ import (
 
 // Protocol constants of the exchange.
 const (
-	// ApplicationBgZ is the only care application (and scope) consulted today.
+	// ApplicationBgZ names the BgZ care application (the default of the
+	// node's internal API labels); a consult takes its applications from
+	// Config.Applications.
 	ApplicationBgZ = "bgz"
 	// GrantTypeJWT is the grant a consult token is asked with (RFC 7523 §2.1).
 	GrantTypeJWT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -84,9 +87,12 @@ type Directory interface {
 // Config wires the service. The requester side needs Directory and
 // Parties; the holder side Tenants, FHIRBase, FacilityType and Consent.
 type Config struct {
-	Node      string
-	Directory Directory
-	Parties   func(ura string) (*Party, bool)
+	Node string
+	// Applications are the care applications this node consults and
+	// answers consults for: those of the registry on Direct Pull. Nil: none.
+	Applications *careapp.Registry
+	Directory    Directory
+	Parties      func(ura string) (*Party, bool)
 	// Tenants lists the participants of this node.
 	Tenants func() []string
 	// FHIRBase is the public STU3 FHIR base of a tenant on this node,
@@ -183,9 +189,11 @@ func New(cfg Config) *Service {
 	return &Service{cfg: cfg, log: cfg.Logger.With("component", "consult")}
 }
 
-// knownApplication reports whether app is a care application this node
-// answers consults for.
-func knownApplication(app string) bool { return app == ApplicationBgZ }
+// application is the care application app when the node runs it on
+// Direct Pull (a consult, and each holder's part of an Indexed Pull).
+func (s *Service) application(app string) (careapp.QuerySet, error) {
+	return s.cfg.Applications.QuerySet(app, careapp.DirectPull)
+}
 
 func (s *Service) audit(ctx context.Context, r audit.Record) error {
 	if s.cfg.Audit == nil {

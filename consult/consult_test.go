@@ -253,7 +253,7 @@ func TestTokenRequests(t *testing.T) {
 func TestResolveGrant(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	base := func(t string) string { return "https://node.example/fhir/stu3/" + t }
-	s := New(Config{Tenants: func() []string { return []string{uraHolder} }, FHIRBase: base, Now: func() time.Time { return now }})
+	s := New(Config{Applications: bgzOnly, Tenants: func() []string { return []string{uraHolder} }, FHIRBase: base, Now: func() time.Time { return now }})
 	user := map[string]any{plateau.ClaimUserID: userUZI, plateau.ClaimUserRole: userRole, plateau.ClaimUserRoleSystem: SystemUZIRole,
 		AssertionRequesterType: "Z3"}
 	good := oauth.GrantRequest{ClientID: uraRequester, GrantType: GrantTypeJWT, Scope: []string{ApplicationBgZ}, Resource: base(uraHolder), Assertion: user}
@@ -344,7 +344,7 @@ func TestAuthorizeData(t *testing.T) {
 		{"no requester type", &fixedChecker{d: consent.DecisionPermit}, token(func(t *oauth.AccessToken) { delete(t.Claims, ClaimRequesterType) }), uraHolder, 403, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := New(Config{Tenants: func() []string { return []string{uraHolder, uraHolder2} }, FHIRBase: base,
+			s := New(Config{Applications: bgzOnly, Tenants: func() []string { return []string{uraHolder, uraHolder2} }, FHIRBase: base,
 				FacilityType: func(string) string { return holderType }, Consent: tc.checker})
 			ctx := WithCheck(context.Background())
 			err := s.AuthorizeData(ctx, tc.tok, request(tc.tenant))
@@ -385,7 +385,7 @@ func TestAuthorizeDataConsentSource(t *testing.T) {
 	_, _, params, _ := bgz.ParseQuery(bgz.Queries()[5].Query("999911120"))
 	local, mitz := &fixedChecker{d: consent.DecisionPermit}, &fixedChecker{d: consent.DecisionDeny}
 	const uraOther = "00000055"
-	s := New(Config{Tenants: func() []string { return []string{uraHolder} }, FHIRBase: base,
+	s := New(Config{Applications: bgzOnly, Tenants: func() []string { return []string{uraHolder} }, FHIRBase: base,
 		FacilityType: func(string) string { return holderType }, Consent: mitz,
 		ConsentSource: func(q consent.Question) (consent.Checker, string) {
 			switch q.RequesterURA {

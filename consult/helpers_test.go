@@ -19,6 +19,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/fhir"
@@ -180,7 +182,7 @@ func newEnv(t testing.TB, cacheTTL time.Duration) *env {
 	e.ts = httptest.NewUnstartedServer(mux)
 	issuer := "https://" + e.ts.Listener.Addr().String()
 	fhirBase := func(tenant string) string { return issuer + "/fhir/stu3/" + tenant }
-	e.holder = New(Config{
+	e.holder = New(Config{Applications: bgzOnly,
 		Node: "holder", Tenants: func() []string { return []string{uraHolder, uraHolder2} }, FHIRBase: fhirBase,
 		FacilityType: func(string) string { return holderType }, Consent: e.checker,
 		Logger: slog.New(slog.DiscardHandler),
@@ -252,7 +254,7 @@ func newEnv(t testing.TB, cacheTTL time.Duration) *env {
 		uraHolder2 + " " + PayloadBgZServer:  fhirBase(uraHolder2),
 		uraHolder2 + " " + PayloadAuthServer: issuer,
 	}
-	e.requester = New(Config{Node: "requester", Directory: e.dir,
+	e.requester = New(Config{Node: "requester", Applications: bgzOnly, Directory: e.dir,
 		Parties: func(ura string) (*Party, bool) {
 			if ura == uraRequester {
 				return e.party, true
@@ -320,3 +322,12 @@ func (e *env) get(t testing.TB, token, u string) (int, []byte) {
 	}
 	return resp.StatusCode, b
 }
+
+// bgzOnly is the registry of a node that consults and answers BgZ.
+var bgzOnly = func() *careapp.Registry {
+	r, err := careapp.NewRegistry(bgz.New())
+	if err != nil {
+		panic(err)
+	}
+	return r
+}()

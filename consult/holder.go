@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
@@ -35,8 +35,12 @@ func (s *Service) ResolveGrant(ctx context.Context, req oauth.GrantRequest) (oau
 	if tenant == "" {
 		return oauth.Grant{}, oauth.RefuseTarget("resource is not the FHIR endpoint of a participant of this node", nil)
 	}
-	if len(req.Scope) != 1 || !knownApplication(req.Scope[0]) {
-		return oauth.Grant{}, fmt.Errorf("%w: a consult asks for exactly one care application (%s)", oauth.ErrInvalidScope, ApplicationBgZ)
+	if len(req.Scope) != 1 {
+		return oauth.Grant{}, fmt.Errorf("%w: a consult asks for exactly one care application (%s)", oauth.ErrInvalidScope,
+			strings.Join(names(s.cfg.Applications.On(careapp.DirectPull)), ", "))
+	}
+	if _, err := s.application(req.Scope[0]); err != nil {
+		return oauth.Grant{}, fmt.Errorf("%w: %w", oauth.ErrInvalidScope, err)
 	}
 	if !namesUser(req) {
 		return oauth.Grant{}, oauth.RefuseGrant("a consult must name the requesting user (user_id, user_role): the consent question needs them", nil)
@@ -149,29 +153,29 @@ func (s *Service) Authorize(ctx context.Context, tok *oauth.AccessToken, req *re
 		return c, deny("the access token was issued for another endpoint")
 	}
 	c.Tenant = tenant
-	app := ""
+	var app careapp.QuerySet
 	for _, sc := range tok.Scope {
-		if knownApplication(sc) {
-			app = sc
+		if a, err := s.application(sc); err == nil {
+			app = a
 		}
 	}
-	if app == "" {
+	if app == nil {
 		return c, deny("the access token carries no care application this node answers")
 	}
-	c.Application = app
-	if req.Interaction != rest.InteractionSearchType && !(req.Interaction == rest.InteractionOperation && req.Operation == bgz.OperationLastN) {
+	c.Application = app.Name()
+	if req.Interaction != rest.InteractionSearchType && req.Interaction != rest.InteractionOperation {
 		return c, deny("a consult allows only the searches of the care application")
 	}
-	bsn, ok := bgz.PatientBSN(req.Params)
+	bsn, ok := app.PatientBSN(req.Params)
 	if !ok {
 		return c, deny("a consult search must be for exactly one patient, by BSN")
 	}
 	c.PatientBSN = bsn
-	b, err := bgz.Match(bgz.SearchOf(req.Type, req.Operation, req.Params), bsn)
+	matched, err := app.Match(careapp.Request{Type: req.Type, Operation: req.Operation, Params: req.Params}, bsn)
 	if err != nil {
-		return c, deny("this search is not one of the %s queries", app)
+		return c, deny("this search is not one of the %s queries", app.Name())
 	}
-	c.Block = b.Name
+	c.Block = matched.Name
 
 	_, user, role := plateau.TokenUser(tok.Claims)
 	rtype := tok.StringClaim(ClaimRequesterType)
@@ -248,4 +252,13 @@ func validCode(s string) bool {
 		}
 	}
 	return true
+}
+
+// names are the applications' names.
+func names(apps []careapp.Application) []string {
+	var out []string
+	for _, a := range apps {
+		out = append(out, a.Name())
+	}
+	return out
 }

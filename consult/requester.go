@@ -14,7 +14,7 @@ import (
 
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/audit"
-	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
@@ -25,7 +25,7 @@ import (
 type Request struct {
 	PatientBSN  string `json:"patient"`
 	HolderURA   string `json:"holder"`
-	Application string `json:"application,omitempty"` // "bgz" (the default)
+	Application string `json:"application,omitempty"` // default: the node's first on Direct Pull ("bgz")
 	// User is the requesting user: what of it travels depends on the
 	// authentication plateau agreed with the holder (plateau.Caller).
 	User *plateau.Caller `json:"user,omitempty"`
@@ -81,10 +81,13 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 		return Result{}, e
 	}
 	if req.Application == "" {
-		req.Application = ApplicationBgZ
+		if apps := s.cfg.Applications.On(careapp.DirectPull); len(apps) > 0 {
+			req.Application = apps[0].Name()
+		}
 	}
-	if !knownApplication(req.Application) {
-		return Result{}, fhir.Errorf(http.StatusBadRequest, "not-supported", "care application %q is not supported; supported: %s", req.Application, ApplicationBgZ)
+	app, err := s.application(req.Application)
+	if err != nil {
+		return Result{}, fhir.Errorf(http.StatusBadRequest, "not-supported", "%v", err)
 	}
 	if err := nl.ValidateBSN(req.PatientBSN); err != nil {
 		return Result{}, fhir.Errorf(http.StatusBadRequest, "value", "patient: not a valid BSN")
@@ -103,7 +106,7 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 			return Result{}, s.refused(ctx, tenant, party, req, err)
 		}
 	}
-	base, err := s.cfg.Directory.Endpoint(ctx, req.HolderURA, PayloadBgZServer, "3.0")
+	base, err := s.cfg.Directory.Endpoint(ctx, req.HolderURA, app.ServerPayloadType(), fhirVersion(app))
 	if err != nil {
 		return Result{}, lookupError("the holder's FHIR endpoint", err)
 	}
@@ -145,7 +148,14 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 
 	f := &fetcher{http: party.HTTP, token: tok.AccessToken, base: base, maxPages: s.cfg.MaxPages,
 		maxResponse: s.cfg.MaxResponseBytes, budget: s.cfg.MaxTotalBytes}
-	blocks := bgz.Queries()
+	// A consult runs the searches; reads of single resources are a
+	// referral's (a workflow Task names them), never a consult's.
+	var blocks []careapp.Query
+	for _, q := range app.Queries(req.PatientBSN) {
+		if q.Search != "" {
+			blocks = append(blocks, q)
+		}
+	}
 	parts := make([]*collection, len(blocks))
 	res := Result{Holder: req.HolderURA, Base: base, Queries: make([]QueryResult, len(blocks)), Complete: true}
 	sem := make(chan struct{}, s.cfg.Parallel)
@@ -155,7 +165,7 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			q := b.Query(req.PatientBSN)
+			q := b.Search
 			parts[i] = newCollection()
 			qr := QueryResult{Block: b.Name, Code: b.Code.Code, Query: q}
 			qr.Status, qr.Matches, qr.Included, qr.Outcome = f.search(ctx, base+"/"+q, parts[i])
@@ -403,4 +413,13 @@ func (c *collection) bundle() json.RawMessage {
 	}
 	b, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "collection", "entry": entries})
 	return b
+}
+
+// fhirVersion is an application's FHIR version as addressbook Endpoints
+// write it.
+func fhirVersion(a careapp.Application) string {
+	if a.FHIRVersion() == fhir.R4 {
+		return "4.0"
+	}
+	return "3.0"
 }

@@ -6,11 +6,15 @@ package correspondentie
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/push"
@@ -33,6 +37,31 @@ func New() Application { return Application{} }
 
 // Name implements push.Application.
 func (Application) Name() string { return "correspondentie" }
+
+// FHIRVersion: the letters are STU3 documents (careapp.Application).
+func (Application) FHIRVersion() fhir.Version { return fhir.STU3 }
+
+// Patterns: a letter is sent (careapp.Application).
+func (Application) Patterns() []careapp.Pattern { return []careapp.Pattern{careapp.Push} }
+
+// DemoMessage is the demo network's letter (careapp.DemoMessages): a
+// discharge letter from sender about patient.
+func (Application) DemoMessage(patient careapp.DemoPatient, sender careapp.DemoParty, at time.Time) ([]byte, string, error) {
+	letter, err := Letter(LetterSpec{ID: newDocumentID(), Type: DischargeLetter,
+		PatientBSN: patient.BSN, PatientName: patient.Name, BirthDate: patient.BirthDate, AuthorUZI: "900000123", AuthorName: "dr. M. Internist",
+		CustodianURA: sender.URA, Custodian: sender.Name, Date: at,
+		Text: "Ontslagbrief: patient ontslagen in goede conditie; controle op de polikliniek over zes weken."})
+	return letter, "a discharge letter", err
+}
+
+// newDocumentID is a random UUID for a letter's document.
+func newDocumentID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
 
 // Event implements push.Application: the MessageHeader.event of a letter.
 func (Application) Event() (string, string) { return push.SystemEvent, "correspondentie" }

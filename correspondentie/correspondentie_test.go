@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 )
 
@@ -93,5 +94,20 @@ func TestPDF(t *testing.T) {
 	}
 	if !bytes.Contains(pdf, []byte(`(tekst \(met haakjes\))`)) {
 		t.Fatal("parentheses not escaped")
+	}
+}
+
+// The demo network's letter is one the receiver's validation accepts,
+// about the patient it was made for.
+func TestDemoMessageValidates(t *testing.T) {
+	var app careapp.DemoMessages = New()
+	payload, title, err := app.DemoMessage(careapp.DemoPatient{BSN: "999911120", Name: "J. Jansen", BirthDate: "1950-01-01"},
+		careapp.DemoParty{URA: "90000002", Name: "Ziekenhuis"}, time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	if err != nil || title == "" {
+		t.Fatalf("DemoMessage: %q, %v", title, err)
+	}
+	p, err := New().Validate(payload)
+	if err != nil || p.PatientBSN != "999911120" {
+		t.Fatalf("Validate: %+v, %v", p, err)
 	}
 }

@@ -9,6 +9,7 @@ package geboortezorg
 import (
 	"net/http"
 
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/push"
 )
@@ -82,6 +83,12 @@ func New() Application { return Application{} }
 
 // Name implements push.Application.
 func (Application) Name() string { return Name }
+
+// FHIRVersion: the Nictiz Geboortezorg profiles are STU3 (careapp.Application).
+func (Application) FHIRVersion() fhir.Version { return fhir.STU3 }
+
+// Patterns: the transfer is sent (careapp.Application).
+func (Application) Patterns() []careapp.Pattern { return []careapp.Pattern{careapp.Push} }
 
 // Event implements push.Application: the MessageHeader.event of a transfer.
 func (Application) Event() (string, string) { return push.SystemEvent, Name }

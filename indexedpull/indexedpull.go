@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/nl"
@@ -78,8 +79,11 @@ type Located struct {
 // localization and Direct Pull (each audits itself and applies the plateau
 // agreed with each holder).
 type Config struct {
-	Localize func(ctx context.Context, tenant string, req Request) (Located, error)
-	Consult  func(ctx context.Context, tenant string, req consult.Request) (consult.Result, error)
+	// Applications are the care applications an Indexed Pull may be for:
+	// those of the registry on Indexed Pull. Nil: none.
+	Applications *careapp.Registry
+	Localize     func(ctx context.Context, tenant string, req Request) (Located, error)
+	Consult      func(ctx context.Context, tenant string, req consult.Request) (consult.Result, error)
 	// HolderTimeout is each holder's deadline; default DefaultHolderTimeout.
 	HolderTimeout time.Duration
 	// Parallel bounds the holders consulted at the same time.
@@ -146,16 +150,19 @@ func (s *Service) Pull(ctx context.Context, tenant string, req Request) (Answer,
 		return Answer{}, fhir.Errorf(http.StatusBadRequest, "value", "patient: not a valid BSN")
 	}
 	if req.Application == "" {
-		req.Application = consult.ApplicationBgZ
+		if apps := s.cfg.Applications.On(careapp.IndexedPull); len(apps) > 0 {
+			req.Application = apps[0].Name()
+		}
 	}
+	_, appErr := s.cfg.Applications.QuerySet(req.Application, careapp.IndexedPull)
 	user := req.User
 	if user == nil {
 		user = &plateau.Caller{}
 	}
 	var bad string
 	switch {
-	case req.Application != consult.ApplicationBgZ:
-		bad = fmt.Sprintf("care application %q is not supported; supported: %s", req.Application, consult.ApplicationBgZ)
+	case appErr != nil:
+		bad = appErr.Error()
 	case user.ID == "" || user.Role == "":
 		bad = "user.id (UZI number) and user.role (UZI role code) are required: every holder asks the patient's consent for this user"
 	}
@@ -211,7 +218,7 @@ func (s *Service) Pull(ctx context.Context, tenant string, req Request) (Answer,
 			ans.Complete = false
 		}
 	}
-	ans.Bundle = merge(results, data, warnings)
+	ans.Bundle = merge(req.Application, results, data, warnings)
 	outcomes := make([]string, len(results))
 	refs := make([]string, len(results))
 	for i, r := range results {

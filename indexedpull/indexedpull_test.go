@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/nl"
@@ -147,6 +149,7 @@ type fixture struct {
 
 func (f fixture) service(rec *recorder, timeout time.Duration) *Service {
 	return New(Config{
+		Applications: bgzOnly,
 		Localize: func(_ context.Context, tn string, req Request) (Located, error) {
 			if tn != tenant || req.Patient != patient {
 				return Located{}, errors.New("wrong localization question")
@@ -315,3 +318,12 @@ func TestPullNoHolder(t *testing.T) {
 		t.Errorf("want an empty answer saying no holder was named, got %+v", oo)
 	}
 }
+
+// bgzOnly is the registry of a node that runs BgZ on Indexed Pull.
+var bgzOnly = func() *careapp.Registry {
+	r, err := careapp.NewRegistry(bgz.New())
+	if err != nil {
+		panic(err)
+	}
+	return r
+}()

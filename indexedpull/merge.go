@@ -34,7 +34,7 @@ type search struct {
 // ("outcome") for what is missing — first a summary when the answer is
 // partial, then one per holder that refused, timed out or failed, or
 // delivered part.
-func merge(results []HolderResult, data []consult.Result, warnings []string) json.RawMessage {
+func merge(application string, results []HolderResult, data []consult.Result, warnings []string) json.RawMessage {
 	var matches, provenance, outcomes []entry
 	seen := map[string]bool{}
 	missing := 0
@@ -55,7 +55,7 @@ func merge(results []HolderResult, data []consult.Result, warnings []string) jso
 		case StatusDelivered:
 		case StatusNoData:
 			outcomes = append(outcomes, outcomeEntry("information", "not-found", r.Holder, string(r.Status),
-				fmt.Sprintf("holder %s answered every query and holds no %s data of this patient", r.Holder, consult.ApplicationBgZ)))
+				fmt.Sprintf("holder %s answered every query and holds no %s data of this patient", r.Holder, application)))
 		default:
 			missing++
 			outcomes = append(outcomes, outcomeEntry(severity(r.Status), issueCode(r.Status), r.Holder, string(r.Status),

@@ -20,7 +20,7 @@ import (
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/validation"
-	kitbgz "github.com/schakel-nl/schakel/validation/bgz"
+	"github.com/schakel-nl/schakel/validation/kits"
 )
 
 // AdmissionStoreFile is the admission register's database, beside the
@@ -124,11 +124,8 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 	if err != nil {
 		return nil, err
 	}
-	reg := validation.NewRegistry()
-	if err := reg.Add(validation.GenericCases()...); err != nil {
-		return nil, err
-	}
-	if err := kitbgz.Register(reg); err != nil {
+	reg, err := kits.Registry(nw.opts.Applications, nw.kits())
+	if err != nil {
 		return nil, err
 	}
 	outDir := filepath.Join(nw.ValidatorDir(), "proofs")
@@ -145,35 +142,39 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 		if err != nil {
 			return reps, err
 		}
-		rep, err := validation.Run(ctx, validation.Config{Target: target.PublicURL, TargetURA: tg.URA, Role: tg.Role, Care: kitbgz.Name,
-			Kit: id, Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient, Vendor: "Schakel", Version: "network",
-			Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))}, Wait: 15 * time.Second}, reg)
-		if err != nil {
-			return reps, fmt.Errorf("validate %s as %s: %w", tg.URA, tg.Role, err)
-		}
-		reps = append(reps, rep)
-		b, err := rep.JSON()
-		if err != nil {
-			return reps, err
-		}
-		proof, err := validation.IssueProof(b, nw.authority, 0, time.Now())
-		if err != nil {
-			nw.printf("  validation  %s %-9s not conformant: %d mandatory cases did not pass\n", tg.URA, tg.Role, rep.Summary.MandatoryNotPass)
-			for _, r := range rep.Results {
-				if r.Mandatory && r.Status != validation.Passed {
-					nw.printf("              %s: %s %s\n", r.ID, r.Status, r.Detail)
-				}
+		// Each node is validated for every care application the kit has
+		// cases for, one proof per application and role.
+		for _, care := range reg.Applications() {
+			rep, err := validation.Run(ctx, validation.Config{Target: target.PublicURL, TargetURA: tg.URA, Role: tg.Role, Care: care,
+				Kit: id, Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient, Vendor: "Schakel", Version: "network",
+				Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))}, Wait: 15 * time.Second}, reg)
+			if err != nil {
+				return reps, fmt.Errorf("validate %s as %s: %w", tg.URA, tg.Role, err)
 			}
-			continue
+			reps = append(reps, rep)
+			b, err := rep.JSON()
+			if err != nil {
+				return reps, err
+			}
+			proof, err := validation.IssueProof(b, nw.authority, 0, time.Now())
+			if err != nil {
+				nw.printf("  validation  %s %-9s %s not conformant: %d mandatory cases did not pass\n", tg.URA, tg.Role, care, rep.Summary.MandatoryNotPass)
+				for _, r := range rep.Results {
+					if r.Mandatory && r.Status != validation.Passed {
+						nw.printf("              %s: %s %s\n", r.ID, r.Status, r.Detail)
+					}
+				}
+				continue
+			}
+			if _, err := nw.register.Record(ctx, proof); err != nil {
+				return reps, err
+			}
+			name := fmt.Sprintf("%s-%s-%s", tg.URA, care, tg.Role)
+			if err := os.WriteFile(filepath.Join(outDir, name+".jws"), []byte(proof+"\n"), 0o600); err != nil {
+				return reps, err
+			}
+			nw.printf("  validation  %s %-9s %d/%d cases passed; proof recorded in the admission register\n", tg.URA, tg.Role, rep.Summary.Passed, rep.Summary.Total)
 		}
-		if _, err := nw.register.Record(ctx, proof); err != nil {
-			return reps, err
-		}
-		name := fmt.Sprintf("%s-%s-%s", tg.URA, kitbgz.Name, tg.Role)
-		if err := os.WriteFile(filepath.Join(outDir, name+".jws"), []byte(proof+"\n"), 0o600); err != nil {
-			return reps, err
-		}
-		nw.printf("  validation  %s %-9s %d/%d cases passed; proof recorded in the admission register\n", tg.URA, tg.Role, rep.Summary.Passed, rep.Summary.Total)
 	}
 	return reps, nil
 }

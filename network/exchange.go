@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
@@ -116,7 +117,7 @@ func (nw *Network) notifiedPull(ctx context.Context, sender, receiver Participan
 
 	var sent node.Referral
 	if err := gp.do(ctx, http.MethodPost, "/internal/referrals", notifiedpull.ReferRequest{
-		PatientBSN: patient.BSN, ReceiverURA: receiver.URA, Application: "bgz", Description: description,
+		PatientBSN: patient.BSN, ReceiverURA: receiver.URA, Application: nw.care(careapp.NotifiedPull), Description: description,
 	}, &sent); err != nil {
 		return nil, fmt.Errorf("refer: %w", err)
 	}

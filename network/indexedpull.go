@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/indexedpull"
 	"github.com/schakel-nl/schakel/localization"
@@ -134,7 +135,7 @@ func (nw *Network) RunIndexedPull(ctx context.Context) (*IndexedPullRun, error) 
 	run := &IndexedPullRun{Patient: patient.BSN}
 	start := time.Now()
 	if err := clinic.do(ctx, http.MethodPost, "/internal/indexed-pull", indexedpull.Request{Patient: patient.BSN,
-		Application: "bgz", User: &user}, &run.Bundle); err != nil {
+		Application: nw.care(careapp.IndexedPull), User: &user}, &run.Bundle); err != nil {
 		return nil, err
 	}
 	run.Took = time.Since(start)

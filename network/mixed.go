@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/plateau"
@@ -163,7 +164,7 @@ func (nw *Network) RunMixed(ctx context.Context) (*MixedRun, error) {
 	// log, may be a previous run's.
 	since := nw.HospNode.Audit().LastSeq()
 	err = nh.do(ctx, http.MethodPost, "/internal/consult", consult.Request{PatientBSN: patient.BSN, HolderURA: Hospital.URA,
-		Application: "bgz", User: &NursingHomeUser}, &res)
+		Application: nw.care(careapp.DirectPull), User: &NursingHomeUser}, &res)
 	switch {
 	case err == nil:
 		out.ConsultResults = &res

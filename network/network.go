@@ -30,6 +30,7 @@ import (
 
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/admission"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/fhir"
@@ -140,6 +141,12 @@ type Options struct {
 	// mechanism") instead of an addressbook: the nodes get no addressbook
 	// and are not listed in the network's. Not with Requesters.
 	OwnAddressing bool
+	// Applications are the care applications every node runs and the kit
+	// validates; nil: the ones Schakel ships (node.DefaultApplications).
+	Applications *careapp.Registry
+	// Care is the care application the demo's exchanges are for; empty:
+	// the first of Applications on the exchange's pattern.
+	Care string
 	// Out receives the progress lines; nil discards them.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -323,7 +330,8 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		if err := nw.shipsToCentral(ctx, &cfg); err != nil {
 			return nil, err
 		}
-		nopts := node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name], Faults: opts.Faults}
+		nopts := node.Options{Logger: opts.Logger, Events: events, PublicListener: publicLn[spec.name], Faults: opts.Faults,
+			Applications: opts.Applications}
 		if opts.Tracing != nil {
 			nopts.TracerProvider = opts.Tracing(spec.name)
 		}
@@ -435,6 +443,9 @@ func newNetwork(opts Options) (*Network, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if opts.Applications == nil {
+		opts.Applications = node.DefaultApplications()
+	}
 	if opts.Plateau != 0 && !plateau.ValidPlateau(opts.Plateau) {
 		return nil, fmt.Errorf("network: plateau %d: the growth model has plateaus 1 to 4", opts.Plateau)
 	}
@@ -538,7 +549,7 @@ func (nw *Network) agreement(peer Participant) plateau.PartnerConfig {
 	for f, p := range nw.opts.Plateaus {
 		agreed[f] = p
 	}
-	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: []string{"bgz"},
+	return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: agreed, Applications: nw.pullApplications(),
 		SystemIdentity: nw.opts.SystemIdentity}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/pki"
@@ -71,7 +72,7 @@ func (nw *Network) RunAtPlateau(ctx context.Context) (*PlateauRun, error) {
 	nw.printf("\nDirect Pull: the hospital's specialist consults %s for patient %s\n", GP.Name, patient.Name)
 	var res consult.Result
 	if err := hosp.do(ctx, http.MethodPost, "/internal/consult", consult.Request{PatientBSN: patient.BSN, HolderURA: GP.URA,
-		Application: "bgz", User: &plateau.Caller{ID: DemoUser.UZI, Role: DemoUser.Role, LoA: DemoUser.LoA}}, &res); err != nil {
+		Application: nw.care(careapp.DirectPull), User: &plateau.Caller{ID: DemoUser.UZI, Role: DemoUser.Role, LoA: DemoUser.LoA}}, &res); err != nil {
 		return run, fmt.Errorf("consult: %w", err)
 	}
 	run.Consult = &res

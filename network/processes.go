@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/fhir"
@@ -156,7 +157,7 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 		}
 		public := "https://" + cfg.Public.Addr
 		nw.internalURLs[spec.p.URA] = "http://" + cfg.Internal.Addr
-		entries = append(entries, addressbookEntry(public, spec.p))
+		entries = append(entries, addressbookEntry(nw.opts.Applications, public, spec.p))
 		if opts.Replicas == 0 {
 			nodes = append(nodes, component{name: spec.name, url: public, args: []string{"node", "--config", path}})
 			continue
@@ -224,18 +225,16 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 
 // addressbookEntry is the directory entry of participant p behind the node
 // at publicURL: what node.AddressbookEntries lists for a running node.
-func addressbookEntry(publicURL string, p Participant) addressbook.Entry {
+func addressbookEntry(apps *careapp.Registry, publicURL string, p Participant) addressbook.Entry {
 	e := node.Endpoints(publicURL, p.URA)
-	return addressbook.Entry{
-		ID: "org-" + p.URA, URA: p.URA, Name: p.Name,
-		Endpoints: []addressbook.EndpointSpec{
-			{ID: "ep-" + p.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: e.Notification, FHIRVersion: "3.0"},
-			{ID: "ep-" + p.URA + "-bgz", PayloadType: addressbook.PayloadBgZServer, Address: e.BgZ, FHIRVersion: "3.0"},
-			{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
-			{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
-			{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"},
-		},
-	}
+	eps := []addressbook.EndpointSpec{
+		{ID: "ep-" + p.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: e.Notification, FHIRVersion: "3.0"}}
+	eps = append(eps, node.DataEndpoints(apps, publicURL, p.URA)...)
+	eps = append(eps,
+		addressbook.EndpointSpec{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
+		addressbook.EndpointSpec{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
+		addressbook.EndpointSpec{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"})
+	return addressbook.Entry{ID: "org-" + p.URA, URA: p.URA, Name: p.Name, Endpoints: eps}
 }
 
 // loadAddressbook puts entries into the directory database in dir, the one

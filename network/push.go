@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schakel-nl/schakel/correspondentie"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/push"
@@ -47,17 +47,21 @@ func (nw *Network) exchangeLetter(ctx context.Context, patient letterPatient) (*
 	gp := &xis{base: nw.internalURLs[GP.URA], token: nw.Token(GP.URA), http: hc}
 	hosp := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: hc}
 	start := time.Now()
-	nw.printf("\nExchange: %s sends a discharge letter for %s to %s (Correspondentie, Push)\n", Hospital.Name, patient.Name, GP.Name)
-	letter, err := correspondentie.Letter(correspondentie.LetterSpec{ID: newID(), Type: correspondentie.DischargeLetter,
-		PatientBSN: patient.BSN, PatientName: patient.Name, BirthDate: patient.Born, AuthorUZI: "900000123", AuthorName: "dr. M. Internist",
-		CustodianURA: Hospital.URA, Custodian: Hospital.Name, Date: time.Now(),
-		Text: "Ontslagbrief: patient ontslagen in goede conditie; controle op de polikliniek over zes weken."})
+	name := nw.care(careapp.Push)
+	app, ok := nw.opts.Applications.Get(name)
+	demo, hasDemo := app.(careapp.DemoMessages)
+	if !ok || !hasDemo {
+		return nil, fmt.Errorf("care application %q has no demo message to send over Push", name)
+	}
+	letter, title, err := demo.DemoMessage(careapp.DemoPatient{BSN: patient.BSN, Name: patient.Name, BirthDate: patient.Born},
+		careapp.DemoParty{URA: Hospital.URA, Name: Hospital.Name}, time.Now())
 	if err != nil {
 		return nil, err
 	}
+	nw.printf("\nExchange: %s sends %s for %s to %s (%s, Push)\n", Hospital.Name, title, patient.Name, GP.Name, name)
 	var sent push.OutMessage
 	if err := hosp.do(ctx, http.MethodPost, "/internal/messages", push.SendRequest{ReceiverURA: GP.URA,
-		Application: "correspondentie", Payload: letter}, &sent); err != nil {
+		Application: name, Payload: letter}, &sent); err != nil {
 		return nil, fmt.Errorf("send: %w", err)
 	}
 	nw.printf("  accepted: message %s durable in the hospital's outbox (202)\n", sent.ID)

@@ -79,12 +79,29 @@ func (nw *Network) resetSchemas(ctx context.Context, names ...string) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	for _, name := range names {
-		schema := nw.storeConfig(name).Schema
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			return fmt.Errorf("--postgres: drop schema %s: %w", schema, err)
+		schemas, err := NodeSchemas(ctx, conn, nw.storeConfig(name).Schema)
+		if err != nil {
+			return fmt.Errorf("--postgres: %w", err)
+		}
+		for _, schema := range schemas {
+			if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+				return fmt.Errorf("--postgres: drop schema %s: %w", schema, err)
+			}
 		}
 	}
 	return nil
+}
+
+// NodeSchemas are the PostgreSQL schemas a node with store.schema schema
+// keeps its state in: that one and those named after it (the R4 store's
+// <schema>_r4, an addressbook replica's <schema>_addressbook_<directory>).
+func NodeSchemas(ctx context.Context, conn *pgx.Conn, schema string) ([]string, error) {
+	like := strings.NewReplacer(`\`, `\\`, `_`, `\_`, `%`, `\%`).Replace(schema) + `\_%`
+	rows, err := conn.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname = $1 OR nspname LIKE $2`, schema, like)
+	if err != nil {
+		return nil, fmt.Errorf("schemas of %s: %w", schema, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // openNodeStore opens the FHIR store node name will serve, to load demo

@@ -74,7 +74,7 @@ func (nw *Network) validatorAgreements() []plateau.PartnerConfig {
 	// nodes by default), whatever the demo nodes agree with each other.
 	agreed := plateau.Uniform(1)
 	agreed[plateau.Consent] = 4
-	return []plateau.PartnerConfig{{URA: Validator.URA, Name: Validator.Name, Plateaus: agreed, Applications: []string{"bgz"}}}
+	return []plateau.PartnerConfig{{URA: Validator.URA, Name: Validator.Name, Plateaus: agreed, Applications: nw.pullApplications()}}
 }
 
 // admitValidator lists the kit in the addressbook and writes its kit.json

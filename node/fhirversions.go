@@ -124,7 +124,7 @@ func (n *Node) mountInternalFHIR(mux *http.ServeMux) {
 // is not served, after auditing the refusal like any FHIR request.
 func (n *Node) refuseVersion(w http.ResponseWriter, r *http.Request, tenant string, err error) {
 	fe := fhir.AsError(err)
-	rec := auditRecordForRefusal(r, tenant, fe)
+	rec := n.auditRecordForRefusal(r, tenant, fe)
 	if aerr := n.auditLog.Append(r.Context(), rec); aerr != nil {
 		writeOutcome(w, auditUnavailable(aerr))
 		return
@@ -135,13 +135,13 @@ func (n *Node) refuseVersion(w http.ResponseWriter, r *http.Request, tenant stri
 // auditRecordForRefusal is the audit record of a FHIR request refused
 // before a FHIR server saw it: the participant, the source and what it
 // named.
-func auditRecordForRefusal(r *http.Request, tenant string, fe *fhir.Error) audit.Record {
+func (n *Node) auditRecordForRefusal(r *http.Request, tenant string, fe *fhir.Error) audit.Record {
 	rec := audit.Record{Action: actionFor(r.Method), Interaction: "access", Outcome: fe.Status, Tenant: tenant,
 		ActorURA: tenant, Address: r.RemoteAddr, AuthzProtocol: "internal API, participant token"}
 	if len(fe.Issues) > 0 {
 		rec.OutcomeText = fe.Issues[0].Diagnostics
 	}
-	rec.Patient, rec.Query = refusedNames(r, true)
+	rec.Patient, rec.Query = refusedNames(r, true, n.patientBSN)
 	return rec
 }
 
@@ -178,7 +178,7 @@ func (n *Node) mountPublicR4(mux *http.ServeMux, stu3 *rest.Server) {
 		if err != nil {
 			fe := fhir.AsError(err)
 			peer, _ := n.trust.PeerURA(r.TLS)
-			rec := auditRecordForRefusal(r, ura, fe)
+			rec := n.auditRecordForRefusal(r, ura, fe)
 			rec.ActorURA, rec.AuthzProtocol = peer, "public data endpoint, before the access token"
 			if aerr := n.auditAppender().Append(r.Context(), rec); aerr != nil {
 				writeOutcome(w, auditUnavailable(aerr))

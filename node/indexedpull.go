@@ -17,8 +17,9 @@ import (
 // plateaus agreed with it.
 func (n *Node) setupIndexedPull() {
 	n.indexed = indexedpull.New(indexedpull.Config{
-		Localize: n.localizeHolders,
-		Consult:  n.consult.Consult,
+		Applications: n.apps,
+		Localize:     n.localizeHolders,
+		Consult:      n.consult.Consult,
 		System: func(ura string) string {
 			if p, ok := n.parts.get(ura); ok {
 				return p.SystemUZI

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -14,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/schakel-nl/schakel/audit"
-	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/nl"
@@ -44,6 +44,7 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	mux.Handle("GET /internal/referrals", n.authInternal(n.listReferrals))
 	mux.Handle("GET /internal/referrals/{id}", n.authInternal(n.getReferral))
 	mux.Handle("POST /internal/referrals/{id}/cancel", n.authInternal(n.cancelReferral))
+	mux.Handle("POST /internal/referrals/{id}/update", n.authInternal(n.updateReferral))
 	mux.Handle("POST /internal/referrals/{id}/accept", n.authInternal(n.acceptReferral))
 	mux.Handle("GET /internal/referrals/{id}/data", n.authInternal(n.referralData))
 	mux.Handle("POST /internal/localize", n.authInternal(n.localize))
@@ -123,7 +124,7 @@ func (n *Node) refuseInternal(w http.ResponseWriter, r *http.Request, named *par
 		rec.Tenant = named.URA
 		rec.OutcomeText = "the participant's internal API token, not under the Bearer scheme"
 	}
-	rec.Patient, rec.Query = refusedNames(r, fhirAPI)
+	rec.Patient, rec.Query = refusedNames(r, fhirAPI, n.patientBSN)
 	if err := n.auditLog.Append(r.Context(), rec); err != nil {
 		if fhirAPI {
 			writeOutcome(w, auditUnavailable(err))
@@ -151,9 +152,9 @@ const maxRefusedQuery = 1024
 
 // refusedNames is the patient and the query (path, FHIR search, the
 // participants named in a JSON body) a refused internal request named.
-func refusedNames(r *http.Request, fhirAPI bool) (patient, query string) {
+func refusedNames(r *http.Request, fhirAPI bool, patientBSN func(url.Values) string) (patient, query string) {
 	params := r.URL.Query()
-	patient, _ = bgz.PatientBSN(params)
+	patient = patientBSN(params)
 	if patient == "" {
 		for _, v := range params["patient"] { // the audit trail's own search
 			if _, bsn, _ := strings.Cut(v, "|"); bsn != "" && nl.ValidateBSN(bsn) == nil {
@@ -196,9 +197,12 @@ func refusedNames(r *http.Request, fhirAPI bool) (patient, query string) {
 
 // Referral is the internal API's view of a referral, sent or received.
 type Referral struct {
-	ID           string                     `json:"id"`
-	Identifier   string                     `json:"identifier"` // the notification identifier both sides share
-	Direction    string                     `json:"direction"`  // sent | received
+	ID         string `json:"id"`
+	Identifier string `json:"identifier"` // the notification identifier both sides share
+	// Group is the notification's groupIdentifier: an update of a referral
+	// (POST /internal/referrals/{id}/update) keeps the group and supersedes it.
+	Group        string                     `json:"group,omitempty"`
+	Direction    string                     `json:"direction"` // sent | received
 	Status       string                     `json:"status"`
 	StatusReason string                     `json:"statusReason,omitempty"`
 	Patient      string                     `json:"patient"`
@@ -218,13 +222,13 @@ type Referral struct {
 }
 
 func sentView(g notifiedpull.Grant) Referral {
-	return Referral{ID: g.ID, Identifier: g.ID, Direction: "sent", Status: g.Status, StatusReason: g.StatusReason, Patient: g.PatientBSN,
+	return Referral{ID: g.ID, Identifier: g.ID, Group: g.Group, Direction: "sent", Status: g.Status, StatusReason: g.StatusReason, Patient: g.PatientBSN,
 		Partner: g.ReceiverURA, Application: g.Application, WorkflowTask: "Task/" + g.WorkflowTask, Expires: g.Expires,
 		Created: g.Created, Updated: g.Updated}
 }
 
 func receivedView(r notifiedpull.Received) Referral {
-	v := Referral{ID: r.ID, Identifier: r.Identifier, Direction: "received", Status: r.Status, StatusReason: r.StatusReason, Patient: r.PatientBSN,
+	v := Referral{ID: r.ID, Identifier: r.Identifier, Group: r.Group, Application: r.Application, Direction: "received", Status: r.Status, StatusReason: r.StatusReason, Patient: r.PatientBSN,
 		Partner: r.SenderURA, WorkflowTask: r.WorkflowTask, Expires: r.Expires, Created: r.Created, Updated: r.Updated,
 		Data: r.ResultBundle, Results: r.Summary, AwaitingUser: r.Awaiting}
 	if r.AcceptedBy != nil {
@@ -299,6 +303,27 @@ func (n *Node) cancelReferral(w http.ResponseWriter, r *http.Request, p *partici
 		return
 	}
 	writeJSON(w, http.StatusOK, sentView(g))
+}
+
+// updateReferral serves POST /internal/referrals/{id}/update: the
+// participant's data set for a referral changed, and a new notification
+// with the same group supersedes the earlier one (TA Notified Pull). The
+// body, optional, is {"description": text}. The answer is the new referral.
+func (n *Node) updateReferral(w http.ResponseWriter, r *http.Request, p *participant) {
+	var body struct {
+		Description string `json:"description"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+		writeProblem(w, http.StatusBadRequest, "invalid-body", `expected no body or JSON {"description": text}`)
+		return
+	}
+	g, err := n.np.Update(r.Context(), p.URA, r.PathValue("id"), body.Description)
+	n.metrics.exchange(applicationLabel(g.Application, notifiedpull.ApplicationBgZ, err), patternNotifiedPull, roleSender, err)
+	if err != nil {
+		n.internalError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, sentView(g))
 }
 
 // acceptReferral serves POST /internal/referrals/{id}/accept: a user of

@@ -22,6 +22,7 @@ import (
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/admission"
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
@@ -81,6 +82,7 @@ type Node struct {
 	// regionalHost names the regional portal in audit records.
 	regionalHost string
 	consult      *consult.Service
+	apps         *careapp.Registry // the care applications it runs
 	indexed      *indexedpull.Service
 	hits         hitKeeper                 // localization hits of the participants' lookups (requesting side)
 	hitTable     *hitTable                 // the hits' table, with store.postgres
@@ -122,9 +124,9 @@ type Options struct {
 	// package internal/faults is not importable from outside, and no
 	// configuration key or flag reaches it.
 	Faults *faults.Set
-	// PushApplications are the care applications on Push; nil: the ones
-	// Schakel ships (Correspondentie).
-	PushApplications []push.Application
+	// Applications are the care applications the node runs; nil: the ones
+	// Schakel ships (DefaultApplications).
+	Applications *careapp.Registry
 	// TracerProvider, when set, receives the node's spans instead of the
 	// one telemetry.otlp configures (tests use an in-memory exporter).
 	TracerProvider trace.TracerProvider
@@ -153,7 +155,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: slog.New(contextHandler{log.Handler()}).With("node", cfg.Name), parts: newTenants(),
 		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener,
-		admin: &adminState{seed: seed, ov: ov, current: cfg}, faults: newNodeFaults(opts.Faults)}
+		admin: &adminState{seed: seed, ov: ov, current: cfg}, faults: newNodeFaults(opts.Faults), apps: applications(opts)}
 	// n is never nil here, whatever the return statements below say; the
 	// result is not named so that no return can reset it before this runs.
 	started := false
@@ -191,6 +193,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return fmt.Errorf("trust: %w", err)
 	}
 	policies, err := policy.Load(cfg.Partners.PolicyDir)
+	if err == nil {
+		err = checkApplications(n.apps, policies)
+	}
 	if err != nil {
 		return fmt.Errorf("partners.policydir: %w", err)
 	}
@@ -314,7 +319,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		previous = append(previous, k)
 	}
 	n.np = notifiedpull.New(notifiedpull.Config{
-		Node: cfg.Name, DB: n.npDB, Store: n.stu3, Directory: n.dir,
+		Node: cfg.Name, Applications: n.apps, DB: n.npDB, Store: n.stu3, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
 			p, ok := n.parts.get(ura)
 			if !ok {
@@ -332,7 +337,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			return n.identify(ctx, identityCheck{tenant: c.Tenant, partner: c.PartnerURA, bsn: c.PatientBSN, birthDate: c.BirthDate, step: c.Step})
 		},
 	})
-	if err := n.setupPush(ctx, opts); err != nil {
+	if err := n.setupPush(ctx); err != nil {
 		return err
 	}
 	if err := n.setupGeneric(); err != nil {
@@ -342,7 +347,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		return err
 	}
 	n.consult = consult.New(consult.Config{
-		Node: cfg.Name, Directory: n.dir,
+		Node: cfg.Name, Applications: n.apps, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
 			p, ok := n.parts.get(ura)
 			if !ok {
@@ -453,16 +458,14 @@ func (n *Node) AddressbookEntries() []addressbook.Entry {
 	var out []addressbook.Entry
 	for _, p := range n.parts.all() {
 		e := Endpoints(n.publicURL, p.URA)
-		out = append(out, addressbook.Entry{
-			ID: "org-" + p.URA, URA: p.URA, Name: p.Name,
-			Endpoints: []addressbook.EndpointSpec{
-				{ID: "ep-" + p.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: e.Notification, FHIRVersion: "3.0"},
-				{ID: "ep-" + p.URA + "-bgz", PayloadType: addressbook.PayloadBgZServer, Address: e.BgZ, FHIRVersion: "3.0"},
-				{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
-				{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
-				{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"},
-			},
-		})
+		eps := []addressbook.EndpointSpec{
+			{ID: "ep-" + p.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: e.Notification, FHIRVersion: "3.0"}}
+		eps = append(eps, DataEndpoints(n.apps, n.publicURL, p.URA)...) // one per care application's data server
+		eps = append(eps,
+			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
+			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
+			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"})
+		out = append(out, addressbook.Entry{ID: "org-" + p.URA, URA: p.URA, Name: p.Name, Endpoints: eps})
 	}
 	return out
 }

@@ -14,7 +14,7 @@ import (
 
 // startableConfig is a configuration New accepts: real certificate files
 // from a CA made for the test.
-func startableConfig(t *testing.T) Config {
+func startableConfig(t testing.TB) Config {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "ca"))

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/schakel-nl/schakel/audit"
-	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
@@ -78,7 +77,7 @@ func (n *Node) dataConfig(st store.Store, v fhir.Version) rest.Config {
 			}
 			if err := n.plateaus.CheckAccess(ctx, plateau.AccessContext{PartnerURA: tok.Subject, Authenticated: authn,
 				UserID: user, UserRole: role, Application: app, Interaction: req.Interaction, ResourceType: req.Type,
-				Operation: req.Operation, Params: req.Params, Patient: queryBSN(req),
+				Operation: req.Operation, Params: req.Params, Patient: n.queryBSN(req),
 				Tenant: req.Tenant, DirectPull: consult.IsConsult(tok), TLS: req.HTTP.TLS, Token: tok.Claims}); err != nil {
 				if r := plateau.AsRefusal(err); r != nil {
 					return r.FHIRError()
@@ -88,7 +87,7 @@ func (n *Node) dataConfig(st store.Store, v fhir.Version) rest.Config {
 			if consult.IsConsult(tok) {
 				// The patient a consult names is identified before consent is
 				// asked about them; only for a token issued for this participant.
-				if bsn := queryBSN(req); bsn != "" && tok.StringClaim(consult.ClaimConsult) == req.Tenant {
+				if bsn := n.queryBSN(req); bsn != "" && tok.StringClaim(consult.ClaimConsult) == req.Tenant {
 					if err := n.identifyHeld(ctx, req.Tenant, tok.Subject, bsn); err != nil {
 						return err
 					}
@@ -272,7 +271,7 @@ func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result
 		}
 	}
 	if rec.Patient == "" {
-		rec.Patient = queryBSN(req)
+		rec.Patient = n.queryBSN(req)
 	}
 	if tok := tokenFrom(ctx); tok != nil {
 		rec.Task = tok.StringClaim("twiin_task")
@@ -329,8 +328,8 @@ func writeOutcome(w http.ResponseWriter, fe *fhir.Error) {
 
 // queryBSN is the patient a search is about, or the patient of
 // Patient/[id]/$everything, for the policy and the audit record.
-func queryBSN(req *rest.Request) string {
-	bsn, _ := bgz.PatientBSN(req.Params)
+func (n *Node) queryBSN(req *rest.Request) string {
+	bsn := n.patientBSN(req.Params)
 	if bsn == "" && req.Patient != nil {
 		bsn, _, _ = nl.Patient(req.Patient.Body)
 	}

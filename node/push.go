@@ -12,26 +12,18 @@ import (
 	"sync"
 	"time"
 
-	"github.com/schakel-nl/schakel/correspondentie"
 	"github.com/schakel-nl/schakel/fhir"
-	"github.com/schakel-nl/schakel/geboortezorg"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/push"
 )
 
-// pushApplications are the care applications on Push: Options'
-// when given, else the ones Schakel ships.
-func pushApplications(opts Options) []push.Application {
-	if opts.PushApplications != nil {
-		return opts.PushApplications
-	}
-	return []push.Application{correspondentie.New(), geboortezorg.New()}
-}
-
 // setupPush opens the outbox and inbox and builds the Push service.
-func (n *Node) setupPush(ctx context.Context, opts Options) error {
-	var err error
+func (n *Node) setupPush(ctx context.Context) error {
+	apps, err := pushApplications(n.apps)
+	if err != nil {
+		return err
+	}
 	// The outbox and inbox follow the FHIR store, as the exchange state does.
 	if n.cfg.Store.Postgres != "" {
 		if n.pushDB, err = push.OpenPostgres(ctx, n.cfg.Store.Postgres, n.cfg.Store.Schema); err != nil {
@@ -81,7 +73,7 @@ func (n *Node) setupPush(ctx context.Context, opts Options) error {
 				Step: "push-" + e.Step, Detail: e.Detail, Err: e.Err})
 		},
 		Logger: n.log, Lifetime: n.cfg.Push.Lifetime, RetryBase: n.cfg.Push.RetryBase, RetryMax: n.cfg.Push.RetryMax,
-		Applications: pushApplications(opts),
+		Applications: apps,
 	})
 	return err
 }

@@ -200,7 +200,10 @@ var errNoRow = errors.New("not found")
 
 // Grant is the sender's record of a referral: who may pull what until when.
 type Grant struct {
-	ID              string
+	ID string
+	// Group is the notification's groupIdentifier: the first referral's
+	// identifier, kept by every update of it.
+	Group           string
 	Tenant          string
 	ReceiverURA     string
 	PatientBSN      string
@@ -222,21 +225,21 @@ func (d *DB) insertGrant(ctx context.Context, g Grant) error {
 	q, _ := json.Marshal(g.Queries)
 	defer d.cache.forget(g.ID)
 	_, err := d.exec(ctx, `INSERT INTO np_grant (id, tenant, receiver_ura, patient_bsn, workflow_task,
-		auth_base_hash, application, queries, expires_at, status, status_reason, notification_url, created_at, updated_at)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		auth_base_hash, application, queries, expires_at, status, status_reason, notification_url, created_at, updated_at, group_identifier)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		g.ID, g.Tenant, g.ReceiverURA, g.PatientBSN, g.WorkflowTask, g.AuthBaseHash, g.Application, string(q),
-		g.Expires.UTC().Format(ts), g.Status, g.StatusReason, g.NotificationURL, g.Created.UTC().Format(ts), g.Updated.UTC().Format(ts))
+		g.Expires.UTC().Format(ts), g.Status, g.StatusReason, g.NotificationURL, g.Created.UTC().Format(ts), g.Updated.UTC().Format(ts), g.Group)
 	return err
 }
 
 const grantCols = `id, tenant, receiver_ura, patient_bsn, workflow_task, auth_base_hash, application, queries,
-	expires_at, status, status_reason, notification_url, created_at, updated_at`
+	expires_at, status, status_reason, notification_url, created_at, updated_at, group_identifier`
 
 func scanGrant(row interface{ Scan(...any) error }) (Grant, error) {
 	var g Grant
 	var q, exp, created, updated string
 	err := row.Scan(&g.ID, &g.Tenant, &g.ReceiverURA, &g.PatientBSN, &g.WorkflowTask, &g.AuthBaseHash, &g.Application,
-		&q, &exp, &g.Status, &g.StatusReason, &g.NotificationURL, &created, &updated)
+		&q, &exp, &g.Status, &g.StatusReason, &g.NotificationURL, &created, &updated, &g.Group)
 	if errors.Is(err, sql.ErrNoRows) {
 		return g, errNoRow
 	}
@@ -244,6 +247,9 @@ func scanGrant(row interface{ Scan(...any) error }) (Grant, error) {
 		return g, err
 	}
 	_ = json.Unmarshal([]byte(q), &g.Queries)
+	if g.Group == "" {
+		g.Group = g.ID // a referral from before groups were kept
+	}
 	g.Expires, _ = time.Parse(ts, exp)
 	g.Created, _ = time.Parse(ts, created)
 	g.Updated, _ = time.Parse(ts, updated)
@@ -313,21 +319,26 @@ func (d *DB) setGrantNotificationURL(ctx context.Context, id, u string) error {
 
 // Received is the receiver's record of a notification.
 type Received struct {
-	ID           string
-	Tenant       string
-	Identifier   string
-	SenderURA    string
-	SenderSystem string
-	PatientBSN   string
-	WorkflowTask string
-	AuthBase     string
-	Expires      time.Time
-	Status       string
-	StatusReason string
-	ResultBundle string
-	Summary      []QueryResult
-	Created      time.Time
-	Updated      time.Time
+	ID string
+	// Group is the notification's groupIdentifier: notifications of one
+	// group are versions of one referral, the newest superseding the rest.
+	Group           string
+	GetWorkflowTask bool   // the notification's get-workflow-task input
+	Application     string // the care application of the pulled data; set when completed
+	Tenant          string
+	Identifier      string
+	SenderURA       string
+	SenderSystem    string
+	PatientBSN      string
+	WorkflowTask    string
+	AuthBase        string
+	Expires         time.Time
+	Status          string
+	StatusReason    string
+	ResultBundle    string
+	Summary         []QueryResult
+	Created         time.Time
+	Updated         time.Time
 	// Awaiting is set while the pull waits for a user to accept the
 	// notification (Service.Accept).
 	Awaiting bool
@@ -349,13 +360,15 @@ type QueryResult struct {
 }
 
 const receivedCols = `id, tenant, identifier, sender_ura, sender_system, patient_bsn, workflow_task, auth_base,
-	expires_at, status, status_reason, result_bundle, summary, created_at, updated_at, awaiting, accepted_by, report_pending`
+	expires_at, status, status_reason, result_bundle, summary, created_at, updated_at, awaiting, accepted_by, report_pending,
+	group_identifier, get_workflow_task, application`
 
 func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 	var r Received
 	var exp, summary, created, updated, acceptedBy string
 	err := row.Scan(&r.ID, &r.Tenant, &r.Identifier, &r.SenderURA, &r.SenderSystem, &r.PatientBSN, &r.WorkflowTask,
-		&r.AuthBase, &exp, &r.Status, &r.StatusReason, &r.ResultBundle, &summary, &created, &updated, &r.Awaiting, &acceptedBy, &r.ReportPending)
+		&r.AuthBase, &exp, &r.Status, &r.StatusReason, &r.ResultBundle, &summary, &created, &updated, &r.Awaiting, &acceptedBy, &r.ReportPending,
+		&r.Group, &r.GetWorkflowTask, &r.Application)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, errNoRow
 	}
@@ -364,6 +377,9 @@ func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 	}
 	if summary != "" {
 		_ = json.Unmarshal([]byte(summary), &r.Summary)
+	}
+	if r.Group == "" {
+		r.Group = r.Identifier
 	}
 	if acceptedBy != "" {
 		r.AcceptedBy = &plateau.Caller{}
@@ -380,10 +396,11 @@ func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 // insertReceived stores r; false when the sender already notified this identifier.
 func (d *DB) insertReceived(ctx context.Context, r Received) (bool, error) {
 	res, err := d.exec(ctx, `INSERT INTO np_received (id, tenant, identifier, sender_ura, sender_system, patient_bsn,
-		workflow_task, auth_base, expires_at, status, status_reason, created_at, updated_at, awaiting)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sender_ura, identifier) DO NOTHING`,
+		workflow_task, auth_base, expires_at, status, status_reason, created_at, updated_at, awaiting, group_identifier, get_workflow_task)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sender_ura, identifier) DO NOTHING`,
 		r.ID, r.Tenant, r.Identifier, r.SenderURA, r.SenderSystem, r.PatientBSN, r.WorkflowTask, r.AuthBase,
-		r.Expires.UTC().Format(ts), r.Status, r.StatusReason, r.Created.UTC().Format(ts), r.Updated.UTC().Format(ts), flag(r.Awaiting))
+		r.Expires.UTC().Format(ts), r.Status, r.StatusReason, r.Created.UTC().Format(ts), r.Updated.UTC().Format(ts), flag(r.Awaiting),
+		r.Group, flag(r.GetWorkflowTask))
 	if err != nil {
 		return false, err
 	}
@@ -397,6 +414,27 @@ func (d *DB) received(ctx context.Context, tenant, id string) (Received, error) 
 
 func (d *DB) receivedByIdentifier(ctx context.Context, senderURA, identifier string) (Received, error) {
 	return scanReceived(d.queryRow(ctx, `SELECT `+receivedCols+` FROM np_received WHERE sender_ura = ? AND identifier = ?`, senderURA, identifier))
+}
+
+// receivedInGroup lists the notifications of one group a sender made to
+// a participant, oldest first.
+func (d *DB) receivedInGroup(ctx context.Context, tenant, senderURA, group string) ([]Received, error) {
+	rows, err := d.db.QueryContext(ctx, d.q(`SELECT `+receivedCols+` FROM np_received
+		WHERE tenant = ? AND sender_ura = ? AND (group_identifier = ? OR (group_identifier = '' AND identifier = ?))`+d.byCreation()),
+		tenant, senderURA, group, group)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Received
+	for rows.Next() {
+		r, err := scanReceived(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 func (d *DB) receivedList(ctx context.Context, tenant string) ([]Received, error) {
@@ -438,10 +476,10 @@ func (d *DB) setReceivedStatus(ctx context.Context, id, status, reason string, n
 // one statement, with the report to the sender pending: what the report
 // needs (the authorization base, the accepting user) stays until
 // reportDone.
-func (d *DB) completeReceived(ctx context.Context, id, bundleID string, summary []QueryResult, now time.Time) error {
+func (d *DB) completeReceived(ctx context.Context, id, application, bundleID string, summary []QueryResult, now time.Time) error {
 	s, _ := json.Marshal(summary)
 	_, err := d.exec(ctx, `UPDATE np_received SET result_bundle = ?, summary = ?, status = ?, status_reason = '', updated_at = ?,
-		awaiting = 0, report_pending = 1 WHERE id = ?`, bundleID, string(s), StatusCompleted, now.UTC().Format(ts), id)
+		awaiting = 0, report_pending = 1, application = ? WHERE id = ?`, bundleID, string(s), StatusCompleted, now.UTC().Format(ts), application, id)
 	return err
 }
 

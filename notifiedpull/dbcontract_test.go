@@ -52,11 +52,11 @@ func TestReceivedLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		summary := []QueryResult{{Block: "b", Code: "c", Query: "Patient?x", Matches: 2, Included: 1, Status: 200}}
-		if err := db.completeReceived(ctx, "r1", "bundle1", summary, now.Add(time.Second)); err != nil {
+		if err := db.completeReceived(ctx, "r1", "bgz", "bundle1", summary, now.Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		got, _ = db.received(ctx, r.Tenant, "r1")
-		if got.Status != StatusCompleted || !got.ReportPending || got.ResultBundle != "bundle1" || len(got.Summary) != 1 ||
+		if got.Status != StatusCompleted || !got.ReportPending || got.ResultBundle != "bundle1" || got.Application != "bgz" || len(got.Summary) != 1 ||
 			got.Summary[0] != summary[0] || got.AuthBase != "secret" || got.AcceptedBy == nil {
 			t.Fatalf("after complete (report pending keeps what the report needs): %+v", got)
 		}
@@ -278,6 +278,51 @@ func TestPullLease(t *testing.T) {
 		}
 		if ok, err := a.leasePull(ctx, "r1", now.Add(61*time.Second), now.Add(2*time.Minute)); err != nil || !ok {
 			t.Fatalf("lease after release: %v %v", ok, err)
+		}
+	})
+}
+
+// TestGroups: both sides keep a referral's group, and the receiver lists
+// the notifications of one group from one sender to one participant,
+// oldest first, a row without a group being a group of its own, on both
+// backends; get-workflow-task is kept as received.
+func TestGroups(t *testing.T) {
+	onEach(t, func(t *testing.T, open func() *DB) {
+		ctx := context.Background()
+		db := open()
+		now := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+		g := Grant{ID: "urn:uuid:g2", Group: "urn:uuid:g1", Tenant: "90000001", ReceiverURA: "90000002", PatientBSN: "999911120",
+			WorkflowTask: "wf", AuthBaseHash: "h2", Application: "bgz", Expires: now.Add(time.Hour), Status: StatusRequested, Created: now, Updated: now}
+		if err := db.insertGrant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := db.grant(ctx, g.Tenant, g.ID); err != nil || got.Group != "urn:uuid:g1" {
+			t.Fatalf("grant: %+v %v", got, err)
+		}
+		row := func(id, identifier, sender, tenant, group string, get bool, at time.Time) Received {
+			return Received{ID: id, Tenant: tenant, Identifier: identifier, SenderURA: sender, PatientBSN: "999911120", WorkflowTask: "wf",
+				AuthBase: "s", Expires: now.Add(time.Hour), Status: StatusRequested, Created: at, Updated: at, Group: group, GetWorkflowTask: get}
+		}
+		for _, r := range []Received{
+			row("a", "urn:uuid:g1", "90000001", "90000002", "", true, now), // from before groups: its own group
+			row("b", "urn:uuid:g2", "90000001", "90000002", "urn:uuid:g1", false, now.Add(time.Second)),
+			row("c", "urn:uuid:g3", "90000001", "90000002", "urn:uuid:other", true, now),
+			row("d", "urn:uuid:g4", "90000003", "90000002", "urn:uuid:g1", true, now), // another sender
+			row("e", "urn:uuid:g5", "90000001", "90000004", "urn:uuid:g1", true, now), // another participant
+		} {
+			if ok, err := db.insertReceived(ctx, r); err != nil || !ok {
+				t.Fatalf("insert %s: %v %v", r.ID, ok, err)
+			}
+		}
+		group, err := db.receivedInGroup(ctx, "90000002", "90000001", "urn:uuid:g1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids := receivedIDs(group); !equal(ids, []string{"a", "b"}) {
+			t.Fatalf("group: %v, want a, b", ids)
+		}
+		if group[0].Group != "urn:uuid:g1" || !group[0].GetWorkflowTask || group[1].GetWorkflowTask {
+			t.Errorf("rows: %+v", group)
 		}
 	})
 }

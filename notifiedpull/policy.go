@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 
-	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/oauth"
@@ -50,6 +51,9 @@ func (s *Service) AuthorizeData(ctx context.Context, tok *oauth.AccessToken, req
 		if req.Type == "Task" && req.ID == g.WorkflowTask {
 			return nil
 		}
+		if slices.Contains(g.Queries, req.Type+"/"+req.ID) {
+			return nil // a read input of the workflow Task
+		}
 		return deny("only the workflow Task and its queries may be read")
 	case rest.InteractionUpdate:
 		if req.Type != "Task" || req.ID != g.WorkflowTask {
@@ -65,8 +69,11 @@ func (s *Service) AuthorizeData(ctx context.Context, tok *oauth.AccessToken, req
 		}
 		return nil
 	case rest.InteractionSearchType, rest.InteractionOperation:
-		q := bgz.SearchOf(req.Type, req.Operation, req.Params)
-		n, err := bgz.Normalize(q)
+		app, err := s.cfg.Applications.QuerySet(g.Application, careapp.NotifiedPull)
+		if err != nil {
+			return deny("the referral's care application %s is not served here", g.Application)
+		}
+		n, err := app.Normalize(searchOf(req))
 		if err != nil || !slices.Contains(g.Queries, n) {
 			return deny("this search is not one of the queries the workflow Task makes available")
 		}
@@ -96,4 +103,24 @@ func (s *Service) AfterData(ctx context.Context, tok *oauth.AccessToken, req *re
 		_ = s.cfg.DB.setGrantStatus(ctx, g.ID, next, "reported by the receiver", s.cfg.Now())
 		s.event(g.Tenant, g.ID, "status", fmt.Sprintf("receiver reported the workflow Task %s", next), nil)
 	}
+}
+
+// pagingParams are the parameters a data holder's own next links add to a
+// search; a request with them is still the search it pages through.
+var pagingParams = []string{"_count", "_offset", "_format"}
+
+// searchOf rebuilds a received search as a relative URL without its
+// paging parameters, for the application's Normalize.
+func searchOf(req *rest.Request) string {
+	p := url.Values{}
+	for k, v := range req.Params {
+		if !slices.Contains(pagingParams, k) {
+			p[k] = v
+		}
+	}
+	path := req.Type
+	if req.Operation != "" {
+		path += "/" + req.Operation
+	}
+	return path + "?" + p.Encode()
 }

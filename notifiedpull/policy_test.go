@@ -22,7 +22,7 @@ func (c *clock) now() time.Time { return c.t }
 
 // grantFixture is a sender-side service holding one referral from 90000001
 // to 90000002 for patient 999911259, valid for an hour.
-func grantFixture(t *testing.T) (*Service, Grant, *clock) {
+func grantFixture(t testing.TB) (*Service, Grant, *clock) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -37,7 +37,7 @@ func grantFixture(t *testing.T) (*Service, Grant, *clock) {
 	}
 	t.Cleanup(func() { db.Close() })
 	clk := &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
-	s := New(Config{Node: "n", DB: db, Store: st, Now: clk.now, Issuer: "https://sender.example",
+	s := New(Config{Node: "n", Applications: bgzOnly, DB: db, Store: st, Now: clk.now, Issuer: "https://sender.example",
 		FHIRBase: func(t string) string { return "https://sender.example/fhir/stu3/" + t }})
 	wf, err := st.Create(ctx, "90000001", BuildWorkflowTask(WorkflowSpec{Identifier: "urn:uuid:g1", PatientID: "p",
 		PatientBSN: "999911259", SenderURA: "90000001", ReceiverURA: "90000002", Expires: clk.t.Add(time.Hour), Authored: clk.t}))

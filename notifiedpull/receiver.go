@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/internal/faults"
@@ -141,7 +142,11 @@ func (s *Service) handleNotification(r *http.Request, tenant string, rec *audit.
 	}
 	row := Received{ID: res.ID, Tenant: tenant, Identifier: n.Identifier, SenderURA: n.SenderURA, SenderSystem: n.SenderSystem,
 		PatientBSN: n.PatientBSN, WorkflowTask: n.WorkflowTask, AuthBase: n.AuthorizationBase, Expires: n.Expires,
-		Status: StatusRequested, Created: now, Updated: now, Awaiting: s.cfg.NeedsUser(tenant, n.SenderURA)}
+		Status: StatusRequested, Created: now, Updated: now, Awaiting: s.cfg.NeedsUser(tenant, n.SenderURA),
+		Group: n.GroupIdentifier, GetWorkflowTask: n.GetWorkflowTask}
+	if row.Group == "" {
+		row.Group = n.Identifier // a notification without a group is a group of its own
+	}
 	if row.Awaiting {
 		row.StatusReason = ReasonAwaitingUser
 	}
@@ -155,12 +160,41 @@ func (s *Service) handleNotification(r *http.Request, tenant string, rec *audit.
 	}
 	rec.Resources = []string{"Task/" + res.ID}
 	s.event(tenant, res.ID, "received", fmt.Sprintf("notification %s from %s accepted as Task/%s", n.Identifier, n.SenderURA, res.ID), nil)
+	if err := s.supersede(ctx, row); err != nil {
+		// The new notification stands; an earlier one left running pulls
+		// what its own grant still allows, which the sender has ended.
+		s.log.Error("earlier notifications of the group not superseded", "referral", res.ID, "group", row.Group, "err", err)
+	}
 	if row.Awaiting {
 		s.event(tenant, res.ID, "awaiting-user", "the pull waits for a user to accept the referral", nil)
 	} else {
 		s.enqueue(ctx, tenant, res.ID)
 	}
 	return http.StatusCreated, res.Body, nil
+}
+
+// supersede ends the earlier notifications of row's group (TA Notified
+// Pull: a changed data set is announced by a new notification with the
+// same groupIdentifier): one not yet completed is cancelled, so its pull
+// keeps nothing; a completed one keeps the data it pulled. The exchange
+// state follows the newest.
+func (s *Service) supersede(ctx context.Context, row Received) error {
+	group, err := s.cfg.DB.receivedInGroup(ctx, row.Tenant, row.SenderURA, row.Group)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, old := range group {
+		if old.ID == row.ID || Final(old.Status) {
+			continue
+		}
+		if err := s.setReceived(ctx, old, StatusCancelled, "superseded by notification "+row.Identifier); err != nil {
+			errs = append(errs, fmt.Errorf("notification %s: %w", old.ID, err))
+			continue
+		}
+		s.event(row.Tenant, old.ID, "superseded", fmt.Sprintf("notification %s superseded by %s (Task/%s)", old.Identifier, row.Identifier, row.ID), nil)
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Service) storedTask(ctx context.Context, tenant, id string) []byte {
@@ -347,15 +381,10 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	if err := errors.Join(err, <-accepted); err != nil {
 		return err
 	}
-	wfBody, err := c.get(ctx, row.WorkflowTask)
-	if err != nil {
-		return fmt.Errorf("read workflow Task: %w", err)
-	}
-	wfStatus, inputs, err := ParseWorkflowInputs(wfBody)
+	wfBody, inputs, err := s.inputsOf(ctx, c, row)
 	if err != nil {
 		return err
 	}
-	s.event(row.Tenant, row.ID, "workflow-task", fmt.Sprintf("workflow Task read (status %s): %d inputs", wfStatus, len(inputs)), nil)
 	inProgress := s.background(func() error { return s.advance(ctx, row, note, StatusInProgress, "") })
 	// The queries are independent: run a few at a time over the (HTTP/2)
 	// connection, then merge the answers in the workflow Task's order.
@@ -405,7 +434,7 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 		ActorURA: row.Tenant, ActorSystem: party.SystemUZI, ActorUser: userOf(caller), ActorRole: roleOf(caller), Patient: row.PatientBSN, Types: collected.types(),
 		Resources: []string{"Bundle/" + res.ID}, Query: fmt.Sprintf("%d queries from %s", len(inputs), row.SenderURA), Task: row.Identifier})
 	// Result and status in one statement, then the notification Task.
-	if err := s.cfg.DB.completeReceived(ctx, row.ID, res.ID, summary, s.cfg.Now()); err != nil {
+	if err := s.cfg.DB.completeReceived(ctx, row.ID, c.app.Name(), res.ID, summary, s.cfg.Now()); err != nil {
 		return err
 	}
 	if err := s.writeNoteStatus(ctx, row, note, StatusCompleted); err != nil {
@@ -416,10 +445,35 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	s.reportCompletion(ctx, c, row, wfBody)
 	if s.cfg.Holding != nil {
 		s.cfg.Holding(ctx, Holding{Tenant: row.Tenant, PatientBSN: row.PatientBSN, BirthDate: collected.birthDate(row.PatientBSN),
-			Application: ApplicationBgZ})
+			Application: c.app.Name()})
 	}
 	s.event(row.Tenant, row.ID, "completed", fmt.Sprintf("%d resources stored as Bundle/%s", collected.len(), res.ID), nil)
 	return nil
+}
+
+// inputsOf is what a pull runs, as the notification's get-workflow-task
+// input says: true, the inputs of the workflow Task, read first (its body
+// is returned, for the completion report); false, the care application's
+// own query set for the patient, without reading the workflow Task.
+func (s *Service) inputsOf(ctx context.Context, c *fetcher, row Received) ([]byte, []WorkflowInput, error) {
+	if !row.GetWorkflowTask {
+		var inputs []WorkflowInput
+		for _, q := range c.app.Queries(row.PatientBSN) {
+			inputs = append(inputs, WorkflowInput{System: q.Code.System, Code: q.Code.Code, Display: q.Name, Query: q.Search, Reference: q.Read})
+		}
+		s.event(row.Tenant, row.ID, "workflow-task", fmt.Sprintf("get-workflow-task is false: the %s query set, %d queries, without reading the workflow Task", c.app.Name(), len(inputs)), nil)
+		return nil, inputs, nil
+	}
+	wfBody, err := c.get(ctx, row.WorkflowTask)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read workflow Task: %w", err)
+	}
+	wfStatus, inputs, err := ParseWorkflowInputs(wfBody)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.event(row.Tenant, row.ID, "workflow-task", fmt.Sprintf("workflow Task read (status %s): %d inputs", wfStatus, len(inputs)), nil)
+	return wfBody, inputs, nil
 }
 
 // Reporting the completion to the sender: attempts, and the wait before
@@ -436,14 +490,24 @@ const (
 // the exchange state (resumed at the next start) until the sender took it
 // or refused it. Service.Wait waits for it.
 func (s *Service) reportCompletion(ctx context.Context, c *fetcher, row Received, wfBody []byte) {
-	done, err := SetStatus(wfBody, StatusCompleted)
-	if err != nil {
-		s.log.Warn("could not report completion to the sender", "referral", row.ID, "err", err)
-		return
-	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		if wfBody == nil {
+			// Not read before the pull (get-workflow-task false): the
+			// report is the workflow Task as it is now, status changed.
+			var err error
+			if wfBody, err = c.get(ctx, row.WorkflowTask); err != nil {
+				// Still pending: the next start tries again.
+				s.log.Warn("could not report completion to the sender", "referral", row.ID, "err", err)
+				return
+			}
+		}
+		done, err := SetStatus(wfBody, StatusCompleted)
+		if err != nil {
+			s.log.Warn("could not report completion to the sender", "referral", row.ID, "err", err)
+			return
+		}
 		wait := reportBackoff
 		for attempt := 1; ; attempt++ {
 			status, err := c.putStatus(ctx, row.WorkflowTask, done)
@@ -496,16 +560,11 @@ func callerOf(row Received, party *Party) *plateau.Caller {
 // connect finds the sender's FHIR endpoint and gets a pull token there with
 // the notification's authorization base, for caller.
 func (s *Service) connect(ctx context.Context, row Received, party *Party, caller *plateau.Caller) (*fetcher, error) {
-	base, err := s.cfg.Directory.Endpoint(ctx, row.SenderURA, PayloadBgZServer, "3.0")
+	app, base, err := s.senderEndpoint(ctx, row)
 	if err != nil {
-		return nil, fmt.Errorf("find sender's FHIR endpoint: %w", err)
+		return nil, err
 	}
-	// Follow only URLs on the sender's registered endpoint: a notification
-	// must not make this node fetch from anywhere else.
-	if !strings.HasPrefix(row.WorkflowTask, base+"/Task/") {
-		return nil, fmt.Errorf("the workflow Task %s is not on the sender's registered endpoint %s", row.WorkflowTask, base)
-	}
-	req := oauth.TokenRequest{GrantType: GrantTypeJWT, Scope: []string{ApplicationBgZ}, AuthorizationBase: row.AuthBase}
+	req := oauth.TokenRequest{GrantType: GrantTypeJWT, Scope: []string{app.Name()}, AuthorizationBase: row.AuthBase}
 	if s.cfg.Faults.Has(faults.PullWithoutAuthorizationBase) {
 		req.AuthorizationBase = ""
 	}
@@ -513,7 +572,50 @@ func (s *Service) connect(ctx context.Context, row Received, party *Party, calle
 	if err != nil {
 		return nil, err
 	}
-	return &fetcher{http: party.HTTP, token: tok.AccessToken, base: base}, nil
+	// The sender grants the referral's own application, whatever was
+	// asked for: its scope names the application the data is for.
+	granted := app
+	for _, sc := range strings.Fields(tok.Scope) {
+		if a, err := s.cfg.Applications.Workflow(sc); err == nil {
+			granted = a
+		}
+	}
+	return &fetcher{http: party.HTTP, token: tok.AccessToken, base: base, app: granted}, nil
+}
+
+// senderEndpoint finds the sender's FHIR base the workflow Task is on: the
+// data endpoint the addressbook lists for the sender under one of the
+// Notified Pull applications, the first in registration order. Only URLs
+// on it are followed: a notification must not make this node fetch from
+// anywhere else.
+func (s *Service) senderEndpoint(ctx context.Context, row Received) (careapp.Workflow, string, error) {
+	apps := s.cfg.Applications.On(careapp.NotifiedPull)
+	if len(apps) == 0 {
+		return nil, "", errors.New("this node runs no care application on Notified Pull")
+	}
+	var errs []error
+	for _, a := range apps {
+		w := a.(careapp.Workflow) // the registry admits Notified Pull applications only with a workflow
+		base, err := s.cfg.Directory.Endpoint(ctx, row.SenderURA, w.ServerPayloadType(), versionOf(w))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("find sender's FHIR endpoint (%s): %w", w.Name(), err))
+			continue
+		}
+		if strings.HasPrefix(row.WorkflowTask, base+"/Task/") {
+			return w, base, nil
+		}
+		errs = append(errs, fmt.Errorf("the workflow Task %s is not on the sender's registered endpoint %s", row.WorkflowTask, base))
+	}
+	return nil, "", errors.Join(errs...)
+}
+
+// versionOf is an application's FHIR version as addressbook Endpoints
+// write it.
+func versionOf(a careapp.Application) string {
+	if a.FHIRVersion() == fhir.R4 {
+		return "4.0"
+	}
+	return "3.0"
 }
 
 // resumeReport reports a completion the sender had not taken when the
@@ -576,6 +678,7 @@ type fetcher struct {
 	http  *http.Client
 	token string
 	base  string
+	app   careapp.Workflow // the application the token was granted for
 }
 
 func (f *fetcher) do(ctx context.Context, method, u string, body []byte) ([]byte, error) {

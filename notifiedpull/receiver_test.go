@@ -49,7 +49,7 @@ func receiverFixture(t *testing.T) (*Service, *auditRecords, time.Time) {
 	t.Cleanup(func() { db.Close() })
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	recs := &auditRecords{}
-	s := New(Config{Node: "n", DB: db, Store: st, Now: func() time.Time { return now }, Issuer: "https://receiver.example", Audit: recs,
+	s := New(Config{Node: "n", Applications: bgzOnly, DB: db, Store: st, Now: func() time.Time { return now }, Issuer: "https://receiver.example", Audit: recs,
 		FHIRBase: func(t string) string { return "https://receiver.example/fhir/stu3/" + t },
 		Parties:  func(ura string) (*Party, bool) { return &Party{URA: ura}, ura == "90000002" },
 		PeerURA:  func(*http.Request) (string, error) { return "90000001", nil },

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 )
@@ -50,7 +52,7 @@ func TestReferToReceiverOutsideTheAddressbook(t *testing.T) {
 		{"addressbook unreachable", func(string) (string, error) { return "", errors.New("query addressbook: connection refused") }, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := New(Config{Node: "n", DB: db, Store: st, Issuer: "https://sender.example", Directory: directoryFunc(tc.lookup),
+			s := New(Config{Node: "n", Applications: bgzOnly, DB: db, Store: st, Issuer: "https://sender.example", Directory: directoryFunc(tc.lookup),
 				FHIRBase: func(t string) string { return "https://sender.example/fhir/stu3/" + t },
 				Parties:  func(ura string) (*Party, bool) { return &Party{URA: ura, HTTP: http.DefaultClient}, ura == "90000001" }})
 			_, err := s.Refer(ctx, "90000001", ReferRequest{PatientBSN: "999911259", ReceiverURA: "90000005"})
@@ -73,3 +75,12 @@ func TestReferToReceiverOutsideTheAddressbook(t *testing.T) {
 		})
 	}
 }
+
+// bgzOnly is the registry of a node that refers and pulls BgZ.
+var bgzOnly = func() *careapp.Registry {
+	r, err := careapp.NewRegistry(bgz.New())
+	if err != nil {
+		panic(err)
+	}
+	return r
+}()

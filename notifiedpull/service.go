@@ -25,7 +25,7 @@ import (
 
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/audit"
-	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/internal/faults"
@@ -36,12 +36,14 @@ import (
 
 // OAuth scopes of the exchange.
 const (
-	ScopeNotify      = "twiin-ta-notification" // may POST notification Tasks
-	GrantTypeJWT     = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-	GrantTypeClient  = "client_credentials"
-	ClaimGrant       = "twiin_grant" // access-token claim: the referral the token serves
-	ClaimTask        = "twiin_task"  // access-token claim: the workflow Task
-	ApplicationBgZ   = "bgz"         // care application (and its scope)
+	ScopeNotify     = "twiin-ta-notification" // may POST notification Tasks
+	GrantTypeJWT    = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	GrantTypeClient = "client_credentials"
+	ClaimGrant      = "twiin_grant" // access-token claim: the referral the token serves
+	ClaimTask       = "twiin_task"  // access-token claim: the workflow Task
+	// ApplicationBgZ names the BgZ care application; the exchange itself
+	// takes its applications from Config.Applications.
+	ApplicationBgZ   = "bgz"
 	defaultValidity  = 7 * 24 * time.Hour
 	maxResponseBytes = 32 << 20
 )
@@ -71,8 +73,10 @@ type Directory interface {
 // Addressbook payload types the exchange looks up.
 const (
 	PayloadNotification = "Twiin-TA-notification"
-	PayloadBgZServer    = "http://nictiz.nl/fhir/CapabilityStatement/bgz2017-servercapabilities"
 	PayloadAuthServer   = "oauth-authorization-server"
+	// PayloadBgZServer is BgZ's data endpoint; the exchange asks each
+	// application for its own (careapp.QuerySet.ServerPayloadType).
+	PayloadBgZServer = "http://nictiz.nl/fhir/CapabilityStatement/bgz2017-servercapabilities"
 )
 
 // Event is one step of an exchange, reported as it happens.
@@ -88,11 +92,14 @@ type Event struct {
 
 // Config wires the service.
 type Config struct {
-	Node      string
-	DB        *DB
-	Store     store.Store // the node's STU3 store
-	Directory Directory
-	Parties   func(ura string) (*Party, bool)
+	Node string
+	// Applications are the care applications this node refers and pulls
+	// for: those of the registry that run on Notified Pull. Nil: none.
+	Applications *careapp.Registry
+	DB           *DB
+	Store        store.Store // the node's STU3 store
+	Directory    Directory
+	Parties      func(ura string) (*Party, bool)
 	// FHIRBase is the public STU3 FHIR base of a tenant on this node.
 	FHIRBase func(tenant string) string
 	// Issuer is this node's authorization server issuer (public base URL).
@@ -315,21 +322,39 @@ func hashSecret(s string) string {
 type ReferRequest struct {
 	PatientBSN  string `json:"patient"`
 	ReceiverURA string `json:"receiver"`
-	Application string `json:"application"` // "bgz"
+	// Application is the care application (default: the first one on
+	// Notified Pull the node registered, "bgz").
+	Application string `json:"application"`
 	Description string `json:"description,omitempty"`
+	// Task is the code of the kind of workflow Task, for an application
+	// with several (careapp.Workflow.WorkflowTasks); default its first.
+	Task string `json:"task,omitempty"`
+	// Reads are single resources ("Type/id" in the participant's record)
+	// the receiver may read besides the application's searches, each a
+	// workflow Task input of its own.
+	Reads []string `json:"reads,omitempty"`
 }
 
 // Refer runs the sender side: workflow Task, grant, notification (SPEC §4 steps 1–2).
 func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (Grant, error) {
+	return s.refer(ctx, tenant, req, nil)
+}
+
+// refer is Refer; with prev, the referral is an update of prev: it keeps
+// prev's group, and prev's grant ends once the new grant is stored.
+func (s *Service) refer(ctx context.Context, tenant string, req ReferRequest, prev *Grant) (Grant, error) {
 	party, ok := s.cfg.Parties(tenant)
 	if !ok {
 		return Grant{}, fmt.Errorf("%w: %s", ErrUnknownParticipant, tenant)
 	}
 	if req.Application == "" {
-		req.Application = ApplicationBgZ
+		if apps := s.cfg.Applications.On(careapp.NotifiedPull); len(apps) > 0 {
+			req.Application = apps[0].Name()
+		}
 	}
-	if req.Application != ApplicationBgZ {
-		return Grant{}, fhir.Errorf(http.StatusBadRequest, "not-supported", "care application %q is not supported; supported: bgz", req.Application)
+	app, err := s.cfg.Applications.Workflow(req.Application)
+	if err != nil {
+		return Grant{}, fhir.Errorf(http.StatusBadRequest, "not-supported", "%v", err)
 	}
 	if err := nl.ValidateBSN(req.PatientBSN); err != nil {
 		return Grant{}, fhir.Errorf(http.StatusBadRequest, "value", "patient: %v", err)
@@ -366,30 +391,31 @@ func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (G
 	now := s.cfg.Now()
 	expires := now.Add(s.cfg.Validity)
 	id := "urn:uuid:" + newUUID()
+	group := id
+	if prev != nil {
+		group = prev.Group
+	}
 	secret := newSecret()
 
-	var inputs []WorkflowInput
-	var queries []string
-	for _, b := range bgz.Queries() {
-		q := b.Query(req.PatientBSN)
-		n, err := bgz.Normalize(q)
-		if err != nil {
-			return Grant{}, fmt.Errorf("normalise %s: %w", b.Name, err)
-		}
-		inputs = append(inputs, WorkflowInput{System: b.Code.System, Code: b.Code.Code, Display: b.Name, Query: q})
-		queries = append(queries, n)
+	inputs, queries, err := s.workflowInputs(ctx, tenant, app, req)
+	if err != nil {
+		return Grant{}, err
+	}
+	kind, err := taskKind(app, req.Task)
+	if err != nil {
+		return Grant{}, err
 	}
 	wf := BuildWorkflowTask(WorkflowSpec{
 		Identifier: id, PatientID: patientID, PatientBSN: req.PatientBSN,
 		SenderURA: tenant, SenderName: party.Name, SenderSystem: party.SystemUZI,
-		ReceiverURA: req.ReceiverURA, Code: coding{System: "http://snomed.info/sct", Code: "3457005", Display: "Patient referral"},
+		ReceiverURA: req.ReceiverURA, Profile: kind.Profile, Code: coding(kind.Code),
 		Expires: expires, Authored: now, Inputs: inputs,
 	})
 	wfRes, err := s.cfg.Store.Create(ctx, tenant, wf)
 	if err != nil {
 		return Grant{}, fmt.Errorf("store workflow Task: %w", err)
 	}
-	g := Grant{ID: id, Tenant: tenant, ReceiverURA: req.ReceiverURA, PatientBSN: req.PatientBSN, WorkflowTask: wfRes.ID,
+	g := Grant{ID: id, Group: group, Tenant: tenant, ReceiverURA: req.ReceiverURA, PatientBSN: req.PatientBSN, WorkflowTask: wfRes.ID,
 		AuthBaseHash: hashSecret(secret), Application: req.Application, Queries: queries, Expires: expires,
 		Status: StatusRequested, Created: now, Updated: now}
 	if err := s.cfg.DB.insertGrant(ctx, g); err != nil {
@@ -406,7 +432,7 @@ func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (G
 	defer func() { <-audited }()
 	s.event(tenant, id, "workflow-task", fmt.Sprintf("workflow Task/%s created with %d queries for receiver %s", wfRes.ID, len(inputs), req.ReceiverURA), nil)
 
-	notification := NotificationSpec{Identifier: id, GroupIdentifier: id, PatientBSN: req.PatientBSN, SenderURA: tenant,
+	notification := NotificationSpec{Identifier: id, GroupIdentifier: group, PatientBSN: req.PatientBSN, SenderURA: tenant,
 		SenderName: party.Name, SenderSystem: party.SystemUZI, ReceiverURA: req.ReceiverURA,
 		WorkflowTask: s.cfg.FHIRBase(tenant) + "/Task/" + wfRes.ID, AuthBase: secret, Expires: expires, Authored: now,
 		Description: req.Description}
@@ -416,10 +442,134 @@ func (s *Service) Refer(ctx context.Context, tenant string, req ReferRequest) (G
 		return g, err
 	}
 	_ = s.cfg.DB.setGrantNotificationURL(ctx, g.ID, taskURL)
+	if prev != nil {
+		// The receiver took the new notification (and superseded the
+		// earlier one); the earlier grant ends now, so that only the
+		// newest referral can be pulled. Had the notification failed,
+		// the earlier referral would have stood.
+		s.settle(prev.ID)
+		if err := s.cfg.DB.setGrantStatus(ctx, prev.ID, StatusCancelled, "superseded by "+id, s.cfg.Now()); err != nil {
+			return Grant{}, fmt.Errorf("end the superseded grant: %w", err)
+		}
+		s.setWorkflowStatus(ctx, tenant, prev.WorkflowTask, StatusCancelled)
+		s.event(tenant, prev.ID, "superseded", fmt.Sprintf("referral superseded by %s; tokens for it are refused from now on", id), nil)
+	}
 	if s.cfg.Holding != nil {
 		s.cfg.Holding(ctx, Holding{Tenant: tenant, PatientBSN: req.PatientBSN, BirthDate: born, Application: req.Application})
 	}
 	return s.cfg.DB.grant(ctx, tenant, g.ID)
+}
+
+// workflowInputs are a referral's workflow Task inputs and the normalised
+// forms its grant allows: the application's queries for the patient, then
+// the single resources the request names, each of which must be in the
+// participant's record.
+func (s *Service) workflowInputs(ctx context.Context, tenant string, app careapp.Workflow, req ReferRequest) ([]WorkflowInput, []string, error) {
+	var inputs []WorkflowInput
+	var allowed []string
+	for _, q := range app.Queries(req.PatientBSN) {
+		in := WorkflowInput{System: q.Code.System, Code: q.Code.Code, Display: q.Name, Query: q.Search, Reference: q.Read}
+		n, err := allowedForm(app, in)
+		if err != nil {
+			return nil, nil, fmt.Errorf("care application %s: %s: %w", app.Name(), q.Name, err)
+		}
+		inputs = append(inputs, in)
+		allowed = append(allowed, n)
+	}
+	for i, r := range req.Reads {
+		typ, id, err := ParseRead(r)
+		if err != nil {
+			return nil, nil, fhir.Errorf(http.StatusBadRequest, "value", "reads[%d]: %v", i, err)
+		}
+		if _, err := s.cfg.Store.Read(ctx, tenant, typ, id); err != nil {
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
+				return nil, nil, fhir.Errorf(http.StatusUnprocessableEntity, "not-found", "reads[%d]: %s is not in the participant's record", i, r)
+			}
+			return nil, nil, fmt.Errorf("reads[%d]: %w", i, err)
+		}
+		inputs = append(inputs, WorkflowInput{System: SystemResourceTypes, Code: typ, Display: typ, Reference: typ + "/" + id})
+		allowed = append(allowed, typ+"/"+id)
+	}
+	return inputs, allowed, nil
+}
+
+// allowedForm is the form of a workflow input a grant keeps: a search
+// normalised by its application, or a read's "Type/id".
+func allowedForm(app careapp.QuerySet, in WorkflowInput) (string, error) {
+	if in.Reference != "" {
+		typ, id, err := ParseRead(in.Reference)
+		if err != nil {
+			return "", err
+		}
+		return typ + "/" + id, nil
+	}
+	return app.Normalize(in.Query)
+}
+
+// taskKind is the kind of workflow Task with this code among the
+// application's; its first when code is empty.
+func taskKind(app careapp.Workflow, code string) (careapp.TaskKind, error) {
+	kinds := app.WorkflowTasks()
+	if len(kinds) == 0 {
+		return careapp.TaskKind{}, fmt.Errorf("care application %s has no workflow Task", app.Name())
+	}
+	if code == "" {
+		return kinds[0], nil
+	}
+	var codes []string
+	for _, k := range kinds {
+		if k.Code.Code == code {
+			return k, nil
+		}
+		codes = append(codes, k.Code.Code)
+	}
+	return careapp.TaskKind{}, fhir.Errorf(http.StatusBadRequest, "not-supported", "task: care application %s refers with workflow Task codes %s, not %q",
+		app.Name(), strings.Join(codes, ", "), code)
+}
+
+// ErrReferralEnded refuses the update of a referral that was withdrawn,
+// failed or refused: there is nothing left to supersede.
+var ErrReferralEnded = errors.New("referral has ended")
+
+// Update announces a changed data set of a referral (TA Notified Pull): a
+// new workflow Task and grant with a fresh authorization base, and a new
+// notification with the same groupIdentifier, which supersedes the earlier
+// one at the receiver. The earlier grant ends (cancelled, "superseded by
+// <new id>"). The update is made for the same patient, receiver, care
+// application and single-resource reads; description, when given,
+// replaces the earlier one.
+func (s *Service) Update(ctx context.Context, tenant, id, description string) (Grant, error) {
+	prev, err := s.cfg.DB.grant(ctx, tenant, id)
+	if errors.Is(err, errNoRow) {
+		return Grant{}, fmt.Errorf("%w: %s", ErrUnknownReferral, id)
+	}
+	if err != nil {
+		return Grant{}, err
+	}
+	s.settle(prev.ID)
+	if prev, err = s.cfg.DB.grant(ctx, tenant, id); err != nil {
+		return Grant{}, err
+	}
+	switch prev.Status {
+	case StatusCancelled, StatusFailed, StatusRejected:
+		e := fhir.Errorf(http.StatusConflict, "conflict", "referral %s is %s (%s) and cannot be updated; make a new referral", id, prev.Status, prev.StatusReason)
+		e.Cause = ErrReferralEnded
+		return Grant{}, e
+	}
+	req := ReferRequest{PatientBSN: prev.PatientBSN, ReceiverURA: prev.ReceiverURA, Application: prev.Application, Description: description}
+	// The same kind of workflow Task as before.
+	if wf, err := s.cfg.Store.Read(ctx, tenant, "Task", prev.WorkflowTask); err == nil {
+		var t task
+		if json.Unmarshal(wf.Body, &t) == nil && t.Code != nil && len(t.Code.Coding) > 0 {
+			req.Task = t.Code.Coding[0].Code
+		}
+	}
+	for _, q := range prev.Queries {
+		if typ, rid, err := ParseRead(q); err == nil {
+			req.Reads = append(req.Reads, typ+"/"+rid)
+		}
+	}
+	return s.refer(ctx, tenant, req, &prev)
 }
 
 // notify delivers a notification Task to the receiver's Task endpoint with a

@@ -23,6 +23,9 @@ const (
 	ParamAuthBase       = "authorization-base"
 	ParamGetWorkflow    = "get-workflow-task"
 	SystemRFC3986       = "urn:ietf:rfc:3986"
+	// SystemResourceTypes types a workflow input that reads one resource
+	// the participant named (ReferRequest.Reads): its code is the type.
+	SystemResourceTypes = "http://hl7.org/fhir/resource-types"
 )
 
 // Task statuses used on both sides (FHIR TaskStatus).
@@ -323,6 +326,7 @@ type WorkflowSpec struct {
 	SenderSystem string
 	ReceiverURA  string
 	ReceiverName string
+	Profile      string // the workflow Task's profile; none when empty
 	Code         coding
 	Expires      time.Time
 	Authored     time.Time
@@ -358,8 +362,50 @@ func BuildWorkflowTask(s WorkflowSpec) json.RawMessage {
 		"restriction": map[string]any{"period": map[string]string{"end": s.Expires.UTC().Format(time.RFC3339)}},
 		"input":       inputs,
 	}
+	if s.Profile != "" {
+		doc["meta"] = map[string]any{"profile": []string{s.Profile}}
+	}
 	b, _ := json.Marshal(doc)
 	return b
+}
+
+// ErrInvalidRead marks a read input that is not a relative "Type/id".
+var ErrInvalidRead = errors.New("not a read of one resource (Type/id)")
+
+// ParseRead splits a relative reference "Type/id" (an optional leading
+// '/'), refusing anything else: a search, a version, an absolute URL.
+func ParseRead(ref string) (typ, id string, err error) {
+	typ, id, ok := strings.Cut(strings.TrimPrefix(ref, "/"), "/")
+	if !ok || !isResourceType(typ) || !validID(id) {
+		return "", "", fmt.Errorf("%w: %q", ErrInvalidRead, ref)
+	}
+	return typ, id, nil
+}
+
+func isResourceType(s string) bool {
+	if s == "" || s[0] < 'A' || s[0] > 'Z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// validID is the FHIR id syntax: 1–64 of A–Z a–z 0–9 '-' '.'.
+func validID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseWorkflowInputs returns the inputs of a workflow Task.

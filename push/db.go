@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 	"time"
 
 	"github.com/schakel-nl/schakel/internal/pgdb"
@@ -111,6 +112,30 @@ var pgMigrations embed.FS
 type DB struct {
 	db       *sql.DB
 	postgres bool
+	w        *outboxWriter // group-commits Enqueue
+	// stmts are the hot statements, prepared once: SQLite spends as long
+	// parsing a statement of twenty columns as running it.
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
+}
+
+// prepared is query (in SQLite's dialect) prepared on the database once.
+// Call it outside a transaction: on SQLite preparing needs the connection.
+func (d *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	d.stmtMu.Lock()
+	defer d.stmtMu.Unlock()
+	if st, ok := d.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := d.db.PrepareContext(ctx, d.q(query))
+	if err != nil {
+		return nil, err
+	}
+	if d.stmts == nil {
+		d.stmts = map[string]*sql.Stmt{}
+	}
+	d.stmts[query] = st
+	return st, nil
 }
 
 var _ Store = (*DB)(nil)
@@ -145,7 +170,9 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("push store: %w", err)
 	}
-	return &DB{db: db}, nil
+	d := &DB{db: db}
+	d.w = newOutboxWriter(d)
+	return d, nil
 }
 
 // OpenPostgres opens the push store in the PostgreSQL database at dsn, its
@@ -160,11 +187,22 @@ func OpenPostgres(ctx context.Context, dsn, schema string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("push store: %w", err)
 	}
-	return &DB{db: db, postgres: true}, nil
+	d := &DB{db: db, postgres: true}
+	d.w = newOutboxWriter(d)
+	return d, nil
 }
 
-// Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+// Close commits the messages waiting to be queued and closes the database.
+func (d *DB) Close() error {
+	d.w.close()
+	d.stmtMu.Lock()
+	for q, st := range d.stmts {
+		_ = st.Close()
+		delete(d.stmts, q)
+	}
+	d.stmtMu.Unlock()
+	return d.db.Close()
+}
 
 // ts has a fixed width, so that the stored times sort as text.
 const ts = "2006-01-02T15:04:05.000000000Z07:00"
@@ -202,9 +240,27 @@ type execer interface {
 	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
 }
 
+const insertOutSQL = `INSERT INTO push_out (` + outCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (tenant, id) DO NOTHING`
+
 func (d *DB) insertOut(ctx context.Context, db execer, m OutMessage) (bool, error) {
-	res, err := db.ExecContext(ctx, d.q(`INSERT INTO push_out (`+outCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT (tenant, id) DO NOTHING`),
+	return insertOutWith(ctx, stmtOn{db, d.q(insertOutSQL)}, m)
+}
+
+// stmtOn runs one statement on db, as a prepared *sql.Stmt does.
+type stmtOn struct {
+	db execer
+	q  string
+}
+
+func (s stmtOn) ExecContext(ctx context.Context, args ...any) (sql.Result, error) {
+	return s.db.ExecContext(ctx, s.q, args...)
+}
+
+func insertOutWith(ctx context.Context, ins interface {
+	ExecContext(ctx context.Context, args ...any) (sql.Result, error)
+}, m OutMessage) (bool, error) {
+	res, err := ins.ExecContext(ctx,
 		m.ID, m.Tenant, m.ReceiverURA, m.Application, m.Kind, m.ResponseTo, m.PatientBSN, m.Body, m.BodySHA256, m.Status,
 		m.StatusReason, m.Attempts, fmtTime(m.NextAttempt), fmtTime(m.Expires), m.Receipt, fmtTime(m.Delivered), m.Ack,
 		m.AckNote, fmtTime(m.AckAt), fmtTime(m.Created), fmtTime(m.Updated))
@@ -215,26 +271,29 @@ func (d *DB) insertOut(ctx context.Context, db execer, m OutMessage) (bool, erro
 	return n == 1, nil
 }
 
+// Enqueue waits for the group commit of the outbox (commit.go): the message
+// is durable when it returns.
 func (d *DB) Enqueue(ctx context.Context, m OutMessage) (OutMessage, bool, error) {
-	created, err := d.insertOut(ctx, d.db, m)
-	if err != nil {
-		return OutMessage{}, false, err
-	}
-	if created {
-		return m, true, nil
-	}
-	prev, err := d.Out(ctx, m.Tenant, m.ID)
-	return prev, false, err
+	return d.w.enqueue(ctx, m)
 }
 
 func (d *DB) Claim(ctx context.Context, now, lease time.Time, limit int) ([]OutMessage, error) {
+	// Prepared before the transaction takes SQLite's one connection.
+	sel, err := d.prepared(ctx, `SELECT `+outCols+` FROM push_out WHERE status = ? AND next_attempt_at <= ?
+		ORDER BY next_attempt_at, `+d.insertion()+` LIMIT ?`+d.claimLock())
+	if err != nil {
+		return nil, err
+	}
+	upd, err := d.prepared(ctx, `UPDATE push_out SET next_attempt_at = ? WHERE tenant = ? AND id = ?`)
+	if err != nil {
+		return nil, err
+	}
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, d.q(`SELECT `+outCols+` FROM push_out WHERE status = ? AND next_attempt_at <= ?
-		ORDER BY next_attempt_at, `+d.insertion()+` LIMIT ?`+d.claimLock()), StatusQueued, fmtTime(now), limit)
+	rows, err := tx.StmtContext(ctx, sel).QueryContext(ctx, StatusQueued, fmtTime(now), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -251,9 +310,9 @@ func (d *DB) Claim(ctx context.Context, now, lease time.Time, limit int) ([]OutM
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	lease1 := tx.StmtContext(ctx, upd)
 	for _, m := range out {
-		if _, err := tx.ExecContext(ctx, d.q(`UPDATE push_out SET next_attempt_at = ? WHERE tenant = ? AND id = ?`),
-			fmtTime(lease), m.Tenant, m.ID); err != nil {
+		if _, err := lease1.ExecContext(ctx, fmtTime(lease), m.Tenant, m.ID); err != nil {
 			return nil, err
 		}
 	}
@@ -272,7 +331,10 @@ func (d *DB) claimLock() string {
 
 func (d *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var s sql.NullString
-	err := d.db.QueryRowContext(ctx, d.q(`SELECT MIN(next_attempt_at) FROM push_out WHERE status = ?`), StatusQueued).Scan(&s)
+	st, err := d.prepared(ctx, `SELECT MIN(next_attempt_at) FROM push_out WHERE status = ?`)
+	if err == nil {
+		err = st.QueryRowContext(ctx, StatusQueued).Scan(&s)
+	}
 	if err != nil || !s.Valid {
 		return time.Time{}, false, err
 	}
@@ -286,25 +348,35 @@ func (d *DB) Release(ctx context.Context, now time.Time) error {
 }
 
 func (d *DB) UpdateOut(ctx context.Context, m OutMessage) error {
-	_, err := d.db.ExecContext(ctx, d.q(`UPDATE push_out SET status = ?, status_reason = ?, attempts = ?, next_attempt_at = ?,
-		receipt = ?, delivered_at = ?, updated_at = ? WHERE tenant = ? AND id = ?`),
-		m.Status, m.StatusReason, m.Attempts, fmtTime(m.NextAttempt), m.Receipt, fmtTime(m.Delivered), fmtTime(m.Updated),
+	st, err := d.prepared(ctx, `UPDATE push_out SET status = ?, status_reason = ?, attempts = ?, next_attempt_at = ?,
+		receipt = ?, delivered_at = ?, updated_at = ? WHERE tenant = ? AND id = ?`)
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(ctx, m.Status, m.StatusReason, m.Attempts, fmtTime(m.NextAttempt), m.Receipt, fmtTime(m.Delivered), fmtTime(m.Updated),
 		m.Tenant, m.ID)
 	return err
 }
 
 func (d *DB) Acknowledge(ctx context.Context, tenant, id, ack, note string, at time.Time) (bool, error) {
-	res, err := d.db.ExecContext(ctx, d.q(`UPDATE push_out SET ack = ?, ack_note = ?, ack_at = ?, updated_at = ?
+	var n int64
+	err := d.durable(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, d.q(`UPDATE push_out SET ack = ?, ack_note = ?, ack_at = ?, updated_at = ?
 		WHERE tenant = ? AND id = ? AND kind = ?`), ack, note, fmtTime(at), fmtTime(at), tenant, id, KindMessage)
-	if err != nil {
-		return false, err
-	}
-	n, _ := res.RowsAffected()
-	return n == 1, nil
+		if err == nil {
+			n, _ = res.RowsAffected()
+		}
+		return err
+	})
+	return n == 1, err
 }
 
 func (d *DB) Out(ctx context.Context, tenant, id string) (OutMessage, error) {
-	return scanOut(d.db.QueryRowContext(ctx, d.q(`SELECT `+outCols+` FROM push_out WHERE tenant = ? AND id = ?`), tenant, id))
+	st, err := d.prepared(ctx, `SELECT `+outCols+` FROM push_out WHERE tenant = ? AND id = ?`)
+	if err != nil {
+		return OutMessage{}, err
+	}
+	return scanOut(st.QueryRowContext(ctx, tenant, id))
 }
 
 func (d *DB) OutList(ctx context.Context, tenant string) ([]OutMessage, error) {
@@ -339,15 +411,24 @@ func scanIn(row interface{ Scan(...any) error }) (InMessage, error) {
 	return m, err
 }
 
+// Receive's insert is durable before it returns: the receiver signs a
+// receipt saying the message is stored.
 func (d *DB) Receive(ctx context.Context, m InMessage) (InMessage, bool, error) {
-	res, err := d.db.ExecContext(ctx, d.q(`INSERT INTO push_in (`+inCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+	var n int64
+	err := d.durable(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, d.q(`INSERT INTO push_in (`+inCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (sender_ura, message_id) DO NOTHING`),
-		m.ID, m.Tenant, m.MessageID, m.SenderURA, m.SenderSystem, m.Application, m.Kind, m.ResponseTo, m.PatientBSN, m.Body,
-		m.BodySHA256, m.Receipt, m.Status, m.Ack, m.AckNote, fmtTime(m.Created), fmtTime(m.Updated))
+			m.ID, m.Tenant, m.MessageID, m.SenderURA, m.SenderSystem, m.Application, m.Kind, m.ResponseTo, m.PatientBSN, m.Body,
+			m.BodySHA256, m.Receipt, m.Status, m.Ack, m.AckNote, fmtTime(m.Created), fmtTime(m.Updated))
+		if err == nil {
+			n, _ = res.RowsAffected()
+		}
+		return err
+	})
 	if err != nil {
 		return InMessage{}, false, err
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
+	if n == 1 {
 		return m, true, nil
 	}
 	prev, err := scanIn(d.db.QueryRowContext(ctx, d.q(`SELECT `+inCols+` FROM push_in WHERE sender_ura = ? AND message_id = ?`),
@@ -356,24 +437,24 @@ func (d *DB) Receive(ctx context.Context, m InMessage) (InMessage, bool, error) 
 }
 
 func (d *DB) Process(ctx context.Context, in InMessage, ack OutMessage) (bool, error) {
-	tx, err := d.db.BeginTx(ctx, nil)
-	if err != nil {
-		return false, err
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, d.q(`UPDATE push_in SET status = ?, ack = ?, ack_note = ?, updated_at = ?
+	var done bool
+	err := d.durable(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, d.q(`UPDATE push_in SET status = ?, ack = ?, ack_note = ?, updated_at = ?
 		WHERE tenant = ? AND id = ? AND status = ?`), StatusProcessed, in.Ack, in.AckNote, fmtTime(in.Updated),
-		in.Tenant, in.ID, StatusReceived)
-	if err != nil {
-		return false, err
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return false, nil
-	}
-	if _, err := d.insertOut(ctx, tx, ack); err != nil {
-		return false, err
-	}
-	return true, tx.Commit()
+			in.Tenant, in.ID, StatusReceived)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return nil
+		}
+		if _, err := d.insertOut(ctx, tx, ack); err != nil {
+			return err
+		}
+		done = true
+		return nil
+	})
+	return done && err == nil, err
 }
 
 func (d *DB) In(ctx context.Context, tenant, id string) (InMessage, error) {

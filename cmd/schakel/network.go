@@ -13,7 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/network"
+	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/plateau"
 )
 
@@ -67,20 +69,27 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			if err := plateauOption(plateauFlag, &opts); err != nil {
 				return err
 			}
-			if pattern, err = careOption(care, pattern); err != nil {
+			if opts.Applications == nil {
+				opts.Applications = node.DefaultApplications()
+			}
+			if pattern, err = careOption(opts.Applications, care, pattern); err != nil {
 				return err
 			}
+			opts.Care = care
 			if err := replicasOption(&opts, &processes); err != nil {
 				return err
 			}
+			if opts.Replicas > 0 && pattern != "notified-pull" {
+				return fmt.Errorf("--replicas runs the BgZ Notified Pull and Direct Pull for now, not --pattern %s", pattern)
+			}
 			if pattern == "push" {
-				if processes || opts.Plateau != 0 || opts.Mixed {
-					return fmt.Errorf("--care %s runs in one process at the default agreement for now (no --processes, no --plateau)", care)
-				}
 				if care == "geboortezorg" {
+					if processes || opts.Plateau != 0 || opts.Mixed {
+						return fmt.Errorf("--care %s runs in one process at the default agreement for now (no --processes, no --plateau)", care)
+					}
 					return runTransfer(cmd.Context(), opts, once)
 				}
-				return runLetter(cmd.Context(), opts, once)
+				return runLetter(cmd.Context(), opts, once, processes)
 			}
 			if pattern == "indexed-pull" {
 				if processes || opts.Plateau != 0 || opts.Mixed {
@@ -110,7 +119,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
 	replicaFlags(up, &opts)
 	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
-	up.Flags().StringVar(&care, "care", "bgz", "care application: bgz (Notified Pull), correspondentie or geboortezorg (Push)")
+	up.Flags().StringVar(&care, "care", "bgz", "care application: "+careUsage(node.DefaultApplications()))
 	up.Flags().StringVar(&pattern, "pattern", "", "exchange pattern; default the care application's own (bgz: notified-pull, correspondentie and geboortezorg: push); bgz also indexed-pull: the GP practice refers to the hospital and the nursing home, then a clinic's node pulls from all three holders at once")
 	cmd.AddCommand(up)
 	return cmd
@@ -220,13 +229,26 @@ func runNetworkProcesses(ctx context.Context, opts network.Options, once bool, e
 	return nil
 }
 
-// careOption checks --care and --pattern and returns the pattern to run.
-func careOption(care, pattern string) (string, error) {
-	// The first pattern is the care application's own, the default.
-	patterns := map[string][]string{"bgz": {"notified-pull", "indexed-pull"}, "correspondentie": {"push"}, "geboortezorg": {"push"}}
-	own, ok := patterns[care]
+// demoPatterns are the exchange patterns `schakel network up` has an
+// exchange for (Direct Pull runs within --plateau and --plateau mixed).
+var demoPatterns = []careapp.Pattern{careapp.NotifiedPull, careapp.IndexedPull, careapp.Push}
+
+// careOption checks --care and --pattern against the registered care
+// applications and returns the pattern to run: the application's own
+// (its first) when none is given.
+func careOption(apps *careapp.Registry, care, pattern string) (string, error) {
+	app, ok := apps.Get(care)
 	if !ok {
-		return "", fmt.Errorf("--care %q: the network runs bgz, correspondentie or geboortezorg", care)
+		return "", fmt.Errorf("--care %q: the network runs %s", care, strings.Join(apps.Names(), ", "))
+	}
+	var own []string
+	for _, p := range app.Patterns() {
+		if slices.Contains(demoPatterns, p) {
+			own = append(own, string(p))
+		}
+	}
+	if len(own) == 0 {
+		return "", fmt.Errorf("--care %s: the network has no exchange for its patterns yet", care)
 	}
 	if pattern == "" {
 		pattern = own[0]
@@ -245,17 +267,6 @@ func runIndexedPull(ctx context.Context, opts network.Options, once bool) error 
 		run, err := nw.RunIndexedPull(ctx)
 		if run != nil {
 			nw.PrintIndexedPull(run)
-		}
-		return err
-	})
-}
-
-// runLetter runs the network and sends one Correspondentie letter over Push.
-func runLetter(ctx context.Context, opts network.Options, once bool) error {
-	return runScenario(ctx, opts, once, "exchange", func(ctx context.Context, nw *network.Network) error {
-		s, err := nw.ExchangeLetter(ctx)
-		if s != nil {
-			nw.PrintLetter(s)
 		}
 		return err
 	})
@@ -283,4 +294,13 @@ func runScenario(ctx context.Context, opts network.Options, once bool, what stri
 	}
 	cancel()
 	return nw.Wait()
+}
+
+// careUsage names the registered care applications and their own patterns.
+func careUsage(apps *careapp.Registry) string {
+	var parts []string
+	for _, a := range apps.All() {
+		parts = append(parts, fmt.Sprintf("%s (%s)", a.Name(), a.Patterns()[0]))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/network"
+	"github.com/schakel-nl/schakel/node"
 )
 
 // component is one process of `network up --processes`, as it prints it.
@@ -309,11 +310,15 @@ func TestCareOption(t *testing.T) {
 		{"correspondentie", "indexed-pull", "", true},
 		{"geboortezorg", "", "push", false},
 		{"geboortezorg", "notified-pull", "", true},
+		{"bgz", "direct-pull", "", true}, // no demo exchange of its own
 		{"lab", "", "", true},
 	} {
-		got, err := careOption(tc.care, tc.pattern)
+		got, err := careOption(node.DefaultApplications(), tc.care, tc.pattern)
 		if (err != nil) != tc.err || got != tc.want {
 			t.Errorf("--care %s --pattern %q: %q, err %v; want %q", tc.care, tc.pattern, got, err, tc.want)
+		}
+		if tc.care == "lab" && (err == nil || !strings.Contains(err.Error(), "bgz, correspondentie")) {
+			t.Errorf("--care lab: the error %v does not list the registered applications", err)
 		}
 	}
 }

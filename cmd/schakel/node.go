@@ -65,7 +65,7 @@ func newNodeCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := node.New(cmd.Context(), cfg, node.Options{Logger: log})
+			n, err := node.New(cmd.Context(), cfg, node.Options{Logger: log, Applications: node.DefaultApplications()})
 			if err != nil {
 				return err
 			}

@@ -99,8 +99,15 @@ func dropSchemas(t testing.TB, dsn, prefix string) {
 	}
 	defer conn.Close(ctx)
 	for _, n := range []string{"gp_node", "hospital_node"} {
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{prefix + n}.Sanitize()+" CASCADE"); err != nil {
-			t.Logf("schema %s%s left behind: %v", prefix, n, err)
+		schemas, err := network.NodeSchemas(ctx, conn, prefix+n)
+		if err != nil {
+			t.Logf("schemas %s%s* left behind: %v", prefix, n, err)
+			continue
+		}
+		for _, schema := range schemas {
+			if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+				t.Logf("schema %s left behind: %v", schema, err)
+			}
 		}
 	}
 }

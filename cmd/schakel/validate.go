@@ -12,21 +12,15 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/validation"
-	kitbgz "github.com/schakel-nl/schakel/validation/bgz"
+	"github.com/schakel-nl/schakel/validation/kits"
 )
 
 // newValidationRegistry is the kit's composition: the generic cases and
 // every care application's cases.
 func newValidationRegistry() (*validation.Registry, error) {
-	reg := validation.NewRegistry()
-	if err := reg.Add(validation.GenericCases()...); err != nil {
-		return nil, err
-	}
-	if err := kitbgz.Register(reg); err != nil {
-		return nil, err
-	}
-	return reg, nil
+	return kits.Registry(node.DefaultApplications(), kits.Shipped())
 }
 
 type validateFlags struct {

@@ -54,6 +54,7 @@ func Cases() []validation.Case {
 	var cs []validation.Case
 	cs = append(cs, senderCases()...)
 	cs = append(cs, receiverCases()...)
+	cs = append(cs, receiverTASteps()...)
 	cs = append(cs, holderCases()...)
 	cs = append(cs, requesterCases()...)
 	return cs

@@ -91,9 +91,11 @@ func TestKitCatchesBrokenNodes(t *testing.T) {
 		{faults.UnboundToken, validation.RoleHolder, gp, []string{"generic.oauth.certificate-binding", "bgz.holder.token-binding"}},
 		{faults.AuditedAfterAnswer, validation.RoleHolder, gp, []string{"generic.audit.trail"}},
 		// The kit's authorization server refuses a data token without the
-		// authorization base, so nothing of the pull happens after it.
+		// authorization base, so nothing of the pull happens after it: no
+		// pull, no update's pull, no pull without the workflow Task.
 		{faults.PullWithoutAuthorizationBase, validation.RoleReceiver, hospital, []string{"bgz.receiver.token-request",
-			"bgz.receiver.reads-workflow-task", "bgz.receiver.runs-queries", "bgz.receiver.reports-completion"}},
+			"bgz.receiver.reads-workflow-task", "bgz.receiver.runs-queries", "bgz.receiver.reports-completion",
+			"bgz.receiver.follows-update", "bgz.receiver.get-workflow-task-false"}},
 		{faults.NotificationBSNUnchecked, validation.RoleReceiver, hospital, []string{"bgz.receiver.invalid-bsn"}},
 	} {
 		name := string(tc.fault)

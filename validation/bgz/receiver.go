@@ -1,6 +1,7 @@
 package bgz
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,11 @@ import (
 type notification struct {
 	identifier, patient, sender, senderSystem, owner, workflow, authBase string
 	expires                                                              time.Time
+	// group is the groupIdentifier: the identifier itself unless the
+	// notification updates an earlier referral.
+	group string
+	// noWorkflowRead sends get-workflow-task false.
+	noWorkflowRead bool
 }
 
 func (n notification) json() map[string]any {
@@ -33,7 +39,7 @@ func (n notification) json() map[string]any {
 		"resourceType":    "Task",
 		"meta":            map[string]any{"profile": []any{"http://fhir.nl/fhir/StructureDefinition/nl-vzvz-TaskNotifiedPull"}},
 		"identifier":      []any{map[string]any{"system": "urn:ietf:rfc:3986", "value": n.identifier}},
-		"groupIdentifier": map[string]any{"system": "urn:ietf:rfc:3986", "value": n.identifier},
+		"groupIdentifier": map[string]any{"system": "urn:ietf:rfc:3986", "value": cmp.Or(n.group, n.identifier)},
 		"basedOn":         []any{map[string]any{"reference": n.workflow}},
 		"status":          "requested",
 		"intent":          "proposal",
@@ -45,7 +51,7 @@ func (n notification) json() map[string]any {
 		"restriction":     map[string]any{"period": map[string]any{"end": n.expires.UTC().Format(time.RFC3339)}},
 		"input": []any{
 			map[string]any{"type": param("authorization-base"), "valueString": n.authBase},
-			map[string]any{"type": param("get-workflow-task"), "valueBoolean": true},
+			map[string]any{"type": param("get-workflow-task"), "valueBoolean": !n.noWorkflowRead},
 		},
 	}
 }
@@ -121,13 +127,22 @@ type delivery struct {
 }
 
 func deliver(p *validation.Probe) (*delivery, error) {
-	v, err := p.Once("bgz.receiver.delivery", func(p *validation.Probe) (any, error) {
+	return deliverOnce(p, "bgz.receiver.delivery", func(*notification) error { return nil })
+}
+
+// deliverOnce offers the BgZ set, posts a notification (changed by edit)
+// and waits for the node's pull to report completion; once per run and key.
+func deliverOnce(p *validation.Probe, key string, edit func(*notification) error) (*delivery, error) {
+	v, err := p.Once(key, func(p *validation.Probe) (any, error) {
 		tok, err := notifyToken(p)
 		if err != nil {
 			return nil, err
 		}
 		n, err := offer(p)
 		if err != nil {
+			return nil, err
+		}
+		if err := edit(&n); err != nil {
 			return nil, err
 		}
 		cp := p.Env().Counterpart
@@ -152,8 +167,81 @@ func deliver(p *validation.Probe) (*delivery, error) {
 		return d, nil
 	})
 	d, _ := v.(*delivery)
-	p.Record(p.ScenarioExchanges("bgz.receiver.delivery")...)
+	p.Record(p.ScenarioExchanges(key)...)
 	return d, err
+}
+
+// deliverUpdate is the kit's update of the delivered referral: a new
+// workflow Task and authorization base, announced by a notification with a
+// new identifier in the first one's group (TA Notified Pull: a changed
+// data set is announced by a new notification).
+func deliverUpdate(p *validation.Probe) (*delivery, error) {
+	return deliverOnce(p, "bgz.receiver.update", func(n *notification) error {
+		first, err := deliver(p)
+		if first == nil {
+			return err
+		}
+		if !first.finished {
+			return errors.New("the first referral's pull did not complete; there is nothing to update")
+		}
+		n.group = first.n.identifier
+		return nil
+	})
+}
+
+// receiverTASteps are the cases of a referral's update and of
+// get-workflow-task false.
+func receiverTASteps() []validation.Case {
+	return []validation.Case{
+		{ID: "bgz.receiver.follows-update", Title: "The receiver pulls a referral's update", Roles: receiver, Mandatory: true,
+			Requirement: "A new notification with a new identifier and the groupIdentifier of a completed referral (a changed data set) is accepted with 201, and the receiver pulls again with the new authorization base: it redeems it, reads the new workflow Task and sets that one to completed.",
+			Source:      srcTANPStat + "; groupIdentifier (SPEC §4 steps 2–3)",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				d, err := deliverUpdate(p)
+				if d == nil {
+					return validation.Fail("%v", err)
+				}
+				var ps validation.Problems
+				ps.Check(d.answer.Status == http.StatusCreated, "the update's notification: HTTP %d, want 201", d.answer.Status)
+				redeemed := false
+				for _, in := range d.inbound {
+					if validation.IsToken(in) && validation.FormOf(in).Get("authorization_base") == d.n.authBase && in.Status == http.StatusOK {
+						redeemed = true
+					}
+				}
+				ps.Check(redeemed, "no token request with the update's authorization_base")
+				ps.Check(d.finished, "the update's workflow Task was not set to completed within %s", p.Env().Config.Wait)
+				return ps.Verdict("the update was pulled")
+			}},
+		{ID: "bgz.receiver.get-workflow-task-false", Title: "With get-workflow-task false the receiver runs the BgZ set without reading the workflow Task first", Roles: receiver, Mandatory: true,
+			Requirement: "A notification whose get-workflow-task input is false is accepted and pulled: the receiver runs the care application's query set (BgZ) for the patient without reading the workflow Task before it; it may read the Task afterwards to set it to completed.",
+			Source:      srcTANPTask + " (input get-workflow-task); " + srcBgZ,
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				d, err := deliverOnce(p, "bgz.receiver.no-workflow-read", func(n *notification) error {
+					n.noWorkflowRead = true
+					return nil
+				})
+				if d == nil {
+					return validation.Fail("%v", err)
+				}
+				if d.answer.Status != http.StatusCreated {
+					return validation.Fail("HTTP %d, want 201", d.answer.Status)
+				}
+				cp := p.Env().Counterpart
+				wf := strings.TrimPrefix(d.n.workflow, cp.URL)
+				basePath := strings.TrimPrefix(cp.Base, cp.URL)
+				for _, in := range d.inbound {
+					if in.Method != http.MethodGet || !strings.HasPrefix(in.Path, basePath+"/") {
+						continue
+					}
+					if in.Path == wf {
+						return validation.Fail("the workflow Task was read before the queries")
+					}
+					break // the first data request was a query
+				}
+				return judgeQueries(p, d.inbound, d.n.workflow)
+			}},
+	}
 }
 
 func receiverCases() []validation.Case {

@@ -1,0 +1,110 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+
+	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/careapp"
+	"github.com/schakel-nl/schakel/correspondentie"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/geboortezorg"
+	"github.com/schakel-nl/schakel/policy"
+	"github.com/schakel-nl/schakel/push"
+)
+
+// DefaultApplications are the care applications Schakel ships, in the
+// order the node prefers them: BgZ (Notified Pull, Direct Pull, Indexed
+// Pull), Correspondentie and Geboortezorg (Push). A sixth is added here and nowhere else
+// in the node (see docs/architecture.md, "Care applications").
+func DefaultApplications() *careapp.Registry {
+	r, err := careapp.NewRegistry(bgz.New(), correspondentie.New(), geboortezorg.New())
+	if err != nil {
+		// The shipped applications are fixed; a refusal is a defect
+		// every test of the node shows.
+		panic(err)
+	}
+	return r
+}
+
+// applications are Options' care applications when given, else the ones
+// Schakel ships.
+func applications(opts Options) *careapp.Registry {
+	if opts.Applications != nil {
+		return opts.Applications
+	}
+	return DefaultApplications()
+}
+
+// pushApplications are the registered applications that run on Push, as
+// the Push service takes them.
+func pushApplications(apps *careapp.Registry) ([]push.Application, error) {
+	var out []push.Application
+	for _, a := range apps.On(careapp.Push) {
+		p, ok := a.(push.Application)
+		if !ok {
+			return nil, fmt.Errorf("care application %s runs on push but has no message shape (push.Application)", a.Name())
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// patientBSN is the one patient a request's parameters name by BSN, as
+// the first registered query set that finds one reads them.
+func (n *Node) patientBSN(params url.Values) string {
+	for _, a := range n.apps.All() {
+		if q, ok := a.(careapp.QuerySet); ok {
+			if bsn, ok := q.PatientBSN(params); ok {
+				return bsn
+			}
+		}
+	}
+	return ""
+}
+
+// checkApplications refuses at start a set of care applications the node
+// cannot run: a pull application without an access policy (policy/<name>.yaml,
+// embedded or in partners.policydir; the plateau enforcer would refuse
+// every request for it) or whose policy is for another FHIR version, and
+// an application with public routes of its own, which the node does not
+// serve yet (careapp.Routes).
+func checkApplications(apps *careapp.Registry, policies policy.Set) error {
+	var errs []error
+	for _, a := range apps.All() {
+		if _, ok := a.(careapp.Routes); ok {
+			errs = append(errs, fmt.Errorf("care application %s has public routes of its own; this node serves only FHIR and Push for care applications", a.Name()))
+		}
+		if _, ok := a.(careapp.QuerySet); !ok {
+			continue
+		}
+		p, ok := policies[a.Name()]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("care application %s has no access policy (%s.yaml)", a.Name(), a.Name()))
+		case p.FHIRVersion != a.FHIRVersion():
+			errs = append(errs, fmt.Errorf("care application %s is FHIR %s, its policy %s is for %s", a.Name(), a.FHIRVersion(), p.File, p.FHIRVersion))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DataEndpoints are the addressbook Endpoints of participant ura's data on
+// the node at publicURL: one per registered application with a query set,
+// under its own payloadType, at the participant's FHIR base of the
+// application's version. The node serves FHIR STU3 only so far: an R4
+// application gets none until it does, rather than one that answers 404.
+func DataEndpoints(apps *careapp.Registry, publicURL, ura string) []addressbook.EndpointSpec {
+	var out []addressbook.EndpointSpec
+	for _, a := range apps.All() {
+		q, ok := a.(careapp.QuerySet)
+		if !ok || a.FHIRVersion() != fhir.STU3 {
+			continue
+		}
+		out = append(out, addressbook.EndpointSpec{ID: "ep-" + ura + "-" + a.Name(), PayloadType: q.ServerPayloadType(),
+			Address: Endpoints(publicURL, ura).BgZ, FHIRVersion: "3.0"})
+	}
+	return out
+}

@@ -1,0 +1,103 @@
+package node
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/careapp"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/policy"
+)
+
+// imaging is a Direct Pull application of another FHIR version with
+// public routes, for the checks below.
+type imaging struct {
+	name   string
+	routes bool
+}
+
+func (a imaging) Name() string                 { return a.name }
+func (imaging) FHIRVersion() fhir.Version      { return fhir.R4 }
+func (imaging) Patterns() []careapp.Pattern    { return []careapp.Pattern{careapp.DirectPull} }
+func (imaging) Queries(string) []careapp.Query { return nil }
+func (imaging) Match(careapp.Request, string) (careapp.Query, error) {
+	return careapp.Query{}, careapp.ErrNotInSet
+}
+func (imaging) PatientBSN(url.Values) (string, bool) { return "", false }
+func (imaging) Normalize(s string) (string, error)   { return s, nil }
+func (imaging) ServerPayloadType() string            { return "urn:test:imaging" }
+
+type withRoutes struct{ imaging }
+
+func (withRoutes) PublicRoutes() []careapp.Route { return nil }
+
+// The node refuses to start with a care application it cannot serve: one
+// without an access policy, one whose policy is for another FHIR version,
+// one with public routes of its own; the shipped ones start.
+func TestCheckApplications(t *testing.T) {
+	policies, err := policy.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkApplications(DefaultApplications(), policies); err != nil {
+		t.Errorf("the shipped applications: %v", err)
+	}
+	// bgz's policy is STU3; an R4 application of that name does not fit it.
+	bgzR4 := imaging{name: bgz.Name}
+	for _, tc := range []struct {
+		name string
+		app  careapp.Application
+		want string
+	}{
+		{"no policy", imaging{name: "imaging"}, "no access policy (imaging.yaml)"},
+		{"another FHIR version", bgzR4, "is FHIR r4, its policy embedded:bgz.yaml is for stu3"},
+		{"public routes", withRoutes{imaging{name: "imaging"}}, "public routes"},
+	} {
+		reg, err := careapp.NewRegistry(tc.app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkApplications(reg, policies); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// Each pull application's data server is listed under its own payload
+// type; an R4 one gets no endpoint while the node serves STU3 only.
+func TestDataEndpoints(t *testing.T) {
+	reg, err := careapp.NewRegistry(bgz.New(), imaging{name: "imaging"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := DataEndpoints(reg, "https://node.example/", "90000001")
+	if len(eps) != 1 || eps[0].ID != "ep-90000001-bgz" || eps[0].PayloadType != bgz.PayloadServer ||
+		eps[0].Address != "https://node.example/fhir/stu3/90000001" || eps[0].FHIRVersion != "3.0" {
+		t.Errorf("endpoints %+v", eps)
+	}
+}
+
+// pushOnly runs on Push without a message shape.
+type pushOnly struct{}
+
+func (pushOnly) Name() string                { return "kraamzorg" }
+func (pushOnly) FHIRVersion() fhir.Version   { return fhir.STU3 }
+func (pushOnly) Patterns() []careapp.Pattern { return []careapp.Pattern{careapp.Push} }
+
+// The Push service gets the registered applications on Push; one without
+// a message shape (push.Application) is refused.
+func TestPushApplications(t *testing.T) {
+	got, err := pushApplications(DefaultApplications())
+	if err != nil || len(got) != 2 || got[0].Name() != "correspondentie" || got[1].Name() != "geboortezorg" {
+		t.Errorf("shipped: %v, %v", got, err)
+	}
+	reg, err := careapp.NewRegistry(pushOnly{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pushApplications(reg); err == nil || !strings.Contains(err.Error(), "kraamzorg runs on push but has no message shape") {
+		t.Errorf("an application without a message shape: %v", err)
+	}
+}
