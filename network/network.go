@@ -120,6 +120,9 @@ type Options struct {
 	// schema per node, PostgresSchemaPrefix + node name) instead of SQLite.
 	Postgres             string
 	PostgresSchemaPrefix string
+	// Replicas (UpProcesses, with Postgres) runs each node as that many
+	// `schakel node` processes behind a HAProxy (network/replicas.go).
+	Replicas int
 	// LocalConsent agrees consent at plateau 1 between the GP practice and
 	// the hospital: the GP's node then decides from consents the practice
 	// registered in it (its internal API) instead of asking the consent

@@ -61,15 +61,24 @@ const childStopTimeout = 15 * time.Second
 // ports are chosen here and written into the commands and node.yaml files,
 // so a component killed by a tester starts again where its peers expect
 // it (Process.Args). StopProcesses ends them; the children also die with
-// this process (Linux: parent-death signal).
+// this process (Linux: parent-death signal). With opts.Replicas (and
+// opts.Postgres) each node runs as that many processes behind a HAProxy
+// that takes the node's addresses (network/replicas.go).
 func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err error) {
 	nw, err := newNetwork(opts)
 	if err != nil {
 		return nil, err
 	}
 	opts = nw.opts
-	if opts.Postgres != "" || opts.RecordInEHR || opts.OwnAddressing || len(opts.Requesters) > 0 {
-		return nil, errors.New("network: separate processes run the default network only (no Postgres, EHR, own addressing or extra requesters)")
+	if err := checkReplicas(opts); err != nil {
+		return nil, err
+	}
+	if (opts.Postgres != "" && opts.Replicas == 0) || opts.RecordInEHR || opts.OwnAddressing || len(opts.Requesters) > 0 {
+		return nil, errors.New("network: separate processes run the default network only (PostgreSQL only with replicas; no EHR, own addressing or extra requesters)")
+	}
+	if opts.Replicas > 0 && opts.PostgresSchemaPrefix == "" {
+		opts.PostgresSchemaPrefix = DefaultSchemaPrefix
+		nw.opts.PostgresSchemaPrefix = DefaultSchemaPrefix
 	}
 	if opts.Plateau != 0 {
 		// Plateau 4 needs the identity issuer and logging 3–4 the central
@@ -127,6 +136,8 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 	// The nodes' configurations, with the ports chosen above.
 	var entries []addressbook.Entry
 	nodes := []component{}
+	var replicas []replica // with Options.Replicas: each node's replicas and balancer
+	defer func() { releaseHeld(replicas) }()
 	for _, spec := range []struct {
 		name    string
 		p, peer Participant
@@ -147,7 +158,20 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 		public := "https://" + cfg.Public.Addr
 		nw.internalURLs[spec.p.URA] = "http://" + cfg.Internal.Addr
 		entries = append(entries, addressbookEntry(nw.opts.Applications, public, spec.p))
-		nodes = append(nodes, component{name: spec.name, url: public, args: []string{"node", "--config", path}})
+		if opts.Replicas == 0 {
+			nodes = append(nodes, component{name: spec.name, url: public, args: []string{"node", "--config", path}})
+			continue
+		}
+		reps, err := nw.prepareReplicas(spec.name, cfg)
+		if err != nil {
+			return nil, err
+		}
+		replicas = append(replicas, reps...)
+	}
+	if opts.Replicas > 0 {
+		if err := nw.resetSchemas(ctx, "gp-node", "hospital-node"); err != nil {
+			return nil, err
+		}
 	}
 
 	// Data the components find when they start: the addressbook's entries,
@@ -161,7 +185,7 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 	if err := nw.writeDemoRegister(nw.Patients); err != nil {
 		return nil, err
 	}
-	gpStore, err := sqlite.Open(ctx, filepath.Join(data, "gp-node", "data", "fhir-stu3.db"), fhir.STU3)
+	gpStore, err := nw.openNodeStore(ctx, "gp-node")
 	if err != nil {
 		return nil, fmt.Errorf("GP node's store: %w", err)
 	}
@@ -192,6 +216,9 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 		if err := nw.spawn(ctx, c.name, c.url, ready, append([]string{exe}, c.args...)); err != nil {
 			return nil, err
 		}
+	}
+	if err := nw.spawnReplicas(ctx, exe, replicas); err != nil {
+		return nil, err
 	}
 	return nw, nil
 }
@@ -244,7 +271,7 @@ func (nw *Network) spawn(ctx context.Context, name, url, ready string, args []st
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return err
 	}
-	logPath := filepath.Join(logDir, name+".log")
+	logPath := filepath.Join(logDir, strings.ReplaceAll(name, "/", "-")+".log") // gp-node/1: a replica
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err

@@ -378,6 +378,9 @@ func (n *Node) internalError(w http.ResponseWriter, err error) {
 		return
 	}
 	switch {
+	case storeUnavailable(err):
+		n.log.Warn("internal API: store unavailable", "err", err)
+		writeStoreUnavailable(w)
 	case errors.Is(err, notifiedpull.ErrUnknownReferral):
 		writeProblem(w, http.StatusNotFound, "not-found", "no such referral for this participant")
 	case errors.Is(err, notifiedpull.ErrNotAwaiting):

@@ -145,6 +145,7 @@ func (n *Node) tracedResolveGrant(ctx context.Context, req oauth.GrantRequest) (
 	ctx, span := n.span(ctx, "oauth.token.issue", attribute.String("oauth.grant_type", req.GrantType),
 		attribute.String("oauth.client_id", req.ClientID))
 	g, err := n.resolveGrant(ctx, req)
+	err = grantStoreUnavailable(err)
 	endSpan(span, err)
 	return g, err
 }

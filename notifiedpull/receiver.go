@@ -17,6 +17,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/internal/faults"
+	"github.com/schakel-nl/schakel/internal/pgdb"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/plateau"
@@ -35,6 +36,9 @@ func (s *Service) HandleNotification(w http.ResponseWriter, r *http.Request, ten
 		if fe == nil {
 			s.log.Error("notification failed", "tenant", tenant, "err", err)
 			fe = fhir.Errorf(http.StatusInternalServerError, "exception", "the notification could not be processed")
+			if errors.Is(err, store.ErrUnavailable) || pgdb.Unavailable(err) {
+				fe = fhir.Errorf(http.StatusServiceUnavailable, "transient", "the store is unavailable; nothing was stored, try again later")
+			}
 		}
 		if fe.Cause != nil && !errors.Is(fe.Cause, ErrInvalidNotification) {
 			s.log.Info("notification refused", "tenant", tenant, "status", fe.Status, "cause", fe.Cause)

@@ -134,7 +134,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// The refusal is recorded before it is answered.
 		if rerr := s.cfg.OnRefusal(r, Refusal{Status: status, Code: code, Description: desc, Cause: err}); rerr != nil {
 			s.log.ErrorContext(r.Context(), "refusal not recorded", "error", rerr)
-			status, code, desc = http.StatusServiceUnavailable, errServer.Error(), "the authorization server cannot record the request"
+			// Nothing was issued; the client may try again (a 503 names
+			// itself temporarily_unavailable, as ErrTemporarilyUnavailable does).
+			status, code, desc = http.StatusServiceUnavailable, ErrTemporarilyUnavailable.Error(), "the authorization server cannot record the request"
 		}
 	}
 	if status >= 500 {

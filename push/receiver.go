@@ -12,7 +12,9 @@ import (
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/validate"
+	"github.com/schakel-nl/schakel/internal/pgdb"
 )
 
 // MaxMessageBytes bounds a message (a letter with its PDF).
@@ -32,6 +34,9 @@ func (s *Service) HandleMessage(w http.ResponseWriter, r *http.Request, tenant s
 		if fe == nil {
 			s.log.Error("push message failed", "tenant", tenant, "err", err)
 			fe = fhir.Errorf(http.StatusInternalServerError, "exception", "the message could not be stored")
+			if errors.Is(err, store.ErrUnavailable) || pgdb.Unavailable(err) {
+				fe = fhir.Errorf(http.StatusServiceUnavailable, "transient", "the store is unavailable; nothing was stored, try again later")
+			}
 		}
 		status, body = fe.Status, fhir.OperationOutcome(fe.Issues...)
 		rec.OutcomeText = fe.Error()

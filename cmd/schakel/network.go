@@ -87,6 +87,12 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 				return err
 			}
 			opts.Care = care
+			if err := replicasOption(&opts, &processes); err != nil {
+				return err
+			}
+			if opts.Replicas > 0 && pattern != "notified-pull" {
+				return fmt.Errorf("--replicas runs the BgZ Notified Pull and Direct Pull for now, not --pattern %s", pattern)
+			}
 			if pattern == "push" {
 				if care == "geboortezorg" {
 					if processes || opts.Plateau != 0 || opts.Mixed {
@@ -122,6 +128,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&opts.RecordInEHR, "record-in-ehr", false, "keep the GP practice's record in its own EHR and run its node in proxy mode")
 	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node for BgZ in its roles with the kit and record the proofs in the admission register (about 10 s)")
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
+	replicaFlags(up, &opts)
 	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
 	up.Flags().StringVar(&care, "care", "bgz", "care application: "+careUsage(node.DefaultApplications())+", beeld (indexed-pull: images, ImagingStudy and DICOMweb)")
 	up.Flags().StringVar(&pattern, "pattern", "", "exchange pattern; default the care application's own (bgz: notified-pull, correspondentie and geboortezorg: push); bgz also indexed-pull: the GP practice refers to the hospital and the nursing home, then a clinic's node pulls from all three holders at once")
@@ -217,6 +224,11 @@ func runNetworkProcesses(ctx context.Context, opts network.Options, once bool, e
 	}
 	if exErr != nil {
 		return fmt.Errorf("exchange failed: %w", exErr)
+	}
+	if opts.Replicas > 0 {
+		if err := runAcrossReplicas(ctx, nw); err != nil {
+			return err
+		}
 	}
 	if once {
 		return nil

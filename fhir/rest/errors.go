@@ -51,6 +51,8 @@ func outcome(req *Request, err error) *fhir.Error {
 		if pe.Unknown {
 			e.Issues[0].Code = "not-supported"
 		}
+	case errors.Is(err, store.ErrUnavailable):
+		e = fhir.Errorf(http.StatusServiceUnavailable, "transient", "the store is unavailable; nothing was done, try again later")
 	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrInvalidSearch):
 		// The store words these for the client (which element, which
 		// parameter); they carry no internals.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -667,6 +668,19 @@ func TestWrite(t *testing.T) {
 				}
 				if !strings.Contains(h.observed[0].res.Err.Error(), "disk I/O") {
 					t.Errorf("observed Err %v lacks the cause", h.observed[0].res.Err)
+				}
+			}),
+		},
+		{
+			name: "store unreachable is a transient 503, its cause not shown",
+			setup: func(f *fakeStore) {
+				f.err = fmt.Errorf("%w: postgres store: dial tcp 10.1.2.3:5432: connect: connection refused", store.ErrUnavailable)
+			},
+			method: http.MethodPost, path: "Patient", body: newPatient,
+			status: http.StatusServiceUnavailable,
+			check: all(wantOutcome("transient", "the store is unavailable; nothing was done, try again later"), func(t *testing.T, _ *harness, _ *http.Response, b []byte) {
+				if strings.Contains(string(b), "5432") {
+					t.Errorf("cause leaked: %s", b)
 				}
 			}),
 		},

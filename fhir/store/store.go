@@ -122,4 +122,7 @@ var (
 	ErrVersionConflict = errors.New("version conflict")
 	ErrInvalid         = errors.New("invalid resource")
 	ErrInvalidSearch   = errors.New("invalid search")
+	// ErrUnavailable: the store could not be reached (a database restart, a
+	// dropped connection); the request may succeed when tried again.
+	ErrUnavailable = errors.New("store unavailable")
 )

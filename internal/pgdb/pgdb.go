@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -23,6 +24,12 @@ import (
 )
 
 var schemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// ConnectTimeout bounds a new connection to PostgreSQL when the DSN sets no
+// connect_timeout: during a failover to an address that does not answer, a
+// request fails with 503 after it instead of waiting for its client to
+// give up.
+const ConnectTimeout = 5 * time.Second
 
 // Open connects to dsn (a PostgreSQL URL or key=value string) and migrates
 // the component's tables with the SQL files at the root of migrations. With
@@ -42,6 +49,9 @@ func Open(ctx context.Context, dsn, schema, table string, migrations fs.FS) (*sq
 			return nil, fmt.Errorf("invalid schema name %q", schema)
 		}
 		cfg.RuntimeParams["search_path"] = schema
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = ConnectTimeout
 	}
 	db := stdlib.OpenDB(*cfg)
 	// As pgxpool's default: these stores answer requests concurrently, and

@@ -25,7 +25,7 @@ func (s *Store) Load(ctx context.Context, tenant string, bodies []json.RawMessag
 		res, err = s.eng.Load(ctx, c, tenant, ps)
 		return err
 	})
-	return res, err
+	return res, unavailable(err)
 }
 
 // Sync does nothing: every commit is durable (synchronous_commit is the

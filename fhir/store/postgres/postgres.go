@@ -27,6 +27,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/spec"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/internal/sqlstore"
+	"github.com/schakel-nl/schakel/internal/pgdb"
 )
 
 //go:embed migrations/*.sql
@@ -87,6 +88,9 @@ func Open(ctx context.Context, dsn string, v fhir.Version, opts ...Option) (*Sto
 	}
 	if o.maxConns > 0 {
 		cfg.MaxConns = o.maxConns
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = pgdb.ConnectTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -241,7 +245,7 @@ func (s *Store) Create(ctx context.Context, tenant string, body json.RawMessage)
 		res, _, err = s.eng.Write(ctx, c, tenant, p, "")
 		return err
 	})
-	return res, err
+	return res, unavailable(err)
 }
 
 // Update stores a new version of the resource with the id in body.
@@ -254,27 +258,30 @@ func (s *Store) Update(ctx context.Context, tenant string, body json.RawMessage,
 		res, created, err = s.eng.Write(ctx, c, tenant, p, ifMatch)
 		return err
 	})
-	return res, created, err
+	return res, created, unavailable(err)
 }
 
 // Delete marks the resource deleted.
 func (s *Store) Delete(ctx context.Context, tenant, typ, id string) error {
-	return s.inTx(ctx, func(c sqlstore.Conn) error { return s.eng.Delete(ctx, c, tenant, typ, id) })
+	return unavailable(s.inTx(ctx, func(c sqlstore.Conn) error { return s.eng.Delete(ctx, c, tenant, typ, id) }))
 }
 
 // Read returns the current version.
 func (s *Store) Read(ctx context.Context, tenant, typ, id string) (store.Resource, error) {
-	return s.eng.Read(ctx, conn{s.pool}, tenant, typ, id)
+	r, err := s.eng.Read(ctx, conn{s.pool}, tenant, typ, id)
+	return r, unavailable(err)
 }
 
 // VRead returns one version; a deleted version is returned with ErrDeleted.
 func (s *Store) VRead(ctx context.Context, tenant, typ, id, versionID string) (store.Resource, error) {
-	return s.eng.VRead(ctx, conn{s.pool}, tenant, typ, id, versionID)
+	r, err := s.eng.VRead(ctx, conn{s.pool}, tenant, typ, id, versionID)
+	return r, unavailable(err)
 }
 
 // Search runs a search; see store.Store.
 func (s *Store) Search(ctx context.Context, tenant string, q store.Query) (store.Page, error) {
-	return s.eng.Search(ctx, conn{s.pool}, tenant, q)
+	p, err := s.eng.Search(ctx, conn{s.pool}, tenant, q)
+	return p, unavailable(err)
 }
 
 // History lists versions newest first; see store.Historian.
@@ -287,19 +294,19 @@ func (s *Store) History(ctx context.Context, tenant string, q store.HistoryQuery
 	var now time.Time
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return store.HistoryPage{}, fmt.Errorf("postgres store: begin: %w", err)
+		return store.HistoryPage{}, unavailable(fmt.Errorf("postgres store: begin: %w", err))
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, writeLockKey); err != nil {
 		tx.Rollback(context.WithoutCancel(ctx))
-		return store.HistoryPage{}, fmt.Errorf("postgres store: history: %w", mapError(err))
+		return store.HistoryPage{}, unavailable(fmt.Errorf("postgres store: history: %w", mapError(err)))
 	}
 	now = s.eng.Now()
 	if err := tx.Commit(ctx); err != nil {
-		return store.HistoryPage{}, fmt.Errorf("postgres store: history: %w", mapError(err))
+		return store.HistoryPage{}, unavailable(fmt.Errorf("postgres store: history: %w", mapError(err)))
 	}
 	page, err := s.eng.History(ctx, conn{s.pool}, tenant, q)
 	page.AsOf = sqlstore.AsOf(now)
-	return page, err
+	return page, unavailable(err)
 }
 
 // writeLockKey is the advisory lock every write transaction holds shared
@@ -308,9 +315,18 @@ const writeLockKey int64 = 0x5343484b4c48 // "SCHKLH"
 
 // InTx runs fn in one transaction; see store.Transactional.
 func (s *Store) InTx(ctx context.Context, tenant string, fn func(tx store.Tx) error) error {
-	return s.inTx(ctx, func(c sqlstore.Conn) error {
+	return unavailable(s.inTx(ctx, func(c sqlstore.Conn) error {
 		view := sqlstore.NewTxView(&s.eng, c, tenant)
 		defer view.Finish()
 		return fn(view)
-	})
+	}))
+}
+
+// unavailable marks an error that means PostgreSQL could not be reached
+// with store.ErrUnavailable, for the edges to answer 503.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, store.ErrUnavailable) || !pgdb.Unavailable(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 }
