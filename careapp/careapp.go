@@ -13,7 +13,9 @@
 //     refers with;
 //   - a Push application implements push.Application (declared where it is
 //     used, in package push): its message shape, validation and consent rule;
-//   - Routes: extra public routes beside FHIR (e.g. DICOMweb for imaging);
+//   - Routes: a pull application on public routes of its own beside FHIR
+//     (e.g. DICOMweb for imaging), mounted by the node (careapp/hosted);
+//   - Localized: a care context of its own at the referral index;
 //   - DemoMessages: demo data of a Push application (the demo network's
 //     message).
 //
@@ -125,20 +127,34 @@ type Workflow interface {
 	WorkflowTasks() []TaskKind
 }
 
-// Route is a public route of an application beside its FHIR endpoints:
-// Pattern is a net/http ServeMux pattern relative to /care/{application}/{ura}
-// (e.g. "GET /studies/{study}"); Handler serves it once the node has checked
-// the peer's certificate and access token (scope = the application's name)
-// and put the participant's URA in the request's "ura" path value.
+// Route is a route an application serves beside its FHIR endpoints:
+// Pattern is a net/http ServeMux pattern on the node's listener (e.g.
+// "GET /dicomweb/{ura}/{path...}"); Handler serves it and checks the
+// caller itself, with what the node gave it when it was mounted (package
+// careapp/hosted).
 type Route struct {
 	Pattern string
 	Handler http.Handler
 }
 
-// Routes is an application with public routes beside FHIR (e.g. DICOMweb).
+// Routes is an application that serves its exchange on public routes of
+// its own (e.g. DICOMweb for imaging) rather than through a query set the
+// patterns run: the node mounts it (careapp/hosted.Application). It runs
+// on Direct Pull and Indexed Pull without a QuerySet.
 type Routes interface {
 	Application
-	PublicRoutes() []Route
+	// PublicPatterns are the ServeMux patterns of its public routes; the
+	// node refuses a route outside them and two applications claiming the
+	// same pattern.
+	PublicPatterns() []string
+}
+
+// Localized is an application whose holdings are registered at the
+// referral index under a care context of its own; an application that is
+// not is registered under BgZ's.
+type Localized interface {
+	Application
+	CareContext() Coding
 }
 
 // DemoPatient is a patient of the demo network's data, as a demo message
@@ -202,8 +218,9 @@ func (r *Registry) add(a Application) error {
 				return fmt.Errorf("careapp: application %s runs on %s but has no workflow (careapp.Workflow)", name, p)
 			}
 		case DirectPull, IndexedPull:
-			if _, ok := a.(QuerySet); !ok {
-				return fmt.Errorf("careapp: application %s runs on %s but has no query set (careapp.QuerySet)", name, p)
+			_, isQ := a.(QuerySet)
+			if _, isR := a.(Routes); !isQ && !isR {
+				return fmt.Errorf("careapp: application %s runs on %s but has no query set (careapp.QuerySet) nor routes of its own (careapp.Routes)", name, p)
 			}
 		case Push:
 			// The message shape is push.Application; the node checks it
@@ -267,7 +284,7 @@ func (r *Registry) Workflow(name string) (Workflow, error) {
 	if w, isW := a.(Workflow); ok && isW && slices.Contains(a.Patterns(), NotifiedPull) {
 		return w, nil
 	}
-	return nil, r.unknown(name, NotifiedPull)
+	return nil, r.unknown(name, NotifiedPull, func(Application) bool { return true })
 }
 
 // QuerySet returns the application with this name that runs on pattern p
@@ -277,13 +294,17 @@ func (r *Registry) QuerySet(name string, p Pattern) (QuerySet, error) {
 	if q, isQ := a.(QuerySet); ok && isQ && slices.Contains(a.Patterns(), p) {
 		return q, nil
 	}
-	return nil, r.unknown(name, p)
+	return nil, r.unknown(name, p, func(a Application) bool { _, ok := a.(QuerySet); return ok })
 }
 
-func (r *Registry) unknown(name string, p Pattern) error {
+// unknown is the error for an application name that is not one of those
+// on pattern p that fit.
+func (r *Registry) unknown(name string, p Pattern, fits func(Application) bool) error {
 	var names []string
 	for _, a := range r.On(p) {
-		names = append(names, a.Name())
+		if fits(a) {
+			names = append(names, a.Name())
+		}
 	}
 	if len(names) == 0 {
 		return unknownError(fmt.Sprintf("care application %q is not supported: no care application runs on %s here", name, p))

@@ -144,7 +144,7 @@ func (nw *Network) RunImaging(ctx context.Context) (*ImagingRun, error) {
 	nw.printf("\nBeeldbeschikbaarheid: %s looks up the images of %s wherever they are held and retrieves a study\n", GP.Name, patient.Name)
 	hosp := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: &http.Client{Timeout: 60 * time.Second}}
 	var announced struct{ Studies int }
-	if err := hosp.do(ctx, http.MethodPost, "/internal/imaging/holdings", node.HoldingsRequest{Patient: patient.BSN}, &announced); err != nil {
+	if err := hosp.do(ctx, http.MethodPost, "/internal/imaging/holdings", beeld.HoldingsRequest{Patient: patient.BSN}, &announced); err != nil {
 		return nil, fmt.Errorf("the hospital's system announces its images: %w", err)
 	}
 	nw.printf("  %s's system announces %d studies of the patient: its node registers the holding at the referral index (care context imaging)\n",
@@ -152,8 +152,8 @@ func (nw *Network) RunImaging(ctx context.Context) (*ImagingRun, error) {
 	gp := &xis{base: nw.internalURLs[GP.URA], token: nw.Token(GP.URA), http: &http.Client{Timeout: 60 * time.Second}}
 	run := &ImagingRun{Patient: patient.BSN}
 	start := time.Now()
-	var answer node.IndexedImaging
-	if err := gp.do(ctx, http.MethodPost, "/internal/imaging/indexed-pull", node.IndexedImagingRequest{Patient: patient.BSN, Retrieve: true,
+	var answer beeld.Indexed
+	if err := gp.do(ctx, http.MethodPost, "/internal/imaging/indexed-pull", beeld.IndexedRequest{Patient: patient.BSN, Retrieve: true,
 		User: &plateau.Caller{ID: DemoUser.UZI, Role: DemoUser.Role, LoA: DemoUser.LoA}}, &answer); err != nil {
 		return nil, err
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/internal/benchfloor"
 	"github.com/schakel-nl/schakel/nl"
-	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/plateau"
 )
@@ -121,15 +120,15 @@ func TestImagingEndToEnd(t *testing.T) {
 
 	// Announcing holdings: only a participant with a PACS, only a patient it holds studies of.
 	if code := internal(t, nw.GPNode, nw.Token(GP.URA), http.MethodPost, "/internal/imaging/holdings",
-		node.HoldingsRequest{Patient: nw.Patients[0].BSN}, nil); code != http.StatusConflict {
+		beeld.HoldingsRequest{Patient: nw.Patients[0].BSN}, nil); code != http.StatusConflict {
 		t.Errorf("holdings of a participant without a PACS: %d, want 409", code)
 	}
 	if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/imaging/holdings",
-		node.HoldingsRequest{Patient: "999990019"}, nil); code != http.StatusNotFound {
+		beeld.HoldingsRequest{Patient: "999990019"}, nil); code != http.StatusNotFound {
 		t.Errorf("holdings of a patient without studies: %d, want 404", code)
 	}
 	if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/imaging/holdings",
-		node.HoldingsRequest{Patient: "123456789"}, nil); code != http.StatusBadRequest {
+		beeld.HoldingsRequest{Patient: "123456789"}, nil); code != http.StatusBadRequest {
 		t.Errorf("holdings of an invalid BSN: %d, want 400", code)
 	}
 

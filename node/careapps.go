@@ -6,8 +6,10 @@ import (
 	"net/url"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/beeld"
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/careapp"
+	"github.com/schakel-nl/schakel/careapp/hosted"
 	"github.com/schakel-nl/schakel/correspondentie"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/geboortezorg"
@@ -17,10 +19,11 @@ import (
 
 // DefaultApplications are the care applications Schakel ships, in the
 // order the node prefers them: BgZ (Notified Pull, Direct Pull, Indexed
-// Pull), Correspondentie and Geboortezorg (Push). A sixth is added here and nowhere else
+// Pull), Correspondentie and Geboortezorg (Push), Beeldbeschikbaarheid
+// (Direct Pull, Indexed Pull; routes of its own). Another is added here and nowhere else
 // in the node (see docs/architecture.md, "Care applications").
 func DefaultApplications() *careapp.Registry {
-	r, err := careapp.NewRegistry(bgz.New(), correspondentie.New(), geboortezorg.New())
+	r, err := careapp.NewRegistry(bgz.New(), correspondentie.New(), geboortezorg.New(), beeld.New())
 	if err != nil {
 		// The shipped applications are fixed; a refusal is a defect
 		// every test of the node shows.
@@ -66,18 +69,30 @@ func (n *Node) patientBSN(params url.Values) string {
 }
 
 // checkApplications refuses at start a set of care applications the node
-// cannot run: a pull application without an access policy (policy/<name>.yaml,
-// embedded or in partners.policydir; the plateau enforcer would refuse
-// every request for it) or whose policy is for another FHIR version, and
-// an application with public routes of its own, which the node does not
-// serve yet (careapp.Routes).
+// cannot run: a pull application (a query set, or routes of its own)
+// without an access policy (policy/<name>.yaml, embedded or in
+// partners.policydir; the plateau enforcer would refuse every request for
+// it) or whose policy is for another FHIR version, an application with
+// routes of its own that cannot be mounted (careapp/hosted.Application),
+// and two applications claiming the same public route.
 func checkApplications(apps *careapp.Registry, policies policy.Set) error {
 	var errs []error
+	claimed := map[string]string{}
 	for _, a := range apps.All() {
-		if _, ok := a.(careapp.Routes); ok {
-			errs = append(errs, fmt.Errorf("care application %s has public routes of its own; this node serves only FHIR and Push for care applications", a.Name()))
+		_, isQ := a.(careapp.QuerySet)
+		r, isR := a.(careapp.Routes)
+		if isR {
+			if _, ok := a.(hosted.Application); !ok {
+				errs = append(errs, fmt.Errorf("care application %s has public routes of its own but cannot be mounted (hosted.Application)", a.Name()))
+			}
+			for _, pat := range r.PublicPatterns() {
+				if other, ok := claimed[pat]; ok {
+					errs = append(errs, fmt.Errorf("care applications %s and %s both claim the public route %q", other, a.Name(), pat))
+				}
+				claimed[pat] = a.Name()
+			}
 		}
-		if _, ok := a.(careapp.QuerySet); !ok {
+		if !isQ && !isR {
 			continue
 		}
 		p, ok := policies[a.Name()]

@@ -31,11 +31,11 @@ func (imaging) ServerPayloadType() string            { return "urn:test:imaging"
 
 type withRoutes struct{ imaging }
 
-func (withRoutes) PublicRoutes() []careapp.Route { return nil }
+func (withRoutes) PublicPatterns() []string { return []string{"GET /imaging/{ura}"} }
 
 // The node refuses to start with a care application it cannot serve: one
 // without an access policy, one whose policy is for another FHIR version,
-// one with public routes of its own; the shipped ones start.
+// one with public routes of its own it cannot mount; the shipped ones start.
 func TestCheckApplications(t *testing.T) {
 	policies, err := policy.Load("")
 	if err != nil {
@@ -53,7 +53,7 @@ func TestCheckApplications(t *testing.T) {
 	}{
 		{"no policy", imaging{name: "imaging"}, "no access policy (imaging.yaml)"},
 		{"another FHIR version", bgzR4, "is FHIR r4, its policy embedded:bgz.yaml is for stu3"},
-		{"public routes", withRoutes{imaging{name: "imaging"}}, "public routes"},
+		{"routes that cannot be mounted", withRoutes{imaging{name: "beeld"}}, "cannot be mounted"},
 	} {
 		reg, err := careapp.NewRegistry(tc.app)
 		if err != nil {

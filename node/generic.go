@@ -305,7 +305,8 @@ type LocalizeRequest struct {
 	Role string `json:"role,omitempty"`
 	UZI  string `json:"uzi,omitempty"`
 	// Application is the care application whose holders are asked for:
-	// bgz (the default) or beeld (imaging; beeld.go).
+	// bgz (the default) or another registered one; its holders are those
+	// registered under its care context (careapp.Localized).
 	Application string `json:"application,omitempty"`
 }
 
@@ -363,7 +364,7 @@ func (n *Node) runLocalize(ctx context.Context, p *participant, req LocalizeRequ
 	qctx = context.WithValue(qctx, consentNotesKey{}, notes)
 	qctx, span := n.span(qctx, "localization.query")
 	start := time.Now()
-	res, err := p.index.Localize(qctx, localization.LocalizeRequest{BSN: req.Patient, CareContext: careContextFor(req.Application)})
+	res, err := p.index.Localize(qctx, localization.LocalizeRequest{BSN: req.Patient, CareContext: n.careContextFor(req.Application)})
 	n.metrics.localizeTime.Observe(time.Since(start).Seconds())
 	if err == nil {
 		span.SetAttributes(attribute.Int("localization.holders", len(res.Holders)))

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/schakel-nl/schakel/audit"
-	"github.com/schakel-nl/schakel/beeld"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/plateau"
@@ -47,9 +46,9 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 	}
 	var g oauth.Grant
 	apply := func() {}
-	if beeld.Handles(req) {
-		g, err = n.imaging.holder.ResolveGrant(ctx, req)
-		rec.AuthzProtocol = "Twiin Direct Pull (Beeldbeschikbaarheid); RFC 8707 resource; " + req.GrantType
+	if h, ok := n.hostedGrants(req); ok {
+		g, err = h.ResolveGrant(ctx, req)
+		rec.AuthzProtocol = h.GrantProtocol() + "; " + req.GrantType
 	} else if req.GrantType == notifiedpull.GrantTypeJWT && req.AuthorizationBase == "" {
 		// No authorization base: a Direct Pull (consult); consent is asked
 		// per answer at the data endpoint.

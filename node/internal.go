@@ -52,7 +52,7 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	mux.Handle("POST /internal/indexed-pull", n.authInternal(n.indexedPull))
 	mux.Handle("POST /internal/consent", n.authInternal(n.registerConsent))
 	n.pushRoutes(mux)
-	n.imagingInternal(mux)
+	n.hostedInternalRoutes(mux)
 	// The participant's own audit trail, as FHIR R4 AuditEvent ("who looked
 	// at my patient's record"), limited to the participant's records.
 	auditAPI := audit.FHIRHandler(n.auditLog, fhir.R4, func(r *http.Request) string {

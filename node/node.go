@@ -23,6 +23,7 @@ import (
 	"github.com/schakel-nl/schakel/admission"
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/careapp"
+	"github.com/schakel-nl/schakel/careapp/hosted"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
@@ -106,7 +107,7 @@ type Node struct {
 	registered             map[string]time.Time // holdings registered at the index recently
 	faults                 *nodeFaults          // nil but in the module's own tests (faults.go)
 	admission              *admission.Client    // partners' proofs of validation; nil without admission.url
-	imaging                *imagingService      // Beeldbeschikbaarheid (beeld.go)
+	mounted                []hosted.Mounted     // care applications with routes of their own (hosted.go)
 }
 
 // Options are the node's collaborators that are not configuration.
@@ -376,7 +377,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		Audit:         n.auditAppender(), Logger: n.log,
 	})
 	n.setupIndexedPull()
-	if err := n.setupImaging(); err != nil {
+	if err := n.mountApplications(); err != nil {
 		return err
 	}
 	trustedIdentities, err := n.loadIdentity(ctx, clientTLS)
@@ -469,7 +470,7 @@ func (n *Node) AddressbookEntries() []addressbook.Entry {
 			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: e.AuthServer},
 			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: e.JWKS},
 			addressbook.EndpointSpec{ID: "ep-" + p.URA + "-push", PayloadType: push.PayloadType, Address: e.Push, FHIRVersion: "3.0"})
-		eps = append(eps, n.imagingEndpoints(p.URA)...) // Beeldbeschikbaarheid (beeld.go)
+		eps = append(eps, n.hostedEndpoints(p.URA)...) // care applications with routes of their own (hosted.go)
 		out = append(out, addressbook.Entry{ID: "org-" + p.URA, URA: p.URA, Name: p.Name, Endpoints: eps})
 	}
 	return out

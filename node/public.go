@@ -34,7 +34,7 @@ func (n *Node) publicRoutes() http.Handler {
 	mux.HandleFunc("POST /consent/notifications/{ura}", n.consentNotification)
 	mux.HandleFunc("GET "+audit.ExportPath, n.serveAuditExport)
 	mux.HandleFunc("GET "+audit.ExportKeysPath, n.serveAuditKeys)
-	n.imagingRoutes(mux)
+	n.hostedPublicRoutes(mux)
 	data := rest.New(n.dataConfig(n.stu3, fhir.STU3))
 	fhirAPI := func(w http.ResponseWriter, r *http.Request) {
 		ura, path := r.PathValue("ura"), r.PathValue("path")

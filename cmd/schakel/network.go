@@ -69,17 +69,6 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			if err := plateauOption(plateauFlag, &opts); err != nil {
 				return err
 			}
-			if care == "beeld" {
-				// Beeldbeschikbaarheid answers from the participant's PACS,
-				// beside the registry's store-backed applications (beeld.go).
-				if pattern != "" && pattern != "indexed-pull" {
-					return fmt.Errorf("--pattern %q with --care beeld: supported is indexed-pull", pattern)
-				}
-				if processes || opts.Plateau != 0 || opts.Mixed {
-					return errors.New("--care beeld runs in one process at the default agreement for now (no --processes, no --plateau)")
-				}
-				return runImaging(cmd.Context(), opts, once)
-			}
 			if opts.Applications == nil {
 				opts.Applications = node.DefaultApplications()
 			}
@@ -93,13 +82,10 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			if opts.Replicas > 0 && pattern != "notified-pull" {
 				return fmt.Errorf("--replicas runs the BgZ Notified Pull and Direct Pull for now, not --pattern %s", pattern)
 			}
+			if ran, err := runCareDemo(cmd.Context(), opts, care, pattern, once, processes); ran {
+				return err
+			}
 			if pattern == "push" {
-				if care == "geboortezorg" {
-					if processes || opts.Plateau != 0 || opts.Mixed {
-						return fmt.Errorf("--care %s runs in one process at the default agreement for now (no --processes, no --plateau)", care)
-					}
-					return runTransfer(cmd.Context(), opts, once)
-				}
 				return runLetter(cmd.Context(), opts, once, processes)
 			}
 			if pattern == "indexed-pull" {
@@ -130,7 +116,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
 	replicaFlags(up, &opts)
 	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
-	up.Flags().StringVar(&care, "care", "bgz", "care application: "+careUsage(node.DefaultApplications())+", beeld (indexed-pull: images, ImagingStudy and DICOMweb)")
+	up.Flags().StringVar(&care, "care", "bgz", "care application: "+careUsage(node.DefaultApplications()))
 	up.Flags().StringVar(&pattern, "pattern", "", "exchange pattern; default the care application's own (bgz: notified-pull, correspondentie and geboortezorg: push); bgz also indexed-pull: the GP practice refers to the hospital and the nursing home, then a clinic's node pulls from all three holders at once")
 	cmd.AddCommand(up)
 	return cmd
@@ -307,11 +293,14 @@ func runScenario(ctx context.Context, opts network.Options, once bool, what stri
 	return nw.Wait()
 }
 
-// careUsage names the registered care applications and their own patterns.
+// careUsage names the registered care applications and the pattern the
+// demo runs each on by default.
 func careUsage(apps *careapp.Registry) string {
 	var parts []string
 	for _, a := range apps.All() {
-		parts = append(parts, fmt.Sprintf("%s (%s)", a.Name(), a.Patterns()[0]))
+		if p, err := careOption(apps, a.Name(), ""); err == nil {
+			parts = append(parts, fmt.Sprintf("%s (%s)", a.Name(), p))
+		}
 	}
 	return strings.Join(parts, ", ")
 }
