@@ -95,3 +95,27 @@ func TestRegistryLookups(t *testing.T) {
 		t.Errorf("nil registry: %v", err)
 	}
 }
+
+// routesApp serves its exchange on routes of its own, without a query set.
+type routesApp struct{ app }
+
+func (routesApp) PublicPatterns() []string { return []string{"GET /imaging/{ura}"} }
+
+// An application with routes of its own runs on Direct Pull and Indexed
+// Pull without a query set; a query-set lookup neither finds it nor
+// offers it instead.
+func TestRegistryRoutesApplication(t *testing.T) {
+	bgz := pullApp{app{"bgz", fhir.STU3, []careapp.Pattern{careapp.NotifiedPull, careapp.DirectPull}}}
+	imaging := routesApp{app{"beeld", fhir.R4, []careapp.Pattern{careapp.DirectPull, careapp.IndexedPull}}}
+	reg, err := careapp.NewRegistry(bgz, imaging)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on := reg.On(careapp.IndexedPull); len(on) != 1 || on[0].Name() != "beeld" {
+		t.Errorf("On(indexed-pull) %v", on)
+	}
+	_, err = reg.QuerySet("beeld", careapp.DirectPull)
+	if !errors.Is(err, careapp.ErrUnknown) || !strings.HasSuffix(err.Error(), "supported: bgz") {
+		t.Errorf("QuerySet(beeld): %v, want unknown offering bgz only", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/schakel-nl/schakel/beeld"
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
@@ -62,6 +63,32 @@ func TestCheckApplications(t *testing.T) {
 		if err := checkApplications(reg, policies); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// twin is Beeldbeschikbaarheid under another name: its public routes are
+// beeld's.
+type twin struct{ beeld.App }
+
+func (twin) Name() string { return "beeld-twin" }
+
+// Two applications claiming the same public route do not start; the
+// shipped ones mount beeld's routes, endpoints and grants.
+func TestCheckApplicationsRoutes(t *testing.T) {
+	policies, err := policy.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := careapp.NewRegistry(beeld.New(), twin{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = checkApplications(reg, policies)
+	if err == nil || !strings.Contains(err.Error(), "beeld and beeld-twin both claim the public route") {
+		t.Errorf("checkApplications: %v, want a refusal of the route claimed twice", err)
+	}
+	if _, ok := DefaultApplications().Get(beeld.Application); !ok {
+		t.Error("the shipped applications lack beeld")
 	}
 }
 

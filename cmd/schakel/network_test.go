@@ -311,6 +311,9 @@ func TestCareOption(t *testing.T) {
 		{"geboortezorg", "", "push", false},
 		{"geboortezorg", "notified-pull", "", true},
 		{"bgz", "direct-pull", "", true}, // no demo exchange of its own
+		{"beeld", "", "indexed-pull", false},
+		{"beeld", "direct-pull", "", true},
+		{"beeld", "push", "", true},
 		{"lab", "", "", true},
 	} {
 		got, err := careOption(node.DefaultApplications(), tc.care, tc.pattern)
