@@ -251,7 +251,7 @@ type ParticipantConfig struct {
 	// copy; only the exchange's Tasks and received data stay in the node.
 	EHR EHRConfig `koanf:"ehr"`
 	// PACS, when its URL is set, is the participant's PACS (DICOMweb), for
-	// Beeldbeschikbaarheid (beeld.go).
+	// Beeldbeschikbaarheid (pacs.go; package beeld).
 	PACS PACSConfig `koanf:"pacs"`
 	// FacilityType is the participant's provider type (zorgaanbiedertype,
 	// 2.16.840.1.113883.2.4.15.1060, e.g. Z3 hospital), used in consent
