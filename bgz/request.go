@@ -12,12 +12,17 @@ import (
 // search; a request with them is still the search it pages through.
 var PagingParams = []string{"_count", "_offset", "_format"}
 
+// ShapingParams are the result parameters that only narrow how each match
+// is shown (_summary, _elements) or laid out (_pretty); a request with
+// them is still the search it shapes, and returns no more than it.
+var ShapingParams = []string{"_summary", "_elements", "_pretty"}
+
 // SearchOf rebuilds a received search as a relative URL without its paging
-// parameters, for Normalize and Match.
+// and shaping parameters, for Normalize and Match.
 func SearchOf(resourceType, operation string, params url.Values) string {
 	p := url.Values{}
 	for k, v := range params {
-		if !slices.Contains(PagingParams, k) {
+		if !slices.Contains(PagingParams, k) && !slices.Contains(ShapingParams, k) {
 			p[k] = v
 		}
 	}

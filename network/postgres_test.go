@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
 )
 
@@ -27,7 +29,9 @@ func TestExchangeOnPostgreSQL(t *testing.T) {
 		}
 		defer conn.Close(context.Background())
 		for _, n := range []string{"gp_node", "hospital_node"} {
-			_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{prefix + n}.Sanitize()+" CASCADE")
+			for _, schema := range []string{prefix + n, node.StoreSchema(fhir.R4, prefix+n)} {
+				_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+			}
 		}
 	})
 	ctx, cancel := context.WithCancel(context.Background())

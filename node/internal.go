@@ -17,7 +17,6 @@ import (
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
-	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/plateau"
@@ -40,20 +39,7 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	}
-	own := rest.New(rest.Config{
-		Store: n.stu3, Version: fhir.STU3, MaxBodyBytes: n.cfg.MaxBodyBytes, Logger: n.log,
-		Commit: func(ctx context.Context, req *rest.Request, res rest.Result) error {
-			p := ctx.Value(participantKey{}).(*participant)
-			return n.auditFHIR(ctx, req, res, actor{ura: p.URA, system: p.SystemUZI, protocol: "internal API, participant token",
-				checks: []string{"internal-token: the participant's bearer token"}})
-		},
-	})
-	ownFHIR := n.authInternal(func(w http.ResponseWriter, r *http.Request, p *participant) {
-		own.Serve(w, r, p.URA, n.InternalURL()+"/internal/fhir", r.PathValue("path"))
-	})
-	// The base itself takes transactions and batches; ServeMux would redirect it to "/internal/fhir/".
-	mux.Handle("/internal/fhir", ownFHIR)
-	mux.Handle("/internal/fhir/{path...}", ownFHIR)
+	n.mountInternalFHIR(mux)
 	mux.Handle("POST /internal/referrals", n.authInternal(n.createReferral))
 	mux.Handle("GET /internal/referrals", n.authInternal(n.listReferrals))
 	mux.Handle("GET /internal/referrals/{id}", n.authInternal(n.getReferral))

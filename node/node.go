@@ -63,6 +63,7 @@ type Node struct {
 	publicURL            string
 
 	stu3     store.Store
+	r4       store.Store // fhirversions.go
 	auditLog *audit.Store
 	npDB     *notifiedpull.DB
 	np       *notifiedpull.Service
@@ -255,6 +256,9 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			return fmt.Errorf("datadir: FHIR store: %w", err)
 		}
 		n.stu3 = timedStore{st, n.metrics.series, n.tracing.tracer}
+	}
+	if err := n.openR4Store(ctx); err != nil {
+		return err
 	}
 	keyFile, keySetting := cfg.Audit.CheckpointKeyFile, "audit.checkpointkeyfile"
 	if keyFile == "" {
@@ -537,6 +541,9 @@ func (n *Node) closeStores() {
 	}
 	if n.auditLog != nil {
 		_ = n.auditLog.Close()
+	}
+	if n.r4 != nil {
+		_ = n.r4.Close()
 	}
 	if n.stu3 != nil {
 		_ = n.stu3.Close()

@@ -34,9 +34,41 @@ func (n *Node) publicRoutes() http.Handler {
 	mux.HandleFunc("POST /consent/notifications/{ura}", n.consentNotification)
 	mux.HandleFunc("GET "+audit.ExportPath, n.serveAuditExport)
 	mux.HandleFunc("GET "+audit.ExportKeysPath, n.serveAuditKeys)
-	data := rest.New(rest.Config{
-		Store: n.stu3, Version: fhir.STU3, MaxBodyBytes: n.cfg.MaxBodyBytes, Logger: n.log,
+	data := rest.New(n.dataConfig(n.stu3, fhir.STU3))
+	fhirAPI := func(w http.ResponseWriter, r *http.Request) {
+		ura, path := r.PathValue("ura"), r.PathValue("path")
+		if _, ok := n.parts.get(ura); !ok {
+			writeOutcome(w, fhir.Errorf(http.StatusNotFound, "not-found", "no participant %s on this node", ura))
+			return
+		}
+		if path == "$process-message" {
+			n.push.HandleMessage(w, r, ura)
+			return
+		}
+		if path == "Task" && (r.Method == http.MethodPost || (r.Method == http.MethodPut && r.URL.Query().Has("identifier"))) {
+			n.np.HandleNotification(w, r, ura)
+			return
+		}
+		n.serveData(w, r, data, ura, n.fhirBase(ura), path)
+	}
+	// The base itself takes transactions and batches; ServeMux would redirect it to ".../{ura}/".
+	mux.HandleFunc("/fhir/stu3/{ura}", fhirAPI)
+	mux.HandleFunc("/fhir/stu3/{ura}/{path...}", fhirAPI)
+	n.mountPublicR4(mux, data)
+	return unmatched(mux)
+}
+
+// dataConfig is the configuration of a public data endpoint over st: every
+// request passes the plateau enforcer, the care application's policy and
+// the exchange's own policy (referral or consult), and is audited before
+// its answer leaves.
+func (n *Node) dataConfig(st store.Store, v fhir.Version) rest.Config {
+	return rest.Config{
+		Store: st, Version: v, MaxBodyBytes: n.cfg.MaxBodyBytes, Logger: n.log,
 		Authorize: func(ctx context.Context, req *rest.Request) error {
+			if err := versionWrites(v, req); err != nil {
+				return err
+			}
 			tok := tokenFrom(ctx)
 			authn, user, role := plateau.TokenUser(tok.Claims)
 			app := ""
@@ -88,49 +120,35 @@ func (n *Node) publicRoutes() http.Handler {
 		Observe: func(ctx context.Context, req *rest.Request, res rest.Result) {
 			n.np.AfterData(ctx, tokenFrom(ctx), req, res.Status)
 		},
-	})
-	fhirAPI := func(w http.ResponseWriter, r *http.Request) {
-		ura, path := r.PathValue("ura"), r.PathValue("path")
-		if _, ok := n.parts.get(ura); !ok {
-			writeOutcome(w, fhir.Errorf(http.StatusNotFound, "not-found", "no participant %s on this node", ura))
-			return
-		}
-		if path == "$process-message" {
-			n.push.HandleMessage(w, r, ura)
-			return
-		}
-		if path == "Task" && (r.Method == http.MethodPost || (r.Method == http.MethodPut && r.URL.Query().Has("identifier"))) {
-			n.np.HandleNotification(w, r, ura)
-			return
-		}
-		base := n.fhirBase(ura)
-		if path == "metadata" {
-			data.Serve(w, r, ura, base, path)
-			return
-		}
-		tok, err := n.verify(r, base)
-		if err != nil {
-			peer, _ := n.trust.PeerURA(r.TLS)
-			if aerr := n.auditAppender().Append(r.Context(), audit.Record{Action: actionFor(r.Method), Interaction: "access", Outcome: http.StatusUnauthorized,
-				OutcomeText: "no valid access token", Tenant: ura, ActorURA: peer, Address: r.RemoteAddr, Query: path}); aerr != nil {
-				writeOutcome(w, auditUnavailable(aerr))
-				return
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			writeOutcome(w, &fhir.Error{Status: http.StatusUnauthorized, Cause: err, Issues: []fhir.Issue{{Severity: "error", Code: "login",
-				Diagnostics: "a valid access token for this endpoint, bound to your client certificate, is required"}}})
-			return
-		}
-		ctx := context.WithValue(r.Context(), tokenKey{}, tok)
-		if consult.IsConsult(tok) {
-			ctx = consult.WithCheck(ctx)
-		}
-		data.Serve(w, r.WithContext(ctx), ura, base, path)
 	}
-	// The base itself takes transactions and batches; ServeMux would redirect it to ".../{ura}/".
-	mux.HandleFunc("/fhir/stu3/{ura}", fhirAPI)
-	mux.HandleFunc("/fhir/stu3/{ura}/{path...}", fhirAPI)
-	return unmatched(mux)
+}
+
+// serveData serves a data request on a public FHIR base: metadata to any
+// trusted peer, everything else with a valid access token for this
+// participant's data (audience: its FHIR base, dataAudiences).
+func (n *Node) serveData(w http.ResponseWriter, r *http.Request, data *rest.Server, ura, base, path string) {
+	if path == "metadata" {
+		data.Serve(w, r, ura, base, path)
+		return
+	}
+	tok, err := n.verifyData(r, ura)
+	if err != nil {
+		peer, _ := n.trust.PeerURA(r.TLS)
+		if aerr := n.auditAppender().Append(r.Context(), audit.Record{Action: actionFor(r.Method), Interaction: "access", Outcome: http.StatusUnauthorized,
+			OutcomeText: "no valid access token", Tenant: ura, ActorURA: peer, Address: r.RemoteAddr, Query: path}); aerr != nil {
+			writeOutcome(w, auditUnavailable(aerr))
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeOutcome(w, &fhir.Error{Status: http.StatusUnauthorized, Cause: err, Issues: []fhir.Issue{{Severity: "error", Code: "login",
+			Diagnostics: "a valid access token for this endpoint, bound to your client certificate, is required"}}})
+		return
+	}
+	ctx := context.WithValue(r.Context(), tokenKey{}, tok)
+	if consult.IsConsult(tok) {
+		ctx = consult.WithCheck(ctx)
+	}
+	data.Serve(w, r.WithContext(ctx), ura, base, path)
 }
 
 // serveClientJWKS publishes the keys a participant signs its client
@@ -308,9 +326,14 @@ func writeOutcome(w http.ResponseWriter, fe *fhir.Error) {
 	_, _ = w.Write(fhir.OperationOutcome(fe.Issues...))
 }
 
-// queryBSN is the patient a search is about, for the audit record.
+// queryBSN is the patient a search is about, or the patient of
+// Patient/[id]/$everything, for the policy and the audit record.
 func (n *Node) queryBSN(req *rest.Request) string {
-	return n.patientBSN(req.Params)
+	bsn := n.patientBSN(req.Params)
+	if bsn == "" && req.Patient != nil {
+		bsn, _, _ = nl.Patient(req.Patient.Body)
+	}
+	return bsn
 }
 
 // unmatched answers a request no route serves (404, or 405 with its Allow

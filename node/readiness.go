@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,11 +63,13 @@ func (n *Node) checkStore(ctx context.Context) error {
 	if len(n.cfg.Participants) > 0 {
 		tenant = n.cfg.Participants[0].URA
 	}
-	_, err := n.stu3.Read(ctx, tenant, "Patient", "schakel-readiness-probe")
-	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
-		return nil
+	for _, v := range servedVersions {
+		_, err := n.StoreFor(v).Read(ctx, tenant, "Patient", "schakel-readiness-probe")
+		if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDeleted) {
+			return errors.New("the FHIR " + strings.ToUpper(string(v)) + " store does not answer")
+		}
 	}
-	return errors.New("the FHIR store does not answer")
+	return nil
 }
 
 // checkAudit reads the log's newest checkpoint and looks at how the last

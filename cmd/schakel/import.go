@@ -17,6 +17,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store/postgres"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/nl"
+	"github.com/schakel-nl/schakel/node"
 )
 
 // postgresEnv holds the PostgreSQL DSN when --postgres is not given: a DSN
@@ -25,8 +26,8 @@ const postgresEnv = "SCHAKEL_IMPORT_POSTGRES"
 
 func newImportCommand() *cobra.Command {
 	var (
-		storePath, dsn, tenant, version string
-		strict, progress                bool
+		storePath, dsn, schema, tenant, version string
+		strict, progress                        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "import FILE|DIR...",
@@ -51,7 +52,7 @@ func newImportCommand() *cobra.Command {
 			if dsn == "" {
 				dsn = os.Getenv(postgresEnv)
 			}
-			st, err := openImportStore(cmd, storePath, dsn, v)
+			st, err := openImportStore(cmd, storePath, dsn, node.StoreSchema(v, schema), v)
 			if err != nil {
 				return err
 			}
@@ -90,8 +91,9 @@ func newImportCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&storePath, "store", "", "SQLite FHIR store file of the node (e.g. DATA/fhir-stu3.db)")
+	f.StringVar(&storePath, "store", "", "SQLite FHIR store file of the node (DATA/fhir-stu3.db, or DATA/fhir-r4.db with --fhir-version r4)")
 	f.StringVar(&dsn, "postgres", "", "PostgreSQL DSN of the node's FHIR store (instead of --store; or $"+postgresEnv+")")
+	f.StringVar(&schema, "schema", "", "the node's store.schema with --postgres; R4 data goes to the node's R4 schema beside it (<schema>_r4, or fhir_r4)")
 	f.StringVar(&tenant, "tenant", "", "participant URA to import the data for (required)")
 	f.StringVar(&version, "fhir-version", "stu3", "FHIR version of the data and the store: stu3 or r4")
 	f.BoolVar(&strict, "strict", false, "stop at the first file with a problem")
@@ -144,12 +146,14 @@ func (b *importBar) file(path string) {
 
 func (b *importBar) finish() { _ = b.bar.Finish() }
 
-func openImportStore(cmd *cobra.Command, storePath, dsn string, v fhir.Version) (store.Store, error) {
+func openImportStore(cmd *cobra.Command, storePath, dsn, schema string, v fhir.Version) (store.Store, error) {
 	switch {
 	case storePath != "" && dsn != "":
 		return nil, errors.New("give one of --store FILE or --postgres DSN, not both")
 	case storePath != "":
 		return sqlite.Open(cmd.Context(), storePath, v)
+	case dsn != "" && schema != "":
+		return postgres.Open(cmd.Context(), dsn, v, postgres.WithSchema(schema))
 	case dsn != "":
 		return postgres.Open(cmd.Context(), dsn, v)
 	}

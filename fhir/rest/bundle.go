@@ -20,10 +20,11 @@ type view struct {
 	count    bool            // _summary=count: the total only
 	elements map[string]bool // _elements: these top-level elements only
 	noText   bool            // _summary=data: everything but the narrative
+	summary  string          // _summary=true or text (summaryTrue, summaryText)
 }
 
 // subsets reports whether resources are to be cut down (and tagged).
-func (v view) subsets() bool { return v.elements != nil || v.noText }
+func (v view) subsets() bool { return v.elements != nil || v.noText || v.summary != "" }
 
 func (v view) keep(key string) bool {
 	if v.noText && key == "text" {
@@ -32,9 +33,9 @@ func (v view) keep(key string) bool {
 	return v.elements == nil || v.elements[key]
 }
 
-// view reads _summary and _elements. _summary=true and =text need the
-// summary flags of the element definitions, which this package does not
-// have yet; they are refused rather than silently ignored.
+// view reads _summary and _elements. _summary=true and =text cut the
+// resources down by the isSummary and cardinality flags of the definitions
+// (fhir/spec); _elements may not be combined with them.
 func (s *Server) view(req *Request, search bool) (view, error) {
 	var v view
 	for _, k := range []string{"_summary", "_elements"} {
@@ -51,10 +52,11 @@ func (s *Server) view(req *Request, search bool) (view, error) {
 		v.count = true
 	case "data":
 		v.noText = true
-	case "true", "text":
-		e := paramError("_summary", "_summary="+summary+" is not supported yet")
-		e.Issues[0].Code = "not-supported"
-		return v, e
+	case summaryTrue, summaryText:
+		if req.Params.Has("_elements") {
+			return v, paramError("_summary", "_summary="+summary+" cannot be combined with _elements")
+		}
+		v.summary = summary
 	default:
 		return v, paramError("_summary", "must be one of true, text, data, count, false")
 	}
@@ -191,7 +193,7 @@ func (s *Server) bundle(req *Request, page store.Page, v view, at time.Time) ([]
 		body := []byte(r.Body)
 		if v.subsets() {
 			var err error
-			if body, err = subset(body, v.keep, s.subsettedTag()); err != nil {
+			if body, err = s.shape(r.Type, body, v); err != nil {
 				return nil, err
 			}
 		}

@@ -15,7 +15,7 @@ import (
 // what this server does, generated from the spec tables of its version:
 // every resource type with the interactions this server and its store
 // support, every search parameter the search engine compiles, JSON and
-// XML, and Observation/$lastn.
+// XML, and the operations ($lastn, $everything, $document, $validate).
 func (s *Server) capabilities(w http.ResponseWriter, req *Request) Result {
 	doc, err := json.Marshal(s.capabilityStatement(req.Base))
 	if err != nil {
@@ -85,7 +85,14 @@ var (
 	typeHistoryInteractions = []capInteraction{{"read"}, {"vread"}, {"update"}, {"delete"}, {"history-instance"}, {"history-type"}, {"create"}, {"search-type"}}
 )
 
-const lastNDefinition = "http://hl7.org/fhir/OperationDefinition/Observation-lastn"
+// The definitions of the operations served, by resource type ("" for
+// every type).
+var operationDefinitions = []struct{ typ, name, definition string }{
+	{"Observation", "lastn", "http://hl7.org/fhir/OperationDefinition/Observation-lastn"},
+	{"Patient", "everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+	{"Composition", "document", "http://hl7.org/fhir/OperationDefinition/Composition-document"},
+	{"", "validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+}
 
 func (s *Server) capabilityStatement(base string) capabilityStatement {
 	cs := capabilityStatement{
@@ -127,13 +134,17 @@ func (s *Server) capabilityStatement(base string) capabilityStatement {
 		r := capResource{Type: t, Interaction: interactions, Versioning: "versioned", ReadHistory: history, UpdateCreate: true,
 			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: "single"}
 		r.SearchParam, r.SearchInclude = searchParams(defs, t)
-		if t == "Observation" && s.version == fhir.R4 {
-			r.Operation = []capOp{{Name: "lastn", Definition: lastNDefinition}}
+		for _, op := range operationDefinitions {
+			if s.version == fhir.R4 && (op.typ == t || op.typ == "") {
+				r.Operation = append(r.Operation, capOp{Name: op.name, Definition: op.definition})
+			}
 		}
 		rest.Resource = append(rest.Resource, r)
 	}
-	if s.version == fhir.STU3 {
-		rest.Operation = []capOp{{Name: "lastn", Definition: map[string]string{"reference": lastNDefinition}}}
+	if s.version == fhir.STU3 { // STU3 has no operations per resource
+		for _, op := range operationDefinitions {
+			rest.Operation = append(rest.Operation, capOp{Name: op.name, Definition: map[string]string{"reference": op.definition}})
+		}
 	}
 	cs.Rest = []capRest{rest}
 	return cs

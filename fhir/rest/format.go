@@ -96,8 +96,12 @@ func negotiate(accept, format string, v fhir.Version) (codec, error) {
 		if full, ok := formatNames[mt]; ok {
 			mt = full
 		}
-		if c, ok := codecs[mt]; ok && versionMatches(params, v) {
+		c, ok := codecs[mt]
+		if ok && versionMatches(params, v) {
 			return c, nil
+		}
+		if ok {
+			return nil, wrongVersion(params, v)
 		}
 		return nil, notAcceptable(mt)
 	}
@@ -108,6 +112,7 @@ func negotiate(accept, format string, v fhir.Version) (codec, error) {
 		best      codec
 		bestQ     = -1.0
 		unserved  string
+		otherVer  string // the parameters of a range skipped for its fhirVersion
 		remaining = accept
 	)
 	for remaining != "" {
@@ -123,6 +128,7 @@ func negotiate(accept, format string, v fhir.Version) (codec, error) {
 		switch {
 		case ok:
 			if !versionMatches(params, v) {
+				otherVer = params
 				continue
 			}
 		case mt == "*/*" || mt == "application/*":
@@ -138,6 +144,9 @@ func negotiate(accept, format string, v fhir.Version) (codec, error) {
 		}
 	}
 	if best == nil {
+		if otherVer != "" && unserved == "" {
+			return nil, wrongVersion(otherVer, v)
+		}
 		return nil, notAcceptable(unserved)
 	}
 	return best, nil
@@ -172,6 +181,12 @@ func versionMatches(params string, v fhir.Version) bool {
 		}
 	}
 	return true
+}
+
+// wrongVersion is the 406 for a format asked in another FHIR version.
+func wrongVersion(params string, v fhir.Version) error {
+	raw, _ := fhirVersionParam(params)
+	return fhir.Errorf(http.StatusNotAcceptable, "not-supported", "fhirVersion %s is not served on this endpoint; it serves fhirVersion %s (%s)", clip(raw), v.MimeVersion(), strings.ToUpper(string(v)))
 }
 
 func notAcceptable(mt string) error {

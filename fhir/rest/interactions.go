@@ -368,7 +368,7 @@ func (s *Server) writeResource(w http.ResponseWriter, req *Request, status int, 
 	body := []byte(res.Body)
 	if v.subsets() {
 		var err error
-		if body, err = subset(body, v.keep, s.subsettedTag()); err != nil {
+		if body, err = s.shape(res.Type, body, v); err != nil {
 			return Result{Err: err}
 		}
 	}

@@ -35,7 +35,11 @@ func (s *Server) parse(r *http.Request, tenant, base, path string) (*Request, er
 		HTTP:   r,
 		format: jsonCodec{},
 	}
-	if err := s.route(req, r.Method, strings.Trim(path, "/")); err != nil {
+	method := r.Method
+	if method == http.MethodHead { // HEAD is GET without the body (RFC 9110 §9.3.2)
+		method = http.MethodGet
+	}
+	if err := s.route(req, method, strings.Trim(path, "/")); err != nil {
 		return req, err
 	}
 	f, err := negotiate(r.Header.Get("Accept"), req.Params.Get("_format"), s.version)
@@ -59,6 +63,14 @@ func (s *Server) parse(r *http.Request, tenant, base, path string) (*Request, er
 			return req, err
 		}
 		if req.Body, err = s.bundleBody(r.Header.Get("Content-Type"), body, req); err != nil {
+			return req, err
+		}
+	case req.Interaction == InteractionOperation && req.Operation == OperationValidate:
+		body, err := s.readBody(r)
+		if err != nil {
+			return req, err
+		}
+		if err := s.validateInput(r.Header.Get("Content-Type"), body, req); err != nil {
 			return req, err
 		}
 	case req.Interaction == InteractionSearchType && r.Method == http.MethodPost:
@@ -128,10 +140,7 @@ func (s *Server) route(req *Request, method, path string) error {
 			return allow(req, method, InteractionHistoryType, "GET")
 		case strings.HasPrefix(p, "$"):
 			req.Operation = p
-			if p != "$lastn" || typ != "Observation" {
-				return fhir.Errorf(http.StatusBadRequest, "not-supported", "operation %s is not supported on %s", clip(p), typ)
-			}
-			return allow(req, method, InteractionOperation, "GET")
+			return s.routeOperation(req, method, typ, "")
 		}
 		if !validID(p) {
 			return fhir.Errorf(http.StatusBadRequest, "invalid", "%q is not a valid resource id", clip(p))
@@ -162,7 +171,11 @@ func (s *Server) route(req *Request, method, path string) error {
 			return allow(req, method, InteractionHistoryInstance, "GET")
 		case strings.HasPrefix(parts[2], "$"):
 			req.Operation = parts[2]
-			return fhir.Errorf(http.StatusBadRequest, "not-supported", "operation %s is not supported on %s instances", clip(parts[2]), typ)
+			if !validID(parts[1]) {
+				return fhir.Errorf(http.StatusBadRequest, "invalid", "%q is not a valid resource id", clip(parts[1]))
+			}
+			req.ID = parts[1]
+			return s.routeOperation(req, method, typ, parts[1])
 		}
 	case 4: // [type]/[id]/_history/[vid]
 		if parts[2] != "_history" {

@@ -122,9 +122,14 @@ type Request struct {
 	// Params are the URL query parameters, merged with the form body for
 	// POST [type]/_search.
 	Params url.Values
-	// Body is the request body as FHIR JSON (create, update, and the Bundle
-	// of a transaction or batch).
+	// Body is the request body as FHIR JSON (create, update, the Bundle of
+	// a transaction or batch, and the resource $validate checks).
 	Body []byte
+	// Patient is, for Patient/[id]/$everything, the patient the answer is
+	// about, read before Authorize runs so that the policy can decide on
+	// it (consent asks by BSN), and set for Commit and Observe; nil
+	// otherwise, and when the patient is not there.
+	Patient *store.Resource
 	// Entry is the position (from 1) of the Bundle entry this Request stands
 	// for when Authorize is asked about each entry of a transaction or batch;
 	// 0 for requests of their own.
@@ -132,7 +137,8 @@ type Request struct {
 	// HTTP is the request as received.
 	HTTP *http.Request
 
-	format codec // the negotiated response format
+	format codec  // the negotiated response format
+	mode   string // $validate's mode: "", create, update or delete
 }
 
 // Result is the outcome of one interaction, as reported to Config.Observe.
@@ -159,6 +165,10 @@ type Server struct {
 	types     map[string]bool // the resource types this endpoint serves
 	started   time.Time       // CapabilityStatement.date
 	elements  sync.Map        // resource type → its _elements names (elementNames)
+	summaries sync.Map        // resource type → its summary index (summaryIndex)
+
+	compartmentOnce  sync.Once
+	compartmentLinks []compartmentLink // Patient/$everything's types (compartment)
 }
 
 // New returns a Server for cfg. It panics when cfg.Validate fails: a
@@ -215,6 +225,9 @@ func (s *Server) Serve(w http.ResponseWriter, r *http.Request, tenant, base, pat
 			res.Status = s.writeError(buf, req, e)
 		}
 	}
+	if r.Method == http.MethodHead {
+		buf.body.Reset() // the headers of the GET, Content-Length included; no body
+	}
 	buf.flush(w)
 	if s.observe != nil {
 		s.observe(r.Context(), req, res)
@@ -237,6 +250,9 @@ func written(req *Request, res Result) []store.Resource {
 func (s *Server) handle(w http.ResponseWriter, req *Request) Result {
 	ctx := req.HTTP.Context()
 	if req.Interaction != InteractionCapabilities && s.authorize != nil {
+		if err := s.prepare(ctx, req); err != nil {
+			return Result{Err: err}
+		}
 		if err := s.authorize(ctx, req); err != nil {
 			return Result{Err: denied(err)}
 		}
@@ -248,8 +264,8 @@ func (s *Server) handle(w http.ResponseWriter, req *Request) Result {
 		return s.vread(ctx, w, req)
 	case InteractionSearchType:
 		return s.search(ctx, w, req, 0)
-	case InteractionOperation: // only $lastn gets past parse
-		return s.lastN(ctx, w, req)
+	case InteractionOperation:
+		return s.operation(ctx, w, req)
 	case InteractionCreate:
 		return s.create(ctx, w, req)
 	case InteractionUpdate:

@@ -513,10 +513,10 @@ func TestSearch(t *testing.T) {
 			},
 		},
 		{
-			name:   "_summary=true is refused, not ignored",
-			path:   "Patient?_summary=true",
+			name:   "_summary=true with _elements is refused",
+			path:   "Patient?_summary=true&_elements=name",
 			status: http.StatusBadRequest,
-			check:  wantOutcome("not-supported", "_summary=true"),
+			check:  wantOutcome("invalid", "_summary=true"),
 		},
 		{
 			name:   "invalid search from the store",
@@ -751,7 +751,8 @@ func TestRouting(t *testing.T) {
 		{name: "history without a Historian", configure: func(c *rest.Config) { c.Store = plainStore{c.Store} }, path: "Patient/p1/_history", status: http.StatusNotFound, check: wantOutcome("not-supported", "history")},
 		{name: "invalid id", path: "Patient/a_b", status: http.StatusBadRequest, check: wantOutcome("invalid", "a_b")},
 		{name: "id too long", path: "Patient/" + strings.Repeat("a", 65), status: http.StatusBadRequest},
-		{name: "instance operation", path: "Patient/p1/$everything", status: http.StatusBadRequest, check: wantOutcome("not-supported", "$everything")},
+		{name: "instance operation", path: "Observation/o1/$lastn", status: http.StatusBadRequest, check: wantOutcome("not-supported", "$lastn")},
+		{name: "unknown operation", path: "Patient/p1/$frobnicate", status: http.StatusBadRequest, check: wantOutcome("not-supported", "$frobnicate")},
 		{name: "system level search", path: "", status: http.StatusNotFound},
 		{name: "system operation", path: "$everything", status: http.StatusNotFound},
 	})

@@ -372,7 +372,7 @@ func (s *Server) execute(ctx context.Context, tx store.Tx, op *entryOp, ids map[
 		}
 		op.res, op.doc = res, res.Body
 		if v.subsets() {
-			if op.doc, err = subset(res.Body, v.keep, s.subsettedTag()); err != nil {
+			if op.doc, err = s.shape(res.Type, res.Body, v); err != nil {
 				return err
 			}
 		}

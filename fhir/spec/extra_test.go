@@ -22,3 +22,28 @@ func TestExtraSearchParameters(t *testing.T) {
 		t.Errorf("Procedure.category: %+v", p)
 	}
 }
+
+func TestSummaryElements(t *testing.T) {
+	for _, tc := range []struct {
+		v       fhir.Version
+		path    string
+		summary bool
+	}{
+		{fhir.R4, "Patient.name", true},
+		{fhir.R4, "Patient.contact", false},
+		{fhir.R4, "Observation.value[x]", true},
+		{fhir.R4, "Observation.component.code", true},
+		{fhir.STU3, "Patient.birthDate", true},
+		{fhir.STU3, "Patient.photo", false},
+	} {
+		if got := For(tc.v).InSummary(tc.path); got != tc.summary {
+			t.Errorf("%s InSummary(%s) = %v, want %v", tc.v, tc.path, got, tc.summary)
+		}
+	}
+	if !For(fhir.R4).Mandatory("Observation.status") || For(fhir.R4).Mandatory("Observation.subject") {
+		t.Error("R4 Observation: status is mandatory, subject is not")
+	}
+	if !For(fhir.STU3).Mandatory("Composition.title") {
+		t.Error("STU3 Composition.title is mandatory")
+	}
+}

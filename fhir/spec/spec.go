@@ -143,3 +143,12 @@ func (d *Definitions) SearchParam(t, code string) *SearchParam {
 // Elements returns the elements of resource or complex type t in definition
 // order, the first being the type itself. The slice must not be modified.
 func (d *Definitions) Elements(t string) []Element { return d.elements[t] }
+
+// InSummary reports whether the element at path (e.g. "Patient.name",
+// "Observation.component.code", a choice as "Observation.value[x]") is
+// marked isSummary in the definitions: what _summary=true returns.
+func (d *Definitions) InSummary(path string) bool { return summaryElements[d.Version][path] }
+
+// Mandatory reports whether the top-level element at path (e.g.
+// "Observation.status") has a minimum cardinality of 1 or more.
+func (d *Definitions) Mandatory(path string) bool { return mandatoryElements[d.Version][path] }

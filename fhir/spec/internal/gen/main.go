@@ -41,6 +41,13 @@ func main() {
 			log.Fatal(err)
 		}
 	}
+	src, err := generateSummary(filepath.Join(*dir, "definitions"))
+	if err != nil {
+		log.Fatalf("summary: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(*dir, "zz_summary.go"), src, 0o644); err != nil {
+		log.Fatal(err)
+	}
 }
 
 type structureDefinition struct {
@@ -56,7 +63,9 @@ type structureDefinition struct {
 
 type elementDefinition struct {
 	Path             string `json:"path"`
+	Min              int    `json:"min"`
 	Max              string `json:"max"`
+	IsSummary        bool   `json:"isSummary"`
 	ContentReference string `json:"contentReference"`
 	Type             []struct {
 		Code      string `json:"code"`
