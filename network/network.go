@@ -348,7 +348,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		}
 	}
 	nw.GPNode, nw.HospNode = nw.Nodes[0], nw.Nodes[1]
-	if opts.Mixed || opts.IndexedPull {
+	if opts.Mixed || opts.IndexedPull || nw.transfer() {
 		nw.NursingHomeNode = nw.Nodes[2]
 	}
 
@@ -495,6 +495,9 @@ type nodeSpec struct {
 func (nw *Network) nodeSpecs() []nodeSpec {
 	if nw.opts.IndexedPull {
 		return indexedPullSpecs()
+	}
+	if nw.transfer() {
+		return transferSpecs()
 	}
 	if nw.opts.Mixed {
 		return []nodeSpec{
