@@ -73,6 +73,12 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 				return err
 			}
 			opts.Care = care
+			if isTransfer(opts.Applications, care) {
+				if processes || opts.Plateau != 0 || opts.Mixed {
+					return fmt.Errorf("--care %s runs in one process at the default agreement for now (no --processes, no --plateau)", care)
+				}
+				return runTransfer(cmd.Context(), opts, once)
+			}
 			if pattern == "push" {
 				if processes || opts.Plateau != 0 || opts.Mixed {
 					return errors.New("--care correspondentie runs in one process at the default agreement for now (no --processes, no --plateau)")
