@@ -76,16 +76,8 @@ func (nw *Network) ExchangeTransfer(ctx context.Context) (*TransferSummary, erro
 		return nil, errors.New("the network runs no nursing home node (give Care a transfer application)")
 	}
 	start := time.Now()
-	rec, err := eoverdracht.DemoRecord(time.Now())
-	if err != nil {
+	if err := nw.LoadTransferDossier(ctx); err != nil {
 		return nil, err
-	}
-	im, err := importer.New(importer.Config{Store: nw.HospNode.Store(), Version: fhir.STU3, Tenant: Hospital.URA})
-	if err != nil {
-		return nil, err
-	}
-	if err := im.Import(ctx, "eOverdracht transfer dossier", rec, &importer.Summary{Types: map[string]importer.Counts{}}); err != nil {
-		return nil, fmt.Errorf("load the hospital's transfer dossier: %w", err)
 	}
 	hc := &http.Client{Timeout: 30 * time.Second}
 	sender := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: hc}
@@ -141,6 +133,25 @@ func (nw *Network) ExchangeTransfer(ctx context.Context) (*TransferSummary, erro
 		return s, fmt.Errorf("the sender's transfer ended %q", s.Sender)
 	}
 	return s, nil
+}
+
+// LoadTransferDossier imports the demo transfer dossier (the Nictiz
+// scenario's patient, documents and what they reference) into the
+// hospital's record, as `schakel import` does: again on the same data
+// directory, it writes no new versions.
+func (nw *Network) LoadTransferDossier(ctx context.Context) error {
+	rec, err := eoverdracht.DemoRecord(time.Now())
+	if err != nil {
+		return err
+	}
+	im, err := importer.New(importer.Config{Store: nw.HospNode.Store(), Version: fhir.STU3, Tenant: Hospital.URA})
+	if err != nil {
+		return err
+	}
+	if err := im.Import(ctx, "eOverdracht transfer dossier", rec, &importer.Summary{Types: map[string]importer.Counts{}}); err != nil {
+		return fmt.Errorf("load the hospital's transfer dossier: %w", err)
+	}
+	return nil
 }
 
 // awaitReceived polls the receiver's referrals until the one with this

@@ -1,9 +1,19 @@
 package network
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/node"
+	"github.com/schakel-nl/schakel/notifiedpull"
+	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/pki"
 
 	"github.com/schakel-nl/schakel/eoverdracht"
 )
@@ -77,4 +87,135 @@ func TestTransferEndToEnd(t *testing.T) {
 	if task.Status != "completed" || len(task.Meta.Profile) != 1 || task.Meta.Profile[0] != eoverdracht.ProfileTask {
 		t.Errorf("the sender's workflow Task: %+v", task)
 	}
+}
+
+// TestTransferBadInput: a receiver (the test peer, as the nursing home)
+// holding an eOverdracht token on the hospital's node may read the
+// documents of its Task and move the Task as the flow allows, nothing
+// else: a $document on a Composition that is not in the Task, an illegal
+// status transition, a change beside the status, and the documents on the
+// FHIR R4 base are refused with an OperationOutcome and audited. A
+// referral whose input is not an eOverdracht document (wrong profile or
+// resource) is refused to the hospital's system.
+func TestTransferBadInput(t *testing.T) {
+	nw := startNetwork(t, 1)
+	ctx := context.Background()
+	if err := nw.LoadTransferDossier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := newPeer(t, nw)
+
+	// The hospital's system names inputs that are not eOverdracht documents.
+	for _, reads := range [][]string{{"Patient/nl-core-patient-eov-test-1-1b-01"}, {"Condition/zib-Problem-eov-test-1-1b-01"}} {
+		var oo struct {
+			ResourceType string
+			Issue        []struct{ Diagnostics string }
+		}
+		code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/referrals",
+			notifiedpull.ReferRequest{PatientBSN: eoverdracht.DemoPatientBSN, ReceiverURA: peerURA, Application: eoverdracht.Name, Reads: reads}, nil)
+		if code != http.StatusUnprocessableEntity {
+			t.Errorf("referral reading %v: status %d, want 422", reads, code)
+		}
+		_ = oo
+	}
+
+	var ref node.Referral
+	if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/referrals",
+		notifiedpull.ReferRequest{PatientBSN: eoverdracht.DemoPatientBSN, ReceiverURA: peerURA, Application: eoverdracht.Name,
+			Reads: []string{eoverdracht.DemoAdvanceNotice}}, &ref); code != http.StatusCreated {
+		t.Fatalf("refer: status %d", code)
+	}
+	var note notifiedpull.Notification
+	select {
+	case raw := <-p.notes:
+		var err error
+		if note, err = notifiedpull.ParseNotification(raw, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notification arrived")
+	}
+	md, err := p.oauth.Metadata(ctx, nw.HospNode.PublicURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := p.oauth.Token(ctx, md.TokenEndpoint, oauth.TokenRequest{
+		GrantType: notifiedpull.GrantTypeJWT, Scope: []string{eoverdracht.Name}, AuthorizationBase: note.AuthorizationBase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientTLSConfig(p.cert, pki.CertPool(nw.CA.Cert))}}
+	base := nw.HospNode.PublicURL() + "/fhir/stu3/" + Hospital.URA
+	send := func(method, u string, body []byte) (int, []byte) {
+		req, _ := http.NewRequest(method, u, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		req.Header.Set("Accept", "application/fhir+json")
+		if body != nil {
+			req.Header.Set("Content-Type", "application/fhir+json; fhirVersion=3.0")
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+
+	code, task := send(http.MethodGet, note.WorkflowTask, nil)
+	if code != http.StatusOK || !strings.Contains(string(task), eoverdracht.ProfileTask) || !strings.Contains(string(task), `"status":"requested"`) {
+		t.Fatalf("read the workflow Task: %d %s", code, task)
+	}
+	if code, b := send(http.MethodGet, base+"/"+eoverdracht.DemoAdvanceNotice+"/$document", nil); code != http.StatusOK || !strings.Contains(string(b), `"type":"document"`) {
+		t.Fatalf("the aanmeldbericht's $document: %d %.300s", code, b)
+	}
+	withStatus := func(status string) []byte {
+		b, err := notifiedpull.SetStatus(task, status)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name, method, url string
+		body              []byte
+		want              int
+		says              string
+	}{
+		{"$document of a Composition not in the Task", http.MethodGet, base + "/" + eoverdracht.DemoNursingHandoff + "/$document", nil, http.StatusForbidden, "not an input of the workflow Task"},
+		{"requested → completed", http.MethodPut, note.WorkflowTask, withStatus("completed"), http.StatusConflict, "from requested to [accepted rejected]"},
+		{"a change beside the status", http.MethodPut, note.WorkflowTask, bytes.Replace(withStatus("accepted"), []byte(`"intent":"order"`), []byte(`"intent":"plan"`), 1), http.StatusForbidden, "only change the workflow Task's status"},
+		{"the documents on the R4 base", http.MethodGet, nw.HospNode.PublicURL() + "/fhir/r4/" + Hospital.URA + "/" + eoverdracht.DemoAdvanceNotice + "/$document", nil, 0, ""},
+		{"accepted", http.MethodPut, note.WorkflowTask, withStatus("accepted"), http.StatusOK, ""},
+		{"accepted → requested", http.MethodPut, note.WorkflowTask, withStatus("requested"), http.StatusConflict, "from accepted to [in-progress rejected]"},
+	} {
+		code, b := send(c.method, c.url, c.body)
+		if c.want == 0 { // any refusal
+			if code/100 != 4 || !isOutcome(b) {
+				t.Errorf("%s: %d %.300s, want a 4xx OperationOutcome", c.name, code, b)
+			}
+			continue
+		}
+		if code != c.want || (c.says != "" && (!isOutcome(b) || !strings.Contains(string(b), c.says))) {
+			t.Errorf("%s: %d %.300s, want %d naming %q", c.name, code, b, c.want, c.says)
+		}
+	}
+	// Every refusal is on the hospital's audit trail, with the patient.
+	recs, err := nw.HospNode.Audit().List(ctx, audit.Filter{ActorURA: peerURA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, r := range recs {
+		if r.Outcome/100 == 4 {
+			refused++
+			if r.Patient != eoverdracht.DemoPatientBSN {
+				t.Errorf("refusal %s %d audited without the patient: %+v", r.Interaction, r.Outcome, r)
+			}
+		}
+	}
+	if refused < 4 {
+		t.Errorf("%d refusals audited, want 4", refused)
+	}
+	_ = ref
 }
