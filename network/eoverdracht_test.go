@@ -94,7 +94,9 @@ func TestTransferEndToEnd(t *testing.T) {
 // documents of its Task and move the Task as the flow allows, nothing
 // else: a $document on a Composition that is not in the Task, an illegal
 // status transition, a change beside the status, and the documents on the
-// FHIR R4 base are refused with an OperationOutcome and audited. A
+// FHIR R4 base, and a read of what the Task's documents do not reference
+// are refused with an OperationOutcome and audited; what they reference
+// may be read. A
 // referral whose input is not an eOverdracht document (wrong profile or
 // resource) is refused to the hospital's system.
 func TestTransferBadInput(t *testing.T) {
@@ -182,6 +184,10 @@ func TestTransferBadInput(t *testing.T) {
 		want              int
 		says              string
 	}{
+		{"a resource the aanmeldbericht references", http.MethodGet, base + "/Condition/zib-Problem-eov-test-1-1b-01", nil, http.StatusOK, ""},
+		{"the patient", http.MethodGet, base + "/Patient/nl-core-patient-eov-test-1-1b-01", nil, http.StatusOK, ""},
+		{"a resource only the overdrachtbericht references", http.MethodGet, base + "/AllergyIntolerance/zib-AllergyIntolerance-eov-test-1-1b-01", nil, http.StatusForbidden, "only the workflow Task and its queries"},
+		{"a Composition not in the Task", http.MethodGet, base + "/" + eoverdracht.DemoNursingHandoff, nil, http.StatusForbidden, ""},
 		{"$document of a Composition not in the Task", http.MethodGet, base + "/" + eoverdracht.DemoNursingHandoff + "/$document", nil, http.StatusForbidden, "not an input of the workflow Task"},
 		{"requested → completed", http.MethodPut, note.WorkflowTask, withStatus("completed"), http.StatusConflict, "from requested to [accepted rejected]"},
 		{"a change beside the status", http.MethodPut, note.WorkflowTask, bytes.Replace(withStatus("accepted"), []byte(`"intent":"order"`), []byte(`"intent":"plan"`), 1), http.StatusForbidden, "only change the workflow Task's status"},
@@ -214,8 +220,8 @@ func TestTransferBadInput(t *testing.T) {
 			}
 		}
 	}
-	if refused < 4 {
-		t.Errorf("%d refusals audited, want 4", refused)
+	if refused < 6 {
+		t.Errorf("%d refusals audited, want 6", refused)
 	}
 	_ = ref
 }

@@ -78,7 +78,7 @@ func (s *Service) AuthorizeData(ctx context.Context, tok *oauth.AccessToken, req
 		return nil
 	case rest.InteractionSearchType, rest.InteractionOperation:
 		if t, isT := s.transferOf(g.Application); isT && req.ID != "" {
-			return authorizeTransferOperation(t, g, req)
+			return s.authorizeTransferOperation(ctx, t, g, req)
 		}
 		app, err := s.cfg.Applications.QuerySet(g.Application, careapp.NotifiedPull)
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -467,6 +468,18 @@ func (s *Service) workflowInputs(ctx context.Context, tenant string, app careapp
 				return nil, nil, fhir.Errorf(http.StatusUnprocessableEntity, "invalid", "reads[%d]: %s: %v", i, r, err)
 			}
 			in.System, in.Code, in.Display = c.System, c.Code, c.Display
+			if t.DocumentOperation(typ) != "" {
+				// What the document references is readable on its own.
+				refs, err := s.documentReads(ctx, tenant, res.Body)
+				if err != nil {
+					return nil, nil, fmt.Errorf("reads[%d]: %w", i, err)
+				}
+				for _, ref := range refs {
+					if !slices.Contains(allowed, ref) {
+						allowed = append(allowed, ref)
+					}
+				}
+			}
 		}
 		inputs = append(inputs, in)
 		allowed = append(allowed, typ+"/"+id)

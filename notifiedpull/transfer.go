@@ -2,6 +2,8 @@ package notifiedpull
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -9,12 +11,14 @@ import (
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
+	"github.com/schakel-nl/schakel/fhir/store"
 )
 
 // A Transfer application (careapp.Transfer, e.g. eOverdracht) differs from
 // a plain Notified Pull in four places, all here: the sender types a read
 // input by the resource it makes available (and refuses one the
-// application cannot carry); a read input is served and pulled with the
+// application cannot carry), and lets the receiver read what a document
+// references; a read input is served and pulled with the
 // application's instance operation ($document on a Composition); the
 // sender's workflow Task stays requested until the receiver decides; and
 // the receiver moves it through the transitions the application allows,
@@ -32,16 +36,35 @@ func (s *Service) transferOf(name string) (careapp.Transfer, bool) {
 
 // authorizeTransferOperation decides on an instance operation under a
 // referral of a Transfer application: allowed only as the application's
-// document operation on one of the workflow Task's read inputs.
-func authorizeTransferOperation(t careapp.Transfer, g Grant, req *rest.Request) error {
+// document operation on one of the workflow Task's read inputs (not on a
+// resource a document merely references).
+func (s *Service) authorizeTransferOperation(ctx context.Context, t careapp.Transfer, g Grant, req *rest.Request) error {
 	op := t.DocumentOperation(req.Type)
 	if op == "" || req.Operation != op {
 		return transferDenied(http.StatusForbidden, "forbidden", "%s on %s is not an operation the workflow Task makes available", req.Operation, req.Type)
 	}
-	if !slices.Contains(g.Queries, req.Type+"/"+req.ID) {
+	wf, err := s.cfg.Store.Read(ctx, req.Tenant, "Task", g.WorkflowTask)
+	if err != nil {
+		return err
+	}
+	_, inputs, err := ParseWorkflowInputs(wf.Body)
+	if err != nil {
+		return err
+	}
+	if !isInput(inputs, req.Type+"/"+req.ID) {
 		return transferDenied(http.StatusForbidden, "forbidden", "%s/%s is not an input of the workflow Task: its %s is not available under this referral", req.Type, req.ID, op)
 	}
 	return nil
+}
+
+// isInput reports whether ref ("Type/id") is a read input.
+func isInput(inputs []WorkflowInput, ref string) bool {
+	for _, in := range inputs {
+		if ref != "" && in.Reference == ref {
+			return true
+		}
+	}
+	return false
 }
 
 // transferTransition checks a receiver's status update of the workflow
@@ -90,4 +113,65 @@ func (s *Service) stagedPull(ctx context.Context, c *fetcher, t careapp.Transfer
 		s.event(row.Tenant, row.ID, "workflow-"+status, fmt.Sprintf("the sender's workflow Task set to %s", status), nil)
 	}
 	return run(inputs, rest)
+}
+
+// maxDocumentReads bounds the resources a document makes readable.
+const maxDocumentReads = 2000
+
+// documentReads are the resources of the participant's record that a
+// document references, directly or through what it references (relative
+// references "Type/id" the store holds): what its $document answer holds,
+// each of which a receiver may also read on its own.
+func (s *Service) documentReads(ctx context.Context, tenant string, doc json.RawMessage) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	queue := []json.RawMessage{doc}
+	for len(queue) > 0 {
+		body := queue[0]
+		queue = queue[1:]
+		var v any
+		if err := json.Unmarshal(body, &v); err != nil {
+			return nil, err
+		}
+		for _, ref := range referencesIn(v, nil) {
+			typ, id, err := ParseRead(ref)
+			if err != nil || seen[typ+"/"+id] {
+				continue
+			}
+			seen[typ+"/"+id] = true
+			res, err := s.cfg.Store.Read(ctx, tenant, typ, id)
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
+				continue // held elsewhere: not part of the document
+			}
+			if err != nil {
+				return nil, err
+			}
+			if len(out) == maxDocumentReads {
+				return nil, fhir.Errorf(http.StatusUnprocessableEntity, "too-costly", "the document references more than %d resources", maxDocumentReads)
+			}
+			out = append(out, typ+"/"+id)
+			queue = append(queue, res.Body)
+		}
+	}
+	return out, nil
+}
+
+// referencesIn appends every Reference.reference string in v.
+func referencesIn(v any, out []string) []string {
+	switch x := v.(type) {
+	case map[string]any:
+		if r, ok := x["reference"].(string); ok {
+			out = append(out, r)
+		}
+		for k, e := range x {
+			if k != "reference" {
+				out = referencesIn(e, out)
+			}
+		}
+	case []any:
+		for _, e := range x {
+			out = referencesIn(e, out)
+		}
+	}
+	return out
 }

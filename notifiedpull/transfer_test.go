@@ -9,7 +9,6 @@ import (
 
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
-	"github.com/schakel-nl/schakel/fhir/rest"
 )
 
 // transferApp is a hand-written careapp.Transfer: documents are
@@ -73,24 +72,26 @@ func TestTransferTransition(t *testing.T) {
 	}
 }
 
-func TestAuthorizeTransferOperation(t *testing.T) {
-	g := Grant{Queries: []string{"Composition/a"}}
-	for _, c := range []struct {
-		name string
-		req  rest.Request
-		ok   bool
-	}{
-		{"$document of an input", rest.Request{Type: "Composition", ID: "a", Operation: "$document"}, true},
-		{"$document of another Composition", rest.Request{Type: "Composition", ID: "b", Operation: "$document"}, false},
-		{"another operation", rest.Request{Type: "Composition", ID: "a", Operation: "$everything"}, false},
-		{"an operation on another type", rest.Request{Type: "Patient", ID: "a", Operation: "$document"}, false},
-	} {
-		err := authorizeTransferOperation(transferApp{}, g, &c.req)
-		if (err == nil) != c.ok {
-			t.Errorf("%s: %v, want allowed %v", c.name, err, c.ok)
+func TestIsInput(t *testing.T) {
+	inputs := []WorkflowInput{{Reference: "Composition/a"}, {Query: "Condition?x=y"}}
+	for ref, want := range map[string]bool{"Composition/a": true, "Composition/b": false, "Condition?x=y": false, "": false} {
+		if isInput(inputs, ref) != want {
+			t.Errorf("isInput(%q) = %v", ref, !want)
 		}
-		if err != nil && fhir.AsError(err).Status != http.StatusForbidden {
-			t.Errorf("%s: %v, want 403", c.name, err)
+	}
+}
+
+func TestReferencesIn(t *testing.T) {
+	var v any
+	_ = json.Unmarshal([]byte(`{"subject":{"reference":"Patient/p"},"section":[{"entry":[{"reference":"Condition/c"}],"section":[{"entry":[{"reference":"Flag/f","display":"x"}]}]}]}`), &v)
+	got := referencesIn(v, nil)
+	want := map[string]bool{"Patient/p": true, "Condition/c": true, "Flag/f": true}
+	if len(got) != 3 {
+		t.Fatalf("%v", got)
+	}
+	for _, r := range got {
+		if !want[r] {
+			t.Errorf("unexpected %s", r)
 		}
 	}
 }

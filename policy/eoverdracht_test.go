@@ -32,6 +32,8 @@ func TestEmbeddedEOverdracht(t *testing.T) {
 		{"Composition", rest.InteractionOperation, "$document", 4, "04.000", false},
 		{"Composition", rest.InteractionOperation, "$document", 3, "17.000", false},
 		{"Composition", rest.InteractionSearchType, "", 2, "30.000", false},
+		{"Condition", rest.InteractionRead, "", 4, "30.000", true},
+		{"AllergyIntolerance", rest.InteractionRead, "", 4, "04.000", false},
 		{"Condition", rest.InteractionSearchType, "", 2, "30.000", false},
 	}
 	for _, c := range cases {
