@@ -29,4 +29,9 @@ type Transfer interface {
 	// (a *fhir.Error with the status to answer) when it cannot be one, e.g.
 	// a Composition of another profile or FHIR version.
 	ReadInput(resource json.RawMessage) (Coding, error)
+	// Decide is the receiving node's check of a document read before
+	// acceptance (its DocumentOperation's answer) for the referral's
+	// patient: nil accepts the request, an error rejects it with the
+	// error's text as the reason (e.g. a document about another patient).
+	Decide(document json.RawMessage, patientBSN string) error
 }

@@ -12,6 +12,8 @@ package eoverdracht
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -222,4 +224,42 @@ func (App) Document(resource json.RawMessage) (profile string, input careapp.Cod
 		return refuse("required", "Composition.title and Composition.author are required")
 	}
 	return profile, input, nil
+}
+
+// Decide is the receiving node's check of the aanmeldbericht before it
+// accepts the transfer: a document Bundle whose Composition is an
+// eOverdracht document about the referral's patient (the subject Patient
+// in the document carries that BSN). Any other answer rejects the
+// transfer, with the reason.
+func (a App) Decide(document json.RawMessage, patientBSN string) error {
+	var b struct {
+		ResourceType string `json:"resourceType"`
+		Type         string `json:"type"`
+		Entry        []struct {
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(document, &b); err != nil || b.ResourceType != "Bundle" || b.Type != "document" || len(b.Entry) == 0 {
+		return errors.New("what the sender served is not a document Bundle")
+	}
+	if _, _, err := a.Document(b.Entry[0].Resource); err != nil {
+		return err
+	}
+	var c composition
+	_ = json.Unmarshal(b.Entry[0].Resource, &c)
+	for _, e := range b.Entry[1:] {
+		var p struct {
+			ResourceType string `json:"resourceType"`
+			ID           string `json:"id"`
+		}
+		if json.Unmarshal(e.Resource, &p) != nil || p.ResourceType != "Patient" || "Patient/"+p.ID != c.Subject.Reference {
+			continue
+		}
+		bsn, _, ok := nl.Patient(e.Resource)
+		if !ok || bsn != patientBSN {
+			return fmt.Errorf("the aanmeldbericht is about another patient than the referral (%s)", patientBSN)
+		}
+		return nil
+	}
+	return errors.New("the aanmeldbericht does not hold its subject Patient")
 }

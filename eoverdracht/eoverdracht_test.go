@@ -169,3 +169,35 @@ func TestRegistry(t *testing.T) {
 		t.Errorf("a search is not in a transfer: %v", err)
 	}
 }
+
+// The receiving node accepts the scenario's aanmeldbericht for its patient
+// and rejects it for another patient, or when it is no document.
+func TestDecide(t *testing.T) {
+	an := fixture(t, DemoAdvanceNotice)
+	patient := fixture(t, "Patient/nl-core-patient-eov-test-1-1b-01")
+	doc := func(entries ...json.RawMessage) json.RawMessage {
+		var es []map[string]json.RawMessage
+		for _, e := range entries {
+			es = append(es, map[string]json.RawMessage{"resource": e})
+		}
+		b, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "document", "entry": es})
+		return b
+	}
+	if err := New().Decide(doc(an, patient), DemoPatientBSN); err != nil {
+		t.Errorf("the scenario's aanmeldbericht: %v", err)
+	}
+	for name, c := range map[string]struct {
+		doc  json.RawMessage
+		bsn  string
+		want string
+	}{
+		"another patient":    {doc(an, patient), "123456782", "another patient"},
+		"no subject Patient": {doc(an), DemoPatientBSN, "does not hold its subject"},
+		"not a document":     {an, DemoPatientBSN, "not a document Bundle"},
+		"wrong profile":      {doc(json.RawMessage(strings.Replace(string(an), ProfileAdvanceNotice, "urn:other", 1)), patient), DemoPatientBSN, "not an eOverdracht"},
+	} {
+		if err := New().Decide(c.doc, c.bsn); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want a rejection naming %q", name, err, c.want)
+		}
+	}
+}

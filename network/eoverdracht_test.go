@@ -225,3 +225,51 @@ func TestTransferBadInput(t *testing.T) {
 	}
 	_ = ref
 }
+
+// TestTransferRejected: the hospital refers another patient with the
+// scenario's documents (about Erik XXX_Altenborg); the nursing home's node
+// reads the aanmeldbericht, finds it is about someone else, sets the
+// sender's workflow Task rejected and never pulls the overdrachtbericht;
+// the referral ends rejected on both sides.
+func TestTransferRejected(t *testing.T) {
+	nw := startTransferNetwork(t)
+	ctx := context.Background()
+	if err := nw.LoadTransferDossier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const other = "123456782"
+	if _, _, err := nw.HospNode.Store().Update(ctx, Hospital.URA, []byte(`{"resourceType":"Patient","id":"other","identifier":[{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"`+other+`"}],"birthDate":"1950-01-01"}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	var sent node.Referral
+	if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/referrals",
+		notifiedpull.ReferRequest{PatientBSN: other, ReceiverURA: NursingHome.URA, Application: eoverdracht.Name,
+			Reads: []string{eoverdracht.DemoAdvanceNotice, eoverdracht.DemoNursingHandoff}}, &sent); code != http.StatusCreated {
+		t.Fatalf("refer: status %d", code)
+	}
+	receiver := &xis{base: nw.internalURLs[NursingHome.URA], token: nw.Token(NursingHome.URA), http: &http.Client{Timeout: 30 * time.Second}}
+	got, err := nw.awaitReceived(ctx, receiver, sent.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != notifiedpull.StatusRejected || !strings.Contains(got.StatusReason, "another patient") || got.Data != "" {
+		t.Errorf("receiver: %s %q, data %q", got.Status, got.StatusReason, got.Data)
+	}
+	var mine node.Referral
+	for i := 0; i < 100 && !notifiedpull.Final(mine.Status); i++ {
+		internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodGet, "/internal/referrals/"+sent.ID, nil, &mine)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if mine.Status != notifiedpull.StatusRejected {
+		t.Errorf("sender: %s", mine.Status)
+	}
+	recs, err := nw.HospNode.Audit().List(ctx, audit.Filter{ActorURA: NursingHome.URA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if strings.Contains(r.Query, "NursingHandoff") {
+			t.Errorf("the overdrachtbericht was read after the rejection: %+v", r)
+		}
+	}
+}

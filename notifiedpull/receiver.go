@@ -390,7 +390,31 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 		return errors.Join(errs...)
 	}
 	if t, ok := c.app.(careapp.Transfer); ok && wfBody != nil {
-		errs[len(inputs)] = errors.Join(s.stagedPull(ctx, c, t, row, wfBody, inputs, runInputs), <-inProgress)
+		docs := func(which []int) []json.RawMessage {
+			var out []json.RawMessage
+			for _, i := range which {
+				if parts[i] != nil {
+					for _, u := range parts[i].order {
+						out = append(out, parts[i].byURL[u])
+					}
+				}
+			}
+			return out
+		}
+		err := s.stagedPull(ctx, c, t, row, wfBody, inputs, runInputs, docs)
+		var rejected *errRejected
+		if errors.As(err, &rejected) {
+			// The receiver decided: nothing is kept, and the referral
+			// ends rejected on both sides.
+			if err := errors.Join(<-inProgress, s.setReceived(ctx, row, StatusRejected, rejected.reason),
+				s.writeNoteStatus(ctx, row, note, StatusRejected)); err != nil {
+				return err
+			}
+			_ = s.cfg.DB.reportDone(context.WithoutCancel(ctx), row.ID)
+			s.event(row.Tenant, row.ID, "rejected", rejected.reason, nil)
+			return nil
+		}
+		errs[len(inputs)] = errors.Join(err, <-inProgress)
 	} else {
 		all := make([]int, len(inputs))
 		for i := range all {

@@ -86,11 +86,18 @@ func transferDenied(status int, code, format string, args ...any) error {
 		Issues: []fhir.Issue{{Severity: "error", Code: code, Diagnostics: fmt.Sprintf(format, args...)}}}
 }
 
+// errRejected ends a Transfer's pull: the receiver rejected the request.
+type errRejected struct{ reason string }
+
+func (e *errRejected) Error() string { return "the transfer was rejected: " + e.reason }
+
 // stagedPull runs a Transfer's inputs as the agreement orders them: those
-// the receiver decides on first, then the workflow Task to accepted and
-// in-progress on the sender, then the rest. run pulls one stage.
+// the receiver decides on first; then, if the application's Decide accepts
+// each of those documents (docs returns what a stage pulled), the workflow
+// Task to accepted and in-progress on the sender, and the rest; else the
+// workflow Task to rejected, and an *errRejected. run pulls one stage.
 func (s *Service) stagedPull(ctx context.Context, c *fetcher, t careapp.Transfer, row Received, wfBody []byte, inputs []WorkflowInput,
-	run func([]WorkflowInput, []int) error) error {
+	run func([]WorkflowInput, []int) error, docs func([]int) []json.RawMessage) error {
 	var first, rest []int
 	for i, in := range inputs {
 		if t.BeforeAcceptance(careapp.Coding{System: in.System, Code: in.Code}) {
@@ -102,7 +109,18 @@ func (s *Service) stagedPull(ctx context.Context, c *fetcher, t careapp.Transfer
 	if err := run(inputs, first); err != nil {
 		return err
 	}
-	for _, status := range []string{StatusAccepted, StatusInProgress} {
+	var refusal error
+	for _, d := range docs(first) {
+		if err := t.Decide(d, row.PatientBSN); err != nil {
+			refusal = err
+			break
+		}
+	}
+	steps := []string{StatusAccepted, StatusInProgress}
+	if refusal != nil {
+		steps = []string{StatusRejected}
+	}
+	for _, status := range steps {
 		body, err := SetStatus(wfBody, status)
 		if err != nil {
 			return err
@@ -111,6 +129,9 @@ func (s *Service) stagedPull(ctx context.Context, c *fetcher, t careapp.Transfer
 			return fmt.Errorf("set the sender's workflow Task %s: %w", status, err)
 		}
 		s.event(row.Tenant, row.ID, "workflow-"+status, fmt.Sprintf("the sender's workflow Task set to %s", status), nil)
+	}
+	if refusal != nil {
+		return &errRejected{reason: refusal.Error()}
 	}
 	return run(inputs, rest)
 }

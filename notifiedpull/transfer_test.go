@@ -39,6 +39,7 @@ func (transferApp) BeforeAcceptance(c careapp.Coding) bool { return c.Code == "f
 func (transferApp) ReceiverTransitions() map[string][]string {
 	return map[string][]string{"requested": {"accepted", "rejected"}, "accepted": {"in-progress"}, "in-progress": {"completed"}}
 }
+func (transferApp) Decide(json.RawMessage, string) error { return nil }
 func (transferApp) ReadInput(json.RawMessage) (careapp.Coding, error) {
 	return careapp.Coding{System: "urn:test", Code: "first"}, nil
 }
