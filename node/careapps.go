@@ -9,6 +9,7 @@ import (
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/correspondentie"
+	"github.com/schakel-nl/schakel/eoverdracht"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/geboortezorg"
 	"github.com/schakel-nl/schakel/policy"
@@ -17,10 +18,10 @@ import (
 
 // DefaultApplications are the care applications Schakel ships, in the
 // order the node prefers them: BgZ (Notified Pull, Direct Pull, Indexed
-// Pull), Correspondentie and Geboortezorg (Push). A sixth is added here and nowhere else
-// in the node (see docs/architecture.md, "Care applications").
+// Pull), Correspondentie and Geboortezorg (Push), and eOverdracht (Notified Pull). A sixth is
+// added here and nowhere else in the node (see docs/architecture.md, "Care applications").
 func DefaultApplications() *careapp.Registry {
-	r, err := careapp.NewRegistry(bgz.New(), correspondentie.New(), geboortezorg.New())
+	r, err := careapp.NewRegistry(bgz.New(), correspondentie.New(), geboortezorg.New(), eoverdracht.New())
 	if err != nil {
 		// The shipped applications are fixed; a refusal is a defect
 		// every test of the node shows.

@@ -93,6 +93,12 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			if opts.Replicas > 0 && pattern != "notified-pull" {
 				return fmt.Errorf("--replicas runs the BgZ Notified Pull and Direct Pull for now, not --pattern %s", pattern)
 			}
+			if isNursingTransfer(opts.Applications, care) {
+				if processes || opts.Plateau != 0 || opts.Mixed {
+					return fmt.Errorf("--care %s runs in one process at the default agreement for now (no --processes, no --plateau)", care)
+				}
+				return runNursingTransfer(cmd.Context(), opts, once)
+			}
 			if pattern == "push" {
 				if care == "geboortezorg" {
 					if processes || opts.Plateau != 0 || opts.Mixed {
