@@ -363,7 +363,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		}
 	}
 	nw.GPNode, nw.HospNode = nw.Nodes[0], nw.Nodes[1]
-	if opts.Mixed || opts.IndexedPull {
+	if opts.Mixed || opts.IndexedPull || nw.nursingTransfer() {
 		nw.NursingHomeNode = nw.Nodes[2]
 	}
 
@@ -516,6 +516,9 @@ func (nw *Network) nodeSpecs() []nodeSpec {
 	}
 	if nw.opts.Geboortezorg {
 		return geboortezorgSpecs()
+	}
+	if nw.nursingTransfer() {
+		return nursingTransferSpecs()
 	}
 	if nw.opts.Mixed {
 		return []nodeSpec{

@@ -239,7 +239,11 @@ func newPeer(t testing.TB, nw *Network) *peer {
 	as, err := oauth.NewServer(oauth.ServerConfig{
 		Issuer: p.srv.URL, SigningKey: asKey, PeerURA: pki.PeerURA,
 		Clients: clientKeysFunc(func(ctx context.Context, clientID string) (jwk.Set, error) {
-			resp, err := p.http.Get(nw.GPNode.PublicURL() + "/jwks/" + clientID)
+			from := nw.GPNode
+			if clientID == Hospital.URA {
+				from = nw.HospNode // the hospital notifies the peer (eOverdracht)
+			}
+			resp, err := p.http.Get(from.PublicURL() + "/jwks/" + clientID)
 			if err != nil {
 				return nil, err
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/careapp/hosted"
 	"github.com/schakel-nl/schakel/correspondentie"
+	"github.com/schakel-nl/schakel/eoverdracht"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/geboortezorg"
 	"github.com/schakel-nl/schakel/policy"
@@ -19,11 +20,12 @@ import (
 
 // DefaultApplications are the care applications Schakel ships, in the
 // order the node prefers them: BgZ (Notified Pull, Direct Pull, Indexed
-// Pull), Correspondentie and Geboortezorg (Push), Beeldbeschikbaarheid
-// (Direct Pull, Indexed Pull; routes of its own). Another is added here and nowhere else
-// in the node (see docs/architecture.md, "Care applications").
+// Pull), Correspondentie and Geboortezorg (Push), eOverdracht (Notified
+// Pull) and Beeldbeschikbaarheid (Direct Pull, Indexed Pull; routes of its
+// own). Another is added here and nowhere else in the node (see
+// docs/architecture.md, "Care applications").
 func DefaultApplications() *careapp.Registry {
-	r, err := careapp.NewRegistry(bgz.New(), correspondentie.New(), geboortezorg.New(), beeld.New())
+	r, err := careapp.NewRegistry(bgz.New(), correspondentie.New(), geboortezorg.New(), eoverdracht.New(), beeld.New())
 	if err != nil {
 		// The shipped applications are fixed; a refusal is a defect
 		// every test of the node shows.

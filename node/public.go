@@ -276,6 +276,9 @@ func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result
 	}
 	if tok := tokenFrom(ctx); tok != nil {
 		rec.Task = tok.StringClaim("twiin_task")
+		if rec.Patient == "" {
+			rec.Patient = n.referralPatient(ctx, req.Tenant, tok)
+		}
 	}
 	return n.auditAppender().Append(ctx, rec)
 }

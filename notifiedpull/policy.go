@@ -64,11 +64,22 @@ func (s *Service) AuthorizeData(ctx context.Context, tok *oauth.AccessToken, req
 			return err
 		}
 		status, ok := OnlyStatusChanged(cur.Body, req.Body)
+		if t, isT := s.transferOf(g.Application); isT {
+			if !ok {
+				return deny("a receiver may only change the workflow Task's status")
+			}
+			var was struct{ Status string }
+			_ = json.Unmarshal(cur.Body, &was)
+			return transferTransition(t, was.Status, status)
+		}
 		if !ok || !slices.Contains([]string{StatusInProgress, StatusCompleted, StatusFailed}, status) {
 			return deny("a receiver may only set the workflow Task's status to in-progress, completed or failed")
 		}
 		return nil
 	case rest.InteractionSearchType, rest.InteractionOperation:
+		if t, isT := s.transferOf(g.Application); isT && req.ID != "" {
+			return s.authorizeTransferOperation(ctx, t, g, req)
+		}
 		app, err := s.cfg.Applications.QuerySet(g.Application, careapp.NotifiedPull)
 		if err != nil {
 			return deny("the referral's care application %s is not served here", g.Application)

@@ -392,22 +392,58 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	summary := make([]QueryResult, len(inputs))
 	errs := make([]error, len(inputs)+1)
 	sem := make(chan struct{}, parallelQueries)
-	var wg sync.WaitGroup
-	for i, in := range inputs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			parts[i] = newCollection()
-			summary[i], errs[i] = c.run(ctx, in, parts[i])
-			if errs[i] == nil {
-				qr := summary[i]
-				s.event(row.Tenant, row.ID, "query", fmt.Sprintf("%-28s %3d match(es) %3d included", qr.Block, qr.Matches, qr.Included), nil)
-			}
-		}()
+	runInputs := func(inputs []WorkflowInput, which []int) error {
+		var wg sync.WaitGroup
+		for _, i := range which {
+			in := inputs[i]
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				parts[i] = newCollection()
+				summary[i], errs[i] = c.run(ctx, in, parts[i])
+				if errs[i] == nil {
+					qr := summary[i]
+					s.event(row.Tenant, row.ID, "query", fmt.Sprintf("%-28s %3d match(es) %3d included", qr.Block, qr.Matches, qr.Included), nil)
+				}
+			}()
+		}
+		wg.Wait()
+		return errors.Join(errs...)
 	}
-	wg.Wait()
-	errs[len(inputs)] = <-inProgress
+	if t, ok := c.app.(careapp.Transfer); ok && wfBody != nil {
+		docs := func(which []int) []json.RawMessage {
+			var out []json.RawMessage
+			for _, i := range which {
+				if parts[i] != nil {
+					for _, u := range parts[i].order {
+						out = append(out, parts[i].byURL[u])
+					}
+				}
+			}
+			return out
+		}
+		err := s.stagedPull(ctx, c, t, row, wfBody, inputs, runInputs, docs)
+		var rejected *errRejected
+		if errors.As(err, &rejected) {
+			// The receiver decided: nothing is kept, and the referral
+			// ends rejected on both sides.
+			if err := errors.Join(<-inProgress, s.setReceived(ctx, row, StatusRejected, rejected.reason),
+				s.writeNoteStatus(ctx, row, note, StatusRejected)); err != nil {
+				return err
+			}
+			_ = s.cfg.DB.reportDone(context.WithoutCancel(ctx), row.ID)
+			s.event(row.Tenant, row.ID, "rejected", rejected.reason, nil)
+			return nil
+		}
+		errs[len(inputs)] = errors.Join(err, <-inProgress)
+	} else {
+		all := make([]int, len(inputs))
+		for i := range all {
+			all[i] = i
+		}
+		errs[len(inputs)] = errors.Join(runInputs(inputs, all), <-inProgress)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -657,11 +693,20 @@ func (f *fetcher) run(ctx context.Context, in WorkflowInput, into *collection) (
 	qr := QueryResult{Block: in.Display, Code: in.Code, Query: in.Query}
 	if in.Reference != "" {
 		qr.Query = in.Reference
-		body, err := f.get(ctx, f.base+"/"+in.Reference)
-		if err != nil {
-			return qr, fmt.Errorf("read %s: %w", in.Reference, err)
+		u := f.base + "/" + in.Reference
+		if t, ok := f.app.(careapp.Transfer); ok {
+			if typ, _, err := ParseRead(in.Reference); err == nil && t.DocumentOperation(typ) != "" {
+				// A document of a Transfer: read as the agreement
+				// serves it, e.g. Composition/{id}/$document.
+				u += "/" + t.DocumentOperation(typ)
+				qr.Query = in.Reference + "/" + t.DocumentOperation(typ)
+			}
 		}
-		into.add(f.base+"/"+in.Reference, body)
+		body, err := f.get(ctx, u)
+		if err != nil {
+			return qr, fmt.Errorf("read %s: %w", qr.Query, err)
+		}
+		into.add(u, body)
 		qr.Matches, qr.Status = 1, http.StatusOK
 		return qr, nil
 	}

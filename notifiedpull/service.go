@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -481,13 +482,40 @@ func (s *Service) workflowInputs(ctx context.Context, tenant string, app careapp
 		if err != nil {
 			return nil, nil, fhir.Errorf(http.StatusBadRequest, "value", "reads[%d]: %v", i, err)
 		}
-		if _, err := s.cfg.Store.Read(ctx, tenant, typ, id); err != nil {
+		res, err := s.cfg.Store.Read(ctx, tenant, typ, id)
+		if err != nil {
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
 				return nil, nil, fhir.Errorf(http.StatusUnprocessableEntity, "not-found", "reads[%d]: %s is not in the participant's record", i, r)
 			}
 			return nil, nil, fmt.Errorf("reads[%d]: %w", i, err)
 		}
-		inputs = append(inputs, WorkflowInput{System: SystemResourceTypes, Code: typ, Display: typ, Reference: typ + "/" + id})
+		in := WorkflowInput{System: SystemResourceTypes, Code: typ, Display: typ, Reference: typ + "/" + id}
+		if t, ok := app.(careapp.Transfer); ok {
+			// The application types the input by what the resource is,
+			// and refuses one it cannot carry.
+			c, err := t.ReadInput(res.Body)
+			if err != nil {
+				var fe *fhir.Error
+				if errors.As(err, &fe) {
+					return nil, nil, err
+				}
+				return nil, nil, fhir.Errorf(http.StatusUnprocessableEntity, "invalid", "reads[%d]: %s: %v", i, r, err)
+			}
+			in.System, in.Code, in.Display = c.System, c.Code, c.Display
+			if t.DocumentOperation(typ) != "" {
+				// What the document references is readable on its own.
+				refs, err := s.documentReads(ctx, tenant, res.Body)
+				if err != nil {
+					return nil, nil, fmt.Errorf("reads[%d]: %w", i, err)
+				}
+				for _, ref := range refs {
+					if !slices.Contains(allowed, ref) {
+						allowed = append(allowed, ref)
+					}
+				}
+			}
+		}
+		inputs = append(inputs, in)
 		allowed = append(allowed, typ+"/"+id)
 	}
 	return inputs, allowed, nil
@@ -858,7 +886,11 @@ func (s *Service) startInProgress(ctx context.Context, g Grant) {
 		}()
 		// Two stores, independent of each other.
 		written := s.background(func() error { return s.cfg.DB.setGrantStatus(ctx, g.ID, StatusInProgress, "", s.cfg.Now()) })
-		s.setWorkflowStatus(ctx, g.Tenant, g.WorkflowTask, StatusInProgress)
+		if _, isT := s.transferOf(g.Application); !isT {
+			// A Transfer's workflow Task is the receiver's to move:
+			// it stays requested until the receiver decides.
+			s.setWorkflowStatus(ctx, g.Tenant, g.WorkflowTask, StatusInProgress)
+		}
 		if err := <-written; err != nil {
 			s.log.Error("referral status in-progress not written", "referral", g.ID, "err", err)
 		}

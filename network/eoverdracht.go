@@ -1,0 +1,230 @@
+package network
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/schakel-nl/schakel/careapp"
+	"github.com/schakel-nl/schakel/eoverdracht"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/importer"
+	"github.com/schakel-nl/schakel/node"
+	"github.com/schakel-nl/schakel/notifiedpull"
+)
+
+// transfer reports whether the demo's care application is a nursing
+// transfer (careapp.Transfer, e.g. eOverdracht): the hospital transfers a
+// patient to the nursing home, so the network runs the nursing home's node.
+func (nw *Network) nursingTransfer() bool {
+	if nw.opts.Care == "" {
+		return false
+	}
+	a, ok := nw.opts.Applications.Get(nw.opts.Care)
+	if !ok {
+		return false
+	}
+	_, ok = a.(careapp.Transfer)
+	return ok
+}
+
+// nursingTransferSpecs are the nodes of a transfer demo: the GP practice's, the
+// hospital's (the sender) and the nursing home's (the receiver), each with
+// the default agreement with the others.
+func nursingTransferSpecs() []nodeSpec {
+	return []nodeSpec{
+		{name: "gp-node", p: GP, peers: []Participant{Hospital, NursingHome}},
+		{name: "hospital-node", p: Hospital, peers: []Participant{GP, NursingHome}},
+		{name: "nursinghome-node", p: NursingHome, peers: []Participant{GP, Hospital}},
+	}
+}
+
+// NursingTransferSummary is the outcome of one nursing transfer.
+type NursingTransferSummary struct {
+	Referral  string
+	Received  string
+	Patient   string
+	Status    string // the receiver's final status
+	Sender    string // the sender's final status
+	Results   []notifiedpull.QueryResult
+	Documents []NursingTransferDocument
+	Took      time.Duration
+}
+
+// NursingTransferDocument is one document Bundle that arrived.
+type NursingTransferDocument struct {
+	Title     string
+	Profile   string
+	Sections  int
+	Resources map[string]int
+	Total     int
+}
+
+// ExchangeNursingTransfer runs one eOverdracht transfer (Nictiz scenario 1.1b)
+// from the hospital to the nursing home through the nodes' internal APIs,
+// as the participants' systems would: the hospital's record holds the
+// transfer dossier, its system refers the patient with the aanmeldbericht
+// and the overdrachtbericht as the workflow Task's inputs; the nursing
+// home's node reads the Task, pulls the aanmeldbericht's $document,
+// accepts, pulls the overdrachtbericht's $document and sets the Task
+// completed.
+func (nw *Network) ExchangeNursingTransfer(ctx context.Context) (*NursingTransferSummary, error) {
+	if nw.NursingHomeNode == nil {
+		return nil, errors.New("the network runs no nursing home node (give Care a transfer application)")
+	}
+	start := time.Now()
+	if err := nw.LoadNursingTransferDossier(ctx); err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	sender := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: hc}
+	receiver := &xis{base: nw.internalURLs[NursingHome.URA], token: nw.Token(NursingHome.URA), http: hc}
+	nw.printf("\nExchange: %s transfers patient %s to %s (eOverdracht 4.0, Notified Pull)\n", Hospital.Name, eoverdracht.DemoPatientBSN, NursingHome.Name)
+
+	var sent node.Referral
+	if err := sender.do(ctx, http.MethodPost, "/internal/referrals", notifiedpull.ReferRequest{
+		PatientBSN: eoverdracht.DemoPatientBSN, ReceiverURA: NursingHome.URA, Application: nw.opts.Care,
+		Description: "Overdracht naar verpleeghuis", Reads: []string{eoverdracht.DemoAdvanceNotice, eoverdracht.DemoNursingHandoff},
+	}, &sent); err != nil {
+		return nil, fmt.Errorf("refer: %w", err)
+	}
+	got, err := nw.awaitReceived(ctx, receiver, sent.ID)
+	if err != nil {
+		return nil, err
+	}
+	s := &NursingTransferSummary{Referral: sent.ID, Received: got.ID, Patient: got.Patient, Status: got.Status, Results: got.Results}
+	if got.Status != notifiedpull.StatusCompleted {
+		return s, fmt.Errorf("the transfer's pull by %s ended %s: %s", NursingHome.Name, got.Status, got.StatusReason)
+	}
+	var bundle struct {
+		Entry []struct {
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := receiver.do(ctx, http.MethodGet, "/internal/referrals/"+got.ID+"/data", nil, &bundle); err != nil {
+		return s, err
+	}
+	for _, e := range bundle.Entry {
+		d, err := documentOf(e.Resource)
+		if err != nil {
+			return s, err
+		}
+		s.Documents = append(s.Documents, d)
+	}
+	if len(s.Documents) != 2 {
+		return s, fmt.Errorf("%d documents arrived, want the aanmeldbericht and the overdrachtbericht", len(s.Documents))
+	}
+	for i := 0; i < 100; i++ {
+		var mine node.Referral
+		if err := sender.do(ctx, http.MethodGet, "/internal/referrals/"+sent.ID, nil, &mine); err != nil {
+			return s, err
+		}
+		s.Sender = mine.Status
+		if notifiedpull.Final(mine.Status) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.Took = time.Since(start)
+	if s.Sender != notifiedpull.StatusCompleted {
+		return s, fmt.Errorf("the sender's transfer ended %q", s.Sender)
+	}
+	return s, nil
+}
+
+// LoadNursingTransferDossier imports the demo transfer dossier (the Nictiz
+// scenario's patient, documents and what they reference) into the
+// hospital's record, as `schakel import` does: again on the same data
+// directory, it writes no new versions.
+func (nw *Network) LoadNursingTransferDossier(ctx context.Context) error {
+	rec, err := eoverdracht.DemoRecord(time.Now())
+	if err != nil {
+		return err
+	}
+	im, err := importer.New(importer.Config{Store: nw.HospNode.Store(), Version: fhir.STU3, Tenant: Hospital.URA})
+	if err != nil {
+		return err
+	}
+	if err := im.Import(ctx, "eOverdracht transfer dossier", rec, &importer.Summary{Types: map[string]importer.Counts{}}); err != nil {
+		return fmt.Errorf("load the hospital's transfer dossier: %w", err)
+	}
+	return nil
+}
+
+// awaitReceived polls the receiver's referrals until the one with this
+// identifier has ended (60 s at most).
+func (nw *Network) awaitReceived(ctx context.Context, receiver *xis, identifier string) (node.Referral, error) {
+	var got node.Referral
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(60 * time.Second)
+	for got.ID == "" || !notifiedpull.Final(got.Status) {
+		select {
+		case <-ctx.Done():
+			return got, ctx.Err()
+		case <-deadline:
+			return got, fmt.Errorf("referral %s not completed within 60s (receiver status %q)", identifier, got.Status)
+		case <-tick.C:
+		}
+		var list []node.Referral
+		if err := receiver.do(ctx, http.MethodGet, "/internal/referrals?direction=received", nil, &list); err != nil {
+			return got, err
+		}
+		for _, r := range list {
+			if r.Identifier == identifier {
+				got = r
+			}
+		}
+	}
+	return got, nil
+}
+
+// documentOf summarises a document Bundle that arrived.
+func documentOf(raw json.RawMessage) (NursingTransferDocument, error) {
+	d := NursingTransferDocument{Resources: map[string]int{}}
+	var b struct {
+		ResourceType string `json:"resourceType"`
+		Type         string `json:"type"`
+		Entry        []struct {
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(raw, &b); err != nil || b.ResourceType != "Bundle" || b.Type != "document" || len(b.Entry) == 0 {
+		return d, errors.New("what arrived is not a document Bundle")
+	}
+	var c struct {
+		ResourceType string `json:"resourceType"`
+		Title        string `json:"title"`
+		Meta         struct{ Profile []string }
+		Section      []json.RawMessage
+	}
+	if err := json.Unmarshal(b.Entry[0].Resource, &c); err != nil || c.ResourceType != "Composition" {
+		return d, errors.New("a document Bundle's first entry is not its Composition")
+	}
+	d.Title, d.Sections = c.Title, len(c.Section)
+	if len(c.Meta.Profile) > 0 {
+		d.Profile = c.Meta.Profile[0]
+	}
+	for _, e := range b.Entry {
+		var h struct{ ResourceType string }
+		_ = json.Unmarshal(e.Resource, &h)
+		d.Resources[h.ResourceType]++
+		d.Total++
+	}
+	return d, nil
+}
+
+// PrintNursingTransfer writes what arrived at the nursing home.
+func (nw *Network) PrintNursingTransfer(s *NursingTransferSummary) {
+	nw.printf("\nSummary: transfer %s of patient %s\n", s.Referral, s.Patient)
+	for _, r := range s.Results {
+		nw.printf("  pulled %-45s %s\n", r.Query, r.Block)
+	}
+	for _, d := range s.Documents {
+		nw.printf("  arrived: %q (%s): %d sections, %d resources %v\n", d.Title, d.Profile, d.Sections, d.Total, d.Resources)
+	}
+	nw.printf("  status: receiver %s, sender %s; took %s\n", s.Status, s.Sender, s.Took.Round(time.Millisecond))
+}

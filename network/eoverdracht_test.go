@@ -1,0 +1,275 @@
+package network
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/node"
+	"github.com/schakel-nl/schakel/notifiedpull"
+	"github.com/schakel-nl/schakel/oauth"
+	"github.com/schakel-nl/schakel/pki"
+
+	"github.com/schakel-nl/schakel/eoverdracht"
+)
+
+// startTransferNetwork runs the demo network for eOverdracht: the GP
+// practice's, the hospital's and the nursing home's nodes, with the test
+// nodes' default agreements.
+func startTransferNetwork(t testing.TB) *Network {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1, Care: eoverdracht.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw.Start(ctx)
+	t.Cleanup(func() {
+		cancel()
+		if err := nw.Wait(); err != nil {
+			t.Errorf("network stopped with: %v", err)
+		}
+	})
+	return nw
+}
+
+// TestNursingTransferEndToEnd: the hospital transfers the patient of Nictiz
+// scenario 1.1b to the nursing home; the nursing home's node reads the
+// workflow Task, pulls the aanmeldbericht's $document, accepts, pulls the
+// overdrachtbericht's $document and completes the Task; both documents
+// arrive whole, and both sides end completed.
+func TestNursingTransferEndToEnd(t *testing.T) {
+	nw := startTransferNetwork(t)
+	s, err := nw.ExchangeNursingTransfer(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Status != "completed" || s.Sender != "completed" || s.Patient != eoverdracht.DemoPatientBSN {
+		t.Errorf("receiver %s, sender %s, patient %s", s.Status, s.Sender, s.Patient)
+	}
+	if len(s.Results) != 2 || s.Results[0].Query != eoverdracht.DemoAdvanceNotice+"/$document" ||
+		s.Results[1].Query != eoverdracht.DemoNursingHandoff+"/$document" {
+		t.Fatalf("pulled %+v", s.Results)
+	}
+	byProfile := map[string]NursingTransferDocument{}
+	for _, d := range s.Documents {
+		byProfile[d.Profile] = d
+	}
+	an, ho := byProfile[eoverdracht.ProfileAdvanceNotice], byProfile[eoverdracht.ProfileHandoffAdults]
+	// The aanmeldbericht references the patient, the author, two
+	// organisations, four problems, one alert and a coverage.
+	if an.Resources["Composition"] != 1 || an.Resources["Patient"] != 1 || an.Resources["Condition"] != 4 || an.Resources["Organization"] < 2 {
+		t.Errorf("aanmeldbericht: %+v", an)
+	}
+	if ho.Resources["Composition"] != 1 || ho.Resources["AllergyIntolerance"] != 2 || ho.Resources["Observation"] < 3 || ho.Sections < 4 {
+		t.Errorf("overdrachtbericht: %+v", ho)
+	}
+	// The sender's workflow Task went through the receiver's steps.
+	var task struct {
+		Status string
+		Meta   struct{ Profile []string }
+	}
+	var sent []struct {
+		WorkflowTask string `json:"workflowTask"`
+		Identifier   string `json:"identifier"`
+	}
+	internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodGet, "/internal/referrals", nil, &sent)
+	for _, r := range sent {
+		if r.Identifier == s.Referral {
+			internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodGet, "/internal/fhir/"+r.WorkflowTask, nil, &task)
+		}
+	}
+	if task.Status != "completed" || len(task.Meta.Profile) != 1 || task.Meta.Profile[0] != eoverdracht.ProfileTask {
+		t.Errorf("the sender's workflow Task: %+v", task)
+	}
+}
+
+// TestNursingTransferBadInput: a receiver (the test peer, as the nursing home)
+// holding an eOverdracht token on the hospital's node may read the
+// documents of its Task and move the Task as the flow allows, nothing
+// else: a $document on a Composition that is not in the Task, an illegal
+// status transition, a change beside the status, and the documents on the
+// FHIR R4 base, and a read of what the Task's documents do not reference
+// are refused with an OperationOutcome and audited; what they reference
+// may be read. A
+// referral whose input is not an eOverdracht document (wrong profile or
+// resource) is refused to the hospital's system.
+func TestNursingTransferBadInput(t *testing.T) {
+	nw := startNetwork(t, 1)
+	ctx := context.Background()
+	if err := nw.LoadNursingTransferDossier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := newPeer(t, nw)
+
+	// The hospital's system names inputs that are not eOverdracht documents.
+	for _, reads := range [][]string{{"Patient/nl-core-patient-eov-test-1-1b-01"}, {"Condition/zib-Problem-eov-test-1-1b-01"}} {
+		var oo struct {
+			ResourceType string
+			Issue        []struct{ Diagnostics string }
+		}
+		code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/referrals",
+			notifiedpull.ReferRequest{PatientBSN: eoverdracht.DemoPatientBSN, ReceiverURA: peerURA, Application: eoverdracht.Name, Reads: reads}, nil)
+		if code != http.StatusUnprocessableEntity {
+			t.Errorf("referral reading %v: status %d, want 422", reads, code)
+		}
+		_ = oo
+	}
+
+	var ref node.Referral
+	if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/referrals",
+		notifiedpull.ReferRequest{PatientBSN: eoverdracht.DemoPatientBSN, ReceiverURA: peerURA, Application: eoverdracht.Name,
+			Reads: []string{eoverdracht.DemoAdvanceNotice}}, &ref); code != http.StatusCreated {
+		t.Fatalf("refer: status %d", code)
+	}
+	var note notifiedpull.Notification
+	select {
+	case raw := <-p.notes:
+		var err error
+		if note, err = notifiedpull.ParseNotification(raw, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notification arrived")
+	}
+	md, err := p.oauth.Metadata(ctx, nw.HospNode.PublicURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := p.oauth.Token(ctx, md.TokenEndpoint, oauth.TokenRequest{
+		GrantType: notifiedpull.GrantTypeJWT, Scope: []string{eoverdracht.Name}, AuthorizationBase: note.AuthorizationBase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientTLSConfig(p.cert, pki.CertPool(nw.CA.Cert))}}
+	base := nw.HospNode.PublicURL() + "/fhir/stu3/" + Hospital.URA
+	send := func(method, u string, body []byte) (int, []byte) {
+		req, _ := http.NewRequest(method, u, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		req.Header.Set("Accept", "application/fhir+json")
+		if body != nil {
+			req.Header.Set("Content-Type", "application/fhir+json; fhirVersion=3.0")
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+
+	code, task := send(http.MethodGet, note.WorkflowTask, nil)
+	if code != http.StatusOK || !strings.Contains(string(task), eoverdracht.ProfileTask) || !strings.Contains(string(task), `"status":"requested"`) {
+		t.Fatalf("read the workflow Task: %d %s", code, task)
+	}
+	if code, b := send(http.MethodGet, base+"/"+eoverdracht.DemoAdvanceNotice+"/$document", nil); code != http.StatusOK || !strings.Contains(string(b), `"type":"document"`) {
+		t.Fatalf("the aanmeldbericht's $document: %d %.300s", code, b)
+	}
+	withStatus := func(status string) []byte {
+		b, err := notifiedpull.SetStatus(task, status)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name, method, url string
+		body              []byte
+		want              int
+		says              string
+	}{
+		{"a resource the aanmeldbericht references", http.MethodGet, base + "/Condition/zib-Problem-eov-test-1-1b-01", nil, http.StatusOK, ""},
+		{"the patient", http.MethodGet, base + "/Patient/nl-core-patient-eov-test-1-1b-01", nil, http.StatusOK, ""},
+		{"a resource only the overdrachtbericht references", http.MethodGet, base + "/AllergyIntolerance/zib-AllergyIntolerance-eov-test-1-1b-01", nil, http.StatusForbidden, "only the workflow Task and its queries"},
+		{"a Composition not in the Task", http.MethodGet, base + "/" + eoverdracht.DemoNursingHandoff, nil, http.StatusForbidden, ""},
+		{"$document of a Composition not in the Task", http.MethodGet, base + "/" + eoverdracht.DemoNursingHandoff + "/$document", nil, http.StatusForbidden, "not an input of the workflow Task"},
+		{"requested → completed", http.MethodPut, note.WorkflowTask, withStatus("completed"), http.StatusConflict, "from requested to [accepted rejected]"},
+		{"a change beside the status", http.MethodPut, note.WorkflowTask, bytes.Replace(withStatus("accepted"), []byte(`"intent":"order"`), []byte(`"intent":"plan"`), 1), http.StatusForbidden, "only change the workflow Task's status"},
+		{"the documents on the R4 base", http.MethodGet, nw.HospNode.PublicURL() + "/fhir/r4/" + Hospital.URA + "/" + eoverdracht.DemoAdvanceNotice + "/$document", nil, 0, ""},
+		{"accepted", http.MethodPut, note.WorkflowTask, withStatus("accepted"), http.StatusOK, ""},
+		{"accepted → requested", http.MethodPut, note.WorkflowTask, withStatus("requested"), http.StatusConflict, "from accepted to [in-progress rejected]"},
+	} {
+		code, b := send(c.method, c.url, c.body)
+		if c.want == 0 { // any refusal
+			if code/100 != 4 || !isOutcome(b) {
+				t.Errorf("%s: %d %.300s, want a 4xx OperationOutcome", c.name, code, b)
+			}
+			continue
+		}
+		if code != c.want || (c.says != "" && (!isOutcome(b) || !strings.Contains(string(b), c.says))) {
+			t.Errorf("%s: %d %.300s, want %d naming %q", c.name, code, b, c.want, c.says)
+		}
+	}
+	// Every refusal is on the hospital's audit trail, with the patient.
+	recs, err := nw.HospNode.Audit().List(ctx, audit.Filter{ActorURA: peerURA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, r := range recs {
+		if r.Outcome/100 == 4 {
+			refused++
+			if r.Patient != eoverdracht.DemoPatientBSN {
+				t.Errorf("refusal %s %d audited without the patient: %+v", r.Interaction, r.Outcome, r)
+			}
+		}
+	}
+	if refused < 6 {
+		t.Errorf("%d refusals audited, want 6", refused)
+	}
+	_ = ref
+}
+
+// TestNursingTransferRejected: the hospital refers another patient with the
+// scenario's documents (about Erik XXX_Altenborg); the nursing home's node
+// reads the aanmeldbericht, finds it is about someone else, sets the
+// sender's workflow Task rejected and never pulls the overdrachtbericht;
+// the referral ends rejected on both sides.
+func TestNursingTransferRejected(t *testing.T) {
+	nw := startTransferNetwork(t)
+	ctx := context.Background()
+	if err := nw.LoadNursingTransferDossier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const other = "123456782"
+	if _, _, err := nw.HospNode.Store().Update(ctx, Hospital.URA, []byte(`{"resourceType":"Patient","id":"other","identifier":[{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"`+other+`"}],"birthDate":"1950-01-01"}`), ""); err != nil {
+		t.Fatal(err)
+	}
+	var sent node.Referral
+	if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/referrals",
+		notifiedpull.ReferRequest{PatientBSN: other, ReceiverURA: NursingHome.URA, Application: eoverdracht.Name,
+			Reads: []string{eoverdracht.DemoAdvanceNotice, eoverdracht.DemoNursingHandoff}}, &sent); code != http.StatusCreated {
+		t.Fatalf("refer: status %d", code)
+	}
+	receiver := &xis{base: nw.internalURLs[NursingHome.URA], token: nw.Token(NursingHome.URA), http: &http.Client{Timeout: 30 * time.Second}}
+	got, err := nw.awaitReceived(ctx, receiver, sent.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != notifiedpull.StatusRejected || !strings.Contains(got.StatusReason, "another patient") || got.Data != "" {
+		t.Errorf("receiver: %s %q, data %q", got.Status, got.StatusReason, got.Data)
+	}
+	var mine node.Referral
+	for i := 0; i < 100 && !notifiedpull.Final(mine.Status); i++ {
+		internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodGet, "/internal/referrals/"+sent.ID, nil, &mine)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if mine.Status != notifiedpull.StatusRejected {
+		t.Errorf("sender: %s", mine.Status)
+	}
+	recs, err := nw.HospNode.Audit().List(ctx, audit.Filter{ActorURA: NursingHome.URA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if strings.Contains(r.Query, "NursingHandoff") {
+			t.Errorf("the overdrachtbericht was read after the rejection: %+v", r)
+		}
+	}
+}
