@@ -57,13 +57,13 @@ const defaultPACSTimeout = 30 * time.Second
 // (internal API).
 func (App) Mount(h hosted.Host) (hosted.Mounted, error) {
 	m := &mounted{host: h, backends: map[string]Backend{}}
-	for i, p := range h.Participants() {
+	for _, p := range h.Participants() {
 		if p.PACS.URL == "" {
 			continue
 		}
 		b, err := pacsBackend(p.PACS)
 		if err != nil {
-			return nil, fmt.Errorf("participants[%d].pacs.cafiles: %w", i, err)
+			return nil, fmt.Errorf("participant %s: pacs.cafiles: %w", p.URA, err)
 		}
 		m.backends[p.URA] = b
 	}
