@@ -286,7 +286,13 @@ func (r *Registry) unknown(name string, p Pattern) error {
 		names = append(names, a.Name())
 	}
 	if len(names) == 0 {
-		return fmt.Errorf("%w: care application %q: no application runs on %s here", ErrUnknown, name, p)
+		return unknownError(fmt.Sprintf("care application %q is not supported: no care application runs on %s here", name, p))
 	}
-	return fmt.Errorf("%w: care application %q on %s; supported: %s", ErrUnknown, name, p, strings.Join(names, ", "))
+	return unknownError(fmt.Sprintf("care application %q is not supported on %s; supported: %s", name, p, strings.Join(names, ", ")))
 }
+
+// unknownError is ErrUnknown with the names a client can use instead.
+type unknownError string
+
+func (e unknownError) Error() string        { return string(e) }
+func (e unknownError) Is(target error) bool { return target == ErrUnknown }

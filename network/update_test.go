@@ -50,8 +50,8 @@ func TestReferralUpdate(t *testing.T) {
 			}
 		}
 	}
-	if got.Status != notifiedpull.StatusCompleted || got.Group != first.Referral || got.ID == first.Received {
-		t.Fatalf("the hospital's update: %+v, want a new notification of group %s, completed", got, first.Referral)
+	if got.Status != notifiedpull.StatusCompleted || got.Group != first.Referral || got.ID == first.Received || got.Application != "bgz" {
+		t.Fatalf("the hospital's update: %+v, want a new notification of group %s, completed, for bgz", got, first.Referral)
 	}
 
 	var before node.Referral

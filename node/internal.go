@@ -228,7 +228,7 @@ func sentView(g notifiedpull.Grant) Referral {
 }
 
 func receivedView(r notifiedpull.Received) Referral {
-	v := Referral{ID: r.ID, Identifier: r.Identifier, Group: r.Group, Direction: "received", Status: r.Status, StatusReason: r.StatusReason, Patient: r.PatientBSN,
+	v := Referral{ID: r.ID, Identifier: r.Identifier, Group: r.Group, Application: r.Application, Direction: "received", Status: r.Status, StatusReason: r.StatusReason, Patient: r.PatientBSN,
 		Partner: r.SenderURA, WorkflowTask: r.WorkflowTask, Expires: r.Expires, Created: r.Created, Updated: r.Updated,
 		Data: r.ResultBundle, Results: r.Summary, AwaitingUser: r.Awaiting}
 	if r.AcceptedBy != nil {

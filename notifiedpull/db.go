@@ -323,7 +323,8 @@ type Received struct {
 	// Group is the notification's groupIdentifier: notifications of one
 	// group are versions of one referral, the newest superseding the rest.
 	Group           string
-	GetWorkflowTask bool // the notification's get-workflow-task input
+	GetWorkflowTask bool   // the notification's get-workflow-task input
+	Application     string // the care application of the pulled data; set when completed
 	Tenant          string
 	Identifier      string
 	SenderURA       string
@@ -360,14 +361,14 @@ type QueryResult struct {
 
 const receivedCols = `id, tenant, identifier, sender_ura, sender_system, patient_bsn, workflow_task, auth_base,
 	expires_at, status, status_reason, result_bundle, summary, created_at, updated_at, awaiting, accepted_by, report_pending,
-	group_identifier, get_workflow_task`
+	group_identifier, get_workflow_task, application`
 
 func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 	var r Received
 	var exp, summary, created, updated, acceptedBy string
 	err := row.Scan(&r.ID, &r.Tenant, &r.Identifier, &r.SenderURA, &r.SenderSystem, &r.PatientBSN, &r.WorkflowTask,
 		&r.AuthBase, &exp, &r.Status, &r.StatusReason, &r.ResultBundle, &summary, &created, &updated, &r.Awaiting, &acceptedBy, &r.ReportPending,
-		&r.Group, &r.GetWorkflowTask)
+		&r.Group, &r.GetWorkflowTask, &r.Application)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, errNoRow
 	}
@@ -475,10 +476,10 @@ func (d *DB) setReceivedStatus(ctx context.Context, id, status, reason string, n
 // one statement, with the report to the sender pending: what the report
 // needs (the authorization base, the accepting user) stays until
 // reportDone.
-func (d *DB) completeReceived(ctx context.Context, id, bundleID string, summary []QueryResult, now time.Time) error {
+func (d *DB) completeReceived(ctx context.Context, id, application, bundleID string, summary []QueryResult, now time.Time) error {
 	s, _ := json.Marshal(summary)
 	_, err := d.exec(ctx, `UPDATE np_received SET result_bundle = ?, summary = ?, status = ?, status_reason = '', updated_at = ?,
-		awaiting = 0, report_pending = 1 WHERE id = ?`, bundleID, string(s), StatusCompleted, now.UTC().Format(ts), id)
+		awaiting = 0, report_pending = 1, application = ? WHERE id = ?`, bundleID, string(s), StatusCompleted, now.UTC().Format(ts), application, id)
 	return err
 }
 

@@ -52,11 +52,11 @@ func TestReceivedLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		summary := []QueryResult{{Block: "b", Code: "c", Query: "Patient?x", Matches: 2, Included: 1, Status: 200}}
-		if err := db.completeReceived(ctx, "r1", "bundle1", summary, now.Add(time.Second)); err != nil {
+		if err := db.completeReceived(ctx, "r1", "bgz", "bundle1", summary, now.Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		got, _ = db.received(ctx, r.Tenant, "r1")
-		if got.Status != StatusCompleted || !got.ReportPending || got.ResultBundle != "bundle1" || len(got.Summary) != 1 ||
+		if got.Status != StatusCompleted || !got.ReportPending || got.ResultBundle != "bundle1" || got.Application != "bgz" || len(got.Summary) != 1 ||
 			got.Summary[0] != summary[0] || got.AuthBase != "secret" || got.AcceptedBy == nil {
 			t.Fatalf("after complete (report pending keeps what the report needs): %+v", got)
 		}

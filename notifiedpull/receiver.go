@@ -412,7 +412,7 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 		ActorURA: row.Tenant, ActorSystem: party.SystemUZI, ActorUser: userOf(caller), ActorRole: roleOf(caller), Patient: row.PatientBSN, Types: collected.types(),
 		Resources: []string{"Bundle/" + res.ID}, Query: fmt.Sprintf("%d queries from %s", len(inputs), row.SenderURA), Task: row.Identifier})
 	// Result and status in one statement, then the notification Task.
-	if err := s.cfg.DB.completeReceived(ctx, row.ID, res.ID, summary, s.cfg.Now()); err != nil {
+	if err := s.cfg.DB.completeReceived(ctx, row.ID, c.app.Name(), res.ID, summary, s.cfg.Now()); err != nil {
 		return err
 	}
 	if err := s.writeNoteStatus(ctx, row, note, StatusCompleted); err != nil {
@@ -576,7 +576,7 @@ func (s *Service) senderEndpoint(ctx context.Context, row Received) (careapp.Wor
 		w := a.(careapp.Workflow) // the registry admits Notified Pull applications only with a workflow
 		base, err := s.cfg.Directory.Endpoint(ctx, row.SenderURA, w.ServerPayloadType(), versionOf(w))
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("find sender's FHIR endpoint (%s): %w", w.Name(), err))
 			continue
 		}
 		if strings.HasPrefix(row.WorkflowTask, base+"/Task/") {
@@ -584,10 +584,7 @@ func (s *Service) senderEndpoint(ctx context.Context, row Received) (careapp.Wor
 		}
 		errs = append(errs, fmt.Errorf("the workflow Task %s is not on the sender's registered endpoint %s", row.WorkflowTask, base))
 	}
-	if len(errs) == 1 {
-		return nil, "", errs[0]
-	}
-	return nil, "", fmt.Errorf("find sender's FHIR endpoint: %w", errors.Join(errs...))
+	return nil, "", errors.Join(errs...)
 }
 
 // versionOf is an application's FHIR version as addressbook Endpoints

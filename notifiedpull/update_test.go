@@ -56,7 +56,7 @@ func TestNewNotificationSupersedesTheGroup(t *testing.T) {
 		t.Fatalf("stored %+v, want group %s and get-workflow-task true", first, group)
 	}
 	// A completed notification of a group, updated: its data stays.
-	if err := s.cfg.DB.completeReceived(ctx, done.ID, "b1", nil, now); err != nil {
+	if err := s.cfg.DB.completeReceived(ctx, done.ID, "bgz", "b1", nil, now); err != nil {
 		t.Fatal(err)
 	}
 
@@ -291,5 +291,18 @@ func TestTaskKind(t *testing.T) {
 	}
 	if len(wf.Meta.Profile) != 1 || wf.Meta.Profile[0] != k.Profile || wf.Code.Coding[0].Code != "89200000" {
 		t.Errorf("workflow Task %+v", wf)
+	}
+}
+
+// A referral for a care application the node does not run on Notified
+// Pull is refused 400, naming the ones it does.
+func TestReferUnknownApplication(t *testing.T) {
+	s, _, _ := receiverFixture(t)
+	for _, app := range []string{"lab", "correspondentie"} {
+		_, err := s.Refer(context.Background(), "90000002", ReferRequest{PatientBSN: "999911259", ReceiverURA: "90000001", Application: app})
+		fe := fhir.AsError(err)
+		if fe == nil || fe.Status != http.StatusBadRequest || !strings.Contains(fe.Error(), "supported: bgz") {
+			t.Errorf("%s: %v, want 400 naming bgz", app, err)
+		}
 	}
 }
