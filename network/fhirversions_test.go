@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -102,6 +103,21 @@ func TestDataEndpointOperations(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("$validate: %d, want 403", resp.StatusCode)
+	}
+
+	// A partner writes nothing on the R4 base, not even the workflow Task's status.
+	wf := note.WorkflowTask[strings.LastIndex(note.WorkflowTask, "/")+1:]
+	upd, _ := http.NewRequest(http.MethodPut, r4+"/Task/"+wf, strings.NewReader(`{"resourceType":"Task","id":"`+wf+`","status":"completed","intent":"order"}`))
+	upd.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	upd.Header.Set("Content-Type", "application/fhir+json")
+	if resp, err := p.http.Do(upd); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "STU3 base") {
+			t.Errorf("write on the R4 base: %d %s", resp.StatusCode, b)
+		}
 	}
 
 	// The R4 base: the same query, the same token and checks, the R4 store
