@@ -12,7 +12,9 @@
 // resource R4 renamed, ProcedureRequest, as ServiceRequest for
 // PlannedCareActivity. Where the published Nictiz R4 material is silent on
 // a search (see docs/care-applications.md, "BgZ on R4"), the STU3 search is
-// kept, so that a retrieval asks the same of a holder in either version.
+// kept, so that a retrieval asks the same of a holder in either version;
+// the laboratory panel includes its members through has-member (R4 has
+// no related-target).
 package bgzr4
 
 import (
@@ -90,7 +92,7 @@ var blocks = []bgz.Block{
 	{Name: "BodyHeight", Code: bgz.Coding{System: bgz.SystemLOINC, Code: "8302-2", Display: "Body height"},
 		Template: "Observation/$lastn?" + patientBSN + "&code=" + bgz.SystemLOINC + "|8302-2," + bgz.SystemLOINC + "|8306-3," + bgz.SystemLOINC + "|8308-9"},
 	{Name: "LaboratoryTestResult", Code: bgz.Coding{System: bgz.SystemSNOMED, Code: "15220000", Display: "Laboratory test"},
-		Template: "Observation/$lastn?" + patientBSN + "&category=" + bgz.SystemSNOMED + "|49581000146104&_include=Observation:related-target"},
+		Template: "Observation/$lastn?" + patientBSN + "&category=" + bgz.SystemSNOMED + "|49581000146104&_include=Observation:has-member"},
 	{Name: "Encounter", Code: bgz.Coding{System: bgz.SystemLOINC, Code: "46240-8", Display: "History of Hospitalizations+Outpatient visits Narrative"},
 		Template: "Encounter?" + patientBSN},
 	{Name: "Procedure", Code: bgz.Coding{System: bgz.SystemLOINC, Code: "47519-4", Display: "History of Procedures Document"},
