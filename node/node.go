@@ -324,11 +324,12 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			}
 			return p.party, true
 		},
-		FHIRBase: n.fhirBase,
-		Issuer:   n.publicURL,
-		PeerURA:  func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
-		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.verify(r, aud) },
-		Audit:    n.auditAppender(), Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
+		FHIRBase:  n.fhirBase,
+		DataStore: n.StoreFor,
+		Issuer:    n.publicURL,
+		PeerURA:   func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
+		Verify:    func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.verify(r, aud) },
+		Audit:     n.auditAppender(), Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
 		Holding: n.holding, Present: n.present, NeedsUser: n.needsUser, Faults: n.faults.Set(), Tracer: n.tracing.tracer,
 		Identify: func(ctx context.Context, c notifiedpull.IdentityCheck) error {
 			return n.identify(ctx, identityCheck{tenant: c.Tenant, partner: c.PartnerURA, bsn: c.PatientBSN, birthDate: c.BirthDate, step: c.Step})
@@ -360,6 +361,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			return out
 		},
 		FHIRBase: n.fhirBase,
+		R4Base:   n.fhirBaseR4,
 		FacilityType: func(ura string) string {
 			if p, ok := n.parts.get(ura); ok {
 				return p.FacilityType
