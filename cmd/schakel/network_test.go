@@ -309,13 +309,15 @@ func TestCareOption(t *testing.T) {
 		{"correspondentie", "", "push", false},
 		{"correspondentie", "indexed-pull", "", true},
 		{"bgz", "direct-pull", "", true}, // no demo exchange of its own
+		{"bgz-r4", "", "notified-pull", false},
+		{"bgz-r4", "indexed-pull", "", true},
 		{"lab", "", "", true},
 	} {
 		got, err := careOption(node.DefaultApplications(), tc.care, tc.pattern)
 		if (err != nil) != tc.err || got != tc.want {
 			t.Errorf("--care %s --pattern %q: %q, err %v; want %q", tc.care, tc.pattern, got, err, tc.want)
 		}
-		if tc.care == "lab" && (err == nil || !strings.Contains(err.Error(), "bgz, correspondentie")) {
+		if tc.care == "lab" && (err == nil || !strings.Contains(err.Error(), "bgz, bgz-r4, correspondentie")) {
 			t.Errorf("--care lab: the error %v does not list the registered applications", err)
 		}
 	}
