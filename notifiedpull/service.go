@@ -102,8 +102,8 @@ type Config struct {
 	// version v is kept in (the node's R4 store for an R4 application);
 	// nil, or nil for v: Store.
 	DataStore func(v fhir.Version) store.Store
-	Directory    Directory
-	Parties      func(ura string) (*Party, bool)
+	Directory Directory
+	Parties   func(ura string) (*Party, bool)
 	// FHIRBase is the public STU3 FHIR base of a tenant on this node.
 	FHIRBase func(tenant string) string
 	// Issuer is this node's authorization server issuer (public base URL).
