@@ -10,6 +10,7 @@ import (
 
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/bgzr4"
+	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
@@ -166,5 +167,40 @@ func TestBgZR4WrongVersionRefused(t *testing.T) {
 				t.Errorf("status %d, want 4xx with an OperationOutcome naming %q: %s", resp.StatusCode, tc.says, b.String())
 			}
 		})
+	}
+}
+
+// A Direct Pull of BgZ R4: the hospital's node finds the GP's R4 base in
+// the addressbook, gets a consult token for that base, and runs the R4
+// searches there; the GP asks the patient's consent as for STU3.
+func TestBgZR4DirectPull(t *testing.T) {
+	nw := startBgZR4(t, 2)
+	ask := func(patient int) consult.Result {
+		var res consult.Result
+		code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/consult", consult.Request{
+			PatientBSN: nw.Patients[patient].BSN, HolderURA: GP.URA, Application: bgzr4.Name, UserID: "900012345", UserRole: "01.016",
+		}, &res)
+		if code != http.StatusOK {
+			t.Fatalf("consult: status %d", code)
+		}
+		return res
+	}
+	permitted := ask(0)
+	if !strings.HasSuffix(permitted.Base, "/fhir/r4/"+GP.URA) {
+		t.Errorf("consulted base %s, want the GP's R4 base", permitted.Base)
+	}
+	for _, q := range permitted.Queries {
+		if q.Status != http.StatusOK || q.Matches == 0 {
+			t.Errorf("consented patient, block %s: status %d, %d matches (%s)", q.Block, q.Status, q.Matches, q.Outcome)
+		}
+	}
+	if !strings.Contains(string(permitted.Bundle), "ServiceRequest") {
+		t.Error("no R4 ServiceRequest in the consult's Bundle")
+	}
+	refused := ask(1)
+	for _, q := range refused.Queries {
+		if q.Status != http.StatusForbidden || q.Matches != 0 {
+			t.Errorf("patient without consent, block %s: status %d, %d matches", q.Block, q.Status, q.Matches)
+		}
 	}
 }
