@@ -25,8 +25,9 @@ import (
 
 // Protocol constants of the exchange.
 const (
-	// ApplicationBgZ is the care application a consult is for when the
-	// request names none (when the node runs it on Direct Pull).
+	// ApplicationBgZ names the BgZ care application (the default of the
+	// node's internal API labels); a consult takes its applications from
+	// Config.Applications.
 	ApplicationBgZ = "bgz"
 	// GrantTypeJWT is the grant a consult token is asked with (RFC 7523 §2.1).
 	GrantTypeJWT = "urn:ietf:params:oauth:grant-type:jwt-bearer"

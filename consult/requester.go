@@ -25,7 +25,7 @@ import (
 type Request struct {
 	PatientBSN  string `json:"patient"`
 	HolderURA   string `json:"holder"`
-	Application string `json:"application,omitempty"` // "bgz" (the default)
+	Application string `json:"application,omitempty"` // default: the node's first on Direct Pull ("bgz")
 	// User is the requesting user: what of it travels depends on the
 	// authentication plateau agreed with the holder (plateau.Caller).
 	User *plateau.Caller `json:"user,omitempty"`
@@ -81,7 +81,9 @@ func (s *Service) Consult(ctx context.Context, tenant string, req Request) (Resu
 		return Result{}, e
 	}
 	if req.Application == "" {
-		req.Application = ApplicationBgZ
+		if apps := s.cfg.Applications.On(careapp.DirectPull); len(apps) > 0 {
+			req.Application = apps[0].Name()
+		}
 	}
 	app, err := s.application(req.Application)
 	if err != nil {

@@ -82,3 +82,26 @@ func TestDataEndpoints(t *testing.T) {
 		t.Errorf("R4 endpoint %+v", eps[1])
 	}
 }
+
+// pushOnly runs on Push without a message shape.
+type pushOnly struct{}
+
+func (pushOnly) Name() string                { return "maternity" }
+func (pushOnly) FHIRVersion() fhir.Version   { return fhir.STU3 }
+func (pushOnly) Patterns() []careapp.Pattern { return []careapp.Pattern{careapp.Push} }
+
+// The Push service gets the registered applications on Push; one without
+// a message shape (push.Application) is refused.
+func TestPushApplications(t *testing.T) {
+	got, err := pushApplications(DefaultApplications())
+	if err != nil || len(got) != 1 || got[0].Name() != "correspondentie" {
+		t.Errorf("shipped: %v, %v", got, err)
+	}
+	reg, err := careapp.NewRegistry(pushOnly{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pushApplications(reg); err == nil || !strings.Contains(err.Error(), "maternity runs on push but has no message shape") {
+		t.Errorf("an application without a message shape: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/notifiedpull"
@@ -80,12 +81,17 @@ func newSeries(reg prometheus.Registerer) series {
 // 0: an absent series and a quiet one look the same on a dashboard.
 func (n *Node) zeroSeries() {
 	s := n.metrics.series
-	for _, e := range []struct{ pattern, role string }{{patternNotifiedPull, roleSender}, {patternNotifiedPull, roleReceiver}, {patternDirectPull, roleRequester}} {
-		for _, outcome := range []string{"ok", "error"} {
-			s.exchanges.WithLabelValues(notifiedpull.ApplicationBgZ, e.pattern, e.role, outcome)
-		}
-		if e.role != roleSender {
-			s.exchangeTime.WithLabelValues(notifiedpull.ApplicationBgZ, e.pattern, e.role)
+	for _, e := range []struct {
+		pattern, role string
+		on            careapp.Pattern
+	}{{patternNotifiedPull, roleSender, careapp.NotifiedPull}, {patternNotifiedPull, roleReceiver, careapp.NotifiedPull}, {patternDirectPull, roleRequester, careapp.DirectPull}} {
+		for _, app := range n.apps.On(e.on) {
+			for _, outcome := range []string{"ok", "error"} {
+				s.exchanges.WithLabelValues(app.Name(), e.pattern, e.role, outcome)
+			}
+			if e.role != roleSender {
+				s.exchangeTime.WithLabelValues(app.Name(), e.pattern, e.role)
+			}
 		}
 	}
 	s.tokens.WithLabelValues("issued")
@@ -134,17 +140,20 @@ func applicationLabel(app, def string, err error) string {
 
 // exchangeEvent counts the Notified Pull exchanges as they end: a pull
 // completed or failed on the receiving side, a referral failed on the
-// sending side. The receiver pulls BgZ, the one care application
-// notifications carry today (notifiedpull.ApplicationBgZ in receiver.go).
+// sending side. A received referral is counted under the care application
+// its pull recorded; one that failed before that, under the node's first
+// application on Notified Pull.
 func (n *Node) exchangeEvent(e notifiedpull.Event) {
 	s := n.metrics.series
 	switch {
 	case e.Step == "completed":
-		s.exchange(notifiedpull.ApplicationBgZ, patternNotifiedPull, roleReceiver, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 		defer cancel()
-		if r, err := n.np.ReceivedOne(ctx, e.Tenant, e.Referral); err == nil && !r.Created.IsZero() {
-			s.exchangeTook(notifiedpull.ApplicationBgZ, patternNotifiedPull, roleReceiver, e.Time.Sub(r.Created))
+		r, err := n.np.ReceivedOne(ctx, e.Tenant, e.Referral)
+		app := n.receivedApplication(r)
+		s.exchange(app, patternNotifiedPull, roleReceiver, nil)
+		if err == nil && !r.Created.IsZero() {
+			s.exchangeTook(app, patternNotifiedPull, roleReceiver, e.Time.Sub(r.Created))
 		}
 	case e.Step == "failed" && e.Referral != "":
 		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
@@ -152,10 +161,22 @@ func (n *Node) exchangeEvent(e notifiedpull.Event) {
 		failed := errors.New("failed")
 		if g, err := n.np.SentOne(ctx, e.Tenant, e.Referral); err == nil {
 			s.exchange(g.Application, patternNotifiedPull, roleSender, failed)
-		} else if _, err := n.np.ReceivedOne(ctx, e.Tenant, e.Referral); err == nil {
-			s.exchange(notifiedpull.ApplicationBgZ, patternNotifiedPull, roleReceiver, failed)
+		} else if r, err := n.np.ReceivedOne(ctx, e.Tenant, e.Referral); err == nil {
+			s.exchange(n.receivedApplication(r), patternNotifiedPull, roleReceiver, failed)
 		}
 	}
+}
+
+// receivedApplication is the care application a received referral is
+// counted under.
+func (n *Node) receivedApplication(r notifiedpull.Received) string {
+	if r.Application != "" {
+		return r.Application
+	}
+	if apps := n.apps.On(careapp.NotifiedPull); len(apps) > 0 {
+		return apps[0].Name()
+	}
+	return notifiedpull.ApplicationBgZ
 }
 
 // tokenRefused counts a refused token request by its RFC 6749 §5.2
