@@ -468,7 +468,7 @@ func (n *Node) AddressbookEntries() []addressbook.Entry {
 // (partners.agreements[].endpoints).
 func Endpoints(publicURL, ura string) plateau.Endpoints {
 	base := strings.TrimSuffix(publicURL, "/")
-	return plateau.Endpoints{Notification: base + "/fhir/stu3/" + ura + "/Task", BgZ: base + "/fhir/stu3/" + ura,
+	return plateau.Endpoints{Notification: base + "/fhir/stu3/" + ura + "/Task", BgZ: base + "/fhir/stu3/" + ura, R4: base + "/fhir/r4/" + ura,
 		AuthServer: base, JWKS: base + "/jwks/" + ura, Push: base + "/fhir/stu3/" + ura + "/$process-message"}
 }
 
