@@ -322,3 +322,24 @@ func TestCareOption(t *testing.T) {
 		}
 	}
 }
+
+// --plateau 3, 4 or mixed consults under a proof of validation: refused
+// for a care application without a validation kit, with the reason.
+func TestPlateauCare(t *testing.T) {
+	for _, tc := range []struct {
+		care string
+		opts network.Options
+		err  bool
+	}{
+		{"bgz", network.Options{Plateau: 4}, false},
+		{"bgz-r4", network.Options{}, false},
+		{"bgz-r4", network.Options{Plateau: 2}, false},
+		{"bgz-r4", network.Options{Plateau: 3}, true},
+		{"bgz-r4", network.Options{Mixed: true}, true},
+	} {
+		err := plateauCare(tc.care, tc.opts)
+		if (err != nil) != tc.err || err != nil && !strings.Contains(err.Error(), "no validation kit") {
+			t.Errorf("--care %s %+v: %v", tc.care, tc.opts, err)
+		}
+	}
+}
