@@ -316,7 +316,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		previous = append(previous, k)
 	}
 	n.np = notifiedpull.New(notifiedpull.Config{
-		Node: cfg.Name, Applications: n.apps, DB: n.npDB, Store: n.stu3, Directory: n.dir,
+		Node: cfg.Name, Applications: n.apps, DB: n.npDB, Store: n.stu3, DataStore: n.StoreFor, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
 			p, ok := n.parts.get(ura)
 			if !ok {
@@ -324,12 +324,11 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			}
 			return p.party, true
 		},
-		FHIRBase:  n.fhirBase,
-		DataStore: n.StoreFor,
-		Issuer:    n.publicURL,
-		PeerURA:   func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
-		Verify:    func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.verify(r, aud) },
-		Audit:     n.auditAppender(), Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
+		FHIRBase: n.fhirBase,
+		Issuer:   n.publicURL,
+		PeerURA:  func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
+		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.verify(r, aud) },
+		Audit:    n.auditAppender(), Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
 		Holding: n.holding, Present: n.present, NeedsUser: n.needsUser, Faults: n.faults.Set(), Tracer: n.tracing.tracer,
 		Identify: func(ctx context.Context, c notifiedpull.IdentityCheck) error {
 			return n.identify(ctx, identityCheck{tenant: c.Tenant, partner: c.PartnerURA, bsn: c.PatientBSN, birthDate: c.BirthDate, step: c.Step})
