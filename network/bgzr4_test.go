@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/bgzr4"
 	"github.com/schakel-nl/schakel/consult"
@@ -167,6 +168,22 @@ func TestBgZR4WrongVersionRefused(t *testing.T) {
 				t.Errorf("status %d, want 4xx with an OperationOutcome naming %q: %s", resp.StatusCode, tc.says, b.String())
 			}
 		})
+	}
+	// Every refusal is in the GP's audit log, from the peer.
+	recs, err := nw.GPNode.Audit().List(context.Background(), audit.Filter{Tenant: GP.URA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := map[int]bool{}
+	for _, r := range recs {
+		if r.ActorURA == peerURA && r.Outcome/100 == 4 {
+			refused[r.Outcome] = true
+		}
+	}
+	for _, status := range []int{http.StatusBadRequest, http.StatusNotFound, http.StatusNotAcceptable, http.StatusUnsupportedMediaType} {
+		if !refused[status] {
+			t.Errorf("no audit record of the peer's request refused %d (refusals audited: %v)", status, refused)
+		}
 	}
 }
 
