@@ -73,7 +73,11 @@ func Normalize(q string) (string, error) {
 // is the request, in any spelling Normalize treats as equal, optionally with
 // the ProvenanceRevinclude parameter SPEC §5 allows every BgZ search to add.
 // It returns ErrNotAllowed when the request is no BgZ search for that BSN.
-func Match(request, bsn string) (Block, error) {
+func Match(request, bsn string) (Block, error) { return MatchIn(blocks, request, bsn) }
+
+// MatchIn is Match against another set of blocks (another version's BgZ
+// query set), with the same spellings treated as equal.
+func MatchIn(set []Block, request, bsn string) (Block, error) {
 	resourceType, operation, params, err := ParseQuery(request)
 	if err != nil {
 		return Block{}, err
@@ -89,7 +93,7 @@ func Match(request, bsn string) (Block, error) {
 	if operation != "" {
 		path += "/" + operation
 	}
-	for _, b := range blocks {
+	for _, b := range set {
 		if !strings.HasPrefix(b.Template, path+"?") {
 			continue // cheap check first: only same-type searches can match
 		}

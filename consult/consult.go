@@ -98,6 +98,10 @@ type Config struct {
 	// FHIRBase is the public STU3 FHIR base of a tenant on this node,
 	// exactly as access tokens carry it in aud.
 	FHIRBase func(tenant string) string
+	// R4Base is the public R4 FHIR base of a tenant, where the data of
+	// an R4 care application is served; a consult token may be asked
+	// for it (resource) as for the STU3 base. Nil: none.
+	R4Base func(tenant string) string
 	// FacilityType is a participant's facility type code (e.g. Z3): the
 	// data holder type of the consent question on the holder side, the
 	// stated requester type on the requester side.

@@ -31,7 +31,7 @@ func (s *Service) ResolveGrant(ctx context.Context, req oauth.GrantRequest) (oau
 	if req.Resource == "" {
 		return oauth.Grant{}, oauth.RefuseGrant("a consult token request must name the data holder's FHIR endpoint in resource (RFC 8707)", nil)
 	}
-	tenant := s.tenantOf(req.Resource)
+	tenant, audience := s.tenantOf(req.Resource)
 	if tenant == "" {
 		return oauth.Grant{}, oauth.RefuseTarget("resource is not the FHIR endpoint of a participant of this node", nil)
 	}
@@ -54,7 +54,7 @@ func (s *Service) ResolveGrant(ctx context.Context, req oauth.GrantRequest) (oau
 		claims[ClaimRequesterType] = rt
 	}
 	return oauth.Grant{
-		Audience: s.cfg.FHIRBase(tenant),
+		Audience: audience,
 		Scope:    []string{req.Scope[0]},
 		Subject:  req.ClientID,
 		Claims:   claims,
@@ -62,17 +62,26 @@ func (s *Service) ResolveGrant(ctx context.Context, req oauth.GrantRequest) (oau
 	}, nil
 }
 
-// tenantOf returns the participant whose FHIR base is resource, or "".
-func (s *Service) tenantOf(resource string) string {
+// tenantOf returns the participant whose FHIR base (STU3 or R4) is
+// resource, and that base; "" when it is no participant's.
+func (s *Service) tenantOf(resource string) (tenant, base string) {
 	if s.cfg.FHIRBase == nil {
-		return ""
+		return "", ""
 	}
 	for _, t := range s.cfg.Tenants() {
-		if s.cfg.FHIRBase(t) == resource {
-			return t
+		if s.cfg.FHIRBase(t) == resource || s.cfg.R4Base != nil && s.cfg.R4Base(t) == resource {
+			return t, resource
 		}
 	}
-	return ""
+	return "", ""
+}
+
+// forTenant reports whether a token's audience is one of tenant's FHIR bases.
+func (s *Service) forTenant(aud []string, tenant string) bool {
+	if s.cfg.FHIRBase == nil {
+		return false
+	}
+	return slices.Contains(aud, s.cfg.FHIRBase(tenant)) || s.cfg.R4Base != nil && slices.Contains(aud, s.cfg.R4Base(tenant))
 }
 
 // namesUser reports whether the request names a user: a verified identity
@@ -149,7 +158,7 @@ func (s *Service) Authorize(ctx context.Context, tok *oauth.AccessToken, req *re
 		return c, deny("the access token was not issued for a consult")
 	case tenant != req.Tenant:
 		return c, deny("the access token was issued for another participant's data")
-	case s.cfg.FHIRBase == nil || !slices.Contains(tok.Audience, s.cfg.FHIRBase(tenant)):
+	case !s.forTenant(tok.Audience, tenant):
 		return c, deny("the access token was issued for another endpoint")
 	}
 	c.Tenant = tenant

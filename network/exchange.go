@@ -113,7 +113,7 @@ func (nw *Network) notifiedPull(ctx context.Context, sender, receiver Participan
 	gp := &xis{base: nw.internalURLs[sender.URA], token: nw.Token(sender.URA), http: hc}
 	hosp := &xis{base: nw.internalURLs[receiver.URA], token: nw.Token(receiver.URA), http: hc}
 	start := time.Now()
-	nw.printf("\nExchange: %s refers patient %s to %s (BgZ, Notified Pull)\n", sender.Name, patient.Name, receiver.Name)
+	nw.printf("\nExchange: %s refers patient %s to %s (%s, Notified Pull)\n", sender.Name, patient.Name, receiver.Name, nw.care(careapp.NotifiedPull))
 
 	var sent node.Referral
 	if err := gp.do(ctx, http.MethodPost, "/internal/referrals", notifiedpull.ReferRequest{

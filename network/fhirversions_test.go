@@ -121,7 +121,8 @@ func TestDataEndpointOperations(t *testing.T) {
 	}
 
 	// The R4 base: the same query, the same token and checks, the R4 store
-	// (which the GP's system fills through its internal API).
+	// (which the demo network fills with the R4 demo record, and the
+	// GP's system here with one more patient through its internal API).
 	r4Patient := `{"resourceType":"Patient","id":"r4p","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},` +
 		`"identifier":[{"system":"http://fhir.nl/fhir/NamingSystem/bsn","value":"` + bsn + `"}],"name":[{"family":"R4"}],"communication":[{"language":{"text":"nl"}}]}`
 	put, _ := http.NewRequest(http.MethodPut, nw.GPNode.InternalURL()+"/internal/fhir/r4/Patient/r4p", strings.NewReader(r4Patient))
@@ -133,7 +134,7 @@ func TestDataEndpointOperations(t *testing.T) {
 		resp.Body.Close()
 	}
 	code, body := p.get(t, p.http, tok.AccessToken, r4+"/"+patientQuery+"&_summary=true")
-	if code != http.StatusOK || !strings.Contains(string(body), `"total":1`) || !strings.Contains(string(body), `"family":"R4"`) ||
+	if code != http.StatusOK || !strings.Contains(string(body), `"total":2`) || !strings.Contains(string(body), `"family":"R4"`) ||
 		strings.Contains(string(body), "communication") || !strings.Contains(string(body), "terminology.hl7.org/CodeSystem/v3-ObservationValue") {
 		t.Errorf("R4 query with _summary=true: %d %s", code, body)
 	}
@@ -161,10 +162,11 @@ func TestDataEndpointOperations(t *testing.T) {
 	if everything != 3 {
 		t.Errorf("%d refused $everything audited, want 3", everything)
 	}
-	// The STU3 store holds the patient: its refusal names the patient
-	// (the R4 store holds none here, nor is there one called nobody).
-	if named != 1 {
-		t.Errorf("%d refused $everything audited with the patient's BSN, want 1", named)
+	// Both stores hold the patient (the demo network loads its record in
+	// STU3 and in R4): each refusal names the patient; there is no one
+	// called nobody.
+	if named != 2 {
+		t.Errorf("%d refused $everything audited with the patient's BSN, want 2", named)
 	}
 	if r4Answered != 2 {
 		t.Errorf("%d answered _summary queries audited, want 2 (STU3 and R4)", r4Answered)

@@ -378,6 +378,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	if err := loadDemoData(ctx, record, nw.Patients); err != nil {
 		return nil, err
 	}
+	if err := nw.loadDemoDataR4(ctx, nw.GPNode.R4Store()); err != nil {
+		return nil, err
+	}
 	if err := nw.writeDemoRegister(nw.Patients); err != nil {
 		return nil, err
 	}

@@ -196,6 +196,19 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 	if err != nil {
 		return nil, err
 	}
+	if nw.pullsR4() {
+		r4Store, err := sqlite.Open(ctx, filepath.Join(data, "gp-node", "data", "fhir-r4.db"), fhir.R4)
+		if err != nil {
+			return nil, fmt.Errorf("GP node's R4 store: %w", err)
+		}
+		err = nw.loadDemoDataR4(ctx, r4Store)
+		if cerr := r4Store.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	cs, err := consent.NewServer(consent.ServerConfig{DataDir: filepath.Join(data, "consent"), Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("consent service: %w", err)

@@ -47,10 +47,13 @@ func (a *addressing) Endpoint(ctx context.Context, ura, payloadType, fhirVersion
 }
 
 // configuredEndpoint maps a payload type to the configured endpoint. The
-// FHIR endpoints are STU3 (the BgZ and Notified Pull version); a request
-// for another FHIR version finds none.
+// FHIR endpoints are STU3 (the BgZ and Notified Pull version), but for a
+// data endpoint asked in FHIR R4 (fhirVersion 4.0), which is the R4 base.
 func configuredEndpoint(e plateau.Endpoints, payloadType, fhirVersion string) string {
 	fhir := fhirVersion == "" || fhirVersion == "3.0"
+	if fhirVersion == "4.0" && payloadType != addressbook.PayloadNotification && payloadType != push.PayloadType {
+		return e.R4
+	}
 	switch payloadType {
 	case addressbook.PayloadNotification:
 		if fhir {

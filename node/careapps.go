@@ -3,29 +3,34 @@ package node
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/beeld"
 	"github.com/schakel-nl/schakel/bgz"
+	"github.com/schakel-nl/schakel/bgzr4"
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/careapp/hosted"
 	"github.com/schakel-nl/schakel/correspondentie"
 	"github.com/schakel-nl/schakel/eoverdracht"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/geboortezorg"
+	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/policy"
 	"github.com/schakel-nl/schakel/push"
 )
 
 // DefaultApplications are the care applications Schakel ships, in the
 // order the node prefers them: BgZ (Notified Pull, Direct Pull, Indexed
-// Pull), Correspondentie and Geboortezorg (Push), eOverdracht (Notified
-// Pull) and Beeldbeschikbaarheid (Direct Pull, Indexed Pull; routes of its
-// own). Another is added here and nowhere else in the node (see
-// docs/architecture.md, "Care applications").
+// Pull), BgZ on R4 (Notified Pull, Direct Pull), Correspondentie and
+// Geboortezorg (Push), eOverdracht (Notified Pull) and Beeldbeschikbaarheid
+// (Direct Pull, Indexed Pull; routes of its own). Another is added here and
+// nowhere else in the node (see docs/architecture.md, "Care applications").
 func DefaultApplications() *careapp.Registry {
-	r, err := careapp.NewRegistry(bgz.New(), correspondentie.New(), geboortezorg.New(), eoverdracht.New(), beeld.New())
+	r, err := careapp.NewRegistry(bgz.New(), bgzr4.New(), correspondentie.New(), geboortezorg.New(), eoverdracht.New(), beeld.New())
 	if err != nil {
 		// The shipped applications are fixed; a refusal is a defect
 		// every test of the node shows.
@@ -111,17 +116,52 @@ func checkApplications(apps *careapp.Registry, policies policy.Set) error {
 // DataEndpoints are the addressbook Endpoints of participant ura's data on
 // the node at publicURL: one per registered application with a query set,
 // under its own payloadType, at the participant's FHIR base of the
-// application's version. The node serves FHIR STU3 only so far: an R4
-// application gets none until it does, rather than one that answers 404.
+// application's version: /fhir/stu3/{ura} (fhirVersion 3.0) or
+// /fhir/r4/{ura} (4.0). The workflow Task of an R4 application's referral
+// stays on the STU3 base, beside the notification endpoint of the
+// technical agreement.
 func DataEndpoints(apps *careapp.Registry, publicURL, ura string) []addressbook.EndpointSpec {
 	var out []addressbook.EndpointSpec
 	for _, a := range apps.All() {
 		q, ok := a.(careapp.QuerySet)
-		if !ok || a.FHIRVersion() != fhir.STU3 {
+		if !ok {
 			continue
 		}
-		out = append(out, addressbook.EndpointSpec{ID: "ep-" + ura + "-" + a.Name(), PayloadType: q.ServerPayloadType(),
-			Address: Endpoints(publicURL, ura).BgZ, FHIRVersion: "3.0"})
+		ep := addressbook.EndpointSpec{ID: "ep-" + ura + "-" + a.Name(), PayloadType: q.ServerPayloadType(),
+			Address: Endpoints(publicURL, ura).BgZ, FHIRVersion: "3.0"}
+		if a.FHIRVersion() == fhir.R4 {
+			ep.Address, ep.FHIRVersion = strings.TrimSuffix(publicURL, "/")+"/fhir/r4/"+ura, "4.0"
+		}
+		out = append(out, ep)
 	}
 	return out
+}
+
+// applicationVersion refuses the data request of a care application on a
+// FHIR base of another version than the application's: an R4
+// application's searches and reads go to the R4 base (/fhir/r4/{ura});
+// on the STU3 base its token reaches only the workflow Task, which the
+// technical agreement keeps there. (An STU3 application's token holds on
+// the R4 base: see verifyData.)
+func (n *Node) applicationVersion(v fhir.Version, tok *oauth.AccessToken, req *rest.Request) error {
+	if tok == nil || len(tok.Scope) == 0 || v != fhir.STU3 || req.Type == "Task" {
+		return nil
+	}
+	a, ok := n.apps.Get(tok.Scope[0])
+	if !ok || a.FHIRVersion() == v {
+		return nil
+	}
+	return fhir.Errorf(http.StatusBadRequest, "not-supported",
+		"care application %s exchanges FHIR %s: this is the FHIR %s base; ask its data at %s", a.Name(), versionName(a.FHIRVersion()), versionName(v), n.fhirBaseR4(req.Tenant))
+}
+
+// versionName is a FHIR version as people write it.
+func versionName(v fhir.Version) string {
+	switch v {
+	case fhir.STU3:
+		return "STU3 (3.0)"
+	case fhir.R4:
+		return "R4 (4.0)"
+	}
+	return string(v)
 }

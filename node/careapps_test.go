@@ -93,16 +93,20 @@ func TestCheckApplicationsRoutes(t *testing.T) {
 }
 
 // Each pull application's data server is listed under its own payload
-// type; an R4 one gets no endpoint while the node serves STU3 only.
+// type, at the participant's base of the application's FHIR version.
 func TestDataEndpoints(t *testing.T) {
 	reg, err := careapp.NewRegistry(bgz.New(), imaging{name: "imaging"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	eps := DataEndpoints(reg, "https://node.example/", "90000001")
-	if len(eps) != 1 || eps[0].ID != "ep-90000001-bgz" || eps[0].PayloadType != bgz.PayloadServer ||
+	if len(eps) != 2 || eps[0].ID != "ep-90000001-bgz" || eps[0].PayloadType != bgz.PayloadServer ||
 		eps[0].Address != "https://node.example/fhir/stu3/90000001" || eps[0].FHIRVersion != "3.0" {
 		t.Errorf("endpoints %+v", eps)
+	}
+	if len(eps) == 2 && (eps[1].ID != "ep-90000001-imaging" || eps[1].PayloadType != "urn:test:imaging" ||
+		eps[1].Address != "https://node.example/fhir/r4/90000001" || eps[1].FHIRVersion != "4.0") {
+		t.Errorf("R4 endpoint %+v", eps[1])
 	}
 }
 

@@ -201,8 +201,17 @@ func (n *Node) fhirBaseR4(tenant string) string { return n.publicURL + "/fhir/r4
 // address in the addressbook is its STU3 base (the audience); the R4 base
 // serves the same participant under the same policies, so that token holds
 // on both.
-func (n *Node) verifyData(r *http.Request, ura string) (*oauth.AccessToken, error) {
-	return n.verify(r, n.fhirBase(ura))
+//
+// A token asked for the R4 base itself (a consult of an R4 care
+// application names it as its resource) holds there too.
+func (n *Node) verifyData(r *http.Request, ura, base string) (*oauth.AccessToken, error) {
+	tok, err := n.verify(r, n.fhirBase(ura))
+	if err != nil && base == n.fhirBaseR4(ura) {
+		if t, rerr := n.verify(r, base); rerr == nil {
+			return t, nil
+		}
+	}
+	return tok, err
 }
 
 // versionWrites refuses a peer's write on the public R4 base: what a

@@ -356,7 +356,11 @@ func (n *Node) referralData(w http.ResponseWriter, r *http.Request, p *participa
 		writeProblem(w, http.StatusConflict, "not-ready", "no data pulled yet; referral status is "+x.Status)
 		return
 	}
-	res, err := n.stu3.Read(r.Context(), p.URA, "Bundle", x.ResultBundle)
+	v := fhir.STU3
+	if a, ok := n.apps.Get(x.Application); ok {
+		v = a.FHIRVersion()
+	}
+	res, err := n.StoreFor(v).Read(r.Context(), p.URA, "Bundle", x.ResultBundle)
 	if err != nil {
 		n.internalError(w, err)
 		return
@@ -367,8 +371,16 @@ func (n *Node) referralData(w http.ResponseWriter, r *http.Request, p *participa
 		writeProblem(w, http.StatusServiceUnavailable, "audit-unavailable", "the audit log is unavailable; nothing was returned")
 		return
 	}
-	w.Header().Set("Content-Type", "application/fhir+json; fhirVersion=3.0; charset=utf-8")
+	w.Header().Set("Content-Type", "application/fhir+json; fhirVersion="+versionParam(v)+"; charset=utf-8")
 	_, _ = w.Write(res.Body)
+}
+
+// versionParam is the fhirVersion media type parameter of version v.
+func versionParam(v fhir.Version) string {
+	if v == fhir.R4 {
+		return "4.0"
+	}
+	return "3.0"
 }
 
 // internalError translates an error once, at the edge of the internal API.

@@ -321,7 +321,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		previous = append(previous, k)
 	}
 	n.np = notifiedpull.New(notifiedpull.Config{
-		Node: cfg.Name, Applications: n.apps, DB: n.npDB, Store: n.stu3, Directory: n.dir,
+		Node: cfg.Name, Applications: n.apps, DB: n.npDB, Store: n.stu3, DataStore: n.StoreFor, Directory: n.dir,
 		Parties: func(ura string) (*notifiedpull.Party, bool) {
 			p, ok := n.parts.get(ura)
 			if !ok {
@@ -365,6 +365,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 			return out
 		},
 		FHIRBase: n.fhirBase,
+		R4Base:   n.fhirBaseR4,
 		FacilityType: func(ura string) string {
 			if p, ok := n.parts.get(ura); ok {
 				return p.FacilityType
@@ -482,7 +483,7 @@ func (n *Node) AddressbookEntries() []addressbook.Entry {
 // (partners.agreements[].endpoints).
 func Endpoints(publicURL, ura string) plateau.Endpoints {
 	base := strings.TrimSuffix(publicURL, "/")
-	return plateau.Endpoints{Notification: base + "/fhir/stu3/" + ura + "/Task", BgZ: base + "/fhir/stu3/" + ura,
+	return plateau.Endpoints{Notification: base + "/fhir/stu3/" + ura + "/Task", BgZ: base + "/fhir/stu3/" + ura, R4: base + "/fhir/r4/" + ura,
 		AuthServer: base, JWKS: base + "/jwks/" + ura, Push: base + "/fhir/stu3/" + ura + "/$process-message"}
 }
 

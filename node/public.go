@@ -70,6 +70,9 @@ func (n *Node) dataConfig(st store.Store, v fhir.Version) rest.Config {
 			if err := versionWrites(v, req); err != nil {
 				return err
 			}
+			if err := n.applicationVersion(v, tokenFrom(ctx), req); err != nil {
+				return err
+			}
 			tok := tokenFrom(ctx)
 			authn, user, role := plateau.TokenUser(tok.Claims)
 			app := ""
@@ -132,7 +135,7 @@ func (n *Node) serveData(w http.ResponseWriter, r *http.Request, data *rest.Serv
 		data.Serve(w, r, ura, base, path)
 		return
 	}
-	tok, err := n.verifyData(r, ura)
+	tok, err := n.verifyData(r, ura, base)
 	if err != nil {
 		peer, _ := n.trust.PeerURA(r.TLS)
 		if aerr := n.auditAppender().Append(r.Context(), audit.Record{Action: actionFor(r.Method), Interaction: "access", Outcome: http.StatusUnauthorized,

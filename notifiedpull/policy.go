@@ -120,12 +120,17 @@ func (s *Service) AfterData(ctx context.Context, tok *oauth.AccessToken, req *re
 // search; a request with them is still the search it pages through.
 var pagingParams = []string{"_count", "_offset", "_format"}
 
+// shapingParams only narrow how each match is shown (_summary, _elements)
+// or laid out (_pretty); a request with them is still the search it
+// shapes, and returns no more than it.
+var shapingParams = []string{"_summary", "_elements", "_pretty"}
+
 // searchOf rebuilds a received search as a relative URL without its
-// paging parameters, for the application's Normalize.
+// paging and shaping parameters, for the application's Normalize.
 func searchOf(req *rest.Request) string {
 	p := url.Values{}
 	for k, v := range req.Params {
-		if !slices.Contains(pagingParams, k) {
+		if !slices.Contains(pagingParams, k) && !slices.Contains(shapingParams, k) {
 			p[k] = v
 		}
 	}

@@ -458,7 +458,7 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 		return nil // withdrawn while pulling: keep nothing
 	}
 	bundle := collected.bundle(row)
-	res, err := s.cfg.Store.Create(ctx, row.Tenant, bundle)
+	res, err := s.dataStore(c.app.FHIRVersion()).Create(ctx, row.Tenant, bundle)
 	if err != nil {
 		return fmt.Errorf("store pulled data: %w", err)
 	}
@@ -616,7 +616,16 @@ func (s *Service) connect(ctx context.Context, row Received, party *Party, calle
 			granted = a
 		}
 	}
-	return &fetcher{http: party.HTTP, token: tok.AccessToken, base: base, app: granted}, nil
+	data := base
+	if granted.FHIRVersion() != fhir.STU3 {
+		// The workflow Task is on the STU3 base the agreement puts it on;
+		// the data of an application of another version is on its own base.
+		if data, err = s.cfg.Directory.Endpoint(ctx, row.SenderURA, granted.ServerPayloadType(), versionOf(granted)); err != nil {
+			return nil, fmt.Errorf("find sender's FHIR %s endpoint (%s): %w", granted.FHIRVersion(), granted.Name(), err)
+		}
+		data = strings.TrimSuffix(data, "/")
+	}
+	return &fetcher{http: party.HTTP, token: tok.AccessToken, base: base, data: data, app: granted}, nil
 }
 
 // senderEndpoint finds the sender's FHIR base the workflow Task is on: the
@@ -632,7 +641,7 @@ func (s *Service) senderEndpoint(ctx context.Context, row Received) (careapp.Wor
 	var errs []error
 	for _, a := range apps {
 		w := a.(careapp.Workflow) // the registry admits Notified Pull applications only with a workflow
-		base, err := s.cfg.Directory.Endpoint(ctx, row.SenderURA, w.ServerPayloadType(), versionOf(w))
+		base, err := s.taskBase(ctx, row.SenderURA, w)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("find sender's FHIR endpoint (%s): %w", w.Name(), err))
 			continue
@@ -643,6 +652,35 @@ func (s *Service) senderEndpoint(ctx context.Context, row Received) (careapp.Wor
 		errs = append(errs, fmt.Errorf("the workflow Task %s is not on the sender's registered endpoint %s", row.WorkflowTask, base))
 	}
 	return nil, "", errors.Join(errs...)
+}
+
+// dataStore is where pulled data of FHIR version v is kept.
+func (s *Service) dataStore(v fhir.Version) store.Store {
+	if s.cfg.DataStore != nil {
+		if st := s.cfg.DataStore(v); st != nil {
+			return st
+		}
+	}
+	return s.cfg.Store
+}
+
+// taskBase is the sender's FHIR base its workflow Tasks of application w
+// are on: the data endpoint of an STU3 application; for an application
+// of another version, the STU3 base of the technical agreement's Task
+// endpoint (the notification endpoint, ".../Task"), where the Task stays
+// while the data is served in the application's version.
+func (s *Service) taskBase(ctx context.Context, sender string, w careapp.Workflow) (string, error) {
+	if w.FHIRVersion() == fhir.STU3 {
+		return s.cfg.Directory.Endpoint(ctx, sender, w.ServerPayloadType(), versionOf(w))
+	}
+	if _, err := s.cfg.Directory.Endpoint(ctx, sender, w.ServerPayloadType(), versionOf(w)); err != nil {
+		return "", err // the sender does not serve the application
+	}
+	task, err := s.cfg.Directory.Endpoint(ctx, sender, PayloadNotification, "3.0")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(strings.TrimSuffix(task, "/"), "/Task"), nil
 }
 
 // versionOf is an application's FHIR version as addressbook Endpoints
@@ -693,7 +731,7 @@ func (f *fetcher) run(ctx context.Context, in WorkflowInput, into *collection) (
 	qr := QueryResult{Block: in.Display, Code: in.Code, Query: in.Query}
 	if in.Reference != "" {
 		qr.Query = in.Reference
-		u := f.base + "/" + in.Reference
+		u := f.dataBase() + "/" + in.Reference
 		if t, ok := f.app.(careapp.Transfer); ok {
 			if typ, _, err := ParseRead(in.Reference); err == nil && t.DocumentOperation(typ) != "" {
 				// A document of a Transfer: read as the agreement
@@ -710,7 +748,7 @@ func (f *fetcher) run(ctx context.Context, in WorkflowInput, into *collection) (
 		qr.Matches, qr.Status = 1, http.StatusOK
 		return qr, nil
 	}
-	m, inc, err := f.search(ctx, f.base+"/"+in.Query, into)
+	m, inc, err := f.search(ctx, f.dataBase()+"/"+in.Query, into)
 	if err != nil {
 		return qr, fmt.Errorf("query %s: %w", in.Display, err)
 	}
@@ -722,8 +760,18 @@ func (f *fetcher) run(ctx context.Context, in WorkflowInput, into *collection) (
 type fetcher struct {
 	http  *http.Client
 	token string
-	base  string
+	base  string           // the sender's FHIR base the workflow Task is on
+	data  string           // the sender's FHIR base of the application's data (base for STU3)
 	app   careapp.Workflow // the application the token was granted for
+}
+
+// dataBase is where the application's data is read: data, or base when
+// the two are one.
+func (f *fetcher) dataBase() string {
+	if f.data == "" {
+		return f.base
+	}
+	return f.data
 }
 
 func (f *fetcher) do(ctx context.Context, method, u string, body []byte) ([]byte, error) {
@@ -733,7 +781,7 @@ func (f *fetcher) do(ctx context.Context, method, u string, body []byte) ([]byte
 
 // send is do that also returns the answer's status (0 without an answer).
 func (f *fetcher) send(ctx context.Context, method, u string, body []byte) ([]byte, int, error) {
-	if !strings.HasPrefix(u, f.base+"/") {
+	if !strings.HasPrefix(u, f.base+"/") && !strings.HasPrefix(u, f.dataBase()+"/") {
 		return nil, 0, fmt.Errorf("refusing to follow %s: not on the sender's endpoint", u)
 	}
 	var rd io.Reader

@@ -99,8 +99,12 @@ type Config struct {
 	Applications *careapp.Registry
 	DB           *DB
 	Store        store.Store // the node's STU3 store
-	Directory    Directory
-	Parties      func(ura string) (*Party, bool)
+	// DataStore is the store pulled data of a care application of FHIR
+	// version v is kept in (the node's R4 store for an R4 application);
+	// nil, or nil for v: Store.
+	DataStore func(v fhir.Version) store.Store
+	Directory Directory
+	Parties   func(ura string) (*Party, bool)
 	// FHIRBase is the public STU3 FHIR base of a tenant on this node.
 	FHIRBase func(tenant string) string
 	// Issuer is this node's authorization server issuer (public base URL).

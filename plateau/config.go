@@ -65,6 +65,9 @@ type Endpoints struct {
 	Notification string `koanf:"notification"`
 	// BgZ is the FHIR STU3 base of its BgZ server.
 	BgZ string `koanf:"bgz"`
+	// R4 is the FHIR R4 base of its data endpoints (the care applications
+	// on R4, e.g. BgZ on R4), e.g. https://gtk.example/fhir/r4/<URA>.
+	R4 string `koanf:"r4"`
 	// AuthServer is the issuer of its authorization server (RFC 8414).
 	AuthServer string `koanf:"authserver"`
 	// JWKS is the key set its client assertions are signed with.
@@ -79,7 +82,7 @@ func (e Endpoints) IsZero() bool { return e == Endpoints{} }
 
 func (e Endpoints) validate(where string) error {
 	var errs []error
-	for _, f := range []struct{ key, v string }{{"notification", e.Notification}, {"bgz", e.BgZ},
+	for _, f := range []struct{ key, v string }{{"notification", e.Notification}, {"bgz", e.BgZ}, {"r4", e.R4},
 		{"authserver", e.AuthServer}, {"jwks", e.JWKS}, {"push", e.Push}} {
 		if f.v == "" {
 			continue

@@ -17,6 +17,7 @@ import (
 	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/validation/kits"
 )
 
 func newNetworkCommand(g *globalFlags) *cobra.Command {
@@ -81,6 +82,9 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			}
 			if opts.Replicas > 0 && pattern != "notified-pull" {
 				return fmt.Errorf("--replicas runs the BgZ Notified Pull and Direct Pull for now, not --pattern %s", pattern)
+			}
+			if err := plateauCare(care, opts); err != nil {
+				return err
 			}
 			if ran, err := runCareDemo(cmd.Context(), opts, care, pattern, once, processes); ran {
 				return err
@@ -235,6 +239,22 @@ func runNetworkProcesses(ctx context.Context, opts network.Options, once bool, e
 // demoPatterns are the exchange patterns `schakel network up` has an
 // exchange for (Direct Pull runs within --plateau and --plateau mixed).
 var demoPatterns = []careapp.Pattern{careapp.NotifiedPull, careapp.IndexedPull, careapp.Push}
+
+// plateauCare refuses --plateau for a care application without a
+// validation kit at plateau 3 or 4 (or mixed): there a holder grants a consult only to a node
+// with a valid proof of validation for the application, which only its kit
+// can give.
+func plateauCare(care string, opts network.Options) error {
+	if opts.Plateau < 3 && !opts.Mixed {
+		return nil
+	}
+	for _, k := range kits.Shipped() {
+		if k.Application == care {
+			return nil
+		}
+	}
+	return fmt.Errorf("--plateau with --care %s: the growth-model run consults under a proof of validation, and %s has no validation kit yet; run it without --plateau", care, care)
+}
 
 // careOption checks --care and --pattern against the registered care
 // applications and returns the pattern to run: the application's own

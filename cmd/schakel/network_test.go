@@ -314,14 +314,37 @@ func TestCareOption(t *testing.T) {
 		{"beeld", "", "indexed-pull", false},
 		{"beeld", "direct-pull", "", true},
 		{"beeld", "push", "", true},
+		{"bgz-r4", "", "notified-pull", false},
+		{"bgz-r4", "indexed-pull", "", true},
 		{"lab", "", "", true},
 	} {
 		got, err := careOption(node.DefaultApplications(), tc.care, tc.pattern)
 		if (err != nil) != tc.err || got != tc.want {
 			t.Errorf("--care %s --pattern %q: %q, err %v; want %q", tc.care, tc.pattern, got, err, tc.want)
 		}
-		if tc.care == "lab" && (err == nil || !strings.Contains(err.Error(), "bgz, correspondentie")) {
+		if tc.care == "lab" && (err == nil || !strings.Contains(err.Error(), "bgz, bgz-r4, correspondentie")) {
 			t.Errorf("--care lab: the error %v does not list the registered applications", err)
+		}
+	}
+}
+
+// --plateau 3, 4 or mixed consults under a proof of validation: refused
+// for a care application without a validation kit, with the reason.
+func TestPlateauCare(t *testing.T) {
+	for _, tc := range []struct {
+		care string
+		opts network.Options
+		err  bool
+	}{
+		{"bgz", network.Options{Plateau: 4}, false},
+		{"bgz-r4", network.Options{}, false},
+		{"bgz-r4", network.Options{Plateau: 2}, false},
+		{"bgz-r4", network.Options{Plateau: 3}, true},
+		{"bgz-r4", network.Options{Mixed: true}, true},
+	} {
+		err := plateauCare(tc.care, tc.opts)
+		if (err != nil) != tc.err || err != nil && !strings.Contains(err.Error(), "no validation kit") {
+			t.Errorf("--care %s %+v: %v", tc.care, tc.opts, err)
 		}
 	}
 }

@@ -105,7 +105,7 @@ func (s *Server) route(req *Request, method, path string) error {
 		if strings.HasPrefix(typ, "$") || strings.HasPrefix(typ, "_") {
 			return fhir.Errorf(http.StatusNotFound, "not-supported", "whole-system interactions are not supported")
 		}
-		return fhir.Errorf(http.StatusNotFound, "not-supported", "unknown resource type %q", typ)
+		return fhir.Errorf(http.StatusNotFound, "not-supported", "unknown resource type %q in FHIR %s (fhirVersion %s)", typ, strings.ToUpper(string(s.version)), s.version.MimeVersion())
 	}
 	req.Type = typ
 	switch len(parts) {
