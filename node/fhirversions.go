@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/fhir/store"
@@ -203,15 +204,30 @@ func (n *Node) fhirBaseR4(tenant string) string { return n.publicURL + "/fhir/r4
 // on both.
 //
 // A token asked for the R4 base itself (a consult of an R4 care
-// application names it as its resource) holds there too.
+// application names it as its resource) holds there too, when it is for
+// an application the data endpoint serves (one with a query set): an
+// application with routes of its own (careapp.Routes: an imaging token,
+// whose resource is the R4 base too) holds on its own routes only.
 func (n *Node) verifyData(r *http.Request, ura, base string) (*oauth.AccessToken, error) {
 	tok, err := n.verify(r, n.fhirBase(ura))
 	if err != nil && base == n.fhirBaseR4(ura) {
-		if t, rerr := n.verify(r, base); rerr == nil {
+		if t, rerr := n.verify(r, base); rerr == nil && n.servesData(t) {
 			return t, nil
 		}
 	}
 	return tok, err
+}
+
+// servesData reports whether a token's scope is a care application whose
+// data the FHIR data endpoint serves (one with a query set).
+func (n *Node) servesData(tok *oauth.AccessToken) bool {
+	for _, s := range tok.Scope {
+		a, ok := n.apps.Get(s)
+		if _, isQ := a.(careapp.QuerySet); ok && isQ {
+			return true
+		}
+	}
+	return false
 }
 
 // versionWrites refuses a peer's write on the public R4 base: what a
