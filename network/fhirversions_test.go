@@ -163,10 +163,11 @@ func TestDataEndpointOperations(t *testing.T) {
 		t.Errorf("%d refused $everything audited, want 3", everything)
 	}
 	// Both stores hold the patient (the demo network loads its record in
-	// STU3 and in R4): each refusal names the patient; there is no one
-	// called nobody.
-	if named != 2 {
-		t.Errorf("%d refused $everything audited with the patient's BSN, want 2", named)
+	// STU3 and in R4): those refusals name the patient; the one of a
+	// patient that does not exist names the patient of the referral the
+	// token is for, as every record under a referral does.
+	if named != 3 {
+		t.Errorf("%d refused $everything audited with the patient's BSN, want 3", named)
 	}
 	if r4Answered != 2 {
 		t.Errorf("%d answered _summary queries audited, want 2 (STU3 and R4)", r4Answered)

@@ -83,7 +83,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			if opts.Replicas > 0 && pattern != "notified-pull" {
 				return fmt.Errorf("--replicas runs the BgZ Notified Pull and Direct Pull for now, not --pattern %s", pattern)
 			}
-			if err := plateauCare(care, opts); err != nil {
+			if err := plateauCare(opts.Applications, care, opts); err != nil {
 				return err
 			}
 			if ran, err := runCareDemo(cmd.Context(), opts, care, pattern, once, processes); ran {
@@ -240,12 +240,16 @@ func runNetworkProcesses(ctx context.Context, opts network.Options, once bool, e
 // exchange for (Direct Pull runs within --plateau and --plateau mixed).
 var demoPatterns = []careapp.Pattern{careapp.NotifiedPull, careapp.IndexedPull, careapp.Push}
 
-// plateauCare refuses --plateau for a care application without a
-// validation kit at plateau 3 or 4 (or mixed): there a holder grants a consult only to a node
-// with a valid proof of validation for the application, which only its kit
-// can give.
-func plateauCare(care string, opts network.Options) error {
+// plateauCare refuses --plateau for a care application that runs a Direct
+// Pull but has no validation kit, at plateau 3 or 4 (or mixed): there a
+// holder grants a consult only to a node with a valid proof of validation
+// for the application, which only its kit can give. An application without
+// a Direct Pull (a Push) is not consulted.
+func plateauCare(apps *careapp.Registry, care string, opts network.Options) error {
 	if opts.Plateau < 3 && !opts.Mixed {
+		return nil
+	}
+	if app, ok := apps.Get(care); ok && !slices.Contains(app.Patterns(), careapp.DirectPull) {
 		return nil
 	}
 	for _, k := range kits.Shipped() {

@@ -329,7 +329,8 @@ func TestCareOption(t *testing.T) {
 }
 
 // --plateau 3, 4 or mixed consults under a proof of validation: refused
-// for a care application without a validation kit, with the reason.
+// for a care application with a Direct Pull but without a validation kit,
+// with the reason.
 func TestPlateauCare(t *testing.T) {
 	for _, tc := range []struct {
 		care string
@@ -341,8 +342,10 @@ func TestPlateauCare(t *testing.T) {
 		{"bgz-r4", network.Options{Plateau: 2}, false},
 		{"bgz-r4", network.Options{Plateau: 3}, true},
 		{"bgz-r4", network.Options{Mixed: true}, true},
+		{"correspondentie", network.Options{Plateau: 3}, false}, // Push: no consult
+		{"correspondentie", network.Options{Mixed: true}, false},
 	} {
-		err := plateauCare(tc.care, tc.opts)
+		err := plateauCare(node.DefaultApplications(), tc.care, tc.opts)
 		if (err != nil) != tc.err || err != nil && !strings.Contains(err.Error(), "no validation kit") {
 			t.Errorf("--care %s %+v: %v", tc.care, tc.opts, err)
 		}
