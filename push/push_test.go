@@ -21,6 +21,7 @@ import (
 	"github.com/schakel-nl/schakel/addressbook"
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/correspondentie"
+	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/push"
 )
 
@@ -384,5 +385,39 @@ func TestReceiptVerified(t *testing.T) {
 	w.round(hospital)
 	if got := w.out(m.ID); got.Status != push.StatusDelivered {
 		t.Fatalf("%s %q", got.Status, got.StatusReason)
+	}
+}
+
+// A refused send is audited before the refusal is returned, with the
+// receiver and, once the payload was read, the patient; nothing is queued.
+func TestRefusedSendAudited(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		req     push.SendRequest
+		patient string
+	}{
+		{"unknown application", push.SendRequest{ReceiverURA: gp, Application: "lab", Payload: letter(t, "999911120")}, ""},
+		{"bad receiver", push.SendRequest{ReceiverURA: "12", Application: "correspondentie", Payload: letter(t, "999911120")}, ""},
+		{"not a letter", push.SendRequest{ReceiverURA: gp, Application: "correspondentie", Payload: json.RawMessage(`{"resourceType":"Patient"}`)}, ""},
+	} {
+		before := len(w.audit[hospital].find("push-send"))
+		_, _, err := w.svc[hospital].Send(ctx, hospital, tc.req)
+		var fe *fhir.Error
+		if !errors.As(err, &fe) || fe.Status < 400 || fe.Status >= 500 {
+			t.Fatalf("%s: %v, want a 4xx FHIR error", tc.name, err)
+		}
+		recs := w.audit[hospital].find("push-send")
+		if len(recs) != before+1 {
+			t.Fatalf("%s: %d push-send records, want %d", tc.name, len(recs), before+1)
+		}
+		r := recs[len(recs)-1]
+		if r.Outcome != fe.Status || r.Tenant != hospital || !strings.Contains(r.Query, tc.req.ReceiverURA) || r.OutcomeText == "" || r.Patient != tc.patient {
+			t.Errorf("%s: record %+v", tc.name, r)
+		}
+	}
+	if sent, _ := w.svc[hospital].Sent(ctx, hospital); len(sent) != 0 {
+		t.Fatalf("refused sends queued %d messages", len(sent))
 	}
 }

@@ -31,11 +31,31 @@ type SendRequest struct {
 // Send validates a message the way its receiver will, and queues it in the
 // outbox; it returns once the message is durable (and audited). created is
 // false when the tenant sent this id before: nothing is queued again.
-func (s *Service) Send(ctx context.Context, tenant string, req SendRequest) (OutMessage, bool, error) {
+//
+// A refusal (a 4xx *fhir.Error) is audited before it is returned: it names
+// the participant, the receiver and, once the payload was read, the
+// patient.
+func (s *Service) Send(ctx context.Context, tenant string, req SendRequest) (_ OutMessage, _ bool, err error) {
 	party, ok := s.cfg.Parties(tenant)
 	if !ok {
 		return OutMessage{}, false, fmt.Errorf("%w: %s", ErrUnknownParticipant, tenant)
 	}
+	var patient string
+	defer func() {
+		var fe *fhir.Error
+		if err == nil || !errors.As(err, &fe) || fe.Status >= 500 {
+			return
+		}
+		rec := audit.Record{Action: audit.ActionCreate, Interaction: "push-send", Outcome: fe.Status,
+			Tenant: tenant, ActorURA: tenant, ActorSystem: party.SystemUZI, Patient: patient, Task: req.ID,
+			Query: "to " + req.ReceiverURA + " (" + req.Application + ")"}
+		if len(fe.Issues) > 0 {
+			rec.OutcomeText = fe.Issues[0].Diagnostics
+		}
+		if aerr := s.audit(ctx, rec); aerr != nil {
+			err = fmt.Errorf("audit of a refused message: %w", aerr)
+		}
+	}()
 	app, ok := s.apps[req.Application]
 	if !ok {
 		return OutMessage{}, false, fhir.Errorf(http.StatusBadRequest, "not-supported",
@@ -53,6 +73,7 @@ func (s *Service) Send(ctx context.Context, tenant string, req SendRequest) (Out
 		return OutMessage{}, false, fhir.Errorf(http.StatusBadRequest, "required", "payload is required")
 	}
 	p, err := app.Validate(req.Payload)
+	patient = p.PatientBSN
 	if err != nil {
 		return OutMessage{}, false, err
 	}
