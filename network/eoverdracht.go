@@ -117,17 +117,11 @@ func (nw *Network) ExchangeNursingTransfer(ctx context.Context) (*NursingTransfe
 	if len(s.Documents) != 2 {
 		return s, fmt.Errorf("%d documents arrived, want the aanmeldbericht and the overdrachtbericht", len(s.Documents))
 	}
-	for i := 0; i < 100; i++ {
-		var mine node.Referral
-		if err := sender.do(ctx, http.MethodGet, "/internal/referrals/"+sent.ID, nil, &mine); err != nil {
-			return s, err
-		}
-		s.Sender = mine.Status
-		if notifiedpull.Final(mine.Status) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	status, err := sender.settled(ctx, sent.ID, 2*time.Second)
+	if err != nil {
+		return s, err
 	}
+	s.Sender = status
 	s.Took = time.Since(start)
 	if s.Sender != notifiedpull.StatusCompleted {
 		return s, fmt.Errorf("the sender's transfer ended %q", s.Sender)

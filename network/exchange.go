@@ -171,22 +171,32 @@ func (nw *Network) notifiedPull(ctx context.Context, sender, receiver Participan
 		s.Total++
 	}
 	// The sender's view settles once the receiver has reported completion.
-	for i := 0; i < 50; i++ {
-		var mine node.Referral
-		if err := gp.do(ctx, http.MethodGet, "/internal/referrals/"+sent.ID, nil, &mine); err != nil {
-			return s, err
-		}
-		s.Sender = mine.Status
-		if notifiedpull.Final(mine.Status) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	status, err := gp.settled(ctx, sent.ID, time.Second)
+	if err != nil {
+		return s, err
 	}
+	s.Sender = status
 	s.Took = time.Since(start)
 	if s.Sender != notifiedpull.StatusCompleted {
 		return s, fmt.Errorf("the sender's referral ended %q", s.Sender)
 	}
 	return s, nil
+}
+
+// settled polls the system's referral id until its status is final or
+// within has passed, and returns the last status seen.
+func (x *xis) settled(ctx context.Context, id string, within time.Duration) (string, error) {
+	deadline := time.Now().Add(within)
+	for {
+		var mine node.Referral
+		if err := x.do(ctx, http.MethodGet, "/internal/referrals/"+id, nil, &mine); err != nil {
+			return "", err
+		}
+		if notifiedpull.Final(mine.Status) || time.Now().After(deadline) {
+			return mine.Status, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // idName names a user's identifier system in progress lines.
