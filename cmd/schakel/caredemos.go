@@ -6,6 +6,7 @@ import (
 
 	"github.com/schakel-nl/schakel/beeld"
 	"github.com/schakel-nl/schakel/careapp"
+	"github.com/schakel-nl/schakel/eoverdracht"
 	"github.com/schakel-nl/schakel/geboortezorg"
 	"github.com/schakel-nl/schakel/network"
 )
@@ -20,6 +21,7 @@ type careDemo func(ctx context.Context, opts network.Options, once bool) error
 var careDemos = map[string]map[careapp.Pattern]careDemo{
 	beeld.Application: {careapp.IndexedPull: runImaging},
 	geboortezorg.Name: {careapp.Push: runTransfer},
+	eoverdracht.Name:  {careapp.NotifiedPull: runNursingTransfer},
 }
 
 // runCareDemo runs the demo of care application care on pattern, when it

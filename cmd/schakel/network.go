@@ -89,12 +89,6 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			if ran, err := runCareDemo(cmd.Context(), opts, care, pattern, once, processes); ran {
 				return err
 			}
-			if isNursingTransfer(opts.Applications, care) {
-				if processes || opts.Plateau != 0 || opts.Mixed {
-					return fmt.Errorf("--care %s runs in one process at the default agreement for now (no --processes, no --plateau)", care)
-				}
-				return runNursingTransfer(cmd.Context(), opts, once)
-			}
 			if pattern == "push" {
 				return runLetter(cmd.Context(), opts, once, processes)
 			}
