@@ -98,11 +98,22 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 	caFile := filepath.Join(data, "pki", "ca.pem")
 	names := []string{"addressbook", "consent", "consent-portal", "localization", "identification",
 		"gp-node", "gp-node internal", "hospital-node", "hospital-node internal"}
+	// Each address stays bound here until its component starts, so that no
+	// other program (nor a component's own outgoing connection, which takes
+	// a port from the same range) takes it while the network is prepared.
 	addr := map[string]string{}
+	held := map[string]net.Listener{}
+	defer func() {
+		for _, ln := range held {
+			ln.Close() // a second close is harmless
+		}
+	}()
 	for _, name := range names {
-		if addr[name], err = freeAddr(opts.Host); err != nil {
+		ln, err := hold(net.JoinHostPort(opts.Host, "0"))
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		held[name], addr[name] = ln, ln.Addr().String()
 	}
 	nw.dirURL = "https://" + addr["addressbook"] + "/fhir"
 	nw.consentURL = "https://" + addr["consent"]
@@ -226,6 +237,11 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 	for _, c := range append(services, nodes...) {
 		ready := strings.TrimPrefix(strings.TrimPrefix(c.url, "https://"), "http://")
 		ready, _, _ = strings.Cut(ready, "/")
+		for _, name := range []string{c.name, c.name + " internal"} {
+			if ln := held[name]; ln != nil {
+				ln.Close()
+			}
+		}
 		if err := nw.spawn(ctx, c.name, c.url, ready, append([]string{exe}, c.args...)); err != nil {
 			return nil, err
 		}
@@ -267,16 +283,6 @@ func loadAddressbook(ctx context.Context, dir, base string, entries []addressboo
 	return err
 }
 
-// freeAddr is a host:port nobody listens on right now.
-func freeAddr(host string) (string, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // spawn starts one component and waits until it accepts connections on
 // ready, or fails when it exits first.
 func (nw *Network) spawn(ctx context.Context, name, url, ready string, args []string) error {
@@ -304,7 +310,7 @@ func (nw *Network) spawn(ctx context.Context, name, url, ready string, args []st
 	// Bounded: 300 attempts, each at most ~250 ms.
 	for i := 0; i < 300; i++ {
 		if p.Exited() {
-			return fmt.Errorf("%s exited while starting: %s (see %s)", name, cmd.ProcessState, logPath)
+			return fmt.Errorf("%s exited while starting: %s (see %s)%s", name, cmd.ProcessState, logPath, logTail(logPath))
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -374,4 +380,18 @@ func shellJoin(args []string) string {
 		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
 	return strings.Join(out, " ")
+}
+
+// logTail is the end of a component's log, quoted for an error message: a
+// component that failed to start says why on its last lines.
+func logTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	const max = 2000
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return ":\n" + strings.TrimRight(string(b), "\n")
 }
