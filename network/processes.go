@@ -173,7 +173,11 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 			nodes = append(nodes, component{name: spec.name, url: public, args: []string{"node", "--config", path}})
 			continue
 		}
-		reps, err := nw.prepareReplicas(spec.name, cfg)
+		// The node's addresses pass to its balancer, which holds them on.
+		lbHeld := []net.Listener{held[spec.name], held[spec.name+" internal"]}
+		delete(held, spec.name)
+		delete(held, spec.name+" internal")
+		reps, err := nw.prepareReplicas(spec.name, cfg, lbHeld)
 		if err != nil {
 			return nil, err
 		}

@@ -158,8 +158,11 @@ func releaseHeld(reps []replica) {
 // configuration with the balancer's listeners: the replicas differ from
 // it only in their own listeners and data directory (for the stores that
 // are not in PostgreSQL), and advertise the balancer's public URL.
-func (nw *Network) prepareReplicas(name string, cfg node.Config) (_ []replica, err error) {
-	var all []net.Listener // every address held below, freed if this fails
+//
+// lbHeld are the node's public and internal addresses, bound by the caller:
+// they become the balancer's, held from here until it starts.
+func (nw *Network) prepareReplicas(name string, cfg node.Config, lbHeld []net.Listener) (_ []replica, err error) {
+	all := append([]net.Listener(nil), lbHeld...) // every address held, freed if this fails
 	defer func() {
 		if err != nil {
 			for _, ln := range all {
@@ -186,16 +189,6 @@ func (nw *Network) prepareReplicas(name string, cfg node.Config) (_ []replica, e
 	}
 	lb := balancer{name: name, public: cfg.Public.Addr, internal: cfg.Internal.Addr}
 	var out []replica
-	// The node's addresses are the balancer's: held from here until it
-	// starts.
-	var lbHeld []net.Listener
-	for _, addr := range []string{cfg.Public.Addr, cfg.Internal.Addr} {
-		ln, err := hold(addr)
-		if err != nil {
-			return nil, fmt.Errorf("%s: balancer address: %w", name, err)
-		}
-		all, lbHeld = append(all, ln), append(lbHeld, ln)
-	}
 	for i := 1; i <= nw.opts.Replicas; i++ {
 		rc := cfg
 		rname := fmt.Sprintf("%s/%d", name, i)
