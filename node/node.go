@@ -500,6 +500,9 @@ func (n *Node) Serve(ctx context.Context) error {
 	if err := n.push.Start(ctx); err != nil {
 		n.np.Wait()
 		n.closeStores()
+		if ctx.Err() != nil {
+			return nil // as above
+		}
 		return err
 	}
 	dirsDone := make(chan struct{})
