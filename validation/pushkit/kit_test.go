@@ -3,10 +3,12 @@ package pushkit_test
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/validation"
 	kitcorrespondentie "github.com/schakel-nl/schakel/validation/correspondentie"
@@ -116,5 +118,48 @@ func TestKitValidatesSchakelNodesOnPush(t *testing.T) {
 				t.Logf("%d cases (%d of %s), %d passed", rep.Summary.Total, own, care, rep.Summary.Passed)
 			})
 		}
+	}
+}
+
+// TestKitCatchesBrokenPushNodes runs the Push cases against production
+// nodes broken on purpose (internal/faults), one defect at a time, and
+// proves that each defect fails exactly the cases that check what it
+// breaks.
+func TestKitCatchesBrokenPushNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a network")
+	}
+	broken := faults.New()
+	r := startNetwork(t, network.Options{Faults: broken})
+	const care = kitcorrespondentie.Name
+	for _, tc := range []struct {
+		fault faults.Fault
+		role  validation.Role
+		ura   string
+		fails []string
+	}{
+		{faults.PushReceiptWrongHash, validation.RolePushReceiver, network.GP.URA, []string{care + ".push-receiver.receipt"}},
+		{faults.PushRepeatNewReceipt, validation.RolePushReceiver, network.GP.URA, []string{care + ".push-receiver.duplicate"}},
+		{faults.PushReceiptNotVerified, validation.RolePushSender, network.Hospital.URA, []string{care + ".push-sender.verifies-receipt"}},
+	} {
+		t.Run(string(tc.fault), func(t *testing.T) {
+			broken.Switch(tc.fault)
+			defer broken.Switch()
+			rep := r.run(t, care, tc.role, tc.ura)
+			var failed []string
+			for _, res := range rep.Results {
+				if res.Status != validation.Passed {
+					failed = append(failed, res.ID)
+					t.Logf("%s %s: %s", res.ID, res.Status, res.Detail)
+				}
+			}
+			slices.Sort(failed)
+			if !slices.Equal(failed, tc.fails) {
+				t.Fatalf("not passed: %v, want exactly %v", failed, tc.fails)
+			}
+			if rep.Summary.Conformant {
+				t.Errorf("a node with fault %s is reported conformant", tc.fault)
+			}
+		})
 	}
 }
