@@ -51,7 +51,8 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			"the pulls complete and the refusal comes with that reason.\n" +
 			"With --care geboortezorg a third node, a midwife practice's, sends the perinatal\n" +
 			"transfer of a mother and her child to the GP practice and the hospital over Push; the\n" +
-			"run prints what each receiving system read, the receipts and the acknowledgements.",
+			"run prints what each receiving system read, the receipts and the acknowledgements; with\n" +
+			"--plateau N every agreement of the three nodes is at plateau N.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
