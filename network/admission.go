@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,14 +111,18 @@ type ValidationTarget struct {
 	Role validation.Role
 }
 
-// DemoValidations are the demo nodes' roles in BgZ: the GP practice sends
-// and holds, the hospital receives and requests.
+// DemoValidations are the demo nodes' roles: in Notified Pull and Direct
+// Pull the GP practice sends and holds, the hospital receives and
+// requests; in Push the hospital sends (its letter) and the GP practice
+// receives.
 var DemoValidations = []ValidationTarget{{GP.URA, validation.RoleSender}, {GP.URA, validation.RoleHolder},
-	{Hospital.URA, validation.RoleReceiver}, {Hospital.URA, validation.RoleRequester}}
+	{Hospital.URA, validation.RoleReceiver}, {Hospital.URA, validation.RoleRequester},
+	{Hospital.URA, validation.RolePushSender}, {GP.URA, validation.RolePushReceiver}}
 
 // Validate runs the validation kit in-process against the running nodes
-// for BgZ in the given roles, issues a proof for each conformant report
-// and records it in the admission register; the proofs are also written to
+// in the given roles, for every care application whose kit has cases of
+// that role, issues a proof for each conformant report and records it in
+// the admission register; the proofs are also written to
 // validator/proofs. It returns the reports.
 func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([]*validation.Report, error) {
 	file, id, err := validation.LoadIdentity(nw.ValidatorDir())
@@ -145,6 +150,9 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 		// Each node is validated for every care application the kit has
 		// cases for, one proof per application and role.
 		for _, care := range reg.Applications() {
+			if !slices.Contains(reg.Roles(care), tg.Role) {
+				continue
+			}
 			rep, err := validation.Run(ctx, validation.Config{Target: target.PublicURL, TargetURA: tg.URA, Role: tg.Role, Care: care,
 				Kit: id, Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient, Vendor: "Schakel", Version: "network",
 				Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))}, Wait: 15 * time.Second}, reg)
@@ -158,7 +166,7 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 			}
 			proof, err := validation.IssueProof(b, nw.authority, 0, time.Now())
 			if err != nil {
-				nw.printf("  validation  %s %-9s %s not conformant: %d mandatory cases did not pass\n", tg.URA, tg.Role, care, rep.Summary.MandatoryNotPass)
+				nw.printf("  validation  %s %-13s %-15s not conformant: %d mandatory cases did not pass\n", tg.URA, tg.Role, care, rep.Summary.MandatoryNotPass)
 				for _, r := range rep.Results {
 					if r.Mandatory && r.Status != validation.Passed {
 						nw.printf("              %s: %s %s\n", r.ID, r.Status, r.Detail)
@@ -173,7 +181,7 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 			if err := os.WriteFile(filepath.Join(outDir, name+".jws"), []byte(proof+"\n"), 0o600); err != nil {
 				return reps, err
 			}
-			nw.printf("  validation  %s %-9s %d/%d cases passed; proof recorded in the admission register\n", tg.URA, tg.Role, rep.Summary.Passed, rep.Summary.Total)
+			nw.printf("  validation  %s %-13s %-15s %d/%d cases passed; proof recorded in the admission register\n", tg.URA, tg.Role, care, rep.Summary.Passed, rep.Summary.Total)
 		}
 	}
 	return reps, nil

@@ -96,3 +96,45 @@ func TestRequireValidation(t *testing.T) {
 		t.Fatalf("with a proof recorded the consult is still refused: HTTP %d %.500s", code, body)
 	}
 }
+
+// TestValidatePushRoles: Validate runs, for a node in a Push role, the
+// kit of every care application with cases of that role (Correspondentie
+// and Geboortezorg, not BgZ), and records each conformant proof.
+func TestValidatePushRoles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a network and runs the validation kit")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	nw.Start(ctx)
+	t.Cleanup(func() {
+		cancel()
+		if err := nw.Wait(); err != nil {
+			t.Errorf("network stopped with: %v", err)
+		}
+	})
+	reps, err := nw.Validate(ctx, ValidationTarget{GP.URA, validation.RolePushReceiver})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cares []string
+	for _, r := range reps {
+		cares = append(cares, r.Care)
+		if !r.Summary.Conformant || r.Role != validation.RolePushReceiver {
+			t.Errorf("%s as %s: %+v", r.Care, r.Role, r.Summary)
+		}
+	}
+	if strings.Join(cares, ",") != "correspondentie,geboortezorg" {
+		t.Fatalf("validated for %v, want correspondentie and geboortezorg", cares)
+	}
+	for _, care := range cares {
+		proofs, err := nw.Register().Proofs(ctx, GP.URA, care)
+		if err != nil || len(proofs) != 1 || proofs[0].Role != validation.RolePushReceiver {
+			t.Errorf("proofs of %s for %s in the register: %+v, %v", GP.URA, care, proofs, err)
+		}
+	}
+}

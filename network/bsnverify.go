@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/schakel-nl/schakel/demo"
+	"github.com/schakel-nl/schakel/geboortezorg"
 	"github.com/schakel-nl/schakel/identification"
+	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/node"
 )
 
@@ -53,6 +56,22 @@ func (nw *Network) writeDemoRegister(patients []demo.Patient) error {
 			return fmt.Errorf("demo register: patient %s: %w", p.BSN, err)
 		}
 		persons = append(persons, r)
+	}
+	if nw.opts.Geboortezorg {
+		// The perinatal transfer's mother and child (geboortezorg.Demo) are
+		// people of the BRP too: at identification plateau 3–4 the
+		// receivers verify the mother's BSN.
+		s := geboortezorg.Demo("00000000-0000-4000-8000-000000000000", Midwife.URA, Midwife.Name, time.Now())
+		for _, p := range []geboortezorg.Person{s.Mother, s.Child} {
+			body, _ := json.Marshal(map[string]any{"resourceType": "Patient", "birthDate": p.BirthDate, "gender": p.Gender,
+				"identifier": []any{map[string]string{"system": nl.SystemBSN, "value": p.BSN}},
+				"name":       []any{map[string]any{"family": p.Family, "given": []string{p.Given}}}})
+			r, err := identification.PersonFromFHIR(body)
+			if err != nil {
+				return fmt.Errorf("demo register: %s: %w", p.Name(), err)
+			}
+			persons = append(persons, r)
+		}
 	}
 	b, err := json.MarshalIndent(persons, "", "  ")
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/internal/faults"
 )
 
 // Statuses and kinds.
@@ -140,6 +141,9 @@ type Config struct {
 	// Workers deliver in parallel (default 4).
 	Workers      int
 	Applications []Application
+	// Faults break the service on purpose in the module's own tests of the
+	// validation kit (internal/faults); nil in production.
+	Faults *faults.Set
 }
 
 // Service runs both sides of Push for every participant of a node.

@@ -14,6 +14,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/validate"
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/internal/pgdb"
 )
 
@@ -156,6 +157,9 @@ func hasError(issues []fhir.Issue) bool {
 func (s *Service) store(ctx context.Context, party *Party, msg message, raw []byte, app, kind, bsn string) (InMessage, error) {
 	now := s.cfg.Now()
 	hash := sha(raw)
+	if s.cfg.Faults.Has(faults.PushReceiptWrongHash) {
+		hash = sha(msg.Payload)
+	}
 	receipt, err := signReceipt(party.Signing, Receipt{MessageID: msg.Header.ID, SenderURA: msg.Sender,
 		ReceiverURA: party.URA, PayloadSHA256: hash, Received: now.Unix()})
 	if err != nil {
@@ -174,6 +178,9 @@ func (s *Service) store(ctx context.Context, party *Party, msg message, raw []by
 	if created {
 		s.event(party.URA, msg.Header.ID, "received", fmt.Sprintf("%s %s from %s stored in the inbox", app, kind, msg.Sender), nil)
 	} else {
+		if s.cfg.Faults.Has(faults.PushRepeatNewReceipt) {
+			stored.Receipt = receipt
+		}
 		s.event(party.URA, msg.Header.ID, "duplicate", fmt.Sprintf("message %s from %s received before; the same receipt answers", msg.Header.ID, msg.Sender), nil)
 	}
 	return stored, nil

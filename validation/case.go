@@ -27,10 +27,15 @@ const (
 	RoleReceiver  Role = "receiver"  // Notified Pull: is notified, pulls
 	RoleHolder    Role = "holder"    // Direct Pull: answers a requester's queries
 	RoleRequester Role = "requester" // Direct Pull: queries a holder
+	// Push (Verzenden/Ontvangen): the sender delivers a message to the
+	// receiver's $process-message; the receiver stores it, answers with a
+	// signed delivery receipt and later acknowledges it.
+	RolePushSender   Role = "push-sender"
+	RolePushReceiver Role = "push-receiver"
 )
 
 // Roles lists every role, in report order.
-var Roles = []Role{RoleSender, RoleReceiver, RoleHolder, RoleRequester}
+var Roles = []Role{RoleSender, RoleReceiver, RoleHolder, RoleRequester, RolePushSender, RolePushReceiver}
 
 // ParseRole accepts a role name.
 func ParseRole(s string) (Role, error) {
@@ -39,7 +44,11 @@ func ParseRole(s string) (Role, error) {
 			return r, nil
 		}
 	}
-	return "", fmt.Errorf("unknown role %q: one of sender, receiver, holder, requester", s)
+	names := make([]string, len(Roles))
+	for i, r := range Roles {
+		names[i] = string(r)
+	}
+	return "", fmt.Errorf("unknown role %q: one of %s", s, strings.Join(names, ", "))
 }
 
 // Counterpart is the role the kit plays against a node in role r.
@@ -53,6 +62,10 @@ func (r Role) Counterpart() Role {
 		return RoleRequester
 	case RoleRequester:
 		return RoleHolder
+	case RolePushSender:
+		return RolePushReceiver
+	case RolePushReceiver:
+		return RolePushSender
 	}
 	return ""
 }
@@ -241,6 +254,22 @@ func (r *Registry) Select(role Role, app string, plateau int) []Case {
 		}
 	}
 	return append(out, final...)
+}
+
+// Roles lists the roles of the node under test that app has cases of
+// (its own, not the generic ones), in report order: the roles a node
+// running app can be validated in for it.
+func (r *Registry) Roles(app string) []Role {
+	var out []Role
+	for _, role := range Roles {
+		for _, c := range r.cases {
+			if c.Application == app && (len(c.Roles) == 0 || slices.Contains(c.Roles, role)) {
+				out = append(out, role)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // Cases returns every registered case.

@@ -61,3 +61,39 @@ func TestRegistrySelectsByRoleApplicationAndPlateau(t *testing.T) {
 		}
 	}
 }
+
+func TestPushRolesAndApplicationRoles(t *testing.T) {
+	for _, r := range []Role{RolePushSender, RolePushReceiver} {
+		got, err := ParseRole(string(r))
+		if err != nil || got != r {
+			t.Errorf("ParseRole(%q) = %q, %v", r, got, err)
+		}
+		if r.Counterpart().Counterpart() != r || r.Counterpart() == r {
+			t.Errorf("%s: counterpart %s", r, r.Counterpart())
+		}
+	}
+	if RolePushSender.Counterpart() != RolePushReceiver {
+		t.Errorf("push-sender's counterpart is %s", RolePushSender.Counterpart())
+	}
+	if _, err := ParseRole("push"); err == nil {
+		t.Error("ParseRole accepted push")
+	}
+	run := func(context.Context, *Probe) Verdict { return Pass("") }
+	reg := NewRegistry()
+	if err := reg.Add(Case{ID: "g", Requirement: "r", Source: "s", Run: run}); err != nil {
+		t.Fatal(err)
+	}
+	app := Application{Name: "letters", Record: func() (string, [][]byte, error) { return "", nil, nil }}
+	if err := reg.AddApplication(app,
+		Case{ID: "l.r", Roles: []Role{RolePushReceiver}, Requirement: "r", Source: "s", Run: run},
+		Case{ID: "l.s", Roles: []Role{RolePushSender}, Requirement: "r", Source: "s", Run: run},
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got := reg.Roles("letters"); len(got) != 2 || got[0] != RolePushSender || got[1] != RolePushReceiver {
+		t.Errorf("Roles(letters) = %v, want [push-sender push-receiver]", got)
+	}
+	if got := reg.Roles("other"); len(got) != 0 {
+		t.Errorf("Roles(other) = %v: generic cases alone make no role", got)
+	}
+}

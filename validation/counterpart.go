@@ -29,6 +29,11 @@ import (
 	"github.com/schakel-nl/schakel/pki"
 )
 
+// ScopePush is the scope a Push sender asks the receiver's authorization
+// server for (client_credentials) before it posts a message
+// (docs/protocols.md "Push").
+const ScopePush = "twiin-ta-push"
+
 // ScopeNotify is the scope a sender asks the receiver's authorization
 // server for before it posts a notification Task (Schakel's name for it;
 // the agreement leaves it open, docs/protocols.md).
@@ -60,9 +65,14 @@ type Counterpart struct {
 	offers  map[string]Offer
 	// answer, when set, answers the node's FHIR searches in place of the
 	// record (a case that plays a holder answering wrongly).
-	answer   func(r *http.Request, path string) (status int, body []byte, ok bool)
+	answer func(r *http.Request, path string) (status int, body []byte, ok bool)
+	// messages answers the node's Push messages ($process-message).
+	messages func(in *Inbound) (status int, body []byte)
 	changed  chan struct{}
 	serveErr chan error
+	// started is when the counterpart began: its Push endpoint takes only
+	// tokens its authorization server issued since.
+	started time.Time
 }
 
 // Inbound is one request of the node under test to the counterpart.
@@ -114,7 +124,7 @@ func newCounterpart(ctx context.Context, cfg Config, app Application, red *redac
 		}
 	}
 	cp = &Counterpart{URL: "https://" + ln.Addr().String(), URA: cfg.Kit.URA, kit: cfg.Kit, ln: ln, red: red,
-		offers: map[string]Offer{}, changed: make(chan struct{}), serveErr: make(chan error, 1)}
+		offers: map[string]Offer{}, changed: make(chan struct{}), serveErr: make(chan error, 1), started: time.Now()}
 	cp.Base = cp.URL + "/fhir/stu3/" + cp.URA
 	defer func() {
 		if err != nil {
@@ -257,6 +267,27 @@ func (cp *Counterpart) serveFHIR(w http.ResponseWriter, r *http.Request) {
 	case path == "Task" && r.Method == http.MethodPut && r.URL.Query().Has("identifier"):
 		w.Header().Set("Content-Type", "application/fhir+json")
 		_, _ = w.Write(in.Body)
+	case path == "$process-message" && r.Method == http.MethodPost:
+		cp.mu.Lock()
+		messages := cp.messages
+		cp.mu.Unlock()
+		if messages == nil {
+			writeOutcome(w, http.StatusNotFound, "not-supported", "this run takes no Push messages")
+			return
+		}
+		// A token of an earlier run is no longer taken (as after a key
+		// rotation): the sender must ask for a fresh one, which the run
+		// then judges.
+		if iat, _ := tok.Claims["iat"].(float64); int64(iat) < cp.started.Unix() {
+			in.TokenErr = "issued before this run"
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			writeOutcome(w, http.StatusUnauthorized, "login", "the access token was issued before this authorization server's current key period; ask for a fresh one")
+			return
+		}
+		status, body := messages(in)
+		w.Header().Set("Content-Type", "application/fhir+json; fhirVersion=3.0")
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
 	default:
 		cp.mu.Lock()
 		answer := cp.answer
@@ -271,6 +302,15 @@ func (cp *Counterpart) serveFHIR(w http.ResponseWriter, r *http.Request) {
 		}
 		cp.api.Serve(w, r, cp.URA, cp.Base, path)
 	}
+}
+
+// Messages makes the counterpart answer the node's Push messages (POST
+// [base]/$process-message, after the token is checked) with fn; nil
+// refuses them. The request is kept as an Inbound like every other.
+func (cp *Counterpart) Messages(fn func(in *Inbound) (status int, body []byte)) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.messages = fn
 }
 
 // Answer makes the counterpart answer the node's FHIR reads and searches
@@ -299,8 +339,8 @@ func (cp *Counterpart) resolveGrant(_ context.Context, req oauth.GrantRequest) (
 	cp.mu.Unlock()
 	switch {
 	case req.GrantType == oauth.GrantTypeClientCredentials:
-		if len(req.Scope) != 1 || req.Scope[0] != ScopeNotify {
-			return oauth.Grant{}, fmt.Errorf("%w: client_credentials gives only %s", oauth.ErrInvalidScope, ScopeNotify)
+		if len(req.Scope) != 1 || (req.Scope[0] != ScopeNotify && req.Scope[0] != ScopePush) {
+			return oauth.Grant{}, fmt.Errorf("%w: client_credentials gives only %s or %s", oauth.ErrInvalidScope, ScopeNotify, ScopePush)
 		}
 		return oauth.Grant{Audience: cp.Base, Scope: req.Scope}, nil
 	case req.AuthorizationBase != "":

@@ -26,6 +26,40 @@ type Driver interface {
 	// AuditEvents returns the target's audit trail of actorURA as a FHIR
 	// Bundle of AuditEvents (NEN 7513 "available on request", SPEC §6).
 	AuditEvents(ctx context.Context, actorURA string) ([]byte, error)
+	// SendMessage makes the target send payload over Push to receiverURA
+	// as care application app, with message id id.
+	SendMessage(ctx context.Context, id, receiverURA, app string, payload []byte) error
+	// SentMessage is the target's state of a message it sends (its outbox).
+	SentMessage(ctx context.Context, id string) (SentMessage, error)
+	// ReceivedMessages lists what the target's participant received over
+	// Push (its inbox), acknowledgements included.
+	ReceivedMessages(ctx context.Context) ([]ReceivedMessage, error)
+	// Processed tells the target its system processed inbox message id
+	// (the inbox's own id), accepted or rejected, with a note.
+	Processed(ctx context.Context, id, ack, note string) error
+}
+
+// SentMessage is a sent message as the node under test reports it.
+type SentMessage struct {
+	ID              string `json:"id"`
+	Receiver        string `json:"receiver"`
+	Status          string `json:"status"`
+	StatusReason    string `json:"statusReason"`
+	Attempts        int    `json:"attempts"`
+	Receipt         string `json:"receipt"`
+	Acknowledgement string `json:"acknowledgement"`
+	AcknowledgeNote string `json:"acknowledgementNote"`
+}
+
+// ReceivedMessage is an inbox message as the node under test reports it.
+type ReceivedMessage struct {
+	ID          string `json:"id"`
+	MessageID   string `json:"messageId"`
+	Sender      string `json:"sender"`
+	Application string `json:"application"`
+	Kind        string `json:"kind"`
+	Receipt     string `json:"receipt"`
+	Status      string `json:"status"`
 }
 
 // ErrNotDriven is returned by a driver that cannot perform an action.
@@ -53,6 +87,24 @@ func (m Manual) Consult(_ context.Context, patient, holderURA, app, userID, user
 
 func (Manual) AuditEvents(context.Context, string) ([]byte, error) {
 	return nil, fmt.Errorf("%w: the audit trail must be obtained from the node's operator", ErrNotDriven)
+}
+
+func (m Manual) SendMessage(_ context.Context, id, receiverURA, app string, payload []byte) error {
+	m.say("Make the node under test send this %s message (id %s) over Push to URA %s now:\n%s", app, id, receiverURA, payload)
+	return nil
+}
+
+func (Manual) SentMessage(context.Context, string) (SentMessage, error) {
+	return SentMessage{}, fmt.Errorf("%w: a message's delivery status must be read from the node's system", ErrNotDriven)
+}
+
+func (Manual) ReceivedMessages(context.Context) ([]ReceivedMessage, error) {
+	return nil, fmt.Errorf("%w: the inbox must be read from the node's system", ErrNotDriven)
+}
+
+func (m Manual) Processed(_ context.Context, id, ack, note string) error {
+	m.say("Make the receiving system report message %s as processed (%s, %q) now.", id, ack, note)
+	return nil
 }
 
 // SchakelDriver drives a Schakel node through its internal API, as the
@@ -105,6 +157,38 @@ func (d SchakelDriver) Refer(ctx context.Context, patient, receiverURA, app stri
 func (d SchakelDriver) Consult(ctx context.Context, patient, holderURA, app, userID, userRole string) error {
 	_, err := d.do(ctx, http.MethodPost, "/internal/consult", map[string]string{"patient": patient, "holder": holderURA,
 		"application": app, "userId": userID, "userRole": userRole})
+	return err
+}
+
+func (d SchakelDriver) SendMessage(ctx context.Context, id, receiverURA, app string, payload []byte) error {
+	_, err := d.do(ctx, http.MethodPost, "/internal/messages", map[string]any{"id": id, "receiver": receiverURA,
+		"application": app, "payload": json.RawMessage(payload)})
+	return err
+}
+
+func (d SchakelDriver) SentMessage(ctx context.Context, id string) (SentMessage, error) {
+	var m SentMessage
+	b, err := d.do(ctx, http.MethodGet, "/internal/messages/"+url.PathEscape(id), nil)
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(b, &m)
+}
+
+func (d SchakelDriver) ReceivedMessages(ctx context.Context) ([]ReceivedMessage, error) {
+	b, err := d.do(ctx, http.MethodGet, "/internal/messages?direction=received", nil)
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		Messages []ReceivedMessage `json:"messages"`
+	}
+	return list.Messages, json.Unmarshal(b, &list)
+}
+
+func (d SchakelDriver) Processed(ctx context.Context, id, ack, note string) error {
+	_, err := d.do(ctx, http.MethodPost, "/internal/messages/"+url.PathEscape(id)+"/processed",
+		map[string]string{"acknowledgement": ack, "note": note})
 	return err
 }
 

@@ -109,6 +109,7 @@ func Enrol(dir string, ca *pki.CA, host string, f KitFile) (*Enrolment, error) {
 		Endpoints: []addressbook.EndpointSpec{
 			{ID: "ep-" + f.URA + "-notification", PayloadType: addressbook.PayloadNotification, Address: fhirBase + "/Task", FHIRVersion: "3.0"},
 			{ID: "ep-" + f.URA + "-bgz", PayloadType: addressbook.PayloadBgZServer, Address: fhirBase, FHIRVersion: "3.0"},
+			{ID: "ep-" + f.URA + "-push", PayloadType: PayloadPush, Address: fhirBase + "/$process-message", FHIRVersion: "3.0"},
 			{ID: "ep-" + f.URA + "-as", PayloadType: addressbook.PayloadAuthServer, Address: base},
 			{ID: "ep-" + f.URA + "-jwks", PayloadType: addressbook.PayloadClientJWKS, Address: base + "/jwks/" + f.URA},
 		}}}, nil

@@ -130,6 +130,13 @@ type Target struct {
 var payloadTypes = []string{addressbook.PayloadNotification, addressbook.PayloadBgZServer,
 	addressbook.PayloadAuthServer, addressbook.PayloadClientJWKS}
 
+// PayloadPush is the addressbook payload type of a participant's Push
+// endpoint, its $process-message (docs/protocols.md "Push").
+const PayloadPush = "Twiin-TA-push"
+
+// PushEndpoint is the target's Push endpoint (looked up for a Push role).
+func (t Target) PushEndpoint() string { return t.Endpoints[PayloadPush] }
+
 // FHIRBase is the target's data endpoint (STU3).
 func (t Target) FHIRBase() string { return t.Endpoints[addressbook.PayloadBgZServer] }
 
@@ -322,6 +329,13 @@ func discover(ctx context.Context, cfg Config, client *http.Client) (Target, err
 			continue
 		}
 		t.Endpoints[pt] = strings.TrimSuffix(ep, "/")
+	}
+	if cfg.Role == RolePushSender || cfg.Role == RolePushReceiver {
+		if ep, err := book.Endpoint(ctx, t.URA, PayloadPush, "3.0"); err != nil {
+			t.Missing = append(t.Missing, PayloadPush)
+		} else {
+			t.Endpoints[PayloadPush] = ep
+		}
 	}
 	return t, nil
 }

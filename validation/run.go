@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/schakel-nl/schakel/oauth"
@@ -70,6 +71,9 @@ func Run(ctx context.Context, cfg Config, reg *Registry) (*Report, error) {
 	app, ok := reg.apps[cfg.Care]
 	if !ok {
 		return nil, fmt.Errorf("validation: no cases for care application %q (known: %v)", cfg.Care, reg.Applications())
+	}
+	if roles := reg.Roles(cfg.Care); !slices.Contains(roles, cfg.Role) {
+		return nil, fmt.Errorf("validation: care application %s has no cases for role %s (its roles: %v)", cfg.Care, cfg.Role, roles)
 	}
 	client := func(cert tls.Certificate) *http.Client {
 		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{

@@ -24,6 +24,11 @@ var careDemos = map[string]map[careapp.Pattern]careDemo{
 	eoverdracht.Name:  {careapp.NotifiedPull: runNursingTransfer},
 }
 
+// careDemosAtPlateau are the demos of careDemos whose network takes
+// --plateau N: every agreement of its nodes at plateau N (the transfer's
+// mother and child are in the BSN verification stand-in's register).
+var careDemosAtPlateau = map[string]bool{geboortezorg.Name: true}
+
 // runCareDemo runs the demo of care application care on pattern, when it
 // has one of its own; ran is false when it has none.
 func runCareDemo(ctx context.Context, opts network.Options, care, pattern string, once, processes bool) (ran bool, err error) {
@@ -31,7 +36,10 @@ func runCareDemo(ctx context.Context, opts network.Options, care, pattern string
 	if !ok {
 		return false, nil
 	}
-	if processes || opts.Plateau != 0 || opts.Mixed {
+	if processes || opts.Mixed || (opts.Plateau != 0 && !careDemosAtPlateau[care]) {
+		if careDemosAtPlateau[care] {
+			return true, fmt.Errorf("--care %s runs in one process, its agreements at one plateau (no --processes, no --plateau mixed)", care)
+		}
 		return true, fmt.Errorf("--care %s runs in one process at the default agreement for now (no --processes, no --plateau)", care)
 	}
 	return true, run(ctx, opts, once)

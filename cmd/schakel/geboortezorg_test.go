@@ -34,12 +34,25 @@ func TestNetworkUpGeboortezorg(t *testing.T) {
 	if n := strings.Count(s, "its system read it:"); n != 2 {
 		t.Errorf("%d receiving systems read the transfer, want 2", n)
 	}
+	// At plateau 3 every agreement verifies the mother's BSN at the BSN
+	// verification service before the transfer is stored.
+	out.Reset()
+	root = newRootCommand()
+	root.SetArgs([]string{"network", "up", "--once", "--care", "geboortezorg", "--plateau", "3", "--data-dir", t.TempDir()})
+	root.SetOut(&out)
+	root.SetErr(&out)
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("--care geboortezorg --plateau 3: %v\n%s", err, out.String())
+	}
+	if n := strings.Count(out.String(), "its system read it:"); n != 2 {
+		t.Errorf("at plateau 3, %d receiving systems read the transfer, want 2:\n%s", n, out.String())
+	}
 	// Not in combinations the Geboortezorg network does not run.
 	root = newRootCommand()
-	root.SetArgs([]string{"network", "up", "--once", "--care", "geboortezorg", "--plateau", "2", "--data-dir", t.TempDir()})
+	root.SetArgs([]string{"network", "up", "--once", "--care", "geboortezorg", "--plateau", "mixed", "--data-dir", t.TempDir()})
 	root.SetOut(&out)
 	root.SetErr(&out)
 	if err := root.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "geboortezorg") {
-		t.Fatalf("--care geboortezorg --plateau 2: %v", err)
+		t.Fatalf("--care geboortezorg --plateau mixed: %v", err)
 	}
 }

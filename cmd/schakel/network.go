@@ -51,7 +51,8 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			"the pulls complete and the refusal comes with that reason.\n" +
 			"With --care geboortezorg a third node, a midwife practice's, sends the perinatal\n" +
 			"transfer of a mother and her child to the GP practice and the hospital over Push; the\n" +
-			"run prints what each receiving system read, the receipts and the acknowledgements.",
+			"run prints what each receiving system read, the receipts and the acknowledgements; with\n" +
+			"--plateau N every agreement of the three nodes is at plateau N.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
@@ -116,7 +117,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().StringVar(&opts.Host, "host", "127.0.0.1", "address to bind the listeners to")
 	up.Flags().BoolVar(&once, "once", false, "run the exchange and exit (0 only if it succeeded)")
 	up.Flags().BoolVar(&opts.RecordInEHR, "record-in-ehr", false, "keep the GP practice's record in its own EHR and run its node in proxy mode")
-	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node for BgZ in its roles with the kit and record the proofs in the admission register (about 10 s)")
+	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node in its roles for every care application with a validation kit and record the proofs in the admission register (about 30 s)")
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
 	replicaFlags(up, &opts)
 	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
@@ -184,8 +185,9 @@ func runNetwork(ctx context.Context, opts network.Options, once, validate bool) 
 		return nw.Wait()
 	}
 	if validate {
-		// The kit in-process against each demo node in its BgZ roles; the
-		// proofs go into the admission register (docs/validation.md).
+		// The kit in-process against each demo node in its roles, for
+		// every care application with a kit; the proofs go into the
+		// admission register (docs/validation.md).
 		if _, err := nw.Validate(runCtx, network.DemoValidations...); err != nil {
 			fmt.Fprintf(opts.Out, "validation: %v\n", err)
 		}

@@ -41,7 +41,8 @@ func newValidateCommand(g *globalFlags) *cobra.Command {
 			"the role and care application, and writes report.json, report.xml (JUnit) and report.html to\n" +
 			"--out. When every mandatory case passes it also writes proof.jws, signed by the development\n" +
 			"validation authority. --role is the node's role: sender and receiver (Notified Pull), holder\n" +
-			"and requester (Direct Pull). Exits 1 when the node does not conform. See docs/validation.md.",
+			"and requester (Direct Pull), push-sender and push-receiver (Push: correspondentie,\n" +
+			"geboortezorg). Exits 1 when the node does not conform. See docs/validation.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
@@ -51,7 +52,7 @@ func newValidateCommand(g *globalFlags) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.target, "target", "", "public https base URL of the node under test (required)")
 	fl.StringVar(&f.ura, "ura", "", "URA of the participant validated (default: the URA of the node's server certificate)")
-	fl.StringVar(&f.role, "role", "", "role of the node under test: sender, receiver, holder or requester (required)")
+	fl.StringVar(&f.role, "role", "", "role of the node under test: sender, receiver, holder, requester, push-sender or push-receiver (required)")
 	fl.StringVar(&f.care, "care", "bgz", "care application")
 	fl.IntVar(&f.plateau, "plateau", 1, "plateau the node agreed with the validation service (1-4)")
 	fl.StringVar(&f.kitDir, "kit", filepath.Join("schakel-data", "validator"), "the kit's enrolment directory (kit.json), written by `network up`")

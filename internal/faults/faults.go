@@ -47,11 +47,21 @@ const (
 	// Pull) before its audit record is written: the records are held until
 	// the node stops.
 	AuditedAfterAnswer Fault = "audited-after-answer"
+	// PushReceiptWrongHash makes a Push receiver sign its receipts over
+	// the hash of the payload entry instead of the message bytes received.
+	PushReceiptWrongHash Fault = "push-receipt-wrong-hash"
+	// PushRepeatNewReceipt makes a Push receiver answer a repeated message
+	// id with a new receipt instead of the one it gave the first time.
+	PushRepeatNewReceipt Fault = "push-repeat-new-receipt"
+	// PushReceiptNotVerified makes a Push sender take any receipt as proof
+	// of delivery without checking it.
+	PushReceiptNotVerified Fault = "push-receipt-not-verified"
 )
 
 // All lists every fault.
 var All = []Fault{TLS12, NoClientCertificate, AssertionAlgNone, AssertionHMAC, NoReplayCheck, NoAudienceCheck,
-	NoExpiryCheck, UnboundToken, PullWithoutAuthorizationBase, NotificationBSNUnchecked, AuditedAfterAnswer}
+	NoExpiryCheck, UnboundToken, PullWithoutAuthorizationBase, NotificationBSNUnchecked, AuditedAfterAnswer,
+	PushReceiptWrongHash, PushRepeatNewReceipt, PushReceiptNotVerified}
 
 // Set is the faults a node has now. Tests switch them between runs against
 // one running node; a nil *Set has none.

@@ -12,6 +12,8 @@ import (
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/validation"
 	kitbgz "github.com/schakel-nl/schakel/validation/bgz"
+	kitcorrespondentie "github.com/schakel-nl/schakel/validation/correspondentie"
+	kitgeboortezorg "github.com/schakel-nl/schakel/validation/geboortezorg"
 )
 
 // Kit is one care application's validation-kit cases.
@@ -25,7 +27,9 @@ type Kit struct {
 
 // Shipped are the kits of the care applications Schakel ships.
 func Shipped() []Kit {
-	return []Kit{{Application: kitbgz.Name, Register: kitbgz.Register}}
+	return []Kit{{Application: kitbgz.Name, Register: kitbgz.Register},
+		{Application: kitcorrespondentie.Name, Register: kitcorrespondentie.Register},
+		{Application: kitgeboortezorg.Name, Register: kitgeboortezorg.Register}}
 }
 
 // Registry is the kit's registry for apps: the generic cases and the kit
