@@ -939,10 +939,17 @@ func bytesReader(b []byte) io.Reader {
 }
 
 func readLimited(resp *http.Response, max int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	// A declared length within the limit sizes the buffer once, instead of
+	// the doublings (and copies) of io.ReadAll; the limit still holds.
+	var buf bytes.Buffer
+	if n := resp.ContentLength; n > 0 && n <= max {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(resp.Body, max+1))
 	if err != nil {
 		return nil, err
 	}
+	b := buf.Bytes()
 	if int64(len(b)) > max {
 		return nil, fmt.Errorf("answer larger than %d bytes", max)
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Run adds the floors as sub-benchmarks of b: floor-fsync (a 4 KiB append
@@ -61,4 +62,15 @@ func ES256(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// CPU is the CPU time (user and system) the process has used so far. On a
+// shared machine a benchmark's CPU per operation compares across runs where
+// its wall time does not: other processes delay it, but do not add to it.
+func CPU(b testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

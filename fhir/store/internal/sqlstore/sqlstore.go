@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/search"
 	"github.com/schakel-nl/schakel/fhir/spec"
 	"github.com/schakel-nl/schakel/fhir/store"
@@ -102,32 +103,82 @@ type Parsed struct {
 }
 
 // Parse checks body: one JSON object of a resource type of the version,
-// with a valid id if it has one.
+// with a valid id if it has one. Of its members, only those a search
+// parameter of the type starts from are decoded (never a Bundle's entries,
+// say): the index needs no more, and the body is stored as it came.
 func (e *Engine) Parse(body []byte) (*Parsed, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var doc map[string]any
-	if err := dec.Decode(&doc); err != nil {
+	if !json.Valid(body) {
+		return nil, invalidJSON(body)
+	}
+	ms, err := fhir.SplitMembers(body)
+	if err != nil {
 		return nil, fmt.Errorf("%w: not a JSON object: %v", store.ErrInvalid, err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data after the JSON object", store.ErrInvalid)
+	// As when decoding into a map: of repeated names the last one counts.
+	var typ string
+	for _, m := range ms {
+		if m.Key == "resourceType" {
+			typ = ""
+			_ = json.Unmarshal(m.Value, &typ) // not a string: no type
+		}
 	}
-	typ, ok := doc["resourceType"].(string)
-	if !ok || typ == "" {
+	if typ == "" {
 		return nil, fmt.Errorf("%w: missing resourceType", store.ErrInvalid)
 	}
 	if !e.Defs.IsResourceType(typ) {
 		return nil, fmt.Errorf("%w: unknown resourceType %q for FHIR %s", store.ErrInvalid, typ, e.Defs.Version)
 	}
+	params := e.Defs.SearchParams(typ)
+	doc := make(map[string]any, 8)
+	for _, m := range ms {
+		if m.Key != "resourceType" && m.Key != "id" && !indexed(params, m.Key) {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(m.Value))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("%w: not a JSON object: %v", store.ErrInvalid, err)
+		}
+		doc[m.Key] = v
+	}
 	p := &Parsed{Type: typ, body: body, doc: doc}
 	if id, present := doc["id"]; present {
+		var ok bool
 		p.ID, ok = id.(string)
 		if !ok || !idPattern.MatchString(p.ID) {
 			return nil, fmt.Errorf("%w: invalid id", store.ErrInvalid)
 		}
 	}
 	return p, nil
+}
+
+// indexed tells whether a path of one of params starts at member name.
+func indexed(params []spec.SearchParam, name string) bool {
+	for i := range params {
+		for _, path := range params[i].Paths {
+			if len(path) == 0 {
+				continue
+			}
+			if s := path[0]; s.Name == name || (s.Choice && strings.HasPrefix(name, s.Name)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// invalidJSON says why body, which is not valid JSON, is not one object.
+func invalidJSON(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return fmt.Errorf("%w: not a JSON object: %v", store.ErrInvalid, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: trailing data after the JSON object", store.ErrInvalid)
+	}
+	return fmt.Errorf("%w: not a JSON object", store.ErrInvalid)
 }
 
 // ParseCreate parses body for a create: a fresh id replaces any in body.
