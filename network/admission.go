@@ -108,15 +108,20 @@ func (nw *Network) admitParticipants(ctx context.Context) error {
 type ValidationTarget struct {
 	URA  string
 	Role validation.Role
+	// Care is the care application validated; empty is every one of the
+	// network's applications that has a kit.
+	Care string
 }
 
-// DemoValidations are the demo nodes' roles in BgZ: the GP practice sends
-// and holds, the hospital receives and requests.
-var DemoValidations = []ValidationTarget{{GP.URA, validation.RoleSender}, {GP.URA, validation.RoleHolder},
-	{Hospital.URA, validation.RoleReceiver}, {Hospital.URA, validation.RoleRequester}}
+// DemoValidations are the demo nodes' roles in the pull applications
+// (BgZ on STU3 and on R4): the GP practice sends and holds, the hospital
+// receives and requests.
+var DemoValidations = []ValidationTarget{{URA: GP.URA, Role: validation.RoleSender}, {URA: GP.URA, Role: validation.RoleHolder},
+	{URA: Hospital.URA, Role: validation.RoleReceiver}, {URA: Hospital.URA, Role: validation.RoleRequester}}
 
 // Validate runs the validation kit in-process against the running nodes
-// for BgZ in the given roles, issues a proof for each conformant report
+// in the given roles, for each care application of the network that has a
+// kit (or the target's Care), issues a proof for each conformant report
 // and records it in the admission register; the proofs are also written to
 // validator/proofs. It returns the reports.
 func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([]*validation.Report, error) {
@@ -145,6 +150,9 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 		// Each node is validated for every care application the kit has
 		// cases for, one proof per application and role.
 		for _, care := range reg.Applications() {
+			if tg.Care != "" && tg.Care != care {
+				continue
+			}
 			rep, err := validation.Run(ctx, validation.Config{Target: target.PublicURL, TargetURA: tg.URA, Role: tg.Role, Care: care,
 				Kit: id, Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient, Vendor: "Schakel", Version: "network",
 				Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))}, Wait: 15 * time.Second}, reg)
@@ -173,7 +181,7 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 			if err := os.WriteFile(filepath.Join(outDir, name+".jws"), []byte(proof+"\n"), 0o600); err != nil {
 				return reps, err
 			}
-			nw.printf("  validation  %s %-9s %d/%d cases passed; proof recorded in the admission register\n", tg.URA, tg.Role, rep.Summary.Passed, rep.Summary.Total)
+			nw.printf("  validation  %s %-9s %-6s %d/%d cases passed; proof recorded in the admission register\n", tg.URA, tg.Role, care, rep.Summary.Passed, rep.Summary.Total)
 		}
 	}
 	return reps, nil

@@ -61,7 +61,7 @@ func TestRequireValidation(t *testing.T) {
 		t.Errorf("the refusal does not name the missing proof: HTTP %d %s", code, body)
 	}
 
-	reps, err := nw.Validate(ctx, ValidationTarget{Hospital.URA, validation.RoleReceiver})
+	reps, err := nw.Validate(ctx, ValidationTarget{URA: Hospital.URA, Role: validation.RoleReceiver, Care: "bgz"})
 	if err != nil {
 		t.Fatal(err)
 	}

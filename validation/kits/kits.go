@@ -25,7 +25,10 @@ type Kit struct {
 
 // Shipped are the kits of the care applications Schakel ships.
 func Shipped() []Kit {
-	return []Kit{{Application: kitbgz.Name, Register: kitbgz.Register}}
+	return []Kit{
+		{Application: kitbgz.Name, Register: kitbgz.Register},
+		{Application: kitbgz.NameR4, Register: kitbgz.RegisterR4},
+	}
 }
 
 // Registry is the kit's registry for apps: the generic cases and the kit
