@@ -109,20 +109,24 @@ func (nw *Network) admitParticipants(ctx context.Context) error {
 type ValidationTarget struct {
 	URA  string
 	Role validation.Role
+	// Care is the care application validated; empty is every one of the
+	// network's applications that has a kit.
+	Care string
 }
 
 // DemoValidations are the demo nodes' roles: in Notified Pull and Direct
 // Pull the GP practice sends and holds, the hospital receives and
 // requests; in Push the hospital sends (its letter) and the GP practice
 // receives.
-var DemoValidations = []ValidationTarget{{GP.URA, validation.RoleSender}, {GP.URA, validation.RoleHolder},
-	{Hospital.URA, validation.RoleReceiver}, {Hospital.URA, validation.RoleRequester},
-	{Hospital.URA, validation.RolePushSender}, {GP.URA, validation.RolePushReceiver}}
+var DemoValidations = []ValidationTarget{{URA: GP.URA, Role: validation.RoleSender}, {URA: GP.URA, Role: validation.RoleHolder},
+	{URA: Hospital.URA, Role: validation.RoleReceiver}, {URA: Hospital.URA, Role: validation.RoleRequester},
+	{URA: Hospital.URA, Role: validation.RolePushSender}, {URA: GP.URA, Role: validation.RolePushReceiver}}
 
 // Validate runs the validation kit in-process against the running nodes
-// in the given roles, for every care application whose kit has cases of
-// that role, issues a proof for each conformant report and records it in
-// the admission register; the proofs are also written to
+// in the given roles, for each care application of the network whose kit
+// has cases of the role (or the target's Care only), issues a proof for
+// each conformant report and records it in the admission register; the
+// proofs are also written to
 // validator/proofs. It returns the reports.
 func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([]*validation.Report, error) {
 	file, id, err := validation.LoadIdentity(nw.ValidatorDir())
@@ -150,7 +154,7 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 		// Each node is validated for every care application the kit has
 		// cases for, one proof per application and role.
 		for _, care := range reg.Applications() {
-			if !slices.Contains(reg.Roles(care), tg.Role) {
+			if !slices.Contains(reg.Roles(care), tg.Role) || (tg.Care != "" && tg.Care != care) {
 				continue
 			}
 			rep, err := validation.Run(ctx, validation.Config{Target: target.PublicURL, TargetURA: tg.URA, Role: tg.Role, Care: care,

@@ -61,7 +61,7 @@ func TestRequireValidation(t *testing.T) {
 		t.Errorf("the refusal does not name the missing proof: HTTP %d %s", code, body)
 	}
 
-	reps, err := nw.Validate(ctx, ValidationTarget{Hospital.URA, validation.RoleReceiver})
+	reps, err := nw.Validate(ctx, ValidationTarget{URA: Hospital.URA, Role: validation.RoleReceiver, Care: "bgz"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestValidatePushRoles(t *testing.T) {
 			t.Errorf("network stopped with: %v", err)
 		}
 	})
-	reps, err := nw.Validate(ctx, ValidationTarget{GP.URA, validation.RolePushReceiver})
+	reps, err := nw.Validate(ctx, ValidationTarget{URA: GP.URA, Role: validation.RolePushReceiver})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,13 +71,13 @@ func clonePlateaus(p plateau.Plateaus) plateau.Plateaus {
 }
 
 // mixedAgreement is self's node's agreement with peer in the mixed
-// network; false when the table has none (nodeSpecs and mixedAgreements
+// network, its plateaus (Network.agreementOf adds the applications);
+// false when the table has none (nodeSpecs and mixedAgreements
 // must list the same pairs).
 func mixedAgreement(self, peer Participant) (plateau.PartnerConfig, bool) {
 	for _, a := range mixedAgreements {
 		if a.self.URA == self.URA && a.peer.URA == peer.URA {
-			return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Applications: []string{"bgz"},
-				Plateaus: clonePlateaus(a.plateaus)}, true
+			return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: clonePlateaus(a.plateaus)}, true
 		}
 	}
 	return plateau.PartnerConfig{}, false

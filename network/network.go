@@ -542,6 +542,9 @@ func (nw *Network) agreementOf(self, peer Participant) (plateau.PartnerConfig, e
 		return nw.agreement(peer), nil
 	}
 	if a, ok := mixedAgreement(self, peer); ok {
+		// The pairs' plateaus differ; what they exchange does not: the
+		// network's pull applications, as between the demo nodes.
+		a.Applications = nw.pullApplications()
 		return a, nil
 	}
 	return plateau.PartnerConfig{}, fmt.Errorf("network: the mixed network has no agreement of %s with %s", self.Name, peer.Name)

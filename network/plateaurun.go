@@ -52,16 +52,17 @@ func (nw *Network) RunAtPlateau(ctx context.Context) (*PlateauRun, error) {
 	}
 	if agreed[plateau.Network] >= 3 {
 		// At network plateau 3–4 the GP's node serves data only to a GtK
-		// with a valid proof of validation for BgZ in the admission
+		// with a valid proof of validation for the application in the admission
 		// register (requirevalidation): the hospital's node is validated
 		// first, as a vendor would before going live.
-		nw.printf("\nValidation: the hospital's node as BgZ receiver, before the exchange (network plateau %d requires a proof)\n", agreed[plateau.Network])
-		reps, err := nw.Validate(ctx, ValidationTarget{Hospital.URA, validation.RoleReceiver})
+		care := nw.care(careapp.NotifiedPull)
+		nw.printf("\nValidation: the hospital's node as %s receiver, before the exchange (network plateau %d requires a proof)\n", care, agreed[plateau.Network])
+		reps, err := nw.Validate(ctx, ValidationTarget{URA: Hospital.URA, Role: validation.RoleReceiver, Care: care})
 		if err != nil {
 			return nil, err
 		}
 		if len(reps) != 1 || !reps[0].Summary.Conformant {
-			return nil, errors.New("the hospital's node did not pass validation as BgZ receiver; no proof was recorded")
+			return nil, fmt.Errorf("the hospital's node did not pass validation as %s receiver; no proof was recorded", care)
 		}
 	}
 	s, err := nw.Exchange(ctx)

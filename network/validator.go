@@ -8,7 +8,11 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
+	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
 	"github.com/schakel-nl/schakel/validation"
@@ -40,6 +44,29 @@ func (nw *Network) prepareValidator() error {
 		}
 	}
 	return nil
+}
+
+// validatorEntry is the kit's addressbook entry: its enrolment's, plus
+// the data endpoint of every care application it has a kit for, as a
+// node lists its own (node.DataEndpoints): an R4 application's on the
+// kit's FHIR R4 base (the counterpart serves there what the application
+// exchanges in R4), the STU3 ones on its STU3 base.
+func (nw *Network) validatorEntry() addressbook.Entry {
+	e := nw.validator.Entry
+	e.Endpoints = slices.Clone(e.Endpoints)
+	withKit := map[string]bool{}
+	for _, k := range nw.kits() {
+		withKit[k.Application] = true
+	}
+	listed := func(id string) bool {
+		return slices.ContainsFunc(e.Endpoints, func(ep addressbook.EndpointSpec) bool { return ep.ID == id })
+	}
+	for _, ep := range node.DataEndpoints(nw.opts.Applications, "https://"+nw.validator.File.Listen, e.URA) {
+		if withKit[strings.TrimPrefix(ep.ID, "ep-"+e.URA+"-")] && !listed(ep.ID) {
+			e.Endpoints = append(e.Endpoints, ep)
+		}
+	}
+	return e
 }
 
 func onCRL(path string, serial *big.Int) (bool, error) {
@@ -80,7 +107,7 @@ func (nw *Network) validatorAgreements() []plateau.PartnerConfig {
 // admitValidator lists the kit in the addressbook and writes its kit.json
 // with the nodes it can validate.
 func (nw *Network) admitValidator(ctx context.Context) error {
-	if err := nw.dir.Load(ctx, nw.validator.Entry); err != nil {
+	if err := nw.dir.Load(ctx, nw.validatorEntry()); err != nil {
 		return fmt.Errorf("validation service: addressbook: %w", err)
 	}
 	f := nw.validator.File

@@ -18,6 +18,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/geboortezorg"
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/policy"
 	"github.com/schakel-nl/schakel/push"
@@ -144,7 +145,7 @@ func DataEndpoints(apps *careapp.Registry, publicURL, ura string) []addressbook.
 // technical agreement keeps there. (An STU3 application's token holds on
 // the R4 base: see verifyData.)
 func (n *Node) applicationVersion(v fhir.Version, tok *oauth.AccessToken, req *rest.Request) error {
-	if tok == nil || len(tok.Scope) == 0 || v != fhir.STU3 || req.Type == "Task" {
+	if tok == nil || len(tok.Scope) == 0 || v != fhir.STU3 || req.Type == "Task" || n.faults.Set().Has(faults.DataOnTaskBase) {
 		return nil
 	}
 	a, ok := n.apps.Get(tok.Scope[0])

@@ -29,7 +29,7 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 		decision, err = n.plateaus.Authenticate(ctx, plateau.TokenContext{ClientURA: req.ClientID, GrantType: req.GrantType,
 			Scope: req.Scope, Assertion: req.Assertion, User: plateau.UserFromIdentity(req.User), TLS: req.TLS,
 			DirectPull: req.GrantType == notifiedpull.GrantTypeJWT && req.AuthorizationBase == ""})
-		if err == nil {
+		if err == nil && req.AuthorizationBase == "" {
 			err = n.checkValidation(ctx, req.ClientID, req.Scope)
 		}
 		if u := decision.User; u != nil {
@@ -58,6 +58,17 @@ func (n *Node) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.
 		g, rec.AuthzProtocol = pg, "Twiin Push; RFC 7523 client assertion; client_credentials"
 	} else {
 		g, apply, err = n.np.BeginGrant(ctx, req)
+	}
+	if err == nil && req.AuthorizationBase != "" {
+		// An authorization base buys a token for its referral's own
+		// application, whatever scope was asked (a receiver cannot tell
+		// BgZ on STU3 from BgZ on R4 by the notification): the proof of
+		// validation that counts is the one for that application.
+		scope := g.Scope
+		if len(scope) == 0 {
+			scope = req.Scope
+		}
+		err = n.checkValidation(ctx, req.ClientID, scope)
 	}
 	if err != nil {
 		return oauth.Grant{}, err

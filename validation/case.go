@@ -14,6 +14,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/fhir"
 )
 
 // Role is the role of the node under test in an exchange pattern. The kit
@@ -173,14 +176,40 @@ func (ps Problems) Verdict(detail string) Verdict {
 }
 
 // Application is a care application as the kit needs it: its name (which
-// is also its OAuth scope) and the record the kit holds when it plays the
+// is also its OAuth scope), the FHIR version and addressbook payload type
+// of its data endpoint, and the record the kit holds when it plays the
 // sender or the holder.
 type Application struct {
 	Name  string
 	Title string
-	// Record returns the FHIR STU3 transaction Bundles the kit's
+	// FHIRVersion is the version of the application's data; zero is STU3.
+	// The Notified Pull Tasks stay STU3 whatever it is (the technical
+	// agreement's Task endpoint); an application of another version has
+	// its data on a FHIR base of its own (/fhir/r4/{ura}).
+	FHIRVersion fhir.Version
+	// ServerPayloadType is the addressbook payloadType of the
+	// application's data endpoint; empty is the BgZ (2017) server.
+	ServerPayloadType string
+	// Record returns the transaction Bundles (of FHIRVersion) the kit's
 	// counterpart serves, and the BSN of the patient they are about.
 	Record func() (bsn string, bundles [][]byte, err error)
+}
+
+// Version is the application's FHIR version (STU3 when not set).
+func (a Application) Version() fhir.Version {
+	if a.FHIRVersion == "" {
+		return fhir.STU3
+	}
+	return a.FHIRVersion
+}
+
+// PayloadType is the addressbook payloadType of the application's data
+// endpoint.
+func (a Application) PayloadType() string {
+	if a.ServerPayloadType == "" {
+		return addressbook.PayloadBgZServer
+	}
+	return a.ServerPayloadType
 }
 
 // Registry holds the cases the kit can run. The composition root fills it;

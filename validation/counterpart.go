@@ -45,19 +45,27 @@ const ScopeNotify = "twiin-ta-notification"
 // kept as an Inbound for the cases to judge.
 type Counterpart struct {
 	URL  string // https base, as listed in the addressbook
-	Base string // FHIR STU3 base of the kit's participant
-	URA  string
+	Base string // FHIR STU3 base of the kit's participant: its Tasks
+	// DataBase is the FHIR base of the care application's data: Base for
+	// an STU3 application, /fhir/r4/{ura} for an R4 one.
+	DataBase string
+	URA      string
 	// PatientBSN is the patient of the record the counterpart holds.
 	PatientBSN string
 
 	kit   Identity
+	app   Application
 	as    *oauth.Server
-	store store.Store
+	store store.Store // STU3: the Tasks, and an STU3 application's record
 	api   *rest.Server
-	srv   *http.Server
-	ln    net.Listener
-	dir   string
-	red   *redactor
+	// data and dataAPI serve the record of an application of another
+	// version than STU3; nil for an STU3 one.
+	data    store.Store
+	dataAPI *rest.Server
+	srv     *http.Server
+	ln      net.Listener
+	dir     string
+	red     *redactor
 
 	mu      sync.Mutex
 	inbound []Inbound
@@ -123,9 +131,10 @@ func newCounterpart(ctx context.Context, cfg Config, app Application, red *redac
 			return nil, fmt.Errorf("validation: the kit's counterpart cannot listen on %s: %w", cfg.Listen, err)
 		}
 	}
-	cp = &Counterpart{URL: "https://" + ln.Addr().String(), URA: cfg.Kit.URA, kit: cfg.Kit, ln: ln, red: red,
+	cp = &Counterpart{URL: "https://" + ln.Addr().String(), URA: cfg.Kit.URA, kit: cfg.Kit, app: app, ln: ln, red: red,
 		offers: map[string]Offer{}, changed: make(chan struct{}), serveErr: make(chan error, 1), started: time.Now()}
 	cp.Base = cp.URL + "/fhir/stu3/" + cp.URA
+	cp.DataBase = cp.URL + "/fhir/" + string(app.Version()) + "/" + cp.URA
 	defer func() {
 		if err != nil {
 			cp.Close()
@@ -137,12 +146,21 @@ func newCounterpart(ctx context.Context, cfg Config, app Application, red *redac
 	if cp.store, err = sqlite.Open(ctx, filepath.Join(cp.dir, "counterpart.db"), fhir.STU3); err != nil {
 		return nil, fmt.Errorf("validation: counterpart store: %w", err)
 	}
+	cp.api = rest.New(rest.Config{Store: cp.store, Version: fhir.STU3, Logger: cfg.Logger})
+	records := cp.store
+	if v := app.Version(); v != fhir.STU3 {
+		if cp.data, err = sqlite.Open(ctx, filepath.Join(cp.dir, "counterpart-"+string(v)+".db"), v); err != nil {
+			return nil, fmt.Errorf("validation: counterpart %s store: %w", v, err)
+		}
+		cp.dataAPI = rest.New(rest.Config{Store: cp.data, Version: v, Logger: cfg.Logger})
+		records = cp.data
+	}
 	bsn, bundles, err := app.Record()
 	if err != nil {
 		return nil, fmt.Errorf("validation: %s record: %w", app.Name, err)
 	}
 	cp.PatientBSN = bsn
-	im, err := importer.New(importer.Config{Store: cp.store, Version: fhir.STU3, Tenant: cp.URA})
+	im, err := importer.New(importer.Config{Store: records, Version: app.Version(), Tenant: cp.URA})
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +170,6 @@ func newCounterpart(ctx context.Context, cfg Config, app Application, red *redac
 			return nil, fmt.Errorf("validation: load %s record: %w", app.Name, err)
 		}
 	}
-	cp.api = rest.New(rest.Config{Store: cp.store, Version: fhir.STU3, Logger: cfg.Logger})
 	cp.as, err = oauth.NewServer(oauth.ServerConfig{
 		Issuer: cp.URL, SigningKey: cfg.Kit.ServerKey, PeerURA: pki.PeerURA, Logger: cfg.Logger,
 		Clients: &clientKeys{book: &addressbook.Client{Base: cfg.Addressbook, HTTP: client}, http: client},
@@ -166,6 +183,10 @@ func newCounterpart(ctx context.Context, cfg Config, app Application, red *redac
 	mux.HandleFunc("GET /jwks/{ura}", cp.serveJWKS)
 	mux.HandleFunc("/fhir/stu3/{ura}", cp.serveFHIR)
 	mux.HandleFunc("/fhir/stu3/{ura}/{path...}", cp.serveFHIR)
+	if cp.data != nil {
+		mux.HandleFunc("/fhir/"+string(app.Version())+"/{ura}", cp.serveData)
+		mux.HandleFunc("/fhir/"+string(app.Version())+"/{ura}/{path...}", cp.serveData)
+	}
 	cp.srv = &http.Server{Handler: cp.record(mux), TLSConfig: pki.ServerTLSConfig(cfg.Kit.Cert, cfg.Kit.Roots),
 		ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 	go func() {
@@ -187,6 +208,9 @@ func (cp *Counterpart) Close() {
 	}
 	if cp.store != nil {
 		cp.store.Close()
+	}
+	if cp.data != nil {
+		cp.data.Close()
 	}
 	if cp.dir != "" {
 		os.RemoveAll(cp.dir)
@@ -288,17 +312,13 @@ func (cp *Counterpart) serveFHIR(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/fhir+json; fhirVersion=3.0")
 		w.WriteHeader(status)
 		_, _ = w.Write(body)
+	case cp.data != nil && path != "Task" && !strings.HasPrefix(path, "Task/"):
+		// The data of an application of another version is on its own
+		// base; here are only the Tasks of the technical agreement.
+		writeOutcome(w, http.StatusBadRequest, "not-supported", fmt.Sprintf("care application %s exchanges FHIR %s: this is the FHIR STU3 base; ask its data at %s", cp.app.Name, cp.app.Version(), cp.DataBase))
 	default:
-		cp.mu.Lock()
-		answer := cp.answer
-		cp.mu.Unlock()
-		if answer != nil && r.Method == http.MethodGet {
-			if status, body, ok := answer(r, path); ok {
-				w.Header().Set("Content-Type", "application/fhir+json")
-				w.WriteHeader(status)
-				_, _ = w.Write(body)
-				return
-			}
+		if cp.answered(w, r, path) {
+			return
 		}
 		cp.api.Serve(w, r, cp.URA, cp.Base, path)
 	}
@@ -311,6 +331,53 @@ func (cp *Counterpart) Messages(fn func(in *Inbound) (status int, body []byte)) 
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.messages = fn
+}
+
+// serveData answers the node's reads and searches of the record of an
+// application whose version is not STU3, on its own FHIR base. A token
+// the kit issued for its STU3 base (a Notified Pull's, whose workflow
+// Task is there) holds here too, as on a node.
+func (cp *Counterpart) serveData(w http.ResponseWriter, r *http.Request) {
+	in, _ := r.Context().Value(inboundKey{}).(*Inbound)
+	if r.PathValue("ura") != cp.URA {
+		writeOutcome(w, http.StatusNotFound, "not-found", "no such participant here")
+		return
+	}
+	tok, err := cp.as.Verify(r, cp.DataBase)
+	if err != nil {
+		if t, serr := cp.as.Verify(r, cp.Base); serr == nil {
+			tok, err = t, nil
+		}
+	}
+	if err != nil {
+		in.TokenErr = err.Error()
+		writeOutcome(w, http.StatusUnauthorized, "login", "a valid access token of this authorization server is required")
+		return
+	}
+	in.Token = tok
+	path := r.PathValue("path")
+	if cp.answered(w, r, path) {
+		return
+	}
+	cp.dataAPI.Serve(w, r, cp.URA, cp.DataBase, path)
+}
+
+// answered answers a read or search from the script Answer set, if any.
+func (cp *Counterpart) answered(w http.ResponseWriter, r *http.Request, path string) bool {
+	cp.mu.Lock()
+	answer := cp.answer
+	cp.mu.Unlock()
+	if answer == nil || r.Method != http.MethodGet {
+		return false
+	}
+	status, body, ok := answer(r, path)
+	if !ok {
+		return false
+	}
+	w.Header().Set("Content-Type", "application/fhir+json; fhirVersion="+cp.app.Version().MimeVersion())
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	return true
 }
 
 // Answer makes the counterpart answer the node's FHIR reads and searches
@@ -348,10 +415,10 @@ func (cp *Counterpart) resolveGrant(_ context.Context, req oauth.GrantRequest) (
 			return oauth.Grant{}, oauth.RefuseGrant("authorization_base is not one of a notification of this sender", nil)
 		}
 		return oauth.Grant{Audience: cp.Base, Scope: []string{offer.Scope}, NotAfter: offer.Expires}, nil
-	case req.Resource != cp.Base:
+	case req.Resource != cp.DataBase:
 		return oauth.Grant{}, oauth.RefuseTarget("resource must be this holder's FHIR base", nil)
 	}
-	return oauth.Grant{Audience: cp.Base, Scope: req.Scope}, nil
+	return oauth.Grant{Audience: cp.DataBase, Scope: req.Scope}, nil
 }
 
 // AddOffer makes a notification's authorization base redeemable.
@@ -469,7 +536,12 @@ func FormOf(in Inbound) url.Values {
 // IsToken reports whether in is a token request at the kit.
 func IsToken(in Inbound) bool { return in.Method == http.MethodPost && in.Path == oauth.TokenPath }
 
-// IsData reports whether in is a FHIR read or search on the kit's base.
+// IsData reports whether in is a FHIR read or search on one of the kit's
+// bases.
 func (cp *Counterpart) IsData(in Inbound) bool {
-	return in.Method == http.MethodGet && strings.HasPrefix(in.Path, "/fhir/stu3/"+cp.URA+"/")
+	return in.Method == http.MethodGet && (strings.HasPrefix(in.Path, cp.BasePath()+"/") || strings.HasPrefix(in.Path, cp.DataPath()+"/"))
 }
+
+// BasePath and DataPath are the paths of Base and DataBase.
+func (cp *Counterpart) BasePath() string { return strings.TrimPrefix(cp.Base, cp.URL) }
+func (cp *Counterpart) DataPath() string { return strings.TrimPrefix(cp.DataBase, cp.URL) }

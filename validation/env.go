@@ -124,11 +124,15 @@ type Target struct {
 	// the payload types the addressbook has no usable endpoint of.
 	Endpoints map[string]string `json:"endpoints"`
 	Missing   []string          `json:"missing,omitempty"`
+	// DataPayloadType is the payload type of the care application's data
+	// endpoint among Endpoints; FHIRVersion its FHIR version ("3.0", "4.0").
+	DataPayloadType string `json:"dataPayloadType,omitempty"`
+	FHIRVersion     string `json:"fhirVersion,omitempty"`
 }
 
-// Endpoint payload types the kit looks up (SPEC §9).
-var payloadTypes = []string{addressbook.PayloadNotification, addressbook.PayloadBgZServer,
-	addressbook.PayloadAuthServer, addressbook.PayloadClientJWKS}
+// Endpoint payload types the kit looks up besides the care application's
+// data endpoint (SPEC §9).
+var payloadTypes = []string{addressbook.PayloadNotification, addressbook.PayloadAuthServer, addressbook.PayloadClientJWKS}
 
 // PayloadPush is the addressbook payload type of a participant's Push
 // endpoint, its $process-message (docs/protocols.md "Push").
@@ -137,8 +141,30 @@ const PayloadPush = "Twiin-TA-push"
 // PushEndpoint is the target's Push endpoint (looked up for a Push role).
 func (t Target) PushEndpoint() string { return t.Endpoints[PayloadPush] }
 
-// FHIRBase is the target's data endpoint (STU3).
-func (t Target) FHIRBase() string { return t.Endpoints[addressbook.PayloadBgZServer] }
+// payloadTypes are the endpoints of the target the run looks up: the
+// notification endpoint, the care application's data endpoint, the
+// authorization server and the client JWKS.
+func (t Target) payloadTypes() []string {
+	return []string{payloadTypes[0], t.dataPayloadType(), payloadTypes[1], payloadTypes[2]}
+}
+
+func (t Target) dataPayloadType() string {
+	if t.DataPayloadType == "" {
+		return addressbook.PayloadBgZServer
+	}
+	return t.DataPayloadType
+}
+
+// FHIRBase is the target's data endpoint for the run's care application:
+// its FHIR base of the application's version.
+func (t Target) FHIRBase() string { return t.Endpoints[t.dataPayloadType()] }
+
+// TaskBase is the target's FHIR STU3 base the Notified Pull Tasks are on:
+// its notification endpoint without the trailing /Task (for an STU3
+// application the same base as its data).
+func (t Target) TaskBase() string {
+	return strings.TrimSuffix(t.NotificationEndpoint(), "/Task")
+}
 
 // NotificationEndpoint is the target's Notified Pull Task endpoint.
 func (t Target) NotificationEndpoint() string { return t.Endpoints[addressbook.PayloadNotification] }
@@ -289,8 +315,9 @@ func (p *Probe) Token(client *http.Client, req oauth.TokenRequest) (token string
 
 // discover finds the target: its server certificate (and URA) by a TLS
 // handshake, its endpoints in the addressbook.
-func discover(ctx context.Context, cfg Config, client *http.Client) (Target, error) {
-	t := Target{URL: cfg.Target, URA: cfg.TargetURA, Endpoints: map[string]string{}}
+func discover(ctx context.Context, cfg Config, app Application, client *http.Client) (Target, error) {
+	t := Target{URL: cfg.Target, URA: cfg.TargetURA, Endpoints: map[string]string{},
+		DataPayloadType: app.PayloadType(), FHIRVersion: app.Version().MimeVersion()}
 	u, _ := url.Parse(cfg.Target)
 	host := u.Host
 	if u.Port() == "" {
@@ -318,10 +345,13 @@ func discover(ctx context.Context, cfg Config, client *http.Client) (Target, err
 		t.URA = id.URA
 	}
 	book := &addressbook.Client{Base: cfg.Addressbook, HTTP: client}
-	for _, pt := range payloadTypes {
+	for _, pt := range t.payloadTypes() {
 		version := ""
-		if pt == addressbook.PayloadNotification || pt == addressbook.PayloadBgZServer {
-			version = "3.0"
+		switch pt {
+		case addressbook.PayloadNotification:
+			version = "3.0" // the technical agreement's Task endpoint is STU3
+		case t.DataPayloadType:
+			version = t.FHIRVersion
 		}
 		ep, err := book.Endpoint(ctx, t.URA, pt, version)
 		if err != nil {

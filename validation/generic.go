@@ -40,7 +40,7 @@ const (
 func GenericCases() []Case {
 	return []Case{
 		{ID: "generic.addressing.endpoints", Title: "The node's endpoints are in the addressbook", Mandatory: true,
-			Requirement: "The addressbook lists, for the participant's URA, an active notification endpoint (Twiin-TA-notification), a FHIR STU3 data endpoint, an authorization server and a client JWKS, all https.",
+			Requirement: "The addressbook lists, for the participant's URA, an active notification endpoint (Twiin-TA-notification, FHIR STU3), a FHIR data endpoint of the care application (its payload type, at its FHIR version: STU3 for bgz, R4 for bgz-r4), an authorization server and a client JWKS, all https.",
 			Source:      srcAddress, Run: addressingEndpoints},
 		{ID: "generic.tls.v13", Title: "TLS 1.3 with a client certificate is accepted", Mandatory: true,
 			Requirement: "The public port completes a TLS 1.3 handshake with a trusted client certificate and presents an UZI server certificate of the participant's URA.",
@@ -156,7 +156,7 @@ func GenericCases() []Case {
 func addressingEndpoints(_ context.Context, p *Probe) Verdict {
 	t := p.env.Target
 	var ps Problems
-	for _, pt := range payloadTypes {
+	for _, pt := range t.payloadTypes() {
 		u, ok := t.Endpoints[pt]
 		if !ok {
 			ps.Add("no usable endpoint of payload type %s for URA %s", pt, t.URA)

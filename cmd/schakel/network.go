@@ -84,7 +84,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			if opts.Replicas > 0 && pattern != "notified-pull" {
 				return fmt.Errorf("--replicas runs the BgZ Notified Pull and Direct Pull for now, not --pattern %s", pattern)
 			}
-			if err := plateauCare(opts.Applications, care, opts); err != nil {
+			if err := plateauCare(opts.Applications, kits.Shipped(), care, opts); err != nil {
 				return err
 			}
 			if ran, err := runCareDemo(cmd.Context(), opts, care, pattern, once, processes); ran {
@@ -241,14 +241,14 @@ var demoPatterns = []careapp.Pattern{careapp.NotifiedPull, careapp.IndexedPull, 
 // holder grants a consult only to a node with a valid proof of validation
 // for the application, which only its kit can give. An application without
 // a Direct Pull (a Push) is not consulted.
-func plateauCare(apps *careapp.Registry, care string, opts network.Options) error {
+func plateauCare(apps *careapp.Registry, shipped []kits.Kit, care string, opts network.Options) error {
 	if opts.Plateau < 3 && !opts.Mixed {
 		return nil
 	}
 	if app, ok := apps.Get(care); ok && !slices.Contains(app.Patterns(), careapp.DirectPull) {
 		return nil
 	}
-	for _, k := range kits.Shipped() {
+	for _, k := range shipped {
 		if k.Application == care {
 			return nil
 		}

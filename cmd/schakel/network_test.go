@@ -21,6 +21,7 @@ import (
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/node"
+	"github.com/schakel-nl/schakel/validation/kits"
 )
 
 // component is one process of `network up --processes`, as it prints it.
@@ -330,24 +331,37 @@ func TestCareOption(t *testing.T) {
 
 // --plateau 3, 4 or mixed consults under a proof of validation: refused
 // for a care application with a Direct Pull but without a validation kit,
-// with the reason.
+// with the reason. BgZ on STU3 and on R4 have their kits; without the R4
+// one, bgz-r4 is refused.
 func TestPlateauCare(t *testing.T) {
+	var stu3Only []kits.Kit
+	for _, k := range kits.Shipped() {
+		if k.Application != "bgz-r4" {
+			stu3Only = append(stu3Only, k)
+		}
+	}
 	for _, tc := range []struct {
 		care string
+		kits []kits.Kit
 		opts network.Options
 		err  bool
 	}{
-		{"bgz", network.Options{Plateau: 4}, false},
-		{"bgz-r4", network.Options{}, false},
-		{"bgz-r4", network.Options{Plateau: 2}, false},
-		{"bgz-r4", network.Options{Plateau: 3}, true},
-		{"bgz-r4", network.Options{Mixed: true}, true},
-		{"correspondentie", network.Options{Plateau: 3}, false}, // Push: no consult
-		{"correspondentie", network.Options{Mixed: true}, false},
+		{"bgz", kits.Shipped(), network.Options{Plateau: 4}, false},
+		{"bgz-r4", kits.Shipped(), network.Options{}, false},
+		{"bgz-r4", kits.Shipped(), network.Options{Plateau: 2}, false},
+		{"bgz-r4", kits.Shipped(), network.Options{Plateau: 3}, false},
+		{"bgz-r4", kits.Shipped(), network.Options{Plateau: 4}, false},
+		{"bgz-r4", kits.Shipped(), network.Options{Mixed: true}, false},
+		{"bgz-r4", stu3Only, network.Options{Plateau: 2}, false},
+		{"bgz-r4", stu3Only, network.Options{Plateau: 3}, true},
+		{"bgz-r4", stu3Only, network.Options{Mixed: true}, true},
+		{"beeld", kits.Shipped(), network.Options{Plateau: 3}, true},            // Direct Pull, no kit
+		{"correspondentie", kits.Shipped(), network.Options{Plateau: 3}, false}, // Push: no consult
+		{"correspondentie", kits.Shipped(), network.Options{Mixed: true}, false},
 	} {
-		err := plateauCare(node.DefaultApplications(), tc.care, tc.opts)
+		err := plateauCare(node.DefaultApplications(), tc.kits, tc.care, tc.opts)
 		if (err != nil) != tc.err || err != nil && !strings.Contains(err.Error(), "no validation kit") {
-			t.Errorf("--care %s %+v: %v", tc.care, tc.opts, err)
+			t.Errorf("--care %s (%d kits) %+v: %v", tc.care, len(tc.kits), tc.opts, err)
 		}
 	}
 }

@@ -56,12 +56,16 @@ const (
 	// PushReceiptNotVerified makes a Push sender take any receipt as proof
 	// of delivery without checking it.
 	PushReceiptNotVerified Fault = "push-receipt-not-verified"
+	// DataOnTaskBase serves the data of a care application of another
+	// FHIR version than STU3 (BgZ on R4) on the STU3 base its Notified
+	// Pull Tasks are on, instead of refusing it there.
+	DataOnTaskBase Fault = "data-on-stu3-task-base"
 )
 
 // All lists every fault.
 var All = []Fault{TLS12, NoClientCertificate, AssertionAlgNone, AssertionHMAC, NoReplayCheck, NoAudienceCheck,
 	NoExpiryCheck, UnboundToken, PullWithoutAuthorizationBase, NotificationBSNUnchecked, AuditedAfterAnswer,
-	PushReceiptWrongHash, PushRepeatNewReceipt, PushReceiptNotVerified}
+	PushReceiptWrongHash, PushRepeatNewReceipt, PushReceiptNotVerified, DataOnTaskBase}
 
 // Set is the faults a node has now. Tests switch them between runs against
 // one running node; a nil *Set has none.

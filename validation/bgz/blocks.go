@@ -14,26 +14,10 @@ import (
 	"github.com/schakel-nl/schakel/validation"
 )
 
-// srcBlock cites, for one block, the query of the Nictiz BgZ 2017 (STU3)
-// implementation guide and the FHIR search rules its answer obeys.
-func srcBlock(b bgz.Block) string {
-	return fmt.Sprintf("Nictiz BgZ 2017 (STU3) implementation guide and qualification script, block %s (SPEC §5); FHIR STU3 search §3.1.1 (searchset, _include)", b.Name)
-}
-
-// includeTargets are the resource types an STU3 _include parameter of the
-// BgZ query set can bring in (the reference's target types in the STU3
-// search parameter definitions): anything else in an include entry is data
-// the query did not ask for.
-var includeTargets = map[string][]string{
-	"Patient:general-practitioner":   {"Organization", "Practitioner"},
-	"Coverage:payor":                 {"Organization", "Patient", "RelatedPerson"},
-	"MedicationStatement:medication": {"Medication"},
-	"MedicationRequest:medication":   {"Medication"},
-	"MedicationDispense:medication":  {"Medication"},
-	"DeviceUseStatement:device":      {"Device"},
-	"Observation:related-target":     {"Observation", "QuestionnaireResponse", "Sequence"},
-	"Procedure:based-on":             {"CarePlan", "ProcedureRequest", "ReferralRequest"},
-	"CareTeam:participant":           {"CareTeam", "Organization", "Patient", "Practitioner", "RelatedPerson"},
+// srcBlock cites, for one block, the query of the kit's implementation
+// guide and the FHIR search rules its answer obeys.
+func (k *kit) srcBlock(b bgz.Block) string {
+	return fmt.Sprintf("%s, block %s (SPEC §5); %s (searchset, _include)", k.guide, b.Name, k.fhirSearch)
 }
 
 // blockSlug turns a block's zib name into a case id part:
@@ -61,23 +45,23 @@ func blockSlug(name string) string {
 // blockCases are one holder case per BgZ block: the Nictiz qualification
 // judges every query on its own, and a holder that answers twenty-five
 // blocks right and one wrong must show which.
-func blockCases() []validation.Case {
+func (k *kit) blockCases() []validation.Case {
 	var cs []validation.Case
-	for _, b := range bgz.Queries() {
+	for _, b := range k.blocks {
 		typ, _, _ := strings.Cut(b.Template, "?")
-		cs = append(cs, validation.Case{ID: "bgz.holder.block." + blockSlug(b.Name), Roles: holder, Mandatory: true,
+		cs = append(cs, validation.Case{ID: k.name + ".holder.block." + blockSlug(b.Name), Roles: holder, Mandatory: true,
 			Title: fmt.Sprintf("BgZ block %s: %s", b.Name, typ),
-			Requirement: fmt.Sprintf("The search %s for a consenting patient answers 200 with a searchset Bundle: every match is a valid STU3 %s that meets the search's parameters (category, code, status), about this patient and no other; included resources are only those the query's _include allows; the Bundle's links stay on the holder's FHIR endpoint.",
-				b.Template, strings.Split(typ, "/")[0]),
-			Source: srcBlock(b),
+			Requirement: fmt.Sprintf("The search %s for a consenting patient answers 200 with a searchset Bundle: every match is a valid %s %s that meets the search's parameters (category, code, status), about this patient and no other; included resources are only those the query's _include allows; the Bundle's links stay on the holder's FHIR endpoint.",
+				b.Template, k.fhirName, strings.Split(typ, "/")[0]) + k.versionRequirement(),
+			Source: k.srcBlock(b),
 			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
-				c, err := consultAll(p)
+				c, err := k.consultAll(p)
 				if c == nil {
 					return validation.Fail("%v", err)
 				}
 				resp := c.answers[b.Name]
 				q := "/" + b.Query(p.Env().Config.Patient)
-				for _, ex := range p.ScenarioExchanges("bgz.holder.queries") {
+				for _, ex := range p.ScenarioExchanges(k.name + ".holder.queries") {
 					if strings.HasSuffix(ex.URL, q) {
 						p.Record(ex)
 					}
@@ -85,7 +69,7 @@ func blockCases() []validation.Case {
 				if resp == nil {
 					return validation.Fail("the block was not answered: %s", strings.Join(c.ps, "; "))
 				}
-				ps := judgeBlock(b, p.Env().Config.Patient, c.patientRefs, p.Env().Target.FHIRBase(), resp.Status, resp.Body)
+				ps := k.judgeBlock(b, p.Env().Config.Patient, c.patientRefs, p.Env().Target.FHIRBase(), resp)
 				return ps.Verdict(fmt.Sprintf("HTTP %d, conformant searchset", resp.Status))
 			}})
 	}
@@ -106,9 +90,10 @@ type blockEntry struct {
 // references, the included types and the links. patientRefs are the
 // references ("Patient/<id>", full URLs) of the patient as the holder's
 // Patient block returned it; empty when that is unknown.
-func judgeBlock(b bgz.Block, bsn string, patientRefs []string, base string, status int, body []byte) validation.Problems {
+func (k *kit) judgeBlock(b bgz.Block, bsn string, patientRefs []string, base string, resp *validation.Response) validation.Problems {
 	var ps validation.Problems
-	judgeSearchset(&ps, b, bsn, &validation.Response{Status: status, Body: body})
+	k.judgeSearchset(&ps, b, bsn, resp)
+	status, body := resp.Status, resp.Body
 	if status != 200 {
 		return ps
 	}
@@ -129,7 +114,7 @@ func judgeBlock(b bgz.Block, bsn string, patientRefs []string, base string, stat
 	params, _ := url.ParseQuery(rawQuery)
 	var allowed []string
 	for _, inc := range params["_include"] {
-		allowed = append(allowed, includeTargets[inc]...)
+		allowed = append(allowed, k.includes[inc]...)
 	}
 	for i, e := range bundle.Entry {
 		var res map[string]any

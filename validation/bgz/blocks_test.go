@@ -7,6 +7,7 @@ import (
 
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/nl"
+	"github.com/schakel-nl/schakel/validation"
 )
 
 const (
@@ -91,7 +92,7 @@ func TestJudgeBlockTellsConformantFromWrong(t *testing.T) {
 		{"an unknown search mode", "Problem", 200, searchset(self, map[string]any{"resource": condition("c1", "Patient/p1"), "search": map[string]any{"mode": "other"}}), "search.mode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ps := judgeBlock(block(t, tc.block), testBSN, []string{"Patient/p1", testBase + "/Patient/p1"}, testBase, tc.status, tc.body)
+			ps := stu3.judgeBlock(block(t, tc.block), testBSN, []string{"Patient/p1", testBase + "/Patient/p1"}, testBase, &validation.Response{Status: tc.status, Body: tc.body})
 			v := ps.Verdict("ok")
 			switch {
 			case tc.want == "" && len(ps) > 0:
@@ -107,7 +108,7 @@ func TestJudgeBlockTellsConformantFromWrong(t *testing.T) {
 
 func TestBlockCasesOnePerBlock(t *testing.T) {
 	seen := map[string]bool{}
-	for _, c := range blockCases() {
+	for _, c := range stu3.blockCases() {
 		if seen[c.ID] {
 			t.Errorf("%s twice", c.ID)
 		}

@@ -48,7 +48,10 @@ func TestKitCatchesBrokenNodes(t *testing.T) {
 	if err := kitbgz.Register(reg); err != nil {
 		t.Fatal(err)
 	}
-	run := func(t *testing.T, role validation.Role, ura string) *validation.Report {
+	if err := kitbgz.RegisterR4(reg); err != nil {
+		t.Fatal(err)
+	}
+	run := func(t *testing.T, care string, role validation.Role, ura string) *validation.Report {
 		t.Helper()
 		target, ok := file.TargetFor(ura, "")
 		if !ok {
@@ -59,7 +62,7 @@ func TestKitCatchesBrokenNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		rep, err := validation.Run(ctx, validation.Config{
-			Target: target.PublicURL, TargetURA: ura, Role: role, Care: kitbgz.Name, Kit: id,
+			Target: target.PublicURL, TargetURA: ura, Role: role, Care: care, Kit: id,
 			Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient,
 			Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))},
 			Wait:   8 * time.Second,
@@ -71,45 +74,59 @@ func TestKitCatchesBrokenNodes(t *testing.T) {
 	}
 
 	gp, hospital := network.GP.URA, network.Hospital.URA
+	r4 := kitbgz.NameR4
 	for _, tc := range []struct {
 		fault faults.Fault // "" is the node as built
 		role  validation.Role
 		ura   string
 		fails []string
+		care  string // "" is bgz
 	}{
-		{"", validation.RoleHolder, gp, nil},
-		{"", validation.RoleReceiver, hospital, nil},
-		{faults.TLS12, validation.RoleHolder, gp, []string{"generic.tls.no-v12"}},
-		{faults.NoClientCertificate, validation.RoleHolder, gp, []string{"generic.tls.client-certificate-required"}},
-		{faults.AssertionAlgNone, validation.RoleHolder, gp, []string{"generic.oauth.alg-none"}},
-		{faults.AssertionHMAC, validation.RoleHolder, gp, []string{"generic.oauth.hmac"}},
-		{faults.NoReplayCheck, validation.RoleHolder, gp, []string{"generic.oauth.replay"}},
-		{faults.NoAudienceCheck, validation.RoleHolder, gp, []string{"generic.oauth.wrong-audience"}},
-		{faults.NoExpiryCheck, validation.RoleHolder, gp, []string{"generic.oauth.expired"}},
+		{"", validation.RoleHolder, gp, nil, ""},
+		{"", validation.RoleReceiver, hospital, nil, ""},
+		{faults.TLS12, validation.RoleHolder, gp, []string{"generic.tls.no-v12"}, ""},
+		{faults.NoClientCertificate, validation.RoleHolder, gp, []string{"generic.tls.client-certificate-required"}, ""},
+		{faults.AssertionAlgNone, validation.RoleHolder, gp, []string{"generic.oauth.alg-none"}, ""},
+		{faults.AssertionHMAC, validation.RoleHolder, gp, []string{"generic.oauth.hmac"}, ""},
+		{faults.NoReplayCheck, validation.RoleHolder, gp, []string{"generic.oauth.replay"}, ""},
+		{faults.NoAudienceCheck, validation.RoleHolder, gp, []string{"generic.oauth.wrong-audience"}, ""},
+		{faults.NoExpiryCheck, validation.RoleHolder, gp, []string{"generic.oauth.expired"}, ""},
 		// Both cases that present a token over another certificate: the
 		// notification endpoint's and the data endpoint's.
-		{faults.UnboundToken, validation.RoleHolder, gp, []string{"generic.oauth.certificate-binding", "bgz.holder.token-binding"}},
-		{faults.AuditedAfterAnswer, validation.RoleHolder, gp, []string{"generic.audit.trail"}},
+		{faults.UnboundToken, validation.RoleHolder, gp, []string{"generic.oauth.certificate-binding", "bgz.holder.token-binding"}, ""},
+		{faults.AuditedAfterAnswer, validation.RoleHolder, gp, []string{"generic.audit.trail"}, ""},
 		// The kit's authorization server refuses a data token without the
 		// authorization base, so nothing of the pull happens after it: no
 		// pull, no update's pull, no pull without the workflow Task.
 		{faults.PullWithoutAuthorizationBase, validation.RoleReceiver, hospital, []string{"bgz.receiver.token-request",
 			"bgz.receiver.reads-workflow-task", "bgz.receiver.runs-queries", "bgz.receiver.reports-completion",
-			"bgz.receiver.follows-update", "bgz.receiver.get-workflow-task-false"}},
-		{faults.NotificationBSNUnchecked, validation.RoleReceiver, hospital, []string{"bgz.receiver.invalid-bsn"}},
+			"bgz.receiver.follows-update", "bgz.receiver.get-workflow-task-false"}, ""},
+		{faults.NotificationBSNUnchecked, validation.RoleReceiver, hospital, []string{"bgz.receiver.invalid-bsn"}, ""},
+		// BgZ on R4: the same defects fail the R4 kit's own cases.
+		{"", validation.RoleSender, gp, nil, r4},
+		{"", validation.RoleReceiver, hospital, nil, r4},
+		{faults.UnboundToken, validation.RoleHolder, gp, []string{"generic.oauth.certificate-binding", "bgz-r4.holder.token-binding"}, r4},
+		{faults.NotificationBSNUnchecked, validation.RoleReceiver, hospital, []string{"bgz-r4.receiver.invalid-bsn"}, r4},
+		// R4 data answered on the STU3 Task base: only the case that
+		// asks it there fails.
+		{faults.DataOnTaskBase, validation.RoleSender, gp, []string{"bgz-r4.sender.data-not-on-task-base"}, r4},
 	} {
+		care := tc.care
+		if care == "" {
+			care = kitbgz.Name
+		}
 		name := string(tc.fault)
 		if name == "" {
 			name = "none"
 		}
-		t.Run(name+"/"+string(tc.role), func(t *testing.T) {
+		t.Run(care+"/"+name+"/"+string(tc.role), func(t *testing.T) {
 			if tc.fault == "" {
 				broken.Switch()
 			} else {
 				broken.Switch(tc.fault)
 			}
 			defer broken.Switch()
-			rep := run(t, tc.role, tc.ura)
+			rep := run(t, care, tc.role, tc.ura)
 			var failed []string
 			for _, r := range rep.Results {
 				if r.Status != validation.Passed {

@@ -17,7 +17,8 @@ import (
 // TestKitValidatesSchakelNodes runs the kit against a real local network
 // (network.Up, the kit admitted as the Twiin validation service): the GP
 // practice's node as Notified Pull sender and Direct Pull holder, the
-// hospital's node as receiver and requester. Every mandatory case passes.
+// hospital's node as receiver and requester, for BgZ on STU3 and on R4.
+// Every mandatory case passes.
 func TestKitValidatesSchakelNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a network")
@@ -46,18 +47,26 @@ func TestKitValidatesSchakelNodes(t *testing.T) {
 	if err := kitbgz.Register(reg); err != nil {
 		t.Fatal(err)
 	}
+	if err := kitbgz.RegisterR4(reg); err != nil {
+		t.Fatal(err)
+	}
 
-	total := 0
+	total := map[string]int{}
 	for _, tc := range []struct {
+		care string
 		role validation.Role
 		ura  string
 	}{
-		{validation.RoleSender, network.GP.URA},
-		{validation.RoleHolder, network.GP.URA},
-		{validation.RoleReceiver, network.Hospital.URA},
-		{validation.RoleRequester, network.Hospital.URA},
+		{kitbgz.Name, validation.RoleSender, network.GP.URA},
+		{kitbgz.Name, validation.RoleHolder, network.GP.URA},
+		{kitbgz.Name, validation.RoleReceiver, network.Hospital.URA},
+		{kitbgz.Name, validation.RoleRequester, network.Hospital.URA},
+		{kitbgz.NameR4, validation.RoleSender, network.GP.URA},
+		{kitbgz.NameR4, validation.RoleHolder, network.GP.URA},
+		{kitbgz.NameR4, validation.RoleReceiver, network.Hospital.URA},
+		{kitbgz.NameR4, validation.RoleRequester, network.Hospital.URA},
 	} {
-		t.Run(string(tc.role), func(t *testing.T) {
+		t.Run(tc.care+"/"+string(tc.role), func(t *testing.T) {
 			target, ok := file.TargetFor(tc.ura, "")
 			if !ok {
 				t.Fatalf("kit.json lists no node for %s", tc.ura)
@@ -67,7 +76,7 @@ func TestKitValidatesSchakelNodes(t *testing.T) {
 				t.Fatal(err)
 			}
 			rep, err := validation.Run(ctx, validation.Config{
-				Target: target.PublicURL, TargetURA: tc.ura, Role: tc.role, Care: kitbgz.Name, Kit: id,
+				Target: target.PublicURL, TargetURA: tc.ura, Role: tc.role, Care: tc.care, Kit: id,
 				Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient,
 				Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))},
 				Wait:   15 * time.Second,
@@ -75,11 +84,14 @@ func TestKitValidatesSchakelNodes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			total += len(rep.Results)
+			total[tc.care] += len(rep.Results)
 			noSecrets(t, rep)
 			for _, r := range rep.Results {
 				if r.Requirement == "" || r.Source == "" {
 					t.Errorf("%s cites no requirement", r.ID)
+				}
+				if !strings.HasPrefix(r.ID, tc.care+".") && !strings.HasPrefix(r.ID, "generic.") {
+					t.Errorf("case %s in a run for %s", r.ID, tc.care)
 				}
 				if r.Mandatory && r.Status != validation.Passed {
 					t.Errorf("%s %s: %s", r.ID, r.Status, r.Detail)
@@ -91,8 +103,10 @@ func TestKitValidatesSchakelNodes(t *testing.T) {
 			t.Logf("%s: %d cases, %d passed", tc.role, rep.Summary.Total, rep.Summary.Passed)
 		})
 	}
-	if total < 30 {
-		t.Errorf("%d cases in all, want at least 30", total)
+	for care, n := range total {
+		if n < 30 {
+			t.Errorf("%s: %d cases in all, want at least 30", care, n)
+		}
 	}
 }
 

@@ -67,9 +67,9 @@ func TestSenderShapeChecksFailWrongTasks(t *testing.T) {
 				m["restriction"] = map[string]any{"period": map[string]any{"end": "2031-01-01T10:00:00Z"}}
 			}), note, "90000001", "90000995")
 		}, "restriction.period.end"},
-		{"conformant input codes", func() validation.Problems { return workflowInputCodes(workflow(nil), testBSN) }, ""},
+		{"conformant input codes", func() validation.Problems { return stu3.workflowInputCodes(workflow(nil), testBSN) }, ""},
 		{"inputs typed with another block's code", func() validation.Problems {
-			return workflowInputCodes(workflow(func(m map[string]any) {
+			return stu3.workflowInputCodes(workflow(func(m map[string]any) {
 				ins := m["input"].([]any)
 				ins[0].(map[string]any)["type"], ins[1].(map[string]any)["type"] = ins[1].(map[string]any)["type"], ins[0].(map[string]any)["type"]
 			}), testBSN)

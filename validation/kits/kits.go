@@ -27,9 +27,12 @@ type Kit struct {
 
 // Shipped are the kits of the care applications Schakel ships.
 func Shipped() []Kit {
-	return []Kit{{Application: kitbgz.Name, Register: kitbgz.Register},
+	return []Kit{
+		{Application: kitbgz.Name, Register: kitbgz.Register},
+		{Application: kitbgz.NameR4, Register: kitbgz.RegisterR4},
 		{Application: kitcorrespondentie.Name, Register: kitcorrespondentie.Register},
-		{Application: kitgeboortezorg.Name, Register: kitgeboortezorg.Register}}
+		{Application: kitgeboortezorg.Name, Register: kitgeboortezorg.Register},
+	}
 }
 
 // Registry is the kit's registry for apps: the generic cases and the kit
