@@ -14,6 +14,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/schakel-nl/schakel/admission"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
@@ -115,6 +116,21 @@ type ValidationTarget struct {
 var DemoValidations = []ValidationTarget{{GP.URA, validation.RoleSender}, {GP.URA, validation.RoleHolder},
 	{Hospital.URA, validation.RoleReceiver}, {Hospital.URA, validation.RoleRequester}}
 
+// validatesHere reports whether the network's nodes can be validated for
+// care: a transfer (careapp.Transfer) needs its sender's dossier and the
+// nursing home's node, which only the transfer network (Care set to it)
+// has.
+func (nw *Network) validatesHere(care string) bool {
+	a, ok := nw.opts.Applications.Get(care)
+	if !ok {
+		return false
+	}
+	if _, isT := a.(careapp.Transfer); isT {
+		return nw.opts.Care == care
+	}
+	return true
+}
+
 // Validate runs the validation kit in-process against the running nodes
 // for BgZ in the given roles, issues a proof for each conformant report
 // and records it in the admission register; the proofs are also written to
@@ -145,6 +161,9 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 		// Each node is validated for every care application the kit has
 		// cases for, one proof per application and role.
 		for _, care := range reg.Applications() {
+			if !nw.validatesHere(care) {
+				continue
+			}
 			rep, err := validation.Run(ctx, validation.Config{Target: target.PublicURL, TargetURA: tg.URA, Role: tg.Role, Care: care,
 				Kit: id, Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient, Vendor: "Schakel", Version: "network",
 				Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))}, Wait: 15 * time.Second}, reg)

@@ -8,7 +8,11 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 
+	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/careapp"
+	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
 	"github.com/schakel-nl/schakel/validation"
@@ -62,6 +66,25 @@ func onCRL(path string, serial *big.Int) (bool, error) {
 	return false, nil
 }
 
+// validatorEntry is the kit's addressbook entry: as enrolled, plus its
+// FHIR STU3 base under the server payload type of every other STU3
+// Notified Pull application the network runs (e.g. eOverdracht), so that
+// a node pulling from the kit as sender finds it there.
+func (nw *Network) validatorEntry() addressbook.Entry {
+	e := nw.validator.Entry
+	e.Endpoints = slices.Clone(e.Endpoints)
+	fhirBase := "https://" + nw.validator.File.Listen + "/fhir/stu3/" + nw.validator.File.URA
+	for _, a := range nw.opts.Applications.On(careapp.NotifiedPull) {
+		w, ok := a.(careapp.Workflow)
+		if !ok || a.FHIRVersion() != fhir.STU3 || w.ServerPayloadType() == addressbook.PayloadBgZServer {
+			continue
+		}
+		e.Endpoints = append(e.Endpoints, addressbook.EndpointSpec{ID: "ep-" + e.URA + "-" + a.Name(), PayloadType: w.ServerPayloadType(),
+			Address: fhirBase, FHIRVersion: "3.0"})
+	}
+	return e
+}
+
 // validatorAgreements are every node's agreement with the validation
 // service: that of the GP practice and the hospital (plateau 1, consent
 // through the consent service playing Mitz). None with own addressing:
@@ -80,13 +103,17 @@ func (nw *Network) validatorAgreements() []plateau.PartnerConfig {
 // admitValidator lists the kit in the addressbook and writes its kit.json
 // with the nodes it can validate.
 func (nw *Network) admitValidator(ctx context.Context) error {
-	if err := nw.dir.Load(ctx, nw.validator.Entry); err != nil {
+	if err := nw.dir.Load(ctx, nw.validatorEntry()); err != nil {
 		return fmt.Errorf("validation service: addressbook: %w", err)
 	}
 	f := nw.validator.File
 	f.Addressbook = nw.dirURL
 	f.Targets = nil
-	for i, p := range []Participant{GP, Hospital} {
+	parts := []Participant{GP, Hospital}
+	if nw.NursingHomeNode != nil {
+		parts = append(parts, NursingHome) // the receiver of a transfer
+	}
+	for i, p := range parts {
 		n := nw.Nodes[i]
 		t := validation.KitTarget{URA: p.URA, Name: p.Name, PublicURL: n.PublicURL(), InternalURL: n.InternalURL(),
 			TokenFile: filepath.Join(nw.opts.DataDir, n.Name(), "internal-token-"+p.URA)}

@@ -12,6 +12,7 @@ import (
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/validation"
 	kitbgz "github.com/schakel-nl/schakel/validation/bgz"
+	kiteoverdracht "github.com/schakel-nl/schakel/validation/eoverdracht"
 )
 
 // Kit is one care application's validation-kit cases.
@@ -25,7 +26,8 @@ type Kit struct {
 
 // Shipped are the kits of the care applications Schakel ships.
 func Shipped() []Kit {
-	return []Kit{{Application: kitbgz.Name, Register: kitbgz.Register}}
+	return []Kit{{Application: kitbgz.Name, Register: kitbgz.Register},
+		{Application: kiteoverdracht.Name, Register: kiteoverdracht.Register}}
 }
 
 // Registry is the kit's registry for apps: the generic cases and the kit
