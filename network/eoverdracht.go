@@ -189,11 +189,11 @@ func (nw *Network) decideTransfer(ctx context.Context, receiver *xis, identifier
 	if notice.Profile == "" {
 		return notice, fmt.Errorf("transfer request %s: no aanmeldbericht among the %d documents read", pending.ID, len(read.Entry))
 	}
-	word := "accepts"
+	word := "accepts the request"
 	if d.Status == notifiedpull.StatusRejected {
-		word = "rejects (" + d.Reason + ")"
+		word = "rejects the request: " + d.Reason
 	}
-	nw.printf("  %s's system read %q (%d resources) and %s the request\n", NursingHome.Name, notice.Title, notice.Total, word)
+	nw.printf("  %s's system read %q (%d resources) and %s\n", NursingHome.Name, notice.Title, notice.Total, word)
 	var decided node.Referral
 	if err := receiver.do(ctx, http.MethodPost, "/internal/transfers/"+pending.ID+"/decision", d, &decided); err != nil {
 		return notice, fmt.Errorf("decide: %w", err)
