@@ -138,6 +138,54 @@ func deliverTransfer(p *validation.Probe, key, status, reason string) (*delivery
 	return d, err
 }
 
+// otherPatient is a valid test BSN of no patient of the kit's record.
+const otherPatient = "999990020"
+
+// deliverOtherPatient offers the scenario's documents under a notification
+// for another patient than the aanmeldbericht's subject, and watches what
+// the node does until it sets the workflow Task rejected or the wait runs
+// out (no decision is asked of its participant).
+func deliverOtherPatient(p *validation.Probe) (*delivery, error) {
+	v, err := p.Once("eoverdracht.receiver.other-patient", func(p *validation.Probe) (any, error) {
+		env := p.Env()
+		cp := env.Counterpart
+		tok, err := np.NotifyToken(p)
+		if err != nil {
+			return nil, err
+		}
+		n, err := np.Offer(p, Name, otherPatient, func(expires time.Time) []byte {
+			return workflowTask(otherPatient, cp.URA, env.Target.URA, expires)
+		})
+		if err != nil {
+			return nil, err
+		}
+		mark := cp.Mark()
+		body, _ := json.Marshal(n.JSON())
+		resp, err := np.PostNotification(p, tok, body)
+		if err != nil {
+			return nil, err
+		}
+		d := &delivery{n: n, answer: resp}
+		if resp.Status/100 == 2 {
+			d.finished = cp.Await(p.Context(), mark, env.Config.Wait, func(ins []validation.Inbound) bool {
+				ss, _, _ := d.statusPuts(cp, ins)
+				return len(ss) > 0
+			})
+			// A node that took the transfer would go on: watch a moment.
+			select {
+			case <-time.After(premature):
+			case <-p.Context().Done():
+			}
+		}
+		d.after = cp.Inbound(mark)
+		p.Record(cp.Exchanges(d.after)...)
+		return d, nil
+	})
+	d, _ := v.(*delivery)
+	p.Record(p.ScenarioExchanges("eoverdracht.receiver.other-patient")...)
+	return d, err
+}
+
 const (
 	keyDeliverAccepted = "eoverdracht.receiver.accepted"
 	keyDeliverRejected = "eoverdracht.receiver.rejected"
@@ -215,6 +263,29 @@ func receiverCases() []validation.Case {
 				ps.Check(len(reasons) == 1 && reasons[0] == rejectReason, "statusReason %v, want %q", reasons, rejectReason)
 				ps.Check(!reads(append(d.before, d.after...), eoverdracht.DemoNursingHandoff), "the overdrachtbericht was read although the transfer was rejected")
 				return ps.Verdict("rejected with the participant's reason")
+			}},
+		{ID: "eoverdracht.receiver.other-patient", Title: "An aanmeldbericht about another patient is not taken", Roles: receiver, Mandatory: true, Negative: true,
+			Requirement: "A transfer whose notification and workflow Task name one patient while the aanmeldbericht's subject Patient carries another BSN is not taken: the receiver refuses the notification (4xx OperationOutcome), or reads the aanmeldbericht and sets the sender's workflow Task rejected with a statusReason; it never sets accepted and never reads the overdrachtbericht.",
+			Source:      srcEOFlow + "; citizen identification (SPEC §3, §6)",
+			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
+				d, err := deliverOtherPatient(p)
+				if d == nil {
+					return validation.Error("%v", err)
+				}
+				cp := p.Env().Counterpart
+				if d.answer.Status/100 == 4 {
+					if !d.answer.IsOutcome() {
+						return validation.Fail("the notification was refused (HTTP %d) without an OperationOutcome", d.answer.Status)
+					}
+					return validation.Pass("the notification was refused: HTTP %d", d.answer.Status)
+				}
+				var ps validation.Problems
+				ps.Check(d.answer.Status == http.StatusCreated, "the notification was answered HTTP %d", d.answer.Status)
+				ss, reasons, _ := d.statusPuts(cp, d.after)
+				ps.Check(len(ss) == 1 && ss[0] == "rejected", "the workflow Task was set %v, want rejected only", ss)
+				ps.Check(len(reasons) == 1 && reasons[0] != "", "the rejection carries no statusReason")
+				ps.Check(!reads(d.after, eoverdracht.DemoNursingHandoff), "the overdrachtbericht was read")
+				return ps.Verdict(fmt.Sprintf("rejected by the receiver: %v", reasons))
 			}},
 	}
 }
