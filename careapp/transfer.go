@@ -31,8 +31,9 @@ type Transfer interface {
 	ReadInput(resource json.RawMessage) (Coding, error)
 	// Decide is the receiving node's check of a document read before
 	// acceptance (its DocumentOperation's answer) for the referral's
-	// patient: nil accepts the request, an error rejects it with the
-	// error's text as the reason (e.g. a document about another patient).
+	// patient: nil accepts the request (for a Decision, passes it on to
+	// the participant's decision), an error rejects it with the error's
+	// text as the reason (e.g. a document about another patient).
 	Decide(document json.RawMessage, patientBSN string) error
 }
 

@@ -374,3 +374,61 @@ func TestNursingTransferDecision(t *testing.T) {
 		}
 	}
 }
+
+// TestNursingTransferWithdrawnWhilePending: the hospital withdraws a
+// transfer while the nursing home's decision is pending; the request ends
+// cancelled, its aanmeldbericht is not kept, and a decision on it is
+// refused 409.
+func TestNursingTransferWithdrawnWhilePending(t *testing.T) {
+	nw := startTransferNetwork(t)
+	ctx := context.Background()
+	if err := nw.LoadNursingTransferDossier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	home, token := nw.NursingHomeNode, nw.Token(NursingHome.URA)
+	var sent node.Referral
+	if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/referrals",
+		notifiedpull.ReferRequest{PatientBSN: eoverdracht.DemoPatientBSN, ReceiverURA: NursingHome.URA, Application: eoverdracht.Name,
+			Reads: []string{eoverdracht.DemoAdvanceNotice, eoverdracht.DemoNursingHandoff}}, &sent); code != http.StatusCreated {
+		t.Fatalf("refer: status %d", code)
+	}
+	var pending node.Referral
+	for i := 0; i < 500 && pending.ID == ""; i++ {
+		var list []node.Referral
+		internal(t, home, token, http.MethodGet, "/internal/transfers", nil, &list)
+		for _, r := range list {
+			if r.Identifier == sent.ID {
+				pending = r
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pending.ID == "" || pending.Decision != notifiedpull.DecisionPending || pending.Application != eoverdracht.Name {
+		t.Fatalf("no pending request: %+v", pending)
+	}
+	var request struct {
+		ResourceType string
+		Entry        []struct{ FullURL string }
+	}
+	if code := internal(t, home, token, http.MethodGet, "/internal/transfers/"+pending.ID+"/request", nil, &request); code != http.StatusOK ||
+		len(request.Entry) != 1 || !strings.Contains(request.Entry[0].FullURL, "AdvanceNotice") {
+		t.Fatalf("the request's documents: %d %+v", code, request)
+	}
+	if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/referrals/"+sent.ID+"/cancel", nil, nil); code != http.StatusOK {
+		t.Fatalf("withdraw: status %d", code)
+	}
+	var got node.Referral
+	for i := 0; i < 500 && got.Status != notifiedpull.StatusCancelled; i++ {
+		internal(t, home, token, http.MethodGet, "/internal/transfers/"+pending.ID, nil, &got)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got.Status != notifiedpull.StatusCancelled {
+		t.Fatalf("after the withdrawal: %+v", got)
+	}
+	if code := internal(t, home, token, http.MethodGet, "/internal/transfers/"+pending.ID+"/request", nil, nil); code != http.StatusConflict {
+		t.Errorf("the withdrawn request's documents: status %d, want 409", code)
+	}
+	if code := internal(t, home, token, http.MethodPost, "/internal/transfers/"+pending.ID+"/decision", map[string]string{"status": "accepted"}, nil); code != http.StatusConflict {
+		t.Errorf("a decision on the withdrawn request: status %d, want 409", code)
+	}
+}

@@ -79,6 +79,10 @@ func (n *Node) transferRequest(w http.ResponseWriter, r *http.Request, p *partic
 		return
 	}
 	if x.RequestBundle == "" {
+		if notifiedpull.Final(x.Status) {
+			writeOutcome(w, fhir.Errorf(http.StatusConflict, "business-rule", "transfer request %s has ended %s before a decision; its documents are not kept", x.ID, x.Status))
+			return
+		}
 		writeOutcome(w, fhir.Errorf(http.StatusConflict, "business-rule", "the documents of transfer request %s are not read yet (status %s)", x.ID, x.Status))
 		return
 	}

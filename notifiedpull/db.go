@@ -531,6 +531,13 @@ func (d *DB) awaitDecision(ctx context.Context, id, application, bundleID, reaso
 	return err
 }
 
+// dropRequest forgets the documents kept for a decision (their Bundle is
+// deleted by the caller).
+func (d *DB) dropRequest(ctx context.Context, id string) error {
+	_, err := d.exec(ctx, `UPDATE np_received SET request_bundle = '' WHERE id = ?`, id)
+	return err
+}
+
 // decide records the participant's decision on a request that waits for
 // one; false when it no longer waits (decided before, or ended).
 func (d *DB) decide(ctx context.Context, id, decision, reason string, now time.Time) (bool, error) {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/careapp"
+	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/plateau"
 )
 
@@ -158,4 +160,22 @@ func (s *Service) awaitDecision(ctx context.Context, row Received, party *Party,
 	}
 	s.event(row.Tenant, row.ID, "awaiting-decision", fmt.Sprintf("%d resources read and kept as Bundle/%s; waiting for the receiving organisation's decision", read.len(), res.ID), nil)
 	return nil
+}
+
+// dropRequest deletes the documents kept for the participant's decision on
+// a request the sender ended before it was decided (withdrawn, or
+// superseded by a new notification): what the sender no longer makes
+// available is not kept.
+func (s *Service) dropRequest(ctx context.Context, row Received) error {
+	if row.RequestBundle == "" || row.Decision != DecisionPending {
+		return nil
+	}
+	v := fhir.STU3
+	if a, ok := s.cfg.Applications.Get(row.Application); ok {
+		v = a.FHIRVersion()
+	}
+	if err := s.dataStore(v).Delete(ctx, row.Tenant, "Bundle", row.RequestBundle); err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDeleted) {
+		return err
+	}
+	return s.cfg.DB.dropRequest(ctx, row.ID)
 }

@@ -126,5 +126,11 @@ func TestDecisionState(t *testing.T) {
 		if due, err := db.unfinishedPulls(ctx, now.Add(time.Minute)); err != nil || len(due) != 1 {
 			t.Fatalf("a decided request is not due for its pull: %v %v", due, err)
 		}
+		if err := db.dropRequest(ctx, "r1"); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ = db.received(ctx, r.Tenant, "r1"); got.RequestBundle != "" || got.Decision != DecisionRejected {
+			t.Fatalf("after dropping the request's documents: %+v", got)
+		}
 	})
 }

@@ -192,6 +192,9 @@ func (s *Service) supersede(ctx context.Context, row Received) error {
 			errs = append(errs, fmt.Errorf("notification %s: %w", old.ID, err))
 			continue
 		}
+		if err := s.dropRequest(ctx, old); err != nil {
+			errs = append(errs, fmt.Errorf("notification %s: %w", old.ID, err))
+		}
 		s.event(row.Tenant, old.ID, "superseded", fmt.Sprintf("notification %s superseded by %s (Task/%s)", old.Identifier, row.Identifier, row.ID), nil)
 	}
 	return errors.Join(errs...)
@@ -236,6 +239,9 @@ func (s *Service) withdraw(ctx context.Context, r *http.Request, tenant, peerURA
 	rec.Resources = []string{"Task/" + row.ID}
 	if err := s.setReceived(ctx, row, StatusCancelled, "withdrawn by the sender"); err != nil {
 		return 0, nil, err
+	}
+	if err := s.dropRequest(ctx, row); err != nil {
+		s.log.Error("withdrawn transfer request: documents not deleted", "referral", row.ID, "err", err)
 	}
 	s.event(tenant, row.ID, "withdrawn", fmt.Sprintf("notification %s withdrawn by %s", value, peerURA), nil)
 	return http.StatusOK, s.storedTask(ctx, tenant, row.ID), nil
