@@ -76,6 +76,14 @@ func TestKitValidatesSchakelNodes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// No credential of the run is shown in the report.
+			js, err := rep.JSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(js), "eyJ") {
+				t.Error("a JWT is shown in the report")
+			}
 			ran := map[string]bool{}
 			for _, r := range rep.Results {
 				ran[r.ID] = true
