@@ -31,7 +31,21 @@ type Transfer interface {
 	ReadInput(resource json.RawMessage) (Coding, error)
 	// Decide is the receiving node's check of a document read before
 	// acceptance (its DocumentOperation's answer) for the referral's
-	// patient: nil accepts the request, an error rejects it with the
-	// error's text as the reason (e.g. a document about another patient).
+	// patient: nil accepts the request (for a Decision, passes it on to
+	// the participant's decision), an error rejects it with the error's
+	// text as the reason (e.g. a document about another patient).
 	Decide(document json.RawMessage, patientBSN string) error
+}
+
+// Decision is a Transfer whose requests the receiving organisation decides
+// on itself (eOverdracht: the receiving nurse accepts or rejects the
+// aanmeldbericht): the receiving node reads the inputs BeforeAcceptance
+// marks, runs the application's Decide as its own safety check, and then
+// waits for the participant's system to accept or reject the request
+// through the node's internal API, instead of accepting on its own.
+type Decision interface {
+	Transfer
+	// AwaitsDecision reports whether a received request waits for the
+	// receiving participant's system to decide.
+	AwaitsDecision() bool
 }

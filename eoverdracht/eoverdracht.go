@@ -61,7 +61,7 @@ var documents = map[string]careapp.Coding{
 	ProfileHandoffNewborn: InputNursingHandoff,
 }
 
-// App is eOverdracht as a care application (careapp.Transfer).
+// App is eOverdracht as a care application (careapp.Transfer, careapp.Decision).
 type App struct{}
 
 // New returns the eOverdracht care application.
@@ -132,6 +132,11 @@ func (App) DocumentOperation(resourceType string) string {
 func (App) BeforeAcceptance(input careapp.Coding) bool {
 	return input.System == InputAdvanceNotice.System && input.Code == InputAdvanceNotice.Code
 }
+
+// AwaitsDecision: a receiving nurse accepts or rejects the transfer
+// request on the aanmeldbericht (careapp.Decision); the node decides
+// nothing beyond its own check (Decide).
+func (App) AwaitsDecision() bool { return true }
 
 // Status flow of the eOverdracht-Task as the receiving system moves it
 // (eOverdracht 4.0 TA; the sender cancels or puts on hold on its own side).

@@ -162,6 +162,9 @@ func TestRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if d, ok := w.(careapp.Decision); !ok || !d.AwaitsDecision() {
+		t.Error("the receiving organisation does not decide on a transfer request (careapp.Decision)")
+	}
 	if _, ok := w.(careapp.Transfer); !ok {
 		t.Fatal("not a careapp.Transfer")
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/schakel-nl/schakel/admission"
+	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
@@ -122,6 +123,21 @@ var DemoValidations = []ValidationTarget{{URA: GP.URA, Role: validation.RoleSend
 	{URA: Hospital.URA, Role: validation.RoleReceiver}, {URA: Hospital.URA, Role: validation.RoleRequester},
 	{URA: Hospital.URA, Role: validation.RolePushSender}, {URA: GP.URA, Role: validation.RolePushReceiver}}
 
+// validatesHere reports whether the network's nodes can be validated for
+// care: a transfer (careapp.Transfer) needs its sender's dossier and the
+// nursing home's node, which only the transfer network (Care set to it)
+// has.
+func (nw *Network) validatesHere(care string) bool {
+	a, ok := nw.opts.Applications.Get(care)
+	if !ok {
+		return false
+	}
+	if _, isT := a.(careapp.Transfer); isT {
+		return nw.opts.Care == care
+	}
+	return true
+}
+
 // Validate runs the validation kit in-process against the running nodes
 // in the given roles, for each care application of the network whose kit
 // has cases of the role (or the target's Care only), issues a proof for
@@ -154,7 +170,7 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 		// Each node is validated for every care application the kit has
 		// cases for, one proof per application and role.
 		for _, care := range reg.Applications() {
-			if !slices.Contains(reg.Roles(care), tg.Role) || (tg.Care != "" && tg.Care != care) {
+			if !slices.Contains(reg.Roles(care), tg.Role) || (tg.Care != "" && tg.Care != care) || !nw.validatesHere(care) {
 				continue
 			}
 			rep, err := validation.Run(ctx, validation.Config{Target: target.PublicURL, TargetURA: tg.URA, Role: tg.Role, Care: care,

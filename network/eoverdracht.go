@@ -51,7 +51,10 @@ type NursingTransferSummary struct {
 	Sender    string // the sender's final status
 	Results   []notifiedpull.QueryResult
 	Documents []NursingTransferDocument
-	Took      time.Duration
+	// Request is the aanmeldbericht the nursing home's system read
+	// before it decided.
+	Request NursingTransferDocument
+	Took    time.Duration
 }
 
 // NursingTransferDocument is one document Bundle that arrived.
@@ -68,9 +71,10 @@ type NursingTransferDocument struct {
 // as the participants' systems would: the hospital's record holds the
 // transfer dossier, its system refers the patient with the aanmeldbericht
 // and the overdrachtbericht as the workflow Task's inputs; the nursing
-// home's node reads the Task, pulls the aanmeldbericht's $document,
-// accepts, pulls the overdrachtbericht's $document and sets the Task
-// completed.
+// home's node reads the Task and pulls the aanmeldbericht's $document;
+// the nursing home's system finds the request waiting, reads the
+// aanmeldbericht and accepts it; the node sets the Task accepted, pulls
+// the overdrachtbericht's $document and sets the Task completed.
 func (nw *Network) ExchangeNursingTransfer(ctx context.Context) (*NursingTransferSummary, error) {
 	if nw.NursingHomeNode == nil {
 		return nil, errors.New("the network runs no nursing home node (give Care a transfer application)")
@@ -91,11 +95,15 @@ func (nw *Network) ExchangeNursingTransfer(ctx context.Context) (*NursingTransfe
 	}, &sent); err != nil {
 		return nil, fmt.Errorf("refer: %w", err)
 	}
+	request, err := nw.decideTransfer(ctx, receiver, sent.ID, notifiedpull.TransferDecision{Status: notifiedpull.StatusAccepted, User: demoNurse})
+	if err != nil {
+		return nil, err
+	}
 	got, err := nw.awaitReceived(ctx, receiver, sent.ID)
 	if err != nil {
 		return nil, err
 	}
-	s := &NursingTransferSummary{Referral: sent.ID, Received: got.ID, Patient: got.Patient, Status: got.Status, Results: got.Results}
+	s := &NursingTransferSummary{Referral: sent.ID, Received: got.ID, Patient: got.Patient, Status: got.Status, Results: got.Results, Request: request}
 	if got.Status != notifiedpull.StatusCompleted {
 		return s, fmt.Errorf("the transfer's pull by %s ended %s: %s", NursingHome.Name, got.Status, got.StatusReason)
 	}
@@ -127,6 +135,138 @@ func (nw *Network) ExchangeNursingTransfer(ctx context.Context) (*NursingTransfe
 		return s, fmt.Errorf("the sender's transfer ended %q", s.Sender)
 	}
 	return s, nil
+}
+
+// demoNurse is the nursing home's user who decides in the demo (an UZI
+// number of the development PKI's range).
+const demoNurse = "900000222"
+
+// decideTransfer plays the nursing home's system: it waits until the
+// transfer request with this identifier waits for its decision (60 s at
+// most), reads the aanmeldbericht the node pulled, checks it is one, and
+// sends the decision. It returns the aanmeldbericht it read.
+func (nw *Network) decideTransfer(ctx context.Context, receiver *xis, identifier string, d notifiedpull.TransferDecision) (NursingTransferDocument, error) {
+	var pending node.Referral
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(60 * time.Second)
+	for pending.ID == "" {
+		select {
+		case <-ctx.Done():
+			return NursingTransferDocument{}, ctx.Err()
+		case <-deadline:
+			return NursingTransferDocument{}, fmt.Errorf("transfer request %s did not reach %s's system within 60s", identifier, NursingHome.Name)
+		case <-tick.C:
+		}
+		var list []node.Referral
+		if err := receiver.do(ctx, http.MethodGet, "/internal/transfers?decision=pending", nil, &list); err != nil {
+			return NursingTransferDocument{}, err
+		}
+		for _, r := range list {
+			if r.Identifier == identifier {
+				pending = r
+			}
+		}
+	}
+	var read struct {
+		Entry []struct {
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := receiver.do(ctx, http.MethodGet, "/internal/transfers/"+pending.ID+"/request", nil, &read); err != nil {
+		return NursingTransferDocument{}, err
+	}
+	var notice NursingTransferDocument
+	for _, e := range read.Entry {
+		doc, err := documentOf(e.Resource)
+		if err != nil {
+			return notice, err
+		}
+		if doc.Profile == eoverdracht.ProfileAdvanceNotice {
+			notice = doc
+		}
+	}
+	if notice.Profile == "" {
+		return notice, fmt.Errorf("transfer request %s: no aanmeldbericht among the %d documents read", pending.ID, len(read.Entry))
+	}
+	word := "accepts the request"
+	if d.Status == notifiedpull.StatusRejected {
+		word = "rejects the request: " + d.Reason
+	}
+	nw.printf("  %s's system read %q (%d resources) and %s\n", NursingHome.Name, notice.Title, notice.Total, word)
+	var decided node.Referral
+	if err := receiver.do(ctx, http.MethodPost, "/internal/transfers/"+pending.ID+"/decision", d, &decided); err != nil {
+		return notice, fmt.Errorf("decide: %w", err)
+	}
+	return notice, nil
+}
+
+// NursingTransferRejection is the outcome of a transfer the nursing home
+// rejected.
+type NursingTransferRejection struct {
+	Referral     string
+	Reason       string // as the nursing home's system gave it
+	Status       string // the receiver's final status
+	Sender       string // the sender's final status
+	SenderReason string // the sender's workflow Task's statusReason
+}
+
+// RejectNursingTransfer runs a transfer the nursing home rejects: the
+// hospital refers the same patient, the nursing home's system reads the
+// aanmeldbericht and rejects the request with reason; the node sets the
+// sender's workflow Task rejected with that reason as its statusReason,
+// and never pulls the overdrachtbericht.
+func (nw *Network) RejectNursingTransfer(ctx context.Context, reason string) (*NursingTransferRejection, error) {
+	if nw.NursingHomeNode == nil {
+		return nil, errors.New("the network runs no nursing home node (give Care a transfer application)")
+	}
+	if err := nw.LoadNursingTransferDossier(ctx); err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: 30 * time.Second}
+	sender := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: hc}
+	receiver := &xis{base: nw.internalURLs[NursingHome.URA], token: nw.Token(NursingHome.URA), http: hc}
+	nw.printf("\nExchange: %s asks %s again to take over patient %s; this time it has no room\n", Hospital.Name, NursingHome.Name, eoverdracht.DemoPatientBSN)
+	var sent node.Referral
+	if err := sender.do(ctx, http.MethodPost, "/internal/referrals", notifiedpull.ReferRequest{
+		PatientBSN: eoverdracht.DemoPatientBSN, ReceiverURA: NursingHome.URA, Application: nw.opts.Care,
+		Description: "Overdracht naar verpleeghuis", Reads: []string{eoverdracht.DemoAdvanceNotice, eoverdracht.DemoNursingHandoff},
+	}, &sent); err != nil {
+		return nil, fmt.Errorf("refer: %w", err)
+	}
+	if _, err := nw.decideTransfer(ctx, receiver, sent.ID, notifiedpull.TransferDecision{Status: notifiedpull.StatusRejected, Reason: reason, User: demoNurse}); err != nil {
+		return nil, err
+	}
+	got, err := nw.awaitReceived(ctx, receiver, sent.ID)
+	if err != nil {
+		return nil, err
+	}
+	s := &NursingTransferRejection{Referral: sent.ID, Reason: reason, Status: got.Status}
+	if got.Status != notifiedpull.StatusRejected {
+		return s, fmt.Errorf("the rejected transfer ended %s at %s: %s", got.Status, NursingHome.Name, got.StatusReason)
+	}
+	if s.Sender, err = sender.settled(ctx, sent.ID, 2*time.Second); err != nil {
+		return s, err
+	}
+	var mine node.Referral
+	if err := sender.do(ctx, http.MethodGet, "/internal/referrals/"+sent.ID, nil, &mine); err != nil {
+		return s, err
+	}
+	var task json.RawMessage
+	if err := sender.do(ctx, http.MethodGet, "/internal/fhir/"+mine.WorkflowTask, nil, &task); err != nil {
+		return s, err
+	}
+	s.SenderReason = notifiedpull.StatusReasonOf(task)
+	if s.Sender != notifiedpull.StatusRejected || s.SenderReason != reason {
+		return s, fmt.Errorf("the sender's transfer ended %q with reason %q, want rejected with %q", s.Sender, s.SenderReason, reason)
+	}
+	return s, nil
+}
+
+// PrintNursingTransferRejection writes how the rejected transfer ended.
+func (nw *Network) PrintNursingTransferRejection(s *NursingTransferRejection) {
+	nw.printf("\nSummary: transfer %s rejected by %s\n", s.Referral, NursingHome.Name)
+	nw.printf("  status: receiver %s, sender %s; the sender's workflow Task says why: %q\n", s.Status, s.Sender, s.SenderReason)
 }
 
 // LoadNursingTransferDossier imports the demo transfer dossier (the Nictiz
@@ -214,6 +354,9 @@ func documentOf(raw json.RawMessage) (NursingTransferDocument, error) {
 // PrintNursingTransfer writes what arrived at the nursing home.
 func (nw *Network) PrintNursingTransfer(s *NursingTransferSummary) {
 	nw.printf("\nSummary: transfer %s of patient %s\n", s.Referral, s.Patient)
+	if s.Request.Title != "" {
+		nw.printf("  decided: %s accepted after reading %q\n", NursingHome.Name, s.Request.Title)
+	}
 	for _, r := range s.Results {
 		nw.printf("  pulled %-45s %s\n", r.Query, r.Block)
 	}

@@ -178,6 +178,13 @@ func TestNursingTransferBadInput(t *testing.T) {
 		}
 		return b
 	}
+	withReason := func(status, reason string) []byte {
+		b, err := notifiedpull.SetStatusReason(task, status, reason)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
 	for _, c := range []struct {
 		name, method, url string
 		body              []byte
@@ -192,6 +199,7 @@ func TestNursingTransferBadInput(t *testing.T) {
 		{"requested → completed", http.MethodPut, note.WorkflowTask, withStatus("completed"), http.StatusConflict, "from requested to [accepted rejected]"},
 		{"a change beside the status", http.MethodPut, note.WorkflowTask, bytes.Replace(withStatus("accepted"), []byte(`"intent":"order"`), []byte(`"intent":"plan"`), 1), http.StatusForbidden, "only change the workflow Task's status"},
 		{"the documents on the R4 base", http.MethodGet, nw.HospNode.PublicURL() + "/fhir/r4/" + Hospital.URA + "/" + eoverdracht.DemoAdvanceNotice + "/$document", nil, 0, ""},
+		{"a statusReason with accepted", http.MethodPut, note.WorkflowTask, withReason("accepted", "plaats vrij"), http.StatusForbidden, "statusReason only with status rejected or failed"},
 		{"accepted", http.MethodPut, note.WorkflowTask, withStatus("accepted"), http.StatusOK, ""},
 		{"accepted → requested", http.MethodPut, note.WorkflowTask, withStatus("requested"), http.StatusConflict, "from accepted to [in-progress rejected]"},
 	} {
@@ -220,8 +228,8 @@ func TestNursingTransferBadInput(t *testing.T) {
 			}
 		}
 	}
-	if refused < 6 {
-		t.Errorf("%d refusals audited, want 6", refused)
+	if refused < 7 {
+		t.Errorf("%d refusals audited, want 7", refused)
 	}
 	_ = ref
 }
@@ -271,5 +279,156 @@ func TestNursingTransferRejected(t *testing.T) {
 		if strings.Contains(r.Query, "NursingHandoff") {
 			t.Errorf("the overdrachtbericht was read after the rejection: %+v", r)
 		}
+	}
+}
+
+// TestNursingTransferDecision: the nursing home's system rejects a transfer
+// request through the node's internal API after reading its aanmeldbericht;
+// the hospital's workflow Task ends rejected with that reason as its
+// statusReason, the overdrachtbericht is never read, and the request is
+// listed as rejected. Deciding again, on an unknown request, without a
+// reason or with a malformed body is refused with an OperationOutcome
+// (409, 404, 400) and audited, with the patient where the request is known.
+func TestNursingTransferDecision(t *testing.T) {
+	nw := startTransferNetwork(t)
+	ctx := context.Background()
+	const reason = "Geen plaats beschikbaar op de afdeling"
+	r, err := nw.RejectNursingTransfer(ctx, reason)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != notifiedpull.StatusRejected || r.Sender != notifiedpull.StatusRejected || r.SenderReason != reason {
+		t.Errorf("rejection: %+v", r)
+	}
+	home, token := nw.NursingHomeNode, nw.Token(NursingHome.URA)
+	var rejected []node.Referral
+	if code := internal(t, home, token, http.MethodGet, "/internal/transfers?decision=rejected", nil, &rejected); code != http.StatusOK ||
+		len(rejected) != 1 || rejected[0].Identifier != r.Referral || rejected[0].DecisionReason != reason || rejected[0].Data != "" {
+		t.Fatalf("rejected requests: %d %+v", code, rejected)
+	}
+	var pending []node.Referral
+	if code := internal(t, home, token, http.MethodGet, "/internal/transfers", nil, &pending); code != http.StatusOK || len(pending) != 0 {
+		t.Errorf("pending requests: %d %+v", code, pending)
+	}
+	id := rejected[0].ID
+	send := func(method, path, body, token string) (int, []byte) {
+		req, _ := http.NewRequest(method, home.InternalURL()+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	for _, c := range []struct {
+		name, method, path, body, token string
+		want                            int
+		says                            string
+	}{
+		{"decided again", http.MethodPost, "/internal/transfers/" + id + "/decision", `{"status":"accepted"}`, token, http.StatusConflict, "it was rejected before"},
+		{"unknown", http.MethodPost, "/internal/transfers/nope/decision", `{"status":"accepted"}`, token, http.StatusNotFound, "no such transfer request"},
+		{"a rejection without reason", http.MethodPost, "/internal/transfers/" + id + "/decision", `{"status":"rejected"}`, token, http.StatusBadRequest, "must give its reason"},
+		{"another status", http.MethodPost, "/internal/transfers/" + id + "/decision", `{"status":"completed"}`, token, http.StatusBadRequest, `completed`},
+		{"not JSON", http.MethodPost, "/internal/transfers/" + id + "/decision", `accept`, token, http.StatusBadRequest, "not that JSON object"},
+		{"no token", http.MethodPost, "/internal/transfers/" + id + "/decision", `{"status":"accepted"}`, "", http.StatusUnauthorized, "internal API token"},
+		{"the request of an unknown one", http.MethodGet, "/internal/transfers/nope/request", "", token, http.StatusNotFound, "no such transfer request"},
+		{"a bad filter", http.MethodGet, "/internal/transfers?decision=maybe", "", token, http.StatusBadRequest, "decision must be"},
+	} {
+		code, b := send(c.method, c.path, c.body, c.token)
+		if code != c.want || !isOutcome(b) || !strings.Contains(string(b), c.says) {
+			t.Errorf("%s: %d %.300s, want %d OperationOutcome naming %q", c.name, code, b, c.want, c.says)
+		}
+	}
+	// The decisions are on the nursing home's audit trail: the rejection,
+	// and each refusal, with the patient where the request was known.
+	recs, err := home.Audit().List(ctx, audit.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outcomes := map[int]int{}
+	for _, rec := range recs {
+		if rec.Interaction != "decide" {
+			continue
+		}
+		outcomes[rec.Outcome]++
+		if rec.Outcome != http.StatusNotFound && rec.Patient != eoverdracht.DemoPatientBSN {
+			t.Errorf("decision %d audited without the patient: %+v", rec.Outcome, rec)
+		}
+		if rec.Outcome == http.StatusAccepted && (rec.ActorUser == "" || !strings.Contains(rec.Query, reason)) {
+			t.Errorf("the rejection's record: %+v", rec)
+		}
+	}
+	if outcomes[http.StatusAccepted] != 1 || outcomes[http.StatusConflict] != 1 || outcomes[http.StatusNotFound] != 1 || outcomes[http.StatusBadRequest] != 3 {
+		t.Errorf("decisions audited by outcome: %v", outcomes)
+	}
+	// The overdrachtbericht was never read at the hospital.
+	sent, err := nw.HospNode.Audit().List(ctx, audit.Filter{ActorURA: NursingHome.URA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range sent {
+		if strings.Contains(rec.Query, "NursingHandoff") || strings.Contains(strings.Join(rec.Resources, " "), "NursingHandoff") {
+			t.Errorf("the overdrachtbericht was read after the rejection: %+v", rec)
+		}
+	}
+}
+
+// TestNursingTransferWithdrawnWhilePending: the hospital withdraws a
+// transfer while the nursing home's decision is pending; the request ends
+// cancelled, its aanmeldbericht is not kept, and a decision on it is
+// refused 409.
+func TestNursingTransferWithdrawnWhilePending(t *testing.T) {
+	nw := startTransferNetwork(t)
+	ctx := context.Background()
+	if err := nw.LoadNursingTransferDossier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	home, token := nw.NursingHomeNode, nw.Token(NursingHome.URA)
+	var sent node.Referral
+	if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/referrals",
+		notifiedpull.ReferRequest{PatientBSN: eoverdracht.DemoPatientBSN, ReceiverURA: NursingHome.URA, Application: eoverdracht.Name,
+			Reads: []string{eoverdracht.DemoAdvanceNotice, eoverdracht.DemoNursingHandoff}}, &sent); code != http.StatusCreated {
+		t.Fatalf("refer: status %d", code)
+	}
+	var pending node.Referral
+	for i := 0; i < 500 && pending.ID == ""; i++ {
+		var list []node.Referral
+		internal(t, home, token, http.MethodGet, "/internal/transfers", nil, &list)
+		for _, r := range list {
+			if r.Identifier == sent.ID {
+				pending = r
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pending.ID == "" || pending.Decision != notifiedpull.DecisionPending || pending.Application != eoverdracht.Name {
+		t.Fatalf("no pending request: %+v", pending)
+	}
+	var request struct {
+		ResourceType string
+		Entry        []struct{ FullURL string }
+	}
+	if code := internal(t, home, token, http.MethodGet, "/internal/transfers/"+pending.ID+"/request", nil, &request); code != http.StatusOK ||
+		len(request.Entry) != 1 || !strings.Contains(request.Entry[0].FullURL, "AdvanceNotice") {
+		t.Fatalf("the request's documents: %d %+v", code, request)
+	}
+	if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodPost, "/internal/referrals/"+sent.ID+"/cancel", nil, nil); code != http.StatusOK {
+		t.Fatalf("withdraw: status %d", code)
+	}
+	var got node.Referral
+	for i := 0; i < 500 && got.Status != notifiedpull.StatusCancelled; i++ {
+		internal(t, home, token, http.MethodGet, "/internal/transfers/"+pending.ID, nil, &got)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got.Status != notifiedpull.StatusCancelled {
+		t.Fatalf("after the withdrawal: %+v", got)
+	}
+	if code := internal(t, home, token, http.MethodGet, "/internal/transfers/"+pending.ID+"/request", nil, nil); code != http.StatusConflict {
+		t.Errorf("the withdrawn request's documents: status %d, want 409", code)
+	}
+	if code := internal(t, home, token, http.MethodPost, "/internal/transfers/"+pending.ID+"/decision", map[string]string{"status": "accepted"}, nil); code != http.StatusConflict {
+		t.Errorf("a decision on the withdrawn request: status %d, want 409", code)
 	}
 }

@@ -62,8 +62,14 @@ func (x *xis) do(ctx context.Context, method, path string, in, out any) error {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if resp.StatusCode/100 != 2 {
-		var p struct{ Detail string }
+		var p struct {
+			Detail string
+			Issue  []struct{ Diagnostics string } // an OperationOutcome
+		}
 		_ = json.Unmarshal(b, &p)
+		if p.Detail == "" && len(p.Issue) > 0 {
+			p.Detail = p.Issue[0].Diagnostics
+		}
 		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, p.Detail)
 	}
 	if out != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/careapp"
+	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
@@ -50,7 +52,10 @@ func (nw *Network) prepareValidator() error {
 // the data endpoint of every care application it has a kit for, as a
 // node lists its own (node.DataEndpoints): an R4 application's on the
 // kit's FHIR R4 base (the counterpart serves there what the application
-// exchanges in R4), the STU3 ones on its STU3 base.
+// exchanges in R4), the STU3 ones on its STU3 base; and that STU3 base
+// under the server payload type of every other STU3 Notified Pull
+// application the network runs (e.g. eOverdracht), so that a node pulling
+// from the kit as sender finds it there.
 func (nw *Network) validatorEntry() addressbook.Entry {
 	e := nw.validator.Entry
 	e.Endpoints = slices.Clone(e.Endpoints)
@@ -65,6 +70,15 @@ func (nw *Network) validatorEntry() addressbook.Entry {
 		if withKit[strings.TrimPrefix(ep.ID, "ep-"+e.URA+"-")] && !listed(ep.ID) {
 			e.Endpoints = append(e.Endpoints, ep)
 		}
+	}
+	fhirBase := "https://" + nw.validator.File.Listen + "/fhir/stu3/" + nw.validator.File.URA
+	for _, a := range nw.opts.Applications.On(careapp.NotifiedPull) {
+		w, ok := a.(careapp.Workflow)
+		if !ok || a.FHIRVersion() != fhir.STU3 || w.ServerPayloadType() == addressbook.PayloadBgZServer || listed("ep-"+e.URA+"-"+a.Name()) {
+			continue
+		}
+		e.Endpoints = append(e.Endpoints, addressbook.EndpointSpec{ID: "ep-" + e.URA + "-" + a.Name(), PayloadType: w.ServerPayloadType(),
+			Address: fhirBase, FHIRVersion: "3.0"})
 	}
 	return e
 }
@@ -113,7 +127,11 @@ func (nw *Network) admitValidator(ctx context.Context) error {
 	f := nw.validator.File
 	f.Addressbook = nw.dirURL
 	f.Targets = nil
-	for i, p := range []Participant{GP, Hospital} {
+	parts := []Participant{GP, Hospital}
+	if nw.NursingHomeNode != nil {
+		parts = append(parts, NursingHome) // the receiver of a transfer
+	}
+	for i, p := range parts {
 		n := nw.Nodes[i]
 		t := validation.KitTarget{URA: p.URA, Name: p.Name, PublicURL: n.PublicURL(), InternalURL: n.InternalURL(),
 			TokenFile: filepath.Join(nw.opts.DataDir, n.Name(), "internal-token-"+p.URA)}

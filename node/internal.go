@@ -47,6 +47,7 @@ func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	mux.Handle("POST /internal/referrals/{id}/update", n.authInternal(n.updateReferral))
 	mux.Handle("POST /internal/referrals/{id}/accept", n.authInternal(n.acceptReferral))
 	mux.Handle("GET /internal/referrals/{id}/data", n.authInternal(n.referralData))
+	n.transferRoutes(mux)
 	mux.Handle("POST /internal/localize", n.authInternal(n.localize))
 	mux.Handle("POST /internal/consult", n.authInternal(n.consultHolder))
 	mux.Handle("POST /internal/indexed-pull", n.authInternal(n.indexedPull))
@@ -109,7 +110,8 @@ func (n *Node) participantByToken(token string) *participant {
 // internalFHIRPath tells the internal listener's FHIR APIs, which answer
 // errors as OperationOutcome, from the rest, which answer problem+json.
 func internalFHIRPath(path string) bool {
-	return path == "/internal/fhir" || strings.HasPrefix(path, "/internal/fhir/") || strings.HasPrefix(path, "/internal/audit/")
+	return path == "/internal/fhir" || strings.HasPrefix(path, "/internal/fhir/") || strings.HasPrefix(path, "/internal/audit/") ||
+		path == "/internal/transfers" || strings.HasPrefix(path, "/internal/transfers/")
 }
 
 // refuseInternal answers a request without a valid internal API token 401
@@ -220,6 +222,11 @@ type Referral struct {
 	AwaitingUser bool `json:"awaitingUser,omitempty"`
 	// AcceptedBy is the user who accepted a received referral.
 	AcceptedBy string `json:"acceptedBy,omitempty"`
+	// Decision is the participant's decision on a received transfer
+	// request (GET /internal/transfers): pending, accepted or rejected.
+	Decision string `json:"decision,omitempty"`
+	// DecisionReason is the reason the participant gave for a rejection.
+	DecisionReason string `json:"decisionReason,omitempty"`
 }
 
 func sentView(g notifiedpull.Grant) Referral {
@@ -231,7 +238,7 @@ func sentView(g notifiedpull.Grant) Referral {
 func receivedView(r notifiedpull.Received) Referral {
 	v := Referral{ID: r.ID, Identifier: r.Identifier, Group: r.Group, Application: r.Application, Direction: "received", Status: r.Status, StatusReason: r.StatusReason, Patient: r.PatientBSN,
 		Partner: r.SenderURA, WorkflowTask: r.WorkflowTask, Expires: r.Expires, Created: r.Created, Updated: r.Updated,
-		Data: r.ResultBundle, Results: r.Summary, AwaitingUser: r.Awaiting}
+		Data: r.ResultBundle, Results: r.Summary, AwaitingUser: r.Awaiting, Decision: r.Decision, DecisionReason: r.DecisionReason}
 	if r.AcceptedBy != nil {
 		v.AcceptedBy = r.AcceptedBy.ID
 	}

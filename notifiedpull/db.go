@@ -347,7 +347,23 @@ type Received struct {
 	AcceptedBy *plateau.Caller
 	// ReportPending: completed, and the sender has not yet taken the report.
 	ReportPending bool
+	// Decision is the receiving organisation's decision on a Transfer
+	// request (careapp.Decision): "" when none is asked, DecisionPending,
+	// DecisionAccepted or DecisionRejected.
+	Decision string
+	// DecisionReason is why the request was rejected (Task.statusReason).
+	DecisionReason string
+	// RequestBundle is the local Bundle of the documents read before the
+	// decision (the aanmeldbericht), once read.
+	RequestBundle string
 }
+
+// The states of a receiving organisation's decision on a Transfer request.
+const (
+	DecisionPending  = "pending"
+	DecisionAccepted = "accepted"
+	DecisionRejected = "rejected"
+)
 
 // QueryResult is what one query of a pull returned.
 type QueryResult struct {
@@ -361,14 +377,14 @@ type QueryResult struct {
 
 const receivedCols = `id, tenant, identifier, sender_ura, sender_system, patient_bsn, workflow_task, auth_base,
 	expires_at, status, status_reason, result_bundle, summary, created_at, updated_at, awaiting, accepted_by, report_pending,
-	group_identifier, get_workflow_task, application`
+	group_identifier, get_workflow_task, application, decision, decision_reason, request_bundle`
 
 func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 	var r Received
 	var exp, summary, created, updated, acceptedBy string
 	err := row.Scan(&r.ID, &r.Tenant, &r.Identifier, &r.SenderURA, &r.SenderSystem, &r.PatientBSN, &r.WorkflowTask,
 		&r.AuthBase, &exp, &r.Status, &r.StatusReason, &r.ResultBundle, &summary, &created, &updated, &r.Awaiting, &acceptedBy, &r.ReportPending,
-		&r.Group, &r.GetWorkflowTask, &r.Application)
+		&r.Group, &r.GetWorkflowTask, &r.Application, &r.Decision, &r.DecisionReason, &r.RequestBundle)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, errNoRow
 	}
@@ -506,6 +522,35 @@ func (d *DB) acceptReceived(ctx context.Context, id string, by plateau.Caller, n
 	return n == 1, nil
 }
 
+// awaitDecision records that the documents of a Transfer request were
+// read (kept as Bundle bundleID) and the request waits for the
+// participant's system to decide.
+func (d *DB) awaitDecision(ctx context.Context, id, application, bundleID, reason string, now time.Time) error {
+	_, err := d.exec(ctx, `UPDATE np_received SET decision = ?, request_bundle = ?, status_reason = ?, updated_at = ?, application = ?
+		WHERE id = ? AND decision IN ('', ?)`, DecisionPending, bundleID, reason, now.UTC().Format(ts), application, id, DecisionPending)
+	return err
+}
+
+// dropRequest forgets the documents kept for a decision (their Bundle is
+// deleted by the caller).
+func (d *DB) dropRequest(ctx context.Context, id string) error {
+	_, err := d.exec(ctx, `UPDATE np_received SET request_bundle = '' WHERE id = ?`, id)
+	return err
+}
+
+// decide records the participant's decision on a request that waits for
+// one; false when it no longer waits (decided before, or ended).
+func (d *DB) decide(ctx context.Context, id, decision, reason string, now time.Time) (bool, error) {
+	res, err := d.exec(ctx, `UPDATE np_received SET decision = ?, decision_reason = ?, status_reason = '', updated_at = ?
+		WHERE id = ? AND decision = ? AND status NOT IN (?, ?, ?, ?)`, decision, reason, now.UTC().Format(ts), id, DecisionPending,
+		StatusCompleted, StatusRejected, StatusFailed, StatusCancelled)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
 // leasePull makes this worker the one pulling notification id until
 // until, unless another holds an unexpired lease on it (false). Two
 // workers, on two replicas sharing the database, never pull one
@@ -521,11 +566,12 @@ func (d *DB) leasePull(ctx context.Context, id string, now, until time.Time) (bo
 }
 
 // unfinishedPulls lists the notifications (tenant, id) whose pull is due
-// and no worker holds: neither final nor waiting for a user, lease run out.
+// and no worker holds: neither final nor waiting for a user or a
+// decision, lease run out.
 func (d *DB) unfinishedPulls(ctx context.Context, now time.Time) ([][2]string, error) {
 	rows, err := d.db.QueryContext(ctx, d.q(`SELECT tenant, id FROM np_received
-		WHERE status NOT IN (?, ?, ?, ?) AND awaiting = 0 AND lease_until <= ?`+d.byCreation()),
-		StatusCompleted, StatusRejected, StatusFailed, StatusCancelled, now.UnixMilli())
+		WHERE status NOT IN (?, ?, ?, ?) AND awaiting = 0 AND decision <> ? AND lease_until <= ?`+d.byCreation()),
+		StatusCompleted, StatusRejected, StatusFailed, StatusCancelled, DecisionPending, now.UnixMilli())
 	if err != nil {
 		return nil, err
 	}

@@ -63,15 +63,22 @@ func (s *Service) AuthorizeData(ctx context.Context, tok *oauth.AccessToken, req
 		if err != nil {
 			return err
 		}
-		status, ok := OnlyStatusChanged(cur.Body, req.Body)
 		if t, isT := s.transferOf(g.Application); isT {
+			// A Transfer's receiver may give its reason with a rejection
+			// or a failure (Task.statusReason), nothing else beside the
+			// status.
+			status, reasonChanged, ok := StatusChanged(cur.Body, req.Body)
 			if !ok {
-				return deny("a receiver may only change the workflow Task's status")
+				return deny("a receiver may only change the workflow Task's status (and its statusReason when it rejects)")
+			}
+			if reasonChanged && status != StatusRejected && status != StatusFailed {
+				return deny("a receiver gives a statusReason only with status rejected or failed, not %s", status)
 			}
 			var was struct{ Status string }
 			_ = json.Unmarshal(cur.Body, &was)
 			return transferTransition(t, was.Status, status)
 		}
+		status, ok := OnlyStatusChanged(cur.Body, req.Body)
 		if !ok || !slices.Contains([]string{StatusInProgress, StatusCompleted, StatusFailed}, status) {
 			return deny("a receiver may only set the workflow Task's status to in-progress, completed or failed")
 		}
@@ -111,8 +118,12 @@ func (s *Service) AfterData(ctx context.Context, tok *oauth.AccessToken, req *re
 	}
 	next := t.Status
 	if next != g.Status && !Final(g.Status) {
-		_ = s.cfg.DB.setGrantStatus(ctx, g.ID, next, "reported by the receiver", s.cfg.Now())
-		s.event(g.Tenant, g.ID, "status", fmt.Sprintf("receiver reported the workflow Task %s", next), nil)
+		reason := "reported by the receiver"
+		if r := StatusReasonOf(req.Body); r != "" {
+			reason = "reported by the receiver: " + r
+		}
+		_ = s.cfg.DB.setGrantStatus(ctx, g.ID, next, reason, s.cfg.Now())
+		s.event(g.Tenant, g.ID, "status", fmt.Sprintf("receiver reported the workflow Task %s (%s)", next, reason), nil)
 	}
 }
 

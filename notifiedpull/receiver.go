@@ -192,6 +192,9 @@ func (s *Service) supersede(ctx context.Context, row Received) error {
 			errs = append(errs, fmt.Errorf("notification %s: %w", old.ID, err))
 			continue
 		}
+		if err := s.dropRequest(ctx, old); err != nil {
+			errs = append(errs, fmt.Errorf("notification %s: %w", old.ID, err))
+		}
 		s.event(row.Tenant, old.ID, "superseded", fmt.Sprintf("notification %s superseded by %s (Task/%s)", old.Identifier, row.Identifier, row.ID), nil)
 	}
 	return errors.Join(errs...)
@@ -236,6 +239,9 @@ func (s *Service) withdraw(ctx context.Context, r *http.Request, tenant, peerURA
 	rec.Resources = []string{"Task/" + row.ID}
 	if err := s.setReceived(ctx, row, StatusCancelled, "withdrawn by the sender"); err != nil {
 		return 0, nil, err
+	}
+	if err := s.dropRequest(ctx, row); err != nil {
+		s.log.Error("withdrawn transfer request: documents not deleted", "referral", row.ID, "err", err)
 	}
 	s.event(tenant, row.ID, "withdrawn", fmt.Sprintf("notification %s withdrawn by %s", value, peerURA), nil)
 	return http.StatusOK, s.storedTask(ctx, tenant, row.ID), nil
@@ -334,6 +340,7 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 	if !leased {
 		return // another worker (perhaps another replica) is pulling it
 	}
+	pended := false
 	defer func() {
 		// Released with a context of its own: a shutdown ends ctx, and
 		// the next replica should not wait out the lease.
@@ -341,6 +348,12 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 		defer cancel()
 		if err := s.cfg.DB.releasePull(rctx, id); err != nil {
 			s.log.Warn("pull: release notification", "referral", id, "err", err)
+		}
+		// A decision taken before the lease was released found it held:
+		// its pull starts now.
+		if cur, err := s.cfg.DB.received(rctx, tenant, id); pended && err == nil && !Final(cur.Status) &&
+			(cur.Decision == DecisionAccepted || cur.Decision == DecisionRejected) {
+			s.enqueue(ctx, tenant, id)
 		}
 	}()
 	row, err := s.cfg.DB.received(ctx, tenant, id)
@@ -352,6 +365,10 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 		return
 	}
 	if err := s.doPull(ctx, row); err != nil {
+		if errors.Is(err, errAwaitingDecision) {
+			pended = true
+			return
+		}
 		if ctx.Err() != nil {
 			return // shutting down: resumed at the next start
 		}
@@ -374,7 +391,12 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	// notification Task still moves requested → accepted → in-progress →
 	// completed in order.
 	note := &noteTask{}
-	accepted := s.background(func() error { return s.advance(ctx, row, note, StatusAccepted, "") })
+	accepted := s.background(func() error {
+		if row.Status != StatusRequested {
+			return nil // resumed (e.g. after the participant's decision): accepted before
+		}
+		return s.advance(ctx, row, note, StatusAccepted, "")
+	})
 	caller := callerOf(row, party)
 	c, err := s.connect(ctx, row, party, caller)
 	// No data is read before the notification is on record as accepted.
@@ -385,7 +407,12 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	if err != nil {
 		return err
 	}
-	inProgress := s.background(func() error { return s.advance(ctx, row, note, StatusInProgress, "") })
+	inProgress := s.background(func() error {
+		if row.Status == StatusInProgress {
+			return nil
+		}
+		return s.advance(ctx, row, note, StatusInProgress, "")
+	})
 	// The queries are independent: run a few at a time over the (HTTP/2)
 	// connection, then merge the answers in the workflow Task's order.
 	parts := make([]*collection, len(inputs))
@@ -424,6 +451,17 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 			return out
 		}
 		err := s.stagedPull(ctx, c, t, row, wfBody, inputs, runInputs, docs)
+		if errors.Is(err, errAwaitingDecision) {
+			// The participant's system decides: keep what it decides on,
+			// and wait (Service.DecideTransfer enqueues the pull again).
+			if err := <-inProgress; err != nil {
+				return err
+			}
+			if err := s.awaitDecision(ctx, row, party, caller, c.app, parts); err != nil {
+				return err
+			}
+			return errAwaitingDecision
+		}
 		var rejected *errRejected
 		if errors.As(err, &rejected) {
 			// The receiver decided: nothing is kept, and the referral

@@ -239,7 +239,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("resume pulls: %w", err)
 	}
 	for _, r := range pending {
-		if !Final(r.Status) && !r.Awaiting {
+		if !Final(r.Status) && !r.Awaiting && r.Decision != DecisionPending {
 			s.enqueue(ctx, r.Tenant, r.ID)
 		}
 		if r.ReportPending {

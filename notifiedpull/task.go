@@ -445,6 +445,68 @@ func SetStatus(body []byte, status string) (json.RawMessage, error) {
 	return json.Marshal(m)
 }
 
+// SetStatusReason returns body with Task.status replaced and
+// Task.statusReason (an STU3 CodeableConcept) set to reason's text, or
+// removed when reason is empty.
+func SetStatusReason(body []byte, status, reason string) (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, err
+	}
+	m["status"], _ = json.Marshal(status)
+	delete(m, "statusReason")
+	if reason != "" {
+		m["statusReason"], _ = json.Marshal(map[string]string{"text": reason})
+	}
+	return json.Marshal(m)
+}
+
+// StatusReasonOf is the text of a Task's statusReason: its text, else
+// its first coding's display or code.
+func StatusReasonOf(body []byte) string {
+	var t struct {
+		StatusReason *struct {
+			Text   string `json:"text"`
+			Coding []struct {
+				Code    string `json:"code"`
+				Display string `json:"display"`
+			} `json:"coding"`
+		} `json:"statusReason"`
+	}
+	if json.Unmarshal(body, &t) != nil || t.StatusReason == nil {
+		return ""
+	}
+	if t.StatusReason.Text != "" {
+		return t.StatusReason.Text
+	}
+	for _, c := range t.StatusReason.Coding {
+		if c.Display != "" {
+			return c.Display
+		}
+		if c.Code != "" {
+			return c.Code
+		}
+	}
+	return ""
+}
+
+// StatusChanged reports whether next differs from current in nothing but
+// status and statusReason (and the server-managed id/meta), and returns
+// the new status and whether the reason changed.
+func StatusChanged(current, next []byte) (status string, reasonChanged, ok bool) {
+	var a, b map[string]json.RawMessage
+	if json.Unmarshal(current, &a) != nil || json.Unmarshal(next, &b) != nil {
+		return "", false, false
+	}
+	reasonChanged = !jsonEqual(a["statusReason"], b["statusReason"])
+	delete(a, "statusReason")
+	delete(b, "statusReason")
+	ca, _ := json.Marshal(a)
+	cb, _ := json.Marshal(b)
+	status, ok = OnlyStatusChanged(ca, cb)
+	return status, reasonChanged, ok
+}
+
 // OnlyStatusChanged reports whether next differs from current in nothing but
 // status (and the server-managed id/meta), and returns the new status.
 func OnlyStatusChanged(current, next []byte) (string, bool) {

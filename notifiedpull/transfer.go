@@ -91,13 +91,33 @@ type errRejected struct{ reason string }
 
 func (e *errRejected) Error() string { return "the transfer was rejected: " + e.reason }
 
+// errAwaitingDecision ends a Transfer's pull for now: the documents the
+// receiver decides on were read, and the participant's system decides.
+var errAwaitingDecision = errors.New("the transfer request waits for the receiving organisation's decision")
+
+// awaitsDecision reports whether t's requests wait for the receiving
+// participant's system to decide (careapp.Decision).
+func awaitsDecision(t careapp.Transfer) bool {
+	d, ok := t.(careapp.Decision)
+	return ok && d.AwaitsDecision()
+}
+
 // stagedPull runs a Transfer's inputs as the agreement orders them: those
 // the receiver decides on first; then, if the application's Decide accepts
-// each of those documents (docs returns what a stage pulled), the workflow
-// Task to accepted and in-progress on the sender, and the rest; else the
-// workflow Task to rejected, and an *errRejected. run pulls one stage.
+// each of those documents (docs returns what a stage pulled) and, for a
+// careapp.Decision, the participant's system accepted (row.Decision), the
+// workflow Task to accepted and in-progress on the sender, and the rest.
+// A refusal by Decide, or the participant's rejection, sets the workflow
+// Task rejected with the reason (Task.statusReason) and returns an
+// *errRejected; a request the participant has not decided on yet returns
+// errAwaitingDecision after the first stage. run pulls one stage.
 func (s *Service) stagedPull(ctx context.Context, c *fetcher, t careapp.Transfer, row Received, wfBody []byte, inputs []WorkflowInput,
 	run func([]WorkflowInput, []int) error, docs func([]int) []json.RawMessage) error {
+	decides := awaitsDecision(t)
+	if decides && row.Decision == DecisionRejected {
+		// Nothing more is read once the participant rejected.
+		return s.setSenderStatus(ctx, c, row, wfBody, StatusRejected, row.DecisionReason)
+	}
 	var first, rest []int
 	for i, in := range inputs {
 		if t.BeforeAcceptance(careapp.Coding{System: in.System, Code: in.Code}) {
@@ -109,31 +129,42 @@ func (s *Service) stagedPull(ctx context.Context, c *fetcher, t careapp.Transfer
 	if err := run(inputs, first); err != nil {
 		return err
 	}
-	var refusal error
 	for _, d := range docs(first) {
 		if err := t.Decide(d, row.PatientBSN); err != nil {
-			refusal = err
-			break
+			return s.setSenderStatus(ctx, c, row, wfBody, StatusRejected, err.Error())
 		}
 	}
-	steps := []string{StatusAccepted, StatusInProgress}
-	if refusal != nil {
-		steps = []string{StatusRejected}
+	if decides && row.Decision != DecisionAccepted {
+		return errAwaitingDecision
 	}
-	for _, status := range steps {
-		body, err := SetStatus(wfBody, status)
-		if err != nil {
+	for _, status := range []string{StatusAccepted, StatusInProgress} {
+		if err := s.setSenderStatus(ctx, c, row, wfBody, status, ""); err != nil {
 			return err
 		}
-		if _, err := c.putStatus(ctx, row.WorkflowTask, body); err != nil {
-			return fmt.Errorf("set the sender's workflow Task %s: %w", status, err)
-		}
-		s.event(row.Tenant, row.ID, "workflow-"+status, fmt.Sprintf("the sender's workflow Task set to %s", status), nil)
-	}
-	if refusal != nil {
-		return &errRejected{reason: refusal.Error()}
 	}
 	return run(inputs, rest)
+}
+
+// setSenderStatus sets the sender's workflow Task to status (with reason
+// as its statusReason, for a rejection); a rejection returns an
+// *errRejected.
+func (s *Service) setSenderStatus(ctx context.Context, c *fetcher, row Received, wfBody []byte, status, reason string) error {
+	body, err := SetStatusReason(wfBody, status, reason)
+	if err != nil {
+		return err
+	}
+	if _, err := c.putStatus(ctx, row.WorkflowTask, body); err != nil {
+		return fmt.Errorf("set the sender's workflow Task %s: %w", status, err)
+	}
+	detail := fmt.Sprintf("the sender's workflow Task set to %s", status)
+	if reason != "" {
+		detail += ": " + reason
+	}
+	s.event(row.Tenant, row.ID, "workflow-"+status, detail, nil)
+	if status == StatusRejected {
+		return &errRejected{reason: reason}
+	}
+	return nil
 }
 
 // maxDocumentReads bounds the resources a document makes readable.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -62,6 +63,20 @@ type ReceivedMessage struct {
 	Status      string `json:"status"`
 }
 
+// DocumentReferrer is a Driver that can make the node refer with
+// documents: the read inputs of a transfer (eOverdracht's aanmeldbericht
+// and overdrachtbericht), "Type/id" in the participant's record.
+type DocumentReferrer interface {
+	ReferDocuments(ctx context.Context, patient, receiverURA, app string, reads []string) error
+}
+
+// TransferDecider is a Driver that can make the receiving participant's
+// system decide on a transfer request the node received: status accepted,
+// or rejected with a reason. identifier is the notification's identifier.
+type TransferDecider interface {
+	DecideTransfer(ctx context.Context, identifier, status, reason string) error
+}
+
 // ErrNotDriven is returned by a driver that cannot perform an action.
 var ErrNotDriven = errors.New("the driver cannot perform this action")
 
@@ -82,6 +97,19 @@ func (m Manual) Refer(_ context.Context, patient, receiverURA, app string) error
 
 func (m Manual) Consult(_ context.Context, patient, holderURA, app, userID, userRole string) error {
 	m.say("Make the node under test retrieve %s for patient %s from URA %s now (user %s, role %s).", app, patient, holderURA, userID, userRole)
+	return nil
+}
+
+func (m Manual) ReferDocuments(_ context.Context, patient, receiverURA, app string, reads []string) error {
+	m.say("Make the node under test send a %s Notified Pull for patient %s to URA %s now, with the documents %s.", app, patient, receiverURA, strings.Join(reads, ", "))
+	return nil
+}
+
+func (m Manual) DecideTransfer(_ context.Context, identifier, status, reason string) error {
+	if reason != "" {
+		status += " with the reason " + strconv.Quote(reason)
+	}
+	m.say("Make the participant's system decide on the transfer request %s now: %s.", identifier, status)
 	return nil
 }
 
@@ -190,6 +218,42 @@ func (d SchakelDriver) Processed(ctx context.Context, id, ack, note string) erro
 	_, err := d.do(ctx, http.MethodPost, "/internal/messages/"+url.PathEscape(id)+"/processed",
 		map[string]string{"acknowledgement": ack, "note": note})
 	return err
+}
+
+func (d SchakelDriver) ReferDocuments(ctx context.Context, patient, receiverURA, app string, reads []string) error {
+	_, err := d.do(ctx, http.MethodPost, "/internal/referrals", map[string]any{"patient": patient, "receiver": receiverURA, "application": app, "reads": reads})
+	return err
+}
+
+// DecideTransfer waits (as long as ctx allows, 60 s at most) until the
+// transfer request with this identifier waits for its decision at the
+// node (GET /internal/transfers), then decides on it.
+func (d SchakelDriver) DecideTransfer(ctx context.Context, identifier, status, reason string) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		b, err := d.do(ctx, http.MethodGet, "/internal/transfers?decision=pending", nil)
+		if err != nil {
+			return err
+		}
+		var pending []struct{ ID, Identifier string }
+		if err := json.Unmarshal(b, &pending); err != nil {
+			return fmt.Errorf("internal API: transfer requests: %w", err)
+		}
+		for _, r := range pending {
+			if r.Identifier == identifier {
+				_, err := d.do(ctx, http.MethodPost, "/internal/transfers/"+url.PathEscape(r.ID)+"/decision", map[string]string{"status": status, "reason": reason})
+				return err
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("transfer request %s does not wait for a decision at the node", identifier)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (d SchakelDriver) AuditEvents(ctx context.Context, actorURA string) ([]byte, error) {

@@ -7,13 +7,21 @@ import (
 )
 
 // runNursingTransfer runs the transfer network (GP practice, hospital, nursing
-// home) and one transfer from the hospital to the nursing home, printing
-// what arrived.
+// home) and two transfers from the hospital to the nursing home: one the
+// nursing home's system accepts, printing what arrived, and one it
+// rejects, printing the reason the hospital got.
 func runNursingTransfer(ctx context.Context, opts network.Options, once bool) error {
 	return runScenario(ctx, opts, once, "transfer", func(ctx context.Context, nw *network.Network) error {
 		s, err := nw.ExchangeNursingTransfer(ctx)
 		if s != nil {
 			nw.PrintNursingTransfer(s)
+		}
+		if err != nil {
+			return err
+		}
+		r, err := nw.RejectNursingTransfer(ctx, "Geen plaats beschikbaar op de afdeling")
+		if r != nil {
+			nw.PrintNursingTransferRejection(r)
 		}
 		return err
 	})

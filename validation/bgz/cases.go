@@ -10,8 +10,6 @@
 package bgz
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -26,6 +24,7 @@ import (
 	fhirvalidate "github.com/schakel-nl/schakel/fhir/validate"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/validation"
+	"github.com/schakel-nl/schakel/validation/np"
 )
 
 // Name is the care application's name and its OAuth scope; NameR4 that of
@@ -197,20 +196,9 @@ var (
 	requester = []validation.Role{validation.RoleRequester}
 )
 
-func secret() string {
-	var b [24]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func secret() string { return np.Secret() }
 
-func uuid() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return "urn:uuid:" + h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
+func uuid() string { return np.UUID() }
 
 // searchResult is what the kit made of one BgZ search's answer.
 type searchResult struct {

@@ -1,7 +1,6 @@
 package bgz
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/validation"
+	"github.com/schakel-nl/schakel/validation/np"
 )
 
 // notification is the kit's notification Task, written from SPEC §4 step 2
@@ -29,31 +29,8 @@ type notification struct {
 }
 
 func (n notification) json() map[string]any {
-	param := func(code string) map[string]any {
-		return map[string]any{"coding": []any{map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/TaskParameter", "code": code}}}
-	}
-	ident := func(system, value string) map[string]any {
-		return map[string]any{"identifier": map[string]any{"system": system, "value": value}}
-	}
-	return map[string]any{
-		"resourceType":    "Task",
-		"meta":            map[string]any{"profile": []any{"http://fhir.nl/fhir/StructureDefinition/nl-vzvz-TaskNotifiedPull"}},
-		"identifier":      []any{map[string]any{"system": "urn:ietf:rfc:3986", "value": n.identifier}},
-		"groupIdentifier": map[string]any{"system": "urn:ietf:rfc:3986", "value": cmp.Or(n.group, n.identifier)},
-		"basedOn":         []any{map[string]any{"reference": n.workflow}},
-		"status":          "requested",
-		"intent":          "proposal",
-		"code":            map[string]any{"coding": []any{map[string]any{"system": "http://fhir.nl/fhir/NamingSystem/TaskCode", "code": "pull-notification"}}},
-		"for":             ident(nl.SystemBSN, n.patient),
-		"authoredOn":      time.Now().UTC().Format(time.RFC3339),
-		"requester":       map[string]any{"agent": ident(nl.SystemUZISys, n.senderSystem), "onBehalfOf": ident(nl.SystemURA, n.sender)},
-		"owner":           ident(nl.SystemURA, n.owner),
-		"restriction":     map[string]any{"period": map[string]any{"end": n.expires.UTC().Format(time.RFC3339)}},
-		"input": []any{
-			map[string]any{"type": param("authorization-base"), "valueString": n.authBase},
-			map[string]any{"type": param("get-workflow-task"), "valueBoolean": !n.noWorkflowRead},
-		},
-	}
+	return np.Notification{Identifier: n.identifier, Patient: n.patient, Sender: n.sender, SenderSystem: n.senderSystem, Owner: n.owner,
+		Workflow: n.workflow, AuthBase: n.authBase, Expires: n.expires, Group: n.group, NoWorkflowRead: n.noWorkflowRead}.JSON()
 }
 
 // workflowTask is the kit's workflow Task offering the BgZ query set.
@@ -95,27 +72,10 @@ func (k *kit) offer(p *validation.Probe) (notification, error) {
 }
 
 // notifyToken is the kit's token for the node's notification endpoint.
-func (k *kit) notifyToken(p *validation.Probe) (string, error) {
-	v, err := p.Once(k.name+".receiver.notify-token", func(p *validation.Probe) (any, error) {
-		tok, resp, err := p.Token(p.Env().HTTP, oauth.TokenRequest{GrantType: oauth.GrantTypeClientCredentials, Scope: []string{validation.ScopeNotify}})
-		if err != nil {
-			return "", err
-		}
-		if tok == "" {
-			return "", fmt.Errorf("the receiver gave no notification token: HTTP %d %s", resp.Status, resp.OAuthError())
-		}
-		return tok, nil
-	})
-	s, _ := v.(string)
-	return s, err
-}
+func (k *kit) notifyToken(p *validation.Probe) (string, error) { return np.NotifyToken(p) }
 
 func (k *kit) postNotification(p *validation.Probe, token string, body []byte) (*validation.Response, error) {
-	endpoint := p.Env().Target.NotificationEndpoint()
-	if endpoint == "" {
-		return nil, errors.New("the addressbook lists no notification endpoint")
-	}
-	return p.Send(p.Env().HTTP, http.MethodPost, endpoint, "application/fhir+json", token, body)
+	return np.PostNotification(p, token, body)
 }
 
 // delivery is the node's pull after the kit's notification.

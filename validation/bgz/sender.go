@@ -12,6 +12,7 @@ import (
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/validation"
+	"github.com/schakel-nl/schakel/validation/np"
 )
 
 // notified is what the node (as sender) did when told to refer a patient
@@ -25,93 +26,28 @@ type notified struct {
 // referral makes the node refer its patient to the kit and waits for the
 // notification Task.
 func (k *kit) referral(p *validation.Probe) (*notified, error) {
-	v, err := p.Once(k.name+".sender.referral", func(p *validation.Probe) (any, error) {
+	n, err := np.AwaitNotification(p, k.name+".sender.referral", func(p *validation.Probe) error {
 		env := p.Env()
 		if env.Config.Patient == "" {
-			return nil, errors.New("no patient to refer: give the BSN of a patient the node holds (--patient)")
+			return errors.New("no patient to refer: give the BSN of a patient the node holds (--patient)")
 		}
-		cp := env.Counterpart
-		mark := cp.Mark()
-		if err := env.Driver.Refer(p.Context(), env.Config.Patient, cp.URA, k.name); err != nil {
-			return nil, fmt.Errorf("the driver could not make the node refer: %w", err)
-		}
-		isNote := func(in validation.Inbound) bool {
-			return in.Method == http.MethodPost && strings.HasSuffix(in.Path, "/"+cp.URA+"/Task")
-		}
-		if !cp.Await(p.Context(), mark, env.Config.Wait, func(ins []validation.Inbound) bool {
-			for _, in := range ins {
-				if isNote(in) {
-					return true
-				}
-			}
-			return false
-		}) {
-			return nil, fmt.Errorf("no notification Task arrived within %s", env.Config.Wait)
-		}
-		n := &notified{}
-		for _, in := range cp.Inbound(mark) {
-			if isNote(in) {
-				n.note = in
-				break
-			}
-			n.before = append(n.before, in)
-		}
-		// The authorization base is a credential: redacted before the
-		// notification is rendered for the report.
-		err := json.Unmarshal(n.note.Body, &n.task)
-		if ab := taskInput(n.task, "authorization-base"); ab != nil {
-			if s, ok := ab["valueString"].(string); ok {
-				p.Redact(s)
-			}
-		}
-		p.Record(cp.Exchanges(append(n.before, n.note))...)
-		if err != nil {
-			return n, fmt.Errorf("the notification is not JSON: %w", err)
-		}
-		return n, nil
+		return env.Driver.Refer(p.Context(), env.Config.Patient, env.Counterpart.URA, k.name)
 	})
-	n, _ := v.(*notified)
-	p.Record(p.ScenarioExchanges(k.name + ".sender.referral")...)
-	return n, err
+	if n == nil {
+		return nil, err
+	}
+	return &notified{before: n.Before, note: n.Note, task: n.Task}, err
 }
 
 // taskInput returns the input of the TaskParameter code.
-func taskInput(task map[string]any, code string) map[string]any {
-	ins, _ := task["input"].([]any)
-	for _, x := range ins {
-		in, _ := x.(map[string]any)
-		if hasCoding(in["type"], "http://fhir.nl/fhir/NamingSystem/TaskParameter", code) {
-			return in
-		}
-	}
-	return nil
-}
+func taskInput(task map[string]any, code string) map[string]any { return np.TaskInput(task, code) }
 
-func hasCoding(cc any, system, code string) bool {
-	m, _ := cc.(map[string]any)
-	cs, _ := m["coding"].([]any)
-	for _, x := range cs {
-		c, _ := x.(map[string]any)
-		if c["system"] == system && c["code"] == code {
-			return true
-		}
-	}
-	return false
-}
+func hasCoding(cc any, system, code string) bool { return np.HasCoding(cc, system, code) }
 
 // path reads a nested string: path(t, "requester", "onBehalfOf", "identifier", "value").
-func path(v any, keys ...string) any {
-	for _, k := range keys {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[k]
-	}
-	return v
-}
+func path(v any, keys ...string) any { return np.Path(v, keys...) }
 
-func str(v any) string { s, _ := v.(string); return s }
+func str(v any) string { return np.Str(v) }
 
 // pulled is the kit's pull as the receiver of the node's notification.
 type pulled struct {
@@ -463,93 +399,18 @@ func (k *kit) notificationShape(_ context.Context, p *validation.Probe) validati
 	if n == nil || n.task == nil {
 		return validation.Fail("%v", err)
 	}
-	t := n.task
 	env := p.Env()
-	var ps validation.Problems
-	profiles, _ := path(t, "meta", "profile").([]any)
-	hasProfile := false
-	for _, pr := range profiles {
-		hasProfile = hasProfile || pr == "http://fhir.nl/fhir/StructureDefinition/nl-vzvz-TaskNotifiedPull"
-	}
-	ps.Check(t["resourceType"] == "Task", "resourceType %v", t["resourceType"])
-	ps.Check(hasProfile, "meta.profile lacks nl-vzvz-TaskNotifiedPull")
-	ps.Check(t["status"] == "requested", "status %v, want requested", t["status"])
-	ps.Check(t["intent"] == "proposal", "intent %v, want proposal", t["intent"])
-	ps.Check(hasCoding(t["code"], "http://fhir.nl/fhir/NamingSystem/TaskCode", "pull-notification"), "code is not TaskCode|pull-notification")
-	ids, _ := t["identifier"].([]any)
-	hasID := false
-	for _, id := range ids {
-		hasID = hasID || (str(path(id, "system")) == "urn:ietf:rfc:3986" && str(path(id, "value")) != "")
-	}
-	ps.Check(hasID, "no identifier with system urn:ietf:rfc:3986")
-	ps.Check(str(path(t, "groupIdentifier", "system")) == "urn:ietf:rfc:3986" && str(path(t, "groupIdentifier", "value")) != "", "no groupIdentifier with system urn:ietf:rfc:3986")
-	end, err := time.Parse(time.RFC3339, str(path(t, "restriction", "period", "end")))
-	ps.Check(err == nil && end.After(time.Now()), "restriction.period.end %q is not a future dateTime", str(path(t, "restriction", "period", "end")))
-	ps.Check(nl.CanonicalSystem(str(path(t, "for", "identifier", "system"))) == nl.SystemBSN, "for.identifier is not a BSN")
-	ps.Check(str(path(t, "for", "identifier", "value")) == env.Config.Patient, "for.identifier.value %q is not the referred patient", str(path(t, "for", "identifier", "value")))
-	ps.Check(nl.CanonicalSystem(str(path(t, "requester", "agent", "identifier", "system"))) == nl.SystemUZISys, "requester.agent is not an UZI system number")
-	ps.Check(nl.CanonicalSystem(str(path(t, "requester", "onBehalfOf", "identifier", "system"))) == nl.SystemURA &&
-		str(path(t, "requester", "onBehalfOf", "identifier", "value")) == env.Target.URA, "requester.onBehalfOf is not the sender's URA %s", env.Target.URA)
-	ps.Check(nl.CanonicalSystem(str(path(t, "owner", "identifier", "system"))) == nl.SystemURA &&
-		str(path(t, "owner", "identifier", "value")) == env.Counterpart.URA, "owner is not the receiver's URA %s", env.Counterpart.URA)
-	refs, _ := t["basedOn"].([]any)
-	ps.Check(len(refs) == 1, "%d basedOn references, want 1 (the workflow Task)", len(refs))
-	if len(refs) == 1 {
-		ref := str(path(refs[0], "reference"))
-		ps.Check(strings.HasPrefix(ref, k.taskBase(env.Target)+"/Task/"), "basedOn %q is not a Task on the sender's FHIR endpoint %s", ref, k.taskBase(env.Target))
-	}
-	ab := taskInput(t, "authorization-base")
-	ps.Check(ab != nil && str(ab["valueString"]) != "", "no authorization-base input with a valueString")
-	gw := taskInput(t, "get-workflow-task")
-	_, isBool := gw["valueBoolean"].(bool)
-	ps.Check(gw != nil && isBool, "no get-workflow-task input with a valueBoolean")
-	return ps.Verdict("the notification Task conforms")
+	return np.NotificationShape(n.task, env.Config.Patient, env.Target.URA, env.Counterpart.URA, k.taskBase(env.Target)).Verdict("the notification Task conforms")
 }
 
 // notificationInputs checks the notification's inputs: one
 // authorization-base, one get-workflow-task true, nothing else.
-func notificationInputs(task map[string]any) validation.Problems {
-	var ps validation.Problems
-	ins, _ := task["input"].([]any)
-	counts := map[string]int{}
-	for i, x := range ins {
-		in, _ := x.(map[string]any)
-		switch {
-		case hasCoding(in["type"], "http://fhir.nl/fhir/NamingSystem/TaskParameter", "authorization-base"):
-			counts["authorization-base"]++
-			ps.Check(str(in["valueString"]) != "", "the authorization-base input has no valueString")
-		case hasCoding(in["type"], "http://fhir.nl/fhir/NamingSystem/TaskParameter", "get-workflow-task"):
-			counts["get-workflow-task"]++
-			ps.Check(in["valueBoolean"] == true, "get-workflow-task is %v, want true", in["valueBoolean"])
-		default:
-			ps.Add("input %d is neither authorization-base nor get-workflow-task (type %v)", i, in["type"])
-		}
-	}
-	ps.Check(counts["authorization-base"] == 1, "%d authorization-base inputs, want 1", counts["authorization-base"])
-	ps.Check(counts["get-workflow-task"] == 1, "%d get-workflow-task inputs, want 1", counts["get-workflow-task"])
-	return ps
-}
+func notificationInputs(task map[string]any) validation.Problems { return np.NotificationInputs(task) }
 
 // workflowParties checks the workflow Task against the notification that
 // pointed to it.
 func workflowParties(wf, note map[string]any, senderURA, receiverURA string) validation.Problems {
-	var ps validation.Problems
-	// The sender may mark the Task in-progress once the receiver redeemed
-	// the authorization base; a final status before the pull is wrong.
-	switch wf["status"] {
-	case "requested", "received", "accepted", "in-progress":
-	default:
-		ps.Add("status %v when first read, want requested (or in-progress, once the token was granted)", wf["status"])
-	}
-	ps.Check(nl.CanonicalSystem(str(path(wf, "requester", "onBehalfOf", "identifier", "system"))) == nl.SystemURA &&
-		str(path(wf, "requester", "onBehalfOf", "identifier", "value")) == senderURA, "requester.onBehalfOf is not the sender's URA %s", senderURA)
-	ps.Check(nl.CanonicalSystem(str(path(wf, "owner", "identifier", "system"))) == nl.SystemURA &&
-		str(path(wf, "owner", "identifier", "value")) == receiverURA, "owner is not the receiver's URA %s", receiverURA)
-	wEnd, err1 := time.Parse(time.RFC3339, str(path(wf, "restriction", "period", "end")))
-	nEnd, err2 := time.Parse(time.RFC3339, str(path(note, "restriction", "period", "end")))
-	ps.Check(err1 == nil && err2 == nil && wEnd.Equal(nEnd), "restriction.period.end %q, the notification's is %q",
-		str(path(wf, "restriction", "period", "end")), str(path(note, "restriction", "period", "end")))
-	return ps
+	return np.WorkflowParties(wf, note, senderURA, receiverURA)
 }
 
 // workflowInputCodes checks that each search input is typed with the code

@@ -13,6 +13,7 @@ import (
 	"github.com/schakel-nl/schakel/validation"
 	kitbgz "github.com/schakel-nl/schakel/validation/bgz"
 	kitcorrespondentie "github.com/schakel-nl/schakel/validation/correspondentie"
+	kiteoverdracht "github.com/schakel-nl/schakel/validation/eoverdracht"
 	kitgeboortezorg "github.com/schakel-nl/schakel/validation/geboortezorg"
 )
 
@@ -32,6 +33,7 @@ func Shipped() []Kit {
 		{Application: kitbgz.NameR4, Register: kitbgz.RegisterR4},
 		{Application: kitcorrespondentie.Name, Register: kitcorrespondentie.Register},
 		{Application: kitgeboortezorg.Name, Register: kitgeboortezorg.Register},
+		{Application: kiteoverdracht.Name, Register: kiteoverdracht.Register},
 	}
 }
 

@@ -9,12 +9,13 @@ import (
 	"github.com/schakel-nl/schakel/bgzr4"
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/correspondentie"
+	"github.com/schakel-nl/schakel/eoverdracht"
 	"github.com/schakel-nl/schakel/geboortezorg"
 	"github.com/schakel-nl/schakel/validation"
 )
 
 func TestRegistry(t *testing.T) {
-	apps, err := careapp.NewRegistry(bgz.New(), bgzr4.New(), correspondentie.New(), geboortezorg.New())
+	apps, err := careapp.NewRegistry(bgz.New(), bgzr4.New(), correspondentie.New(), geboortezorg.New(), eoverdracht.New())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,8 +23,8 @@ func TestRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := reg.Applications(); !slices.Equal(got, []string{"bgz", "bgz-r4", "correspondentie", "geboortezorg"}) {
-		t.Errorf("kit applications %v, want bgz, bgz-r4, correspondentie, geboortezorg", got)
+	if got := reg.Applications(); !slices.Equal(got, []string{"bgz", "bgz-r4", "correspondentie", "eoverdracht", "geboortezorg"}) {
+		t.Errorf("kit applications %v, want bgz, bgz-r4, correspondentie, eoverdracht, geboortezorg", got)
 	}
 	counts := map[string]int{}
 	for _, c := range reg.Cases() {
@@ -32,7 +33,7 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("case %s of %s is not named %s.…", c.ID, c.Application, c.Application)
 		}
 	}
-	for _, app := range []string{"", "bgz", "bgz-r4", "correspondentie", "geboortezorg"} {
+	for _, app := range []string{"", "bgz", "bgz-r4", "correspondentie", "eoverdracht", "geboortezorg"} {
 		if counts[app] == 0 {
 			t.Errorf("no cases of %q registered: %v", app, counts)
 		}
@@ -45,7 +46,8 @@ func TestRegistry(t *testing.T) {
 	}
 	pull := []validation.Role{validation.RoleSender, validation.RoleReceiver, validation.RoleHolder, validation.RoleRequester}
 	push := []validation.Role{validation.RolePushSender, validation.RolePushReceiver}
-	for app, want := range map[string][]validation.Role{"bgz": pull, "bgz-r4": pull, "correspondentie": push, "geboortezorg": push} {
+	for app, want := range map[string][]validation.Role{"bgz": pull, "bgz-r4": pull, "correspondentie": push, "geboortezorg": push,
+		"eoverdracht": {validation.RoleSender, validation.RoleReceiver}} {
 		if got := reg.Roles(app); !slices.Equal(got, want) {
 			t.Errorf("roles of %s: %v, want %v", app, got, want)
 		}

@@ -1,0 +1,108 @@
+package eoverdracht_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/schakel-nl/schakel/eoverdracht"
+	"github.com/schakel-nl/schakel/network"
+	"github.com/schakel-nl/schakel/validation"
+	kiteo "github.com/schakel-nl/schakel/validation/eoverdracht"
+)
+
+// TestKitValidatesSchakelNodes runs the eOverdracht kit against the
+// transfer network (network.Up with Care eoverdracht, the kit admitted as
+// the Twiin validation service): the hospital's node as sender, holding
+// the scenario's dossier, and the nursing home's node as receiver, whose
+// participant's decisions the kit makes through the internal API. Every
+// mandatory case passes.
+func TestKitValidatesSchakelNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a network")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	nw, err := network.Up(ctx, network.Options{DataDir: t.TempDir(), Patients: 1, Care: eoverdracht.Name})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	nw.Start(ctx)
+	t.Cleanup(func() {
+		cancel()
+		if err := nw.Wait(); err != nil {
+			t.Errorf("network stopped with: %v", err)
+		}
+	})
+	if err := nw.LoadNursingTransferDossier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	file, id, err := validation.LoadIdentity(nw.ValidatorDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := validation.NewRegistry()
+	if err := reg.Add(validation.GenericCases()...); err != nil {
+		t.Fatal(err)
+	}
+	if err := kiteo.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		role validation.Role
+		ura  string
+		want []string // eOverdracht cases that must have run
+	}{
+		{validation.RoleSender, network.Hospital.URA, []string{"eoverdracht.sender.documents", "eoverdracht.sender.rejected"}},
+		{validation.RoleReceiver, network.NursingHome.URA, []string{"eoverdracht.receiver.accepted-flow", "eoverdracht.receiver.rejected", "eoverdracht.receiver.other-patient"}},
+	} {
+		t.Run(string(tc.role), func(t *testing.T) {
+			target, ok := file.TargetFor(tc.ura, "")
+			if !ok {
+				t.Fatalf("kit.json lists no node for %s", tc.ura)
+			}
+			token, err := os.ReadFile(target.TokenFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := validation.Run(ctx, validation.Config{
+				Target: target.PublicURL, TargetURA: tc.ura, Role: tc.role, Care: kiteo.Name, Kit: id,
+				Addressbook: file.Addressbook, Listen: file.Listen, Patient: eoverdracht.DemoPatientBSN,
+				Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))},
+				Wait:   15 * time.Second,
+			}, reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// No credential of the run is shown in the report.
+			js, err := rep.JSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(js), "eyJ") {
+				t.Error("a JWT is shown in the report")
+			}
+			ran := map[string]bool{}
+			for _, r := range rep.Results {
+				ran[r.ID] = true
+				if strings.HasPrefix(r.ID, "eoverdracht.") {
+					t.Logf("%s %s: %s", r.ID, r.Status, r.Detail)
+				}
+				if r.Mandatory && r.Status != validation.Passed {
+					t.Errorf("%s %s: %s", r.ID, r.Status, r.Detail)
+				}
+			}
+			for _, id := range tc.want {
+				if !ran[id] {
+					t.Errorf("case %s did not run", id)
+				}
+			}
+			if !rep.Summary.Conformant {
+				t.Errorf("summary: %+v", rep.Summary)
+			}
+			t.Logf("%s: %d cases, %d passed", tc.role, rep.Summary.Total, rep.Summary.Passed)
+		})
+	}
+}
