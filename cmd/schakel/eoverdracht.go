@@ -9,8 +9,8 @@ import (
 // runNursingTransfer runs the transfer network (GP practice, hospital, nursing
 // home) and one transfer from the hospital to the nursing home, printing
 // what arrived.
-func runNursingTransfer(ctx context.Context, opts network.Options, once bool) error {
-	return runScenario(ctx, opts, once, "transfer", func(ctx context.Context, nw *network.Network) error {
+func runNursingTransfer(ctx context.Context, opts network.Options, once, processes bool) error {
+	return runScenario(ctx, opts, once, processes, "transfer", func(ctx context.Context, nw *network.Network) error {
 		s, err := nw.ExchangeNursingTransfer(ctx)
 		if s != nil {
 			nw.PrintNursingTransfer(s)
