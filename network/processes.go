@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/addressbook"
+	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/identification"
+	"github.com/schakel-nl/schakel/logcentral"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
@@ -344,7 +346,6 @@ func nodeEntries(ctx context.Context, cfg node.Config, publicURL string, opts Op
 	c.Public = node.ListenerConfig{Addr: net.JoinHostPort(opts.Host, "0"), URL: publicURL}
 	c.Internal = node.ListenerConfig{Addr: net.JoinHostPort(opts.Host, "0")}
 	c.Admin = node.AdminConfig{}
-	c.Audit.Central.URL = ""
 	n, err := node.New(ctx, c, node.Options{Logger: opts.Logger, Applications: opts.Applications})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Name, err)
@@ -522,4 +523,52 @@ func logTail(path string) string {
 		b = b[len(b)-max:]
 	}
 	return ":\n" + strings.TrimRight(string(b), "\n")
+}
+
+// nodeAudit is the audit log of the node whose first participant is ura:
+// the running node's own in this process; with the network in processes
+// the node's log opened read-only, as `schakel audit` opens it, once the
+// node has indexed what its journal held (bounded: 5 s). done releases it.
+func (nw *Network) nodeAudit(ctx context.Context, ura string) (st *audit.Store, done func(), err error) {
+	for i, p := range nw.members {
+		if p.URA != ura {
+			continue
+		}
+		if !nw.processes {
+			return nw.Nodes[i].Audit(), func() {}, nil
+		}
+		path := filepath.Join(nw.opts.DataDir, nw.nodeNames[i], "data", "audit.db")
+		for j := 0; ; j++ {
+			st, err := audit.OpenWith(ctx, audit.Config{ReadOnly: true, Path: path})
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s's audit log: %w", nw.nodeNames[i], err)
+			}
+			if st.Unindexed() == 0 || j >= 250 {
+				return st, func() { st.Close() }, nil
+			}
+			st.Close()
+			select {
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil, nil, fmt.Errorf("network: no node of %s", ura)
+}
+
+// centralLog is the central log's store: the one this process serves, or
+// with the network in processes the database `logcentral serve` keeps,
+// opened here for reading; nil when no agreement is at logging 3–4.
+func (nw *Network) centralLog(ctx context.Context) (logcentral.Store, error) {
+	if nw.logcentral != nil || !nw.processes || nw.logcentralURL == "" {
+		return nw.logcentral, nil
+	}
+	st, err := logcentral.Open(ctx, filepath.Join(nw.opts.DataDir, "logcentral", "logcentral.db"), "", "")
+	if err != nil {
+		return nil, err
+	}
+	nw.closers = append(nw.closers, st)
+	nw.logcentral = st
+	return st, nil
 }
