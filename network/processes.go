@@ -238,6 +238,12 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 			nodes = append(nodes, component{name: spec.name, url: public, args: []string{"node", "--config", path}})
 			continue
 		}
+		// The node's addresses become its balancer's, held from here on
+		// by prepareReplicas.
+		for _, name := range []string{spec.name, spec.name + " internal"} {
+			held[name].Close()
+			delete(held, name)
+		}
 		reps, err := nw.prepareReplicas(spec.name, cfg)
 		if err != nil {
 			return nil, err
