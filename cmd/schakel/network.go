@@ -39,7 +39,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			"until Ctrl-C, or with --once exits after the exchange: 0 when it succeeded.\n" +
 			"With --processes every component runs as its own process of this binary (its serve\n" +
 			"command), so that one can be killed and restarted: the PIDs, ports, logs and restart\n" +
-			"command lines are printed.\n" +
+			"command lines are printed. It combines with --care, --pattern and --plateau.\n" +
 			"With --plateau N (1-4) every generic function of the GP practice's and the hospital's\n" +
 			"agreement is at plateau N: the Notified Pull and a Direct Pull run as that plateau\n" +
 			"demands, and per function the run prints what was sent and what was checked.\n" +
@@ -107,7 +107,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&once, "once", false, "run the exchange and exit (0 only if it succeeded)")
 	up.Flags().BoolVar(&opts.RecordInEHR, "record-in-ehr", false, "keep the GP practice's record in its own EHR and run its node in proxy mode")
 	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node for BgZ in its roles with the kit and record the proofs in the admission register (about 10 s)")
-	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
+	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook and admission register, consent services, referral index, BSN verification, identity issuer, central log, PACS stand-in, each node) as its own OS process")
 	replicaFlags(up, &opts)
 	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
 	up.Flags().StringVar(&care, "care", "bgz", "care application: "+careUsage(node.DefaultApplications()))
