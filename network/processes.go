@@ -30,7 +30,11 @@ import (
 // Process is one component of a network started by UpProcesses, running
 // as its own OS process.
 type Process struct {
-	Name string // addressbook, consent, consent-portal, localization, identification, gp-node, hospital-node
+	// Name is the component's: addressbook, consent, consent-portal,
+	// localization, identification, identity-issuer, logcentral, pacs, or
+	// a node's (gp-node, hospital-node, nursinghome-node, midwife-node;
+	// gp-node/1 for a replica).
+	Name string
 	URL  string // the base its peers use
 	PID  int
 	// Args is the command line that starts it again, on the same port and
