@@ -355,7 +355,8 @@ func TestPlateauCare(t *testing.T) {
 // TestNetworkUpProcessesRuns: with every component in a process of its own
 // the runs of one process pass as well: the Indexed Pull across three
 // holders (the nursing home's node a third process, the clinic on the
-// hospital's), and the growth-model run at plateau 4 (the identity issuer
+// hospital's), Beeldbeschikbaarheid with the PACS stand-in as `pacs
+// serve`, and the growth-model run at plateau 4 (the identity issuer
 // and the central log as processes, the hospital's node validated into the
 // admission register the addressbook process serves). Every component is
 // gone once the run exits.
@@ -371,6 +372,8 @@ func TestNetworkUpProcessesRuns(t *testing.T) {
 	}{
 		{"indexed-pull", []string{"--pattern", "indexed-pull"}, []string{"nursinghome-node", "identity-issuer"},
 			[]string{"Indexed Pull answer: searchset", "Verpleeghuis De Berken         delivered"}},
+		{"beeld", []string{"--care", "beeld"}, []string{"pacs"},
+			[]string{"the referral index names as holders of images: 90000002", "the received SOP instance UIDs: all of the study's"}},
 		{"plateau-4", []string{"--plateau", "4"}, []string{"identity-issuer", "logcentral"},
 			[]string{"proof recorded in the admission register", "user identity signed by the identity issuer",
 				"the central log holds both nodes' chains"}},
