@@ -25,15 +25,16 @@ import (
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/validation"
 )
 
 // Process is one component of a network started by UpProcesses, running
 // as its own OS process.
 type Process struct {
 	// Name is the component's: addressbook, consent, consent-portal,
-	// localization, identification, identity-issuer, logcentral, pacs, or
-	// a node's (gp-node, hospital-node, nursinghome-node, midwife-node;
-	// gp-node/1 for a replica).
+	// localization, identification, identity-issuer, logcentral, pacs,
+	// monitor, or a node's (gp-node, hospital-node, nursinghome-node,
+	// midwife-node; gp-node/1 for a replica).
 	Name string
 	URL  string // the base its peers use
 	PID  int
@@ -67,9 +68,9 @@ const childStopTimeout = 15 * time.Second
 // serve` (twice: the service playing Mitz and the regional portal's),
 // `localization serve`, `bsn serve`, `identity-issuer serve`, `logcentral
 // serve` when an agreement is at logging plateau 3–4, `pacs serve` with
-// Options.Imaging, and `node --config` for each node of the network
+// Options.Imaging, `node --config` for each node of the network
 // (nodeSpecs: two, or three for the Indexed Pull, the mixed, the transfer
-// and the Geboortezorg networks). The ports are chosen here and written
+// and the Geboortezorg networks) and, last, `monitor serve`. The ports are chosen here and written
 // into the commands and node.yaml files, so a component killed by a
 // tester starts again where its peers expect it (Process.Args).
 // StopProcesses ends them; the children also die with this process
@@ -115,7 +116,7 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 	data := opts.DataDir
 	caFile := filepath.Join(data, "pki", "ca.pem")
 	specs := nw.nodeSpecs()
-	names := []string{"addressbook", "consent", "consent-portal", "localization", "identification", "identity-issuer"}
+	names := []string{"addressbook", "consent", "consent-portal", "localization", "identification", "identity-issuer", "monitor"}
 	if opts.Imaging {
 		names = append(names, "pacs")
 	}
@@ -337,7 +338,36 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 	if err := nw.spawnReplicas(ctx, exe, replicas); err != nil {
 		return nil, err
 	}
+	// The Twiin Monitor last: it reads the register, the addressbook and
+	// every node's /metrics (through its balancer with replicas).
+	monitor, err := nw.monitorCommand(addr["monitor"], caFile)
+	if err != nil {
+		return nil, err
+	}
+	held["monitor"].Close()
+	if err := nw.spawn(ctx, "monitor", nw.monitorURL, addr["monitor"], append([]string{exe}, monitor...)); err != nil {
+		return nil, err
+	}
 	return nw, nil
+}
+
+// monitorCommand is the `monitor serve` command line of the Twiin Monitor
+// on addr, watching the network's nodes as prepareMonitor's does.
+func (nw *Network) monitorCommand(addr, caFile string) ([]string, error) {
+	dir := filepath.Join(nw.opts.DataDir, "monitor")
+	if _, err := nw.issue(dir, "monitor", monitorOrg); err != nil {
+		return nil, fmt.Errorf("monitor certificate: %w", err)
+	}
+	nw.monitorURL = "http://" + addr
+	args := []string{"monitor", "serve", "--addr", addr, "--addressbook", nw.dirURL, "--admission", nw.admissionURL,
+		"--authority-jwks", filepath.Join(nw.opts.DataDir, "pki", validation.AuthorityJWKSFile),
+		"--cert", filepath.Join(dir, "monitor.pem"), "--key", filepath.Join(dir, "monitor-key.pem"), "--ca", caFile,
+		"--user", MonitorUser, "--password-file", filepath.Join(nw.opts.DataDir, MonitorPasswordFile)}
+	for i, name := range nw.nodeNames {
+		args = append(args, "--node", name+"="+nw.internalURLs[nw.members[i].URA]+"/metrics",
+			"--node-config", name+"="+filepath.Join(nw.opts.DataDir, name, "node.yaml"))
+	}
+	return args, nil
 }
 
 // nodeEntries are the addressbook entries of the node configured by cfg
@@ -491,6 +521,9 @@ func (nw *Network) PrintProcesses() {
 		if ura := nw.uraOfNode(p.Name); ura != "" {
 			nw.printf("  %-15s internal      %s   (participant %s; token in %s)\n", "", nw.internalURLs[ura], ura,
 				filepath.Join(nw.opts.DataDir, p.Name, "internal-token-"+ura))
+		}
+		if p.Name == "monitor" {
+			nw.printf("  %-15s login         %s, password in %s\n", "", MonitorUser, filepath.Join(nw.opts.DataDir, MonitorPasswordFile))
 		}
 		nw.printf("  %-15s log           %s\n", "", p.Log)
 		nw.printf("  %-15s restart:      %s\n", "", shellJoin(p.Args))

@@ -107,7 +107,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&once, "once", false, "run the exchange and exit (0 only if it succeeded)")
 	up.Flags().BoolVar(&opts.RecordInEHR, "record-in-ehr", false, "keep the GP practice's record in its own EHR and run its node in proxy mode")
 	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node for BgZ in its roles with the kit and record the proofs in the admission register (about 10 s)")
-	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook and admission register, consent services, referral index, BSN verification, identity issuer, central log, PACS stand-in, each node) as its own OS process")
+	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook and admission register, consent services, referral index, BSN verification, identity issuer, central log, PACS stand-in, each node, monitor) as its own OS process")
 	replicaFlags(up, &opts)
 	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
 	up.Flags().StringVar(&care, "care", "bgz", "care application: "+careUsage(node.DefaultApplications()))

@@ -370,7 +370,7 @@ func TestNetworkUpProcessesRuns(t *testing.T) {
 		components []string // besides the default network's
 		want       []string
 	}{
-		{"indexed-pull", []string{"--pattern", "indexed-pull"}, []string{"nursinghome-node", "identity-issuer"},
+		{"indexed-pull", []string{"--pattern", "indexed-pull"}, []string{"nursinghome-node", "identity-issuer", "monitor"},
 			[]string{"Indexed Pull answer: searchset", "Verpleeghuis De Berken         delivered"}},
 		{"beeld", []string{"--care", "beeld"}, []string{"pacs"},
 			[]string{"the referral index names as holders of images: 90000002", "the received SOP instance UIDs: all of the study's"}},
