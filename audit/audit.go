@@ -254,6 +254,12 @@ func OpenWith(ctx context.Context, cfg Config) (*Store, error) {
 				return nil, fmt.Errorf("audit store: %w", err)
 			}
 		}
+		// What a reader sees: the last record in the index at open.
+		if s.seq, s.head, err = be.head(ctx); err != nil {
+			be.close()
+			return nil, fmt.Errorf("audit store: %w", err)
+		}
+		s.lastSeq.Store(s.seq)
 		return s, nil
 	}
 	if s.sign, err = checkpointSigner(cfg.Key); err != nil {

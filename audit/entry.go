@@ -80,6 +80,11 @@ func (s *Store) Entries(ctx context.Context, f Filter) ([]Entry, error) {
 // reader of the log could get.
 func (s *Store) LastSeq() int64 { return s.lastSeq.Load() }
 
+// Unindexed is, for a store opened read-only, the number of records at
+// open that only the journal held, not yet the index its reads see (the
+// writing node indexes them within moments).
+func (s *Store) Unindexed() int64 { return s.unindexed }
+
 // LastCheckpoint returns the newest stored checkpoint; ok is false when
 // there is none yet.
 func (s *Store) LastCheckpoint(ctx context.Context) (cp Checkpoint, ok bool, err error) {

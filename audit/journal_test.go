@@ -119,6 +119,10 @@ func TestJournalReplayedIntoIndexOnOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What a reader sees: the index's last record, and how much waits.
+	if ro.LastSeq() != 2 || ro.Unindexed() != 5 {
+		t.Errorf("read-only store: LastSeq %d, Unindexed %d; want 2 and 5", ro.LastSeq(), ro.Unindexed())
+	}
 	rep, err := Verify(ctx, ro, ts.keys)
 	ro.Close()
 	if err != nil || !rep.OK() || rep.Records != 2 || rep.Unindexed != 5 {

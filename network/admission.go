@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
+	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/pki"
@@ -33,38 +35,60 @@ const AdmissionStoreFile = "admission-r4.db"
 // listener, under /admission/fhir: the same trusted directory service the
 // nodes and the monitor already reach, with its own store.
 func (nw *Network) startAdmission(ctx context.Context, svc *service) error {
+	st, err := nw.openAdmission(ctx)
+	if err != nil {
+		return err
+	}
+	nw.admissionURL = svc.url + "/admission/fhir"
+	mux := http.NewServeMux()
+	mux.Handle("/", svc.srv.Handler)
+	mux.Handle("/admission/fhir/{path...}", AdmissionAPI(st, nw.admissionURL, nw.opts.Logger.With("component", "admission")))
+	svc.srv.Handler = mux
+	return nil
+}
+
+// openAdmission opens the admission register's store beside the
+// addressbook's, with the development validation authority's key, for
+// admitting the participants and recording proofs.
+func (nw *Network) openAdmission(ctx context.Context) (store.Store, error) {
 	pkiDir := filepath.Join(nw.opts.DataDir, "pki")
 	key, err := validation.LoadOrCreateAuthority(pkiDir)
 	if err != nil {
-		return fmt.Errorf("validation authority: %w", err)
+		return nil, fmt.Errorf("validation authority: %w", err)
 	}
 	nw.authority = key
 	keys, err := pki.PublicJWKS(key)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(nw.opts.DataDir, "addressbook", AdmissionStoreFile), fhir.R4)
+	dir := filepath.Join(nw.opts.DataDir, "addressbook")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(dir, AdmissionStoreFile), fhir.R4)
 	if err != nil {
-		return fmt.Errorf("admission register store: %w", err)
+		return nil, fmt.Errorf("admission register store: %w", err)
 	}
 	nw.closers = append(nw.closers, st)
 	nw.register = admission.New(st, pki.CertPool(nw.CA.Cert), keys)
-	nw.admissionURL = svc.url + "/admission/fhir"
-	api := rest.New(rest.Config{Store: st, Version: fhir.R4, Logger: nw.opts.Logger.With("component", "admission")})
-	mux := http.NewServeMux()
-	mux.Handle("/", svc.srv.Handler)
-	mux.HandleFunc("/admission/fhir/{path...}", func(w http.ResponseWriter, r *http.Request) {
-		// Read-only over FHIR: parties admit themselves and proofs are
-		// recorded through the register's checks, not by a plain write.
+	return st, nil
+}
+
+// AdmissionAPI is the admission register's read-only FHIR API over st,
+// whose base is base, for the route /admission/fhir/{path...}: parties
+// admit themselves and proofs are recorded through the register's checks,
+// not by a plain write. `schakel addressbook serve --admission` serves it
+// beside the directory.
+func AdmissionAPI(st store.Store, base string, log *slog.Logger) http.Handler {
+	api := rest.New(rest.Config{Store: st, Version: fhir.R4, Logger: log})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "the admission register is read-only over FHIR", http.StatusMethodNotAllowed)
 			return
 		}
-		api.Serve(w, r, "admission", nw.admissionURL, r.PathValue("path"))
+		api.Serve(w, r, "admission", base, r.PathValue("path"))
 	})
-	svc.srv.Handler = mux
-	return nil
 }
 
 // admissionConfig points a node at the register.
@@ -85,7 +109,7 @@ func (nw *Network) AdmissionURL() string { return nw.admissionURL }
 // node's UZI server certificate.
 func (nw *Network) admitParticipants(ctx context.Context) error {
 	for i, p := range nw.members {
-		dir := filepath.Join(nw.opts.DataDir, nw.Nodes[i].Name(), "tls")
+		dir := filepath.Join(nw.opts.DataDir, nw.nodeNames[i], "tls")
 		cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "node.pem"), filepath.Join(dir, "node-key.pem"))
 		if err != nil {
 			return fmt.Errorf("admission of %s: %w", p.Name, err)

@@ -34,29 +34,39 @@ func (nw *Network) startPACS() error {
 	if !nw.opts.Imaging {
 		return nil
 	}
-	patients, err := demo.Generate(demo.Options{Count: nw.opts.Patients, Seed: 1, GPName: GP.Name})
-	if err != nil {
-		return err
-	}
-	archive := beeld.NewArchive()
-	for _, p := range patients {
-		studies, err := beeld.DemoStudies(ImagingPatient(p))
-		if err != nil {
-			return err
-		}
-		archive.Add(studies...)
-	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(nw.opts.Host, "0"))
 	if err != nil {
 		return fmt.Errorf("PACS stand-in: %w", err)
 	}
 	base := "http://" + ln.Addr().String()
+	if nw.pacs, err = newPACSStandIn(nw.opts.Patients, base+pacsPrefix); err != nil {
+		ln.Close()
+		return err
+	}
 	mux := http.NewServeMux()
-	mux.Handle(pacsPrefix+"/", http.StripPrefix(pacsPrefix, (&beeld.PACS{Archive: archive, Prefix: pacsPrefix}).Handler()))
+	mux.Handle(pacsPrefix+"/", http.StripPrefix(pacsPrefix, (&beeld.PACS{Archive: nw.pacs.archive, Prefix: pacsPrefix}).Handler()))
 	nw.services = append(nw.services, &service{plain: true, name: "pacs", url: base + pacsPrefix, ln: ln,
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}})
-	nw.pacs = &pacsStandIn{archive: archive, url: base + pacsPrefix}
 	return nil
+}
+
+// newPACSStandIn is the PACS stand-in at url holding the demo studies of
+// the first patients demo patients: what `schakel pacs serve --patients`
+// serves, study for study.
+func newPACSStandIn(patients int, url string) (*pacsStandIn, error) {
+	demos, err := demo.Generate(demo.Options{Count: patients, Seed: 1, GPName: GP.Name})
+	if err != nil {
+		return nil, err
+	}
+	archive := beeld.NewArchive()
+	for _, p := range demos {
+		studies, err := beeld.DemoStudies(ImagingPatient(p))
+		if err != nil {
+			return nil, err
+		}
+		archive.Add(studies...)
+	}
+	return &pacsStandIn{archive: archive, url: url}, nil
 }
 
 // pacsFor is the PACS configuration of participant p: the stand-in for
@@ -138,7 +148,7 @@ func (nw *Network) RunImaging(ctx context.Context) (*ImagingRun, error) {
 		return nil, errors.New("network: RunImaging needs a network started with Imaging")
 	}
 	patient := nw.Patients[0]
-	if err := permitAtMitz(ctx, nw.consent.Store(), patient.BSN, Hospital.URA); err != nil {
+	if err := nw.permit(ctx, false, patient.BSN, Hospital); err != nil {
 		return nil, err
 	}
 	nw.printf("\nBeeldbeschikbaarheid: %s looks up the images of %s wherever they are held and retrieves a study\n", GP.Name, patient.Name)

@@ -12,6 +12,7 @@ import (
 	"github.com/schakel-nl/schakel/eoverdracht"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/importer"
+	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
 )
@@ -76,13 +77,10 @@ type NursingTransferDocument struct {
 // aanmeldbericht and accepts it; the node sets the Task accepted, pulls
 // the overdrachtbericht's $document and sets the Task completed.
 func (nw *Network) ExchangeNursingTransfer(ctx context.Context) (*NursingTransferSummary, error) {
-	if nw.NursingHomeNode == nil {
+	if !nw.nursingTransfer() || nw.internalURLs[NursingHome.URA] == "" {
 		return nil, errors.New("the network runs no nursing home node (give Care a transfer application)")
 	}
 	start := time.Now()
-	if err := nw.LoadNursingTransferDossier(ctx); err != nil {
-		return nil, err
-	}
 	hc := &http.Client{Timeout: 30 * time.Second}
 	sender := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: hc}
 	receiver := &xis{base: nw.internalURLs[NursingHome.URA], token: nw.Token(NursingHome.URA), http: hc}
@@ -272,13 +270,20 @@ func (nw *Network) PrintNursingTransferRejection(s *NursingTransferRejection) {
 // LoadNursingTransferDossier imports the demo transfer dossier (the Nictiz
 // scenario's patient, documents and what they reference) into the
 // hospital's record, as `schakel import` does: again on the same data
-// directory, it writes no new versions.
+// directory, it writes no new versions. Up and UpProcesses load it in a
+// transfer network before the exchange.
 func (nw *Network) LoadNursingTransferDossier(ctx context.Context) error {
+	return loadNursingTransferDossier(ctx, nw.HospNode.Store())
+}
+
+// loadNursingTransferDossier imports the demo transfer dossier into st,
+// the hospital node's store.
+func loadNursingTransferDossier(ctx context.Context, st store.Store) error {
 	rec, err := eoverdracht.DemoRecord(time.Now())
 	if err != nil {
 		return err
 	}
-	im, err := importer.New(importer.Config{Store: nw.HospNode.Store(), Version: fhir.STU3, Tenant: Hospital.URA})
+	im, err := importer.New(importer.Config{Store: st, Version: fhir.STU3, Tenant: Hospital.URA})
 	if err != nil {
 		return err
 	}

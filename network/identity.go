@@ -45,9 +45,8 @@ func (nw *Network) startIdentityIssuer() error {
 }
 
 // identityConfig points a node at the identity issuer, to obtain
-// identities for its users and to verify its partners'.
-// Without a running issuer (the network in separate processes runs none
-// yet) the nodes get no identity settings: plateau 4 is then unavailable.
+// identities for its users and to verify its partners'. Without an issuer
+// the nodes get no identity settings: plateau 4 is then unavailable.
 func (nw *Network) identityConfig() node.IdentityConfig {
 	if nw.identityURL == "" {
 		return node.IdentityConfig{}

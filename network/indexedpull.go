@@ -94,12 +94,12 @@ type IndexedBundle struct {
 // fails unless the answer carries every holder's data with a Provenance
 // per holder and no OperationOutcome for any.
 func (nw *Network) RunIndexedPull(ctx context.Context) (*IndexedPullRun, error) {
-	if !nw.opts.IndexedPull || nw.NursingHomeNode == nil {
+	if !nw.opts.IndexedPull || nw.internalURLs[NursingHome.URA] == "" {
 		return nil, errors.New("network: RunIndexedPull needs a network started with IndexedPull")
 	}
 	patient := nw.Patients[0]
 	for _, h := range indexedPullHolders[1:] {
-		if err := permitAtMitz(ctx, nw.consent.Store(), patient.BSN, h.URA); err != nil {
+		if err := nw.permit(ctx, false, patient.BSN, h); err != nil {
 			return nil, err
 		}
 	}

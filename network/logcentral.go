@@ -17,11 +17,7 @@ var logcentralOrg = Participant{URA: "90000990", Name: "Schakel central log", Sy
 // central log when one of its agreements is at logging plateau 3–4, which
 // requires it; the service is started with the first node that needs it.
 func (nw *Network) shipsToCentral(ctx context.Context, cfg *node.Config) error {
-	needs := cfg.Partners.Default != nil && cfg.Partners.Default[plateau.Logging] >= 3
-	for _, a := range cfg.Partners.Agreements {
-		needs = needs || cfg.Partners.Plateau(a, plateau.Logging) >= 3
-	}
-	if !needs {
+	if !needsCentral(*cfg) {
 		return nil
 	}
 	if nw.logcentralURL == "" {
@@ -31,6 +27,16 @@ func (nw *Network) shipsToCentral(ctx context.Context, cfg *node.Config) error {
 	}
 	cfg.Audit.Central.URL = nw.logcentralURL
 	return nil
+}
+
+// needsCentral reports whether one of cfg's agreements (or its default)
+// is at logging plateau 3–4: the node must then ship its audit log.
+func needsCentral(cfg node.Config) bool {
+	needs := cfg.Partners.Default != nil && cfg.Partners.Default[plateau.Logging] >= 3
+	for _, a := range cfg.Partners.Agreements {
+		needs = needs || cfg.Partners.Plateau(a, plateau.Logging) >= 3
+	}
+	return needs
 }
 
 // startLogcentral builds the central log (`schakel logcentral serve` in

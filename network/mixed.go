@@ -120,7 +120,7 @@ type MixedRun struct {
 // fails unless both pulls complete and the consult is refused with exactly
 // MixedRefusal, recorded in the hospital's audit log.
 func (nw *Network) RunMixed(ctx context.Context) (*MixedRun, error) {
-	if !nw.opts.Mixed || nw.NursingHomeNode == nil {
+	if !nw.opts.Mixed || nw.internalURLs[NursingHome.URA] == "" {
 		return nil, errors.New("network: RunMixed needs a network started with Mixed")
 	}
 	patient := nw.Patients[0]
@@ -162,7 +162,12 @@ func (nw *Network) RunMixed(ctx context.Context) (*MixedRun, error) {
 	var res consult.Result
 	// Only this run's records count: the data directory, and the audit
 	// log, may be a previous run's.
-	since := nw.HospNode.Audit().LastSeq()
+	hospLog, done, err := nw.nodeAudit(ctx, Hospital.URA)
+	if err != nil {
+		return run, err
+	}
+	since := hospLog.LastSeq()
+	done()
 	err = nh.do(ctx, http.MethodPost, "/internal/consult", consult.Request{PatientBSN: patient.BSN, HolderURA: Hospital.URA,
 		Application: nw.care(careapp.DirectPull), User: &NursingHomeUser}, &res)
 	switch {
@@ -202,7 +207,12 @@ func pullOutcome(s *Summary, err error) string {
 // token request of the nursing home after chain position since, which
 // must name the function and the plateaus.
 func (nw *Network) auditedRefusal(ctx context.Context, since int64) (string, error) {
-	recs, err := nw.HospNode.Audit().List(ctx, audit.Filter{ActorURA: NursingHome.URA, AfterSeq: since})
+	st, done, err := nw.nodeAudit(ctx, Hospital.URA)
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	recs, err := st.List(ctx, audit.Filter{ActorURA: NursingHome.URA, AfterSeq: since})
 	if err != nil {
 		return "", err
 	}

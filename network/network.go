@@ -200,6 +200,9 @@ type Network struct {
 	serveDone            chan struct{}
 	nodeErrs             chan error
 	procs                []*Process            // components in processes of their own (UpProcesses)
+	processes            bool                  // started by UpProcesses
+	nodeNames            []string              // the node of each of members, by name
+	publicURLs           map[string]string     // URA of a node's first participant → its node's public base
 	validator            *validation.Enrolment // the Twiin validation service (network/validator.go)
 
 	// The central log (logging plateau 3–4), when an agreement needs it.
@@ -349,7 +352,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 		}
 		nw.Nodes = append(nw.Nodes, n)
 		nw.members = append(nw.members, spec.p)
+		nw.nodeNames = append(nw.nodeNames, spec.name)
 		nw.internalURLs[spec.p.URA] = n.InternalURL()
+		nw.publicURLs[spec.p.URA] = n.PublicURL()
 		// The file carries the ports the node got, not the ":0" it asked for.
 		cfg.Public.Addr, cfg.Internal.Addr = hostPort(n.PublicURL()), hostPort(n.InternalURL())
 		if err := writeNodeConfig(filepath.Join(opts.DataDir, spec.name, "node.yaml"), cfg, filepath.Join(opts.DataDir, spec.name, "internal-token-"+spec.p.URA)); err != nil {
@@ -380,6 +385,11 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	}
 	if err := nw.loadDemoDataR4(ctx, nw.GPNode.R4Store()); err != nil {
 		return nil, err
+	}
+	if nw.nursingTransfer() {
+		if err := nw.LoadNursingTransferDossier(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := nw.writeDemoRegister(nw.Patients); err != nil {
 		return nil, err
@@ -469,7 +479,7 @@ func newNetwork(opts Options) (*Network, error) {
 	if opts.Mixed && (opts.Plateau != 0 || opts.OwnAddressing || len(opts.Requesters) > 0) {
 		return nil, errors.New("network: the mixed network agrees its own plateaus: not with Plateau, OwnAddressing or Requesters")
 	}
-	nw := &Network{opts: opts, out: opts.Out, tokens: map[string]string{}, internalURLs: map[string]string{},
+	nw := &Network{opts: opts, out: opts.Out, tokens: map[string]string{}, internalURLs: map[string]string{}, publicURLs: map[string]string{},
 		done: make(chan notifiedpull.Event, 64)}
 	if nw.out == nil {
 		nw.out = io.Discard
@@ -881,14 +891,19 @@ func (nw *Network) storeConfig(nodeName string) node.StoreConfig {
 
 // writeNodeConfig writes a node's configuration as the YAML file
 // `schakel node --config` and `schakel scan --config` read, with the
-// participant's token as a file reference rather than the secret itself.
-// The listener addresses are those of this run.
+// participant's token as a file reference rather than the secret itself:
+// tokenFile for the first, the file beside it named for its URA for each
+// further participant (nodeConfig writes them so). The listener addresses
+// are those of this run.
 func writeNodeConfig(path string, cfg node.Config, tokenFile string) error {
 	c := cfg
 	c.Participants = append([]node.ParticipantConfig(nil), cfg.Participants...)
 	for i := range c.Participants {
 		c.Participants[i].InternalToken = ""
 		c.Participants[i].InternalTokenFile = tokenFile
+		if i > 0 {
+			c.Participants[i].InternalTokenFile = filepath.Join(filepath.Dir(tokenFile), "internal-token-"+c.Participants[i].URA)
+		}
 	}
 	k := koanf.New(".")
 	if err := k.Load(structs.Provider(c, "koanf"), nil); err != nil {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/careapp"
-	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
@@ -102,8 +101,7 @@ func (nw *Network) consentAtSource(ctx context.Context, gp *xis, p int, bsn stri
 			return fmt.Errorf("consent in the GP practice's own registry: %w", err)
 		}
 	case 2:
-		if _, err := nw.portal.Store().Register(ctx, consent.Registration{PatientBSN: bsn, Effect: consent.Permit,
-			HolderURA: GP.URA, Source: "network demo", RegisteredBy: portalOrg.URA}); err != nil {
+		if err := nw.permit(ctx, true, bsn, GP); err != nil {
 			return fmt.Errorf("consent at the regional portal: %w", err)
 		}
 	}
@@ -113,7 +111,12 @@ func (nw *Network) consentAtSource(ctx context.Context, gp *xis, p int, bsn stri
 // evidence reads, per function, what the GP node recorded of the
 // hospital's requests in this run and says what was sent and checked.
 func (nw *Network) evidence(ctx context.Context, agreed plateau.Plateaus, bsn string) ([]FunctionReport, error) {
-	recs, err := nw.GPNode.Audit().List(ctx, audit.Filter{ActorURA: Hospital.URA})
+	gpLog, done, err := nw.nodeAudit(ctx, GP.URA)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := gpLog.List(ctx, audit.Filter{ActorURA: Hospital.URA})
+	done()
 	if err != nil {
 		return nil, err
 	}
@@ -148,12 +151,17 @@ func (nw *Network) evidence(ctx context.Context, agreed plateau.Plateaus, bsn st
 	idp := agreed[plateau.Identification]
 	if idp >= 3 {
 		verified := 0
-		for _, n := range nw.Nodes {
-			for _, r := range nodeRecords(ctx, n.Audit(), bsn, "bsn-verify") {
+		for _, p := range nw.members {
+			st, done, err := nw.nodeAudit(ctx, p.URA)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range nodeRecords(ctx, st, bsn, "bsn-verify") {
 				if r.Outcome == http.StatusOK {
 					verified++
 				}
 			}
+			done()
 		}
 		if verified == 0 {
 			missing = append(missing, "identification: no verification at the BSN verification service in the audit logs")
@@ -241,18 +249,35 @@ func (nw *Network) evidence(ctx context.Context, agreed plateau.Plateaus, bsn st
 	return out, nil
 }
 
-// waitShipped waits (bounded) until the central log has acknowledged every
-// record of both nodes' logs.
+// waitShipped waits (bounded) until the central log holds every record
+// of every node's log.
 func (nw *Network) waitShipped(ctx context.Context) (string, error) {
-	if nw.logcentral == nil {
+	central, err := nw.centralLog(ctx)
+	if err != nil {
+		return "", err
+	}
+	if central == nil {
 		return "", errors.New("no central log runs")
 	}
 	var parts []string
-	for i, n := range nw.Nodes {
-		last := n.Audit().LastSeq()
-		for j := 0; n.Shipper().Acknowledged() < last; j++ {
+	for i, p := range nw.members {
+		st, done, err := nw.nodeAudit(ctx, p.URA)
+		if err != nil {
+			return "", err
+		}
+		last := st.LastSeq()
+		done()
+		for j := 0; ; j++ {
+			held, err := central.Entries(ctx, p.URA, 0, int(last))
+			if err != nil {
+				return "", err
+			}
+			if int64(len(held)) >= last {
+				parts = append(parts, fmt.Sprintf("%s %d records", nw.nodeNames[i], len(held)))
+				break
+			}
 			if j >= 3000 {
-				return "", fmt.Errorf("%s: the central log acknowledged %d of %d records", n.Name(), n.Shipper().Acknowledged(), last)
+				return "", fmt.Errorf("%s: the central log holds %d of %d records", nw.nodeNames[i], len(held), last)
 			}
 			select {
 			case <-ctx.Done():
@@ -260,11 +285,6 @@ func (nw *Network) waitShipped(ctx context.Context) (string, error) {
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
-		held, err := nw.logcentral.Entries(ctx, nw.members[i].URA, 0, int(last))
-		if err != nil {
-			return "", err
-		}
-		parts = append(parts, fmt.Sprintf("%s %d records", n.Name(), len(held)))
 	}
 	return strings.Join(parts, ", "), nil
 }
@@ -279,11 +299,11 @@ func (nw *Network) fetchOwnExport(ctx context.Context) (int, error) {
 	}
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.ClientTLSConfig(cert, pki.CertPool(nw.CA.Cert))}}
 	defer hc.CloseIdleConnections()
-	keys, err := audit.FetchExportKeys(ctx, hc, nw.GPNode.PublicURL())
+	keys, err := audit.FetchExportKeys(ctx, hc, nw.publicURLs[GP.URA])
 	if err != nil {
 		return 0, err
 	}
-	compact, err := audit.FetchExport(ctx, hc, nw.GPNode.PublicURL(), 0)
+	compact, err := audit.FetchExport(ctx, hc, nw.publicURLs[GP.URA], 0)
 	if err != nil {
 		return 0, err
 	}

@@ -118,23 +118,26 @@ func (nw *Network) validatorAgreements() []plateau.PartnerConfig {
 	return []plateau.PartnerConfig{{URA: Validator.URA, Name: Validator.Name, Plateaus: agreed, Applications: nw.pullApplications()}}
 }
 
-// admitValidator lists the kit in the addressbook and writes its kit.json
-// with the nodes it can validate.
+// admitValidator lists the kit in the addressbook (in this process; the
+// network in processes lists it with the nodes, loadDirectory) and writes
+// its kit.json with the nodes it can validate.
 func (nw *Network) admitValidator(ctx context.Context) error {
-	if err := nw.dir.Load(ctx, nw.validatorEntry()); err != nil {
-		return fmt.Errorf("validation service: addressbook: %w", err)
+	if nw.dir != nil {
+		if err := nw.dir.Load(ctx, nw.validatorEntry()); err != nil {
+			return fmt.Errorf("validation service: addressbook: %w", err)
+		}
 	}
 	f := nw.validator.File
 	f.Addressbook = nw.dirURL
 	f.Targets = nil
-	parts := []Participant{GP, Hospital}
-	if nw.NursingHomeNode != nil {
-		parts = append(parts, NursingHome) // the receiver of a transfer
-	}
-	for i, p := range parts {
-		n := nw.Nodes[i]
-		t := validation.KitTarget{URA: p.URA, Name: p.Name, PublicURL: n.PublicURL(), InternalURL: n.InternalURL(),
-			TokenFile: filepath.Join(nw.opts.DataDir, n.Name(), "internal-token-"+p.URA)}
+	for i, p := range nw.members {
+		// The GP practice and the hospital; the nursing home, where it
+		// runs, receives a transfer.
+		if p.URA != GP.URA && p.URA != Hospital.URA && p.URA != NursingHome.URA {
+			continue
+		}
+		t := validation.KitTarget{URA: p.URA, Name: p.Name, PublicURL: nw.publicURLs[p.URA], InternalURL: nw.internalURLs[p.URA],
+			TokenFile: filepath.Join(nw.opts.DataDir, nw.nodeNames[i], "internal-token-"+p.URA)}
 		if p.URA == GP.URA {
 			t.Patient = nw.Patients[0].BSN // consent registered for it (registerDemoConsent)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -79,6 +80,7 @@ func newAddressbookServeCommand() *cobra.Command {
 	var db addressbookDB
 	var addr, publicURL, certFile, keyFile string
 	var cas []string
+	var admissionAPI bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the directory on an mTLS listener",
@@ -120,8 +122,24 @@ func newAddressbookServeCommand() *cobra.Command {
 				publicURL = "https://" + ln.Addr().String() + "/fhir"
 			}
 			srv := addressbook.NewServer(st, publicURL, log)
+			handler := srv.Handler()
+			if admissionAPI {
+				if db.dataDir == "" {
+					return errors.New("--admission keeps the register in --data-dir: give it")
+				}
+				ast, err := sqlite.Open(cmd.Context(), filepath.Join(db.dataDir, network.AdmissionStoreFile), fhir.R4)
+				if err != nil {
+					return fmt.Errorf("--admission: admission register store: %w", err)
+				}
+				defer ast.Close()
+				base := strings.TrimSuffix(strings.TrimSuffix(publicURL, "/"), "/fhir") + "/admission/fhir"
+				mux := http.NewServeMux()
+				mux.Handle("/", handler)
+				mux.Handle("/admission/fhir/{path...}", network.AdmissionAPI(ast, base, log.With("component", "admission")))
+				handler = mux
+			}
 			hs := &http.Server{
-				Handler:           srv.Handler(),
+				Handler:           handler,
 				TLSConfig:         pki.ServerTLSConfig(cert, roots),
 				ReadHeaderTimeout: 10 * time.Second,
 				ReadTimeout:       30 * time.Second,
@@ -140,6 +158,7 @@ func newAddressbookServeCommand() *cobra.Command {
 	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of the directory")
 	f.StringVar(&keyFile, "key", "", "PEM private key of --cert")
 	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) whose GtKs may read and maintain entries (repeatable)")
+	f.BoolVar(&admissionAPI, "admission", false, "also serve the admission register ("+network.AdmissionStoreFile+" in --data-dir) read-only at /admission/fhir")
 	return cmd
 }
 

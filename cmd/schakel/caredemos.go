@@ -12,7 +12,7 @@ import (
 )
 
 // careDemo runs the demo network and one exchange of a care application.
-type careDemo func(ctx context.Context, opts network.Options, once bool) error
+type careDemo func(ctx context.Context, opts network.Options, once, processes bool) error
 
 // careDemos are the demo exchanges of care applications whose exchange on
 // a pattern is not the network's generic one for that pattern (runNetwork,
@@ -36,11 +36,11 @@ func runCareDemo(ctx context.Context, opts network.Options, care, pattern string
 	if !ok {
 		return false, nil
 	}
-	if processes || opts.Mixed || (opts.Plateau != 0 && !careDemosAtPlateau[care]) {
+	if opts.Mixed || (opts.Plateau != 0 && !careDemosAtPlateau[care]) {
 		if careDemosAtPlateau[care] {
-			return true, fmt.Errorf("--care %s runs in one process, its agreements at one plateau (no --processes, no --plateau mixed)", care)
+			return true, fmt.Errorf("--care %s runs its agreements at one plateau (no --plateau mixed)", care)
 		}
-		return true, fmt.Errorf("--care %s runs in one process at the default agreement for now (no --processes, no --plateau)", care)
+		return true, fmt.Errorf("--care %s runs at the default agreement for now (no --plateau)", care)
 	}
-	return true, run(ctx, opts, once)
+	return true, run(ctx, opts, once, processes)
 }

@@ -10,8 +10,8 @@ import (
 // home) and two transfers from the hospital to the nursing home: one the
 // nursing home's system accepts, printing what arrived, and one it
 // rejects, printing the reason the hospital got.
-func runNursingTransfer(ctx context.Context, opts network.Options, once bool) error {
-	return runScenario(ctx, opts, once, "transfer", func(ctx context.Context, nw *network.Network) error {
+func runNursingTransfer(ctx context.Context, opts network.Options, once, processes bool) error {
+	return runScenario(ctx, opts, once, processes, "transfer", func(ctx context.Context, nw *network.Network) error {
 		s, err := nw.ExchangeNursingTransfer(ctx)
 		if s != nil {
 			nw.PrintNursingTransfer(s)

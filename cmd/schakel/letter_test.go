@@ -52,15 +52,3 @@ func TestNetworkUpLetter(t *testing.T) {
 		})
 	}
 }
-
-// TestNetworkUpLetterRefusesPlateauWithProcesses: --plateau needs the
-// services --processes does not start yet; the refusal says so.
-func TestNetworkUpLetterRefusesPlateauWithProcesses(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "network", "up", "--care", "correspondentie", "--once", "--processes", "--plateau", "2",
-		"--data-dir", t.TempDir())
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "--plateau runs in one process only") {
-		t.Fatalf("want a refusal of --plateau with --processes, got %v:\n%s", err, out)
-	}
-}

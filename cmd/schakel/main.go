@@ -54,6 +54,7 @@ func newRootCommand() *cobra.Command {
 		newAdminCommand(),
 		newMonitorCommand(g),
 		newPACSCommand(g),
+		newIdentityIssuerCommand(g),
 	)
 	return root
 }

@@ -39,7 +39,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			"until Ctrl-C, or with --once exits after the exchange: 0 when it succeeded.\n" +
 			"With --processes every component runs as its own process of this binary (its serve\n" +
 			"command), so that one can be killed and restarted: the PIDs, ports, logs and restart\n" +
-			"command lines are printed.\n" +
+			"command lines are printed. It combines with --care, --pattern and --plateau.\n" +
 			"With --plateau N (1-4) every generic function of the GP practice's and the hospital's\n" +
 			"agreement is at plateau N: the Notified Pull and a Direct Pull run as that plateau\n" +
 			"demands, and per function the run prints what was sent and what was checked.\n" +
@@ -94,22 +94,12 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 				return runLetter(cmd.Context(), opts, once, processes)
 			}
 			if pattern == "indexed-pull" {
-				if processes || opts.Plateau != 0 || opts.Mixed {
-					return errors.New("--pattern indexed-pull runs in one process at the default agreement for now (no --processes, no --plateau)")
-				}
-				return runIndexedPull(cmd.Context(), opts, once)
-			}
-			if processes {
 				if opts.Plateau != 0 || opts.Mixed {
-					return errors.New("--plateau runs in one process only: --processes starts no identity issuer or central log yet")
+					return errors.New("--pattern indexed-pull runs at the default agreement for now (no --plateau)")
 				}
-				exe, err := os.Executable()
-				if err != nil {
-					return fmt.Errorf("--processes needs this program's path: %w", err)
-				}
-				return runNetworkProcesses(cmd.Context(), opts, once, exe)
+				return runIndexedPull(cmd.Context(), opts, once, processes)
 			}
-			return runNetwork(cmd.Context(), opts, once, validate)
+			return runNetwork(cmd.Context(), opts, once, validate, processes)
 		},
 	}
 	up.Flags().StringVar(&opts.DataDir, "data-dir", "schakel-data", "where keys, certificates and stores live (reused across runs)")
@@ -118,7 +108,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&once, "once", false, "run the exchange and exit (0 only if it succeeded)")
 	up.Flags().BoolVar(&opts.RecordInEHR, "record-in-ehr", false, "keep the GP practice's record in its own EHR and run its node in proxy mode")
 	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node in its roles for every care application with a validation kit and record the proofs in the admission register (about 30 s)")
-	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook, consent services, referral index, BSN verification, each node) as its own OS process")
+	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook and admission register, consent services, referral index, BSN verification, identity issuer, central log, PACS stand-in, each node, monitor) as its own OS process")
 	replicaFlags(up, &opts)
 	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
 	up.Flags().StringVar(&care, "care", "bgz", "care application: "+careUsage(node.DefaultApplications()))
@@ -144,92 +134,54 @@ func plateauOption(v string, opts *network.Options) error {
 	return nil
 }
 
-func runNetwork(ctx context.Context, opts network.Options, once, validate bool) error {
-	nw, err := network.Up(ctx, opts)
-	if err != nil {
-		return err
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	nw.Start(runCtx)
-	nw.PrintListeners()
-	var summary *network.Summary
-	var exErr error
-	if opts.Mixed {
-		nw.PrintMixedAgreements()
-		var run *network.MixedRun
-		run, exErr = nw.RunMixed(runCtx)
-		if run != nil {
-			nw.PrintMixedRun(run)
-		}
-	} else if opts.Plateau != 0 {
-		var run *network.PlateauRun
-		run, exErr = nw.RunAtPlateau(runCtx)
-		if run != nil {
-			summary = run.Summary
-			if summary != nil {
+// runNetwork runs the network and its BgZ exchange: the Notified Pull,
+// at --plateau N also the Direct Pull and the per-function report, at
+// --plateau mixed the three nodes' exchanges.
+func runNetwork(ctx context.Context, opts network.Options, once, validate, processes bool) error {
+	return runScenario(ctx, opts, once, processes, "exchange", func(ctx context.Context, nw *network.Network) error {
+		var summary *network.Summary
+		var err error
+		switch {
+		case opts.Mixed:
+			nw.PrintMixedAgreements()
+			var run *network.MixedRun
+			run, err = nw.RunMixed(ctx)
+			if run != nil {
+				nw.PrintMixedRun(run)
+			}
+		case opts.Plateau != 0:
+			var run *network.PlateauRun
+			run, err = nw.RunAtPlateau(ctx)
+			if run != nil {
+				if run.Summary != nil {
+					nw.PrintSummary(run.Summary)
+				}
+				nw.PrintPlateauRun(run)
+			}
+		default:
+			if summary, err = nw.Exchange(ctx); summary != nil {
 				nw.PrintSummary(summary)
 			}
-			nw.PrintPlateauRun(run)
 		}
-	} else if summary, exErr = nw.Exchange(runCtx); summary != nil {
-		nw.PrintSummary(summary)
-	}
-	if exErr != nil {
-		cancel()
-		_ = nw.Wait()
-		return fmt.Errorf("exchange failed: %w", exErr)
-	}
-	if once {
-		cancel()
-		return nw.Wait()
-	}
-	if validate {
-		// The kit in-process against each demo node in its roles, for
-		// every care application with a kit; the proofs go into the
-		// admission register (docs/validation.md).
-		if _, err := nw.Validate(runCtx, network.DemoValidations...); err != nil {
-			fmt.Fprintf(opts.Out, "validation: %v\n", err)
-		}
-		fmt.Fprintf(opts.Out, "Admission register: %s (proofs also in %s)\n", nw.AdmissionURL(), filepath.Join(opts.DataDir, "validator", "proofs"))
-	}
-	fmt.Fprintln(opts.Out, "\nNetwork running; press Ctrl-C to stop.")
-	<-ctx.Done()
-	cancel()
-	err = nw.Wait()
-	fmt.Fprintln(opts.Out, "Network stopped.")
-	return err
-}
-
-// runNetworkProcesses is runNetwork with every component in a process of
-// its own; the children are stopped on every way out.
-func runNetworkProcesses(ctx context.Context, opts network.Options, once bool, exe string) error {
-	nw, err := network.UpProcesses(ctx, opts, exe)
-	if err != nil {
-		return err
-	}
-	defer nw.StopProcesses()
-	nw.PrintProcesses()
-	summary, exErr := nw.Exchange(ctx)
-	if summary != nil {
-		nw.PrintSummary(summary)
-	}
-	if exErr != nil {
-		return fmt.Errorf("exchange failed: %w", exErr)
-	}
-	if opts.Replicas > 0 {
-		if err := runAcrossReplicas(ctx, nw); err != nil {
+		if err != nil {
 			return err
 		}
-	}
-	if once {
+		if opts.Replicas > 0 {
+			if err := runAcrossReplicas(ctx, nw); err != nil {
+				return err
+			}
+		}
+		if validate && !once {
+			// The kit in-process against each demo node in its roles, for
+			// every care application with a kit; the proofs go into the
+			// admission register (docs/validation.md).
+			if _, err := nw.Validate(ctx, network.DemoValidations...); err != nil {
+				fmt.Fprintf(opts.Out, "validation: %v\n", err)
+			}
+			fmt.Fprintf(opts.Out, "Admission register: %s (proofs also in %s)\n", nw.AdmissionURL(), filepath.Join(opts.DataDir, "validator", "proofs"))
+		}
 		return nil
-	}
-	fmt.Fprintln(opts.Out, "\nNetwork running; press Ctrl-C to stop.")
-	<-ctx.Done()
-	nw.StopProcesses()
-	fmt.Fprintln(opts.Out, "Network stopped.")
-	return nil
+	})
 }
 
 // demoPatterns are the exchange patterns `schakel network up` has an
@@ -284,9 +236,9 @@ func careOption(apps *careapp.Registry, care, pattern string) (string, error) {
 
 // runIndexedPull runs the Indexed Pull network and one Indexed Pull across
 // its three holders.
-func runIndexedPull(ctx context.Context, opts network.Options, once bool) error {
+func runIndexedPull(ctx context.Context, opts network.Options, once, processes bool) error {
 	opts.IndexedPull = true
-	return runScenario(ctx, opts, once, "indexed pull", func(ctx context.Context, nw *network.Network) error {
+	return runScenario(ctx, opts, once, processes, "indexed pull", func(ctx context.Context, nw *network.Network) error {
 		run, err := nw.RunIndexedPull(ctx)
 		if run != nil {
 			nw.PrintIndexedPull(run)
@@ -295,20 +247,20 @@ func runIndexedPull(ctx context.Context, opts network.Options, once bool) error 
 	})
 }
 
-// runScenario starts the network, runs one scenario on it and, without
-// once, keeps the network running until ctx ends.
-func runScenario(ctx context.Context, opts network.Options, once bool, what string, scenario func(context.Context, *network.Network) error) error {
-	nw, err := network.Up(ctx, opts)
+// runScenario starts the network — in this process, or with processes
+// every component in a process of its own — runs one scenario on it and,
+// without once, keeps the network running until ctx ends. The scenario
+// sees the same Network either way.
+func runScenario(ctx context.Context, opts network.Options, once, processes bool, what string, scenario func(context.Context, *network.Network) error) error {
+	nw, stop, err := startNetwork(ctx, opts, processes)
 	if err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	nw.Start(runCtx)
-	nw.PrintListeners()
 	if err := scenario(runCtx, nw); err != nil {
 		cancel()
-		_ = nw.Wait()
+		_ = stop()
 		return fmt.Errorf("%s failed: %w", what, err)
 	}
 	if !once {
@@ -316,7 +268,38 @@ func runScenario(ctx context.Context, opts network.Options, once bool, what stri
 		<-ctx.Done()
 	}
 	cancel()
-	return nw.Wait()
+	err = stop()
+	if !once {
+		fmt.Fprintln(opts.Out, "Network stopped.")
+	}
+	return err
+}
+
+// startNetwork starts the network and prints where its parts listen: in
+// this process (network.Up, Start), or with processes every component as
+// its own process of this program (network.UpProcesses). stop ends it and
+// returns what made it fail.
+func startNetwork(ctx context.Context, opts network.Options, processes bool) (_ *network.Network, stop func() error, _ error) {
+	if processes {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, nil, fmt.Errorf("--processes needs this program's path: %w", err)
+		}
+		nw, err := network.UpProcesses(ctx, opts, exe)
+		if err != nil {
+			return nil, nil, err
+		}
+		nw.PrintProcesses()
+		return nw, func() error { nw.StopProcesses(); return nil }, nil
+	}
+	nw, err := network.Up(ctx, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	nw.Start(runCtx)
+	nw.PrintListeners()
+	return nw, func() error { cancel(); return nw.Wait() }, nil
 }
 
 // careUsage names the registered care applications and the pattern the

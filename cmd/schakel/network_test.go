@@ -365,3 +365,60 @@ func TestPlateauCare(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkUpProcessesRuns: with every component in a process of its own
+// the runs of one process pass as well: the Indexed Pull across three
+// holders (the nursing home's node a third process, the clinic on the
+// hospital's), Beeldbeschikbaarheid with the PACS stand-in as `pacs
+// serve`, and the growth-model run at plateau 4 (the identity issuer
+// and the central log as processes, the hospital's node validated into the
+// admission register the addressbook process serves). Every component is
+// gone once the run exits.
+func TestNetworkUpProcessesRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts networks of processes")
+	}
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		components []string // besides the default network's
+		want       []string
+	}{
+		{"indexed-pull", []string{"--pattern", "indexed-pull"}, []string{"nursinghome-node", "identity-issuer", "monitor"},
+			[]string{"Indexed Pull answer: searchset", "Verpleeghuis De Berken         delivered"}},
+		{"beeld", []string{"--care", "beeld"}, []string{"pacs"},
+			[]string{"the referral index names as holders of images: 90000002", "the received SOP instance UIDs: all of the study's"}},
+		{"plateau-4", []string{"--plateau", "4"}, []string{"identity-issuer", "logcentral"},
+			[]string{"proof recorded in the admission register", "user identity signed by the identity issuer",
+				"the central log holds both nodes' chains"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"network", "up", "--processes", "--once", "--data-dir", t.TempDir(), "--log-level", "warn"}, tc.args...)
+			cmd := exec.Command(os.Args[0], args...)
+			cmd.Env = append(os.Environ(), runMainEnv+"=1")
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("network up --processes %s: %v\n%s", strings.Join(tc.args, " "), err, out.String())
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(out.String(), want) {
+					t.Fatalf("no %q in:\n%s", want, out.String())
+				}
+			}
+			comps := parseProcesses(t, out.String())
+			var pids []int
+			for _, name := range tc.components {
+				if comps[name] == nil {
+					t.Fatalf("no process %s in:\n%s", name, out.String())
+				}
+			}
+			for _, c := range comps {
+				pids = append(pids, c.pid)
+			}
+			if !gone(pids...) {
+				t.Fatalf("components still running after network up --once exited: %v", pids)
+			}
+		})
+	}
+}

@@ -21,9 +21,9 @@ import (
 // runImaging runs the network with the hospital's PACS stand-in and one
 // Beeldbeschikbaarheid exchange: the GP practice looks up the patient's
 // images at the hospital and retrieves a study through the hospital's node.
-func runImaging(ctx context.Context, opts network.Options, once bool) error {
+func runImaging(ctx context.Context, opts network.Options, once, processes bool) error {
 	opts.Imaging = true
-	return runScenario(ctx, opts, once, "imaging exchange", func(ctx context.Context, nw *network.Network) error {
+	return runScenario(ctx, opts, once, processes, "imaging exchange", func(ctx context.Context, nw *network.Network) error {
 		nw.PrintPACS()
 		run, err := nw.RunImaging(ctx)
 		if run != nil {
