@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,6 +116,16 @@ type ValidationTarget struct {
 var DemoValidations = []ValidationTarget{{GP.URA, validation.RoleSender}, {GP.URA, validation.RoleHolder},
 	{Hospital.URA, validation.RoleReceiver}, {Hospital.URA, validation.RoleRequester}}
 
+// validates reports whether a node is validated for care in role: the
+// validation service is agreed for the application, and its kit has cases
+// of its own for the role (the generic cases alone prove nothing about it).
+func (nw *Network) validates(reg *validation.Registry, care string, role validation.Role) bool {
+	if !slices.Contains(nw.validatorApplications(), care) {
+		return false
+	}
+	return slices.ContainsFunc(reg.Select(role, care, 1), func(c validation.Case) bool { return c.Application == care })
+}
+
 // Validate runs the validation kit in-process against the running nodes
 // for BgZ in the given roles, issues a proof for each conformant report
 // and records it in the admission register; the proofs are also written to
@@ -145,6 +156,9 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 		// Each node is validated for every care application the kit has
 		// cases for, one proof per application and role.
 		for _, care := range reg.Applications() {
+			if !nw.validates(reg, care, tg.Role) {
+				continue
+			}
 			rep, err := validation.Run(ctx, validation.Config{Target: target.PublicURL, TargetURA: tg.URA, Role: tg.Role, Care: care,
 				Kit: id, Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient, Vendor: "Schakel", Version: "network",
 				Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))}, Wait: 15 * time.Second}, reg)

@@ -168,6 +168,17 @@ type Application struct {
 	// Record returns the FHIR STU3 transaction Bundles the kit's
 	// counterpart serves, and the BSN of the patient they are about.
 	Record func() (bsn string, bundles [][]byte, err error)
+	// Endpoints are the application's own endpoints the kit looks up in
+	// the target's addressbook entry, beside the generic ones (found in
+	// Target.Endpoints by payload type, or listed in Target.Missing).
+	Endpoints []Endpoint
+}
+
+// Endpoint is an endpoint type of an addressbook entry: its payload type
+// and, for a FHIR endpoint, the FHIR version it must declare.
+type Endpoint struct {
+	PayloadType string
+	FHIRVersion string
 }
 
 // Registry holds the cases the kit can run. The composition root fills it;

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -191,6 +192,10 @@ func (p *Probe) Once(key string, fn func(p *Probe) (any, error)) (any, error) {
 	return m.val, m.err
 }
 
+// Started is when the run began: what the node recorded before is not
+// this run's.
+func (e *Env) Started() time.Time { return e.started }
+
 // Exchanges of a scenario run by Once, for a case to show as evidence.
 func (p *Probe) ScenarioExchanges(key string) []Exchange {
 	p.env.mu.Lock()
@@ -282,7 +287,7 @@ func (p *Probe) Token(client *http.Client, req oauth.TokenRequest) (token string
 
 // discover finds the target: its server certificate (and URA) by a TLS
 // handshake, its endpoints in the addressbook.
-func discover(ctx context.Context, cfg Config, client *http.Client) (Target, error) {
+func discover(ctx context.Context, cfg Config, app Application, client *http.Client) (Target, error) {
 	t := Target{URL: cfg.Target, URA: cfg.TargetURA, Endpoints: map[string]string{}}
 	u, _ := url.Parse(cfg.Target)
 	host := u.Host
@@ -311,17 +316,26 @@ func discover(ctx context.Context, cfg Config, client *http.Client) (Target, err
 		t.URA = id.URA
 	}
 	book := &addressbook.Client{Base: cfg.Addressbook, HTTP: client}
+	wanted := make([]Endpoint, 0, len(payloadTypes)+len(app.Endpoints))
 	for _, pt := range payloadTypes {
 		version := ""
 		if pt == addressbook.PayloadNotification || pt == addressbook.PayloadBgZServer {
 			version = "3.0"
 		}
-		ep, err := book.Endpoint(ctx, t.URA, pt, version)
+		wanted = append(wanted, Endpoint{PayloadType: pt, FHIRVersion: version})
+	}
+	for _, e := range app.Endpoints {
+		if !slices.Contains(payloadTypes, e.PayloadType) {
+			wanted = append(wanted, e)
+		}
+	}
+	for _, e := range wanted {
+		ep, err := book.Endpoint(ctx, t.URA, e.PayloadType, e.FHIRVersion)
 		if err != nil {
-			t.Missing = append(t.Missing, pt)
+			t.Missing = append(t.Missing, e.PayloadType)
 			continue
 		}
-		t.Endpoints[pt] = strings.TrimSuffix(ep, "/")
+		t.Endpoints[e.PayloadType] = strings.TrimSuffix(ep, "/")
 	}
 	return t, nil
 }

@@ -83,7 +83,7 @@ func Run(ctx context.Context, cfg Config, reg *Registry) (*Report, error) {
 	rep := &Report{Kit: KitName, Role: cfg.Role, Counterpart: cfg.Role.Counterpart(), Care: cfg.Care, Plateau: cfg.Plateau,
 		Vendor: cfg.Vendor, Version: cfg.Version, KitURA: cfg.Kit.URA, Started: env.started}
 	var err error
-	if env.Target, err = discover(ctx, cfg, env.HTTP); err != nil {
+	if env.Target, err = discover(ctx, cfg, app, env.HTTP); err != nil {
 		return nil, err
 	}
 	rep.Target = env.Target

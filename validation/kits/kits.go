@@ -11,6 +11,7 @@ import (
 
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/validation"
+	kitbeeld "github.com/schakel-nl/schakel/validation/beeld"
 	kitbgz "github.com/schakel-nl/schakel/validation/bgz"
 )
 
@@ -25,7 +26,7 @@ type Kit struct {
 
 // Shipped are the kits of the care applications Schakel ships.
 func Shipped() []Kit {
-	return []Kit{{Application: kitbgz.Name, Register: kitbgz.Register}}
+	return []Kit{{Application: kitbgz.Name, Register: kitbgz.Register}, {Application: kitbeeld.Name, Register: kitbeeld.Register}}
 }
 
 // Registry is the kit's registry for apps: the generic cases and the kit

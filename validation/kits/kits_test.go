@@ -5,13 +5,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/schakel-nl/schakel/beeld"
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/correspondentie"
 )
 
 func TestRegistry(t *testing.T) {
-	apps, err := careapp.NewRegistry(bgz.New(), correspondentie.New())
+	apps, err := careapp.NewRegistry(bgz.New(), beeld.New(), correspondentie.New())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,20 +20,22 @@ func TestRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := reg.Applications(); !slices.Equal(got, []string{"bgz"}) {
-		t.Errorf("kit applications %v, want bgz (Correspondentie has no kit)", got)
+	if got := reg.Applications(); !slices.Equal(got, []string{"beeld", "bgz"}) {
+		t.Errorf("kit applications %v, want beeld and bgz (Correspondentie has no kit)", got)
 	}
-	generic, bgzCases := 0, 0
+	generic, bgzCases, beeldCases := 0, 0, 0
 	for _, c := range reg.Cases() {
 		switch c.Application {
 		case "":
 			generic++
 		case "bgz":
 			bgzCases++
+		case "beeld":
+			beeldCases++
 		}
 	}
-	if generic == 0 || bgzCases == 0 {
-		t.Errorf("%d generic and %d BgZ cases registered", generic, bgzCases)
+	if generic == 0 || bgzCases == 0 || beeldCases == 0 {
+		t.Errorf("%d generic, %d BgZ and %d Beeldbeschikbaarheid cases registered", generic, bgzCases, beeldCases)
 	}
 	// A kit for an application the node does not run is refused.
 	letters, _ := careapp.NewRegistry(correspondentie.New())
