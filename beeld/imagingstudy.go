@@ -50,7 +50,7 @@ func ImagingStudy(v StudyView, dicomweb string) (json.RawMessage, error) {
 		}},
 		"identifier": identifiers(uid, s.String(TagAccessionNumber)),
 		"status":     "available",
-		"endpoint": []any{map[string]any{"reference": "#dicomweb"}},
+		"endpoint":   []any{map[string]any{"reference": "#dicomweb"}},
 	}
 	subject := map[string]any{"identifier": map[string]any{"system": SystemBSN, "value": s.String(TagPatientID)}}
 	if name := displayName(s.String(TagPatientName)); name != "" {
