@@ -195,9 +195,10 @@ func TestImagingEndToEnd(t *testing.T) {
 }
 
 // BenchmarkImagingWADO compares a WADO-RS retrieval of one study through
-// the hospital's node (mTLS, access token, agreement, patient-of-study
-// check at the PACS, consent at the Mitz stand-in, a durable audit record,
-// then the PACS's answer streamed) with the same retrieval directly from
+// the hospital's node (mTLS, access token, agreement, whose the study is
+// (asked of the PACS, then kept StudyOwnerTTL), consent at the Mitz
+// stand-in, a durable audit record, then the PACS's answer streamed)
+// with the same retrieval directly from
 // the PACS stand-in: "direct" plain HTTP on loopback, as the node reaches
 // it inside the hospital, "direct-tls" the same over TLS 1.3. "small" is a demo study (two
 // 16×16 images); "large" a study of 16 images of 512×512 (4 MiB), where
