@@ -123,7 +123,7 @@ func (nw *Network) validates(reg *validation.Registry, care string, role validat
 	if !slices.Contains(nw.validatorApplications(), care) {
 		return false
 	}
-	return slices.ContainsFunc(reg.Select(role, care, 1), func(c validation.Case) bool { return c.Application == care })
+	return reg.Runnable(role, care, 1) == nil
 }
 
 // Validate runs the validation kit in-process against the running nodes

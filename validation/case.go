@@ -254,5 +254,19 @@ func (r *Registry) Select(role Role, app string, plateau int) []Case {
 	return append(out, final...)
 }
 
+// Runnable reports why a run of role, app and plateau would validate
+// nothing of the application: it is not registered, or none of its cases
+// applies (the generic cases alone prove nothing about it). Nil when the
+// run has cases of the application.
+func (r *Registry) Runnable(role Role, app string, plateau int) error {
+	if _, ok := r.apps[app]; !ok {
+		return fmt.Errorf("validation: no cases for care application %q (known: %v)", app, r.Applications())
+	}
+	if !slices.ContainsFunc(r.Select(role, app, plateau), func(c Case) bool { return c.Application == app }) {
+		return fmt.Errorf("validation: the kit has no %s cases for the role %s at plateau %d", app, role, plateau)
+	}
+	return nil
+}
+
 // Cases returns every registered case.
 func (r *Registry) Cases() []Case { return slices.Clone(r.cases) }

@@ -3,7 +3,6 @@ package validation
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -67,10 +66,10 @@ func Run(ctx context.Context, cfg Config, reg *Registry) (*Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	app, ok := reg.apps[cfg.Care]
-	if !ok {
-		return nil, fmt.Errorf("validation: no cases for care application %q (known: %v)", cfg.Care, reg.Applications())
+	if err := reg.Runnable(cfg.Role, cfg.Care, cfg.Plateau); err != nil {
+		return nil, err
 	}
+	app := reg.apps[cfg.Care]
 	client := func(cert tls.Certificate) *http.Client {
 		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: pki.ClientTLSConfig(cert, cfg.Kit.Roots), ForceAttemptHTTP2: true}}
