@@ -93,12 +93,75 @@ type HolderConfig struct {
 	MaxJSONBytes int64
 	// MaxStudies bounds the studies one ImagingStudy search maps.
 	MaxStudies int
+	// StudyOwnerTTL is how long the node keeps whose a study is, as the
+	// PACS answered it (QIDO-RS PatientID, IssuerOfPatientID), before it
+	// asks again: a viewer retrieves one study in many requests (series,
+	// instances, frames, metadata), each of which would otherwise query
+	// the PACS first. Default 10s; negative asks the PACS every time.
+	// Consent is asked per request whatever this says.
+	StudyOwnerTTL time.Duration
 }
 
 // Holder is the holder side for every participant of a node.
 type Holder struct {
-	cfg HolderConfig
-	log *slog.Logger
+	cfg    HolderConfig
+	log    *slog.Logger
+	owners owners
+}
+
+// defaultStudyOwnerTTL is HolderConfig.StudyOwnerTTL's default.
+const defaultStudyOwnerTTL = 10 * time.Second
+
+// maxOwners bounds the studies whose patient the holder keeps.
+const maxOwners = 10000
+
+// owners keeps, per participant and study, the PACS's answer to whose
+// study it is, until it expires.
+type owners struct {
+	mu sync.Mutex
+	m  map[ownerKey]ownerEntry
+}
+
+type ownerKey struct{ tenant, study string }
+
+type ownerEntry struct {
+	d       Dataset
+	expires time.Time
+}
+
+func (o *owners) get(k ownerKey, now time.Time) (Dataset, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e, ok := o.m[k]
+	if !ok || !now.Before(e.expires) {
+		delete(o.m, k)
+		return nil, false
+	}
+	return e.d, true
+}
+
+func (o *owners) put(k ownerKey, d Dataset, now, expires time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[ownerKey]ownerEntry{}
+	}
+	if len(o.m) >= maxOwners {
+		// Full: drop what has expired, then arbitrary entries down to
+		// half; they are only a shortcut.
+		for key, e := range o.m {
+			if !now.Before(e.expires) {
+				delete(o.m, key)
+			}
+		}
+		for key := range o.m {
+			if len(o.m) < maxOwners/2 {
+				break
+			}
+			delete(o.m, key)
+		}
+	}
+	o.m[k] = ownerEntry{d: d, expires: expires}
 }
 
 // NewHolder builds the holder side.
@@ -123,6 +186,9 @@ func NewHolder(cfg HolderConfig) *Holder {
 	}
 	if cfg.Tenants == nil {
 		cfg.Tenants = func() []string { return nil }
+	}
+	if cfg.StudyOwnerTTL == 0 {
+		cfg.StudyOwnerTTL = defaultStudyOwnerTTL
 	}
 	return &Holder{cfg: cfg, log: cfg.Logger.With("component", "beeld")}
 }
@@ -598,16 +664,16 @@ func (h *Holder) ServeDICOMweb(w http.ResponseWriter, r *http.Request, tenant, p
 		study := segs[1]
 		decided := make(chan verdict, 1)
 		go func() { decided <- h.decide(r.Context(), q) }()
-		found, err := h.qido(r.Context(), q.backend, "studies?"+url.Values{"StudyInstanceUID": {study}}.Encode())
+		owner, err := h.studyOwner(r.Context(), q.backend, tenant, study)
 		v := <-decided
 		switch {
 		case err != nil:
 			h.refuse(w, q, upstreamOutcome(err))
 			return
-		case len(found) == 0:
+		case owner == nil:
 			h.refuse(w, q, fhir.Errorf(http.StatusNotFound, "not-found", "no study %s at this participant", study))
 			return
-		case !ofPatient(found[0], q.bsn):
+		case !ofPatient(owner, q.bsn):
 			h.refuse(w, q, forbidden("study %s is not of the access token's patient", study))
 			return
 		}
@@ -622,6 +688,33 @@ func (h *Holder) ServeDICOMweb(w http.ResponseWriter, r *http.Request, tenant, p
 		target += "?" + enc
 	}
 	h.forward(w, q, target, resources)
+}
+
+// studyOwner is the PACS's QIDO-RS answer for a study (its PatientID and
+// IssuerOfPatientID), nil when the PACS holds no such study; an answer
+// is kept StudyOwnerTTL.
+func (h *Holder) studyOwner(ctx context.Context, b Backend, tenant, study string) (Dataset, error) {
+	k := ownerKey{tenant, study}
+	now := h.cfg.Now()
+	if h.cfg.StudyOwnerTTL > 0 {
+		if d, ok := h.owners.get(k, now); ok {
+			return d, nil
+		}
+	}
+	found, err := h.qido(ctx, b, "studies?"+url.Values{"StudyInstanceUID": {study}}.Encode())
+	if err != nil || len(found) == 0 {
+		return nil, err
+	}
+	d := Dataset{}
+	for _, tag := range []string{TagPatientID, TagIssuerOfPatientID} {
+		if a, ok := found[0][tag]; ok {
+			d[tag] = a
+		}
+	}
+	if h.cfg.StudyOwnerTTL > 0 {
+		h.owners.put(k, d, now, now.Add(h.cfg.StudyOwnerTTL))
+	}
+	return d, nil
 }
 
 // isSearch tells a QIDO-RS path (studies, …/series, …/instances) from a

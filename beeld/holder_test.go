@@ -11,7 +11,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consent"
@@ -66,6 +68,34 @@ type holderFixture struct {
 	log         *memLog
 	mine, other []*Study
 	admitted    []Access
+	// now is the holder's clock; owners counts the PACS queries of whose
+	// a study is, decisions the consent questions.
+	now               time.Time
+	owners, decisions atomic.Int64
+}
+
+// countingTransport counts the QIDO-RS queries of a study's patient.
+type countingTransport struct {
+	next http.RoundTripper
+	n    *atomic.Int64
+}
+
+func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Query().Has("StudyInstanceUID") {
+		c.n.Add(1)
+	}
+	return c.next.RoundTrip(r)
+}
+
+// countingChecker counts the consent questions.
+type countingChecker struct {
+	consent.Checker
+	n *atomic.Int64
+}
+
+func (c countingChecker) Decide(ctx context.Context, q consent.Question) (consent.Decision, error) {
+	c.n.Add(1)
+	return c.Checker.Decide(ctx, q)
 }
 
 func token(tenant, bsn string) *oauth.AccessToken {
@@ -77,7 +107,8 @@ func token(tenant, bsn string) *oauth.AccessToken {
 func newHolderFixture(t *testing.T) *holderFixture {
 	t.Helper()
 	pacs, mine, other := testPACS(t)
-	f := &holderFixture{pacs: pacs, log: &memLog{}, mine: mine, other: other}
+	f := &holderFixture{pacs: pacs, log: &memLog{}, mine: mine, other: other, now: time.Now()}
+	pacsHTTP := &http.Client{Transport: countingTransport{next: pacs.Client().Transport, n: &f.owners}}
 	tokens := map[string]*oauth.AccessToken{
 		"mine":    token(holderURA, testPatient.BSN),
 		"other":   token(holderURA, otherPatient.BSN),
@@ -86,7 +117,7 @@ func newHolderFixture(t *testing.T) *holderFixture {
 	var base string
 	h := NewHolder(HolderConfig{
 		Backend: func(tenant string) (Backend, bool) {
-			return Backend{Base: pacs.URL, HTTP: pacs.Client()}, tenant == holderURA
+			return Backend{Base: pacs.URL, HTTP: pacsHTTP}, tenant == holderURA
 		},
 		Tenants:      func() []string { return []string{holderURA} },
 		FHIRBase:     func(t string) string { return base + "/fhir/r4/" + t },
@@ -108,9 +139,10 @@ func newHolderFixture(t *testing.T) *holderFixture {
 		},
 		FacilityType: func(string) string { return "Z3" },
 		ConsentSource: func(consent.Question) (consent.Checker, string) {
-			return consentByPatient{testPatient.BSN: true}, "Mitz closed question"
+			return countingChecker{consentByPatient{testPatient.BSN: true}, &f.decisions}, "Mitz closed question"
 		},
 		Audit: f.log,
+		Now:   func() time.Time { return f.now },
 	})
 	mux := http.NewServeMux()
 	h.Routes(mux)
@@ -326,5 +358,40 @@ func TestResolveGrant(t *testing.T) {
 		if _, err := h.ResolveGrant(context.Background(), r); err == nil {
 			t.Errorf("%s: granted", name)
 		}
+	}
+}
+
+// TestStudyOwnerKept: whose a study is is asked of the PACS once per
+// StudyOwnerTTL, not per retrieval; consent is asked every time, and a
+// token of another patient is refused on the kept answer as on a fresh one.
+func TestStudyOwnerKept(t *testing.T) {
+	f := newHolderFixture(t)
+	st := f.mine[1]
+	in := st.Series[0].Instances[0]
+	for _, path := range []string{"/studies/" + st.UID, "/studies/" + st.UID + "/series/" + st.Series[0].UID,
+		"/studies/" + st.UID + "/series/" + st.Series[0].UID + "/instances/" + in.SOPInstanceUID} {
+		if res, body := f.get(t, "/dicomweb/"+holderURA+path, "mine", MediaStudy); res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", path, res.StatusCode, body)
+		}
+	}
+	if n, d := f.owners.Load(), f.decisions.Load(); n != 1 || d != 3 {
+		t.Errorf("three retrievals of one study: %d queries of its patient, %d consent questions; want 1 and 3", n, d)
+	}
+	if res, body := f.get(t, "/dicomweb/"+holderURA+"/studies/"+st.UID, "other", MediaStudy); res.StatusCode != http.StatusForbidden ||
+		!strings.Contains(string(body), "not of the access token's patient") {
+		t.Errorf("another patient's token on a kept study: %d %s", res.StatusCode, body)
+	}
+	f.now = f.now.Add(defaultStudyOwnerTTL)
+	if res, _ := f.get(t, "/dicomweb/"+holderURA+"/studies/"+st.UID, "mine", MediaStudy); res.StatusCode != http.StatusOK || f.owners.Load() != 2 {
+		t.Errorf("after the TTL: %d, %d queries of the study's patient, want 2", res.StatusCode, f.owners.Load())
+	}
+	// A study the PACS does not hold is asked every time.
+	for range 2 {
+		if res, _ := f.get(t, "/dicomweb/"+holderURA+"/studies/1.2.3.4", "mine", MediaStudy); res.StatusCode != http.StatusNotFound {
+			t.Errorf("unknown study: %d", res.StatusCode)
+		}
+	}
+	if f.owners.Load() != 4 {
+		t.Errorf("%d queries, want 4", f.owners.Load())
 	}
 }

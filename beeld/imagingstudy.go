@@ -50,10 +50,13 @@ func ImagingStudy(v StudyView, dicomweb string) (json.RawMessage, error) {
 		}},
 		"identifier": identifiers(uid, s.String(TagAccessionNumber)),
 		"status":     "available",
-		"subject": map[string]any{"identifier": map[string]any{"system": SystemBSN, "value": s.String(TagPatientID)},
-			"display": displayName(s.String(TagPatientName))},
-		"endpoint": []any{map[string]any{"reference": "#dicomweb"}},
+		"endpoint":   []any{map[string]any{"reference": "#dicomweb"}},
 	}
+	subject := map[string]any{"identifier": map[string]any{"system": SystemBSN, "value": s.String(TagPatientID)}}
+	if name := displayName(s.String(TagPatientName)); name != "" {
+		subject["display"] = name // FHIR forbids an empty string
+	}
+	doc["subject"] = subject
 	if mods := s.Strings(TagModalitiesInStudy); len(mods) > 0 {
 		var cs []any
 		for _, m := range mods {

@@ -56,3 +56,18 @@ func roundTrip(t *testing.T, d Dataset) Dataset {
 	}
 	return out
 }
+
+// TestImagingStudyWithoutPatientName: a PACS that answers no PatientName
+// still gives a valid R4 ImagingStudy (no empty subject.display).
+func TestImagingStudyWithoutPatientName(t *testing.T) {
+	v := StudyView{Study: Dataset{TagStudyInstanceUID: {VR: "UI", Value: []any{"1.2.3"}}, TagPatientID: {VR: "LO", Value: []any{testPatient.BSN}}}}
+	doc, err := ImagingStudy(v, "https://node/dicomweb/90000002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, is := range validate.Resource(fhir.R4, doc) {
+		if is.Severity == "error" || is.Severity == "fatal" {
+			t.Errorf("%s: %s", is.Expression, is.Diagnostics)
+		}
+	}
+}

@@ -353,21 +353,45 @@ func (p *PACS) retrieve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	files := instancesOf(st, se, in)
+	// The body's length is known before it is written: a first pass over
+	// the same parts counts it, so the answer carries a Content-Length
+	// rather than chunked framing, as a PACS serving stored files does.
+	var n byteCounter
+	boundary := writeParts(&n, "", files)
+	w.Header().Set("Content-Type", fmt.Sprintf(`%s; boundary=%s`, MediaStudy, boundary))
+	w.Header().Set("Content-Length", strconv.FormatInt(int64(n), 10))
+	writeParts(w, boundary, files)
+}
+
+// writeParts writes files as the parts of a multipart/related body with
+// boundary (a new one when empty) and returns the boundary.
+func writeParts(w io.Writer, boundary string, files []*Instance) string {
 	mw := multipart.NewWriter(w)
-	w.Header().Set("Content-Type", fmt.Sprintf(`%s; boundary=%s`, MediaStudy, mw.Boundary()))
+	if boundary != "" {
+		_ = mw.SetBoundary(boundary)
+	}
 	for _, f := range files {
 		h := textproto.MIMEHeader{}
 		h.Set("Content-Type", MediaDICOM+"; transfer-syntax="+TransferSyntaxExplicitLE)
 		h.Set("Content-Length", strconv.Itoa(len(f.File)))
 		part, err := mw.CreatePart(h)
 		if err != nil {
-			return
+			return mw.Boundary()
 		}
 		if _, err := part.Write(f.File); err != nil {
-			return
+			return mw.Boundary()
 		}
 	}
 	_ = mw.Close()
+	return mw.Boundary()
+}
+
+// byteCounter counts what is written to it.
+type byteCounter int64
+
+func (c *byteCounter) Write(p []byte) (int, error) {
+	*c += byteCounter(len(p))
+	return len(p), nil
 }
 
 // metadata answers WADO-RS metadata: per instance its attributes as DICOM

@@ -110,6 +110,10 @@ func TestWADOShapes(t *testing.T) {
 	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), MediaStudy) {
 		t.Fatalf("WADO-RS study: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}
+	// The length is announced (no chunked framing) and is the body's.
+	if res.ContentLength <= 0 || len(res.TransferEncoding) > 0 {
+		t.Errorf("WADO-RS study: Content-Length %d, Transfer-Encoding %v", res.ContentLength, res.TransferEncoding)
+	}
 	var got []string
 	err = ReadMultipart(res.Header.Get("Content-Type"), res.Body, func(part io.Reader) error {
 		b, err := io.ReadAll(part)

@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/schakel-nl/schakel/admission"
+	"github.com/schakel-nl/schakel/beeld"
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/rest"
@@ -147,19 +147,25 @@ var DemoValidations = []ValidationTarget{{URA: GP.URA, Role: validation.RoleSend
 	{URA: Hospital.URA, Role: validation.RoleReceiver}, {URA: Hospital.URA, Role: validation.RoleRequester},
 	{URA: Hospital.URA, Role: validation.RolePushSender}, {URA: GP.URA, Role: validation.RolePushReceiver}}
 
-// validatesHere reports whether the network's nodes can be validated for
-// care: a transfer (careapp.Transfer) needs its sender's dossier and the
-// nursing home's node, which only the transfer network (Care set to it)
-// has.
-func (nw *Network) validatesHere(care string) bool {
+// validates reports whether a node of this network is validated for care
+// in role: the network can exchange the application with the validation
+// service — a transfer (careapp.Transfer) needs its sender's dossier and
+// the nursing home's node, which only the transfer network (Care set to
+// it) has; imaging needs the PACS (Options.Imaging) — and the kit has
+// cases of the application's own for the role (the generic cases alone
+// prove nothing about it).
+func (nw *Network) validates(reg *validation.Registry, care string, role validation.Role) bool {
 	a, ok := nw.opts.Applications.Get(care)
 	if !ok {
 		return false
 	}
-	if _, isT := a.(careapp.Transfer); isT {
-		return nw.opts.Care == care
+	if _, isT := a.(careapp.Transfer); isT && nw.opts.Care != care {
+		return false
 	}
-	return true
+	if care == beeld.Application && !nw.opts.Imaging {
+		return false
+	}
+	return reg.Runnable(role, care, 1) == nil
 }
 
 // Validate runs the validation kit in-process against the running nodes
@@ -194,7 +200,7 @@ func (nw *Network) Validate(ctx context.Context, targets ...ValidationTarget) ([
 		// Each node is validated for every care application the kit has
 		// cases for, one proof per application and role.
 		for _, care := range reg.Applications() {
-			if !slices.Contains(reg.Roles(care), tg.Role) || (tg.Care != "" && tg.Care != care) || !nw.validatesHere(care) {
+			if (tg.Care != "" && tg.Care != care) || !nw.validates(reg, care, tg.Role) {
 				continue
 			}
 			rep, err := validation.Run(ctx, validation.Config{Target: target.PublicURL, TargetURA: tg.URA, Role: tg.Role, Care: care,

@@ -115,7 +115,14 @@ func (nw *Network) validatorAgreements() []plateau.PartnerConfig {
 	// nodes by default), whatever the demo nodes agree with each other.
 	agreed := plateau.Uniform(1)
 	agreed[plateau.Consent] = 4
-	return []plateau.PartnerConfig{{URA: Validator.URA, Name: Validator.Name, Plateaus: agreed, Applications: nw.pullApplications()}}
+	return []plateau.PartnerConfig{{URA: Validator.URA, Name: Validator.Name, Plateaus: agreed, Applications: nw.validatorApplications()}}
+}
+
+// validatorApplications are the care applications the validation service
+// is agreed for: those with a query set, and Beeldbeschikbaarheid where
+// the hospital has its PACS.
+func (nw *Network) validatorApplications() []string {
+	return nw.withImaging(nw.pullApplications())
 }
 
 // admitValidator lists the kit in the addressbook (in this process; the
@@ -140,6 +147,14 @@ func (nw *Network) admitValidator(ctx context.Context) error {
 			TokenFile: filepath.Join(nw.opts.DataDir, nw.nodeNames[i], "internal-token-"+p.URA)}
 		if p.URA == GP.URA {
 			t.Patient = nw.Patients[0].BSN // consent registered for it (registerDemoConsent)
+		}
+		if p.URA == Hospital.URA && nw.pacs != nil {
+			// The PACS holds the patient's studies; the patient permits
+			// the hospital's data at Mitz, as for the imaging exchange.
+			if err := permitAtMitz(ctx, nw.consent.Store(), nw.Patients[0].BSN, Hospital.URA); err != nil {
+				return err
+			}
+			t.Patient = nw.Patients[0].BSN
 		}
 		f.Targets = append(f.Targets, t)
 	}

@@ -65,6 +65,11 @@ func (r *redactor) body(contentType string, b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
+	if binaryBody(contentType) {
+		// Images and other binary answers are evidence by their size and
+		// type; their bytes would make the report unreadable.
+		return fmt.Sprintf("[%d bytes of %s]", len(b), contentType)
+	}
 	s := string(b)
 	if strings.HasPrefix(contentType, "application/x-www-form-urlencoded") {
 		if form, err := url.ParseQuery(s); err == nil {
@@ -94,6 +99,15 @@ func (r *redactor) body(contentType string, b []byte) string {
 		s = s[:maxShown] + fmt.Sprintf("\n… (%d bytes in all)", len(b))
 	}
 	return s
+}
+
+// binaryBody reports whether a body of contentType is not text: DICOM,
+// multipart (WADO-RS), images, octet streams.
+func binaryBody(contentType string) bool {
+	mt, _, _ := strings.Cut(strings.ToLower(contentType), ";")
+	mt = strings.TrimSpace(mt)
+	return mt == "application/dicom" || mt == "application/octet-stream" || strings.HasPrefix(mt, "multipart/") ||
+		strings.HasPrefix(mt, "image/") || strings.HasPrefix(mt, "video/")
 }
 
 func (r *redactor) headers(h http.Header) map[string]string {

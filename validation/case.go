@@ -193,6 +193,17 @@ type Application struct {
 	// Record returns the transaction Bundles (of FHIRVersion) the kit's
 	// counterpart serves, and the BSN of the patient they are about.
 	Record func() (bsn string, bundles [][]byte, err error)
+	// Endpoints are the application's own endpoints the kit looks up in
+	// the target's addressbook entry, beside the generic ones (found in
+	// Target.Endpoints by payload type, or listed in Target.Missing).
+	Endpoints []Endpoint
+}
+
+// Endpoint is an endpoint type of an addressbook entry: its payload type
+// and, for a FHIR endpoint, the FHIR version it must declare.
+type Endpoint struct {
+	PayloadType string
+	FHIRVersion string
 }
 
 // Version is the application's FHIR version (STU3 when not set).
@@ -299,6 +310,20 @@ func (r *Registry) Roles(app string) []Role {
 		}
 	}
 	return out
+}
+
+// Runnable reports why a run of role, app and plateau would validate
+// nothing of the application: it is not registered, or none of its cases
+// applies (the generic cases alone prove nothing about it). Nil when the
+// run has cases of the application.
+func (r *Registry) Runnable(role Role, app string, plateau int) error {
+	if _, ok := r.apps[app]; !ok {
+		return fmt.Errorf("validation: no cases for care application %q (known: %v)", app, r.Applications())
+	}
+	if !slices.ContainsFunc(r.Select(role, app, plateau), func(c Case) bool { return c.Application == app }) {
+		return fmt.Errorf("validation: the kit has no %s cases for the role %s at plateau %d", app, role, plateau)
+	}
+	return nil
 }
 
 // Cases returns every registered case.

@@ -51,6 +51,24 @@ func TestRegistrySelectsByRoleApplicationAndPlateau(t *testing.T) {
 			}
 		}
 	}
+	// A run with no case of the application is refused: it would
+	// validate nothing of it.
+	for _, tc := range []struct {
+		role    Role
+		app     string
+		plateau int
+		ok      bool
+	}{
+		{RoleSender, "app", 1, true},
+		{RoleHolder, "app", 3, true},
+		{RoleHolder, "app", 4, false},
+		{RoleRequester, "app", 1, false},
+		{RoleSender, "other", 1, false},
+	} {
+		if err := reg.Runnable(tc.role, tc.app, tc.plateau); (err == nil) != tc.ok {
+			t.Errorf("Runnable(%s, %s, %d): %v", tc.role, tc.app, tc.plateau, err)
+		}
+	}
 	for _, bad := range []Case{
 		{ID: "g.all", Requirement: "r", Source: "s", Run: run},                     // twice
 		{ID: "no-source", Requirement: "r", Run: run},                              // no source

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -224,6 +225,10 @@ func (p *Probe) Once(key string, fn func(p *Probe) (any, error)) (any, error) {
 	return m.val, m.err
 }
 
+// Started is when the run began: what the node recorded before is not
+// this run's.
+func (e *Env) Started() time.Time { return e.started }
+
 // Exchanges of a scenario run by Once, for a case to show as evidence.
 func (p *Probe) ScenarioExchanges(key string) []Exchange {
 	p.env.mu.Lock()
@@ -345,7 +350,9 @@ func discover(ctx context.Context, cfg Config, app Application, client *http.Cli
 		t.URA = id.URA
 	}
 	book := &addressbook.Client{Base: cfg.Addressbook, HTTP: client}
-	for _, pt := range t.payloadTypes() {
+	types := t.payloadTypes()
+	wanted := make([]Endpoint, 0, len(types)+len(app.Endpoints))
+	for _, pt := range types {
 		version := ""
 		switch pt {
 		case addressbook.PayloadNotification:
@@ -353,12 +360,20 @@ func discover(ctx context.Context, cfg Config, app Application, client *http.Cli
 		case t.DataPayloadType:
 			version = t.FHIRVersion
 		}
-		ep, err := book.Endpoint(ctx, t.URA, pt, version)
+		wanted = append(wanted, Endpoint{PayloadType: pt, FHIRVersion: version})
+	}
+	for _, e := range app.Endpoints {
+		if !slices.Contains(types, e.PayloadType) {
+			wanted = append(wanted, e)
+		}
+	}
+	for _, e := range wanted {
+		ep, err := book.Endpoint(ctx, t.URA, e.PayloadType, e.FHIRVersion)
 		if err != nil {
-			t.Missing = append(t.Missing, pt)
+			t.Missing = append(t.Missing, e.PayloadType)
 			continue
 		}
-		t.Endpoints[pt] = strings.TrimSuffix(ep, "/")
+		t.Endpoints[e.PayloadType] = strings.TrimSuffix(ep, "/")
 	}
 	if cfg.Role == RolePushSender || cfg.Role == RolePushReceiver {
 		if ep, err := book.Endpoint(ctx, t.URA, PayloadPush, "3.0"); err != nil {

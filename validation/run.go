@@ -68,13 +68,13 @@ func Run(ctx context.Context, cfg Config, reg *Registry) (*Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	app, ok := reg.apps[cfg.Care]
-	if !ok {
-		return nil, fmt.Errorf("validation: no cases for care application %q (known: %v)", cfg.Care, reg.Applications())
+	if err := reg.Runnable(cfg.Role, cfg.Care, cfg.Plateau); err != nil {
+		return nil, err
 	}
 	if roles := reg.Roles(cfg.Care); !slices.Contains(roles, cfg.Role) {
 		return nil, fmt.Errorf("validation: care application %s has no cases for role %s (its roles: %v)", cfg.Care, cfg.Role, roles)
 	}
+	app := reg.apps[cfg.Care]
 	client := func(cert tls.Certificate) *http.Client {
 		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: pki.ClientTLSConfig(cert, cfg.Kit.Roots), ForceAttemptHTTP2: true}}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/validation"
+	kitbeeld "github.com/schakel-nl/schakel/validation/beeld"
 	kitbgz "github.com/schakel-nl/schakel/validation/bgz"
 	kitcorrespondentie "github.com/schakel-nl/schakel/validation/correspondentie"
 	kiteoverdracht "github.com/schakel-nl/schakel/validation/eoverdracht"
@@ -34,6 +35,7 @@ func Shipped() []Kit {
 		{Application: kitcorrespondentie.Name, Register: kitcorrespondentie.Register},
 		{Application: kitgeboortezorg.Name, Register: kitgeboortezorg.Register},
 		{Application: kiteoverdracht.Name, Register: kiteoverdracht.Register},
+		{Application: kitbeeld.Name, Register: kitbeeld.Register},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/schakel-nl/schakel/beeld"
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/bgzr4"
 	"github.com/schakel-nl/schakel/careapp"
@@ -15,7 +16,7 @@ import (
 )
 
 func TestRegistry(t *testing.T) {
-	apps, err := careapp.NewRegistry(bgz.New(), bgzr4.New(), correspondentie.New(), geboortezorg.New(), eoverdracht.New())
+	apps, err := careapp.NewRegistry(bgz.New(), bgzr4.New(), correspondentie.New(), geboortezorg.New(), eoverdracht.New(), beeld.New())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,8 +24,8 @@ func TestRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := reg.Applications(); !slices.Equal(got, []string{"bgz", "bgz-r4", "correspondentie", "eoverdracht", "geboortezorg"}) {
-		t.Errorf("kit applications %v, want bgz, bgz-r4, correspondentie, eoverdracht, geboortezorg", got)
+	if got := reg.Applications(); !slices.Equal(got, []string{"beeld", "bgz", "bgz-r4", "correspondentie", "eoverdracht", "geboortezorg"}) {
+		t.Errorf("kit applications %v, want beeld, bgz, bgz-r4, correspondentie, eoverdracht, geboortezorg", got)
 	}
 	counts := map[string]int{}
 	for _, c := range reg.Cases() {
@@ -33,7 +34,7 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("case %s of %s is not named %s.…", c.ID, c.Application, c.Application)
 		}
 	}
-	for _, app := range []string{"", "bgz", "bgz-r4", "correspondentie", "eoverdracht", "geboortezorg"} {
+	for _, app := range []string{"", "beeld", "bgz", "bgz-r4", "correspondentie", "eoverdracht", "geboortezorg"} {
 		if counts[app] == 0 {
 			t.Errorf("no cases of %q registered: %v", app, counts)
 		}
@@ -47,7 +48,7 @@ func TestRegistry(t *testing.T) {
 	pull := []validation.Role{validation.RoleSender, validation.RoleReceiver, validation.RoleHolder, validation.RoleRequester}
 	push := []validation.Role{validation.RolePushSender, validation.RolePushReceiver}
 	for app, want := range map[string][]validation.Role{"bgz": pull, "bgz-r4": pull, "correspondentie": push, "geboortezorg": push,
-		"eoverdracht": {validation.RoleSender, validation.RoleReceiver}} {
+		"eoverdracht": {validation.RoleSender, validation.RoleReceiver}, "beeld": {validation.RoleHolder}} {
 		if got := reg.Roles(app); !slices.Equal(got, want) {
 			t.Errorf("roles of %s: %v, want %v", app, got, want)
 		}
