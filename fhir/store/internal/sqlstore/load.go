@@ -16,6 +16,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/search"
 	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/fhir/validate"
 )
 
 // Copier is a Conn that can put many rows into a table in one go
@@ -67,7 +68,7 @@ func (e *Engine) parseHead(body []byte) (*Parsed, error) {
 	if id == "" {
 		return nil, fmt.Errorf("%w: update needs an id", store.ErrInvalid)
 	}
-	if !idPattern.MatchString(id) {
+	if !validate.IsID(id) {
 		return nil, fmt.Errorf("%w: invalid id", store.ErrInvalid)
 	}
 	return &Parsed{Type: typ, ID: id, body: body}, nil

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/search"
 	"github.com/schakel-nl/schakel/fhir/spec"
 	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/fhir/validate"
 )
 
 // Conn runs statements: a pool, a connection or a transaction.
@@ -91,9 +91,6 @@ func (e *Engine) wrap(err error) error {
 	return fmt.Errorf("%s: %w", e.Dialect.Name, err)
 }
 
-// idPattern is the FHIR id datatype.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
-
 // Parsed is a resource body checked and decoded for indexing.
 type Parsed struct {
 	Type, ID string
@@ -123,7 +120,7 @@ func (e *Engine) Parse(body []byte) (*Parsed, error) {
 	p := &Parsed{Type: typ, body: body, doc: doc}
 	if id, present := doc["id"]; present {
 		p.ID, ok = id.(string)
-		if !ok || !idPattern.MatchString(p.ID) {
+		if !ok || !validate.IsID(p.ID) {
 			return nil, fmt.Errorf("%w: invalid id", store.ErrInvalid)
 		}
 	}
