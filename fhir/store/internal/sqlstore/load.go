@@ -427,34 +427,70 @@ var indexColumns = []struct {
 }
 
 // indexRows lays out the index values ixs of the written resources as rows
-// per index table.
+// per index table. The rows of a table share one backing array, and the
+// rid, tenant and type of a resource are boxed once for all its rows: a
+// resource has ~9 index rows, and boxing each value of each row was the
+// largest source of allocations of a load.
 func indexRows(tenant string, ps []*Parsed, written []int, rids []int64, ixs []search.Index) map[string][][]any {
+	var n [7]int
+	for k := range written {
+		ix := &ixs[k]
+		n[0] += len(ix.Tokens)
+		n[1] += len(ix.Refs)
+		n[2] += len(ix.Dates)
+		n[3] += len(ix.Strings)
+		n[4] += len(ix.Quantities)
+		n[5] += len(ix.URIs)
+		n[6] += len(ix.Numbers)
+	}
 	rows := make(map[string][][]any, len(indexColumns))
+	tables := make([]table, len(indexColumns))
+	for t, ic := range indexColumns {
+		tables[t] = table{rows: make([][]any, 0, n[t]), vals: make([]any, 0, n[t]*len(ic.cols))}
+	}
+	tenantV := any(tenant)
 	for k, i := range written {
-		rid, typ, ix := rids[i], ps[i].Type, &ixs[k]
+		ridV, typV, ix := any(rids[i]), any(ps[i].Type), &ixs[k]
 		for _, v := range ix.Tokens {
-			rows["idx_token"] = append(rows["idx_token"], []any{rid, tenant, typ, v.Param, v.System, v.Code, v.Text})
+			tables[0].add(ridV, tenantV, typV, v.Param, v.System, v.Code, v.Text)
 		}
 		for _, v := range ix.Refs {
-			rows["idx_ref"] = append(rows["idx_ref"], []any{rid, tenant, typ, v.Param, v.Type, v.ID, v.URL})
+			tables[1].add(ridV, tenantV, typV, v.Param, v.Type, v.ID, v.URL)
 		}
 		for _, v := range ix.Dates {
-			rows["idx_date"] = append(rows["idx_date"], []any{rid, tenant, typ, v.Param, v.Low, v.High})
+			tables[2].add(ridV, tenantV, typV, v.Param, v.Low, v.High)
 		}
 		for _, v := range ix.Strings {
-			rows["idx_string"] = append(rows["idx_string"], []any{rid, tenant, typ, v.Param, v.Norm, v.Raw})
+			tables[3].add(ridV, tenantV, typV, v.Param, v.Norm, v.Raw)
 		}
 		for _, v := range ix.Quantities {
-			rows["idx_quantity"] = append(rows["idx_quantity"], []any{rid, tenant, typ, v.Param, v.Value, v.System, v.Code, v.Unit})
+			tables[4].add(ridV, tenantV, typV, v.Param, v.Value, v.System, v.Code, v.Unit)
 		}
 		for _, v := range ix.URIs {
-			rows["idx_uri"] = append(rows["idx_uri"], []any{rid, tenant, typ, v.Param, v.URI})
+			tables[5].add(ridV, tenantV, typV, v.Param, v.URI)
 		}
 		for _, v := range ix.Numbers {
-			rows["idx_number"] = append(rows["idx_number"], []any{rid, tenant, typ, v.Param, v.Value})
+			tables[6].add(ridV, tenantV, typV, v.Param, v.Value)
+		}
+	}
+	for t, ic := range indexColumns {
+		if len(tables[t].rows) > 0 {
+			rows[ic.table] = tables[t].rows
 		}
 	}
 	return rows
+}
+
+// table collects the rows of one index table in one backing array.
+type table struct {
+	rows [][]any
+	vals []any
+}
+
+func (t *table) add(vals ...any) {
+	at := len(t.vals)
+	t.vals = append(t.vals, vals...)
+	t.rows = append(t.rows, t.vals[at:len(t.vals):len(t.vals)])
 }
 
 // putRows puts rows into table: by COPY when c is a Copier, otherwise
