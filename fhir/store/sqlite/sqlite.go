@@ -277,10 +277,12 @@ func (w *writer) loadTx(ctx context.Context, fn func(c sqlstore.Conn) error) (er
 // 4 KiB pages) instead of SQLite's 1 000. A batch of a bulk import
 // dirties index pages all over the B-trees, and the next batch the same
 // ones again: checkpointing after every batch wrote each of them into the
-// database file once per batch. The WAL keeps every commit crash-safe as
-// before; Sync's FULL checkpoint at the end of an import copies the pages
-// once. Other transactions keep the default and checkpoint what a load
-// left in the WAL at their commit.
+// database file once per batch. A crash leaves the store consistent as
+// before (with synchronous=NORMAL a power loss can take the commits since
+// the WAL was last synced, here more of them: an import is not done before
+// Sync). Sync's FULL checkpoint at the end of an import copies the pages
+// once and syncs them. Other transactions keep the default and checkpoint
+// what a load left in the WAL at their commit.
 const (
 	loadCheckpoint   = "PRAGMA wal_autocheckpoint = 65536"
 	normalCheckpoint = "PRAGMA wal_autocheckpoint = 1000"
