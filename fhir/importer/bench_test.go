@@ -39,6 +39,9 @@ func BenchmarkImportDemo(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("SCHAKEL_BENCH_PATIENTS")); err == nil && v > 0 {
 		n = v
 	}
+	// $SCHAKEL_BENCH_BATCH sets the resources per batch (default
+	// importer.DefaultBatchResources).
+	batch, _ := strconv.Atoi(os.Getenv("SCHAKEL_BENCH_BATCH"))
 	bundles := make([][]byte, n)
 	resources := 0
 	for i := range n {
@@ -65,7 +68,7 @@ func BenchmarkImportDemo(b *testing.B) {
 	importAll := func(b *testing.B, st store.Store) importer.Counts {
 		im := newImporter(b, st)
 		sum := &importer.Summary{}
-		bk, err := im.NewBulk(sum, importer.BulkOptions{Strict: true})
+		bk, err := im.NewBulk(sum, importer.BulkOptions{Strict: true, BatchResources: batch})
 		if err != nil {
 			b.Fatal(err)
 		}

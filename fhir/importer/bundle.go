@@ -14,6 +14,7 @@ import (
 
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/fhir/validate"
 )
 
 // locError is a failure at a location inside one document.
@@ -289,7 +290,7 @@ func (im *Importer) resourceEntry(typ, loc, fullURL string, body []byte, top []f
 		if err != nil {
 			return e, fmt.Errorf("%w: %v", ErrInput, err)
 		}
-		if !idPattern.MatchString(id) {
+		if !validate.IsID(id) {
 			return e, fmt.Errorf("%w: invalid id %q", ErrInput, id)
 		}
 		e.bodyID = id
@@ -311,7 +312,7 @@ func (im *Importer) requestURL(raw string) (typ, id string, cond url.Values, err
 		}
 	case !hasQuery && len(segs) >= 2:
 		typ, id = segs[len(segs)-2], segs[len(segs)-1]
-		if !idPattern.MatchString(id) {
+		if !validate.IsID(id) {
 			return "", "", nil, fmt.Errorf("%w: request.url %q: invalid id", ErrInput, raw)
 		}
 	default:

@@ -29,7 +29,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -484,6 +483,3 @@ func (im *Importer) checkXMLRoot(data []byte) error {
 		return nil
 	}
 }
-
-// idPattern is the FHIR id datatype.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)

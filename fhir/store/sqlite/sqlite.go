@@ -75,7 +75,10 @@ func Open(ctx context.Context, path string, v fhir.Version) (*Store, error) {
 	if memory {
 		s.wdb, err = sql.Open("sqlite", "file::memory:?"+pragmas+writerCache)
 	} else {
-		s.wdb, err = sql.Open("sqlite", "file:"+path+"?"+pragmas+writerCache+"&_pragma=journal_mode(WAL)")
+		// A bulk load lets the WAL grow to 256 MiB between checkpoints
+		// (see loadTx); journal_size_limit shrinks the file back to 64 MiB
+		// when the WAL starts over after a checkpoint.
+		s.wdb, err = sql.Open("sqlite", "file:"+path+"?"+pragmas+writerCache+"&_pragma=journal_mode(WAL)&_pragma=journal_size_limit(67108864)")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite store: %w", err)
@@ -254,26 +257,49 @@ func (w *writer) loadTx(ctx context.Context, fn func(c sqlstore.Conn) error) (er
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c := writerConn{w}
-	if err := c.Exec(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
-		return fmt.Errorf("sqlite store: load: %w", err)
-	}
-	w.fkOff = true
+	w.fkOff = true // set before: a half-done switch is undone too
 	defer func() {
 		// The next transaction tries again when this fails.
 		if ferr := w.foreignKeysOn(context.WithoutCancel(ctx)); ferr != nil && err == nil {
 			err = ferr
 		}
 	}()
+	if err := c.Exec(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+		return fmt.Errorf("sqlite store: load: %w", err)
+	}
+	if err := c.Exec(ctx, loadCheckpoint); err != nil {
+		return fmt.Errorf("sqlite store: load: %w", err)
+	}
 	return w.tx(ctx, fn)
 }
 
-// foreignKeysOn turns the foreign-key checks back on after a loadTx.
+// A load's commit checkpoints the WAL only past 65 536 pages (256 MiB of
+// 4 KiB pages) instead of SQLite's 1 000. A batch of a bulk import
+// dirties index pages all over the B-trees, and the next batch the same
+// ones again: checkpointing after every batch wrote each of them into the
+// database file once per batch. A crash leaves the store consistent as
+// before (with synchronous=NORMAL a power loss can take the commits since
+// the WAL was last synced, here more of them: an import is not done before
+// Sync). Sync's FULL checkpoint at the end of an import copies the pages
+// once and syncs them. Other transactions keep the default and checkpoint
+// what a load left in the WAL at their commit.
+const (
+	loadCheckpoint   = "PRAGMA wal_autocheckpoint = 65536"
+	normalCheckpoint = "PRAGMA wal_autocheckpoint = 1000"
+)
+
+// foreignKeysOn turns the foreign-key checks back on after a loadTx, and
+// the WAL's automatic checkpoint back to its default.
 func (w *writer) foreignKeysOn(ctx context.Context) error {
 	if !w.fkOff {
 		return nil
 	}
-	if err := (writerConn{w}).Exec(ctx, `PRAGMA foreign_keys = ON`); err != nil {
+	c := writerConn{w}
+	if err := c.Exec(ctx, `PRAGMA foreign_keys = ON`); err != nil {
 		return fmt.Errorf("sqlite store: foreign keys: %w", err)
+	}
+	if err := c.Exec(ctx, normalCheckpoint); err != nil {
+		return fmt.Errorf("sqlite store: checkpoint: %w", err)
 	}
 	w.fkOff = false
 	return nil

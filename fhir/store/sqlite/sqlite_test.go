@@ -131,17 +131,18 @@ func TestReopen(t *testing.T) {
 	}
 }
 
-// TestLoadRestoresForeignKeys: a Load runs without the foreign-key check of
-// every row; after it, succeeded or failed halfway, the writer checks them
-// again.
-func TestLoadRestoresForeignKeys(t *testing.T) {
+// TestLoadRestoresPragmas: a Load runs without the foreign-key check of
+// every row and with a larger WAL checkpoint interval; after it, succeeded
+// or failed halfway, the writer checks foreign keys again and checkpoints
+// at SQLite's default.
+func TestLoadRestoresPragmas(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, fhir.STU3)
-	fk := func() int {
+	pragma := func(name string) int {
 		t.Helper()
 		var on int
 		if err := s.w.run(ctx, func(c sqlstore.Conn) error {
-			rs, err := c.Query(ctx, `PRAGMA foreign_keys`)
+			rs, err := c.Query(ctx, `PRAGMA `+name)
 			if err != nil {
 				return err
 			}
@@ -156,6 +157,15 @@ func TestLoadRestoresForeignKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		return on
+	}
+	// A load also raises the WAL's automatic checkpoint; the writer's
+	// other transactions get SQLite's default back.
+	fk := func() int {
+		t.Helper()
+		if n := pragma("wal_autocheckpoint"); n != 1000 {
+			t.Errorf("wal_autocheckpoint %d after a load", n)
+		}
+		return pragma("foreign_keys")
 	}
 	patient := func(id, bsn string) json.RawMessage {
 		return json.RawMessage(`{"resourceType":"Patient","id":"` + id + `","identifier":[{"system":"` + bsnSys + `","value":"` + bsn + `"}]}`)

@@ -16,6 +16,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/search"
 	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/fhir/validate"
 )
 
 // Copier is a Conn that can put many rows into a table in one go
@@ -67,7 +68,7 @@ func (e *Engine) parseHead(body []byte) (*Parsed, error) {
 	if id == "" {
 		return nil, fmt.Errorf("%w: update needs an id", store.ErrInvalid)
 	}
-	if !idPattern.MatchString(id) {
+	if !validate.IsID(id) {
 		return nil, fmt.Errorf("%w: invalid id", store.ErrInvalid)
 	}
 	return &Parsed{Type: typ, ID: id, body: body}, nil
@@ -222,19 +223,7 @@ func sameStored(r loadRow, p *Parsed) bool {
 func (e *Engine) currentRows(ctx context.Context, c Conn, tenant string, ps []*Parsed) ([]loadRow, error) {
 	cur := make([]loadRow, len(ps))
 	if !e.Dialect.Postgres {
-		for i, p := range ps {
-			r := &cur[i]
-			err := queryRow(ctx, c, []any{&r.rid, &r.version, &r.lu, &r.deleted, &r.body},
-				`SELECT rid, version, last_updated, deleted, body FROM resource WHERE tenant = ? AND type = ? AND id = ?`, tenant, p.Type, p.ID)
-			switch {
-			case errors.Is(err, errNoRows):
-			case err != nil:
-				return nil, err
-			default:
-				r.exists = true
-			}
-		}
-		return cur, nil
+		return cur, e.currentRowsSQLite(ctx, c, tenant, ps, cur)
 	}
 	at := make(map[[2]string]int, len(ps))
 	types, ids := make([]string, len(ps)), make([]string, len(ps))
@@ -264,6 +253,71 @@ func (e *Engine) currentRows(ctx context.Context, c Conn, tenant string, ps []*P
 		}
 	}
 	return cur, rs.Err()
+}
+
+// lookupBatch is how many ids of one type one SQLite lookup of Load asks
+// for.
+const lookupBatch = 64
+
+// lookupSQL reads the current rows of up to lookupBatch ids of one type
+// through the (tenant, type, id) index.
+var lookupSQL = `SELECT rid, id, version, last_updated, deleted, body FROM resource WHERE tenant = ? AND type = ? AND id IN (` +
+	strings.Repeat("?, ", lookupBatch-1) + `?)`
+
+// currentRowsSQLite fills cur with the current rows of ps, lookupBatch ids
+// of one type per statement: one prepared statement for every lookup, the
+// last of a type filled up by repeating an id.
+func (e *Engine) currentRowsSQLite(ctx context.Context, c Conn, tenant string, ps []*Parsed, cur []loadRow) error {
+	byType := make(map[string][]int)
+	var order []string
+	for i, p := range ps {
+		if _, ok := byType[p.Type]; !ok {
+			order = append(order, p.Type)
+		}
+		byType[p.Type] = append(byType[p.Type], i)
+	}
+	args := make([]any, 2+lookupBatch)
+	at := make(map[string]int, lookupBatch)
+	for _, typ := range order {
+		idx := byType[typ]
+		for len(idx) > 0 {
+			chunk := idx[:min(lookupBatch, len(idx))]
+			idx = idx[len(chunk):]
+			clear(at)
+			args[0], args[1] = tenant, typ
+			for k := range lookupBatch {
+				i := chunk[min(k, len(chunk)-1)]
+				args[2+k] = ps[i].ID
+				at[ps[i].ID] = i
+			}
+			if err := e.scanCurrent(ctx, c, args, at, cur); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Engine) scanCurrent(ctx context.Context, c Conn, args []any, at map[string]int, cur []loadRow) error {
+	rs, err := c.Query(ctx, lookupSQL, args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var (
+			r  loadRow
+			id string
+		)
+		if err := rs.Scan(&r.rid, &id, &r.version, &r.lu, &r.deleted, &r.body); err != nil {
+			return err
+		}
+		if i, ok := at[id]; ok {
+			r.exists = true
+			cur[i] = r
+		}
+	}
+	return rs.Err()
 }
 
 // updateRows makes the written versions of existing resources (old) their
@@ -305,47 +359,54 @@ func (e *Engine) insertResources(ctx context.Context, c Conn, tenant string, fre
 	if len(fresh) == 0 {
 		return nil
 	}
+	if err := e.newRids(ctx, c, fresh, rids); err != nil {
+		return e.wrap(err)
+	}
+	rows := make([][]any, len(fresh))
+	for k, i := range fresh {
+		rows[k] = []any{rids[i], tenant, ps[i].Type, ps[i].ID, 1, lu, false, bodies[i]}
+	}
+	// COPY on PostgreSQL (which, unlike INSERT, writes the given rid into
+	// the identity column), multi-row INSERTs on SQLite.
+	return e.putRows(ctx, c, "resource", []string{"rid", "tenant", "type", "id", "version", "last_updated", "deleted", "body"}, rows)
+}
+
+// newRids sets rids[i] for every i of fresh to an unused rid. On
+// PostgreSQL they come from the identity column's sequence, as an INSERT
+// would take them. On SQLite the single writer holds the database, so the
+// rids SQLite would pick, the largest plus one onwards, are free.
+func (e *Engine) newRids(ctx context.Context, c Conn, fresh []int, rids []int64) error {
 	if !e.Dialect.Postgres {
+		var last int64
+		if err := queryRow(ctx, c, []any{&last}, `SELECT COALESCE(MAX(rid), 0) FROM resource`); err != nil {
+			return err
+		}
 		for _, i := range fresh {
-			if err := queryRow(ctx, c, []any{&rids[i]}, `INSERT INTO resource (tenant, type, id, version, last_updated, deleted, body) VALUES (?, ?, ?, ?, ?, FALSE, ?) RETURNING rid`,
-				tenant, ps[i].Type, ps[i].ID, 1, lu, bodies[i]); err != nil {
-				return e.wrap(err)
-			}
+			last++
+			rids[i] = last
 		}
 		return nil
 	}
-	at := make(map[[2]string]int, len(fresh))
-	types, ids, bodyv := make([]string, len(fresh)), make([]string, len(fresh)), make([][]byte, len(fresh))
-	for k, i := range fresh {
-		types[k], ids[k], bodyv[k] = ps[i].Type, ps[i].ID, bodies[i]
-		at[[2]string{ps[i].Type, ps[i].ID}] = i
-	}
-	rs, err := c.Query(ctx, `INSERT INTO resource (tenant, type, id, version, last_updated, deleted, body)
-		SELECT ?, u.type, u.id, 1, ?, FALSE, u.body FROM unnest(?::text[], ?::text[], ?::bytea[]) AS u(type, id, body)
-		RETURNING rid, type, id`, tenant, lu, types, ids, bodyv)
+	rs, err := c.Query(ctx, `SELECT nextval(pg_get_serial_sequence('resource', 'rid')) FROM generate_series(1, ?::integer)`, len(fresh))
 	if err != nil {
-		return e.wrap(err)
+		return err
 	}
 	defer rs.Close()
-	n := 0
+	k := 0
 	for rs.Next() {
-		var (
-			rid     int64
-			typ, id string
-		)
-		if err := rs.Scan(&rid, &typ, &id); err != nil {
-			return e.wrap(err)
+		if k == len(fresh) {
+			return fmt.Errorf("%s: load: more rids than asked for", e.Dialect.Name)
 		}
-		if i, ok := at[[2]string{typ, id}]; ok {
-			rids[i] = rid
-			n++
+		if err := rs.Scan(&rids[fresh[k]]); err != nil {
+			return err
 		}
+		k++
 	}
 	if err := rs.Err(); err != nil {
-		return e.wrap(err)
+		return err
 	}
-	if n != len(fresh) {
-		return fmt.Errorf("%s: load: %d of %d new resources inserted", e.Dialect.Name, n, len(fresh))
+	if k != len(fresh) {
+		return fmt.Errorf("%s: load: %d of %d rids", e.Dialect.Name, k, len(fresh))
 	}
 	return nil
 }
@@ -366,34 +427,70 @@ var indexColumns = []struct {
 }
 
 // indexRows lays out the index values ixs of the written resources as rows
-// per index table.
+// per index table. The rows of a table share one backing array, and the
+// rid, tenant and type of a resource are boxed once for all its rows: a
+// resource has ~9 index rows, and boxing each value of each row was the
+// largest source of allocations of a load.
 func indexRows(tenant string, ps []*Parsed, written []int, rids []int64, ixs []search.Index) map[string][][]any {
+	var n [7]int
+	for k := range written {
+		ix := &ixs[k]
+		n[0] += len(ix.Tokens)
+		n[1] += len(ix.Refs)
+		n[2] += len(ix.Dates)
+		n[3] += len(ix.Strings)
+		n[4] += len(ix.Quantities)
+		n[5] += len(ix.URIs)
+		n[6] += len(ix.Numbers)
+	}
 	rows := make(map[string][][]any, len(indexColumns))
+	tables := make([]table, len(indexColumns))
+	for t, ic := range indexColumns {
+		tables[t] = table{rows: make([][]any, 0, n[t]), vals: make([]any, 0, n[t]*len(ic.cols))}
+	}
+	tenantV := any(tenant)
 	for k, i := range written {
-		rid, typ, ix := rids[i], ps[i].Type, &ixs[k]
+		ridV, typV, ix := any(rids[i]), any(ps[i].Type), &ixs[k]
 		for _, v := range ix.Tokens {
-			rows["idx_token"] = append(rows["idx_token"], []any{rid, tenant, typ, v.Param, v.System, v.Code, v.Text})
+			tables[0].add(ridV, tenantV, typV, v.Param, v.System, v.Code, v.Text)
 		}
 		for _, v := range ix.Refs {
-			rows["idx_ref"] = append(rows["idx_ref"], []any{rid, tenant, typ, v.Param, v.Type, v.ID, v.URL})
+			tables[1].add(ridV, tenantV, typV, v.Param, v.Type, v.ID, v.URL)
 		}
 		for _, v := range ix.Dates {
-			rows["idx_date"] = append(rows["idx_date"], []any{rid, tenant, typ, v.Param, v.Low, v.High})
+			tables[2].add(ridV, tenantV, typV, v.Param, v.Low, v.High)
 		}
 		for _, v := range ix.Strings {
-			rows["idx_string"] = append(rows["idx_string"], []any{rid, tenant, typ, v.Param, v.Norm, v.Raw})
+			tables[3].add(ridV, tenantV, typV, v.Param, v.Norm, v.Raw)
 		}
 		for _, v := range ix.Quantities {
-			rows["idx_quantity"] = append(rows["idx_quantity"], []any{rid, tenant, typ, v.Param, v.Value, v.System, v.Code, v.Unit})
+			tables[4].add(ridV, tenantV, typV, v.Param, v.Value, v.System, v.Code, v.Unit)
 		}
 		for _, v := range ix.URIs {
-			rows["idx_uri"] = append(rows["idx_uri"], []any{rid, tenant, typ, v.Param, v.URI})
+			tables[5].add(ridV, tenantV, typV, v.Param, v.URI)
 		}
 		for _, v := range ix.Numbers {
-			rows["idx_number"] = append(rows["idx_number"], []any{rid, tenant, typ, v.Param, v.Value})
+			tables[6].add(ridV, tenantV, typV, v.Param, v.Value)
+		}
+	}
+	for t, ic := range indexColumns {
+		if len(tables[t].rows) > 0 {
+			rows[ic.table] = tables[t].rows
 		}
 	}
 	return rows
+}
+
+// table collects the rows of one index table in one backing array.
+type table struct {
+	rows [][]any
+	vals []any
+}
+
+func (t *table) add(vals ...any) {
+	at := len(t.vals)
+	t.vals = append(t.vals, vals...)
+	t.rows = append(t.rows, t.vals[at:len(t.vals):len(t.vals)])
 }
 
 // putRows puts rows into table: by COPY when c is a Copier, otherwise

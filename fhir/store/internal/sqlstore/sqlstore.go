@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/search"
 	"github.com/schakel-nl/schakel/fhir/spec"
 	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/fhir/validate"
 )
 
 // Conn runs statements: a pool, a connection or a transaction.
@@ -92,9 +92,6 @@ func (e *Engine) wrap(err error) error {
 	return fmt.Errorf("%s: %w", e.Dialect.Name, err)
 }
 
-// idPattern is the FHIR id datatype.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
-
 // Parsed is a resource body checked and decoded for indexing.
 type Parsed struct {
 	Type, ID string
@@ -146,7 +143,7 @@ func (e *Engine) Parse(body []byte) (*Parsed, error) {
 	if id, present := doc["id"]; present {
 		var ok bool
 		p.ID, ok = id.(string)
-		if !ok || !idPattern.MatchString(p.ID) {
+		if !ok || !validate.IsID(p.ID) {
 			return nil, fmt.Errorf("%w: invalid id", store.ErrInvalid)
 		}
 	}
