@@ -394,7 +394,7 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	if err := nw.writeDemoRegister(nw.Patients); err != nil {
 		return nil, err
 	}
-	if err := registerDemoConsent(ctx, nw.consent.Store(), nw.Patients[0].BSN); err != nil {
+	if err := nw.registerDemoConsent(ctx, nw.consent.Store()); err != nil {
 		return nil, err
 	}
 	if !opts.OwnAddressing {
@@ -429,23 +429,17 @@ func loadDemoData(ctx context.Context, st store.Store, patients []demo.Patient) 
 }
 
 // registerDemoConsent records that the first patient permits the GP
-// practice's data to be seen by other providers (as through Mitz); the rest
+// practice's data to be seen by other providers (as through Mitz), and with
+// imaging the hospital's (its PACS holds the patient's studies); the rest
 // registered none. A registration already in force is kept: registering
 // again would supersede it and notify every subscriber.
-func registerDemoConsent(ctx context.Context, st *consent.Store, bsn string) error {
-	regs, err := st.List(ctx, bsn, false)
-	if err != nil {
-		return fmt.Errorf("demo consent: %w", err)
+func (nw *Network) registerDemoConsent(ctx context.Context, st *consent.Store) error {
+	bsn := nw.Patients[0].BSN
+	if err := permitAtMitz(ctx, st, bsn, GP.URA); err != nil {
+		return err
 	}
-	want := consent.Registration{PatientBSN: bsn, Effect: consent.Permit, HolderURA: GP.URA, Source: "network demo", RegisteredBy: GP.URA}
-	for _, r := range regs {
-		if r.Effect == want.Effect && r.HolderURA == want.HolderURA && r.Source == want.Source && r.RequesterURA == "" &&
-			r.RequesterType == "" && r.RequesterRole == "" && r.HolderType == "" {
-			return nil
-		}
-	}
-	if _, err := st.Register(ctx, want); err != nil {
-		return fmt.Errorf("register demo consent: %w", err)
+	if nw.opts.Imaging {
+		return permitAtMitz(ctx, st, bsn, Hospital.URA)
 	}
 	return nil
 }

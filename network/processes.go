@@ -311,7 +311,7 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 	if err != nil {
 		return nil, fmt.Errorf("consent service: %w", err)
 	}
-	err = registerDemoConsent(ctx, cs.Store(), nw.Patients[0].BSN)
+	err = nw.registerDemoConsent(ctx, cs.Store())
 	if cerr := cs.Close(); err == nil {
 		err = cerr
 	}

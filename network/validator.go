@@ -148,12 +148,9 @@ func (nw *Network) admitValidator(ctx context.Context) error {
 		if p.URA == GP.URA {
 			t.Patient = nw.Patients[0].BSN // consent registered for it (registerDemoConsent)
 		}
-		if p.URA == Hospital.URA && nw.pacs != nil {
-			// The PACS holds the patient's studies; the patient permits
-			// the hospital's data at Mitz, as for the imaging exchange.
-			if err := permitAtMitz(ctx, nw.consent.Store(), nw.Patients[0].BSN, Hospital.URA); err != nil {
-				return err
-			}
+		if p.URA == Hospital.URA && nw.opts.Imaging {
+			// The PACS holds the patient's studies, and the patient
+			// permits the hospital's data (registerDemoConsent).
 			t.Patient = nw.Patients[0].BSN
 		}
 		f.Targets = append(f.Targets, t)

@@ -355,7 +355,8 @@ func TestPlateauCare(t *testing.T) {
 		{"bgz-r4", stu3Only, network.Options{Plateau: 2}, false},
 		{"bgz-r4", stu3Only, network.Options{Plateau: 3}, true},
 		{"bgz-r4", stu3Only, network.Options{Mixed: true}, true},
-		{"beeld", kits.Shipped(), network.Options{Plateau: 3}, true},            // Direct Pull, no kit
+		{"beeld", kits.Shipped(), network.Options{Plateau: 3}, false},
+		{"beeld", stu3Only[:1], network.Options{Plateau: 3}, true},              // Direct Pull, no kit
 		{"correspondentie", kits.Shipped(), network.Options{Plateau: 3}, false}, // Push: no consult
 		{"correspondentie", kits.Shipped(), network.Options{Mixed: true}, false},
 	} {
