@@ -71,6 +71,24 @@ func (nw *Network) validatorEntry() addressbook.Entry {
 			e.Endpoints = append(e.Endpoints, ep)
 		}
 	}
+	// An application's own holder endpoints the kit serves (e.g.
+	// Beeldbeschikbaarheid's ImagingStudy and DICOMweb), as its kit lists
+	// them.
+	for _, k := range nw.kits() {
+		reg := validation.NewRegistry()
+		if k.Register(reg) != nil {
+			continue
+		}
+		app, ok := reg.Application(k.Application)
+		if !ok || app.KitEndpoints == nil {
+			continue
+		}
+		for _, ep := range app.KitEndpoints("https://"+nw.validator.File.Listen, e.URA) {
+			if !listed(ep.ID) {
+				e.Endpoints = append(e.Endpoints, ep)
+			}
+		}
+	}
 	fhirBase := "https://" + nw.validator.File.Listen + "/fhir/stu3/" + nw.validator.File.URA
 	for _, a := range nw.opts.Applications.On(careapp.NotifiedPull) {
 		w, ok := a.(careapp.Workflow)
