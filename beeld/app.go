@@ -12,6 +12,7 @@ import (
 	"github.com/schakel-nl/schakel/careapp/hosted"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/pki"
 )
 
@@ -96,6 +97,9 @@ func (App) Mount(h hosted.Host) (hosted.Mounted, error) {
 		Directory: h.Directory(), Parties: h.Party, FacilityType: facility,
 		Admit: h.AdmitConsult, Present: h.Present, Audit: h.Audit(), Logger: h.Logger(),
 	})
+	if f, ok := h.(interface{ Faults() *faults.Set }); ok {
+		m.requester.cfg.Faults = f.Faults()
+	}
 	return m, nil
 }
 

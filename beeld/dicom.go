@@ -39,6 +39,9 @@ func (p Patient) dicomName() string { return p.Family + "^" + p.Given }
 
 // StudySpec describes a study to generate.
 type StudySpec struct {
+	// UID is the Study Instance UID; empty: derived from the patient and
+	// the study's number.
+	UID         string
 	Description string
 	Date        string // YYYYMMDD
 	Time        string // HHMMSS
@@ -143,7 +146,11 @@ func NewStudy(p Patient, n int, spec StudySpec) (*Study, error) {
 		spec.Columns = 16
 	}
 	key := fmt.Sprintf("%s/%d", p.BSN, n)
-	st := &Study{UID: uidOf("study", key), ID: fmt.Sprintf("S%d", n), Date: spec.Date, Time: spec.Time,
+	uid := spec.UID
+	if uid == "" {
+		uid = uidOf("study", key)
+	}
+	st := &Study{UID: uid, ID: fmt.Sprintf("S%d", n), Date: spec.Date, Time: spec.Time,
 		Accession: spec.Accession, Description: spec.Description, Referring: "Huisarts^Demo", Patient: p}
 	for i, ss := range spec.Series {
 		se := &Series{UID: uidOf("series", fmt.Sprintf("%s/%d", key, i+1)), Number: i + 1, Modality: ss.Modality, Description: ss.Description}

@@ -20,6 +20,20 @@ type SeriesView struct {
 	Instances []Dataset
 }
 
+// ViewOf is what a holder learns of st from a PACS serving it at base:
+// the QIDO-RS answers of the study, its series and their instances.
+func ViewOf(st *Study, base string) StudyView {
+	v := StudyView{Study: studyDataset(st, base)}
+	for _, se := range st.Series {
+		sv := SeriesView{Series: seriesDataset(st, se, base)}
+		for _, in := range se.Instances {
+			sv.Instances = append(sv.Instances, instanceDataset(st, se, in, base))
+		}
+		v.Series = append(v.Series, sv)
+	}
+	return v
+}
+
 // idPattern is a FHIR id; a DICOM UID (digits and dots, at most 64) is one.
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 

@@ -71,3 +71,31 @@ func TestImagingStudyWithoutPatientName(t *testing.T) {
 		}
 	}
 }
+
+// TestViewOfGivenUID: a study generated under a given UID keeps it, and
+// its view lists every series and instance as QIDO-RS would.
+func TestViewOfGivenUID(t *testing.T) {
+	st, err := NewStudy(testPatient, 1, StudySpec{UID: "2.25.42", Series: []SeriesSpec{{Modality: "CR", Instances: 2}, {Modality: "CR", Instances: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.UID != "2.25.42" {
+		t.Fatalf("study UID %s", st.UID)
+	}
+	info, err := ParseInstance(st.Series[0].Instances[0].File)
+	if err != nil || info.StudyInstanceUID != "2.25.42" {
+		t.Fatalf("the file's study %q, %v", info.StudyInstanceUID, err)
+	}
+	v := ViewOf(st, "https://pacs/dicomweb")
+	if v.Study.String(TagStudyInstanceUID) != "2.25.42" || len(v.Series) != 2 || len(v.Series[0].Instances) != 2 || len(v.Series[1].Instances) != 1 {
+		t.Fatalf("view %+v", v)
+	}
+	doc, err := ImagingStudy(v, "https://node/dicomweb/90000002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := summaries([]byte(`{"resourceType":"Bundle","type":"searchset","entry":[{"resource":`+string(doc)+`}]}`), testPatient.BSN)
+	if err != nil || len(got) != 1 || len(got[0].SOPInstanceUIDs) != 3 {
+		t.Errorf("summaries: %+v, %v", got, err)
+	}
+}

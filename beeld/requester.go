@@ -18,6 +18,7 @@ import (
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/fhir"
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/plateau"
@@ -53,6 +54,8 @@ type RequesterConfig struct {
 	Logger  *slog.Logger
 	// MaxStudyBytes bounds one retrieved study.
 	MaxStudyBytes int64
+	// Faults is nil but in the module's own tests.
+	Faults *faults.Set
 }
 
 // Requester is the requesting side for every participant of a node.
@@ -290,7 +293,9 @@ func (q *Requester) retrieve(ctx context.Context, party *consult.Party, token st
 		if err != nil {
 			return err
 		}
-		if info.StudyInstanceUID != st.UID || info.PatientID != req.PatientBSN {
+		// An instance of another study or patient than asked is the
+		// holder's error: none of the retrieval reaches the system.
+		if info.StudyInstanceUID != st.UID || info.PatientID != req.PatientBSN && !q.cfg.Faults.Has(faults.ImagingOtherPatientPassed) {
 			return fmt.Errorf("instance %s is of study %s, patient %s: not what was asked", info.SOPInstanceUID, info.StudyInstanceUID, info.PatientID)
 		}
 		out.Instances = append(out.Instances, ReceivedImage{SOPInstanceUID: info.SOPInstanceUID, SOPClassUID: info.SOPClassUID,

@@ -59,3 +59,40 @@ func TestSummariesRefuseAnotherPatient(t *testing.T) {
 		t.Error("an OperationOutcome was read as a searchset")
 	}
 }
+
+// TestRequesterRefusesAnotherPatientsInstance: a retrieval whose answer
+// holds an instance of another patient, filed under the study's UID and
+// listed by the holder, reaches the system with none of its images.
+func TestRequesterRefusesAnotherPatientsInstance(t *testing.T) {
+	studies, err := DemoStudies(testPatient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := studies[0]
+	misfiled, err := NewStudy(otherPatient, 1, StudySpec{UID: st.UID, Series: []SeriesSpec{{Modality: "CR", Instances: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed := *st
+	mixed.Series = append(append([]*Series(nil), st.Series...), misfiled.Series...)
+	pacs := &PACS{Archive: NewArchive(&mixed), Prefix: "/dicomweb/90000002"}
+	srv := httptest.NewTLSServer(http.StripPrefix(pacs.Prefix, pacs.Handler()))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL + "/fhir/r4/90000002")
+	party := &consult.Party{HTTP: srv.Client()}
+	listed := []StudySummary{{UID: st.UID, Endpoint: srv.URL + pacs.Prefix, SOPInstanceUIDs: SortedUIDs(&mixed)}}
+	q := NewRequester(RequesterConfig{})
+	got, err := q.retrieve(context.Background(), party, "secret", base, Request{PatientBSN: testPatient.BSN}, listed)
+	if err == nil || !strings.Contains(err.Error(), "patient "+otherPatient.BSN) {
+		t.Fatalf("a retrieval with another patient's instance: %+v, %v", got, err)
+	}
+	if got != nil {
+		t.Errorf("the system got %d instances", len(got.Instances))
+	}
+	// The study as listed, of the patient only, arrives whole.
+	pacs.Archive = NewArchive(st)
+	listed[0].SOPInstanceUIDs = SortedUIDs(st)
+	if got, err = q.retrieve(context.Background(), party, "secret", base, Request{PatientBSN: testPatient.BSN}, listed); err != nil || !got.Verified || len(got.Instances) != 2 {
+		t.Errorf("the patient's own study: %+v, %v", got, err)
+	}
+}

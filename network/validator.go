@@ -52,7 +52,10 @@ func (nw *Network) prepareValidator() error {
 // the data endpoint of every care application it has a kit for, as a
 // node lists its own (node.DataEndpoints): an R4 application's on the
 // kit's FHIR R4 base (the counterpart serves there what the application
-// exchanges in R4), the STU3 ones on its STU3 base; and that STU3 base
+// exchanges in R4), the STU3 ones on its STU3 base; the endpoints a kit
+// serves of its own (validation.Application.KitEndpoints: the imaging
+// endpoints of Beeldbeschikbaarheid, for a node validated as requester);
+// and that STU3 base
 // under the server payload type of every other STU3 Notified Pull
 // application the network runs (e.g. eOverdracht), so that a node pulling
 // from the kit as sender finds it there.
@@ -69,6 +72,24 @@ func (nw *Network) validatorEntry() addressbook.Entry {
 	for _, ep := range node.DataEndpoints(nw.opts.Applications, "https://"+nw.validator.File.Listen, e.URA) {
 		if withKit[strings.TrimPrefix(ep.ID, "ep-"+e.URA+"-")] && !listed(ep.ID) {
 			e.Endpoints = append(e.Endpoints, ep)
+		}
+	}
+	// An application's own holder endpoints the kit serves (e.g.
+	// Beeldbeschikbaarheid's ImagingStudy and DICOMweb), as its kit lists
+	// them.
+	for _, k := range nw.kits() {
+		reg := validation.NewRegistry()
+		if k.Register(reg) != nil {
+			continue
+		}
+		app, ok := reg.Application(k.Application)
+		if !ok || app.KitEndpoints == nil {
+			continue
+		}
+		for _, ep := range app.KitEndpoints("https://"+nw.validator.File.Listen, e.URA) {
+			if !listed(ep.ID) {
+				e.Endpoints = append(e.Endpoints, ep)
+			}
 		}
 	}
 	fhirBase := "https://" + nw.validator.File.Listen + "/fhir/stu3/" + nw.validator.File.URA

@@ -15,6 +15,7 @@ import (
 	"github.com/schakel-nl/schakel/careapp/hosted"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/consult"
+	"github.com/schakel-nl/schakel/internal/faults"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/localization/index"
 	"github.com/schakel-nl/schakel/oauth"
@@ -106,6 +107,9 @@ func (n *Node) careContextFor(app string) index.Coding {
 
 // nodeHost is the node as a hosted application sees it.
 type nodeHost struct{ n *Node }
+
+// Faults is what the module's own tests broke in the node; nil otherwise.
+func (h nodeHost) Faults() *faults.Set { return h.n.faults.Set() }
 
 func (h nodeHost) PublicURL() string { return strings.TrimSuffix(h.n.publicURL, "/") }
 

@@ -197,6 +197,15 @@ type Application struct {
 	// the target's addressbook entry, beside the generic ones (found in
 	// Target.Endpoints by payload type, or listed in Target.Missing).
 	Endpoints []Endpoint
+	// Serve, when set, adds the application's own holder endpoints to the
+	// kit's counterpart (beyond its FHIR bases), for a run in which the
+	// kit plays the holder of the application: e.g. Beeldbeschikbaarheid's
+	// ImagingStudy search and DICOMweb. It is called once per run.
+	Serve func(cp *Counterpart) (Service, error)
+	// KitEndpoints are the endpoints Serve answers on, as the kit's
+	// addressbook entry lists them: url is the counterpart's https base,
+	// ura the kit's URA.
+	KitEndpoints func(url, ura string) []addressbook.EndpointSpec
 }
 
 // Endpoint is an endpoint type of an addressbook entry: its payload type
@@ -269,6 +278,12 @@ func (r *Registry) AddApplication(app Application, cases ...Case) error {
 		}
 	}
 	return r.Add(cases...)
+}
+
+// Application returns the registered care application name.
+func (r *Registry) Application(name string) (Application, bool) {
+	a, ok := r.apps[name]
+	return a, ok
 }
 
 // Applications lists the registered care applications' names.

@@ -66,6 +66,8 @@ type Counterpart struct {
 	ln      net.Listener
 	dir     string
 	red     *redactor
+	// service is the application's own holder endpoints (Application.Serve).
+	service Service
 
 	mu      sync.Mutex
 	inbound []Inbound
@@ -96,8 +98,12 @@ type Inbound struct {
 	// it was refused.
 	Token    *oauth.AccessToken
 	TokenErr string
-	Status   int
-	Answer   []byte
+	// Accept is the request's Accept header.
+	Accept string
+	Status int
+	Answer []byte
+	// AnswerType is the answer's Content-Type.
+	AnswerType string
 }
 
 // Exchange renders the request for the report.
@@ -109,8 +115,13 @@ func (in Inbound) exchange(red *redactor) Exchange {
 	h := http.Header{}
 	h.Set("Content-Type", in.ContentType)
 	h.Set("Authorization", in.Authorization)
+	h.Set("Accept", in.Accept)
+	answerType := in.AnswerType
+	if answerType == "" {
+		answerType = "application/json"
+	}
 	return Exchange{Direction: NodeToKit, Method: in.Method, URL: red.text(u), RequestHeaders: red.headers(h),
-		RequestBody: red.body(in.ContentType, in.Body), Status: in.Status, ResponseBody: red.body("application/json", in.Answer)}
+		RequestBody: red.body(in.ContentType, in.Body), Status: in.Status, ResponseBody: red.body(answerType, in.Answer)}
 }
 
 // Offer is what a notification made available: a token asked with its
@@ -187,6 +198,12 @@ func newCounterpart(ctx context.Context, cfg Config, app Application, red *redac
 		mux.HandleFunc("/fhir/"+string(app.Version())+"/{ura}", cp.serveData)
 		mux.HandleFunc("/fhir/"+string(app.Version())+"/{ura}/{path...}", cp.serveData)
 	}
+	if app.Serve != nil {
+		if cp.service, err = app.Serve(cp); err != nil {
+			return nil, fmt.Errorf("validation: %s endpoints of the counterpart: %w", app.Name, err)
+		}
+		cp.service.Routes(mux)
+	}
 	cp.srv = &http.Server{Handler: cp.record(mux), TLSConfig: pki.ServerTLSConfig(cfg.Kit.Cert, cfg.Kit.Roots),
 		ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 	go func() {
@@ -223,11 +240,11 @@ func (cp *Counterpart) record(next http.Handler) http.Handler {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		in := &Inbound{Time: time.Now(), Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
-			ContentType: r.Header.Get("Content-Type"), Authorization: r.Header.Get("Authorization"), Body: body}
+			ContentType: r.Header.Get("Content-Type"), Authorization: r.Header.Get("Authorization"), Accept: r.Header.Get("Accept"), Body: body}
 		in.PeerURA, _ = pki.PeerURA(r.TLS)
 		rw := &recorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), inboundKey{}, in)))
-		in.Status, in.Answer = rw.status, rw.body.Bytes()
+		in.Status, in.Answer, in.AnswerType = rw.status, rw.body.Bytes(), rw.Header().Get("Content-Type")
 		cp.mu.Lock()
 		cp.inbound = append(cp.inbound, *in)
 		close(cp.changed)
@@ -396,10 +413,48 @@ func writeOutcome(w http.ResponseWriter, status int, code, msg string) {
 	_, _ = w.Write(fhir.OperationOutcome(fhir.Issue{Severity: "error", Code: code, Diagnostics: msg}))
 }
 
+// Service is a care application's own holder endpoints on the counterpart
+// (Application.Serve): its routes, and the decision on the token requests
+// for them, as the application's holder on a node decides them.
+type Service interface {
+	// Routes mounts the endpoints on the counterpart's mux; the
+	// counterpart keeps every request to them as an Inbound.
+	Routes(mux *http.ServeMux)
+	// ResolveGrant decides a jwt-bearer token request without
+	// authorization_base (Direct Pull) in place of the counterpart.
+	ResolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.Grant, error)
+}
+
+// Service is the application's own holder endpoints of this run; nil
+// when the application has none.
+func (cp *Counterpart) Service() Service { return cp.service }
+
+// Verify checks the access token of a request to an endpoint of the
+// counterpart at audience (signature, issuer, audience, expiry and the
+// binding to the client certificate) and keeps the outcome in the
+// request's Inbound.
+func (cp *Counterpart) Verify(r *http.Request, audience string) (*oauth.AccessToken, error) {
+	tok, err := cp.as.Verify(r, audience)
+	if in, ok := r.Context().Value(inboundKey{}).(*Inbound); ok {
+		if err != nil {
+			in.TokenErr = err.Error()
+		} else {
+			in.Token = tok
+		}
+	}
+	return tok, err
+}
+
+// WriteOutcome answers a request with an OperationOutcome of one issue.
+func WriteOutcome(w http.ResponseWriter, status int, code, msg string) {
+	writeOutcome(w, status, code, msg)
+}
+
 // resolveGrant issues the kit's tokens: a notification token, a token for
 // an offer's authorization base (Notified Pull), or a consult token for
-// the kit's FHIR base (Direct Pull).
-func (cp *Counterpart) resolveGrant(_ context.Context, req oauth.GrantRequest) (oauth.Grant, error) {
+// the kit's FHIR base (Direct Pull), which the application's Service
+// decides where it has one.
+func (cp *Counterpart) resolveGrant(ctx context.Context, req oauth.GrantRequest) (oauth.Grant, error) {
 	cp.mu.Lock()
 	cp.grants = append(cp.grants, req)
 	offer, ok := cp.offers[req.AuthorizationBase]
@@ -415,6 +470,8 @@ func (cp *Counterpart) resolveGrant(_ context.Context, req oauth.GrantRequest) (
 			return oauth.Grant{}, oauth.RefuseGrant("authorization_base is not one of a notification of this sender", nil)
 		}
 		return oauth.Grant{Audience: cp.Base, Scope: []string{offer.Scope}, NotAfter: offer.Expires}, nil
+	case cp.service != nil:
+		return cp.service.ResolveGrant(ctx, req)
 	case req.Resource != cp.DataBase:
 		return oauth.Grant{}, oauth.RefuseTarget("resource must be this holder's FHIR base", nil)
 	}

@@ -77,6 +77,41 @@ type TransferDecider interface {
 	DecideTransfer(ctx context.Context, identifier, status, reason string) error
 }
 
+// ImageRequester is a Driver that can make the node's participant system
+// look a patient's studies up at a holder and retrieve one
+// (Beeldbeschikbaarheid), on behalf of a user (UZI number and role code),
+// and tell what the system received.
+type ImageRequester interface {
+	RequestImages(ctx context.Context, patient, holderURA, userID, userRole string) (Images, error)
+}
+
+// Images is what the participant's system received of an image request:
+// the studies the holder listed, and of the retrieved study the DICOM
+// instances the node handed over.
+type Images struct {
+	Studies         []string `json:"studies"`
+	Study           string   `json:"study"`
+	SOPInstanceUIDs []string `json:"sopInstanceUids"`
+	// Verified is the node's own word that every listed instance arrived.
+	Verified bool `json:"verified"`
+}
+
+// APIError is the internal API's refusal of a driver's request: what the
+// participant's system was told.
+type APIError struct {
+	Method, Path string
+	Status       int
+	Body         []byte
+}
+
+func (e *APIError) Error() string {
+	b := e.Body
+	if len(b) > 300 {
+		b = b[:300]
+	}
+	return fmt.Sprintf("internal API %s %s: HTTP %d: %s", e.Method, e.Path, e.Status, b)
+}
+
 // ErrNotDriven is returned by a driver that cannot perform an action.
 var ErrNotDriven = errors.New("the driver cannot perform this action")
 
@@ -111,6 +146,11 @@ func (m Manual) DecideTransfer(_ context.Context, identifier, status, reason str
 	}
 	m.say("Make the participant's system decide on the transfer request %s now: %s.", identifier, status)
 	return nil
+}
+
+func (m Manual) RequestImages(_ context.Context, patient, holderURA, userID, userRole string) (Images, error) {
+	m.say("Make the node under test look up and retrieve the images of patient %s at URA %s now (user %s, role %s).", patient, holderURA, userID, userRole)
+	return Images{}, fmt.Errorf("%w: what the system received must be read from the node's system", ErrNotDriven)
 }
 
 func (Manual) AuditEvents(context.Context, string) ([]byte, error) {
@@ -169,10 +209,7 @@ func (d SchakelDriver) do(ctx context.Context, method, path string, in any) ([]b
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if resp.StatusCode/100 != 2 {
-		if len(b) > 300 {
-			b = b[:300]
-		}
-		return b, fmt.Errorf("internal API %s %s: HTTP %d: %s", method, path, resp.StatusCode, b)
+		return b, &APIError{Method: method, Path: path, Status: resp.StatusCode, Body: b}
 	}
 	return b, nil
 }
@@ -254,6 +291,43 @@ func (d SchakelDriver) DecideTransfer(ctx context.Context, identifier, status, r
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// RequestImages asks the node's internal imaging API (POST
+// /internal/imaging) to look the patient's studies up at the holder and
+// retrieve the first.
+func (d SchakelDriver) RequestImages(ctx context.Context, patient, holderURA, userID, userRole string) (Images, error) {
+	b, err := d.do(ctx, http.MethodPost, "/internal/imaging", map[string]any{"patient": patient, "holder": holderURA,
+		"user": map[string]string{"id": userID, "role": userRole}, "retrieve": true})
+	if err != nil {
+		return Images{}, err
+	}
+	var res struct {
+		Studies []struct {
+			UID string `json:"uid"`
+		} `json:"studies"`
+		Retrieved *struct {
+			Study     string `json:"study"`
+			Verified  bool   `json:"verified"`
+			Instances []struct {
+				SOPInstanceUID string `json:"sopInstanceUid"`
+			} `json:"instances"`
+		} `json:"retrieved"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return Images{}, fmt.Errorf("internal API: imaging answer: %w", err)
+	}
+	var out Images
+	for _, s := range res.Studies {
+		out.Studies = append(out.Studies, s.UID)
+	}
+	if r := res.Retrieved; r != nil {
+		out.Study, out.Verified = r.Study, r.Verified
+		for _, in := range r.Instances {
+			out.SOPInstanceUIDs = append(out.SOPInstanceUIDs, in.SOPInstanceUID)
+		}
+	}
+	return out, nil
 }
 
 func (d SchakelDriver) AuditEvents(ctx context.Context, actorURA string) ([]byte, error) {

@@ -60,12 +60,16 @@ const (
 	// FHIR version than STU3 (BgZ on R4) on the STU3 base its Notified
 	// Pull Tasks are on, instead of refusing it there.
 	DataOnTaskBase Fault = "data-on-stu3-task-base"
+	// ImagingOtherPatientPassed makes an imaging requester hand its system
+	// the DICOM instances of a retrieval that are of another patient than
+	// the one it asked for.
+	ImagingOtherPatientPassed Fault = "imaging-other-patient-passed-on"
 )
 
 // All lists every fault.
 var All = []Fault{TLS12, NoClientCertificate, AssertionAlgNone, AssertionHMAC, NoReplayCheck, NoAudienceCheck,
 	NoExpiryCheck, UnboundToken, PullWithoutAuthorizationBase, NotificationBSNUnchecked, AuditedAfterAnswer,
-	PushReceiptWrongHash, PushRepeatNewReceipt, PushReceiptNotVerified, DataOnTaskBase}
+	PushReceiptWrongHash, PushRepeatNewReceipt, PushReceiptNotVerified, DataOnTaskBase, ImagingOtherPatientPassed}
 
 // Set is the faults a node has now. Tests switch them between runs against
 // one running node; a nil *Set has none.

@@ -49,11 +49,14 @@ const (
 const otherBSN = "999990020"
 
 // Application is Beeldbeschikbaarheid as the kit needs it: the node's
-// ImagingStudy and DICOMweb endpoints in the addressbook. The kit plays the
-// requester only, so its record is a demo patient it never serves.
+// ImagingStudy and DICOMweb endpoints in the addressbook, and the kit's
+// own (Serve, KitEndpoints) where it plays the holder. Its record is a
+// demo patient whose studies the kit's PACS stand-in holds; it has no FHIR
+// bundles, the studies are DICOM.
 func Application() validation.Application {
 	return validation.Application{Name: Name, Title: "Beeldbeschikbaarheid (ImagingStudy R4, DICOMweb)",
 		Endpoints: []validation.Endpoint{{PayloadType: beeld.PayloadImagingStudy, FHIRVersion: "4.0"}, {PayloadType: beeld.PayloadDICOMweb}},
+		Serve:     serve, KitEndpoints: kitEndpoints,
 		Record: func() (string, [][]byte, error) {
 			ps, err := demo.Generate(demo.Options{Count: 1, Seed: 9513, GPName: "Twiin validatieservice", IDPrefix: "kit"})
 			if err != nil {
@@ -63,8 +66,9 @@ func Application() validation.Application {
 		}}
 }
 
-// Cases returns every Beeldbeschikbaarheid case.
-func Cases() []validation.Case { return holderCases() }
+// Cases returns every Beeldbeschikbaarheid case: the node as holder, then
+// as requester.
+func Cases() []validation.Case { return append(holderCases(), requesterCases()...) }
 
 // Register adds Beeldbeschikbaarheid and its cases to reg.
 func Register(reg *validation.Registry) error { return reg.AddApplication(Application(), Cases()...) }

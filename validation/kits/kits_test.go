@@ -48,7 +48,7 @@ func TestRegistry(t *testing.T) {
 	pull := []validation.Role{validation.RoleSender, validation.RoleReceiver, validation.RoleHolder, validation.RoleRequester}
 	push := []validation.Role{validation.RolePushSender, validation.RolePushReceiver}
 	for app, want := range map[string][]validation.Role{"bgz": pull, "bgz-r4": pull, "correspondentie": push, "geboortezorg": push,
-		"eoverdracht": {validation.RoleSender, validation.RoleReceiver}, "beeld": {validation.RoleHolder}} {
+		"eoverdracht": {validation.RoleSender, validation.RoleReceiver}, "beeld": {validation.RoleHolder, validation.RoleRequester}} {
 		if got := reg.Roles(app); !slices.Equal(got, want) {
 			t.Errorf("roles of %s: %v, want %v", app, got, want)
 		}
