@@ -1,13 +1,11 @@
 package beeld_test
 
 import (
-	"context"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/schakel-nl/schakel/internal/faults"
+	"github.com/schakel-nl/schakel/internal/kittest"
 	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/validation"
 	kitbeeld "github.com/schakel-nl/schakel/validation/beeld"
@@ -22,53 +20,11 @@ func TestKitValidatesHospitalAsHolder(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a network")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := network.Up(ctx, network.Options{DataDir: t.TempDir(), Patients: 2, Imaging: true})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
-	file, id, err := validation.LoadIdentity(nw.ValidatorDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := validation.NewRegistry()
-	if err := reg.Add(validation.GenericCases()...); err != nil {
-		t.Fatal(err)
-	}
-	if err := kitbeeld.Register(reg); err != nil {
-		t.Fatal(err)
-	}
+	nw := kittest.Network(t, network.Options{Patients: 2, Imaging: true})
+	kit := kittest.New(t, nw, kitbeeld.Register)
+	file := kit.File
 	run := func(t *testing.T, ura string) *validation.Report {
-		target, ok := file.TargetFor(ura, "")
-		if !ok {
-			t.Fatalf("kit.json lists no node for %s", ura)
-		}
-		token, err := os.ReadFile(target.TokenFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		patient := target.Patient
-		if patient == "" {
-			patient = nw.Patients[0].BSN
-		}
-		rep, err := validation.Run(ctx, validation.Config{
-			Target: target.PublicURL, TargetURA: ura, Role: validation.RoleHolder, Care: kitbeeld.Name, Kit: id,
-			Addressbook: file.Addressbook, Listen: file.Listen, Patient: patient,
-			Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))},
-			Wait:   15 * time.Second,
-		}, reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep
+		return kit.Run(t, kit.Config(t, ura, validation.RoleHolder, kitbeeld.Name))
 	}
 
 	t.Run("hospital", func(t *testing.T) {
@@ -119,50 +75,12 @@ func TestKitValidatesNodeAsRequester(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a network")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	broken := faults.New()
-	nw, err := network.Up(ctx, network.Options{DataDir: t.TempDir(), Patients: 1, Imaging: true, Faults: broken})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
-	file, id, err := validation.LoadIdentity(nw.ValidatorDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := validation.NewRegistry()
-	if err := reg.Add(validation.GenericCases()...); err != nil {
-		t.Fatal(err)
-	}
-	if err := kitbeeld.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	target, ok := file.TargetFor(network.GP.URA, "")
-	if !ok {
-		t.Fatalf("kit.json lists no node for %s", network.GP.URA)
-	}
-	token, err := os.ReadFile(target.TokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kit := kittest.New(t, kittest.Network(t, network.Options{Patients: 1, Imaging: true, Faults: broken}), kitbeeld.Register)
 	run := func(t *testing.T) *validation.Report {
-		rep, err := validation.Run(ctx, validation.Config{
-			Target: target.PublicURL, TargetURA: network.GP.URA, Role: validation.RoleRequester, Care: kitbeeld.Name, Kit: id,
-			Addressbook: file.Addressbook, Listen: file.Listen,
-			Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))},
-			Wait:   15 * time.Second,
-		}, reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep
+		cfg := kit.Config(t, network.GP.URA, validation.RoleRequester, kitbeeld.Name)
+		cfg.Patient = "" // the kit's own patient: the kit holds the images
+		return kit.Run(t, cfg)
 	}
 
 	t.Run("conformant", func(t *testing.T) {

@@ -1,14 +1,12 @@
 package bgz_test
 
 import (
-	"context"
-	"os"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/schakel-nl/schakel/internal/faults"
+	"github.com/schakel-nl/schakel/internal/kittest"
 	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/validation"
 	kitbgz "github.com/schakel-nl/schakel/validation/bgz"
@@ -24,53 +22,12 @@ func TestKitCatchesBrokenNodes(t *testing.T) {
 		t.Skip("starts a network")
 	}
 	broken := faults.New()
-	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := network.Up(ctx, network.Options{DataDir: t.TempDir(), Patients: 1, Faults: broken})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
-	file, id, err := validation.LoadIdentity(nw.ValidatorDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := validation.NewRegistry()
-	if err := reg.Add(validation.GenericCases()...); err != nil {
-		t.Fatal(err)
-	}
-	if err := kitbgz.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	if err := kitbgz.RegisterR4(reg); err != nil {
-		t.Fatal(err)
-	}
+	kit := kittest.New(t, kittest.Network(t, network.Options{Patients: 1, Faults: broken}), kitbgz.Register, kitbgz.RegisterR4)
 	run := func(t *testing.T, care string, role validation.Role, ura string) *validation.Report {
 		t.Helper()
-		target, ok := file.TargetFor(ura, "")
-		if !ok {
-			t.Fatalf("kit.json lists no node for %s", ura)
-		}
-		token, err := os.ReadFile(target.TokenFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rep, err := validation.Run(ctx, validation.Config{
-			Target: target.PublicURL, TargetURA: ura, Role: role, Care: care, Kit: id,
-			Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient,
-			Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))},
-			Wait:   8 * time.Second,
-		}, reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep
+		cfg := kit.Config(t, ura, role, care)
+		cfg.Wait = 8 * time.Second
+		return kit.Run(t, cfg)
 	}
 
 	gp, hospital := network.GP.URA, network.Hospital.URA

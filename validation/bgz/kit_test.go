@@ -1,14 +1,12 @@
 package bgz_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/schakel-nl/schakel/internal/kittest"
 	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/validation"
 	kitbgz "github.com/schakel-nl/schakel/validation/bgz"
@@ -23,33 +21,7 @@ func TestKitValidatesSchakelNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a network")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := network.Up(ctx, network.Options{DataDir: t.TempDir(), Patients: 1})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
-	file, id, err := validation.LoadIdentity(nw.ValidatorDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := validation.NewRegistry()
-	if err := reg.Add(validation.GenericCases()...); err != nil {
-		t.Fatal(err)
-	}
-	if err := kitbgz.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	if err := kitbgz.RegisterR4(reg); err != nil {
-		t.Fatal(err)
-	}
+	kit := kittest.New(t, kittest.Network(t, network.Options{Patients: 1}), kitbgz.Register, kitbgz.RegisterR4)
 
 	total := map[string]int{}
 	for _, tc := range []struct {
@@ -67,23 +39,7 @@ func TestKitValidatesSchakelNodes(t *testing.T) {
 		{kitbgz.NameR4, validation.RoleRequester, network.Hospital.URA},
 	} {
 		t.Run(tc.care+"/"+string(tc.role), func(t *testing.T) {
-			target, ok := file.TargetFor(tc.ura, "")
-			if !ok {
-				t.Fatalf("kit.json lists no node for %s", tc.ura)
-			}
-			token, err := os.ReadFile(target.TokenFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep, err := validation.Run(ctx, validation.Config{
-				Target: target.PublicURL, TargetURA: tc.ura, Role: tc.role, Care: tc.care, Kit: id,
-				Addressbook: file.Addressbook, Listen: file.Listen, Patient: file.Targets[0].Patient,
-				Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))},
-				Wait:   15 * time.Second,
-			}, reg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			rep := kit.Run(t, kit.Config(t, tc.ura, tc.role, tc.care))
 			total[tc.care] += len(rep.Results)
 			noSecrets(t, rep)
 			for _, r := range rep.Results {

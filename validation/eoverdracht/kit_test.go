@@ -2,12 +2,11 @@ package eoverdracht_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/schakel-nl/schakel/eoverdracht"
+	"github.com/schakel-nl/schakel/internal/kittest"
 	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/validation"
 	kiteo "github.com/schakel-nl/schakel/validation/eoverdracht"
@@ -23,33 +22,11 @@ func TestKitValidatesSchakelNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a network")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := network.Up(ctx, network.Options{DataDir: t.TempDir(), Patients: 1, Care: eoverdracht.Name})
-	if err != nil {
-		cancel()
+	nw := kittest.Network(t, network.Options{Patients: 1, Care: eoverdracht.Name})
+	if err := nw.LoadNursingTransferDossier(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
-	if err := nw.LoadNursingTransferDossier(ctx); err != nil {
-		t.Fatal(err)
-	}
-	file, id, err := validation.LoadIdentity(nw.ValidatorDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := validation.NewRegistry()
-	if err := reg.Add(validation.GenericCases()...); err != nil {
-		t.Fatal(err)
-	}
-	if err := kiteo.Register(reg); err != nil {
-		t.Fatal(err)
-	}
+	kit := kittest.New(t, nw, kiteo.Register)
 	for _, tc := range []struct {
 		role validation.Role
 		ura  string
@@ -59,23 +36,9 @@ func TestKitValidatesSchakelNodes(t *testing.T) {
 		{validation.RoleReceiver, network.NursingHome.URA, []string{"eoverdracht.receiver.accepted-flow", "eoverdracht.receiver.rejected", "eoverdracht.receiver.other-patient"}},
 	} {
 		t.Run(string(tc.role), func(t *testing.T) {
-			target, ok := file.TargetFor(tc.ura, "")
-			if !ok {
-				t.Fatalf("kit.json lists no node for %s", tc.ura)
-			}
-			token, err := os.ReadFile(target.TokenFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep, err := validation.Run(ctx, validation.Config{
-				Target: target.PublicURL, TargetURA: tc.ura, Role: tc.role, Care: kiteo.Name, Kit: id,
-				Addressbook: file.Addressbook, Listen: file.Listen, Patient: eoverdracht.DemoPatientBSN,
-				Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))},
-				Wait:   15 * time.Second,
-			}, reg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := kit.Config(t, tc.ura, tc.role, kiteo.Name)
+			cfg.Patient = eoverdracht.DemoPatientBSN
+			rep := kit.Run(t, cfg)
 			// No credential of the run is shown in the report.
 			js, err := rep.JSON()
 			if err != nil {

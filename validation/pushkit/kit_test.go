@@ -1,81 +1,33 @@
 package pushkit_test
 
 import (
-	"context"
-	"os"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/schakel-nl/schakel/internal/faults"
+	"github.com/schakel-nl/schakel/internal/kittest"
 	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/validation"
 	kitcorrespondentie "github.com/schakel-nl/schakel/validation/correspondentie"
 	kitgeboortezorg "github.com/schakel-nl/schakel/validation/geboortezorg"
-	"github.com/schakel-nl/schakel/validation/pushkit"
 )
 
 // runner runs the kit against the nodes of a real local network.
-type runner struct {
-	ctx  context.Context
-	file validation.KitFile
-	id   validation.Identity
-	reg  *validation.Registry
-}
+type runner struct{ kit *kittest.Kit }
 
 func startNetwork(t *testing.T, opts network.Options) *runner {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	opts.DataDir, opts.Patients = t.TempDir(), 1
-	nw, err := network.Up(ctx, opts)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
-	file, id, err := validation.LoadIdentity(nw.ValidatorDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := validation.NewRegistry()
-	if err := reg.Add(validation.GenericCases()...); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []pushkit.Spec{kitcorrespondentie.Spec(), kitgeboortezorg.Spec()} {
-		if err := s.Register(reg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &runner{ctx: ctx, file: file, id: id, reg: reg}
+	opts.Patients = 1
+	return &runner{kit: kittest.New(t, kittest.Network(t, opts), kitcorrespondentie.Spec().Register, kitgeboortezorg.Spec().Register)}
 }
 
 func (r *runner) run(t *testing.T, care string, role validation.Role, ura string) *validation.Report {
 	t.Helper()
-	target, ok := r.file.TargetFor(ura, "")
-	if !ok {
-		t.Fatalf("kit.json lists no node for %s", ura)
-	}
-	token, err := os.ReadFile(target.TokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := validation.Run(r.ctx, validation.Config{
-		Target: target.PublicURL, TargetURA: ura, Role: role, Care: care, Kit: r.id,
-		Addressbook: r.file.Addressbook, Listen: r.file.Listen,
-		Driver: validation.SchakelDriver{InternalURL: target.InternalURL, Token: strings.TrimSpace(string(token))},
-		Wait:   10 * time.Second,
-	}, r.reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rep
+	cfg := r.kit.Config(t, ura, role, care)
+	cfg.Patient = "" // a Push run names its patient in the payload
+	cfg.Wait = 10 * time.Second
+	return r.kit.Run(t, cfg)
 }
 
 // TestKitValidatesSchakelNodesOnPush runs the Push cases of both
