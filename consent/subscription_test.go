@@ -74,12 +74,14 @@ func TestSubscriptionNotifies(t *testing.T) {
 	if resp, body := registerJSON(t, e, uraHolder, map[string]any{"patient": patient, "effect": "permit", "holderType": "Z3"}); resp.StatusCode != 201 {
 		t.Fatalf("register: %d %s", resp.StatusCode, body)
 	}
-	waitFor(t, "delivery", func() bool { return len(rc.received()) == 1 })
-
-	deliveries, err := e.srv.Store().Deliveries(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The service records an attempt once its answer is back: after the
+	// receiver has the notice.
+	var deliveries []Delivery
+	waitFor(t, "delivery", func() bool {
+		var err error
+		deliveries, err = e.srv.Store().Deliveries(ctx, id)
+		return err == nil && len(rc.received()) == 1 && len(deliveries) == 3
+	})
 	if len(deliveries) != 3 || deliveries[0].HTTPStatus != 500 || deliveries[1].HTTPStatus != 500 || deliveries[2].HTTPStatus != 200 ||
 		deliveries[2].Error != "" || deliveries[2].Attempt != 3 {
 		t.Fatalf("delivery log %+v", deliveries)
