@@ -78,8 +78,8 @@ func (d *addressbookDB) open(ctx context.Context) (store.Store, error) {
 
 func newAddressbookServeCommand() *cobra.Command {
 	var db addressbookDB
-	var addr, publicURL, certFile, keyFile string
-	var cas []string
+	var addr, publicURL string
+	var tlsf mtlsFlags
 	var admissionAPI bool
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -94,18 +94,14 @@ func newAddressbookServeCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
-			if certFile == "" || keyFile == "" || len(cas) == 0 {
+			if !tlsf.set() {
 				return errors.New("--cert, --key and --ca are required")
 			}
 			log, err := addressbookLogger(cmd)
 			if err != nil {
 				return err
 			}
-			cert, err := loadCertFlags(certFile, keyFile)
-			if err != nil {
-				return err
-			}
-			roots, err := loadCAs(cas...)
+			cert, roots, err := tlsf.load()
 			if err != nil {
 				return err
 			}
@@ -155,9 +151,7 @@ func newAddressbookServeCommand() *cobra.Command {
 	db.flags(f)
 	f.StringVar(&addr, "addr", "127.0.0.1:8446", "host:port of the mTLS listener")
 	f.StringVar(&publicURL, "url", "", "FHIR base peers use (default https://<addr>/fhir)")
-	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of the directory")
-	f.StringVar(&keyFile, "key", "", "PEM private key of --cert")
-	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) whose GtKs may read and maintain entries (repeatable)")
+	tlsf.flags(f, "the directory", "whose GtKs may read and maintain entries")
 	f.BoolVar(&admissionAPI, "admission", false, "also serve the admission register ("+network.AdmissionStoreFile+" in --data-dir) read-only at /admission/fhir")
 	return cmd
 }
@@ -202,8 +196,8 @@ func newAddressbookLoadCommand() *cobra.Command {
 }
 
 func newAddressbookSyncCommand() *cobra.Command {
-	var base, replica, certFile, keyFile string
-	var cas []string
+	var base, replica string
+	var tlsf mtlsFlags
 	cmd := &cobra.Command{
 		Use:   "sync",
 		Short: "Bring a replica of a directory up to date once, and print what changed",
@@ -213,18 +207,14 @@ func newAddressbookSyncCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
-			if base == "" || replica == "" || certFile == "" || keyFile == "" || len(cas) == 0 {
+			if base == "" || replica == "" || !tlsf.set() {
 				return errors.New("--url, --replica, --cert, --key and --ca are required")
 			}
 			log, err := addressbookLogger(cmd)
 			if err != nil {
 				return err
 			}
-			cert, err := loadCertFlags(certFile, keyFile)
-			if err != nil {
-				return err
-			}
-			roots, err := loadCAs(cas...)
+			cert, roots, err := tlsf.load()
 			if err != nil {
 				return err
 			}
@@ -257,9 +247,7 @@ func newAddressbookSyncCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&base, "url", "", "FHIR base of the directory")
 	f.StringVar(&replica, "replica", "", "path of the replica database")
-	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of the node")
-	f.StringVar(&keyFile, "key", "", "PEM private key of --cert")
-	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) the directory's certificate chains to (repeatable)")
+	tlsf.flags(f, "the node", "the directory's certificate chains to")
 	return cmd
 }
 

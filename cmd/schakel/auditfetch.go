@@ -22,8 +22,8 @@ import (
 // for the audit records of its own requests (logging plateau 1–2) and
 // verifies the signed export.
 func newAuditFetchCommand() *cobra.Command {
-	var node, certFile, keyFile, jwksFile, out string
-	var cas []string
+	var node, jwksFile, out string
+	var tlsf mtlsFlags
 	var after int64
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -39,14 +39,10 @@ func newAuditFetchCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
-			if node == "" || certFile == "" || keyFile == "" || len(cas) == 0 {
+			if node == "" || !tlsf.set() {
 				return errors.New("--node, --cert, --key and --ca are required")
 			}
-			cert, err := loadCertFlags(certFile, keyFile)
-			if err != nil {
-				return err
-			}
-			roots, err := loadCAs(cas...)
+			cert, roots, err := tlsf.load()
 			if err != nil {
 				return err
 			}
@@ -126,9 +122,7 @@ func newAuditFetchCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&node, "node", "", "public URL of the node, e.g. https://gtk.example:8443")
-	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of your organisation (its URA selects the records)")
-	f.StringVar(&keyFile, "key", "", "PEM private key of --cert")
-	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) the node's certificate chains to (repeatable)")
+	tlsf.flags(f, "your organisation (its URA selects the records)", "the node's certificate chains to")
 	f.StringVar(&jwksFile, "jwks", "", "JWK Set with the node's public checkpoint key, pinned out of band")
 	f.Int64Var(&after, "after", 0, "only records after this seq (the last one you already have)")
 	f.StringVar(&out, "out", "", "file to keep the raw signed exports in")

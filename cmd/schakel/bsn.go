@@ -24,8 +24,8 @@ func newBSNCommand(g *globalFlags) *cobra.Command {
 }
 
 func newBSNServeCommand(g *globalFlags) *cobra.Command {
-	var dataDir, register, addr, certFile, keyFile string
-	var cas []string
+	var dataDir, register, addr string
+	var tlsf mtlsFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the BSN verification stand-in on an mTLS listener",
@@ -42,18 +42,14 @@ func newBSNServeCommand(g *globalFlags) *cobra.Command {
 			if register == "" && dataDir != "" {
 				register = filepath.Join(dataDir, network.RegisterFile)
 			}
-			if register == "" || certFile == "" || keyFile == "" || len(cas) == 0 {
+			if register == "" || !tlsf.set() {
 				return errors.New("--register (or --data-dir), --cert, --key and --ca are required")
 			}
 			log, err := g.logger()
 			if err != nil {
 				return err
 			}
-			cert, err := loadCertFlags(certFile, keyFile)
-			if err != nil {
-				return err
-			}
-			roots, err := loadCAs(cas...)
+			cert, roots, err := tlsf.load()
 			if err != nil {
 				return err
 			}
@@ -74,8 +70,6 @@ func newBSNServeCommand(g *globalFlags) *cobra.Command {
 	f.StringVar(&dataDir, "data-dir", "", "directory holding "+network.RegisterFile+" (the register)")
 	f.StringVar(&register, "register", "", "JSON file of the persons the stand-in knows (default <--data-dir>/"+network.RegisterFile+")")
 	f.StringVar(&addr, "addr", "127.0.0.1:8447", "host:port of the mTLS listener")
-	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of the service")
-	f.StringVar(&keyFile, "key", "", "PEM private key of --cert")
-	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) whose GtKs may ask (repeatable)")
+	tlsf.flags(f, "the service", "whose GtKs may ask")
 	return cmd
 }

@@ -23,8 +23,8 @@ func newIdentityIssuerCommand(g *globalFlags) *cobra.Command {
 }
 
 func newIdentityIssuerServeCommand(g *globalFlags) *cobra.Command {
-	var pkiDir, addr, issuer, certFile, keyFile string
-	var cas []string
+	var pkiDir, addr, issuer string
+	var tlsf mtlsFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the development identity issuer on an mTLS listener",
@@ -37,7 +37,7 @@ func newIdentityIssuerServeCommand(g *globalFlags) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
-			if certFile == "" || keyFile == "" || len(cas) == 0 {
+			if !tlsf.set() {
 				return errors.New("--cert, --key and --ca are required")
 			}
 			log, err := g.logger()
@@ -52,11 +52,7 @@ func newIdentityIssuerServeCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--pki-dir: %w", err)
 			}
-			cert, err := loadCertFlags(certFile, keyFile)
-			if err != nil {
-				return err
-			}
-			roots, err := loadCAs(cas...)
+			cert, roots, err := tlsf.load()
 			if err != nil {
 				return err
 			}
@@ -77,8 +73,6 @@ func newIdentityIssuerServeCommand(g *globalFlags) *cobra.Command {
 	f.StringVar(&pkiDir, "pki-dir", "pki", "directory of the CA and the identity issuer's key")
 	f.StringVar(&addr, "addr", "127.0.0.1:8448", "host:port of the mTLS listener")
 	f.StringVar(&issuer, "issuer", "", "iss of the tokens (default https://<addr>)")
-	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of the service")
-	f.StringVar(&keyFile, "key", "", "PEM private key of --cert")
-	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) whose GtKs may ask (repeatable)")
+	tlsf.flags(f, "the service", "whose GtKs may ask")
 	return cmd
 }

@@ -31,8 +31,8 @@ func newLocalizationCommand() *cobra.Command {
 }
 
 func newLocalizationServeCommand() *cobra.Command {
-	var dataDir, addr, certFile, keyFile, dsn string
-	var cas []string
+	var dataDir, addr, dsn string
+	var tlsf mtlsFlags
 	var regional bool
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -46,7 +46,7 @@ func newLocalizationServeCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
-			if dataDir == "" || certFile == "" || keyFile == "" || len(cas) == 0 {
+			if dataDir == "" || !tlsf.set() {
 				return errors.New("--data-dir, --cert, --key and --ca are required")
 			}
 			if dsn == "" {
@@ -62,11 +62,7 @@ func newLocalizationServeCommand() *cobra.Command {
 				return fmt.Errorf("--log-level: %w", err)
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			cert, err := loadCertFlags(certFile, keyFile)
-			if err != nil {
-				return err
-			}
-			roots, err := loadCAs(cas...)
+			cert, roots, err := tlsf.load()
 			if err != nil {
 				return err
 			}
@@ -113,9 +109,7 @@ func newLocalizationServeCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data-dir", "", "directory of the index database, its OPRF key and its audit log")
 	f.StringVar(&addr, "addr", "127.0.0.1:8445", "host:port of the mTLS listener")
-	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of the index")
-	f.StringVar(&keyFile, "key", "", "PEM private key of --cert")
-	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) whose GtKs may register and ask (repeatable)")
+	tlsf.flags(f, "the index", "whose GtKs may register and ask")
 	f.BoolVar(&regional, "regional", false, "sign localization hits as a collaboration's own service (plateau 2–3), not the national one (plateau 4)")
 	f.StringVar(&dsn, "postgres", "", "PostgreSQL DSN of the index (default: SQLite in --data-dir; or $"+envLocalizationPostgres+")")
 	return cmd

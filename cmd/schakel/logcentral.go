@@ -31,8 +31,8 @@ func newLogcentralCommand(g *globalFlags) *cobra.Command {
 }
 
 func newLogcentralServeCommand(g *globalFlags) *cobra.Command {
-	var dataDir, addr, metricsAddr, certFile, keyFile, schema string
-	var cas []string
+	var dataDir, addr, metricsAddr, schema string
+	var tlsf mtlsFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the central log on an mTLS listener",
@@ -46,18 +46,14 @@ func newLogcentralServeCommand(g *globalFlags) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
-			if dataDir == "" || certFile == "" || keyFile == "" || len(cas) == 0 {
+			if dataDir == "" || !tlsf.set() {
 				return errors.New("--data-dir, --cert, --key and --ca are required")
 			}
 			log, err := g.logger()
 			if err != nil {
 				return err
 			}
-			cert, err := loadCertFlags(certFile, keyFile)
-			if err != nil {
-				return err
-			}
-			roots, err := loadCAs(cas...)
+			cert, roots, err := tlsf.load()
 			if err != nil {
 				return err
 			}
@@ -107,9 +103,7 @@ func newLogcentralServeCommand(g *globalFlags) *cobra.Command {
 	f.StringVar(&dataDir, "data-dir", "", "directory of the SQLite store")
 	f.StringVar(&addr, "addr", "127.0.0.1:8447", "host:port of the mTLS listener")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "host:port of the plain-HTTP /metrics listener (none when empty)")
-	f.StringVar(&certFile, "cert", "", "PEM UZI server certificate of the central log")
-	f.StringVar(&keyFile, "key", "", "PEM private key of --cert")
-	f.StringSliceVar(&cas, "ca", nil, "PEM file(s) of the CA(s) whose nodes may ship (repeatable)")
+	tlsf.flags(f, "the central log", "whose nodes may ship")
 	f.StringVar(&schema, "schema", "logcentral", "PostgreSQL schema (with $"+envLogcentralPostgres+")")
 	return cmd
 }

@@ -12,6 +12,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/schakel-nl/schakel/pki"
 )
 
@@ -91,4 +93,37 @@ func mtlsServer(h http.Handler, cert tls.Certificate, roots *x509.CertPool, log 
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+}
+
+// mtlsFlags are the flags of a command's mTLS side: its UZI server
+// certificate and key (--cert, --key), and the CAs (--ca) of the parties it
+// trusts.
+type mtlsFlags struct {
+	cert, key string
+	cas       []string
+}
+
+// flags registers --cert, --key and --ca on f: whose certificate it is,
+// and whom the CAs are trusted for.
+func (s *mtlsFlags) flags(f *pflag.FlagSet, whose, trusted string) {
+	f.StringVar(&s.cert, "cert", "", "PEM UZI server certificate of "+whose)
+	f.StringVar(&s.key, "key", "", "PEM private key of --cert")
+	f.StringSliceVar(&s.cas, "ca", nil, "PEM file(s) of the CA(s) "+trusted+" (repeatable)")
+}
+
+// set reports whether --cert, --key and --ca are all given.
+func (s *mtlsFlags) set() bool { return s.cert != "" && s.key != "" && len(s.cas) > 0 }
+
+// load reads --cert and --key and the --ca files, naming the flag of a
+// file at fault.
+func (s *mtlsFlags) load() (tls.Certificate, *x509.CertPool, error) {
+	cert, err := loadCertFlags(s.cert, s.key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	roots, err := loadCAs(s.cas...)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return cert, roots, nil
 }
