@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -94,9 +93,6 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 				return runLetter(cmd.Context(), opts, once, processes)
 			}
 			if pattern == "indexed-pull" {
-				if opts.Plateau != 0 || opts.Mixed {
-					return errors.New("--pattern indexed-pull runs at the default agreement for now (no --plateau)")
-				}
 				return runIndexedPull(cmd.Context(), opts, once, processes)
 			}
 			return runNetwork(cmd.Context(), opts, once, validate, processes)
