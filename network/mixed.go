@@ -74,9 +74,23 @@ func clonePlateaus(p plateau.Plateaus) plateau.Plateaus {
 // network, its plateaus (Network.agreementOf adds the applications);
 // false when the table has none (nodeSpecs and mixedAgreements
 // must list the same pairs).
+//
+// The clinic of the Indexed Pull network, served by the hospital's node,
+// stands where the hospital stands: with the GP practice and the nursing
+// home it has the hospital's agreements, and between the hospital and its
+// clinic the plateaus the hospital agreed with the GP practice.
 func mixedAgreement(self, peer Participant) (plateau.PartnerConfig, bool) {
+	as := func(p Participant) string {
+		if p.URA == Clinic.URA {
+			return Hospital.URA
+		}
+		return p.URA
+	}
+	if as(self) == Hospital.URA && as(peer) == Hospital.URA {
+		return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: clonePlateaus(mixedGPHospital)}, true
+	}
 	for _, a := range mixedAgreements {
-		if a.self.URA == self.URA && a.peer.URA == peer.URA {
+		if a.self.URA == as(self) && a.peer.URA == as(peer) {
 			return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: clonePlateaus(a.plateaus)}, true
 		}
 	}

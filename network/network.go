@@ -304,6 +304,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	nodeOf := map[string]string{} // URA → node name
 	for _, spec := range specs {
 		nodeOf[spec.p.URA] = spec.name
+		for _, q := range spec.more {
+			nodeOf[q.URA] = spec.name // the clinic, served by the hospital's node
+		}
 	}
 	for _, spec := range specs {
 		cfg, err := nw.nodeConfig(spec.name, spec.p, caFile, spec.more...)
@@ -473,6 +476,9 @@ func newNetwork(opts Options) (*Network, error) {
 		done: make(chan notifiedpull.Event, 64)}
 	if nw.out == nil {
 		nw.out = io.Discard
+	}
+	if err := nw.localizingAtPlateau(); err != nil {
+		return nil, err
 	}
 	return nw, nil
 }
