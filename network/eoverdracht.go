@@ -276,11 +276,15 @@ type NursingTransferRejection struct {
 // sender's workflow Task rejected with that reason as its statusReason,
 // and never pulls the overdrachtbericht.
 func (nw *Network) RejectNursingTransfer(ctx context.Context, reason string) (*NursingTransferRejection, error) {
-	if nw.NursingHomeNode == nil {
+	if !nw.nursingTransfer() || nw.internalURLs[NursingHome.URA] == "" {
 		return nil, errors.New("the network runs no nursing home node (give Care a transfer application)")
 	}
-	if err := nw.LoadNursingTransferDossier(ctx); err != nil {
-		return nil, err
+	if !nw.processes {
+		// In processes the hospital's node loaded it before it started
+		// (UpProcesses), and its store is that process's.
+		if err := nw.LoadNursingTransferDossier(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := nw.transferAtPlateau(ctx); err != nil {
 		return nil, err

@@ -315,6 +315,10 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 		return nil, fmt.Errorf("consent service: %w", err)
 	}
 	err = registerDemoConsent(ctx, cs.Store(), nw.Patients[0].BSN)
+	if err == nil && opts.Imaging {
+		// The validation kit's imaging holder cases (admitValidator).
+		err = permitAtMitz(ctx, cs.Store(), nw.Patients[0].BSN, Hospital.URA)
+	}
 	if cerr := cs.Close(); err == nil {
 		err = cerr
 	}

@@ -150,9 +150,13 @@ func (nw *Network) admitValidator(ctx context.Context) error {
 		}
 		if p.URA == Hospital.URA && nw.pacs != nil {
 			// The PACS holds the patient's studies; the patient permits
-			// the hospital's data at Mitz, as for the imaging exchange.
-			if err := permitAtMitz(ctx, nw.consent.Store(), nw.Patients[0].BSN, Hospital.URA); err != nil {
-				return err
+			// the hospital's data at Mitz, as for the imaging exchange
+			// (in processes UpProcesses registers it in the consent
+			// service's store before the service starts).
+			if nw.consent != nil {
+				if err := permitAtMitz(ctx, nw.consent.Store(), nw.Patients[0].BSN, Hospital.URA); err != nil {
+					return err
+				}
 			}
 			t.Patient = nw.Patients[0].BSN
 		}
