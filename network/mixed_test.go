@@ -141,9 +141,10 @@ func TestMixedOptionsRefused(t *testing.T) {
 // TestMixedAgreementsCoverEveryPair: every node of the mixed network has
 // an agreement with each other node, valid as the node would load it; so
 // has every node of the Indexed Pull network under the mixed agreements,
-// where the clinic stands where the hospital stands.
+// where the clinic stands where the hospital stands, and of the
+// Geboortezorg network, with the midwife practice's pairs.
 func TestMixedAgreementsCoverEveryPair(t *testing.T) {
-	for _, opts := range []Options{{Mixed: true}, {Mixed: true, IndexedPull: true}} {
+	for _, opts := range []Options{{Mixed: true}, {Mixed: true, IndexedPull: true}, {Mixed: true, Geboortezorg: true}} {
 		nw := &Network{opts: opts}
 		for _, spec := range nw.nodeSpecs() {
 			var cfg plateau.Config

@@ -70,7 +70,6 @@ func TestNetworkUpCareAtPlateau(t *testing.T) {
 		{"beeld at 1", []string{"--care", "beeld", "--plateau", "1"}, "consent is recorded in each holder's own system"},
 		{"beeld at 4", []string{"--care", "beeld", "--plateau", "4"}, "cases for the holder only"},
 		{"indexed-pull at 3", []string{"--pattern", "indexed-pull", "--plateau", "3"}, "the clinic cannot have one"},
-		{"geboortezorg at mixed", []string{"--care", "geboortezorg", "--plateau", "mixed"}, "agrees no plateaus with a midwife practice"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, err := up(t, c.args...)

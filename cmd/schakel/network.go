@@ -52,9 +52,9 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			"transfer of a mother and her child to the GP practice and the hospital over Push; the\n" +
 			"run prints what each receiving system read, the receipts and the acknowledgements; with\n" +
 			"--plateau N every agreement of the three nodes is at plateau N.\n" +
-			"Every care application's demo takes --plateau the same way: --care eoverdracht at 1-4 and\n" +
-			"mixed, --care beeld and --pattern indexed-pull at 2 and mixed, --care geboortezorg at 1-4;\n" +
-			"the other combinations are refused with the reason (docs/plateaus.md).",
+			"Every care application's demo takes --plateau the same way: --care eoverdracht and\n" +
+			"geboortezorg at 1-4 and mixed, --care beeld and --pattern indexed-pull at 2 and mixed; the\n" +
+			"other combinations are refused with the reason (docs/plateaus.md).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
