@@ -148,7 +148,13 @@ func (nw *Network) RunImaging(ctx context.Context) (*ImagingRun, error) {
 		return nil, errors.New("network: RunImaging needs a network started with Imaging")
 	}
 	patient := nw.Patients[0]
-	if err := nw.permit(ctx, false, patient.BSN, Hospital); err != nil {
+	// The hospital asks consent at the source its agreement with the GP
+	// practice names.
+	agreed, err := nw.agreementOf(Hospital, GP)
+	if err != nil {
+		return nil, err
+	}
+	if err := nw.consentAtHolder(ctx, Hospital, agreed.Plateaus[plateau.Consent], patient.BSN); err != nil {
 		return nil, err
 	}
 	nw.printf("\nBeeldbeschikbaarheid: %s looks up the images of %s wherever they are held and retrieves a study\n", GP.Name, patient.Name)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/demo"
+	"github.com/schakel-nl/schakel/eoverdracht"
 	"github.com/schakel-nl/schakel/geboortezorg"
 	"github.com/schakel-nl/schakel/identification"
 	"github.com/schakel-nl/schakel/nl"
@@ -73,6 +74,17 @@ func (nw *Network) writeDemoRegister(patients []demo.Patient) error {
 			persons = append(persons, r)
 		}
 	}
+	if nw.nursingTransfer() {
+		// The transfer dossier's patient (eoverdracht.DemoRecord) is a
+		// person of the BRP too: at identification plateau 3–4 the
+		// hospital verifies her BSN before it refers, the nursing home
+		// before it accepts the notification.
+		r, err := transferPatient(time.Now())
+		if err != nil {
+			return err
+		}
+		persons = append(persons, r)
+	}
 	b, err := json.MarshalIndent(persons, "", "  ")
 	if err != nil {
 		return err
@@ -89,4 +101,41 @@ func (nw *Network) writeDemoRegister(patients []demo.Patient) error {
 		return nw.bsn.LoadRegister(path)
 	}
 	return nil
+}
+
+// transferPatient is the Patient of the demo transfer dossier as the BSN
+// verification stand-in registers it: the birth date the hospital's record
+// holds, which the verification compares.
+func transferPatient(now time.Time) (identification.Registered, error) {
+	rec, err := eoverdracht.DemoRecord(now)
+	if err != nil {
+		return identification.Registered{}, err
+	}
+	var b struct {
+		Entry []struct {
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(rec, &b); err != nil {
+		return identification.Registered{}, fmt.Errorf("demo register: the transfer dossier: %w", err)
+	}
+	for _, e := range b.Entry {
+		var p struct {
+			ResourceType string
+			Identifier   []struct{ System, Value string }
+		}
+		if json.Unmarshal(e.Resource, &p) != nil || p.ResourceType != "Patient" {
+			continue
+		}
+		for _, id := range p.Identifier {
+			if id.System == nl.SystemBSN && id.Value == eoverdracht.DemoPatientBSN {
+				r, err := identification.PersonFromFHIR(e.Resource)
+				if err != nil {
+					return r, fmt.Errorf("demo register: the transfer's patient: %w", err)
+				}
+				return r, nil
+			}
+		}
+	}
+	return identification.Registered{}, fmt.Errorf("demo register: the transfer dossier holds no Patient with BSN %s", eoverdracht.DemoPatientBSN)
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
+	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/validation"
 )
 
 // transfer reports whether the demo's care application is a nursing
@@ -80,6 +82,9 @@ func (nw *Network) ExchangeNursingTransfer(ctx context.Context) (*NursingTransfe
 	if !nw.nursingTransfer() || nw.internalURLs[NursingHome.URA] == "" {
 		return nil, errors.New("the network runs no nursing home node (give Care a transfer application)")
 	}
+	if err := nw.transferAtPlateau(ctx); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	hc := &http.Client{Timeout: 30 * time.Second}
 	sender := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: hc}
@@ -139,6 +144,59 @@ func (nw *Network) ExchangeNursingTransfer(ctx context.Context) (*NursingTransfe
 // number of the development PKI's range).
 const demoNurse = "900000222"
 
+// nurse is demoNurse as the nursing home's system names her to its node
+// where the agreement asks for a user (authentication plateau 2 and up):
+// a nurse (UZI role 30.000) logged in at eIDAS high.
+var nurse = plateau.Caller{ID: demoNurse, Role: "30.000", LoA: "http://eidas.europa.eu/LoA/high"}
+
+// acceptAsNurse has the nurse accept the received referral with this
+// identifier when it waits for a user: its agreement with the hospital
+// asks user authentication (plateau 2 and up), so the node reads nothing
+// of the transfer until a user starts the pull.
+func (nw *Network) acceptAsNurse(ctx context.Context, receiver *xis, identifier string) error {
+	var list []node.Referral
+	if err := receiver.do(ctx, http.MethodGet, "/internal/referrals?direction=received", nil, &list); err != nil {
+		return err
+	}
+	for _, r := range list {
+		if r.Identifier != identifier || !r.AwaitingUser {
+			continue
+		}
+		nw.printf("  %s's nurse (UZI %s, role %s) accepts the notification: the agreement asks for a user\n", NursingHome.Name, nurse.ID, nurse.Role)
+		if err := receiver.do(ctx, http.MethodPost, "/internal/referrals/"+r.ID+"/accept", nurse, nil); err != nil {
+			return fmt.Errorf("accept: %w", err)
+		}
+	}
+	return nil
+}
+
+// transferAtPlateau supplies what the plateaus the hospital agreed with
+// the nursing home demand before a transfer: at network plateau 3–4 the
+// hospital's node serves data only to a GtK with a valid proof of
+// validation for the application, so the nursing home's node is validated
+// first as the application's receiver, as a vendor would before going
+// live. The BSN verification stand-in's register holds the transfer's
+// patient (writeDemoRegister) for identification 3–4.
+func (nw *Network) transferAtPlateau(ctx context.Context) error {
+	agreed, err := nw.agreementOf(Hospital, NursingHome)
+	if err != nil {
+		return err
+	}
+	if agreed.Plateaus[plateau.Network] < 3 || nw.validatedTransfer {
+		return nil
+	}
+	nw.printf("\nValidation: %s's node as %s receiver, before the transfer (network plateau %d requires a proof)\n", NursingHome.Name, nw.opts.Care, agreed.Plateaus[plateau.Network])
+	reps, err := nw.Validate(ctx, ValidationTarget{URA: NursingHome.URA, Role: validation.RoleReceiver, Care: nw.opts.Care})
+	if err != nil {
+		return err
+	}
+	if len(reps) != 1 || !reps[0].Summary.Conformant {
+		return fmt.Errorf("%s's node did not pass validation as %s receiver; no proof was recorded", NursingHome.Name, nw.opts.Care)
+	}
+	nw.validatedTransfer = true
+	return nil
+}
+
 // decideTransfer plays the nursing home's system: it waits until the
 // transfer request with this identifier waits for its decision (60 s at
 // most), reads the aanmeldbericht the node pulled, checks it is one, and
@@ -155,6 +213,9 @@ func (nw *Network) decideTransfer(ctx context.Context, receiver *xis, identifier
 		case <-deadline:
 			return NursingTransferDocument{}, fmt.Errorf("transfer request %s did not reach %s's system within 60s", identifier, NursingHome.Name)
 		case <-tick.C:
+		}
+		if err := nw.acceptAsNurse(ctx, receiver, identifier); err != nil {
+			return NursingTransferDocument{}, err
 		}
 		var list []node.Referral
 		if err := receiver.do(ctx, http.MethodGet, "/internal/transfers?decision=pending", nil, &list); err != nil {
@@ -215,10 +276,17 @@ type NursingTransferRejection struct {
 // sender's workflow Task rejected with that reason as its statusReason,
 // and never pulls the overdrachtbericht.
 func (nw *Network) RejectNursingTransfer(ctx context.Context, reason string) (*NursingTransferRejection, error) {
-	if nw.NursingHomeNode == nil {
+	if !nw.nursingTransfer() || nw.internalURLs[NursingHome.URA] == "" {
 		return nil, errors.New("the network runs no nursing home node (give Care a transfer application)")
 	}
-	if err := nw.LoadNursingTransferDossier(ctx); err != nil {
+	if !nw.processes {
+		// In processes the hospital's node loaded it before it started
+		// (UpProcesses), and its store is that process's.
+		if err := nw.LoadNursingTransferDossier(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := nw.transferAtPlateau(ctx); err != nil {
 		return nil, err
 	}
 	hc := &http.Client{Timeout: 30 * time.Second}

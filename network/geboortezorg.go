@@ -21,8 +21,8 @@ var Midwife = Participant{URA: "90000020", Name: "Verloskundigenpraktijk De Wate
 
 // geboortezorgSpecs are the nodes of the Geboortezorg network: the GP
 // practice's, the hospital's and the midwife practice's, each with the
-// network's agreement (the default, or every function at Options.Plateau)
-// with the two others.
+// network's agreement (the default, every function at Options.Plateau, or
+// with Options.Mixed the pair's own) with the two others.
 func geboortezorgSpecs() []nodeSpec {
 	return []nodeSpec{
 		{name: "gp-node", p: GP, peers: []Participant{Hospital, Midwife}},
@@ -32,10 +32,11 @@ func geboortezorgSpecs() []nodeSpec {
 }
 
 // geboortezorgOptions refuses what the Geboortezorg network cannot be
-// combined with: it has nodes and agreements of its own.
+// combined with: it has nodes of its own. With Mixed its pairs agree the
+// plateaus mixedAgreements gives them.
 func geboortezorgOptions(opts Options) error {
-	if opts.Geboortezorg && (opts.Mixed || opts.IndexedPull || opts.OwnAddressing || len(opts.Requesters) > 0) {
-		return errors.New("network: the Geboortezorg network has its own nodes: not with Mixed, IndexedPull, OwnAddressing or Requesters")
+	if opts.Geboortezorg && (opts.IndexedPull || opts.OwnAddressing || len(opts.Requesters) > 0) {
+		return errors.New("network: the Geboortezorg network has its own nodes: not with IndexedPull, OwnAddressing or Requesters")
 	}
 	return nil
 }

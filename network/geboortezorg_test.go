@@ -130,9 +130,9 @@ func TestTransferOverPush(t *testing.T) {
 
 // TestGeboortezorgOptions: the Geboortezorg network has nodes of its own.
 func TestGeboortezorgOptions(t *testing.T) {
-	_, err := Up(context.Background(), Options{DataDir: t.TempDir(), Geboortezorg: true, Mixed: true})
+	_, err := Up(context.Background(), Options{DataDir: t.TempDir(), Geboortezorg: true, IndexedPull: true})
 	if err == nil || !strings.Contains(err.Error(), "Geboortezorg") {
-		t.Fatalf("Geboortezorg with Mixed: %v", err)
+		t.Fatalf("Geboortezorg with IndexedPull: %v", err)
 	}
 	nw := startNetwork(t, 1)
 	if _, err := nw.ExchangeTransfer(context.Background()); err == nil {

@@ -10,12 +10,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/schakel-nl/schakel/beeld"
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/indexedpull"
 	"github.com/schakel-nl/schakel/localization"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/validation"
+	"github.com/schakel-nl/schakel/validation/kits"
 )
 
 // Clinic is the organisation that runs the Indexed Pull in the network of
@@ -98,8 +101,25 @@ func (nw *Network) RunIndexedPull(ctx context.Context) (*IndexedPullRun, error) 
 		return nil, errors.New("network: RunIndexedPull needs a network started with IndexedPull")
 	}
 	patient := nw.Patients[0]
-	for _, h := range indexedPullHolders[1:] {
-		if err := nw.permit(ctx, false, patient.BSN, h); err != nil {
+	// Consent where each holder asks it: the GP practice for the
+	// referrals, at the source of its agreement with each receiver; every
+	// holder for the clinic's pull, at the source of its agreement with
+	// the clinic (the clinic's node filters the localization by it).
+	for _, to := range indexedPullHolders[1:] {
+		agreed, err := nw.agreementOf(GP, to)
+		if err != nil {
+			return nil, err
+		}
+		if err := nw.consentAtHolder(ctx, GP, agreed.Plateaus[plateau.Consent], patient.BSN); err != nil {
+			return nil, err
+		}
+	}
+	for _, h := range indexedPullHolders {
+		agreed, err := nw.agreementOf(h, Clinic)
+		if err != nil {
+			return nil, err
+		}
+		if err := nw.consentAtHolder(ctx, h, agreed.Plateaus[plateau.Consent], patient.BSN); err != nil {
 			return nil, err
 		}
 	}
@@ -265,4 +285,56 @@ func (nw *Network) nodeURA(p Participant) string {
 		return p.URA
 	}
 	return Hospital.URA
+}
+
+// localizingAtPlateau refuses the plateaus at which a network that begins
+// its exchange with a localization (the Indexed Pull, the imaging lookup)
+// cannot run, with the reason.
+//
+// At consent plateau 1 consent is recorded in the holder's own system, and
+// the requesting node filters the localization by the consent source of
+// each holder's agreement: its own registry, which knows only its own
+// participants' consents (docs/localization.md). A holder on another node
+// is never named, so no holder but the requester's own is ever consulted.
+//
+// At network plateau 3–4 a holder serves data only to a GtK with a proof
+// of validation for the care application, issued to the requesting
+// participant. The imaging lookup's requester is the GP practice, and a
+// proof for Beeldbeschikbaarheid needs the kit's cases for a requester,
+// which it does not have. The Indexed Pull's requester is the clinic,
+// served by the hospital's node: the kit checks that the node's server
+// certificate names the participant it validates, and the hospital's node
+// presents the hospital's, so the clinic cannot be issued a proof of its
+// own.
+func (nw *Network) localizingAtPlateau() error {
+	if nw.opts.Plateau == 0 || (!nw.opts.IndexedPull && !nw.opts.Imaging) {
+		return nil
+	}
+	what, runs := "the Indexed Pull", "give plateau 2, or mixed"
+	if nw.opts.Imaging {
+		what, runs = "the imaging lookup", "give plateau 2, or mixed"
+	}
+	agreed := nw.agreement(Hospital).Plateaus
+	if agreed[plateau.Consent] == 1 {
+		return fmt.Errorf("network: %s at consent plateau 1: consent is recorded in each holder's own system, which the requesting node cannot ask; "+
+			"its localization names only holders whose consent it can ask, so no holder on another node would be named (%s)", what, runs)
+	}
+	if agreed[plateau.Network] < plateau.ValidationFromPlateau {
+		return nil
+	}
+	if nw.opts.IndexedPull {
+		return fmt.Errorf("network: %s at network plateau %d: every holder serves data only to a GtK with a proof of validation issued to the requester, "+
+			"and the requester, %s, is served by the hospital's node, whose server certificate names the hospital: the validation kit issues a proof "+
+			"only to the participant its node's certificate names, so the clinic cannot have one (%s)", what, agreed[plateau.Network], Clinic.Name, runs)
+	}
+	reg, err := kits.Registry(nw.opts.Applications, nw.kits())
+	if err != nil {
+		return err
+	}
+	if reg.Runnable(validation.RoleRequester, beeld.Application, 1) != nil {
+		return fmt.Errorf("network: %s at network plateau %d: the hospital serves images only to a GtK with a proof of validation for %s, "+
+			"and the validation kit has %s cases for the holder only: no requester's proof can be issued (%s)",
+			what, agreed[plateau.Network], beeld.Application, beeld.Application, runs)
+	}
+	return nil
 }

@@ -229,3 +229,31 @@ func BenchmarkIndexedPull(b *testing.B) {
 func demoCaller() plateau.Caller {
 	return plateau.Caller{ID: DemoUser.UZI, Role: DemoUser.Role, LoA: DemoUser.LoA}
 }
+
+// TestLocalizingAtPlateauRefused: the networks that begin with a
+// localization refuse, before anything starts, the plateaus at which they
+// cannot run, naming why; the others pass the check.
+func TestLocalizingAtPlateauRefused(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opts Options
+		want string // empty: not refused
+	}{
+		{"indexed pull at 1", Options{IndexedPull: true, Plateau: 1}, "consent plateau 1"},
+		{"indexed pull at 2", Options{IndexedPull: true, Plateau: 2}, ""},
+		{"indexed pull at 4", Options{IndexedPull: true, Plateau: 4}, "the clinic cannot have one"},
+		{"indexed pull mixed", Options{IndexedPull: true, Mixed: true}, ""},
+		{"imaging at 1", Options{Imaging: true, Plateau: 1}, "consent plateau 1"},
+		{"imaging at 2", Options{Imaging: true, Plateau: 2}, ""},
+		{"imaging at 3", Options{Imaging: true, Plateau: 3}, "cases for the holder only"},
+		{"imaging at the default agreement", Options{Imaging: true}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.opts.DataDir = t.TempDir()
+			_, err := newNetwork(c.opts)
+			if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+				t.Fatalf("newNetwork: %v, want %q", err, c.want)
+			}
+		})
+	}
+}

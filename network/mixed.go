@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/careapp"
@@ -34,6 +36,19 @@ import (
 //     UZI number), the nursing home's node still presents its users at 2,
 //     as in its agreement with the GP practice. That is the refusal the run
 //     shows: a partner that delivers less than the agreement asks of it.
+//
+// The Geboortezorg network (a midwife practice's node beside the GP
+// practice's and the hospital's) runs under the same model, with the
+// midwife practice's pairs:
+//
+//   - The midwife practice and the GP practice are a regional
+//     collaboration, as the GP practice and the nursing home: 2 for
+//     authentication, authorization, identification and addressing, 1 for
+//     the rest.
+//   - The midwife practice and the hospital are an obstetric collaboration
+//     (verloskundig samenwerkingsverband) that verifies BSNs, consults
+//     Mitz, uses the addressbook and ships its logs to the central log
+//     (3), with users and roles at 2 and the network at 2.
 var mixedAgreements = []struct {
 	self, peer Participant
 	plateaus   plateau.Plateaus
@@ -44,6 +59,10 @@ var mixedAgreements = []struct {
 	{NursingHome, GP, mixedGPNursingHome},
 	{Hospital, NursingHome, withPlateau(mixedHospitalNursingHome, plateau.Authentication, 3)},
 	{NursingHome, Hospital, mixedHospitalNursingHome},
+	{Midwife, GP, mixedGPNursingHome},
+	{GP, Midwife, mixedGPNursingHome},
+	{Midwife, Hospital, mixedHospitalMidwife},
+	{Hospital, Midwife, mixedHospitalMidwife},
 }
 
 var (
@@ -53,6 +72,8 @@ var (
 		plateau.Consent: 1, plateau.Localization: 1, plateau.Addressing: 2, plateau.Logging: 1, plateau.Network: 1}
 	mixedHospitalNursingHome = plateau.Plateaus{plateau.Identification: 2, plateau.Authentication: 2, plateau.Authorization: 2,
 		plateau.Consent: 3, plateau.Localization: 1, plateau.Addressing: 3, plateau.Logging: 2, plateau.Network: 2}
+	mixedHospitalMidwife = plateau.Plateaus{plateau.Identification: 3, plateau.Authentication: 2, plateau.Authorization: 2,
+		plateau.Consent: 3, plateau.Localization: 1, plateau.Addressing: 3, plateau.Logging: 3, plateau.Network: 2}
 )
 
 // withPlateau is a copy of p with function f at plateau n.
@@ -74,9 +95,23 @@ func clonePlateaus(p plateau.Plateaus) plateau.Plateaus {
 // network, its plateaus (Network.agreementOf adds the applications);
 // false when the table has none (nodeSpecs and mixedAgreements
 // must list the same pairs).
+//
+// The clinic of the Indexed Pull network, served by the hospital's node,
+// stands where the hospital stands: with the GP practice and the nursing
+// home it has the hospital's agreements, and between the hospital and its
+// clinic the plateaus the hospital agreed with the GP practice.
 func mixedAgreement(self, peer Participant) (plateau.PartnerConfig, bool) {
+	as := func(p Participant) string {
+		if p.URA == Clinic.URA {
+			return Hospital.URA
+		}
+		return p.URA
+	}
+	if as(self) == Hospital.URA && as(peer) == Hospital.URA {
+		return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: clonePlateaus(mixedGPHospital)}, true
+	}
 	for _, a := range mixedAgreements {
-		if a.self.URA == self.URA && a.peer.URA == peer.URA {
+		if a.self.URA == as(self) && a.peer.URA == as(peer) {
 			return plateau.PartnerConfig{URA: peer.URA, Name: peer.Name, Plateaus: clonePlateaus(a.plateaus)}, true
 		}
 	}
@@ -241,15 +276,27 @@ var mixedAbbrev = map[plateau.Function]string{plateau.Identification: "ident", p
 // share is marked with *.
 func (nw *Network) PrintMixedAgreements() {
 	nw.printf("\nAgreements per partner (plateau per generic function; * the partner's copy differs)\n")
-	nw.printf("  %-54s", "node → partner")
+	member := func(p Participant) bool {
+		return slices.ContainsFunc(nw.members, func(m Participant) bool { return m.URA == p.URA })
+	}
+	width := len("node → partner")
+	for _, a := range mixedAgreements {
+		if member(a.self) && member(a.peer) {
+			width = max(width, utf8.RuneCountInString(a.self.Name+" → "+a.peer.Name))
+		}
+	}
+	nw.printf("  %-*s", width, "node → partner")
 	for _, f := range plateau.Functions {
 		nw.printf(" %8s", mixedAbbrev[f])
 	}
 	nw.printf("\n")
 	for _, a := range mixedAgreements {
+		if !member(a.self) || !member(a.peer) {
+			continue // a pair of another network's nodes
+		}
 		theirs, _ := mixedAgreement(a.peer, a.self)
 		other := theirs.Plateaus
-		nw.printf("  %-54s", a.self.Name+" → "+a.peer.Name)
+		nw.printf("  %-*s", width, a.self.Name+" → "+a.peer.Name)
 		for _, f := range plateau.Functions {
 			cell := fmt.Sprint(a.plateaus[f])
 			if other[f] != a.plateaus[f] {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -138,20 +139,33 @@ func TestMixedOptionsRefused(t *testing.T) {
 }
 
 // TestMixedAgreementsCoverEveryPair: every node of the mixed network has
-// an agreement with each other node, valid as the node would load it.
+// an agreement with each other node, valid as the node would load it; so
+// has every node of the Indexed Pull network under the mixed agreements,
+// where the clinic stands where the hospital stands, and of the
+// Geboortezorg network, with the midwife practice's pairs.
 func TestMixedAgreementsCoverEveryPair(t *testing.T) {
-	nw := &Network{opts: Options{Mixed: true}}
-	for _, spec := range nw.nodeSpecs() {
-		var cfg plateau.Config
-		for _, q := range spec.peers {
-			a, err := nw.agreementOf(spec.p, q)
-			if err != nil {
-				t.Fatal(err)
+	for _, opts := range []Options{{Mixed: true}, {Mixed: true, IndexedPull: true}, {Mixed: true, Geboortezorg: true}} {
+		nw := &Network{opts: opts}
+		for _, spec := range nw.nodeSpecs() {
+			var cfg plateau.Config
+			for _, q := range spec.peers {
+				a, err := nw.agreementOf(spec.p, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a.URA != q.URA {
+					t.Errorf("%s's agreement with %s is for %s", spec.name, q.Name, a.URA)
+				}
+				cfg.Agreements = append(cfg.Agreements, a)
 			}
-			cfg.Agreements = append(cfg.Agreements, a)
+			if err := cfg.Validate(); err != nil {
+				t.Errorf("%+v %s: %v", opts, spec.name, err)
+			}
 		}
-		if err := cfg.Validate(); err != nil {
-			t.Errorf("%s: %v", spec.name, err)
-		}
+	}
+	withClinic, _ := mixedAgreement(NursingHome, Clinic)
+	withHospital, _ := mixedAgreement(NursingHome, Hospital)
+	if !reflect.DeepEqual(withClinic.Plateaus, withHospital.Plateaus) {
+		t.Errorf("the nursing home's agreement with the clinic %v, with the hospital %v", withClinic.Plateaus, withHospital.Plateaus)
 	}
 }

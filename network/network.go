@@ -193,6 +193,7 @@ type Network struct {
 	ehrStore             store.Store // the GP's EHR, with RecordInEHR
 	ehrURL               string
 	pacs                 *pacsStandIn // the hospital's PACS, with Imaging (beeld.go)
+	validatedTransfer    bool         // the nursing home's node holds a proof for the transfer (eoverdracht.go)
 	dir                  *addressbook.Server
 	done                 chan notifiedpull.Event // completed/failed pulls and completions reported to the sender, for waiters
 	CA                   *pki.CA
@@ -282,26 +283,15 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 
 	// The nodes.
 	events := func(e notifiedpull.Event) { nw.printEvent(e) }
-	// With own addressing each node must know the other's endpoints before
-	// it starts: bind both public listeners first.
 	publicLn := map[string]net.Listener{}
-	if nw.ownEndpoints() {
-		if len(opts.Requesters) > 0 {
-			return nil, errors.New("network: OwnAddressing configures the GP practice and the hospital only, not Requesters")
-		}
-		for _, name := range []string{"gp-node", "hospital-node"} {
-			ln, err := net.Listen("tcp", net.JoinHostPort(opts.Host, "0"))
-			if err != nil {
-				return nil, fmt.Errorf("%s public listener: %w", name, err)
-			}
-			nw.closers = append(nw.closers, ln) // closing again after the node did is harmless
-			publicLn[name] = ln
-		}
+	if nw.ownEndpoints() && len(opts.Requesters) > 0 {
+		return nil, errors.New("network: OwnAddressing configures the GP practice and the hospital only, not Requesters")
 	}
 	specs := nw.nodeSpecs()
-	if opts.Mixed {
-		// Some pairs of the mixed network address each other by their
-		// agreement (addressing 1–2): every node binds first.
+	if opts.Mixed || nw.ownEndpoints() {
+		// With own addressing (and for some pairs of the mixed network,
+		// addressing 1–2) each node must know the others' endpoints
+		// before it starts: every node binds its public listener first.
 		for _, spec := range specs {
 			ln, err := net.Listen("tcp", net.JoinHostPort(opts.Host, "0"))
 			if err != nil {
@@ -314,6 +304,9 @@ func Up(ctx context.Context, opts Options) (nw *Network, err error) {
 	nodeOf := map[string]string{} // URA → node name
 	for _, spec := range specs {
 		nodeOf[spec.p.URA] = spec.name
+		for _, q := range spec.more {
+			nodeOf[q.URA] = spec.name // the clinic, served by the hospital's node
+		}
 	}
 	for _, spec := range specs {
 		cfg, err := nw.nodeConfig(spec.name, spec.p, caFile, spec.more...)
@@ -464,8 +457,8 @@ func newNetwork(opts Options) (*Network, error) {
 	if opts.Plateau != 0 && !plateau.ValidPlateau(opts.Plateau) {
 		return nil, fmt.Errorf("network: plateau %d: the growth model has plateaus 1 to 4", opts.Plateau)
 	}
-	if opts.IndexedPull && (opts.Mixed || opts.Plateau != 0 || opts.OwnAddressing || len(opts.Requesters) > 0) {
-		return nil, errors.New("network: the Indexed Pull network has its own nodes: not with Mixed, Plateau, OwnAddressing or Requesters")
+	if opts.IndexedPull && (opts.OwnAddressing || len(opts.Requesters) > 0) {
+		return nil, errors.New("network: the Indexed Pull network has its own nodes: not with OwnAddressing or Requesters")
 	}
 	if err := geboortezorgOptions(opts); err != nil {
 		return nil, err
@@ -477,6 +470,9 @@ func newNetwork(opts Options) (*Network, error) {
 		done: make(chan notifiedpull.Event, 64)}
 	if nw.out == nil {
 		nw.out = io.Discard
+	}
+	if err := nw.localizingAtPlateau(); err != nil {
+		return nil, err
 	}
 	return nw, nil
 }
@@ -548,7 +544,7 @@ func (nw *Network) agreementOf(self, peer Participant) (plateau.PartnerConfig, e
 	if a, ok := mixedAgreement(self, peer); ok {
 		// The pairs' plateaus differ; what they exchange does not: the
 		// network's pull applications, as between the demo nodes.
-		a.Applications = nw.pullApplications()
+		a.Applications = nw.withImaging(nw.pullApplications())
 		return a, nil
 	}
 	return plateau.PartnerConfig{}, fmt.Errorf("network: the mixed network has no agreement of %s with %s", self.Name, peer.Name)

@@ -108,6 +108,29 @@ func (nw *Network) consentAtSource(ctx context.Context, gp *xis, p int, bsn stri
 	return nil
 }
 
+// consentAtHolder registers the demo patient's permission for holder's
+// data where the consent plateau p the holder agreed with the requester
+// looks it up: the holder's own registry (1, through its node's internal
+// API), the regional portal (2), the consent service playing Mitz (3–4).
+func (nw *Network) consentAtHolder(ctx context.Context, holder Participant, p int, bsn string) error {
+	switch p {
+	case 1:
+		x := &xis{base: nw.internalURLs[nw.nodeURA(holder)], token: nw.Token(holder.URA), http: &http.Client{Timeout: 30 * time.Second}}
+		if err := x.do(ctx, http.MethodPost, "/internal/consent", map[string]any{"patient": bsn, "effect": "permit"}, nil); err != nil {
+			return fmt.Errorf("consent in %s's own registry: %w", holder.Name, err)
+		}
+	case 2:
+		if err := nw.permit(ctx, true, bsn, holder); err != nil {
+			return fmt.Errorf("consent at the regional portal: %w", err)
+		}
+	default:
+		if err := nw.permit(ctx, false, bsn, holder); err != nil {
+			return fmt.Errorf("consent at the consent service: %w", err)
+		}
+	}
+	return nil
+}
+
 // evidence reads, per function, what the GP node recorded of the
 // hospital's requests in this run and says what was sent and checked.
 func (nw *Network) evidence(ctx context.Context, agreed plateau.Plateaus, bsn string) ([]FunctionReport, error) {

@@ -187,6 +187,9 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 	nodeOf := map[string]string{} // URA → node name
 	for _, spec := range specs {
 		nodeOf[spec.p.URA] = spec.name
+		for _, q := range spec.more {
+			nodeOf[q.URA] = spec.name // the clinic, served by the hospital's node
+		}
 	}
 	var entries []addressbook.Entry
 	nodes := []component{}

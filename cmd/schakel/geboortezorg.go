@@ -12,6 +12,9 @@ import (
 func runTransfer(ctx context.Context, opts network.Options, once, processes bool) error {
 	opts.Geboortezorg = true
 	return runScenario(ctx, opts, once, processes, "exchange", func(ctx context.Context, nw *network.Network) error {
+		if opts.Mixed {
+			nw.PrintMixedAgreements()
+		}
 		run, err := nw.ExchangeTransfer(ctx)
 		if run != nil && err == nil {
 			nw.PrintTransfer(run)

@@ -47,12 +47,18 @@ func TestNetworkUpGeboortezorg(t *testing.T) {
 	if n := strings.Count(out.String(), "its system read it:"); n != 2 {
 		t.Errorf("at plateau 3, %d receiving systems read the transfer, want 2:\n%s", n, out.String())
 	}
-	// Not in combinations the Geboortezorg network does not run.
+	// At mixed each pair at its own plateaus: the midwife practice's
+	// agreements are in the matrix, and both receivers read the transfer.
+	out.Reset()
 	root = newRootCommand()
 	root.SetArgs([]string{"network", "up", "--once", "--care", "geboortezorg", "--plateau", "mixed", "--data-dir", t.TempDir()})
 	root.SetOut(&out)
 	root.SetErr(&out)
-	if err := root.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "geboortezorg") {
-		t.Fatalf("--care geboortezorg --plateau mixed: %v", err)
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("--care geboortezorg --plateau mixed: %v\n%s", err, out.String())
+	}
+	if s := out.String(); strings.Count(s, "its system read it:") != 2 || !strings.Contains(s, "Verloskundigenpraktijk De Waterlelie → Ziekenhuis Rijnstroom") ||
+		strings.Contains(s, "Verpleeghuis") {
+		t.Errorf("at mixed, want the midwife practice's agreements and both receivers reading the transfer:\n%s", s)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -52,7 +51,10 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			"With --care geboortezorg a third node, a midwife practice's, sends the perinatal\n" +
 			"transfer of a mother and her child to the GP practice and the hospital over Push; the\n" +
 			"run prints what each receiving system read, the receipts and the acknowledgements; with\n" +
-			"--plateau N every agreement of the three nodes is at plateau N.",
+			"--plateau N every agreement of the three nodes is at plateau N.\n" +
+			"Every care application's demo takes --plateau the same way: --care eoverdracht and\n" +
+			"geboortezorg at 1-4 and mixed, --care beeld and --pattern indexed-pull at 2 and mixed; the\n" +
+			"other combinations are refused with the reason (docs/plateaus.md).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.SilenceUsage = true
@@ -94,9 +96,6 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 				return runLetter(cmd.Context(), opts, once, processes)
 			}
 			if pattern == "indexed-pull" {
-				if opts.Plateau != 0 || opts.Mixed {
-					return errors.New("--pattern indexed-pull runs at the default agreement for now (no --plateau)")
-				}
 				return runIndexedPull(cmd.Context(), opts, once, processes)
 			}
 			return runNetwork(cmd.Context(), opts, once, validate, processes)
@@ -110,7 +109,7 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 	up.Flags().BoolVar(&validate, "validate", true, "validate each demo node in its roles for every care application with a validation kit and record the proofs in the admission register (about 30 s)")
 	up.Flags().BoolVar(&processes, "processes", false, "run every component (addressbook and admission register, consent services, referral index, BSN verification, identity issuer, central log, PACS stand-in, each node, monitor) as its own OS process")
 	replicaFlags(up, &opts)
-	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the GP practice and the hospital at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
+	up.Flags().StringVar(&plateauFlag, "plateau", "", "agree every function between the demo's nodes at plateau 1, 2, 3 or 4; or mixed: three nodes, plateaus per pair and function")
 	up.Flags().StringVar(&care, "care", "bgz", "care application: "+careUsage(node.DefaultApplications()))
 	up.Flags().StringVar(&pattern, "pattern", "", "exchange pattern; default the care application's own (bgz: notified-pull, correspondentie and geboortezorg: push); bgz also indexed-pull: the GP practice refers to the hospital and the nursing home, then a clinic's node pulls from all three holders at once")
 	cmd.AddCommand(up)
@@ -239,6 +238,9 @@ func careOption(apps *careapp.Registry, care, pattern string) (string, error) {
 func runIndexedPull(ctx context.Context, opts network.Options, once, processes bool) error {
 	opts.IndexedPull = true
 	return runScenario(ctx, opts, once, processes, "indexed pull", func(ctx context.Context, nw *network.Network) error {
+		if opts.Mixed {
+			nw.PrintMixedAgreements()
+		}
 		run, err := nw.RunIndexedPull(ctx)
 		if run != nil {
 			nw.PrintIndexedPull(run)

@@ -25,6 +25,11 @@ func runImaging(ctx context.Context, opts network.Options, once, processes bool)
 	opts.Imaging = true
 	return runScenario(ctx, opts, once, processes, "imaging exchange", func(ctx context.Context, nw *network.Network) error {
 		nw.PrintPACS()
+		if opts.Mixed {
+			// The lookup runs under the GP practice's and the hospital's
+			// copies of their agreement.
+			nw.PrintMixedAgreements()
+		}
 		run, err := nw.RunImaging(ctx)
 		if run != nil {
 			nw.PrintImaging(run)

@@ -33,10 +33,10 @@ func TestNetworkUpBeeld(t *testing.T) {
 		t.Errorf("%d SOP instances printed, want 2", n)
 	}
 	root = newRootCommand()
-	root.SetArgs([]string{"network", "up", "--once", "--care", "beeld", "--plateau", "2", "--data-dir", t.TempDir()})
+	root.SetArgs([]string{"network", "up", "--once", "--care", "beeld", "--plateau", "3", "--data-dir", t.TempDir()})
 	root.SetOut(&out)
 	root.SetErr(&out)
-	if err := root.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "beeld") {
-		t.Fatalf("--care beeld --plateau 2: %v", err)
+	if err := root.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "proof of validation for beeld") {
+		t.Fatalf("--care beeld --plateau 3: %v", err)
 	}
 }
