@@ -15,6 +15,7 @@ import (
 	"github.com/schakel-nl/schakel/demo"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/plateau"
+	"github.com/schakel-nl/schakel/validation"
 )
 
 // pacsStandIn is the hospital's PACS in the network of Options.Imaging.
@@ -156,6 +157,11 @@ func (nw *Network) RunImaging(ctx context.Context) (*ImagingRun, error) {
 	}
 	if err := nw.consentAtHolder(ctx, Hospital, agreed.Plateaus[plateau.Consent], patient.BSN); err != nil {
 		return nil, err
+	}
+	if n := agreed.Plateaus[plateau.Network]; n >= plateau.ValidationFromPlateau {
+		if err := nw.validateFirst(ctx, GP, validation.RoleRequester, beeld.Application, "the lookup", n); err != nil {
+			return nil, err
+		}
 	}
 	nw.printf("\nBeeldbeschikbaarheid: %s looks up the images of %s wherever they are held and retrieves a study\n", GP.Name, patient.Name)
 	hosp := &xis{base: nw.internalURLs[Hospital.URA], token: nw.Token(Hospital.URA), http: &http.Client{Timeout: 60 * time.Second}}

@@ -185,13 +185,8 @@ func (nw *Network) transferAtPlateau(ctx context.Context) error {
 	if agreed.Plateaus[plateau.Network] < 3 || nw.validatedTransfer {
 		return nil
 	}
-	nw.printf("\nValidation: %s's node as %s receiver, before the transfer (network plateau %d requires a proof)\n", NursingHome.Name, nw.opts.Care, agreed.Plateaus[plateau.Network])
-	reps, err := nw.Validate(ctx, ValidationTarget{URA: NursingHome.URA, Role: validation.RoleReceiver, Care: nw.opts.Care})
-	if err != nil {
+	if err := nw.validateFirst(ctx, NursingHome, validation.RoleReceiver, nw.opts.Care, "the transfer", agreed.Plateaus[plateau.Network]); err != nil {
 		return err
-	}
-	if len(reps) != 1 || !reps[0].Summary.Conformant {
-		return fmt.Errorf("%s's node did not pass validation as %s receiver; no proof was recorded", NursingHome.Name, nw.opts.Care)
 	}
 	nw.validatedTransfer = true
 	return nil
@@ -437,4 +432,21 @@ func (nw *Network) PrintNursingTransfer(s *NursingTransferSummary) {
 		nw.printf("  arrived: %q (%s): %d sections, %d resources %v\n", d.Title, d.Profile, d.Sections, d.Total, d.Resources)
 	}
 	nw.printf("  status: receiver %s, sender %s; took %s\n", s.Status, s.Sender, s.Took.Round(time.Millisecond))
+}
+
+// validateFirst validates the node of p in role for care, with the kit,
+// before an exchange (what) at network plateau n, where the other side
+// serves data only to a GtK with a valid proof of validation for the
+// application (requirevalidation): as a vendor would before going live. The
+// proof goes into the admission register.
+func (nw *Network) validateFirst(ctx context.Context, p Participant, role validation.Role, care, what string, n int) error {
+	nw.printf("\nValidation: %s's node as %s %s, before %s (network plateau %d requires a proof)\n", p.Name, care, role, what, n)
+	reps, err := nw.Validate(ctx, ValidationTarget{URA: p.URA, Role: role, Care: care})
+	if err != nil {
+		return err
+	}
+	if len(reps) != 1 || !reps[0].Summary.Conformant {
+		return fmt.Errorf("%s's node did not pass validation as %s %s; no proof was recorded", p.Name, care, role)
+	}
+	return nil
 }

@@ -299,9 +299,9 @@ func (nw *Network) nodeURA(p Participant) string {
 //
 // At network plateau 3–4 a holder serves data only to a GtK with a proof
 // of validation for the care application, issued to the requesting
-// participant. The imaging lookup's requester is the GP practice, and a
-// proof for Beeldbeschikbaarheid needs the kit's cases for a requester,
-// which it does not have. The Indexed Pull's requester is the clinic,
+// participant. The imaging lookup's requester is the GP practice, whose
+// node is validated first when the kit has requester cases for
+// Beeldbeschikbaarheid (RunImaging). The Indexed Pull's requester is the clinic,
 // served by the hospital's node: the kit checks that the node's server
 // certificate names the participant it validates, and the hospital's node
 // presents the hospital's, so the clinic cannot be issued a proof of its

@@ -54,14 +54,8 @@ func (nw *Network) RunAtPlateau(ctx context.Context) (*PlateauRun, error) {
 		// with a valid proof of validation for the application in the admission
 		// register (requirevalidation): the hospital's node is validated
 		// first, as a vendor would before going live.
-		care := nw.care(careapp.NotifiedPull)
-		nw.printf("\nValidation: the hospital's node as %s receiver, before the exchange (network plateau %d requires a proof)\n", care, agreed[plateau.Network])
-		reps, err := nw.Validate(ctx, ValidationTarget{URA: Hospital.URA, Role: validation.RoleReceiver, Care: care})
-		if err != nil {
+		if err := nw.validateFirst(ctx, Hospital, validation.RoleReceiver, nw.care(careapp.NotifiedPull), "the exchange", agreed[plateau.Network]); err != nil {
 			return nil, err
-		}
-		if len(reps) != 1 || !reps[0].Summary.Conformant {
-			return nil, fmt.Errorf("the hospital's node did not pass validation as %s receiver; no proof was recorded", care)
 		}
 	}
 	s, err := nw.Exchange(ctx)

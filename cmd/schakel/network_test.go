@@ -359,7 +359,7 @@ func TestPlateauCare(t *testing.T) {
 		{"bgz-r4", stu3Only, network.Options{Plateau: 3}, true},
 		{"bgz-r4", stu3Only, network.Options{Mixed: true}, true},
 		{"beeld", noBeeld, network.Options{Plateau: 3}, true},                   // Direct Pull, no kit
-		{"beeld", kits.Shipped(), network.Options{Plateau: 3}, false},           // its kit (the network refuses 3 for want of requester cases)
+		{"beeld", kits.Shipped(), network.Options{Plateau: 3}, false},           // its kit
 		{"correspondentie", kits.Shipped(), network.Options{Plateau: 3}, false}, // Push: no consult
 		{"correspondentie", kits.Shipped(), network.Options{Mixed: true}, false},
 	} {
