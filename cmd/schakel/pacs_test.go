@@ -32,11 +32,4 @@ func TestNetworkUpBeeld(t *testing.T) {
 	if n := strings.Count(s, "SOP instance 2.25."); n != 2 {
 		t.Errorf("%d SOP instances printed, want 2", n)
 	}
-	root = newRootCommand()
-	root.SetArgs([]string{"network", "up", "--once", "--care", "beeld", "--plateau", "3", "--data-dir", t.TempDir()})
-	root.SetOut(&out)
-	root.SetErr(&out)
-	if err := root.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "proof of validation for beeld") {
-		t.Fatalf("--care beeld --plateau 3: %v", err)
-	}
 }
