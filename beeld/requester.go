@@ -275,7 +275,13 @@ func (q *Requester) retrieve(ctx context.Context, party *consult.Party, token st
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return nil, &fhir.Error{Status: http.StatusBadGateway, Issues: []fhir.Issue{{Severity: "error", Code: "exception",
+		// A refusal is passed on as one, as for the search
+		// (holderRefused); any other answer is the holder's failure.
+		status, code := http.StatusBadGateway, "exception"
+		if resp.StatusCode == http.StatusForbidden {
+			status, code = http.StatusForbidden, "forbidden"
+		}
+		return nil, &fhir.Error{Status: status, Issues: []fhir.Issue{{Severity: "error", Code: code,
 			Diagnostics: fmt.Sprintf("the holder answered the WADO-RS retrieval with %d: %s", resp.StatusCode, outcomeText(body))}}}
 	}
 	out := &Retrieval{Study: st.UID, URL: target}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/schakel-nl/schakel/consult"
+	"github.com/schakel-nl/schakel/fhir"
 )
 
 // TestRequesterSendsTokenToHolderOnly: a study whose endpoint is not on
@@ -94,5 +95,27 @@ func TestRequesterRefusesAnotherPatientsInstance(t *testing.T) {
 	listed[0].SOPInstanceUIDs = SortedUIDs(st)
 	if got, err = q.retrieve(context.Background(), party, "secret", base, Request{PatientBSN: testPatient.BSN}, listed); err != nil || !got.Verified || len(got.Instances) != 2 {
 		t.Errorf("the patient's own study: %+v, %v", got, err)
+	}
+}
+
+// TestRequesterPassesOnRefusedRetrieval: a holder's 403 on the WADO-RS
+// retrieval reaches the system as a refusal (403, naming it), as a refused
+// search does; any other failure of the holder is a 502.
+func TestRequesterPassesOnRefusedRetrieval(t *testing.T) {
+	for _, tc := range []struct{ holder, want int }{{http.StatusForbidden, http.StatusForbidden}, {http.StatusInternalServerError, http.StatusBadGateway}} {
+		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/fhir+json")
+			w.WriteHeader(tc.holder)
+			_, _ = w.Write([]byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"forbidden","diagnostics":"no consent"}]}`))
+		}))
+		base, _ := url.Parse(srv.URL + "/fhir/r4/90000002")
+		listed := []StudySummary{{UID: "2.25.1", Endpoint: srv.URL + "/dicomweb/90000002", SOPInstanceUIDs: []string{"2.25.2"}}}
+		got, err := NewRequester(RequesterConfig{}).retrieve(context.Background(), &consult.Party{HTTP: srv.Client()}, "secret", base,
+			Request{PatientBSN: testPatient.BSN}, listed)
+		srv.Close()
+		fe := fhir.AsError(err)
+		if got != nil || fe == nil || fe.Status != tc.want || !strings.Contains(err.Error(), "no consent") {
+			t.Errorf("holder %d: %+v, %v; want %d naming the holder's reason", tc.holder, got, err, tc.want)
+		}
 	}
 }
