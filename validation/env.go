@@ -318,6 +318,24 @@ func (p *Probe) Token(client *http.Client, req oauth.TokenRequest) (token string
 	return body.AccessToken, resp, nil
 }
 
+// ClientToken is the kit's client_credentials token for scope at the node
+// under test, asked once a run (what names it in an error: "notification
+// token", "push token").
+func (p *Probe) ClientToken(scope, what string) (string, error) {
+	v, err := p.Once("client-token."+scope, func(p *Probe) (any, error) {
+		tok, resp, err := p.Token(p.Env().HTTP, oauth.TokenRequest{GrantType: oauth.GrantTypeClientCredentials, Scope: []string{scope}})
+		if err != nil {
+			return "", err
+		}
+		if tok == "" {
+			return "", fmt.Errorf("the node gave no %s: HTTP %d %s", what, resp.Status, resp.OAuthError())
+		}
+		return tok, nil
+	})
+	s, _ := v.(string)
+	return s, err
+}
+
 // discover finds the target: its server certificate (and URA) by a TLS
 // handshake, its endpoints in the addressbook.
 func discover(ctx context.Context, cfg Config, app Application, client *http.Client) (Target, error) {

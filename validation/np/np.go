@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/schakel-nl/schakel/nl"
-	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/validation"
 )
 
@@ -304,18 +303,7 @@ func Offer(p *validation.Probe, scope, patient string, workflow func(expires tim
 // NotifyToken is the kit's token for the node's notification endpoint,
 // asked once per run.
 func NotifyToken(p *validation.Probe) (string, error) {
-	v, err := p.Once("np.notify-token", func(p *validation.Probe) (any, error) {
-		tok, resp, err := p.Token(p.Env().HTTP, oauth.TokenRequest{GrantType: oauth.GrantTypeClientCredentials, Scope: []string{validation.ScopeNotify}})
-		if err != nil {
-			return "", err
-		}
-		if tok == "" {
-			return "", fmt.Errorf("the receiver gave no notification token: HTTP %d %s", resp.Status, resp.OAuthError())
-		}
-		return tok, nil
-	})
-	s, _ := v.(string)
-	return s, err
+	return p.ClientToken(validation.ScopeNotify, "notification token")
 }
 
 // PostNotification sends a notification Task to the node's Task endpoint.

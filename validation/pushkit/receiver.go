@@ -25,18 +25,7 @@ const contentType = "application/fhir+json; fhirVersion=3.0"
 
 // pushToken is the kit's push token at the node under test, once a run.
 func pushToken(p *validation.Probe) (string, error) {
-	v, err := p.Once("push.token", func(p *validation.Probe) (any, error) {
-		tok, resp, err := p.Token(p.Env().HTTP, oauth.TokenRequest{GrantType: oauth.GrantTypeClientCredentials, Scope: []string{validation.ScopePush}})
-		if err != nil {
-			return "", err
-		}
-		if tok == "" {
-			return "", fmt.Errorf("the node gave no push token: HTTP %d %s", resp.Status, resp.OAuthError())
-		}
-		return tok, nil
-	})
-	s, _ := v.(string)
-	return s, err
+	return p.ClientToken(validation.ScopePush, "push token")
 }
 
 // nodeKeys is the node's participant's key set, from the addressbook, once
