@@ -10,12 +10,11 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/audit/audittest"
 	"github.com/schakel-nl/schakel/consent"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/oauth"
@@ -25,28 +24,6 @@ import (
 const holderURA = "90000002"
 
 var otherPatient = Patient{BSN: "999990020", Family: "Jansen", Given: "Piet", Sex: "M"}
-
-// memLog keeps audit records in memory.
-type memLog struct {
-	mu   sync.Mutex
-	recs []audit.Record
-}
-
-func (m *memLog) Append(_ context.Context, r audit.Record) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.recs = append(m.recs, r)
-	return nil
-}
-
-func (m *memLog) last() audit.Record {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.recs) == 0 {
-		return audit.Record{}
-	}
-	return m.recs[len(m.recs)-1]
-}
 
 // consentByPatient permits the patients listed, denies the rest.
 type consentByPatient map[string]bool
@@ -65,7 +42,7 @@ func (c consentByPatient) Decide(_ context.Context, q consent.Question) (consent
 // access tokens are named by the bearer value.
 type holderFixture struct {
 	srv, pacs   *httptest.Server
-	log         *memLog
+	log         *audittest.Log
 	mine, other []*Study
 	admitted    []Access
 	// now is the holder's clock; owners counts the PACS queries of whose
@@ -107,7 +84,7 @@ func token(tenant, bsn string) *oauth.AccessToken {
 func newHolderFixture(t *testing.T) *holderFixture {
 	t.Helper()
 	pacs, mine, other := testPACS(t)
-	f := &holderFixture{pacs: pacs, log: &memLog{}, mine: mine, other: other, now: time.Now()}
+	f := &holderFixture{pacs: pacs, log: &audittest.Log{}, mine: mine, other: other, now: time.Now()}
 	pacsHTTP := &http.Client{Transport: countingTransport{next: pacs.Client().Transport, n: &f.owners}}
 	tokens := map[string]*oauth.AccessToken{
 		"mine":    token(holderURA, testPatient.BSN),
@@ -211,7 +188,7 @@ func TestImagingStudySearch(t *testing.T) {
 		e.Resource.Subject.Display != "Anna de Vries" {
 		t.Errorf("entry %+v", e)
 	}
-	rec := f.log.last()
+	rec := f.log.Last()
 	if rec.Outcome != http.StatusOK || rec.Patient != testPatient.BSN || rec.Tenant != holderURA || rec.ActorURA != "90000001" ||
 		len(rec.Resources) != 2 || !strings.HasSuffix(rec.ConsentProfile, "Permit") {
 		t.Errorf("audit record %+v", rec)
@@ -242,7 +219,7 @@ func TestWADOThroughHolder(t *testing.T) {
 	if !slices.Equal(got, SortedUIDs(st)) {
 		t.Errorf("instances %v, want %v", got, SortedUIDs(st))
 	}
-	rec := f.log.last()
+	rec := f.log.Last()
 	if rec.Outcome != http.StatusOK || rec.Interaction != "read" || !slices.Equal(rec.Resources, []string{"ImagingStudy/" + st.UID}) || rec.Patient != testPatient.BSN {
 		t.Errorf("audit record %+v", rec)
 	}
@@ -296,7 +273,7 @@ func TestHolderRefusals(t *testing.T) {
 		{"participant without a PACS", "/dicomweb/90000004/studies/" + mine.UID, "mine", http.StatusNotFound, "no images", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			before := len(f.log.recs)
+			before := len(f.log.Records())
 			res, body := f.get(t, c.path, c.tok, "")
 			var oo struct {
 				ResourceType string
@@ -306,10 +283,10 @@ func TestHolderRefusals(t *testing.T) {
 			if res.StatusCode != c.status || oo.ResourceType != "OperationOutcome" || len(oo.Issue) == 0 || !strings.Contains(oo.Issue[0].Diagnostics, c.diagnostics) {
 				t.Fatalf("%d %s, want %d OperationOutcome with %q", res.StatusCode, body, c.status, c.diagnostics)
 			}
-			if len(f.log.recs) != before+1 {
-				t.Fatalf("%d audit records written, want 1", len(f.log.recs)-before)
+			if len(f.log.Records()) != before+1 {
+				t.Fatalf("%d audit records written, want 1", len(f.log.Records())-before)
 			}
-			rec := f.log.last()
+			rec := f.log.Last()
 			if rec.Outcome != c.status || rec.Patient != c.patient || !strings.Contains(rec.OutcomeText, c.diagnostics) || rec.ActorURA != "90000001" {
 				t.Errorf("audit record %+v", rec)
 			}

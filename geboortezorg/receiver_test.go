@@ -12,14 +12,13 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/schakel-nl/schakel/addressbook"
-	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/audit/audittest"
 	"github.com/schakel-nl/schakel/correspondentie"
 	"github.com/schakel-nl/schakel/geboortezorg"
 	"github.com/schakel-nl/schakel/push"
@@ -44,34 +43,10 @@ func (p peerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-type auditLog struct {
-	mu   sync.Mutex
-	recs []audit.Record
-}
-
-func (a *auditLog) Append(_ context.Context, r audit.Record) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.recs = append(a.recs, r)
-	return nil
-}
-
-func (a *auditLog) find(interaction string) []audit.Record {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []audit.Record
-	for _, r := range a.recs {
-		if r.Interaction == interaction {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 type world struct {
 	srv   *httptest.Server
 	svc   map[string]*push.Service
-	audit map[string]*auditLog
+	audit map[string]*audittest.Log
 }
 
 func (w *world) Endpoint(_ context.Context, ura, payloadType, _ string) (string, error) {
@@ -82,7 +57,7 @@ func (w *world) Endpoint(_ context.Context, ura, payloadType, _ string) (string,
 }
 
 func newWorld(t *testing.T) *world {
-	w := &world{svc: map[string]*push.Service{}, audit: map[string]*auditLog{}}
+	w := &world{svc: map[string]*push.Service{}, audit: map[string]*audittest.Log{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/{ura}/$process-message", func(rw http.ResponseWriter, r *http.Request) {
 		w.svc[r.PathValue("ura")].HandleMessage(rw, r, r.PathValue("ura"))
@@ -102,7 +77,7 @@ func newWorld(t *testing.T) *world {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })
-		w.audit[ura] = &auditLog{}
+		w.audit[ura] = &audittest.Log{}
 		party := &push.Party{URA: ura, Name: "org " + ura, SystemUZI: "9000" + ura[3:], Signing: keys[ura],
 			HTTP: &http.Client{Transport: peerTransport{ura}}}
 		svc, err := push.New(push.Config{Node: "node-" + ura, Store: db, Directory: w,
@@ -174,7 +149,7 @@ func TestTransferDelivered(t *testing.T) {
 	if err != nil || tr.Child.BSN != geboortezorg.DemoChildBSN || len(tr.Observations) < 5 {
 		t.Fatalf("read %+v, %v", tr, err)
 	}
-	recs := w.audit[gp].find("push-receive")
+	recs := w.audit[gp].Find("push-receive")
 	if len(recs) != 1 || recs[0].Outcome != 200 || recs[0].Patient != geboortezorg.DemoMotherBSN || recs[0].ConsentProfile != "presumed-directed-send" {
 		t.Fatalf("receiver's audit: %+v", recs)
 	}
@@ -257,7 +232,7 @@ func TestReceiverRefuses(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			before := len(w.audit[gp].find("push-receive"))
+			before := len(w.audit[gp].Find("push-receive"))
 			req, _ := http.NewRequest(http.MethodPost, w.srv.URL+"/"+gp+"/$process-message", bytes.NewReader(c.body))
 			req.Header.Set("Content-Type", c.contentType)
 			req.Header.Set("Authorization", "Bearer token-of-"+midwife)
@@ -275,7 +250,7 @@ func TestReceiverRefuses(t *testing.T) {
 				!strings.Contains(oo.Issue[0].Diagnostics, c.want) {
 				t.Fatalf("got %d %s %+v, want %d naming %q", resp.StatusCode, oo.ResourceType, oo.Issue, c.status, c.want)
 			}
-			recs := w.audit[gp].find("push-receive")
+			recs := w.audit[gp].Find("push-receive")
 			if len(recs) != before+1 || recs[len(recs)-1].Outcome != c.status || recs[len(recs)-1].Patient != c.patient ||
 				recs[len(recs)-1].ActorURA != midwife {
 				t.Fatalf("refusal not audited as %d for patient %q: %+v", c.status, c.patient, recs[len(recs)-1])

@@ -8,11 +8,10 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/audit/audittest"
 	"github.com/schakel-nl/schakel/bgz"
 	"github.com/schakel-nl/schakel/careapp"
 	"github.com/schakel-nl/schakel/consult"
@@ -26,22 +25,6 @@ const (
 	tenant  = "00000001"
 	patient = "999911120"
 )
-
-type recorder struct {
-	mu   sync.Mutex
-	recs []audit.Record
-	fail bool
-}
-
-func (r *recorder) Append(_ context.Context, rec audit.Record) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fail {
-		return errors.New("disk full")
-	}
-	r.recs = append(r.recs, rec)
-	return nil
-}
 
 // holderBase is a holder's FHIR base in the tests.
 func holderBase(ura string) string { return "https://" + ura + ".example.nl/fhir/" + ura }
@@ -147,7 +130,7 @@ type fixture struct {
 	answer   map[string]func(ctx context.Context) (consult.Result, error)
 }
 
-func (f fixture) service(rec *recorder, timeout time.Duration) *Service {
+func (f fixture) service(rec *audittest.Log, timeout time.Duration) *Service {
 	return New(Config{
 		Applications: bgzOnly,
 		Localize: func(_ context.Context, tn string, req Request) (Located, error) {
@@ -183,7 +166,7 @@ func TestPullMergesWithProvenancePerHolder(t *testing.T) {
 			"00000003": answer(delivered("00000003", 1), nil),
 			"00000004": answer(delivered("00000004", 0), nil),
 		}}
-	rec := &recorder{}
+	rec := &audittest.Log{}
 	ans, err := f.service(rec, time.Minute).Pull(context.Background(), tenant, Request{Patient: patient, User: user})
 	if err != nil {
 		t.Fatal(err)
@@ -214,9 +197,9 @@ func TestPullMergesWithProvenancePerHolder(t *testing.T) {
 	if len(oo) != 1 || !slices.Equal(oo["00000004"], []string{"not-found no-data"}) {
 		t.Errorf("outcomes = %v, want only the holder without data, as information", oo)
 	}
-	if len(rec.recs) != 1 || rec.recs[0].Interaction != "indexed-pull" || rec.recs[0].Patient != patient ||
-		rec.recs[0].Outcome != http.StatusOK || len(rec.recs[0].Resources) != 3 {
-		t.Errorf("audit = %+v, want one indexed-pull record naming the patient and the 3 holders", rec.recs)
+	if len(rec.Records()) != 1 || rec.Records()[0].Interaction != "indexed-pull" || rec.Records()[0].Patient != patient ||
+		rec.Records()[0].Outcome != http.StatusOK || len(rec.Records()[0].Resources) != 3 {
+		t.Errorf("audit = %+v, want one indexed-pull record naming the patient and the 3 holders", rec.Records())
 	}
 }
 
@@ -242,7 +225,7 @@ func TestPullShowsEveryMissingHolder(t *testing.T) {
 			"00000006": answer(partial, nil),
 			"00000007": answer(consult.Result{}, fhir.Errorf(http.StatusBadGateway, "exception", "the holder's authorization server could not be reached")),
 		}}
-	rec := &recorder{}
+	rec := &audittest.Log{}
 	ans, err := f.service(rec, 50*time.Millisecond).Pull(context.Background(), tenant, Request{Patient: patient, User: user})
 	if err != nil {
 		t.Fatal(err)
@@ -285,14 +268,14 @@ func TestPullRefusesBadRequests(t *testing.T) {
 		{"unknown application", Request{Patient: patient, Application: "lab", User: user}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := &recorder{}
+			rec := &audittest.Log{}
 			_, err := f.service(rec, time.Minute).Pull(context.Background(), tenant, tc.req)
 			var fe *fhir.Error
 			if !errors.As(err, &fe) || fe.Status != http.StatusBadRequest {
 				t.Fatalf("err = %v, want a 400", err)
 			}
-			if audited := len(rec.recs) == 1 && rec.recs[0].Outcome == http.StatusBadRequest; audited != tc.audited {
-				t.Errorf("audited = %v, want %v (%+v)", audited, tc.audited, rec.recs)
+			if audited := len(rec.Records()) == 1 && rec.Records()[0].Outcome == http.StatusBadRequest; audited != tc.audited {
+				t.Errorf("audited = %v, want %v (%+v)", audited, tc.audited, rec.Records())
 			}
 		})
 	}
@@ -301,7 +284,7 @@ func TestPullRefusesBadRequests(t *testing.T) {
 func TestPullWithoutAuditReturnsNothing(t *testing.T) {
 	f := fixture{holders: []string{"00000002"}, answer: map[string]func(context.Context) (consult.Result, error){
 		"00000002": answer(delivered("00000002", 1), nil)}}
-	_, err := f.service(&recorder{fail: true}, time.Minute).Pull(context.Background(), tenant, Request{Patient: patient, User: user})
+	_, err := f.service(&audittest.Log{Fail: true}, time.Minute).Pull(context.Background(), tenant, Request{Patient: patient, User: user})
 	var fe *fhir.Error
 	if !errors.As(err, &fe) || fe.Status != http.StatusServiceUnavailable {
 		t.Fatalf("err = %v, want 503 when the audit log is unavailable", err)
@@ -309,7 +292,7 @@ func TestPullWithoutAuditReturnsNothing(t *testing.T) {
 }
 
 func TestPullNoHolder(t *testing.T) {
-	ans, err := fixture{}.service(&recorder{}, time.Minute).Pull(context.Background(), tenant, Request{Patient: patient, User: user})
+	ans, err := fixture{}.service(&audittest.Log{}, time.Minute).Pull(context.Background(), tenant, Request{Patient: patient, User: user})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,14 +12,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/audit/audittest"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/localization/index"
 	"github.com/schakel-nl/schakel/pki"
@@ -235,7 +234,7 @@ func TestPseudonymsNeverExposeTheBSN(t *testing.T) {
 }
 
 func TestAuditRecordsAccess(t *testing.T) {
-	log := &memAudit{}
+	log := &audittest.Log{}
 	env := newEnv(t, func(c *ServerConfig) { c.Audit = log })
 	a := env.client(uraA, "Z3", PresumedConsent)
 	mustRegister(t, a, bsn1, med)
@@ -247,7 +246,7 @@ func TestAuditRecordsAccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, r := range log.records() {
+	for _, r := range log.Records() {
 		if r.ActorURA != uraA || r.ActorSystem != "90000001" {
 			t.Errorf("record %s: actor %s/%s", r.Interaction, r.ActorURA, r.ActorSystem)
 		}
@@ -265,31 +264,8 @@ func TestAuditRecordsAccess(t *testing.T) {
 	}
 }
 
-// memAudit keeps records in memory; fail makes every append fail.
-type memAudit struct {
-	mu   sync.Mutex
-	recs []audit.Record
-	fail bool
-}
-
-func (m *memAudit) Append(_ context.Context, r audit.Record) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail {
-		return errors.New("disk full")
-	}
-	m.recs = append(m.recs, r)
-	return nil
-}
-
-func (m *memAudit) records() []audit.Record {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.recs)
-}
-
 func TestAuditFailureRefusesTheRequest(t *testing.T) {
-	log := &memAudit{fail: true}
+	log := &audittest.Log{Fail: true}
 	env := newEnv(t, func(c *ServerConfig) { c.Audit = log })
 	a := env.client(uraA, "Z3", PresumedConsent)
 	_, err := a.Pseudonym(context.Background(), bsn1)

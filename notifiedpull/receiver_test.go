@@ -8,32 +8,18 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/audit/audittest"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/oauth"
 )
 
-// auditRecords is an audit.Log that keeps what it is given.
-type auditRecords struct {
-	mu   sync.Mutex
-	recs []audit.Record
-}
-
-func (a *auditRecords) Append(_ context.Context, r audit.Record) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.recs = append(a.recs, r)
-	return nil
-}
-
 // receiverFixture is the receiving side for participant 90000002, whose
 // peer 90000001 presents a valid notification token.
-func receiverFixture(t *testing.T) (*Service, *auditRecords, time.Time) {
+func receiverFixture(t *testing.T) (*Service, *audittest.Log, time.Time) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -48,7 +34,7 @@ func receiverFixture(t *testing.T) (*Service, *auditRecords, time.Time) {
 	}
 	t.Cleanup(func() { db.Close() })
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
-	recs := &auditRecords{}
+	recs := &audittest.Log{}
 	s := New(Config{Node: "n", Applications: bgzOnly, DB: db, Store: st, Now: func() time.Time { return now }, Issuer: "https://receiver.example", Audit: recs,
 		FHIRBase: func(t string) string { return "https://receiver.example/fhir/stu3/" + t },
 		Parties:  func(ura string) (*Party, bool) { return &Party{URA: ura}, ura == "90000002" },
@@ -75,7 +61,7 @@ func TestNotificationIdentifiersRefusedAndAudited(t *testing.T) {
 			[]byte(`{"resourceType":"Task","status":"cancelled"}`), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(recs.recs)
+			before := len(recs.Records())
 			r := httptest.NewRequest(tc.method, tc.target, bytes.NewReader(tc.body))
 			r.Header.Set("Content-Type", "application/fhir+json")
 			w := httptest.NewRecorder()
@@ -96,10 +82,10 @@ func TestNotificationIdentifiersRefusedAndAudited(t *testing.T) {
 			if tc.location != "" && (len(oo.Issue[0].Location) == 0 || oo.Issue[0].Location[0] != tc.location) {
 				t.Errorf("issue %+v, want one at %s", oo.Issue[0], tc.location)
 			}
-			if len(recs.recs) != before+1 {
-				t.Fatalf("%d audit records added, want 1", len(recs.recs)-before)
+			if len(recs.Records()) != before+1 {
+				t.Fatalf("%d audit records added, want 1", len(recs.Records())-before)
 			}
-			rec := recs.recs[len(recs.recs)-1]
+			rec := recs.Records()[len(recs.Records())-1]
 			if rec.Outcome != http.StatusBadRequest || rec.ActorURA != "90000001" {
 				t.Errorf("audit record %+v, want a 400 refusal of 90000001", rec)
 			}

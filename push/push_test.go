@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
 	"github.com/schakel-nl/schakel/addressbook"
-	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/audit/audittest"
 	"github.com/schakel-nl/schakel/correspondentie"
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/push"
@@ -29,31 +28,6 @@ const (
 	hospital = "00000002"
 	gp       = "00000001"
 )
-
-// auditLog collects records.
-type auditLog struct {
-	mu   sync.Mutex
-	recs []audit.Record
-}
-
-func (a *auditLog) Append(_ context.Context, r audit.Record) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.recs = append(a.recs, r)
-	return nil
-}
-
-func (a *auditLog) find(interaction string) []audit.Record {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []audit.Record
-	for _, r := range a.recs {
-		if r.Interaction == interaction {
-			out = append(out, r)
-		}
-	}
-	return out
-}
 
 // peerHeader stands in for the client certificate: the test transport
 // names the sending participant in it, as mTLS would.
@@ -72,7 +46,7 @@ type world struct {
 	t         *testing.T
 	svc       map[string]*push.Service
 	db        map[string]*push.DB
-	audit     map[string]*auditLog
+	audit     map[string]*audittest.Log
 	keys      map[string]jwk.Key
 	srv       *httptest.Server
 	down      atomic.Bool // the receiver answers 503
@@ -85,7 +59,7 @@ type world struct {
 }
 
 func newWorld(t *testing.T) *world {
-	w := &world{t: t, svc: map[string]*push.Service{}, db: map[string]*push.DB{}, audit: map[string]*auditLog{},
+	w := &world{t: t, svc: map[string]*push.Service{}, db: map[string]*push.DB{}, audit: map[string]*audittest.Log{},
 		keys: map[string]jwk.Key{}, dirs: map[string]string{}, lifetime: time.Hour, dataDir: t.TempDir()}
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	w.now.Store(&now)
@@ -117,7 +91,7 @@ func (w *world) open(ura string) {
 	}
 	w.t.Cleanup(func() { db.Close() })
 	w.db[ura] = db
-	w.audit[ura] = &auditLog{}
+	w.audit[ura] = &audittest.Log{}
 	party := &push.Party{URA: ura, Name: "org " + ura, SystemUZI: "90000" + ura[4:], Signing: w.keys[ura],
 		HTTP: &http.Client{Transport: peerTransport{ura}}}
 	svc, err := push.New(push.Config{Node: "node-" + ura, Store: db, Directory: w,
@@ -214,8 +188,8 @@ func TestSendDeliverAcknowledge(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	m := w.send("")
-	if m.Status != push.StatusQueued || len(w.audit[hospital].find("push-send")) != 1 {
-		t.Fatalf("after Send: %s, audit %v", m.Status, w.audit[hospital].recs)
+	if m.Status != push.StatusQueued || len(w.audit[hospital].Find("push-send")) != 1 {
+		t.Fatalf("after Send: %s, audit %v", m.Status, w.audit[hospital].Records())
 	}
 	if n := w.round(hospital); n != 1 {
 		t.Fatalf("delivered %d", n)
@@ -228,7 +202,7 @@ func TestSendDeliverAcknowledge(t *testing.T) {
 	if len(inbox) != 1 || inbox[0].MessageID != m.ID || inbox[0].PatientBSN != "999911120" || inbox[0].Receipt != got.Receipt {
 		t.Fatalf("inbox %+v", inbox)
 	}
-	if recs := w.audit[gp].find("push-receive"); len(recs) != 1 || recs[0].Patient != "999911120" || recs[0].Outcome != 200 ||
+	if recs := w.audit[gp].Find("push-receive"); len(recs) != 1 || recs[0].Patient != "999911120" || recs[0].Outcome != 200 ||
 		recs[0].ActorURA != hospital || recs[0].ConsentProfile != "presumed-directed-send" {
 		t.Fatalf("receiver audit %+v", recs)
 	}
@@ -367,7 +341,7 @@ func TestLifetimeExpiry(t *testing.T) {
 	if got.Status != push.StatusFailed || !strings.Contains(got.StatusReason, "lifetime") {
 		t.Fatalf("%s: %s", got.Status, got.StatusReason)
 	}
-	if recs := w.audit[hospital].find("push-deliver"); len(recs) != 1 || recs[0].Outcome != http.StatusBadGateway {
+	if recs := w.audit[hospital].Find("push-deliver"); len(recs) != 1 || recs[0].Outcome != http.StatusBadGateway {
 		t.Fatalf("failure not audited: %+v", recs)
 	}
 }
@@ -402,13 +376,13 @@ func TestRefusedSendAudited(t *testing.T) {
 		{"bad receiver", push.SendRequest{ReceiverURA: "12", Application: "correspondentie", Payload: letter(t, "999911120")}, ""},
 		{"not a letter", push.SendRequest{ReceiverURA: gp, Application: "correspondentie", Payload: json.RawMessage(`{"resourceType":"Patient"}`)}, ""},
 	} {
-		before := len(w.audit[hospital].find("push-send"))
+		before := len(w.audit[hospital].Find("push-send"))
 		_, _, err := w.svc[hospital].Send(ctx, hospital, tc.req)
 		var fe *fhir.Error
 		if !errors.As(err, &fe) || fe.Status < 400 || fe.Status >= 500 {
 			t.Fatalf("%s: %v, want a 4xx FHIR error", tc.name, err)
 		}
-		recs := w.audit[hospital].find("push-send")
+		recs := w.audit[hospital].Find("push-send")
 		if len(recs) != before+1 {
 			t.Fatalf("%s: %d push-send records, want %d", tc.name, len(recs), before+1)
 		}

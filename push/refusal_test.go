@@ -55,12 +55,12 @@ func TestReceiverRefuses(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			before := len(w.audit[gp].find("push-receive"))
+			before := len(w.audit[gp].Find("push-receive"))
 			status, diag := w.post(t, c.peer, c.contentType, c.body())
 			if status != c.status || !strings.Contains(diag, c.want) {
 				t.Fatalf("got %d %q, want %d naming %q", status, diag, c.status, c.want)
 			}
-			recs := w.audit[gp].find("push-receive")
+			recs := w.audit[gp].Find("push-receive")
 			if len(recs) != before+1 || recs[len(recs)-1].Outcome != c.status || recs[len(recs)-1].Patient != c.patient {
 				t.Fatalf("refusal not audited as %d for patient %q: %+v", c.status, c.patient, recs[len(recs)-1])
 			}
