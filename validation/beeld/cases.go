@@ -168,22 +168,34 @@ type studyRef struct {
 	endpoint  string
 }
 
+// access is what a request about the run's patient needs: the patient,
+// the holder's R4 and DICOMweb bases, and an imaging token for the patient.
+type access struct{ bsn, r4, dicomweb, token string }
+
+func patientAccess(p *validation.Probe) (access, error) {
+	var a access
+	var err error
+	if a.bsn, err = patient(p); err != nil {
+		return a, err
+	}
+	if a.r4, a.dicomweb, err = endpoints(p); err != nil {
+		return a, err
+	}
+	if a.token, err = imagingToken(p, a.bsn); err != nil {
+		return a, fmt.Errorf("no imaging token to try: %w", err)
+	}
+	return a, nil
+}
+
 // lookup runs the patient's ImagingStudy search and the QIDO-RS queries
 // once per run; the cases judge what came back.
 func lookup(p *validation.Probe) (*found, error) {
 	v, err := p.Once("beeld.holder.lookup", func(p *validation.Probe) (any, error) {
-		bsn, err := patient(p)
+		a, err := patientAccess(p)
 		if err != nil {
 			return nil, err
 		}
-		r4, dicomweb, err := endpoints(p)
-		if err != nil {
-			return nil, err
-		}
-		tok, err := imagingToken(p, bsn)
-		if err != nil {
-			return nil, err
-		}
+		bsn, r4, dicomweb, tok := a.bsn, a.r4, a.dicomweb, a.token
 		f := &found{qido: map[string]*validation.Response{}, qidoPs: map[string]validation.Problems{}, qidoSeen: map[string][]string{}}
 		f.search, f.searchErr = p.Get(p.Env().HTTP, r4+"/ImagingStudy?"+url.Values{"patient.identifier": {beeld.SystemBSN + "|" + bsn}}.Encode(), tok)
 		if f.searchErr == nil {
@@ -317,19 +329,11 @@ func holderCases() []validation.Case {
 			Requirement: "An ImagingStudy search whose patient.identifier is not the patient the imaging token was issued for is refused with 403 and an OperationOutcome.",
 			Source:      srcPatient,
 			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
-				bsn, err := patient(p)
+				a, err := patientAccess(p)
 				if err != nil {
 					return validation.Error("%v", err)
 				}
-				r4, _, err := endpoints(p)
-				if err != nil {
-					return validation.Error("%v", err)
-				}
-				tok, err := imagingToken(p, bsn)
-				if err != nil {
-					return validation.Error("no imaging token to try: %v", err)
-				}
-				resp, err := p.Get(p.Env().HTTP, r4+"/ImagingStudy?"+url.Values{"patient.identifier": {beeld.SystemBSN + "|" + otherBSN}}.Encode(), tok)
+				resp, err := p.Get(p.Env().HTTP, a.r4+"/ImagingStudy?"+url.Values{"patient.identifier": {beeld.SystemBSN + "|" + otherBSN}}.Encode(), a.token)
 				if err != nil {
 					return validation.Fail("%v", err)
 				}
@@ -402,19 +406,11 @@ func holderCases() []validation.Case {
 			Requirement: "The imaging token presented over a connection with another certificate of the same organisation is refused with 401.",
 			Source:      "RFC 8705 §3",
 			Run: func(_ context.Context, p *validation.Probe) validation.Verdict {
-				bsn, err := patient(p)
+				a, err := patientAccess(p)
 				if err != nil {
 					return validation.Error("%v", err)
 				}
-				_, dicomweb, err := endpoints(p)
-				if err != nil {
-					return validation.Error("%v", err)
-				}
-				tok, err := imagingToken(p, bsn)
-				if err != nil {
-					return validation.Error("%v", err)
-				}
-				resp, err := dicomGet(p, p.Env().AltHTTP, dicomweb+"/studies?"+url.Values{"PatientID": {bsn}}.Encode(), beeld.MediaDICOMJSON, tok)
+				resp, err := dicomGet(p, p.Env().AltHTTP, a.dicomweb+"/studies?"+url.Values{"PatientID": {a.bsn}}.Encode(), beeld.MediaDICOMJSON, a.token)
 				if err != nil {
 					return validation.Pass("refused on the connection: %v", err)
 				}
