@@ -336,7 +336,7 @@ func (r *Registry) Runnable(role Role, app string, plateau int) error {
 		return fmt.Errorf("validation: no cases for care application %q (known: %v)", app, r.Applications())
 	}
 	if !slices.ContainsFunc(r.Select(role, app, plateau), func(c Case) bool { return c.Application == app }) {
-		return fmt.Errorf("validation: the kit has no %s cases for the role %s at plateau %d", app, role, plateau)
+		return fmt.Errorf("validation: the kit has no %s cases for the role %s at plateau %d (its roles: %v)", app, role, plateau, r.Roles(app))
 	}
 	return nil
 }
