@@ -82,7 +82,7 @@ func pendingReport(t *testing.T, s *Service, workflowTask string) Received {
 	if _, err := s.cfg.DB.insertReceived(ctx, row); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.cfg.DB.completeReceived(ctx, row.ID, "bgz", "b1", nil, now); err != nil {
+	if err := s.cfg.DB.completeReceived(ctx, row.ID, "", "bgz", "b1", nil, now); err != nil {
 		t.Fatal(err)
 	}
 	row, err := s.cfg.DB.received(ctx, row.Tenant, row.ID)
@@ -153,7 +153,7 @@ func TestNotificationStatusWrittenWithoutRereadingUnlessChanged(t *testing.T) {
 	if cur.VersionID != "4" || got.Status != StatusInProgress || note.cur.VersionID != "4" {
 		t.Errorf("after a change by someone else: version %s status %s (kept %s), want 4 in-progress", cur.VersionID, got.Status, note.cur.VersionID)
 	}
-	if err := s.cfg.DB.completeReceived(ctx, row.ID, "bgz", "b1", []QueryResult{{Block: "Patient", Matches: 1}}, now); err != nil {
+	if err := s.cfg.DB.completeReceived(ctx, row.ID, "", "bgz", "b1", []QueryResult{{Block: "Patient", Matches: 1}}, now); err != nil {
 		t.Fatal(err)
 	}
 	done, err := s.cfg.DB.received(ctx, "90000002", row.ID)

@@ -356,6 +356,10 @@ type Received struct {
 	// RequestBundle is the local Bundle of the documents read before the
 	// decision (the aanmeldbericht), once read.
 	RequestBundle string
+
+	// lease is the token of the pull that loaded the row under its lease
+	// (not stored): the pull's status writes apply only while it holds it.
+	lease string
 }
 
 // The states of a receiving organisation's decision on a Transfer request.
@@ -477,26 +481,58 @@ func (d *DB) receivedList(ctx context.Context, tenant string) ([]Received, error
 }
 
 func (d *DB) setReceivedStatus(ctx context.Context, id, status, reason string, now time.Time) error {
+	return d.setReceivedStatusLeased(ctx, id, "", status, reason, now)
+}
+
+// setReceivedStatusLeased is setReceivedStatus by the pull that holds the
+// lease owner ("": any writer); errLeaseLost when owner no longer holds it.
+func (d *DB) setReceivedStatusLeased(ctx context.Context, id, owner, status, reason string, now time.Time) error {
 	clear := ""
 	if Final(status) {
 		// The secret and the accepting user's identity are of no further
 		// use once the exchange has ended.
 		clear = ", auth_base = '', accepted_by = '', awaiting = 0, report_pending = 0"
 	}
-	_, err := d.exec(ctx, `UPDATE np_received SET status = ?, status_reason = ?, updated_at = ?`+clear+` WHERE id = ?`,
-		status, reason, now.UTC().Format(ts), id)
-	return err
+	if owner == "" {
+		_, err := d.exec(ctx, `UPDATE np_received SET status = ?, status_reason = ?, updated_at = ?`+clear+` WHERE id = ?`,
+			status, reason, now.UTC().Format(ts), id)
+		return err
+	}
+	res, err := d.exec(ctx, `UPDATE np_received SET status = ?, status_reason = ?, updated_at = ?`+clear+` WHERE id = ? AND lease_owner = ?`,
+		status, reason, now.UTC().Format(ts), id, owner)
+	return leased(res, err)
+}
+
+// leased is errLeaseLost for a write of a lease holder that changed no row.
+func leased(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return errLeaseLost
+	}
+	return nil
 }
 
 // completeReceived records a pull's result and moves it to completed, in
 // one statement, with the report to the sender pending: what the report
 // needs (the authorization base, the accepting user) stays until
 // reportDone.
-func (d *DB) completeReceived(ctx context.Context, id, application, bundleID string, summary []QueryResult, now time.Time) error {
+//
+// owner is the pull that holds the lease ("": any writer): a pull that no
+// longer holds it completes nothing (errLeaseLost), so a notification a
+// worker took over is completed once, by that worker.
+func (d *DB) completeReceived(ctx context.Context, id, owner, application, bundleID string, summary []QueryResult, now time.Time) error {
 	s, _ := json.Marshal(summary)
-	_, err := d.exec(ctx, `UPDATE np_received SET result_bundle = ?, summary = ?, status = ?, status_reason = '', updated_at = ?,
-		awaiting = 0, report_pending = 1, application = ? WHERE id = ?`, bundleID, string(s), StatusCompleted, now.UTC().Format(ts), application, id)
-	return err
+	q := `UPDATE np_received SET result_bundle = ?, summary = ?, status = ?, status_reason = '', updated_at = ?,
+		awaiting = 0, report_pending = 1, application = ? WHERE id = ?`
+	args := []any{bundleID, string(s), StatusCompleted, now.UTC().Format(ts), application, id}
+	if owner == "" {
+		_, err := d.exec(ctx, q, args...)
+		return err
+	}
+	res, err := d.exec(ctx, q+` AND lease_owner = ?`, append(args, owner)...)
+	return leased(res, err)
 }
 
 // reportDone ends the report of a completion (taken, or given up), and
@@ -551,13 +587,31 @@ func (d *DB) decide(ctx context.Context, id, decision, reason string, now time.T
 	return n == 1, nil
 }
 
-// leasePull makes this worker the one pulling notification id until
-// until, unless another holds an unexpired lease on it (false). Two
-// workers, on two replicas sharing the database, never pull one
+// errLeaseLost: the pull no longer holds its notification's lease (it ran
+// out and another worker took the notification over); what it would
+// write is not written.
+var errLeaseLost = errors.New("pull lease lost to another worker")
+
+// leasePull makes owner (a token of one pull) the one pulling notification
+// id until until, unless another holds an unexpired lease on it (false).
+// Two workers, on two replicas sharing the database, never pull one
 // notification at once; the lease of a worker that stopped runs out.
-func (d *DB) leasePull(ctx context.Context, id string, now, until time.Time) (bool, error) {
-	res, err := d.exec(ctx, `UPDATE np_received SET lease_until = ? WHERE id = ? AND lease_until <= ?`,
-		until.UnixMilli(), id, now.UnixMilli())
+func (d *DB) leasePull(ctx context.Context, id, owner string, now, until time.Time) (bool, error) {
+	res, err := d.exec(ctx, `UPDATE np_received SET lease_until = ?, lease_owner = ? WHERE id = ? AND lease_until <= ?`,
+		until.UnixMilli(), owner, id, now.UnixMilli())
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// renewPull moves owner's lease on notification id to until; false when
+// owner no longer holds it (another worker took it over). A lease that ran
+// out but that no one took is owner's still: renewing it is safe.
+func (d *DB) renewPull(ctx context.Context, id, owner string, until time.Time) (bool, error) {
+	res, err := d.exec(ctx, `UPDATE np_received SET lease_until = ? WHERE id = ? AND lease_owner = ?`,
+		until.UnixMilli(), id, owner)
 	if err != nil {
 		return false, err
 	}
@@ -587,10 +641,11 @@ func (d *DB) unfinishedPulls(ctx context.Context, now time.Time) ([][2]string, e
 	return out, rows.Err()
 }
 
-// releasePull ends the lease: another worker may take the notification up
-// at once (a pull that stopped short of a final status).
-func (d *DB) releasePull(ctx context.Context, id string) error {
-	_, err := d.exec(ctx, `UPDATE np_received SET lease_until = 0 WHERE id = ?`, id)
+// releasePull ends owner's lease: another worker may take the notification
+// up at once (a pull that stopped short of a final status). A lease owner
+// no longer holds stays with its holder.
+func (d *DB) releasePull(ctx context.Context, id, owner string) error {
+	_, err := d.exec(ctx, `UPDATE np_received SET lease_until = 0, lease_owner = '' WHERE id = ? AND lease_owner = ?`, id, owner)
 	return err
 }
 

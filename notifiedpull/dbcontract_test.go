@@ -52,7 +52,7 @@ func TestReceivedLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		summary := []QueryResult{{Block: "b", Code: "c", Query: "Patient?x", Matches: 2, Included: 1, Status: 200}}
-		if err := db.completeReceived(ctx, "r1", "bgz", "bundle1", summary, now.Add(time.Second)); err != nil {
+		if err := db.completeReceived(ctx, "r1", "", "bgz", "bundle1", summary, now.Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		got, _ = db.received(ctx, r.Tenant, "r1")
@@ -260,24 +260,107 @@ func TestPullLease(t *testing.T) {
 		if err != nil || len(due) != 1 || due[0] != [2]string{"90000002", "r1"} {
 			t.Fatalf("unfinished pulls: %v %v; want r1 only", due, err)
 		}
-		if ok, err := a.leasePull(ctx, "r1", now, now.Add(time.Minute)); err != nil || !ok {
+		if ok, err := a.leasePull(ctx, "r1", "pa", now, now.Add(time.Minute)); err != nil || !ok {
 			t.Fatalf("first lease: %v %v", ok, err)
 		}
-		if ok, err := b.leasePull(ctx, "r1", now.Add(time.Second), now.Add(time.Minute)); err != nil || ok {
+		if ok, err := b.leasePull(ctx, "r1", "pb", now.Add(time.Second), now.Add(time.Minute)); err != nil || ok {
 			t.Fatalf("lease held by the other replica: %v %v; want refused", ok, err)
 		}
 		if due, _ := b.unfinishedPulls(ctx, now.Add(time.Second)); len(due) != 0 {
 			t.Errorf("a held pull is listed for resuming: %v", due)
 		}
 		// The holder stopped: its lease runs out.
-		if ok, err := b.leasePull(ctx, "r1", now.Add(time.Minute), now.Add(2*time.Minute)); err != nil || !ok {
+		if ok, err := b.leasePull(ctx, "r1", "pb", now.Add(time.Minute), now.Add(2*time.Minute)); err != nil || !ok {
 			t.Fatalf("lease after it ran out: %v %v", ok, err)
 		}
-		if err := b.releasePull(ctx, "r1"); err != nil {
+		// Another's release leaves the lease with its holder.
+		if err := a.releasePull(ctx, "r1", "pa"); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := a.leasePull(ctx, "r1", now.Add(61*time.Second), now.Add(2*time.Minute)); err != nil || !ok {
+		if ok, err := a.leasePull(ctx, "r1", "pa2", now.Add(61*time.Second), now.Add(2*time.Minute)); err != nil || ok {
+			t.Fatalf("lease released by a worker that no longer held it: %v %v; want still held", ok, err)
+		}
+		if err := b.releasePull(ctx, "r1", "pb"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := a.leasePull(ctx, "r1", "pa2", now.Add(61*time.Second), now.Add(2*time.Minute)); err != nil || !ok {
 			t.Fatalf("lease after release: %v %v", ok, err)
+		}
+	})
+}
+
+// TestPullLeaseRenewal: a worker that renews its lease keeps the
+// notification past the lease's first end, on each backend; once the lease
+// ran out unrenewed and another worker took it, the first one's renewal
+// and its writes of the pull's outcome fail with errLeaseLost and change
+// nothing, and the new holder's apply.
+func TestPullLeaseRenewal(t *testing.T) {
+	onEach(t, func(t *testing.T, open func() *DB) {
+		ctx := context.Background()
+		a, b := open(), open() // two replicas
+		now := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+		lease := 30 * time.Second
+		r := Received{ID: "r1", Identifier: "urn:uuid:n1", Status: StatusAccepted, Tenant: "90000002", SenderURA: "90000001",
+			SenderSystem: "sys", PatientBSN: "999911120", WorkflowTask: "wf", AuthBase: "secret", Expires: now.Add(time.Hour), Created: now, Updated: now}
+		if ok, err := a.insertReceived(ctx, r); err != nil || !ok {
+			t.Fatalf("insert: %v %v", ok, err)
+		}
+		if ok, err := a.leasePull(ctx, "r1", "pa", now, now.Add(lease)); err != nil || !ok {
+			t.Fatalf("lease: %v %v", ok, err)
+		}
+		// Renewed every 10 s, for three leases: never free for another.
+		for at := now.Add(10 * time.Second); at.Before(now.Add(3 * lease)); at = at.Add(10 * time.Second) {
+			if ok, err := a.renewPull(ctx, "r1", "pa", at.Add(lease)); err != nil || !ok {
+				t.Fatalf("renewal at %s: %v %v", at.Sub(now), ok, err)
+			}
+			if ok, err := b.leasePull(ctx, "r1", "pb", at.Add(time.Second), at.Add(lease)); err != nil || ok {
+				t.Fatalf("another worker took a renewed lease at %s: %v %v", at.Sub(now), ok, err)
+			}
+			if due, _ := b.unfinishedPulls(ctx, at.Add(time.Second)); len(due) != 0 {
+				t.Fatalf("a renewed pull is listed for resuming at %s: %v", at.Sub(now), due)
+			}
+		}
+		// The holder stops renewing (its replica died): one lease after
+		// its last renewal the pull is listed and another worker takes it.
+		last := now.Add(80 * time.Second)
+		if due, _ := b.unfinishedPulls(ctx, last.Add(lease-time.Millisecond)); len(due) != 0 {
+			t.Errorf("listed before the lease ran out: %v", due)
+		}
+		taken := last.Add(lease)
+		if due, _ := b.unfinishedPulls(ctx, taken); len(due) != 1 {
+			t.Fatalf("not listed once the lease ran out: %v", due)
+		}
+		if ok, err := b.leasePull(ctx, "r1", "pb", taken, taken.Add(lease)); err != nil || !ok {
+			t.Fatalf("take-over: %v %v", ok, err)
+		}
+		// The first worker learns it lost the lease, and writes nothing.
+		if ok, err := a.renewPull(ctx, "r1", "pa", taken.Add(lease)); err != nil || ok {
+			t.Fatalf("renewal of a lost lease: %v %v; want false", ok, err)
+		}
+		if err := a.setReceivedStatusLeased(ctx, "r1", "pa", StatusFailed, "late", taken); !errors.Is(err, errLeaseLost) {
+			t.Fatalf("status by a worker that lost the lease: %v; want errLeaseLost", err)
+		}
+		if err := a.completeReceived(ctx, "r1", "pa", "bgz", "stale", nil, taken); !errors.Is(err, errLeaseLost) {
+			t.Fatalf("completion by a worker that lost the lease: %v; want errLeaseLost", err)
+		}
+		if got, _ := a.received(ctx, r.Tenant, "r1"); got.Status != StatusAccepted || got.ResultBundle != "" {
+			t.Fatalf("after the stale writes: %s %q; want accepted, no result", got.Status, got.ResultBundle)
+		}
+		// The new holder's writes apply, once.
+		if err := b.setReceivedStatusLeased(ctx, "r1", "pb", StatusInProgress, "", taken); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.completeReceived(ctx, "r1", "pb", "bgz", "fresh", nil, taken); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := a.received(ctx, r.Tenant, "r1"); got.Status != StatusCompleted || got.ResultBundle != "fresh" {
+			t.Fatalf("after the holder's completion: %s %q; want completed, Bundle fresh", got.Status, got.ResultBundle)
+		}
+		if err := b.releasePull(ctx, "r1", "pb"); err != nil {
+			t.Fatal(err)
+		}
+		if due, _ := b.unfinishedPulls(ctx, taken); len(due) != 0 {
+			t.Errorf("a completed pull is listed: %v", due)
 		}
 	})
 }

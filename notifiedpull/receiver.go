@@ -261,7 +261,7 @@ type noteTask struct{ cur store.Resource }
 // then the notification Task, written over the version in note when it is
 // still current (else read afresh), and kept in note for the next change.
 func (s *Service) advance(ctx context.Context, row Received, note *noteTask, status, reason string) error {
-	if err := s.cfg.DB.setReceivedStatus(ctx, row.ID, status, reason, s.cfg.Now()); err != nil {
+	if err := s.cfg.DB.setReceivedStatusLeased(ctx, row.ID, row.lease, status, reason, s.cfg.Now()); err != nil {
 		return err
 	}
 	return s.writeNoteStatus(ctx, row, note, status)
@@ -329,10 +329,12 @@ func redactAuthBase(raw []byte) (json.RawMessage, error) {
 	return json.Marshal(m)
 }
 
-// pull runs SPEC §4 step 4 for one accepted notification.
+// pull runs SPEC §4 step 4 for one accepted notification, under a lease
+// on it that it renews while it works (holdLease).
 func (s *Service) pull(ctx context.Context, tenant, id string) {
 	now := s.cfg.Now()
-	leased, err := s.cfg.DB.leasePull(ctx, id, now, now.Add(pullLease))
+	owner := newUUID()
+	leased, err := s.cfg.DB.leasePull(ctx, id, owner, now, now.Add(s.cfg.Lease))
 	if err != nil {
 		s.log.Error("pull: lease notification", "referral", id, "err", err)
 		return
@@ -340,13 +342,15 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 	if !leased {
 		return // another worker (perhaps another replica) is pulling it
 	}
+	lctx, stop := s.holdLease(ctx, id, owner, now.Add(s.cfg.Lease))
+	defer stop()
 	pended := false
 	defer func() {
 		// Released with a context of its own: a shutdown ends ctx, and
 		// the next replica should not wait out the lease.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := s.cfg.DB.releasePull(rctx, id); err != nil {
+		if err := s.cfg.DB.releasePull(rctx, id, owner); err != nil {
 			s.log.Warn("pull: release notification", "referral", id, "err", err)
 		}
 		// A decision taken before the lease was released found it held:
@@ -356,7 +360,7 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 			s.enqueue(ctx, tenant, id)
 		}
 	}()
-	row, err := s.cfg.DB.received(ctx, tenant, id)
+	row, err := s.cfg.DB.received(lctx, tenant, id)
 	if err != nil {
 		s.log.Error("pull: load notification", "referral", id, "err", err)
 		return
@@ -364,9 +368,16 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 	if Final(row.Status) {
 		return
 	}
-	if err := s.doPull(ctx, row); err != nil {
+	row.lease = owner
+	if err := s.doPull(lctx, ctx, row); err != nil {
 		if errors.Is(err, errAwaitingDecision) {
 			pended = true
+			return
+		}
+		if errors.Is(err, errLeaseLost) || errors.Is(context.Cause(lctx), errLeaseLost) {
+			// Another worker took the notification over: it pulls and
+			// completes it; this one writes nothing more.
+			s.log.Warn("pull stopped: lease lost", "referral", id, "err", err)
 			return
 		}
 		if ctx.Err() != nil {
@@ -381,7 +392,56 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 	}
 }
 
-func (s *Service) doPull(ctx context.Context, row Received) error {
+// holdLease keeps owner's lease on notification id, which runs until
+// until, renewing it every renewInterval until stop is called. The
+// context it returns (under ctx) ends, with cause errLeaseLost, when the
+// lease is lost: another worker took the notification over, or no renewal
+// succeeded in time, so another may have.
+func (s *Service) holdLease(ctx context.Context, id, owner string, until time.Time) (context.Context, func()) {
+	lctx, cancel := context.WithCancelCause(ctx)
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(s.renewInterval())
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-lctx.Done():
+				return
+			case <-tick.C:
+			}
+			next := s.cfg.Now().Add(s.cfg.Lease)
+			ok, err := s.cfg.DB.renewPull(lctx, id, owner, next)
+			switch {
+			case err == nil && ok:
+				until = next
+			case err == nil:
+				cancel(errLeaseLost)
+				return
+			case lctx.Err() != nil:
+				return
+			case !s.cfg.Now().Add(s.renewInterval()).Before(until):
+				// The lease ends before the next renewal could save it.
+				s.log.Warn("pull: renew lease", "referral", id, "err", err)
+				cancel(errLeaseLost)
+				return
+			default:
+				s.log.Warn("pull: renew lease (retried)", "referral", id, "err", err)
+			}
+		}
+	}()
+	return lctx, func() {
+		close(done)
+		<-finished
+		cancel(nil)
+	}
+}
+
+// doPull pulls row's data under ctx (the pull's lease); bg outlives the
+// pull, for the completion report that runs beside.
+func (s *Service) doPull(ctx, bg context.Context, row Received) error {
 	party, ok := s.cfg.Parties(row.Tenant)
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrUnknownParticipant, row.Tenant)
@@ -508,7 +568,13 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 		ActorURA: row.Tenant, ActorSystem: party.SystemUZI, ActorUser: userOf(caller), ActorRole: roleOf(caller), Patient: row.PatientBSN, Types: collected.types(),
 		Resources: []string{"Bundle/" + res.ID}, Query: fmt.Sprintf("%d queries from %s", len(inputs), row.SenderURA), Task: row.Identifier})
 	// Result and status in one statement, then the notification Task.
-	if err := s.cfg.DB.completeReceived(ctx, row.ID, c.app.Name(), res.ID, summary, s.cfg.Now()); err != nil {
+	if err := s.cfg.DB.completeReceived(ctx, row.ID, row.lease, c.app.Name(), res.ID, summary, s.cfg.Now()); err != nil {
+		if errors.Is(err, errLeaseLost) {
+			// Another worker pulls it again and keeps its own Bundle.
+			if derr := s.dataStore(c.app.FHIRVersion()).Delete(context.WithoutCancel(ctx), row.Tenant, "Bundle", res.ID); derr != nil {
+				s.log.Warn("pull: delete the Bundle of a pull that lost its lease", "referral", row.ID, "bundle", res.ID, "err", derr)
+			}
+		}
 		return err
 	}
 	if err := s.writeNoteStatus(ctx, row, note, StatusCompleted); err != nil {
@@ -516,7 +582,7 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	}
 	// Nothing here waits for the sender to take the completion; it is
 	// reported beside, and retried when the sender cannot take it yet.
-	s.reportCompletion(ctx, c, row, wfBody)
+	s.reportCompletion(bg, c, row, wfBody)
 	if s.cfg.Holding != nil {
 		s.cfg.Holding(ctx, Holding{Tenant: row.Tenant, PatientBSN: row.PatientBSN, BirthDate: collected.birthDate(row.PatientBSN),
 			Application: c.app.Name()})

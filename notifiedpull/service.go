@@ -116,7 +116,13 @@ type Config struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 	Validity time.Duration
-	Workers  int
+	// Lease is how long a pull worker holds a notification between
+	// renewals (default DefaultLease). The worker renews it every third
+	// of that while it pulls, so a slow pull keeps it; a worker that
+	// stopped (its replica died) leaves the notification to another
+	// worker within about one lease.
+	Lease   time.Duration
+	Workers int
 	// Holding, when set, is told that a participant holds data of a patient
 	// for a care application: the sender when it makes data available, the
 	// receiver once it stored what it pulled (for the referral index).
@@ -193,6 +199,9 @@ func New(cfg Config) *Service {
 	if cfg.Workers == 0 {
 		cfg.Workers = 4
 	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -255,7 +264,7 @@ func (s *Service) Start(ctx context.Context) error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		tick := time.NewTicker(resumeInterval)
+		tick := time.NewTicker(s.resumeInterval())
 		defer tick.Stop()
 		for {
 			select {
@@ -278,14 +287,18 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// pullLease is how long a pull worker holds a notification; a pull takes
-// far less (its own deadlines are shorter), so it only runs out for a
-// worker that stopped. resumeInterval is how often unfinished pulls are
-// looked for.
-const (
-	pullLease      = 5 * time.Minute
-	resumeInterval = time.Minute
-)
+// DefaultLease is a pull worker's lease on a notification when
+// Config.Lease is not set.
+const DefaultLease = 30 * time.Second
+
+// renewInterval is how often a pull worker renews its lease: three
+// renewals fit in one lease, so one that fails or is late does not lose it.
+func (s *Service) renewInterval() time.Duration { return s.cfg.Lease / 3 }
+
+// resumeInterval is how often unfinished pulls no worker holds are looked
+// for: a pull whose worker stopped is taken up within a lease and a
+// quarter of the worker's last renewal.
+func (s *Service) resumeInterval() time.Duration { return s.cfg.Lease / 4 }
 
 // Wait blocks until the workers have stopped (after the Start context ended).
 func (s *Service) Wait() { s.wg.Wait() }

@@ -56,7 +56,7 @@ func TestNewNotificationSupersedesTheGroup(t *testing.T) {
 		t.Fatalf("stored %+v, want group %s and get-workflow-task true", first, group)
 	}
 	// A completed notification of a group, updated: its data stays.
-	if err := s.cfg.DB.completeReceived(ctx, done.ID, "bgz", "b1", nil, now); err != nil {
+	if err := s.cfg.DB.completeReceived(ctx, done.ID, "", "bgz", "b1", nil, now); err != nil {
 		t.Fatal(err)
 	}
 
