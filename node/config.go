@@ -83,6 +83,12 @@ type Config struct {
 	ClockSkew time.Duration `koanf:"clockskew"`
 	// ReferralValidity is how long a receiver may pull a referral's data.
 	ReferralValidity time.Duration `koanf:"referralvalidity"`
+	// Lease is how long a worker holds a unit of work in the node's state
+	// (a received referral's pull) between renewals; the holder renews it
+	// every third of that while it works. With replicas, the work of a
+	// replica that died is taken up by another within about one lease
+	// (docs/operations.md, Running replicas). Default 30s.
+	Lease time.Duration `koanf:"lease"`
 	// Push is the outbox's delivery of Push messages.
 	Push PushConfig `koanf:"push"`
 	// MaxBodyBytes limits FHIR request bodies.
@@ -205,6 +211,14 @@ type IndexedPullConfig struct {
 // maxHolderTimeout bounds indexedpull.holdertimeout: the participant's
 // system waits for the slowest holder, and a consult token lives 5 minutes.
 const maxHolderTimeout = 2 * time.Minute
+
+// The bounds of Config.Lease: renewed every third, a shorter lease would
+// keep the database busy renewing and be lost to a pause of the process;
+// a longer one leaves a dead replica's work waiting long.
+const (
+	minLease = time.Second
+	maxLease = 10 * time.Minute
+)
 
 // Validate checks the holder deadline.
 func (c IndexedPullConfig) Validate() error {
@@ -430,6 +444,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ReferralValidity == 0 {
 		c.ReferralValidity = 7 * 24 * time.Hour
+	}
+	switch {
+	case c.Lease == 0:
+		c.Lease = 30 * time.Second
+	case c.Lease < minLease || c.Lease > maxLease:
+		errs = append(errs, fmt.Errorf("lease (%s) must be from %s to %s", c.Lease, minLease, maxLease))
 	}
 	if err := c.Push.validate(); err != nil {
 		errs = append(errs, err)

@@ -334,7 +334,7 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 		PeerURA:  func(r *http.Request) (string, error) { return n.trust.PeerURA(r.TLS) },
 		Verify:   func(r *http.Request, aud string) (*oauth.AccessToken, error) { return n.verify(r, aud) },
 		Audit:    n.auditAppender(), Events: n.emit, Logger: n.log, Validity: cfg.ReferralValidity,
-		Holding: n.holding, Present: n.present, NeedsUser: n.needsUser, Faults: n.faults.Set(), Tracer: n.tracing.tracer,
+		Lease: cfg.Lease, Holding: n.holding, Present: n.present, NeedsUser: n.needsUser, Faults: n.faults.Set(), Tracer: n.tracing.tracer,
 		Identify: func(ctx context.Context, c notifiedpull.IdentityCheck) error {
 			return n.identify(ctx, identityCheck{tenant: c.Tenant, partner: c.PartnerURA, bsn: c.PatientBSN, birthDate: c.BirthDate, step: c.Step})
 		},

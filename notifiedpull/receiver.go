@@ -333,7 +333,7 @@ func redactAuthBase(raw []byte) (json.RawMessage, error) {
 // on it that it renews while it works (holdLease).
 func (s *Service) pull(ctx context.Context, tenant, id string) {
 	now := s.cfg.Now()
-	owner := newUUID()
+	owner := s.leaseOwner()
 	leased, err := s.cfg.DB.leasePull(ctx, id, owner, now, now.Add(s.cfg.Lease))
 	if err != nil {
 		s.log.Error("pull: lease notification", "referral", id, "err", err)

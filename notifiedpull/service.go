@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -176,6 +177,9 @@ type Service struct {
 	log      *slog.Logger
 	queue    chan pullJob
 	wg       sync.WaitGroup
+	// process names this process in its pulls' leases (host/pid), so
+	// that an operator sees which replica holds a pull.
+	process string
 }
 
 // pullJob is one pull to run. trace is the context of the request that
@@ -220,7 +224,9 @@ func New(cfg Config) *Service {
 	if cfg.NeedsUser == nil {
 		cfg.NeedsUser = func(string, string) bool { return false }
 	}
-	return &Service{cfg: cfg, log: cfg.Logger.With("component", "notifiedpull"), queue: make(chan pullJob, 1024)}
+	host, _ := os.Hostname()
+	return &Service{cfg: cfg, log: cfg.Logger.With("component", "notifiedpull"), queue: make(chan pullJob, 1024),
+		process: fmt.Sprintf("%s/%d", host, os.Getpid())}
 }
 
 // Start runs the pull workers until ctx ends, and resumes every accepted
@@ -290,6 +296,10 @@ func (s *Service) Start(ctx context.Context) error {
 // DefaultLease is a pull worker's lease on a notification when
 // Config.Lease is not set.
 const DefaultLease = 30 * time.Second
+
+// leaseOwner is a new pull's token in its lease: the process's name and a
+// random part of the pull's own (host/pid/uuid).
+func (s *Service) leaseOwner() string { return s.process + "/" + newUUID() }
 
 // renewInterval is how often a pull worker renews its lease: three
 // renewals fit in one lease, so one that fails or is late does not lose it.

@@ -37,6 +37,15 @@ import (
 	"github.com/schakel-nl/schakel/push"
 )
 
+// replicaLease is the lease of the replicas' pulls in the kill test, and
+// replicaTakeOver the bound from the kill within which the live replica
+// has completed every pull the killed one left: the lease, the quarter
+// lease until unheld pulls are looked for, and the pulls themselves.
+const (
+	replicaLease    = 2 * time.Second
+	replicaTakeOver = 20 * time.Second
+)
+
 // replicaEnv is how many operations the replica fault tests send by hand
 // (default: a small count for CI).
 const replicaEnv = "SCHAKEL_TEST_REPLICA_OPS"
@@ -159,11 +168,16 @@ func (c *xisClient) referrals(t *testing.T, direction string) []node.Referral {
 // hospital), letters (Push, hospital to GP practice) and Direct Pull reads
 // (hospital consults the GP practice), one of the hospital's replicas gets
 // SIGKILL. Then: every acknowledged referral is at both ends exactly once
-// and completes once the killed replica is back; every acknowledged letter
+// and completes on the live replica within a bound (a pull the killed one
+// was running is taken over when its short lease runs out); once the
+// killed replica is back, every acknowledged letter
 // is delivered exactly once; every acknowledged write has its audit record
 // on one of the replicas, and each replica's audit chain verifies; an
 // assertion one replica accepted is refused by the other.
 func TestReplicaKilledUnderLoad(t *testing.T) {
+	// A short lease: the killed replica's pulls are taken over within
+	// seconds (the replicas inherit the test's environment).
+	t.Setenv("SCHAKEL_LEASE", replicaLease.String())
 	nw, procs := upReplicas(t, func(real string) string { return real })
 	ops := replicaOps(t, 24)
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
@@ -287,11 +301,11 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 		t.Fatalf("the load acknowledged too little to check: %d referrals, %d letters, %d reads", len(referrals), len(letters), reads)
 	}
 
-	// The operator restarts the killed replica (its leases void, its pulls
-	// resume); both replicas share the state.
-	back := restartReplica(t, victim, replicaInternal(t, victim))
-
-	// Every acknowledged referral at both ends once, and completed.
+	// Every acknowledged referral at both ends once, and completed by the
+	// replica that lives: a pull the killed one was running is taken over
+	// once its lease runs out (renewed every third of replicaLease by a
+	// live worker; unheld pulls are looked for every quarter), without
+	// the killed replica coming back.
 	sent := map[string]int{}
 	for _, r := range gp.referrals(t, "sent") {
 		sent[r.ID]++
@@ -301,12 +315,8 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 			t.Errorf("referral %s acknowledged with 201 is %d times in the GP practice's sent referrals", id, sent[id])
 		}
 	}
-	// Every acknowledged referral received once and completed — or, if the
-	// killed replica was pulling it, still unfinished under the lease its
-	// dead worker took: another worker takes it up when that runs out
-	// (a few minutes), so it is not lost.
 	var unfinished []string
-	settle := time.Now().Add(45 * time.Second)
+	settle := killedAt.Add(replicaTakeOver)
 	for {
 		got := map[string][]string{}
 		for _, r := range hosp.referrals(t, "received") {
@@ -328,17 +338,20 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 		if len(unfinished) == 0 || time.Now().After(settle) {
 			break
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 	if len(unfinished) > 0 {
 		leased := pullLeases(t, "hospital_node")
 		for _, id := range unfinished {
-			if !leased[id] {
-				t.Errorf("referral %s is neither completed nor held by a pull worker's lease: lost", id)
-			}
+			t.Errorf("referral %s not completed by the live replica %s after the kill (under a live lease: %v)", id, replicaTakeOver, leased[id])
 		}
-		t.Logf("%d of %d referrals were being pulled by the killed replica; they resume when their lease runs out", len(unfinished), len(referrals))
+	} else {
+		t.Logf("every acknowledged referral completed %s after the kill (lease %s)", time.Since(killedAt).Round(time.Millisecond), replicaLease)
 	}
+
+	// The operator restarts the killed replica; both replicas share the
+	// state.
+	back := restartReplica(t, victim, replicaInternal(t, victim))
 
 	// Every acknowledged letter delivered once, with its receipt.
 	hospPush := &pushClient{base: hosp.base, token: hosp.token, http: hc}
@@ -386,6 +399,147 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 		if !pushed[id] {
 			t.Errorf("letter %s acknowledged with 202 has no audit record on a hospital replica", id)
 		}
+	}
+}
+
+// TestReplicaKilledMidPull: a hospital replica is frozen (SIGSTOP) while
+// it holds the lease of a pull it has not finished, then killed. The other
+// replica takes the pull over once the lease runs out and completes it,
+// within a bound, without the killed replica coming back; the referral is
+// received once and completed once.
+func TestReplicaKilledMidPull(t *testing.T) {
+	t.Setenv("SCHAKEL_LEASE", replicaLease.String())
+	nw, procs := upReplicas(t, func(real string) string { return real })
+	hc := &http.Client{Timeout: 30 * time.Second}
+	gp := &xisClient{base: nw.InternalURL(network.GP.URA), token: nw.Token(network.GP.URA), http: hc}
+	hosp := &xisClient{base: nw.InternalURL(network.Hospital.URA), token: nw.Token(network.Hospital.URA), http: hc}
+	byPID := map[int]*network.Process{}
+	for _, p := range procs {
+		if strings.HasPrefix(p.Name, "hospital-node/") {
+			byPID[p.PID] = p
+		}
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, os.Getenv("SCHAKEL_TEST_POSTGRES"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	received := pgx.Identifier{replicaSchemaPrefix + "hospital_node", "np_received"}.Sanitize()
+
+	// Referrals one after another until a hospital replica is caught
+	// holding an unfinished pull.
+	var (
+		referrals []string
+		stop      atomic.Bool
+		sending   sync.WaitGroup
+		mu        sync.Mutex
+	)
+	sending.Add(1)
+	go func() {
+		defer sending.Done()
+		for i := 0; i < 200 && !stop.Load(); i++ {
+			code, body, _, err := gp.do(http.MethodPost, "/internal/referrals", notifiedpull.ReferRequest{
+				PatientBSN: nw.Patients[0].BSN, ReceiverURA: network.Hospital.URA, Application: "bgz", Description: fmt.Sprintf("mid-pull %d", i)})
+			var r node.Referral
+			if err == nil && code == http.StatusCreated && json.Unmarshal(body, &r) == nil {
+				mu.Lock()
+				referrals = append(referrals, r.ID)
+				mu.Unlock()
+			}
+		}
+	}()
+	var (
+		victim           *network.Process
+		caught, caughtBy string
+		killedAt         time.Time
+		finals           = []any{notifiedpull.StatusCompleted, notifiedpull.StatusRejected, notifiedpull.StatusFailed, notifiedpull.StatusCancelled}
+		unfinishedHeldBy = `SELECT identifier, lease_owner FROM ` + received + ` WHERE lease_until > $1 AND status NOT IN ($2, $3, $4, $5)`
+		stillHeld        = `SELECT count(*) FROM ` + received + ` WHERE identifier = $1 AND lease_owner = $2 AND status NOT IN ($3, $4, $5, $6)`
+		catchBy          = time.Now().Add(60 * time.Second)
+	)
+	for victim == nil && time.Now().Before(catchBy) {
+		rows, err := conn.Query(ctx, unfinishedHeldBy, append([]any{time.Now().UnixMilli()}, finals...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ ID, Owner string }])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range held {
+			// The owner is host/pid/uuid: the replica holding the pull.
+			parts := strings.Split(h.Owner, "/")
+			pid, _ := strconv.Atoi(parts[len(parts)-2])
+			p := byPID[pid]
+			if p == nil {
+				continue
+			}
+			_ = syscall.Kill(pid, syscall.SIGSTOP) // frozen: the pull can go no further
+			var n int
+			if err := conn.QueryRow(ctx, stillHeld, append([]any{h.ID, h.Owner}, finals...)...).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 1 {
+				victim, caught, caughtBy = p, h.ID, h.Owner
+				killedAt = time.Now()
+				_ = syscall.Kill(pid, syscall.SIGKILL) // no shutdown: its lease stays behind
+				break
+			}
+			_ = syscall.Kill(pid, syscall.SIGCONT) // it finished meanwhile: go on
+		}
+		if victim == nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	stop.Store(true)
+	sending.Wait()
+	if victim == nil {
+		t.Fatal("no hospital replica was caught holding an unfinished pull")
+	}
+	if !waitGone(victim.PID) {
+		t.Fatal("the killed replica is still running")
+	}
+	t.Logf("%s killed while pulling %s (lease %s)", victim.Name, caught, caughtBy)
+
+	// The live replica completes it, and every other acknowledged referral.
+	mu.Lock()
+	defer mu.Unlock()
+	deadline := killedAt.Add(replicaTakeOver)
+	for {
+		got := map[string][]string{}
+		for _, r := range hosp.referrals(t, "received") {
+			got[r.Identifier] = append(got[r.Identifier], r.Status)
+		}
+		var unfinished []string
+		for _, id := range append(referrals, caught) {
+			switch st := got[id]; {
+			case len(st) != 1:
+				t.Fatalf("referral %s is received %d times: %v", id, len(st), st)
+			case st[0] == notifiedpull.StatusCompleted:
+			case notifiedpull.Final(st[0]):
+				t.Fatalf("referral %s ended %s at the hospital", id, st[0])
+			default:
+				unfinished = append(unfinished, id)
+			}
+		}
+		if len(unfinished) == 0 {
+			t.Logf("the pull taken over and %d referrals completed %s after the kill", len(referrals), time.Since(killedAt).Round(time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s after the kill, not completed: %v", replicaTakeOver, unfinished)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var owner string
+	var completedOnce int
+	if err := conn.QueryRow(ctx, `SELECT lease_owner, (SELECT count(*) FROM `+received+` WHERE identifier = $1 AND result_bundle <> '') FROM `+received+
+		` WHERE identifier = $1`, caught).Scan(&owner, &completedOnce); err != nil {
+		t.Fatal(err)
+	}
+	if owner == caughtBy || completedOnce != 1 {
+		t.Errorf("the taken-over pull: lease owner %q (the killed one's %q), completed %d times", owner, caughtBy, completedOnce)
 	}
 }
 
