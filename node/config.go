@@ -84,7 +84,7 @@ type Config struct {
 	// ReferralValidity is how long a receiver may pull a referral's data.
 	ReferralValidity time.Duration `koanf:"referralvalidity"`
 	// Lease is how long a worker holds a unit of work in the node's state
-	// (a received referral's pull) between renewals; the holder renews it
+	// (a received referral's pull, a Push message's delivery) between renewals; the holder renews it
 	// every third of that while it works. With replicas, the work of a
 	// replica that died is taken up by another within about one lease
 	// (docs/operations.md, Running replicas). Default 30s.

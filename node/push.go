@@ -72,7 +72,7 @@ func (n *Node) setupPush(ctx context.Context) error {
 			n.emit(notifiedpull.Event{Time: e.Time, Node: n.cfg.Name, Tenant: e.Tenant, Referral: e.Message,
 				Step: "push-" + e.Step, Detail: e.Detail, Err: e.Err})
 		},
-		Logger: n.log, Lifetime: n.cfg.Push.Lifetime, RetryBase: n.cfg.Push.RetryBase, RetryMax: n.cfg.Push.RetryMax,
+		Logger: n.log, Lifetime: n.cfg.Push.Lifetime, RetryBase: n.cfg.Push.RetryBase, RetryMax: n.cfg.Push.RetryMax, Lease: n.cfg.Lease,
 		Applications: apps, Faults: n.faults.Set(),
 	})
 	return err

@@ -25,15 +25,22 @@ type Store interface {
 	// with m's id it returns that one and false (a message is queued once).
 	Enqueue(ctx context.Context, m OutMessage) (OutMessage, bool, error)
 	// Claim returns up to limit queued messages due at now and moves their
-	// next attempt to lease, so that no other round takes them meanwhile.
+	// next attempt to lease, so that no other round takes them meanwhile;
+	// each returned message's Lease is lease.
 	Claim(ctx context.Context, now, lease time.Time, limit int) ([]OutMessage, error)
+	// Renew moves the lease of the tenant's message id from lease to
+	// until; false when the message no longer holds that lease (claimed
+	// again after it ran out, released, or its delivery state written).
+	Renew(ctx context.Context, tenant, id string, lease, until time.Time) (bool, error)
 	// NextDue is the earliest next attempt of a queued message; false when none.
 	NextDue(ctx context.Context) (time.Time, bool, error)
 	// Release makes every queued message due at now (after a restart:
 	// the leases of the process that died are void).
 	Release(ctx context.Context, now time.Time) error
 	// UpdateOut writes m's delivery state (status, reason, attempts, next
-	// attempt, receipt, delivered time).
+	// attempt, receipt, delivered time). With m.Lease set, only while m
+	// still holds that lease: else nothing is written and the error is
+	// ErrLeaseLost.
 	UpdateOut(ctx context.Context, m OutMessage) error
 	// Acknowledge records the receiver's application acknowledgement of
 	// the tenant's message id; false when there is no such message.
@@ -55,6 +62,11 @@ type Store interface {
 
 // ErrNotFound: no such message for this participant.
 var ErrNotFound = errors.New("message not found")
+
+// ErrLeaseLost: the delivery round no longer holds the message's lease (it
+// ran out and another round claimed the message); its outcome is not
+// written.
+var ErrLeaseLost = errors.New("outbox lease lost to another delivery round")
 
 // OutMessage is a message in the outbox.
 type OutMessage struct {
@@ -79,6 +91,10 @@ type OutMessage struct {
 	AckAt        time.Time `json:"acknowledged,omitzero"`
 	Created      time.Time `json:"created"`
 	Updated      time.Time `json:"updated"`
+	// Lease is the lease under which a delivery round holds the message
+	// (set by Claim, moved by Renew; not stored apart: it is the message's
+	// next attempt while held); zero when none.
+	Lease time.Time `json:"-"`
 }
 
 // InMessage is a message in the inbox.
@@ -311,12 +327,26 @@ func (d *DB) Claim(ctx context.Context, now, lease time.Time, limit int) ([]OutM
 		return nil, err
 	}
 	lease1 := tx.StmtContext(ctx, upd)
-	for _, m := range out {
+	for i, m := range out {
 		if _, err := lease1.ExecContext(ctx, fmtTime(lease), m.Tenant, m.ID); err != nil {
 			return nil, err
 		}
+		out[i].Lease = lease
 	}
 	return out, tx.Commit()
+}
+
+func (d *DB) Renew(ctx context.Context, tenant, id string, lease, until time.Time) (bool, error) {
+	st, err := d.prepared(ctx, `UPDATE push_out SET next_attempt_at = ? WHERE tenant = ? AND id = ? AND status = ? AND next_attempt_at = ?`)
+	if err != nil {
+		return false, err
+	}
+	res, err := st.ExecContext(ctx, fmtTime(until), tenant, id, StatusQueued, fmtTime(lease))
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }
 
 // claimLock makes two replicas' rounds take different messages: on
@@ -348,14 +378,26 @@ func (d *DB) Release(ctx context.Context, now time.Time) error {
 }
 
 func (d *DB) UpdateOut(ctx context.Context, m OutMessage) error {
-	st, err := d.prepared(ctx, `UPDATE push_out SET status = ?, status_reason = ?, attempts = ?, next_attempt_at = ?,
-		receipt = ?, delivered_at = ?, updated_at = ? WHERE tenant = ? AND id = ?`)
+	q := `UPDATE push_out SET status = ?, status_reason = ?, attempts = ?, next_attempt_at = ?,
+		receipt = ?, delivered_at = ?, updated_at = ? WHERE tenant = ? AND id = ?`
+	args := []any{m.Status, m.StatusReason, m.Attempts, fmtTime(m.NextAttempt), m.Receipt, fmtTime(m.Delivered), fmtTime(m.Updated),
+		m.Tenant, m.ID}
+	if !m.Lease.IsZero() {
+		q += ` AND status = ? AND next_attempt_at = ?`
+		args = append(args, StatusQueued, fmtTime(m.Lease))
+	}
+	st, err := d.prepared(ctx, q)
 	if err != nil {
 		return err
 	}
-	_, err = st.ExecContext(ctx, m.Status, m.StatusReason, m.Attempts, fmtTime(m.NextAttempt), m.Receipt, fmtTime(m.Delivered), fmtTime(m.Updated),
-		m.Tenant, m.ID)
-	return err
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil || m.Lease.IsZero() {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return ErrLeaseLost
+	}
+	return nil
 }
 
 func (d *DB) Acknowledge(ctx context.Context, tenant, id, ack, note string, at time.Time) (bool, error) {

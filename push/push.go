@@ -138,6 +138,11 @@ type Config struct {
 	Lifetime  time.Duration
 	RetryBase time.Duration
 	RetryMax  time.Duration
+	// Lease is how long a delivery round holds a message it claimed
+	// between renewals (default 30s); it renews the lease every third of
+	// that while the attempt runs, so a message whose round died (its
+	// replica was killed) is claimed by another round about one lease on.
+	Lease time.Duration
 	// Workers deliver in parallel (default 4).
 	Workers      int
 	Applications []Application
@@ -169,6 +174,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 10 * time.Minute
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = DefaultLease
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 4

@@ -43,32 +43,43 @@ func (p peerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // world is two nodes' push services, each serving one participant.
 type world struct {
-	t         *testing.T
-	svc       map[string]*push.Service
-	db        map[string]*push.DB
-	audit     map[string]*audittest.Log
-	keys      map[string]jwk.Key
-	srv       *httptest.Server
-	down      atomic.Bool // the receiver answers 503
-	now       atomic.Pointer[time.Time]
-	dirs      map[string]string
-	badKeys   atomic.Bool // receipts are checked against a wrong key
-	lifetime  time.Duration
-	dataDir   string
-	deliverer map[string]*push.Service
+	t        *testing.T
+	svc      map[string]*push.Service
+	db       map[string]*push.DB
+	audit    map[string]*audittest.Log
+	keys     map[string]jwk.Key
+	srv      *httptest.Server
+	down     atomic.Bool // the receiver answers 503
+	now      atomic.Pointer[time.Time]
+	dirs     map[string]string
+	badKeys  atomic.Bool // receipts are checked against a wrong key
+	lifetime time.Duration
+	dataDir  string
+	// lease is the services' outbox lease (0: the default), and slow how
+	// long the receiver waits before it handles a message.
+	lease time.Duration
+	slow  atomic.Int64
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldWith(t, nil) }
+
+// newWorldWith is newWorld with set changing the world before the
+// services open.
+func newWorldWith(t *testing.T, set func(*world)) *world {
 	w := &world{t: t, svc: map[string]*push.Service{}, db: map[string]*push.DB{}, audit: map[string]*audittest.Log{},
 		keys: map[string]jwk.Key{}, dirs: map[string]string{}, lifetime: time.Hour, dataDir: t.TempDir()}
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	w.now.Store(&now)
+	if set != nil {
+		set(w)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/{ura}/$process-message", func(rw http.ResponseWriter, r *http.Request) {
 		if w.down.Load() {
 			http.Error(rw, "down", http.StatusServiceUnavailable)
 			return
 		}
+		time.Sleep(time.Duration(w.slow.Load()))
 		ura := r.PathValue("ura")
 		w.svc[ura].HandleMessage(rw, r, ura)
 	})
@@ -92,6 +103,12 @@ func (w *world) open(ura string) {
 	w.t.Cleanup(func() { db.Close() })
 	w.db[ura] = db
 	w.audit[ura] = &audittest.Log{}
+	w.svc[ura] = w.service(ura, db)
+}
+
+// service is ura's push service on db (a second one on the same database
+// is another replica of the node).
+func (w *world) service(ura string, db *push.DB) *push.Service {
 	party := &push.Party{URA: ura, Name: "org " + ura, SystemUZI: "90000" + ura[4:], Signing: w.keys[ura],
 		HTTP: &http.Client{Transport: peerTransport{ura}}}
 	svc, err := push.New(push.Config{Node: "node-" + ura, Store: db, Directory: w,
@@ -123,12 +140,13 @@ func (w *world) open(ura string) {
 		Lifetime:     w.lifetime,
 		RetryBase:    time.Second,
 		RetryMax:     time.Minute,
+		Lease:        w.lease,
 		Applications: []push.Application{correspondentie.New()},
 	})
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	w.svc[ura] = svc
+	return svc
 }
 
 func (w *world) Endpoint(_ context.Context, ura, payloadType, _ string) (string, error) {
@@ -222,6 +240,69 @@ func TestSendDeliverAcknowledge(t *testing.T) {
 	got = w.out(m.ID)
 	if got.Ack != push.AckAccepted || got.AckNote != "opgenomen in het dossier" {
 		t.Fatalf("ack %q %q", got.Ack, got.AckNote)
+	}
+}
+
+// TestSlowDeliveryKeepsItsLease: a delivery attempt that runs for several
+// leases renews its lease all along: another replica's rounds claim
+// nothing meanwhile, and the message is delivered once, in one attempt.
+func TestSlowDeliveryKeepsItsLease(t *testing.T) {
+	lease := 300 * time.Millisecond
+	w := newWorldWith(t, func(w *world) { w.lease = lease })
+	// The leases are real time here: the world's clock follows it.
+	start := time.Now()
+	base := *w.now.Load()
+	tick := func() time.Time { return base.Add(time.Since(start)) }
+	stopClock := make(chan struct{})
+	defer close(stopClock)
+	go func() {
+		for {
+			select {
+			case <-stopClock:
+				return
+			case <-time.After(5 * time.Millisecond):
+				n := tick()
+				w.now.Store(&n)
+			}
+		}
+	}()
+	other, err := push.OpenDB(context.Background(), filepath.Join(w.dataDir, hospital+".db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	replica := w.service(hospital, other)
+
+	w.send("slow")
+	w.slow.Store(int64(4 * lease))
+	done := make(chan int)
+	go func() {
+		n, err := w.svc[hospital].DeliverDue(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		done <- n
+	}()
+	for running := true; running; {
+		select {
+		case n := <-done:
+			if n != 1 {
+				t.Fatalf("the first round delivered %d messages, want 1", n)
+			}
+			running = false
+		case <-time.After(lease / 6):
+			if n, err := replica.DeliverDue(context.Background()); err != nil || n != 0 {
+				t.Fatalf("the other replica claimed %d messages (err %v) while a live round held the lease", n, err)
+			}
+		}
+	}
+	m := w.out("slow")
+	if m.Status != push.StatusDelivered || m.Attempts != 1 {
+		t.Fatalf("after the slow attempt: %s, %d attempts; want delivered in 1", m.Status, m.Attempts)
+	}
+	in, err := w.svc[gp].Received(context.Background(), gp)
+	if err != nil || len(in) != 1 {
+		t.Fatalf("the receiver's inbox: %d messages, err %v; want 1", len(in), err)
 	}
 }
 

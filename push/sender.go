@@ -117,9 +117,58 @@ func (s *Service) poke() {
 	}
 }
 
-// leaseFor is how long a claimed message is not claimed again while its
-// delivery runs (the HTTP client's own timeout is shorter).
-const leaseFor = 2 * time.Minute
+// DefaultLease is a delivery round's lease on a message it claimed when
+// Config.Lease is not set.
+const DefaultLease = 30 * time.Second
+
+// holdLease renews the lease of message m (m.Lease) every third of the
+// lease until stop, which returns the lease the message holds then. The
+// context it returns (under ctx) ends, with cause ErrLeaseLost, when the
+// lease is lost: another round claimed the message after it ran out, or no
+// renewal succeeded in time.
+func (s *Service) holdLease(ctx context.Context, m OutMessage) (context.Context, func() time.Time) {
+	actx, cancel := context.WithCancelCause(ctx)
+	lease := m.Lease
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		every := s.cfg.Lease / 3
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-actx.Done():
+				return
+			case <-tick.C:
+			}
+			next := s.cfg.Now().Add(s.cfg.Lease)
+			ok, err := s.cfg.Store.Renew(actx, m.Tenant, m.ID, lease, next)
+			switch {
+			case err == nil && ok:
+				lease = next
+			case err == nil:
+				cancel(ErrLeaseLost)
+				return
+			case actx.Err() != nil:
+				return
+			case !s.cfg.Now().Add(every).Before(lease):
+				s.log.Warn("outbox: renew lease", "message", m.ID, "err", err)
+				cancel(ErrLeaseLost)
+				return
+			default:
+				s.log.Warn("outbox: renew lease (retried)", "message", m.ID, "err", err)
+			}
+		}
+	}()
+	return actx, func() time.Time {
+		close(done)
+		<-finished
+		cancel(nil)
+		return lease
+	}
+}
 
 // Start resumes the outbox (a message claimed by a process that stopped
 // is due at once) and delivers until ctx ends; Wait waits for it.
@@ -147,7 +196,7 @@ func (s *Service) Resume(ctx context.Context) error {
 // DeliverDue runs one round of delivery in the caller's goroutine: every
 // message due now, one attempt each. It returns how many it tried.
 func (s *Service) DeliverDue(ctx context.Context) (int, error) {
-	due, err := s.cfg.Store.Claim(ctx, s.cfg.Now(), s.cfg.Now().Add(leaseFor), 1000)
+	due, err := s.cfg.Store.Claim(ctx, s.cfg.Now(), s.cfg.Now().Add(s.cfg.Lease), 1000)
 	for _, m := range due {
 		s.deliver(ctx, m)
 	}
@@ -160,7 +209,7 @@ func (s *Service) Wait() { s.wg.Wait() }
 func (s *Service) run(ctx context.Context) {
 	sem := make(chan struct{}, s.cfg.Workers)
 	for ctx.Err() == nil {
-		due, err := s.cfg.Store.Claim(ctx, s.cfg.Now(), s.cfg.Now().Add(leaseFor), s.cfg.Workers*4)
+		due, err := s.cfg.Store.Claim(ctx, s.cfg.Now(), s.cfg.Now().Add(s.cfg.Lease), s.cfg.Workers*4)
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("outbox claim", "err", err)
 		}
@@ -223,7 +272,15 @@ func (s *Service) deliver(ctx context.Context, m OutMessage) {
 		s.finish(ctx, m, StatusFailed, fmt.Sprintf("not delivered within its lifetime (%d attempts; last: %s)", m.Attempts, m.StatusReason))
 		return
 	}
-	receipt, err := s.attempt(ctx, m)
+	// The lease is renewed while the attempt runs; lost, the attempt
+	// stops and its outcome is left to the round that claimed it since.
+	actx, stop := s.holdLease(ctx, m)
+	receipt, err := s.attempt(actx, m)
+	m.Lease = stop()
+	if errors.Is(context.Cause(actx), ErrLeaseLost) {
+		s.log.Warn("outbox: delivery stopped: lease lost", "message", m.ID)
+		return
+	}
 	if ctx.Err() != nil {
 		return // stopping: the lease ends at the next start
 	}
@@ -244,7 +301,10 @@ func (s *Service) deliver(ctx context.Context, m OutMessage) {
 		m.NextAttempt = m.Expires // one last look, to mark it failed on time
 	}
 	m.Updated = s.cfg.Now()
-	if uerr := s.cfg.Store.UpdateOut(ctx, m); uerr != nil {
+	if uerr := s.cfg.Store.UpdateOut(ctx, m); errors.Is(uerr, ErrLeaseLost) {
+		s.log.Warn("outbox: delivery stopped: lease lost", "message", m.ID)
+		return
+	} else if uerr != nil {
 		s.log.Error("outbox update", "message", m.ID, "err", uerr)
 	}
 	s.event(m.Tenant, m.ID, "retry", fmt.Sprintf("attempt %d failed; next at %s", m.Attempts, m.NextAttempt.Format(time.RFC3339)), err)
@@ -254,7 +314,11 @@ func (s *Service) deliver(ctx context.Context, m OutMessage) {
 // the message's status (GET /internal/messages), and the event.
 func (s *Service) finish(ctx context.Context, m OutMessage, status, reason string) {
 	m.Status, m.StatusReason, m.Updated = status, reason, s.cfg.Now()
-	if err := s.cfg.Store.UpdateOut(ctx, m); err != nil {
+	if err := s.cfg.Store.UpdateOut(ctx, m); errors.Is(err, ErrLeaseLost) {
+		// Another round claimed it since: that one finishes it.
+		s.log.Warn("outbox: delivery stopped: lease lost", "message", m.ID)
+		return
+	} else if err != nil {
 		s.log.Error("outbox update", "message", m.ID, "err", err)
 		return
 	}

@@ -29,6 +29,7 @@ func Run(t *testing.T, open Open) {
 		{"Outbox", testOutbox},
 		{"Claim", testClaim},
 		{"ClaimConcurrent", testClaimConcurrent},
+		{"Lease", testLease},
 		{"Inbox", testInbox},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.test(t, open(t)) })
@@ -145,6 +146,65 @@ func testClaim(t *testing.T, open func() push.Store) {
 	}
 	if d, _ := s.Out(ctx, "90000001", "done"); !d.NextAttempt.Equal(t0) {
 		t.Errorf("release moved a delivered message: next attempt %v", d.NextAttempt)
+	}
+}
+
+// testLease: a round that renews its lease keeps the message from other
+// rounds past the lease's first end; once the lease ran out and another
+// round claimed the message, the first one's renewal and delivery state
+// change nothing (ErrLeaseLost), and the new holder's apply. A replica on
+// the same database sees the same.
+func testLease(t *testing.T, open func() push.Store) {
+	ctx := context.Background()
+	a, b := open(), open()
+	if _, _, err := a.Enqueue(ctx, out("m", t0)); err != nil {
+		t.Fatal(err)
+	}
+	lease := 30 * time.Second
+	now := t0.Add(time.Minute)
+	got, err := a.Claim(ctx, now, now.Add(lease), 10)
+	if err != nil || len(got) != 1 || !got[0].Lease.Equal(now.Add(lease)) {
+		t.Fatalf("claim: %v %v; want m under the lease", got, err)
+	}
+	held := got[0].Lease
+	for at := now.Add(10 * time.Second); at.Before(now.Add(3 * lease)); at = at.Add(10 * time.Second) {
+		if ok, err := a.Renew(ctx, "90000001", "m", held, at.Add(lease)); err != nil || !ok {
+			t.Fatalf("renewal at %s: %v %v", at.Sub(now), ok, err)
+		}
+		held = at.Add(lease)
+		if other, err := b.Claim(ctx, at.Add(time.Second), at.Add(time.Second+lease), 10); err != nil || len(other) != 0 {
+			t.Fatalf("another round claimed a renewed message at %s: %v %v", at.Sub(now), outIDs(other), err)
+		}
+	}
+	// The holder stops renewing: once its lease ran out another round
+	// claims the message.
+	taken := held
+	other, err := b.Claim(ctx, taken, taken.Add(lease), 10)
+	if err != nil || len(other) != 1 {
+		t.Fatalf("claim after the lease ran out: %v %v", outIDs(other), err)
+	}
+	if ok, err := a.Renew(ctx, "90000001", "m", held, taken.Add(2*lease)); err != nil || ok {
+		t.Fatalf("renewal of a lost lease: %v %v; want false", ok, err)
+	}
+	stale := got[0]
+	stale.Lease, stale.Status, stale.Attempts, stale.Updated = held, push.StatusDelivered, 1, taken
+	if err := a.UpdateOut(ctx, stale); !errors.Is(err, push.ErrLeaseLost) {
+		t.Fatalf("delivery state of a round that lost the lease: %v; want ErrLeaseLost", err)
+	}
+	if m, _ := a.Out(ctx, "90000001", "m"); m.Status != push.StatusQueued || m.Attempts != 0 {
+		t.Fatalf("after the stale write: %s, %d attempts; want queued, 0", m.Status, m.Attempts)
+	}
+	fresh := other[0]
+	fresh.Status, fresh.Attempts, fresh.Updated = push.StatusDelivered, 1, taken
+	if err := b.UpdateOut(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := a.Out(ctx, "90000001", "m"); m.Status != push.StatusDelivered {
+		t.Fatalf("after the holder's write: %s; want delivered", m.Status)
+	}
+	// A delivered message holds no lease: a late renewal does nothing.
+	if ok, err := b.Renew(ctx, "90000001", "m", fresh.Lease, taken.Add(2*lease)); err != nil || ok {
+		t.Fatalf("renewal of a delivered message: %v %v; want false", ok, err)
 	}
 }
 
