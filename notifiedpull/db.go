@@ -643,10 +643,39 @@ func (d *DB) unfinishedPulls(ctx context.Context, now time.Time) ([][2]string, e
 
 // releasePull ends owner's lease: another worker may take the notification
 // up at once (a pull that stopped short of a final status). A lease owner
-// no longer holds stays with its holder.
-func (d *DB) releasePull(ctx context.Context, id, owner string) error {
-	_, err := d.exec(ctx, `UPDATE np_received SET lease_until = 0, lease_owner = '' WHERE id = ? AND lease_owner = ?`, id, owner)
+// no longer holds stays with its holder. With reporting, a completion
+// whose report to the sender is pending keeps the lease: the report holds
+// it on, and releases it when it ends.
+func (d *DB) releasePull(ctx context.Context, id, owner string, reporting bool) error {
+	q := `UPDATE np_received SET lease_until = 0, lease_owner = '' WHERE id = ? AND lease_owner = ?`
+	if reporting {
+		q += ` AND report_pending = 0`
+	}
+	_, err := d.exec(ctx, q, id, owner)
 	return err
+}
+
+// orphanedReports are the completions whose report to the sender is
+// pending under a lease that ran out: the worker reporting it stopped
+// without releasing it (its replica died). A report that ended and left
+// the report pending (the sender could not take it) released its lease:
+// it is tried again at the next start, not here.
+func (d *DB) orphanedReports(ctx context.Context, now time.Time) ([]Received, error) {
+	rows, err := d.db.QueryContext(ctx, d.q(`SELECT `+receivedCols+` FROM np_received
+		WHERE report_pending = 1 AND lease_owner <> '' AND lease_until <= ?`+d.byCreation()), now.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Received
+	for rows.Next() {
+		r, err := scanReceived(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 // flag is a boolean column's value: 0 or 1 in both databases (SQLite's own

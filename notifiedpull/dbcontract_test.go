@@ -274,13 +274,13 @@ func TestPullLease(t *testing.T) {
 			t.Fatalf("lease after it ran out: %v %v", ok, err)
 		}
 		// Another's release leaves the lease with its holder.
-		if err := a.releasePull(ctx, "r1", "pa"); err != nil {
+		if err := a.releasePull(ctx, "r1", "pa", false); err != nil {
 			t.Fatal(err)
 		}
 		if ok, err := a.leasePull(ctx, "r1", "pa2", now.Add(61*time.Second), now.Add(2*time.Minute)); err != nil || ok {
 			t.Fatalf("lease released by a worker that no longer held it: %v %v; want still held", ok, err)
 		}
-		if err := b.releasePull(ctx, "r1", "pb"); err != nil {
+		if err := b.releasePull(ctx, "r1", "pb", false); err != nil {
 			t.Fatal(err)
 		}
 		if ok, err := a.leasePull(ctx, "r1", "pa2", now.Add(61*time.Second), now.Add(2*time.Minute)); err != nil || !ok {
@@ -356,11 +356,38 @@ func TestPullLeaseRenewal(t *testing.T) {
 		if got, _ := a.received(ctx, r.Tenant, "r1"); got.Status != StatusCompleted || got.ResultBundle != "fresh" {
 			t.Fatalf("after the holder's completion: %s %q; want completed, Bundle fresh", got.Status, got.ResultBundle)
 		}
-		if err := b.releasePull(ctx, "r1", "pb"); err != nil {
-			t.Fatal(err)
-		}
 		if due, _ := b.unfinishedPulls(ctx, taken); len(due) != 0 {
 			t.Errorf("a completed pull is listed: %v", due)
+		}
+		// The completion's report to the sender is pending: the pull's
+		// release leaves the lease to the report.
+		if err := b.releasePull(ctx, "r1", "pb", true); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := a.leasePull(ctx, "r1", "pr", taken, taken.Add(lease)); err != nil || ok {
+			t.Fatalf("lease of a completion whose report holds it: %v %v; want refused", ok, err)
+		}
+		if got, err := a.orphanedReports(ctx, taken.Add(lease-time.Millisecond)); err != nil || len(got) != 0 {
+			t.Fatalf("a report under a live lease is listed as orphaned: %d %v", len(got), err)
+		}
+		// The reporting worker died: once its lease ran out, the report is
+		// listed, and another worker takes it.
+		if got, err := a.orphanedReports(ctx, taken.Add(lease)); err != nil || len(got) != 1 || got[0].ID != "r1" {
+			t.Fatalf("orphaned reports after the lease ran out: %d %v; want r1", len(got), err)
+		}
+		if ok, err := a.leasePull(ctx, "r1", "pr", taken.Add(lease), taken.Add(2*lease)); err != nil || !ok {
+			t.Fatalf("lease of an orphaned report: %v %v", ok, err)
+		}
+		// A report that ended with the report still pending (the sender
+		// could not take it) releases: not orphaned, tried at the next start.
+		if err := a.releasePull(ctx, "r1", "pr", false); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := a.orphanedReports(ctx, taken.Add(3*lease)); err != nil || len(got) != 0 {
+			t.Fatalf("a released pending report is listed as orphaned: %d %v", len(got), err)
+		}
+		if err := a.reportDone(ctx, "r1"); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

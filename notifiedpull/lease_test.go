@@ -67,7 +67,7 @@ func TestHoldLeaseLost(t *testing.T) {
 		lctx, stop := s.holdLease(context.Background(), "r1", "pa", time.Now().Add(lease))
 		defer stop()
 		// As a take-over after a lease ran out: "pb" holds it now.
-		if err := b.releasePull(context.Background(), "r1", "pa"); err != nil {
+		if err := b.releasePull(context.Background(), "r1", "pa", false); err != nil {
 			t.Fatal(err)
 		}
 		now := time.Now()

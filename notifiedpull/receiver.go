@@ -350,7 +350,7 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 		// the next replica should not wait out the lease.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := s.cfg.DB.releasePull(rctx, id, owner); err != nil {
+		if err := s.cfg.DB.releasePull(rctx, id, owner, true); err != nil {
 			s.log.Warn("pull: release notification", "referral", id, "err", err)
 		}
 		// A decision taken before the lease was released found it held:
@@ -629,10 +629,26 @@ const (
 // refusal is not retried: the sender decided. The report stays pending in
 // the exchange state (resumed at the next start) until the sender took it
 // or refused it. Service.Wait waits for it.
+//
+// The report goes on under the lease row.lease holds (the pull's, handed
+// on, or resumeReport's): renewed while it runs, released when it ends, so
+// that when its replica dies another takes the report up (orphanedReports).
 func (s *Service) reportCompletion(ctx context.Context, c *fetcher, row Received, wfBody []byte) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		if row.lease != "" {
+			lctx, stop := s.holdLease(ctx, row.ID, row.lease, s.cfg.Now().Add(s.cfg.Lease))
+			defer func() {
+				stop()
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if err := s.cfg.DB.releasePull(rctx, row.ID, row.lease, false); err != nil {
+					s.log.Warn("report: release notification", "referral", row.ID, "err", err)
+				}
+			}()
+			ctx = lctx
+		}
 		if wfBody == nil {
 			// Not read before the pull (get-workflow-task false): the
 			// report is the workflow Task as it is now, status changed.
@@ -658,6 +674,10 @@ func (s *Service) reportCompletion(ctx context.Context, c *fetcher, row Received
 				}
 			}
 			if err == nil {
+				return
+			}
+			if errors.Is(context.Cause(ctx), errLeaseLost) {
+				s.log.Warn("completion report stopped: lease lost", "referral", row.ID)
 				return
 			}
 			if !retry || attempt == reportAttempts || ctx.Err() != nil {
@@ -798,11 +818,30 @@ func versionOf(a careapp.Application) string {
 
 // resumeReport reports a completion the sender had not taken when the
 // node stopped: with a fresh token, over the workflow Task as it is now.
+//
+// It takes the notification's lease first: a report another worker (on
+// another replica) is making now is left to it.
 func (s *Service) resumeReport(ctx context.Context, row Received) {
 	party, ok := s.cfg.Parties(row.Tenant)
 	if !ok {
 		return
 	}
+	now, owner := s.cfg.Now(), s.leaseOwner()
+	if leased, err := s.cfg.DB.leasePull(ctx, row.ID, owner, now, now.Add(s.cfg.Lease)); err != nil || !leased {
+		if err != nil {
+			s.log.Warn("report: lease notification", "referral", row.ID, "err", err)
+		}
+		return
+	}
+	row.lease = owner
+	reporting := false
+	defer func() {
+		if !reporting {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = s.cfg.DB.releasePull(rctx, row.ID, owner, false)
+		}
+	}()
 	c, err := s.connect(ctx, row, party, callerOf(row, party))
 	var wf []byte
 	if err == nil {
@@ -813,6 +852,7 @@ func (s *Service) resumeReport(ctx context.Context, row Received) {
 		s.log.Warn("could not report completion to the sender", "referral", row.ID, "err", err)
 		return
 	}
+	reporting = true
 	s.reportCompletion(ctx, c, row, wf)
 }
 

@@ -288,6 +288,21 @@ func (s *Service) Start(ctx context.Context) error {
 			for _, k := range due {
 				s.enqueue(ctx, k[0], k[1])
 			}
+			// Completion reports a worker that stopped was making.
+			orphans, err := s.cfg.DB.orphanedReports(ctx, s.cfg.Now())
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("resume completion reports", "err", err)
+				}
+				continue
+			}
+			for _, r := range orphans {
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					s.resumeReport(ctx, r)
+				}()
+			}
 		}
 	}()
 	return nil
