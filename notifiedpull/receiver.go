@@ -344,13 +344,14 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 	}
 	lctx, stop := s.holdLease(ctx, id, owner, now.Add(s.cfg.Lease))
 	defer stop()
-	pended := false
+	pended, done := false, false
 	defer func() {
 		// Released with a context of its own: a shutdown ends ctx, and
-		// the next replica should not wait out the lease.
+		// the next replica should not wait out the lease. A completion
+		// hands it on to its report to the sender (reportCompletion).
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := s.cfg.DB.releasePull(rctx, id, owner, true); err != nil {
+		if err := s.cfg.DB.releasePull(rctx, id, owner, done); err != nil {
 			s.log.Warn("pull: release notification", "referral", id, "err", err)
 		}
 		// A decision taken before the lease was released found it held:
@@ -369,7 +370,9 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 		return
 	}
 	row.lease = owner
-	if err := s.doPull(lctx, ctx, row); err != nil {
+	err = s.doPull(lctx, ctx, row)
+	done = err == nil
+	if err != nil {
 		if errors.Is(err, errAwaitingDecision) {
 			pended = true
 			return
@@ -834,25 +837,21 @@ func (s *Service) resumeReport(ctx context.Context, row Received) {
 		return
 	}
 	row.lease = owner
-	reporting := false
-	defer func() {
-		if !reporting {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = s.cfg.DB.releasePull(rctx, row.ID, owner, false)
-		}
-	}()
-	c, err := s.connect(ctx, row, party, callerOf(row, party))
+	lctx, stop := s.holdLease(ctx, row.ID, owner, now.Add(s.cfg.Lease))
+	c, err := s.connect(lctx, row, party, callerOf(row, party))
 	var wf []byte
 	if err == nil {
-		wf, err = c.get(ctx, row.WorkflowTask)
+		wf, err = c.get(lctx, row.WorkflowTask)
 	}
+	stop()
 	if err != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = s.cfg.DB.releasePull(rctx, row.ID, owner, false)
 		// Still pending: the next start tries again.
 		s.log.Warn("could not report completion to the sender", "referral", row.ID, "err", err)
 		return
 	}
-	reporting = true
 	s.reportCompletion(ctx, c, row, wf)
 }
 
