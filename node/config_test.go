@@ -60,6 +60,10 @@ func TestConfigValidate(t *testing.T) {
 		{"holder deadline", func(c *Config) { c.IndexedPull.HolderTimeout = 5 * time.Second }, ""},
 		{"negative holder deadline", func(c *Config) { c.IndexedPull.HolderTimeout = -time.Second }, "indexedpull.holdertimeout"},
 		{"endless holder deadline", func(c *Config) { c.IndexedPull.HolderTimeout = time.Hour }, "indexedpull.holdertimeout"},
+		{"short lease", func(c *Config) { c.Lease = 2 * time.Second }, ""},
+		{"lease below a second", func(c *Config) { c.Lease = 100 * time.Millisecond }, "lease"},
+		{"negative lease", func(c *Config) { c.Lease = -time.Second }, "lease"},
+		{"endless lease", func(c *Config) { c.Lease = time.Hour }, "lease"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig(t)
