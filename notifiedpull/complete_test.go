@@ -180,3 +180,78 @@ func TestResourceType(t *testing.T) {
 		}
 	}
 }
+
+// TestCompletionReportHoldsTheLease: the report of a completion goes on
+// under the lease the pull handed on: no other worker takes the
+// notification while the report runs, the lease is free once it ended;
+// and a report whose lease another worker took stops without recording
+// the report as done or as failed.
+func TestCompletionReportHoldsTheLease(t *testing.T) {
+	for _, lost := range []bool{false, true} {
+		name := "held"
+		if lost {
+			name = "lost"
+		}
+		t.Run(name, func(t *testing.T) {
+			s, _, now := receiverFixture(t)
+			s.cfg.Lease = 300 * time.Millisecond // renewed every 100 ms
+			ctx := context.Background()
+			release := make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.ReadAll(r.Body) // read: the server then sees the client go away
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					return
+				case <-time.After(5 * time.Second):
+				}
+				_, _ = w.Write([]byte(`{"resourceType":"Task"}`))
+			}))
+			defer srv.Close()
+			var mu sync.Mutex
+			var events []Event
+			s.cfg.Events = func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }
+			c := &fetcher{http: srv.Client(), token: "t", base: srv.URL + "/fhir"}
+			row := pendingReport(t, s, srv.URL+"/fhir/Task/wf1")
+			if ok, err := s.cfg.DB.leasePull(ctx, row.ID, "pull-1", now, now.Add(s.cfg.Lease)); err != nil || !ok {
+				t.Fatalf("the pull's lease: %v %v", ok, err)
+			}
+			row.lease = "pull-1"
+			s.reportCompletion(ctx, c, row, []byte(`{"resourceType":"Task","id":"wf1","status":"requested"}`))
+			time.Sleep(250 * time.Millisecond) // past two renewals
+			if ok, err := s.cfg.DB.leasePull(ctx, row.ID, "other", now, now.Add(s.cfg.Lease)); err != nil || ok {
+				t.Fatalf("another worker took the lease of a running report: %v %v", ok, err)
+			}
+			if lost {
+				// As a take-over after the lease ran out.
+				if err := s.cfg.DB.releasePull(ctx, row.ID, "pull-1", false); err != nil {
+					t.Fatal(err)
+				}
+				if ok, err := s.cfg.DB.leasePull(ctx, row.ID, "thief", now, now.Add(time.Hour)); err != nil || !ok {
+					t.Fatalf("take-over: %v %v", ok, err)
+				}
+			} else {
+				close(release)
+			}
+			s.Wait()
+			after, err := s.cfg.DB.received(ctx, row.Tenant, row.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.ReportPending != lost {
+				t.Errorf("report pending %v after the report; want %v", after.ReportPending, lost)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, e := range events {
+				if e.Step == "report-failed" {
+					t.Errorf("event %+v: a report that lost its lease is not a failed one", e)
+				}
+			}
+			ok, err := s.cfg.DB.leasePull(ctx, row.ID, "next", now, now.Add(s.cfg.Lease))
+			if err != nil || ok == lost {
+				t.Errorf("lease after the report: taken %v (err %v); want %v", ok, err, !lost)
+			}
+		})
+	}
+}
