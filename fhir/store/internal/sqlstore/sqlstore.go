@@ -242,8 +242,14 @@ func (e *Engine) Write(ctx context.Context, c Conn, tenant string, p *Parsed, if
 		tenant, p.Type, p.ID, version, lu, body); err != nil {
 		return res, false, e.wrap(err)
 	}
+	ix := search.Extract(e.Defs, p.Type, p.doc)
+	rows := indexRowsOf(&ix)
 	if exists {
-		if err = e.deleteIndex(ctx, c, rid); err != nil {
+		old, err := e.indexOf(ctx, c, rid)
+		if err != nil {
+			return res, false, err
+		}
+		if err = e.setIndex(ctx, c, rid, tenant, p.Type, old, rows); err != nil {
 			return res, false, err
 		}
 		if err = c.Exec(ctx, `UPDATE resource SET version = ?, last_updated = ?, deleted = FALSE, body = ? WHERE rid = ?`,
@@ -255,16 +261,12 @@ func (e *Engine) Write(ctx context.Context, c Conn, tenant string, p *Parsed, if
 			tenant, p.Type, p.ID, version, lu, body); err != nil {
 			return res, false, e.wrap(err)
 		}
-	}
-	ix := search.Extract(e.Defs, p.Type, p.doc)
-	if err = e.insertIndex(ctx, c, rid, tenant, p.Type, &ix); err != nil {
-		return res, false, err
+		if err = e.insertIndex(ctx, c, rid, tenant, p.Type, rows); err != nil {
+			return res, false, err
+		}
 	}
 	return store.Resource{Type: p.Type, ID: p.ID, VersionID: strconv.Itoa(version), LastUpdated: now, Body: body}, !exists || deleted, nil
 }
-
-// IndexTables are the tables of search index values, one per parameter type.
-var IndexTables = []string{"idx_token", "idx_ref", "idx_date", "idx_string", "idx_quantity", "idx_uri", "idx_number"}
 
 func (e *Engine) deleteIndex(ctx context.Context, c Conn, rid int64) error {
 	for _, t := range IndexTables {
@@ -273,77 +275,6 @@ func (e *Engine) deleteIndex(ctx context.Context, c Conn, rid int64) error {
 		}
 	}
 	return nil
-}
-
-// insertBatch is the most rows one multi-row INSERT carries.
-const insertBatch = 64
-
-// insertRows inserts n rows of cols into table with multi-row INSERTs (one
-// round trip per batch); row(i) returns the values of row i after rid,
-// tenant and type.
-func (e *Engine) insertRows(ctx context.Context, c Conn, table, cols string, ncols, n int, rid int64, tenant, typ string, row func(i int) []any) error {
-	one := "(" + strings.Repeat("?, ", ncols+2) + "?)"
-	for start := 0; start < n; start += insertBatch {
-		end := min(start+insertBatch, n)
-		var q strings.Builder
-		q.WriteString("INSERT INTO " + table + " (rid, tenant, type, " + cols + ") VALUES ")
-		args := make([]any, 0, (end-start)*(ncols+3))
-		for i := start; i < end; i++ {
-			if i > start {
-				q.WriteString(", ")
-			}
-			q.WriteString(one)
-			args = append(args, rid, tenant, typ)
-			args = append(args, row(i)...)
-		}
-		if err := c.Exec(ctx, q.String(), args...); err != nil {
-			return fmt.Errorf("%s: index: %w", e.Dialect.Name, err)
-		}
-	}
-	return nil
-}
-
-func (e *Engine) insertIndex(ctx context.Context, c Conn, rid int64, tenant, typ string, ix *search.Index) error {
-	if err := e.insertRows(ctx, c, "idx_token", "param, system, code, text", 4, len(ix.Tokens), rid, tenant, typ, func(i int) []any {
-		v := ix.Tokens[i]
-		return []any{v.Param, v.System, v.Code, v.Text}
-	}); err != nil {
-		return err
-	}
-	if err := e.insertRows(ctx, c, "idx_ref", "param, target_type, target_id, url", 4, len(ix.Refs), rid, tenant, typ, func(i int) []any {
-		v := ix.Refs[i]
-		return []any{v.Param, v.Type, v.ID, v.URL}
-	}); err != nil {
-		return err
-	}
-	if err := e.insertRows(ctx, c, "idx_date", "param, low, high", 3, len(ix.Dates), rid, tenant, typ, func(i int) []any {
-		v := ix.Dates[i]
-		return []any{v.Param, v.Low, v.High}
-	}); err != nil {
-		return err
-	}
-	if err := e.insertRows(ctx, c, "idx_string", "param, norm, raw", 3, len(ix.Strings), rid, tenant, typ, func(i int) []any {
-		v := ix.Strings[i]
-		return []any{v.Param, v.Norm, v.Raw}
-	}); err != nil {
-		return err
-	}
-	if err := e.insertRows(ctx, c, "idx_quantity", "param, value, system, code, unit", 5, len(ix.Quantities), rid, tenant, typ, func(i int) []any {
-		v := ix.Quantities[i]
-		return []any{v.Param, v.Value, v.System, v.Code, v.Unit}
-	}); err != nil {
-		return err
-	}
-	if err := e.insertRows(ctx, c, "idx_uri", "param, uri", 2, len(ix.URIs), rid, tenant, typ, func(i int) []any {
-		v := ix.URIs[i]
-		return []any{v.Param, v.URI}
-	}); err != nil {
-		return err
-	}
-	return e.insertRows(ctx, c, "idx_number", "param, value", 2, len(ix.Numbers), rid, tenant, typ, func(i int) []any {
-		v := ix.Numbers[i]
-		return []any{v.Param, v.Value}
-	})
 }
 
 // Delete marks the resource deleted: a new version without body, and no
@@ -369,7 +300,11 @@ func (e *Engine) Delete(ctx context.Context, c Conn, tenant, typ, id string) err
 	if err = c.Exec(ctx, `UPDATE resource SET version = ?, last_updated = ?, deleted = TRUE, body = ? WHERE rid = ?`, version, lu, []byte{}, rid); err != nil {
 		return e.wrap(err)
 	}
-	return e.deleteIndex(ctx, c, rid)
+	old, err := e.indexOf(ctx, c, rid)
+	if err != nil {
+		return err
+	}
+	return e.setIndex(ctx, c, rid, tenant, typ, old, nil)
 }
 
 // Read returns the current version.
