@@ -97,6 +97,8 @@ type Parsed struct {
 	Type, ID string
 	body     []byte
 	doc      map[string]any
+	// fresh: ID was made for a create, so no resource has it yet.
+	fresh bool
 }
 
 // Parse checks body: one JSON object of a resource type of the version,
@@ -185,6 +187,7 @@ func (e *Engine) ParseCreate(body []byte) (*Parsed, error) {
 		return nil, err
 	}
 	p.ID = uuid.NewString()
+	p.fresh = true
 	return p, nil
 }
 
@@ -222,9 +225,17 @@ func (e *Engine) current(ctx context.Context, c Conn, tenant, typ, id string) (r
 // Write stores p as the next version of its resource. c must be a
 // transaction: Write runs several statements.
 func (e *Engine) Write(ctx context.Context, c Conn, tenant string, p *Parsed, ifMatch string) (res store.Resource, created bool, err error) {
-	rid, version, deleted, exists, err := e.current(ctx, c, tenant, p.Type, p.ID)
-	if err != nil {
-		return res, false, e.wrap(err)
+	var (
+		rid             int64
+		version         int
+		deleted, exists bool
+	)
+	// A create's fresh id (a random UUID) needs no lookup: were it taken,
+	// the INSERTs below would fail on the keys.
+	if !p.fresh {
+		if rid, version, deleted, exists, err = e.current(ctx, c, tenant, p.Type, p.ID); err != nil {
+			return res, false, e.wrap(err)
+		}
 	}
 	if ifMatch != "" {
 		if want := normalizeETag(ifMatch); !exists || want != strconv.Itoa(version) {
