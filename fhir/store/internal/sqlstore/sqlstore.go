@@ -133,10 +133,8 @@ func (e *Engine) Parse(body []byte) (*Parsed, error) {
 		if m.Key != "resourceType" && m.Key != "id" && !indexed(params, m.Key) {
 			continue
 		}
-		dec := json.NewDecoder(bytes.NewReader(m.Value))
-		dec.UseNumber()
-		var v any
-		if err := dec.Decode(&v); err != nil {
+		v, err := decodeValid(m.Value)
+		if err != nil {
 			return nil, fmt.Errorf("%w: not a JSON object: %v", store.ErrInvalid, err)
 		}
 		doc[m.Key] = v
