@@ -43,9 +43,9 @@ var indexTableDefs = [...]struct {
 	{[]string{"value"}, func(a []any, r *indexRow) []any { return append(a, r.f) }},
 }
 
-// indexOfSQL reads the index rows of one resource (its rid seven times)
-// from every index table in one statement, as indexRows.
-var indexOfSQL = func() string {
+// indexSQL reads the index rows of one resource, whose rid is ridExpr, from
+// every index table in one statement, as indexRows.
+func indexSQL(ridExpr string) string {
 	const f, i = "CAST(0 AS DOUBLE PRECISION)", "CAST(0 AS BIGINT)"
 	sel := [...]string{
 		"system, code, text, " + f + ", " + i + ", " + i,
@@ -58,10 +58,61 @@ var indexOfSQL = func() string {
 	}
 	parts := make([]string, len(IndexTables))
 	for t, table := range IndexTables {
-		parts[t] = fmt.Sprintf("SELECT %d, param, %s FROM %s WHERE rid = ?", t, sel[t], table)
+		parts[t] = fmt.Sprintf("SELECT %d, param, %s FROM %s WHERE rid = %s", t, sel[t], table, ridExpr)
 	}
 	return strings.Join(parts, " UNION ALL ")
-}()
+}
+
+// indexOfSQL reads the index rows of a rid (given seven times).
+var indexOfSQL = indexSQL("?")
+
+// currentSQL reads the current row of a resource (tenant, type and id
+// given eight times) and its index rows in one statement (SQLite, where
+// the row needs no lock): the row comes as a row of table -1 (-2 when
+// deleted) with its rid and version in i1 and i2.
+var currentSQL = `SELECT CASE WHEN deleted THEN -2 ELSE -1 END, '', '', '', '', CAST(0 AS DOUBLE PRECISION), rid, version
+	FROM resource WHERE tenant = ? AND type = ? AND id = ? UNION ALL ` +
+	indexSQL("(SELECT rid FROM resource WHERE tenant = ? AND type = ? AND id = ?)")
+
+// currentIndexed reads the current row of a resource, locking it on
+// PostgreSQL, and its index rows.
+func (e *Engine) currentIndexed(ctx context.Context, c Conn, tenant, typ, id string) (rid int64, version int, deleted, exists bool, old []indexRow, err error) {
+	if e.Dialect.Postgres {
+		if rid, version, deleted, exists, err = e.current(ctx, c, tenant, typ, id); err != nil || !exists {
+			return rid, version, deleted, exists, nil, e.wrap(err)
+		}
+		old, err = e.indexOf(ctx, c, rid)
+		return rid, version, deleted, exists, old, err
+	}
+	args := make([]any, 0, 24)
+	tenantV, typV, idV := any(tenant), any(typ), any(id)
+	for range 8 {
+		args = append(args, tenantV, typV, idV)
+	}
+	rs, err := c.Query(ctx, currentSQL, args...)
+	if err != nil {
+		return 0, 0, false, false, nil, e.wrap(err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var r indexRow
+		if err := rs.Scan(&r.t, &r.param, &r.s1, &r.s2, &r.s3, &r.f, &r.i1, &r.i2); err != nil {
+			return 0, 0, false, false, nil, e.wrap(err)
+		}
+		switch {
+		case r.t < -2 || r.t >= len(IndexTables):
+			return 0, 0, false, false, nil, fmt.Errorf("%s: index row of unknown table %d", e.Dialect.Name, r.t)
+		case r.t < 0:
+			rid, version, deleted, exists = r.i1, int(r.i2), r.t == -2, true
+		default:
+			old = append(old, r)
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return 0, 0, false, false, nil, e.wrap(err)
+	}
+	return rid, version, deleted, exists, old, nil
+}
 
 // indexOf returns the index rows of rid as stored.
 func (e *Engine) indexOf(ctx context.Context, c Conn, rid int64) ([]indexRow, error) {

@@ -227,12 +227,13 @@ func (e *Engine) Write(ctx context.Context, c Conn, tenant string, p *Parsed, if
 		rid             int64
 		version         int
 		deleted, exists bool
+		old             []indexRow
 	)
 	// A create's fresh id (a random UUID) needs no lookup: were it taken,
 	// the INSERTs below would fail on the keys.
 	if !p.fresh {
-		if rid, version, deleted, exists, err = e.current(ctx, c, tenant, p.Type, p.ID); err != nil {
-			return res, false, e.wrap(err)
+		if rid, version, deleted, exists, old, err = e.currentIndexed(ctx, c, tenant, p.Type, p.ID); err != nil {
+			return res, false, err
 		}
 	}
 	if ifMatch != "" {
@@ -254,10 +255,6 @@ func (e *Engine) Write(ctx context.Context, c Conn, tenant string, p *Parsed, if
 	ix := search.Extract(e.Defs, p.Type, p.doc)
 	rows := indexRowsOf(&ix)
 	if exists {
-		old, err := e.indexOf(ctx, c, rid)
-		if err != nil {
-			return res, false, err
-		}
 		if err = e.setIndex(ctx, c, rid, tenant, p.Type, old, rows); err != nil {
 			return res, false, err
 		}
@@ -290,9 +287,9 @@ func (e *Engine) deleteIndex(ctx context.Context, c Conn, rid int64) error {
 // index rows (deleted resources are never found by a search). c must be a
 // transaction.
 func (e *Engine) Delete(ctx context.Context, c Conn, tenant, typ, id string) error {
-	rid, version, deleted, exists, err := e.current(ctx, c, tenant, typ, id)
+	rid, version, deleted, exists, old, err := e.currentIndexed(ctx, c, tenant, typ, id)
 	if err != nil {
-		return e.wrap(err)
+		return err
 	}
 	if !exists {
 		return fmt.Errorf("%w: %s/%s", store.ErrNotFound, typ, id)
@@ -308,10 +305,6 @@ func (e *Engine) Delete(ctx context.Context, c Conn, tenant, typ, id string) err
 	}
 	if err = c.Exec(ctx, `UPDATE resource SET version = ?, last_updated = ?, deleted = TRUE, body = ? WHERE rid = ?`, version, lu, []byte{}, rid); err != nil {
 		return e.wrap(err)
-	}
-	old, err := e.indexOf(ctx, c, rid)
-	if err != nil {
-		return err
 	}
 	return e.setIndex(ctx, c, rid, tenant, typ, old, nil)
 }
