@@ -282,19 +282,27 @@ func (e *Engine) setIndex(ctx context.Context, c Conn, rid int64, tenant, typ st
 const insertBatch = 64
 
 // insertSQL caches the INSERT statements of insertIndex by table and rows.
-var insertSQL sync.Map // [2]int{table, rows} → string
+var insertSQL struct {
+	sync.Mutex
+	m map[[2]int]string
+}
 
 // insertStatement returns the INSERT of n rows into index table t.
 func insertStatement(t, n int) string {
 	k := [2]int{t, n}
-	if q, ok := insertSQL.Load(k); ok {
-		return q.(string)
+	insertSQL.Lock()
+	defer insertSQL.Unlock()
+	if q, ok := insertSQL.m[k]; ok {
+		return q
 	}
 	cols := indexTableDefs[t].cols
 	one := "(" + strings.Repeat("?, ", len(cols)+3) + "?)"
 	q := "INSERT INTO " + IndexTables[t] + " (rid, tenant, type, param, " + strings.Join(cols, ", ") + ") VALUES " +
 		strings.Repeat(one+", ", n-1) + one
-	insertSQL.Store(k, q)
+	if insertSQL.m == nil {
+		insertSQL.m = make(map[[2]int]string)
+	}
+	insertSQL.m[k] = q
 	return q
 }
 
