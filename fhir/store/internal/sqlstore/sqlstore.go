@@ -97,6 +97,8 @@ type Parsed struct {
 	Type, ID string
 	body     []byte
 	doc      map[string]any
+	// members are the members of body, as Parse split them.
+	members []fhir.Member
 	// fresh: ID was made for a create, so no resource has it yet.
 	fresh bool
 }
@@ -139,7 +141,7 @@ func (e *Engine) Parse(body []byte) (*Parsed, error) {
 		}
 		doc[m.Key] = v
 	}
-	p := &Parsed{Type: typ, body: body, doc: doc}
+	p := &Parsed{Type: typ, body: body, doc: doc, members: ms}
 	if id, present := doc["id"]; present {
 		var ok bool
 		p.ID, ok = id.(string)
@@ -148,6 +150,15 @@ func (e *Engine) Parse(body []byte) (*Parsed, error) {
 		}
 	}
 	return p, nil
+}
+
+// withMeta returns the body of p as stored in version versionID (see
+// withMeta), from the members Parse split it into when it did.
+func (p *Parsed) withMeta(versionID string, lastUpdated time.Time) ([]byte, error) {
+	if p.members == nil {
+		return withMeta(p.body, p.ID, versionID, lastUpdated)
+	}
+	return membersWithMeta(p.members, len(p.body), p.ID, versionID, lastUpdated)
 }
 
 // indexed tells whether a path of one of params starts at member name.
@@ -243,7 +254,7 @@ func (e *Engine) Write(ctx context.Context, c Conn, tenant string, p *Parsed, if
 	}
 	version++
 	now := e.Now().UTC().Truncate(time.Millisecond)
-	body, err := withMeta(p.body, p.ID, strconv.Itoa(version), now)
+	body, err := p.withMeta(strconv.Itoa(version), now)
 	if err != nil {
 		return res, false, fmt.Errorf("%w: %v", store.ErrInvalid, err)
 	}
