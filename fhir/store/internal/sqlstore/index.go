@@ -75,7 +75,10 @@ var currentSQL = `SELECT CASE WHEN deleted THEN -2 ELSE -1 END, '', '', '', '', 
 	indexSQL("(SELECT rid FROM resource WHERE tenant = ? AND type = ? AND id = ?)")
 
 // currentIndexed reads the current row of a resource, locking it on
-// PostgreSQL, and its index rows.
+// PostgreSQL, and its index rows. PostgreSQL reads the index rows in a
+// statement of their own, after the lock: under READ COMMITTED a statement
+// that waited for the lock still reads the other tables as of its start,
+// and would miss the index rows of the write it waited for.
 func (e *Engine) currentIndexed(ctx context.Context, c Conn, tenant, typ, id string) (rid int64, version int, deleted, exists bool, old []indexRow, err error) {
 	if e.Dialect.Postgres {
 		if rid, version, deleted, exists, err = e.current(ctx, c, tenant, typ, id); err != nil || !exists {
