@@ -43,6 +43,15 @@ var indexTableDefs = [...]struct {
 	{[]string{"value"}, func(a []any, r *indexRow) []any { return append(a, r.f) }},
 }
 
+// updateSQL sets the values of the one row of a parameter (the values, rid
+// and param given), per index table.
+var updateSQL = func() (qs [len(indexTableDefs)]string) {
+	for t, def := range indexTableDefs {
+		qs[t] = `UPDATE ` + IndexTables[t] + ` SET ` + strings.Join(def.cols, ` = ?, `) + ` = ? WHERE rid = ? AND param = ?`
+	}
+	return qs
+}()
+
 // indexSQL reads the index rows of one resource, whose rid is ridExpr, from
 // every index table in one statement, as indexRows.
 func indexSQL(ridExpr string) string {
@@ -273,8 +282,7 @@ func (e *Engine) setIndex(ctx context.Context, c Conn, rid int64, tenant, typ st
 		r := &updates[i]
 		def := &indexTableDefs[r.t]
 		args := def.add(make([]any, 0, len(def.cols)+2), r)
-		if err := c.Exec(ctx, `UPDATE `+IndexTables[r.t]+` SET `+strings.Join(def.cols, ` = ?, `)+` = ? WHERE rid = ? AND param = ?`,
-			append(args, rid, r.param)...); err != nil {
+		if err := c.Exec(ctx, updateSQL[r.t], append(args, rid, r.param)...); err != nil {
 			return e.wrap(err)
 		}
 	}
