@@ -181,3 +181,215 @@ func hasByte(b []byte, c byte) bool {
 	}
 	return false
 }
+
+// maxDepth is the deepest nesting of arrays and objects validJSON accepts,
+// as json.Valid.
+const maxDepth = 10000
+
+// validJSON tells whether b is one JSON value, as json.Valid does (strings
+// may hold any byte but control characters, as there), in one tight pass:
+// json.Valid's state machine calls a function per byte, and a write checks
+// its whole body.
+func validJSON(b []byte) bool {
+	v := validator{b: b}
+	v.space()
+	if !v.value() {
+		return false
+	}
+	v.space()
+	return v.i == len(v.b)
+}
+
+type validator struct {
+	b     []byte
+	i     int
+	depth int
+}
+
+func (v *validator) space() {
+	for v.i < len(v.b) {
+		switch v.b[v.i] {
+		case ' ', '\t', '\n', '\r':
+			v.i++
+		default:
+			return
+		}
+	}
+}
+
+// value checks the value at i, which follows white space.
+func (v *validator) value() bool {
+	if v.i >= len(v.b) {
+		return false
+	}
+	switch v.b[v.i] {
+	case '{':
+		if v.depth++; v.depth > maxDepth {
+			return false
+		}
+		v.i++
+		v.space()
+		if v.i < len(v.b) && v.b[v.i] == '}' {
+			v.i++
+			v.depth--
+			return true
+		}
+		for {
+			if v.i >= len(v.b) || v.b[v.i] != '"' || !v.str() {
+				return false
+			}
+			v.space()
+			if v.i >= len(v.b) || v.b[v.i] != ':' {
+				return false
+			}
+			v.i++
+			v.space()
+			if !v.value() {
+				return false
+			}
+			v.space()
+			if v.i >= len(v.b) {
+				return false
+			}
+			switch v.b[v.i] {
+			case ',':
+				v.i++
+				v.space()
+			case '}':
+				v.i++
+				v.depth--
+				return true
+			default:
+				return false
+			}
+		}
+	case '[':
+		if v.depth++; v.depth > maxDepth {
+			return false
+		}
+		v.i++
+		v.space()
+		if v.i < len(v.b) && v.b[v.i] == ']' {
+			v.i++
+			v.depth--
+			return true
+		}
+		for {
+			if !v.value() {
+				return false
+			}
+			v.space()
+			if v.i >= len(v.b) {
+				return false
+			}
+			switch v.b[v.i] {
+			case ',':
+				v.i++
+				v.space()
+			case ']':
+				v.i++
+				v.depth--
+				return true
+			default:
+				return false
+			}
+		}
+	case '"':
+		return v.str()
+	case 't':
+		return v.literal("true")
+	case 'f':
+		return v.literal("false")
+	case 'n':
+		return v.literal("null")
+	default:
+		return v.number()
+	}
+}
+
+func (v *validator) literal(s string) bool {
+	if len(v.b)-v.i < len(s) || string(v.b[v.i:v.i+len(s)]) != s {
+		return false
+	}
+	v.i += len(s)
+	return true
+}
+
+// str checks the string at i (its opening quote).
+func (v *validator) str() bool {
+	b := v.b
+	for i := v.i + 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			v.i = i + 1
+			return true
+		case c == '\\':
+			i++
+			if i >= len(b) {
+				return false
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if len(b)-i <= 4 {
+					return false
+				}
+				for _, h := range b[i+1 : i+5] {
+					if !isHex(h) {
+						return false
+					}
+				}
+				i += 4
+			default:
+				return false
+			}
+		case c < 0x20:
+			return false
+		}
+	}
+	return false
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// number checks -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at i.
+func (v *validator) number() bool {
+	b, i := v.b, v.i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && '1' <= b[i] && b[i] <= '9':
+		for i++; i < len(b) && isDigit(b[i]); i++ {
+		}
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || !isDigit(b[i]) {
+			return false
+		}
+		for ; i < len(b) && isDigit(b[i]); i++ {
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || !isDigit(b[i]) {
+			return false
+		}
+		for ; i < len(b) && isDigit(b[i]); i++ {
+		}
+	}
+	v.i = i
+	return true
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
