@@ -289,6 +289,16 @@ func (e *Engine) setIndex(ctx context.Context, c Conn, rid int64, tenant, typ st
 	return e.insertIndex(ctx, c, rid, tenant, typ, inserts)
 }
 
+// deleteIndex deletes every index row of rid, one statement per table.
+func (e *Engine) deleteIndex(ctx context.Context, c Conn, rid int64) error {
+	for _, t := range IndexTables {
+		if err := c.Exec(ctx, `DELETE FROM `+t+` WHERE rid = ?`, rid); err != nil {
+			return e.wrap(err)
+		}
+	}
+	return nil
+}
+
 // insertBatch is the most rows one multi-row INSERT carries.
 const insertBatch = 64
 

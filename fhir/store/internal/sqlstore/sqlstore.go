@@ -285,15 +285,6 @@ func (e *Engine) Write(ctx context.Context, c Conn, tenant string, p *Parsed, if
 	return store.Resource{Type: p.Type, ID: p.ID, VersionID: strconv.Itoa(version), LastUpdated: now, Body: body}, !exists || deleted, nil
 }
 
-func (e *Engine) deleteIndex(ctx context.Context, c Conn, rid int64) error {
-	for _, t := range IndexTables {
-		if err := c.Exec(ctx, `DELETE FROM `+t+` WHERE rid = ?`, rid); err != nil {
-			return e.wrap(err)
-		}
-	}
-	return nil
-}
-
 // Delete marks the resource deleted: a new version without body, and no
 // index rows (deleted resources are never found by a search). c must be a
 // transaction.
