@@ -158,3 +158,15 @@ func TestIndexRowsHaveTheirResources(t *testing.T) {
 		t.Errorf("%d index rows of replaced versions left, %d rows in all", stale, total)
 	}
 }
+
+func TestIndexAfterUpdates(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, fhir.STU3)
+	storetest.IndexAfterUpdates(t, s, func(t *testing.T, typ, id string) []string {
+		rows, err := s.eng.IndexRows(ctx, conn{s.pool}, tenantA, typ, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	})
+}

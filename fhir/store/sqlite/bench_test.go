@@ -43,3 +43,8 @@ func BenchmarkCreate(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUpdateTaskStatus: an update that changes only a Task's status.
+func BenchmarkUpdateTaskStatus(b *testing.B) {
+	storetest.BenchTaskStatus(b, openStore(b, fhir.STU3))
+}

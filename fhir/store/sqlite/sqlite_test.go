@@ -39,9 +39,13 @@ func TestFailedWriteLeavesNothing(t *testing.T) {
 	if _, _, err := s.Update(ctx, tenantA, json.RawMessage(`{"resourceType":"Patient","id":"p1","identifier":[{"system":"`+bsnSys+`","value":"1"}]}`), ""); err != nil {
 		t.Fatal(err)
 	}
-	// Make index inserts fail halfway through a write.
+	// Make index writes fail halfway through a write (an update changing
+	// one identifier updates its index row in place).
 	if err := s.w.run(ctx, func(c sqlstore.Conn) error {
-		return c.Exec(ctx, `CREATE TRIGGER fail BEFORE INSERT ON idx_token WHEN NEW.code = '2' BEGIN SELECT RAISE(ABORT, 'boom'); END`)
+		if err := c.Exec(ctx, `CREATE TRIGGER fail BEFORE INSERT ON idx_token WHEN NEW.code = '2' BEGIN SELECT RAISE(ABORT, 'boom'); END`); err != nil {
+			return err
+		}
+		return c.Exec(ctx, `CREATE TRIGGER fail_update BEFORE UPDATE ON idx_token WHEN NEW.code = '2' BEGIN SELECT RAISE(ABORT, 'boom'); END`)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -195,4 +199,19 @@ func TestLoadRestoresPragmas(t *testing.T) {
 	if err != nil || len(page.Matches) != 1 {
 		t.Fatalf("search after loads: %d matches, %v", len(page.Matches), err)
 	}
+}
+
+func TestIndexAfterUpdates(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, fhir.STU3)
+	storetest.IndexAfterUpdates(t, s, func(t *testing.T, typ, id string) []string {
+		var rows []string
+		if err := s.w.run(ctx, func(c sqlstore.Conn) (err error) {
+			rows, err = s.eng.IndexRows(ctx, c, tenantA, typ, id)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	})
 }

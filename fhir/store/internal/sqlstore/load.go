@@ -155,8 +155,8 @@ func (e *Engine) Load(ctx context.Context, c Conn, tenant string, ps []*Parsed) 
 			errs[i] = fmt.Errorf("load item %d: %w", i, err)
 			return
 		}
-		p.doc = full.doc
-		b, err := withMeta(p.body, p.ID, res[i].Version, now)
+		p.doc, p.members = full.doc, full.members
+		b, err := p.withMeta(res[i].Version, now)
 		if err != nil {
 			errs[i] = fmt.Errorf("%w: %s/%s: %v", store.ErrInvalid, p.Type, p.ID, err)
 		}

@@ -23,8 +23,14 @@ func withMeta(body []byte, id, versionID string, lastUpdated time.Time) ([]byte,
 	if err != nil {
 		return nil, err
 	}
+	return membersWithMeta(ms, len(body), id, versionID, lastUpdated)
+}
+
+// membersWithMeta is withMeta of the members ms of a body of size bytes.
+func membersWithMeta(ms []fhir.Member, size int, id, versionID string, lastUpdated time.Time) ([]byte, error) {
+	var err error
 	var meta []fhir.Member
-	var rest []fhir.Member
+	rest := make([]fhir.Member, 0, len(ms))
 	var resourceType json.RawMessage
 	for _, m := range ms {
 		switch m.Key {
@@ -43,7 +49,7 @@ func withMeta(body []byte, id, versionID string, lastUpdated time.Time) ([]byte,
 		}
 	}
 	var b bytes.Buffer
-	b.Grow(len(body) + 96)
+	b.Grow(size + 96)
 	b.WriteString(`{"resourceType":`)
 	b.Write(resourceType)
 	b.WriteString(`,"id":`)

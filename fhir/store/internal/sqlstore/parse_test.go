@@ -117,3 +117,24 @@ func BenchmarkParseBundle(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseTask parses a workflow Task, most of whose members a
+// search parameter reads.
+func BenchmarkParseTask(b *testing.B) {
+	e := &Engine{Defs: spec.For(fhir.STU3)}
+	body := []byte(`{"resourceType":"Task","id":"t1","identifier":[{"system":"urn:ietf:rfc:3986","value":"urn:uuid:t1"}],` +
+		`"groupIdentifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:g1"},"status":"in-progress","intent":"order",` +
+		`"code":{"coding":[{"system":"http://fhir.nl/fhir/NamingSystem/TaskCode","code":"pull-notification"}]},` +
+		`"for":{"reference":"Patient/p1","display":"Patient"},"authoredOn":"2026-01-02T10:00:00Z","lastModified":"2026-01-02T10:00:01Z",` +
+		`"requester":{"agent":{"identifier":{"system":"http://fhir.nl/fhir/NamingSystem/ura","value":"00000001"}}},` +
+		`"owner":{"identifier":{"system":"http://fhir.nl/fhir/NamingSystem/ura","value":"00000002"}},` +
+		`"restriction":{"period":{"end":"2026-12-31T00:00:00Z"}},` +
+		`"input":[{"type":{"coding":[{"system":"http://fhir.nl/fhir/NamingSystem/TaskParameter","code":"authorization-base"}]},"valueString":"token"}]}`)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Parse(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

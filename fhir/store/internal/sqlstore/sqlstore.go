@@ -97,6 +97,10 @@ type Parsed struct {
 	Type, ID string
 	body     []byte
 	doc      map[string]any
+	// members are the members of body, as Parse split them.
+	members []fhir.Member
+	// fresh: ID was made for a create, so no resource has it yet.
+	fresh bool
 }
 
 // Parse checks body: one JSON object of a resource type of the version,
@@ -104,7 +108,7 @@ type Parsed struct {
 // parameter of the type starts from are decoded (never a Bundle's entries,
 // say): the index needs no more, and the body is stored as it came.
 func (e *Engine) Parse(body []byte) (*Parsed, error) {
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		return nil, invalidJSON(body)
 	}
 	ms, err := fhir.SplitMembers(body)
@@ -131,15 +135,13 @@ func (e *Engine) Parse(body []byte) (*Parsed, error) {
 		if m.Key != "resourceType" && m.Key != "id" && !indexed(params, m.Key) {
 			continue
 		}
-		dec := json.NewDecoder(bytes.NewReader(m.Value))
-		dec.UseNumber()
-		var v any
-		if err := dec.Decode(&v); err != nil {
+		v, err := decodeValid(m.Value)
+		if err != nil {
 			return nil, fmt.Errorf("%w: not a JSON object: %v", store.ErrInvalid, err)
 		}
 		doc[m.Key] = v
 	}
-	p := &Parsed{Type: typ, body: body, doc: doc}
+	p := &Parsed{Type: typ, body: body, doc: doc, members: ms}
 	if id, present := doc["id"]; present {
 		var ok bool
 		p.ID, ok = id.(string)
@@ -148,6 +150,15 @@ func (e *Engine) Parse(body []byte) (*Parsed, error) {
 		}
 	}
 	return p, nil
+}
+
+// withMeta returns the body of p as stored in version versionID (see
+// withMeta), from the members Parse split it into when it did.
+func (p *Parsed) withMeta(versionID string, lastUpdated time.Time) ([]byte, error) {
+	if p.members == nil {
+		return withMeta(p.body, p.ID, versionID, lastUpdated)
+	}
+	return membersWithMeta(p.members, len(p.body), p.ID, versionID, lastUpdated)
 }
 
 // indexed tells whether a path of one of params starts at member name.
@@ -185,6 +196,7 @@ func (e *Engine) ParseCreate(body []byte) (*Parsed, error) {
 		return nil, err
 	}
 	p.ID = uuid.NewString()
+	p.fresh = true
 	return p, nil
 }
 
@@ -222,9 +234,18 @@ func (e *Engine) current(ctx context.Context, c Conn, tenant, typ, id string) (r
 // Write stores p as the next version of its resource. c must be a
 // transaction: Write runs several statements.
 func (e *Engine) Write(ctx context.Context, c Conn, tenant string, p *Parsed, ifMatch string) (res store.Resource, created bool, err error) {
-	rid, version, deleted, exists, err := e.current(ctx, c, tenant, p.Type, p.ID)
-	if err != nil {
-		return res, false, e.wrap(err)
+	var (
+		rid             int64
+		version         int
+		deleted, exists bool
+		old             []indexRow
+	)
+	// A create's fresh id (a random UUID) needs no lookup: were it taken,
+	// the INSERTs below would fail on the keys.
+	if !p.fresh {
+		if rid, version, deleted, exists, old, err = e.currentIndexed(ctx, c, tenant, p.Type, p.ID); err != nil {
+			return res, false, err
+		}
 	}
 	if ifMatch != "" {
 		if want := normalizeETag(ifMatch); !exists || want != strconv.Itoa(version) {
@@ -233,7 +254,7 @@ func (e *Engine) Write(ctx context.Context, c Conn, tenant string, p *Parsed, if
 	}
 	version++
 	now := e.Now().UTC().Truncate(time.Millisecond)
-	body, err := withMeta(p.body, p.ID, strconv.Itoa(version), now)
+	body, err := p.withMeta(strconv.Itoa(version), now)
 	if err != nil {
 		return res, false, fmt.Errorf("%w: %v", store.ErrInvalid, err)
 	}
@@ -242,8 +263,10 @@ func (e *Engine) Write(ctx context.Context, c Conn, tenant string, p *Parsed, if
 		tenant, p.Type, p.ID, version, lu, body); err != nil {
 		return res, false, e.wrap(err)
 	}
+	ix := search.Extract(e.Defs, p.Type, p.doc)
+	rows := indexRowsOf(&ix)
 	if exists {
-		if err = e.deleteIndex(ctx, c, rid); err != nil {
+		if err = e.setIndex(ctx, c, rid, tenant, p.Type, old, rows); err != nil {
 			return res, false, err
 		}
 		if err = c.Exec(ctx, `UPDATE resource SET version = ?, last_updated = ?, deleted = FALSE, body = ? WHERE rid = ?`,
@@ -255,104 +278,20 @@ func (e *Engine) Write(ctx context.Context, c Conn, tenant string, p *Parsed, if
 			tenant, p.Type, p.ID, version, lu, body); err != nil {
 			return res, false, e.wrap(err)
 		}
-	}
-	ix := search.Extract(e.Defs, p.Type, p.doc)
-	if err = e.insertIndex(ctx, c, rid, tenant, p.Type, &ix); err != nil {
-		return res, false, err
+		if err = e.insertIndex(ctx, c, rid, tenant, p.Type, rows); err != nil {
+			return res, false, err
+		}
 	}
 	return store.Resource{Type: p.Type, ID: p.ID, VersionID: strconv.Itoa(version), LastUpdated: now, Body: body}, !exists || deleted, nil
-}
-
-// IndexTables are the tables of search index values, one per parameter type.
-var IndexTables = []string{"idx_token", "idx_ref", "idx_date", "idx_string", "idx_quantity", "idx_uri", "idx_number"}
-
-func (e *Engine) deleteIndex(ctx context.Context, c Conn, rid int64) error {
-	for _, t := range IndexTables {
-		if err := c.Exec(ctx, `DELETE FROM `+t+` WHERE rid = ?`, rid); err != nil {
-			return e.wrap(err)
-		}
-	}
-	return nil
-}
-
-// insertBatch is the most rows one multi-row INSERT carries.
-const insertBatch = 64
-
-// insertRows inserts n rows of cols into table with multi-row INSERTs (one
-// round trip per batch); row(i) returns the values of row i after rid,
-// tenant and type.
-func (e *Engine) insertRows(ctx context.Context, c Conn, table, cols string, ncols, n int, rid int64, tenant, typ string, row func(i int) []any) error {
-	one := "(" + strings.Repeat("?, ", ncols+2) + "?)"
-	for start := 0; start < n; start += insertBatch {
-		end := min(start+insertBatch, n)
-		var q strings.Builder
-		q.WriteString("INSERT INTO " + table + " (rid, tenant, type, " + cols + ") VALUES ")
-		args := make([]any, 0, (end-start)*(ncols+3))
-		for i := start; i < end; i++ {
-			if i > start {
-				q.WriteString(", ")
-			}
-			q.WriteString(one)
-			args = append(args, rid, tenant, typ)
-			args = append(args, row(i)...)
-		}
-		if err := c.Exec(ctx, q.String(), args...); err != nil {
-			return fmt.Errorf("%s: index: %w", e.Dialect.Name, err)
-		}
-	}
-	return nil
-}
-
-func (e *Engine) insertIndex(ctx context.Context, c Conn, rid int64, tenant, typ string, ix *search.Index) error {
-	if err := e.insertRows(ctx, c, "idx_token", "param, system, code, text", 4, len(ix.Tokens), rid, tenant, typ, func(i int) []any {
-		v := ix.Tokens[i]
-		return []any{v.Param, v.System, v.Code, v.Text}
-	}); err != nil {
-		return err
-	}
-	if err := e.insertRows(ctx, c, "idx_ref", "param, target_type, target_id, url", 4, len(ix.Refs), rid, tenant, typ, func(i int) []any {
-		v := ix.Refs[i]
-		return []any{v.Param, v.Type, v.ID, v.URL}
-	}); err != nil {
-		return err
-	}
-	if err := e.insertRows(ctx, c, "idx_date", "param, low, high", 3, len(ix.Dates), rid, tenant, typ, func(i int) []any {
-		v := ix.Dates[i]
-		return []any{v.Param, v.Low, v.High}
-	}); err != nil {
-		return err
-	}
-	if err := e.insertRows(ctx, c, "idx_string", "param, norm, raw", 3, len(ix.Strings), rid, tenant, typ, func(i int) []any {
-		v := ix.Strings[i]
-		return []any{v.Param, v.Norm, v.Raw}
-	}); err != nil {
-		return err
-	}
-	if err := e.insertRows(ctx, c, "idx_quantity", "param, value, system, code, unit", 5, len(ix.Quantities), rid, tenant, typ, func(i int) []any {
-		v := ix.Quantities[i]
-		return []any{v.Param, v.Value, v.System, v.Code, v.Unit}
-	}); err != nil {
-		return err
-	}
-	if err := e.insertRows(ctx, c, "idx_uri", "param, uri", 2, len(ix.URIs), rid, tenant, typ, func(i int) []any {
-		v := ix.URIs[i]
-		return []any{v.Param, v.URI}
-	}); err != nil {
-		return err
-	}
-	return e.insertRows(ctx, c, "idx_number", "param, value", 2, len(ix.Numbers), rid, tenant, typ, func(i int) []any {
-		v := ix.Numbers[i]
-		return []any{v.Param, v.Value}
-	})
 }
 
 // Delete marks the resource deleted: a new version without body, and no
 // index rows (deleted resources are never found by a search). c must be a
 // transaction.
 func (e *Engine) Delete(ctx context.Context, c Conn, tenant, typ, id string) error {
-	rid, version, deleted, exists, err := e.current(ctx, c, tenant, typ, id)
+	rid, version, deleted, exists, old, err := e.currentIndexed(ctx, c, tenant, typ, id)
 	if err != nil {
-		return e.wrap(err)
+		return err
 	}
 	if !exists {
 		return fmt.Errorf("%w: %s/%s", store.ErrNotFound, typ, id)
@@ -369,7 +308,7 @@ func (e *Engine) Delete(ctx context.Context, c Conn, tenant, typ, id string) err
 	if err = c.Exec(ctx, `UPDATE resource SET version = ?, last_updated = ?, deleted = TRUE, body = ? WHERE rid = ?`, version, lu, []byte{}, rid); err != nil {
 		return e.wrap(err)
 	}
-	return e.deleteIndex(ctx, c, rid)
+	return e.setIndex(ctx, c, rid, tenant, typ, old, nil)
 }
 
 // Read returns the current version.
