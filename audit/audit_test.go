@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -377,5 +378,18 @@ func TestOpenKeepsKeyBesideDatabase(t *testing.T) {
 	}
 	if !rep.OK() || rep.Records != 2 || rep.Checkpoints != 2 || rep.LastAnchored != 2 || !rep.Signed {
 		t.Errorf("report: %+v", rep)
+	}
+}
+
+// An event id is a random (version 4, RFC 9562) UUID in its text form.
+func TestNewIDIsUUIDv4(t *testing.T) {
+	uuid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for range 100 {
+		id := newID()
+		if !uuid.MatchString(id) || seen[id] {
+			t.Fatalf("newID() = %q: not a fresh UUIDv4", id)
+		}
+		seen[id] = true
 	}
 }
