@@ -191,8 +191,15 @@ func (n *Node) wrapMetrics(listener string, h http.Handler) http.Handler {
 // BSNs, and BSNs do not belong in the application log.
 func (n *Node) logRequests(listener string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !n.log.Enabled(r.Context(), slog.LevelDebug) {
+			h.ServeHTTP(w, r) // the line would be dropped: build nothing for it
+			return
+		}
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw, ok := w.(*statusWriter)
+		if !ok {
+			sw = &statusWriter{ResponseWriter: w}
+		}
 		h.ServeHTTP(sw, r)
 		n.log.LogAttrs(r.Context(), slog.LevelDebug, "request", slog.String("listener", listener),
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", sw.status),
