@@ -334,7 +334,7 @@ func (s *Store) enqueue(ctx context.Context, r Record, wait bool) (*pending, err
 	if r.Node == "" {
 		r.Node = s.cfg.Node
 	}
-	p := &pending{rec: r}
+	p := newPending(r)
 	if wait {
 		p.done = make(chan error, 1)
 	}
