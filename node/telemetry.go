@@ -249,9 +249,13 @@ func (l tracedLog) Append(ctx context.Context, rec audit.Record) error {
 }
 
 // auditAppender is the audit log the exchanges write to: faults applied
-// (module tests only) and each append spanned.
+// (module tests only) and, when spans are recorded, each append spanned.
 func (n *Node) auditAppender() audit.Log {
-	return tracedLog{n.faults.auditLog(n.auditLog), n.tracing.tracer}
+	l := n.faults.auditLog(n.auditLog)
+	if n.tracing.propagateOnly {
+		return l
+	}
+	return tracedLog{l, n.tracing.tracer}
 }
 
 // redactingExporter keeps query strings out of exported spans: FHIR
