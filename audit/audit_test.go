@@ -381,15 +381,16 @@ func TestOpenKeepsKeyBesideDatabase(t *testing.T) {
 	}
 }
 
-// An event id is a random (version 4, RFC 9562) UUID in its text form.
-func TestNewIDIsUUIDv4(t *testing.T) {
-	uuid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	seen := map[string]bool{}
+// An event id is a UUIDv7 (RFC 9562) in its text form, and ids of
+// successive records sort in the order they were made.
+func TestNewIDIsUUIDv7(t *testing.T) {
+	uuid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	last := ""
 	for range 100 {
 		id := newID()
-		if !uuid.MatchString(id) || seen[id] {
-			t.Fatalf("newID() = %q: not a fresh UUIDv4", id)
+		if !uuid.MatchString(id) || id <= last {
+			t.Fatalf("newID() = %q after %q: not a fresh, later UUIDv7", id, last)
 		}
-		seen[id] = true
+		last = id
 	}
 }
