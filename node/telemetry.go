@@ -222,8 +222,23 @@ func (n *Node) stopTracing() {
 
 // span starts one of the node's own spans.
 func (n *Node) span(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if !records(n.tracing.tracer) {
+		return ctx, noSpan
+	}
 	return n.tracing.tracer.Start(ctx, name, trace.WithAttributes(attrs...))
 }
+
+// records reports whether tracer can record spans: the no-op tracer (no
+// exporter) cannot, and a span of its would only carry the context's own
+// span context on, so none is started.
+func records(tracer trace.Tracer) bool {
+	_, isNoop := tracer.(noop.Tracer)
+	return !isNoop
+}
+
+// noSpan stands in for a span that is not started: it records nothing and
+// ends nothing.
+var noSpan = trace.SpanFromContext(context.Background())
 
 // endSpan ends span, marking it failed with err.
 func endSpan(span trace.Span, err error) {

@@ -124,3 +124,25 @@ func TestTraceContextPassedOnWithoutExporter(t *testing.T) {
 		t.Errorf("traceparent sent on: %q, want %q then none", sent, parent)
 	}
 }
+
+// Without an exporter the node's own spans are not started: the store's
+// operations and the node's steps see the context they were given.
+func TestNoSpansWithoutExporter(t *testing.T) {
+	tr, err := newTracing(context.Background(), "gp", TelemetryConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if records(tr.tracer) {
+		t.Fatal("the no-op tracer is taken for one that records")
+	}
+	n := &Node{tracing: tr}
+	ctx := context.Background()
+	got, span := n.span(ctx, "step")
+	if got != ctx || span.IsRecording() {
+		t.Error("a span was started without an exporter")
+	}
+	span.End() // must not panic
+	if got, _, _ := (timedStore{tracer: tr.tracer}).begin(ctx, "read"); got != ctx {
+		t.Error("the store's operation got a span without an exporter")
+	}
+}
