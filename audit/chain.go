@@ -25,8 +25,10 @@ const chainDomain = "schakel-audit-record/1\x00"
 const colTime = "2006-01-02T15:04:05.000000000Z"
 
 // body is the canonical encoding of a record: the bytes that are stored and
-// hashed. Its field order is the encoding; append fields, never reorder.
-// The sequence number is not in it: the chain itself fixes the order.
+// hashed. Its field order is the encoding; append fields, never reorder,
+// and append them to appendJSON too (it writes the body as encoding/json
+// would, which TestEncodeBodyMatchesEncodingJSON checks). The sequence
+// number is not in it: the chain itself fixes the order.
 type body struct {
 	V              int       `json:"v"`
 	EventID        string    `json:"id"`
