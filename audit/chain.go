@@ -27,7 +27,7 @@ const colTime = "2006-01-02T15:04:05.000000000Z"
 // body is the canonical encoding of a record: the bytes that are stored and
 // hashed. Its field order is the encoding; append fields, never reorder,
 // and append them to appendJSON too (it writes the body as encoding/json
-// would, which TestEncodeBodyMatchesEncodingJSON checks). The sequence
+// would, which TestAppendJSONWritesEveryField checks). The sequence
 // number is not in it: the chain itself fixes the order.
 type body struct {
 	V              int       `json:"v"`

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -82,4 +83,41 @@ func FuzzEncodeBody(f *testing.F) {
 			t.Errorf("\n got %s\nwant %s", got, want)
 		}
 	})
+}
+
+// Every field of body is written by appendJSON: set all of them (by
+// reflection, so that a field added later is set too) and compare.
+func TestAppendJSONWritesEveryField(t *testing.T) {
+	var b body
+	v := reflect.ValueOf(&b).Elem()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString(v.Type().Field(i).Name)
+		case reflect.Int:
+			f.SetInt(int64(i))
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]string{v.Type().Field(i).Name, "x"}))
+		case reflect.Struct: // the time
+			f.Set(reflect.ValueOf(time.Date(2026, 12, 7, 5, 40, 0, 1, time.UTC)))
+		default:
+			t.Fatalf("body.%s: a kind (%s) this test does not fill", v.Type().Field(i).Name, f.Kind())
+		}
+	}
+	got, err := b.appendJSON(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(b); err != nil {
+		t.Fatal(err)
+	}
+	if want := bytes.TrimSuffix(buf.Bytes(), []byte("\n")); !bytes.Equal(got, want) {
+		t.Errorf("\n got %s\nwant %s", got, want)
+	}
 }
