@@ -121,3 +121,17 @@ func TestAppendJSONWritesEveryField(t *testing.T) {
 		t.Errorf("\n got %s\nwant %s", got, want)
 	}
 }
+
+// The index's INSERT gets each row's columns in columns.args' order, the
+// repeated values reused from the row before.
+func TestColumnBoxesKeepTheOrder(t *testing.T) {
+	var boxes columnBoxes
+	for i := range 6 {
+		rec := record(i / 2)
+		rec.EventID, rec.Time, rec.Node = newID(), time.Now(), "node-a"
+		c := columnsOf(rec)
+		if got, want := boxes.appendArgs(nil, &c), c.args(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("row %d:\n got %v\nwant %v", i, got, want)
+		}
+	}
+}
