@@ -2,7 +2,9 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -132,6 +134,41 @@ func TestColumnBoxesKeepTheOrder(t *testing.T) {
 		c := columnsOf(rec)
 		if got, want := boxes.appendArgs(nil, &c), c.args(); !reflect.DeepEqual(got, want) {
 			t.Fatalf("row %d:\n got %v\nwant %v", i, got, want)
+		}
+	}
+}
+
+// The body, bound as bytes, is stored as TEXT, byte for byte.
+func TestSQLiteStoresTheBodyAsText(t *testing.T) {
+	ctx := context.Background()
+	b, err := openSQLite(ctx, filepath.Join(t.TempDir(), "audit.db"), false, "FULL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	var head [32]byte
+	var rows []row
+	for i := range 3 {
+		rec := record(i)
+		rec.EventID, rec.Time, rec.Node, rec.OutcomeText = newID(), time.Now(), "node-a", awkward[i+3]
+		body, err := encodeBody(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev := head
+		head = chainHash(prev, body)
+		rows = append(rows, row{seq: int64(i + 1), prev: prev[:], hash: bytes32(head), body: body, cols: columnsOf(rec)})
+	}
+	if err := b.write(ctx, rows, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		var typ, body string
+		if err := b.db.QueryRowContext(ctx, `SELECT typeof(body), body FROM audit_event WHERE seq = ?`, r.seq).Scan(&typ, &body); err != nil {
+			t.Fatal(err)
+		}
+		if typ != "text" || body != string(r.body) {
+			t.Errorf("seq %d: stored as %s: %q, want text %q", r.seq, typ, body, r.body)
 		}
 	}
 }

@@ -118,7 +118,7 @@ func (b *sqliteBackend) insert(ctx context.Context, n int) (*sql.Stmt, error) {
 	if st, ok := b.inserts[n]; ok {
 		return st, nil
 	}
-	st, err := b.db.PrepareContext(ctx, insertRows+strings.Repeat(",(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", n-1))
+	st, err := b.db.PrepareContext(ctx, insertRows+strings.Repeat(","+insertValues, n-1))
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +148,12 @@ func (b *sqliteBackend) lastCheckpoint(ctx context.Context) (int64, error) {
 }
 
 const insertRows = `INSERT INTO audit_event (seq, prev, hash, body, ` + columnNames + `)
-	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	VALUES ` + insertValues
+
+// insertValues are one row's values. The body is bound as the bytes it is
+// and stored as the TEXT it is (CAST), so that it is not copied into a Go
+// string first.
+const insertValues = `(?,?,?,CAST(? AS TEXT),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 
 func (b *sqliteBackend) write(ctx context.Context, rows []row, cp *Checkpoint) error {
 	tx, err := b.db.BeginTx(ctx, nil)
@@ -176,7 +181,7 @@ func (b *sqliteBackend) insertTx(ctx context.Context, tx *sql.Tx, rows []row, cp
 		var boxes columnBoxes
 		for i := range rows[:n] {
 			r := &rows[i]
-			args = boxes.appendArgs(append(args, r.seq, r.prev, r.hash, string(r.body)), &r.cols)
+			args = boxes.appendArgs(append(args, r.seq, r.prev, r.hash, r.body), &r.cols)
 		}
 		st, err := b.insert(ctx, n)
 		if err != nil {
