@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -377,5 +378,19 @@ func TestOpenKeepsKeyBesideDatabase(t *testing.T) {
 	}
 	if !rep.OK() || rep.Records != 2 || rep.Checkpoints != 2 || rep.LastAnchored != 2 || !rep.Signed {
 		t.Errorf("report: %+v", rep)
+	}
+}
+
+// An event id is a UUIDv7 (RFC 9562) in its text form, and ids of
+// successive records sort in the order they were made.
+func TestNewIDIsUUIDv7(t *testing.T) {
+	uuid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	last := ""
+	for range 100 {
+		id := newID()
+		if !uuid.MatchString(id) || id <= last {
+			t.Fatalf("newID() = %q after %q: not a fresh, later UUIDv7", id, last)
+		}
+		last = id
 	}
 }

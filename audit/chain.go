@@ -1,15 +1,16 @@
 package audit
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
@@ -24,8 +25,10 @@ const chainDomain = "schakel-audit-record/1\x00"
 const colTime = "2006-01-02T15:04:05.000000000Z"
 
 // body is the canonical encoding of a record: the bytes that are stored and
-// hashed. Its field order is the encoding; append fields, never reorder.
-// The sequence number is not in it: the chain itself fixes the order.
+// hashed. Its field order is the encoding; append fields, never reorder,
+// and append them to appendJSON too (it writes the body as encoding/json
+// would, which TestAppendJSONWritesEveryField checks). The sequence
+// number is not in it: the chain itself fixes the order.
 type body struct {
 	V              int       `json:"v"`
 	EventID        string    `json:"id"`
@@ -78,13 +81,150 @@ func encodeBody(r Record) ([]byte, error) {
 		Address: r.Address, Patient: r.Patient, Types: dedupe(r.Types), Resources: r.Resources, Query: r.Query,
 		Sensitivity: r.Sensitivity, Task: r.Task, AuthzProtocol: r.AuthzProtocol, ConsentProfile: r.ConsentProfile,
 		Checks: r.Checks}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(b); err != nil {
-		return nil, err
+	return b.appendJSON(make([]byte, 0, b.sizeHint()))
+}
+
+// appendJSON appends b as encoding/json encodes it without HTML escaping
+// (json.Encoder with SetEscapeHTML(false), the newline dropped): the same
+// bytes, built without reflection. TestEncodeBodyMatchesEncodingJSON and
+// FuzzEncodeBody hold the two to each other.
+func (b *body) appendJSON(dst []byte) ([]byte, error) {
+	if y := b.Time.Year(); y < 0 || y > 9999 {
+		return nil, fmt.Errorf("audit record time %v: year outside of range [0,9999]", b.Time)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	dst = append(dst, `{"v":`...)
+	dst = strconv.AppendInt(dst, int64(b.V), 10)
+	dst = appendMember(dst, "id", b.EventID, false)
+	dst = append(dst, `,"time":"`...)
+	dst = b.Time.AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, '"')
+	dst = appendMember(dst, "action", b.Action, false)
+	dst = appendMember(dst, "type", b.Type, false)
+	dst = appendMember(dst, "subtype", b.Interaction, false)
+	dst = append(dst, `,"outcome":`...)
+	dst = strconv.AppendInt(dst, int64(b.Outcome), 10)
+	dst = appendMember(dst, "outcomeText", b.OutcomeText, true)
+	dst = appendMember(dst, "node", b.Node, false)
+	dst = appendMember(dst, "tenant", b.Tenant, false)
+	dst = appendMember(dst, "actorUra", b.ActorURA, true)
+	dst = appendMember(dst, "actorSystem", b.ActorSystem, true)
+	dst = appendMember(dst, "actorUser", b.ActorUser, true)
+	dst = appendMember(dst, "actorAltId", b.ActorAltID, true)
+	dst = appendMember(dst, "actorName", b.ActorName, true)
+	dst = appendMember(dst, "actorRole", b.ActorRole, true)
+	dst = appendMember(dst, "purposeOfUse", b.PurposeOfUse, true)
+	dst = append(dst, `,"requestor":`...)
+	dst = strconv.AppendBool(dst, b.Requestor)
+	dst = appendMember(dst, "address", b.Address, true)
+	dst = appendMember(dst, "patient", b.Patient, true)
+	dst = appendList(dst, "types", b.Types)
+	dst = appendList(dst, "resources", b.Resources)
+	dst = appendMember(dst, "query", b.Query, true)
+	dst = appendMember(dst, "sensitivity", b.Sensitivity, true)
+	dst = appendMember(dst, "task", b.Task, true)
+	dst = appendMember(dst, "authzProtocol", b.AuthzProtocol, true)
+	dst = appendMember(dst, "consentProfile", b.ConsentProfile, true)
+	dst = appendList(dst, "checks", b.Checks)
+	return append(dst, '}'), nil
+}
+
+// sizeHint is about the length of b's encoding, so that it is built in
+// one allocation.
+func (b *body) sizeHint() int {
+	n := 512 + len(b.EventID) + len(b.Action) + len(b.Type) + len(b.Interaction) + len(b.OutcomeText) + len(b.Node) +
+		len(b.Tenant) + len(b.ActorURA) + len(b.ActorSystem) + len(b.ActorUser) + len(b.ActorAltID) + len(b.ActorName) +
+		len(b.ActorRole) + len(b.PurposeOfUse) + len(b.Address) + len(b.Patient) + len(b.Query) + len(b.Sensitivity) +
+		len(b.Task) + len(b.AuthzProtocol) + len(b.ConsentProfile)
+	for _, l := range [][]string{b.Types, b.Resources, b.Checks} {
+		for _, s := range l {
+			n += len(s) + 3
+		}
+	}
+	return n
+}
+
+// appendMember appends `,"name":"value"`; nothing for an empty value when
+// omitEmpty.
+func appendMember(dst []byte, name, value string, omitEmpty bool) []byte {
+	if omitEmpty && value == "" {
+		return dst
+	}
+	dst = append(dst, ',', '"')
+	dst = append(dst, name...)
+	dst = append(dst, '"', ':')
+	return appendJSONString(dst, value)
+}
+
+// appendList appends `,"name":["a","b"]`; nothing for an empty list
+// (every list of the body is omitempty).
+func appendList(dst []byte, name string, values []string) []byte {
+	if len(values) == 0 {
+		return dst
+	}
+	dst = append(dst, ',', '"')
+	dst = append(dst, name...)
+	dst = append(dst, '"', ':', '[')
+	for i, v := range values {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, v)
+	}
+	return append(dst, ']')
+}
+
+// appendJSONString appends s as a JSON string the way encoding/json does
+// without HTML escaping: quote and backslash escaped, control characters
+// as \b \f \n \r \t or \u00XX, invalid UTF-8 as \ufffd, and U+2028 and
+// U+2029 escaped.
+func appendJSONString(dst []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 func decodeBody(data []byte) (Record, error) {

@@ -7,11 +7,24 @@ import (
 	"time"
 )
 
-// pending is one record queued for the committer.
+// pending is one record queued for the committer, encoded by whoever
+// queued it: the single committer only chains and writes.
 type pending struct {
-	rec  Record
-	done chan error // the waiting Append; nil for a Deferred record
-	bad  bool       // could not be encoded; already answered
+	interaction string
+	body        []byte     // canonical body (encodeBody)
+	cols        columns    // searchable columns (columnsOf)
+	encErr      error      // the record could not be encoded
+	done        chan error // the waiting Append; nil for a Deferred record
+	bad         bool       // could not be encoded; already answered
+}
+
+// newPending encodes r for the committer.
+func newPending(r Record) *pending {
+	p := &pending{interaction: r.Interaction}
+	if p.body, p.encErr = encodeBody(r); p.encErr == nil {
+		p.cols = columnsOf(r)
+	}
+	return p
 }
 
 func (p *pending) waits() bool { return p.done != nil }
@@ -139,19 +152,18 @@ func (s *Store) commit(batch []*pending, forceCheckpoint bool) (retry []*pending
 	recs := make([]encoded, 0, len(batch))
 	awaited := false
 	for _, p := range batch {
-		body, err := encodeBody(p.rec)
-		if err != nil {
-			err = fmt.Errorf("%w: encode record: %w", ErrUnavailable, err)
+		if p.encErr != nil {
+			err := fmt.Errorf("%w: encode record: %w", ErrUnavailable, p.encErr)
 			if p.waits() {
 				p.done <- err
 			} else {
-				s.log.Error("deferred audit record dropped", "interaction", p.rec.Interaction, "err", err)
+				s.log.Error("deferred audit record dropped", "interaction", p.interaction, "err", err)
 			}
 			p.bad = true
 			continue
 		}
 		awaited = awaited || p.waits()
-		recs = append(recs, encoded{body, columnsOf(p.rec)})
+		recs = append(recs, encoded{p.body, p.cols})
 	}
 	now := s.now()
 	// build chains the records onto the log's tip t and adds a checkpoint

@@ -118,7 +118,7 @@ func (b *sqliteBackend) insert(ctx context.Context, n int) (*sql.Stmt, error) {
 	if st, ok := b.inserts[n]; ok {
 		return st, nil
 	}
-	st, err := b.db.PrepareContext(ctx, insertRows+strings.Repeat(",(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", n-1))
+	st, err := b.db.PrepareContext(ctx, insertRows+strings.Repeat(","+insertValues, n-1))
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +148,12 @@ func (b *sqliteBackend) lastCheckpoint(ctx context.Context) (int64, error) {
 }
 
 const insertRows = `INSERT INTO audit_event (seq, prev, hash, body, ` + columnNames + `)
-	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	VALUES ` + insertValues
+
+// insertValues are one row's values. The body is bound as the bytes it is
+// and stored as the TEXT it is (CAST), so that it is not copied into a Go
+// string first.
+const insertValues = `(?,?,?,CAST(? AS TEXT),?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 
 func (b *sqliteBackend) write(ctx context.Context, rows []row, cp *Checkpoint) error {
 	tx, err := b.db.BeginTx(ctx, nil)
@@ -173,8 +178,10 @@ func (b *sqliteBackend) insertTx(ctx context.Context, tx *sql.Tx, rows []row, cp
 	for len(rows) > 0 {
 		n := min(len(rows), 64) // 64 rows of 22 values stay far below SQLite's variable limit
 		args := make([]any, 0, n*22)
-		for _, r := range rows[:n] {
-			args = append(append(args, r.seq, r.prev, r.hash, string(r.body)), r.cols.args()...)
+		var boxes columnBoxes
+		for i := range rows[:n] {
+			r := &rows[i]
+			args = boxes.appendArgs(append(args, r.seq, r.prev, r.hash, r.body), &r.cols)
 		}
 		st, err := b.insert(ctx, n)
 		if err != nil {
@@ -193,6 +200,32 @@ func (b *sqliteBackend) insertTx(ctx context.Context, tx *sql.Tx, rows []row, cp
 		}
 	}
 	return nil
+}
+
+// columnBoxes keeps the last value of each column of a batch as an
+// interface value: node, tenant, actor, action and interaction mostly
+// repeat from row to row, and boxing a string afresh is an allocation.
+type columnBoxes [18]struct {
+	s string
+	v any
+}
+
+// box is s as an interface value, the one of the previous row when the
+// column's value is the same.
+func (b *columnBoxes) box(i int, s string) any {
+	e := &b[i]
+	if e.v == nil || e.s != s {
+		e.s, e.v = s, s
+	}
+	return e.v
+}
+
+// appendArgs appends c's values in columns.args' order.
+func (b *columnBoxes) appendArgs(args []any, c *columns) []any {
+	return append(args, c.EventID, c.RecordedAt, b.box(2, c.Action), b.box(3, c.Interaction), c.Outcome,
+		b.box(5, c.OutcomeText), b.box(6, c.Node), b.box(7, c.Tenant), b.box(8, c.ActorURA), b.box(9, c.ActorSystem),
+		b.box(10, c.ActorUser), b.box(11, c.ActorRole), b.box(12, c.Address), b.box(13, c.Patient), b.box(14, c.Types),
+		b.box(15, c.Resources), b.box(16, c.Query), b.box(17, c.Task))
 }
 
 const selectRow = `SELECT seq, prev, hash, body, ` + columnNames + ` FROM audit_event`

@@ -145,16 +145,33 @@ func writePanicAnswer(w http.ResponseWriter, listener, path string) {
 	}
 }
 
-// routeKey holds the route a request matched; the routes' mux fills it in
-// (unmatched), so that the metric names the pattern, never the path with
-// its URAs and ids.
-type routeKey struct{}
-
+// The route a request matched is kept in its edgeState; the routes' mux
+// fills it in (unmatched), so that the metric names the pattern, never the
+// path with its URAs and ids.
 func setRoute(ctx context.Context, pattern string) {
-	if p, ok := ctx.Value(routeKey{}).(*string); ok && pattern != "" {
-		*p = pattern
+	if st, ok := ctx.Value(edgeKey{}).(*edgeState); ok && pattern != "" {
+		st.route = pattern
 	}
 }
+
+// statusLabel is the code label of status: formatted once per code, not
+// once per request.
+func statusLabel(status int) string {
+	if status >= 100 && status < 100+len(statusLabels) {
+		return statusLabels[status-100]
+	}
+	return strconv.Itoa(status)
+}
+
+var statusLabels = func() (l [500]string) {
+	for i := range l {
+		l[i] = strconv.Itoa(100 + i)
+	}
+	return l
+}()
+
+// unmatchedRoute is the route of a request no route served.
+const unmatchedRoute = "unmatched"
 
 // tokenRoute is the authorization server's token endpoint, whose
 // successful answers are counted as tokens issued.
@@ -168,8 +185,14 @@ func (n *Node) wrapMetrics(listener string, h http.Handler) http.Handler {
 		if !ok {
 			sw = &statusWriter{ResponseWriter: w}
 		}
-		route := "unmatched"
-		h.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), routeKey{}, &route)))
+		st, ok := r.Context().Value(edgeKey{}).(*edgeState)
+		if !ok {
+			// Not behind withRequestID: keep the route in a state of its own.
+			st = &edgeState{route: unmatchedRoute}
+			r = r.WithContext(context.WithValue(r.Context(), edgeKey{}, st))
+		}
+		h.ServeHTTP(sw, r)
+		route := st.route
 		partner := ""
 		if listener == "public" && r.TLS != nil {
 			if ura, err := n.trust.PeerURA(r.TLS); err == nil {
@@ -179,7 +202,7 @@ func (n *Node) wrapMetrics(listener string, h http.Handler) http.Handler {
 			}
 		}
 		nameSpan(r.Context(), listener, route)
-		m.requests.WithLabelValues(listener, route, strconv.Itoa(sw.status), partner).Inc()
+		m.requests.WithLabelValues(listener, route, statusLabel(sw.status), partner).Inc()
 		m.duration.WithLabelValues(listener, route).Observe(time.Since(start).Seconds())
 		if route == tokenRoute && sw.status == http.StatusOK {
 			m.tokens.WithLabelValues("issued").Inc()
@@ -191,8 +214,15 @@ func (n *Node) wrapMetrics(listener string, h http.Handler) http.Handler {
 // BSNs, and BSNs do not belong in the application log.
 func (n *Node) logRequests(listener string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !n.log.Enabled(r.Context(), slog.LevelDebug) {
+			h.ServeHTTP(w, r) // the line would be dropped: build nothing for it
+			return
+		}
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw, ok := w.(*statusWriter)
+		if !ok {
+			sw = &statusWriter{ResponseWriter: w}
+		}
 		h.ServeHTTP(sw, r)
 		n.log.LogAttrs(r.Context(), slog.LevelDebug, "request", slog.String("listener", listener),
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", sw.status),

@@ -454,8 +454,11 @@ func (n *Node) Store() store.Store { return n.stu3 }
 // Audit is the node's audit log.
 func (n *Node) Audit() *audit.Store { return n.auditLog }
 
-// fhirBase is the public STU3 FHIR base of a participant.
-func (n *Node) fhirBase(tenant string) string { return Endpoints(n.publicURL, tenant).BgZ }
+// fhirBase is the public STU3 FHIR base of a participant (Endpoints' BgZ;
+// asked per data request, so built alone).
+func (n *Node) fhirBase(tenant string) string {
+	return strings.TrimSuffix(n.publicURL, "/") + "/fhir/stu3/" + tenant
+}
 
 // AddressbookEntries are the directory entries that make this node's
 // participants reachable: notification endpoint, FHIR base, authorization

@@ -264,6 +264,10 @@ func (n *Node) auditFHIR(ctx context.Context, req *rest.Request, res rest.Result
 			rec.OutcomeText = "error"
 		}
 	}
+	if req.Type != "" || len(res.Resources) > 0 {
+		rec.Types = make([]string, 0, len(res.Resources)+1)
+		rec.Resources = make([]string, 0, len(res.Resources))
+	}
 	if req.Type != "" {
 		rec.Types = append(rec.Types, req.Type)
 	}

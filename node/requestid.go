@@ -27,12 +27,22 @@ const maxRequestID = 64
 // error answer; larger answers (none of the node's errors) pass unchanged.
 const maxDecoratedBody = 64 << 10
 
-type requestIDKey struct{}
+// edgeKey holds a request's *edgeState.
+type edgeKey struct{}
+
+// edgeState is what the edge keeps of a request in its context, in one
+// value: its id, and the route the routes' mux matched (for the metrics).
+type edgeState struct {
+	id    string
+	route string
+}
 
 // RequestID is the id of the request ctx belongs to; "" outside a request.
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if st, ok := ctx.Value(edgeKey{}).(*edgeState); ok {
+		return st.id
+	}
+	return ""
 }
 
 // validRequestID admits an incoming id that is short and of a safe
@@ -70,7 +80,8 @@ func withRequestID(h http.Handler) http.Handler {
 		}
 		w.Header().Set(RequestIDHeader, id)
 		rw := &requestIDWriter{ResponseWriter: w, id: id}
-		h.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		st := &edgeState{id: id, route: unmatchedRoute}
+		h.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), edgeKey{}, st)))
 		rw.finish()
 	})
 }

@@ -256,6 +256,9 @@ type timedStore struct {
 
 // begin starts an operation's span; observe ends it.
 func (t timedStore) begin(ctx context.Context, op string) (context.Context, trace.Span, time.Time) {
+	if !records(t.tracer) {
+		return ctx, noSpan, time.Now()
+	}
 	ctx, span := t.tracer.Start(ctx, "store."+op, trace.WithAttributes(attribute.String("db.operation.name", op)))
 	return ctx, span, time.Now()
 }

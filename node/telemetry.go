@@ -73,6 +73,10 @@ type tracing struct {
 	provider trace.TracerProvider
 	tracer   trace.Tracer
 	shutdown func(context.Context) error
+	// propagateOnly is set when nothing records spans (no exporter, no
+	// provider given): the listeners and the client then only carry W3C
+	// trace context through, without otelhttp's per-request work.
+	propagateOnly bool
 }
 
 // tracerName is the instrumentation scope of the node's own spans.
@@ -103,7 +107,7 @@ func newTracing(ctx context.Context, node string, cfg TelemetryConfig, given tra
 			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))))
 		t.provider, t.shutdown = tp, tp.Shutdown
 	default:
-		t.provider = noop.NewTracerProvider()
+		t.provider, t.propagateOnly = noop.NewTracerProvider(), true
 	}
 	t.tracer = t.provider.Tracer(tracerName)
 	return t, nil
@@ -112,6 +116,9 @@ func newTracing(ctx context.Context, node string, cfg TelemetryConfig, given tra
 // traceHandler starts (or continues, from the request's traceparent) a
 // server span for each request on a listener.
 func (n *Node) traceHandler(listener string, h http.Handler) http.Handler {
+	if n.tracing.propagateOnly {
+		return propagateHandler(h)
+	}
 	return otelhttp.NewHandler(h, listener, otelhttp.WithTracerProvider(n.tracing.provider),
 		otelhttp.WithPropagators(propagator),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return listener + " " + r.Method }))
@@ -120,6 +127,9 @@ func (n *Node) traceHandler(listener string, h http.Handler) http.Handler {
 // traceTransport gives an outgoing call a client span and sends its
 // context as traceparent, so that the partner's spans join the trace.
 func (n *Node) traceTransport(rt *http.Transport) http.RoundTripper {
+	if n.tracing.propagateOnly {
+		return propagateTransport{rt}
+	}
 	return tracedTransport{otelhttp.NewTransport(rt, otelhttp.WithTracerProvider(n.tracing.provider), otelhttp.WithPropagators(propagator),
 		otelhttp.WithSpanNameFormatter(clientSpanName)), rt}
 }
@@ -170,6 +180,34 @@ type tracedTransport struct {
 
 func (t tracedTransport) CloseIdleConnections() { t.inner.CloseIdleConnections() }
 
+// propagateHandler is the listener's trace handling when no span is
+// recorded: a request's traceparent (and tracestate) go into its context,
+// as the no-op tracer under otelhttp would leave them, so that the calls
+// it causes carry the same trace context on.
+func propagateHandler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Header["Traceparent"]; ok {
+			r = r.WithContext(propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// propagateTransport is the client's trace handling when no span is
+// recorded: a call made in a trace's context sends that context on as
+// traceparent; other calls go out as they are.
+type propagateTransport struct{ inner *http.Transport }
+
+func (t propagateTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if trace.SpanContextFromContext(r.Context()).IsValid() {
+		r = r.Clone(r.Context()) // a RoundTripper must not change the caller's request
+		propagator.Inject(r.Context(), propagation.HeaderCarrier(r.Header))
+	}
+	return t.inner.RoundTrip(r)
+}
+
+func (t propagateTransport) CloseIdleConnections() { t.inner.CloseIdleConnections() }
+
 // stopTracing flushes the spans still buffered to the collector.
 func (n *Node) stopTracing() {
 	if n.tracing == nil {
@@ -184,8 +222,23 @@ func (n *Node) stopTracing() {
 
 // span starts one of the node's own spans.
 func (n *Node) span(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if !records(n.tracing.tracer) {
+		return ctx, noSpan
+	}
 	return n.tracing.tracer.Start(ctx, name, trace.WithAttributes(attrs...))
 }
+
+// records reports whether tracer can record spans: the no-op tracer (no
+// exporter) cannot, and a span of its would only carry the context's own
+// span context on, so none is started.
+func records(tracer trace.Tracer) bool {
+	_, isNoop := tracer.(noop.Tracer)
+	return !isNoop
+}
+
+// noSpan stands in for a span that is not started: it records nothing and
+// ends nothing.
+var noSpan = trace.SpanFromContext(context.Background())
 
 // endSpan ends span, marking it failed with err.
 func endSpan(span trace.Span, err error) {
@@ -211,9 +264,13 @@ func (l tracedLog) Append(ctx context.Context, rec audit.Record) error {
 }
 
 // auditAppender is the audit log the exchanges write to: faults applied
-// (module tests only) and each append spanned.
+// (module tests only) and, when spans are recorded, each append spanned.
 func (n *Node) auditAppender() audit.Log {
-	return tracedLog{n.faults.auditLog(n.auditLog), n.tracing.tracer}
+	l := n.faults.auditLog(n.auditLog)
+	if n.tracing.propagateOnly {
+		return l
+	}
+	return tracedLog{l, n.tracing.tracer}
 }
 
 // redactingExporter keeps query strings out of exported spans: FHIR

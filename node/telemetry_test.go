@@ -1,7 +1,9 @@
 package node
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -81,5 +83,66 @@ func TestClientSpanName(t *testing.T) {
 		if got := clientSpanName("", r); got != want {
 			t.Errorf("clientSpanName(%s) = %q, want %q", url, got, want)
 		}
+	}
+}
+
+// Without an exporter the node records no spans, yet a traceparent that
+// arrives is passed on, unchanged, to the calls the request causes; a
+// request without one causes calls without one.
+func TestTraceContextPassedOnWithoutExporter(t *testing.T) {
+	tr, err := newTracing(context.Background(), "gp", TelemetryConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{tracing: tr}
+	var sent []string
+	partner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sent = append(sent, r.Header.Get("Traceparent"))
+	}))
+	defer partner.Close()
+	client := &http.Client{Transport: n.traceTransport(&http.Transport{})}
+	h := n.traceHandler("public", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, partner.URL, nil)
+		resp, err := client.Do(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if out.Header.Get("Traceparent") != "" {
+			t.Error("the caller's request was changed")
+		}
+	}))
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, tp := range []string{parent, ""} {
+		r := httptest.NewRequest(http.MethodGet, "/fhir/stu3/01234567/Patient", nil)
+		if tp != "" {
+			r.Header.Set("Traceparent", tp)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	if len(sent) != 2 || sent[0] != parent || sent[1] != "" {
+		t.Errorf("traceparent sent on: %q, want %q then none", sent, parent)
+	}
+}
+
+// Without an exporter the node's own spans are not started: the store's
+// operations and the node's steps see the context they were given.
+func TestNoSpansWithoutExporter(t *testing.T) {
+	tr, err := newTracing(context.Background(), "gp", TelemetryConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if records(tr.tracer) {
+		t.Fatal("the no-op tracer is taken for one that records")
+	}
+	n := &Node{tracing: tr}
+	ctx := context.Background()
+	got, span := n.span(ctx, "step")
+	if got != ctx || span.IsRecording() {
+		t.Error("a span was started without an exporter")
+	}
+	span.End() // must not panic
+	if got, _, _ := (timedStore{tracer: tr.tracer}).begin(ctx, "read"); got != ctx {
+		t.Error("the store's operation got a span without an exporter")
 	}
 }
