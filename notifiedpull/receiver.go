@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/careapp"
@@ -782,6 +783,9 @@ func (f *fetcher) run(ctx context.Context, in WorkflowInput, into *collection) (
 		if err != nil {
 			return qr, fmt.Errorf("read %s: %w", qr.Query, err)
 		}
+		if !json.Valid(body) {
+			return qr, fmt.Errorf("read %s: the answer is not JSON", qr.Query)
+		}
 		into.add(u, body)
 		qr.Matches, qr.Status = 1, http.StatusOK
 		return qr, nil
@@ -867,35 +871,22 @@ func (f *fetcher) search(ctx context.Context, u string, c *collection) (matches,
 		if err != nil {
 			return 0, 0, err
 		}
-		var b struct {
-			ResourceType string `json:"resourceType"`
-			Link         []struct{ Relation, URL string }
-			Entry        []struct {
-				FullURL  string          `json:"fullUrl"`
-				Resource json.RawMessage `json:"resource"`
-				Search   struct{ Mode string }
-			}
+		p, err := parseSearchPage(body)
+		if err != nil || p.ResourceType != "Bundle" {
+			return 0, 0, errNotSearchset
 		}
-		if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" {
-			return 0, 0, fmt.Errorf("answer is not a searchset Bundle")
-		}
-		for _, e := range b.Entry {
-			if e.Search.Mode == "outcome" {
+		for _, e := range p.Entries {
+			if e.Mode == "outcome" {
 				continue // the server's remarks on the search, not data
 			}
-			if e.Search.Mode == "include" {
+			if e.Mode == "include" {
 				included++
 			} else {
 				matches++
 			}
 			c.add(e.FullURL, e.Resource)
 		}
-		u = ""
-		for _, l := range b.Link {
-			if l.Relation == "next" {
-				u = l.URL
-			}
-		}
+		u = p.Next
 	}
 	return matches, included, nil
 }
@@ -951,22 +942,52 @@ func resourceType(res json.RawMessage) string {
 	return h.ResourceType
 }
 
+// bundle is the pulled data as one collection Bundle. It is written
+// byte by byte: every resource is a value of an answer checked to be
+// valid JSON (parseSearchPage, or a read's body, checked by add's
+// caller), kept as it came.
 func (c *collection) bundle(row Received) json.RawMessage {
-	type entry struct {
-		FullURL  string          `json:"fullUrl"`
-		Resource json.RawMessage `json:"resource"`
-	}
-	entries := make([]entry, 0, len(c.order))
+	size := 128 + len(row.Identifier)
 	for _, u := range c.order {
-		entries = append(entries, entry{u, c.byURL[u]})
+		size += len(u) + len(c.byURL[u]) + 32
 	}
-	b, _ := json.Marshal(map[string]any{
-		"resourceType": "Bundle",
-		"identifier":   identifier{System: SystemRFC3986, Value: row.Identifier},
-		"type":         "collection",
-		"entry":        entries,
-	})
+	b := make([]byte, 0, size)
+	b = append(b, `{"entry":[`...)
+	for i, u := range c.order {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"fullUrl":`...)
+		b = appendJSONString(b, u)
+		b = append(b, `,"resource":`...)
+		if res := c.byURL[u]; len(res) > 0 {
+			b = append(b, res...)
+		} else {
+			b = append(b, "null"...)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `],"identifier":{"system":`...)
+	b = appendJSONString(b, SystemRFC3986)
+	if row.Identifier != "" {
+		b = append(b, `,"value":`...)
+		b = appendJSONString(b, row.Identifier)
+	}
+	b = append(b, `},"resourceType":"Bundle","type":"collection"}`...)
 	return b
+}
+
+// appendJSONString appends s as a JSON string, as encoding/json writes it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= utf8.RuneSelf {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func bytesReader(b []byte) io.Reader {
