@@ -435,8 +435,22 @@ func ParseWorkflowInputs(body []byte) (status string, inputs []WorkflowInput, er
 	return t.Status, inputs, nil
 }
 
-// SetStatus returns body with Task.status replaced.
+// SetStatus returns body with Task.status replaced. A body with one
+// status keeps every other byte as it was; otherwise (no status, or more
+// than one) it is decoded and written again.
 func SetStatus(body []byte, status string) (json.RawMessage, error) {
+	if json.Valid(body) {
+		if start, end, n := memberValue(body, "status"); n == 1 {
+			q, err := json.Marshal(status)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]byte, 0, len(body)-(end-start)+len(q))
+			out = append(out, body[:start]...)
+			out = append(out, q...)
+			return append(out, body[end:]...), nil
+		}
+	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, err

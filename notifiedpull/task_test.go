@@ -244,3 +244,25 @@ func TestBuildNotificationIsValidFHIR(t *testing.T) {
 		})
 	}
 }
+
+// TestSetStatusKeepsTheRest checks that SetStatus changes the status and
+// nothing else, and decodes and writes again only what it must.
+func TestSetStatusKeepsTheRest(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`{"resourceType":"Task","status":"requested","note":[{"text":"<b> & \"c\""}],"z":1}`,
+			`{"resourceType":"Task","status":"completed","note":[{"text":"<b> & \"c\""}],"z":1}`},
+		{`{ "status" : "requested" , "id": "x" }`, `{ "status" : "completed" , "id": "x" }`},
+		{`{"st\u0061tus":"requested","id":"x"}`, `{"st\u0061tus":"completed","id":"x"}`},
+		// No status, or two: decoded and written again.
+		{`{"resourceType":"Task","id":"x"}`, `{"id":"x","resourceType":"Task","status":"completed"}`},
+		{`{"status":"requested","st\u0061tus":"accepted"}`, `{"status":"completed"}`},
+	} {
+		got, err := SetStatus([]byte(c.in), StatusCompleted)
+		if err != nil || string(got) != c.want {
+			t.Errorf("SetStatus(%s) = %s, %v; want %s", c.in, got, err, c.want)
+		}
+	}
+	if _, err := SetStatus([]byte(`{"status":"requested"`), StatusCompleted); err == nil {
+		t.Error("SetStatus took invalid JSON")
+	}
+}
