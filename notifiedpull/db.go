@@ -89,6 +89,13 @@ func (d *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, e
 	return d.db.ExecContext(ctx, d.q(query), args...)
 }
 
+func (d *DB) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := d.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return d.db.QueryContext(ctx, d.q(query), args...)
+}
+
 func (d *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	if st := d.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
@@ -435,8 +442,8 @@ func (d *DB) receivedByIdentifier(ctx context.Context, senderURA, identifier str
 // receivedInGroup lists the notifications of one group a sender made to
 // a participant, oldest first.
 func (d *DB) receivedInGroup(ctx context.Context, tenant, senderURA, group string) ([]Received, error) {
-	rows, err := d.db.QueryContext(ctx, d.q(`SELECT `+receivedCols+` FROM np_received
-		WHERE tenant = ? AND sender_ura = ? AND (group_identifier = ? OR (group_identifier = '' AND identifier = ?))`+d.byCreation()),
+	rows, err := d.query(ctx, `SELECT `+receivedCols+` FROM np_received
+		WHERE tenant = ? AND sender_ura = ? AND (group_identifier = ? OR (group_identifier = '' AND identifier = ?))`+d.byCreation(),
 		tenant, senderURA, group, group)
 	if err != nil {
 		return nil, err

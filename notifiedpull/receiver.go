@@ -352,7 +352,10 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 		}
 		// A decision taken before the lease was released found it held:
 		// its pull starts now.
-		if cur, err := s.cfg.DB.received(rctx, tenant, id); pended && err == nil && !Final(cur.Status) &&
+		if !pended {
+			return
+		}
+		if cur, err := s.cfg.DB.received(rctx, tenant, id); err == nil && !Final(cur.Status) &&
 			(cur.Decision == DecisionAccepted || cur.Decision == DecisionRejected) {
 			s.enqueue(ctx, tenant, id)
 		}
