@@ -266,3 +266,26 @@ func TestSetStatusKeepsTheRest(t *testing.T) {
 		t.Error("SetStatus took invalid JSON")
 	}
 }
+
+// TestOnlyStatusChangedSpliced checks that a body sent back with only its
+// status replaced is taken without decoding, and that anything else is
+// still judged member by member.
+func TestOnlyStatusChangedSpliced(t *testing.T) {
+	cur := []byte(`{"resourceType":"Task","id":"1","meta":{"versionId":"2"},"status":"in-progress","input":[{"valueString":"a"}]}`)
+	for _, c := range []struct {
+		next   string
+		status string
+		ok     bool
+	}{
+		{`{"resourceType":"Task","id":"1","meta":{"versionId":"2"},"status":"completed","input":[{"valueString":"a"}]}`, StatusCompleted, true},
+		{`{"input":[{"valueString":"a"}],"resourceType":"Task","status":"completed"}`, StatusCompleted, true},
+		{`{"resourceType":"Task","id":"1","meta":{"versionId":"2"},"status":"completed","input":[{"valueString":"b"}]}`, "", false},
+		{`{"resourceType":"Task","id":"1","meta":{"versionId":"2"},"status":7,"input":[{"valueString":"a"}]}`, "", false},
+		{`{"resourceType":"Task","id":"1","meta":{"versionId":"2"},"status":"completed","input":[{"valueString":"a"}]}x`, "", false},
+	} {
+		status, ok := OnlyStatusChanged(cur, []byte(c.next))
+		if status != c.status || ok != c.ok {
+			t.Errorf("OnlyStatusChanged(%s) = %q, %v; want %q, %v", c.next, status, ok, c.status, c.ok)
+		}
+	}
+}
