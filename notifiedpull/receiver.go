@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -422,20 +423,27 @@ func (s *Service) doPull(ctx context.Context, row Received) error {
 	parts := make([]*collection, len(inputs))
 	summary := make([]QueryResult, len(inputs))
 	errs := make([]error, len(inputs)+1)
-	sem := make(chan struct{}, parallelQueries)
 	runInputs := func(inputs []WorkflowInput, which []int) error {
+		// A few workers take the queries in turn: each grows its stack
+		// once for all the queries it runs.
 		var wg sync.WaitGroup
-		for _, i := range which {
-			in := inputs[i]
+		var next atomic.Int64
+		for range min(len(which), parallelQueries) {
 			wg.Add(1)
-			sem <- struct{}{}
 			go func() {
-				defer func() { <-sem; wg.Done() }()
-				parts[i] = newCollection()
-				summary[i], errs[i] = c.run(ctx, in, parts[i])
-				if errs[i] == nil {
-					qr := summary[i]
-					s.event(row.Tenant, row.ID, "query", fmt.Sprintf("%-28s %3d match(es) %3d included", qr.Block, qr.Matches, qr.Included), nil)
+				defer wg.Done()
+				for {
+					k := int(next.Add(1)) - 1
+					if k >= len(which) {
+						return
+					}
+					i := which[k]
+					parts[i] = newCollection()
+					summary[i], errs[i] = c.run(ctx, inputs[i], parts[i])
+					if errs[i] == nil {
+						qr := summary[i]
+						s.event(row.Tenant, row.ID, "query", fmt.Sprintf("%-28s %3d match(es) %3d included", qr.Block, qr.Matches, qr.Included), nil)
+					}
 				}
 			}()
 		}
