@@ -31,8 +31,11 @@ var errNotSearchset = errors.New("answer is not a searchset Bundle")
 // case-insensitively).
 func parseSearchPage(body []byte) (searchPage, error) {
 	var p searchPage
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		return p, errNotSearchset
+	}
+	if isNull(bytes.TrimSpace(body)) {
+		return p, nil // no Bundle, as encoding/json reads it
 	}
 	ok, err := eachMember(body, func(name, v []byte) error {
 		var err error
