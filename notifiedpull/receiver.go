@@ -923,6 +923,9 @@ func (c *collection) len() int { return len(c.order) }
 // birthDate is the birth date of the pulled Patient with this BSN.
 func (c *collection) birthDate(bsn string) string {
 	for _, u := range c.order {
+		if resourceType(c.byURL[u]) != "Patient" {
+			continue // not decoded only to find that out
+		}
 		if id, born, ok := nl.Patient(c.byURL[u]); ok && id == bsn {
 			return born
 		}
