@@ -416,8 +416,12 @@ func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 	return r, nil
 }
 
-// insertReceived stores r; false when the sender already notified this identifier.
+// insertReceived stores r; false when the sender already notified this
+// identifier. A notification without a group is a group of its own.
 func (d *DB) insertReceived(ctx context.Context, r Received) (bool, error) {
+	if r.Group == "" {
+		r.Group = r.Identifier
+	}
 	res, err := d.exec(ctx, `INSERT INTO np_received (id, tenant, identifier, sender_ura, sender_system, patient_bsn,
 		workflow_task, auth_base, expires_at, status, status_reason, created_at, updated_at, awaiting, group_identifier, get_workflow_task)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sender_ura, identifier) DO NOTHING`,
@@ -443,8 +447,8 @@ func (d *DB) receivedByIdentifier(ctx context.Context, senderURA, identifier str
 // a participant, oldest first.
 func (d *DB) receivedInGroup(ctx context.Context, tenant, senderURA, group string) ([]Received, error) {
 	rows, err := d.query(ctx, `SELECT `+receivedCols+` FROM np_received
-		WHERE tenant = ? AND sender_ura = ? AND (group_identifier = ? OR (group_identifier = '' AND identifier = ?))`+d.byCreation(),
-		tenant, senderURA, group, group)
+		WHERE tenant = ? AND sender_ura = ? AND group_identifier = ?`+d.byCreation(),
+		tenant, senderURA, group)
 	if err != nil {
 		return nil, err
 	}
