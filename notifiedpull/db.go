@@ -502,11 +502,11 @@ func (d *DB) setReceivedStatus(ctx context.Context, id, status, reason string, n
 // completeReceived records a pull's result and moves it to completed, in
 // one statement, with the report to the sender pending: what the report
 // needs (the authorization base, the accepting user) stays until
-// reportDone. The pull's lease ends with it.
+// reportDone.
 func (d *DB) completeReceived(ctx context.Context, id, application, bundleID string, summary []QueryResult, now time.Time) error {
 	s, _ := json.Marshal(summary)
 	_, err := d.exec(ctx, `UPDATE np_received SET result_bundle = ?, summary = ?, status = ?, status_reason = '', updated_at = ?,
-		awaiting = 0, report_pending = 1, application = ?, lease_until = 0 WHERE id = ?`, bundleID, string(s), StatusCompleted, now.UTC().Format(ts), application, id)
+		awaiting = 0, report_pending = 1, application = ? WHERE id = ?`, bundleID, string(s), StatusCompleted, now.UTC().Format(ts), application, id)
 	return err
 }
 

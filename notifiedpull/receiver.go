@@ -342,14 +342,8 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 	if !leased {
 		return // another worker (perhaps another replica) is pulling it
 	}
-	pended, ended := false, false
+	pended := false
 	defer func() {
-		if ended {
-			// The pull left the notification final, which no worker
-			// takes up again: a completion ended the lease with it
-			// (completeReceived), any other final status lets it run out.
-			return
-		}
 		// Released with a context of its own: a shutdown ends ctx, and
 		// the next replica should not wait out the lease.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -375,9 +369,7 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 	if Final(row.Status) {
 		return
 	}
-	err = s.doPull(ctx, row)
-	ended = err == nil
-	if err != nil {
+	if err := s.doPull(ctx, row); err != nil {
 		if errors.Is(err, errAwaitingDecision) {
 			pended = true
 			return
