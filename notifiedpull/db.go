@@ -89,6 +89,13 @@ func (d *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, e
 	return d.db.ExecContext(ctx, d.q(query), args...)
 }
 
+func (d *DB) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := d.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return d.db.QueryContext(ctx, d.q(query), args...)
+}
+
 func (d *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	if st := d.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
@@ -413,8 +420,12 @@ func scanReceived(row interface{ Scan(...any) error }) (Received, error) {
 	return r, nil
 }
 
-// insertReceived stores r; false when the sender already notified this identifier.
+// insertReceived stores r; false when the sender already notified this
+// identifier. A notification without a group is a group of its own.
 func (d *DB) insertReceived(ctx context.Context, r Received) (bool, error) {
+	if r.Group == "" {
+		r.Group = r.Identifier
+	}
 	res, err := d.exec(ctx, `INSERT INTO np_received (id, tenant, identifier, sender_ura, sender_system, patient_bsn,
 		workflow_task, auth_base, expires_at, status, status_reason, created_at, updated_at, awaiting, group_identifier, get_workflow_task)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (sender_ura, identifier) DO NOTHING`,
@@ -439,9 +450,9 @@ func (d *DB) receivedByIdentifier(ctx context.Context, senderURA, identifier str
 // receivedInGroup lists the notifications of one group a sender made to
 // a participant, oldest first.
 func (d *DB) receivedInGroup(ctx context.Context, tenant, senderURA, group string) ([]Received, error) {
-	rows, err := d.db.QueryContext(ctx, d.q(`SELECT `+receivedCols+` FROM np_received
-		WHERE tenant = ? AND sender_ura = ? AND (group_identifier = ? OR (group_identifier = '' AND identifier = ?))`+d.byCreation()),
-		tenant, senderURA, group, group)
+	rows, err := d.query(ctx, `SELECT `+receivedCols+` FROM np_received
+		WHERE tenant = ? AND sender_ura = ? AND group_identifier = ?`+d.byCreation(),
+		tenant, senderURA, group)
 	if err != nil {
 		return nil, err
 	}

@@ -2,9 +2,15 @@ package notifiedpull
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"io/fs"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/pressly/goose/v3"
 )
 
 // TestGrantCacheCoherent checks that the in-memory copy of grants never
@@ -91,4 +97,51 @@ func TestStatementsPreparedOnce(t *testing.T) {
 			t.Error("read from a closed database succeeded")
 		}
 	})
+}
+
+// TestGroupMigration: a notification stored before groups were kept (no
+// group) is its own group after the migration that gives it its
+// identifier as group, and the group's lookup uses the group index.
+func TestGroupMigration(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "np.db")
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, raw, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 6); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.ExecContext(ctx, `INSERT INTO np_received (id, tenant, identifier, sender_ura, patient_bsn, workflow_task,
+		auth_base, expires_at, status, created_at, updated_at) VALUES ('a', '90000002', 'urn:uuid:g1', '90000001', '999911120', 'wf',
+		'', '2025-03-01T10:00:00Z', 'completed', '2025-03-01T10:00:00Z', '2025-03-01T10:00:00Z')`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	db, err := OpenDB(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	group, err := db.receivedInGroup(ctx, "90000002", "90000001", "urn:uuid:g1")
+	if err != nil || len(group) != 1 || group[0].ID != "a" || group[0].Group != "urn:uuid:g1" {
+		t.Fatalf("group after migration: %+v %v", group, err)
+	}
+	var detail string
+	var id, parent, notused int
+	if err := db.db.QueryRowContext(ctx, `EXPLAIN QUERY PLAN SELECT id FROM np_received
+		WHERE tenant = ? AND sender_ura = ? AND group_identifier = ?`+db.byCreation(), "a", "b", "c").Scan(&id, &parent, &notused, &detail); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(detail, "np_received_group") {
+		t.Errorf("a group is looked up by %q, not by its index", detail)
+	}
 }

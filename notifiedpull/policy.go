@@ -112,14 +112,25 @@ func (s *Service) AfterData(ctx context.Context, tok *oauth.AccessToken, req *re
 	if err != nil || req.ID != g.WorkflowTask {
 		return
 	}
-	var t struct{ Status string }
-	if json.Unmarshal(req.Body, &t) != nil || t.Status == "" {
+	var t struct {
+		Status       string
+		StatusReason *statusReason `json:"statusReason"`
+	}
+	if err := json.Unmarshal(req.Body, &t); err != nil {
+		// A statusReason of another shape does not hide the status.
+		var st struct{ Status string }
+		if json.Unmarshal(req.Body, &st) != nil {
+			return
+		}
+		t.Status, t.StatusReason = st.Status, nil
+	}
+	if t.Status == "" {
 		return
 	}
 	next := t.Status
 	if next != g.Status && !Final(g.Status) {
 		reason := "reported by the receiver"
-		if r := StatusReasonOf(req.Body); r != "" {
+		if r := t.StatusReason.text(); r != "" {
 			reason = "reported by the receiver: " + r
 		}
 		_ = s.cfg.DB.setGrantStatus(ctx, g.ID, next, reason, s.cfg.Now())

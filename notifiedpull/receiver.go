@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/careapp"
@@ -356,7 +358,10 @@ func (s *Service) pull(ctx context.Context, tenant, id string) {
 		}
 		// A decision taken before the lease was released found it held:
 		// its pull starts now.
-		if cur, err := s.cfg.DB.received(rctx, tenant, id); pended && err == nil && !Final(cur.Status) &&
+		if !pended {
+			return
+		}
+		if cur, err := s.cfg.DB.received(rctx, tenant, id); err == nil && !Final(cur.Status) &&
 			(cur.Decision == DecisionAccepted || cur.Decision == DecisionRejected) {
 			s.enqueue(ctx, tenant, id)
 		}
@@ -481,20 +486,27 @@ func (s *Service) doPull(ctx, bg context.Context, row Received) error {
 	parts := make([]*collection, len(inputs))
 	summary := make([]QueryResult, len(inputs))
 	errs := make([]error, len(inputs)+1)
-	sem := make(chan struct{}, parallelQueries)
 	runInputs := func(inputs []WorkflowInput, which []int) error {
+		// A few workers take the queries in turn: each grows its stack
+		// once for all the queries it runs.
 		var wg sync.WaitGroup
-		for _, i := range which {
-			in := inputs[i]
+		var next atomic.Int64
+		for range min(len(which), parallelQueries) {
 			wg.Add(1)
-			sem <- struct{}{}
 			go func() {
-				defer func() { <-sem; wg.Done() }()
-				parts[i] = newCollection()
-				summary[i], errs[i] = c.run(ctx, in, parts[i])
-				if errs[i] == nil {
-					qr := summary[i]
-					s.event(row.Tenant, row.ID, "query", fmt.Sprintf("%-28s %3d match(es) %3d included", qr.Block, qr.Matches, qr.Included), nil)
+				defer wg.Done()
+				for {
+					k := int(next.Add(1)) - 1
+					if k >= len(which) {
+						return
+					}
+					i := which[k]
+					parts[i] = newCollection()
+					summary[i], errs[i] = c.run(ctx, inputs[i], parts[i])
+					if errs[i] == nil {
+						qr := summary[i]
+						s.event(row.Tenant, row.ID, "query", fmt.Sprintf("%-28s %3d match(es) %3d included", qr.Block, qr.Matches, qr.Included), nil)
+					}
 				}
 			}()
 		}
@@ -887,6 +899,9 @@ func (f *fetcher) run(ctx context.Context, in WorkflowInput, into *collection) (
 		if err != nil {
 			return qr, fmt.Errorf("read %s: %w", qr.Query, err)
 		}
+		if !validJSON(body) {
+			return qr, fmt.Errorf("read %s: the answer is not JSON", qr.Query)
+		}
 		into.add(u, body)
 		qr.Matches, qr.Status = 1, http.StatusOK
 		return qr, nil
@@ -972,35 +987,22 @@ func (f *fetcher) search(ctx context.Context, u string, c *collection) (matches,
 		if err != nil {
 			return 0, 0, err
 		}
-		var b struct {
-			ResourceType string `json:"resourceType"`
-			Link         []struct{ Relation, URL string }
-			Entry        []struct {
-				FullURL  string          `json:"fullUrl"`
-				Resource json.RawMessage `json:"resource"`
-				Search   struct{ Mode string }
-			}
+		p, err := parseSearchPage(body)
+		if err != nil || p.ResourceType != "Bundle" {
+			return 0, 0, errNotSearchset
 		}
-		if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" {
-			return 0, 0, fmt.Errorf("answer is not a searchset Bundle")
-		}
-		for _, e := range b.Entry {
-			if e.Search.Mode == "outcome" {
+		for _, e := range p.Entries {
+			if e.Mode == "outcome" {
 				continue // the server's remarks on the search, not data
 			}
-			if e.Search.Mode == "include" {
+			if e.Mode == "include" {
 				included++
 			} else {
 				matches++
 			}
 			c.add(e.FullURL, e.Resource)
 		}
-		u = ""
-		for _, l := range b.Link {
-			if l.Relation == "next" {
-				u = l.URL
-			}
-		}
+		u = p.Next
 	}
 	return matches, included, nil
 }
@@ -1026,6 +1028,9 @@ func (c *collection) len() int { return len(c.order) }
 // birthDate is the birth date of the pulled Patient with this BSN.
 func (c *collection) birthDate(bsn string) string {
 	for _, u := range c.order {
+		if resourceType(c.byURL[u]) != "Patient" {
+			continue // not decoded only to find that out
+		}
 		if id, born, ok := nl.Patient(c.byURL[u]); ok && id == bsn {
 			return born
 		}
@@ -1056,22 +1061,52 @@ func resourceType(res json.RawMessage) string {
 	return h.ResourceType
 }
 
+// bundle is the pulled data as one collection Bundle. It is written
+// byte by byte: every resource is a value of an answer checked to be
+// valid JSON (parseSearchPage, or a read's body, checked by add's
+// caller), kept as it came.
 func (c *collection) bundle(row Received) json.RawMessage {
-	type entry struct {
-		FullURL  string          `json:"fullUrl"`
-		Resource json.RawMessage `json:"resource"`
-	}
-	entries := make([]entry, 0, len(c.order))
+	size := 128 + len(row.Identifier)
 	for _, u := range c.order {
-		entries = append(entries, entry{u, c.byURL[u]})
+		size += len(u) + len(c.byURL[u]) + 32
 	}
-	b, _ := json.Marshal(map[string]any{
-		"resourceType": "Bundle",
-		"identifier":   identifier{System: SystemRFC3986, Value: row.Identifier},
-		"type":         "collection",
-		"entry":        entries,
-	})
+	b := make([]byte, 0, size)
+	b = append(b, `{"entry":[`...)
+	for i, u := range c.order {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"fullUrl":`...)
+		b = appendJSONString(b, u)
+		b = append(b, `,"resource":`...)
+		if res := c.byURL[u]; len(res) > 0 {
+			b = append(b, res...)
+		} else {
+			b = append(b, "null"...)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `],"identifier":{"system":`...)
+	b = appendJSONString(b, SystemRFC3986)
+	if row.Identifier != "" {
+		b = append(b, `,"value":`...)
+		b = appendJSONString(b, row.Identifier)
+	}
+	b = append(b, `},"resourceType":"Bundle","type":"collection"}`...)
 	return b
+}
+
+// appendJSONString appends s as a JSON string, as encoding/json writes it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= utf8.RuneSelf {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func bytesReader(b []byte) io.Reader {

@@ -435,8 +435,22 @@ func ParseWorkflowInputs(body []byte) (status string, inputs []WorkflowInput, er
 	return t.Status, inputs, nil
 }
 
-// SetStatus returns body with Task.status replaced.
+// SetStatus returns body with Task.status replaced. A body with one
+// status keeps every other byte as it was; otherwise (no status, or more
+// than one) it is decoded and written again.
 func SetStatus(body []byte, status string) (json.RawMessage, error) {
+	if validJSON(body) {
+		if start, end, n := memberValue(body, "status"); n == 1 {
+			q, err := json.Marshal(status)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]byte, 0, len(body)-(end-start)+len(q))
+			out = append(out, body[:start]...)
+			out = append(out, q...)
+			return append(out, body[end:]...), nil
+		}
+	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, err
@@ -465,21 +479,32 @@ func SetStatusReason(body []byte, status, reason string) (json.RawMessage, error
 // its first coding's display or code.
 func StatusReasonOf(body []byte) string {
 	var t struct {
-		StatusReason *struct {
-			Text   string `json:"text"`
-			Coding []struct {
-				Code    string `json:"code"`
-				Display string `json:"display"`
-			} `json:"coding"`
-		} `json:"statusReason"`
+		StatusReason *statusReason `json:"statusReason"`
 	}
-	if json.Unmarshal(body, &t) != nil || t.StatusReason == nil {
+	if json.Unmarshal(body, &t) != nil {
 		return ""
 	}
-	if t.StatusReason.Text != "" {
-		return t.StatusReason.Text
+	return t.StatusReason.text()
+}
+
+// statusReason is a Task's statusReason, an STU3 CodeableConcept.
+type statusReason struct {
+	Text   string `json:"text"`
+	Coding []struct {
+		Code    string `json:"code"`
+		Display string `json:"display"`
+	} `json:"coding"`
+}
+
+// text is the reason's text, else its first coding's display or code.
+func (r *statusReason) text() string {
+	if r == nil {
+		return ""
 	}
-	for _, c := range t.StatusReason.Coding {
+	if r.Text != "" {
+		return r.Text
+	}
+	for _, c := range r.Coding {
 		if c.Display != "" {
 			return c.Display
 		}
@@ -510,6 +535,11 @@ func StatusChanged(current, next []byte) (status string, reasonChanged, ok bool)
 // OnlyStatusChanged reports whether next differs from current in nothing but
 // status (and the server-managed id/meta), and returns the new status.
 func OnlyStatusChanged(current, next []byte) (string, bool) {
+	// What a receiver sends back is what it read with the status
+	// replaced (SetStatus): then nothing else needs decoding.
+	if status, ok := statusSpliced(current, next); ok {
+		return status, true
+	}
 	var a, b map[string]json.RawMessage
 	if json.Unmarshal(current, &a) != nil || json.Unmarshal(next, &b) != nil {
 		return "", false
@@ -532,6 +562,24 @@ func OnlyStatusChanged(current, next []byte) (string, bool) {
 		if !ok || !jsonEqual(va, vb) {
 			return "", false
 		}
+	}
+	return status, true
+}
+
+// statusSpliced reports whether next is current, byte for byte, but for
+// the value of its one status member, a string, and returns that status.
+func statusSpliced(current, next []byte) (string, bool) {
+	if !validJSON(current) || !validJSON(next) {
+		return "", false
+	}
+	cs, ce, cn := memberValue(current, "status")
+	ns, ne, nn := memberValue(next, "status")
+	if cn != 1 || nn != 1 || !bytes.Equal(current[:cs], next[:ns]) || !bytes.Equal(current[ce:], next[ne:]) {
+		return "", false
+	}
+	var status string
+	if json.Unmarshal(next[ns:ne], &status) != nil {
+		return "", false
 	}
 	return status, true
 }

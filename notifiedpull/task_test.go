@@ -244,3 +244,48 @@ func TestBuildNotificationIsValidFHIR(t *testing.T) {
 		})
 	}
 }
+
+// TestSetStatusKeepsTheRest checks that SetStatus changes the status and
+// nothing else, and decodes and writes again only what it must.
+func TestSetStatusKeepsTheRest(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`{"resourceType":"Task","status":"requested","note":[{"text":"<b> & \"c\""}],"z":1}`,
+			`{"resourceType":"Task","status":"completed","note":[{"text":"<b> & \"c\""}],"z":1}`},
+		{`{ "status" : "requested" , "id": "x" }`, `{ "status" : "completed" , "id": "x" }`},
+		{`{"st\u0061tus":"requested","id":"x"}`, `{"st\u0061tus":"completed","id":"x"}`},
+		// No status, or two: decoded and written again.
+		{`{"resourceType":"Task","id":"x"}`, `{"id":"x","resourceType":"Task","status":"completed"}`},
+		{`{"status":"requested","st\u0061tus":"accepted"}`, `{"status":"completed"}`},
+	} {
+		got, err := SetStatus([]byte(c.in), StatusCompleted)
+		if err != nil || string(got) != c.want {
+			t.Errorf("SetStatus(%s) = %s, %v; want %s", c.in, got, err, c.want)
+		}
+	}
+	if _, err := SetStatus([]byte(`{"status":"requested"`), StatusCompleted); err == nil {
+		t.Error("SetStatus took invalid JSON")
+	}
+}
+
+// TestOnlyStatusChangedSpliced checks that a body sent back with only its
+// status replaced is taken without decoding, and that anything else is
+// still judged member by member.
+func TestOnlyStatusChangedSpliced(t *testing.T) {
+	cur := []byte(`{"resourceType":"Task","id":"1","meta":{"versionId":"2"},"status":"in-progress","input":[{"valueString":"a"}]}`)
+	for _, c := range []struct {
+		next   string
+		status string
+		ok     bool
+	}{
+		{`{"resourceType":"Task","id":"1","meta":{"versionId":"2"},"status":"completed","input":[{"valueString":"a"}]}`, StatusCompleted, true},
+		{`{"input":[{"valueString":"a"}],"resourceType":"Task","status":"completed"}`, StatusCompleted, true},
+		{`{"resourceType":"Task","id":"1","meta":{"versionId":"2"},"status":"completed","input":[{"valueString":"b"}]}`, "", false},
+		{`{"resourceType":"Task","id":"1","meta":{"versionId":"2"},"status":7,"input":[{"valueString":"a"}]}`, "", false},
+		{`{"resourceType":"Task","id":"1","meta":{"versionId":"2"},"status":"completed","input":[{"valueString":"a"}]}x`, "", false},
+	} {
+		status, ok := OnlyStatusChanged(cur, []byte(c.next))
+		if status != c.status || ok != c.ok {
+			t.Errorf("OnlyStatusChanged(%s) = %q, %v; want %q, %v", c.next, status, ok, c.status, c.ok)
+		}
+	}
+}
