@@ -899,7 +899,7 @@ func (f *fetcher) run(ctx context.Context, in WorkflowInput, into *collection) (
 		if err != nil {
 			return qr, fmt.Errorf("read %s: %w", qr.Query, err)
 		}
-		if !validJSON(body) {
+		if !fhir.ValidJSON(body) {
 			return qr, fmt.Errorf("read %s: the answer is not JSON", qr.Query)
 		}
 		into.add(u, body)

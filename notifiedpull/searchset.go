@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"unicode/utf8"
+
+	"github.com/schakel-nl/schakel/fhir"
 )
 
 // searchEntry is one entry of a searchset Bundle as a pull keeps it: its
@@ -31,7 +33,7 @@ var errNotSearchset = errors.New("answer is not a searchset Bundle")
 // case-insensitively).
 func parseSearchPage(body []byte) (searchPage, error) {
 	var p searchPage
-	if !validJSON(body) {
+	if !fhir.ValidJSON(body) {
 		return p, errNotSearchset
 	}
 	if isNull(bytes.TrimSpace(body)) {

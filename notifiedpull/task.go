@@ -439,7 +439,7 @@ func ParseWorkflowInputs(body []byte) (status string, inputs []WorkflowInput, er
 // status keeps every other byte as it was; otherwise (no status, or more
 // than one) it is decoded and written again.
 func SetStatus(body []byte, status string) (json.RawMessage, error) {
-	if validJSON(body) {
+	if fhir.ValidJSON(body) {
 		if start, end, n := memberValue(body, "status"); n == 1 {
 			q, err := json.Marshal(status)
 			if err != nil {
@@ -569,7 +569,7 @@ func OnlyStatusChanged(current, next []byte) (string, bool) {
 // statusSpliced reports whether next is current, byte for byte, but for
 // the value of its one status member, a string, and returns that status.
 func statusSpliced(current, next []byte) (string, bool) {
-	if !validJSON(current) || !validJSON(next) {
+	if !fhir.ValidJSON(current) || !fhir.ValidJSON(next) {
 		return "", false
 	}
 	cs, ce, cn := memberValue(current, "status")

@@ -108,7 +108,7 @@ type Parsed struct {
 // parameter of the type starts from are decoded (never a Bundle's entries,
 // say): the index needs no more, and the body is stored as it came.
 func (e *Engine) Parse(body []byte) (*Parsed, error) {
-	if !validJSON(body) {
+	if !fhir.ValidJSON(body) {
 		return nil, invalidJSON(body)
 	}
 	ms, err := fhir.SplitMembers(body)
