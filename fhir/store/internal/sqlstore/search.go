@@ -378,7 +378,12 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 	if len(c.Chain) > 0 && !b.filterOnly {
 		// One index lookup per target type, joined with UNION ALL: an OR of
 		// the target types would make the database scan every reference of
-		// the parameter instead of probing idx_ref_target.
+		// the parameter instead of probing idx_ref_target. Each arm is one
+		// join (the chained clause's index rows, their resources, the
+		// references to those) rather than nested IN subqueries: SQLite
+		// builds a temporary table for every IN (SELECT ...), which costs
+		// more than the lookups themselves. Duplicates of the join do not
+		// matter inside the outer IN.
 		fmt.Fprintf(&b.sql, "%s.rid IN (", r)
 		for i, ch := range c.Chain {
 			if i > 0 {
@@ -386,11 +391,27 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 			}
 			b.alias++
 			t := "t" + strconv.Itoa(b.alias)
-			fmt.Fprintf(&b.sql, "SELECT %s.rid FROM idx_ref %s WHERE %s.tenant = ? AND %s.type = ? AND %s.param = ? AND %s.target_type = ? AND %s.target_id IN (SELECT %s.id FROM resource %s WHERE %s AND ",
-				x, x, x, x, x, x, x, t, t, b.scope(t, []search.Clause{ch.Clause}))
-			b.arg(tenant, typ, c.Param.Code, ch.Type, tenant, ch.Type)
+			ref := func() {
+				fmt.Fprintf(&b.sql, " JOIN idx_ref %s ON %s.tenant = ? AND %s.type = ? AND %s.param = ? AND %s.target_type = ? AND %s.target_id = %s.id",
+					x, x, x, x, x, x, t)
+				b.arg(tenant, typ, c.Param.Code, ch.Type)
+			}
+			if y, ok := b.joinable(&ch.Clause); ok {
+				// The chained clause's index lookup drives the arm.
+				table, _ := indexTable(ch.Clause.Type)
+				fmt.Fprintf(&b.sql, "SELECT %s.rid FROM %s %s JOIN resource %s ON %s.rid = %s.rid AND %s",
+					x, table, y, t, t, y, b.scope(t, []search.Clause{ch.Clause}))
+				b.arg(tenant, ch.Type)
+				ref()
+				b.sql.WriteString(" WHERE ")
+				b.indexRows(tenant, ch.Type, y, &ch.Clause)
+				continue
+			}
+			fmt.Fprintf(&b.sql, "SELECT %s.rid FROM resource %s", x, t)
+			ref()
+			fmt.Fprintf(&b.sql, " WHERE %s AND ", b.scope(t, []search.Clause{ch.Clause}))
+			b.arg(tenant, ch.Type)
 			b.clause(tenant, ch.Type, t, &ch.Clause)
-			b.sql.WriteString(")")
 		}
 		b.sql.WriteString(")")
 		return
@@ -403,8 +424,10 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 		fmt.Fprintf(&b.sql, "EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND %s.param = ? AND (", table, x, x, r, x)
 		b.arg(c.Param.Code)
 	} else {
-		fmt.Fprintf(&b.sql, "%s.rid IN (SELECT %s.rid FROM %s %s WHERE %s.tenant = ? AND %s.type = ? AND %s.param = ? AND (", r, x, table, x, x, x, x)
-		b.arg(tenant, typ, c.Param.Code)
+		fmt.Fprintf(&b.sql, "%s.rid IN (SELECT %s.rid FROM %s %s WHERE ", r, x, table, x)
+		b.indexRows(tenant, typ, x, c)
+		b.sql.WriteString(")")
+		return
 	}
 	b.filterOnly = false
 	if len(c.Chain) > 0 {
@@ -430,6 +453,35 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 		b.value(x, c, v)
 	}
 	b.sql.WriteString("))")
+}
+
+// joinable reports whether c is a plain lookup in its index table (no
+// chain, no :missing or :not, not _id or _lastUpdated), one that can be
+// joined instead of nested; it returns a fresh alias for the index rows.
+func (b *sqlBuilder) joinable(c *search.Clause) (string, bool) {
+	if c.Param == nil || len(c.Chain) > 0 || c.Modifier == "missing" || c.Modifier == "not" ||
+		c.Code == search.ParamID || c.Code == search.ParamLastUpdated {
+		return "", false
+	}
+	if table, _ := indexTable(c.Type); table == "" {
+		return "", false
+	}
+	b.alias++
+	return "x" + strconv.Itoa(b.alias), true
+}
+
+// indexRows writes the condition on index row alias x of the rows of
+// resources of type typ that match c.
+func (b *sqlBuilder) indexRows(tenant, typ, x string, c *search.Clause) {
+	fmt.Fprintf(&b.sql, "%s.tenant = ? AND %s.type = ? AND %s.param = ? AND (", x, x, x)
+	b.arg(tenant, typ, c.Param.Code)
+	for i, v := range c.Values {
+		if i > 0 {
+			b.sql.WriteString(" OR ")
+		}
+		b.value(x, c, v)
+	}
+	b.sql.WriteString(")")
 }
 
 // value writes the condition of one value on index row alias x.
