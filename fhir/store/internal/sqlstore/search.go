@@ -1,9 +1,12 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -181,29 +184,113 @@ func (e *Engine) includes(ctx context.Context, c Conn, tenant string, pq *search
 // lastN implements Observation/$lastn: per code (each system|code of the
 // code parameter) the n most recent matches by the date parameter
 // (Observation.effective), newest first.
+//
+// The database returns the matches' ranking keys, one row per code, and the
+// ranking is done here: the same selection in SQL (a window function over
+// the codes, grouped by resource and sorted again) makes SQLite fill four
+// temporary tables per search. Only the page's bodies are read.
 func (e *Engine) lastN(ctx context.Context, c Conn, tenant string, pq *search.Query, n int, where string, args []any, page store.Page) (store.Page, error) {
-	query := `WITH m AS MATERIALIZED (SELECT r.rid, r.last_updated, r.id FROM resource r WHERE ` + where + `),
-	c AS (SELECT m.rid, m.last_updated, m.id, t.system, t.code,
-		(SELECT MAX(d.low) FROM idx_date d WHERE d.rid = m.rid AND d.param = 'date') AS eff
-		FROM m JOIN idx_token t ON t.rid = m.rid AND t.param = 'code' AND t.code <> ''),
-	ranked AS (SELECT rid, eff, last_updated, id, ROW_NUMBER() OVER (PARTITION BY system, code ORDER BY eff DESC NULLS LAST, last_updated DESC, id DESC) AS rn FROM c)
-	SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.body FROM resource r
-	JOIN (SELECT rid, MAX(eff) AS eff FROM ranked WHERE rn <= ? GROUP BY rid) k ON k.rid = r.rid
-	ORDER BY k.eff DESC NULLS LAST, r.last_updated DESC, r.id DESC`
-	all, err := e.rows(ctx, c, query, append(args, n)...)
+	rs, err := c.Query(ctx, `SELECT r.rid, r.last_updated, r.id, lt.system, lt.code,
+		(SELECT MAX(d.low) FROM idx_date d WHERE d.rid = r.rid AND d.param = 'date')
+		FROM resource r JOIN idx_token lt ON lt.rid = r.rid AND lt.param = 'code' AND lt.code <> ''
+		WHERE `+where, args...)
 	if err != nil {
-		return page, err
+		return page, fmt.Errorf("%s: search: %w", e.Dialect.Name, err)
 	}
-	page.Total = len(all)
+	type code struct{ system, code string }
+	var (
+		codes  []code
+		byCode = map[code][]lastNKey{}
+	)
+	for rs.Next() {
+		var (
+			k   lastNKey
+			cd  code
+			eff sql.NullInt64
+		)
+		if err := rs.Scan(&k.rid, &k.lastUpdated, &k.id, &cd.system, &cd.code, &eff); err != nil {
+			rs.Close()
+			return page, fmt.Errorf("%s: search: %w", e.Dialect.Name, err)
+		}
+		k.eff, k.hasEff = eff.Int64, eff.Valid
+		if _, ok := byCode[cd]; !ok {
+			codes = append(codes, cd)
+		}
+		byCode[cd] = append(byCode[cd], k)
+	}
+	err = rs.Err()
+	rs.Close()
+	if err != nil {
+		return page, fmt.Errorf("%s: search: %w", e.Dialect.Name, err)
+	}
+	// Each code's n newest rows; a resource is kept once, whatever number
+	// of codes selected it.
+	var kept []lastNKey
+	seen := map[int64]bool{}
+	for _, cd := range codes {
+		ks := byCode[cd]
+		slices.SortFunc(ks, lastNKey.compare)
+		for _, k := range ks[:min(n, len(ks))] {
+			if !seen[k.rid] {
+				seen[k.rid] = true
+				kept = append(kept, k)
+			}
+		}
+	}
+	slices.SortFunc(kept, lastNKey.compare)
+	page.Total = len(kept)
 	if pq.SummaryCount {
 		return page, nil
 	}
-	start := min(pq.Offset, len(all))
-	end := min(start+pq.Count, len(all))
-	if end < len(all) {
+	start := min(pq.Offset, len(kept))
+	end := min(start+pq.Count, len(kept))
+	if end < len(kept) {
 		page.NextOffset = end
 	}
-	return e.finish(ctx, c, tenant, pq, all[start:end], page)
+	var matches []row
+	if start < end {
+		rids := make([]any, end-start)
+		at := make(map[int64]int, len(rids))
+		for i, k := range kept[start:end] {
+			rids[i] = k.rid
+			at[k.rid] = i
+		}
+		found, err := e.rows(ctx, c, `SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.body FROM resource r
+			WHERE r.rid IN (`+placeholders(len(rids))+`) AND r.deleted = FALSE`, rids...)
+		if err != nil {
+			return page, err
+		}
+		slices.SortFunc(found, func(a, b row) int { return at[a.rid] - at[b.rid] })
+		matches = found
+	}
+	return e.finish(ctx, c, tenant, pq, matches, page)
+}
+
+// lastNKey is what $lastn ranks a match by.
+type lastNKey struct {
+	rid         int64
+	eff         int64 // the latest start of the date parameter
+	hasEff      bool
+	lastUpdated int64
+	id          string
+}
+
+// compare orders newest first: by eff (none last), then lastUpdated, then
+// id, all descending.
+func (a lastNKey) compare(b lastNKey) int {
+	if a.hasEff != b.hasEff {
+		if a.hasEff {
+			return -1
+		}
+		return 1
+	}
+	if c := cmp.Compare(b.eff, a.eff); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.lastUpdated, a.lastUpdated); c != 0 {
+		return c
+	}
+	return strings.Compare(b.id, a.id)
 }
 
 func placeholders(n int) string {
