@@ -33,7 +33,7 @@ func (e *Engine) Search(ctx context.Context, c Conn, tenant string, q store.Quer
 	}
 	page := store.Page{NextOffset: -1, Ignored: pq.Ignored}
 
-	b := sqlBuilder{pg: e.Dialect.Postgres}
+	b := newSQLBuilder(e.Dialect.Postgres)
 	b.where(tenant, pq)
 	where, args := b.sql.String(), b.args
 
@@ -368,7 +368,30 @@ type sqlBuilder struct {
 	filterOnly bool
 }
 
+// newSQLBuilder returns a builder with room for the SQL of a typical
+// search (the BgZ ones are 0.5 to 1.5 kB with up to 30 arguments).
+func newSQLBuilder(pg bool) *sqlBuilder {
+	b := &sqlBuilder{pg: pg, args: make([]any, 0, 32)}
+	b.sql.Grow(1536)
+	return b
+}
+
 func (b *sqlBuilder) arg(v ...any) { b.args = append(b.args, v...) }
+
+// f writes format with each %s replaced by the next of args (fmt.Fprintf
+// without its reflection: the SQL of every search is built this way).
+func (b *sqlBuilder) f(format string, args ...string) {
+	for {
+		i := strings.Index(format, "%s")
+		if i < 0 {
+			break
+		}
+		b.sql.WriteString(format[:i])
+		b.sql.WriteString(args[0])
+		args, format = args[1:], format[i+2:]
+	}
+	b.sql.WriteString(format)
+}
 
 // instr is the substring-position function.
 func (b *sqlBuilder) instr() string {
@@ -458,7 +481,7 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 		if c.Missing {
 			b.sql.WriteString("NOT ")
 		}
-		fmt.Fprintf(&b.sql, "EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND %s.param = ?)", table, x, x, r, x)
+		b.f("EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND %s.param = ?)", table, x, x, r, x)
 		b.arg(c.Param.Code)
 		return
 	}
@@ -471,7 +494,7 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 		// builds a temporary table for every IN (SELECT ...), which costs
 		// more than the lookups themselves. Duplicates of the join do not
 		// matter inside the outer IN.
-		fmt.Fprintf(&b.sql, "%s.rid IN (", r)
+		b.f("%s.rid IN (", r)
 		for i, ch := range c.Chain {
 			if i > 0 {
 				b.sql.WriteString(" UNION ALL ")
@@ -479,14 +502,14 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 			b.alias++
 			t := "t" + strconv.Itoa(b.alias)
 			ref := func() {
-				fmt.Fprintf(&b.sql, " JOIN idx_ref %s ON %s.tenant = ? AND %s.type = ? AND %s.param = ? AND %s.target_type = ? AND %s.target_id = %s.id",
+				b.f(" JOIN idx_ref %s ON %s.tenant = ? AND %s.type = ? AND %s.param = ? AND %s.target_type = ? AND %s.target_id = %s.id",
 					x, x, x, x, x, x, t)
 				b.arg(tenant, typ, c.Param.Code, ch.Type)
 			}
 			if y, ok := b.joinable(&ch.Clause); ok {
 				// The chained clause's index lookup drives the arm.
 				table, _ := indexTable(ch.Clause.Type)
-				fmt.Fprintf(&b.sql, "SELECT %s.rid FROM %s %s JOIN resource %s ON %s.rid = %s.rid AND %s",
+				b.f("SELECT %s.rid FROM %s %s JOIN resource %s ON %s.rid = %s.rid AND %s",
 					x, table, y, t, t, y, b.scope(t, []search.Clause{ch.Clause}))
 				b.arg(tenant, ch.Type)
 				ref()
@@ -494,9 +517,9 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 				b.indexRows(tenant, ch.Type, y, &ch.Clause)
 				continue
 			}
-			fmt.Fprintf(&b.sql, "SELECT %s.rid FROM resource %s", x, t)
+			b.f("SELECT %s.rid FROM resource %s", x, t)
 			ref()
-			fmt.Fprintf(&b.sql, " WHERE %s AND ", b.scope(t, []search.Clause{ch.Clause}))
+			b.f(" WHERE %s AND ", b.scope(t, []search.Clause{ch.Clause}))
 			b.arg(tenant, ch.Type)
 			b.clause(tenant, ch.Type, t, &ch.Clause)
 		}
@@ -508,10 +531,10 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 		if c.Modifier == "not" {
 			b.sql.WriteString("NOT ")
 		}
-		fmt.Fprintf(&b.sql, "EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND %s.param = ? AND (", table, x, x, r, x)
+		b.f("EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND %s.param = ? AND (", table, x, x, r, x)
 		b.arg(c.Param.Code)
 	} else {
-		fmt.Fprintf(&b.sql, "%s.rid IN (SELECT %s.rid FROM %s %s WHERE ", r, x, table, x)
+		b.f("%s.rid IN (SELECT %s.rid FROM %s %s WHERE ", r, x, table, x)
 		b.indexRows(tenant, typ, x, c)
 		b.sql.WriteString(")")
 		return
@@ -524,7 +547,7 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 			}
 			b.alias++
 			t := "t" + strconv.Itoa(b.alias)
-			fmt.Fprintf(&b.sql, "(%s.target_type = ? AND %s.target_id IN (SELECT %s.id FROM resource %s WHERE %s AND ",
+			b.f("(%s.target_type = ? AND %s.target_id IN (SELECT %s.id FROM resource %s WHERE %s AND ",
 				x, x, t, t, b.scope(t, []search.Clause{ch.Clause}))
 			b.arg(ch.Type, tenant, ch.Type)
 			b.clause(tenant, ch.Type, t, &ch.Clause)
@@ -560,7 +583,7 @@ func (b *sqlBuilder) joinable(c *search.Clause) (string, bool) {
 // indexRows writes the condition on index row alias x of the rows of
 // resources of type typ that match c.
 func (b *sqlBuilder) indexRows(tenant, typ, x string, c *search.Clause) {
-	fmt.Fprintf(&b.sql, "%s.tenant = ? AND %s.type = ? AND %s.param = ? AND (", x, x, x)
+	b.f("%s.tenant = ? AND %s.type = ? AND %s.param = ? AND (", x, x, x)
 	b.arg(tenant, typ, c.Param.Code)
 	for i, v := range c.Values {
 		if i > 0 {
@@ -578,24 +601,24 @@ func (b *sqlBuilder) value(x string, c *search.Clause, v search.Value) {
 	case spec.Token:
 		switch {
 		case c.Modifier == "text":
-			fmt.Fprintf(w, "(%s.text >= ? AND %s.text < ? OR %s(%s.text, ?) > 0)", x, x, b.instr(), x)
+			b.f("(%s.text >= ? AND %s.text < ? OR %s(%s.text, ?) > 0)", x, x, b.instr(), x)
 			b.arg(v.Str, v.Str+maxChar, " "+v.Str)
 		case v.HasSystem && v.Code == "":
-			fmt.Fprintf(w, "%s.system = ?", x)
+			b.f("%s.system = ?", x)
 			b.arg(v.System)
 		case v.HasSystem:
-			fmt.Fprintf(w, "(%s.code = ? AND %s.system = ?)", x, x)
+			b.f("(%s.code = ? AND %s.system = ?)", x, x)
 			b.arg(v.Code, v.System)
 		default:
-			fmt.Fprintf(w, "%s.code = ?", x)
+			b.f("%s.code = ?", x)
 			b.arg(v.Code)
 		}
 	case spec.Reference:
 		if v.RefType != "" {
-			fmt.Fprintf(w, "(%s.target_id = ? AND %s.target_type = ?)", x, x)
+			b.f("(%s.target_id = ? AND %s.target_type = ?)", x, x)
 			b.arg(v.RefID, v.RefType)
 		} else {
-			fmt.Fprintf(w, "%s.target_id = ?", x)
+			b.f("%s.target_id = ?", x)
 			b.arg(v.RefID)
 		}
 	case spec.Date:
@@ -603,32 +626,32 @@ func (b *sqlBuilder) value(x string, c *search.Clause, v search.Value) {
 	case spec.String:
 		switch c.Modifier {
 		case "exact":
-			fmt.Fprintf(w, "%s.raw = ?", x)
+			b.f("%s.raw = ?", x)
 			b.arg(v.Str)
 		case "contains":
-			fmt.Fprintf(w, "%s(%s.norm, ?) > 0", b.instr(), x)
+			b.f("%s(%s.norm, ?) > 0", b.instr(), x)
 			b.arg(v.Str)
 		default:
-			fmt.Fprintf(w, "(%s.norm >= ? AND %s.norm < ?)", x, x)
+			b.f("(%s.norm >= ? AND %s.norm < ?)", x, x)
 			b.arg(v.Str, v.Str+maxChar)
 		}
 	case spec.URI:
 		if c.Modifier == "below" {
-			fmt.Fprintf(w, "(%s.uri >= ? AND %s.uri < ?)", x, x)
+			b.f("(%s.uri >= ? AND %s.uri < ?)", x, x)
 			b.arg(v.Str, v.Str+maxChar)
 		} else {
-			fmt.Fprintf(w, "%s.uri = ?", x)
+			b.f("%s.uri = ?", x)
 			b.arg(v.Str)
 		}
 	case spec.Number, spec.Quantity:
 		w.WriteString("(")
 		b.numberCond(x+".value", v)
 		if v.System != "" {
-			fmt.Fprintf(w, " AND %s.system = ?", x)
+			b.f(" AND %s.system = ?", x)
 			b.arg(v.System)
 		}
 		if v.Code != "" {
-			fmt.Fprintf(w, " AND (%s.code = ? OR %s.unit = ?)", x, x)
+			b.f(" AND (%s.code = ? OR %s.unit = ?)", x, x)
 			b.arg(v.Code, v.Code)
 		}
 		w.WriteString(")")
@@ -639,61 +662,59 @@ func (b *sqlBuilder) value(x string, c *search.Clause, v search.Value) {
 
 // dateCond compares the resource range [lo, hi] with the search range.
 func (b *sqlBuilder) dateCond(lo, hi string, v search.Value) {
-	w := &b.sql
 	switch v.Prefix {
 	case search.Ne:
-		fmt.Fprintf(w, "NOT (%s >= ? AND %s <= ?)", lo, hi)
+		b.f("NOT (%s >= ? AND %s <= ?)", lo, hi)
 		b.arg(v.Low, v.High)
 	case search.Gt:
-		fmt.Fprintf(w, "%s > ?", hi)
+		b.f("%s > ?", hi)
 		b.arg(v.High)
 	case search.Lt:
-		fmt.Fprintf(w, "%s < ?", lo)
+		b.f("%s < ?", lo)
 		b.arg(v.Low)
 	case search.Ge:
-		fmt.Fprintf(w, "%s >= ?", hi)
+		b.f("%s >= ?", hi)
 		b.arg(v.Low)
 	case search.Le:
-		fmt.Fprintf(w, "%s <= ?", lo)
+		b.f("%s <= ?", lo)
 		b.arg(v.High)
 	case search.Sa:
-		fmt.Fprintf(w, "%s > ?", lo)
+		b.f("%s > ?", lo)
 		b.arg(v.High)
 	case search.Eb:
-		fmt.Fprintf(w, "%s < ?", hi)
+		b.f("%s < ?", hi)
 		b.arg(v.Low)
 	case search.Ap:
-		fmt.Fprintf(w, "(%s <= ? AND %s >= ?)", lo, hi)
+		b.f("(%s <= ? AND %s >= ?)", lo, hi)
 		b.arg(v.High, v.Low)
 	default:
-		fmt.Fprintf(w, "(%s >= ? AND %s <= ?)", lo, hi)
+		b.f("(%s >= ? AND %s <= ?)", lo, hi)
 		b.arg(v.Low, v.High)
 	}
 }
 
 func (b *sqlBuilder) numberCond(col string, v search.Value) {
-	w := &b.sql
 	switch v.Prefix {
 	case search.Ne:
-		fmt.Fprintf(w, "NOT (%s >= ? AND %s < ?)", col, col)
+		b.f("NOT (%s >= ? AND %s < ?)", col, col)
 		b.arg(v.NumLow, v.NumHigh)
 	case search.Gt, search.Sa:
-		fmt.Fprintf(w, "%s > ?", col)
+		b.f("%s > ?", col)
 		b.arg(v.Num)
 	case search.Lt, search.Eb:
-		fmt.Fprintf(w, "%s < ?", col)
+		b.f("%s < ?", col)
 		b.arg(v.Num)
 	case search.Ge:
-		fmt.Fprintf(w, "%s >= ?", col)
+		b.f("%s >= ?", col)
 		b.arg(v.Num)
 	case search.Le:
-		fmt.Fprintf(w, "%s <= ?", col)
+		b.f("%s <= ?", col)
 		b.arg(v.Num)
 	case search.Ap:
-		fmt.Fprintf(w, "(%s >= ? AND %s <= ?)", col, col)
+		b.f("(%s >= ? AND %s <= ?)", col, col)
 		b.arg(v.NumLow, v.NumHigh)
 	default:
-		fmt.Fprintf(w, "(%s >= ? AND %s < ?)", col, col)
+		b.f("(%s >= ? AND %s < ?)", col, col)
 		b.arg(v.NumLow, v.NumHigh)
 	}
 }
