@@ -14,6 +14,7 @@ import (
 type readers struct {
 	jobs chan *readJob
 	quit chan struct{}
+	once sync.Once // closes quit
 	wg   sync.WaitGroup
 }
 
@@ -81,8 +82,9 @@ func (r *readers) do(ctx context.Context, fn func()) error {
 	return nil
 }
 
-// stop ends the readers once their reads are done.
+// stop ends the readers once their reads are done; it may be called more
+// than once (as Close may).
 func (r *readers) stop() {
-	close(r.quit)
+	r.once.Do(func() { close(r.quit) })
 	r.wg.Wait()
 }

@@ -39,6 +39,7 @@ func TestReaders(t *testing.T) {
 	}
 	close(block)
 	r.stop()
+	r.stop()
 	if err := r.do(context.Background(), func() { t.Error("ran after stop") }); !errors.Is(err, errClosed) {
 		t.Errorf("after stop: err %v, want errClosed", err)
 	}
