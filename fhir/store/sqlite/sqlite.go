@@ -44,8 +44,6 @@ type Store struct {
 	wdb *sql.DB
 	rdb *sql.DB
 	rc  *stmtCache
-	// readers run the reads on rdb.
-	readers *readers
 	// path is the database file; empty for ":memory:".
 	path string
 }
@@ -108,7 +106,6 @@ func Open(ctx context.Context, path string, v fhir.Version) (*Store, error) {
 		s.rdb.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 		s.rdb.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 		s.rc = newStmtCache(s.rdb)
-		s.readers = startReaders(max(4, runtime.GOMAXPROCS(0)))
 	}
 	return s, nil
 }
@@ -145,9 +142,6 @@ func (s *Store) Analyze(ctx context.Context) error {
 // Close closes the database.
 func (s *Store) Close() error {
 	var err error
-	if s.readers != nil {
-		s.readers.stop()
-	}
 	if s.rc != nil {
 		err = errors.Join(s.rc.close(), s.rdb.Close())
 	}
@@ -409,11 +403,7 @@ func (s *Store) inTx(ctx context.Context, fn func(c sqlstore.Conn) error) error 
 // writer (waiting for any write in progress).
 func (s *Store) read(ctx context.Context, fn func(c sqlstore.Conn) error) error {
 	if s.rc != nil {
-		var err error
-		if err := s.readers.do(ctx, func() { err = fn(conn{cache: s.rc}) }); err != nil {
-			return err
-		}
-		return err
+		return fn(conn{cache: s.rc})
 	}
 	return s.w.run(ctx, fn)
 }
