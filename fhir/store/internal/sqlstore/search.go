@@ -1,9 +1,12 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +33,7 @@ func (e *Engine) Search(ctx context.Context, c Conn, tenant string, q store.Quer
 	}
 	page := store.Page{NextOffset: -1, Ignored: pq.Ignored}
 
-	b := sqlBuilder{pg: e.Dialect.Postgres}
+	b := newSQLBuilder(e.Dialect.Postgres)
 	b.where(tenant, pq)
 	where, args := b.sql.String(), b.args
 
@@ -181,29 +184,113 @@ func (e *Engine) includes(ctx context.Context, c Conn, tenant string, pq *search
 // lastN implements Observation/$lastn: per code (each system|code of the
 // code parameter) the n most recent matches by the date parameter
 // (Observation.effective), newest first.
+//
+// The database returns the matches' ranking keys, one row per code, and the
+// ranking is done here: the same selection in SQL (a window function over
+// the codes, grouped by resource and sorted again) makes SQLite fill four
+// temporary tables per search. Only the page's bodies are read.
 func (e *Engine) lastN(ctx context.Context, c Conn, tenant string, pq *search.Query, n int, where string, args []any, page store.Page) (store.Page, error) {
-	query := `WITH m AS MATERIALIZED (SELECT r.rid, r.last_updated, r.id FROM resource r WHERE ` + where + `),
-	c AS (SELECT m.rid, m.last_updated, m.id, t.system, t.code,
-		(SELECT MAX(d.low) FROM idx_date d WHERE d.rid = m.rid AND d.param = 'date') AS eff
-		FROM m JOIN idx_token t ON t.rid = m.rid AND t.param = 'code' AND t.code <> ''),
-	ranked AS (SELECT rid, eff, last_updated, id, ROW_NUMBER() OVER (PARTITION BY system, code ORDER BY eff DESC NULLS LAST, last_updated DESC, id DESC) AS rn FROM c)
-	SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.body FROM resource r
-	JOIN (SELECT rid, MAX(eff) AS eff FROM ranked WHERE rn <= ? GROUP BY rid) k ON k.rid = r.rid
-	ORDER BY k.eff DESC NULLS LAST, r.last_updated DESC, r.id DESC`
-	all, err := e.rows(ctx, c, query, append(args, n)...)
+	rs, err := c.Query(ctx, `SELECT r.rid, r.last_updated, r.id, lt.system, lt.code,
+		(SELECT MAX(d.low) FROM idx_date d WHERE d.rid = r.rid AND d.param = 'date')
+		FROM resource r JOIN idx_token lt ON lt.rid = r.rid AND lt.param = 'code' AND lt.code <> ''
+		WHERE `+where, args...)
 	if err != nil {
-		return page, err
+		return page, fmt.Errorf("%s: search: %w", e.Dialect.Name, err)
 	}
-	page.Total = len(all)
+	type code struct{ system, code string }
+	var (
+		codes  []code
+		byCode = map[code][]lastNKey{}
+	)
+	for rs.Next() {
+		var (
+			k   lastNKey
+			cd  code
+			eff sql.NullInt64
+		)
+		if err := rs.Scan(&k.rid, &k.lastUpdated, &k.id, &cd.system, &cd.code, &eff); err != nil {
+			rs.Close()
+			return page, fmt.Errorf("%s: search: %w", e.Dialect.Name, err)
+		}
+		k.eff, k.hasEff = eff.Int64, eff.Valid
+		if _, ok := byCode[cd]; !ok {
+			codes = append(codes, cd)
+		}
+		byCode[cd] = append(byCode[cd], k)
+	}
+	err = rs.Err()
+	rs.Close()
+	if err != nil {
+		return page, fmt.Errorf("%s: search: %w", e.Dialect.Name, err)
+	}
+	// Each code's n newest rows; a resource is kept once, whatever number
+	// of codes selected it.
+	var kept []lastNKey
+	seen := map[int64]bool{}
+	for _, cd := range codes {
+		ks := byCode[cd]
+		slices.SortFunc(ks, lastNKey.compare)
+		for _, k := range ks[:min(n, len(ks))] {
+			if !seen[k.rid] {
+				seen[k.rid] = true
+				kept = append(kept, k)
+			}
+		}
+	}
+	slices.SortFunc(kept, lastNKey.compare)
+	page.Total = len(kept)
 	if pq.SummaryCount {
 		return page, nil
 	}
-	start := min(pq.Offset, len(all))
-	end := min(start+pq.Count, len(all))
-	if end < len(all) {
+	start := min(pq.Offset, len(kept))
+	end := min(start+pq.Count, len(kept))
+	if end < len(kept) {
 		page.NextOffset = end
 	}
-	return e.finish(ctx, c, tenant, pq, all[start:end], page)
+	var matches []row
+	if start < end {
+		rids := make([]any, end-start)
+		at := make(map[int64]int, len(rids))
+		for i, k := range kept[start:end] {
+			rids[i] = k.rid
+			at[k.rid] = i
+		}
+		found, err := e.rows(ctx, c, `SELECT r.rid, r.type, r.id, r.version, r.last_updated, r.body FROM resource r
+			WHERE r.rid IN (`+placeholders(len(rids))+`) AND r.deleted = FALSE`, rids...)
+		if err != nil {
+			return page, err
+		}
+		slices.SortFunc(found, func(a, b row) int { return at[a.rid] - at[b.rid] })
+		matches = found
+	}
+	return e.finish(ctx, c, tenant, pq, matches, page)
+}
+
+// lastNKey is what $lastn ranks a match by.
+type lastNKey struct {
+	rid         int64
+	eff         int64 // the latest start of the date parameter
+	hasEff      bool
+	lastUpdated int64
+	id          string
+}
+
+// compare orders newest first: by eff (none last), then lastUpdated, then
+// id, all descending.
+func (a lastNKey) compare(b lastNKey) int {
+	if a.hasEff != b.hasEff {
+		if a.hasEff {
+			return -1
+		}
+		return 1
+	}
+	if c := cmp.Compare(b.eff, a.eff); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.lastUpdated, a.lastUpdated); c != 0 {
+		return c
+	}
+	return strings.Compare(b.id, a.id)
 }
 
 func placeholders(n int) string {
@@ -281,7 +368,30 @@ type sqlBuilder struct {
 	filterOnly bool
 }
 
+// newSQLBuilder returns a builder with room for the SQL of a typical
+// search (the BgZ ones are 0.5 to 1.5 kB with up to 30 arguments).
+func newSQLBuilder(pg bool) *sqlBuilder {
+	b := &sqlBuilder{pg: pg, args: make([]any, 0, 32)}
+	b.sql.Grow(1536)
+	return b
+}
+
 func (b *sqlBuilder) arg(v ...any) { b.args = append(b.args, v...) }
+
+// f writes format with each %s replaced by the next of args (fmt.Fprintf
+// without its reflection: the SQL of every search is built this way).
+func (b *sqlBuilder) f(format string, args ...string) {
+	for {
+		i := strings.Index(format, "%s")
+		if i < 0 {
+			break
+		}
+		b.sql.WriteString(format[:i])
+		b.sql.WriteString(args[0])
+		args, format = args[1:], format[i+2:]
+	}
+	b.sql.WriteString(format)
+}
 
 // instr is the substring-position function.
 func (b *sqlBuilder) instr() string {
@@ -371,26 +481,47 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 		if c.Missing {
 			b.sql.WriteString("NOT ")
 		}
-		fmt.Fprintf(&b.sql, "EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND %s.param = ?)", table, x, x, r, x)
+		b.f("EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND %s.param = ?)", table, x, x, r, x)
 		b.arg(c.Param.Code)
 		return
 	}
 	if len(c.Chain) > 0 && !b.filterOnly {
 		// One index lookup per target type, joined with UNION ALL: an OR of
 		// the target types would make the database scan every reference of
-		// the parameter instead of probing idx_ref_target.
-		fmt.Fprintf(&b.sql, "%s.rid IN (", r)
+		// the parameter instead of probing idx_ref_target. Each arm is one
+		// join (the chained clause's index rows, their resources, the
+		// references to those) rather than nested IN subqueries: SQLite
+		// builds a temporary table for every IN (SELECT ...), which costs
+		// more than the lookups themselves. Duplicates of the join do not
+		// matter inside the outer IN.
+		b.f("%s.rid IN (", r)
 		for i, ch := range c.Chain {
 			if i > 0 {
 				b.sql.WriteString(" UNION ALL ")
 			}
 			b.alias++
 			t := "t" + strconv.Itoa(b.alias)
-			fmt.Fprintf(&b.sql, "SELECT %s.rid FROM idx_ref %s WHERE %s.tenant = ? AND %s.type = ? AND %s.param = ? AND %s.target_type = ? AND %s.target_id IN (SELECT %s.id FROM resource %s WHERE %s AND ",
-				x, x, x, x, x, x, x, t, t, b.scope(t, []search.Clause{ch.Clause}))
-			b.arg(tenant, typ, c.Param.Code, ch.Type, tenant, ch.Type)
+			ref := func() {
+				b.f(" JOIN idx_ref %s ON %s.tenant = ? AND %s.type = ? AND %s.param = ? AND %s.target_type = ? AND %s.target_id = %s.id",
+					x, x, x, x, x, x, t)
+				b.arg(tenant, typ, c.Param.Code, ch.Type)
+			}
+			if y, ok := b.joinable(&ch.Clause); ok {
+				// The chained clause's index lookup drives the arm.
+				table, _ := indexTable(ch.Clause.Type)
+				b.f("SELECT %s.rid FROM %s %s JOIN resource %s ON %s.rid = %s.rid AND %s",
+					x, table, y, t, t, y, b.scope(t, []search.Clause{ch.Clause}))
+				b.arg(tenant, ch.Type)
+				ref()
+				b.sql.WriteString(" WHERE ")
+				b.indexRows(tenant, ch.Type, y, &ch.Clause)
+				continue
+			}
+			b.f("SELECT %s.rid FROM resource %s", x, t)
+			ref()
+			b.f(" WHERE %s AND ", b.scope(t, []search.Clause{ch.Clause}))
+			b.arg(tenant, ch.Type)
 			b.clause(tenant, ch.Type, t, &ch.Clause)
-			b.sql.WriteString(")")
 		}
 		b.sql.WriteString(")")
 		return
@@ -400,11 +531,13 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 		if c.Modifier == "not" {
 			b.sql.WriteString("NOT ")
 		}
-		fmt.Fprintf(&b.sql, "EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND %s.param = ? AND (", table, x, x, r, x)
+		b.f("EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND %s.param = ? AND (", table, x, x, r, x)
 		b.arg(c.Param.Code)
 	} else {
-		fmt.Fprintf(&b.sql, "%s.rid IN (SELECT %s.rid FROM %s %s WHERE %s.tenant = ? AND %s.type = ? AND %s.param = ? AND (", r, x, table, x, x, x, x)
-		b.arg(tenant, typ, c.Param.Code)
+		b.f("%s.rid IN (SELECT %s.rid FROM %s %s WHERE ", r, x, table, x)
+		b.indexRows(tenant, typ, x, c)
+		b.sql.WriteString(")")
+		return
 	}
 	b.filterOnly = false
 	if len(c.Chain) > 0 {
@@ -414,7 +547,7 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 			}
 			b.alias++
 			t := "t" + strconv.Itoa(b.alias)
-			fmt.Fprintf(&b.sql, "(%s.target_type = ? AND %s.target_id IN (SELECT %s.id FROM resource %s WHERE %s AND ",
+			b.f("(%s.target_type = ? AND %s.target_id IN (SELECT %s.id FROM resource %s WHERE %s AND ",
 				x, x, t, t, b.scope(t, []search.Clause{ch.Clause}))
 			b.arg(ch.Type, tenant, ch.Type)
 			b.clause(tenant, ch.Type, t, &ch.Clause)
@@ -432,6 +565,35 @@ func (b *sqlBuilder) clause(tenant, typ, r string, c *search.Clause) {
 	b.sql.WriteString("))")
 }
 
+// joinable reports whether c is a plain lookup in its index table (no
+// chain, no :missing or :not, not _id or _lastUpdated), one that can be
+// joined instead of nested; it returns a fresh alias for the index rows.
+func (b *sqlBuilder) joinable(c *search.Clause) (string, bool) {
+	if c.Param == nil || len(c.Chain) > 0 || c.Modifier == "missing" || c.Modifier == "not" ||
+		c.Code == search.ParamID || c.Code == search.ParamLastUpdated {
+		return "", false
+	}
+	if table, _ := indexTable(c.Type); table == "" {
+		return "", false
+	}
+	b.alias++
+	return "x" + strconv.Itoa(b.alias), true
+}
+
+// indexRows writes the condition on index row alias x of the rows of
+// resources of type typ that match c.
+func (b *sqlBuilder) indexRows(tenant, typ, x string, c *search.Clause) {
+	b.f("%s.tenant = ? AND %s.type = ? AND %s.param = ? AND (", x, x, x)
+	b.arg(tenant, typ, c.Param.Code)
+	for i, v := range c.Values {
+		if i > 0 {
+			b.sql.WriteString(" OR ")
+		}
+		b.value(x, c, v)
+	}
+	b.sql.WriteString(")")
+}
+
 // value writes the condition of one value on index row alias x.
 func (b *sqlBuilder) value(x string, c *search.Clause, v search.Value) {
 	w := &b.sql
@@ -439,24 +601,24 @@ func (b *sqlBuilder) value(x string, c *search.Clause, v search.Value) {
 	case spec.Token:
 		switch {
 		case c.Modifier == "text":
-			fmt.Fprintf(w, "(%s.text >= ? AND %s.text < ? OR %s(%s.text, ?) > 0)", x, x, b.instr(), x)
+			b.f("(%s.text >= ? AND %s.text < ? OR %s(%s.text, ?) > 0)", x, x, b.instr(), x)
 			b.arg(v.Str, v.Str+maxChar, " "+v.Str)
 		case v.HasSystem && v.Code == "":
-			fmt.Fprintf(w, "%s.system = ?", x)
+			b.f("%s.system = ?", x)
 			b.arg(v.System)
 		case v.HasSystem:
-			fmt.Fprintf(w, "(%s.code = ? AND %s.system = ?)", x, x)
+			b.f("(%s.code = ? AND %s.system = ?)", x, x)
 			b.arg(v.Code, v.System)
 		default:
-			fmt.Fprintf(w, "%s.code = ?", x)
+			b.f("%s.code = ?", x)
 			b.arg(v.Code)
 		}
 	case spec.Reference:
 		if v.RefType != "" {
-			fmt.Fprintf(w, "(%s.target_id = ? AND %s.target_type = ?)", x, x)
+			b.f("(%s.target_id = ? AND %s.target_type = ?)", x, x)
 			b.arg(v.RefID, v.RefType)
 		} else {
-			fmt.Fprintf(w, "%s.target_id = ?", x)
+			b.f("%s.target_id = ?", x)
 			b.arg(v.RefID)
 		}
 	case spec.Date:
@@ -464,32 +626,32 @@ func (b *sqlBuilder) value(x string, c *search.Clause, v search.Value) {
 	case spec.String:
 		switch c.Modifier {
 		case "exact":
-			fmt.Fprintf(w, "%s.raw = ?", x)
+			b.f("%s.raw = ?", x)
 			b.arg(v.Str)
 		case "contains":
-			fmt.Fprintf(w, "%s(%s.norm, ?) > 0", b.instr(), x)
+			b.f("%s(%s.norm, ?) > 0", b.instr(), x)
 			b.arg(v.Str)
 		default:
-			fmt.Fprintf(w, "(%s.norm >= ? AND %s.norm < ?)", x, x)
+			b.f("(%s.norm >= ? AND %s.norm < ?)", x, x)
 			b.arg(v.Str, v.Str+maxChar)
 		}
 	case spec.URI:
 		if c.Modifier == "below" {
-			fmt.Fprintf(w, "(%s.uri >= ? AND %s.uri < ?)", x, x)
+			b.f("(%s.uri >= ? AND %s.uri < ?)", x, x)
 			b.arg(v.Str, v.Str+maxChar)
 		} else {
-			fmt.Fprintf(w, "%s.uri = ?", x)
+			b.f("%s.uri = ?", x)
 			b.arg(v.Str)
 		}
 	case spec.Number, spec.Quantity:
 		w.WriteString("(")
 		b.numberCond(x+".value", v)
 		if v.System != "" {
-			fmt.Fprintf(w, " AND %s.system = ?", x)
+			b.f(" AND %s.system = ?", x)
 			b.arg(v.System)
 		}
 		if v.Code != "" {
-			fmt.Fprintf(w, " AND (%s.code = ? OR %s.unit = ?)", x, x)
+			b.f(" AND (%s.code = ? OR %s.unit = ?)", x, x)
 			b.arg(v.Code, v.Code)
 		}
 		w.WriteString(")")
@@ -500,61 +662,59 @@ func (b *sqlBuilder) value(x string, c *search.Clause, v search.Value) {
 
 // dateCond compares the resource range [lo, hi] with the search range.
 func (b *sqlBuilder) dateCond(lo, hi string, v search.Value) {
-	w := &b.sql
 	switch v.Prefix {
 	case search.Ne:
-		fmt.Fprintf(w, "NOT (%s >= ? AND %s <= ?)", lo, hi)
+		b.f("NOT (%s >= ? AND %s <= ?)", lo, hi)
 		b.arg(v.Low, v.High)
 	case search.Gt:
-		fmt.Fprintf(w, "%s > ?", hi)
+		b.f("%s > ?", hi)
 		b.arg(v.High)
 	case search.Lt:
-		fmt.Fprintf(w, "%s < ?", lo)
+		b.f("%s < ?", lo)
 		b.arg(v.Low)
 	case search.Ge:
-		fmt.Fprintf(w, "%s >= ?", hi)
+		b.f("%s >= ?", hi)
 		b.arg(v.Low)
 	case search.Le:
-		fmt.Fprintf(w, "%s <= ?", lo)
+		b.f("%s <= ?", lo)
 		b.arg(v.High)
 	case search.Sa:
-		fmt.Fprintf(w, "%s > ?", lo)
+		b.f("%s > ?", lo)
 		b.arg(v.High)
 	case search.Eb:
-		fmt.Fprintf(w, "%s < ?", hi)
+		b.f("%s < ?", hi)
 		b.arg(v.Low)
 	case search.Ap:
-		fmt.Fprintf(w, "(%s <= ? AND %s >= ?)", lo, hi)
+		b.f("(%s <= ? AND %s >= ?)", lo, hi)
 		b.arg(v.High, v.Low)
 	default:
-		fmt.Fprintf(w, "(%s >= ? AND %s <= ?)", lo, hi)
+		b.f("(%s >= ? AND %s <= ?)", lo, hi)
 		b.arg(v.Low, v.High)
 	}
 }
 
 func (b *sqlBuilder) numberCond(col string, v search.Value) {
-	w := &b.sql
 	switch v.Prefix {
 	case search.Ne:
-		fmt.Fprintf(w, "NOT (%s >= ? AND %s < ?)", col, col)
+		b.f("NOT (%s >= ? AND %s < ?)", col, col)
 		b.arg(v.NumLow, v.NumHigh)
 	case search.Gt, search.Sa:
-		fmt.Fprintf(w, "%s > ?", col)
+		b.f("%s > ?", col)
 		b.arg(v.Num)
 	case search.Lt, search.Eb:
-		fmt.Fprintf(w, "%s < ?", col)
+		b.f("%s < ?", col)
 		b.arg(v.Num)
 	case search.Ge:
-		fmt.Fprintf(w, "%s >= ?", col)
+		b.f("%s >= ?", col)
 		b.arg(v.Num)
 	case search.Le:
-		fmt.Fprintf(w, "%s <= ?", col)
+		b.f("%s <= ?", col)
 		b.arg(v.Num)
 	case search.Ap:
-		fmt.Fprintf(w, "(%s >= ? AND %s <= ?)", col, col)
+		b.f("(%s >= ? AND %s <= ?)", col, col)
 		b.arg(v.NumLow, v.NumHigh)
 	default:
-		fmt.Fprintf(w, "(%s >= ? AND %s < ?)", col, col)
+		b.f("(%s >= ? AND %s < ?)", col, col)
 		b.arg(v.NumLow, v.NumHigh)
 	}
 }
