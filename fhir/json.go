@@ -30,12 +30,12 @@ func Members(obj []byte) ([]Member, error) {
 // one pass over the bytes. On invalid JSON it returns an error or members
 // that make no sense, never more than obj holds.
 func SplitMembers(obj []byte) ([]Member, error) {
-	i := skipSpace(obj, 0)
+	i := SkipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
 		return nil, errors.New("not a JSON object")
 	}
 	out := make([]Member, 0, 16)
-	i = skipSpace(obj, i+1)
+	i = SkipSpace(obj, i+1)
 	if i < len(obj) && obj[i] == '}' {
 		return out, trailing(obj, i+1)
 	}
@@ -43,7 +43,7 @@ func SplitMembers(obj []byte) ([]Member, error) {
 		if obj[i] != '"' {
 			return nil, errors.New("not a JSON object: a member without a name")
 		}
-		end := stringEnd(obj, i+1)
+		end := StringEnd(obj, i+1)
 		if end < 0 {
 			return nil, errors.New("not a JSON object: unterminated name")
 		}
@@ -54,21 +54,21 @@ func SplitMembers(obj []byte) ([]Member, error) {
 				return nil, err
 			}
 		}
-		i = skipSpace(obj, end+1)
+		i = SkipSpace(obj, end+1)
 		if i >= len(obj) || obj[i] != ':' {
 			return nil, errors.New("not a JSON object: no ':' after a name")
 		}
-		i = skipSpace(obj, i+1)
-		ve := valueEnd(obj, i)
+		i = SkipSpace(obj, i+1)
+		ve := ValueEnd(obj, i)
 		if ve < 0 {
 			return nil, errors.New("not a JSON object: unterminated value")
 		}
 		out = append(out, Member{Key: key, Value: obj[i:ve:ve]})
-		i = skipSpace(obj, ve)
+		i = SkipSpace(obj, ve)
 		switch {
 		case i >= len(obj):
 		case obj[i] == ',':
-			i = skipSpace(obj, i+1)
+			i = SkipSpace(obj, i+1)
 			continue
 		case obj[i] == '}':
 			return out, trailing(obj, i+1)
@@ -81,26 +81,26 @@ func SplitMembers(obj []byte) ([]Member, error) {
 // SplitElements splits a JSON array of a document known to be valid JSON
 // into its elements, as SplitMembers splits an object.
 func SplitElements(arr []byte) ([]json.RawMessage, error) {
-	i := skipSpace(arr, 0)
+	i := SkipSpace(arr, 0)
 	if i >= len(arr) || arr[i] != '[' {
 		return nil, errors.New("not a JSON array")
 	}
 	var out []json.RawMessage
-	i = skipSpace(arr, i+1)
+	i = SkipSpace(arr, i+1)
 	if i < len(arr) && arr[i] == ']' {
 		return out, trailing(arr, i+1)
 	}
 	for i < len(arr) {
-		ve := valueEnd(arr, i)
+		ve := ValueEnd(arr, i)
 		if ve < 0 {
 			return nil, errors.New("not a JSON array: unterminated value")
 		}
 		out = append(out, arr[i:ve:ve])
-		i = skipSpace(arr, ve)
+		i = SkipSpace(arr, ve)
 		switch {
 		case i >= len(arr):
 		case arr[i] == ',':
-			i = skipSpace(arr, i+1)
+			i = SkipSpace(arr, i+1)
 			continue
 		case arr[i] == ']':
 			return out, trailing(arr, i+1)
@@ -113,28 +113,30 @@ func SplitElements(arr []byte) ([]json.RawMessage, error) {
 // trailing refuses anything but white space after the end of a value at i:
 // whoever writes the parts back would drop it silently.
 func trailing(b []byte, i int) error {
-	if skipSpace(b, i) != len(b) {
+	if SkipSpace(b, i) != len(b) {
 		return errors.New("not a JSON object: more follows it")
 	}
 	return nil
 }
 
-func skipSpace(b []byte, i int) int {
+// SkipSpace returns the index of the first byte at or after b[i] that is no
+// JSON white space.
+func SkipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
 		i++
 	}
 	return i
 }
 
-// valueEnd returns the index just after the JSON value starting at b[i], or
+// ValueEnd returns the index just after the JSON value starting at b[i], or
 // -1 when b ends first. It trusts b to be valid JSON.
-func valueEnd(b []byte, i int) int {
+func ValueEnd(b []byte, i int) int {
 	if i >= len(b) {
 		return -1
 	}
 	switch b[i] {
 	case '"':
-		end := stringEnd(b, i+1)
+		end := StringEnd(b, i+1)
 		if end < 0 {
 			return -1
 		}
@@ -151,7 +153,7 @@ func valueEnd(b []byte, i int) int {
 					return i + 1
 				}
 			case '"':
-				end := stringEnd(b, i+1)
+				end := StringEnd(b, i+1)
 				if end < 0 {
 					return -1
 				}

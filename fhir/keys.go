@@ -84,7 +84,7 @@ func CheckKeys(b []byte) error {
 				f.index++
 			}
 		case '"':
-			end := stringEnd(b, i+1)
+			end := StringEnd(b, i+1)
 			if end < 0 {
 				return nil
 			}
@@ -138,9 +138,9 @@ func (f *keyFrame) seen(keys [][]byte, key []byte) bool {
 	return false
 }
 
-// stringEnd returns the index of the quote closing the JSON string whose
+// StringEnd returns the index of the quote closing the JSON string whose
 // content starts at b[i], or -1.
-func stringEnd(b []byte, i int) int {
+func StringEnd(b []byte, i int) int {
 	for ; i < len(b); i++ {
 		switch b[i] {
 		case '\\':

@@ -114,7 +114,7 @@ func validObject(b []byte, i, depth int) int {
 	if depth > maxNesting {
 		return -1
 	}
-	i = skipSpace(b, i+1)
+	i = SkipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return i + 1
 	}
@@ -125,14 +125,14 @@ func validObject(b []byte, i, depth int) int {
 		if i = validString(b, i); i < 0 {
 			return -1
 		}
-		i = skipSpace(b, i)
+		i = SkipSpace(b, i)
 		if i >= len(b) || b[i] != ':' {
 			return -1
 		}
-		if i = validValue(b, skipSpace(b, i+1), depth); i < 0 {
+		if i = validValue(b, SkipSpace(b, i+1), depth); i < 0 {
 			return -1
 		}
-		i = skipSpace(b, i)
+		i = SkipSpace(b, i)
 		if i >= len(b) {
 			return -1
 		}
@@ -140,7 +140,7 @@ func validObject(b []byte, i, depth int) int {
 		case '}':
 			return i + 1
 		case ',':
-			i = skipSpace(b, i+1)
+			i = SkipSpace(b, i+1)
 		default:
 			return -1
 		}
@@ -152,7 +152,7 @@ func validArray(b []byte, i, depth int) int {
 	if depth > maxNesting {
 		return -1
 	}
-	i = skipSpace(b, i+1)
+	i = SkipSpace(b, i+1)
 	if i < len(b) && b[i] == ']' {
 		return i + 1
 	}
@@ -160,7 +160,7 @@ func validArray(b []byte, i, depth int) int {
 		if i = validValue(b, i, depth); i < 0 {
 			return -1
 		}
-		i = skipSpace(b, i)
+		i = SkipSpace(b, i)
 		if i >= len(b) {
 			return -1
 		}
@@ -168,7 +168,7 @@ func validArray(b []byte, i, depth int) int {
 		case ']':
 			return i + 1
 		case ',':
-			i = skipSpace(b, i+1)
+			i = SkipSpace(b, i+1)
 		default:
 			return -1
 		}
@@ -180,6 +180,6 @@ func validArray(b []byte, i, depth int) int {
 // around it: what encoding/json's Valid reports, in about a third of its
 // time.
 func ValidJSON(b []byte) bool {
-	end := validValue(b, skipSpace(b, 0), 0)
-	return end >= 0 && skipSpace(b, end) == len(b)
+	end := validValue(b, SkipSpace(b, 0), 0)
+	return end >= 0 && SkipSpace(b, end) == len(b)
 }
