@@ -67,6 +67,12 @@ var restful = map[string]bool{"read": true, "vread": true, "update": true, "patc
 	"batch": true, "operation": true}
 
 func encodeBody(r Record) ([]byte, error) {
+	b := canonical(r)
+	return b.appendJSON(make([]byte, 0, b.sizeHint()))
+}
+
+// canonical is the record's canonical body: what its hash covers.
+func canonical(r Record) body {
 	typ := r.Type
 	if typ == "" {
 		typ = r.Interaction
@@ -74,14 +80,13 @@ func encodeBody(r Record) ([]byte, error) {
 			typ = "rest"
 		}
 	}
-	b := body{V: 1, EventID: r.EventID, Time: r.Time.UTC(), Action: r.Action, Type: typ, Interaction: r.Interaction,
+	return body{V: 1, EventID: r.EventID, Time: r.Time.UTC(), Action: r.Action, Type: typ, Interaction: r.Interaction,
 		Outcome: r.Outcome, OutcomeText: r.OutcomeText, Node: r.Node, Tenant: r.Tenant,
 		ActorURA: r.ActorURA, ActorSystem: r.ActorSystem, ActorUser: r.ActorUser, ActorAltID: r.ActorAltID,
 		ActorName: r.ActorName, ActorRole: r.ActorRole, PurposeOfUse: r.PurposeOfUse, Requestor: !r.NotRequestor,
 		Address: r.Address, Patient: r.Patient, Types: dedupe(r.Types), Resources: r.Resources, Query: r.Query,
 		Sensitivity: r.Sensitivity, Task: r.Task, AuthzProtocol: r.AuthzProtocol, ConsentProfile: r.ConsentProfile,
 		Checks: r.Checks}
-	return b.appendJSON(make([]byte, 0, b.sizeHint()))
 }
 
 // appendJSON appends b as encoding/json encodes it without HTML escaping

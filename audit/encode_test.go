@@ -14,20 +14,7 @@ import (
 // encodeBody reproduces without reflection.
 func referenceBody(t testing.TB, r Record) []byte {
 	t.Helper()
-	typ := r.Type
-	if typ == "" {
-		typ = r.Interaction
-		if restful[r.Interaction] {
-			typ = "rest"
-		}
-	}
-	b := body{V: 1, EventID: r.EventID, Time: r.Time.UTC(), Action: r.Action, Type: typ, Interaction: r.Interaction,
-		Outcome: r.Outcome, OutcomeText: r.OutcomeText, Node: r.Node, Tenant: r.Tenant,
-		ActorURA: r.ActorURA, ActorSystem: r.ActorSystem, ActorUser: r.ActorUser, ActorAltID: r.ActorAltID,
-		ActorName: r.ActorName, ActorRole: r.ActorRole, PurposeOfUse: r.PurposeOfUse, Requestor: !r.NotRequestor,
-		Address: r.Address, Patient: r.Patient, Types: dedupe(r.Types), Resources: r.Resources, Query: r.Query,
-		Sensitivity: r.Sensitivity, Task: r.Task, AuthzProtocol: r.AuthzProtocol, ConsentProfile: r.ConsentProfile,
-		Checks: r.Checks}
+	b := canonical(r)
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
