@@ -73,6 +73,7 @@ func (n *Node) setupPush(ctx context.Context) error {
 				Step: "push-" + e.Step, Detail: e.Detail, Err: e.Err})
 		},
 		Logger: n.log, Lifetime: n.cfg.Push.Lifetime, RetryBase: n.cfg.Push.RetryBase, RetryMax: n.cfg.Push.RetryMax, Lease: n.cfg.Lease,
+		Shared:       n.cfg.Store.Postgres != "",
 		Applications: apps, Faults: n.faults.Set(),
 	})
 	return err

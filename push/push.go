@@ -143,6 +143,12 @@ type Config struct {
 	// that while the attempt runs, so a message whose round died (its
 	// replica was killed) is claimed by another round about one lease on.
 	Lease time.Duration
+	// Shared says other replicas of the node work on the same Store
+	// (PostgreSQL). A start then leaves the leases alone: a live replica's
+	// round may hold them, and those of a replica that died run out
+	// within one Lease. An unshared store's start releases every lease
+	// (Resume): no other process can hold one.
+	Shared bool
 	// Workers deliver in parallel (default 4).
 	Workers      int
 	Applications []Application

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -59,6 +60,8 @@ type world struct {
 	// long the receiver waits before it handles a message.
 	lease time.Duration
 	slow  atomic.Int64
+	// shared: the services' store is shared with other replicas.
+	shared bool
 }
 
 func newWorld(t *testing.T) *world { return newWorldWith(t, nil) }
@@ -141,6 +144,7 @@ func (w *world) service(ura string, db *push.DB) *push.Service {
 		RetryBase:    time.Second,
 		RetryMax:     time.Minute,
 		Lease:        w.lease,
+		Shared:       w.shared,
 		Applications: []push.Application{correspondentie.New()},
 	})
 	if err != nil {
@@ -358,6 +362,47 @@ func TestReceiverDownThenBack(t *testing.T) {
 	}
 	if got := w.out(m.ID); got.Status != push.StatusDelivered || got.Attempts != 5 {
 		t.Fatalf("%s after %d attempts", got.Status, got.Attempts)
+	}
+}
+
+// TestStartLeavesSharedLeases: a replica starting on a shared store leaves
+// the lease another replica's round holds; on a store of its own a start
+// makes every queued message due at once.
+func TestStartLeavesSharedLeases(t *testing.T) {
+	for _, shared := range []bool{true, false} {
+		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
+			w := newWorldWith(t, func(w *world) { w.shared = shared })
+			m := w.send("")
+			now := *w.now.Load()
+			lease := now.Add(30 * time.Second)
+			// A live replica's round holds the message.
+			if claimed, err := w.db[hospital].Claim(context.Background(), now, lease, 10); err != nil || len(claimed) != 1 {
+				t.Fatalf("claim: %d, %v", len(claimed), err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			other := w.service(hospital, w.db[hospital])
+			if err := other.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { cancel(); other.Wait() }()
+			if shared {
+				// Its rounds find the message held; the lease stands.
+				if n, err := other.DeliverDue(context.Background()); err != nil || n != 0 {
+					t.Fatalf("a round of the started replica took %d messages (%v)", n, err)
+				}
+				if got := w.out(m.ID); got.Status != push.StatusQueued || !got.NextAttempt.Equal(lease) {
+					t.Fatalf("after another replica started: %s, next attempt %s, want the lease %s", got.Status, got.NextAttempt, lease)
+				}
+				return
+			}
+			// The lease was released: the started replica delivers it.
+			for deadline := time.Now().Add(10 * time.Second); w.out(m.ID).Status != push.StatusDelivered; {
+				if time.Now().After(deadline) {
+					t.Fatalf("the released message was not delivered: %s", w.out(m.ID).Status)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
 	}
 }
 

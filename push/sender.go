@@ -170,11 +170,14 @@ func (s *Service) holdLease(ctx context.Context, m OutMessage) (context.Context,
 	}
 }
 
-// Start resumes the outbox (a message claimed by a process that stopped
-// is due at once) and delivers until ctx ends; Wait waits for it.
+// Start resumes the outbox (unless the store is Shared, a message claimed
+// by a process that stopped is due at once) and delivers until ctx ends;
+// Wait waits for it.
 func (s *Service) Start(ctx context.Context) error {
-	if err := s.Resume(ctx); err != nil {
-		return err
+	if !s.cfg.Shared {
+		if err := s.Resume(ctx); err != nil {
+			return err
+		}
 	}
 	s.wg.Add(1)
 	go func() {
