@@ -121,7 +121,7 @@ type overlay struct {
 func (o overlay) empty() bool { return len(o.Agreements) == 0 && len(o.Participants) == 0 }
 
 func (o overlay) clone() overlay {
-	out := overlay{Agreements: map[string]*plateau.PartnerConfig{}, Participants: map[string]*ParticipantConfig{}}
+	out := emptyOverlay()
 	for k, v := range o.Agreements {
 		out.Agreements[k] = v
 	}
@@ -193,26 +193,36 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// emptyOverlay is an overlay without changes.
+func emptyOverlay() overlay {
+	return overlay{Agreements: map[string]*plateau.PartnerConfig{}, Participants: map[string]*ParticipantConfig{}}
+}
+
 // readOverlay reads <dataDir>/OverlayFile; none is an empty overlay.
 func readOverlay(dataDir string) (overlay, error) {
-	o := overlay{Agreements: map[string]*plateau.PartnerConfig{}, Participants: map[string]*ParticipantConfig{}}
 	if dataDir == "" {
-		return o, nil
+		return emptyOverlay(), nil
 	}
 	path := filepath.Join(dataDir, OverlayFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return o, nil
+		return emptyOverlay(), nil
 	}
 	if err != nil {
-		return o, fmt.Errorf("datadir: run-time changes: %w", err)
+		return emptyOverlay(), fmt.Errorf("datadir: run-time changes: %w", err)
 	}
+	return decodeOverlay(b, "datadir: run-time changes "+path)
+}
+
+// decodeOverlay reads the overlay document b; where names it in errors.
+func decodeOverlay(b []byte, where string) (overlay, error) {
+	o := emptyOverlay()
 	var raw struct {
 		Agreements   map[string]any `json:"agreements"`
 		Participants map[string]any `json:"participants"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return o, fmt.Errorf("datadir: run-time changes %s: %w", path, err)
+		return o, fmt.Errorf("%s: %w", where, err)
 	}
 	for k, v := range raw.Agreements {
 		if v == nil {
@@ -221,7 +231,7 @@ func readOverlay(dataDir string) (overlay, error) {
 		}
 		var a plateau.PartnerConfig
 		if err := fromKoanfShape(v, &a); err != nil {
-			return o, fmt.Errorf("datadir: run-time changes %s: agreements.%s: %w", path, k, err)
+			return o, fmt.Errorf("%s: agreements.%s: %w", where, k, err)
 		}
 		o.Agreements[k] = &a
 	}
@@ -232,16 +242,15 @@ func readOverlay(dataDir string) (overlay, error) {
 		}
 		var p ParticipantConfig
 		if err := fromKoanfShape(v, &p); err != nil {
-			return o, fmt.Errorf("datadir: run-time changes %s: participants.%s: %w", path, k, err)
+			return o, fmt.Errorf("%s: participants.%s: %w", where, k, err)
 		}
 		o.Participants[k] = &p
 	}
 	return o, nil
 }
 
-// write replaces <dataDir>/OverlayFile atomically: a crash leaves the old
-// file or the new one, never a torn one.
-func (o overlay) write(dataDir string) error {
+// encode is the overlay document: what decodeOverlay reads.
+func (o overlay) encode() ([]byte, error) {
 	doc := map[string]map[string]any{"agreements": {}, "participants": {}}
 	for k, v := range o.Agreements {
 		doc["agreements"][k] = koanfShape(v)
@@ -249,7 +258,13 @@ func (o overlay) write(dataDir string) error {
 	for k, v := range o.Participants {
 		doc["participants"][k] = koanfShape(v)
 	}
-	b, err := json.MarshalIndent(doc, "", "  ")
+	return json.MarshalIndent(doc, "", "  ")
+}
+
+// write replaces <dataDir>/OverlayFile atomically: a crash leaves the old
+// file or the new one, never a torn one.
+func (o overlay) write(dataDir string) error {
+	b, err := o.encode()
 	if err != nil {
 		return err
 	}
@@ -288,6 +303,8 @@ type adminState struct {
 	ov        overlay
 	current   Config // seed with the overlay applied, validated: what the node runs with
 	operators map[[32]byte]string
+	store     overlayStore // where ov is kept
+	version   int64        // the store's version of ov
 }
 
 // adminChange is one change: the entry under key set to value, or
@@ -419,15 +436,21 @@ func (n *Node) change(ctx context.Context, operator, remote string, c adminChang
 	} else if c.agreement != nil {
 		after = koanfShape(*c.agreement)
 	}
-	if err := ov.write(n.cfg.DataDir); err != nil {
-		n.log.Error("admin: run-time changes not saved", "err", err)
-		return fail(refuse(http.StatusInternalServerError, "internal-error", "the change could not be saved in the data directory; nothing changed"))
+	version, err := st.store.save(ctx, ov, st.version)
+	if errors.Is(err, errOverlayMoved) {
+		// Another replica saved a change since this one read the changes:
+		// it takes that change up within a poll; the operator tries again.
+		return fail(refuse(http.StatusConflict, "conflict", "another replica of this node changed its agreements or participants meanwhile; nothing changed, try again in a few seconds"))
+	}
+	if err != nil {
+		n.log.Error("admin: run-time changes not saved", "store", st.store, "err", err)
+		return fail(refuse(http.StatusInternalServerError, "internal-error", "the change could not be saved in %s; nothing changed", st.store))
 	}
 	// No change without its audit record: when the record cannot be
 	// written, the saved overlay is put back and nothing changes.
 	if err := record(http.StatusOK, ""); err != nil {
-		if rerr := st.ov.write(n.cfg.DataDir); rerr != nil {
-			n.log.Error("admin: run-time changes not restored after an audit failure", "err", rerr)
+		if _, rerr := st.store.save(context.WithoutCancel(ctx), st.ov, version); rerr != nil {
+			n.log.Error("admin: run-time changes not restored after an audit failure", "store", st.store, "err", rerr)
 		}
 		return before, nil, false, refuse(http.StatusServiceUnavailable, "audit-unavailable", "the change could not be audited; nothing changed")
 	}
@@ -446,7 +469,7 @@ func (n *Node) change(ctx context.Context, operator, remote string, c adminChang
 			old.party.HTTP.CloseIdleConnections()
 		}
 	}
-	st.ov, st.current = ov, next
+	st.ov, st.current, st.version = ov, next, version
 	n.log.Info("admin: changed", "operator", operator, "kind", c.kind, "key", c.key, "withdrawn", c.withdraw(),
 		"before", summaryJSON(before), "after", summaryJSON(after))
 	return before, after, !exists, nil

@@ -138,16 +138,27 @@ type Options struct {
 // listeners (so their addresses are known before Serve). When it fails it
 // has released whatever it opened, and its error names the setting at fault.
 func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
-	// The admin API's changes, kept in datadir, override the file's entries.
-	ov, err := readOverlay(cfg.DataDir)
+	// The admin API's changes, kept in datadir (or shared by the replicas
+	// in PostgreSQL), override the file's entries.
+	var ovs overlayStore = overlayFile{cfg.DataDir}
+	if cfg.Store.Postgres != "" {
+		t, err := openOverlayTable(ctx, cfg.Store.Postgres, cfg.Store.Schema, cfg.Name, cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: store.postgres: %w", cfg.Name, err)
+		}
+		ovs = t
+	}
+	ov, ovVersion, err := ovs.load(ctx)
 	if err != nil {
+		ovs.Close()
 		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
 	}
 	seed := cfg
 	cfg = ov.apply(seed)
 	if err := cfg.Validate(); err != nil {
+		ovs.Close()
 		if !ov.empty() {
-			err = fmt.Errorf("%w\n(with the run-time changes in %s)", err, filepath.Join(cfg.DataDir, OverlayFile))
+			err = fmt.Errorf("%w\n(with the run-time changes in %s)", err, ovs)
 		}
 		return nil, fmt.Errorf("node %s: invalid configuration:\n%w", cfg.Name, err)
 	}
@@ -157,7 +168,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: slog.New(contextHandler{log.Handler()}).With("node", cfg.Name), parts: newTenants(),
 		events: opts.Events, registered: map[string]time.Time{}, publicLn: opts.PublicListener,
-		admin: &adminState{seed: seed, ov: ov, current: cfg}, faults: newNodeFaults(opts.Faults), apps: applications(opts)}
+		admin: &adminState{seed: seed, ov: ov, current: cfg, store: ovs, version: ovVersion}, faults: newNodeFaults(opts.Faults), apps: applications(opts)}
 	// n is never nil here, whatever the return statements below say; the
 	// result is not named so that no return can reset it before this runs.
 	started := false
@@ -515,6 +526,10 @@ func (n *Node) Serve(ctx context.Context) error {
 		close(dirsDone)
 	}
 	stopShipping := n.startShipping(ctx)
+	if n.admin.store.shared() {
+		n.background.Add(1)
+		go func() { defer n.background.Done(); n.watchOverlay(ctx) }()
+	}
 	errc := make(chan error, 3)
 	go func() { errc <- n.publicSrv.ServeTLS(n.publicLn, "", "") }()
 	go func() { errc <- n.internalSrv.Serve(n.internalLn) }()
@@ -550,6 +565,9 @@ func (n *Node) Serve(ctx context.Context) error {
 // closeStores releases what New opened, in the reverse order, skipping
 // what a failed New did not get to.
 func (n *Node) closeStores() {
+	if n.admin != nil && n.admin.store != nil {
+		_ = n.admin.store.Close()
+	}
 	if n.hitTable != nil {
 		_ = n.hitTable.Close()
 	}
