@@ -123,7 +123,7 @@ func (d *testDir) replica(tb testing.TB, cfg ReplicaConfig) *Replica {
 	cfg.Source = &Client{Base: d.base, HTTP: d.pki.client(tb, "90000000")}
 	switch {
 	case replicaDSN != "":
-		cfg.Path, cfg.Postgres, cfg.Schema = "", replicaDSN, freshSchema(tb, replicaDSN)
+		cfg.Path, cfg.Postgres, cfg.Schema = "", replicaDSN, freshSchema(tb)
 	case cfg.Path == "":
 		cfg.Path = filepath.Join(tb.TempDir(), "replica.db")
 	}

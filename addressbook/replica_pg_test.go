@@ -1,13 +1,10 @@
 package addressbook
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/schakel-nl/schakel/internal/pgdb/pgtest"
 )
 
 // TestReplicaOnPostgres runs the replica's tests again with every replica
@@ -37,17 +34,7 @@ func TestReplicaOnPostgres(t *testing.T) {
 }
 
 // freshSchema is a new schema name, dropped when the test ends.
-func freshSchema(tb testing.TB, dsn string) string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "abreplica_test_" + hex.EncodeToString(b[:])
-	tb.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), dsn)
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-	})
+func freshSchema(tb testing.TB) string {
+	_, schema := pgtest.Schema(tb, "abreplica_test_")
 	return schema
 }

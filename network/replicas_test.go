@@ -4,24 +4,22 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/internal/pgdb/pgtest"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
 	"github.com/schakel-nl/schakel/oauth"
@@ -36,21 +34,8 @@ import (
 // accepted and pulled through the second; an assertion used at the first
 // is refused at the second; and the audit log both wrote is one chain.
 func TestReplicasShareState(t *testing.T) {
-	dsn := os.Getenv("SCHAKEL_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("SCHAKEL_TEST_POSTGRES not set")
-	}
-	prefix := fmt.Sprintf("rep_%d_", time.Now().UnixNano())
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), dsn)
-		if err != nil {
-			return
-		}
-		defer conn.Close(context.Background())
-		for _, n := range []string{"gp_node", "hospital_node"} {
-			_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{prefix + n}.Sanitize()+" CASCADE")
-		}
-	})
+	dsn, prefix := pgtest.Schema(t, "rep_")
+	prefix += "_" // the nodes' schemas are named after it
 	ctx, cancel := context.WithCancel(context.Background())
 	dataDir := t.TempDir()
 	// Authentication agreed at plateau 3: a received referral waits for a

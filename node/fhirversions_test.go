@@ -2,8 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -14,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/schakel-nl/schakel/internal/pgdb/pgtest"
 )
 
 // fhirCall is one request on the internal listener as participant 1.
@@ -188,23 +187,7 @@ func TestPublicR4Base(t *testing.T) {
 // TestR4StoreOnPostgres: with store.postgres the R4 store has its own
 // schema beside the STU3 one.
 func TestR4StoreOnPostgres(t *testing.T) {
-	dsn := os.Getenv("SCHAKEL_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("SCHAKEL_TEST_POSTGRES not set")
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "noder4_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), dsn)
-		if err != nil {
-			return
-		}
-		defer conn.Close(context.Background())
-		for _, s := range []string{schema, r4Schema(schema)} {
-			_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{s}.Sanitize()+" CASCADE")
-		}
-	})
+	dsn, schema := pgtest.Schema(t, "noder4_")
 	e := newEdgeEnv(t, func(c *Config) { c.Store.Postgres, c.Store.Schema = dsn, schema })
 	if resp, b := e.fhirCall(t, http.MethodPut, "/internal/fhir/r4/ServiceRequest/s1", r4Request); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("PUT R4: %d %s", resp.StatusCode, b)
@@ -218,10 +201,7 @@ func TestR4StoreOnPostgres(t *testing.T) {
 	}
 	defer conn.Close(context.Background())
 	// A store.schema with no room for "_r4" is refused, naming the setting.
-	long := schema + "_" + strings.Repeat("x", 60-len(schema))
-	defer func() {
-		_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{long}.Sanitize()+" CASCADE")
-	}()
+	long := schema + "_" + strings.Repeat("x", 60-len(schema)) // dropped with schema
 	cfg := startableConfig(t)
 	cfg.Store.Postgres, cfg.Store.Schema = dsn, long
 	if n, err := New(context.Background(), cfg, Options{Logger: slog.New(slog.DiscardHandler)}); err == nil {

@@ -2,15 +2,13 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/schakel-nl/schakel/internal/pgdb/pgtest"
 	"github.com/schakel-nl/schakel/localization"
 )
 
@@ -28,13 +26,7 @@ func TestHitKeepers(t *testing.T) {
 	}
 	if dsn := os.Getenv("SCHAKEL_TEST_POSTGRES"); dsn != "" {
 		backends["postgres"] = func(t *testing.T, now func() time.Time) (hitKeeper, hitKeeper) {
-			schema := fmt.Sprintf("hits_test_%d", time.Now().UnixNano())
-			t.Cleanup(func() {
-				if c, err := pgx.Connect(context.Background(), dsn); err == nil {
-					_, _ = c.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-					c.Close(context.Background())
-				}
-			})
+			_, schema := pgtest.Schema(t, "hits_test_")
 			open := func() hitKeeper {
 				h, err := openHitTable(context.Background(), dsn, schema, slog.New(slog.NewTextHandler(io.Discard, nil)))
 				if err != nil {

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,10 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/schakel-nl/schakel/internal/pgdb/pgtest"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
 )
@@ -24,17 +21,7 @@ import (
 // a change saved over changes it has not seen yet is refused (409), not
 // lost.
 func TestAdminChangesReachEveryReplica(t *testing.T) {
-	dsn := os.Getenv("SCHAKEL_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("SCHAKEL_TEST_POSTGRES not set")
-	}
-	schema := fmt.Sprintf("node_overlay_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), dsn); err == nil {
-			_, _ = c.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-			c.Close(context.Background())
-		}
-	})
+	dsn, schema := pgtest.Schema(t, "node_overlay_")
 	a := newAdminEnv(t, func(c *Config) { c.Store = StoreConfig{Postgres: dsn, Schema: schema} })
 	ctx := context.Background()
 

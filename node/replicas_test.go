@@ -9,14 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consent"
+	"github.com/schakel-nl/schakel/internal/pgdb/pgtest"
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/pki"
 )
@@ -28,17 +26,7 @@ import (
 // other, and the audit records both write form one chain.
 // network/TestReplicasShareState runs the exchange across replicas.
 func TestReplicasOnOneSchema(t *testing.T) {
-	dsn := os.Getenv("SCHAKEL_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("SCHAKEL_TEST_POSTGRES not set")
-	}
-	schema := fmt.Sprintf("node_replicas_%d", time.Now().UnixNano())
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), dsn); err == nil {
-			_, _ = c.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-			c.Close(context.Background())
-		}
-	})
+	dsn, schema := pgtest.Schema(t, "node_replicas_")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cfg := startableConfig(t)

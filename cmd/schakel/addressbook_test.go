@@ -4,16 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/schakel-nl/schakel/internal/pgdb/pgtest"
 	"github.com/schakel-nl/schakel/pki"
 )
 
@@ -24,17 +21,7 @@ import (
 func TestAddressbookCommands(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) { testAddressbookCommands(t, nil) })
 	t.Run("postgres", func(t *testing.T) {
-		dsn := os.Getenv("SCHAKEL_TEST_POSTGRES")
-		if dsn == "" {
-			t.Skip("SCHAKEL_TEST_POSTGRES not set")
-		}
-		schema := fmt.Sprintf("abcmd_test_%d", time.Now().UnixNano())
-		t.Cleanup(func() {
-			if c, err := pgx.Connect(context.Background(), dsn); err == nil {
-				_, _ = c.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-				c.Close(context.Background())
-			}
-		})
+		dsn, schema := pgtest.Schema(t, "abcmd_test_")
 		t.Setenv(envAddressbookPostgres, dsn)
 		testAddressbookCommands(t, []string{"--postgres-schema", schema})
 	})
