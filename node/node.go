@@ -144,7 +144,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 	if cfg.Store.Postgres != "" {
 		t, err := openOverlayTable(ctx, cfg.Store.Postgres, cfg.Store.Schema, cfg.Name, cfg.DataDir)
 		if err != nil {
-			return nil, fmt.Errorf("node %s: store.postgres: %w", cfg.Name, err)
+			return nil, fmt.Errorf("store.postgres: %w", err)
 		}
 		ovs = t
 	}
