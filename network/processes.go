@@ -89,9 +89,6 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 	if (opts.Postgres != "" && opts.Replicas == 0) || opts.RecordInEHR || opts.OwnAddressing || len(opts.Requesters) > 0 {
 		return nil, errors.New("network: separate processes run the default network only (PostgreSQL only with replicas; no EHR, own addressing or extra requesters)")
 	}
-	if opts.Replicas > 0 && (opts.Plateau != 0 || opts.Mixed || opts.IndexedPull || opts.Imaging || opts.Geboortezorg || nw.nursingTransfer()) {
-		return nil, errors.New("network: replicas run the GP practice's and the hospital's nodes at the default agreement only")
-	}
 	if opts.Replicas > 0 && opts.PostgresSchemaPrefix == "" {
 		opts.PostgresSchemaPrefix = DefaultSchemaPrefix
 		nw.opts.PostgresSchemaPrefix = DefaultSchemaPrefix
@@ -581,9 +578,14 @@ func (nw *Network) nodeAudit(ctx context.Context, ura string) (st *audit.Store, 
 		if !nw.processes {
 			return nw.Nodes[i].Audit(), func() {}, nil
 		}
-		path := filepath.Join(nw.opts.DataDir, nw.nodeNames[i], "data", "audit.db")
+		cfg := audit.Config{ReadOnly: true, Path: filepath.Join(nw.opts.DataDir, nw.nodeNames[i], "data", "audit.db")}
+		if sc := nw.storeConfig(nw.nodeNames[i]); sc.Postgres != "" {
+			// The replicas' one log, in the node's schema (node.Config's
+			// audit schema when store.schema is set).
+			cfg = audit.Config{ReadOnly: true, Postgres: sc.Postgres, Schema: sc.Schema}
+		}
 		for j := 0; ; j++ {
-			st, err := audit.OpenWith(ctx, audit.Config{ReadOnly: true, Path: path})
+			st, err := audit.OpenWith(ctx, cfg)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s's audit log: %w", nw.nodeNames[i], err)
 			}

@@ -83,9 +83,6 @@ func newNetworkCommand(g *globalFlags) *cobra.Command {
 			if err := replicasOption(&opts, &processes); err != nil {
 				return err
 			}
-			if opts.Replicas > 0 && pattern != "notified-pull" {
-				return fmt.Errorf("--replicas runs the BgZ Notified Pull and Direct Pull for now, not --pattern %s", pattern)
-			}
 			if err := plateauCare(opts.Applications, kits.Shipped(), care, opts); err != nil {
 				return err
 			}

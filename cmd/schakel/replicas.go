@@ -34,9 +34,6 @@ func replicasOption(opts *network.Options, processes *bool) error {
 	if opts.Postgres == "" {
 		return errors.New("--replicas needs --postgres URL: a node's replicas share its state in PostgreSQL")
 	}
-	if opts.Plateau != 0 || opts.Mixed {
-		return errors.New("--replicas runs the default agreement (no --plateau)")
-	}
 	*processes = true
 	return nil
 }

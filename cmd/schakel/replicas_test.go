@@ -28,6 +28,7 @@ import (
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consult"
 	"github.com/schakel-nl/schakel/correspondentie"
+	"github.com/schakel-nl/schakel/internal/pgdb/pgtest"
 	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/nl"
 	"github.com/schakel-nl/schakel/node"
@@ -1210,8 +1211,36 @@ func TestNetworkUpReplicasOnce(t *testing.T) {
 	}
 }
 
-// TestReplicasFlags: --replicas needs --postgres, takes no --plateau, and
-// turns on --processes; --postgres with --processes needs --replicas.
+// TestNetworkUpReplicasCare: a care application other than BgZ, at a
+// plateau, with every node (the nursing home's too) as two replicas: the
+// eOverdracht demo's accepted and rejected transfers both complete, and
+// the growth model's checks read the nodes' shared audit logs.
+func TestNetworkUpReplicasCare(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a network of replicas")
+	}
+	dsn, prefix := pgtest.Schema(t, "repcare_")
+	if _, err := exec.LookPath(network.HAProxy); err != nil {
+		t.Skip("haproxy not installed")
+	}
+	cmd := exec.Command(os.Args[0], "network", "up", "--once", "--care", "eoverdracht", "--plateau", "3", "--replicas", "2",
+		"--postgres", dsn, "--postgres-schema-prefix", prefix+"_", "--data-dir", t.TempDir(), "--log-level", "warn")
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("network up --once --care eoverdracht --plateau 3 --replicas 2: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"nursinghome-node", "accepted after reading", "status: receiver completed, sender completed",
+		"status: receiver rejected, sender rejected"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("no %q in:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestReplicasFlags: --replicas needs --postgres and turns on --processes;
+// --postgres with --processes needs --replicas.
 func TestReplicasFlags(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -1223,7 +1252,7 @@ func TestReplicasFlags(t *testing.T) {
 		{"none", network.Options{}, false, "", false},
 		{"replicas without postgres", network.Options{Replicas: 2}, false, "--replicas needs --postgres", false},
 		{"negative", network.Options{Replicas: -1, Postgres: "postgres://x"}, false, "give 1 or more", false},
-		{"with plateau", network.Options{Replicas: 2, Postgres: "postgres://x", Plateau: 3}, false, "no --plateau", false},
+		{"with plateau", network.Options{Replicas: 2, Postgres: "postgres://x", Plateau: 3}, false, "", true},
 		{"postgres with processes only", network.Options{Postgres: "postgres://x"}, true, "needs --replicas", true},
 		{"replicas", network.Options{Replicas: 2, Postgres: "postgres://x"}, false, "", true},
 	} {
