@@ -87,7 +87,13 @@ func TestGrowthModelMatrix(t *testing.T) {
 					if f == plateau.Network && n <= 2 {
 						// Refused in the TLS handshake: the connection
 						// never reaches a node that could name a plateau.
-						if !strings.Contains(reason, "tls: ") {
+						// In TLS 1.3 the client's side of the handshake
+						// ends before the server checks its certificate,
+						// so the client may learn of the refusal as the
+						// server's alert or, writing its request as the
+						// server closes, as a broken connection.
+						if !strings.Contains(reason, "tls: ") && !strings.Contains(reason, "broken pipe") &&
+							!strings.Contains(reason, "connection reset by peer") {
 							t.Errorf("an untrusted certificate at network plateau %d: %q, want a TLS refusal", n, reason)
 						}
 						return
