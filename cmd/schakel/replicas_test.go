@@ -321,8 +321,10 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	settle := killedAt.Add(replicaTakeOver)
 	for {
 		got := map[string][]string{}
+		reasons := map[string]string{}
 		for _, r := range hosp.referrals(t, "received") {
 			got[r.Identifier] = append(got[r.Identifier], r.Status)
+			reasons[r.Identifier] = r.StatusReason
 		}
 		unfinished = unfinished[:0]
 		for _, id := range referrals {
@@ -332,7 +334,7 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 				t.Fatalf("referral %s acknowledged with 201 is received %d times: %v", id, len(st), st)
 			case st[0] == notifiedpull.StatusCompleted:
 			case notifiedpull.Final(st[0]):
-				t.Fatalf("referral %s ended %s at the hospital", id, st[0])
+				t.Fatalf("referral %s ended %s at the hospital (%s)", id, st[0], reasons[id])
 			default:
 				unfinished = append(unfinished, id)
 			}
