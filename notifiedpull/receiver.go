@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -970,8 +971,18 @@ func (f *fetcher) send(ctx context.Context, method, u string, body []byte) ([]by
 	return b, resp.StatusCode, nil
 }
 
+// get GETs u. A GET may be sent again: when the connection fails under it
+// (the sender's node, or the replica of it this connection reached, went
+// away mid-request), it is sent once more on a new connection before the
+// pull gives up. A refusal or any other answer is not repeated, nor is a
+// request that timed out.
 func (f *fetcher) get(ctx context.Context, u string) ([]byte, error) {
-	return f.do(ctx, http.MethodGet, u, nil)
+	b, err := f.do(ctx, http.MethodGet, u, nil)
+	var ue *url.Error
+	if err != nil && errors.As(err, &ue) && !ue.Timeout() && ctx.Err() == nil {
+		b, err = f.do(ctx, http.MethodGet, u, nil)
+	}
+	return b, err
 }
 
 // putStatus PUTs body to u; status is the answer's (0 without one).
