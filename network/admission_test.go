@@ -24,19 +24,8 @@ func TestRequireValidation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a network and runs the validation kit")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1, Plateaus: plateau.Plateaus{plateau.Network: 3}})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
+	ctx := context.Background()
+	nw := upNetwork(t, Options{DataDir: t.TempDir(), Patients: 1, Plateaus: plateau.Plateaus{plateau.Network: 3}})
 	ask := func() (int, string, consult.Result) {
 		var res consult.Result
 		b, _ := json.Marshal(consult.Request{PatientBSN: nw.Patients[0].BSN, HolderURA: GP.URA, Application: "bgz",
@@ -104,19 +93,8 @@ func TestValidatePushRoles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a network and runs the validation kit")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
+	ctx := context.Background()
+	nw := upNetwork(t, Options{DataDir: t.TempDir(), Patients: 1})
 	reps, err := nw.Validate(ctx, ValidationTarget{URA: GP.URA, Role: validation.RolePushReceiver})
 	if err != nil {
 		t.Fatal(err)

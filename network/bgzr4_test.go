@@ -21,19 +21,8 @@ import (
 // startBgZR4 is startNetwork with the demo's exchanges for BgZ on R4.
 func startBgZR4(t testing.TB, patients int) *Network {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: patients, Care: bgzr4.Name,
+	nw := upNetwork(t, Options{DataDir: t.TempDir(), Patients: patients, Care: bgzr4.Name,
 		Agreements: []plateau.PartnerConfig{{URA: peerURA, Name: "Testpraktijk", Plateaus: plateau.Uniform(1)}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
 	return nw
 }
 

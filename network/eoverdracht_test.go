@@ -23,18 +23,7 @@ import (
 // nodes' default agreements.
 func startTransferNetwork(t testing.TB) *Network {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1, Care: eoverdracht.Name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
+	nw := upNetwork(t, Options{DataDir: t.TempDir(), Patients: 1, Care: eoverdracht.Name})
 	return nw
 }
 

@@ -19,19 +19,8 @@ import (
 // and the clinic) and runs its Indexed Pull once.
 func startIndexedPullNetwork(t testing.TB, patients int) (*Network, *IndexedPullRun) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: patients, IndexedPull: true})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
+	ctx := context.Background()
+	nw := upNetwork(t, Options{DataDir: t.TempDir(), Patients: patients, IndexedPull: true})
 	run, err := nw.RunIndexedPull(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -40,13 +40,25 @@ import (
 // startNetwork brings a network up on 127.0.0.1 and stops it at cleanup.
 func startNetwork(t testing.TB, patients int, agreements ...plateau.PartnerConfig) *Network {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	if agreements == nil {
 		// The test peer (see newPeer) is a plateau-1 partner of both nodes.
 		agreements = []plateau.PartnerConfig{{URA: peerURA, Name: "Testpraktijk", Plateaus: plateau.Uniform(1)}}
 	}
-	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: patients, Agreements: agreements})
+	return upNetwork(t, Options{Patients: patients, Agreements: agreements})
+}
+
+// upNetwork brings up the network opts describes (in t's temporary
+// directory unless opts.DataDir is set), starts it, and stops it when t
+// ends; a network that stops with an error fails t.
+func upNetwork(t testing.TB, opts Options) *Network {
+	t.Helper()
+	if opts.DataDir == "" {
+		opts.DataDir = t.TempDir()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	nw, err := Up(ctx, opts)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	nw.Start(ctx)

@@ -108,20 +108,10 @@ func TestLetterOverPush(t *testing.T) {
 // hospital's node marks it refused without retrying, and the run ends on
 // that status instead of waiting for a letter that will never arrive.
 func TestLetterRefusedByReceiver(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1,
+	ctx := context.Background()
+	nw := upNetwork(t, Options{DataDir: t.TempDir(), Patients: 1,
 		Plateaus: plateau.Plateaus{plateau.Identification: 3}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
-	_, err = nw.exchangeLetter(ctx, letterPatient{BSN: unregisteredBSN, Name: "Onbekend", Born: "1980-01-01"})
+	_, err := nw.exchangeLetter(ctx, letterPatient{BSN: unregisteredBSN, Name: "Onbekend", Born: "1980-01-01"})
 	if !errors.Is(err, ErrNotDelivered) || !strings.Contains(err.Error(), push.StatusRefused) ||
 		!strings.Contains(err.Error(), "not known to the BSN verification service") {
 		t.Fatalf("letter refused by the receiver: %v", err)
