@@ -296,19 +296,7 @@ func (d *DB) grant(ctx context.Context, tenant, id string) (Grant, error) {
 
 func (d *DB) grants(ctx context.Context, tenant string) ([]Grant, error) {
 	rows, err := d.db.QueryContext(ctx, d.q(`SELECT `+grantCols+` FROM np_grant WHERE tenant = ?`+d.byCreation()), tenant)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Grant
-	for rows.Next() {
-		g, err := scanGrant(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, g)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanGrant)
 }
 
 func (d *DB) setGrantStatus(ctx context.Context, id, status, reason string, now time.Time) error {
@@ -453,19 +441,7 @@ func (d *DB) receivedInGroup(ctx context.Context, tenant, senderURA, group strin
 	rows, err := d.query(ctx, `SELECT `+receivedCols+` FROM np_received
 		WHERE tenant = ? AND sender_ura = ? AND group_identifier = ?`+d.byCreation(),
 		tenant, senderURA, group)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Received
-	for rows.Next() {
-		r, err := scanReceived(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanReceived)
 }
 
 func (d *DB) receivedList(ctx context.Context, tenant string) ([]Received, error) {
@@ -476,19 +452,7 @@ func (d *DB) receivedList(ctx context.Context, tenant string) ([]Received, error
 		args = nil
 	}
 	rows, err := d.db.QueryContext(ctx, d.q(q), args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Received
-	for rows.Next() {
-		r, err := scanReceived(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanReceived)
 }
 
 func (d *DB) setReceivedStatus(ctx context.Context, id, status, reason string, now time.Time) error {
@@ -674,19 +638,7 @@ func (d *DB) releasePull(ctx context.Context, id, owner string, reporting bool) 
 func (d *DB) orphanedReports(ctx context.Context, now time.Time) ([]Received, error) {
 	rows, err := d.db.QueryContext(ctx, d.q(`SELECT `+receivedCols+` FROM np_received
 		WHERE report_pending = 1 AND lease_owner <> '' AND lease_until <= ?`+d.byCreation()), now.UnixMilli())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Received
-	for rows.Next() {
-		r, err := scanReceived(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, err, scanReceived)
 }
 
 // flag is a boolean column's value: 0 or 1 in both databases (SQLite's own
@@ -696,4 +648,22 @@ func flag(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// collect scans every row of a query's rows with scan; err is the
+// query's own error.
+func collect[T any](rows *sql.Rows, err error, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
