@@ -454,22 +454,14 @@ func (n *Node) change(ctx context.Context, operator, remote string, c adminChang
 		}
 		return before, nil, false, refuse(http.StatusServiceUnavailable, "audit-unavailable", "the change could not be audited; nothing changed")
 	}
-	partners := next.Partners
-	partners.IdentityIssuers = n.cfg.Identity.trustedIssuerNames(partners.IdentityIssuers)
-	if err := n.plateaus.SetAgreements(partners); err != nil {
+	var loaded []*participant
+	if p != nil {
+		loaded = append(loaded, p)
+	}
+	if err := n.install(ov, next, version, loaded); err != nil {
 		// Validate above checked the same configuration.
 		return before, nil, false, fmt.Errorf("admin: agreements validated but refused by the enforcer: %w", err)
 	}
-	switch {
-	case p != nil:
-		n.parts.put(p)
-	case c.kind == "participant":
-		if old, ok := n.parts.get(c.key); ok {
-			n.parts.remove(c.key)
-			old.party.HTTP.CloseIdleConnections()
-		}
-	}
-	st.ov, st.current, st.version = ov, next, version
 	n.log.Info("admin: changed", "operator", operator, "kind", c.kind, "key", c.key, "withdrawn", c.withdraw(),
 		"before", summaryJSON(before), "after", summaryJSON(after))
 	return before, after, !exists, nil

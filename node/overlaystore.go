@@ -173,7 +173,7 @@ func (n *Node) takeOverlay(ctx context.Context) error {
 		return fmt.Errorf("version %d: %w", v, err)
 	}
 	// Participants first: an agreement may name one.
-	loaded := map[string]*participant{}
+	var loaded []*participant
 	for i, pc := range next.Participants {
 		if old, ok := participantByURA(st.current, pc.URA); ok && reflect.DeepEqual(old, pc) {
 			continue
@@ -187,12 +187,26 @@ func (n *Node) takeOverlay(ctx context.Context) error {
 				return fmt.Errorf("version %d: %w", v, err)
 			}
 		}
-		loaded[pc.URA] = p
+		loaded = append(loaded, p)
 	}
+	if err := n.install(o, next, v, loaded); err != nil {
+		return fmt.Errorf("version %d: %w", v, err)
+	}
+	n.log.Info("admin: took up the run-time changes of another replica", "version", v,
+		"participants", len(next.Participants), "agreements", len(next.Partners.Agreements))
+	return nil
+}
+
+// install makes next, seed with overlay o (saved at version) applied, what
+// the node runs with: the agreements to the enforcer, the participants in
+// loaded (new or changed) served, those next no longer lists dropped.
+// n.admin.mu is held.
+func (n *Node) install(o overlay, next Config, version int64, loaded []*participant) error {
+	st := n.admin
 	partners := next.Partners
 	partners.IdentityIssuers = n.cfg.Identity.trustedIssuerNames(partners.IdentityIssuers)
 	if err := n.plateaus.SetAgreements(partners); err != nil {
-		return fmt.Errorf("version %d: %w", v, err)
+		return err
 	}
 	for _, p := range loaded {
 		n.parts.put(p)
@@ -206,9 +220,7 @@ func (n *Node) takeOverlay(ctx context.Context) error {
 			old.party.HTTP.CloseIdleConnections()
 		}
 	}
-	st.ov, st.current, st.version = o, next, v
-	n.log.Info("admin: took up the run-time changes of another replica", "version", v,
-		"participants", len(next.Participants), "agreements", len(next.Partners.Agreements))
+	st.ov, st.current, st.version = o, next, version
 	return nil
 }
 
