@@ -29,22 +29,10 @@ import (
 // consent through Mitz, as the GP practice is.
 func startImagingNetwork(t testing.TB, patients int) *Network {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	agreed := plateau.Uniform(1)
 	agreed[plateau.Consent] = 4
-	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: patients, Imaging: true,
+	return upNetwork(t, Options{Patients: patients, Imaging: true,
 		Agreements: []plateau.PartnerConfig{{URA: peerURA, Name: "Testpraktijk", Plateaus: agreed}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
-	return nw
 }
 
 // imagingToken is an imaging token of the test peer at the hospital's node

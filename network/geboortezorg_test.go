@@ -21,21 +21,9 @@ import (
 
 func startGeboortezorg(t testing.TB) *Network {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	// The test peer (see newPeer) is a plateau-1 partner of every node.
-	nw, err := Up(ctx, Options{DataDir: t.TempDir(), Patients: 1, Geboortezorg: true,
+	return upNetwork(t, Options{Patients: 1, Geboortezorg: true,
 		Agreements: []plateau.PartnerConfig{{URA: peerURA, Name: "Testpraktijk", Plateaus: plateau.Uniform(1)}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nw.Start(ctx)
-	t.Cleanup(func() {
-		cancel()
-		if err := nw.Wait(); err != nil {
-			t.Errorf("network stopped with: %v", err)
-		}
-	})
-	return nw
 }
 
 // TestTransferOverPush: the midwife practice's node delivers the perinatal
