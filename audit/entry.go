@@ -85,6 +85,24 @@ func (s *Store) LastSeq() int64 { return s.lastSeq.Load() }
 // writing node indexes them within moments).
 func (s *Store) Unindexed() int64 { return s.unindexed }
 
+// Writable tells whether the log can take a commit now, writing nothing:
+// on PostgreSQL it reaches the server on the connection commits use (so a
+// broken connection is replaced), elsewhere it reads the log's tip. A node
+// whose last commit failed asks this before it calls itself ready again,
+// rather than wait for a request its readiness keeps away.
+func (s *Store) Writable(ctx context.Context) error {
+	if p, ok := s.be.(interface{ ping(context.Context) error }); ok {
+		if err := p.ping(ctx); err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return nil
+	}
+	if _, _, err := s.be.head(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
 // LastCheckpoint returns the newest stored checkpoint; ok is false when
 // there is none yet.
 func (s *Store) LastCheckpoint(ctx context.Context) (cp Checkpoint, ok bool, err error) {

@@ -158,6 +158,12 @@ func (b *pgBackend) head(ctx context.Context) (seq int64, h [32]byte, err error)
 	return seq, h, err
 }
 
+// ping reaches the server on the writer's connection, reconnecting it
+// when it broke.
+func (b *pgBackend) ping(ctx context.Context) error {
+	return b.writer.with(ctx, b.cfg, func(c *pgx.Conn) error { return c.Ping(ctx) })
+}
+
 func (b *pgBackend) lastCheckpoint(ctx context.Context) (seq int64, err error) {
 	err = b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, b.sql(`SELECT COALESCE(MAX(seq), 0) FROM {s}.audit_checkpoint`)).Scan(&seq)

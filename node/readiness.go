@@ -79,7 +79,13 @@ func (n *Node) checkAudit(ctx context.Context) error {
 		return errors.New("the audit log cannot be read")
 	}
 	if n.metrics != nil && n.metrics.auditFailing.Load() {
-		return errors.New("the audit log's last commit failed")
+		// Ready again once the log can take a commit: waiting for the next
+		// request would wait forever behind a load balancer that sends none
+		// to a replica that is not ready.
+		if err := n.auditLog.Writable(ctx); err != nil {
+			return errors.New("the audit log's last commit failed")
+		}
+		n.metrics.auditFailing.CompareAndSwap(true, false)
 	}
 	return nil
 }

@@ -26,6 +26,9 @@ func TestReadiness(t *testing.T) {
 		{"all up", nil, nil, nil},
 		{"store down", nil, func(n *Node) { _ = n.stu3.Close() }, []string{"store"}},
 		{"audit log down", nil, func(n *Node) { _ = n.auditLog.Close() }, []string{"audit"}},
+		// A commit failed (the database was away) but the log takes one
+		// again: ready without waiting for a request to commit.
+		{"audit commit failed, log writable again", nil, func(n *Node) { n.metrics.auditFailing.Store(true) }, nil},
 		{"Mitz unreachable", func(t *testing.T, c *Config) {
 			c.Consent.URL = "https://" + freeAddr(t)
 			for i := range c.Participants {
