@@ -594,26 +594,22 @@ func (d *DB) renewPull(ctx context.Context, id, owner string, until time.Time) (
 	return n == 1, nil
 }
 
-// unfinishedPulls lists the notifications (tenant, id) whose pull is due
-// and no worker holds: neither final nor waiting for a user or a
-// decision, lease run out.
-func (d *DB) unfinishedPulls(ctx context.Context, now time.Time) ([][2]string, error) {
-	rows, err := d.db.QueryContext(ctx, d.q(`SELECT tenant, id FROM np_received
+// duePull is a notification whose pull is due and that no worker holds;
+// heldBy is the lease owner whose lease ran out (a worker that stopped
+// renewing: its replica died), empty when the last worker released it.
+type duePull struct {
+	tenant, id, heldBy string
+}
+
+// unfinishedPulls lists the notifications whose pull is due and no worker
+// holds: neither final nor waiting for a user or a decision, lease run out.
+func (d *DB) unfinishedPulls(ctx context.Context, now time.Time) ([]duePull, error) {
+	rows, err := d.db.QueryContext(ctx, d.q(`SELECT tenant, id, lease_owner FROM np_received
 		WHERE status NOT IN (?, ?, ?, ?) AND awaiting = 0 AND decision <> ? AND lease_until <= ?`+d.byCreation()),
 		StatusCompleted, StatusRejected, StatusFailed, StatusCancelled, DecisionPending, now.UnixMilli())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out [][2]string
-	for rows.Next() {
-		var k [2]string
-		if err := rows.Scan(&k[0], &k[1]); err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return collect(rows, err, func(r interface{ Scan(...any) error }) (p duePull, err error) {
+		return p, r.Scan(&p.tenant, &p.id, &p.heldBy)
+	})
 }
 
 // releasePull ends owner's lease: another worker may take the notification

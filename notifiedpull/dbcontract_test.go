@@ -257,7 +257,7 @@ func TestPullLease(t *testing.T) {
 			}
 		}
 		due, err := b.unfinishedPulls(ctx, now)
-		if err != nil || len(due) != 1 || due[0] != [2]string{"90000002", "r1"} {
+		if err != nil || len(due) != 1 || due[0] != (duePull{"90000002", "r1", ""}) {
 			t.Fatalf("unfinished pulls: %v %v; want r1 only", due, err)
 		}
 		if ok, err := a.leasePull(ctx, "r1", "pa", now, now.Add(time.Minute)); err != nil || !ok {
@@ -327,8 +327,8 @@ func TestPullLeaseRenewal(t *testing.T) {
 			t.Errorf("listed before the lease ran out: %v", due)
 		}
 		taken := last.Add(lease)
-		if due, _ := b.unfinishedPulls(ctx, taken); len(due) != 1 {
-			t.Fatalf("not listed once the lease ran out: %v", due)
+		if due, _ := b.unfinishedPulls(ctx, taken); len(due) != 1 || due[0].heldBy != "pa" {
+			t.Fatalf("not listed, held by pa, once the lease ran out: %v", due)
 		}
 		if ok, err := b.leasePull(ctx, "r1", "pb", taken, taken.Add(lease)); err != nil || !ok {
 			t.Fatalf("take-over: %v %v", ok, err)

@@ -285,8 +285,12 @@ func (s *Service) Start(ctx context.Context) error {
 				}
 				continue
 			}
-			for _, k := range due {
-				s.enqueue(ctx, k[0], k[1])
+			for _, p := range due {
+				if p.heldBy != "" {
+					s.log.Info("pull taken over: the worker holding it stopped renewing its lease",
+						"referral", p.id, "tenant", p.tenant, "previous_owner", p.heldBy)
+				}
+				s.enqueue(ctx, p.tenant, p.id)
 			}
 			// Completion reports a worker that stopped was making.
 			orphans, err := s.cfg.DB.orphanedReports(ctx, s.cfg.Now())
@@ -297,6 +301,8 @@ func (s *Service) Start(ctx context.Context) error {
 				continue
 			}
 			for _, r := range orphans {
+				s.log.Info("completion report taken over: the worker sending it stopped renewing its lease",
+					"referral", r.ID, "tenant", r.Tenant)
 				s.wg.Add(1)
 				go func() {
 					defer s.wg.Done()
