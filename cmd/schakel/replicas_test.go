@@ -539,6 +539,25 @@ func TestReplicaKilledMidPull(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The survivor's log names the pull it took over and the dead owner.
+	for name, p := range procs {
+		if !strings.HasPrefix(name, "hospital-node/") || p == victim {
+			continue
+		}
+		b, err := os.ReadFile(p.Log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found bool
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if bytes.Contains(line, []byte("pull taken over")) && bytes.Contains(line, []byte(caughtBy)) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s's log (%s) does not say it took over the pull held by %s", name, p.Log, caughtBy)
+		}
+	}
 	var owner string
 	var completedOnce int
 	if err := conn.QueryRow(ctx, `SELECT lease_owner, (SELECT count(*) FROM `+received+` WHERE identifier = $1 AND result_bundle <> '') FROM `+received+
