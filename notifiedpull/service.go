@@ -338,8 +338,9 @@ func (s *Service) enqueue(ctx context.Context, tenant, id string) {
 	select {
 	case s.queue <- pullJob{tenant, id, trace.SpanContextFromContext(ctx)}:
 	default:
-		// Full queue: the row stays pending and is resumed at the next start.
-		s.log.Warn("pull queue full; notification will be resumed at restart", "referral", id)
+		// Full queue: the row stays pending; the next look for unfinished
+		// pulls (every quarter lease) or the next start takes it up.
+		s.log.Warn("pull queue full; the notification waits for the next look for unfinished pulls", "referral", id)
 	}
 }
 
