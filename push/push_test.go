@@ -406,6 +406,52 @@ func TestStartLeavesSharedLeases(t *testing.T) {
 	}
 }
 
+// TestStopGivesLeasesBack: a replica that stops while it holds messages
+// (some in flight, some claimed and waiting for a worker) gives their
+// leases back, so that another replica on the shared store tries them at
+// once rather than a lease later.
+func TestStopGivesLeasesBack(t *testing.T) {
+	w := newWorldWith(t, func(w *world) { w.shared = true })
+	w.slow.Store(int64(2 * time.Second)) // the receiver holds each attempt
+	now := *w.now.Load()
+	var ids []string
+	for range 6 { // more than the 4 workers
+		ids = append(ids, w.send("").ID)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	svc := w.service(hospital, w.db[hospital])
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		claimed := 0
+		for _, id := range ids {
+			if w.out(id).NextAttempt.After(now) {
+				claimed++
+			}
+		}
+		if claimed == len(ids) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages claimed", claimed, len(ids))
+		}
+	}
+	cancel()
+	svc.Wait()
+	for _, id := range ids {
+		if m := w.out(id); m.Status != push.StatusQueued || !m.NextAttempt.Equal(now) || m.Attempts != 0 {
+			t.Errorf("%s after the stop: %s, next attempt %s, %d attempts; want queued, due now (%s), 0",
+				id, m.Status, m.NextAttempt, m.Attempts, now)
+		}
+	}
+	// Another replica's round takes them at once.
+	if got, err := w.db[hospital].Claim(context.Background(), now, now.Add(time.Minute), 10); err != nil || len(got) != len(ids) {
+		t.Fatalf("another replica claimed %d of %d (%v)", len(got), len(ids), err)
+	}
+	w.srv.Close() // the receiver's held attempts end while its store is open
+}
+
 func TestBackoffBounds(t *testing.T) {
 	for n := 1; n <= 12; n++ {
 		for range 50 {

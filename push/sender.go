@@ -216,10 +216,11 @@ func (s *Service) run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("outbox claim", "err", err)
 		}
-		for _, m := range due {
+		for i, m := range due {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
+				s.giveBack(due[i:]...)
 				return
 			}
 			s.wg.Add(1)
@@ -285,7 +286,8 @@ func (s *Service) deliver(ctx context.Context, m OutMessage) {
 		return
 	}
 	if ctx.Err() != nil {
-		return // stopping: the lease ends at the next start
+		s.giveBack(m) // stopping: another replica (or the next start) tries it at once
+		return
 	}
 	m.Attempts++
 	if err == nil {
@@ -311,6 +313,26 @@ func (s *Service) deliver(ctx context.Context, m OutMessage) {
 		s.log.Error("outbox update", "message", m.ID, "err", uerr)
 	}
 	s.event(m.Tenant, m.ID, "retry", fmt.Sprintf("attempt %d failed; next at %s", m.Attempts, m.NextAttempt.Format(time.RFC3339)), err)
+}
+
+// giveBack makes messages this process claimed but will not attempt (it
+// is stopping) due now, while it still holds their leases: a replica
+// sharing the store takes them up at once instead of a lease later. A
+// message whose attempt was cut short may have reached the receiver; the
+// next attempt carries the same message id, which the receiver accepts
+// once.
+func (s *Service) giveBack(ms ...OutMessage) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	now := s.cfg.Now()
+	for _, m := range ms {
+		if m.Lease.IsZero() || !m.Lease.After(now) {
+			continue
+		}
+		if _, err := s.cfg.Store.Renew(ctx, m.Tenant, m.ID, m.Lease, now); err != nil {
+			s.log.Warn("outbox: give back lease at stop", "message", m.ID, "err", err)
+		}
+	}
 }
 
 // finish ends a message's delivery; the sending system learns of it from
