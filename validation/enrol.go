@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/schakel-nl/schakel/addressbook"
@@ -73,12 +75,11 @@ func Enrol(dir string, ca *pki.CA, host string, f KitFile) (*Enrolment, error) {
 	}
 	if f.Listen == "" {
 		// A free port now, kept in the kit file: the addressbook lists it.
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		addr, err := stablePort(host)
 		if err != nil {
 			return nil, fmt.Errorf("validation: choose the kit's port: %w", err)
 		}
-		f.Listen = ln.Addr().String()
-		ln.Close()
+		f.Listen = addr
 	}
 	req := func(ura, uzi, name string) pki.ServerCertRequest {
 		return pki.ServerCertRequest{ID: pki.UZIServerID{UZI: uzi, URA: ura, AGB: f.AGB}, CommonName: name,
@@ -178,4 +179,50 @@ func (f KitFile) TargetFor(ura, publicURL string) (KitTarget, bool) {
 		}
 	}
 	return KitTarget{}, false
+}
+
+// stablePort finds a free port on host below the system's ephemeral range.
+// The kit listens on it only while it runs, so between runs nothing holds
+// it: a port the system hands out for outgoing connections (and to
+// listeners on port 0) could be taken meanwhile, one below that range only
+// by a program that asks for it by number.
+func stablePort(host string) (string, error) {
+	lo, hi := 20000, ephemeralLow()-1
+	if hi < lo {
+		lo = 10000
+	}
+	if hi >= lo {
+		for range 50 {
+			addr := net.JoinHostPort(host, strconv.Itoa(lo+mrand.IntN(hi-lo+1)))
+			if ln, err := net.Listen("tcp", addr); err == nil {
+				ln.Close()
+				return addr, nil
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// ephemeralLow is the first port of the system's ephemeral range (Linux:
+// net.ipv4.ip_local_port_range; 32768 elsewhere and when it cannot be read,
+// below the IANA range other systems use).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n < 1024 {
+		return 32768
+	}
+	return n
 }
