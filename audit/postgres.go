@@ -3,13 +3,17 @@ package audit
 import (
 	"bytes"
 	"context"
+	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/schakel-nl/schakel/internal/pgdb"
 )
 
 // pgBackend keeps the log in two tables of one PostgreSQL schema. It holds
@@ -29,60 +33,13 @@ type pgConn struct {
 	c  *pgx.Conn
 }
 
-// pgSchema creates the tables. Append-only is enforced by triggers that
-// raise on UPDATE, DELETE and TRUNCATE (also for the owner), and privileges
-// to change rows are revoked from PUBLIC; docs/audit.md shows how to run the
-// node as a role that can only INSERT and SELECT.
-const pgSchema = `
-CREATE SCHEMA IF NOT EXISTS {s};
-CREATE TABLE IF NOT EXISTS {s}.audit_event (
-    seq             bigint  PRIMARY KEY,
-    prev            bytea   NOT NULL,
-    hash            bytea   NOT NULL,
-    body            text    NOT NULL,
-    event_id        text    NOT NULL UNIQUE,
-    recorded_at     text    NOT NULL,
-    action          text    NOT NULL,
-    interaction     text    NOT NULL,
-    outcome         integer NOT NULL,
-    outcome_text    text    NOT NULL,
-    node            text    NOT NULL,
-    tenant          text    NOT NULL,
-    actor_ura       text    NOT NULL,
-    actor_system    text    NOT NULL,
-    actor_user      text    NOT NULL,
-    actor_role      text    NOT NULL,
-    network_address text    NOT NULL,
-    patient         text    NOT NULL,
-    resource_types  text    NOT NULL,
-    resources       text    NOT NULL,
-    query           text    NOT NULL,
-    task            text    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_event_patient ON {s}.audit_event (patient, recorded_at);
-CREATE INDEX IF NOT EXISTS audit_event_tenant ON {s}.audit_event (tenant, recorded_at);
-CREATE TABLE IF NOT EXISTS {s}.audit_checkpoint (
-    seq        bigint PRIMARY KEY,
-    head       bytea  NOT NULL,
-    created_at text   NOT NULL,
-    jws        text   NOT NULL
-);
-CREATE OR REPLACE FUNCTION {s}.audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$;
-DROP TRIGGER IF EXISTS audit_event_no_change ON {s}.audit_event;
-CREATE TRIGGER audit_event_no_change BEFORE UPDATE OR DELETE ON {s}.audit_event
-    FOR EACH ROW EXECUTE FUNCTION {s}.audit_append_only();
-DROP TRIGGER IF EXISTS audit_event_no_truncate ON {s}.audit_event;
-CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON {s}.audit_event
-    FOR EACH STATEMENT EXECUTE FUNCTION {s}.audit_append_only();
-DROP TRIGGER IF EXISTS audit_checkpoint_no_change ON {s}.audit_checkpoint;
-CREATE TRIGGER audit_checkpoint_no_change BEFORE UPDATE OR DELETE ON {s}.audit_checkpoint
-    FOR EACH ROW EXECUTE FUNCTION {s}.audit_append_only();
-DROP TRIGGER IF EXISTS audit_checkpoint_no_truncate ON {s}.audit_checkpoint;
-CREATE TRIGGER audit_checkpoint_no_truncate BEFORE TRUNCATE ON {s}.audit_checkpoint
-    FOR EACH STATEMENT EXECUTE FUNCTION {s}.audit_append_only();
-REVOKE UPDATE, DELETE, TRUNCATE ON {s}.audit_event, {s}.audit_checkpoint FROM PUBLIC;
-`
+// pgMigrations create the tables (pgmigrations/00001_audit.sql: the
+// append-only triggers and revoked privileges are there). They run under
+// goose's history, once per schema, so a replica that starts beside others
+// that are appending takes no lock on the log's tables.
+//
+//go:embed pgmigrations/*.sql
+var pgMigrations embed.FS
 
 func openPostgres(ctx context.Context, dsn, schema string, readOnly bool) (*pgBackend, error) {
 	cfg, err := pgx.ParseConfig(dsn)
@@ -93,20 +50,17 @@ func openPostgres(ctx context.Context, dsn, schema string, readOnly bool) (*pgBa
 	if readOnly {
 		return b, b.reader.with(ctx, b.cfg, func(*pgx.Conn) error { return nil })
 	}
-	err = b.writer.with(ctx, b.cfg, func(c *pgx.Conn) error {
-		// Serialise concurrent first opens of the same schema.
-		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "schakel-audit:"+schema); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, b.sql(pgSchema))
-			return err
-		})
-	})
+	// Concurrent first opens of the same schema take turns under goose's
+	// advisory lock.
+	sub, err := fs.Sub(pgMigrations, "pgmigrations")
 	if err != nil {
-		b.close()
+		return nil, err
+	}
+	db, err := pgdb.Open(ctx, dsn, schema, "audit_goose_version", sub)
+	if err != nil {
 		return nil, fmt.Errorf("create audit tables: %w", err)
 	}
+	db.Close()
 	return b, nil
 }
 

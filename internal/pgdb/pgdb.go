@@ -59,7 +59,15 @@ func Open(ctx context.Context, dsn, schema, table string, migrations fs.FS) (*sq
 	db.SetMaxOpenConns(max(4, runtime.NumCPU()))
 	db.SetMaxIdleConns(max(4, runtime.NumCPU()))
 	if schema != "" {
-		if _, err := db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		// Created only when missing: CREATE SCHEMA IF NOT EXISTS asks for
+		// the database's CREATE privilege even when the schema is there,
+		// which a role that only uses the tables does not have.
+		var exists bool
+		err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&exists)
+		if err == nil && !exists {
+			_, err = db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize())
+		}
+		if err != nil {
 			db.Close()
 			return nil, fmt.Errorf("create schema: %w", err)
 		}
