@@ -597,7 +597,12 @@ func replicaInternal(t testing.TB, p *network.Process) string {
 func restartReplica(t *testing.T, p *network.Process, internal string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(p.Args[0], p.Args[1:]...)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	logf, err := os.OpenFile(p.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf // after the first run's output
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
