@@ -2,8 +2,10 @@ package logcentral
 
 import (
 	"context"
+	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/internal/pgdb"
 )
 
 // pgStore keeps the shipped records in a PostgreSQL schema. COMMIT returns
@@ -23,29 +26,11 @@ type pgStore struct {
 	name   string // the schema's name, for CopyFrom
 }
 
-const pgSchema = `
-CREATE SCHEMA IF NOT EXISTS {s};
-CREATE TABLE IF NOT EXISTS {s}.shipped_entry (
-    node text   NOT NULL,
-    seq  bigint NOT NULL,
-    prev bytea  NOT NULL,
-    hash bytea  NOT NULL,
-    body text   NOT NULL,
-    PRIMARY KEY (node, seq)
-);
-CREATE TABLE IF NOT EXISTS {s}.node_head (
-    node     text   PRIMARY KEY,
-    seq      bigint NOT NULL,
-    hash     bytea  NOT NULL,
-    received timestamptz NOT NULL
-);
-CREATE OR REPLACE FUNCTION {s}.shipped_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$;
-DROP TRIGGER IF EXISTS shipped_entry_no_change ON {s}.shipped_entry;
-CREATE TRIGGER shipped_entry_no_change BEFORE UPDATE OR DELETE ON {s}.shipped_entry
-    FOR EACH ROW EXECUTE FUNCTION {s}.shipped_append_only();
-REVOKE UPDATE, DELETE, TRUNCATE ON {s}.shipped_entry FROM PUBLIC;
-`
+// pgMigrations create the tables (pgmigrations/00001_logcentral.sql),
+// once per schema under goose's history, not at every open.
+//
+//go:embed pgmigrations/*.sql
+var pgMigrations embed.FS
 
 func openPostgres(ctx context.Context, dsn, schema string) (*pgStore, error) {
 	if schema == "" {
@@ -55,24 +40,22 @@ func openPostgres(ctx context.Context, dsn, schema string) (*pgStore, error) {
 	if err != nil {
 		return nil, errors.New("connection string does not parse") // never echo it: it may hold a password
 	}
+	// Concurrent first opens of the same schema take turns under goose's
+	// advisory lock.
+	sub, err := fs.Sub(pgMigrations, "pgmigrations")
+	if err != nil {
+		return nil, err
+	}
+	db, err := pgdb.Open(ctx, dsn, schema, "logcentral_goose_version", sub)
+	if err != nil {
+		return nil, fmt.Errorf("create tables: %w", err)
+	}
+	db.Close()
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	s := &pgStore{pool: pool, schema: pgx.Identifier{schema}.Sanitize(), name: schema}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		// Serialise concurrent first opens of the same schema.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "schakel-logcentral:"+schema); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, s.sql(pgSchema))
-		return err
-	})
-	if err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("create tables: %w", err)
-	}
-	return s, nil
+	return &pgStore{pool: pool, schema: pgx.Identifier{schema}.Sanitize(), name: schema}, nil
 }
 
 func (s *pgStore) sql(q string) string { return strings.ReplaceAll(q, "{s}", s.schema) }
