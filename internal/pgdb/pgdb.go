@@ -59,17 +59,9 @@ func Open(ctx context.Context, dsn, schema, table string, migrations fs.FS) (*sq
 	db.SetMaxOpenConns(max(4, runtime.NumCPU()))
 	db.SetMaxIdleConns(max(4, runtime.NumCPU()))
 	if schema != "" {
-		// Created only when missing: CREATE SCHEMA IF NOT EXISTS asks for
-		// the database's CREATE privilege even when the schema is there,
-		// which a role that only uses the tables does not have.
-		var exists bool
-		err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&exists)
-		if err == nil && !exists {
-			_, err = db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize())
-		}
-		if err != nil {
+		if err := EnsureSchema(ctx, db, schema); err != nil {
 			db.Close()
-			return nil, fmt.Errorf("create schema: %w", err)
+			return nil, err
 		}
 	}
 	locker, err := lock.NewPostgresSessionLocker()
@@ -88,6 +80,21 @@ func Open(ctx context.Context, dsn, schema, table string, migrations fs.FS) (*sq
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	return db, nil
+}
+
+// EnsureSchema creates schema when it is missing. Only then: CREATE SCHEMA
+// IF NOT EXISTS asks for the database's CREATE privilege even when the
+// schema is there, which a role that only uses the tables does not have.
+func EnsureSchema(ctx context.Context, db *sql.DB, schema string) error {
+	var exists bool
+	err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&exists)
+	if err == nil && !exists {
+		_, err = db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize())
+	}
+	if err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	return nil
 }
 
 // Rebind rewrites the "?" placeholders of q as PostgreSQL's "$1", "$2", ...

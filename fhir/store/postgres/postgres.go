@@ -108,17 +108,17 @@ func Open(ctx context.Context, dsn string, v fhir.Version, opts ...Option) (*Sto
 }
 
 func (s *Store) migrate(ctx context.Context, schema string) error {
-	if schema != "" {
-		if _, err := s.pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize()); err != nil {
-			return fmt.Errorf("postgres store: create schema: %w", err)
-		}
-	}
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
 	}
 	db := stdlib.OpenDBFromPool(s.pool)
 	defer db.Close()
+	if schema != "" {
+		if err := pgdb.EnsureSchema(ctx, db, schema); err != nil {
+			return fmt.Errorf("postgres store: %w", err)
+		}
+	}
 	locker, err := lock.NewPostgresSessionLocker()
 	if err != nil {
 		return fmt.Errorf("postgres store: migrations: %w", err)
