@@ -201,7 +201,7 @@ func (nw *Network) prepareReplicas(name string, cfg node.Config, lbHeld []net.Li
 			all, held = append(all, ln), append(held, ln)
 		}
 		pub, in := held[0].Addr().String(), held[1].Addr().String()
-		rc.Public = node.ListenerConfig{Addr: pub, URL: "https://" + cfg.Public.Addr}
+		rc.Public = node.ListenerConfig{Addr: pub, URL: "https://" + cfg.Public.Addr, ProxyProtocol: []string{nw.opts.Host}}
 		rc.Internal = node.ListenerConfig{Addr: in}
 		rc.DataDir = filepath.Join(dir, fmt.Sprintf("replica-%d", i), "data")
 		if err := os.MkdirAll(rc.DataDir, 0o700); err != nil {
@@ -329,7 +329,10 @@ backend %[3]s_public
 `, b.name, replicaCheckInterval.Milliseconds(), name, b.public, replicaCheckTimeout.Milliseconds())
 	for _, sv := range b.servers {
 		_, port, _ := strings.Cut(sv.internal, ":")
-		fmt.Fprintf(&s, "    server %s %s check port %s\n", sv.name, sv.public, port)
+		// send-proxy-v2: the replica learns each connection's client from
+		// a PROXY header (its public.proxyprotocol trusts this balancer),
+		// so its audit records name the partner, not the balancer.
+		fmt.Fprintf(&s, "    server %s %s check port %s send-proxy-v2\n", sv.name, sv.public, port)
 	}
 	fmt.Fprintf(&s, `
 frontend %[1]s_internal

@@ -234,6 +234,14 @@ type ListenerConfig struct {
 	Addr string `koanf:"addr"`
 	// URL is the address peers use, when it differs from https://Addr.
 	URL string `koanf:"url"`
+	// ProxyProtocol lists the load balancers (addresses or CIDR ranges)
+	// that pass connections through at layer 4 and send a PROXY protocol
+	// header (v1 or v2) before TLS: a connection from one of them must
+	// start with the header, whose source address the node then logs and
+	// audits as the client's. A connection from anywhere else is taken as
+	// it is (its peer is the client); a header it sends is not honoured.
+	// Empty (the default): no header is read.
+	ProxyProtocol []string `koanf:"proxyprotocol"`
 }
 
 // TLSConfig names PEM files.
@@ -346,6 +354,11 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Internal.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("internal.addr: %w", err))
+	}
+	for name, l := range map[string]ListenerConfig{"public": c.Public, "internal": c.Internal} {
+		if _, err := proxyPolicy(l.ProxyProtocol); err != nil {
+			errs = append(errs, fmt.Errorf("%s.proxyprotocol: %w", name, err))
+		}
 	}
 	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
 		errs = append(errs, errors.New("tls.certfile and tls.keyfile are required"))

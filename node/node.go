@@ -238,6 +238,12 @@ func (n *Node) open(ctx context.Context, opts Options) error {
 	if n.internalLn, err = net.Listen("tcp", cfg.Internal.Addr); err != nil {
 		return fmt.Errorf("internal.addr: %w", err)
 	}
+	if n.publicLn, err = withProxyProtocol(n.publicLn, cfg.Public.ProxyProtocol); err != nil {
+		return fmt.Errorf("public.proxyprotocol: %w", err)
+	}
+	if n.internalLn, err = withProxyProtocol(n.internalLn, cfg.Internal.ProxyProtocol); err != nil {
+		return fmt.Errorf("internal.proxyprotocol: %w", err)
+	}
 	if cfg.Admin.Addr != "" {
 		if n.admin.operators, err = loadOperators(cfg.Admin.TokenFile); err != nil {
 			return err

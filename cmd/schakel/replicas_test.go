@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pires/go-proxyproto"
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consult"
@@ -733,7 +734,7 @@ func sharedReplayCache(t *testing.T, nodeSchema string) bool {
 func replayAcrossReplicas(t *testing.T, nw *network.Network, procs map[string]*network.Process) {
 	t.Helper()
 	dir := filepath.Dir(filepath.Dir(procs["gp-node"].Log))
-	client := nodeMTLSClient(t, dir, "gp-node")
+	client := asBalancer(nodeMTLSClient(t, dir, "gp-node")) // straight to each replica
 	key, err := pki.LoadOrCreateSigningKey(filepath.Join(dir, "gp-node", "keys", "client-"+network.GP.URA+".pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -778,6 +779,26 @@ func nodeMTLSClient(t testing.TB, dir, name string) *http.Client {
 	pool.AppendCertsFromPEM(caPEM)
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool}}}
+}
+
+// asBalancer makes client reach a replica's public listener directly, as
+// the balancer does: each connection starts with a PROXY v2 header (the
+// replica trusts the balancer's address, the test's too), naming the
+// connection's own end as the client.
+func asBalancer(client *http.Client) *http.Client {
+	tr := client.Transport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := proxyproto.HeaderProxyFromAddrs(2, c.LocalAddr(), c.RemoteAddr()).WriteTo(c); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	return &http.Client{Timeout: client.Timeout, Transport: tr}
 }
 
 // waitUntil polls cond every 200 ms until it holds, failing after limit

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -207,4 +209,54 @@ func answered(res consult.Result) int {
 		}
 	}
 	return n
+}
+
+// TestReplicasAuditTheClientAddress: behind the balancer, which passes TLS
+// through, a replica's audit records name the partner's address (from the
+// balancer's PROXY header), not the balancer's own connection to it.
+func TestReplicasAuditTheClientAddress(t *testing.T) {
+	nw, procs := upReplicas(t, func(real string) string { return real })
+	s, err := nw.Exchange(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Status != notifiedpull.StatusCompleted {
+		t.Fatalf("exchange: %s", s.Status)
+	}
+	nw.StopProcesses()
+	// The clients the hospital's balancer took connections from, by its log:
+	// "public 127.0.0.1:40404 hospital-node_public/hospital-node-2 0/0".
+	clients := map[string]bool{}
+	for _, p := range nw.Processes() {
+		if p.Name != "hospital-node" {
+			continue
+		}
+		b, err := os.ReadFile(p.Log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 3 && f[0] == "public" {
+				clients[f[1]] = true
+			}
+		}
+	}
+	if len(clients) == 0 {
+		t.Fatal("the hospital's balancer logged no public connection")
+	}
+	dir := filepath.Dir(filepath.Dir(procs["hospital-node/1"].Log))
+	var checked int
+	for _, r := range verifyReplicaAudits(t, dir, "hospital-node") {
+		if r.ActorURA != network.GP.URA || r.Address == "" {
+			continue
+		}
+		checked++
+		if !clients[r.Address] {
+			t.Errorf("%s audited from %s, not a client of the balancer (%d logged)", r.Interaction, r.Address, len(clients))
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no audit record of the GP's requests at the hospital")
+	}
+	t.Logf("%d audit records of the GP's requests checked", checked)
 }
