@@ -55,6 +55,30 @@ func parseMetrics(r io.Reader, at time.Time) (*Sample, error) {
 	return &Sample{At: at, Families: fams}, nil
 }
 
+// merge is the samples of a node's replicas as one: every family holds
+// the series of all of them, so that the sums the figures take run over
+// the replicas too. The samples are not changed; At is the latest.
+func merge(samples []*Sample) *Sample {
+	if len(samples) == 1 {
+		return samples[0]
+	}
+	out := &Sample{Families: map[string]*dto.MetricFamily{}}
+	for _, s := range samples {
+		if s.At.After(out.At) {
+			out.At = s.At
+		}
+		for name, f := range s.Families {
+			m := out.Families[name]
+			if m == nil {
+				m = &dto.MetricFamily{Name: f.Name, Help: f.Help, Type: f.Type, Unit: f.Unit}
+				out.Families[name] = m
+			}
+			m.Metric = append(m.Metric, f.Metric...)
+		}
+	}
+	return out
+}
+
 // value is a counter's, gauge's or untyped metric's value.
 func value(m *dto.Metric) float64 {
 	switch {

@@ -80,8 +80,10 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("monitor: two nodes named %q", n.Name))
 		}
 		names[n.Name] = true
-		if err := checkURL(n.MetricsURL); err != nil {
-			errs = append(errs, fmt.Errorf("monitor: node %s metrics: %w", n.Name, err))
+		for _, u := range n.metricsURLs() {
+			if err := checkURL(u); err != nil {
+				errs = append(errs, fmt.Errorf("monitor: node %s metrics: %w", n.Name, err))
+			}
 		}
 	}
 	if c.Interval < 0 || c.SessionTTL < 0 {
@@ -142,14 +144,18 @@ type Server struct {
 	sessions *sessions
 	pages    *pages
 
-	mu      sync.Mutex
-	snap    *Snapshot
-	prev    map[string]*Sample // the last good scrape per node
-	up      map[string]bool
-	recent  []Event
-	changed chan struct{} // closed and replaced at every new snapshot
-	done    chan struct{} // closed when Run ends, so event streams end with it
-	runOnce sync.Once
+	mu   sync.Mutex
+	snap *Snapshot
+	prev map[string]*Sample // the last good scrape per node (its replicas' added up)
+	// last is the last good scrape of each replica of a node (by its
+	// metrics URL): a replica that does not answer counts with it.
+	last        map[string]map[string]*Sample
+	allReplicas map[string]bool // whether every replica answered the last scrape
+	up          map[string]bool
+	recent      []Event
+	changed     chan struct{} // closed and replaced at every new snapshot
+	done        chan struct{} // closed when Run ends, so event streams end with it
+	runOnce     sync.Once
 }
 
 // New builds a monitor; Run reads the sources, Handler serves the pages.
@@ -177,7 +183,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, log: cfg.Logger, sessions: newSessions(cfg.SessionTTL, cfg.Now), pages: p,
-		snap: &Snapshot{}, prev: map[string]*Sample{}, up: map[string]bool{}, changed: make(chan struct{}), done: make(chan struct{})}, nil
+		snap: &Snapshot{}, prev: map[string]*Sample{}, last: map[string]map[string]*Sample{}, allReplicas: map[string]bool{}, up: map[string]bool{}, changed: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Run reads the sources every interval until ctx ends.
@@ -216,18 +222,23 @@ func (s *Server) Collect(ctx context.Context) {
 		}
 	}
 
+	// Every node's /metrics, each replica's for a node of replicas.
 	type scraped struct {
-		sample *Sample
-		err    error
+		samples []*Sample // per metrics URL; nil where it failed
+		errs    []error
 	}
 	results := make([]scraped, len(s.cfg.Nodes))
 	var wg sync.WaitGroup
 	for i, n := range s.cfg.Nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i].sample, results[i].err = scrape(ctx, s.cfg.NodeHTTP, n.MetricsURL)
-		}()
+		urls := n.metricsURLs()
+		results[i] = scraped{samples: make([]*Sample, len(urls)), errs: make([]error, len(urls))}
+		for j, u := range urls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i].samples[j], results[i].errs[j] = scrape(ctx, s.cfg.NodeHTTP, u)
+			}()
+		}
 	}
 	wg.Wait()
 
@@ -255,12 +266,22 @@ func (s *Server) Collect(ctx context.Context) {
 				}
 			}
 		}
-		r := results[i]
+		sample, failed, err := s.combine(src, results[i].samples, results[i].errs)
 		wasUp, known := s.up[src.Name]
-		if r.err != nil {
-			nv.Problem = r.err.Error()
+		if failed != nil && err == nil {
+			// Some replicas answered: the node serves; the others count
+			// with their last figures.
+			nv.Problem = failed.Error()
+			if s.replicaUp(src.Name, false) {
+				s.record(Event{At: now, Node: src.Name, What: "metrics could not be read: " + failed.Error(), Count: 1})
+			}
+		} else if err == nil {
+			s.replicaUp(src.Name, true)
+		}
+		if err != nil {
+			nv.Problem = err.Error()
 			if wasUp || !known {
-				s.record(Event{At: now, Node: src.Name, What: "metrics could not be read: " + r.err.Error(), Count: 1})
+				s.record(Event{At: now, Node: src.Name, What: "metrics could not be read: " + err.Error(), Count: 1})
 			}
 			s.up[src.Name] = false
 			// The last figures stay visible, marked by the problem.
@@ -270,12 +291,12 @@ func (s *Server) Collect(ctx context.Context) {
 			nv.Up = true
 			s.up[src.Name] = true
 			prev := s.prev[src.Name]
-			nv.Figures = figures(r.sample, prev)
-			nv.ScrapedAt = r.sample.At
+			nv.Figures = figures(sample, prev)
+			nv.ScrapedAt = sample.At
 			if prev != nil {
 				s.recordIncreases(now, src.Name, figures(prev, nil), nv.Figures)
 			}
-			s.prev[src.Name] = r.sample
+			s.prev[src.Name] = sample
 		}
 		snap.Nodes = append(snap.Nodes, nv)
 	}
@@ -293,6 +314,58 @@ func (s *Server) Collect(ctx context.Context) {
 	s.snap = snap
 	close(s.changed)
 	s.changed = make(chan struct{})
+}
+
+// combine makes one sample of a node's scrapes. A node of one /metrics
+// is its scrape. For a node of replicas, each replica that answered counts
+// with its new scrape and each that did not with its last good one, so
+// that a replica missing a round neither drops its part of the totals nor
+// adds it back as a burst; failed names those that did not answer. err is
+// set when none answered.
+func (s *Server) combine(src NodeSource, samples []*Sample, errs []error) (sample *Sample, failed, err error) {
+	if len(src.Replicas) == 0 {
+		return samples[0], nil, errs[0]
+	}
+	last := s.last[src.Name]
+	if last == nil {
+		last = map[string]*Sample{}
+		s.last[src.Name] = last
+	}
+	var fails []error
+	answered := false
+	for j, u := range src.Replicas {
+		if errs[j] != nil {
+			fails = append(fails, fmt.Errorf("replica %s: %w", u, errs[j]))
+			continue
+		}
+		answered = true
+		last[u] = samples[j]
+	}
+	if !answered {
+		return nil, nil, errors.Join(fails...)
+	}
+	parts := make([]*Sample, 0, len(last))
+	for _, u := range src.Replicas {
+		if l := last[u]; l != nil {
+			parts = append(parts, l)
+		}
+	}
+	merged := *merge(parts) // a copy: its time is set below, the parts are kept
+	sample = &merged
+	for _, smp := range samples {
+		if smp != nil && smp.At.After(sample.At) {
+			sample.At = smp.At
+		}
+	}
+	return sample, errors.Join(fails...), nil
+}
+
+// replicaUp records whether all of a node's replicas answered, and
+// reports whether that changed from all to some.
+func (s *Server) replicaUp(node string, all bool) bool {
+	was, known := s.allReplicas[node]
+	s.allReplicas[node] = all
+	return !all && (was || !known)
 }
 
 func sampleTime(s *Sample) time.Time {

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -405,5 +406,46 @@ func TestRedirectLogin(t *testing.T) {
 	}
 	if code, _ := get(t, c, srv.URL+"/login/local"); code == http.StatusOK {
 		t.Error("a form route for a provider that has none")
+	}
+}
+
+// TestReplicasAddedUp: a node of two replicas is read replica by replica
+// and shown as their sum; a replica that misses a round counts with its
+// last figures (no drop, no burst when it is back), and the node stays up
+// with the replica named as the problem.
+func TestReplicasAddedUp(t *testing.T) {
+	exchanges := func(n int) string {
+		return fmt.Sprintf("# TYPE schakel_exchanges_total counter\n"+
+			"schakel_exchanges_total{application=\"bgz\",pattern=\"notified-pull\",role=\"sender\",outcome=\"ok\"} %d\n", n)
+	}
+	a, b := &fakeNode{}, &fakeNode{}
+	a.set(exchanges(3))
+	b.set(exchanges(5))
+	sa, sb := httptest.NewServer(a), httptest.NewServer(b)
+	defer sa.Close()
+	defer sb.Close()
+	m, _, _ := newTestMonitor(t, NodeSource{Name: "n1", Replicas: []string{sa.URL + "/metrics", sb.URL + "/metrics"}})
+	total := func() (float64, *NodeView) {
+		t.Helper()
+		m.Collect(context.Background())
+		snap, _ := m.Snapshot()
+		nv := snap.Node("n1")
+		var sum float64
+		for _, c := range nv.Figures.Exchanges {
+			sum += c.Total
+		}
+		return sum, nv
+	}
+	if got, nv := total(); got != 8 || !nv.Up {
+		t.Fatalf("two replicas: %v exchanges, up %v; want 8, up", got, nv.Up)
+	}
+	a.set(exchanges(4))
+	sb.Close() // the second replica misses the round
+	if got, nv := total(); got != 9 || !nv.Up || !strings.Contains(nv.Problem, sb.URL) {
+		t.Fatalf("one replica away: %v exchanges, up %v, problem %q; want 9 (its last 5 kept), up, the replica named", got, nv.Up, nv.Problem)
+	}
+	sa.Close()
+	if _, nv := total(); nv.Up {
+		t.Fatal("no replica answers: the node is up")
 	}
 }

@@ -261,6 +261,11 @@ type NodeSource struct {
 	Name string
 	// MetricsURL is the node's /metrics on its internal listener.
 	MetricsURL string
+	// Replicas, for a node run as several replicas, lists each replica's
+	// /metrics instead: the monitor reads every one and adds them up, as
+	// a balancer in front of them would answer from one replica at a
+	// time and its counters would jump between theirs.
+	Replicas []string
 	// ConfigFile is the node's YAML configuration, read for its
 	// participants and partner agreements; optional.
 	ConfigFile string
@@ -352,4 +357,12 @@ func checkURL(s string) error {
 		return fmt.Errorf("%q is not an http(s) URL", s)
 	}
 	return nil
+}
+
+// metricsURLs are the /metrics the monitor reads for the node.
+func (n NodeSource) metricsURLs() []string {
+	if len(n.Replicas) > 0 {
+		return n.Replicas
+	}
+	return []string{n.MetricsURL}
 }

@@ -178,6 +178,9 @@ type Network struct {
 	members              []Participant     // the participant of each of Nodes, in order
 	tokens               map[string]string // URA → internal API token
 	internalURLs         map[string]string // URA → its node's internal API base
+	// replicaInternals are, with replicas, each replica's internal
+	// listener per node name (the monitor reads every replica's /metrics).
+	replicaInternals map[string][]string
 	dirStore             store.Store
 	services             []*service // addressbook, consent, localization
 	closers              []io.Closer

@@ -337,7 +337,7 @@ func UpProcesses(ctx context.Context, opts Options, exe string) (_ *Network, err
 		return nil, err
 	}
 	// The Twiin Monitor last: it reads the register, the addressbook and
-	// every node's /metrics (through its balancer with replicas).
+	// every node's /metrics (each replica's, with replicas).
 	monitor, err := nw.monitorCommand(addr["monitor"], caFile)
 	if err != nil {
 		return nil, err
@@ -362,8 +362,16 @@ func (nw *Network) monitorCommand(addr, caFile string) ([]string, error) {
 		"--cert", filepath.Join(dir, "monitor.pem"), "--key", filepath.Join(dir, "monitor-key.pem"), "--ca", caFile,
 		"--user", MonitorUser, "--password-file", filepath.Join(nw.opts.DataDir, MonitorPasswordFile)}
 	for i, name := range nw.nodeNames {
-		args = append(args, "--node", name+"="+nw.internalURLs[nw.members[i].URA]+"/metrics",
-			"--node-config", name+"="+filepath.Join(nw.opts.DataDir, name, "node.yaml"))
+		// With replicas, each replica's /metrics (the monitor adds them
+		// up): through the balancer every scrape would reach another one.
+		sources := nw.replicaInternals[name]
+		if len(sources) == 0 {
+			sources = []string{nw.internalURLs[nw.members[i].URA]}
+		}
+		for _, base := range sources {
+			args = append(args, "--node", name+"="+base+"/metrics")
+		}
+		args = append(args, "--node-config", name+"="+filepath.Join(nw.opts.DataDir, name, "node.yaml"))
 	}
 	return args, nil
 }

@@ -212,6 +212,10 @@ func (nw *Network) prepareReplicas(name string, cfg node.Config, lbHeld []net.Li
 			return nil, err
 		}
 		lb.servers = append(lb.servers, backendServer{name: fmt.Sprintf("%s-%d", name, i), public: pub, internal: in})
+		if nw.replicaInternals == nil {
+			nw.replicaInternals = map[string][]string{}
+		}
+		nw.replicaInternals[name] = append(nw.replicaInternals[name], "http://"+in)
 		out = append(out, replica{name: rname, url: "https://" + pub, args: []string{"node", "--config", path}, ready: pub,
 			health: "http://" + in + "/healthz", held: held})
 	}

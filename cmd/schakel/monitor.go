@@ -68,7 +68,7 @@ func newMonitorServeCommand(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.certFile, "cert", "", "PEM UZI server certificate the monitor reads the addressbook and register with")
 	fl.StringVar(&f.keyFile, "key", "", "PEM private key of --cert")
 	fl.StringSliceVar(&f.cas, "ca", nil, "PEM file(s) of the CA(s) the addressbook's and register's certificates chain to")
-	fl.StringArrayVar(&f.nodes, "node", nil, "a node to watch: NAME=URL of its /metrics (repeatable)")
+	fl.StringArrayVar(&f.nodes, "node", nil, "a node to watch: NAME=URL of its /metrics (repeatable; the same NAME again adds a replica, whose metrics are added up)")
 	fl.StringArrayVar(&f.nodeConfigs, "node-config", nil, "NAME=FILE: a watched node's configuration, for its participants and agreements (repeatable)")
 	fl.StringVar(&f.user, "user", "operator", "the local operator account's user name")
 	fl.StringVar(&f.passwordFile, "password-file", "", "the local account's password (created, mode 0600, when missing)")
@@ -95,11 +95,22 @@ func monitorConfig(f monitorFlags, log *slog.Logger) (monitor.Config, error) {
 		}
 		configs[name] = file
 	}
+	seen := map[string]int{} // name → index in cfg.Nodes
 	for _, n := range f.nodes {
 		name, url, ok := strings.Cut(n, "=")
 		if !ok || name == "" || url == "" {
 			return cfg, fmt.Errorf("--node %q: want NAME=URL of its /metrics", n)
 		}
+		if i, again := seen[name]; again {
+			// Another replica of the node: their metrics are added up.
+			src := &cfg.Nodes[i]
+			if len(src.Replicas) == 0 {
+				src.Replicas = []string{src.MetricsURL}
+			}
+			src.Replicas = append(src.Replicas, url)
+			continue
+		}
+		seen[name] = len(cfg.Nodes)
 		cfg.Nodes = append(cfg.Nodes, monitor.NodeSource{Name: name, MetricsURL: url, ConfigFile: configs[name]})
 		delete(configs, name)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMonitorServeFlags(t *testing.T) {
@@ -87,5 +89,29 @@ func TestMonitorServe(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v", err)
+	}
+}
+
+// TestMonitorNodeReplicas: --node given again with the same name adds a
+// replica of that node, whose metrics the monitor adds up.
+func TestMonitorNodeReplicas(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(pw, []byte("correct-horse-battery-staple"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := monitorConfig(monitorFlags{user: "operator", passwordFile: pw, interval: 2 * time.Second, nodes: []string{
+		"gp-node=http://127.0.0.1:1/metrics", "hosp=http://127.0.0.1:3/metrics", "gp-node=http://127.0.0.1:2/metrics"}},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Nodes) != 2 {
+		t.Fatalf("%d nodes, want 2: %+v", len(cfg.Nodes), cfg.Nodes)
+	}
+	if got := cfg.Nodes[0].Replicas; len(got) != 2 || got[0] != "http://127.0.0.1:1/metrics" || got[1] != "http://127.0.0.1:2/metrics" {
+		t.Errorf("gp-node's replicas %v", got)
+	}
+	if got := cfg.Nodes[1]; got.MetricsURL != "http://127.0.0.1:3/metrics" || len(got.Replicas) != 0 {
+		t.Errorf("hosp %+v, want one /metrics", got)
 	}
 }
