@@ -168,19 +168,19 @@ type Options struct {
 
 // Network is a running local network.
 type Network struct {
-	opts                 Options
-	out                  io.Writer
-	mu                   sync.Mutex
-	Nodes                []*node.Node
-	GPNode               *node.Node
-	HospNode             *node.Node
-	NursingHomeNode      *node.Node        // with Mixed only
-	members              []Participant     // the participant of each of Nodes, in order
-	tokens               map[string]string // URA → internal API token
-	internalURLs         map[string]string // URA → its node's internal API base
+	opts            Options
+	out             io.Writer
+	mu              sync.Mutex
+	Nodes           []*node.Node
+	GPNode          *node.Node
+	HospNode        *node.Node
+	NursingHomeNode *node.Node        // with Mixed only
+	members         []Participant     // the participant of each of Nodes, in order
+	tokens          map[string]string // URA → internal API token
+	internalURLs    map[string]string // URA → its node's internal API base
 	// replicaInternals are, with replicas, each replica's internal
 	// listener per node name (the monitor reads every replica's /metrics).
-	replicaInternals map[string][]string
+	replicaInternals     map[string][]string
 	dirStore             store.Store
 	services             []*service // addressbook, consent, localization
 	closers              []io.Closer
