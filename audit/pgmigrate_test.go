@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -165,26 +164,10 @@ func TestRestrictedRole(t *testing.T) {
 	}
 	defer c.Close(ctx)
 	role := schema + "_node"
+	cfg.Postgres = pgtest.Role(t, dsn, role)
 	s := pgx.Identifier{schema}.Sanitize()
 	r := pgx.Identifier{role}.Sanitize()
-	t.Cleanup(func() {
-		ctx := context.Background()
-		c, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Logf("role %s left behind: %v", role, err)
-			return
-		}
-		defer c.Close(ctx)
-		_, err = c.Exec(ctx, `DROP OWNED BY `+r)
-		if err == nil {
-			_, err = c.Exec(ctx, `DROP ROLE IF EXISTS `+r)
-		}
-		if err != nil {
-			t.Logf("role %s left behind: %v", role, err)
-		}
-	})
 	for _, stmt := range []string{
-		`CREATE ROLE ` + r + ` LOGIN`,
 		`GRANT USAGE ON SCHEMA ` + s + ` TO ` + r,
 		`GRANT INSERT, SELECT ON ` + s + `.audit_event, ` + s + `.audit_checkpoint TO ` + r,
 		`GRANT SELECT ON ` + s + `.audit_goose_version TO ` + r,
@@ -193,12 +176,6 @@ func TestRestrictedRole(t *testing.T) {
 			t.Fatalf("%s: %v", stmt, err)
 		}
 	}
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		t.Skipf("the test DSN is not a URL: %v", err)
-	}
-	u.User = url.User(role)
-	cfg.Postgres = u.String()
 	node, err := OpenWith(ctx, cfg)
 	if err != nil {
 		t.Fatalf("open as %s: %v", role, err)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -50,18 +49,8 @@ func TestNodeAsRestrictedRole(t *testing.T) {
 	}
 	defer c.Close(ctx)
 	role := schema + "_app"
+	roleDSN := pgtest.Role(t, dsn, role)
 	r := pgx.Identifier{role}.Sanitize()
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), dsn)
-		if err != nil {
-			t.Logf("role %s left behind: %v", role, err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), `DROP OWNED BY `+r+`; DROP ROLE IF EXISTS `+r); err != nil {
-			t.Logf("role %s left behind: %v", role, err)
-		}
-	})
 	rows, err := c.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`, schema)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +59,7 @@ func TestNodeAsRestrictedRole(t *testing.T) {
 	if err != nil || len(schemas) == 0 {
 		t.Fatalf("the node's schemas: %v %v", schemas, err)
 	}
-	stmts := []string{`CREATE ROLE ` + r + ` LOGIN`}
+	var stmts []string
 	for _, name := range schemas {
 		s := pgx.Identifier{name}.Sanitize()
 		stmts = append(stmts,
@@ -92,12 +81,7 @@ func TestNodeAsRestrictedRole(t *testing.T) {
 		}
 	}
 
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		t.Skipf("the test DSN is not a URL: %v", err)
-	}
-	u.User = url.User(role)
-	cfg.Store.Postgres = u.String()
+	cfg.Store.Postgres = roleDSN
 	serve(cfg, func(n *Node) {
 		resp, err := http.Get(n.InternalURL() + "/readyz")
 		if err != nil {

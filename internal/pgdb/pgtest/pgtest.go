@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -59,4 +60,40 @@ func dropPrefixed(dsn, prefix string) {
 	for _, n := range names {
 		_, _ = c.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{n}.Sanitize()+" CASCADE")
 	}
+}
+
+// Role creates a login role named name on the test server and returns the
+// connection string that logs in as it; the test grants it what it needs.
+// When tb ends the role is dropped, with every privilege it was granted.
+// tb is skipped when the test server's connection string is not a URL.
+func Role(tb testing.TB, dsn, name string) string {
+	tb.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		tb.Skipf("%s is not a postgres:// URL", Env)
+	}
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close(ctx)
+	r := pgx.Identifier{name}.Sanitize()
+	if _, err := c.Exec(ctx, `CREATE ROLE `+r+` LOGIN`); err != nil {
+		tb.Fatalf("create role %s: %v", name, err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			defer c.Close(ctx)
+			_, err = c.Exec(ctx, `DROP OWNED BY `+r+`; DROP ROLE IF EXISTS `+r)
+		}
+		if err != nil {
+			tb.Logf("role %s left behind: %v", name, err)
+		}
+	})
+	u.User = url.User(name)
+	return u.String()
 }
