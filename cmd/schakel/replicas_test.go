@@ -28,7 +28,6 @@ import (
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/consult"
-	"github.com/schakel-nl/schakel/correspondentie"
 	"github.com/schakel-nl/schakel/internal/pgdb/pgtest"
 	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/nl"
@@ -37,7 +36,6 @@ import (
 	"github.com/schakel-nl/schakel/oauth"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/plateau"
-	"github.com/schakel-nl/schakel/push"
 )
 
 // replicaLease is the lease of the replicas' pulls in the kill test, and
@@ -186,122 +184,38 @@ func TestReplicaKilledUnderLoad(t *testing.T) {
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	gp := &xisClient{base: nw.InternalURL(network.GP.URA), token: nw.Token(network.GP.URA), http: hc}
 	hosp := &xisClient{base: nw.InternalURL(network.Hospital.URA), token: nw.Token(network.Hospital.URA), http: hc}
-	patient := nw.Patients[0]
-	_, born, _ := nl.Patient(patient.Resources[0])
 	victim := procs["hospital-node/2"]
 	if victim == nil {
 		t.Fatal("no replica hospital-node/2")
 	}
-
+	load := newReplicaLoad(nw, gp, hosp, "load")
 	var (
-		mu                  sync.Mutex
-		referrals, letters  []string
-		reads, failed       int
-		servedBy            = map[string]int{}
-		next, done          atomic.Int64
-		killOnce            sync.Once
-		killedAt            time.Time
-		deadline            = time.Now().Add(5 * time.Minute)
-		wg                  sync.WaitGroup
-		unexpectedStatuses  []string
-		acknowledgedStatus  = map[string]int{"refer": http.StatusCreated, "push": http.StatusAccepted, "consult": http.StatusOK}
-		killAfter           = int64(ops / 3)
-		operations          = []string{"refer", "push", "consult"}
-		acceptableFailures  = map[int]bool{http.StatusBadGateway: true, http.StatusServiceUnavailable: true, http.StatusGatewayTimeout: true}
-		consultUser         atomic.Int64
-		correspondentieSpec = correspondentie.LetterSpec{Type: correspondentie.DischargeLetter, PatientBSN: patient.BSN,
-			PatientName: patient.Name, BirthDate: born, AuthorUZI: "900000123", AuthorName: "dr. M. Internist",
-			CustodianURA: network.Hospital.URA, Custodian: network.Hospital.Name, Text: "Ontslagbrief."}
+		killOnce  sync.Once
+		killedAt  time.Time
+		deadline  = time.Now().Add(5 * time.Minute)
+		killAfter = int64(ops / 3)
 	)
-	letterFor := func(id string) json.RawMessage {
-		spec := correspondentieSpec
-		spec.ID, spec.Date = id, time.Now()
-		b, err := correspondentie.Letter(spec)
-		if err != nil {
-			t.Error(err)
+	load.run(t, 4, func(i int64) bool { return i < int64(ops) && time.Now().Before(deadline) }, func(done int64) {
+		if done >= killAfter {
+			killOnce.Do(func() {
+				killedAt = time.Now()
+				_ = syscall.Kill(victim.PID, syscall.SIGKILL) // no shutdown: leases, queues and all die with it
+			})
 		}
-		return b
-	}
-	consultUser.Store(900030000)
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(ops) || time.Now().After(deadline) {
-					return
-				}
-				op := operations[i%3]
-				var (
-					code    int
-					body    []byte
-					replica string
-					err     error
-					id      string
-				)
-				switch op {
-				case "refer":
-					code, body, replica, err = gp.do(http.MethodPost, "/internal/referrals", notifiedpull.ReferRequest{
-						PatientBSN: patient.BSN, ReceiverURA: network.Hospital.URA, Application: "bgz", Description: fmt.Sprintf("load %d", i)})
-					var r node.Referral
-					if err == nil && code == http.StatusCreated && json.Unmarshal(body, &r) == nil {
-						id = r.ID
-					}
-				case "push":
-					id = uuid()
-					code, body, replica, err = hosp.do(http.MethodPost, "/internal/messages", push.SendRequest{
-						ID: id, ReceiverURA: network.GP.URA, Application: "correspondentie", Payload: letterFor(id)})
-				case "consult":
-					user := consultUser.Add(1)
-					code, body, replica, err = hosp.do(http.MethodPost, "/internal/consult", consult.Request{PatientBSN: patient.BSN,
-						HolderURA: network.GP.URA, Application: "bgz", User: &plateau.Caller{ID: strconv.FormatInt(user, 10), Role: "01.016"}})
-					var res consult.Result
-					if err == nil && code == http.StatusOK && (json.Unmarshal(body, &res) != nil || !res.Complete) {
-						code = -1 // answered, but not every query: not acknowledged
-					}
-				}
-				mu.Lock()
-				switch {
-				case err == nil && code == acknowledgedStatus[op]:
-					servedBy[replica]++
-					switch op {
-					case "refer":
-						referrals = append(referrals, id)
-					case "push":
-						letters = append(letters, id)
-					case "consult":
-						reads++
-					}
-				case err != nil || acceptableFailures[code] || code == -1:
-					failed++ // the replica went away under it: not acknowledged
-				default:
-					unexpectedStatuses = append(unexpectedStatuses, fmt.Sprintf("%s: %d %s", op, code, clip(body)))
-				}
-				mu.Unlock()
-				if done.Add(1) >= killAfter {
-					killOnce.Do(func() {
-						killedAt = time.Now()
-						_ = syscall.Kill(victim.PID, syscall.SIGKILL) // no shutdown: leases, queues and all die with it
-					})
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	})
 	if killedAt.IsZero() {
 		t.Fatal("the load ended before the replica was killed")
 	}
 	if !waitGone(victim.PID) {
 		t.Fatal("the killed replica is still running")
 	}
-	for _, u := range unexpectedStatuses {
+	for _, u := range load.unexpected {
 		t.Errorf("answer that is neither an acknowledgement nor a clean failure: %s", u)
 	}
-	t.Logf("%d operations: %d referrals, %d letters, %d reads acknowledged, %d failed around the kill; internal answers by replica %v",
-		ops, len(referrals), len(letters), reads, failed, servedBy)
-	if len(referrals) == 0 || len(letters) == 0 || reads == 0 {
-		t.Fatalf("the load acknowledged too little to check: %d referrals, %d letters, %d reads", len(referrals), len(letters), reads)
+	t.Log("around the kill, " + load.summary())
+	referrals, letters := load.referrals, load.letters
+	if len(referrals) == 0 || len(letters) == 0 || load.reads == 0 {
+		t.Fatalf("the load acknowledged too little to check: %d referrals, %d letters, %d reads", len(referrals), len(letters), load.reads)
 	}
 
 	// Every acknowledged referral at both ends once, and completed by the
