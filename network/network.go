@@ -451,6 +451,10 @@ func newNetwork(opts Options) (*Network, error) {
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
 	}
+	if net.ParseIP(opts.Host) == nil {
+		// The certificates name it as an IP address, the balancers trust it.
+		return nil, fmt.Errorf("network: --host %q: give an IP address of this machine (e.g. 127.0.0.1)", opts.Host)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -796,3 +796,15 @@ func TestExchangeFromEHRInProxyMode(t *testing.T) {
 		t.Errorf("the GP node holds %d Patients; in proxy mode the record stays in the EHR", page.Total)
 	}
 }
+
+// TestHostMustBeAnIP: the network's certificates name its host as an IP
+// address, and the balancers trust it by address: a name is refused up
+// front, with the flag named.
+func TestHostMustBeAnIP(t *testing.T) {
+	for host, ok := range map[string]bool{"localhost": false, "gtk.example": false, "127.0.0.1": true, "::1": true} {
+		_, err := newNetwork(Options{DataDir: t.TempDir(), Host: host})
+		if ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), "--host")) {
+			t.Errorf("host %q: %v", host, err)
+		}
+	}
+}
