@@ -19,6 +19,7 @@ type keySchema struct {
 	fields map[string]*keySchema // a struct: its keys
 	elem   *keySchema            // a list of structs: one element's keys
 	open   bool                  // a map: any key below it
+	list   bool                  // a list of values (from the environment: comma-separated)
 }
 
 var (
@@ -40,6 +41,8 @@ func schemaOf(t reflect.Type) *keySchema {
 		return s
 	case t.Kind() == reflect.Slice && schemaOf(t.Elem()).fields != nil:
 		return &keySchema{elem: schemaOf(t.Elem())}
+	case t.Kind() == reflect.Slice:
+		return &keySchema{list: true}
 	case t.Kind() == reflect.Map:
 		return &keySchema{open: true}
 	}

@@ -161,7 +161,7 @@ func TestRepositoryVariablesDoNotStopANode(t *testing.T) {
 		t.Fatalf("the scan missed known variables: %v", found)
 	}
 	for v := range found {
-		if _, err := envKey(v); err != nil {
+		if _, _, err := envKey(v); err != nil {
 			t.Errorf("%s would stop a node: %v", v, err)
 		}
 	}

@@ -117,9 +117,19 @@ func loadNodeConfig(path string, flags *pflag.FlagSet) (node.Config, error) {
 	if err := k.Load(env.Provider(".", env.Opt{
 		Prefix: envPrefix,
 		TransformFunc: func(name, value string) (string, any) {
-			key, err := envKey(name)
+			key, list, err := envKey(name)
 			if err != nil {
 				envErrs = append(envErrs, err)
+			}
+			if list {
+				// A list from the environment: comma-separated values.
+				var vals []string
+				for _, v := range strings.Split(value, ",") {
+					if v = strings.TrimSpace(v); v != "" {
+						vals = append(vals, v)
+					}
+				}
+				return key, vals
 			}
 			return key, value
 		},
@@ -158,29 +168,29 @@ func loadNodeConfig(path string, flags *pflag.FlagSet) (node.Config, error) {
 // SCHAKEL_STORE_…) or a likely typo of one (SCHAKEL_PUBLC_…), unless
 // another command reads it or it starts SCHAKEL_TEST_ or SCHAKEL_BENCH_;
 // it must then name a setting. Other variables are left alone.
-func envKey(name string) (string, error) {
+func envKey(name string) (key string, list bool, err error) {
 	if otherCommandsEnv[name] || strings.HasPrefix(name, envPrefix+"TEST_") || strings.HasPrefix(name, envPrefix+"BENCH_") {
-		return "", nil
+		return "", false, nil
 	}
-	key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, envPrefix)), "_", ".")
+	key = strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, envPrefix)), "_", ".")
 	top, _, _ := strings.Cut(key, ".")
 	if _, ours := nodeKeys.fields[top]; !ours && nodeKeys.closest(top) == "" {
-		return "", nil
+		return "", false, nil
 	}
 	s, known, err := nodeKeys.lookup(key)
 	switch {
 	case err == errList:
-		return "", fmt.Errorf("environment variable %s: %s is a list; set it in the configuration file", name, known)
+		return "", false, fmt.Errorf("environment variable %s: %s is a list; set it in the configuration file", name, known)
 	case err != nil:
 		msg := fmt.Sprintf("unknown environment variable %s (key %q)", name, key)
 		if near := nearKey(known, key); near != "" {
 			msg += fmt.Sprintf(" (did you mean %s?)", envPrefix+strings.ToUpper(strings.ReplaceAll(near, ".", "_")))
 		}
-		return "", errors.New(msg)
+		return "", false, errors.New(msg)
 	case s.fields != nil || s.elem != nil:
-		return "", fmt.Errorf("environment variable %s names the section %q, not a setting", name, key)
+		return "", false, fmt.Errorf("environment variable %s names the section %q, not a setting", name, key)
 	}
-	return key, nil
+	return key, s.list, nil
 }
 
 // nearKey suggests a known key for key, whose part up to known is known and

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -48,5 +49,32 @@ func TestNodeConfigNeedsParticipants(t *testing.T) {
 	cmd := newNodeCommand(&globalFlags{})
 	if _, err := loadNodeConfig("", cmd.Flags()); err == nil {
 		t.Error("a node without participants was configured")
+	}
+}
+
+// TestNodeConfigListsFromTheEnvironment: a list setting is given in the
+// environment as comma-separated values.
+func TestNodeConfigListsFromTheEnvironment(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "node.yaml")
+	if err := os.WriteFile(file, []byte(`
+name: n
+datadir: /var/lib/schakel
+participants:
+  - ura: "90000001"
+    internaltoken: secret-from-the-file-123
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SCHAKEL_PUBLIC_PROXYPROTOCOL", "10.0.0.5, 10.0.1.0/24")
+	t.Setenv("SCHAKEL_TLS_CAFILES", "/etc/schakel/ca-1.pem,/etc/schakel/ca-2.pem")
+	cfg, err := loadNodeConfig(file, newNodeCommand(&globalFlags{}).Flags())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Public.ProxyProtocol; !slices.Equal(got, []string{"10.0.0.5", "10.0.1.0/24"}) {
+		t.Errorf("public.proxyprotocol %q", got)
+	}
+	if got := cfg.TLS.CAFiles; !slices.Equal(got, []string{"/etc/schakel/ca-1.pem", "/etc/schakel/ca-2.pem"}) {
+		t.Errorf("tls.cafiles %q", got)
 	}
 }
