@@ -79,6 +79,36 @@ func merge(samples []*Sample) *Sample {
 	return out
 }
 
+// counted is everything a sample's counters and histograms counted: it
+// falls when the process that exposes them started again.
+func counted(s *Sample) float64 {
+	var n float64
+	for _, f := range s.Families {
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				n += m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				n += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return n
+}
+
+// countersOf is s with only its counters and histograms: what a restarted
+// replica had counted, kept in its node's sums (a gauge is a state, not a
+// count, and ends with the process).
+func countersOf(s *Sample) *Sample {
+	out := &Sample{At: s.At, Families: map[string]*dto.MetricFamily{}}
+	for name, f := range s.Families {
+		if t := f.GetType(); t == dto.MetricType_COUNTER || t == dto.MetricType_HISTOGRAM {
+			out.Families[name] = f
+		}
+	}
+	return out
+}
+
 // value is a counter's, gauge's or untyped metric's value.
 func value(m *dto.Metric) float64 {
 	switch {

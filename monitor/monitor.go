@@ -150,7 +150,8 @@ type Server struct {
 	// last is the last good scrape of each replica of a node (by its
 	// metrics URL): a replica that does not answer counts with it.
 	last        map[string]map[string]*Sample
-	allReplicas map[string]bool // whether every replica answered the last scrape
+	carried     map[string][]*Sample // per node: the counters of its replicas' earlier runs
+	allReplicas map[string]bool      // whether every replica answered the last scrape
 	up          map[string]bool
 	recent      []Event
 	changed     chan struct{} // closed and replaced at every new snapshot
@@ -183,7 +184,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, log: cfg.Logger, sessions: newSessions(cfg.SessionTTL, cfg.Now), pages: p,
-		snap: &Snapshot{}, prev: map[string]*Sample{}, last: map[string]map[string]*Sample{}, allReplicas: map[string]bool{}, up: map[string]bool{}, changed: make(chan struct{}), done: make(chan struct{})}, nil
+		snap: &Snapshot{}, prev: map[string]*Sample{}, last: map[string]map[string]*Sample{}, carried: map[string][]*Sample{}, allReplicas: map[string]bool{}, up: map[string]bool{}, changed: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Run reads the sources every interval until ctx ends.
@@ -339,12 +340,17 @@ func (s *Server) combine(src NodeSource, samples []*Sample, errs []error) (sampl
 			continue
 		}
 		answered = true
+		if l := last[u]; l != nil && counted(samples[j]) < counted(l) {
+			// The replica started again (a rolling upgrade): its counters
+			// began at zero. What it had counted stays in the node's sum.
+			s.carried[src.Name] = append(s.carried[src.Name], countersOf(l))
+		}
 		last[u] = samples[j]
 	}
 	if !answered {
 		return nil, nil, errors.Join(fails...)
 	}
-	parts := make([]*Sample, 0, len(last))
+	parts := slices.Clone(s.carried[src.Name])
 	for _, u := range src.Replicas {
 		if l := last[u]; l != nil {
 			parts = append(parts, l)

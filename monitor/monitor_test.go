@@ -410,7 +410,8 @@ func TestRedirectLogin(t *testing.T) {
 }
 
 // TestReplicasAddedUp: a node of two replicas is read replica by replica
-// and shown as their sum; a replica that misses a round counts with its
+// and shown as their sum; a replica that starts again keeps what it
+// counted before in the sum; a replica that misses a round counts with its
 // last figures (no drop, no burst when it is back), and the node stays up
 // with the replica named as the problem.
 func TestReplicasAddedUp(t *testing.T) {
@@ -439,10 +440,16 @@ func TestReplicasAddedUp(t *testing.T) {
 	if got, nv := total(); got != 8 || !nv.Up {
 		t.Fatalf("two replicas: %v exchanges, up %v; want 8, up", got, nv.Up)
 	}
+	// The second replica starts again: its counters begin at zero, and
+	// what it counted before stays in the sum.
+	b.set(exchanges(1))
+	if got, _ := total(); got != 9 {
+		t.Fatalf("after a replica's restart: %v exchanges; want 9 (3 + its earlier 5 + 1)", got)
+	}
 	a.set(exchanges(4))
 	sb.Close() // the second replica misses the round
-	if got, nv := total(); got != 9 || !nv.Up || !strings.Contains(nv.Problem, sb.URL) {
-		t.Fatalf("one replica away: %v exchanges, up %v, problem %q; want 9 (its last 5 kept), up, the replica named", got, nv.Up, nv.Problem)
+	if got, nv := total(); got != 10 || !nv.Up || !strings.Contains(nv.Problem, sb.URL) {
+		t.Fatalf("one replica away: %v exchanges, up %v, problem %q; want 10 (its last figures kept), up, the replica named", got, nv.Up, nv.Problem)
 	}
 	sa.Close()
 	if _, nv := total(); nv.Up {
