@@ -5,8 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/postgres"
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
+	"github.com/schakel-nl/schakel/internal/pgdb/pgtest"
 	"github.com/schakel-nl/schakel/pki"
 	"github.com/schakel-nl/schakel/validation"
 )
@@ -34,11 +33,8 @@ func TestRegister(t *testing.T) {
 			return st
 		},
 		"postgres": func(t *testing.T) store.Store {
-			dsn := os.Getenv("SCHAKEL_TEST_POSTGRES")
-			if dsn == "" {
-				t.Skip("SCHAKEL_TEST_POSTGRES not set")
-			}
-			st, err := postgres.Open(context.Background(), dsn, fhir.R4, postgres.WithSchema(fmt.Sprintf("admission_test_%d", time.Now().UnixNano())))
+			dsn, schema := pgtest.Schema(t, "admission_test_")
+			st, err := postgres.Open(context.Background(), dsn, fhir.R4, postgres.WithSchema(schema))
 			if err != nil {
 				t.Fatal(err)
 			}
