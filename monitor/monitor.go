@@ -149,14 +149,13 @@ type Server struct {
 	prev map[string]*Sample // the last good scrape per node (its replicas' added up)
 	// last is the last good scrape of each replica of a node (by its
 	// metrics URL): a replica that does not answer counts with it.
-	last        map[string]map[string]*Sample
-	carried     map[string][]*Sample // per node: the counters of its replicas' earlier runs
-	allReplicas map[string]bool      // whether every replica answered the last scrape
-	up          map[string]bool
-	recent      []Event
-	changed     chan struct{} // closed and replaced at every new snapshot
-	done        chan struct{} // closed when Run ends, so event streams end with it
-	runOnce     sync.Once
+	last    map[string]map[string]*Sample
+	carried map[string][]*Sample // per node: the counters of its replicas' earlier runs
+	health  map[string]health    // per node, at its last scrape
+	recent  []Event
+	changed chan struct{} // closed and replaced at every new snapshot
+	done    chan struct{} // closed when Run ends, so event streams end with it
+	runOnce sync.Once
 }
 
 // New builds a monitor; Run reads the sources, Handler serves the pages.
@@ -184,7 +183,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, log: cfg.Logger, sessions: newSessions(cfg.SessionTTL, cfg.Now), pages: p,
-		snap: &Snapshot{}, prev: map[string]*Sample{}, last: map[string]map[string]*Sample{}, carried: map[string][]*Sample{}, allReplicas: map[string]bool{}, up: map[string]bool{}, changed: make(chan struct{}), done: make(chan struct{})}, nil
+		snap: &Snapshot{}, prev: map[string]*Sample{}, last: map[string]map[string]*Sample{}, carried: map[string][]*Sample{}, health: map[string]health{}, changed: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Run reads the sources every interval until ctx ends.
@@ -268,29 +267,26 @@ func (s *Server) Collect(ctx context.Context) {
 			}
 		}
 		sample, failed, err := s.combine(src, results[i].samples, results[i].errs)
-		wasUp, known := s.up[src.Name]
-		if failed != nil && err == nil {
-			// Some replicas answered: the node serves; the others count
-			// with their last figures.
+		h := healthUp
+		switch {
+		case err != nil:
+			h, failed = healthDown, err
+		case failed != nil:
+			h = healthPartial // the replicas that did not answer count with their last figures
+		}
+		if failed != nil {
 			nv.Problem = failed.Error()
-			if s.replicaUp(src.Name, false) {
+			if was := s.health[src.Name]; was == 0 || h < was {
 				s.record(Event{At: now, Node: src.Name, What: "metrics could not be read: " + failed.Error(), Count: 1})
 			}
-		} else if err == nil {
-			s.replicaUp(src.Name, true)
 		}
-		if err != nil {
-			nv.Problem = err.Error()
-			if wasUp || !known {
-				s.record(Event{At: now, Node: src.Name, What: "metrics could not be read: " + err.Error(), Count: 1})
-			}
-			s.up[src.Name] = false
+		s.health[src.Name] = h
+		if h == healthDown {
 			// The last figures stay visible, marked by the problem.
 			nv.Figures = figures(s.prev[src.Name], nil)
 			nv.ScrapedAt = sampleTime(s.prev[src.Name])
 		} else {
 			nv.Up = true
-			s.up[src.Name] = true
 			prev := s.prev[src.Name]
 			nv.Figures = figures(sample, prev)
 			nv.ScrapedAt = sample.At
@@ -366,13 +362,15 @@ func (s *Server) combine(src NodeSource, samples []*Sample, errs []error) (sampl
 	return sample, errors.Join(fails...), nil
 }
 
-// replicaUp records whether all of a node's replicas answered, and
-// reports whether that changed from all to some.
-func (s *Server) replicaUp(node string, all bool) bool {
-	was, known := s.allReplicas[node]
-	s.allReplicas[node] = all
-	return !all && (was || !known)
-}
+// health is how a node answered its last scrape; an event is recorded
+// when it gets worse.
+type health int
+
+const (
+	healthDown    health = iota + 1 // no /metrics answered
+	healthPartial                   // some of its replicas did not answer
+	healthUp
+)
 
 func sampleTime(s *Sample) time.Time {
 	if s == nil {
