@@ -355,10 +355,11 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Internal.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("internal.addr: %w", err))
 	}
-	for name, l := range map[string]ListenerConfig{"public": c.Public, "internal": c.Internal} {
-		if _, err := proxyPolicy(l.ProxyProtocol); err != nil {
-			errs = append(errs, fmt.Errorf("%s.proxyprotocol: %w", name, err))
-		}
+	if _, err := proxyPolicy(c.Public.ProxyProtocol); err != nil {
+		errs = append(errs, fmt.Errorf("public.proxyprotocol: %w", err))
+	}
+	if _, err := proxyPolicy(c.Internal.ProxyProtocol); err != nil {
+		errs = append(errs, fmt.Errorf("internal.proxyprotocol: %w", err))
 	}
 	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
 		errs = append(errs, errors.New("tls.certfile and tls.keyfile are required"))

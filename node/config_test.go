@@ -34,6 +34,9 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"no name", func(c *Config) { c.Name = "" }, "name is required"},
 		{"bad public addr", func(c *Config) { c.Public.Addr = "8443" }, "public.addr"},
+		{"balancer by name", func(c *Config) { c.Public.ProxyProtocol = []string{"lb.example"} }, "public.proxyprotocol"},
+		{"balancer range", func(c *Config) { c.Internal.ProxyProtocol = []string{"10.0.0.0/33"} }, "internal.proxyprotocol"},
+		{"balancers", func(c *Config) { c.Public.ProxyProtocol = []string{"10.0.0.5", "10.0.1.0/24"} }, ""},
 		{"plain http addressbook", func(c *Config) { c.AddressbookURL = "http://ab" }, "addressbookurl"},
 		{"no participants", func(c *Config) { c.Participants = nil }, "at least one participant"},
 		{"bad URA", func(c *Config) { c.Participants[0].URA = "123" }, "participants[0].ura"},
