@@ -24,6 +24,12 @@ type backend interface {
 	close() error
 }
 
+// pinger is a backend whose commits run on a connection to a server: ping
+// reaches it there (reconnecting a broken connection), writing nothing.
+type pinger interface {
+	ping(ctx context.Context) error
+}
+
 // where renders f as a WHERE clause; ph returns the placeholder of the n-th
 // argument (1-based), so that both SQL dialects share it.
 func where(f Filter, ph func(n int) string) (string, []any) {

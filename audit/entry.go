@@ -91,7 +91,7 @@ func (s *Store) Unindexed() int64 { return s.unindexed }
 // whose last commit failed asks this before it calls itself ready again,
 // rather than wait for a request its readiness keeps away.
 func (s *Store) Writable(ctx context.Context) error {
-	if p, ok := s.be.(interface{ ping(context.Context) error }); ok {
+	if p, ok := s.be.(pinger); ok {
 		if err := p.ping(ctx); err != nil {
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
