@@ -455,33 +455,27 @@ func (s *Service) doPull(ctx, bg context.Context, row Received) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrUnknownParticipant, row.Tenant)
 	}
-	// The status bookkeeping runs beside the network steps it does not
-	// depend on; each is joined before the next status is written, so the
-	// notification Task still moves requested → accepted → in-progress →
-	// completed in order.
+	// The notification Task goes from requested to in-progress in one
+	// status write (SPEC §4 step 3: accepted/in-progress), beside the
+	// token request it does not depend on; no data is read before it is on
+	// record, and it is completed only after. A resumed pull (after the
+	// participant's decision) is in progress already.
 	note := &noteTask{}
-	accepted := s.background(func() error {
-		if row.Status != StatusRequested {
-			return nil // resumed (e.g. after the participant's decision): accepted before
+	taken := s.background(func() error {
+		if row.Status == StatusInProgress {
+			return nil
 		}
-		return s.advance(ctx, row, note, StatusAccepted, "")
+		return s.advance(ctx, row, note, StatusInProgress, "")
 	})
 	caller := callerOf(row, party)
 	c, err := s.connect(ctx, row, party, caller)
-	// No data is read before the notification is on record as accepted.
-	if err := errors.Join(err, <-accepted); err != nil {
+	if err := errors.Join(err, <-taken); err != nil {
 		return err
 	}
 	wfBody, inputs, err := s.inputsOf(ctx, c, row)
 	if err != nil {
 		return err
 	}
-	inProgress := s.background(func() error {
-		if row.Status == StatusInProgress {
-			return nil
-		}
-		return s.advance(ctx, row, note, StatusInProgress, "")
-	})
 	// The queries are independent: run a few at a time over the (HTTP/2)
 	// connection, then merge the answers in the workflow Task's order.
 	parts := make([]*collection, len(inputs))
@@ -530,9 +524,6 @@ func (s *Service) doPull(ctx, bg context.Context, row Received) error {
 		if errors.Is(err, errAwaitingDecision) {
 			// The participant's system decides: keep what it decides on,
 			// and wait (Service.DecideTransfer enqueues the pull again).
-			if err := <-inProgress; err != nil {
-				return err
-			}
 			if err := s.awaitDecision(ctx, row, party, caller, c.app, parts); err != nil {
 				return err
 			}
@@ -542,7 +533,7 @@ func (s *Service) doPull(ctx, bg context.Context, row Received) error {
 		if errors.As(err, &rejected) {
 			// The receiver decided: nothing is kept, and the referral
 			// ends rejected on both sides.
-			if err := errors.Join(<-inProgress, s.setReceived(ctx, row, StatusRejected, rejected.reason),
+			if err := errors.Join(s.setReceived(ctx, row, StatusRejected, rejected.reason),
 				s.writeNoteStatus(ctx, row, note, StatusRejected)); err != nil {
 				return err
 			}
@@ -550,13 +541,13 @@ func (s *Service) doPull(ctx, bg context.Context, row Received) error {
 			s.event(row.Tenant, row.ID, "rejected", rejected.reason, nil)
 			return nil
 		}
-		errs[len(inputs)] = errors.Join(err, <-inProgress)
+		errs[len(inputs)] = err
 	} else {
 		all := make([]int, len(inputs))
 		for i := range all {
 			all[i] = i
 		}
-		errs[len(inputs)] = errors.Join(runInputs(inputs, all), <-inProgress)
+		errs[len(inputs)] = runInputs(inputs, all)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -593,12 +584,17 @@ func (s *Service) doPull(ctx, bg context.Context, row Received) error {
 		}
 		return err
 	}
-	if err := s.writeNoteStatus(ctx, row, note, StatusCompleted); err != nil {
-		return err
-	}
-	// Nothing here waits for the sender to take the completion; it is
-	// reported beside, and retried when the sender cannot take it yet.
+	// The exchange state says completed: the sender is told now, beside
+	// the notification Task's last status write. Nothing here waits for
+	// the sender to take the completion; it is retried when the sender
+	// cannot take it yet.
 	s.reportCompletion(bg, c, row, wfBody)
+	if err := s.writeNoteStatus(ctx, row, note, StatusCompleted); err != nil {
+		// The data is stored and the completion on record (and on its way
+		// to the sender): a notification Task left behind does not undo
+		// that, but the operator must see it.
+		s.log.Error("pull completed, but its notification Task was not set completed", "referral", row.ID, "err", err)
+	}
 	if s.cfg.Holding != nil {
 		s.cfg.Holding(ctx, Holding{Tenant: row.Tenant, PatientBSN: row.PatientBSN, BirthDate: collected.birthDate(row.PatientBSN),
 			Application: c.app.Name()})
