@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/schakel-nl/schakel/internal/benchfloor"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
@@ -74,6 +76,27 @@ func BenchmarkAppendDurable(b *testing.B) {
 			b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms-to-drain")
 		})
 	}
+}
+
+// BenchmarkAppendOne measures Append by one writer, one record at a time:
+// every record waits for a durable write of its own (the journal's
+// fdatasync), as a participant's system reading one resource at a time
+// does. The floor beside it is a 4 KiB append and fdatasync of a file that
+// grows; the journal writes into a segment already zero-filled ahead
+// (journalChunk), so its fdatasync writes the data alone, not a new size.
+func BenchmarkAppendOne(b *testing.B) {
+	dir := b.TempDir()
+	benchfloor.Run(b, dir)
+	b.Run("append", func(b *testing.B) {
+		s := newBenchStore(b, Config{Path: filepath.Join(dir, "audit.db")})
+		ctx := context.Background()
+		rec := record(0)
+		for b.Loop() {
+			if err := s.Append(ctx, rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 func newBenchStore(b *testing.B, cfg Config) *Store {

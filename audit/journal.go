@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -25,7 +26,13 @@ import (
 //
 // A payload is one record (kind 1: seq, prev, hash, canonical body) or one
 // checkpoint (kind 2: seq, head, time in Unix nanoseconds, JWS), integers
-// big-endian. Segments are removed once the index holds their frames durably.
+// big-endian. The frames may be followed by zeros: a segment is zero-filled
+// ahead of its end (journalChunk at a time), so that a batch overwrites
+// blocks the file already has and its fdatasync writes the data alone, not
+// a new file size as well (on ext4 about two thirds of the time of an
+// append, see docs/audit.md). A frame header of zeros followed by nothing
+// but zeros ends the frames; one followed by anything else is a torn write.
+// Segments are removed once the index holds their frames durably.
 const (
 	journalMagic    = "SKAUDJ1\n"
 	journalExt      = ".seg"
@@ -35,14 +42,20 @@ const (
 	// maxFramePayload bounds what a frame header may claim, so a torn or
 	// corrupt length is recognised as such instead of read as a huge frame.
 	maxFramePayload = 64 << 20
+	// journalChunk is how much of a segment is zero-filled at a time,
+	// ahead of the frames written into it.
+	journalChunk = 1 << 20
 )
+
+// zeroChunk is what a segment is zero-filled with; it is only read.
+var zeroChunk = make([]byte, journalChunk)
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// journalFile is a segment open for appending; its Sync writes the file's
+// journalFile is a segment open for writing; its Sync writes the file's
 // data (and its size) to stable storage.
 type journalFile interface {
-	Write(p []byte) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
 	Truncate(size int64) error
 	Sync() error
 	Close() error
@@ -63,7 +76,11 @@ type journal struct {
 
 	file journalFile
 	num  uint64 // segment being appended to
-	size int64
+	size int64  // where the frames end
+	// zeroed is how far the segment is zero-filled (or, after a failed
+	// zero-fill, 0: the segment then grows by its writes alone).
+	zeroed   int64
+	noZeroes bool
 	// rotate asks for a fresh segment before the next write: the current
 	// one is full, or a write to it failed (after a failed fdatasync the
 	// kernel's view of its pages can no longer be trusted).
@@ -164,6 +181,9 @@ func decodeSegment(data []byte) ([]journalFrame, int64, error) {
 		}
 		n := binary.BigEndian.Uint32(data[off:])
 		sum := binary.BigEndian.Uint32(data[off+4:])
+		if n == 0 && sum == 0 && allZero(data[off+frameHead:]) {
+			return out, int64(off), nil // the zero-filled rest of the segment
+		}
 		if n == 0 || n > maxFramePayload || int64(len(data)-off-frameHead) < int64(n) {
 			return out, int64(off), errors.New("incomplete or invalid frame")
 		}
@@ -179,6 +199,16 @@ func decodeSegment(data []byte) ([]journalFrame, int64, error) {
 		off += frameHead + int(n)
 	}
 	return out, int64(off), nil
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= len(zeroChunk) {
+		if !bytes.Equal(b[:len(zeroChunk)], zeroChunk) {
+			return false
+		}
+		b = b[len(zeroChunk):]
+	}
+	return bytes.Equal(b, zeroChunk[:len(b)])
 }
 
 func decodeFrame(p []byte) (journalFrame, error) {
@@ -294,7 +324,8 @@ func (j *journal) append(rows []row, cp *Checkpoint) (uint64, error) {
 		})
 	}
 	j.buf = buf
-	n, err := j.file.Write(buf)
+	j.zeroAhead(j.size + int64(len(buf)))
+	n, err := j.file.WriteAt(buf, j.size)
 	if err == nil {
 		err = j.file.Sync()
 	}
@@ -312,6 +343,29 @@ func (j *journal) append(rows []row, cp *Checkpoint) (uint64, error) {
 	return j.num, nil
 }
 
+// zeroAhead zero-fills the segment past end, a chunk beyond the chunk end
+// falls in, when it is not yet; the batch's fdatasync makes the zeros
+// durable with it. The zeros only make later writes cheaper: when they
+// cannot be written the segment grows by its writes, as a file does.
+func (j *journal) zeroAhead(end int64) {
+	if j.noZeroes || end <= j.zeroed {
+		return
+	}
+	// Up to a chunk past the one end falls in, and not past the segment's
+	// size (the batch that crosses it, the last, extends the file itself).
+	target := min((end/journalChunk+2)*journalChunk, max(j.maxSize, end))
+	for off := max(j.zeroed, j.size); off < target; {
+		n := min(int64(len(zeroChunk)), target-off)
+		if _, err := j.file.WriteAt(zeroChunk[:n], off); err != nil {
+			// What was written is zeros past the frames: it reads as their end.
+			j.noZeroes = true
+			return
+		}
+		off += n
+	}
+	j.zeroed = target
+}
+
 // next closes the current segment and starts the following one. The new
 // file's directory entry is made durable before any record goes into it.
 func (j *journal) next() error {
@@ -322,11 +376,13 @@ func (j *journal) next() error {
 		j.file = nil
 	}
 	num := j.num + 1
-	f, err := os.OpenFile(segmentPath(j.dir, num), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(segmentPath(j.dir, num), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("journal: new segment: %w", err)
 	}
-	if _, err = f.WriteString(journalMagic); err == nil {
+	j.file, j.num, j.size, j.zeroed, j.noZeroes = osFile{f}, num, 0, 0, false
+	j.zeroAhead(int64(len(journalMagic)))
+	if _, err = f.WriteAt([]byte(journalMagic), 0); err == nil {
 		if err = datasync(f); err == nil {
 			err = syncDir(j.dir)
 		}
@@ -334,9 +390,10 @@ func (j *journal) next() error {
 	if err != nil {
 		f.Close()
 		os.Remove(f.Name())
+		j.file = nil
 		return fmt.Errorf("journal: new segment: %w", err)
 	}
-	j.file, j.num, j.size, j.rotate = osFile{f}, num, int64(len(journalMagic)), false
+	j.size, j.rotate = int64(len(journalMagic)), false
 	return nil
 }
 

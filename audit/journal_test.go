@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -161,16 +162,27 @@ func frameOf(t *testing.T, rows []row) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return data[len(journalMagic):]
+	_, end, err := decodeSegment(data) // without the zeros ahead
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data[len(journalMagic):end]
 }
 
+// appendFile writes data into the segment at path after its last frame,
+// over the zeros ahead, as the journal itself writes a batch.
 func appendFile(t *testing.T, path string, data []byte) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	seg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, end, _ := decodeSegment(seg)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := f.Write(data); err != nil {
+	if _, err := f.WriteAt(data, end); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -225,12 +237,12 @@ type faultyFile struct {
 	failWrite, failTruncate atomic.Bool
 }
 
-func (f *faultyFile) Write(p []byte) (int, error) {
+func (f *faultyFile) WriteAt(p []byte, off int64) (int, error) {
 	if f.failWrite.Load() {
-		n, _ := f.journalFile.Write(p[:len(p)/2])
+		n, _ := f.journalFile.WriteAt(p[:len(p)/2], off)
 		return n, syscall.ENOSPC
 	}
-	return f.journalFile.Write(p)
+	return f.journalFile.WriteAt(p, off)
 }
 
 func (f *faultyFile) Truncate(size int64) error {
@@ -349,5 +361,67 @@ func TestJournalUndecodableLastFrameIsRefused(t *testing.T) {
 	}
 	if after, err := os.ReadFile(files[0]); err != nil || !bytes.Equal(after, before) {
 		t.Fatalf("the segment was changed (%d bytes, was %d): %v", len(after), len(before), err)
+	}
+}
+
+// A segment is zero-filled ahead of its frames, a chunk or more at a time
+// and never past its size: the frames read back whole, the zeros as their
+// clean end (not a torn write to cut off).
+func TestJournalSegmentsAreZeroFilledAhead(t *testing.T) {
+	dir := t.TempDir()
+	const maxSize = 3*journalChunk + journalChunk/2
+	j, err := openJournal(dir, maxSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	rows := chainedRows(t, 0, [32]byte{}, 4000)
+	var ends []int64
+	for len(rows) > 0 {
+		n := min(len(rows), 50)
+		if _, err := j.append(rows[:n], nil); err != nil {
+			t.Fatal(err)
+		}
+		rows = rows[n:]
+		if j.rotate {
+			break
+		}
+		fi, err := os.Stat(segmentPath(dir, j.num))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ends = append(ends, j.size)
+		if fi.Size() <= j.size && j.size < maxSize {
+			t.Fatalf("segment of %d bytes with frames up to %d: not zero-filled ahead", fi.Size(), j.size)
+		}
+		if fi.Size() > max(int64(maxSize), j.size) {
+			t.Fatalf("segment of %d bytes, past its size %d", fi.Size(), int64(maxSize))
+		}
+	}
+	if len(ends) < 2 || ends[len(ends)-1] <= 2*journalChunk {
+		t.Fatalf("the test did not write past two chunks: %v", ends)
+	}
+	frames, _, tornAt, err := readJournal(dir)
+	if err != nil || tornAt != -1 {
+		t.Fatalf("reading a zero-filled journal: torn at %d, %v", tornAt, err)
+	}
+	if want := 4000 - len(rows); len(frames) != want {
+		t.Fatalf("%d frames read back, want %d", len(frames), want)
+	}
+}
+
+// Zeros end the frames only when nothing but zeros follows: a zero header
+// before written bytes is a torn write (a later sector reached the disk,
+// the header's did not).
+func TestJournalZeroHeaderBeforeDataIsTorn(t *testing.T) {
+	seg := append([]byte(journalMagic), frameOf(t, chainedRows(t, 0, [32]byte{}, 1))...)
+	clean := append(slices.Clone(seg), make([]byte, 4096)...)
+	if frames, end, err := decodeSegment(clean); err != nil || len(frames) != 1 || end != int64(len(seg)) {
+		t.Fatalf("frames then zeros: %d frames, end %d, %v; want 1 frame ending at %d", len(frames), end, err, len(seg))
+	}
+	torn := slices.Clone(clean)
+	torn[len(torn)-100] = 7
+	if frames, end, err := decodeSegment(torn); err == nil || len(frames) != 1 || end != int64(len(seg)) {
+		t.Fatalf("zero header before data: %d frames, end %d, %v; want torn at %d", len(frames), end, err, len(seg))
 	}
 }
