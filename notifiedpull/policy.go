@@ -28,7 +28,12 @@ func (s *Service) AuthorizeData(ctx context.Context, tok *oauth.AccessToken, req
 	if grantID == "" {
 		return deny("the access token was not issued for a referral")
 	}
-	s.settle(grantID)
+	if req.Interaction == rest.InteractionUpdate {
+		// A status report waits for the in-progress a first data token
+		// started (startInProgress), which must not overwrite it. Reads
+		// do not: the workflow Task may still read requested, as it is.
+		s.settle(grantID)
+	}
 	g, err := s.cfg.DB.grant(ctx, req.Tenant, grantID)
 	if errors.Is(err, errNoRow) {
 		return deny("the access token's referral is not held by this participant")
