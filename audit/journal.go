@@ -77,8 +77,8 @@ type journal struct {
 	file journalFile
 	num  uint64 // segment being appended to
 	size int64  // where the frames end
-	// zeroed is how far the segment is zero-filled (or, after a failed
-	// zero-fill, 0: the segment then grows by its writes alone).
+	// zeroed is how far the segment is zero-filled; noZeroes is set once
+	// a zero-fill failed: the segment then grows by its writes alone.
 	zeroed   int64
 	noZeroes bool
 	// rotate asks for a fresh segment before the next write: the current
@@ -380,7 +380,7 @@ func (j *journal) next() error {
 	if err != nil {
 		return fmt.Errorf("journal: new segment: %w", err)
 	}
-	j.file, j.num, j.size, j.zeroed, j.noZeroes = osFile{f}, num, 0, 0, false
+	j.file, j.size, j.zeroed, j.noZeroes = osFile{f}, 0, 0, false
 	j.zeroAhead(int64(len(journalMagic)))
 	if _, err = f.WriteAt([]byte(journalMagic), 0); err == nil {
 		if err = datasync(f); err == nil {
@@ -393,7 +393,7 @@ func (j *journal) next() error {
 		j.file = nil
 		return fmt.Errorf("journal: new segment: %w", err)
 	}
-	j.size, j.rotate = int64(len(journalMagic)), false
+	j.num, j.size, j.rotate = num, int64(len(journalMagic)), false
 	return nil
 }
 
