@@ -124,6 +124,14 @@ type Config struct {
 	// MaxBatch records, or MaxDelay after its first record; defaults 256, 2ms.
 	MaxBatch int
 	MaxDelay time.Duration
+	// Siblings, when set, counts the requests under way that will append a
+	// record (a node's public requests). While more of them are under way
+	// than a gathering batch holds records, the batch waits up to
+	// CommitDelay (default 250µs) after its first record for theirs: fewer,
+	// fuller durable writes when requests arrive together, as PostgreSQL's
+	// commit_delay with commit_siblings. A request alone waits for nothing.
+	Siblings    func() int
+	CommitDelay time.Duration
 	// MaxDefer bounds how long a record written with Defer, which no one
 	// waits for, may stay queued for a batch someone waits on; default 50ms.
 	MaxDefer time.Duration
@@ -222,6 +230,9 @@ func OpenWith(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.MaxDefer <= 0 {
 		cfg.MaxDefer = 50 * time.Millisecond
+	}
+	if cfg.CommitDelay <= 0 {
+		cfg.CommitDelay = 250 * time.Microsecond
 	}
 	if cfg.Schema == "" {
 		cfg.Schema = "audit"

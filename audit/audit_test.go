@@ -394,3 +394,37 @@ func TestNewIDIsUUIDv7(t *testing.T) {
 		last = id
 	}
 }
+
+// With requests under way that will append (Config.Siblings), a batch that
+// holds every Append in progress waits up to CommitDelay for theirs: two
+// records arriving apart share one durable write. Alone, the first is
+// committed at once.
+func TestSiblingsShareADurableWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		siblings func() int
+		batches  int64
+	}{
+		{"no siblings", nil, 2},
+		{"a sibling under way", func() int { return 2 }, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestStore(t, Config{Path: filepath.Join(t.TempDir(), "audit.db"), Siblings: tc.siblings,
+				MaxDelay: 10 * time.Second, CommitDelay: 5 * time.Second}, nil)
+			ctx := context.Background()
+			before := s.Stats().Batches
+			first := make(chan error, 1)
+			go func() { first <- s.Append(ctx, record(0)) }()
+			time.Sleep(100 * time.Millisecond)
+			if err := s.Append(ctx, record(1)); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-first; err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Stats().Batches - before; got != tc.batches {
+				t.Errorf("%d durable writes for two records, want %d", got, tc.batches)
+			}
+		})
+	}
+}

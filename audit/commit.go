@@ -90,7 +90,8 @@ func (s *Store) commitLoop() {
 				wait.Stop()
 			}
 		}
-		deadline := time.Now().Add(s.cfg.MaxDelay)
+		first := time.Now()
+		deadline, delayed := first.Add(s.cfg.MaxDelay), first.Add(s.cfg.CommitDelay)
 	gather:
 		for len(batch) < s.cfg.MaxBatch {
 			select {
@@ -100,8 +101,10 @@ func (s *Store) commitLoop() {
 			default:
 			}
 			// Every Append in progress has its record in the batch: waiting
-			// longer would only add latency.
-			if int64(waiting) >= s.inflight.Load() {
+			// longer would only add latency, unless other requests under way
+			// will append soon (Config.Siblings), for a little while.
+			if int64(waiting) >= s.inflight.Load() &&
+				(s.cfg.Siblings == nil || waiting >= s.cfg.Siblings() || !time.Now().Before(delayed)) {
 				break
 			}
 			left := time.Until(deadline)

@@ -84,7 +84,15 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // The request id is outermost but for the trace, so that every log line
 // and every error answer (the panic's too) carries it, and the trace id.
 func (n *Node) edge(listener string, routes http.Handler) http.Handler {
-	return n.traceHandler(listener, withRequestID(n.wrapMetrics(listener, n.logRequests(listener, n.recoverPanics(listener, routes)))))
+	h := n.traceHandler(listener, withRequestID(n.wrapMetrics(listener, n.logRequests(listener, n.recoverPanics(listener, routes)))))
+	if listener == "admin" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.requests.Add(1)
+		defer n.requests.Add(-1)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // recoverPanics answers a handler panic with a 500 in the listener's error

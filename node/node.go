@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
@@ -67,6 +68,9 @@ type Node struct {
 	stu3     store.Store
 	r4       store.Store // fhirversions.go
 	auditLog *audit.Store
+	// requests counts the public and internal requests under way: the
+	// audit log's group commit waits a little for theirs (audit.Config.Siblings).
+	requests atomic.Int64
 	npDB     *notifiedpull.DB
 	np       *notifiedpull.Service
 	pushDB   *push.DB

@@ -40,7 +40,8 @@ func (c Config) addressbookStorage() addressbook.Storage {
 // openAudit opens the audit log: the journaled SQLite file in datadir, or
 // the shared PostgreSQL log, whose writers (the replicas) take turns.
 func (n *Node) openAudit(ctx context.Context, key jwk.Key) error {
-	cfg := audit.Config{Node: n.cfg.Name, Key: key, Logger: n.log, Observe: n.metrics.observeAudit}
+	cfg := audit.Config{Node: n.cfg.Name, Key: key, Logger: n.log, Observe: n.metrics.observeAudit,
+		Siblings: func() int { return int(n.requests.Load()) }}
 	setting := "datadir: audit log"
 	if n.cfg.Store.Postgres != "" {
 		cfg.Postgres, cfg.Schema, setting = n.cfg.Store.Postgres, n.cfg.auditSchema(), "store.postgres: audit log"
