@@ -125,11 +125,12 @@ type Config struct {
 	MaxBatch int
 	MaxDelay time.Duration
 	// Siblings, when set, counts the requests under way that will append a
-	// record (a node's public requests). While more of them are under way
-	// than a gathering batch holds records, the batch waits up to
-	// CommitDelay (default 250µs) after its first record for theirs: fewer,
-	// fuller durable writes when requests arrive together, as PostgreSQL's
-	// commit_delay with commit_siblings. A request alone waits for nothing.
+	// record (a node's requests on its public and internal listeners).
+	// While more of them are under way than a gathering batch holds
+	// records, the batch waits up to CommitDelay (default 250µs) after its
+	// first record for theirs: fewer, fuller durable writes when requests
+	// arrive together, as PostgreSQL's commit_delay with commit_siblings.
+	// A request alone waits for nothing.
 	Siblings    func() int
 	CommitDelay time.Duration
 	// MaxDefer bounds how long a record written with Defer, which no one

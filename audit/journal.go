@@ -29,8 +29,8 @@ import (
 // big-endian. The frames may be followed by zeros: a segment is zero-filled
 // ahead of its end (journalChunk at a time), so that a batch overwrites
 // blocks the file already has and its fdatasync writes the data alone, not
-// a new file size as well (on ext4 about two thirds of the time of an
-// append, see docs/audit.md). A frame header of zeros followed by nothing
+// a new file size as well (cheaper on ext4; the figures are in
+// docs/audit.md). A frame header of zeros followed by nothing
 // but zeros ends the frames; one followed by anything else is a torn write.
 // Segments are removed once the index holds their frames durably.
 const (
