@@ -385,8 +385,15 @@ func (e *Engine) History(ctx context.Context, c Conn, tenant string, q store.His
 	if page.Total == 0 {
 		return page, nil
 	}
+	// One resource's versions are newest first by number, which the key
+	// index gives without a sort; ordered by last_updated, SQLite would
+	// walk the type's history index instead.
+	order := `last_updated DESC, type DESC, id DESC, version DESC`
+	if q.ID != "" {
+		order = `version DESC`
+	}
 	rs, err := c.Query(ctx, `SELECT type, id, version, last_updated, deleted, body FROM resource_version WHERE `+where+
-		` ORDER BY last_updated DESC, type DESC, id DESC, version DESC LIMIT ? OFFSET ?`, append(args, count, q.Offset)...)
+		` ORDER BY `+order+` LIMIT ? OFFSET ?`, append(args, count, q.Offset)...)
 	if err != nil {
 		return page, e.wrap(err)
 	}
