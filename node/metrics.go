@@ -91,6 +91,7 @@ func (n *Node) edge(listener string, routes http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.requests.Add(1)
 		defer n.requests.Add(-1)
+		growStack()
 		h.ServeHTTP(w, r)
 	})
 }
