@@ -3,7 +3,9 @@ package logcentral
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/schakel-nl/schakel/audit"
 	"github.com/schakel-nl/schakel/internal/benchfloor"
@@ -42,4 +44,31 @@ func BenchmarkShip(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	})
 	benchfloor.Run(b, "")
+}
+
+// BenchmarkStoreAppend stores batches of 100 records of ~1.5 kB each (the
+// size of a data request's record with its checks) in the SQLite central
+// log, as a receiver does after checking a node's batch. One op is one
+// record; the cost must not grow with the records already stored.
+func BenchmarkStoreAppend(b *testing.B) {
+	st, err := openSQLite(context.Background(), filepath.Join(b.TempDir(), "central.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	body := `{"checks":"` + strings.Repeat("x", 1500) + `"}`
+	link := strings.Repeat("ab", 32)
+	batch := make([]audit.Entry, 100)
+	at := time.Now()
+	seq := int64(0)
+	for b.Loop() {
+		for i := range batch {
+			seq++
+			batch[i] = audit.Entry{Seq: seq, Prev: link, Hash: link, Body: body}
+		}
+		if err := st.Append(context.Background(), "00000001", batch, at); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(seq), "µs/record")
 }
