@@ -109,6 +109,101 @@ func countersOf(s *Sample) *Sample {
 	return out
 }
 
+// addCounters is what the counters and histograms of a and b counted
+// together, one series per label set: a node's replicas that started again
+// leave one sum behind, however often they restart. A histogram whose
+// buckets differ from the sum's (another release's) stays a series of its
+// own.
+func addCounters(a, b *Sample) *Sample {
+	out := &Sample{At: a.At, Families: map[string]*dto.MetricFamily{}}
+	if b.At.After(out.At) {
+		out.At = b.At
+	}
+	series := map[string]map[string]*dto.Metric{} // family → label set → its sum
+	for _, s := range []*Sample{a, b} {
+		for name, f := range countersOf(s).Families {
+			fam := out.Families[name]
+			if fam == nil {
+				fam = &dto.MetricFamily{Name: f.Name, Help: f.Help, Type: f.Type, Unit: f.Unit}
+				out.Families[name] = fam
+				series[name] = map[string]*dto.Metric{}
+			}
+			for _, m := range f.GetMetric() {
+				key := labelKey(m)
+				if sum := series[name][key]; sum != nil && addInto(sum, m) {
+					continue
+				}
+				c := copyCounts(m)
+				if c == nil {
+					continue
+				}
+				series[name][key] = c
+				fam.Metric = append(fam.Metric, c)
+			}
+		}
+	}
+	return out
+}
+
+// labelKey identifies a series by its labels, in name order.
+func labelKey(m *dto.Metric) string {
+	pairs := make([]string, 0, len(m.GetLabel()))
+	for _, l := range m.GetLabel() {
+		pairs = append(pairs, l.GetName()+"\x00"+l.GetValue())
+	}
+	sort.Strings(pairs)
+	return strings.Join(pairs, "\x01")
+}
+
+// copyCounts is a new series with m's labels and counts; nil when m is
+// neither a counter nor a histogram.
+func copyCounts(m *dto.Metric) *dto.Metric {
+	out := &dto.Metric{Label: m.GetLabel()}
+	switch {
+	case m.GetCounter() != nil:
+		v := m.GetCounter().GetValue()
+		out.Counter = &dto.Counter{Value: &v}
+	case m.GetHistogram() != nil:
+		h := m.GetHistogram()
+		n, sum := h.GetSampleCount(), h.GetSampleSum()
+		out.Histogram = &dto.Histogram{SampleCount: &n, SampleSum: &sum}
+		for _, b := range h.GetBucket() {
+			c, le := b.GetCumulativeCount(), b.GetUpperBound()
+			out.Histogram.Bucket = append(out.Histogram.Bucket, &dto.Bucket{CumulativeCount: &c, UpperBound: &le})
+		}
+	default:
+		return nil
+	}
+	return out
+}
+
+// addInto adds m's counts to sum (a series copyCounts made); false when
+// they cannot be added: another kind, or histogram buckets that differ.
+func addInto(sum, m *dto.Metric) bool {
+	switch {
+	case sum.Counter != nil && m.GetCounter() != nil:
+		*sum.Counter.Value += m.GetCounter().GetValue()
+		return true
+	case sum.Histogram != nil && m.GetHistogram() != nil:
+		h, add := sum.Histogram, m.GetHistogram()
+		if len(h.Bucket) != len(add.GetBucket()) {
+			return false
+		}
+		for i, b := range add.GetBucket() {
+			if h.Bucket[i].GetUpperBound() != b.GetUpperBound() {
+				return false
+			}
+		}
+		*h.SampleCount += add.GetSampleCount()
+		*h.SampleSum += add.GetSampleSum()
+		for i, b := range add.GetBucket() {
+			*h.Bucket[i].CumulativeCount += b.GetCumulativeCount()
+		}
+		return true
+	}
+	return false
+}
+
 // value is a counter's, gauge's or untyped metric's value.
 func value(m *dto.Metric) float64 {
 	switch {

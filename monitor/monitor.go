@@ -150,8 +150,8 @@ type Server struct {
 	// last is the last good scrape of each replica of a node (by its
 	// metrics URL): a replica that does not answer counts with it.
 	last    map[string]map[string]*Sample
-	carried map[string][]*Sample // per node: the counters of its replicas' earlier runs
-	health  map[string]health    // per node, at its last scrape
+	carried map[string]*Sample // per node: what its replicas' earlier runs counted, summed
+	health  map[string]health  // per node, at its last scrape
 	recent  []Event
 	changed chan struct{} // closed and replaced at every new snapshot
 	done    chan struct{} // closed when Run ends, so event streams end with it
@@ -183,7 +183,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, log: cfg.Logger, sessions: newSessions(cfg.SessionTTL, cfg.Now), pages: p,
-		snap: &Snapshot{}, prev: map[string]*Sample{}, last: map[string]map[string]*Sample{}, carried: map[string][]*Sample{}, health: map[string]health{}, changed: make(chan struct{}), done: make(chan struct{})}, nil
+		snap: &Snapshot{}, prev: map[string]*Sample{}, last: map[string]map[string]*Sample{}, carried: map[string]*Sample{}, health: map[string]health{}, changed: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Run reads the sources every interval until ctx ends.
@@ -338,15 +338,24 @@ func (s *Server) combine(src NodeSource, samples []*Sample, errs []error) (sampl
 		answered = true
 		if l := last[u]; l != nil && counted(samples[j]) < counted(l) {
 			// The replica started again (a rolling upgrade): its counters
-			// began at zero. What it had counted stays in the node's sum.
-			s.carried[src.Name] = append(s.carried[src.Name], countersOf(l))
+			// began at zero. What it had counted stays in the node's sum,
+			// added to what earlier runs counted (one series per label
+			// set, however often replicas restart).
+			if c := s.carried[src.Name]; c != nil {
+				s.carried[src.Name] = addCounters(c, l)
+			} else {
+				s.carried[src.Name] = addCounters(&Sample{}, l)
+			}
 		}
 		last[u] = samples[j]
 	}
 	if !answered {
 		return nil, nil, errors.Join(fails...)
 	}
-	parts := slices.Clone(s.carried[src.Name])
+	var parts []*Sample
+	if c := s.carried[src.Name]; c != nil {
+		parts = append(parts, c)
+	}
 	for _, u := range src.Replicas {
 		if l := last[u]; l != nil {
 			parts = append(parts, l)

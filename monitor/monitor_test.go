@@ -456,3 +456,58 @@ func TestReplicasAddedUp(t *testing.T) {
 		t.Fatal("no replica answers: the node is up")
 	}
 }
+
+// TestRestartsKeepOneSumPerSeries: a replica that starts again many times
+// (rolling upgrades) leaves one sum per series behind, not a copy of its
+// counters per restart; counters and histograms both add up.
+func TestRestartsKeepOneSumPerSeries(t *testing.T) {
+	metrics := func(n int) string {
+		return fmt.Sprintf("# TYPE schakel_exchanges_total counter\n"+
+			"schakel_exchanges_total{application=\"bgz\",pattern=\"notified-pull\",role=\"sender\",outcome=\"ok\"} %d\n"+
+			"# TYPE schakel_http_request_duration_seconds histogram\n"+
+			"schakel_http_request_duration_seconds_bucket{listener=\"public\",le=\"0.1\"} %d\n"+
+			"schakel_http_request_duration_seconds_bucket{listener=\"public\",le=\"+Inf\"} %d\n"+
+			"schakel_http_request_duration_seconds_sum{listener=\"public\"} %d\n"+
+			"schakel_http_request_duration_seconds_count{listener=\"public\"} %d\n", n, n, n, n, n)
+	}
+	a, b := &fakeNode{}, &fakeNode{}
+	a.set(metrics(3))
+	b.set(metrics(5))
+	sa, sb := httptest.NewServer(a), httptest.NewServer(b)
+	defer sa.Close()
+	defer sb.Close()
+	m, _, _ := newTestMonitor(t, NodeSource{Name: "n1", Replicas: []string{sa.URL + "/metrics", sb.URL + "/metrics"}})
+	m.Collect(context.Background())
+	const restarts = 50
+	for i := range restarts {
+		b.set(metrics(1)) // started again, counted one
+		m.Collect(context.Background())
+		b.set(metrics(5)) // and on to five before the next restart
+		if i < restarts-1 {
+			m.Collect(context.Background())
+		}
+	}
+	m.Collect(context.Background())
+	snap, _ := m.Snapshot()
+	var sum float64
+	for _, c := range snap.Node("n1").Figures.Exchanges {
+		sum += c.Total
+	}
+	// a: 3; b: 5 before the first restart, 5 in each of the 49 runs
+	// between restarts, 5 in the last.
+	if want := float64(3 + 5 + 5*restarts); sum != want {
+		t.Fatalf("after %d restarts: %v exchanges; want %v", restarts, sum, want)
+	}
+	m.mu.Lock()
+	carried := m.carried["n1"]
+	m.mu.Unlock()
+	for name, f := range carried.Families {
+		if n := len(f.GetMetric()); n != 1 {
+			t.Errorf("family %s keeps %d series for %d restarts; want 1", name, n, restarts)
+		}
+	}
+	h := carried.Families["schakel_http_request_duration_seconds"].GetMetric()[0].GetHistogram()
+	if want := uint64(5 * restarts); h.GetSampleCount() != want || h.GetBucket()[0].GetCumulativeCount() != want {
+		t.Errorf("the carried histogram counts %d (first bucket %d); want %d", h.GetSampleCount(), h.GetBucket()[0].GetCumulativeCount(), want)
+	}
+}
