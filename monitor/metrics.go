@@ -109,19 +109,22 @@ func countersOf(s *Sample) *Sample {
 	return out
 }
 
-// addCounters is what the counters and histograms of a and b counted
-// together, one series per label set: a node's replicas that started again
-// leave one sum behind, however often they restart. A histogram whose
-// buckets differ from the sum's (another release's) stays a series of its
-// own.
-func addCounters(a, b *Sample) *Sample {
-	out := &Sample{At: a.At, Families: map[string]*dto.MetricFamily{}}
-	if b.At.After(out.At) {
-		out.At = b.At
+// addCounters is what the counters and histograms of sum (nil: nothing yet)
+// and s counted together, one series per label set: a node's replicas that
+// started again leave one sum behind, however often they restart. A
+// histogram whose buckets differ from the sum's (another release's) stays a
+// series of its own.
+func addCounters(sum, s *Sample) *Sample {
+	if sum == nil {
+		sum = &Sample{}
+	}
+	out := &Sample{At: sum.At, Families: map[string]*dto.MetricFamily{}}
+	if s.At.After(out.At) {
+		out.At = s.At
 	}
 	series := map[string]map[string]*dto.Metric{} // family → label set → its sum
-	for _, s := range []*Sample{a, b} {
-		for name, f := range countersOf(s).Families {
+	for _, from := range []*Sample{sum, s} {
+		for name, f := range countersOf(from).Families {
 			fam := out.Families[name]
 			if fam == nil {
 				fam = &dto.MetricFamily{Name: f.Name, Help: f.Help, Type: f.Type, Unit: f.Unit}

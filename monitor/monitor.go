@@ -341,11 +341,7 @@ func (s *Server) combine(src NodeSource, samples []*Sample, errs []error) (sampl
 			// began at zero. What it had counted stays in the node's sum,
 			// added to what earlier runs counted (one series per label
 			// set, however often replicas restart).
-			if c := s.carried[src.Name]; c != nil {
-				s.carried[src.Name] = addCounters(c, l)
-			} else {
-				s.carried[src.Name] = addCounters(&Sample{}, l)
-			}
+			s.carried[src.Name] = addCounters(s.carried[src.Name], l)
 		}
 		last[u] = samples[j]
 	}
