@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pressly/goose/v3"
-
 	"github.com/schakel-nl/schakel/audit"
+	"github.com/schakel-nl/schakel/internal/sqlitedb"
 )
 
 // TestEntriesKeptAcrossTheRowidMigration: a central log made before
@@ -30,11 +29,7 @@ func TestEntriesKeptAcrossTheRowidMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	p, err := goose.NewProvider(goose.DialectSQLite3, raw, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 1); err != nil {
+	if err := sqlitedb.MigrateTo(ctx, raw, sub, 1); err != nil {
 		t.Fatal(err)
 	}
 	log := nodeLog(t, t.TempDir())
@@ -85,11 +80,7 @@ func TestEntriesKeptAcrossTheRowidMigration(t *testing.T) {
 		}
 	}
 	// And back: the Down migration keeps every record too.
-	down, err := goose.NewProvider(goose.DialectSQLite3, st.db, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := down.DownTo(ctx, 1); err != nil {
+	if err := sqlitedb.MigrateTo(ctx, st.db, sub, 1); err != nil {
 		t.Fatal(err)
 	}
 	var n int

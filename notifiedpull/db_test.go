@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pressly/goose/v3"
+	"github.com/schakel-nl/schakel/internal/sqlitedb"
 )
 
 // TestGrantCacheCoherent checks that the in-memory copy of grants never
@@ -113,11 +113,7 @@ func TestGroupMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, raw, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 6); err != nil {
+	if err := sqlitedb.MigrateTo(ctx, raw, sub, 6); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := raw.ExecContext(ctx, `INSERT INTO np_received (id, tenant, identifier, sender_ura, patient_bsn, workflow_task,

@@ -56,3 +56,22 @@ func Migrate(ctx context.Context, db *sql.DB, fsys fs.FS) error {
 	_, err = p.Up(ctx)
 	return err
 }
+
+// MigrateTo brings the database to migration version of fsys, up or down:
+// a store as an earlier release left it, or as a rollback leaves it.
+func MigrateTo(ctx context.Context, db *sql.DB, fsys fs.FS, version int64) error {
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys)
+	if err != nil {
+		return err
+	}
+	current, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if current > version {
+		_, err = p.DownTo(ctx, version)
+	} else {
+		_, err = p.UpTo(ctx, version)
+	}
+	return err
+}

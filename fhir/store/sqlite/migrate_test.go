@@ -8,10 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pressly/goose/v3"
-
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/store"
+	"github.com/schakel-nl/schakel/internal/sqlitedb"
 )
 
 // TestVersionsKeptAcrossTheRowidMigration: a store made before
@@ -28,11 +27,7 @@ func TestVersionsKeptAcrossTheRowidMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, raw, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 2); err != nil {
+	if err := sqlitedb.MigrateTo(ctx, raw, sub, 2); err != nil {
 		t.Fatal(err)
 	}
 	body := func(v string) string {
@@ -100,11 +95,7 @@ func TestVersionsKeptAcrossTheRowidMigration(t *testing.T) {
 	}
 	// And back: the migration's Down keeps every version too.
 	s.Close()
-	down, err := goose.NewProvider(goose.DialectSQLite3, other, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := down.DownTo(ctx, 2); err != nil {
+	if err := sqlitedb.MigrateTo(ctx, other, sub, 2); err != nil {
 		t.Fatal(err)
 	}
 	var n int
