@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/bits"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -28,8 +29,9 @@ var migrations embed.FS
 type sqliteBackend struct {
 	db   *sql.DB
 	path string
-	// inserts holds the prepared multi-row INSERT for each batch size used
-	// so far: parsing a 22-column statement costs as much as executing it.
+	// inserts holds the prepared multi-row INSERT for each statement size
+	// (a power of two up to maxInsertRows): parsing a 22-column statement
+	// costs as much as executing it.
 	// One goroutine writes (the committer, or the indexer behind the
 	// journal), so only it touches the map.
 	inserts map[int]*sql.Stmt
@@ -171,12 +173,19 @@ func (b *sqliteBackend) write(ctx context.Context, rows []row, cp *Checkpoint) e
 	return tx.Commit()
 }
 
+// maxInsertRows is the most rows one INSERT takes: 64 rows of 22 values
+// stay far below SQLite's variable limit.
+const maxInsertRows = 64
+
 // insertTx inserts rows and checkpoints within tx.
 func (b *sqliteBackend) insertTx(ctx context.Context, tx *sql.Tx, rows []row, cps []Checkpoint) error {
-	// One multi-row INSERT per batch: per-statement overhead, not SQLite's
-	// page writes, dominates small batches.
+	// Multi-row INSERTs: per-statement overhead, not SQLite's page writes,
+	// dominates small batches. A batch goes in statements of 64, 32, ...,
+	// 1 rows, so seven prepared statements serve every batch size; one
+	// per size would prepare a new statement of up to 1 408 values for
+	// most batches until every size had been seen.
 	for len(rows) > 0 {
-		n := min(len(rows), 64) // 64 rows of 22 values stay far below SQLite's variable limit
+		n := 1 << (bits.Len(uint(min(len(rows), maxInsertRows))) - 1)
 		args := make([]any, 0, n*22)
 		var boxes columnBoxes
 		for i := range rows[:n] {
