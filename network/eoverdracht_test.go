@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -202,6 +203,14 @@ func TestNursingTransferBadInput(t *testing.T) {
 		if code != c.want || (c.says != "" && (!isOutcome(b) || !strings.Contains(string(b), c.says))) {
 			t.Errorf("%s: %d %.300s, want %d naming %q", c.name, code, b, c.want, c.says)
 		}
+		if c.name == "accepted" && code == http.StatusOK {
+			// A report answered is a report taken: the sender's referral
+			// says so at once, without waiting for it.
+			var now node.Referral
+			if code := internal(t, nw.HospNode, nw.Token(Hospital.URA), http.MethodGet, "/internal/referrals/"+url.PathEscape(ref.ID), nil, &now); code != http.StatusOK || now.Status != "accepted" {
+				t.Errorf("right after the receiver's report was answered, the referral reads %d %q, want accepted", code, now.Status)
+			}
+		}
 	}
 	// Every refusal is on the hospital's audit trail, with the patient.
 	recs, err := nw.HospNode.Audit().List(ctx, audit.Filter{ActorURA: peerURA})
@@ -220,7 +229,6 @@ func TestNursingTransferBadInput(t *testing.T) {
 	if refused < 7 {
 		t.Errorf("%d refusals audited, want 7", refused)
 	}
-	_ = ref
 }
 
 // TestNursingTransferRejected: the hospital refers another patient with the

@@ -100,9 +100,20 @@ func (n *Node) dataConfig(st store.Store, v fhir.Version) rest.Config {
 			}
 			return n.np.AuthorizeData(ctx, tok, req)
 		},
-		// The answer leaves only after its audit record is committed.
+		// The answer leaves only after its audit record is committed, and
+		// a receiver's status report only once the exchange state follows
+		// it: taken beside the record, so the report waits for neither
+		// twice.
 		Commit: func(ctx context.Context, req *rest.Request, res rest.Result) error {
 			tok := tokenFrom(ctx)
+			if tok != nil && req.Interaction == rest.InteractionUpdate && res.Err == nil {
+				kept := make(chan struct{})
+				go func() {
+					defer close(kept)
+					n.np.AfterData(ctx, tok, req, res.Status)
+				}()
+				defer func() { <-kept }()
+			}
 			if tok == nil {
 				// Only metadata is served without a token: the peer is known by its certificate alone.
 				peer, _ := n.trust.PeerURA(req.HTTP.TLS)
@@ -120,9 +131,6 @@ func (n *Node) dataConfig(st store.Store, v fhir.Version) rest.Config {
 				}
 			}
 			return n.auditFHIR(ctx, req, res, who)
-		},
-		Observe: func(ctx context.Context, req *rest.Request, res rest.Result) {
-			n.np.AfterData(ctx, tokenFrom(ctx), req, res.Status)
 		},
 	}
 }

@@ -106,7 +106,9 @@ func (s *Service) AuthorizeData(ctx context.Context, tok *oauth.AccessToken, req
 }
 
 // AfterData keeps the grant in step with a successful status update of the
-// workflow Task by the receiver.
+// workflow Task by the receiver; the node calls it before the update is
+// answered, so that a receiver told its report was taken finds the
+// referral's status changed.
 func (s *Service) AfterData(ctx context.Context, tok *oauth.AccessToken, req *rest.Request, status int) {
 	if req.Interaction != rest.InteractionUpdate || status/100 != 2 || tok == nil {
 		return
