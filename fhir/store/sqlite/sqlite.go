@@ -103,13 +103,19 @@ func Open(ctx context.Context, path string, v fhir.Version) (*Store, error) {
 			s.Close()
 			return nil, fmt.Errorf("sqlite store: %w", err)
 		}
-		// As many readers as the searches can keep busy: every write makes
+		// One reader fewer than the CPUs (at least one). Every write makes
 		// each reader that then begins read its pages afresh (SQLite keeps
-		// no page cache across a change of the WAL), so readers beyond the
-		// CPUs cost re-reads and win nothing while the pages are in the
-		// OS's cache. On 2 CPUs, 2 instead of 4 took the Notified Pull's
-		// CPU per exchange to 0.91× (docs/performance.md).
-		readers := max(2, runtime.GOMAXPROCS(0))
+		// no page cache across a change of the WAL), and two readers
+		// searching side by side mostly take turns on the driver's
+		// process-wide locks (its C allocator; SQLite's page cache, shared
+		// by all connections in this build), spinning while they wait: on
+		// 2 CPUs the BgZ query set costs 1.7× the CPU two at a time in the
+		// same wall time as one at a time. The writer and the rest of the
+		// node need a CPU too. On 2 CPUs, 1 reader instead of 2 took the
+		// Notified Pull to 0.97× the time and 0.94× the CPU, 2 instead of 4
+		// to 0.91× the CPU (docs/performance.md). The price: on such a
+		// machine a long read holds up the reads behind it.
+		readers := max(1, runtime.GOMAXPROCS(0)-1)
 		s.rdb.SetMaxOpenConns(readers)
 		s.rdb.SetMaxIdleConns(readers)
 		s.rc = newStmtCache(s.rdb)
