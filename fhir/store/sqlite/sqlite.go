@@ -18,13 +18,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/schakel-nl/schakel/fhir"
 	"github.com/schakel-nl/schakel/fhir/spec"
 	"github.com/schakel-nl/schakel/fhir/store"
 	"github.com/schakel-nl/schakel/fhir/store/internal/sqlstore"
+	"github.com/schakel-nl/schakel/internal/sqlitedb"
 )
 
 //go:embed migrations/*.sql
@@ -128,11 +128,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, s.wdb, sub)
-	if err != nil {
-		return fmt.Errorf("sqlite store: migrations: %w", err)
-	}
-	if _, err := p.Up(ctx); err != nil {
+	if err := sqlitedb.Migrate(ctx, s.wdb, sub); err != nil {
 		return fmt.Errorf("sqlite store: migrate: %w", err)
 	}
 	return nil
