@@ -29,9 +29,16 @@ type pgBackend struct {
 }
 
 type pgConn struct {
-	mu sync.Mutex
-	c  *pgx.Conn
+	mu   sync.Mutex
+	c    *pgx.Conn
+	used time.Time // when c last answered
 }
+
+// idlePing is how long a connection may sit unused before it is pinged
+// before use: a server restarted, or a network path cut, while it was
+// idle leaves it looking open until a statement fails on it, and that
+// statement would be a record someone is waiting for.
+var idlePing = time.Second
 
 // pgMigrations create the tables (pgmigrations/00001_audit.sql: the
 // append-only triggers and revoked privileges are there). They run under
@@ -70,6 +77,11 @@ func (b *pgBackend) sql(q string) string { return strings.ReplaceAll(q, "{s}", b
 func (p *pgConn) with(ctx context.Context, cfg *pgx.ConnConfig, fn func(*pgx.Conn) error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.c != nil && !p.c.IsClosed() && time.Since(p.used) > idlePing {
+		if err := p.c.Ping(ctx); err != nil {
+			_ = p.c.Close(ctx) // reconnected below
+		}
+	}
 	if p.c == nil || p.c.IsClosed() {
 		c, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
@@ -82,7 +94,9 @@ func (p *pgConn) with(ctx context.Context, cfg *pgx.ConnConfig, fn func(*pgx.Con
 		}
 		p.c = c
 	}
-	return fn(p.c)
+	err := fn(p.c)
+	p.used = time.Now()
+	return err
 }
 
 func (b *pgBackend) close() error {
