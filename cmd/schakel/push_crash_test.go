@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -304,13 +305,22 @@ func waitGone(pid int) bool {
 func restart(t, owner *testing.T, p *network.Process, internal string) {
 	t.Helper()
 	cmd := exec.Command(p.Args[0], p.Args[1:]...)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	// Its output goes on in the log the first run wrote, where a failure
+	// to start again shows.
+	logf, err := os.OpenFile(p.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	logf.Close() // the child holds its own copy
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	owner.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+		<-exited
 	})
 	for _, base := range []string{p.URL, internal} {
 		u, err := url.Parse(base)
@@ -324,7 +334,14 @@ func restart(t, owner *testing.T, p *network.Process, internal string) {
 				break
 			}
 			if i == 300 {
-				t.Fatalf("restarted %s does not listen on %s", p.Name, u.Host)
+				state := "still running"
+				select {
+				case <-exited:
+					state = "exited: " + cmd.ProcessState.String()
+				default:
+				}
+				t.Fatalf("restarted %s does not listen on %s after 15 s (%s); the end of its log %s:\n%s",
+					p.Name, u.Host, state, p.Log, logTail(p.Log, 40))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -337,4 +354,14 @@ func uuid() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// logTail is the last n lines of the file at path, or why it cannot be read.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
