@@ -2,7 +2,6 @@ package logcentral
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"io/fs"
 	"path/filepath"
@@ -24,14 +23,11 @@ func TestEntriesKeptAcrossTheRowidMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	raw, err := sqlitedb.OpenAt(ctx, path, sub, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	if err := sqlitedb.MigrateTo(ctx, raw, sub, 1); err != nil {
-		t.Fatal(err)
-	}
 	log := nodeLog(t, t.TempDir())
 	appendN(t, log, 0, 6)
 	entries, err := log.Entries(ctx, audit.Filter{})

@@ -2,7 +2,6 @@ package notifiedpull
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"io/fs"
 	"path/filepath"
@@ -109,11 +108,8 @@ func TestGroupMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := sql.Open("sqlite", "file:"+path)
+	raw, err := sqlitedb.OpenAt(ctx, path, sub, 6)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sqlitedb.MigrateTo(ctx, raw, sub, 6); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := raw.ExecContext(ctx, `INSERT INTO np_received (id, tenant, identifier, sender_ura, patient_bsn, workflow_task,

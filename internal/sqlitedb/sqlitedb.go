@@ -19,6 +19,33 @@ import (
 // and a busy timeout, and migrates it with the SQL files in migrations.
 // Path ":memory:" gives a private in-memory database (one connection).
 func Open(ctx context.Context, path string, migrations fs.FS) (*sql.DB, error) {
+	db, err := open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := Migrate(ctx, db, migrations); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// OpenAt opens the database at path as Open does, at migration version of
+// migrations instead of the newest: a store as an earlier release left it.
+func OpenAt(ctx context.Context, path string, migrations fs.FS, version int64) (*sql.DB, error) {
+	db, err := open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := MigrateTo(ctx, db, migrations, version); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate %s to %d: %w", path, version, err)
+	}
+	return db, nil
+}
+
+// open opens the database at path with Open's settings, unmigrated.
+func open(path string) (*sql.DB, error) {
 	dsn := path
 	memory := path == ":memory:"
 	if !memory {
@@ -40,10 +67,6 @@ func Open(ctx context.Context, path string, migrations fs.FS) (*sql.DB, error) {
 	// queues writers cheaply, where concurrent SQLite connections would
 	// collide and sleep in SQLite's busy handler.
 	db.SetMaxOpenConns(1)
-	if err := Migrate(ctx, db, migrations); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("migrate %s: %w", path, err)
-	}
 	return db, nil
 }
 

@@ -23,11 +23,8 @@ func TestVersionsKeptAcrossTheRowidMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	raw, err := sqlitedb.OpenAt(ctx, path, sub, 2)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sqlitedb.MigrateTo(ctx, raw, sub, 2); err != nil {
 		t.Fatal(err)
 	}
 	body := func(v string) string {
