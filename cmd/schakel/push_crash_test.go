@@ -304,48 +304,60 @@ func waitGone(pid int) bool {
 // is stopped when owner (the test that runs the network) ends.
 func restart(t, owner *testing.T, p *network.Process, internal string) {
 	t.Helper()
+	cmd := startLogged(t, p)
+	owner.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	waitListening(t, p, hostPort(t, p.URL), hostPort(t, internal))
+}
+
+// startLogged starts p again with the command the network recorded, its
+// output appended to the log its first run wrote, where a failure to
+// start again shows; the caller stops it.
+func startLogged(t *testing.T, p *network.Process) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(p.Args[0], p.Args[1:]...)
-	// Its output goes on in the log the first run wrote, where a failure
-	// to start again shows.
 	logf, err := os.OpenFile(p.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer logf.Close() // the child holds its own copy
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	logf.Close() // the child holds its own copy
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	owner.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		<-exited
-	})
-	for _, base := range []string{p.URL, internal} {
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
+	return cmd
+}
+
+// waitListening waits up to 15 s for each of addrs (host:port) to accept a
+// connection, and fails with the end of p's log when one does not.
+func waitListening(t *testing.T, p *network.Process, addrs ...string) {
+	t.Helper()
+	for _, addr := range addrs {
 		for i := 0; ; i++ {
-			c, err := net.DialTimeout("tcp", u.Host, time.Second)
+			c, err := net.DialTimeout("tcp", addr, time.Second)
 			if err == nil {
 				c.Close()
 				break
 			}
 			if i == 300 {
-				state := "still running"
-				select {
-				case <-exited:
-					state = "exited: " + cmd.ProcessState.String()
-				default:
-				}
-				t.Fatalf("restarted %s does not listen on %s after 15 s (%s); the end of its log %s:\n%s",
-					p.Name, u.Host, state, p.Log, logTail(p.Log, 40))
+				t.Fatalf("restarted %s does not listen on %s after 15 s; the end of its log %s:\n%s",
+					p.Name, addr, p.Log, logTail(p.Log, 40))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+}
+
+// hostPort is the host:port of base, a URL.
+func hostPort(t *testing.T, base string) string {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
 }
 
 func uuid() string {

@@ -511,31 +511,9 @@ func replicaInternal(t testing.TB, p *network.Process) string {
 // stops it.
 func restartReplica(t *testing.T, p *network.Process, internal string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(p.Args[0], p.Args[1:]...)
-	logf, err := os.OpenFile(p.Log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf // after the first run's output
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := startLogged(t, p)
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	public := strings.TrimPrefix(p.URL, "https://")
-	for _, addr := range []string{public, internal} {
-		for i := 0; ; i++ {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if i == 300 {
-				t.Fatalf("restarted %s does not listen on %s", p.Name, addr)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	waitListening(t, p, strings.TrimPrefix(p.URL, "https://"), internal)
 	return cmd
 }
 
