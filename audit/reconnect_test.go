@@ -2,12 +2,12 @@ package audit
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/schakel-nl/schakel/internal/pgdb/pgtest"
 )
 
 // A writer connection the server dropped while it sat idle (a PostgreSQL
@@ -15,20 +15,13 @@ import (
 // The first record after such a break must not be that statement: the
 // store pings an idle connection before it uses it and reconnects.
 func TestAppendAfterIdleConnectionDropped(t *testing.T) {
-	dsn := os.Getenv("SCHAKEL_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("SCHAKEL_TEST_POSTGRES not set")
-	}
+	dsn, schema := pgtest.Schema(t, "audit_reconnect_")
 	ctx := context.Background()
-	schema := fmt.Sprintf("audit_reconnect_%d", time.Now().UnixNano())
 	admin, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		admin.Close(context.Background())
-	})
+	defer admin.Close(ctx)
 	defer func(d time.Duration) { idlePing = d }(idlePing)
 	idlePing = 50 * time.Millisecond
 
