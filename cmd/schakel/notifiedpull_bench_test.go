@@ -8,12 +8,12 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/schakel-nl/schakel/internal/benchfloor"
+	"github.com/schakel-nl/schakel/internal/procstat"
 	"github.com/schakel-nl/schakel/network"
 	"github.com/schakel-nl/schakel/node"
 	"github.com/schakel-nl/schakel/notifiedpull"
@@ -113,53 +113,30 @@ func BenchmarkNotifiedPullProcesses(b *testing.B) {
 	})
 }
 
-// processSwitches is the number of context switches (voluntary and not)
-// of every thread of procs so far, from /proc/PID/task/*/status.
-func processSwitches(b *testing.B, procs []*network.Process) int64 {
-	b.Helper()
-	var n int64
-	for _, p := range procs {
-		tasks, err := os.ReadDir("/proc/" + strconv.Itoa(p.PID) + "/task")
-		if err != nil {
-			b.Fatalf("threads of process %d: %v", p.PID, err)
-		}
-		for _, t := range tasks {
-			raw, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/task/" + t.Name() + "/status")
-			if err != nil {
-				continue // the thread ended
-			}
-			for _, line := range strings.Split(string(raw), "\n") {
-				if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
-					c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-					n += c
-				}
-			}
-		}
-	}
-	return n
-}
-
-// processCPU is the user and system CPU time each of procs has used, from
-// /proc/PID/stat (in clock ticks of 10 ms).
+// processCPU is the CPU time each of procs has used so far.
 func processCPU(b *testing.B, procs []*network.Process) []time.Duration {
 	b.Helper()
 	out := make([]time.Duration, len(procs))
 	for i, p := range procs {
-		pid := p.PID
-		raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		cpu, err := procstat.CPU(p.PID)
 		if err != nil {
-			b.Fatalf("CPU of process %d: %v", pid, err)
+			b.Fatalf("CPU of %s: %v", p.Name, err)
 		}
-		// The command name (field 2) may hold spaces: the fields after it
-		// follow its closing parenthesis; utime and stime are fields 14 and 15.
-		f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
-		for _, s := range f[11:13] {
-			n, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				b.Fatalf("CPU of process %d: %v", pid, err)
-			}
-			out[i] += time.Duration(n) * 10 * time.Millisecond
-		}
+		out[i] = cpu
 	}
 	return out
+}
+
+// processSwitches is the number of context switches of procs so far.
+func processSwitches(b *testing.B, procs []*network.Process) int64 {
+	b.Helper()
+	var n int64
+	for _, p := range procs {
+		c, err := procstat.ContextSwitches(p.PID)
+		if err != nil {
+			b.Fatalf("context switches of %s: %v", p.Name, err)
+		}
+		n += c
+	}
+	return n
 }

@@ -1,7 +1,6 @@
 package importer_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -24,6 +23,7 @@ import (
 	"github.com/schakel-nl/schakel/fhir/store/sqlite"
 	"github.com/schakel-nl/schakel/fhir/store/storetest"
 	"github.com/schakel-nl/schakel/internal/benchfloor"
+	"github.com/schakel-nl/schakel/internal/procstat"
 )
 
 // BenchmarkImportDemo bulk-imports the BgZ of 1 000 demo patients (one
@@ -222,22 +222,11 @@ func (s *pgStore) serverCPU() map[int]time.Duration {
 	}
 	out := map[int]time.Duration{}
 	for _, pid := range pids {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		cpu, err := procstat.CPU(int(pid))
 		if err != nil {
 			return nil
 		}
-		// Fields after the command (which may hold spaces): utime and
-		// stime are the 12th and 13th, in clock ticks (100 per second).
-		f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-		if len(f) < 13 {
-			return nil
-		}
-		ut, err1 := strconv.ParseInt(f[11], 10, 64)
-		st, err2 := strconv.ParseInt(f[12], 10, 64)
-		if err1 != nil || err2 != nil {
-			return nil
-		}
-		out[int(pid)] = time.Duration(ut+st) * 10 * time.Millisecond
+		out[int(pid)] = cpu
 	}
 	return out
 }
