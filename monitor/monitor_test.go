@@ -419,13 +419,7 @@ func TestReplicasAddedUp(t *testing.T) {
 		return fmt.Sprintf("# TYPE schakel_exchanges_total counter\n"+
 			"schakel_exchanges_total{application=\"bgz\",pattern=\"notified-pull\",role=\"sender\",outcome=\"ok\"} %d\n", n)
 	}
-	a, b := &fakeNode{}, &fakeNode{}
-	a.set(exchanges(3))
-	b.set(exchanges(5))
-	sa, sb := httptest.NewServer(a), httptest.NewServer(b)
-	defer sa.Close()
-	defer sb.Close()
-	m, _, _ := newTestMonitor(t, NodeSource{Name: "n1", Replicas: []string{sa.URL + "/metrics", sb.URL + "/metrics"}})
+	m, a, b, sa, sb := twoReplicas(t, exchanges(3), exchanges(5))
 	total := func() (float64, *NodeView) {
 		t.Helper()
 		m.Collect(context.Background())
@@ -457,6 +451,20 @@ func TestReplicasAddedUp(t *testing.T) {
 	}
 }
 
+// twoReplicas is a monitor of node n1, run as two replicas a and b that
+// serve the metrics first and second; the servers close when t ends.
+func twoReplicas(t *testing.T, first, second string) (m *Server, a, b *fakeNode, sa, sb *httptest.Server) {
+	t.Helper()
+	a, b = &fakeNode{}, &fakeNode{}
+	a.set(first)
+	b.set(second)
+	sa, sb = httptest.NewServer(a), httptest.NewServer(b)
+	t.Cleanup(sa.Close)
+	t.Cleanup(sb.Close)
+	m, _, _ = newTestMonitor(t, NodeSource{Name: "n1", Replicas: []string{sa.URL + "/metrics", sb.URL + "/metrics"}})
+	return m, a, b, sa, sb
+}
+
 // TestRestartsKeepOneSumPerSeries: a replica that starts again many times
 // (rolling upgrades) leaves one sum per series behind, not a copy of its
 // counters per restart; counters and histograms both add up.
@@ -470,13 +478,7 @@ func TestRestartsKeepOneSumPerSeries(t *testing.T) {
 			"schakel_http_request_duration_seconds_sum{listener=\"public\"} %d\n"+
 			"schakel_http_request_duration_seconds_count{listener=\"public\"} %d\n", n, n, n, n, n)
 	}
-	a, b := &fakeNode{}, &fakeNode{}
-	a.set(metrics(3))
-	b.set(metrics(5))
-	sa, sb := httptest.NewServer(a), httptest.NewServer(b)
-	defer sa.Close()
-	defer sb.Close()
-	m, _, _ := newTestMonitor(t, NodeSource{Name: "n1", Replicas: []string{sa.URL + "/metrics", sb.URL + "/metrics"}})
+	m, _, b, _, _ := twoReplicas(t, metrics(3), metrics(5))
 	m.Collect(context.Background())
 	const restarts = 50
 	for i := range restarts {
