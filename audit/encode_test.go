@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -128,11 +127,7 @@ func TestColumnBoxesKeepTheOrder(t *testing.T) {
 // The body, bound as bytes, is stored as TEXT, byte for byte.
 func TestSQLiteStoresTheBodyAsText(t *testing.T) {
 	ctx := context.Background()
-	b, err := openSQLite(ctx, filepath.Join(t.TempDir(), "audit.db"), false, "FULL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.close()
+	b := tempSQLite(t, "FULL")
 	var head [32]byte
 	var rows []row
 	for i := range 3 {

@@ -13,11 +13,7 @@ import (
 // rows): a statement per batch size would have prepared 64.
 func TestBatchesOfEverySizeUseSevenStatements(t *testing.T) {
 	ctx := context.Background()
-	b, err := openSQLite(ctx, filepath.Join(t.TempDir(), "audit.db"), false, "NORMAL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.close()
+	b := tempSQLite(t, "NORMAL")
 	seq := int64(0)
 	for size := 1; size <= 2*maxInsertRows+1; size++ {
 		rows := make([]row, size)
@@ -32,7 +28,7 @@ func TestBatchesOfEverySizeUseSevenStatements(t *testing.T) {
 		}
 	}
 	var next int64
-	err = b.scan(ctx, func(r row) error {
+	err := b.scan(ctx, func(r row) error {
 		next++
 		if r.seq != next || r.cols.EventID != fmt.Sprintf("event-%d", next) {
 			return fmt.Errorf("row %d is seq %d, event %s", next, r.seq, r.cols.EventID)
@@ -48,4 +44,16 @@ func TestBatchesOfEverySizeUseSevenStatements(t *testing.T) {
 	if len(b.inserts) > 7 {
 		t.Errorf("%d prepared INSERT statements, want at most 7", len(b.inserts))
 	}
+}
+
+// tempSQLite is a SQLite backend in t's temporary directory, with SQLite's
+// synchronous setting sync; it closes when t ends.
+func tempSQLite(t *testing.T, sync string) *sqliteBackend {
+	t.Helper()
+	b, err := openSQLite(context.Background(), filepath.Join(t.TempDir(), "audit.db"), false, sync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.close() })
+	return b
 }
