@@ -502,12 +502,23 @@ func (nw *Network) InternalURL(ura string) string { return nw.internalURLs[ura] 
 // a tester restarted by hand is not this network's child and keeps running.
 func (nw *Network) StopProcesses() {
 	procs := nw.Processes()
+	// Replicas drain before they stop (node.Config.Drain): told together,
+	// they drain side by side, not one after another.
+	told := map[*Process]bool{}
+	for _, p := range procs {
+		if strings.Contains(p.Name, "/") && !p.Exited() {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+			told[p] = true
+		}
+	}
 	for i := len(procs) - 1; i >= 0; i-- {
 		p := procs[i]
 		if p.Exited() {
 			continue
 		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		if !told[p] {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		}
 		select {
 		case <-p.exited:
 		case <-time.After(childStopTimeout):

@@ -44,9 +44,20 @@ const DefaultSchemaPrefix = "schakel_"
 // and those are redispatched to another replica meanwhile; a check waits
 // up to replicaCheckTimeout, so that a replica slowed by a busy machine is
 // not taken for a dead one.
+//
+// A replica told to stop fails its checks first (node.Config.Drain,
+// replicaDrain) and goes on serving until the balancer has taken it out of
+// rotation: after its first failed check the next come every
+// replicaFastCheck, so it is out after replicaCheckInterval + 2 ×
+// replicaFastCheck at most, and only then does it close its connections.
+// Closing them while the balancer could still reuse one would race a
+// request sent on it, which HAProxy answers by closing the client's
+// connection without an answer.
 const (
 	replicaCheckInterval = time.Second
+	replicaFastCheck     = 250 * time.Millisecond
 	replicaCheckTimeout  = 3 * time.Second
+	replicaDrain         = replicaCheckInterval + 2*replicaFastCheck + time.Second
 )
 
 // checkReplicas refuses a replica setup that cannot work, before anything
@@ -203,6 +214,7 @@ func (nw *Network) prepareReplicas(name string, cfg node.Config, lbHeld []net.Li
 		pub, in := held[0].Addr().String(), held[1].Addr().String()
 		rc.Public = node.ListenerConfig{Addr: pub, URL: "https://" + cfg.Public.Addr, ProxyProtocol: []string{nw.opts.Host}}
 		rc.Internal = node.ListenerConfig{Addr: in}
+		rc.Drain = replicaDrain
 		rc.DataDir = filepath.Join(dir, fmt.Sprintf("replica-%d", i), "data")
 		if err := os.MkdirAll(rc.DataDir, 0o700); err != nil {
 			return nil, err
@@ -314,7 +326,7 @@ defaults
     # connection goes to the next one.
     retries 2
     option redispatch
-    default-server inter %[2]dms fall 3 rise 2
+    default-server inter %[2]dms fastinter %[6]dms fall 3 rise 2
 
 frontend %[3]s_public
     mode tcp
@@ -330,7 +342,7 @@ backend %[3]s_public
     option httpchk
     http-check send meth GET uri /healthz
     http-check expect status 200
-`, b.name, replicaCheckInterval.Milliseconds(), name, b.public, replicaCheckTimeout.Milliseconds())
+`, b.name, replicaCheckInterval.Milliseconds(), name, b.public, replicaCheckTimeout.Milliseconds(), replicaFastCheck.Milliseconds())
 	for _, sv := range b.servers {
 		_, port, _ := strings.Cut(sv.internal, ":")
 		// send-proxy-v2: the replica learns each connection's client from

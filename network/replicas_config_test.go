@@ -26,6 +26,14 @@ func TestBalancerConfig(t *testing.T) {
 			t.Errorf("public part lacks %q:\n%s", want, public)
 		}
 	}
+	// A stopping replica drains until the balancer can have seen three
+	// failed checks: the first within inter, the next two fastinter apart.
+	if want := "default-server inter 1000ms fastinter 250ms fall 3 rise 2"; !strings.Contains(cfg, want) {
+		t.Errorf("defaults lack %q:\n%s", want, cfg)
+	}
+	if out := replicaCheckInterval + 2*replicaFastCheck; replicaDrain <= out {
+		t.Errorf("replicas drain %s, the balancer may take %s to take one out", replicaDrain, out)
+	}
 	for _, unwanted := range []string{"ssl", "crt "} {
 		if strings.Contains(cfg, unwanted) {
 			t.Errorf("the balancer must not terminate TLS, found %q:\n%s", unwanted, cfg)

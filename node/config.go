@@ -89,6 +89,14 @@ type Config struct {
 	// replica that died is taken up by another within about one lease
 	// (docs/operations.md, Running replicas). Default 30s.
 	Lease time.Duration `koanf:"lease"`
+	// Drain is how long the node, told to stop, first answers /healthz and
+	// /readyz 503 while it goes on serving, so that a load balancer takes
+	// it out of rotation before its connections close; only then does it
+	// finish what it has accepted and stop. Behind a balancer, set it to
+	// the time the balancer needs to see the failed checks (HAProxy: inter
+	// + (fall − 1) × fastinter, and a margin); a node alone needs none.
+	// Default 0, at most 5m (docs/operations.md, Running replicas).
+	Drain time.Duration `koanf:"drain"`
 	// Push is the outbox's delivery of Push messages.
 	Push PushConfig `koanf:"push"`
 	// MaxBodyBytes limits FHIR request bodies.
@@ -219,6 +227,10 @@ const (
 	minLease = time.Second
 	maxLease = 10 * time.Minute
 )
+
+// maxDrain bounds Config.Drain: a stop that waits longer is likely a
+// mistaken unit, and process supervisors kill what has not stopped by then.
+const maxDrain = 5 * time.Minute
 
 // Validate checks the holder deadline.
 func (c IndexedPullConfig) Validate() error {
@@ -464,6 +476,9 @@ func (c *Config) Validate() error {
 		c.Lease = 30 * time.Second
 	case c.Lease < minLease || c.Lease > maxLease:
 		errs = append(errs, fmt.Errorf("lease (%s) must be from %s to %s", c.Lease, minLease, maxLease))
+	}
+	if c.Drain < 0 || c.Drain > maxDrain {
+		errs = append(errs, fmt.Errorf("drain (%s) must be from 0 to %s", c.Drain, maxDrain))
 	}
 	if err := c.Push.validate(); err != nil {
 		errs = append(errs, err)

@@ -67,6 +67,9 @@ func TestConfigValidate(t *testing.T) {
 		{"lease below a second", func(c *Config) { c.Lease = 100 * time.Millisecond }, "lease"},
 		{"negative lease", func(c *Config) { c.Lease = -time.Second }, "lease"},
 		{"endless lease", func(c *Config) { c.Lease = time.Hour }, "lease"},
+		{"drain behind a balancer", func(c *Config) { c.Drain = 2 * time.Second }, ""},
+		{"negative drain", func(c *Config) { c.Drain = -time.Second }, "drain"},
+		{"endless drain", func(c *Config) { c.Drain = time.Hour }, "drain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig(t)

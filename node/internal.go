@@ -31,6 +31,10 @@ func tokenHash(t string) [32]byte { return sha256.Sum256([]byte(t)) }
 func (n *Node) internalRoutes(reg prometheus.Registerer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if n.draining.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining", "node": n.cfg.Name})
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": n.cfg.Name})
 	})
 	mux.HandleFunc("GET /livez", n.livez)

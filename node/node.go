@@ -71,6 +71,9 @@ type Node struct {
 	// requests counts the public and internal requests under way: the
 	// audit log's group commit waits a little for theirs (audit.Config.Siblings).
 	requests atomic.Int64
+	// draining is set while the node drains before it stops (Serve):
+	// its health checks answer 503.
+	draining atomic.Bool
 	npDB     *notifiedpull.DB
 	np       *notifiedpull.Service
 	pushDB   *push.DB
@@ -511,8 +514,30 @@ func Endpoints(publicURL, ura string) plateau.Endpoints {
 		AuthServer: base, JWKS: base + "/jwks/" + ura, Push: base + "/fhir/stu3/" + ura + "/$process-message"}
 }
 
-// Serve runs the node until ctx ends, then shuts down gracefully.
+// Serve runs the node until ctx ends, then shuts down gracefully: with
+// Config.Drain set, it first answers its health checks 503 for that long
+// while it goes on serving, so that a load balancer takes it out of
+// rotation before any connection closes; then it finishes what it has
+// accepted and stops.
 func (n *Node) Serve(ctx context.Context) error {
+	// The node's own work (pulls, deliveries, replication) runs until the
+	// drain is over: a referral accepted while draining is pulled here.
+	stop := ctx
+	ctx, stopWork := context.WithCancel(context.WithoutCancel(stop))
+	defer stopWork()
+	// Stopped before it serves, the node stops its work at once.
+	serving := make(chan struct{})
+	go func() {
+		select {
+		case <-stop.Done():
+			select {
+			case <-serving:
+			default:
+				stopWork()
+			}
+		case <-serving:
+		}
+	}()
 	if err := n.np.Start(ctx); err != nil {
 		n.np.Wait()
 		n.closeStores()
@@ -547,11 +572,17 @@ func (n *Node) Serve(ctx context.Context) error {
 		go func() { errc <- n.adminSrv.Serve(n.adminLn) }()
 	}
 	n.log.Info("node started", "public", n.PublicURL(), "internal", n.InternalURL(), "admin", n.AdminURL(), "participants", n.parts.len())
+	close(serving)
 	var err error
 	select {
-	case <-ctx.Done():
+	case <-stop.Done():
+		if ctx.Err() == nil && n.cfg.Drain > 0 {
+			err = n.drain(errc)
+		}
+	case <-ctx.Done(): // stopped while starting
 	case err = <-errc:
 	}
+	stopWork()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = n.publicSrv.Shutdown(shutdownCtx)
@@ -570,6 +601,21 @@ func (n *Node) Serve(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// drain answers the health checks 503 for Config.Drain while the node goes
+// on serving, unless a listener fails first (its error is returned).
+func (n *Node) drain(errc <-chan error) error {
+	n.draining.Store(true)
+	n.log.Info("node draining: health checks answer 503 before the listeners close", "drain", n.cfg.Drain)
+	t := time.NewTimer(n.cfg.Drain)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case err := <-errc:
+		return err
+	}
 }
 
 // closeStores releases what New opened, in the reverse order, skipping

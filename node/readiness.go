@@ -36,6 +36,7 @@ func (n *Node) readyChecks() []readyCheck {
 		{"store", n.checkStore},
 		{"audit", n.checkAudit},
 		{"crl", n.checkCRLs},
+		{"drain", n.checkDrain},
 	}
 	for _, svc := range []struct{ name, url string }{
 		{"consent.regional", n.cfg.Consent.Regional.URL},
@@ -47,6 +48,14 @@ func (n *Node) readyChecks() []readyCheck {
 		}
 	}
 	return checks
+}
+
+// checkDrain fails while the node drains before it stops (Serve).
+func (n *Node) checkDrain(context.Context) error {
+	if n.draining.Load() {
+		return errors.New("draining before the node stops")
+	}
+	return nil
 }
 
 func (n *Node) consentConfigured(name string) bool {

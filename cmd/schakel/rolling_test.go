@@ -19,8 +19,9 @@ import (
 // TestRollingRestart: every replica of both nodes is stopped (SIGTERM) and
 // started again in turn, one at a time, as in a rolling upgrade, while
 // participants' systems refer, send letters and consult through the
-// balancers. No request fails: a stopping replica finishes what it has
-// accepted and the balancer sends the rest to the other; every
+// balancers. No request fails: a stopping replica drains first (its health
+// check fails while it still serves, until the balancer has taken it out
+// of rotation), then finishes what it has accepted; every
 // acknowledged referral completes and every letter is delivered once.
 func TestRollingRestart(t *testing.T) {
 	t.Setenv("SCHAKEL_LEASE", replicaLease.String())
@@ -106,7 +107,9 @@ func TestRollingRestart(t *testing.T) {
 	// verifies, across the restarts.
 	nw.StopProcesses()
 	for _, c := range restarted {
-		_ = c.Process.Signal(syscall.SIGTERM)
+		_ = c.Process.Signal(syscall.SIGTERM) // together: each drains first
+	}
+	for _, c := range restarted {
 		if err := c.Wait(); err != nil {
 			t.Errorf("a restarted replica after SIGTERM: %v", err)
 		}
