@@ -526,18 +526,8 @@ func (n *Node) Serve(ctx context.Context) error {
 	ctx, stopWork := context.WithCancel(context.WithoutCancel(stop))
 	defer stopWork()
 	// Stopped before it serves, the node stops its work at once.
-	serving := make(chan struct{})
-	go func() {
-		select {
-		case <-stop.Done():
-			select {
-			case <-serving:
-			default:
-				stopWork()
-			}
-		case <-serving:
-		}
-	}()
+	unlink := context.AfterFunc(stop, stopWork)
+	defer unlink()
 	if err := n.np.Start(ctx); err != nil {
 		n.np.Wait()
 		n.closeStores()
@@ -572,7 +562,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		go func() { errc <- n.adminSrv.Serve(n.adminLn) }()
 	}
 	n.log.Info("node started", "public", n.PublicURL(), "internal", n.InternalURL(), "admin", n.AdminURL(), "participants", n.parts.len())
-	close(serving)
+	unlink() // from here the drain decides when the work stops
 	var err error
 	select {
 	case <-stop.Done():
