@@ -11,8 +11,9 @@ import (
 )
 
 // TestDrain stops a node with a drain: its health checks answer 503 while
-// it still serves, on connections opened before the stop too, and only
-// then does Serve return. Without a drain it stops at once.
+// it still serves, on connections opened before the stop too, each answer
+// closing its connection, and only then does Serve return. Without a drain
+// it stops at once.
 func TestDrain(t *testing.T) {
 	for _, drain := range []time.Duration{2 * time.Second, 0} {
 		t.Run(drain.String(), func(t *testing.T) {
@@ -27,12 +28,14 @@ func TestDrain(t *testing.T) {
 			go func() { served <- n.Serve(ctx) }()
 			hc := &http.Client{Timeout: 5 * time.Second}
 			defer hc.CloseIdleConnections()
+			closes := false // whether the last answer closed its connection
 			health := func(path string) (int, string) {
 				resp, err := hc.Get(n.InternalURL() + path)
 				if err != nil {
 					return 0, err.Error()
 				}
 				defer resp.Body.Close()
+				closes = resp.Close
 				var body struct {
 					Status string `json:"status"`
 				}
@@ -40,6 +43,9 @@ func TestDrain(t *testing.T) {
 				return resp.StatusCode, body.Status
 			}
 			waitFor(t, "the node serving", func() bool { code, _ := health("/healthz"); return code == http.StatusOK })
+			if closes {
+				t.Error("an answer before the stop closes its connection")
+			}
 
 			stop() // the connection above stays open, idle
 			if drain == 0 {
@@ -62,6 +68,9 @@ func TestDrain(t *testing.T) {
 			}
 			if code, status := health("/livez"); code != http.StatusOK {
 				t.Errorf("/livez while draining: %d %q, want 200: the node still serves", code, status)
+			}
+			if !closes {
+				t.Error("an answer while draining keeps its connection open: the client would send its next request on it")
 			}
 			select {
 			case err := <-served:

@@ -91,6 +91,13 @@ func (n *Node) edge(listener string, routes http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.requests.Add(1)
 		defer n.requests.Add(-1)
+		if r.ProtoMajor == 1 && n.draining.Load() {
+			// Draining (Serve): the connection closes after this answer, so
+			// that the client opens its next one elsewhere rather than send
+			// it on a connection the node is about to close. (HTTP/2 clients
+			// are told by the GOAWAY the stop sends.)
+			w.Header().Set("Connection", "close")
+		}
 		growStack()
 		h.ServeHTTP(w, r)
 	})
