@@ -157,7 +157,8 @@ func (ts *testStore) rawExec(ctx context.Context, q string) error {
 		return err
 	case *pgBackend:
 		q = strings.NewReplacer("audit_event", be.schema+".audit_event", "audit_checkpoint", be.schema+".audit_checkpoint").Replace(q)
-		return be.writer.with(ctx, be.cfg, func(c *pgx.Conn) error { _, err := c.Exec(ctx, q); return err })
+		_, err := be.writer.Exec(ctx, q)
+		return err
 	}
 	return errors.New("unknown backend")
 }

@@ -8,37 +8,28 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/schakel-nl/schakel/internal/pgdb"
 )
 
 // pgBackend keeps the log in two tables of one PostgreSQL schema. It holds
-// two connections: the committer's, and one (shared under a lock) for
-// queries; audit reads are rare next to writes.
+// two connections, each a pool of one: the committer's, and one for
+// queries; audit reads are rare next to writes. pgxpool reconnects a
+// connection that broke, and pings one that sat idle a second or more
+// before it is used: a server restarted, or a network path cut, while it
+// was idle leaves it looking open until a statement fails on it, and that
+// statement would be a record someone is waiting for.
 type pgBackend struct {
-	cfg    *pgx.ConnConfig
 	schema string // quoted identifier
-	writer pgConn
-	reader pgConn
+	writer *pgxpool.Pool
+	reader *pgxpool.Pool
 	// lockKey names the advisory lock the writers of this log take turns by.
 	lockKey string
 }
-
-type pgConn struct {
-	mu   sync.Mutex
-	c    *pgx.Conn
-	used time.Time // when c last answered
-}
-
-// idlePing is how long a connection may sit unused before it is pinged
-// before use: a server restarted, or a network path cut, while it was
-// idle leaves it looking open until a statement fails on it, and that
-// statement would be a record someone is waiting for.
-var idlePing = time.Second
 
 // pgMigrations create the tables (pgmigrations/00001_audit.sql: the
 // append-only triggers and revoked privileges are there). They run under
@@ -49,22 +40,42 @@ var idlePing = time.Second
 var pgMigrations embed.FS
 
 func openPostgres(ctx context.Context, dsn, schema string, readOnly bool) (*pgBackend, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres connection string: %w", err)
 	}
-	b := &pgBackend{cfg: cfg, schema: pgx.Identifier{schema}.Sanitize(), lockKey: "schakel-audit-append:" + schema}
+	cfg.MaxConns = 1
+	// Durable commit whatever the server's default.
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, `SET synchronous_commit TO on`)
+		return err
+	}
+	b := &pgBackend{schema: pgx.Identifier{schema}.Sanitize(), lockKey: "schakel-audit-append:" + schema}
+	// Neither pool connects before it is used.
+	if b.writer, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if b.reader, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		b.close()
+		return nil, err
+	}
 	if readOnly {
-		return b, b.reader.with(ctx, b.cfg, func(*pgx.Conn) error { return nil })
+		if err := b.reader.Ping(ctx); err != nil {
+			b.close()
+			return nil, err
+		}
+		return b, nil
 	}
 	// Concurrent first opens of the same schema take turns under goose's
 	// advisory lock.
 	sub, err := fs.Sub(pgMigrations, "pgmigrations")
 	if err != nil {
+		b.close()
 		return nil, err
 	}
 	db, err := pgdb.Open(ctx, dsn, schema, "audit_goose_version", sub)
 	if err != nil {
+		b.close()
 		return nil, fmt.Errorf("create audit tables: %w", err)
 	}
 	db.Close()
@@ -73,48 +84,17 @@ func openPostgres(ctx context.Context, dsn, schema string, readOnly bool) (*pgBa
 
 func (b *pgBackend) sql(q string) string { return strings.ReplaceAll(q, "{s}", b.schema) }
 
-// with runs fn on the connection, (re)connecting first when it is not open.
-func (p *pgConn) with(ctx context.Context, cfg *pgx.ConnConfig, fn func(*pgx.Conn) error) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.c != nil && !p.c.IsClosed() && time.Since(p.used) > idlePing {
-		if err := p.c.Ping(ctx); err != nil {
-			_ = p.c.Close(ctx) // reconnected below
-		}
-	}
-	if p.c == nil || p.c.IsClosed() {
-		c, err := pgx.ConnectConfig(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		// Durable commit whatever the server's default.
-		if _, err := c.Exec(ctx, `SET synchronous_commit TO on`); err != nil {
-			c.Close(ctx)
-			return err
-		}
-		p.c = c
-	}
-	err := fn(p.c)
-	p.used = time.Now()
-	return err
-}
-
 func (b *pgBackend) close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var errs []error
-	for _, p := range []*pgConn{&b.writer, &b.reader} {
-		p.mu.Lock()
-		if p.c != nil {
-			errs = append(errs, p.c.Close(ctx))
+	for _, p := range []*pgxpool.Pool{b.writer, b.reader} {
+		if p != nil {
+			p.Close()
 		}
-		p.mu.Unlock()
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 func (b *pgBackend) head(ctx context.Context) (seq int64, h [32]byte, err error) {
-	err = b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
+	err = b.reader.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
 		var hash []byte
 		err := c.QueryRow(ctx, b.sql(`SELECT seq, hash FROM {s}.audit_event ORDER BY seq DESC LIMIT 1`)).Scan(&seq, &hash)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -129,11 +109,11 @@ func (b *pgBackend) head(ctx context.Context) (seq int64, h [32]byte, err error)
 // ping reaches the server on the writer's connection, reconnecting it
 // when it broke.
 func (b *pgBackend) ping(ctx context.Context) error {
-	return b.writer.with(ctx, b.cfg, func(c *pgx.Conn) error { return c.Ping(ctx) })
+	return b.writer.Ping(ctx)
 }
 
 func (b *pgBackend) lastCheckpoint(ctx context.Context) (seq int64, err error) {
-	err = b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
+	err = b.reader.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
 		return c.QueryRow(ctx, b.sql(`SELECT COALESCE(MAX(seq), 0) FROM {s}.audit_checkpoint`)).Scan(&seq)
 	})
 	return seq, err
@@ -165,7 +145,7 @@ func (b *pgBackend) writeShared(ctx context.Context, build func(t tip) ([]row, *
 	ins := b.sql(`INSERT INTO {s}.audit_event (seq, prev, hash, body, ` + columnNames + `)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)`)
 	n := 0
-	err := b.writer.with(ctx, b.cfg, func(c *pgx.Conn) error {
+	err := b.writer.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
 		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 			var t tip
 			var hash []byte
@@ -218,7 +198,7 @@ const pgSelectRow = `SELECT seq, prev, hash, body, ` + columnNames + ` FROM {s}.
 
 func (b *pgBackend) query(ctx context.Context, f Filter) (out []row, err error) {
 	w, args := where(f, func(n int) string { return fmt.Sprintf("$%d", n) })
-	err = b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
+	err = b.reader.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
 		rows, err := c.Query(ctx, b.sql(pgSelectRow)+w+orderLimit(f, "ALL"), args...)
 		if err != nil {
 			return err
@@ -248,14 +228,14 @@ func scanPGRow(rows pgx.Rows) (row, error) {
 
 func (b *pgBackend) count(ctx context.Context, f Filter) (n int, err error) {
 	w, args := where(f, func(n int) string { return fmt.Sprintf("$%d", n) })
-	err = b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
+	err = b.reader.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
 		return c.QueryRow(ctx, b.sql(`SELECT count(*) FROM {s}.audit_event`)+w, args...).Scan(&n)
 	})
 	return n, err
 }
 
 func (b *pgBackend) scan(ctx context.Context, fn func(row) error) error {
-	return b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
+	return b.reader.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
 		rows, err := c.Query(ctx, b.sql(pgSelectRow+` ORDER BY seq`))
 		if err != nil {
 			return err
@@ -275,7 +255,7 @@ func (b *pgBackend) scan(ctx context.Context, fn func(row) error) error {
 }
 
 func (b *pgBackend) checkpoints(ctx context.Context, last bool) (out []Checkpoint, err error) {
-	err = b.reader.with(ctx, b.cfg, func(c *pgx.Conn) error {
+	err = b.reader.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
 		rows, err := c.Query(ctx, b.sql(`SELECT seq, head, created_at, jws FROM {s}.audit_checkpoint`+checkpointOrder(last)))
 		if err != nil {
 			return err

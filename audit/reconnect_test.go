@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/schakel-nl/schakel/internal/pgdb/pgtest"
 )
@@ -13,7 +14,7 @@ import (
 // A writer connection the server dropped while it sat idle (a PostgreSQL
 // restart, a cut network path) looks open until a statement fails on it.
 // The first record after such a break must not be that statement: the
-// store pings an idle connection before it uses it and reconnects.
+// connection is pinged before use when it sat idle, and replaced.
 func TestAppendAfterIdleConnectionDropped(t *testing.T) {
 	dsn, schema := pgtest.Schema(t, "audit_reconnect_")
 	ctx := context.Background()
@@ -22,22 +23,23 @@ func TestAppendAfterIdleConnectionDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close(ctx)
-	defer func(d time.Duration) { idlePing = d }(idlePing)
-	idlePing = 50 * time.Millisecond
-
 	s := newTestStore(t, Config{Postgres: dsn, Schema: schema}, nil)
 	if err := s.Append(ctx, record(0)); err != nil {
 		t.Fatal(err)
 	}
-	w := &s.be.(*pgBackend).writer
-	w.mu.Lock()
-	pid := w.c.PgConn().PID()
-	w.mu.Unlock()
+	var pid uint32
+	if err := s.be.(*pgBackend).writer.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
+		pid = c.Conn().PgConn().PID()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	var dropped bool
 	if err := admin.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&dropped); err != nil || !dropped {
 		t.Fatalf("terminate the writer's backend %d: %v %v", pid, dropped, err)
 	}
-	time.Sleep(2 * idlePing)
+	// pgxpool pings a connection idle for a second or more before use.
+	time.Sleep(1200 * time.Millisecond)
 	if err := s.Append(ctx, record(1)); err != nil {
 		t.Fatalf("the first record after the writer's connection was dropped: %v", err)
 	}
