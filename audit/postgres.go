@@ -40,9 +40,9 @@ type pgBackend struct {
 var pgMigrations embed.FS
 
 func openPostgres(ctx context.Context, dsn, schema string, readOnly bool) (*pgBackend, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := pgdb.PoolConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("postgres connection string: %w", err)
+		return nil, err
 	}
 	cfg.MaxConns = 1
 	// Durable commit whatever the server's default.

@@ -36,9 +36,9 @@ func openPostgres(ctx context.Context, dsn, schema string) (*pgStore, error) {
 	if schema == "" {
 		schema = "logcentral"
 	}
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := pgdb.PoolConfig(dsn)
 	if err != nil {
-		return nil, errors.New("connection string does not parse") // never echo it: it may hold a password
+		return nil, err
 	}
 	// Concurrent first opens of the same schema take turns under goose's
 	// advisory lock.

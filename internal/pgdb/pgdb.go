@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -30,6 +31,20 @@ var schemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 // request fails with 503 after it instead of waiting for its client to
 // give up.
 const ConnectTimeout = 5 * time.Second
+
+// PoolConfig parses dsn for a pgxpool pool, with ConnectTimeout when the
+// DSN sets no connect_timeout. The error never echoes the DSN: it may hold
+// a password.
+func PoolConfig(dsn string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, errors.New("invalid PostgreSQL DSN")
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = ConnectTimeout
+	}
+	return cfg, nil
+}
 
 // Open connects to dsn (a PostgreSQL URL or key=value string) and migrates
 // the component's tables with the SQL files at the root of migrations. With

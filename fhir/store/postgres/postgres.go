@@ -75,10 +75,9 @@ func Open(ctx context.Context, dsn string, v fhir.Version, opts ...Option) (*Sto
 	for _, opt := range opts {
 		opt(&o)
 	}
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := pgdb.PoolConfig(dsn)
 	if err != nil {
-		// The DSN may hold a password: do not echo it.
-		return nil, errors.New("postgres store: invalid DSN")
+		return nil, fmt.Errorf("postgres store: %w", err)
 	}
 	if o.schema != "" {
 		if !schemaPattern.MatchString(o.schema) {
@@ -88,9 +87,6 @@ func Open(ctx context.Context, dsn string, v fhir.Version, opts ...Option) (*Sto
 	}
 	if o.maxConns > 0 {
 		cfg.MaxConns = o.maxConns
-	}
-	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = pgdb.ConnectTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

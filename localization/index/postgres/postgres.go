@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
+	"github.com/schakel-nl/schakel/internal/pgdb"
 	"github.com/schakel-nl/schakel/localization/index"
 )
 
@@ -40,10 +41,9 @@ var (
 // Open connects to dsn (a libpq URL or key=value string; runtime parameters
 // such as search_path pass through) and migrates the schema.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	cfg, err := pgdb.PoolConfig(dsn)
 	if err != nil {
-		// The DSN may hold a password: do not echo it.
-		return nil, errors.New("localization index: invalid PostgreSQL DSN")
+		return nil, fmt.Errorf("localization index: %w", err)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
