@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync/atomic"
@@ -58,11 +57,7 @@ func TestRollingRestart(t *testing.T) {
 		waitUntil(t, 30*time.Second, name+" ready again", func() (bool, string) {
 			resp, err := http.Get("http://" + internal + "/readyz")
 			if err != nil {
-				b, _ := os.ReadFile(p.Log)
-				if len(b) > 3000 {
-					b = b[len(b)-3000:]
-				}
-				return false, err.Error() + "\n" + string(b)
+				return false, err.Error() + "\n" + logTail(p.Log, 40)
 			}
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
