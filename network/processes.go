@@ -47,6 +47,10 @@ type Process struct {
 	exited chan struct{}
 }
 
+// Replica tells whether p is one of a node's replicas (its name has the
+// replica's number: gp-node/1).
+func (p *Process) Replica() bool { return strings.Contains(p.Name, "/") }
+
 // Exited reports whether the process has ended (killed, or failed).
 func (p *Process) Exited() bool {
 	select {
@@ -506,7 +510,7 @@ func (nw *Network) StopProcesses() {
 	// they drain side by side, not one after another.
 	told := map[*Process]bool{}
 	for _, p := range procs {
-		if strings.Contains(p.Name, "/") && !p.Exited() {
+		if p.Replica() && !p.Exited() {
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			told[p] = true
 		}

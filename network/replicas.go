@@ -384,7 +384,7 @@ func (nw *Network) ReplicaTraffic() (ReplicaTraffic, error) {
 		return out, nil
 	}
 	for _, p := range nw.Processes() {
-		if strings.Contains(p.Name, "/") || len(p.Args) == 0 || filepath.Base(p.Args[0]) != HAProxy {
+		if p.Replica() || len(p.Args) == 0 || filepath.Base(p.Args[0]) != HAProxy {
 			continue
 		}
 		f, err := os.Open(p.Log)
